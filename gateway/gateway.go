@@ -1,0 +1,81 @@
+// Package gateway serves the Docker Engine REST API from the Engine gRPC
+// service. It knows HTTP and Docker's wire formats; everything it answers
+// comes from an Engine client, so the engine itself knows nothing of HTTP.
+//
+// A request goes: version prefix and headers (version.go) → grpc-gateway
+// route generated from proto/engine → Engine method → converter to Docker's
+// JSON type (convert.go) → marshaler (marshal.go). Routes whose shape a
+// google.api.http rule cannot express are hand-written handlers mounted on
+// the same mux.
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+)
+
+// Options describe the engine the gateway fronts.
+type Options struct {
+	// ServerVersion goes into the Server header: "engined/<version> (linux)".
+	ServerVersion string
+	// Experimental is reported in the Docker-Experimental header.
+	Experimental bool
+	Logger       *slog.Logger
+}
+
+// New returns the REST handler. conn is a connection to the Engine service,
+// normally in-process.
+func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) (http.Handler, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, dockerMarshaler{}),
+		runtime.WithForwardResponseRewriter(toDocker),
+		runtime.WithErrorHandler(errorHandler),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		// gRPC metadata is the engine's business, not the client's.
+		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithOutgoingTrailerMatcher(func(string) (string, bool) { return "", false }),
+	)
+	client := enginev1.NewEngineClient(conn)
+	if err := enginev1.RegisterEngineHandlerClient(ctx, mux, client); err != nil {
+		return nil, fmt.Errorf("register engine routes: %w", err)
+	}
+	h := &handlers{engine: client, log: opts.Logger}
+	if err := h.register(mux); err != nil {
+		return nil, err
+	}
+	return withDockerHeaders(opts, withAPIVersion(mux)), nil
+}
+
+// handlers are the hand-written routes.
+type handlers struct {
+	engine enginev1.EngineClient
+	log    *slog.Logger
+}
+
+func (h *handlers) register(mux *runtime.ServeMux) error {
+	routes := []struct {
+		method, path string
+		fn           runtime.HandlerFunc
+	}{
+		{http.MethodGet, "/_ping", h.ping},
+		{http.MethodHead, "/_ping", h.ping},
+		{http.MethodGet, "/plugins", h.pluginList},
+		{http.MethodGet, "/plugins/{name=**}/json", h.pluginInspect},
+	}
+	for _, r := range routes {
+		if err := mux.HandlePath(r.method, r.path, r.fn); err != nil {
+			return fmt.Errorf("register %s %s: %w", r.method, r.path, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,287 @@
+// Package daemon wires engined together: the pid file and store, the Engine
+// gRPC service, the REST gateway in front of it, and the listeners that
+// serve both. It owns their lifetimes; the work itself is done by the
+// packages it wires.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/engined/engined/gateway"
+	"github.com/engined/engined/internal/config"
+	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/listener"
+	"github.com/engined/engined/internal/pidfile"
+	"github.com/engined/engined/internal/store"
+	"github.com/engined/engined/internal/system"
+	"github.com/engined/engined/internal/version"
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+)
+
+// shutdownGrace bounds how long in-flight requests may run after a stop
+// signal; long streams (events, logs -f) are cut after it.
+const shutdownGrace = 10 * time.Second
+
+// storeLockTimeout bounds the wait for the metadata file's lock.
+const storeLockTimeout = 2 * time.Second
+
+// engine is the Engine gRPC server: one embedded service per concern.
+// Methods not yet implemented answer UNIMPLEMENTED through the nested
+// embedding, which sits one level deeper so real methods win.
+type engine struct {
+	unimplemented
+	*system.Service
+}
+
+type unimplemented struct{ enginev1.UnimplementedEngineServer }
+
+// Run starts engined and serves until ctx is cancelled, then shuts down
+// cleanly: stop accepting, let in-flight requests finish, close the store.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
+	pid, err := pidfile.Acquire(filepath.Join(cfg.ExecRoot, "engined.pid"))
+	if err != nil {
+		return err
+	}
+	defer pid.Release()
+
+	st, err := store.Open(cfg.DataRoot, storeLockTimeout)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close metadata store: %w", cerr)
+		}
+	}()
+	id, err := st.EngineID(newEngineID)
+	if err != nil {
+		return fmt.Errorf("engine id: %w", err)
+	}
+
+	gid, err := socketGroup(cfg)
+	if err != nil {
+		return err
+	}
+	listeners, warnings, err := listener.Open(ctx, cfg.Hosts, listener.TLSOptions{
+		Enabled:          cfg.TLSEnabled(),
+		Verify:           cfg.TLSVerifyEnabled(),
+		CAFile:           cfg.TLSCACert,
+		CertFile:         cfg.TLSCert,
+		KeyFile:          cfg.TLSKey,
+		InsecureExplicit: cfg.TLSExplicitlyOff(),
+	}, gid)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+
+	self, _ := os.Executable()
+	sys := system.New(system.Config{
+		ID:                 id,
+		DataRoot:           cfg.DataRoot,
+		Debug:              cfg.Debug || cfg.LogLevel == "debug",
+		Labels:             cfg.Labels,
+		RegistryMirrors:    cfg.RegistryMirrors,
+		InsecureRegistries: cfg.InsecureRegistries,
+		Warnings:           infoWarnings(warnings),
+		ShimPath:           filepath.Join(filepath.Dir(self), "shim"),
+		Counts: func(context.Context) (system.Counts, error) {
+			return counts(st)
+		},
+	})
+
+	grpcServer := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(unaryErrors(log)),
+		grpc.ChainStreamInterceptor(streamErrors(log)),
+	)
+	enginev1.RegisterEngineServer(grpcServer, &engine{Service: sys})
+
+	// The gateway reaches the Engine service in-process; streaming methods
+	// need a real client connection, so it is a buffered in-memory pipe.
+	mem := bufconn.Listen(1 << 20)
+	conn, err := grpc.NewClient("passthrough:///engined",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	)
+	if err != nil {
+		closeAll(listeners)
+		return fmt.Errorf("connect gateway to engine: %w", err)
+	}
+	defer conn.Close()
+	gwCtx, cancelGW := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelGW()
+	rest, err := gateway.New(gwCtx, conn, gateway.Options{ServerVersion: version.Version, Logger: log})
+	if err != nil {
+		closeAll(listeners)
+		return err
+	}
+
+	srv := &http.Server{
+		Handler:           splitGRPC(grpcServer, logRequests(log, rest)),
+		ReadHeaderTimeout: 30 * time.Second,
+		Protocols:         new(http.Protocols),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	// HTTP/1.1 for Docker clients (hijacking needs it), HTTP/2 for gRPC:
+	// over TLS through ALPN, in the clear with prior knowledge (h2c).
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetHTTP2(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+
+	var wg sync.WaitGroup
+	serveErr := make(chan error, len(listeners)+1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := grpcServer.Serve(mem); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			serveErr <- fmt.Errorf("in-process engine server: %w", err)
+		}
+	}()
+	for _, l := range listeners {
+		log.Info("API listen", "addr", l.Address, "tls", l.TLS)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("serve %s: %w", l.Address, err)
+			}
+		}()
+	}
+	notifyReady(log)
+	log.Info("engined started", "version", version.Version, "api", version.APIVersion, "data-root", cfg.DataRoot, "exec-root", cfg.ExecRoot, "pid", os.Getpid())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-serveErr:
+		log.Error("listener failed, shutting down", "err", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if serr := srv.Shutdown(shutdownCtx); serr != nil {
+		log.Warn("requests still running at shutdown deadline; closing them", "err", serr)
+		srv.Close()
+	}
+	cancelGW()
+	grpcServer.Stop()
+	wg.Wait()
+	for _, l := range listeners {
+		if l.Proto == "unix" {
+			os.Remove(strings.TrimPrefix(l.Address, "unix://"))
+		}
+	}
+	log.Info("engined stopped")
+	return err
+}
+
+// splitGRPC sends gRPC requests to the gRPC server and everything else to
+// the REST gateway, so one address serves both.
+func splitGRPC(grpcServer *grpc.Server, rest http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			grpcServer.ServeHTTP(w, r)
+			return
+		}
+		rest.ServeHTTP(w, r)
+	})
+}
+
+func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "proto", r.Proto)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func unaryErrors(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		if err != nil {
+			log.Debug("engine call failed", "method", info.FullMethod, "err", err)
+		}
+		return resp, errdefs.ToGRPC(err)
+	}
+}
+
+func streamErrors(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		err := handler(srv, ss)
+		if err != nil {
+			log.Debug("engine stream failed", "method", info.FullMethod, "err", err)
+		}
+		return errdefs.ToGRPC(err)
+	}
+}
+
+// counts reads object counts from the store until the container and image
+// packages own them.
+func counts(st *store.Store) (system.Counts, error) {
+	var c system.Counts
+	var err error
+	if c.Containers, err = st.Count(store.BucketContainers); err != nil {
+		return c, err
+	}
+	c.Stopped = c.Containers
+	c.Images, err = st.Count(store.BucketImages)
+	return c, err
+}
+
+func socketGroup(cfg *config.Config) (int, error) {
+	if cfg.Group == "" {
+		return -1, nil
+	}
+	g, err := user.LookupGroup(cfg.Group)
+	if err != nil {
+		if cfg.Group == config.DefaultGroup {
+			return -1, nil
+		}
+		return -1, fmt.Errorf("socket group %q: %w", cfg.Group, err)
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return -1, fmt.Errorf("socket group %q has gid %q: %w", cfg.Group, g.Gid, err)
+	}
+	return gid, nil
+}
+
+func infoWarnings(listenerWarnings []string) []string {
+	out := make([]string, 0, len(listenerWarnings))
+	for _, w := range listenerWarnings {
+		out = append(out, "WARNING: "+w)
+	}
+	return out
+}
+
+func newEngineID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	h := hex.EncodeToString(b)
+	return fmt.Sprintf("%s-%s-%s-%s-%s", h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+}
+
+func closeAll(ls []*listener.Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
+}
+
