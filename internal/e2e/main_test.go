@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// dockerCLI is the real Docker CLI the tests drive engined with.
+const dockerCLI = "/usr/local/bin/docker"
+
+// binDir holds the engined, shim and docker binaries built for this run.
+var binDir string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "e2e: these tests start engined and must run as root (make test does, and CI runs as root)")
+		os.Exit(1)
+	}
+	dir, err := os.MkdirTemp("", "engined-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	build := exec.Command("go", "build", "-o", dir+"/", "../../cmd/engined", "../../cmd/shim", "../../cmd/docker")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build binaries:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// lockedBuffer collects a process's output while it runs.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// engined is one running daemon under test.
+type engined struct {
+	t        *testing.T
+	cmd      *exec.Cmd
+	out      *lockedBuffer
+	done     chan struct{}
+	DataRoot string
+	ExecRoot string
+	Sock     string // unix socket path
+	Host     string // unix://Sock
+}
+
+// newRoots makes short temporary roots: unix socket paths are limited to
+// 108 bytes, and test names make t.TempDir() long.
+func newRoots(t *testing.T) (dataRoot, execRoot string) {
+	t.Helper()
+	base, err := os.MkdirTemp("", "engined-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	dataRoot, execRoot = filepath.Join(base, "data"), filepath.Join(base, "run")
+	return dataRoot, execRoot
+}
+
+// startEngined starts engined on fresh roots with a unix socket plus any
+// extra arguments, and waits until it answers /_ping.
+func startEngined(t *testing.T, extra ...string) *engined {
+	t.Helper()
+	dataRoot, execRoot := newRoots(t)
+	return startEnginedAt(t, dataRoot, execRoot, extra...)
+}
+
+func startEnginedAt(t *testing.T, dataRoot, execRoot string, extra ...string) *engined {
+	t.Helper()
+	e := &engined{t: t, DataRoot: dataRoot, ExecRoot: execRoot, Sock: filepath.Join(execRoot, "docker.sock")}
+	e.Host = "unix://" + e.Sock
+	// An empty config file of the test's own keeps /etc/engined out of it.
+	cfgFile := filepath.Join(filepath.Dir(dataRoot), "daemon.json")
+	if _, err := os.Stat(cfgFile); err != nil {
+		if err := os.WriteFile(cfgFile, []byte("{}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := append([]string{"--data-root", dataRoot, "--exec-root", execRoot, "-H", e.Host, "--log-level", "debug",
+		"--config-file", cfgFile}, extra...)
+	e.start(args)
+	e.waitReady()
+	return e
+}
+
+func (e *engined) start(args []string) {
+	e.t.Helper()
+	e.out = &lockedBuffer{}
+	e.cmd = exec.Command(filepath.Join(binDir, "engined"), args...)
+	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
+	if err := e.cmd.Start(); err != nil {
+		e.t.Fatalf("start engined: %v", err)
+	}
+	e.done = make(chan struct{})
+	go func() { e.cmd.Wait(); close(e.done) }()
+	e.t.Cleanup(func() {
+		select {
+		case <-e.done:
+		default:
+			e.cmd.Process.Kill()
+			<-e.done
+		}
+		if e.t.Failed() {
+			e.t.Logf("engined output:\n%s", e.out.String())
+		}
+	})
+}
+
+func (e *engined) waitReady() {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-e.done:
+			e.t.Fatalf("engined exited early (%v):\n%s", e.cmd.ProcessState, e.out.String())
+		default:
+		}
+		if resp, err := unixClient(e.Sock).Get("http://engined/_ping"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.t.Fatalf("engined did not answer /_ping in time:\n%s", e.out.String())
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (e *engined) stop() {
+	e.t.Helper()
+	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		e.t.Fatalf("signal engined: %v", err)
+	}
+	select {
+	case <-e.done:
+	case <-time.After(30 * time.Second):
+		e.t.Fatalf("engined did not stop after SIGTERM:\n%s", e.out.String())
+	}
+	if !e.cmd.ProcessState.Success() {
+		e.t.Fatalf("engined exited with %v after SIGTERM:\n%s", e.cmd.ProcessState, e.out.String())
+	}
+}
+
+// runEnginedExpectFailure runs engined with args and returns its exit code
+// and output; it fails the test if engined is still running after 30s.
+func runEnginedExpectFailure(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "engined"), args...)
+	out, _ := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("engined %v did not exit:\n%s", args, out)
+	}
+	return cmd.ProcessState.ExitCode(), string(out)
+}
+
+func unixClient(sock string) *http.Client {
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}},
+	}
+}
+
+// get does a GET on engined's socket and returns status, headers and body.
+func (e *engined) get(path string) (int, http.Header, string) {
+	e.t.Helper()
+	return e.do(http.MethodGet, path)
+}
+
+func (e *engined) do(method, path string) (int, http.Header, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, "http://engined"+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp, err := unixClient(e.Sock).Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+// docker runs the real docker CLI against host with a private config dir.
+func docker(t *testing.T, host string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(dockerCLI, append([]string{"-H", host}, args...)...)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func mustContain(t *testing.T, what, got string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(got, w) {
+			t.Errorf("%s: want %q in:\n%s", what, w, got)
+		}
+	}
+}
