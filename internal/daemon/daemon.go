@@ -51,7 +51,9 @@ type engine struct {
 	*system.Service
 }
 
-type unimplemented struct{ enginev1.UnimplementedEngineServer }
+type unimplemented struct {
+	enginev1.UnimplementedEngineServer
+}
 
 // Run starts engined and serves until ctx is cancelled, then shuts down
 // cleanly: stop accepting, let in-flight requests finish, close the store.
@@ -284,4 +286,3 @@ func closeAll(ls []*listener.Listener) {
 		l.Close()
 	}
 }
-
