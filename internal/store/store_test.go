@@ -1,0 +1,105 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func TestOpenCreatesBucketsAndID(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range allBuckets {
+		if n, err := s.Count(b); err != nil || n != 0 && string(b) != "meta" {
+			t.Errorf("bucket %s: %d %v", b, n, err)
+		}
+	}
+	n := 0
+	newID := func() string { n++; return "id-1" }
+	id1, _ := s.EngineID(newID)
+	id2, _ := s.EngineID(newID)
+	if id1 != "id-1" || id2 != "id-1" || n != 1 {
+		t.Errorf("EngineID not stable: %q %q (%d calls)", id1, id2, n)
+	}
+	s.Close()
+	s, err = Open(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := s.EngineID(newID); id != "id-1" {
+		t.Errorf("EngineID lost on reopen: %q", id)
+	}
+	s.Close()
+}
+
+// bbolt's lock is per open file description (flock), so another process
+// is needed to hold it: this test re-runs itself as the holder.
+func TestLockedStore(t *testing.T) {
+	if dir := os.Getenv("STORE_TEST_HOLD"); dir != "" {
+		s, err := Open(dir, time.Second)
+		if err != nil {
+			os.Exit(3)
+		}
+		defer s.Close()
+		os.WriteFile(filepath.Join(dir, "held"), nil, 0o644)
+		time.Sleep(time.Minute)
+		return
+	}
+	dir := t.TempDir()
+	holder := exec.Command(os.Args[0], "-test.run=^TestLockedStore$")
+	holder.Env = append(os.Environ(), "STORE_TEST_HOLD="+dir)
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(filepath.Join(dir, "held")); err == nil {
+			break
+		}
+		if i > 500 {
+			t.Fatal("holder never opened the store")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	_, err := Open(dir, 200*time.Millisecond)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), dir) {
+		t.Errorf("Open on a held store: %v", err)
+	}
+	if time.Since(start) > 30*time.Second {
+		t.Error("Open on a held store hung")
+	}
+}
+
+func TestCorruptAndNewerStore(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, FileName), []byte(strings.Repeat("garbage!", 1024)), 0o600)
+	if _, err := Open(dir, time.Second); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Errorf("corrupt store: %v", err)
+	}
+
+	dir = t.TempDir()
+	s, err := Open(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Update(func(tx *bolt.Tx) error {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], SchemaVersion+1)
+		return tx.Bucket(BucketMeta).Put(keySchema, v[:])
+	})
+	s.Close()
+	if _, err := Open(dir, time.Second); err == nil || !strings.Contains(err.Error(), "newer than this engined") {
+		t.Errorf("newer schema: %v", err)
+	}
+}
