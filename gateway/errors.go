@@ -60,6 +60,9 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	}{msg})
 }
 
+// grpcMessage is an Engine error's message without the gRPC decoration.
+func grpcMessage(err error) string { return status.Convert(err).Message() }
+
 // writeGRPCError answers with the status an Engine error maps to.
 func writeGRPCError(w http.ResponseWriter, err error) {
 	st := status.Convert(err)

@@ -41,6 +41,7 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) (http
 		runtime.WithForwardResponseRewriter(toDocker),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		runtime.WithForwardResponseOption(setSuccessStatus),
 		// gRPC metadata is the engine's business, not the client's.
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithOutgoingTrailerMatcher(func(string) (string, bool) { return "", false }),
@@ -71,6 +72,7 @@ func (h *handlers) register(mux *runtime.ServeMux) error {
 		{http.MethodHead, "/_ping", h.ping},
 		{http.MethodGet, "/plugins", h.pluginList},
 		{http.MethodGet, "/plugins/{name=**}/json", h.pluginInspect},
+		{http.MethodPost, "/images/create", h.imageCreate},
 	}
 	for _, r := range routes {
 		if err := mux.HandlePath(r.method, r.path, r.fn); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -37,6 +38,20 @@ func toDocker(ctx context.Context, m proto.Message) (any, error) {
 		return nil, fmt.Errorf("gateway: no Docker shape registered for %s", m.ProtoReflect().Descriptor().FullName())
 	}
 	return fn(ctx, m)
+}
+
+// noBody is the Docker shape of replies that have none (201 Created).
+type noBody struct{}
+
+// successStatus is the status of replies that are not 200 OK.
+var successStatus = map[protoreflect.FullName]int{}
+
+// setSuccessStatus is the forward-response option applying successStatus.
+func setSuccessStatus(_ context.Context, w http.ResponseWriter, m proto.Message) error {
+	if code, ok := successStatus[m.ProtoReflect().Descriptor().FullName()]; ok {
+		w.WriteHeader(code)
+	}
+	return nil
 }
 
 // fromDockerFunc decodes a Docker JSON request body into an Engine request.
@@ -71,6 +86,9 @@ func (dockerMarshaler) Marshal(v any) ([]byte, error) {
 		if r, ok := m["result"]; ok {
 			v = r
 		}
+	}
+	if _, ok := v.(noBody); ok {
+		return nil, nil
 	}
 	if m, ok := v.(proto.Message); ok {
 		// Only error chunks of streams get here unconverted.

@@ -28,6 +28,7 @@ import (
 	"github.com/engined/engined/gateway"
 	"github.com/engined/engined/internal/config"
 	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/image"
 	"github.com/engined/engined/internal/listener"
 	"github.com/engined/engined/internal/pidfile"
 	"github.com/engined/engined/internal/store"
@@ -48,8 +49,15 @@ const storeLockTimeout = 2 * time.Second
 // embedding, which sits one level deeper so real methods win.
 type engine struct {
 	unimplemented
-	*system.Service
+	*systemService
+	*imageService
 }
+
+// Aliases name the embedded fields: every concern calls its type Service.
+type (
+	systemService = system.Service
+	imageService  = image.Service
+)
 
 type unimplemented struct {
 	enginev1.UnimplementedEngineServer
@@ -97,6 +105,18 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		log.Warn(w)
 	}
 
+	images, err := image.New(ctx, image.Config{
+		Root:     filepath.Join(cfg.DataRoot, "image"),
+		Store:    st,
+		Mirrors:  cfg.RegistryMirrors,
+		Insecure: cfg.InsecureRegistries,
+		Logger:   log,
+	})
+	if err != nil {
+		closeAll(listeners)
+		return err
+	}
+
 	self, _ := os.Executable()
 	sys := system.New(system.Config{
 		ID:                 id,
@@ -107,8 +127,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		InsecureRegistries: cfg.InsecureRegistries,
 		Warnings:           infoWarnings(warnings),
 		ShimPath:           filepath.Join(filepath.Dir(self), "shim"),
-		Counts: func(context.Context) (system.Counts, error) {
-			return counts(st)
+		Counts: func(ctx context.Context) (system.Counts, error) {
+			return counts(ctx, st, images)
 		},
 	})
 
@@ -116,7 +136,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		grpc.ChainUnaryInterceptor(unaryErrors(log)),
 		grpc.ChainStreamInterceptor(streamErrors(log)),
 	)
-	enginev1.RegisterEngineServer(grpcServer, &engine{Service: sys})
+	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images})
 
 	// The gateway reaches the Engine service in-process; streaming methods
 	// need a real client connection, so it is a buffered in-memory pipe.
@@ -235,16 +255,16 @@ func streamErrors(log *slog.Logger) grpc.StreamServerInterceptor {
 	}
 }
 
-// counts reads object counts from the store until the container and image
-// packages own them.
-func counts(st *store.Store) (system.Counts, error) {
+// counts reads object counts; containers come from the store until the
+// containers package owns them.
+func counts(ctx context.Context, st *store.Store, images *image.Service) (system.Counts, error) {
 	var c system.Counts
 	var err error
 	if c.Containers, err = st.Count(store.BucketContainers); err != nil {
 		return c, err
 	}
 	c.Stopped = c.Containers
-	c.Images, err = st.Count(store.BucketImages)
+	c.Images, err = images.Count(ctx)
 	return c, err
 }
 

@@ -1183,6 +1183,1487 @@ func (x *Runtime) GetArgs() []string {
 	return nil
 }
 
+// RegistryAuth is Docker's X-Registry-Auth, decoded.
+type RegistryAuth struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	ServerAddress string                 `protobuf:"bytes,3,opt,name=server_address,json=serverAddress,proto3" json:"server_address,omitempty"`
+	IdentityToken string                 `protobuf:"bytes,4,opt,name=identity_token,json=identityToken,proto3" json:"identity_token,omitempty"`
+	RegistryToken string                 `protobuf:"bytes,5,opt,name=registry_token,json=registryToken,proto3" json:"registry_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistryAuth) Reset() {
+	*x = RegistryAuth{}
+	mi := &file_engine_v1_engine_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistryAuth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistryAuth) ProtoMessage() {}
+
+func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistryAuth.ProtoReflect.Descriptor instead.
+func (*RegistryAuth) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RegistryAuth) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *RegistryAuth) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *RegistryAuth) GetServerAddress() string {
+	if x != nil {
+		return x.ServerAddress
+	}
+	return ""
+}
+
+func (x *RegistryAuth) GetIdentityToken() string {
+	if x != nil {
+		return x.IdentityToken
+	}
+	return ""
+}
+
+func (x *RegistryAuth) GetRegistryToken() string {
+	if x != nil {
+		return x.RegistryToken
+	}
+	return ""
+}
+
+// Progress is one line of a pull or push, as `docker pull` renders it.
+type Progress struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Status  string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Current int64                  `protobuf:"varint,3,opt,name=current,proto3" json:"current,omitempty"`
+	Total   int64                  `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
+	// aux is set on the last message of a push.
+	Aux           *PushResult `protobuf:"bytes,5,opt,name=aux,proto3" json:"aux,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Progress) Reset() {
+	*x = Progress{}
+	mi := &file_engine_v1_engine_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Progress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Progress) ProtoMessage() {}
+
+func (x *Progress) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Progress.ProtoReflect.Descriptor instead.
+func (*Progress) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Progress) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Progress) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Progress) GetCurrent() int64 {
+	if x != nil {
+		return x.Current
+	}
+	return 0
+}
+
+func (x *Progress) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *Progress) GetAux() *PushResult {
+	if x != nil {
+		return x.Aux
+	}
+	return nil
+}
+
+type PushResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tag           string                 `protobuf:"bytes,1,opt,name=tag,proto3" json:"tag,omitempty"`
+	Digest        string                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushResult) Reset() {
+	*x = PushResult{}
+	mi := &file_engine_v1_engine_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushResult) ProtoMessage() {}
+
+func (x *PushResult) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushResult.ProtoReflect.Descriptor instead.
+func (*PushResult) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PushResult) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *PushResult) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *PushResult) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+type Chunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Chunk) Reset() {
+	*x = Chunk{}
+	mi := &file_engine_v1_engine_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Chunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Chunk) ProtoMessage() {}
+
+func (x *Chunk) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
+func (*Chunk) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Chunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type Image struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RepoTags    []string               `protobuf:"bytes,2,rep,name=repo_tags,json=repoTags,proto3" json:"repo_tags,omitempty"`
+	RepoDigests []string               `protobuf:"bytes,3,rep,name=repo_digests,json=repoDigests,proto3" json:"repo_digests,omitempty"`
+	Created     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created,proto3" json:"created,omitempty"`
+	Size        int64                  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	Labels      map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// config_json is the image's config blob as stored (Docker or OCI).
+	ConfigJson        []byte                 `protobuf:"bytes,7,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	DiffIds           []string               `protobuf:"bytes,8,rep,name=diff_ids,json=diffIds,proto3" json:"diff_ids,omitempty"`
+	ManifestDigest    string                 `protobuf:"bytes,9,opt,name=manifest_digest,json=manifestDigest,proto3" json:"manifest_digest,omitempty"`
+	ManifestMediaType string                 `protobuf:"bytes,10,opt,name=manifest_media_type,json=manifestMediaType,proto3" json:"manifest_media_type,omitempty"`
+	ManifestSize      int64                  `protobuf:"varint,11,opt,name=manifest_size,json=manifestSize,proto3" json:"manifest_size,omitempty"`
+	LastTagTime       *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_tag_time,json=lastTagTime,proto3" json:"last_tag_time,omitempty"`
+	// layer_dirs are the unpacked layers, top first (GraphDriver data).
+	LayerDirs     []string `protobuf:"bytes,13,rep,name=layer_dirs,json=layerDirs,proto3" json:"layer_dirs,omitempty"`
+	Containers    int64    `protobuf:"varint,14,opt,name=containers,proto3" json:"containers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Image) Reset() {
+	*x = Image{}
+	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Image) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Image) ProtoMessage() {}
+
+func (x *Image) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Image.ProtoReflect.Descriptor instead.
+func (*Image) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Image) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Image) GetRepoTags() []string {
+	if x != nil {
+		return x.RepoTags
+	}
+	return nil
+}
+
+func (x *Image) GetRepoDigests() []string {
+	if x != nil {
+		return x.RepoDigests
+	}
+	return nil
+}
+
+func (x *Image) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *Image) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Image) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Image) GetConfigJson() []byte {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return nil
+}
+
+func (x *Image) GetDiffIds() []string {
+	if x != nil {
+		return x.DiffIds
+	}
+	return nil
+}
+
+func (x *Image) GetManifestDigest() string {
+	if x != nil {
+		return x.ManifestDigest
+	}
+	return ""
+}
+
+func (x *Image) GetManifestMediaType() string {
+	if x != nil {
+		return x.ManifestMediaType
+	}
+	return ""
+}
+
+func (x *Image) GetManifestSize() int64 {
+	if x != nil {
+		return x.ManifestSize
+	}
+	return 0
+}
+
+func (x *Image) GetLastTagTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastTagTime
+	}
+	return nil
+}
+
+func (x *Image) GetLayerDirs() []string {
+	if x != nil {
+		return x.LayerDirs
+	}
+	return nil
+}
+
+func (x *Image) GetContainers() int64 {
+	if x != nil {
+		return x.Containers
+	}
+	return 0
+}
+
+type ImageInspectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageInspectRequest) Reset() {
+	*x = ImageInspectRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageInspectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageInspectRequest) ProtoMessage() {}
+
+func (x *ImageInspectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageInspectRequest.ProtoReflect.Descriptor instead.
+func (*ImageInspectRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ImageInspectRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ImageHistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageHistoryRequest) Reset() {
+	*x = ImageHistoryRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageHistoryRequest) ProtoMessage() {}
+
+func (x *ImageHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageHistoryRequest.ProtoReflect.Descriptor instead.
+func (*ImageHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ImageHistoryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ImageHistoryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*HistoryItem         `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageHistoryResponse) Reset() {
+	*x = ImageHistoryResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageHistoryResponse) ProtoMessage() {}
+
+func (x *ImageHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageHistoryResponse.ProtoReflect.Descriptor instead.
+func (*ImageHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ImageHistoryResponse) GetItems() []*HistoryItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type HistoryItem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Created       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=created,proto3" json:"created,omitempty"`
+	CreatedBy     string                 `protobuf:"bytes,3,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	Tags          []string               `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty"`
+	Size          int64                  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	Comment       string                 `protobuf:"bytes,6,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryItem) Reset() {
+	*x = HistoryItem{}
+	mi := &file_engine_v1_engine_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryItem) ProtoMessage() {}
+
+func (x *HistoryItem) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryItem.ProtoReflect.Descriptor instead.
+func (*HistoryItem) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *HistoryItem) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *HistoryItem) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *HistoryItem) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *HistoryItem) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *HistoryItem) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *HistoryItem) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+type ImageTagRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Repo          string                 `protobuf:"bytes,2,opt,name=repo,proto3" json:"repo,omitempty"`
+	Tag           string                 `protobuf:"bytes,3,opt,name=tag,proto3" json:"tag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageTagRequest) Reset() {
+	*x = ImageTagRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageTagRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageTagRequest) ProtoMessage() {}
+
+func (x *ImageTagRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageTagRequest.ProtoReflect.Descriptor instead.
+func (*ImageTagRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ImageTagRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImageTagRequest) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+func (x *ImageTagRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+type ImageTagResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageTagResponse) Reset() {
+	*x = ImageTagResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageTagResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageTagResponse) ProtoMessage() {}
+
+func (x *ImageTagResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageTagResponse.ProtoReflect.Descriptor instead.
+func (*ImageTagResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{22}
+}
+
+type ImageRemoveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Force         bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	Noprune       bool                   `protobuf:"varint,3,opt,name=noprune,proto3" json:"noprune,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageRemoveRequest) Reset() {
+	*x = ImageRemoveRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageRemoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageRemoveRequest) ProtoMessage() {}
+
+func (x *ImageRemoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageRemoveRequest.ProtoReflect.Descriptor instead.
+func (*ImageRemoveRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ImageRemoveRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImageRemoveRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *ImageRemoveRequest) GetNoprune() bool {
+	if x != nil {
+		return x.Noprune
+	}
+	return false
+}
+
+type ImageRemoveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*ImageDeleteItem     `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageRemoveResponse) Reset() {
+	*x = ImageRemoveResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageRemoveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageRemoveResponse) ProtoMessage() {}
+
+func (x *ImageRemoveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageRemoveResponse.ProtoReflect.Descriptor instead.
+func (*ImageRemoveResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ImageRemoveResponse) GetItems() []*ImageDeleteItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type ImageDeleteItem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Untagged      string                 `protobuf:"bytes,1,opt,name=untagged,proto3" json:"untagged,omitempty"`
+	Deleted       string                 `protobuf:"bytes,2,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageDeleteItem) Reset() {
+	*x = ImageDeleteItem{}
+	mi := &file_engine_v1_engine_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageDeleteItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageDeleteItem) ProtoMessage() {}
+
+func (x *ImageDeleteItem) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageDeleteItem.ProtoReflect.Descriptor instead.
+func (*ImageDeleteItem) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ImageDeleteItem) GetUntagged() string {
+	if x != nil {
+		return x.Untagged
+	}
+	return ""
+}
+
+func (x *ImageDeleteItem) GetDeleted() string {
+	if x != nil {
+		return x.Deleted
+	}
+	return ""
+}
+
+type ImageListRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	All   bool                   `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
+	// filters is Docker's JSON filter syntax: {"dangling":["true"]}.
+	Filters       string `protobuf:"bytes,2,opt,name=filters,proto3" json:"filters,omitempty"`
+	Digests       bool   `protobuf:"varint,3,opt,name=digests,proto3" json:"digests,omitempty"`
+	SharedSize    bool   `protobuf:"varint,4,opt,name=shared_size,json=sharedSize,proto3" json:"shared_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageListRequest) Reset() {
+	*x = ImageListRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageListRequest) ProtoMessage() {}
+
+func (x *ImageListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageListRequest.ProtoReflect.Descriptor instead.
+func (*ImageListRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ImageListRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *ImageListRequest) GetFilters() string {
+	if x != nil {
+		return x.Filters
+	}
+	return ""
+}
+
+func (x *ImageListRequest) GetDigests() bool {
+	if x != nil {
+		return x.Digests
+	}
+	return false
+}
+
+func (x *ImageListRequest) GetSharedSize() bool {
+	if x != nil {
+		return x.SharedSize
+	}
+	return false
+}
+
+type ImageListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Images        []*Image               `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageListResponse) Reset() {
+	*x = ImageListResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageListResponse) ProtoMessage() {}
+
+func (x *ImageListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageListResponse.ProtoReflect.Descriptor instead.
+func (*ImageListResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ImageListResponse) GetImages() []*Image {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+type ImagePruneRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Filters       string                 `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImagePruneRequest) Reset() {
+	*x = ImagePruneRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImagePruneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImagePruneRequest) ProtoMessage() {}
+
+func (x *ImagePruneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImagePruneRequest.ProtoReflect.Descriptor instead.
+func (*ImagePruneRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ImagePruneRequest) GetFilters() string {
+	if x != nil {
+		return x.Filters
+	}
+	return ""
+}
+
+type ImagePruneResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Deleted        []*ImageDeleteItem     `protobuf:"bytes,1,rep,name=deleted,proto3" json:"deleted,omitempty"`
+	SpaceReclaimed int64                  `protobuf:"varint,2,opt,name=space_reclaimed,json=spaceReclaimed,proto3" json:"space_reclaimed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ImagePruneResponse) Reset() {
+	*x = ImagePruneResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImagePruneResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImagePruneResponse) ProtoMessage() {}
+
+func (x *ImagePruneResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImagePruneResponse.ProtoReflect.Descriptor instead.
+func (*ImagePruneResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ImagePruneResponse) GetDeleted() []*ImageDeleteItem {
+	if x != nil {
+		return x.Deleted
+	}
+	return nil
+}
+
+func (x *ImagePruneResponse) GetSpaceReclaimed() int64 {
+	if x != nil {
+		return x.SpaceReclaimed
+	}
+	return 0
+}
+
+type ImagePullRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// image is a reference as Docker accepts it (busybox, host:5000/a/b:tag,
+	// name@sha256:...).
+	Image string `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	// tag, if set, is added to image (a tag or a digest).
+	Tag string `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	// platform is os/arch[/variant]; empty means the engine's own.
+	Platform      string        `protobuf:"bytes,3,opt,name=platform,proto3" json:"platform,omitempty"`
+	Auth          *RegistryAuth `protobuf:"bytes,4,opt,name=auth,proto3" json:"auth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImagePullRequest) Reset() {
+	*x = ImagePullRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImagePullRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImagePullRequest) ProtoMessage() {}
+
+func (x *ImagePullRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImagePullRequest.ProtoReflect.Descriptor instead.
+func (*ImagePullRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ImagePullRequest) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *ImagePullRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *ImagePullRequest) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *ImagePullRequest) GetAuth() *RegistryAuth {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+type ImagePushRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Tag           string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	Auth          *RegistryAuth          `protobuf:"bytes,3,opt,name=auth,proto3" json:"auth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImagePushRequest) Reset() {
+	*x = ImagePushRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImagePushRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImagePushRequest) ProtoMessage() {}
+
+func (x *ImagePushRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImagePushRequest.ProtoReflect.Descriptor instead.
+func (*ImagePushRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ImagePushRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImagePushRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *ImagePushRequest) GetAuth() *RegistryAuth {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+type ImageImportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set in the first message only.
+	Options       *ImageImportOptions `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	Data          []byte              `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageImportRequest) Reset() {
+	*x = ImageImportRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageImportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageImportRequest) ProtoMessage() {}
+
+func (x *ImageImportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageImportRequest.ProtoReflect.Descriptor instead.
+func (*ImageImportRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ImageImportRequest) GetOptions() *ImageImportOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *ImageImportRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type ImageImportOptions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repo          string                 `protobuf:"bytes,1,opt,name=repo,proto3" json:"repo,omitempty"`
+	Tag           string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Changes       []string               `protobuf:"bytes,4,rep,name=changes,proto3" json:"changes,omitempty"`
+	Platform      string                 `protobuf:"bytes,5,opt,name=platform,proto3" json:"platform,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageImportOptions) Reset() {
+	*x = ImageImportOptions{}
+	mi := &file_engine_v1_engine_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageImportOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageImportOptions) ProtoMessage() {}
+
+func (x *ImageImportOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageImportOptions.ProtoReflect.Descriptor instead.
+func (*ImageImportOptions) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ImageImportOptions) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+func (x *ImageImportOptions) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *ImageImportOptions) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ImageImportOptions) GetChanges() []string {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ImageImportOptions) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+type ImageImportResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageImportResponse) Reset() {
+	*x = ImageImportResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageImportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageImportResponse) ProtoMessage() {}
+
+func (x *ImageImportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageImportResponse.ProtoReflect.Descriptor instead.
+func (*ImageImportResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ImageImportResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ImageSaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageSaveRequest) Reset() {
+	*x = ImageSaveRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageSaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageSaveRequest) ProtoMessage() {}
+
+func (x *ImageSaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageSaveRequest.ProtoReflect.Descriptor instead.
+func (*ImageSaveRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ImageSaveRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+type ImageLoadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// loaded lists what was loaded: "Loaded image: busybox:latest" or
+	// "Loaded image ID: sha256:...".
+	Loaded        []string `protobuf:"bytes,1,rep,name=loaded,proto3" json:"loaded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageLoadResponse) Reset() {
+	*x = ImageLoadResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageLoadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageLoadResponse) ProtoMessage() {}
+
+func (x *ImageLoadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageLoadResponse.ProtoReflect.Descriptor instead.
+func (*ImageLoadResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ImageLoadResponse) GetLoaded() []string {
+	if x != nil {
+		return x.Loaded
+	}
+	return nil
+}
+
 var File_engine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_engine_v1_engine_proto_rawDesc = "" +
@@ -1316,13 +2797,132 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\bofficial\x18\x04 \x01(\bR\bofficial\"1\n" +
 	"\aRuntime\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args2\x81\x02\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xbb\x01\n" +
+	"\fRegistryAuth\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\x12%\n" +
+	"\x0eserver_address\x18\x03 \x01(\tR\rserverAddress\x12%\n" +
+	"\x0eidentity_token\x18\x04 \x01(\tR\ridentityToken\x12%\n" +
+	"\x0eregistry_token\x18\x05 \x01(\tR\rregistryToken\"\x8b\x01\n" +
+	"\bProgress\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
+	"\acurrent\x18\x03 \x01(\x03R\acurrent\x12\x14\n" +
+	"\x05total\x18\x04 \x01(\x03R\x05total\x12'\n" +
+	"\x03aux\x18\x05 \x01(\v2\x15.engine.v1.PushResultR\x03aux\"J\n" +
+	"\n" +
+	"PushResult\x12\x10\n" +
+	"\x03tag\x18\x01 \x01(\tR\x03tag\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\"\x1b\n" +
+	"\x05Chunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xcb\x04\n" +
+	"\x05Image\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\trepo_tags\x18\x02 \x03(\tR\brepoTags\x12!\n" +
+	"\frepo_digests\x18\x03 \x03(\tR\vrepoDigests\x124\n" +
+	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x03R\x04size\x124\n" +
+	"\x06labels\x18\x06 \x03(\v2\x1c.engine.v1.Image.LabelsEntryR\x06labels\x12\x1f\n" +
+	"\vconfig_json\x18\a \x01(\fR\n" +
+	"configJson\x12\x19\n" +
+	"\bdiff_ids\x18\b \x03(\tR\adiffIds\x12'\n" +
+	"\x0fmanifest_digest\x18\t \x01(\tR\x0emanifestDigest\x12.\n" +
+	"\x13manifest_media_type\x18\n" +
+	" \x01(\tR\x11manifestMediaType\x12#\n" +
+	"\rmanifest_size\x18\v \x01(\x03R\fmanifestSize\x12>\n" +
+	"\rlast_tag_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vlastTagTime\x12\x1d\n" +
+	"\n" +
+	"layer_dirs\x18\r \x03(\tR\tlayerDirs\x12\x1e\n" +
+	"\n" +
+	"containers\x18\x0e \x01(\x03R\n" +
+	"containers\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\")\n" +
+	"\x13ImageInspectRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\")\n" +
+	"\x13ImageHistoryRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"D\n" +
+	"\x14ImageHistoryResponse\x12,\n" +
+	"\x05items\x18\x01 \x03(\v2\x16.engine.v1.HistoryItemR\x05items\"\xb4\x01\n" +
+	"\vHistoryItem\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x124\n" +
+	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x03 \x01(\tR\tcreatedBy\x12\x12\n" +
+	"\x04tags\x18\x04 \x03(\tR\x04tags\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x03R\x04size\x12\x18\n" +
+	"\acomment\x18\x06 \x01(\tR\acomment\"K\n" +
+	"\x0fImageTagRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x10\n" +
+	"\x03tag\x18\x03 \x01(\tR\x03tag\"\x12\n" +
+	"\x10ImageTagResponse\"X\n" +
+	"\x12ImageRemoveRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x12\x18\n" +
+	"\anoprune\x18\x03 \x01(\bR\anoprune\"G\n" +
+	"\x13ImageRemoveResponse\x120\n" +
+	"\x05items\x18\x01 \x03(\v2\x1a.engine.v1.ImageDeleteItemR\x05items\"G\n" +
+	"\x0fImageDeleteItem\x12\x1a\n" +
+	"\buntagged\x18\x01 \x01(\tR\buntagged\x12\x18\n" +
+	"\adeleted\x18\x02 \x01(\tR\adeleted\"y\n" +
+	"\x10ImageListRequest\x12\x10\n" +
+	"\x03all\x18\x01 \x01(\bR\x03all\x12\x18\n" +
+	"\afilters\x18\x02 \x01(\tR\afilters\x12\x18\n" +
+	"\adigests\x18\x03 \x01(\bR\adigests\x12\x1f\n" +
+	"\vshared_size\x18\x04 \x01(\bR\n" +
+	"sharedSize\"=\n" +
+	"\x11ImageListResponse\x12(\n" +
+	"\x06images\x18\x01 \x03(\v2\x10.engine.v1.ImageR\x06images\"-\n" +
+	"\x11ImagePruneRequest\x12\x18\n" +
+	"\afilters\x18\x01 \x01(\tR\afilters\"s\n" +
+	"\x12ImagePruneResponse\x124\n" +
+	"\adeleted\x18\x01 \x03(\v2\x1a.engine.v1.ImageDeleteItemR\adeleted\x12'\n" +
+	"\x0fspace_reclaimed\x18\x02 \x01(\x03R\x0espaceReclaimed\"\x83\x01\n" +
+	"\x10ImagePullRequest\x12\x14\n" +
+	"\x05image\x18\x01 \x01(\tR\x05image\x12\x10\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x1a\n" +
+	"\bplatform\x18\x03 \x01(\tR\bplatform\x12+\n" +
+	"\x04auth\x18\x04 \x01(\v2\x17.engine.v1.RegistryAuthR\x04auth\"e\n" +
+	"\x10ImagePushRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\x12+\n" +
+	"\x04auth\x18\x03 \x01(\v2\x17.engine.v1.RegistryAuthR\x04auth\"a\n" +
+	"\x12ImageImportRequest\x127\n" +
+	"\aoptions\x18\x01 \x01(\v2\x1d.engine.v1.ImageImportOptionsR\aoptions\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x8a\x01\n" +
+	"\x12ImageImportOptions\x12\x12\n" +
+	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x10\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x18\n" +
+	"\achanges\x18\x04 \x03(\tR\achanges\x12\x1a\n" +
+	"\bplatform\x18\x05 \x01(\tR\bplatform\"%\n" +
+	"\x13ImageImportResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"(\n" +
+	"\x10ImageSaveRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"+\n" +
+	"\x11ImageLoadResponse\x12\x16\n" +
+	"\x06loaded\x18\x01 \x03(\tR\x06loaded2\xb3\t\n" +
 	"\x06Engine\x127\n" +
 	"\x04Ping\x12\x16.engine.v1.PingRequest\x1a\x17.engine.v1.PingResponse\x12d\n" +
 	"\rSystemVersion\x12\x1f.engine.v1.SystemVersionRequest\x1a .engine.v1.SystemVersionResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
 	"\x12\b/version\x12X\n" +
 	"\n" +
-	"SystemInfo\x12\x1c.engine.v1.SystemInfoRequest\x1a\x1d.engine.v1.SystemInfoResponse\"\r\x82\xd3\xe4\x93\x02\a\x12\x05/infoB5Z3github.com/engined/engined/proto/engine/v1;enginev1b\x06proto3"
+	"SystemInfo\x12\x1c.engine.v1.SystemInfoRequest\x1a\x1d.engine.v1.SystemInfoResponse\"\r\x82\xd3\xe4\x93\x02\a\x12\x05/info\x12`\n" +
+	"\fImageInspect\x12\x1e.engine.v1.ImageInspectRequest\x1a\x10.engine.v1.Image\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/images/{name=**}/json\x12r\n" +
+	"\fImageHistory\x12\x1e.engine.v1.ImageHistoryRequest\x1a\x1f.engine.v1.ImageHistoryResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/images/{name=**}/history\x12b\n" +
+	"\bImageTag\x12\x1a.engine.v1.ImageTagRequest\x1a\x1b.engine.v1.ImageTagResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x15/images/{name=**}/tag\x12g\n" +
+	"\vImageRemove\x12\x1d.engine.v1.ImageRemoveRequest\x1a\x1e.engine.v1.ImageRemoveResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/images/{name=**}\x12\\\n" +
+	"\tImageList\x12\x1b.engine.v1.ImageListRequest\x1a\x1c.engine.v1.ImageListResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/images/json\x12`\n" +
+	"\n" +
+	"ImagePrune\x12\x1c.engine.v1.ImagePruneRequest\x1a\x1d.engine.v1.ImagePruneResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\r/images/prune\x12?\n" +
+	"\tImagePull\x12\x1b.engine.v1.ImagePullRequest\x1a\x13.engine.v1.Progress0\x01\x12?\n" +
+	"\tImagePush\x12\x1b.engine.v1.ImagePushRequest\x1a\x13.engine.v1.Progress0\x01\x12N\n" +
+	"\vImageImport\x12\x1d.engine.v1.ImageImportRequest\x1a\x1e.engine.v1.ImageImportResponse(\x01\x12<\n" +
+	"\tImageSave\x12\x1b.engine.v1.ImageSaveRequest\x1a\x10.engine.v1.Chunk0\x01\x12=\n" +
+	"\tImageLoad\x12\x10.engine.v1.Chunk\x1a\x1c.engine.v1.ImageLoadResponse(\x01B5Z3github.com/engined/engined/proto/engine/v1;enginev1b\x06proto3"
 
 var (
 	file_engine_v1_engine_proto_rawDescOnce sync.Once
@@ -1336,7 +2936,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*PingRequest)(nil),           // 0: engine.v1.PingRequest
 	(*PingResponse)(nil),          // 1: engine.v1.PingResponse
@@ -1350,34 +2950,94 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*RegistryConfig)(nil),        // 9: engine.v1.RegistryConfig
 	(*IndexInfo)(nil),             // 10: engine.v1.IndexInfo
 	(*Runtime)(nil),               // 11: engine.v1.Runtime
-	nil,                           // 12: engine.v1.Component.DetailsEntry
-	nil,                           // 13: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                           // 14: engine.v1.RegistryConfig.IndexConfigsEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*RegistryAuth)(nil),          // 12: engine.v1.RegistryAuth
+	(*Progress)(nil),              // 13: engine.v1.Progress
+	(*PushResult)(nil),            // 14: engine.v1.PushResult
+	(*Chunk)(nil),                 // 15: engine.v1.Chunk
+	(*Image)(nil),                 // 16: engine.v1.Image
+	(*ImageInspectRequest)(nil),   // 17: engine.v1.ImageInspectRequest
+	(*ImageHistoryRequest)(nil),   // 18: engine.v1.ImageHistoryRequest
+	(*ImageHistoryResponse)(nil),  // 19: engine.v1.ImageHistoryResponse
+	(*HistoryItem)(nil),           // 20: engine.v1.HistoryItem
+	(*ImageTagRequest)(nil),       // 21: engine.v1.ImageTagRequest
+	(*ImageTagResponse)(nil),      // 22: engine.v1.ImageTagResponse
+	(*ImageRemoveRequest)(nil),    // 23: engine.v1.ImageRemoveRequest
+	(*ImageRemoveResponse)(nil),   // 24: engine.v1.ImageRemoveResponse
+	(*ImageDeleteItem)(nil),       // 25: engine.v1.ImageDeleteItem
+	(*ImageListRequest)(nil),      // 26: engine.v1.ImageListRequest
+	(*ImageListResponse)(nil),     // 27: engine.v1.ImageListResponse
+	(*ImagePruneRequest)(nil),     // 28: engine.v1.ImagePruneRequest
+	(*ImagePruneResponse)(nil),    // 29: engine.v1.ImagePruneResponse
+	(*ImagePullRequest)(nil),      // 30: engine.v1.ImagePullRequest
+	(*ImagePushRequest)(nil),      // 31: engine.v1.ImagePushRequest
+	(*ImageImportRequest)(nil),    // 32: engine.v1.ImageImportRequest
+	(*ImageImportOptions)(nil),    // 33: engine.v1.ImageImportOptions
+	(*ImageImportResponse)(nil),   // 34: engine.v1.ImageImportResponse
+	(*ImageSaveRequest)(nil),      // 35: engine.v1.ImageSaveRequest
+	(*ImageLoadResponse)(nil),     // 36: engine.v1.ImageLoadResponse
+	nil,                           // 37: engine.v1.Component.DetailsEntry
+	nil,                           // 38: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                           // 39: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                           // 40: engine.v1.Image.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	15, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	41, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	4,  // 1: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	12, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	37, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	7,  // 3: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	8,  // 4: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	15, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	41, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	9,  // 6: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	13, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	14, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
-	11, // 9: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	10, // 10: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	0,  // 11: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	2,  // 12: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	5,  // 13: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	1,  // 14: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	3,  // 15: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	6,  // 16: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	38, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	39, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	14, // 9: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
+	41, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	40, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	41, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	20, // 13: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
+	41, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	25, // 15: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
+	16, // 16: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
+	25, // 17: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
+	12, // 18: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
+	12, // 19: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
+	33, // 20: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
+	11, // 21: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	10, // 22: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	0,  // 23: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	2,  // 24: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	5,  // 25: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	17, // 26: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	18, // 27: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	21, // 28: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	23, // 29: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	26, // 30: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	28, // 31: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	30, // 32: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	31, // 33: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	32, // 34: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	35, // 35: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	15, // 36: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	1,  // 37: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	3,  // 38: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	6,  // 39: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	16, // 40: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	19, // 41: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	22, // 42: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	24, // 43: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	27, // 44: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	29, // 45: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	13, // 46: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	13, // 47: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	34, // 48: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	15, // 49: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	36, // 50: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	37, // [37:51] is the sub-list for method output_type
+	23, // [23:37] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -1391,7 +3051,7 @@ func file_engine_v1_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

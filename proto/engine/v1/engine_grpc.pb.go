@@ -44,6 +44,17 @@ const (
 	Engine_Ping_FullMethodName          = "/engine.v1.Engine/Ping"
 	Engine_SystemVersion_FullMethodName = "/engine.v1.Engine/SystemVersion"
 	Engine_SystemInfo_FullMethodName    = "/engine.v1.Engine/SystemInfo"
+	Engine_ImageInspect_FullMethodName  = "/engine.v1.Engine/ImageInspect"
+	Engine_ImageHistory_FullMethodName  = "/engine.v1.Engine/ImageHistory"
+	Engine_ImageTag_FullMethodName      = "/engine.v1.Engine/ImageTag"
+	Engine_ImageRemove_FullMethodName   = "/engine.v1.Engine/ImageRemove"
+	Engine_ImageList_FullMethodName     = "/engine.v1.Engine/ImageList"
+	Engine_ImagePrune_FullMethodName    = "/engine.v1.Engine/ImagePrune"
+	Engine_ImagePull_FullMethodName     = "/engine.v1.Engine/ImagePull"
+	Engine_ImagePush_FullMethodName     = "/engine.v1.Engine/ImagePush"
+	Engine_ImageImport_FullMethodName   = "/engine.v1.Engine/ImageImport"
+	Engine_ImageSave_FullMethodName     = "/engine.v1.Engine/ImageSave"
+	Engine_ImageLoad_FullMethodName     = "/engine.v1.Engine/ImageLoad"
 )
 
 // EngineClient is the client API for Engine service.
@@ -57,6 +68,28 @@ type EngineClient interface {
 	SystemVersion(ctx context.Context, in *SystemVersionRequest, opts ...grpc.CallOption) (*SystemVersionResponse, error)
 	// SystemInfo reports true figures about the engine and its host.
 	SystemInfo(ctx context.Context, in *SystemInfoRequest, opts ...grpc.CallOption) (*SystemInfoResponse, error)
+	ImageInspect(ctx context.Context, in *ImageInspectRequest, opts ...grpc.CallOption) (*Image, error)
+	ImageHistory(ctx context.Context, in *ImageHistoryRequest, opts ...grpc.CallOption) (*ImageHistoryResponse, error)
+	ImageTag(ctx context.Context, in *ImageTagRequest, opts ...grpc.CallOption) (*ImageTagResponse, error)
+	ImageRemove(ctx context.Context, in *ImageRemoveRequest, opts ...grpc.CallOption) (*ImageRemoveResponse, error)
+	ImageList(ctx context.Context, in *ImageListRequest, opts ...grpc.CallOption) (*ImageListResponse, error)
+	ImagePrune(ctx context.Context, in *ImagePruneRequest, opts ...grpc.CallOption) (*ImagePruneResponse, error)
+	// ImagePull streams progress. REST: POST /images/create?fromImage=
+	// (hand-written: errors before the first message are HTTP statuses,
+	// later ones are in-band, as dockerd does).
+	ImagePull(ctx context.Context, in *ImagePullRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error)
+	// ImagePush streams progress. REST: POST /images/{name}/push.
+	ImagePush(ctx context.Context, in *ImagePushRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error)
+	// ImageImport makes a one-layer image from a root filesystem tar: the
+	// first message names it, the rest carry the tar. REST:
+	// POST /images/create?fromSrc=-.
+	ImageImport(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImageImportRequest, ImageImportResponse], error)
+	// ImageSave writes `docker save` tar bytes. REST: GET /images/get and
+	// GET /images/{name}/get.
+	ImageSave(ctx context.Context, in *ImageSaveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error)
+	// ImageLoad reads `docker save` tarballs and OCI layouts. REST:
+	// POST /images/load.
+	ImageLoad(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Chunk, ImageLoadResponse], error)
 }
 
 type engineClient struct {
@@ -97,6 +130,149 @@ func (c *engineClient) SystemInfo(ctx context.Context, in *SystemInfoRequest, op
 	return out, nil
 }
 
+func (c *engineClient) ImageInspect(ctx context.Context, in *ImageInspectRequest, opts ...grpc.CallOption) (*Image, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Image)
+	err := c.cc.Invoke(ctx, Engine_ImageInspect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ImageHistory(ctx context.Context, in *ImageHistoryRequest, opts ...grpc.CallOption) (*ImageHistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImageHistoryResponse)
+	err := c.cc.Invoke(ctx, Engine_ImageHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ImageTag(ctx context.Context, in *ImageTagRequest, opts ...grpc.CallOption) (*ImageTagResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImageTagResponse)
+	err := c.cc.Invoke(ctx, Engine_ImageTag_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ImageRemove(ctx context.Context, in *ImageRemoveRequest, opts ...grpc.CallOption) (*ImageRemoveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImageRemoveResponse)
+	err := c.cc.Invoke(ctx, Engine_ImageRemove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ImageList(ctx context.Context, in *ImageListRequest, opts ...grpc.CallOption) (*ImageListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImageListResponse)
+	err := c.cc.Invoke(ctx, Engine_ImageList_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ImagePrune(ctx context.Context, in *ImagePruneRequest, opts ...grpc.CallOption) (*ImagePruneResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImagePruneResponse)
+	err := c.cc.Invoke(ctx, Engine_ImagePrune_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ImagePull(ctx context.Context, in *ImagePullRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[0], Engine_ImagePull_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImagePullRequest, Progress]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ImagePullClient = grpc.ServerStreamingClient[Progress]
+
+func (c *engineClient) ImagePush(ctx context.Context, in *ImagePushRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[1], Engine_ImagePush_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImagePushRequest, Progress]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ImagePushClient = grpc.ServerStreamingClient[Progress]
+
+func (c *engineClient) ImageImport(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImageImportRequest, ImageImportResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[2], Engine_ImageImport_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImageImportRequest, ImageImportResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ImageImportClient = grpc.ClientStreamingClient[ImageImportRequest, ImageImportResponse]
+
+func (c *engineClient) ImageSave(ctx context.Context, in *ImageSaveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[3], Engine_ImageSave_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImageSaveRequest, Chunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ImageSaveClient = grpc.ServerStreamingClient[Chunk]
+
+func (c *engineClient) ImageLoad(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Chunk, ImageLoadResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[4], Engine_ImageLoad_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[Chunk, ImageLoadResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ImageLoadClient = grpc.ClientStreamingClient[Chunk, ImageLoadResponse]
+
 // EngineServer is the server API for Engine service.
 // All implementations must embed UnimplementedEngineServer
 // for forward compatibility.
@@ -108,6 +284,28 @@ type EngineServer interface {
 	SystemVersion(context.Context, *SystemVersionRequest) (*SystemVersionResponse, error)
 	// SystemInfo reports true figures about the engine and its host.
 	SystemInfo(context.Context, *SystemInfoRequest) (*SystemInfoResponse, error)
+	ImageInspect(context.Context, *ImageInspectRequest) (*Image, error)
+	ImageHistory(context.Context, *ImageHistoryRequest) (*ImageHistoryResponse, error)
+	ImageTag(context.Context, *ImageTagRequest) (*ImageTagResponse, error)
+	ImageRemove(context.Context, *ImageRemoveRequest) (*ImageRemoveResponse, error)
+	ImageList(context.Context, *ImageListRequest) (*ImageListResponse, error)
+	ImagePrune(context.Context, *ImagePruneRequest) (*ImagePruneResponse, error)
+	// ImagePull streams progress. REST: POST /images/create?fromImage=
+	// (hand-written: errors before the first message are HTTP statuses,
+	// later ones are in-band, as dockerd does).
+	ImagePull(*ImagePullRequest, grpc.ServerStreamingServer[Progress]) error
+	// ImagePush streams progress. REST: POST /images/{name}/push.
+	ImagePush(*ImagePushRequest, grpc.ServerStreamingServer[Progress]) error
+	// ImageImport makes a one-layer image from a root filesystem tar: the
+	// first message names it, the rest carry the tar. REST:
+	// POST /images/create?fromSrc=-.
+	ImageImport(grpc.ClientStreamingServer[ImageImportRequest, ImageImportResponse]) error
+	// ImageSave writes `docker save` tar bytes. REST: GET /images/get and
+	// GET /images/{name}/get.
+	ImageSave(*ImageSaveRequest, grpc.ServerStreamingServer[Chunk]) error
+	// ImageLoad reads `docker save` tarballs and OCI layouts. REST:
+	// POST /images/load.
+	ImageLoad(grpc.ClientStreamingServer[Chunk, ImageLoadResponse]) error
 	mustEmbedUnimplementedEngineServer()
 }
 
@@ -126,6 +324,39 @@ func (UnimplementedEngineServer) SystemVersion(context.Context, *SystemVersionRe
 }
 func (UnimplementedEngineServer) SystemInfo(context.Context, *SystemInfoRequest) (*SystemInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SystemInfo not implemented")
+}
+func (UnimplementedEngineServer) ImageInspect(context.Context, *ImageInspectRequest) (*Image, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImageInspect not implemented")
+}
+func (UnimplementedEngineServer) ImageHistory(context.Context, *ImageHistoryRequest) (*ImageHistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImageHistory not implemented")
+}
+func (UnimplementedEngineServer) ImageTag(context.Context, *ImageTagRequest) (*ImageTagResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImageTag not implemented")
+}
+func (UnimplementedEngineServer) ImageRemove(context.Context, *ImageRemoveRequest) (*ImageRemoveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImageRemove not implemented")
+}
+func (UnimplementedEngineServer) ImageList(context.Context, *ImageListRequest) (*ImageListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImageList not implemented")
+}
+func (UnimplementedEngineServer) ImagePrune(context.Context, *ImagePruneRequest) (*ImagePruneResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImagePrune not implemented")
+}
+func (UnimplementedEngineServer) ImagePull(*ImagePullRequest, grpc.ServerStreamingServer[Progress]) error {
+	return status.Error(codes.Unimplemented, "method ImagePull not implemented")
+}
+func (UnimplementedEngineServer) ImagePush(*ImagePushRequest, grpc.ServerStreamingServer[Progress]) error {
+	return status.Error(codes.Unimplemented, "method ImagePush not implemented")
+}
+func (UnimplementedEngineServer) ImageImport(grpc.ClientStreamingServer[ImageImportRequest, ImageImportResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImageImport not implemented")
+}
+func (UnimplementedEngineServer) ImageSave(*ImageSaveRequest, grpc.ServerStreamingServer[Chunk]) error {
+	return status.Error(codes.Unimplemented, "method ImageSave not implemented")
+}
+func (UnimplementedEngineServer) ImageLoad(grpc.ClientStreamingServer[Chunk, ImageLoadResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImageLoad not implemented")
 }
 func (UnimplementedEngineServer) mustEmbedUnimplementedEngineServer() {}
 func (UnimplementedEngineServer) testEmbeddedByValue()                {}
@@ -202,6 +433,161 @@ func _Engine_SystemInfo_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Engine_ImageInspect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImageInspectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ImageInspect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ImageInspect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ImageInspect(ctx, req.(*ImageInspectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ImageHistory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImageHistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ImageHistory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ImageHistory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ImageHistory(ctx, req.(*ImageHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ImageTag_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImageTagRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ImageTag(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ImageTag_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ImageTag(ctx, req.(*ImageTagRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ImageRemove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImageRemoveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ImageRemove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ImageRemove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ImageRemove(ctx, req.(*ImageRemoveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ImageList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImageListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ImageList(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ImageList_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ImageList(ctx, req.(*ImageListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ImagePrune_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImagePruneRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ImagePrune(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ImagePrune_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ImagePrune(ctx, req.(*ImagePruneRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ImagePull_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ImagePullRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EngineServer).ImagePull(m, &grpc.GenericServerStream[ImagePullRequest, Progress]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ImagePullServer = grpc.ServerStreamingServer[Progress]
+
+func _Engine_ImagePush_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ImagePushRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EngineServer).ImagePush(m, &grpc.GenericServerStream[ImagePushRequest, Progress]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ImagePushServer = grpc.ServerStreamingServer[Progress]
+
+func _Engine_ImageImport_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EngineServer).ImageImport(&grpc.GenericServerStream[ImageImportRequest, ImageImportResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ImageImportServer = grpc.ClientStreamingServer[ImageImportRequest, ImageImportResponse]
+
+func _Engine_ImageSave_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ImageSaveRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EngineServer).ImageSave(m, &grpc.GenericServerStream[ImageSaveRequest, Chunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ImageSaveServer = grpc.ServerStreamingServer[Chunk]
+
+func _Engine_ImageLoad_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EngineServer).ImageLoad(&grpc.GenericServerStream[Chunk, ImageLoadResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ImageLoadServer = grpc.ClientStreamingServer[Chunk, ImageLoadResponse]
+
 // Engine_ServiceDesc is the grpc.ServiceDesc for Engine service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -221,7 +607,57 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "SystemInfo",
 			Handler:    _Engine_SystemInfo_Handler,
 		},
+		{
+			MethodName: "ImageInspect",
+			Handler:    _Engine_ImageInspect_Handler,
+		},
+		{
+			MethodName: "ImageHistory",
+			Handler:    _Engine_ImageHistory_Handler,
+		},
+		{
+			MethodName: "ImageTag",
+			Handler:    _Engine_ImageTag_Handler,
+		},
+		{
+			MethodName: "ImageRemove",
+			Handler:    _Engine_ImageRemove_Handler,
+		},
+		{
+			MethodName: "ImageList",
+			Handler:    _Engine_ImageList_Handler,
+		},
+		{
+			MethodName: "ImagePrune",
+			Handler:    _Engine_ImagePrune_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ImagePull",
+			Handler:       _Engine_ImagePull_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ImagePush",
+			Handler:       _Engine_ImagePush_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ImageImport",
+			Handler:       _Engine_ImageImport_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "ImageSave",
+			Handler:       _Engine_ImageSave_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ImageLoad",
+			Handler:       _Engine_ImageLoad_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "engine/v1/engine.proto",
 }

@@ -1,0 +1,56 @@
+package image
+
+import (
+	"context"
+
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+)
+
+// The Engine service's image methods.
+
+func (s *Service) ImageInspect(ctx context.Context, req *enginev1.ImageInspectRequest) (*enginev1.Image, error) {
+	rec, err := s.Resolve(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return s.toProto(rec, true)
+}
+
+func (s *Service) ImageHistory(ctx context.Context, req *enginev1.ImageHistoryRequest) (*enginev1.ImageHistoryResponse, error) {
+	items, err := s.History(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &enginev1.ImageHistoryResponse{Items: items}, nil
+}
+
+func (s *Service) ImageTag(ctx context.Context, req *enginev1.ImageTagRequest) (*enginev1.ImageTagResponse, error) {
+	if err := s.Tag(ctx, req.GetName(), req.GetRepo(), req.GetTag()); err != nil {
+		return nil, err
+	}
+	return &enginev1.ImageTagResponse{}, nil
+}
+
+func (s *Service) ImageRemove(ctx context.Context, req *enginev1.ImageRemoveRequest) (*enginev1.ImageRemoveResponse, error) {
+	items, err := s.Remove(ctx, req.GetName(), req.GetForce(), req.GetNoprune())
+	if err != nil {
+		return nil, err
+	}
+	return &enginev1.ImageRemoveResponse{Items: items}, nil
+}
+
+func (s *Service) ImageList(ctx context.Context, req *enginev1.ImageListRequest) (*enginev1.ImageListResponse, error) {
+	imgs, err := s.List(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &enginev1.ImageListResponse{Images: imgs}, nil
+}
+
+func (s *Service) ImagePrune(ctx context.Context, req *enginev1.ImagePruneRequest) (*enginev1.ImagePruneResponse, error) {
+	return s.Prune(ctx, req.GetFilters())
+}
+
+func (s *Service) ImagePull(req *enginev1.ImagePullRequest, stream enginev1.Engine_ImagePullServer) error {
+	return s.Pull(stream.Context(), req, stream.Send)
+}
