@@ -54,7 +54,7 @@ check-generated: generate
 	fi
 
 # Packages the tests need on a fresh Debian machine.
-APT_PACKAGES := curl ca-certificates iproute2 procps systemd
+APT_PACKAGES := curl ca-certificates iproute2 procps systemd tar docker-registry busybox-static
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -73,6 +73,10 @@ func (h *handlers) register(mux *runtime.ServeMux) error {
 		{http.MethodGet, "/plugins", h.pluginList},
 		{http.MethodGet, "/plugins/{name=**}/json", h.pluginInspect},
 		{http.MethodPost, "/images/create", h.imageCreate},
+		{http.MethodPost, "/images/{name=**}/push", h.imagePush},
+		{http.MethodGet, "/images/{name=**}/get", h.imageSave},
+		{http.MethodGet, "/images/get", h.imageSave},
+		{http.MethodPost, "/images/load", h.imageLoad},
 	}
 	for _, r := range routes {
 		if err := mux.HandlePath(r.method, r.path, r.fn); err != nil {

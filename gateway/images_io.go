@@ -1,7 +1,135 @@
 package gateway
 
-import "net/http"
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
 
+	"github.com/moby/moby/api/types/jsonstream"
+
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+)
+
+// uploadChunk is the size of request-body pieces sent to the engine.
+const uploadChunk = 1 << 20
+
+// sendBody streams a request body to a client-streaming Engine call.
+func sendBody(body io.Reader, send func([]byte) error) error {
+	buf := make([]byte, uploadChunk)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if serr := send(append([]byte(nil), buf[:n]...)); serr != nil {
+				return serr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// imageImport is POST /images/create?fromSrc=-: the body is a root
+// filesystem tar. (fromSrc=URL would make the engine fetch from the
+// network; it is refused.)
 func (h *handlers) imageImport(w http.ResponseWriter, r *http.Request) {
-	writeError(w, http.StatusNotImplemented, "import is not implemented yet")
+	q := r.URL.Query()
+	if q.Get("fromSrc") != "-" {
+		writeError(w, http.StatusBadRequest, "fromSrc must be \"-\" (the request body); importing from a URL is not supported")
+		return
+	}
+	stream, err := h.engine.ImageImport(r.Context())
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	opts := &enginev1.ImageImportOptions{Repo: q.Get("repo"), Tag: q.Get("tag"), Message: q.Get("message"), Changes: q["changes"], Platform: q.Get("platform")}
+	if err := stream.Send(&enginev1.ImageImportRequest{Options: opts}); err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	sendErr := sendBody(r.Body, func(b []byte) error { return stream.Send(&enginev1.ImageImportRequest{Data: b}) })
+	resp, err := stream.CloseAndRecv()
+	if err == nil && sendErr != nil {
+		err = sendErr
+	}
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(jsonstream.Message{Status: resp.GetId()})
+}
+
+// imagePush is POST /images/{name}/push.
+func (h *handlers) imagePush(w http.ResponseWriter, r *http.Request, p map[string]string) {
+	auth, err := registryAuth(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	stream, err := h.engine.ImagePush(r.Context(), &enginev1.ImagePushRequest{Name: p["name"], Tag: r.URL.Query().Get("tag"), Auth: auth})
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	streamJSON(w, stream.Recv, func(p *enginev1.Progress) any { return progressLine(p) })
+}
+
+// imageSave is GET /images/get?names=... and GET /images/{name}/get.
+func (h *handlers) imageSave(w http.ResponseWriter, r *http.Request, p map[string]string) {
+	names := r.URL.Query()["names"]
+	if n := p["name"]; n != "" {
+		names = []string{n}
+	}
+	stream, err := h.engine.ImageSave(r.Context(), &enginev1.ImageSaveRequest{Names: names})
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	first, err := stream.Recv()
+	if err != nil && !errors.Is(err, io.EOF) {
+		writeGRPCError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.WriteHeader(http.StatusOK)
+	for err == nil {
+		if _, werr := w.Write(first.GetData()); werr != nil {
+			return
+		}
+		first, err = stream.Recv()
+	}
+	if !errors.Is(err, io.EOF) {
+		// The tar is cut short; the client sees a truncated archive.
+		h.log.Warn("image save failed mid-stream", "err", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// imageLoad is POST /images/load.
+func (h *handlers) imageLoad(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+	stream, err := h.engine.ImageLoad(r.Context())
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	sendErr := sendBody(r.Body, func(b []byte) error { return stream.Send(&enginev1.Chunk{Data: b}) })
+	resp, err := stream.CloseAndRecv()
+	if err == nil && sendErr != nil {
+		err = sendErr
+	}
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	for _, l := range resp.GetLoaded() {
+		enc.Encode(jsonstream.Message{Stream: l + "\n"})
+	}
 }

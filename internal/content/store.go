@@ -183,3 +183,25 @@ func copyWithProgress(ctx context.Context, w io.Writer, r io.Reader, progress fu
 		}
 	}
 }
+
+// Ingest stores the bytes of r under the digest they turn out to have.
+func (s *Store) Ingest(ctx context.Context, r io.Reader) (digest.Digest, int64, error) {
+	tmp, err := os.CreateTemp(s.ingestDir(), "ingest-")
+	if err != nil {
+		return "", 0, err
+	}
+	defer os.Remove(tmp.Name())
+	digester := digest.SHA256.Digester()
+	n, err := copyWithProgress(ctx, io.MultiWriter(tmp, digester.Hash()), r, nil)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", n, fmt.Errorf("store blob: %w", err)
+	}
+	d := digester.Digest()
+	if s.Has(d) {
+		return d, n, nil
+	}
+	return d, n, os.Rename(tmp.Name(), s.Path(d))
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	bolt "go.etcd.io/bbolt"
@@ -152,6 +153,13 @@ func (s *Service) List(ctx context.Context, req *enginev1.ImageListRequest) ([]*
 				continue
 			}
 			img.RepoTags = keep
+			var digests []string
+			for _, d := range img.RepoDigests {
+				if name, _, ok := strings.Cut(d, "@"); ok && args.MatchPattern("reference", name) {
+					digests = append(digests, d)
+				}
+			}
+			img.RepoDigests = digests
 		}
 		out = append(out, img)
 	}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -79,6 +80,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			continue
 		}
 		s.hosts[strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(r, "http://"), "https://"), "/")] = true
+	}
+	if err := os.RemoveAll(s.tmpDir()); err != nil {
+		return nil, fmt.Errorf("clear interrupted uploads: %w", err)
+	}
+	if err := os.MkdirAll(s.tmpDir(), 0o700); err != nil {
+		return nil, err
 	}
 	if _, err := s.collectGarbage(ctx); err != nil {
 		return nil, fmt.Errorf("clean unreferenced image data: %w", err)
