@@ -224,4 +224,3 @@ func (h *handlers) imageCreate(w http.ResponseWriter, r *http.Request, _ map[str
 	}
 	streamJSON(w, stream.Recv, func(p *enginev1.Progress) any { return progressLine(p) })
 }
-

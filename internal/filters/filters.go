@@ -7,11 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"strconv"
-	"time"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/engined/engined/internal/errdefs"
 )

@@ -244,4 +244,3 @@ func (s *Service) diskUsage() int64 {
 	})
 	return n
 }
-

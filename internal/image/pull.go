@@ -486,4 +486,3 @@ func shortHex(d digest.Digest) string {
 	}
 	return e
 }
-

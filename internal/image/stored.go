@@ -50,10 +50,12 @@ type storedLayer struct {
 	l       Layer
 }
 
-func (l *storedLayer) Digest() (v1.Hash, error)            { return v1.NewHash(l.l.Digest.String()) }
-func (l *storedLayer) Compressed() (io.ReadCloser, error)  { return l.content.Open(l.l.Digest) }
-func (l *storedLayer) Size() (int64, error)                { return l.content.Size(l.l.Digest) }
-func (l *storedLayer) MediaType() (types.MediaType, error) { return types.MediaType(l.l.MediaType), nil }
+func (l *storedLayer) Digest() (v1.Hash, error)           { return v1.NewHash(l.l.Digest.String()) }
+func (l *storedLayer) Compressed() (io.ReadCloser, error) { return l.content.Open(l.l.Digest) }
+func (l *storedLayer) Size() (int64, error)               { return l.content.Size(l.l.Digest) }
+func (l *storedLayer) MediaType() (types.MediaType, error) {
+	return types.MediaType(l.l.MediaType), nil
+}
 
 // manifestFor builds a Docker schema 2 manifest for an image that arrived
 // without one (docker load, import), so push and save treat all alike.
