@@ -14,6 +14,7 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/api/types/storage"
 
 	enginev1 "github.com/engined/engined/proto/engine/v1"
@@ -186,11 +187,7 @@ func registryAuth(r *http.Request) (*enginev1.RegistryAuth, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid X-Registry-Auth header: %w", err)
 	}
-	var a struct {
-		Username, Password, ServerAddress string
-		IdentityToken                     string `json:"identitytoken"`
-		RegistryToken                     string `json:"registrytoken"`
-	}
+	var a registry.AuthConfig
 	if len(strings.TrimSpace(string(raw))) > 0 && string(raw) != "{}" {
 		if err := json.Unmarshal(raw, &a); err != nil {
 			return nil, fmt.Errorf("invalid X-Registry-Auth header: %w", err)

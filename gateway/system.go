@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"github.com/engined/engined/internal/errdefs"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -208,4 +211,19 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+func init() {
+	registerRequest(func(data []byte, m *enginev1.SystemAuthRequest) error {
+		var a registry.AuthConfig
+		if err := json.Unmarshal(data, &a); err != nil {
+			return errdefs.InvalidArgument(fmt.Errorf("invalid auth request: %w", err))
+		}
+		m.Username, m.Password, m.ServerAddress = a.Username, a.Password, a.ServerAddress
+		m.IdentityToken, m.RegistryToken = a.IdentityToken, a.RegistryToken
+		return nil
+	})
+	registerResponse(func(_ context.Context, m *enginev1.SystemAuthResponse) (any, error) {
+		return registry.AuthResponse{Status: m.GetStatus(), IdentityToken: m.GetIdentityToken()}, nil
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -27,6 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // BusyboxPath is where Debian's busybox-static installs its binary.
@@ -159,12 +161,25 @@ func RandomLayer(n int, name string) (v1.Layer, error) {
 }
 
 // Push writes img to ref (a loopback registry reference).
-func Push(ctx context.Context, img v1.Image, ref string) error {
+func Push(ctx context.Context, img v1.Image, ref string, auth ...authn.Authenticator) error {
 	r, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
 		return err
 	}
-	return remote.Write(r, img, remote.WithContext(ctx))
+	opts := []remote.Option{remote.WithContext(ctx)}
+	if len(auth) > 0 {
+		opts = append(opts, remote.WithAuth(auth[0]))
+	}
+	return remote.Write(r, img, opts...)
+}
+
+// Htpasswd writes a registry password file with one bcrypt user.
+func Htpasswd(path, user, password string) error {
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(user+":"+string(hash)+"\n"), 0o644)
 }
 
 // PushIndex writes a manifest list holding img for linux/amd64 and a decoy

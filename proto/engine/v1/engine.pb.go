@@ -2664,6 +2664,134 @@ func (x *ImageLoadResponse) GetLoaded() []string {
 	return nil
 }
 
+type SystemAuthRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	ServerAddress string                 `protobuf:"bytes,3,opt,name=server_address,json=serverAddress,proto3" json:"server_address,omitempty"`
+	IdentityToken string                 `protobuf:"bytes,4,opt,name=identity_token,json=identityToken,proto3" json:"identity_token,omitempty"`
+	RegistryToken string                 `protobuf:"bytes,5,opt,name=registry_token,json=registryToken,proto3" json:"registry_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SystemAuthRequest) Reset() {
+	*x = SystemAuthRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SystemAuthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SystemAuthRequest) ProtoMessage() {}
+
+func (x *SystemAuthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SystemAuthRequest.ProtoReflect.Descriptor instead.
+func (*SystemAuthRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *SystemAuthRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *SystemAuthRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *SystemAuthRequest) GetServerAddress() string {
+	if x != nil {
+		return x.ServerAddress
+	}
+	return ""
+}
+
+func (x *SystemAuthRequest) GetIdentityToken() string {
+	if x != nil {
+		return x.IdentityToken
+	}
+	return ""
+}
+
+func (x *SystemAuthRequest) GetRegistryToken() string {
+	if x != nil {
+		return x.RegistryToken
+	}
+	return ""
+}
+
+type SystemAuthResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	IdentityToken string                 `protobuf:"bytes,2,opt,name=identity_token,json=identityToken,proto3" json:"identity_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SystemAuthResponse) Reset() {
+	*x = SystemAuthResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SystemAuthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SystemAuthResponse) ProtoMessage() {}
+
+func (x *SystemAuthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SystemAuthResponse.ProtoReflect.Descriptor instead.
+func (*SystemAuthResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SystemAuthResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *SystemAuthResponse) GetIdentityToken() string {
+	if x != nil {
+		return x.IdentityToken
+	}
+	return ""
+}
+
 var File_engine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_engine_v1_engine_proto_rawDesc = "" +
@@ -2904,13 +3032,26 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x10ImageSaveRequest\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"+\n" +
 	"\x11ImageLoadResponse\x12\x16\n" +
-	"\x06loaded\x18\x01 \x03(\tR\x06loaded2\xb3\t\n" +
+	"\x06loaded\x18\x01 \x03(\tR\x06loaded\"\xc0\x01\n" +
+	"\x11SystemAuthRequest\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\x12%\n" +
+	"\x0eserver_address\x18\x03 \x01(\tR\rserverAddress\x12%\n" +
+	"\x0eidentity_token\x18\x04 \x01(\tR\ridentityToken\x12%\n" +
+	"\x0eregistry_token\x18\x05 \x01(\tR\rregistryToken\"S\n" +
+	"\x12SystemAuthResponse\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\x12%\n" +
+	"\x0eidentity_token\x18\x02 \x01(\tR\ridentityToken2\x90\n" +
+	"\n" +
 	"\x06Engine\x127\n" +
 	"\x04Ping\x12\x16.engine.v1.PingRequest\x1a\x17.engine.v1.PingResponse\x12d\n" +
 	"\rSystemVersion\x12\x1f.engine.v1.SystemVersionRequest\x1a .engine.v1.SystemVersionResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
 	"\x12\b/version\x12X\n" +
 	"\n" +
-	"SystemInfo\x12\x1c.engine.v1.SystemInfoRequest\x1a\x1d.engine.v1.SystemInfoResponse\"\r\x82\xd3\xe4\x93\x02\a\x12\x05/info\x12`\n" +
+	"SystemInfo\x12\x1c.engine.v1.SystemInfoRequest\x1a\x1d.engine.v1.SystemInfoResponse\"\r\x82\xd3\xe4\x93\x02\a\x12\x05/info\x12[\n" +
+	"\n" +
+	"SystemAuth\x12\x1c.engine.v1.SystemAuthRequest\x1a\x1d.engine.v1.SystemAuthResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
+	":\x01*\"\x05/auth\x12`\n" +
 	"\fImageInspect\x12\x1e.engine.v1.ImageInspectRequest\x1a\x10.engine.v1.Image\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/images/{name=**}/json\x12r\n" +
 	"\fImageHistory\x12\x1e.engine.v1.ImageHistoryRequest\x1a\x1f.engine.v1.ImageHistoryResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/images/{name=**}/history\x12b\n" +
 	"\bImageTag\x12\x1a.engine.v1.ImageTagRequest\x1a\x1b.engine.v1.ImageTagResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x15/images/{name=**}/tag\x12g\n" +
@@ -2936,7 +3077,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*PingRequest)(nil),           // 0: engine.v1.PingRequest
 	(*PingResponse)(nil),          // 1: engine.v1.PingResponse
@@ -2975,28 +3116,30 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*ImageImportResponse)(nil),   // 34: engine.v1.ImageImportResponse
 	(*ImageSaveRequest)(nil),      // 35: engine.v1.ImageSaveRequest
 	(*ImageLoadResponse)(nil),     // 36: engine.v1.ImageLoadResponse
-	nil,                           // 37: engine.v1.Component.DetailsEntry
-	nil,                           // 38: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                           // 39: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                           // 40: engine.v1.Image.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
+	(*SystemAuthRequest)(nil),     // 37: engine.v1.SystemAuthRequest
+	(*SystemAuthResponse)(nil),    // 38: engine.v1.SystemAuthResponse
+	nil,                           // 39: engine.v1.Component.DetailsEntry
+	nil,                           // 40: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                           // 41: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                           // 42: engine.v1.Image.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	41, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	43, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	4,  // 1: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	37, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	39, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	7,  // 3: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	8,  // 4: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	41, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	43, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	9,  // 6: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	38, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	39, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	40, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	41, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	14, // 9: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	41, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	40, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	41, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	43, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	42, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	43, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	20, // 13: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	41, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	43, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	25, // 15: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	16, // 16: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	25, // 17: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
@@ -3008,33 +3151,35 @@ var file_engine_v1_engine_proto_depIdxs = []int32{
 	0,  // 23: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
 	2,  // 24: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
 	5,  // 25: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	17, // 26: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	18, // 27: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	21, // 28: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	23, // 29: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	26, // 30: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	28, // 31: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	30, // 32: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	31, // 33: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	32, // 34: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	35, // 35: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	15, // 36: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	1,  // 37: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	3,  // 38: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	6,  // 39: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	16, // 40: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	19, // 41: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	22, // 42: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	24, // 43: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	27, // 44: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	29, // 45: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	13, // 46: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	13, // 47: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	34, // 48: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	15, // 49: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	36, // 50: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	37, // [37:51] is the sub-list for method output_type
-	23, // [23:37] is the sub-list for method input_type
+	37, // 26: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	17, // 27: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	18, // 28: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	21, // 29: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	23, // 30: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	26, // 31: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	28, // 32: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	30, // 33: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	31, // 34: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	32, // 35: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	35, // 36: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	15, // 37: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	1,  // 38: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	3,  // 39: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	6,  // 40: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	38, // 41: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	16, // 42: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	19, // 43: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	22, // 44: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	24, // 45: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	27, // 46: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	29, // 47: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	13, // 48: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	13, // 49: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	34, // 50: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	15, // 51: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	36, // 52: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	38, // [38:53] is the sub-list for method output_type
+	23, // [23:38] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -3051,7 +3196,7 @@ func file_engine_v1_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

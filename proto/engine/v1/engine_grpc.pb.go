@@ -44,6 +44,7 @@ const (
 	Engine_Ping_FullMethodName          = "/engine.v1.Engine/Ping"
 	Engine_SystemVersion_FullMethodName = "/engine.v1.Engine/SystemVersion"
 	Engine_SystemInfo_FullMethodName    = "/engine.v1.Engine/SystemInfo"
+	Engine_SystemAuth_FullMethodName    = "/engine.v1.Engine/SystemAuth"
 	Engine_ImageInspect_FullMethodName  = "/engine.v1.Engine/ImageInspect"
 	Engine_ImageHistory_FullMethodName  = "/engine.v1.Engine/ImageHistory"
 	Engine_ImageTag_FullMethodName      = "/engine.v1.Engine/ImageTag"
@@ -68,6 +69,8 @@ type EngineClient interface {
 	SystemVersion(ctx context.Context, in *SystemVersionRequest, opts ...grpc.CallOption) (*SystemVersionResponse, error)
 	// SystemInfo reports true figures about the engine and its host.
 	SystemInfo(ctx context.Context, in *SystemInfoRequest, opts ...grpc.CallOption) (*SystemInfoResponse, error)
+	// SystemAuth checks credentials against a registry (docker login).
+	SystemAuth(ctx context.Context, in *SystemAuthRequest, opts ...grpc.CallOption) (*SystemAuthResponse, error)
 	ImageInspect(ctx context.Context, in *ImageInspectRequest, opts ...grpc.CallOption) (*Image, error)
 	ImageHistory(ctx context.Context, in *ImageHistoryRequest, opts ...grpc.CallOption) (*ImageHistoryResponse, error)
 	ImageTag(ctx context.Context, in *ImageTagRequest, opts ...grpc.CallOption) (*ImageTagResponse, error)
@@ -124,6 +127,16 @@ func (c *engineClient) SystemInfo(ctx context.Context, in *SystemInfoRequest, op
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SystemInfoResponse)
 	err := c.cc.Invoke(ctx, Engine_SystemInfo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) SystemAuth(ctx context.Context, in *SystemAuthRequest, opts ...grpc.CallOption) (*SystemAuthResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SystemAuthResponse)
+	err := c.cc.Invoke(ctx, Engine_SystemAuth_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -284,6 +297,8 @@ type EngineServer interface {
 	SystemVersion(context.Context, *SystemVersionRequest) (*SystemVersionResponse, error)
 	// SystemInfo reports true figures about the engine and its host.
 	SystemInfo(context.Context, *SystemInfoRequest) (*SystemInfoResponse, error)
+	// SystemAuth checks credentials against a registry (docker login).
+	SystemAuth(context.Context, *SystemAuthRequest) (*SystemAuthResponse, error)
 	ImageInspect(context.Context, *ImageInspectRequest) (*Image, error)
 	ImageHistory(context.Context, *ImageHistoryRequest) (*ImageHistoryResponse, error)
 	ImageTag(context.Context, *ImageTagRequest) (*ImageTagResponse, error)
@@ -324,6 +339,9 @@ func (UnimplementedEngineServer) SystemVersion(context.Context, *SystemVersionRe
 }
 func (UnimplementedEngineServer) SystemInfo(context.Context, *SystemInfoRequest) (*SystemInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SystemInfo not implemented")
+}
+func (UnimplementedEngineServer) SystemAuth(context.Context, *SystemAuthRequest) (*SystemAuthResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SystemAuth not implemented")
 }
 func (UnimplementedEngineServer) ImageInspect(context.Context, *ImageInspectRequest) (*Image, error) {
 	return nil, status.Error(codes.Unimplemented, "method ImageInspect not implemented")
@@ -429,6 +447,24 @@ func _Engine_SystemInfo_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(EngineServer).SystemInfo(ctx, req.(*SystemInfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_SystemAuth_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SystemAuthRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).SystemAuth(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_SystemAuth_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).SystemAuth(ctx, req.(*SystemAuthRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -606,6 +642,10 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SystemInfo",
 			Handler:    _Engine_SystemInfo_Handler,
+		},
+		{
+			MethodName: "SystemAuth",
+			Handler:    _Engine_SystemAuth_Handler,
 		},
 		{
 			MethodName: "ImageInspect",
