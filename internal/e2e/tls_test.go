@@ -158,12 +158,12 @@ func TestTCPWithoutTLS(t *testing.T) {
 	// On loopback it starts, warns loudly, and docker info repeats the warning.
 	port := strconv.Itoa(freePort(t))
 	e := startEngined(t, "-H", "tcp://127.0.0.1:"+port)
-	mustContain(t, "engined log", e.out.String(), "level=WARN", "without encryption")
+	mustContain(t, "engined log", e.out.String(), "level=WARN", "without TLS")
 	out, err := docker(t, "tcp://127.0.0.1:"+port, "info")
 	if err != nil {
 		t.Fatalf("docker info over tcp: %v\n%s", err, out)
 	}
-	mustContain(t, "docker info", out, "without encryption")
+	mustContain(t, "docker info", out, "WARNING: binding to tcp://127.0.0.1:"+port+" without TLS")
 
 	// With --tls=false given explicitly, any address is allowed.
 	port = strconv.Itoa(freePort(t))

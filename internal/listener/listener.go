@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
@@ -23,8 +24,8 @@ import (
 
 // TLSOptions are the server's --tls* settings.
 type TLSOptions struct {
-	Enabled  bool
-	Verify   bool
+	Enabled  bool // --tls (implied by Verify)
+	Verify   bool // --tlsverify: require client certificates signed by CAFile
 	CAFile   string
 	CertFile string
 	KeyFile  string
@@ -33,70 +34,80 @@ type TLSOptions struct {
 	InsecureExplicit bool
 }
 
-// Listener is one opened -H address.
+// Listener is one opened -H address. It is itself a net.Listener, so it
+// can be handed straight to http.Server.Serve.
 type Listener struct {
 	net.Listener
-	Address string // normalised, e.g. unix:///run/engined/docker.sock
+	// Address is the normalised -H address, e.g. unix:///run/engined/docker.sock.
+	// It is not called Addr because that would hide net.Listener's Addr
+	// method and *Listener would no longer be a net.Listener.
+	Address string
 	Proto   string // unix, tcp or fd
 	TLS     bool
 }
 
-// ParseHost normalises a -H value.
+// Default ports, as dockerd.
+const (
+	defaultPort    = "2375"
+	defaultTLSPort = "2376"
+)
+
+// ParseHost normalises a -H value. The address returned is a path for
+// unix, host:port for tcp (empty host: all interfaces) and "", an fd
+// number or a LISTEN_FDNAMES name for fd.
 func ParseHost(addr string, tlsEnabled bool) (proto, address string, err error) {
 	addr = strings.TrimSpace(addr)
 	if addr == "" {
 		return "", "", errors.New("empty host address")
 	}
-	if !strings.Contains(addr, "://") {
-		addr = "tcp://" + addr
+	scheme, rest, ok := strings.Cut(addr, "://")
+	if !ok {
+		scheme, rest = "tcp", addr
 	}
-	u, err := url.Parse(addr)
-	if err != nil {
-		return "", "", fmt.Errorf("invalid host %q: %w", addr, err)
-	}
-	switch u.Scheme {
+	switch scheme {
 	case "unix":
-		p := u.Path
-		if u.Host != "" {
-			p = u.Host + p
-		}
-		if p == "" {
+		// Not parsed as a URL: socket paths may hold '%', '?' or '#'.
+		if rest == "" {
 			return "", "", fmt.Errorf("invalid host %q: unix socket needs a path", addr)
 		}
-		return "unix", p, nil
+		return "unix", rest, nil
 	case "fd":
-		return "fd", u.Host, nil
+		return "fd", rest, nil
 	case "tcp":
-		if u.Path != "" && u.Path != "/" {
-			return "", "", fmt.Errorf("invalid host %q: tcp address takes no path", addr)
+		u, err := url.Parse("tcp://" + rest)
+		if err != nil {
+			return "", "", fmt.Errorf("invalid host %q: %w", addr, err)
 		}
-		host, port := u.Hostname(), u.Port()
+		if (u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return "", "", fmt.Errorf("invalid host %q: want tcp://host:port", addr)
+		}
+		port := u.Port()
 		if port == "" {
 			if strings.HasSuffix(u.Host, ":") {
 				return "", "", fmt.Errorf("invalid host %q: empty port", addr)
 			}
-			port = "2375"
+			port = defaultPort
 			if tlsEnabled {
-				port = "2376"
+				port = defaultTLSPort
 			}
 		}
-		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		if n, err := strconv.Atoi(port); err != nil || n > 65535 {
 			return "", "", fmt.Errorf("invalid host %q: bad port %q", addr, port)
 		}
-		return "tcp", net.JoinHostPort(host, port), nil
+		return "tcp", net.JoinHostPort(u.Hostname(), port), nil
 	}
-	return "", "", fmt.Errorf("invalid host %q: unsupported scheme %q (use unix://, tcp:// or fd://)", addr, u.Scheme)
+	return "", "", fmt.Errorf("invalid host %q: unsupported scheme %q (use unix://, tcp:// or fd://)", addr, scheme)
 }
 
-// Open creates listeners for all addresses, closing what it opened on error.
-// warnings are for the caller to log loudly.
+// Open creates listeners for all addresses, closing what it opened on
+// error. warnings are for the caller to log loudly.
 func Open(ctx context.Context, addrs []string, opts TLSOptions, gid int) (ls []*Listener, warnings []string, err error) {
 	defer func() {
 		if err != nil {
 			for _, l := range ls {
 				l.Close()
 			}
-			ls = nil
+			ls, warnings = nil, nil
 		}
 	}()
 	var tlsConfig *tls.Config
@@ -110,42 +121,47 @@ func Open(ctx context.Context, addrs []string, opts TLSOptions, gid int) (ls []*
 		if err != nil {
 			return ls, nil, err
 		}
+		full := proto + "://" + address
 		switch proto {
 		case "unix":
 			l, err := openUnix(ctx, address, gid)
 			if err != nil {
-				return ls, nil, fmt.Errorf("listen on unix://%s: %w", address, err)
+				return ls, nil, fmt.Errorf("listen on %s: %w", full, err)
 			}
-			ls = append(ls, &Listener{Listener: l, Address: "unix://" + address, Proto: "unix"})
+			ls = append(ls, &Listener{Listener: l, Address: full, Proto: proto})
 		case "tcp":
 			loopback := isLoopback(address)
 			if tlsConfig == nil && !loopback && !opts.InsecureExplicit {
-				return ls, nil, fmt.Errorf("refusing to listen on tcp://%s without TLS: anyone who can reach it controls the host; "+
-					"set --tlsverify --tlscacert --tlscert --tlskey, or pass --tls=false to accept the risk", address)
+				return ls, nil, fmt.Errorf("refusing to listen on %s without TLS: anyone who can reach it would control the engine and this host; "+
+					"enable TLS with --tlsverify --tlscacert=CA --tlscert=CERT --tlskey=KEY, or pass --tls=false explicitly to accept the risk", full)
 			}
 			var lc net.ListenConfig
 			l, err := lc.Listen(ctx, "tcp", address)
 			if err != nil {
-				return ls, nil, fmt.Errorf("listen on tcp://%s: %w", address, err)
+				return ls, nil, fmt.Errorf("listen on %s: %w", full, err)
 			}
-			ln := &Listener{Listener: l, Address: "tcp://" + l.Addr().String(), Proto: "tcp"}
-			if tlsConfig != nil {
-				ln.Listener, ln.TLS = tls.NewListener(l, tlsConfig), true
-			} else {
-				what := "anyone on this machine"
-				if !loopback {
-					what = "anyone who can reach this address"
-				}
-				warnings = append(warnings, fmt.Sprintf("API is accessible on http://%s without encryption: %s can control the engine; use TLS (--tlsverify) instead", l.Addr(), what))
-			}
+			ln := &Listener{Listener: l, Address: full, Proto: proto}
 			ls = append(ls, ln)
+			switch {
+			case tlsConfig != nil:
+				ln.Listener, ln.TLS = tls.NewListener(l, tlsConfig), true
+				if !opts.Verify {
+					warnings = append(warnings, fmt.Sprintf("binding to %s with TLS but without --tlsverify: any client that can connect can control the engine; set --tlsverify and --tlscacert", full))
+				}
+			case loopback:
+				warnings = append(warnings, fmt.Sprintf("binding to %s without TLS: anyone on this machine can control the engine (and so gain root); use a unix socket or --tlsverify", full))
+			default:
+				warnings = append(warnings, fmt.Sprintf("binding to %s without TLS (--tls=false): anyone who can reach this address can control the engine (and so gain root on this host)", full))
+			}
 		case "fd":
 			fls, err := activated(address)
 			if err != nil {
-				return ls, nil, err
+				return ls, nil, fmt.Errorf("listen on %s: %w", full, err)
 			}
 			for _, l := range fls {
-				ln := &Listener{Listener: l, Address: "fd://" + address, Proto: "fd"}
+				ln := &Listener{Listener: l, Address: full, Proto: proto}
+				// Only tcp gets TLS: local clients of an activated unix
+				// socket speak plain HTTP, as on -H unix://.
 				if tlsConfig != nil && l.Addr().Network() == "tcp" {
 					ln.Listener, ln.TLS = tls.NewListener(l, tlsConfig), true
 				}
@@ -168,8 +184,8 @@ func isLoopback(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// openUnix binds a unix socket, replacing a stale socket file but never one
-// a live process still serves.
+// openUnix binds a unix socket, replacing a stale socket file but never
+// one a live process still serves, nor anything that is not a socket.
 func openUnix(ctx context.Context, path string, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
@@ -181,7 +197,7 @@ func openUnix(ctx context.Context, path string, gid int) (net.Listener, error) {
 		d := net.Dialer{Timeout: time.Second}
 		if c, err := d.DialContext(ctx, "unix", path); err == nil {
 			c.Close()
-			return nil, errors.New("address already in use: another process serves this socket")
+			return nil, fmt.Errorf("%w: another process is serving this socket", syscall.EADDRINUSE)
 		}
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("remove stale socket: %w", err)
@@ -192,14 +208,12 @@ func openUnix(ctx context.Context, path string, gid int) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Removing the socket is the caller's choice at shutdown, not Close's.
-	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	if err := os.Chmod(path, 0o660); err != nil {
 		l.Close()
 		return nil, err
 	}
 	if gid >= 0 {
-		if err := os.Chown(path, 0, gid); err != nil {
+		if err := os.Chown(path, -1, gid); err != nil {
 			l.Close()
 			return nil, err
 		}
@@ -207,35 +221,46 @@ func openUnix(ctx context.Context, path string, gid int) (net.Listener, error) {
 	return l, nil
 }
 
-var (
-	activationOnce sync.Once
-	activatedFiles []*os.File
-)
+// The activated sockets are read once: activation unsets LISTEN_* (so
+// shims and other children don't take them for theirs), so a second
+// read would find nothing.
+var act struct {
+	once  sync.Once
+	files []*os.File
+	env   string // LISTEN_* as found, to explain an empty result
+}
 
-// activated returns the systemd-activated listeners named by the fd://
-// address: all of them for "fd://", else the one with that fd number or
+// activated returns the systemd-activated listeners named by an fd://
+// address: all of them for "", else the one with that fd number or
 // LISTEN_FDNAMES name.
 func activated(which string) ([]net.Listener, error) {
-	activationOnce.Do(func() {
-		// true: unset LISTEN_* so children (shims) don't inherit them.
-		activatedFiles = activation.Files(true)
+	act.once.Do(func() {
+		act.env = fmt.Sprintf("LISTEN_PID=%q LISTEN_FDS=%q LISTEN_FDNAMES=%q, pid %d",
+			os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"), os.Getpid())
+		act.files = activation.Files(true)
 	})
-	if len(activatedFiles) == 0 {
-		return nil, errors.New("fd:// given but no sockets were passed by systemd (LISTEN_FDS is not set for this process)")
+	if len(act.files) == 0 {
+		return nil, fmt.Errorf("no sockets were passed by systemd socket activation (%s)", act.env)
 	}
 	var out []net.Listener
-	for _, f := range activatedFiles {
-		if which != "" && which != strconv.Itoa(int(f.Fd())) && which != f.Name() {
+	for i, f := range act.files {
+		// Files numbers them from SD_LISTEN_FDS_START (3). f.Fd() is
+		// avoided: it can switch the shared socket to blocking mode.
+		fd := strconv.Itoa(3 + i)
+		if which != "" && which != fd && which != f.Name() {
 			continue
 		}
 		l, err := net.FileListener(f)
 		if err != nil {
-			return nil, fmt.Errorf("fd://%s: fd %d is not a listening socket: %w", which, f.Fd(), err)
+			for _, l := range out {
+				l.Close()
+			}
+			return nil, fmt.Errorf("fd %s (%s) is not a listening socket: %w", fd, f.Name(), err)
 		}
 		out = append(out, l)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("fd://%s: no activated socket has that fd number or name", which)
+		return nil, fmt.Errorf("no activated socket has fd number or name %q", which)
 	}
 	return out, nil
 }
@@ -248,7 +273,7 @@ func ServerTLSConfig(opts TLSOptions) (*tls.Config, error) {
 	}
 	cert, err := tls.LoadX509KeyPair(opts.CertFile, opts.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("load TLS certificate %s: %w", opts.CertFile, err)
+		return nil, fmt.Errorf("load TLS certificate %s and key %s: %w", opts.CertFile, opts.KeyFile, err)
 	}
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
@@ -257,7 +282,7 @@ func ServerTLSConfig(opts TLSOptions) (*tls.Config, error) {
 	}
 	if opts.Verify {
 		if opts.CAFile == "" {
-			return nil, errors.New("--tlsverify needs --tlscacert")
+			return nil, errors.New("--tlsverify needs a CA certificate (--tlscacert)")
 		}
 		pem, err := os.ReadFile(opts.CAFile)
 		if err != nil {
@@ -265,7 +290,7 @@ func ServerTLSConfig(opts TLSOptions) (*tls.Config, error) {
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("no certificates found in %s", opts.CAFile)
+			return nil, fmt.Errorf("TLS CA %s holds no PEM certificates", opts.CAFile)
 		}
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert

@@ -227,6 +227,9 @@ func StartRegistry(ctx context.Context, dir, htpasswd string) (*Registry, error)
 	if htpasswd != "" {
 		cfg += "auth:\n  htpasswd:\n    realm: test\n    path: " + htpasswd + "\n"
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
