@@ -70,11 +70,46 @@ func deleteItems(items []*enginev1.ImageDeleteItem) []image.DeleteResponse {
 	return out
 }
 
-func imageInspectToDocker(_ context.Context, img *enginev1.Image) (any, error) {
+// legacyImageConfig are the container-config fields API 1.50 stopped
+// returning in an image's Config; older clients get them, empty.
+var legacyImageConfig = map[string]any{
+	"Hostname": "", "Domainname": "", "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+	"Tty": false, "OpenStdin": false, "StdinOnce": false, "Image": "",
+}
+
+// inspectWithLegacyConfig is InspectResponse with Config as a map, for
+// clients older than API 1.50.
+type inspectWithLegacyConfig struct {
+	image.InspectResponse
+	Config map[string]any
+}
+
+func imageInspectToDocker(ctx context.Context, img *enginev1.Image) (any, error) {
+	out, err := imageInspect(img)
+	if err != nil || !versionBefore(ctx, "1.50") {
+		return out, err
+	}
+	raw, err := json.Marshal(out.Config)
+	if err != nil {
+		return nil, err
+	}
+	cfg := map[string]any{}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, err
+	}
+	for k, v := range legacyImageConfig {
+		if _, ok := cfg[k]; !ok {
+			cfg[k] = v
+		}
+	}
+	return inspectWithLegacyConfig{InspectResponse: out, Config: cfg}, nil
+}
+
+func imageInspect(img *enginev1.Image) (image.InspectResponse, error) {
 	var cfg dockerspec.DockerOCIImage
 	if len(img.GetConfigJson()) > 0 {
 		if err := json.Unmarshal(img.GetConfigJson(), &cfg); err != nil {
-			return nil, fmt.Errorf("image %s config: %w", img.GetId(), err)
+			return image.InspectResponse{}, fmt.Errorf("image %s config: %w", img.GetId(), err)
 		}
 	}
 	out := image.InspectResponse{

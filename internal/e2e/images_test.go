@@ -165,3 +165,22 @@ func TestPullThroughMirror(t *testing.T) {
 	out, _ = docker(t, e.Host, "info")
 	mustContain(t, "docker info", out, "Registry Mirrors:", "http://"+reg.Addr)
 }
+
+// Clients of API < 1.50 get the image Config fields dockerd still wrote
+// for them; current clients do not.
+func TestImageInspectShapePerAPIVersion(t *testing.T) {
+	reg := startRegistry(t)
+	pushFixtures(t, reg)
+	e := startEngined(t)
+	if out, err := docker(t, e.Host, "pull", reg.Ref("busybox")); err != nil {
+		t.Fatalf("pull: %v\n%s", err, out)
+	}
+	_, _, old := e.get("/v1.45/images/" + reg.Ref("busybox") + "/json")
+	_, _, cur := e.get("/v1.51/images/" + reg.Ref("busybox") + "/json")
+	if !strings.Contains(old, `"Hostname":""`) || strings.Contains(cur, `"Hostname"`) {
+		t.Errorf("Config.Hostname: v1.45 %s\nv1.51 %s", old, cur)
+	}
+	mustContain(t, "v1.51 inspect", cur, `"Cmd":["sh"]`, `"GraphDriver":{"Data":`, `"Name":"overlay2"`)
+	_, _, list := e.get("/v1.43/images/json")
+	mustContain(t, "v1.43 list", list, `"VirtualSize":`)
+}
