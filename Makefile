@@ -19,7 +19,7 @@ LDFLAGS := -X github.com/engined/engined/internal/version.Version=$(VERSION) \
 
 DOCKER_HOST_ADDR ?= unix:///run/engined/docker.sock
 
-.PHONY: all build generate check-generated tools deps run test test-unit test-e2e vet fmt clean
+.PHONY: all build generate check-generated tools deps run test test-unit bench vet clean
 
 all: build
 
@@ -81,6 +81,11 @@ test: deps build check-generated vet
 
 test-unit: build
 	$(GO) test -count=1 -short ./...
+
+# Benchmarks against dockerd (Debian's docker.io, installed here if missing).
+bench: deps build
+	@dpkg -s docker.io >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io
+	$(GO) run ./bench/pull -engined ./bin/engined
 
 clean:
 	rm -rf bin .tools
