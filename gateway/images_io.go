@@ -14,7 +14,17 @@ import (
 // uploadChunk is the size of request-body pieces sent to the engine.
 const uploadChunk = 1 << 20
 
-// sendBody streams a request body to a client-streaming Engine call.
+// upload streams a request body to a client-streaming Engine call and
+// returns its reply. The engine's error, if any, explains a failed send.
+func upload[Resp any](body io.Reader, send func([]byte) error, closeAndRecv func() (Resp, error)) (Resp, error) {
+	sendErr := sendBody(body, send)
+	resp, err := closeAndRecv()
+	if err == nil && sendErr != nil {
+		err = sendErr
+	}
+	return resp, err
+}
+
 func sendBody(body io.Reader, send func([]byte) error) error {
 	buf := make([]byte, uploadChunk)
 	for {
@@ -52,11 +62,7 @@ func (h *handlers) imageImport(w http.ResponseWriter, r *http.Request) {
 		writeGRPCError(w, err)
 		return
 	}
-	sendErr := sendBody(r.Body, func(b []byte) error { return stream.Send(&enginev1.ImageImportRequest{Data: b}) })
-	resp, err := stream.CloseAndRecv()
-	if err == nil && sendErr != nil {
-		err = sendErr
-	}
+	resp, err := upload(r.Body, func(b []byte) error { return stream.Send(&enginev1.ImageImportRequest{Data: b}) }, stream.CloseAndRecv)
 	if err != nil {
 		writeGRPCError(w, err)
 		return
@@ -118,11 +124,7 @@ func (h *handlers) imageLoad(w http.ResponseWriter, r *http.Request, _ map[strin
 		writeGRPCError(w, err)
 		return
 	}
-	sendErr := sendBody(r.Body, func(b []byte) error { return stream.Send(&enginev1.Chunk{Data: b}) })
-	resp, err := stream.CloseAndRecv()
-	if err == nil && sendErr != nil {
-		err = sendErr
-	}
+	resp, err := upload(r.Body, func(b []byte) error { return stream.Send(&enginev1.Chunk{Data: b}) }, stream.CloseAndRecv)
 	if err != nil {
 		writeGRPCError(w, err)
 		return

@@ -2,22 +2,15 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/engined/engined/internal/testtls"
 
 	"github.com/moby/moby/client"
 
@@ -25,56 +18,13 @@ import (
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
-// testCerts writes a CA, a server certificate for 127.0.0.1 and a client
-// certificate, named as the docker CLI expects in a cert directory.
-type testCerts struct {
-	Dir, CA, ServerCert, ServerKey, ClientCert, ClientKey string
-}
-
-func makeCerts(t *testing.T) testCerts {
+func makeCerts(t *testing.T) *testtls.PKI {
 	t.Helper()
-	dir := t.TempDir()
-	c := testCerts{Dir: dir,
-		CA: filepath.Join(dir, "ca.pem"), ServerCert: filepath.Join(dir, "server-cert.pem"), ServerKey: filepath.Join(dir, "server-key.pem"),
-		ClientCert: filepath.Join(dir, "cert.pem"), ClientKey: filepath.Join(dir, "key.pem")}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "engined test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	p, err := testtls.Generate(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	writePEM(t, c.CA, "CERTIFICATE", caDER)
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, certPath, keyPath string) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writePEM(t, certPath, "CERTIFICATE", der)
-		kb, _ := x509.MarshalECPrivateKey(key)
-		writePEM(t, keyPath, "EC PRIVATE KEY", kb)
-	}
-	issue(2, "engined", x509.ExtKeyUsageServerAuth, c.ServerCert, c.ServerKey)
-	issue(3, "client", x509.ExtKeyUsageClientAuth, c.ClientCert, c.ClientKey)
-	return c
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	return p
 }
 
 func freePort(t *testing.T) int {
@@ -109,10 +59,7 @@ func TestTLSVerify(t *testing.T) {
 	if err == nil {
 		t.Errorf("curl without client certificate succeeded: %s", curlOut)
 	}
-	roots := x509.NewCertPool()
-	caPEM, _ := os.ReadFile(certs.CA)
-	roots.AppendCertsFromPEM(caPEM)
-	conn, err := tls.Dial("tcp", "127.0.0.1:"+port, &tls.Config{RootCAs: roots})
+	conn, err := tls.Dial("tcp", "127.0.0.1:"+port, &tls.Config{RootCAs: certs.Pool})
 	if err == nil {
 		// TLS 1.3 reports the client-certificate failure on first read.
 		conn.SetDeadline(time.Now().Add(5 * time.Second))

@@ -3,18 +3,11 @@ package listener
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/engined/engined/internal/testtls"
 )
 
 // childEnv makes the test binary act as a socket-activated daemon that
@@ -264,16 +259,16 @@ func TestServerTLSConfigErrors(t *testing.T) {
 	}{
 		{"no cert", TLSOptions{Enabled: true}, "--tlscert"},
 		{"missing cert", TLSOptions{Enabled: true, CertFile: "/nonexistent.pem", KeyFile: "/nonexistent-key.pem"}, "/nonexistent.pem"},
-		{"verify without CA", TLSOptions{Verify: true, CertFile: p.serverCert, KeyFile: p.serverKey}, "--tlscacert"},
-		{"missing CA", TLSOptions{Verify: true, CAFile: "/nonexistent-ca.pem", CertFile: p.serverCert, KeyFile: p.serverKey}, "/nonexistent-ca.pem"},
-		{"CA without certs", TLSOptions{Verify: true, CAFile: empty, CertFile: p.serverCert, KeyFile: p.serverKey}, "no PEM certificates"},
+		{"verify without CA", TLSOptions{Verify: true, CertFile: p.ServerCert, KeyFile: p.ServerKey}, "--tlscacert"},
+		{"missing CA", TLSOptions{Verify: true, CAFile: "/nonexistent-ca.pem", CertFile: p.ServerCert, KeyFile: p.ServerKey}, "/nonexistent-ca.pem"},
+		{"CA without certs", TLSOptions{Verify: true, CAFile: empty, CertFile: p.ServerCert, KeyFile: p.ServerKey}, "no PEM certificates"},
 	}
 	for _, c := range cases {
 		if _, err := ServerTLSConfig(c.opts); err == nil || !strings.Contains(err.Error(), c.errSub) {
 			t.Errorf("%s: %v, want error containing %q", c.name, err, c.errSub)
 		}
 	}
-	cfg, err := ServerTLSConfig(TLSOptions{Verify: true, CAFile: p.caFile, CertFile: p.serverCert, KeyFile: p.serverKey})
+	cfg, err := ServerTLSConfig(TLSOptions{Verify: true, CAFile: p.CA, CertFile: p.ServerCert, KeyFile: p.ServerKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +277,7 @@ func TestServerTLSConfigErrors(t *testing.T) {
 		t.Errorf("config: %+v", cfg)
 	}
 	// Without a CA Open fails before binding anything.
-	if _, _, err := Open(context.Background(), []string{"tcp://127.0.0.1:0"}, TLSOptions{Verify: true, CertFile: p.serverCert, KeyFile: p.serverKey}, -1); err == nil {
+	if _, _, err := Open(context.Background(), []string{"tcp://127.0.0.1:0"}, TLSOptions{Verify: true, CertFile: p.ServerCert, KeyFile: p.ServerKey}, -1); err == nil {
 		t.Error("Open with --tlsverify and no CA succeeded")
 	}
 }
@@ -290,7 +285,7 @@ func TestServerTLSConfigErrors(t *testing.T) {
 func TestTLSVerify(t *testing.T) {
 	p := newPKI(t)
 	ls, warns, err := Open(context.Background(), []string{"tcp://127.0.0.1:0"},
-		TLSOptions{Verify: true, CAFile: p.caFile, CertFile: p.serverCert, KeyFile: p.serverKey}, -1)
+		TLSOptions{Verify: true, CAFile: p.CA, CertFile: p.ServerCert, KeyFile: p.ServerKey}, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +303,7 @@ func TestTLSVerify(t *testing.T) {
 	addr := ls[0].Addr().String()
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: p.pool, Certificates: []tls.Certificate{p.client}},
+		TLSClientConfig: &tls.Config{RootCAs: p.Pool, Certificates: []tls.Certificate{p.Client}},
 	}}
 	resp, err := client.Get("https://" + addr + "/")
 	if err != nil {
@@ -322,7 +317,7 @@ func TestTLSVerify(t *testing.T) {
 
 	// gRPC clients find h2 by ALPN.
 	d := &net.Dialer{Timeout: 10 * time.Second}
-	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: p.pool, Certificates: []tls.Certificate{p.client}, NextProtos: []string{"h2"}})
+	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: p.Pool, Certificates: []tls.Certificate{p.Client}, NextProtos: []string{"h2"}})
 	if err != nil {
 		t.Fatalf("h2 dial: %v", err)
 	}
@@ -334,7 +329,7 @@ func TestTLSVerify(t *testing.T) {
 	// Without a client certificate: in TLS 1.3 the client may finish its
 	// side of the handshake before the server's rejection arrives, so
 	// the failure can surface on the first read.
-	conn, err = tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: p.pool})
+	conn, err = tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: p.Pool})
 	if err == nil {
 		conn.SetDeadline(time.Now().Add(10 * time.Second))
 		_, err = conn.Read(make([]byte, 1))
@@ -344,7 +339,7 @@ func TestTLSVerify(t *testing.T) {
 		t.Errorf("client without certificate: %v, want the handshake to fail with certificate required", err)
 	}
 	if _, err := (&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: p.pool},
+		TLSClientConfig: &tls.Config{RootCAs: p.Pool},
 	}}).Get("https://" + addr + "/"); err == nil {
 		t.Error("HTTP client without certificate succeeded")
 	}
@@ -416,87 +411,11 @@ func TestSocketActivation(t *testing.T) {
 	}
 }
 
-// pki is a CA with a server certificate for 127.0.0.1 and a client
-// certificate, written out as dockerd's --tls* flags expect.
-type pki struct {
-	caFile, serverCert, serverKey string
-	pool                          *x509.CertPool
-	client                        tls.Certificate
-}
-
-func newPKI(t *testing.T) *pki {
+func newPKI(t *testing.T) *testtls.PKI {
 	t.Helper()
-	dir := t.TempDir()
-	now := time.Now()
-	ca, caKey := issue(t, &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}, nil, nil)
-	server, serverKey := issue(t, &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "engined"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, ca, caKey)
-	client, clientKey := issue(t, &x509.Certificate{
-		SerialNumber: big.NewInt(3),
-		Subject:      pkix.Name{CommonName: "client"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, ca, caKey)
-
-	p := &pki{
-		caFile:     filepath.Join(dir, "ca.pem"),
-		serverCert: filepath.Join(dir, "cert.pem"),
-		serverKey:  filepath.Join(dir, "key.pem"),
-		pool:       x509.NewCertPool(),
-		client:     tls.Certificate{Certificate: [][]byte{client.Raw}, PrivateKey: clientKey},
-	}
-	p.pool.AddCert(ca)
-	writePEM(t, p.caFile, "CERTIFICATE", ca.Raw)
-	writePEM(t, p.serverCert, "CERTIFICATE", server.Raw)
-	der, err := x509.MarshalPKCS8PrivateKey(serverKey)
+	p, err := testtls.Generate(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	writePEM(t, p.serverKey, "PRIVATE KEY", der)
 	return p
-}
-
-// issue signs tmpl with parent's key, or self-signs it if parent is nil.
-func issue(t *testing.T, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
