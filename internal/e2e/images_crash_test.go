@@ -129,3 +129,39 @@ func TestPullCorruptBlob(t *testing.T) {
 		t.Errorf("image visible after a failed pull: %+v", list.Items)
 	}
 }
+
+// A pulled layer with "../", absolute and symlink-escaping entries writes
+// nothing outside its snapshot.
+func TestPullHostileLayer(t *testing.T) {
+	reg := startRegistry(t)
+	outside := t.TempDir()
+	evil, err := testimage.Layer(
+		testimage.File{Name: "../../../../../../../../" + outside + "/dotdot", Body: []byte("x")},
+		testimage.File{Name: outside + "/absolute", Body: []byte("x")},
+		testimage.File{Name: "escape", Typeflag: '2', Linkname: outside},
+		testimage.File{Name: "escape/through-symlink", Body: []byte("x")},
+		testimage.File{Name: "rel", Typeflag: '2', Linkname: "../../../../../../../../" + outside},
+		testimage.File{Name: "rel/through-relative-symlink", Body: []byte("x")},
+		testimage.File{Name: "hard", Typeflag: '1', Linkname: "../../../../../../../../etc/passwd"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := testimage.Image([]string{"sh"}, nil, evil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.Push(context.Background(), img, reg.Ref("evil:latest")); err != nil {
+		t.Fatal(err)
+	}
+	e := startEngined(t)
+	out, _ := docker(t, e.Host, "pull", reg.Ref("evil"))
+	entries, _ := os.ReadDir(outside)
+	for _, en := range entries {
+		t.Errorf("pull wrote outside its root: %s/%s", outside, en.Name())
+	}
+	// The hard link to a file that is not in the image fails the pull.
+	if !strings.Contains(out, "hard link target") {
+		t.Errorf("pull of a layer hard-linking out: %s", out)
+	}
+}
