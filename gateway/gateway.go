@@ -77,6 +77,10 @@ func (h *handlers) register(mux *runtime.ServeMux) error {
 		{http.MethodGet, "/images/{name=**}/get", h.imageSave},
 		{http.MethodGet, "/images/get", h.imageSave},
 		{http.MethodPost, "/images/load", h.imageLoad},
+		{http.MethodPost, "/containers/create", h.containerCreate},
+		{http.MethodPost, "/containers/{id}/wait", h.containerWait},
+		{http.MethodGet, "/containers/{id}/logs", h.containerLogs},
+		{http.MethodPost, "/containers/{id}/attach", h.containerAttach},
 	}
 	for _, r := range routes {
 		if err := mux.HandlePath(r.method, r.path, r.fn); err != nil {

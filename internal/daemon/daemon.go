@@ -21,12 +21,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/engined/engined/gateway"
 	"github.com/engined/engined/internal/config"
+	"github.com/engined/engined/internal/container"
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/image"
 	"github.com/engined/engined/internal/listener"
@@ -51,12 +53,14 @@ type engine struct {
 	unimplemented
 	*systemService
 	*imageService
+	*containerService
 }
 
 // Aliases name the embedded fields: every concern calls its type Service.
 type (
 	systemService = system.Service
-	imageService  = image.Service
+	imageService     = image.Service
+	containerService = container.Service
 )
 
 type unimplemented struct {
@@ -105,19 +109,34 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		log.Warn(w)
 	}
 
+	// Containers use images; images ask containers whether one is in use.
+	var containers *container.Service
 	images, err := image.New(ctx, image.Config{
 		Root:     filepath.Join(cfg.DataRoot, "image"),
 		Store:    st,
 		Mirrors:  cfg.RegistryMirrors,
 		Insecure: cfg.InsecureRegistries,
-		Logger:   log,
+		InUse: func(ctx context.Context, id digest.Digest) (string, bool) {
+			return containers.InUse(ctx, id)
+		},
+		Logger: log,
 	})
 	if err != nil {
 		closeAll(listeners)
 		return err
 	}
-
 	self, _ := os.Executable()
+	shimPath := filepath.Join(filepath.Dir(self), "shim")
+	containers, err = container.New(container.Config{
+		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, ShimPath: shimPath, Store: st, Images: images, Logger: log,
+	})
+	if err != nil {
+		closeAll(listeners)
+		return err
+	}
+	containers.Restore(ctx)
+	defer containers.Close()
+
 	sys := system.New(system.Config{
 		ID:                 id,
 		DataRoot:           cfg.DataRoot,
@@ -126,9 +145,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		RegistryMirrors:    cfg.RegistryMirrors,
 		InsecureRegistries: cfg.InsecureRegistries,
 		Warnings:           infoWarnings(warnings),
-		ShimPath:           filepath.Join(filepath.Dir(self), "shim"),
+		ShimPath:           shimPath,
 		Counts: func(ctx context.Context) (system.Counts, error) {
-			return counts(ctx, st, images)
+			return counts(ctx, containers, images)
 		},
 	})
 
@@ -136,7 +155,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		grpc.ChainUnaryInterceptor(unaryErrors(log)),
 		grpc.ChainStreamInterceptor(streamErrors(log)),
 	)
-	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images})
+	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers})
 
 	// The gateway reaches the Engine service in-process; streaming methods
 	// need a real client connection, so it is a buffered in-memory pipe.
@@ -255,15 +274,12 @@ func streamErrors(log *slog.Logger) grpc.StreamServerInterceptor {
 	}
 }
 
-// counts reads object counts; containers come from the store until the
-// containers package owns them.
-func counts(ctx context.Context, st *store.Store, images *image.Service) (system.Counts, error) {
+func counts(ctx context.Context, containers *container.Service, images *image.Service) (system.Counts, error) {
 	var c system.Counts
 	var err error
-	if c.Containers, err = st.Count(store.BucketContainers); err != nil {
+	if c.Containers, c.Running, c.Paused, c.Stopped, err = containers.Counts(ctx); err != nil {
 		return c, err
 	}
-	c.Stopped = c.Containers
 	c.Images, err = images.Count(ctx)
 	return c, err
 }

@@ -117,3 +117,12 @@ func IsNotModified(st *status.Status) bool {
 	}
 	return false
 }
+
+// IsNotFound reports whether err is (or wraps) a not-found error.
+func IsNotFound(err error) bool { return err != nil && Code(err) == codes.NotFound }
+
+// IsNotModifiedError reports whether err marks a request with nothing to do.
+func IsNotModifiedError(err error) bool {
+	var k *kindError
+	return errors.As(err, &k) && k.reason == ReasonNotModified
+}

@@ -215,3 +215,13 @@ func (s *Service) History(ctx context.Context, name string) ([]*enginev1.History
 	}
 	return items, nil
 }
+
+// RunConfig is what the image says to run (entrypoint, cmd, env, user,
+// working dir, labels), for containers.
+func (s *Service) RunConfig(r *Record) (v1.Config, error) {
+	cfg, _, err := s.config(r)
+	if err != nil {
+		return v1.Config{}, err
+	}
+	return cfg.Config, nil
+}

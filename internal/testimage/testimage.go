@@ -35,7 +35,7 @@ import (
 const BusyboxPath = "/bin/busybox"
 
 // Applets get a symlink in /bin of the busybox image.
-var Applets = []string{"sh", "echo", "cat", "ls", "true", "false", "sleep", "env", "id", "hostname", "ps", "top", "yes", "head", "tail", "wc", "mkdir", "rm", "touch", "date", "seq", "printf", "test", "uname", "mount", "kill", "grep", "dd", "stat"}
+var Applets = []string{"sh", "echo", "cat", "ls", "true", "false", "sleep", "env", "id", "hostname", "ps", "top", "yes", "head", "tail", "wc", "mkdir", "rm", "touch", "date", "seq", "printf", "test", "uname", "mount", "kill", "grep", "dd", "stat", "stty", "usleep", "cut", "sort"}
 
 // File is one entry of a layer built by Layer.
 type File struct {

@@ -2792,6 +2792,2714 @@ func (x *SystemAuthResponse) GetIdentityToken() string {
 	return ""
 }
 
+// ContainerConfig is Docker's container Config: what to run.
+type ContainerConfig struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Hostname     string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Domainname   string                 `protobuf:"bytes,2,opt,name=domainname,proto3" json:"domainname,omitempty"`
+	User         string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	AttachStdin  bool                   `protobuf:"varint,4,opt,name=attach_stdin,json=attachStdin,proto3" json:"attach_stdin,omitempty"`
+	AttachStdout bool                   `protobuf:"varint,5,opt,name=attach_stdout,json=attachStdout,proto3" json:"attach_stdout,omitempty"`
+	AttachStderr bool                   `protobuf:"varint,6,opt,name=attach_stderr,json=attachStderr,proto3" json:"attach_stderr,omitempty"`
+	ExposedPorts []string               `protobuf:"bytes,7,rep,name=exposed_ports,json=exposedPorts,proto3" json:"exposed_ports,omitempty"`
+	Tty          bool                   `protobuf:"varint,8,opt,name=tty,proto3" json:"tty,omitempty"`
+	OpenStdin    bool                   `protobuf:"varint,9,opt,name=open_stdin,json=openStdin,proto3" json:"open_stdin,omitempty"`
+	StdinOnce    bool                   `protobuf:"varint,10,opt,name=stdin_once,json=stdinOnce,proto3" json:"stdin_once,omitempty"`
+	Env          []string               `protobuf:"bytes,11,rep,name=env,proto3" json:"env,omitempty"`
+	// cmd and entrypoint distinguish "not set" (use the image's) from
+	// "set to empty" with their *_set flags.
+	Cmd           []string          `protobuf:"bytes,12,rep,name=cmd,proto3" json:"cmd,omitempty"`
+	CmdSet        bool              `protobuf:"varint,13,opt,name=cmd_set,json=cmdSet,proto3" json:"cmd_set,omitempty"`
+	Entrypoint    []string          `protobuf:"bytes,14,rep,name=entrypoint,proto3" json:"entrypoint,omitempty"`
+	EntrypointSet bool              `protobuf:"varint,15,opt,name=entrypoint_set,json=entrypointSet,proto3" json:"entrypoint_set,omitempty"`
+	Image         string            `protobuf:"bytes,16,opt,name=image,proto3" json:"image,omitempty"`
+	WorkingDir    string            `protobuf:"bytes,17,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,18,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	StopSignal    string            `protobuf:"bytes,19,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
+	// stop_timeout in seconds; unset means the engine default (10).
+	StopTimeout   *int32   `protobuf:"varint,20,opt,name=stop_timeout,json=stopTimeout,proto3,oneof" json:"stop_timeout,omitempty"`
+	Volumes       []string `protobuf:"bytes,21,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerConfig) Reset() {
+	*x = ContainerConfig{}
+	mi := &file_engine_v1_engine_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerConfig) ProtoMessage() {}
+
+func (x *ContainerConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerConfig.ProtoReflect.Descriptor instead.
+func (*ContainerConfig) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ContainerConfig) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *ContainerConfig) GetDomainname() string {
+	if x != nil {
+		return x.Domainname
+	}
+	return ""
+}
+
+func (x *ContainerConfig) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ContainerConfig) GetAttachStdin() bool {
+	if x != nil {
+		return x.AttachStdin
+	}
+	return false
+}
+
+func (x *ContainerConfig) GetAttachStdout() bool {
+	if x != nil {
+		return x.AttachStdout
+	}
+	return false
+}
+
+func (x *ContainerConfig) GetAttachStderr() bool {
+	if x != nil {
+		return x.AttachStderr
+	}
+	return false
+}
+
+func (x *ContainerConfig) GetExposedPorts() []string {
+	if x != nil {
+		return x.ExposedPorts
+	}
+	return nil
+}
+
+func (x *ContainerConfig) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *ContainerConfig) GetOpenStdin() bool {
+	if x != nil {
+		return x.OpenStdin
+	}
+	return false
+}
+
+func (x *ContainerConfig) GetStdinOnce() bool {
+	if x != nil {
+		return x.StdinOnce
+	}
+	return false
+}
+
+func (x *ContainerConfig) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *ContainerConfig) GetCmd() []string {
+	if x != nil {
+		return x.Cmd
+	}
+	return nil
+}
+
+func (x *ContainerConfig) GetCmdSet() bool {
+	if x != nil {
+		return x.CmdSet
+	}
+	return false
+}
+
+func (x *ContainerConfig) GetEntrypoint() []string {
+	if x != nil {
+		return x.Entrypoint
+	}
+	return nil
+}
+
+func (x *ContainerConfig) GetEntrypointSet() bool {
+	if x != nil {
+		return x.EntrypointSet
+	}
+	return false
+}
+
+func (x *ContainerConfig) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *ContainerConfig) GetWorkingDir() string {
+	if x != nil {
+		return x.WorkingDir
+	}
+	return ""
+}
+
+func (x *ContainerConfig) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *ContainerConfig) GetStopSignal() string {
+	if x != nil {
+		return x.StopSignal
+	}
+	return ""
+}
+
+func (x *ContainerConfig) GetStopTimeout() int32 {
+	if x != nil && x.StopTimeout != nil {
+		return *x.StopTimeout
+	}
+	return 0
+}
+
+func (x *ContainerConfig) GetVolumes() []string {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+type Ulimit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Soft          int64                  `protobuf:"varint,2,opt,name=soft,proto3" json:"soft,omitempty"`
+	Hard          int64                  `protobuf:"varint,3,opt,name=hard,proto3" json:"hard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ulimit) Reset() {
+	*x = Ulimit{}
+	mi := &file_engine_v1_engine_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ulimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ulimit) ProtoMessage() {}
+
+func (x *Ulimit) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ulimit.ProtoReflect.Descriptor instead.
+func (*Ulimit) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *Ulimit) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Ulimit) GetSoft() int64 {
+	if x != nil {
+		return x.Soft
+	}
+	return 0
+}
+
+func (x *Ulimit) GetHard() int64 {
+	if x != nil {
+		return x.Hard
+	}
+	return 0
+}
+
+type RestartPolicy struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	MaximumRetryCount int32                  `protobuf:"varint,2,opt,name=maximum_retry_count,json=maximumRetryCount,proto3" json:"maximum_retry_count,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RestartPolicy) Reset() {
+	*x = RestartPolicy{}
+	mi := &file_engine_v1_engine_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartPolicy) ProtoMessage() {}
+
+func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
+func (*RestartPolicy) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RestartPolicy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RestartPolicy) GetMaximumRetryCount() int32 {
+	if x != nil {
+		return x.MaximumRetryCount
+	}
+	return 0
+}
+
+type LogConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Config        map[string]string      `protobuf:"bytes,2,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogConfig) Reset() {
+	*x = LogConfig{}
+	mi := &file_engine_v1_engine_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogConfig) ProtoMessage() {}
+
+func (x *LogConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogConfig.ProtoReflect.Descriptor instead.
+func (*LogConfig) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *LogConfig) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *LogConfig) GetConfig() map[string]string {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+// HostConfig is Docker's HostConfig: how to run it on this host.
+type HostConfig struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Binds             []string               `protobuf:"bytes,1,rep,name=binds,proto3" json:"binds,omitempty"`
+	NetworkMode       string                 `protobuf:"bytes,2,opt,name=network_mode,json=networkMode,proto3" json:"network_mode,omitempty"`
+	RestartPolicy     *RestartPolicy         `protobuf:"bytes,3,opt,name=restart_policy,json=restartPolicy,proto3" json:"restart_policy,omitempty"`
+	AutoRemove        bool                   `protobuf:"varint,4,opt,name=auto_remove,json=autoRemove,proto3" json:"auto_remove,omitempty"`
+	CapAdd            []string               `protobuf:"bytes,5,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`
+	CapDrop           []string               `protobuf:"bytes,6,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
+	Privileged        bool                   `protobuf:"varint,7,opt,name=privileged,proto3" json:"privileged,omitempty"`
+	ReadonlyRootfs    bool                   `protobuf:"varint,8,opt,name=readonly_rootfs,json=readonlyRootfs,proto3" json:"readonly_rootfs,omitempty"`
+	Memory            int64                  `protobuf:"varint,9,opt,name=memory,proto3" json:"memory,omitempty"`
+	MemoryReservation int64                  `protobuf:"varint,10,opt,name=memory_reservation,json=memoryReservation,proto3" json:"memory_reservation,omitempty"`
+	MemorySwap        int64                  `protobuf:"varint,11,opt,name=memory_swap,json=memorySwap,proto3" json:"memory_swap,omitempty"`
+	NanoCpus          int64                  `protobuf:"varint,12,opt,name=nano_cpus,json=nanoCpus,proto3" json:"nano_cpus,omitempty"`
+	CpuShares         int64                  `protobuf:"varint,13,opt,name=cpu_shares,json=cpuShares,proto3" json:"cpu_shares,omitempty"`
+	CpuQuota          int64                  `protobuf:"varint,14,opt,name=cpu_quota,json=cpuQuota,proto3" json:"cpu_quota,omitempty"`
+	CpuPeriod         int64                  `protobuf:"varint,15,opt,name=cpu_period,json=cpuPeriod,proto3" json:"cpu_period,omitempty"`
+	CpusetCpus        string                 `protobuf:"bytes,16,opt,name=cpuset_cpus,json=cpusetCpus,proto3" json:"cpuset_cpus,omitempty"`
+	CpusetMems        string                 `protobuf:"bytes,17,opt,name=cpuset_mems,json=cpusetMems,proto3" json:"cpuset_mems,omitempty"`
+	PidsLimit         *int64                 `protobuf:"varint,18,opt,name=pids_limit,json=pidsLimit,proto3,oneof" json:"pids_limit,omitempty"`
+	ShmSize           int64                  `protobuf:"varint,19,opt,name=shm_size,json=shmSize,proto3" json:"shm_size,omitempty"`
+	Sysctls           map[string]string      `protobuf:"bytes,20,rep,name=sysctls,proto3" json:"sysctls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Ulimits           []*Ulimit              `protobuf:"bytes,21,rep,name=ulimits,proto3" json:"ulimits,omitempty"`
+	LogConfig         *LogConfig             `protobuf:"bytes,22,opt,name=log_config,json=logConfig,proto3" json:"log_config,omitempty"`
+	SecurityOpt       []string               `protobuf:"bytes,23,rep,name=security_opt,json=securityOpt,proto3" json:"security_opt,omitempty"`
+	Tmpfs             map[string]string      `protobuf:"bytes,24,rep,name=tmpfs,proto3" json:"tmpfs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ExtraHosts        []string               `protobuf:"bytes,25,rep,name=extra_hosts,json=extraHosts,proto3" json:"extra_hosts,omitempty"`
+	Dns               []string               `protobuf:"bytes,26,rep,name=dns,proto3" json:"dns,omitempty"`
+	Init              bool                   `protobuf:"varint,27,opt,name=init,proto3" json:"init,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *HostConfig) Reset() {
+	*x = HostConfig{}
+	mi := &file_engine_v1_engine_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostConfig) ProtoMessage() {}
+
+func (x *HostConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostConfig.ProtoReflect.Descriptor instead.
+func (*HostConfig) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *HostConfig) GetBinds() []string {
+	if x != nil {
+		return x.Binds
+	}
+	return nil
+}
+
+func (x *HostConfig) GetNetworkMode() string {
+	if x != nil {
+		return x.NetworkMode
+	}
+	return ""
+}
+
+func (x *HostConfig) GetRestartPolicy() *RestartPolicy {
+	if x != nil {
+		return x.RestartPolicy
+	}
+	return nil
+}
+
+func (x *HostConfig) GetAutoRemove() bool {
+	if x != nil {
+		return x.AutoRemove
+	}
+	return false
+}
+
+func (x *HostConfig) GetCapAdd() []string {
+	if x != nil {
+		return x.CapAdd
+	}
+	return nil
+}
+
+func (x *HostConfig) GetCapDrop() []string {
+	if x != nil {
+		return x.CapDrop
+	}
+	return nil
+}
+
+func (x *HostConfig) GetPrivileged() bool {
+	if x != nil {
+		return x.Privileged
+	}
+	return false
+}
+
+func (x *HostConfig) GetReadonlyRootfs() bool {
+	if x != nil {
+		return x.ReadonlyRootfs
+	}
+	return false
+}
+
+func (x *HostConfig) GetMemory() int64 {
+	if x != nil {
+		return x.Memory
+	}
+	return 0
+}
+
+func (x *HostConfig) GetMemoryReservation() int64 {
+	if x != nil {
+		return x.MemoryReservation
+	}
+	return 0
+}
+
+func (x *HostConfig) GetMemorySwap() int64 {
+	if x != nil {
+		return x.MemorySwap
+	}
+	return 0
+}
+
+func (x *HostConfig) GetNanoCpus() int64 {
+	if x != nil {
+		return x.NanoCpus
+	}
+	return 0
+}
+
+func (x *HostConfig) GetCpuShares() int64 {
+	if x != nil {
+		return x.CpuShares
+	}
+	return 0
+}
+
+func (x *HostConfig) GetCpuQuota() int64 {
+	if x != nil {
+		return x.CpuQuota
+	}
+	return 0
+}
+
+func (x *HostConfig) GetCpuPeriod() int64 {
+	if x != nil {
+		return x.CpuPeriod
+	}
+	return 0
+}
+
+func (x *HostConfig) GetCpusetCpus() string {
+	if x != nil {
+		return x.CpusetCpus
+	}
+	return ""
+}
+
+func (x *HostConfig) GetCpusetMems() string {
+	if x != nil {
+		return x.CpusetMems
+	}
+	return ""
+}
+
+func (x *HostConfig) GetPidsLimit() int64 {
+	if x != nil && x.PidsLimit != nil {
+		return *x.PidsLimit
+	}
+	return 0
+}
+
+func (x *HostConfig) GetShmSize() int64 {
+	if x != nil {
+		return x.ShmSize
+	}
+	return 0
+}
+
+func (x *HostConfig) GetSysctls() map[string]string {
+	if x != nil {
+		return x.Sysctls
+	}
+	return nil
+}
+
+func (x *HostConfig) GetUlimits() []*Ulimit {
+	if x != nil {
+		return x.Ulimits
+	}
+	return nil
+}
+
+func (x *HostConfig) GetLogConfig() *LogConfig {
+	if x != nil {
+		return x.LogConfig
+	}
+	return nil
+}
+
+func (x *HostConfig) GetSecurityOpt() []string {
+	if x != nil {
+		return x.SecurityOpt
+	}
+	return nil
+}
+
+func (x *HostConfig) GetTmpfs() map[string]string {
+	if x != nil {
+		return x.Tmpfs
+	}
+	return nil
+}
+
+func (x *HostConfig) GetExtraHosts() []string {
+	if x != nil {
+		return x.ExtraHosts
+	}
+	return nil
+}
+
+func (x *HostConfig) GetDns() []string {
+	if x != nil {
+		return x.Dns
+	}
+	return nil
+}
+
+func (x *HostConfig) GetInit() bool {
+	if x != nil {
+		return x.Init
+	}
+	return false
+}
+
+type ContainerCreateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Config        *ContainerConfig       `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	HostConfig    *HostConfig            `protobuf:"bytes,3,opt,name=host_config,json=hostConfig,proto3" json:"host_config,omitempty"`
+	Platform      string                 `protobuf:"bytes,4,opt,name=platform,proto3" json:"platform,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerCreateRequest) Reset() {
+	*x = ContainerCreateRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerCreateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerCreateRequest) ProtoMessage() {}
+
+func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerCreateRequest.ProtoReflect.Descriptor instead.
+func (*ContainerCreateRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ContainerCreateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ContainerCreateRequest) GetConfig() *ContainerConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *ContainerCreateRequest) GetHostConfig() *HostConfig {
+	if x != nil {
+		return x.HostConfig
+	}
+	return nil
+}
+
+func (x *ContainerCreateRequest) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+type ContainerCreateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Warnings      []string               `protobuf:"bytes,2,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerCreateResponse) Reset() {
+	*x = ContainerCreateResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerCreateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerCreateResponse) ProtoMessage() {}
+
+func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerCreateResponse.ProtoReflect.Descriptor instead.
+func (*ContainerCreateResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ContainerCreateResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerCreateResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+type ContainerState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// status is Docker's: created, running, paused, restarting, removing,
+	// exited, dead.
+	Status        string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	Running       bool                   `protobuf:"varint,2,opt,name=running,proto3" json:"running,omitempty"`
+	Paused        bool                   `protobuf:"varint,3,opt,name=paused,proto3" json:"paused,omitempty"`
+	Restarting    bool                   `protobuf:"varint,4,opt,name=restarting,proto3" json:"restarting,omitempty"`
+	OomKilled     bool                   `protobuf:"varint,5,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	Dead          bool                   `protobuf:"varint,6,opt,name=dead,proto3" json:"dead,omitempty"`
+	Pid           int64                  `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
+	ExitCode      int32                  `protobuf:"varint,8,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Error         string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerState) Reset() {
+	*x = ContainerState{}
+	mi := &file_engine_v1_engine_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerState) ProtoMessage() {}
+
+func (x *ContainerState) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerState.ProtoReflect.Descriptor instead.
+func (*ContainerState) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ContainerState) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ContainerState) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+func (x *ContainerState) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *ContainerState) GetRestarting() bool {
+	if x != nil {
+		return x.Restarting
+	}
+	return false
+}
+
+func (x *ContainerState) GetOomKilled() bool {
+	if x != nil {
+		return x.OomKilled
+	}
+	return false
+}
+
+func (x *ContainerState) GetDead() bool {
+	if x != nil {
+		return x.Dead
+	}
+	return false
+}
+
+func (x *ContainerState) GetPid() int64 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ContainerState) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *ContainerState) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ContainerState) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *ContainerState) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+type Container struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name            string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Created         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created,proto3" json:"created,omitempty"`
+	Path            string                 `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
+	Args            []string               `protobuf:"bytes,5,rep,name=args,proto3" json:"args,omitempty"`
+	State           *ContainerState        `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	ImageId         string                 `protobuf:"bytes,7,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	Image           string                 `protobuf:"bytes,8,opt,name=image,proto3" json:"image,omitempty"`
+	Config          *ContainerConfig       `protobuf:"bytes,9,opt,name=config,proto3" json:"config,omitempty"`
+	HostConfig      *HostConfig            `protobuf:"bytes,10,opt,name=host_config,json=hostConfig,proto3" json:"host_config,omitempty"`
+	ResolvConfPath  string                 `protobuf:"bytes,11,opt,name=resolv_conf_path,json=resolvConfPath,proto3" json:"resolv_conf_path,omitempty"`
+	HostnamePath    string                 `protobuf:"bytes,12,opt,name=hostname_path,json=hostnamePath,proto3" json:"hostname_path,omitempty"`
+	HostsPath       string                 `protobuf:"bytes,13,opt,name=hosts_path,json=hostsPath,proto3" json:"hosts_path,omitempty"`
+	LogPath         string                 `protobuf:"bytes,14,opt,name=log_path,json=logPath,proto3" json:"log_path,omitempty"`
+	RestartCount    int32                  `protobuf:"varint,15,opt,name=restart_count,json=restartCount,proto3" json:"restart_count,omitempty"`
+	Driver          string                 `protobuf:"bytes,16,opt,name=driver,proto3" json:"driver,omitempty"`
+	GraphDriverData map[string]string      `protobuf:"bytes,17,rep,name=graph_driver_data,json=graphDriverData,proto3" json:"graph_driver_data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SizeRw          int64                  `protobuf:"varint,18,opt,name=size_rw,json=sizeRw,proto3" json:"size_rw,omitempty"`
+	SizeRootFs      int64                  `protobuf:"varint,19,opt,name=size_root_fs,json=sizeRootFs,proto3" json:"size_root_fs,omitempty"`
+	// command is the full command line, for listings.
+	Command       string `protobuf:"bytes,20,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Container) Reset() {
+	*x = Container{}
+	mi := &file_engine_v1_engine_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Container) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Container) ProtoMessage() {}
+
+func (x *Container) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Container.ProtoReflect.Descriptor instead.
+func (*Container) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *Container) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Container) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Container) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *Container) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Container) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *Container) GetState() *ContainerState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *Container) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+func (x *Container) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *Container) GetConfig() *ContainerConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *Container) GetHostConfig() *HostConfig {
+	if x != nil {
+		return x.HostConfig
+	}
+	return nil
+}
+
+func (x *Container) GetResolvConfPath() string {
+	if x != nil {
+		return x.ResolvConfPath
+	}
+	return ""
+}
+
+func (x *Container) GetHostnamePath() string {
+	if x != nil {
+		return x.HostnamePath
+	}
+	return ""
+}
+
+func (x *Container) GetHostsPath() string {
+	if x != nil {
+		return x.HostsPath
+	}
+	return ""
+}
+
+func (x *Container) GetLogPath() string {
+	if x != nil {
+		return x.LogPath
+	}
+	return ""
+}
+
+func (x *Container) GetRestartCount() int32 {
+	if x != nil {
+		return x.RestartCount
+	}
+	return 0
+}
+
+func (x *Container) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *Container) GetGraphDriverData() map[string]string {
+	if x != nil {
+		return x.GraphDriverData
+	}
+	return nil
+}
+
+func (x *Container) GetSizeRw() int64 {
+	if x != nil {
+		return x.SizeRw
+	}
+	return 0
+}
+
+func (x *Container) GetSizeRootFs() int64 {
+	if x != nil {
+		return x.SizeRootFs
+	}
+	return 0
+}
+
+func (x *Container) GetCommand() string {
+	if x != nil {
+		return x.Command
+	}
+	return ""
+}
+
+type ContainerInspectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Size          bool                   `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerInspectRequest) Reset() {
+	*x = ContainerInspectRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerInspectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerInspectRequest) ProtoMessage() {}
+
+func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerInspectRequest.ProtoReflect.Descriptor instead.
+func (*ContainerInspectRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ContainerInspectRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerInspectRequest) GetSize() bool {
+	if x != nil {
+		return x.Size
+	}
+	return false
+}
+
+type ContainerListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	All           bool                   `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
+	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Size          bool                   `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Filters       string                 `protobuf:"bytes,4,opt,name=filters,proto3" json:"filters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerListRequest) Reset() {
+	*x = ContainerListRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerListRequest) ProtoMessage() {}
+
+func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerListRequest.ProtoReflect.Descriptor instead.
+func (*ContainerListRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ContainerListRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *ContainerListRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ContainerListRequest) GetSize() bool {
+	if x != nil {
+		return x.Size
+	}
+	return false
+}
+
+func (x *ContainerListRequest) GetFilters() string {
+	if x != nil {
+		return x.Filters
+	}
+	return ""
+}
+
+type ContainerListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Containers    []*Container           `protobuf:"bytes,1,rep,name=containers,proto3" json:"containers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerListResponse) Reset() {
+	*x = ContainerListResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerListResponse) ProtoMessage() {}
+
+func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerListResponse.ProtoReflect.Descriptor instead.
+func (*ContainerListResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ContainerListResponse) GetContainers() []*Container {
+	if x != nil {
+		return x.Containers
+	}
+	return nil
+}
+
+type ContainerStartRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerStartRequest) Reset() {
+	*x = ContainerStartRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerStartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerStartRequest) ProtoMessage() {}
+
+func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerStartRequest.ProtoReflect.Descriptor instead.
+func (*ContainerStartRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ContainerStartRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ContainerStartResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerStartResponse) Reset() {
+	*x = ContainerStartResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerStartResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerStartResponse) ProtoMessage() {}
+
+func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerStartResponse.ProtoReflect.Descriptor instead.
+func (*ContainerStartResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{52}
+}
+
+type ContainerStopRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// t is the timeout in seconds before SIGKILL; unset means the
+	// container's own StopTimeout or 10.
+	T             *int32 `protobuf:"varint,2,opt,name=t,proto3,oneof" json:"t,omitempty"`
+	Signal        string `protobuf:"bytes,3,opt,name=signal,proto3" json:"signal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerStopRequest) Reset() {
+	*x = ContainerStopRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerStopRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerStopRequest) ProtoMessage() {}
+
+func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerStopRequest.ProtoReflect.Descriptor instead.
+func (*ContainerStopRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ContainerStopRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerStopRequest) GetT() int32 {
+	if x != nil && x.T != nil {
+		return *x.T
+	}
+	return 0
+}
+
+func (x *ContainerStopRequest) GetSignal() string {
+	if x != nil {
+		return x.Signal
+	}
+	return ""
+}
+
+type ContainerStopResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerStopResponse) Reset() {
+	*x = ContainerStopResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerStopResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerStopResponse) ProtoMessage() {}
+
+func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerStopResponse.ProtoReflect.Descriptor instead.
+func (*ContainerStopResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{54}
+}
+
+type ContainerRestartRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	T             *int32                 `protobuf:"varint,2,opt,name=t,proto3,oneof" json:"t,omitempty"`
+	Signal        string                 `protobuf:"bytes,3,opt,name=signal,proto3" json:"signal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerRestartRequest) Reset() {
+	*x = ContainerRestartRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerRestartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerRestartRequest) ProtoMessage() {}
+
+func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerRestartRequest.ProtoReflect.Descriptor instead.
+func (*ContainerRestartRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ContainerRestartRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerRestartRequest) GetT() int32 {
+	if x != nil && x.T != nil {
+		return *x.T
+	}
+	return 0
+}
+
+func (x *ContainerRestartRequest) GetSignal() string {
+	if x != nil {
+		return x.Signal
+	}
+	return ""
+}
+
+type ContainerRestartResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerRestartResponse) Reset() {
+	*x = ContainerRestartResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerRestartResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerRestartResponse) ProtoMessage() {}
+
+func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerRestartResponse.ProtoReflect.Descriptor instead.
+func (*ContainerRestartResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
+}
+
+type ContainerKillRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Signal        string                 `protobuf:"bytes,2,opt,name=signal,proto3" json:"signal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerKillRequest) Reset() {
+	*x = ContainerKillRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerKillRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerKillRequest) ProtoMessage() {}
+
+func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerKillRequest.ProtoReflect.Descriptor instead.
+func (*ContainerKillRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ContainerKillRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerKillRequest) GetSignal() string {
+	if x != nil {
+		return x.Signal
+	}
+	return ""
+}
+
+type ContainerKillResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerKillResponse) Reset() {
+	*x = ContainerKillResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerKillResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerKillResponse) ProtoMessage() {}
+
+func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerKillResponse.ProtoReflect.Descriptor instead.
+func (*ContainerKillResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
+}
+
+type ContainerPauseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerPauseRequest) Reset() {
+	*x = ContainerPauseRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerPauseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerPauseRequest) ProtoMessage() {}
+
+func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerPauseRequest.ProtoReflect.Descriptor instead.
+func (*ContainerPauseRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ContainerPauseRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ContainerPauseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerPauseResponse) Reset() {
+	*x = ContainerPauseResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerPauseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerPauseResponse) ProtoMessage() {}
+
+func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerPauseResponse.ProtoReflect.Descriptor instead.
+func (*ContainerPauseResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
+}
+
+type ContainerUnpauseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerUnpauseRequest) Reset() {
+	*x = ContainerUnpauseRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerUnpauseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerUnpauseRequest) ProtoMessage() {}
+
+func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerUnpauseRequest.ProtoReflect.Descriptor instead.
+func (*ContainerUnpauseRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ContainerUnpauseRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ContainerUnpauseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerUnpauseResponse) Reset() {
+	*x = ContainerUnpauseResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerUnpauseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerUnpauseResponse) ProtoMessage() {}
+
+func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerUnpauseResponse.ProtoReflect.Descriptor instead.
+func (*ContainerUnpauseResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
+}
+
+type ContainerRenameRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerRenameRequest) Reset() {
+	*x = ContainerRenameRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerRenameRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerRenameRequest) ProtoMessage() {}
+
+func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerRenameRequest.ProtoReflect.Descriptor instead.
+func (*ContainerRenameRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ContainerRenameRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerRenameRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ContainerRenameResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerRenameResponse) Reset() {
+	*x = ContainerRenameResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerRenameResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerRenameResponse) ProtoMessage() {}
+
+func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerRenameResponse.ProtoReflect.Descriptor instead.
+func (*ContainerRenameResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
+}
+
+type ContainerRemoveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Force         bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	V             bool                   `protobuf:"varint,3,opt,name=v,proto3" json:"v,omitempty"`
+	Link          bool                   `protobuf:"varint,4,opt,name=link,proto3" json:"link,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerRemoveRequest) Reset() {
+	*x = ContainerRemoveRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerRemoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerRemoveRequest) ProtoMessage() {}
+
+func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerRemoveRequest.ProtoReflect.Descriptor instead.
+func (*ContainerRemoveRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ContainerRemoveRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerRemoveRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *ContainerRemoveRequest) GetV() bool {
+	if x != nil {
+		return x.V
+	}
+	return false
+}
+
+func (x *ContainerRemoveRequest) GetLink() bool {
+	if x != nil {
+		return x.Link
+	}
+	return false
+}
+
+type ContainerRemoveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerRemoveResponse) Reset() {
+	*x = ContainerRemoveResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerRemoveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerRemoveResponse) ProtoMessage() {}
+
+func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerRemoveResponse.ProtoReflect.Descriptor instead.
+func (*ContainerRemoveResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
+}
+
+type ContainerPruneRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Filters       string                 `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerPruneRequest) Reset() {
+	*x = ContainerPruneRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerPruneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerPruneRequest) ProtoMessage() {}
+
+func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerPruneRequest.ProtoReflect.Descriptor instead.
+func (*ContainerPruneRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ContainerPruneRequest) GetFilters() string {
+	if x != nil {
+		return x.Filters
+	}
+	return ""
+}
+
+type ContainerPruneResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Deleted        []string               `protobuf:"bytes,1,rep,name=deleted,proto3" json:"deleted,omitempty"`
+	SpaceReclaimed int64                  `protobuf:"varint,2,opt,name=space_reclaimed,json=spaceReclaimed,proto3" json:"space_reclaimed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ContainerPruneResponse) Reset() {
+	*x = ContainerPruneResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerPruneResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerPruneResponse) ProtoMessage() {}
+
+func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerPruneResponse.ProtoReflect.Descriptor instead.
+func (*ContainerPruneResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *ContainerPruneResponse) GetDeleted() []string {
+	if x != nil {
+		return x.Deleted
+	}
+	return nil
+}
+
+func (x *ContainerPruneResponse) GetSpaceReclaimed() int64 {
+	if x != nil {
+		return x.SpaceReclaimed
+	}
+	return 0
+}
+
+type ContainerTopRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	PsArgs        string                 `protobuf:"bytes,2,opt,name=ps_args,json=psArgs,proto3" json:"ps_args,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerTopRequest) Reset() {
+	*x = ContainerTopRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerTopRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerTopRequest) ProtoMessage() {}
+
+func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerTopRequest.ProtoReflect.Descriptor instead.
+func (*ContainerTopRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *ContainerTopRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerTopRequest) GetPsArgs() string {
+	if x != nil {
+		return x.PsArgs
+	}
+	return ""
+}
+
+type ContainerTopResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Titles        []string               `protobuf:"bytes,1,rep,name=titles,proto3" json:"titles,omitempty"`
+	Processes     []*TopRow              `protobuf:"bytes,2,rep,name=processes,proto3" json:"processes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerTopResponse) Reset() {
+	*x = ContainerTopResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerTopResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerTopResponse) ProtoMessage() {}
+
+func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerTopResponse.ProtoReflect.Descriptor instead.
+func (*ContainerTopResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ContainerTopResponse) GetTitles() []string {
+	if x != nil {
+		return x.Titles
+	}
+	return nil
+}
+
+func (x *ContainerTopResponse) GetProcesses() []*TopRow {
+	if x != nil {
+		return x.Processes
+	}
+	return nil
+}
+
+type TopRow struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Fields        []string               `protobuf:"bytes,1,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopRow) Reset() {
+	*x = TopRow{}
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopRow) ProtoMessage() {}
+
+func (x *TopRow) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopRow.ProtoReflect.Descriptor instead.
+func (*TopRow) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *TopRow) GetFields() []string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+type ContainerResizeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	H             uint32                 `protobuf:"varint,2,opt,name=h,proto3" json:"h,omitempty"`
+	W             uint32                 `protobuf:"varint,3,opt,name=w,proto3" json:"w,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerResizeRequest) Reset() {
+	*x = ContainerResizeRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerResizeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerResizeRequest) ProtoMessage() {}
+
+func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerResizeRequest.ProtoReflect.Descriptor instead.
+func (*ContainerResizeRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *ContainerResizeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerResizeRequest) GetH() uint32 {
+	if x != nil {
+		return x.H
+	}
+	return 0
+}
+
+func (x *ContainerResizeRequest) GetW() uint32 {
+	if x != nil {
+		return x.W
+	}
+	return 0
+}
+
+type ContainerResizeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerResizeResponse) Reset() {
+	*x = ContainerResizeResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerResizeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerResizeResponse) ProtoMessage() {}
+
+func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerResizeResponse.ProtoReflect.Descriptor instead.
+func (*ContainerResizeResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
+}
+
+type ContainerWaitRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// condition is not-running (default), next-exit or removed.
+	Condition     string `protobuf:"bytes,2,opt,name=condition,proto3" json:"condition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerWaitRequest) Reset() {
+	*x = ContainerWaitRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerWaitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerWaitRequest) ProtoMessage() {}
+
+func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerWaitRequest.ProtoReflect.Descriptor instead.
+func (*ContainerWaitRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *ContainerWaitRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerWaitRequest) GetCondition() string {
+	if x != nil {
+		return x.Condition
+	}
+	return ""
+}
+
+type ContainerWaitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StatusCode    int64                  `protobuf:"varint,1,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerWaitResponse) Reset() {
+	*x = ContainerWaitResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerWaitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerWaitResponse) ProtoMessage() {}
+
+func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerWaitResponse.ProtoReflect.Descriptor instead.
+func (*ContainerWaitResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *ContainerWaitResponse) GetStatusCode() int64 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+func (x *ContainerWaitResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type ContainerLogsRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Follow     bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	Stdout     bool                   `protobuf:"varint,3,opt,name=stdout,proto3" json:"stdout,omitempty"`
+	Stderr     bool                   `protobuf:"varint,4,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	Since      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	Until      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=until,proto3" json:"until,omitempty"`
+	Timestamps bool                   `protobuf:"varint,7,opt,name=timestamps,proto3" json:"timestamps,omitempty"`
+	// tail is the number of last lines, -1 for all.
+	Tail          int32 `protobuf:"varint,8,opt,name=tail,proto3" json:"tail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerLogsRequest) Reset() {
+	*x = ContainerLogsRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerLogsRequest) ProtoMessage() {}
+
+func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerLogsRequest.ProtoReflect.Descriptor instead.
+func (*ContainerLogsRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *ContainerLogsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerLogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *ContainerLogsRequest) GetStdout() bool {
+	if x != nil {
+		return x.Stdout
+	}
+	return false
+}
+
+func (x *ContainerLogsRequest) GetStderr() bool {
+	if x != nil {
+		return x.Stderr
+	}
+	return false
+}
+
+func (x *ContainerLogsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ContainerLogsRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *ContainerLogsRequest) GetTimestamps() bool {
+	if x != nil {
+		return x.Timestamps
+	}
+	return false
+}
+
+func (x *ContainerLogsRequest) GetTail() int32 {
+	if x != nil {
+		return x.Tail
+	}
+	return 0
+}
+
+// LogEntry is one piece of a container's output.
+type LogEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// stream is 1 for stdout, 2 for stderr (Docker's frame ids).
+	Stream        int32                  `protobuf:"varint,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogEntry) Reset() {
+	*x = LogEntry{}
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogEntry) ProtoMessage() {}
+
+func (x *LogEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
+func (*LogEntry) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *LogEntry) GetStream() int32 {
+	if x != nil {
+		return x.Stream
+	}
+	return 0
+}
+
+func (x *LogEntry) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *LogEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+type ContainerAttachRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set in the first message only.
+	Options *ContainerAttachOptions `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	Stdin   []byte                  `protobuf:"bytes,2,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	// close_stdin ends the container's input.
+	CloseStdin    bool `protobuf:"varint,3,opt,name=close_stdin,json=closeStdin,proto3" json:"close_stdin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerAttachRequest) Reset() {
+	*x = ContainerAttachRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerAttachRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerAttachRequest) ProtoMessage() {}
+
+func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerAttachRequest.ProtoReflect.Descriptor instead.
+func (*ContainerAttachRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *ContainerAttachRequest) GetOptions() *ContainerAttachOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *ContainerAttachRequest) GetStdin() []byte {
+	if x != nil {
+		return x.Stdin
+	}
+	return nil
+}
+
+func (x *ContainerAttachRequest) GetCloseStdin() bool {
+	if x != nil {
+		return x.CloseStdin
+	}
+	return false
+}
+
+type ContainerAttachOptions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Stdin         bool                   `protobuf:"varint,2,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	Stdout        bool                   `protobuf:"varint,3,opt,name=stdout,proto3" json:"stdout,omitempty"`
+	Stderr        bool                   `protobuf:"varint,4,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	Stream        bool                   `protobuf:"varint,5,opt,name=stream,proto3" json:"stream,omitempty"`
+	Logs          bool                   `protobuf:"varint,6,opt,name=logs,proto3" json:"logs,omitempty"`
+	DetachKeys    string                 `protobuf:"bytes,7,opt,name=detach_keys,json=detachKeys,proto3" json:"detach_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerAttachOptions) Reset() {
+	*x = ContainerAttachOptions{}
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerAttachOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerAttachOptions) ProtoMessage() {}
+
+func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerAttachOptions.ProtoReflect.Descriptor instead.
+func (*ContainerAttachOptions) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *ContainerAttachOptions) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerAttachOptions) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+func (x *ContainerAttachOptions) GetStdout() bool {
+	if x != nil {
+		return x.Stdout
+	}
+	return false
+}
+
+func (x *ContainerAttachOptions) GetStderr() bool {
+	if x != nil {
+		return x.Stderr
+	}
+	return false
+}
+
+func (x *ContainerAttachOptions) GetStream() bool {
+	if x != nil {
+		return x.Stream
+	}
+	return false
+}
+
+func (x *ContainerAttachOptions) GetLogs() bool {
+	if x != nil {
+		return x.Logs
+	}
+	return false
+}
+
+func (x *ContainerAttachOptions) GetDetachKeys() string {
+	if x != nil {
+		return x.DetachKeys
+	}
+	return ""
+}
+
 var File_engine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_engine_v1_engine_proto_rawDesc = "" +
@@ -3041,8 +5749,260 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x0eregistry_token\x18\x05 \x01(\tR\rregistryToken\"S\n" +
 	"\x12SystemAuthResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12%\n" +
-	"\x0eidentity_token\x18\x02 \x01(\tR\ridentityToken2\x90\n" +
+	"\x0eidentity_token\x18\x02 \x01(\tR\ridentityToken\"\xed\x05\n" +
+	"\x0fContainerConfig\x12\x1a\n" +
+	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1e\n" +
 	"\n" +
+	"domainname\x18\x02 \x01(\tR\n" +
+	"domainname\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x12!\n" +
+	"\fattach_stdin\x18\x04 \x01(\bR\vattachStdin\x12#\n" +
+	"\rattach_stdout\x18\x05 \x01(\bR\fattachStdout\x12#\n" +
+	"\rattach_stderr\x18\x06 \x01(\bR\fattachStderr\x12#\n" +
+	"\rexposed_ports\x18\a \x03(\tR\fexposedPorts\x12\x10\n" +
+	"\x03tty\x18\b \x01(\bR\x03tty\x12\x1d\n" +
+	"\n" +
+	"open_stdin\x18\t \x01(\bR\topenStdin\x12\x1d\n" +
+	"\n" +
+	"stdin_once\x18\n" +
+	" \x01(\bR\tstdinOnce\x12\x10\n" +
+	"\x03env\x18\v \x03(\tR\x03env\x12\x10\n" +
+	"\x03cmd\x18\f \x03(\tR\x03cmd\x12\x17\n" +
+	"\acmd_set\x18\r \x01(\bR\x06cmdSet\x12\x1e\n" +
+	"\n" +
+	"entrypoint\x18\x0e \x03(\tR\n" +
+	"entrypoint\x12%\n" +
+	"\x0eentrypoint_set\x18\x0f \x01(\bR\rentrypointSet\x12\x14\n" +
+	"\x05image\x18\x10 \x01(\tR\x05image\x12\x1f\n" +
+	"\vworking_dir\x18\x11 \x01(\tR\n" +
+	"workingDir\x12>\n" +
+	"\x06labels\x18\x12 \x03(\v2&.engine.v1.ContainerConfig.LabelsEntryR\x06labels\x12\x1f\n" +
+	"\vstop_signal\x18\x13 \x01(\tR\n" +
+	"stopSignal\x12&\n" +
+	"\fstop_timeout\x18\x14 \x01(\x05H\x00R\vstopTimeout\x88\x01\x01\x12\x18\n" +
+	"\avolumes\x18\x15 \x03(\tR\avolumes\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0f\n" +
+	"\r_stop_timeout\"D\n" +
+	"\x06Ulimit\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04soft\x18\x02 \x01(\x03R\x04soft\x12\x12\n" +
+	"\x04hard\x18\x03 \x01(\x03R\x04hard\"S\n" +
+	"\rRestartPolicy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
+	"\x13maximum_retry_count\x18\x02 \x01(\x05R\x11maximumRetryCount\"\x94\x01\n" +
+	"\tLogConfig\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x128\n" +
+	"\x06config\x18\x02 \x03(\v2 .engine.v1.LogConfig.ConfigEntryR\x06config\x1a9\n" +
+	"\vConfigEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\b\n" +
+	"\n" +
+	"HostConfig\x12\x14\n" +
+	"\x05binds\x18\x01 \x03(\tR\x05binds\x12!\n" +
+	"\fnetwork_mode\x18\x02 \x01(\tR\vnetworkMode\x12?\n" +
+	"\x0erestart_policy\x18\x03 \x01(\v2\x18.engine.v1.RestartPolicyR\rrestartPolicy\x12\x1f\n" +
+	"\vauto_remove\x18\x04 \x01(\bR\n" +
+	"autoRemove\x12\x17\n" +
+	"\acap_add\x18\x05 \x03(\tR\x06capAdd\x12\x19\n" +
+	"\bcap_drop\x18\x06 \x03(\tR\acapDrop\x12\x1e\n" +
+	"\n" +
+	"privileged\x18\a \x01(\bR\n" +
+	"privileged\x12'\n" +
+	"\x0freadonly_rootfs\x18\b \x01(\bR\x0ereadonlyRootfs\x12\x16\n" +
+	"\x06memory\x18\t \x01(\x03R\x06memory\x12-\n" +
+	"\x12memory_reservation\x18\n" +
+	" \x01(\x03R\x11memoryReservation\x12\x1f\n" +
+	"\vmemory_swap\x18\v \x01(\x03R\n" +
+	"memorySwap\x12\x1b\n" +
+	"\tnano_cpus\x18\f \x01(\x03R\bnanoCpus\x12\x1d\n" +
+	"\n" +
+	"cpu_shares\x18\r \x01(\x03R\tcpuShares\x12\x1b\n" +
+	"\tcpu_quota\x18\x0e \x01(\x03R\bcpuQuota\x12\x1d\n" +
+	"\n" +
+	"cpu_period\x18\x0f \x01(\x03R\tcpuPeriod\x12\x1f\n" +
+	"\vcpuset_cpus\x18\x10 \x01(\tR\n" +
+	"cpusetCpus\x12\x1f\n" +
+	"\vcpuset_mems\x18\x11 \x01(\tR\n" +
+	"cpusetMems\x12\"\n" +
+	"\n" +
+	"pids_limit\x18\x12 \x01(\x03H\x00R\tpidsLimit\x88\x01\x01\x12\x19\n" +
+	"\bshm_size\x18\x13 \x01(\x03R\ashmSize\x12<\n" +
+	"\asysctls\x18\x14 \x03(\v2\".engine.v1.HostConfig.SysctlsEntryR\asysctls\x12+\n" +
+	"\aulimits\x18\x15 \x03(\v2\x11.engine.v1.UlimitR\aulimits\x123\n" +
+	"\n" +
+	"log_config\x18\x16 \x01(\v2\x14.engine.v1.LogConfigR\tlogConfig\x12!\n" +
+	"\fsecurity_opt\x18\x17 \x03(\tR\vsecurityOpt\x126\n" +
+	"\x05tmpfs\x18\x18 \x03(\v2 .engine.v1.HostConfig.TmpfsEntryR\x05tmpfs\x12\x1f\n" +
+	"\vextra_hosts\x18\x19 \x03(\tR\n" +
+	"extraHosts\x12\x10\n" +
+	"\x03dns\x18\x1a \x03(\tR\x03dns\x12\x12\n" +
+	"\x04init\x18\x1b \x01(\bR\x04init\x1a:\n" +
+	"\fSysctlsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
+	"\n" +
+	"TmpfsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\r\n" +
+	"\v_pids_limit\"\xb4\x01\n" +
+	"\x16ContainerCreateRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
+	"\x06config\x18\x02 \x01(\v2\x1a.engine.v1.ContainerConfigR\x06config\x126\n" +
+	"\vhost_config\x18\x03 \x01(\v2\x15.engine.v1.HostConfigR\n" +
+	"hostConfig\x12\x1a\n" +
+	"\bplatform\x18\x04 \x01(\tR\bplatform\"E\n" +
+	"\x17ContainerCreateResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"\xea\x02\n" +
+	"\x0eContainerState\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\x12\x18\n" +
+	"\arunning\x18\x02 \x01(\bR\arunning\x12\x16\n" +
+	"\x06paused\x18\x03 \x01(\bR\x06paused\x12\x1e\n" +
+	"\n" +
+	"restarting\x18\x04 \x01(\bR\n" +
+	"restarting\x12\x1d\n" +
+	"\n" +
+	"oom_killed\x18\x05 \x01(\bR\toomKilled\x12\x12\n" +
+	"\x04dead\x18\x06 \x01(\bR\x04dead\x12\x10\n" +
+	"\x03pid\x18\a \x01(\x03R\x03pid\x12\x1b\n" +
+	"\texit_code\x18\b \x01(\x05R\bexitCode\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x129\n" +
+	"\n" +
+	"started_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vfinished_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\"\x91\x06\n" +
+	"\tContainer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x124\n" +
+	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x12\n" +
+	"\x04path\x18\x04 \x01(\tR\x04path\x12\x12\n" +
+	"\x04args\x18\x05 \x03(\tR\x04args\x12/\n" +
+	"\x05state\x18\x06 \x01(\v2\x19.engine.v1.ContainerStateR\x05state\x12\x19\n" +
+	"\bimage_id\x18\a \x01(\tR\aimageId\x12\x14\n" +
+	"\x05image\x18\b \x01(\tR\x05image\x122\n" +
+	"\x06config\x18\t \x01(\v2\x1a.engine.v1.ContainerConfigR\x06config\x126\n" +
+	"\vhost_config\x18\n" +
+	" \x01(\v2\x15.engine.v1.HostConfigR\n" +
+	"hostConfig\x12(\n" +
+	"\x10resolv_conf_path\x18\v \x01(\tR\x0eresolvConfPath\x12#\n" +
+	"\rhostname_path\x18\f \x01(\tR\fhostnamePath\x12\x1d\n" +
+	"\n" +
+	"hosts_path\x18\r \x01(\tR\thostsPath\x12\x19\n" +
+	"\blog_path\x18\x0e \x01(\tR\alogPath\x12#\n" +
+	"\rrestart_count\x18\x0f \x01(\x05R\frestartCount\x12\x16\n" +
+	"\x06driver\x18\x10 \x01(\tR\x06driver\x12U\n" +
+	"\x11graph_driver_data\x18\x11 \x03(\v2).engine.v1.Container.GraphDriverDataEntryR\x0fgraphDriverData\x12\x17\n" +
+	"\asize_rw\x18\x12 \x01(\x03R\x06sizeRw\x12 \n" +
+	"\fsize_root_fs\x18\x13 \x01(\x03R\n" +
+	"sizeRootFs\x12\x18\n" +
+	"\acommand\x18\x14 \x01(\tR\acommand\x1aB\n" +
+	"\x14GraphDriverDataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"=\n" +
+	"\x17ContainerInspectRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\bR\x04size\"l\n" +
+	"\x14ContainerListRequest\x12\x10\n" +
+	"\x03all\x18\x01 \x01(\bR\x03all\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\bR\x04size\x12\x18\n" +
+	"\afilters\x18\x04 \x01(\tR\afilters\"M\n" +
+	"\x15ContainerListResponse\x124\n" +
+	"\n" +
+	"containers\x18\x01 \x03(\v2\x14.engine.v1.ContainerR\n" +
+	"containers\"'\n" +
+	"\x15ContainerStartRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x18\n" +
+	"\x16ContainerStartResponse\"W\n" +
+	"\x14ContainerStopRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x11\n" +
+	"\x01t\x18\x02 \x01(\x05H\x00R\x01t\x88\x01\x01\x12\x16\n" +
+	"\x06signal\x18\x03 \x01(\tR\x06signalB\x04\n" +
+	"\x02_t\"\x17\n" +
+	"\x15ContainerStopResponse\"Z\n" +
+	"\x17ContainerRestartRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x11\n" +
+	"\x01t\x18\x02 \x01(\x05H\x00R\x01t\x88\x01\x01\x12\x16\n" +
+	"\x06signal\x18\x03 \x01(\tR\x06signalB\x04\n" +
+	"\x02_t\"\x1a\n" +
+	"\x18ContainerRestartResponse\">\n" +
+	"\x14ContainerKillRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06signal\x18\x02 \x01(\tR\x06signal\"\x17\n" +
+	"\x15ContainerKillResponse\"'\n" +
+	"\x15ContainerPauseRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x18\n" +
+	"\x16ContainerPauseResponse\")\n" +
+	"\x17ContainerUnpauseRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x1a\n" +
+	"\x18ContainerUnpauseResponse\"<\n" +
+	"\x16ContainerRenameRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x19\n" +
+	"\x17ContainerRenameResponse\"`\n" +
+	"\x16ContainerRemoveRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x12\f\n" +
+	"\x01v\x18\x03 \x01(\bR\x01v\x12\x12\n" +
+	"\x04link\x18\x04 \x01(\bR\x04link\"\x19\n" +
+	"\x17ContainerRemoveResponse\"1\n" +
+	"\x15ContainerPruneRequest\x12\x18\n" +
+	"\afilters\x18\x01 \x01(\tR\afilters\"[\n" +
+	"\x16ContainerPruneResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x03(\tR\adeleted\x12'\n" +
+	"\x0fspace_reclaimed\x18\x02 \x01(\x03R\x0espaceReclaimed\">\n" +
+	"\x13ContainerTopRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\aps_args\x18\x02 \x01(\tR\x06psArgs\"_\n" +
+	"\x14ContainerTopResponse\x12\x16\n" +
+	"\x06titles\x18\x01 \x03(\tR\x06titles\x12/\n" +
+	"\tprocesses\x18\x02 \x03(\v2\x11.engine.v1.TopRowR\tprocesses\" \n" +
+	"\x06TopRow\x12\x16\n" +
+	"\x06fields\x18\x01 \x03(\tR\x06fields\"D\n" +
+	"\x16ContainerResizeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\f\n" +
+	"\x01h\x18\x02 \x01(\rR\x01h\x12\f\n" +
+	"\x01w\x18\x03 \x01(\rR\x01w\"\x19\n" +
+	"\x17ContainerResizeResponse\"D\n" +
+	"\x14ContainerWaitRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tcondition\x18\x02 \x01(\tR\tcondition\"N\n" +
+	"\x15ContainerWaitResponse\x12\x1f\n" +
+	"\vstatus_code\x18\x01 \x01(\x03R\n" +
+	"statusCode\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\x86\x02\n" +
+	"\x14ContainerLogsRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x16\n" +
+	"\x06stdout\x18\x03 \x01(\bR\x06stdout\x12\x16\n" +
+	"\x06stderr\x18\x04 \x01(\bR\x06stderr\x120\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x1e\n" +
+	"\n" +
+	"timestamps\x18\a \x01(\bR\n" +
+	"timestamps\x12\x12\n" +
+	"\x04tail\x18\b \x01(\x05R\x04tail\"f\n" +
+	"\bLogEntry\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\x05R\x06stream\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x8c\x01\n" +
+	"\x16ContainerAttachRequest\x12;\n" +
+	"\aoptions\x18\x01 \x01(\v2!.engine.v1.ContainerAttachOptionsR\aoptions\x12\x14\n" +
+	"\x05stdin\x18\x02 \x01(\fR\x05stdin\x12\x1f\n" +
+	"\vclose_stdin\x18\x03 \x01(\bR\n" +
+	"closeStdin\"\xbb\x01\n" +
+	"\x16ContainerAttachOptions\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05stdin\x18\x02 \x01(\bR\x05stdin\x12\x16\n" +
+	"\x06stdout\x18\x03 \x01(\bR\x06stdout\x12\x16\n" +
+	"\x06stderr\x18\x04 \x01(\bR\x06stderr\x12\x16\n" +
+	"\x06stream\x18\x05 \x01(\bR\x06stream\x12\x12\n" +
+	"\x04logs\x18\x06 \x01(\bR\x04logs\x12\x1f\n" +
+	"\vdetach_keys\x18\a \x01(\tR\n" +
+	"detachKeys2\xd0\x18\n" +
 	"\x06Engine\x127\n" +
 	"\x04Ping\x12\x16.engine.v1.PingRequest\x1a\x17.engine.v1.PingResponse\x12d\n" +
 	"\rSystemVersion\x12\x1f.engine.v1.SystemVersionRequest\x1a .engine.v1.SystemVersionResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
@@ -3051,7 +6011,24 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"SystemInfo\x12\x1c.engine.v1.SystemInfoRequest\x1a\x1d.engine.v1.SystemInfoResponse\"\r\x82\xd3\xe4\x93\x02\a\x12\x05/info\x12[\n" +
 	"\n" +
 	"SystemAuth\x12\x1c.engine.v1.SystemAuthRequest\x1a\x1d.engine.v1.SystemAuthResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
-	":\x01*\"\x05/auth\x12`\n" +
+	":\x01*\"\x05/auth\x12k\n" +
+	"\x10ContainerInspect\x12\".engine.v1.ContainerInspectRequest\x1a\x14.engine.v1.Container\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/containers/{id}/json\x12l\n" +
+	"\rContainerList\x12\x1f.engine.v1.ContainerListRequest\x1a .engine.v1.ContainerListResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/containers/json\x12X\n" +
+	"\x0fContainerCreate\x12!.engine.v1.ContainerCreateRequest\x1a\".engine.v1.ContainerCreateResponse\x12u\n" +
+	"\x0eContainerStart\x12 .engine.v1.ContainerStartRequest\x1a!.engine.v1.ContainerStartResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x16/containers/{id}/start\x12q\n" +
+	"\rContainerStop\x12\x1f.engine.v1.ContainerStopRequest\x1a .engine.v1.ContainerStopResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x15/containers/{id}/stop\x12}\n" +
+	"\x10ContainerRestart\x12\".engine.v1.ContainerRestartRequest\x1a#.engine.v1.ContainerRestartResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x18/containers/{id}/restart\x12q\n" +
+	"\rContainerKill\x12\x1f.engine.v1.ContainerKillRequest\x1a .engine.v1.ContainerKillResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x15/containers/{id}/kill\x12u\n" +
+	"\x0eContainerPause\x12 .engine.v1.ContainerPauseRequest\x1a!.engine.v1.ContainerPauseResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x16/containers/{id}/pause\x12}\n" +
+	"\x10ContainerUnpause\x12\".engine.v1.ContainerUnpauseRequest\x1a#.engine.v1.ContainerUnpauseResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x18/containers/{id}/unpause\x12y\n" +
+	"\x0fContainerRename\x12!.engine.v1.ContainerRenameRequest\x1a\".engine.v1.ContainerRenameResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x17/containers/{id}/rename\x12r\n" +
+	"\x0fContainerRemove\x12!.engine.v1.ContainerRemoveRequest\x1a\".engine.v1.ContainerRemoveResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/containers/{id}\x12p\n" +
+	"\x0eContainerPrune\x12 .engine.v1.ContainerPruneRequest\x1a!.engine.v1.ContainerPruneResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x11/containers/prune\x12m\n" +
+	"\fContainerTop\x12\x1e.engine.v1.ContainerTopRequest\x1a\x1f.engine.v1.ContainerTopResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/containers/{id}/top\x12y\n" +
+	"\x0fContainerResize\x12!.engine.v1.ContainerResizeRequest\x1a\".engine.v1.ContainerResizeResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x17/containers/{id}/resize\x12T\n" +
+	"\rContainerWait\x12\x1f.engine.v1.ContainerWaitRequest\x1a .engine.v1.ContainerWaitResponse0\x01\x12G\n" +
+	"\rContainerLogs\x12\x1f.engine.v1.ContainerLogsRequest\x1a\x13.engine.v1.LogEntry0\x01\x12M\n" +
+	"\x0fContainerAttach\x12!.engine.v1.ContainerAttachRequest\x1a\x13.engine.v1.LogEntry(\x010\x01\x12`\n" +
 	"\fImageInspect\x12\x1e.engine.v1.ImageInspectRequest\x1a\x10.engine.v1.Image\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/images/{name=**}/json\x12r\n" +
 	"\fImageHistory\x12\x1e.engine.v1.ImageHistoryRequest\x1a\x1f.engine.v1.ImageHistoryResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/images/{name=**}/history\x12b\n" +
 	"\bImageTag\x12\x1a.engine.v1.ImageTagRequest\x1a\x1b.engine.v1.ImageTagResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x15/images/{name=**}/tag\x12g\n" +
@@ -3077,112 +6054,214 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 89)
 var file_engine_v1_engine_proto_goTypes = []any{
-	(*PingRequest)(nil),           // 0: engine.v1.PingRequest
-	(*PingResponse)(nil),          // 1: engine.v1.PingResponse
-	(*SystemVersionRequest)(nil),  // 2: engine.v1.SystemVersionRequest
-	(*SystemVersionResponse)(nil), // 3: engine.v1.SystemVersionResponse
-	(*Component)(nil),             // 4: engine.v1.Component
-	(*SystemInfoRequest)(nil),     // 5: engine.v1.SystemInfoRequest
-	(*SystemInfoResponse)(nil),    // 6: engine.v1.SystemInfoResponse
-	(*KeyValue)(nil),              // 7: engine.v1.KeyValue
-	(*PluginsInfo)(nil),           // 8: engine.v1.PluginsInfo
-	(*RegistryConfig)(nil),        // 9: engine.v1.RegistryConfig
-	(*IndexInfo)(nil),             // 10: engine.v1.IndexInfo
-	(*Runtime)(nil),               // 11: engine.v1.Runtime
-	(*RegistryAuth)(nil),          // 12: engine.v1.RegistryAuth
-	(*Progress)(nil),              // 13: engine.v1.Progress
-	(*PushResult)(nil),            // 14: engine.v1.PushResult
-	(*Chunk)(nil),                 // 15: engine.v1.Chunk
-	(*Image)(nil),                 // 16: engine.v1.Image
-	(*ImageInspectRequest)(nil),   // 17: engine.v1.ImageInspectRequest
-	(*ImageHistoryRequest)(nil),   // 18: engine.v1.ImageHistoryRequest
-	(*ImageHistoryResponse)(nil),  // 19: engine.v1.ImageHistoryResponse
-	(*HistoryItem)(nil),           // 20: engine.v1.HistoryItem
-	(*ImageTagRequest)(nil),       // 21: engine.v1.ImageTagRequest
-	(*ImageTagResponse)(nil),      // 22: engine.v1.ImageTagResponse
-	(*ImageRemoveRequest)(nil),    // 23: engine.v1.ImageRemoveRequest
-	(*ImageRemoveResponse)(nil),   // 24: engine.v1.ImageRemoveResponse
-	(*ImageDeleteItem)(nil),       // 25: engine.v1.ImageDeleteItem
-	(*ImageListRequest)(nil),      // 26: engine.v1.ImageListRequest
-	(*ImageListResponse)(nil),     // 27: engine.v1.ImageListResponse
-	(*ImagePruneRequest)(nil),     // 28: engine.v1.ImagePruneRequest
-	(*ImagePruneResponse)(nil),    // 29: engine.v1.ImagePruneResponse
-	(*ImagePullRequest)(nil),      // 30: engine.v1.ImagePullRequest
-	(*ImagePushRequest)(nil),      // 31: engine.v1.ImagePushRequest
-	(*ImageImportRequest)(nil),    // 32: engine.v1.ImageImportRequest
-	(*ImageImportOptions)(nil),    // 33: engine.v1.ImageImportOptions
-	(*ImageImportResponse)(nil),   // 34: engine.v1.ImageImportResponse
-	(*ImageSaveRequest)(nil),      // 35: engine.v1.ImageSaveRequest
-	(*ImageLoadResponse)(nil),     // 36: engine.v1.ImageLoadResponse
-	(*SystemAuthRequest)(nil),     // 37: engine.v1.SystemAuthRequest
-	(*SystemAuthResponse)(nil),    // 38: engine.v1.SystemAuthResponse
-	nil,                           // 39: engine.v1.Component.DetailsEntry
-	nil,                           // 40: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                           // 41: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                           // 42: engine.v1.Image.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
+	(*PingRequest)(nil),              // 0: engine.v1.PingRequest
+	(*PingResponse)(nil),             // 1: engine.v1.PingResponse
+	(*SystemVersionRequest)(nil),     // 2: engine.v1.SystemVersionRequest
+	(*SystemVersionResponse)(nil),    // 3: engine.v1.SystemVersionResponse
+	(*Component)(nil),                // 4: engine.v1.Component
+	(*SystemInfoRequest)(nil),        // 5: engine.v1.SystemInfoRequest
+	(*SystemInfoResponse)(nil),       // 6: engine.v1.SystemInfoResponse
+	(*KeyValue)(nil),                 // 7: engine.v1.KeyValue
+	(*PluginsInfo)(nil),              // 8: engine.v1.PluginsInfo
+	(*RegistryConfig)(nil),           // 9: engine.v1.RegistryConfig
+	(*IndexInfo)(nil),                // 10: engine.v1.IndexInfo
+	(*Runtime)(nil),                  // 11: engine.v1.Runtime
+	(*RegistryAuth)(nil),             // 12: engine.v1.RegistryAuth
+	(*Progress)(nil),                 // 13: engine.v1.Progress
+	(*PushResult)(nil),               // 14: engine.v1.PushResult
+	(*Chunk)(nil),                    // 15: engine.v1.Chunk
+	(*Image)(nil),                    // 16: engine.v1.Image
+	(*ImageInspectRequest)(nil),      // 17: engine.v1.ImageInspectRequest
+	(*ImageHistoryRequest)(nil),      // 18: engine.v1.ImageHistoryRequest
+	(*ImageHistoryResponse)(nil),     // 19: engine.v1.ImageHistoryResponse
+	(*HistoryItem)(nil),              // 20: engine.v1.HistoryItem
+	(*ImageTagRequest)(nil),          // 21: engine.v1.ImageTagRequest
+	(*ImageTagResponse)(nil),         // 22: engine.v1.ImageTagResponse
+	(*ImageRemoveRequest)(nil),       // 23: engine.v1.ImageRemoveRequest
+	(*ImageRemoveResponse)(nil),      // 24: engine.v1.ImageRemoveResponse
+	(*ImageDeleteItem)(nil),          // 25: engine.v1.ImageDeleteItem
+	(*ImageListRequest)(nil),         // 26: engine.v1.ImageListRequest
+	(*ImageListResponse)(nil),        // 27: engine.v1.ImageListResponse
+	(*ImagePruneRequest)(nil),        // 28: engine.v1.ImagePruneRequest
+	(*ImagePruneResponse)(nil),       // 29: engine.v1.ImagePruneResponse
+	(*ImagePullRequest)(nil),         // 30: engine.v1.ImagePullRequest
+	(*ImagePushRequest)(nil),         // 31: engine.v1.ImagePushRequest
+	(*ImageImportRequest)(nil),       // 32: engine.v1.ImageImportRequest
+	(*ImageImportOptions)(nil),       // 33: engine.v1.ImageImportOptions
+	(*ImageImportResponse)(nil),      // 34: engine.v1.ImageImportResponse
+	(*ImageSaveRequest)(nil),         // 35: engine.v1.ImageSaveRequest
+	(*ImageLoadResponse)(nil),        // 36: engine.v1.ImageLoadResponse
+	(*SystemAuthRequest)(nil),        // 37: engine.v1.SystemAuthRequest
+	(*SystemAuthResponse)(nil),       // 38: engine.v1.SystemAuthResponse
+	(*ContainerConfig)(nil),          // 39: engine.v1.ContainerConfig
+	(*Ulimit)(nil),                   // 40: engine.v1.Ulimit
+	(*RestartPolicy)(nil),            // 41: engine.v1.RestartPolicy
+	(*LogConfig)(nil),                // 42: engine.v1.LogConfig
+	(*HostConfig)(nil),               // 43: engine.v1.HostConfig
+	(*ContainerCreateRequest)(nil),   // 44: engine.v1.ContainerCreateRequest
+	(*ContainerCreateResponse)(nil),  // 45: engine.v1.ContainerCreateResponse
+	(*ContainerState)(nil),           // 46: engine.v1.ContainerState
+	(*Container)(nil),                // 47: engine.v1.Container
+	(*ContainerInspectRequest)(nil),  // 48: engine.v1.ContainerInspectRequest
+	(*ContainerListRequest)(nil),     // 49: engine.v1.ContainerListRequest
+	(*ContainerListResponse)(nil),    // 50: engine.v1.ContainerListResponse
+	(*ContainerStartRequest)(nil),    // 51: engine.v1.ContainerStartRequest
+	(*ContainerStartResponse)(nil),   // 52: engine.v1.ContainerStartResponse
+	(*ContainerStopRequest)(nil),     // 53: engine.v1.ContainerStopRequest
+	(*ContainerStopResponse)(nil),    // 54: engine.v1.ContainerStopResponse
+	(*ContainerRestartRequest)(nil),  // 55: engine.v1.ContainerRestartRequest
+	(*ContainerRestartResponse)(nil), // 56: engine.v1.ContainerRestartResponse
+	(*ContainerKillRequest)(nil),     // 57: engine.v1.ContainerKillRequest
+	(*ContainerKillResponse)(nil),    // 58: engine.v1.ContainerKillResponse
+	(*ContainerPauseRequest)(nil),    // 59: engine.v1.ContainerPauseRequest
+	(*ContainerPauseResponse)(nil),   // 60: engine.v1.ContainerPauseResponse
+	(*ContainerUnpauseRequest)(nil),  // 61: engine.v1.ContainerUnpauseRequest
+	(*ContainerUnpauseResponse)(nil), // 62: engine.v1.ContainerUnpauseResponse
+	(*ContainerRenameRequest)(nil),   // 63: engine.v1.ContainerRenameRequest
+	(*ContainerRenameResponse)(nil),  // 64: engine.v1.ContainerRenameResponse
+	(*ContainerRemoveRequest)(nil),   // 65: engine.v1.ContainerRemoveRequest
+	(*ContainerRemoveResponse)(nil),  // 66: engine.v1.ContainerRemoveResponse
+	(*ContainerPruneRequest)(nil),    // 67: engine.v1.ContainerPruneRequest
+	(*ContainerPruneResponse)(nil),   // 68: engine.v1.ContainerPruneResponse
+	(*ContainerTopRequest)(nil),      // 69: engine.v1.ContainerTopRequest
+	(*ContainerTopResponse)(nil),     // 70: engine.v1.ContainerTopResponse
+	(*TopRow)(nil),                   // 71: engine.v1.TopRow
+	(*ContainerResizeRequest)(nil),   // 72: engine.v1.ContainerResizeRequest
+	(*ContainerResizeResponse)(nil),  // 73: engine.v1.ContainerResizeResponse
+	(*ContainerWaitRequest)(nil),     // 74: engine.v1.ContainerWaitRequest
+	(*ContainerWaitResponse)(nil),    // 75: engine.v1.ContainerWaitResponse
+	(*ContainerLogsRequest)(nil),     // 76: engine.v1.ContainerLogsRequest
+	(*LogEntry)(nil),                 // 77: engine.v1.LogEntry
+	(*ContainerAttachRequest)(nil),   // 78: engine.v1.ContainerAttachRequest
+	(*ContainerAttachOptions)(nil),   // 79: engine.v1.ContainerAttachOptions
+	nil,                              // 80: engine.v1.Component.DetailsEntry
+	nil,                              // 81: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                              // 82: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                              // 83: engine.v1.Image.LabelsEntry
+	nil,                              // 84: engine.v1.ContainerConfig.LabelsEntry
+	nil,                              // 85: engine.v1.LogConfig.ConfigEntry
+	nil,                              // 86: engine.v1.HostConfig.SysctlsEntry
+	nil,                              // 87: engine.v1.HostConfig.TmpfsEntry
+	nil,                              // 88: engine.v1.Container.GraphDriverDataEntry
+	(*timestamppb.Timestamp)(nil),    // 89: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	43, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	89, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	4,  // 1: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	39, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	80, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	7,  // 3: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	8,  // 4: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	43, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	89, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	9,  // 6: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	40, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	41, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	81, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	82, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	14, // 9: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	43, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	42, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	43, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	89, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	83, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	89, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	20, // 13: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	43, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	89, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	25, // 15: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	16, // 16: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	25, // 17: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	12, // 18: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	12, // 19: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	33, // 20: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	11, // 21: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	10, // 22: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	0,  // 23: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	2,  // 24: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	5,  // 25: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	37, // 26: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	17, // 27: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	18, // 28: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	21, // 29: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	23, // 30: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	26, // 31: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	28, // 32: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	30, // 33: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	31, // 34: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	32, // 35: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	35, // 36: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	15, // 37: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	1,  // 38: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	3,  // 39: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	6,  // 40: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	38, // 41: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	16, // 42: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	19, // 43: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	22, // 44: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	24, // 45: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	27, // 46: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	29, // 47: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	13, // 48: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	13, // 49: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	34, // 50: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	15, // 51: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	36, // 52: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	38, // [38:53] is the sub-list for method output_type
-	23, // [23:38] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	84, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	85, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	41, // 23: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
+	86, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	40, // 25: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
+	42, // 26: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
+	87, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	39, // 28: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
+	43, // 29: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
+	89, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	89, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	89, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	46, // 33: engine.v1.Container.state:type_name -> engine.v1.ContainerState
+	39, // 34: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
+	43, // 35: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
+	88, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	47, // 37: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
+	71, // 38: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
+	89, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	89, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	89, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	79, // 42: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
+	11, // 43: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	10, // 44: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	0,  // 45: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	2,  // 46: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	5,  // 47: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	37, // 48: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	48, // 49: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	49, // 50: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	44, // 51: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	51, // 52: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	53, // 53: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	55, // 54: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	57, // 55: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	59, // 56: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	61, // 57: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	63, // 58: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	65, // 59: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	67, // 60: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	69, // 61: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	72, // 62: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	74, // 63: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	76, // 64: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	78, // 65: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	17, // 66: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	18, // 67: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	21, // 68: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	23, // 69: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	26, // 70: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	28, // 71: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	30, // 72: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	31, // 73: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	32, // 74: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	35, // 75: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	15, // 76: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	1,  // 77: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	3,  // 78: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	6,  // 79: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	38, // 80: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	47, // 81: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	50, // 82: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	45, // 83: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	52, // 84: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	54, // 85: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	56, // 86: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	58, // 87: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	60, // 88: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	62, // 89: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	64, // 90: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	66, // 91: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	68, // 92: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	70, // 93: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	73, // 94: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	75, // 95: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	77, // 96: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	77, // 97: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	16, // 98: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	19, // 99: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	22, // 100: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	24, // 101: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	27, // 102: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	29, // 103: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	13, // 104: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	13, // 105: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	34, // 106: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	15, // 107: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	36, // 108: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	77, // [77:109] is the sub-list for method output_type
+	45, // [45:77] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -3190,13 +6269,17 @@ func file_engine_v1_engine_proto_init() {
 	if File_engine_v1_engine_proto != nil {
 		return
 	}
+	file_engine_v1_engine_proto_msgTypes[39].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[43].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[53].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[55].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   43,
+			NumMessages:   89,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

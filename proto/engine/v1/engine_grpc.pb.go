@@ -41,21 +41,38 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Engine_Ping_FullMethodName          = "/engine.v1.Engine/Ping"
-	Engine_SystemVersion_FullMethodName = "/engine.v1.Engine/SystemVersion"
-	Engine_SystemInfo_FullMethodName    = "/engine.v1.Engine/SystemInfo"
-	Engine_SystemAuth_FullMethodName    = "/engine.v1.Engine/SystemAuth"
-	Engine_ImageInspect_FullMethodName  = "/engine.v1.Engine/ImageInspect"
-	Engine_ImageHistory_FullMethodName  = "/engine.v1.Engine/ImageHistory"
-	Engine_ImageTag_FullMethodName      = "/engine.v1.Engine/ImageTag"
-	Engine_ImageRemove_FullMethodName   = "/engine.v1.Engine/ImageRemove"
-	Engine_ImageList_FullMethodName     = "/engine.v1.Engine/ImageList"
-	Engine_ImagePrune_FullMethodName    = "/engine.v1.Engine/ImagePrune"
-	Engine_ImagePull_FullMethodName     = "/engine.v1.Engine/ImagePull"
-	Engine_ImagePush_FullMethodName     = "/engine.v1.Engine/ImagePush"
-	Engine_ImageImport_FullMethodName   = "/engine.v1.Engine/ImageImport"
-	Engine_ImageSave_FullMethodName     = "/engine.v1.Engine/ImageSave"
-	Engine_ImageLoad_FullMethodName     = "/engine.v1.Engine/ImageLoad"
+	Engine_Ping_FullMethodName             = "/engine.v1.Engine/Ping"
+	Engine_SystemVersion_FullMethodName    = "/engine.v1.Engine/SystemVersion"
+	Engine_SystemInfo_FullMethodName       = "/engine.v1.Engine/SystemInfo"
+	Engine_SystemAuth_FullMethodName       = "/engine.v1.Engine/SystemAuth"
+	Engine_ContainerInspect_FullMethodName = "/engine.v1.Engine/ContainerInspect"
+	Engine_ContainerList_FullMethodName    = "/engine.v1.Engine/ContainerList"
+	Engine_ContainerCreate_FullMethodName  = "/engine.v1.Engine/ContainerCreate"
+	Engine_ContainerStart_FullMethodName   = "/engine.v1.Engine/ContainerStart"
+	Engine_ContainerStop_FullMethodName    = "/engine.v1.Engine/ContainerStop"
+	Engine_ContainerRestart_FullMethodName = "/engine.v1.Engine/ContainerRestart"
+	Engine_ContainerKill_FullMethodName    = "/engine.v1.Engine/ContainerKill"
+	Engine_ContainerPause_FullMethodName   = "/engine.v1.Engine/ContainerPause"
+	Engine_ContainerUnpause_FullMethodName = "/engine.v1.Engine/ContainerUnpause"
+	Engine_ContainerRename_FullMethodName  = "/engine.v1.Engine/ContainerRename"
+	Engine_ContainerRemove_FullMethodName  = "/engine.v1.Engine/ContainerRemove"
+	Engine_ContainerPrune_FullMethodName   = "/engine.v1.Engine/ContainerPrune"
+	Engine_ContainerTop_FullMethodName     = "/engine.v1.Engine/ContainerTop"
+	Engine_ContainerResize_FullMethodName  = "/engine.v1.Engine/ContainerResize"
+	Engine_ContainerWait_FullMethodName    = "/engine.v1.Engine/ContainerWait"
+	Engine_ContainerLogs_FullMethodName    = "/engine.v1.Engine/ContainerLogs"
+	Engine_ContainerAttach_FullMethodName  = "/engine.v1.Engine/ContainerAttach"
+	Engine_ImageInspect_FullMethodName     = "/engine.v1.Engine/ImageInspect"
+	Engine_ImageHistory_FullMethodName     = "/engine.v1.Engine/ImageHistory"
+	Engine_ImageTag_FullMethodName         = "/engine.v1.Engine/ImageTag"
+	Engine_ImageRemove_FullMethodName      = "/engine.v1.Engine/ImageRemove"
+	Engine_ImageList_FullMethodName        = "/engine.v1.Engine/ImageList"
+	Engine_ImagePrune_FullMethodName       = "/engine.v1.Engine/ImagePrune"
+	Engine_ImagePull_FullMethodName        = "/engine.v1.Engine/ImagePull"
+	Engine_ImagePush_FullMethodName        = "/engine.v1.Engine/ImagePush"
+	Engine_ImageImport_FullMethodName      = "/engine.v1.Engine/ImageImport"
+	Engine_ImageSave_FullMethodName        = "/engine.v1.Engine/ImageSave"
+	Engine_ImageLoad_FullMethodName        = "/engine.v1.Engine/ImageLoad"
 )
 
 // EngineClient is the client API for Engine service.
@@ -71,6 +88,33 @@ type EngineClient interface {
 	SystemInfo(ctx context.Context, in *SystemInfoRequest, opts ...grpc.CallOption) (*SystemInfoResponse, error)
 	// SystemAuth checks credentials against a registry (docker login).
 	SystemAuth(ctx context.Context, in *SystemAuthRequest, opts ...grpc.CallOption) (*SystemAuthResponse, error)
+	// Containers. Routes with {id} that could be swallowed by a longer
+	// pattern come first, as for images.
+	ContainerInspect(ctx context.Context, in *ContainerInspectRequest, opts ...grpc.CallOption) (*Container, error)
+	ContainerList(ctx context.Context, in *ContainerListRequest, opts ...grpc.CallOption) (*ContainerListResponse, error)
+	// ContainerCreate: REST POST /containers/create (hand-written: the body
+	// is Docker's Config with HostConfig inside it).
+	ContainerCreate(ctx context.Context, in *ContainerCreateRequest, opts ...grpc.CallOption) (*ContainerCreateResponse, error)
+	ContainerStart(ctx context.Context, in *ContainerStartRequest, opts ...grpc.CallOption) (*ContainerStartResponse, error)
+	ContainerStop(ctx context.Context, in *ContainerStopRequest, opts ...grpc.CallOption) (*ContainerStopResponse, error)
+	ContainerRestart(ctx context.Context, in *ContainerRestartRequest, opts ...grpc.CallOption) (*ContainerRestartResponse, error)
+	ContainerKill(ctx context.Context, in *ContainerKillRequest, opts ...grpc.CallOption) (*ContainerKillResponse, error)
+	ContainerPause(ctx context.Context, in *ContainerPauseRequest, opts ...grpc.CallOption) (*ContainerPauseResponse, error)
+	ContainerUnpause(ctx context.Context, in *ContainerUnpauseRequest, opts ...grpc.CallOption) (*ContainerUnpauseResponse, error)
+	ContainerRename(ctx context.Context, in *ContainerRenameRequest, opts ...grpc.CallOption) (*ContainerRenameResponse, error)
+	ContainerRemove(ctx context.Context, in *ContainerRemoveRequest, opts ...grpc.CallOption) (*ContainerRemoveResponse, error)
+	ContainerPrune(ctx context.Context, in *ContainerPruneRequest, opts ...grpc.CallOption) (*ContainerPruneResponse, error)
+	ContainerTop(ctx context.Context, in *ContainerTopRequest, opts ...grpc.CallOption) (*ContainerTopResponse, error)
+	ContainerResize(ctx context.Context, in *ContainerResizeRequest, opts ...grpc.CallOption) (*ContainerResizeResponse, error)
+	// ContainerWait streams one message when the condition is met. REST:
+	// POST /containers/{id}/wait (hand-written: the 200 is flushed at once).
+	ContainerWait(ctx context.Context, in *ContainerWaitRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ContainerWaitResponse], error)
+	// ContainerLogs streams log entries. REST: GET /containers/{id}/logs.
+	ContainerLogs(ctx context.Context, in *ContainerLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogEntry], error)
+	// ContainerAttach: the first client message says what to attach to,
+	// later ones carry stdin; the server streams output. REST: hijacked
+	// POST /containers/{id}/attach.
+	ContainerAttach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ContainerAttachRequest, LogEntry], error)
 	ImageInspect(ctx context.Context, in *ImageInspectRequest, opts ...grpc.CallOption) (*Image, error)
 	ImageHistory(ctx context.Context, in *ImageHistoryRequest, opts ...grpc.CallOption) (*ImageHistoryResponse, error)
 	ImageTag(ctx context.Context, in *ImageTagRequest, opts ...grpc.CallOption) (*ImageTagResponse, error)
@@ -143,6 +187,197 @@ func (c *engineClient) SystemAuth(ctx context.Context, in *SystemAuthRequest, op
 	return out, nil
 }
 
+func (c *engineClient) ContainerInspect(ctx context.Context, in *ContainerInspectRequest, opts ...grpc.CallOption) (*Container, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Container)
+	err := c.cc.Invoke(ctx, Engine_ContainerInspect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerList(ctx context.Context, in *ContainerListRequest, opts ...grpc.CallOption) (*ContainerListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerListResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerList_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerCreate(ctx context.Context, in *ContainerCreateRequest, opts ...grpc.CallOption) (*ContainerCreateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerCreateResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerCreate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerStart(ctx context.Context, in *ContainerStartRequest, opts ...grpc.CallOption) (*ContainerStartResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerStartResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerStart_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerStop(ctx context.Context, in *ContainerStopRequest, opts ...grpc.CallOption) (*ContainerStopResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerStopResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerStop_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerRestart(ctx context.Context, in *ContainerRestartRequest, opts ...grpc.CallOption) (*ContainerRestartResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerRestartResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerRestart_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerKill(ctx context.Context, in *ContainerKillRequest, opts ...grpc.CallOption) (*ContainerKillResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerKillResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerKill_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerPause(ctx context.Context, in *ContainerPauseRequest, opts ...grpc.CallOption) (*ContainerPauseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerPauseResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerPause_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerUnpause(ctx context.Context, in *ContainerUnpauseRequest, opts ...grpc.CallOption) (*ContainerUnpauseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerUnpauseResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerUnpause_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerRename(ctx context.Context, in *ContainerRenameRequest, opts ...grpc.CallOption) (*ContainerRenameResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerRenameResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerRename_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerRemove(ctx context.Context, in *ContainerRemoveRequest, opts ...grpc.CallOption) (*ContainerRemoveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerRemoveResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerRemove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerPrune(ctx context.Context, in *ContainerPruneRequest, opts ...grpc.CallOption) (*ContainerPruneResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerPruneResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerPrune_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerTop(ctx context.Context, in *ContainerTopRequest, opts ...grpc.CallOption) (*ContainerTopResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerTopResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerTop_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerResize(ctx context.Context, in *ContainerResizeRequest, opts ...grpc.CallOption) (*ContainerResizeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerResizeResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerResize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerWait(ctx context.Context, in *ContainerWaitRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ContainerWaitResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[0], Engine_ContainerWait_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ContainerWaitRequest, ContainerWaitResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerWaitClient = grpc.ServerStreamingClient[ContainerWaitResponse]
+
+func (c *engineClient) ContainerLogs(ctx context.Context, in *ContainerLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogEntry], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[1], Engine_ContainerLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ContainerLogsRequest, LogEntry]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerLogsClient = grpc.ServerStreamingClient[LogEntry]
+
+func (c *engineClient) ContainerAttach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ContainerAttachRequest, LogEntry], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[2], Engine_ContainerAttach_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ContainerAttachRequest, LogEntry]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerAttachClient = grpc.BidiStreamingClient[ContainerAttachRequest, LogEntry]
+
 func (c *engineClient) ImageInspect(ctx context.Context, in *ImageInspectRequest, opts ...grpc.CallOption) (*Image, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Image)
@@ -205,7 +440,7 @@ func (c *engineClient) ImagePrune(ctx context.Context, in *ImagePruneRequest, op
 
 func (c *engineClient) ImagePull(ctx context.Context, in *ImagePullRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[0], Engine_ImagePull_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[3], Engine_ImagePull_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +459,7 @@ type Engine_ImagePullClient = grpc.ServerStreamingClient[Progress]
 
 func (c *engineClient) ImagePush(ctx context.Context, in *ImagePushRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[1], Engine_ImagePush_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[4], Engine_ImagePush_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +478,7 @@ type Engine_ImagePushClient = grpc.ServerStreamingClient[Progress]
 
 func (c *engineClient) ImageImport(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImageImportRequest, ImageImportResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[2], Engine_ImageImport_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[5], Engine_ImageImport_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +491,7 @@ type Engine_ImageImportClient = grpc.ClientStreamingClient[ImageImportRequest, I
 
 func (c *engineClient) ImageSave(ctx context.Context, in *ImageSaveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[3], Engine_ImageSave_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[6], Engine_ImageSave_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +510,7 @@ type Engine_ImageSaveClient = grpc.ServerStreamingClient[Chunk]
 
 func (c *engineClient) ImageLoad(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Chunk, ImageLoadResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[4], Engine_ImageLoad_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[7], Engine_ImageLoad_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +534,33 @@ type EngineServer interface {
 	SystemInfo(context.Context, *SystemInfoRequest) (*SystemInfoResponse, error)
 	// SystemAuth checks credentials against a registry (docker login).
 	SystemAuth(context.Context, *SystemAuthRequest) (*SystemAuthResponse, error)
+	// Containers. Routes with {id} that could be swallowed by a longer
+	// pattern come first, as for images.
+	ContainerInspect(context.Context, *ContainerInspectRequest) (*Container, error)
+	ContainerList(context.Context, *ContainerListRequest) (*ContainerListResponse, error)
+	// ContainerCreate: REST POST /containers/create (hand-written: the body
+	// is Docker's Config with HostConfig inside it).
+	ContainerCreate(context.Context, *ContainerCreateRequest) (*ContainerCreateResponse, error)
+	ContainerStart(context.Context, *ContainerStartRequest) (*ContainerStartResponse, error)
+	ContainerStop(context.Context, *ContainerStopRequest) (*ContainerStopResponse, error)
+	ContainerRestart(context.Context, *ContainerRestartRequest) (*ContainerRestartResponse, error)
+	ContainerKill(context.Context, *ContainerKillRequest) (*ContainerKillResponse, error)
+	ContainerPause(context.Context, *ContainerPauseRequest) (*ContainerPauseResponse, error)
+	ContainerUnpause(context.Context, *ContainerUnpauseRequest) (*ContainerUnpauseResponse, error)
+	ContainerRename(context.Context, *ContainerRenameRequest) (*ContainerRenameResponse, error)
+	ContainerRemove(context.Context, *ContainerRemoveRequest) (*ContainerRemoveResponse, error)
+	ContainerPrune(context.Context, *ContainerPruneRequest) (*ContainerPruneResponse, error)
+	ContainerTop(context.Context, *ContainerTopRequest) (*ContainerTopResponse, error)
+	ContainerResize(context.Context, *ContainerResizeRequest) (*ContainerResizeResponse, error)
+	// ContainerWait streams one message when the condition is met. REST:
+	// POST /containers/{id}/wait (hand-written: the 200 is flushed at once).
+	ContainerWait(*ContainerWaitRequest, grpc.ServerStreamingServer[ContainerWaitResponse]) error
+	// ContainerLogs streams log entries. REST: GET /containers/{id}/logs.
+	ContainerLogs(*ContainerLogsRequest, grpc.ServerStreamingServer[LogEntry]) error
+	// ContainerAttach: the first client message says what to attach to,
+	// later ones carry stdin; the server streams output. REST: hijacked
+	// POST /containers/{id}/attach.
+	ContainerAttach(grpc.BidiStreamingServer[ContainerAttachRequest, LogEntry]) error
 	ImageInspect(context.Context, *ImageInspectRequest) (*Image, error)
 	ImageHistory(context.Context, *ImageHistoryRequest) (*ImageHistoryResponse, error)
 	ImageTag(context.Context, *ImageTagRequest) (*ImageTagResponse, error)
@@ -342,6 +604,57 @@ func (UnimplementedEngineServer) SystemInfo(context.Context, *SystemInfoRequest)
 }
 func (UnimplementedEngineServer) SystemAuth(context.Context, *SystemAuthRequest) (*SystemAuthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SystemAuth not implemented")
+}
+func (UnimplementedEngineServer) ContainerInspect(context.Context, *ContainerInspectRequest) (*Container, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerInspect not implemented")
+}
+func (UnimplementedEngineServer) ContainerList(context.Context, *ContainerListRequest) (*ContainerListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerList not implemented")
+}
+func (UnimplementedEngineServer) ContainerCreate(context.Context, *ContainerCreateRequest) (*ContainerCreateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerCreate not implemented")
+}
+func (UnimplementedEngineServer) ContainerStart(context.Context, *ContainerStartRequest) (*ContainerStartResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerStart not implemented")
+}
+func (UnimplementedEngineServer) ContainerStop(context.Context, *ContainerStopRequest) (*ContainerStopResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerStop not implemented")
+}
+func (UnimplementedEngineServer) ContainerRestart(context.Context, *ContainerRestartRequest) (*ContainerRestartResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerRestart not implemented")
+}
+func (UnimplementedEngineServer) ContainerKill(context.Context, *ContainerKillRequest) (*ContainerKillResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerKill not implemented")
+}
+func (UnimplementedEngineServer) ContainerPause(context.Context, *ContainerPauseRequest) (*ContainerPauseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerPause not implemented")
+}
+func (UnimplementedEngineServer) ContainerUnpause(context.Context, *ContainerUnpauseRequest) (*ContainerUnpauseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerUnpause not implemented")
+}
+func (UnimplementedEngineServer) ContainerRename(context.Context, *ContainerRenameRequest) (*ContainerRenameResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerRename not implemented")
+}
+func (UnimplementedEngineServer) ContainerRemove(context.Context, *ContainerRemoveRequest) (*ContainerRemoveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerRemove not implemented")
+}
+func (UnimplementedEngineServer) ContainerPrune(context.Context, *ContainerPruneRequest) (*ContainerPruneResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerPrune not implemented")
+}
+func (UnimplementedEngineServer) ContainerTop(context.Context, *ContainerTopRequest) (*ContainerTopResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerTop not implemented")
+}
+func (UnimplementedEngineServer) ContainerResize(context.Context, *ContainerResizeRequest) (*ContainerResizeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerResize not implemented")
+}
+func (UnimplementedEngineServer) ContainerWait(*ContainerWaitRequest, grpc.ServerStreamingServer[ContainerWaitResponse]) error {
+	return status.Error(codes.Unimplemented, "method ContainerWait not implemented")
+}
+func (UnimplementedEngineServer) ContainerLogs(*ContainerLogsRequest, grpc.ServerStreamingServer[LogEntry]) error {
+	return status.Error(codes.Unimplemented, "method ContainerLogs not implemented")
+}
+func (UnimplementedEngineServer) ContainerAttach(grpc.BidiStreamingServer[ContainerAttachRequest, LogEntry]) error {
+	return status.Error(codes.Unimplemented, "method ContainerAttach not implemented")
 }
 func (UnimplementedEngineServer) ImageInspect(context.Context, *ImageInspectRequest) (*Image, error) {
 	return nil, status.Error(codes.Unimplemented, "method ImageInspect not implemented")
@@ -468,6 +781,287 @@ func _Engine_SystemAuth_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Engine_ContainerInspect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerInspectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerInspect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerInspect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerInspect(ctx, req.(*ContainerInspectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerList(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerList_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerList(ctx, req.(*ContainerListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerCreate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerCreateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerCreate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerCreate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerCreate(ctx, req.(*ContainerCreateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerStart_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerStartRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerStart(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerStart_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerStart(ctx, req.(*ContainerStartRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerStop_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerStopRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerStop(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerStop_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerStop(ctx, req.(*ContainerStopRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerRestart_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerRestartRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerRestart(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerRestart_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerRestart(ctx, req.(*ContainerRestartRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerKill_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerKillRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerKill(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerKill_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerKill(ctx, req.(*ContainerKillRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerPause_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerPauseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerPause(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerPause_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerPause(ctx, req.(*ContainerPauseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerUnpause_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerUnpauseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerUnpause(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerUnpause_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerUnpause(ctx, req.(*ContainerUnpauseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerRename_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerRenameRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerRename(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerRename_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerRename(ctx, req.(*ContainerRenameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerRemove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerRemoveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerRemove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerRemove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerRemove(ctx, req.(*ContainerRemoveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerPrune_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerPruneRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerPrune(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerPrune_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerPrune(ctx, req.(*ContainerPruneRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerTop_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerTopRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerTop(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerTop_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerTop(ctx, req.(*ContainerTopRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerResize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerResizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerResize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerResize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerResize(ctx, req.(*ContainerResizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerWait_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ContainerWaitRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EngineServer).ContainerWait(m, &grpc.GenericServerStream[ContainerWaitRequest, ContainerWaitResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerWaitServer = grpc.ServerStreamingServer[ContainerWaitResponse]
+
+func _Engine_ContainerLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ContainerLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EngineServer).ContainerLogs(m, &grpc.GenericServerStream[ContainerLogsRequest, LogEntry]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerLogsServer = grpc.ServerStreamingServer[LogEntry]
+
+func _Engine_ContainerAttach_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EngineServer).ContainerAttach(&grpc.GenericServerStream[ContainerAttachRequest, LogEntry]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerAttachServer = grpc.BidiStreamingServer[ContainerAttachRequest, LogEntry]
 
 func _Engine_ImageInspect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ImageInspectRequest)
@@ -648,6 +1242,62 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Engine_SystemAuth_Handler,
 		},
 		{
+			MethodName: "ContainerInspect",
+			Handler:    _Engine_ContainerInspect_Handler,
+		},
+		{
+			MethodName: "ContainerList",
+			Handler:    _Engine_ContainerList_Handler,
+		},
+		{
+			MethodName: "ContainerCreate",
+			Handler:    _Engine_ContainerCreate_Handler,
+		},
+		{
+			MethodName: "ContainerStart",
+			Handler:    _Engine_ContainerStart_Handler,
+		},
+		{
+			MethodName: "ContainerStop",
+			Handler:    _Engine_ContainerStop_Handler,
+		},
+		{
+			MethodName: "ContainerRestart",
+			Handler:    _Engine_ContainerRestart_Handler,
+		},
+		{
+			MethodName: "ContainerKill",
+			Handler:    _Engine_ContainerKill_Handler,
+		},
+		{
+			MethodName: "ContainerPause",
+			Handler:    _Engine_ContainerPause_Handler,
+		},
+		{
+			MethodName: "ContainerUnpause",
+			Handler:    _Engine_ContainerUnpause_Handler,
+		},
+		{
+			MethodName: "ContainerRename",
+			Handler:    _Engine_ContainerRename_Handler,
+		},
+		{
+			MethodName: "ContainerRemove",
+			Handler:    _Engine_ContainerRemove_Handler,
+		},
+		{
+			MethodName: "ContainerPrune",
+			Handler:    _Engine_ContainerPrune_Handler,
+		},
+		{
+			MethodName: "ContainerTop",
+			Handler:    _Engine_ContainerTop_Handler,
+		},
+		{
+			MethodName: "ContainerResize",
+			Handler:    _Engine_ContainerResize_Handler,
+		},
+		{
 			MethodName: "ImageInspect",
 			Handler:    _Engine_ImageInspect_Handler,
 		},
@@ -673,6 +1323,22 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ContainerWait",
+			Handler:       _Engine_ContainerWait_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ContainerLogs",
+			Handler:       _Engine_ContainerLogs_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ContainerAttach",
+			Handler:       _Engine_ContainerAttach_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "ImagePull",
 			Handler:       _Engine_ImagePull_Handler,

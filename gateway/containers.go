@@ -1,0 +1,481 @@
+package gateway
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/storage"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+)
+
+func init() {
+	registerResponse(func(_ context.Context, c *enginev1.Container) (any, error) { return containerInspect(c), nil })
+	registerResponse(func(_ context.Context, m *enginev1.ContainerListResponse) (any, error) {
+		out := make([]container.Summary, 0, len(m.GetContainers()))
+		for _, c := range m.GetContainers() {
+			out = append(out, containerSummary(c))
+		}
+		return out, nil
+	})
+	registerResponse(func(_ context.Context, m *enginev1.ContainerTopResponse) (any, error) {
+		out := container.TopResponse{Titles: m.GetTitles(), Processes: [][]string{}}
+		for _, p := range m.GetProcesses() {
+			out.Processes = append(out.Processes, p.GetFields())
+		}
+		return out, nil
+	})
+	registerResponse(func(_ context.Context, m *enginev1.ContainerPruneResponse) (any, error) {
+		return container.PruneReport{ContainersDeleted: nonNil(m.GetDeleted()), SpaceReclaimed: uint64(m.GetSpaceReclaimed())}, nil
+	})
+	// Replies with no body, and Docker's status for them.
+	for _, m := range []proto.Message{&enginev1.ContainerStartResponse{}, &enginev1.ContainerStopResponse{}, &enginev1.ContainerRestartResponse{},
+		&enginev1.ContainerKillResponse{}, &enginev1.ContainerPauseResponse{}, &enginev1.ContainerUnpauseResponse{},
+		&enginev1.ContainerRenameResponse{}, &enginev1.ContainerRemoveResponse{}} {
+		responseConverters[m.ProtoReflect().Descriptor().FullName()] = func(context.Context, proto.Message) (any, error) { return noBody{}, nil }
+		successStatus[m.ProtoReflect().Descriptor().FullName()] = http.StatusNoContent
+	}
+	registerResponse(func(context.Context, *enginev1.ContainerResizeResponse) (any, error) { return noBody{}, nil })
+}
+
+func timeString(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return "0001-01-01T00:00:00Z"
+	}
+	return t.AsTime().UTC().Format(time.RFC3339Nano)
+}
+
+func containerConfig(c *enginev1.ContainerConfig) *container.Config {
+	out := &container.Config{
+		Hostname: c.GetHostname(), Domainname: c.GetDomainname(), User: c.GetUser(),
+		AttachStdin: c.GetAttachStdin(), AttachStdout: c.GetAttachStdout(), AttachStderr: c.GetAttachStderr(),
+		Tty: c.GetTty(), OpenStdin: c.GetOpenStdin(), StdinOnce: c.GetStdinOnce(), Env: nonNil(c.GetEnv()),
+		Cmd: c.GetCmd(), Image: c.GetImage(), WorkingDir: c.GetWorkingDir(), Entrypoint: c.GetEntrypoint(),
+		Labels: c.GetLabels(), StopSignal: c.GetStopSignal(),
+	}
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	if c.StopTimeout != nil {
+		t := int(c.GetStopTimeout())
+		out.StopTimeout = &t
+	}
+	return out
+}
+
+func hostConfig(h *enginev1.HostConfig) *container.HostConfig {
+	out := &container.HostConfig{
+		Binds: h.GetBinds(), NetworkMode: container.NetworkMode(h.GetNetworkMode()), AutoRemove: h.GetAutoRemove(),
+		CapAdd: h.GetCapAdd(), CapDrop: h.GetCapDrop(), Privileged: h.GetPrivileged(), ReadonlyRootfs: h.GetReadonlyRootfs(),
+		ShmSize: h.GetShmSize(), Sysctls: h.GetSysctls(), SecurityOpt: h.GetSecurityOpt(), Tmpfs: h.GetTmpfs(), ExtraHosts: h.GetExtraHosts(),
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyMode(h.GetRestartPolicy().GetName()), MaximumRetryCount: int(h.GetRestartPolicy().GetMaximumRetryCount())},
+		LogConfig:     container.LogConfig{Type: "json-file", Config: h.GetLogConfig().GetConfig()},
+	}
+	if out.NetworkMode == "" {
+		out.NetworkMode = "none"
+	}
+	if out.RestartPolicy.Name == "" {
+		out.RestartPolicy.Name = container.RestartPolicyDisabled
+	}
+	if out.LogConfig.Config == nil {
+		out.LogConfig.Config = map[string]string{}
+	}
+	out.Resources = container.Resources{
+		Memory: h.GetMemory(), MemoryReservation: h.GetMemoryReservation(), MemorySwap: h.GetMemorySwap(),
+		NanoCPUs: h.GetNanoCpus(), CPUShares: h.GetCpuShares(), CPUQuota: h.GetCpuQuota(), CPUPeriod: h.GetCpuPeriod(),
+		CpusetCpus: h.GetCpusetCpus(), CpusetMems: h.GetCpusetMems(),
+	}
+	if h.PidsLimit != nil {
+		p := h.GetPidsLimit()
+		out.PidsLimit = &p
+	}
+	for _, u := range h.GetUlimits() {
+		out.Ulimits = append(out.Ulimits, &container.Ulimit{Name: u.GetName(), Soft: u.GetSoft(), Hard: u.GetHard()})
+	}
+	return out
+}
+
+func containerInspect(c *enginev1.Container) container.InspectResponse {
+	st := c.GetState()
+	return container.InspectResponse{
+		ID: c.GetId(), Created: timeString(c.GetCreated()), Path: c.GetPath(), Args: nonNil(c.GetArgs()),
+		State: &container.State{
+			Status: container.ContainerState(st.GetStatus()), Running: st.GetRunning(), Paused: st.GetPaused(), Restarting: st.GetRestarting(),
+			OOMKilled: st.GetOomKilled(), Dead: st.GetDead(), Pid: int(st.GetPid()), ExitCode: int(st.GetExitCode()), Error: st.GetError(),
+			StartedAt: timeString(st.GetStartedAt()), FinishedAt: timeString(st.GetFinishedAt()),
+		},
+		Image: c.GetImageId(), ResolvConfPath: c.GetResolvConfPath(), HostnamePath: c.GetHostnamePath(), HostsPath: c.GetHostsPath(),
+		LogPath: c.GetLogPath(), Name: c.GetName(), RestartCount: int(c.GetRestartCount()), Driver: c.GetDriver(), Platform: "linux",
+		ExecIDs: nil, HostConfig: hostConfig(c.GetHostConfig()),
+		GraphDriver: &storage.DriverData{Name: c.GetDriver(), Data: c.GetGraphDriverData()},
+		Mounts:      []container.MountPoint{}, Config: containerConfig(c.GetConfig()),
+		NetworkSettings: &container.NetworkSettings{},
+	}
+}
+
+func containerSummary(c *enginev1.Container) container.Summary {
+	st := c.GetState()
+	s := container.Summary{
+		ID: c.GetId(), Names: []string{c.GetName()}, Image: c.GetImage(), ImageID: c.GetImageId(), Command: c.GetCommand(),
+		Created: c.GetCreated().GetSeconds(), Ports: []container.PortSummary{}, Labels: c.GetConfig().GetLabels(),
+		State: container.ContainerState(st.GetStatus()), Status: humanStatus(st), Mounts: []container.MountPoint{},
+	}
+	if s.Labels == nil {
+		s.Labels = map[string]string{}
+	}
+	s.HostConfig.NetworkMode = "none"
+	return s
+}
+
+// humanStatus is the STATUS column of docker ps ("Up 3 seconds",
+// "Exited (0) 2 minutes ago").
+func humanStatus(st *enginev1.ContainerState) string {
+	switch st.GetStatus() {
+	case "running":
+		return "Up " + humanDuration(time.Since(st.GetStartedAt().AsTime()))
+	case "paused":
+		return "Up " + humanDuration(time.Since(st.GetStartedAt().AsTime())) + " (Paused)"
+	case "exited":
+		return fmt.Sprintf("Exited (%d) %s ago", st.GetExitCode(), humanDuration(time.Since(st.GetFinishedAt().AsTime())))
+	case "created":
+		return "Created"
+	}
+	return st.GetStatus()
+}
+
+func humanDuration(d time.Duration) string {
+	switch s := int(d.Seconds()); {
+	case s < 1:
+		return "Less than a second"
+	case s == 1:
+		return "1 second"
+	case s < 60:
+		return fmt.Sprintf("%d seconds", s)
+	case d.Minutes() < 2:
+		return "About a minute"
+	case d.Minutes() < 60:
+		return fmt.Sprintf("%d minutes", int(d.Minutes()))
+	case d.Hours() < 2:
+		return "About an hour"
+	case d.Hours() < 48:
+		return fmt.Sprintf("%d hours", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
+}
+
+// containerCreate is POST /containers/create: Docker's body is the Config
+// with HostConfig inside it.
+func (h *handlers) containerCreate(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	req, err := createRequest(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	req.Name, req.Platform = r.URL.Query().Get("name"), r.URL.Query().Get("platform")
+	resp, err := h.engine.ContainerCreate(r.Context(), req)
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	json.NewEncoder(w).Encode(container.CreateResponse{ID: resp.GetId(), Warnings: nonNil(resp.GetWarnings())})
+}
+
+func createRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return nil, errors.New("invalid JSON: the request body is empty")
+	}
+	var cr container.CreateRequest
+	if err := json.Unmarshal(body, &cr); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	var present map[string]json.RawMessage
+	json.Unmarshal(body, &present)
+	set := func(k string) bool { v, ok := present[k]; return ok && string(v) != "null" }
+	c := cr.Config
+	if c == nil {
+		c = &container.Config{}
+	}
+	cfg := &enginev1.ContainerConfig{
+		Hostname: c.Hostname, Domainname: c.Domainname, User: c.User, AttachStdin: c.AttachStdin, AttachStdout: c.AttachStdout,
+		AttachStderr: c.AttachStderr, Tty: c.Tty, OpenStdin: c.OpenStdin, StdinOnce: c.StdinOnce, Env: c.Env,
+		Cmd: c.Cmd, CmdSet: set("Cmd"), Entrypoint: c.Entrypoint, EntrypointSet: set("Entrypoint"),
+		Image: c.Image, WorkingDir: c.WorkingDir, Labels: c.Labels, StopSignal: c.StopSignal,
+	}
+	// `--entrypoint ""` arrives as [""]: no entrypoint.
+	if len(cfg.Entrypoint) == 1 && cfg.Entrypoint[0] == "" {
+		cfg.Entrypoint = nil
+	}
+	if c.StopTimeout != nil {
+		t := int32(*c.StopTimeout)
+		cfg.StopTimeout = &t
+	}
+	for p := range c.ExposedPorts {
+		cfg.ExposedPorts = append(cfg.ExposedPorts, p.String())
+	}
+	for v := range c.Volumes {
+		cfg.Volumes = append(cfg.Volumes, v)
+	}
+	req := &enginev1.ContainerCreateRequest{Config: cfg, HostConfig: &enginev1.HostConfig{}}
+	if hc := cr.HostConfig; hc != nil {
+		req.HostConfig = &enginev1.HostConfig{
+			Binds: hc.Binds, NetworkMode: string(hc.NetworkMode), AutoRemove: hc.AutoRemove, CapAdd: hc.CapAdd, CapDrop: hc.CapDrop,
+			Privileged: hc.Privileged, ReadonlyRootfs: hc.ReadonlyRootfs, Memory: hc.Memory, MemoryReservation: hc.MemoryReservation,
+			MemorySwap: hc.MemorySwap, NanoCpus: hc.NanoCPUs, CpuShares: hc.CPUShares, CpuQuota: hc.CPUQuota, CpuPeriod: hc.CPUPeriod,
+			CpusetCpus: hc.CpusetCpus, CpusetMems: hc.CpusetMems, PidsLimit: hc.PidsLimit, ShmSize: hc.ShmSize, Sysctls: hc.Sysctls,
+			SecurityOpt: hc.SecurityOpt, Tmpfs: hc.Tmpfs, ExtraHosts: hc.ExtraHosts,
+			RestartPolicy: &enginev1.RestartPolicy{Name: string(hc.RestartPolicy.Name), MaximumRetryCount: int32(hc.RestartPolicy.MaximumRetryCount)},
+			LogConfig:     &enginev1.LogConfig{Type: hc.LogConfig.Type, Config: hc.LogConfig.Config},
+		}
+		if hc.Init != nil {
+			req.HostConfig.Init = *hc.Init
+		}
+		for _, d := range hc.DNS {
+			req.HostConfig.Dns = append(req.HostConfig.Dns, d.String())
+		}
+		for _, u := range hc.Ulimits {
+			req.HostConfig.Ulimits = append(req.HostConfig.Ulimits, &enginev1.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
+		}
+		if t := hc.LogConfig.Type; t != "" && t != "json-file" {
+			return nil, fmt.Errorf("logging driver %q is not supported: only json-file", t)
+		}
+	}
+	return req, nil
+}
+
+// containerWait is POST /containers/{id}/wait. The 200 goes out at once:
+// `docker run` waits for it before starting the container.
+func (h *handlers) containerWait(w http.ResponseWriter, r *http.Request, p map[string]string) {
+	ctx := r.Context()
+	if _, err := h.engine.ContainerInspect(ctx, &enginev1.ContainerInspectRequest{Id: p["id"]}); err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	stream, err := h.engine.ContainerWait(ctx, &enginev1.ContainerWaitRequest{Id: p["id"], Condition: r.URL.Query().Get("condition")})
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	resp, err := stream.Recv()
+	out := container.WaitResponse{}
+	if err != nil {
+		out.Error = &container.WaitExitError{Message: grpcMessage(err)}
+	} else {
+		out.StatusCode = resp.GetStatusCode()
+		if resp.GetError() != "" {
+			out.Error = &container.WaitExitError{Message: resp.GetError()}
+		}
+	}
+	json.NewEncoder(w).Encode(out)
+}
+
+// frameWriter writes Docker's multiplexed stream (8-byte header: stream,
+// 0, 0, 0, big-endian length), or the raw bytes for a TTY.
+type frameWriter struct {
+	w   io.Writer
+	raw bool
+}
+
+func (f frameWriter) write(stream int32, data []byte) error {
+	if f.raw {
+		_, err := f.w.Write(data)
+		return err
+	}
+	var hdr [8]byte
+	hdr[0] = byte(stream)
+	binary.BigEndian.PutUint32(hdr[4:], uint32(len(data)))
+	if _, err := f.w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := f.w.Write(data)
+	return err
+}
+
+func boolParam(q map[string][]string, k string) bool {
+	v := ""
+	if vs := q[k]; len(vs) > 0 {
+		v = vs[0]
+	}
+	b, _ := strconv.ParseBool(v)
+	return b || v == "1"
+}
+
+// parseDockerTime reads since/until: Unix seconds with optional fraction.
+func parseDockerTime(v string) (*timestamppb.Timestamp, error) {
+	if v == "" || v == "0" {
+		return nil, nil
+	}
+	sec, frac, _ := strings.Cut(v, ".")
+	s, err := strconv.ParseInt(sec, 10, 64)
+	if err != nil {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return nil, fmt.Errorf("invalid time %q", v)
+		}
+		return timestamppb.New(t), nil
+	}
+	var ns int64
+	if frac != "" {
+		frac = (frac + "000000000")[:9]
+		ns, _ = strconv.ParseInt(frac, 10, 64)
+	}
+	return timestamppb.New(time.Unix(s, ns)), nil
+}
+
+// containerLogs is GET /containers/{id}/logs.
+func (h *handlers) containerLogs(w http.ResponseWriter, r *http.Request, p map[string]string) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	c, err := h.engine.ContainerInspect(ctx, &enginev1.ContainerInspectRequest{Id: p["id"]})
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	req := &enginev1.ContainerLogsRequest{Id: c.GetId(), Follow: boolParam(q, "follow"), Stdout: boolParam(q, "stdout"), Stderr: boolParam(q, "stderr"),
+		Timestamps: boolParam(q, "timestamps"), Tail: -1}
+	if t := q.Get("tail"); t != "" && t != "all" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid tail value %q", t))
+			return
+		}
+		req.Tail = int32(n)
+	}
+	if req.Since, err = parseDockerTime(q.Get("since")); err == nil {
+		req.Until, err = parseDockerTime(q.Get("until"))
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	stream, err := h.engine.ContainerLogs(ctx, req)
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	first, err := stream.Recv()
+	if err != nil && !errors.Is(err, io.EOF) {
+		writeGRPCError(w, err)
+		return
+	}
+	tty := c.GetConfig().GetTty()
+	ct := "application/vnd.docker.multiplexed-stream"
+	if tty {
+		ct = "application/vnd.docker.raw-stream"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	fw := frameWriter{w: w, raw: tty}
+	for e := first; err == nil; e, err = stream.Recv() {
+		data := e.GetData()
+		if req.GetTimestamps() {
+			data = append([]byte(e.GetTime().AsTime().UTC().Format(time.RFC3339Nano)+" "), data...)
+		}
+		if fw.write(e.GetStream(), data) != nil {
+			return
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+}
+
+// containerAttach is POST /containers/{id}/attach: the connection is
+// hijacked and carries stdin in and output out.
+func (h *handlers) containerAttach(w http.ResponseWriter, r *http.Request, p map[string]string) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	q := r.URL.Query()
+	c, err := h.engine.ContainerInspect(ctx, &enginev1.ContainerInspectRequest{Id: p["id"]})
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "attach needs an HTTP/1.1 connection")
+		return
+	}
+	opts := &enginev1.ContainerAttachOptions{Id: c.GetId(), Stdin: boolParam(q, "stdin"), Stdout: boolParam(q, "stdout"), Stderr: boolParam(q, "stderr"),
+		Stream: boolParam(q, "stream"), Logs: boolParam(q, "logs"), DetachKeys: q.Get("detachKeys")}
+	stream, err := h.engine.ContainerAttach(ctx)
+	if err == nil {
+		err = stream.Send(&enginev1.ContainerAttachRequest{Options: opts})
+	}
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	tty := c.GetConfig().GetTty()
+	ct := "application/vnd.docker.multiplexed-stream"
+	if tty {
+		ct = "application/vnd.docker.raw-stream"
+	}
+	if r.Header.Get("Upgrade") != "" {
+		fmt.Fprintf(conn, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n", ct)
+	} else {
+		fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n\r\n", ct)
+	}
+	if opts.GetStdin() {
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := brw.Reader.Read(buf)
+				if n > 0 {
+					if stream.Send(&enginev1.ContainerAttachRequest{Stdin: append([]byte(nil), buf[:n]...)}) != nil {
+						return
+					}
+				}
+				if err != nil {
+					stream.Send(&enginev1.ContainerAttachRequest{CloseStdin: true})
+					stream.CloseSend()
+					return
+				}
+			}
+		}()
+	} else {
+		stream.CloseSend()
+	}
+	fw := frameWriter{w: conn, raw: tty}
+	for {
+		e, err := stream.Recv()
+		if err != nil {
+			return
+		}
+		if fw.write(e.GetStream(), e.GetData()) != nil {
+			return
+		}
+	}
+}
+

@@ -1,0 +1,396 @@
+package container
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/filters"
+	"github.com/engined/engined/internal/logs"
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+	shimv1 "github.com/engined/engined/proto/shim/v1"
+)
+
+// The Engine service's container methods.
+
+func (s *Service) toProto(r *Record) *enginev1.Container {
+	cfg, _ := r.config()
+	hc, _ := r.hostConfig()
+	c := &enginev1.Container{
+		Id: r.ID, Name: r.Name, Created: timestamppb.New(r.Created), Path: r.Path, Args: r.Args,
+		ImageId: r.ImageID, Image: r.Image, Config: cfg, HostConfig: hc, RestartCount: int32(r.RestartCount),
+		ResolvConfPath: s.containerDir(r.ID) + "/resolv.conf", HostnamePath: s.containerDir(r.ID) + "/hostname",
+		HostsPath: s.containerDir(r.ID) + "/hosts", LogPath: s.logPath(r.ID), Driver: "overlay2",
+		GraphDriverData: map[string]string{
+			"MergedDir": s.containerDir(r.ID) + "/rootfs", "UpperDir": s.containerDir(r.ID) + "/fs/upper", "WorkDir": s.containerDir(r.ID) + "/fs/work",
+		},
+		Command: strings.Join(append([]string{r.Path}, r.Args...), " "),
+	}
+	st := &enginev1.ContainerState{Status: r.Status, Pid: int64(r.Pid), ExitCode: int32(r.ExitCode), Error: r.Error, OomKilled: r.OOMKilled,
+		Running: r.Status == "running" || r.Status == "paused", Paused: r.Status == "paused", Dead: r.Status == "dead"}
+	if !r.StartedAt.IsZero() {
+		st.StartedAt = timestamppb.New(r.StartedAt)
+	}
+	if !r.FinishedAt.IsZero() {
+		st.FinishedAt = timestamppb.New(r.FinishedAt)
+	}
+	c.State = st
+	return c
+}
+
+func (s *Service) ContainerInspect(ctx context.Context, req *enginev1.ContainerInspectRequest) (*enginev1.Container, error) {
+	r, err := s.get(req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return s.toProto(r), nil
+}
+
+func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerListRequest) (*enginev1.ContainerListResponse, error) {
+	args, err := filters.Parse(req.GetFilters(), "status", "name", "id", "label", "ancestor", "exited", "before", "since")
+	if err != nil {
+		return nil, err
+	}
+	var recs []*Record
+	if err := s.cfg.Store.View(func(tx *bolt.Tx) error {
+		var err error
+		recs, err = allRecords(tx)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Created.After(recs[j].Created) })
+	var ancestors map[string]bool
+	if args.Has("ancestor") {
+		ancestors = map[string]bool{}
+		for _, a := range args.Get("ancestor") {
+			if img, err := s.cfg.Images.Resolve(ctx, a); err == nil {
+				ancestors[img.ID.String()] = true
+			}
+		}
+	}
+	all := req.GetAll() || args.Has("status") || args.Has("exited") || req.GetLimit() > 0
+	resp := &enginev1.ContainerListResponse{}
+	for _, r := range recs {
+		running := r.Status == "running" || r.Status == "paused"
+		if !all && !running {
+			continue
+		}
+		if args.Has("status") && !args[("status")][r.Status] {
+			continue
+		}
+		if args.Has("exited") && (r.Status != "exited" || !args["exited"][strconv.Itoa(r.ExitCode)]) {
+			continue
+		}
+		if args.Has("name") && !matchAny(args.Get("name"), strings.TrimPrefix(r.Name, "/")) {
+			continue
+		}
+		if args.Has("id") && !prefixAny(args.Get("id"), r.ID) {
+			continue
+		}
+		if ancestors != nil && !ancestors[r.ImageID] {
+			continue
+		}
+		c := s.toProto(r)
+		if args.Has("label") && !args.MatchLabels("label", c.GetConfig().GetLabels()) {
+			continue
+		}
+		resp.Containers = append(resp.Containers, c)
+		if req.GetLimit() > 0 && len(resp.Containers) >= int(req.GetLimit()) {
+			break
+		}
+	}
+	return resp, nil
+}
+
+// matchAny is Docker's name filter: a substring or regular-expression-ish
+// match; substring covers what clients send.
+func matchAny(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if strings.Contains(s, strings.TrimPrefix(p, "/")) {
+			return true
+		}
+	}
+	return false
+}
+
+func prefixAny(prefixes []string, s string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Service) ContainerCreate(ctx context.Context, req *enginev1.ContainerCreateRequest) (*enginev1.ContainerCreateResponse, error) {
+	return s.Create(ctx, req)
+}
+
+func (s *Service) ContainerStart(ctx context.Context, req *enginev1.ContainerStartRequest) (*enginev1.ContainerStartResponse, error) {
+	return &enginev1.ContainerStartResponse{}, s.Start(ctx, req.GetId())
+}
+
+func (s *Service) ContainerStop(ctx context.Context, req *enginev1.ContainerStopRequest) (*enginev1.ContainerStopResponse, error) {
+	return &enginev1.ContainerStopResponse{}, s.Stop(ctx, req.GetId(), req.T, req.GetSignal())
+}
+
+func (s *Service) ContainerRestart(ctx context.Context, req *enginev1.ContainerRestartRequest) (*enginev1.ContainerRestartResponse, error) {
+	return &enginev1.ContainerRestartResponse{}, s.Restart(ctx, req.GetId(), req.T, req.GetSignal())
+}
+
+func (s *Service) ContainerKill(ctx context.Context, req *enginev1.ContainerKillRequest) (*enginev1.ContainerKillResponse, error) {
+	return &enginev1.ContainerKillResponse{}, s.Kill(ctx, req.GetId(), req.GetSignal())
+}
+
+func (s *Service) ContainerPause(ctx context.Context, req *enginev1.ContainerPauseRequest) (*enginev1.ContainerPauseResponse, error) {
+	return &enginev1.ContainerPauseResponse{}, s.Pause(ctx, req.GetId())
+}
+
+func (s *Service) ContainerUnpause(ctx context.Context, req *enginev1.ContainerUnpauseRequest) (*enginev1.ContainerUnpauseResponse, error) {
+	return &enginev1.ContainerUnpauseResponse{}, s.Unpause(ctx, req.GetId())
+}
+
+func (s *Service) ContainerRename(ctx context.Context, req *enginev1.ContainerRenameRequest) (*enginev1.ContainerRenameResponse, error) {
+	name := req.GetName()
+	if !validName.MatchString(name) {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
+	}
+	name = "/" + strings.TrimPrefix(name, "/")
+	err := s.cfg.Store.Update(func(tx *bolt.Tx) error {
+		r, err := resolve(tx, req.GetId())
+		if err != nil {
+			return err
+		}
+		recs, err := allRecords(tx)
+		if err != nil {
+			return err
+		}
+		for _, o := range recs {
+			if o.Name == name && o.ID != r.ID {
+				return errdefs.AlreadyExists(fmt.Errorf("Error when allocating new name: Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", name, o.ID))
+			}
+		}
+		r.Name = name
+		return putRecord(tx, r)
+	})
+	return &enginev1.ContainerRenameResponse{}, err
+}
+
+func (s *Service) ContainerRemove(ctx context.Context, req *enginev1.ContainerRemoveRequest) (*enginev1.ContainerRemoveResponse, error) {
+	return &enginev1.ContainerRemoveResponse{}, s.Remove(ctx, req.GetId(), req.GetForce())
+}
+
+func (s *Service) ContainerPrune(ctx context.Context, req *enginev1.ContainerPruneRequest) (*enginev1.ContainerPruneResponse, error) {
+	args, err := filters.Parse(req.GetFilters(), "label", "until")
+	if err != nil {
+		return nil, err
+	}
+	var until time.Time
+	if v := args.Get("until"); len(v) > 0 {
+		if until, err = filters.ParseTime(v[0], time.Now()); err != nil {
+			return nil, err
+		}
+	}
+	list, err := s.ContainerList(ctx, &enginev1.ContainerListRequest{All: true})
+	if err != nil {
+		return nil, err
+	}
+	resp := &enginev1.ContainerPruneResponse{}
+	for _, c := range list.GetContainers() {
+		if c.GetState().GetRunning() || (!until.IsZero() && !c.GetCreated().AsTime().Before(until)) ||
+			(args.Has("label") && !args.MatchLabels("label", c.GetConfig().GetLabels())) {
+			continue
+		}
+		if err := s.Remove(ctx, c.GetId(), false); err != nil {
+			return nil, err
+		}
+		resp.Deleted = append(resp.Deleted, c.GetId())
+	}
+	return resp, nil
+}
+
+func (s *Service) ContainerTop(ctx context.Context, req *enginev1.ContainerTopRequest) (*enginev1.ContainerTopResponse, error) {
+	r, err := s.get(req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	client := s.shim(r.ID)
+	if client == nil || r.Status != "running" && r.Status != "paused" {
+		return nil, errdefs.Conflict(fmt.Errorf("container %s is not running", r.ID))
+	}
+	pids, err := client.Pids(ctx, &shimv1.PidsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	psArgs := req.GetPsArgs()
+	if psArgs == "" {
+		psArgs = "-ef"
+	}
+	out, err := exec.CommandContext(ctx, "ps", append(strings.Fields(psArgs), "-ww")...).Output()
+	if err != nil {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("error running ps %s: %w", psArgs, err))
+	}
+	return parsePS(string(out), pids.GetPids())
+}
+
+// parsePS keeps the rows of ps output whose PID column is one of pids.
+func parsePS(out string, pids []uint32) (*enginev1.ContainerTopResponse, error) {
+	want := map[string]bool{}
+	for _, p := range pids {
+		want[strconv.Itoa(int(p))] = true
+	}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	if !sc.Scan() {
+		return nil, errors.New("ps printed nothing")
+	}
+	titles := strings.Fields(sc.Text())
+	pidCol := -1
+	for i, t := range titles {
+		if t == "PID" {
+			pidCol = i
+		}
+	}
+	if pidCol < 0 {
+		return nil, errdefs.InvalidArgument(errors.New("couldn't find PID field in ps output"))
+	}
+	resp := &enginev1.ContainerTopResponse{Titles: titles}
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) <= pidCol || !want[fields[pidCol]] {
+			continue
+		}
+		// The last column (the command) may contain spaces.
+		if len(fields) > len(titles) {
+			fields = append(fields[:len(titles)-1], strings.Join(fields[len(titles)-1:], " "))
+		}
+		resp.Processes = append(resp.Processes, &enginev1.TopRow{Fields: fields})
+	}
+	return resp, nil
+}
+
+func (s *Service) ContainerResize(ctx context.Context, req *enginev1.ContainerResizeRequest) (*enginev1.ContainerResizeResponse, error) {
+	r, err := s.get(req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	client := s.shim(r.ID)
+	if client == nil {
+		return nil, errdefs.Conflict(fmt.Errorf("container %s is not running", r.ID))
+	}
+	_, err = client.ResizePty(ctx, &shimv1.ResizePtyRequest{Width: req.GetW(), Height: req.GetH()})
+	return &enginev1.ContainerResizeResponse{}, err
+}
+
+func (s *Service) ContainerWait(req *enginev1.ContainerWaitRequest, stream enginev1.Engine_ContainerWaitServer) error {
+	ctx := stream.Context()
+	r, err := s.get(req.GetId())
+	if err != nil {
+		return err
+	}
+	cond := req.GetCondition()
+	switch cond {
+	case "", "not-running", "next-exit", "removed":
+	default:
+		return errdefs.InvalidArgument(fmt.Errorf("invalid condition: %q", cond))
+	}
+	changed := s.changes(r.ID)
+	startedAt, status := r.StartedAt, r.Status
+	for {
+		cur, err := s.get(r.ID)
+		gone := errdefs.IsNotFound(err)
+		if err != nil && !gone {
+			return err
+		}
+		if gone {
+			// Removed (AutoRemove): the last status we saw is the answer.
+			return stream.Send(&enginev1.ContainerWaitResponse{StatusCode: int64(r.ExitCode)})
+		}
+		r = cur
+		notRunning := cur.Status != "running" && cur.Status != "paused"
+		switch cond {
+		case "", "not-running":
+			if notRunning {
+				return stream.Send(&enginev1.ContainerWaitResponse{StatusCode: int64(cur.ExitCode)})
+			}
+		case "next-exit":
+			if notRunning && (!cur.FinishedAt.IsZero() && cur.FinishedAt.After(startedAt) && (status == "running" || cur.StartedAt.After(startedAt))) {
+				return stream.Send(&enginev1.ContainerWaitResponse{StatusCode: int64(cur.ExitCode)})
+			}
+		}
+		select {
+		case <-changed:
+			changed = s.changes(r.ID)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *Service) ContainerLogs(req *enginev1.ContainerLogsRequest, stream enginev1.Engine_ContainerLogsServer) error {
+	ctx := stream.Context()
+	r, err := s.get(req.GetId())
+	if err != nil {
+		return err
+	}
+	if !req.GetStdout() && !req.GetStderr() {
+		return errdefs.InvalidArgument(errors.New("you must choose at least one stream"))
+	}
+	opts := logs.ReadOptions{Stdout: req.GetStdout(), Stderr: req.GetStderr(), Tail: int(req.GetTail()), Follow: req.GetFollow()}
+	if req.Since != nil {
+		opts.Since = req.GetSince().AsTime()
+	}
+	if req.Until != nil {
+		opts.Until = req.GetUntil().AsTime()
+	}
+	hc, _ := r.hostConfig()
+	maxSize, maxFiles := logRotation(hc.GetLogConfig())
+	return logs.Read(ctx, logs.Config{Path: s.logPath(r.ID), MaxSize: maxSize, MaxFiles: maxFiles}, opts, s.exitedSignal(r.ID), func(e logs.Entry) error {
+		return stream.Send(toLogEntry(e))
+	})
+}
+
+func toLogEntry(e logs.Entry) *enginev1.LogEntry {
+	n := int32(1)
+	if e.Stream == "stderr" {
+		n = 2
+	}
+	return &enginev1.LogEntry{Stream: n, Data: e.Line, Time: timestamppb.New(e.Time)}
+}
+
+// exitedSignal is closed once the container is not running (or gone).
+func (s *Service) exitedSignal(id string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.waitExited(s.ctx, id, s.changes(id), 0)
+	}()
+	return done
+}
+
+// InUse reports a container using the image, for image removal.
+func (s *Service) InUse(ctx context.Context, id digest.Digest) (string, bool) {
+	var found string
+	s.cfg.Store.View(func(tx *bolt.Tx) error {
+		recs, err := allRecords(tx)
+		for _, r := range recs {
+			if r.ImageID == id.String() {
+				found = r.ID[:12]
+				return nil
+			}
+		}
+		return err
+	})
+	return found, found != ""
+}

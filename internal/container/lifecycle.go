@@ -1,0 +1,524 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/moby/sys/signal"
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/oci"
+	"github.com/engined/engined/internal/shim"
+	"github.com/engined/engined/internal/shimclient"
+	"github.com/engined/engined/internal/store"
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+	shimv1 "github.com/engined/engined/proto/shim/v1"
+)
+
+// defaultStopTimeout is dockerd's.
+const defaultStopTimeout = 10 * time.Second
+
+// Start runs a created or exited container.
+func (s *Service) Start(ctx context.Context, ref string) error {
+	rec, err := s.get(ref)
+	if err != nil {
+		return err
+	}
+	unlock := s.lock(rec.ID)
+	defer unlock()
+	if rec, err = s.get(rec.ID); err != nil {
+		return err
+	}
+	switch rec.Status {
+	case "running", "paused":
+		return errdefs.NotModified(errors.New("container already started"))
+	}
+	if err := s.start(ctx, rec); err != nil {
+		s.update(rec.ID, func(r *Record) error {
+			r.Error = err.Error()
+			if r.Status == "created" {
+				return nil
+			}
+			r.Status, r.ExitCode = "exited", 128
+			return nil
+		})
+		s.cleanupRuntime(rec.ID)
+		return err
+	}
+	return nil
+}
+
+func (s *Service) start(ctx context.Context, rec *Record) error {
+	cfg, err := rec.config()
+	if err != nil {
+		return err
+	}
+	hc, err := rec.hostConfig()
+	if err != nil {
+		return err
+	}
+	img, err := s.cfg.Images.Resolve(ctx, rec.ImageID)
+	if err != nil {
+		return fmt.Errorf("image of container: %w", err)
+	}
+	imgCfg, err := s.cfg.Images.RunConfig(img)
+	if err != nil {
+		return err
+	}
+	rootfs, err := s.mountRootfs(rec.ID, img.ChainIDs())
+	if err != nil {
+		return err
+	}
+	var nofile unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile)
+	opts := oci.Options{
+		ID: rec.ID, Rootfs: rootfs,
+		ImageEntrypoint: imgCfg.Entrypoint, ImageCmd: imgCfg.Cmd, ImageEnv: imgCfg.Env,
+		ImageWorkingDir: imgCfg.WorkingDir, ImageUser: imgCfg.User,
+		Env: cfg.GetEnv(), WorkingDir: cfg.GetWorkingDir(), User: cfg.GetUser(),
+		Hostname: cfg.GetHostname(), Domainname: cfg.GetDomainname(),
+		Tty: cfg.GetTty(), OpenStdin: cfg.GetOpenStdin(),
+		Privileged: hc.GetPrivileged(), CapAdd: hc.GetCapAdd(), CapDrop: hc.GetCapDrop(), ReadonlyRootfs: hc.GetReadonlyRootfs(),
+		Memory: hc.GetMemory(), MemoryReservation: hc.GetMemoryReservation(), MemorySwap: hc.GetMemorySwap(),
+		NanoCPUs: hc.GetNanoCpus(), CPUShares: hc.GetCpuShares(), CPUQuota: hc.GetCpuQuota(), CPUPeriod: hc.GetCpuPeriod(),
+		CpusetCpus: hc.GetCpusetCpus(), CpusetMems: hc.GetCpusetMems(), PidsLimit: hc.GetPidsLimit(), ShmSize: hc.GetShmSize(),
+		Sysctls: hc.GetSysctls(), Labels: cfg.GetLabels(),
+		HostsPath:      filepath.Join(s.containerDir(rec.ID), "hosts"),
+		ResolvConfPath: filepath.Join(s.containerDir(rec.ID), "resolv.conf"),
+		HostnamePath:   filepath.Join(s.containerDir(rec.ID), "hostname"),
+		CgroupsPath:    "/engined/" + rec.ID,
+		MaxRlimitNOFILE: nofile.Max,
+	}
+	// Argv was fixed at create time, from the image config then.
+	opts.Entrypoint, opts.Cmd = []string{rec.Path}, rec.Args
+	for _, u := range hc.GetUlimits() {
+		opts.Ulimits = append(opts.Ulimits, oci.Ulimit{Name: u.GetName(), Soft: u.GetSoft(), Hard: u.GetHard()})
+	}
+	for _, b := range hc.GetBinds() {
+		m, err := parseBind(b)
+		if err != nil {
+			return err
+		}
+		opts.Mounts = append(opts.Mounts, m)
+	}
+	spec, err := oci.Spec(opts)
+	if err != nil {
+		return errdefs.InvalidArgument(err)
+	}
+	state := s.stateDir(rec.ID)
+	os.RemoveAll(state)
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return err
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	specPath := filepath.Join(state, "config.json")
+	if err := os.WriteFile(specPath, specJSON, 0o600); err != nil {
+		return err
+	}
+	client, err := shimclient.Start(ctx, s.cfg.ShimPath, rec.ID, state, s.socketPath(rec.ID), s.runcRoot())
+	if err != nil {
+		return err
+	}
+	maxSize, maxFiles := logRotation(hc.GetLogConfig())
+	if _, err := client.Create(ctx, &shimv1.CreateRequest{SpecPath: specPath, LogPath: s.logPath(rec.ID),
+		LogMaxSize: maxSize, LogMaxFiles: int32(maxFiles), Stdin: cfg.GetOpenStdin(), Tty: cfg.GetTty()}); err != nil {
+		client.Delete(ctx, &shimv1.DeleteRequest{})
+		client.Close()
+		return fmt.Errorf("create container: %w", err)
+	}
+	resp, err := client.Start(ctx, &shimv1.StartRequest{})
+	if err != nil {
+		client.Delete(ctx, &shimv1.DeleteRequest{})
+		client.Close()
+		return fmt.Errorf("start container: %w", err)
+	}
+	s.mu.Lock()
+	s.shims[rec.ID] = client
+	s.mu.Unlock()
+	if _, err := s.update(rec.ID, func(r *Record) error {
+		r.Status, r.Pid, r.StartedAt, r.Error, r.ExitCode, r.OOMKilled = "running", int(resp.GetPid()), time.Now().UTC(), "", 0, false
+		r.FinishedAt, r.StopRequested = time.Time{}, false
+		return nil
+	}); err != nil {
+		return err
+	}
+	s.monitor(rec.ID, client)
+	return nil
+}
+
+// logRotation reads json-file's max-size and max-file options.
+func logRotation(lc *enginev1.LogConfig) (int64, int) {
+	var size int64
+	files := 1
+	if v := lc.GetConfig()["max-size"]; v != "" {
+		size = parseSize(v)
+	}
+	if v := lc.GetConfig()["max-file"]; v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			files = n
+		}
+	}
+	return size, files
+}
+
+func parseSize(v string) int64 {
+	v = strings.ToLower(strings.TrimSpace(v))
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"k": 1 << 10, "m": 1 << 20, "g": 1 << 30} {
+		if strings.HasSuffix(v, suffix) {
+			mult, v = m, strings.TrimSuffix(v, suffix)
+		}
+	}
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n * mult
+}
+
+func parseBind(b string) (oci.Mount, error) {
+	parts := strings.Split(b, ":")
+	if len(parts) < 2 || len(parts) > 3 || !filepath.IsAbs(parts[0]) || !filepath.IsAbs(parts[1]) {
+		return oci.Mount{}, errdefs.InvalidArgument(fmt.Errorf("invalid bind mount %q: want /host/path:/container/path[:ro]", b))
+	}
+	opts := []string{"rbind", "rprivate"}
+	if len(parts) == 3 {
+		for _, o := range strings.Split(parts[2], ",") {
+			switch o {
+			case "ro", "rw":
+				opts = append(opts, o)
+			case "z", "Z", "":
+			default:
+				return oci.Mount{}, errdefs.InvalidArgument(fmt.Errorf("invalid bind mount option %q in %q", o, b))
+			}
+		}
+	}
+	if _, err := os.Stat(parts[0]); err != nil {
+		if err := os.MkdirAll(parts[0], 0o755); err != nil {
+			return oci.Mount{}, err
+		}
+	}
+	return oci.Mount{Source: parts[0], Destination: parts[1], Type: "bind", Options: opts}, nil
+}
+
+// mountRootfs mounts the image layers plus the container's own upper
+// directory at <container dir>/rootfs.
+func (s *Service) mountRootfs(id string, lowers []digest.Digest) (string, error) {
+	dir := s.containerDir(id)
+	rootfs := filepath.Join(dir, "rootfs")
+	upper, work := filepath.Join(dir, "fs", "upper"), filepath.Join(dir, "fs", "work")
+	for _, d := range []string{rootfs, upper, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	if isMounted(rootfs) {
+		return rootfs, nil
+	}
+	if err := s.cfg.Images.Snapshots().Mount(rootfs, lowers, upper, work); err != nil {
+		return "", err
+	}
+	return rootfs, nil
+}
+
+func (s *Service) unmountRootfs(id string) {
+	rootfs := filepath.Join(s.containerDir(id), "rootfs")
+	for isMounted(rootfs) {
+		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil {
+			s.cfg.Logger.Warn("unmount container rootfs", "id", id, "err", err)
+			return
+		}
+	}
+}
+
+// monitor waits for the container's exit through its shim and records it.
+func (s *Service) monitor(id string, client *shimclient.Client) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		resp, err := client.Wait(s.ctx, &shimv1.WaitRequest{})
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return // engined is stopping; the container runs on
+			}
+			// The shim is gone: whatever it recorded on disk is the truth,
+			// and what it left running has no owner any more.
+			s.cfg.Logger.Warn("lost the shim of a container", "id", id, "err", err)
+			e, _ := shim.ReadExit(s.stateDir(id))
+			if rec, err := s.get(id); err == nil {
+				s.killOrphans(id, rec.Pid)
+			}
+			s.mu.Lock()
+			delete(s.shims, id)
+			s.mu.Unlock()
+			client.Close()
+			s.exited(id, e)
+			return
+		}
+		s.exited(id, resp.GetExit())
+	}()
+}
+
+// exited records an exit, releases the runtime and applies AutoRemove.
+func (s *Service) exited(id string, e *shimv1.ExitStatus) {
+	rec, err := s.update(id, func(r *Record) error {
+		exitFrom(r, e)
+		return nil
+	})
+	s.cleanupRuntime(id)
+	if err != nil {
+		return
+	}
+	if hc, err := rec.hostConfig(); err == nil && hc.GetAutoRemove() {
+		if err := s.Remove(context.Background(), id, true); err != nil {
+			s.cfg.Logger.Warn("auto-remove container", "id", id, "err", err)
+		}
+	}
+}
+
+// cleanupRuntime deletes the shim (it exits), the state directory and the
+// rootfs mount.
+func (s *Service) cleanupRuntime(id string) {
+	s.mu.Lock()
+	client := s.shims[id]
+	delete(s.shims, id)
+	s.mu.Unlock()
+	if client == nil {
+		if b, err := shimclient.ReadBootstrap(s.stateDir(id)); err == nil && b.Alive() {
+			client, _ = shimclient.Dial(context.Background(), b)
+		}
+	}
+	if client != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		if _, err := client.Delete(ctx, &shimv1.DeleteRequest{}); err != nil {
+			s.cfg.Logger.Warn("delete shim", "id", id, "err", err)
+		}
+		cancel()
+		client.Close()
+	}
+	os.RemoveAll(filepath.Join(s.runcRoot(), id))
+	os.RemoveAll(s.stateDir(id))
+	os.Remove(s.socketPath(id))
+	s.unmountRootfs(id)
+}
+
+func (s *Service) shim(id string) *shimclient.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shims[id]
+}
+
+// Kill sends a signal (default SIGKILL).
+func (s *Service) Kill(ctx context.Context, ref, sig string) error {
+	rec, err := s.get(ref)
+	if err != nil {
+		return err
+	}
+	n := syscall.SIGKILL
+	if sig != "" {
+		if n, err = parseSignal(sig); err != nil {
+			return err
+		}
+	}
+	client := s.shim(rec.ID)
+	if client == nil || rec.Status != "running" && rec.Status != "paused" {
+		return errdefs.Conflict(fmt.Errorf("Cannot kill container: %s: container %s is not running", ref, rec.ID))
+	}
+	if _, err := client.Kill(ctx, &shimv1.KillRequest{Signal: uint32(n)}); err != nil {
+		if isNotRunning(err) {
+			return errdefs.Conflict(fmt.Errorf("Cannot kill container: %s: container %s is not running", ref, rec.ID))
+		}
+		return err
+	}
+	return nil
+}
+
+func parseSignal(sig string) (syscall.Signal, error) {
+	n, err := signal.ParseSignal(sig)
+	if err != nil {
+		return 0, errdefs.InvalidArgument(err)
+	}
+	return n, nil
+}
+
+// Stop sends the stop signal, waits up to the timeout, then SIGKILLs.
+func (s *Service) Stop(ctx context.Context, ref string, timeout *int32, sig string) error {
+	rec, err := s.get(ref)
+	if err != nil {
+		return err
+	}
+	unlock := s.lock(rec.ID)
+	defer unlock()
+	return s.stop(ctx, rec.ID, timeout, sig)
+}
+
+func (s *Service) stop(ctx context.Context, id string, timeout *int32, sig string) error {
+	rec, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	client := s.shim(id)
+	if client == nil || (rec.Status != "running" && rec.Status != "paused") {
+		return errdefs.NotModified(errors.New("container already stopped"))
+	}
+	cfg, _ := rec.config()
+	if sig == "" {
+		sig = cfg.GetStopSignal()
+	}
+	n := syscall.SIGTERM
+	if sig != "" {
+		if n, err = parseSignal(sig); err != nil {
+			return err
+		}
+	}
+	wait := defaultStopTimeout
+	if cfg.StopTimeout != nil {
+		wait = time.Duration(cfg.GetStopTimeout()) * time.Second
+	}
+	if timeout != nil {
+		wait = time.Duration(*timeout) * time.Second
+	}
+	s.update(id, func(r *Record) error { r.StopRequested = true; return nil })
+	if rec.Status == "paused" {
+		client.Resume(ctx, &shimv1.ResumeRequest{})
+	}
+	changed := s.changes(id)
+	if wait != 0 {
+		if _, err := client.Kill(ctx, &shimv1.KillRequest{Signal: uint32(n)}); err != nil && !isNotRunning(err) {
+			return err
+		}
+	}
+	if wait < 0 {
+		return s.waitExited(ctx, id, changed, 0)
+	}
+	if err := s.waitExited(ctx, id, changed, wait); err == nil {
+		return nil
+	}
+	if _, err := client.Kill(ctx, &shimv1.KillRequest{Signal: uint32(syscall.SIGKILL)}); err != nil && !isNotRunning(err) {
+		return err
+	}
+	return s.waitExited(ctx, id, s.changes(id), 0)
+}
+
+// waitExited waits until the record is no longer running (0: no limit).
+func (s *Service) waitExited(ctx context.Context, id string, changed <-chan struct{}, limit time.Duration) error {
+	var deadline <-chan time.Time
+	if limit > 0 {
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for {
+		rec, err := s.get(id)
+		if err != nil || (rec.Status != "running" && rec.Status != "paused") {
+			return nil
+		}
+		select {
+		case <-changed:
+			changed = s.changes(id)
+		case <-deadline:
+			return errors.New("timed out")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Restart stops (if running) and starts again.
+func (s *Service) Restart(ctx context.Context, ref string, timeout *int32, sig string) error {
+	rec, err := s.get(ref)
+	if err != nil {
+		return err
+	}
+	unlock := s.lock(rec.ID)
+	if err := s.stop(ctx, rec.ID, timeout, sig); err != nil && !errdefs.IsNotModifiedError(err) {
+		unlock()
+		return err
+	}
+	unlock()
+	// The monitor cleans up asynchronously; wait for the shim to be gone.
+	for i := 0; i < 100 && s.shim(rec.ID) != nil; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.update(rec.ID, func(r *Record) error { r.RestartCount++; return nil })
+	return s.Start(ctx, rec.ID)
+}
+
+// Pause freezes the container's processes.
+func (s *Service) Pause(ctx context.Context, ref string) error {
+	rec, err := s.get(ref)
+	if err != nil {
+		return err
+	}
+	client := s.shim(rec.ID)
+	switch {
+	case client == nil || rec.Status == "created" || rec.Status == "exited":
+		return errdefs.Conflict(fmt.Errorf("container %s is not running", rec.ID))
+	case rec.Status == "paused":
+		return errdefs.Conflict(fmt.Errorf("container %s is already paused", rec.ID))
+	}
+	if _, err := client.Pause(ctx, &shimv1.PauseRequest{}); err != nil {
+		return err
+	}
+	_, err = s.update(rec.ID, func(r *Record) error { r.Status = "paused"; return nil })
+	return err
+}
+
+// Unpause thaws a paused container.
+func (s *Service) Unpause(ctx context.Context, ref string) error {
+	rec, err := s.get(ref)
+	if err != nil {
+		return err
+	}
+	client := s.shim(rec.ID)
+	if client == nil || rec.Status != "paused" {
+		return errdefs.Conflict(fmt.Errorf("container %s is not paused", rec.ID))
+	}
+	if _, err := client.Resume(ctx, &shimv1.ResumeRequest{}); err != nil {
+		return err
+	}
+	_, err = s.update(rec.ID, func(r *Record) error { r.Status = "running"; return nil })
+	return err
+}
+
+// Remove deletes a container; a running one only with force.
+func (s *Service) Remove(ctx context.Context, ref string, force bool) error {
+	rec, err := s.get(ref)
+	if err != nil {
+		return err
+	}
+	unlock := s.lock(rec.ID)
+	defer unlock()
+	if rec, err = s.get(rec.ID); err != nil {
+		return err
+	}
+	if rec.Status == "running" || rec.Status == "paused" {
+		if !force {
+			return errdefs.Conflict(fmt.Errorf("cannot remove container %q: container is running: stop the container before removing or force remove", rec.Name))
+		}
+		if client := s.shim(rec.ID); client != nil {
+			client.Kill(ctx, &shimv1.KillRequest{Signal: uint32(syscall.SIGKILL)})
+		}
+		s.waitExited(ctx, rec.ID, s.changes(rec.ID), 10*time.Second)
+	}
+	s.cleanupRuntime(rec.ID)
+	if err := os.RemoveAll(s.containerDir(rec.ID)); err != nil {
+		return fmt.Errorf("remove container files: %w", err)
+	}
+	err = s.cfg.Store.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(store.BucketContainers).Delete([]byte(rec.ID))
+	})
+	s.notify(rec.ID)
+	return err
+}

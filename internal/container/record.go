@@ -1,0 +1,88 @@
+package container
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/engined/engined/internal/store"
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+)
+
+// Record is a container's metadata as engined keeps it. The shim holds the
+// truth about running processes; Record holds what engined last learned.
+type Record struct {
+	ID         string          `json:"id"`
+	Name       string          `json:"name"` // with the leading "/"
+	Created    time.Time       `json:"created"`
+	Image      string          `json:"image"` // as the user gave it
+	ImageID    string          `json:"imageID"`
+	Path       string          `json:"path"`
+	Args       []string        `json:"args"`
+	Config     json.RawMessage `json:"config"`     // protojson ContainerConfig
+	HostConfig json.RawMessage `json:"hostConfig"` // protojson HostConfig
+
+	Status       string    `json:"status"` // created, running, paused, exited, dead
+	Pid          int       `json:"pid,omitempty"`
+	ExitCode     int       `json:"exitCode"`
+	OOMKilled    bool      `json:"oomKilled,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	StartedAt    time.Time `json:"startedAt,omitzero"`
+	FinishedAt   time.Time `json:"finishedAt,omitzero"`
+	RestartCount int       `json:"restartCount,omitempty"`
+	// StopRequested marks an exit engined asked for (docker stop), which
+	// restart policies do not restart.
+	StopRequested bool `json:"stopRequested,omitempty"`
+}
+
+func (r *Record) config() (*enginev1.ContainerConfig, error) {
+	c := &enginev1.ContainerConfig{}
+	if len(r.Config) == 0 {
+		return c, nil
+	}
+	return c, protojson.Unmarshal(r.Config, c)
+}
+
+func (r *Record) hostConfig() (*enginev1.HostConfig, error) {
+	c := &enginev1.HostConfig{}
+	if len(r.HostConfig) == 0 {
+		return c, nil
+	}
+	return c, protojson.Unmarshal(r.HostConfig, c)
+}
+
+func getRecord(tx *bolt.Tx, id string) (*Record, error) {
+	v := tx.Bucket(store.BucketContainers).Get([]byte(id))
+	if v == nil {
+		return nil, nil
+	}
+	var r Record
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("decode container %s: %w", id, err)
+	}
+	return &r, nil
+}
+
+func putRecord(tx *bolt.Tx, r *Record) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(store.BucketContainers).Put([]byte(r.ID), v)
+}
+
+func allRecords(tx *bolt.Tx) ([]*Record, error) {
+	var out []*Record
+	err := tx.Bucket(store.BucketContainers).ForEach(func(k, v []byte) error {
+		var r Record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decode container %s: %w", k, err)
+		}
+		out = append(out, &r)
+		return nil
+	})
+	return out, err
+}

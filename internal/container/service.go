@@ -1,0 +1,354 @@
+// Package container is the container lifecycle: create, start (through a
+// shim per container), stop, kill, wait, remove, list and inspect, logs
+// and attach. Records live in bbolt; running processes belong to the
+// shims, which engined reconnects to after a restart.
+package container
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/distribution/reference"
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/image"
+	"github.com/engined/engined/internal/shimclient"
+	"github.com/engined/engined/internal/store"
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+	shimv1 "github.com/engined/engined/proto/shim/v1"
+)
+
+// Config wires the service.
+type Config struct {
+	DataRoot string // containers' persistent files: <DataRoot>/containers/<id>
+	ExecRoot string // shims' state: <ExecRoot>/containers/<id>
+	ShimPath string
+	Store    *store.Store
+	Images   *image.Service
+	Logger   *slog.Logger
+}
+
+// Service manages containers.
+type Service struct {
+	cfg Config
+
+	mu      sync.Mutex
+	shims   map[string]*shimclient.Client
+	changed map[string]chan struct{} // closed and replaced on every state change
+	locks   map[string]*sync.Mutex   // one lifecycle operation per container at a time
+
+	wg     sync.WaitGroup // monitors
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// New returns the service; Restore reconnects to running shims.
+func New(cfg Config) (*Service, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	for _, d := range []string{filepath.Join(cfg.DataRoot, "containers"), filepath.Join(cfg.ExecRoot, "containers"), filepath.Join(cfg.ExecRoot, "s")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Service{cfg: cfg, shims: map[string]*shimclient.Client{}, changed: map[string]chan struct{}{},
+		locks: map[string]*sync.Mutex{}, ctx: ctx, cancel: cancel}, nil
+}
+
+// Close stops watching shims; the containers keep running.
+func (s *Service) Close() {
+	s.cancel()
+	s.mu.Lock()
+	for _, c := range s.shims {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Service) containerDir(id string) string { return filepath.Join(s.cfg.DataRoot, "containers", id) }
+func (s *Service) stateDir(id string) string     { return filepath.Join(s.cfg.ExecRoot, "containers", id) }
+func (s *Service) runcRoot() string              { return filepath.Join(s.cfg.ExecRoot, "runc") }
+func (s *Service) socketPath(id string) string {
+	return filepath.Join(s.cfg.ExecRoot, "s", id[:16]+".sock")
+}
+func (s *Service) logPath(id string) string {
+	return filepath.Join(s.containerDir(id), id+"-json.log")
+}
+
+func (s *Service) lock(id string) func() {
+	s.mu.Lock()
+	l := s.locks[id]
+	if l == nil {
+		l = &sync.Mutex{}
+		s.locks[id] = l
+	}
+	s.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// notify wakes everything waiting on a change of id's state.
+func (s *Service) notify(id string) {
+	s.mu.Lock()
+	if ch := s.changed[id]; ch != nil {
+		close(ch)
+	}
+	s.changed[id] = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *Service) changes(id string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := s.changed[id]
+	if ch == nil {
+		ch = make(chan struct{})
+		s.changed[id] = ch
+	}
+	return ch
+}
+
+// resolve finds a container by full ID, name or unique ID prefix.
+func resolve(tx *bolt.Tx, ref string) (*Record, error) {
+	if ref == "" {
+		return nil, errdefs.InvalidArgument(errors.New("container name or ID must not be empty"))
+	}
+	if r, err := getRecord(tx, ref); r != nil || err != nil {
+		return r, err
+	}
+	recs, err := allRecords(tx)
+	if err != nil {
+		return nil, err
+	}
+	name := "/" + strings.TrimPrefix(ref, "/")
+	for _, r := range recs {
+		if r.Name == name {
+			return r, nil
+		}
+	}
+	var found *Record
+	for _, r := range recs {
+		if strings.HasPrefix(r.ID, ref) {
+			if found != nil {
+				return nil, errdefs.InvalidArgument(fmt.Errorf("multiple IDs found with provided prefix: %s", ref))
+			}
+			found = r
+		}
+	}
+	if found == nil {
+		return nil, errdefs.NotFound(fmt.Errorf("No such container: %s", ref))
+	}
+	return found, nil
+}
+
+func (s *Service) get(ref string) (*Record, error) {
+	var r *Record
+	err := s.cfg.Store.View(func(tx *bolt.Tx) error {
+		var err error
+		r, err = resolve(tx, ref)
+		return err
+	})
+	return r, err
+}
+
+func (s *Service) update(id string, fn func(*Record) error) (*Record, error) {
+	var out *Record
+	err := s.cfg.Store.Update(func(tx *bolt.Tx) error {
+		r, err := getRecord(tx, id)
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			return errdefs.NotFound(fmt.Errorf("No such container: %s", id))
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+		out = r
+		return putRecord(tx, r)
+	})
+	if err == nil {
+		s.notify(id)
+	}
+	return out, err
+}
+
+var validName = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+
+// Create records a new container; it runs at Start.
+func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateRequest) (*enginev1.ContainerCreateResponse, error) {
+	cfg := req.GetConfig()
+	if cfg == nil || cfg.GetImage() == "" {
+		return nil, errdefs.InvalidArgument(errors.New("config.Image must be set"))
+	}
+	img, err := s.cfg.Images.Resolve(ctx, cfg.GetImage())
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, errdefs.NotFound(fmt.Errorf("No such image: %s", familiarTagged(cfg.GetImage())))
+		}
+		return nil, err
+	}
+	imgCfg, err := s.cfg.Images.RunConfig(img)
+	if err != nil {
+		return nil, err
+	}
+	hc := req.GetHostConfig()
+	if hc == nil {
+		hc = &enginev1.HostConfig{}
+	}
+	if hc.GetAutoRemove() && hc.GetRestartPolicy().GetName() != "" && hc.GetRestartPolicy().GetName() != "no" {
+		return nil, errdefs.InvalidArgument(errors.New("can't create 'AutoRemove' container with restart policy"))
+	}
+	id := newID()
+	name := req.GetName()
+	if name == "" {
+		name = generateName()
+	} else if !validName.MatchString(name) {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
+	}
+	name = "/" + strings.TrimPrefix(name, "/")
+	if cfg.GetHostname() == "" {
+		cfg.Hostname = id[:12]
+	}
+	entrypoint, cmd := imgCfg.Entrypoint, imgCfg.Cmd
+	if cfg.GetEntrypointSet() {
+		entrypoint = cfg.GetEntrypoint()
+		if !cfg.GetCmdSet() {
+			cmd = nil
+		}
+	}
+	if cfg.GetCmdSet() {
+		cmd = cfg.GetCmd()
+	}
+	argv := append(append([]string(nil), entrypoint...), cmd...)
+	if len(argv) == 0 {
+		return nil, errdefs.InvalidArgument(errors.New("no command specified"))
+	}
+	cfgJSON, err := protojson.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	hcJSON, err := protojson.Marshal(hc)
+	if err != nil {
+		return nil, err
+	}
+	rec := &Record{ID: id, Name: name, Created: time.Now().UTC(), Image: cfg.GetImage(), ImageID: img.ID.String(),
+		Path: argv[0], Args: argv[1:], Config: cfgJSON, HostConfig: hcJSON, Status: "created"}
+	if err := os.MkdirAll(s.containerDir(id), 0o710); err != nil {
+		return nil, err
+	}
+	if err := s.writeHostFiles(rec, cfg); err != nil {
+		os.RemoveAll(s.containerDir(id))
+		return nil, err
+	}
+	err = s.cfg.Store.Update(func(tx *bolt.Tx) error {
+		recs, err := allRecords(tx)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.Name == name {
+				return errdefs.AlreadyExists(fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", name, r.ID))
+			}
+		}
+		return putRecord(tx, rec)
+	})
+	if err != nil {
+		os.RemoveAll(s.containerDir(id))
+		return nil, err
+	}
+	s.notify(id)
+	return &enginev1.ContainerCreateResponse{Id: id, Warnings: []string{}}, nil
+}
+
+func familiarTagged(ref string) string {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return ref
+	}
+	return reference.FamiliarString(reference.TagNameOnly(named))
+}
+
+// writeHostFiles writes /etc/hostname, /etc/hosts and /etc/resolv.conf
+// for the container.
+func (s *Service) writeHostFiles(rec *Record, cfg *enginev1.ContainerConfig) error {
+	dir := s.containerDir(rec.ID)
+	host := cfg.GetHostname()
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t" + host + "\n"
+	resolv, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		resolv = nil
+	}
+	// Loopback resolvers of the host are not reachable from the container.
+	var lines []string
+	for _, l := range strings.Split(string(resolv), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+			continue
+		}
+		lines = append(lines, l)
+	}
+	files := map[string]string{"hostname": host + "\n", "hosts": hosts, "resolv.conf": strings.Join(lines, "\n")}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	// The log file exists from the start so attach and logs can follow it
+	// before the shim writes.
+	f, err := os.OpenFile(s.logPath(rec.ID), os.O_CREATE|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func newID() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func isMounted(path string) bool {
+	var st, parent unix.Stat_t
+	if unix.Stat(path, &st) != nil || unix.Stat(filepath.Dir(path), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
+}
+
+var errNotRunningText = "container is not running"
+
+func isNotRunning(err error) bool {
+	return err != nil && strings.Contains(err.Error(), errNotRunningText)
+}
+
+// exitFrom converts a shim's exit status to the record.
+func exitFrom(r *Record, e *shimv1.ExitStatus) {
+	r.Status = "exited"
+	r.Pid = 0
+	if e == nil {
+		r.ExitCode = 255
+		r.FinishedAt = time.Now().UTC()
+		return
+	}
+	r.ExitCode = int(e.GetCode())
+	r.OOMKilled = e.GetOomKilled()
+	r.FinishedAt = time.Unix(0, e.GetExitedAtUnixNano()).UTC()
+}

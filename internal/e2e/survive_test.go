@@ -1,0 +1,160 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/console"
+)
+
+// SIGKILL engined while containers run and write: when it comes back they
+// are still running, no log line is lost, an exit that happened meanwhile
+// has its real code, and stop works.
+func TestSurvivesEnginedSIGKILL(t *testing.T) {
+	e := runEngine(t)
+	const lines = 600
+	mustDocker(t, e.Host, "run", "-d", "--name", "writer", "busybox", "sh", "-c",
+		fmt.Sprintf("i=0; while [ $i -lt %d ]; do echo line $i; i=$((i+1)); sleep 0.005; done; sleep 3600", lines))
+	mustDocker(t, e.Host, "run", "-d", "--name", "exiter", "busybox", "sh", "-c", "sleep 1; exit 42")
+	time.Sleep(300 * time.Millisecond)
+	e.cmd.Process.Kill()
+	<-e.done
+	// The writer goes on without engined; the exiter exits.
+	time.Sleep(4 * time.Second)
+	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot, "--registry-mirror", "http://127.0.0.1:1")
+	ps := mustDocker(t, e2.Host, "ps", "--format", "{{.Names}}")
+	if strings.TrimSpace(ps) != "writer" {
+		t.Errorf("docker ps after restart = %q", ps)
+	}
+	if st := mustDocker(t, e2.Host, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "exiter"); strings.TrimSpace(st) != "exited 42" {
+		t.Errorf("exiter after restart: %q", st)
+	}
+	logs := mustDocker(t, e2.Host, "logs", "writer")
+	got := strings.Split(strings.TrimSpace(logs), "\n")
+	if len(got) != lines {
+		t.Errorf("writer logged %d lines, want %d", len(got), lines)
+	}
+	for i, l := range got {
+		if l != fmt.Sprintf("line %d", i) {
+			t.Errorf("line %d is %q", i, l)
+			break
+		}
+	}
+	mustDocker(t, e2.Host, "stop", "-t", "1", "writer")
+	if st := mustDocker(t, e2.Host, "inspect", "-f", "{{.State.Status}}", "writer"); strings.TrimSpace(st) != "exited" {
+		t.Errorf("writer after stop: %q", st)
+	}
+}
+
+// A shim killed with SIGKILL: its container is reported exited and nothing
+// of it is left (processes, mounts, cgroups, state).
+func TestShimSIGKILL(t *testing.T) {
+	e := runEngine(t)
+	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "busybox", "sleep", "3600"))
+	var b struct{ Pid int }
+	data, err := os.ReadFile(filepath.Join(e.ExecRoot, "containers", id, "bootstrap.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal(data, &b)
+	initPid := strings.TrimSpace(mustDocker(t, e.Host, "inspect", "-f", "{{.State.Pid}}", id))
+	syscall.Kill(b.Pid, syscall.SIGKILL)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st := strings.TrimSpace(mustDocker(t, e.Host, "inspect", "-f", "{{.State.Status}}", id))
+		if st == "exited" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container still %q after its shim was killed", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := os.Stat("/proc/" + initPid); err == nil {
+		t.Errorf("container process %s still alive", initPid)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if bytes.Contains(mounts, []byte(id)) {
+		t.Error("rootfs still mounted")
+	}
+	if len(cgroupLeft(id)) > 0 {
+		t.Errorf("cgroups left: %v", cgroupLeft(id))
+	}
+	if _, err := os.Stat(filepath.Join(e.ExecRoot, "containers", id)); err == nil {
+		t.Error("state directory left")
+	}
+	mustDocker(t, e.Host, "rm", id)
+}
+
+func cgroupLeft(id string) []string {
+	m, _ := filepath.Glob("/sys/fs/cgroup/*/engined/" + id)
+	m2, _ := filepath.Glob("/sys/fs/cgroup/engined/" + id)
+	return append(m, m2...)
+}
+
+// docker run -it through a real pseudo-terminal: type, see output, resize,
+// exit with a code.
+func TestInteractiveTTY(t *testing.T) {
+	e := runEngine(t)
+	mustDocker(t, e.Host, "pull", "busybox")
+	pty, slave, err := console.NewPty()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pty.Close()
+	pty.Resize(console.WinSize{Width: 80, Height: 24})
+	tty, err := os.OpenFile(slave, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(dockerCLI, "-H", e.Host, "run", "-it", "--rm", "busybox", "sh")
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir(), "TERM=xterm")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	out := &lockedBuffer{}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := pty.Read(buf)
+			out.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	waitFor := func(s string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(out.String(), s) {
+			if time.Now().After(deadline) {
+				t.Fatalf("never saw %q in:\n%s", s, out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("# ")
+	pty.Write([]byte("echo $((6*7))\r"))
+	waitFor("42")
+	pty.Resize(console.WinSize{Width: 123, Height: 45})
+	cmd.Process.Signal(syscall.SIGWINCH)
+	time.Sleep(500 * time.Millisecond)
+	pty.Write([]byte("stty size\r"))
+	waitFor("45 123")
+	pty.Write([]byte("exit 5\r"))
+	err = cmd.Wait()
+	if code := exitCode(err); code != 5 {
+		t.Errorf("docker run -it exit code %d, want 5; output:\n%s", code, out.String())
+	}
+}
