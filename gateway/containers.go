@@ -478,4 +478,3 @@ func (h *handlers) containerAttach(w http.ResponseWriter, r *http.Request, p map
 		}
 	}
 }
-

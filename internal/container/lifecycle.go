@@ -94,10 +94,10 @@ func (s *Service) start(ctx context.Context, rec *Record) error {
 		NanoCPUs: hc.GetNanoCpus(), CPUShares: hc.GetCpuShares(), CPUQuota: hc.GetCpuQuota(), CPUPeriod: hc.GetCpuPeriod(),
 		CpusetCpus: hc.GetCpusetCpus(), CpusetMems: hc.GetCpusetMems(), PidsLimit: hc.GetPidsLimit(), ShmSize: hc.GetShmSize(),
 		Sysctls: hc.GetSysctls(), Labels: cfg.GetLabels(),
-		HostsPath:      filepath.Join(s.containerDir(rec.ID), "hosts"),
-		ResolvConfPath: filepath.Join(s.containerDir(rec.ID), "resolv.conf"),
-		HostnamePath:   filepath.Join(s.containerDir(rec.ID), "hostname"),
-		CgroupsPath:    "/engined/" + rec.ID,
+		HostsPath:       filepath.Join(s.containerDir(rec.ID), "hosts"),
+		ResolvConfPath:  filepath.Join(s.containerDir(rec.ID), "resolv.conf"),
+		HostnamePath:    filepath.Join(s.containerDir(rec.ID), "hostname"),
+		CgroupsPath:     "/engined/" + rec.ID,
 		MaxRlimitNOFILE: nofile.Max,
 	}
 	// Argv was fixed at create time, from the image config then.

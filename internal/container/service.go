@@ -81,9 +81,11 @@ func (s *Service) Close() {
 	s.wg.Wait()
 }
 
-func (s *Service) containerDir(id string) string { return filepath.Join(s.cfg.DataRoot, "containers", id) }
-func (s *Service) stateDir(id string) string     { return filepath.Join(s.cfg.ExecRoot, "containers", id) }
-func (s *Service) runcRoot() string              { return filepath.Join(s.cfg.ExecRoot, "runc") }
+func (s *Service) containerDir(id string) string {
+	return filepath.Join(s.cfg.DataRoot, "containers", id)
+}
+func (s *Service) stateDir(id string) string { return filepath.Join(s.cfg.ExecRoot, "containers", id) }
+func (s *Service) runcRoot() string          { return filepath.Join(s.cfg.ExecRoot, "runc") }
 func (s *Service) socketPath(id string) string {
 	return filepath.Join(s.cfg.ExecRoot, "s", id[:16]+".sock")
 }

@@ -58,7 +58,7 @@ type engine struct {
 
 // Aliases name the embedded fields: every concern calls its type Service.
 type (
-	systemService = system.Service
+	systemService    = system.Service
 	imageService     = image.Service
 	containerService = container.Service
 )
