@@ -86,6 +86,7 @@ test-unit: build
 bench: deps build
 	@dpkg -s docker.io >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io
 	$(GO) run ./bench/pull -engined ./bin/engined
+	$(GO) run ./bench/run -engined ./bin/engined
 
 clean:
 	rm -rf bin .tools

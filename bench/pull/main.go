@@ -12,15 +12,14 @@ import (
 	"io"
 	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/moby/client"
 
+	"github.com/engined/engined/bench/engines"
 	"github.com/engined/engined/internal/testimage"
 )
 
@@ -43,31 +42,35 @@ func main() {
 	size := pushImage(ctx, ref, *layers, *layerMB)
 	fmt.Printf("image: %s, %d layers, %.0f MB compressed\n", ref, *layers+1, float64(size)/1e6)
 
-	engines := []*engine{startEngined(work, *enginedBin)}
-	if d := startDockerd(work); d != nil {
-		engines = append(engines, d)
+	en, err := engines.StartEngined(work, *enginedBin)
+	check(err)
+	all := []*engines.Engine{en}
+	d, err := engines.StartDockerd(work)
+	check(err)
+	if d != nil {
+		all = append(all, d)
 	} else {
 		fmt.Println("dockerd: not installed (apt-get install docker.io), engined only")
 	}
 	defer func() {
-		for _, e := range engines {
-			e.stop()
+		for _, e := range all {
+			e.Stop()
 		}
 	}()
 
 	results := map[string][]time.Duration{}
 	for i := 0; i < *runs; i++ {
-		for _, e := range engines {
-			d := e.pull(ctx, ref)
-			results[e.name] = append(results[e.name], d)
-			fmt.Printf("run %d %-8s %v\n", i+1, e.name, d.Round(time.Millisecond))
+		for _, e := range all {
+			d := pull(ctx, e, ref)
+			results[e.Name] = append(results[e.Name], d)
+			fmt.Printf("run %d %-8s %v\n", i+1, e.Name, d.Round(time.Millisecond))
 		}
 	}
 	fmt.Println()
 	med := map[string]time.Duration{}
-	for _, e := range engines {
-		med[e.name] = median(results[e.name])
-		fmt.Printf("%-8s median %v (MB/s %.0f)\n", e.name, med[e.name].Round(time.Millisecond), float64(size)/1e6/med[e.name].Seconds())
+	for _, e := range all {
+		med[e.Name] = engines.Median(results[e.Name])
+		fmt.Printf("%-8s median %v (MB/s %.0f)\n", e.Name, med[e.Name].Round(time.Millisecond), float64(size)/1e6/med[e.Name].Seconds())
 	}
 	if d, ok := med["dockerd"]; ok {
 		fmt.Printf("ratio engined/dockerd: %.2f (dockerd takes %.2fx as long)\n", med["engined"].Seconds()/d.Seconds(), d.Seconds()/med["engined"].Seconds())
@@ -95,87 +98,22 @@ func pushImage(ctx context.Context, ref string, layers, mb int) int64 {
 	return total
 }
 
-type engine struct {
-	name string
-	cmd  *exec.Cmd
-	c    *client.Client
-}
-
-func (e *engine) pull(ctx context.Context, ref string) time.Duration {
+func pull(ctx context.Context, e *engines.Engine, ref string) time.Duration {
 	// Start from nothing: the image and its layers removed.
-	if _, err := e.c.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
-		log.Fatalf("%s: remove: %v", e.name, err)
+	if _, err := e.Client.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		log.Fatalf("%s: remove: %v", e.Name, err)
 	}
 	start := time.Now()
-	rc, err := e.c.ImagePull(ctx, ref, client.ImagePullOptions{})
+	rc, err := e.Client.ImagePull(ctx, ref, client.ImagePullOptions{})
 	check(err)
 	_, err = io.Copy(io.Discard, rc)
 	rc.Close()
 	check(err)
 	d := time.Since(start)
-	if _, err := e.c.ImageInspect(ctx, ref); err != nil {
-		log.Fatalf("%s: image missing after pull: %v", e.name, err)
+	if _, err := e.Client.ImageInspect(ctx, ref); err != nil {
+		log.Fatalf("%s: image missing after pull: %v", e.Name, err)
 	}
 	return d
-}
-
-func (e *engine) stop() {
-	e.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { e.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		e.cmd.Process.Kill()
-	}
-}
-
-func startEngined(work, bin string) *engine {
-	root := filepath.Join(work, "engined")
-	sock := filepath.Join(root, "run", "docker.sock")
-	cfg := filepath.Join(work, "engined.json")
-	check(os.WriteFile(cfg, []byte("{}"), 0o644))
-	cmd := exec.Command(bin, "--data-root", filepath.Join(root, "data"), "--exec-root", filepath.Join(root, "run"), "-H", "unix://"+sock, "--config-file", cfg, "--log-level", "warn")
-	cmd.Stderr = os.Stderr
-	check(cmd.Start())
-	return &engine{name: "engined", cmd: cmd, c: waitFor("unix://" + sock)}
-}
-
-func startDockerd(work string) *engine {
-	bin, err := exec.LookPath("dockerd")
-	if err != nil {
-		return nil
-	}
-	root := filepath.Join(work, "dockerd")
-	sock := filepath.Join(root, "docker.sock")
-	check(os.MkdirAll(root, 0o700))
-	cmd := exec.Command(bin, "--data-root", filepath.Join(root, "data"), "--exec-root", filepath.Join(root, "exec"),
-		"--pidfile", filepath.Join(root, "dockerd.pid"), "-H", "unix://"+sock, "--iptables=false", "--ip6tables=false", "--bridge=none",
-		"--config-file", filepath.Join(work, "engined.json"), "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+root)
-	cmd.Stderr = io.Discard
-	check(cmd.Start())
-	return &engine{name: "dockerd", cmd: cmd, c: waitFor("unix://" + sock)}
-}
-
-func waitFor(host string) *client.Client {
-	c, err := client.New(client.WithHost(host))
-	check(err)
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := c.Ping(context.Background(), client.PingOptions{NegotiateAPIVersion: true}); err == nil {
-			return c
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	log.Fatalf("%s did not answer", host)
-	return nil
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
 }
 
 func check(err error) {
