@@ -2,7 +2,6 @@
 package logs
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -113,22 +112,31 @@ func (w *Writer) Close() error {
 
 const maxLine = 16 << 10
 
-// Copy writes an entry per line of r until EOF.
+// Copy writes an entry per line of r until EOF. Output without a newline
+// yet is written as soon as it is read, as a partial entry: attach and
+// logs -f follow this file, and a shell prompt must show up at once.
+// Readers concatenate entries, so partial ones read back unchanged.
 func (w *Writer) Copy(stream string, r io.Reader) error {
-	br := bufio.NewReaderSize(r, maxLine)
+	buf := make([]byte, maxLine)
 	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			w.Write(stream, line, time.Now())
-		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
+		n, err := r.Read(buf)
+		data := buf[:n]
+		now := time.Now()
+		for len(data) > 0 {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				w.Write(stream, data, now)
+				break
+			}
+			w.Write(stream, data[:i+1], now)
+			data = data[i+1:]
 		}
 		if err != nil {
-			if errors.Is(err, io.EOF) {
+			if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
 				return nil
 			}
-			return err
+			// EIO: the terminal's other side closed.
+			return nil
 		}
 	}
 }

@@ -1,438 +1,562 @@
-// Package oci builds the OCI runtime spec of a container from its Docker
-// configuration, with Docker's defaults.
+// Package oci builds the OCI runtime spec for a container with the defaults
+// dockerd gives it (moby's oci.DefaultSpec plus daemon/oci_linux.go), so
+// images behave as they do under Docker.
 package oci
 
 import (
-	"bufio"
+	"cmp"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/engined/engined/internal/sysinfo"
 )
 
-// Mount is an extra mount.
+// Mount is a mount the caller adds (binds, volumes, tmpfs).
 type Mount struct {
 	Source, Destination, Type string
 	Options                   []string
 }
 
-// Ulimit is a resource limit.
+// Ulimit is a Docker --ulimit: Name without the RLIMIT_ prefix ("nofile").
+// -1 means unlimited.
 type Ulimit struct {
 	Name       string
 	Soft, Hard int64
 }
 
-// Options describe the container.
+// Options is a container's configuration, image and container parts kept
+// apart so Spec can apply Docker's precedence between them.
 type Options struct {
-	ID                                       string
-	Rootfs                                   string
-	ImageEntrypoint, ImageCmd                []string
-	ImageEnv                                 []string
-	ImageWorkingDir, ImageUser               string
-	Entrypoint                               []string
-	Cmd                                      []string
-	Env                                      []string
-	WorkingDir, User                         string
-	Hostname, Domainname                     string
-	Tty, OpenStdin                           bool
-	Privileged                               bool
-	CapAdd, CapDrop                          []string
-	ReadonlyRootfs                           bool
-	Memory, MemoryReservation, MemorySwap    int64
+	ID     string
+	Rootfs string // absolute path of the container's mounted root filesystem
+
+	ImageEntrypoint, ImageCmd  []string
+	ImageEnv                   []string
+	ImageWorkingDir, ImageUser string
+
+	Entrypoint       []string // non-nil replaces the image's (empty clears it); non-empty also drops ImageCmd
+	Cmd              []string // non-empty overrides the image's
+	Env              []string // merged over the image's by key; "KEY" alone unsets KEY
+	WorkingDir, User string   // override the image's when non-empty
+
+	Hostname, Domainname string
+	Tty, OpenStdin       bool
+
+	Privileged      bool
+	CapAdd, CapDrop []string
+	ReadonlyRootfs  bool
+
+	Memory, MemoryReservation, MemorySwap    int64 // bytes; MemorySwap -1 = unlimited, 0 = 2*Memory
 	NanoCPUs, CPUShares, CPUQuota, CPUPeriod int64
 	CpusetCpus, CpusetMems                   string
-	PidsLimit                                int64
-	ShmSize                                  int64
-	Sysctls                                  map[string]string
-	Ulimits                                  []Ulimit
-	Labels                                   map[string]string
-	Mounts                                   []Mount
-	HostsPath, ResolvConfPath, HostnamePath  string
-	NetNSPath                                string
-	CgroupsPath                              string
-	NoNewPrivileges                          bool
-	StopSignal                               string
-	MaxRlimitNOFILE                          uint64
+	PidsLimit                                int64 // 0 = unset, -1 = unlimited
+	ShmSize                                  int64 // 0 = 64 MiB
+
+	Sysctls map[string]string
+	Ulimits []Ulimit
+	Labels  map[string]string // become spec annotations
+
+	Mounts                                  []Mount // after the defaults; the same Destination replaces a default
+	HostsPath, ResolvConfPath, HostnamePath string  // bound at /etc/hosts, /etc/resolv.conf, /etc/hostname
+	NetNSPath                               string  // "" new netns, "host" the engine's, else a netns to join
+	CgroupsPath                             string
+
+	NoNewPrivileges bool
+	StopSignal      string // not part of the spec
+
+	// MaxRlimitNOFILE is the engine's RLIMIT_NOFILE hard limit; 0 = unknown.
+	MaxRlimitNOFILE uint64
 }
 
-const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+const (
+	defaultPathEnv = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	defaultShmSize = 64 << 20
+	defaultNOFILE  = 1 << 20
+)
 
-// DefaultCapabilities is Docker's default set.
-func DefaultCapabilities() []string {
-	return []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-		"CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"}
-}
-
-var allCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
-	"CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-	"CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-	"CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD",
-	"CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"}
-
-func normCap(c string) (string, error) {
-	c = strings.ToUpper(strings.TrimSpace(c))
-	if c == "ALL" {
-		return c, nil
-	}
-	if !strings.HasPrefix(c, "CAP_") {
-		c = "CAP_" + c
-	}
-	for _, k := range allCaps {
-		if k == c {
-			return c, nil
-		}
-	}
-	return "", fmt.Errorf("unknown capability: %q", c)
-}
-
-func capabilities(o Options) ([]string, error) {
-	if o.Privileged {
-		return append([]string(nil), allCaps...), nil
-	}
-	set := map[string]bool{}
-	for _, c := range DefaultCapabilities() {
-		set[c] = true
-	}
-	for _, c := range o.CapDrop {
-		n, err := normCap(c)
-		if err != nil {
-			return nil, fmt.Errorf("CapDrop: %w", err)
-		}
-		if n == "ALL" {
-			set = map[string]bool{}
-			continue
-		}
-		delete(set, n)
-	}
-	for _, c := range o.CapAdd {
-		n, err := normCap(c)
-		if err != nil {
-			return nil, fmt.Errorf("CapAdd: %w", err)
-		}
-		if n == "ALL" {
-			for _, k := range allCaps {
-				set[k] = true
-			}
-			continue
-		}
-		set[n] = true
-	}
-	var out []string
-	for _, k := range allCaps {
-		if set[k] {
-			out = append(out, k)
-		}
-	}
-	return out, nil
-}
-
-func mergeEnv(base, over []string) []string {
-	idx := map[string]int{}
-	var out []string
-	for _, list := range [][]string{base, over} {
-		for _, kv := range list {
-			k, _, _ := strings.Cut(kv, "=")
-			if i, ok := idx[k]; ok {
-				out[i] = kv
-				continue
-			}
-			idx[k] = len(out)
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-func hasEnv(env []string, k string) bool {
-	for _, kv := range env {
-		if strings.HasPrefix(kv, k+"=") {
-			return true
-		}
-	}
-	return false
-}
-
-// Spec builds the runtime spec.
+// Spec builds the runtime spec for o.
 func Spec(o Options) (*specs.Spec, error) {
-	entry, cmd := o.ImageEntrypoint, o.ImageCmd
-	if o.Entrypoint != nil {
-		entry = o.Entrypoint
-		if o.Cmd == nil {
-			cmd = nil
-		}
+	if !filepath.IsAbs(o.Rootfs) {
+		return nil, fmt.Errorf("Rootfs: %q is not an absolute path", o.Rootfs)
 	}
-	if o.Cmd != nil {
-		cmd = o.Cmd
-	}
-	args := append(append([]string(nil), entry...), cmd...)
-	if len(args) == 0 {
-		return nil, fmt.Errorf("no command specified")
-	}
-	user := o.ImageUser
-	if o.User != "" {
-		user = o.User
-	}
-	uid, gid, groups, home, err := ResolveUser(o.Rootfs, user)
+	args, err := command(o)
 	if err != nil {
 		return nil, err
 	}
-	env := mergeEnv(o.ImageEnv, o.Env)
-	if !hasEnv(env, "PATH") {
-		env = append([]string{defaultPath}, env...)
+	user := cmp.Or(o.User, o.ImageUser)
+	uid, gid, sgids, home, err := ResolveUser(o.Rootfs, user)
+	if err != nil {
+		return nil, fmt.Errorf("User %q: %w", user, err)
 	}
-	env = mergeEnv([]string{"HOSTNAME=" + o.Hostname}, env)
-	if !hasEnv(env, "HOME") {
-		env = append(env, "HOME="+home)
-	}
-	if o.Tty && !hasEnv(env, "TERM") {
-		env = append(env, "TERM=xterm")
-	}
-	cwd := o.ImageWorkingDir
-	if o.WorkingDir != "" {
-		cwd = o.WorkingDir
-	}
-	if cwd == "" {
-		cwd = "/"
+	cwd := cmp.Or(o.WorkingDir, o.ImageWorkingDir, "/")
+	if !filepath.IsAbs(cwd) {
+		return nil, fmt.Errorf("WorkingDir: %q is not an absolute path", cwd)
 	}
 	caps, err := capabilities(o)
 	if err != nil {
 		return nil, err
 	}
+	res, err := resources(o)
+	if err != nil {
+		return nil, err
+	}
+	sysctls, err := sysctl(o)
+	if err != nil {
+		return nil, err
+	}
+	rlimits, err := rlimits(o)
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := mounts(o)
+	if err != nil {
+		return nil, err
+	}
+	hostname := o.Hostname
+	if hostname == "" && len(o.ID) >= 12 {
+		hostname = o.ID[:12] // dockerd's default
+	}
+
+	env := []string{defaultPathEnv, "HOSTNAME=" + hostname}
+	if o.Tty {
+		env = append(env, "TERM=xterm")
+	}
+	env = mergeEnv(env, mergeEnv(slices.Clone(o.ImageEnv), o.Env))
+	// runc derives the same HOME at start, but only for the container's
+	// first process; having it in the spec gives it to execs that reuse
+	// Process.Env too. An empty HOME counts as unset, as it does for runc.
+	if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "HOME=") && e != "HOME=" }) {
+		env = mergeEnv(env, []string{"HOME=" + home})
+	}
+
 	s := &specs.Spec{
-		Version:    specs.Version,
-		Root:       &specs.Root{Path: o.Rootfs, Readonly: o.ReadonlyRootfs},
-		Hostname:   o.Hostname,
-		Domainname: o.Domainname,
+		Version: specs.Version,
 		Process: &specs.Process{
-			Terminal: o.Tty, Args: args, Env: env, Cwd: cwd,
-			User:            specs.User{UID: uid, GID: gid, AdditionalGids: groups},
-			Capabilities:    &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
+			Terminal: o.Tty,
+			User: specs.User{
+				UID: uid, GID: gid,
+				// dockerd lists the primary group too, as initgroups(3)
+				// would on a login.
+				AdditionalGids: append([]uint32{gid}, slices.DeleteFunc(sgids, func(g uint32) bool { return g == gid })...),
+			},
+			Args: args,
+			Env:  env,
+			Cwd:  cwd,
+			// Inheritable and ambient stay empty, as in dockerd since
+			// CVE-2022-24769: file capabilities must not widen a process.
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding:  caps,
+				Effective: slices.Clone(caps),
+				Permitted: slices.Clone(caps),
+			},
+			Rlimits:         rlimits,
 			NoNewPrivileges: o.NoNewPrivileges,
 		},
-		Annotations: o.Labels,
+		Root:        &specs.Root{Path: o.Rootfs, Readonly: o.ReadonlyRootfs},
+		Hostname:    hostname,
+		Domainname:  o.Domainname,
+		Mounts:      mounts,
+		Annotations: maps.Clone(o.Labels),
+		Linux: &specs.Linux{
+			Namespaces:  namespaces(o),
+			Resources:   res,
+			CgroupsPath: o.CgroupsPath,
+			Sysctl:      sysctls,
+			// Seccomp is left nil for now: Docker's default profile is a
+			// large allow-list of its own that comes in a later change.
+			// Until then containers run as with --security-opt
+			// seccomp=unconfined, guarded by capabilities and masked paths.
+			Seccomp: nil,
+		},
 	}
-	shm := o.ShmSize
-	if shm <= 0 {
-		shm = 64 << 20
-	}
-	s.Mounts = []specs.Mount{
-		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
-		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
-		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}},
-		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=" + strconv.FormatInt(shm, 10)}},
-	}
-	for path, dst := range map[string]string{o.HostsPath: "/etc/hosts", o.ResolvConfPath: "/etc/resolv.conf", o.HostnamePath: "/etc/hostname"} {
-		if path != "" {
-			s.Mounts = append(s.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: path, Options: []string{"rbind", "rprivate"}})
-		}
-	}
-	for _, m := range o.Mounts {
-		replaced := false
-		for i := range s.Mounts {
-			if s.Mounts[i].Destination == m.Destination {
-				s.Mounts[i] = specs.Mount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options}
-				replaced = true
-			}
-		}
-		if !replaced {
-			s.Mounts = append(s.Mounts, specs.Mount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options})
-		}
-	}
-	ns := []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace}}
-	switch o.NetNSPath {
-	case "":
-		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
-	case "host":
-	default:
-		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: o.NetNSPath})
-	}
-	var st unix.Statfs_t
-	if unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
-	}
-	s.Linux = &specs.Linux{Namespaces: ns, CgroupsPath: o.CgroupsPath, Sysctl: o.Sysctls, Resources: resources(o)}
-	if !o.Privileged {
-		s.Linux.MaskedPaths = []string{"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-			"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"}
+	if o.Privileged {
+		s.Linux.Devices = hostDevices()
+	} else {
+		s.Linux.MaskedPaths = maskedPaths()
 		s.Linux.ReadonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
-	}
-	maxNofile := o.MaxRlimitNOFILE
-	if maxNofile == 0 || maxNofile > 1048576 {
-		maxNofile = 1048576
-	}
-	s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: maxNofile, Hard: maxNofile}}
-	for _, u := range o.Ulimits {
-		t := "RLIMIT_" + strings.ToUpper(u.Name)
-		soft, hard := uint64(u.Soft), uint64(u.Hard)
-		if t == "RLIMIT_NOFILE" {
-			soft, hard = min(soft, maxNofile), min(hard, maxNofile)
-			s.Process.Rlimits = s.Process.Rlimits[1:]
-		}
-		s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: t, Soft: soft, Hard: hard})
 	}
 	return s, nil
 }
 
-func resources(o Options) *specs.LinuxResources {
-	r := &specs.LinuxResources{}
+// command merges entrypoint and cmd as dockerd does at create time: a
+// non-empty container entrypoint replaces the image's entrypoint and cmd
+// together, an empty non-nil one clears only the image's entrypoint, and a
+// non-empty container cmd replaces the image's cmd.
+func command(o Options) ([]string, error) {
+	ep, cmd := o.Entrypoint, o.Cmd
+	if len(ep) == 0 {
+		if len(cmd) == 0 {
+			cmd = o.ImageCmd
+		}
+		if ep == nil {
+			ep = o.ImageEntrypoint
+		}
+	}
+	// The CLI sends --entrypoint "" as [""], meaning "no entrypoint".
+	if len(ep) == 1 && ep[0] == "" {
+		ep = nil
+	}
+	if len(ep) == 0 && len(cmd) == 0 {
+		return nil, errors.New("no command specified")
+	}
+	return append(slices.Clone(ep), cmd...), nil
+}
+
+// mergeEnv overrides base by key, appends new keys and, as the Docker API
+// does, treats an entry without "=" as a request to unset that key.
+func mergeEnv(base, over []string) []string {
+	for _, e := range over {
+		key, _, set := strings.Cut(e, "=")
+		i := slices.IndexFunc(base, func(b string) bool { k, _, _ := strings.Cut(b, "="); return k == key })
+		switch {
+		case !set && i >= 0:
+			base = slices.Delete(base, i, i+1)
+		case !set:
+		case i >= 0:
+			base[i] = e
+		default:
+			base = append(base, e)
+		}
+	}
+	return base
+}
+
+func namespaces(o Options) []specs.LinuxNamespace {
+	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	switch o.NetNSPath {
+	case "host":
+	case "":
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	default:
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: o.NetNSPath})
+	}
+	ns = append(ns,
+		specs.LinuxNamespace{Type: specs.UTSNamespace},
+		specs.LinuxNamespace{Type: specs.PIDNamespace},
+		specs.LinuxNamespace{Type: specs.IPCNamespace},
+	)
+	// dockerd's default cgroupns mode is "private" on v2 and "host" on v1,
+	// where a namespace would hide nothing useful and break tools that read
+	// /proc/self/cgroup to find their limits.
+	if cgroup2() {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
+	return ns
+}
+
+var cgroup2 = sync.OnceValue(func() bool {
+	var st unix.Statfs_t
+	return unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
+})
+
+// mounts puts the caller's mounts (and the engine's /etc files) after
+// Docker's default filesystems, dropping a default whose destination the
+// caller mounts over, and all of /dev's when the caller mounts /dev.
+func mounts(o Options) ([]specs.Mount, error) {
+	shm := o.ShmSize
+	switch {
+	case shm == 0:
+		shm = defaultShmSize
+	case shm < 0:
+		return nil, fmt.Errorf("ShmSize: %d is negative", shm)
+	}
+	// Privileged containers may write to sysfs and cgroupfs, as in dockerd.
+	ro := "ro"
 	if o.Privileged {
-		r.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
-	} else {
-		r.Devices = []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
-		c := func(major, minor int64, access string) specs.LinuxDeviceCgroup {
-			d := specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Access: access}
-			if minor >= 0 {
-				d.Minor = &minor
-			}
-			return d
-		}
-		r.Devices = append(r.Devices, c(1, 3, "rwm"), c(1, 5, "rwm"), c(1, 7, "rwm"), c(1, 8, "rwm"), c(1, 9, "rwm"),
-			c(5, 0, "rwm"), c(5, 1, "rwm"), c(5, 2, "rwm"), c(136, -1, "rwm"), c(10, 200, "rwm"))
+		ro = "rw"
 	}
-	if o.Memory > 0 || o.MemoryReservation > 0 || o.MemorySwap != 0 {
-		m := &specs.LinuxMemory{}
-		if o.Memory > 0 {
-			m.Limit = &o.Memory
-			swap := o.MemorySwap
-			if swap == 0 {
-				swap = 2 * o.Memory
-			}
-			m.Swap = &swap
-		}
-		if o.MemoryReservation > 0 {
-			m.Reservation = &o.MemoryReservation
-		}
-		r.Memory = m
+	defaults := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", ro}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{ro, "nosuid", "noexec", "nodev"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=" + strconv.FormatInt(shm, 10)}},
 	}
-	cpu := &specs.LinuxCPU{Cpus: o.CpusetCpus, Mems: o.CpusetMems}
+
+	var extra []specs.Mount
+	add := func(m specs.Mount) {
+		m.Destination = filepath.Clean(m.Destination)
+		if i := slices.IndexFunc(extra, func(e specs.Mount) bool { return e.Destination == m.Destination }); i >= 0 {
+			extra[i] = m
+		} else {
+			extra = append(extra, m)
+		}
+	}
+	etcOpts := []string{"rbind", "rprivate"}
+	if o.ReadonlyRootfs {
+		etcOpts = append(etcOpts, "ro")
+	}
+	for _, f := range [][2]string{{"/etc/hosts", o.HostsPath}, {"/etc/resolv.conf", o.ResolvConfPath}, {"/etc/hostname", o.HostnamePath}} {
+		if f[1] != "" {
+			add(specs.Mount{Destination: f[0], Type: "bind", Source: f[1], Options: slices.Clone(etcOpts)})
+		}
+	}
+	for _, m := range o.Mounts {
+		if !filepath.IsAbs(m.Destination) {
+			return nil, fmt.Errorf("Mounts: destination %q is not an absolute path", m.Destination)
+		}
+		add(specs.Mount{Destination: m.Destination, Type: cmp.Or(m.Type, "bind"), Source: m.Source, Options: slices.Clone(m.Options)})
+	}
+	// Parents before children, or a later parent mount would hide a child.
+	depth := func(p string) int { return strings.Count(p, "/") }
+	sort.SliceStable(extra, func(i, j int) bool { return depth(extra[i].Destination) < depth(extra[j].Destination) })
+
+	over := func(dst string) bool {
+		return slices.ContainsFunc(extra, func(e specs.Mount) bool {
+			return e.Destination == dst || (e.Destination == "/dev" && strings.HasPrefix(dst, "/dev/"))
+		})
+	}
+	out := slices.DeleteFunc(defaults, func(m specs.Mount) bool { return over(m.Destination) })
+	return append(out, extra...), nil
+}
+
+// maskedPaths is dockerd's list, including the per-CPU thermal_throttle
+// files it masks since GHSA-6fw5-f8r9-fgfm.
+func maskedPaths() []string {
+	p := []string{
+		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+		"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	throttle, _ := filepath.Glob("/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle")
+	return append(p, throttle...)
+}
+
+func resources(o Options) (*specs.LinuxResources, error) {
+	r := &specs.LinuxResources{Devices: deviceRules(o.Privileged)}
+
+	// Combinations dockerd refuses at create time, which runc would
+	// otherwise reject late or apply half-way.
+	switch {
+	case o.NanoCPUs != 0 && (o.CPUQuota != 0 || o.CPUPeriod != 0):
+		return nil, errors.New("NanoCPUs: conflicts with CPUQuota and CPUPeriod; set one or the other")
+	case o.NanoCPUs < 0 || o.CPUShares < 0 || o.CPUPeriod < 0:
+		return nil, errors.New("NanoCPUs, CPUShares, CPUPeriod: must not be negative")
+	case o.MemorySwap > 0 && o.Memory <= 0:
+		return nil, errors.New("MemorySwap: needs Memory to be set as well")
+	case o.MemorySwap > 0 && o.MemorySwap < o.Memory:
+		return nil, errors.New("MemorySwap: must not be smaller than Memory (it is memory plus swap)")
+	}
+
+	var mem specs.LinuxMemory
+	if o.Memory > 0 {
+		mem.Limit = ptr(o.Memory)
+		swap := o.MemorySwap
+		if swap == 0 {
+			swap = 2 * o.Memory
+		}
+		// As dockerd does: without swap accounting runc could not write
+		// the limit and the container would not start. Leaving swap unset
+		// is also how -1 (unlimited) is expressed.
+		if swap > 0 && swapAccounting() {
+			mem.Swap = &swap
+		}
+	}
+	if o.MemoryReservation > 0 {
+		mem.Reservation = ptr(o.MemoryReservation)
+	}
+	if mem != (specs.LinuxMemory{}) {
+		r.Memory = &mem
+	}
+
+	var cpu specs.LinuxCPU
 	if o.CPUShares > 0 {
-		s := uint64(o.CPUShares)
-		cpu.Shares = &s
+		cpu.Shares = ptr(uint64(o.CPUShares))
 	}
 	if o.NanoCPUs > 0 {
-		period := uint64(100000)
-		quota := o.NanoCPUs * int64(period) / 1e9
-		cpu.Period, cpu.Quota = &period, &quota
-	} else {
-		if o.CPUPeriod > 0 {
-			p := uint64(o.CPUPeriod)
-			cpu.Period = &p
-		}
-		if o.CPUQuota > 0 {
-			cpu.Quota = &o.CPUQuota
-		}
+		const period = 100000 // µs, the kernel's default CFS period
+		cpu.Period = ptr(uint64(period))
+		cpu.Quota = ptr(o.NanoCPUs * period / 1e9)
 	}
-	r.CPU = cpu
-	if o.PidsLimit != 0 {
-		limit := o.PidsLimit
-		if limit < 0 {
-			limit = -1
-		}
-		r.Pids = &specs.LinuxPids{Limit: &limit}
+	if o.CPUPeriod > 0 {
+		cpu.Period = ptr(uint64(o.CPUPeriod))
 	}
-	return r
+	if o.CPUQuota != 0 {
+		cpu.Quota = ptr(o.CPUQuota)
+	}
+	cpu.Cpus, cpu.Mems = o.CpusetCpus, o.CpusetMems
+	if cpu != (specs.LinuxCPU{}) {
+		r.CPU = &cpu
+	}
+
+	switch {
+	case o.PidsLimit > 0:
+		r.Pids = &specs.LinuxPids{Limit: ptr(o.PidsLimit)}
+	case o.PidsLimit < 0:
+		r.Pids = &specs.LinuxPids{Limit: ptr(int64(-1))}
+	}
+	return r, nil
 }
 
-// ResolveUser maps a user spec to IDs using the image's passwd and group
-// files, read inside rootfs.
-func ResolveUser(rootfs, user string) (uid, gid uint32, additionalGids []uint32, home string, err error) {
-	home = "/"
-	u, g, _ := strings.Cut(user, ":")
-	if u == "" {
-		u = "0"
+var swapAccounting = sync.OnceValue(func() bool {
+	h, err := sysinfo.Read()
+	return err == nil && h.SwapLimit
+})
+
+func ptr[T any](v T) *T { return &v }
+
+// deviceRules is the device cgroup: deny everything, then allow the devices
+// every container gets (runc's default set, which dockerd relies on), or
+// everything for a privileged container.
+func deviceRules(privileged bool) []specs.LinuxDeviceCgroup {
+	if privileged {
+		return []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
 	}
-	passwd := readDB(rootfs, "/etc/passwd")
-	found := false
-	if n, err := strconv.ParseUint(u, 10, 32); err == nil {
-		uid = uint32(n)
-		for _, e := range passwd {
-			if len(e) >= 6 && e[2] == u {
-				if n, err := strconv.ParseUint(e[3], 10, 32); err == nil {
-					gid = uint32(n)
-				}
-				home, found = e[5], true
-				break
-			}
-		}
-	} else {
-		for _, e := range passwd {
-			if len(e) >= 6 && e[0] == u {
-				n, _ := strconv.ParseUint(e[2], 10, 32)
-				m, _ := strconv.ParseUint(e[3], 10, 32)
-				uid, gid, home, found = uint32(n), uint32(m), e[5], true
-				break
-			}
-		}
-		if !found {
-			return 0, 0, nil, "", fmt.Errorf("unable to find user %s: no matching entries in passwd file", u)
-		}
+	rule := func(typ string, major, minor *int64, access string) specs.LinuxDeviceCgroup {
+		return specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: major, Minor: minor, Access: access}
 	}
-	groups := readDB(rootfs, "/etc/group")
-	if g != "" {
-		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
-			gid = uint32(n)
+	c := func(major, minor int64) specs.LinuxDeviceCgroup { return rule("c", &major, &minor, "rwm") }
+	return []specs.LinuxDeviceCgroup{
+		{Allow: false, Access: "rwm"},
+		rule("c", nil, nil, "m"), // mknod of any device; opening it stays denied
+		rule("b", nil, nil, "m"),
+		c(1, 3),                                // null
+		c(1, 5),                                // zero
+		c(1, 7),                                // full
+		c(1, 8),                                // random
+		c(1, 9),                                // urandom
+		c(5, 0),                                // tty
+		c(5, 1),                                // console
+		c(5, 2),                                // ptmx
+		rule("c", ptr(int64(136)), nil, "rwm"), // pts/*
+		c(10, 200),                             // net/tun
+	}
+}
+
+// hostDevices lists the host's device nodes, which dockerd creates in a
+// privileged container's /dev. Like containerd it skips the directories the
+// container gets its own instances of, and the host's console.
+func hostDevices() []specs.LinuxDevice {
+	var devs []specs.LinuxDevice
+	filepath.WalkDir("/dev", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() {
+			switch d.Name() {
+			case "pts", "shm", "mqueue", "fd", ".lxc", ".lxd-mounts", ".udev":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type()&os.ModeDevice == 0 || path == "/dev/console" {
+			return nil
+		}
+		var st unix.Stat_t
+		if unix.Lstat(path, &st) != nil {
+			return nil
+		}
+		typ := "b"
+		if st.Mode&unix.S_IFMT == unix.S_IFCHR {
+			typ = "c"
+		}
+		devs = append(devs, specs.LinuxDevice{
+			Path: path, Type: typ,
+			Major: int64(unix.Major(st.Rdev)), Minor: int64(unix.Minor(st.Rdev)),
+			FileMode: ptr(os.FileMode(st.Mode & 0o777)), UID: ptr(st.Uid), GID: ptr(st.Gid),
+		})
+		return nil
+	})
+	return devs
+}
+
+// rlimitNames are the names Docker's --ulimit accepts, plus "as".
+var rlimitNames = []string{
+	"as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+	"nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
+}
+
+// rlimits gives only the limits asked for, plus RLIMIT_NOFILE, which
+// dockerd's containers inherit as 1048576 from its systemd unit. NOFILE is
+// clamped to the engine's own hard limit: without CAP_SYS_RESOURCE the
+// runtime cannot raise it and the container would fail to start.
+func rlimits(o Options) ([]specs.POSIXRlimit, error) {
+	var out []specs.POSIXRlimit
+	for _, u := range o.Ulimits {
+		name := strings.TrimPrefix(strings.ToLower(u.Name), "rlimit_")
+		if !slices.Contains(rlimitNames, name) {
+			return nil, fmt.Errorf("Ulimits: unknown name %q", u.Name)
+		}
+		if u.Soft < -1 || u.Hard < -1 {
+			return nil, fmt.Errorf("Ulimits: %s limits must be -1 (unlimited) or more", name)
+		}
+		// -1 converts to RLIM_INFINITY.
+		rl := specs.POSIXRlimit{Type: "RLIMIT_" + strings.ToUpper(name), Soft: uint64(u.Soft), Hard: uint64(u.Hard)}
+		if rl.Soft > rl.Hard {
+			return nil, fmt.Errorf("Ulimits: %s soft limit %d exceeds hard limit %d", name, u.Soft, u.Hard)
+		}
+		if i := slices.IndexFunc(out, func(r specs.POSIXRlimit) bool { return r.Type == rl.Type }); i >= 0 {
+			out[i] = rl
 		} else {
-			ok := false
-			for _, e := range groups {
-				if len(e) >= 3 && e[0] == g {
-					n, _ := strconv.ParseUint(e[2], 10, 32)
-					gid, ok = uint32(n), true
-				}
-			}
-			if !ok {
-				return 0, 0, nil, "", fmt.Errorf("unable to find group %s: no matching entries in group file", g)
-			}
+			out = append(out, rl)
 		}
 	}
-	name := u
-	for _, e := range passwd {
-		if len(e) >= 3 && e[2] == strconv.Itoa(int(uid)) {
-			name = e[0]
-		}
+	i := slices.IndexFunc(out, func(r specs.POSIXRlimit) bool { return r.Type == "RLIMIT_NOFILE" })
+	if i < 0 {
+		out = append(out, specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Soft: defaultNOFILE, Hard: defaultNOFILE})
+		i = len(out) - 1
 	}
-	for _, e := range groups {
-		if len(e) >= 4 {
-			for _, m := range strings.Split(e[3], ",") {
-				if m == name && m != "" {
-					if n, err := strconv.ParseUint(e[2], 10, 32); err == nil && uint32(n) != gid {
-						additionalGids = append(additionalGids, uint32(n))
-					}
-				}
-			}
-		}
+	if limit := o.MaxRlimitNOFILE; limit > 0 {
+		out[i].Soft, out[i].Hard = min(out[i].Soft, limit), min(out[i].Hard, limit)
 	}
-	if home == "" {
-		home = "/"
-	}
-	return uid, gid, additionalGids, home, nil
+	return out, nil
 }
 
-func readDB(rootfs, path string) [][]string {
-	p, err := securejoin.SecureJoin(rootfs, path)
-	if err != nil {
-		return nil
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out [][]string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+// sysctl accepts what runc can set inside the container's own namespaces
+// (anything else would change the host or fail at start), and adds
+// dockerd's defaults for a new network namespace: ping and ports below 1024
+// without capabilities. The caller's values win.
+func sysctl(o Options) (map[string]string, error) {
+	out := map[string]string{}
+	if o.NetNSPath == "" {
+		if sysctlExists("net.ipv4.ping_group_range") && !inUserNS() {
+			out["net.ipv4.ping_group_range"] = "0 2147483647"
 		}
-		out = append(out, strings.Split(line, ":"))
+		if sysctlExists("net.ipv4.ip_unprivileged_port_start") {
+			out["net.ipv4.ip_unprivileged_port_start"] = "0"
+		}
 	}
-	return out
+	ipc := []string{"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+		"kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+	for k, v := range o.Sysctls {
+		switch {
+		case slices.Contains(ipc, k), strings.HasPrefix(k, "fs.mqueue."), k == "kernel.domainname":
+		case strings.HasPrefix(k, "net."):
+			if o.NetNSPath == "host" {
+				return nil, fmt.Errorf("Sysctls: %q cannot be set with the host's network namespace", k)
+			}
+		default:
+			return nil, fmt.Errorf("Sysctls: %q is not namespaced, so it cannot be set for a container", k)
+		}
+		out[k] = v
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
 }
+
+func sysctlExists(name string) bool {
+	_, err := os.Stat("/proc/sys/" + strings.ReplaceAll(name, ".", "/"))
+	return err == nil
+}
+
+// inUserNS: a user namespace cannot map the whole GID range that dockerd's
+// ping_group_range default names, so runc would fail to write it.
+var inUserNS = sync.OnceValue(func() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	return err == nil && strings.Join(strings.Fields(string(b)), " ") != "0 0 4294967295"
+})

@@ -21,6 +21,7 @@ import (
 
 	"github.com/containerd/console"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	"github.com/opencontainers/runc/libcontainer/utils"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -116,6 +117,14 @@ func (s *Service) Create(ctx context.Context, req *shimv1.CreateRequest) (*shimv
 	}
 	for _, g := range spec.Process.User.AdditionalGids {
 		p.AdditionalGroups = append(p.AdditionalGroups, int(g))
+	}
+	// libcontainer takes the init's rlimits from the Process only.
+	for _, rl := range spec.Process.Rlimits {
+		n, ok := rlimits[rl.Type]
+		if !ok {
+			return nil, fmt.Errorf("unknown rlimit %q", rl.Type)
+		}
+		p.Rlimits = append(p.Rlimits, configs.Rlimit{Type: n, Soft: rl.Soft, Hard: rl.Hard})
 	}
 	// The container's ends of its stdio, closed here once it has them.
 	var childEnds []*os.File
@@ -265,6 +274,14 @@ func (s *Service) Kill(ctx context.Context, req *shimv1.KillRequest) (*shimv1.Ki
 		return nil, fmt.Errorf("signal %d: %w", sig, err)
 	}
 	return &shimv1.KillResponse{}, nil
+}
+
+var rlimits = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU, "RLIMIT_DATA": unix.RLIMIT_DATA,
+	"RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS, "RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK,
+	"RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE, "RLIMIT_NOFILE": unix.RLIMIT_NOFILE,
+	"RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS, "RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO,
+	"RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING, "RLIMIT_STACK": unix.RLIMIT_STACK,
 }
 
 // errNotRunning's text is matched by engined.
