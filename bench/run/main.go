@@ -2,11 +2,13 @@
 // dockerd (Debian's docker.io) in the same run:
 //
 //   - `docker run --rm busybox true` through the real docker CLI
+//
 //   - 50 `docker run -d` from 10 parallel clients
+//
 //   - engined's idle RSS and one shim's RSS, beside dockerd's and its
 //     containerd shim's
 //
-//	go run ./bench/run -engined ./bin/engined
+//     go run ./bench/run -engined ./bin/engined
 package main
 
 import (
