@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/containerd/ttrpc"
 	"github.com/opencontainers/runc/libcontainer"
@@ -133,18 +134,24 @@ func serve(id, state, runcRoot string) error {
 		return err
 	}
 	shimv1.RegisterShimService(srv, svc)
+	shutdown := make(chan struct{})
 	go func() {
+		defer close(shutdown)
 		<-svc.Done
-		// Let the Delete reply go out before closing.
-		srv.Shutdown(context.Background())
+		// Shutdown waits for the Delete reply to go out.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
 		l.Close()
 	}()
-	if err := srv.Serve(ctx, l); err != nil && err != ttrpc.ErrServerClosed {
-		select {
-		case <-svc.Done:
-			return nil
-		default:
-		}
+	err = srv.Serve(ctx, l)
+	select {
+	case <-svc.Done:
+		<-shutdown
+		return nil
+	default:
+	}
+	if err != nil && err != ttrpc.ErrServerClosed {
 		return err
 	}
 	return nil

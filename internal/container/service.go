@@ -219,7 +219,8 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 	}
 	id := newID()
 	name := req.GetName()
-	if name == "" {
+	generated := name == ""
+	if generated {
 		name = generateName()
 	} else if !validName.MatchString(name) {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
@@ -264,10 +265,16 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 		if err != nil {
 			return err
 		}
+		taken := map[string]string{}
 		for _, r := range recs {
-			if r.Name == name {
-				return errdefs.AlreadyExists(fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", name, r.ID))
-			}
+			taken[r.Name] = r.ID
+		}
+		// A generated name that is taken is generated again.
+		for i := 0; generated && taken[rec.Name] != "" && i < 100; i++ {
+			rec.Name = "/" + generateName()
+		}
+		if other := taken[rec.Name]; other != "" {
+			return errdefs.AlreadyExists(fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", rec.Name, other))
 		}
 		return putRecord(tx, rec)
 	})

@@ -189,9 +189,27 @@ func TestMobyClientRun(t *testing.T) {
 	if _, err := c.ContainerRemove(ctx, "seven", client.ContainerRemoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Generated names never collide, however many containers there are.
+	names := map[string]bool{}
+	for i := 0; i < 120; i++ {
+		c, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{Config: &container.Config{Image: "busybox", Cmd: []string{"true"}}})
+		if err != nil {
+			t.Fatalf("create #%d: %v", i, err)
+		}
+		insp, _ := mobyInspect(ctx, t, e, c.ID)
+		if names[insp] {
+			t.Fatalf("generated name %s used twice", insp)
+		}
+		names[insp] = true
+	}
 	// A missing image is a 404 the CLI reacts to by pulling.
 	_, err = c.ContainerCreate(ctx, client.ContainerCreateOptions{Config: &container.Config{Image: "nosuchimage"}})
 	if err == nil || !strings.Contains(err.Error(), "No such image: nosuchimage:latest") {
 		t.Errorf("create with a missing image: %v", err)
 	}
+}
+
+func mobyInspect(ctx context.Context, t *testing.T, e *engined, id string) (string, error) {
+	res, err := mobyClient(t, e.Host).ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	return res.Container.Name, err
 }

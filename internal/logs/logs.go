@@ -1,52 +1,62 @@
-// Package logs writes and reads Docker's json-file container logs.
+// Package logs writes and reads container logs in Docker's json-file
+// format, so files, tools and `docker logs` behave as with dockerd.
 package logs
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
-// Config locates a log and its rotation.
+// Config locates a log and says how it rotates.
 type Config struct {
-	Path     string
-	MaxSize  int64
-	MaxFiles int
+	Path     string // the log file, e.g. <state>/<id>-json.log
+	MaxSize  int64  // bytes; 0 = no rotation (Docker default for json-file is unlimited)
+	MaxFiles int    // kept files including the current one (>=1); rotated files are Path.1, Path.2 ... (Path.1 newest)
 }
 
-// Writer appends entries; safe for concurrent use.
+// name is the file of generation i: 0 is the current file.
+func (c Config) name(i int) string {
+	if i == 0 {
+		return c.Path
+	}
+	return c.Path + "." + strconv.Itoa(i)
+}
+
+func (c Config) maxFiles() int { return max(c.MaxFiles, 1) }
+
+// Writer appends log entries. It is safe for concurrent use. A failed
+// write (disk full) drops that entry, counted in Dropped, rather than
+// stopping or blocking the container's output.
 type Writer struct {
 	cfg     Config
-	mu      sync.Mutex
-	f       *os.File
-	size    int64
 	dropped atomic.Int64
+
+	mu   sync.Mutex
+	f    *os.File
+	size int64
+	buf  []byte
+	// midLine is set when the file ends inside an entry (a short write, or
+	// a crash before NewWriter): the next write ends that line first, so
+	// only the broken entry is unreadable and not the one after it.
+	midLine bool
 }
 
-type jsonLine struct {
-	Log    string `json:"log"`
-	Stream string `json:"stream"`
-	Time   string `json:"time"`
-}
-
-// NewWriter opens the log for appending.
+// NewWriter opens or creates cfg.Path for appending, and its directory.
 func NewWriter(cfg Config) (*Writer, error) {
-	if cfg.MaxFiles < 1 {
-		cfg.MaxFiles = 1
-	}
-	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o750); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(cfg.Path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	// Read access is for checking how the file ends.
+	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, err
 	}
@@ -55,206 +65,200 @@ func NewWriter(cfg Config) (*Writer, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Writer{cfg: cfg, f: f, size: fi.Size()}, nil
+	w := &Writer{cfg: cfg, f: f, size: fi.Size()}
+	if w.size > 0 {
+		var last [1]byte
+		_, err := f.ReadAt(last[:], w.size-1)
+		w.midLine = err != nil || last[0] != '\n'
+	}
+	return w, nil
 }
 
-// Write appends one entry; a failed write is counted, not returned as fatal.
+// Write appends one entry. line keeps the program's "\n", if it wrote one.
 func (w *Writer) Write(stream string, line []byte, t time.Time) error {
-	b, err := json.Marshal(jsonLine{Log: string(line), Stream: stream, Time: t.UTC().Format(time.RFC3339Nano)})
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.cfg.MaxSize > 0 && w.size+int64(len(b)) > w.cfg.MaxSize && w.size > 0 {
-		if err := w.rotate(); err != nil {
+	w.buf = appendEntry(w.buf[:0], stream, line, t)
+	if w.cfg.MaxSize > 0 && w.size > 0 && w.size+int64(len(w.buf)) > w.cfg.MaxSize {
+		// On failure keep writing to the old file: better than losing output.
+		w.rotate()
+	}
+	if w.midLine {
+		if _, err := w.f.Write([]byte{'\n'}); err != nil {
 			w.dropped.Add(1)
 			return err
 		}
+		w.size++
+		w.midLine = false
 	}
-	n, err := w.f.Write(b)
+	n, err := w.f.Write(w.buf)
 	w.size += int64(n)
 	if err != nil {
+		w.midLine = n > 0
 		w.dropped.Add(1)
 	}
 	return err
 }
 
+// rotate shifts Path.i to Path.i+1 and starts a new Path. The new file
+// always has a new inode, which is how followers notice the rotation.
 func (w *Writer) rotate() error {
-	w.f.Close()
-	if w.cfg.MaxFiles > 1 {
-		for i := w.cfg.MaxFiles - 1; i >= 1; i-- {
-			src := w.cfg.Path
-			if i > 1 {
-				src = w.cfg.Path + "." + strconv.Itoa(i-1)
-			}
-			os.Rename(src, w.cfg.Path+"."+strconv.Itoa(i))
-		}
+	// Errors are ignored: the older generations need not exist yet.
+	for i := w.cfg.maxFiles() - 1; i > 0; i-- {
+		os.Rename(w.cfg.name(i-1), w.cfg.name(i))
 	}
-	f, err := os.OpenFile(w.cfg.Path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if w.cfg.maxFiles() == 1 {
+		os.Remove(w.cfg.Path)
+	}
+	f, err := os.OpenFile(w.cfg.Path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return err
 	}
-	w.f, w.size = f, 0
+	w.f.Close()
+	w.f, w.size, w.midLine = f, 0, false
 	return nil
 }
 
 // Dropped is how many entries could not be written.
 func (w *Writer) Dropped() int64 { return w.dropped.Load() }
 
-// Close closes the file.
+// Close closes the file; later writes are dropped.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.f.Close()
 }
 
+// maxLine is where dockerd splits a line without a newline into several
+// entries.
 const maxLine = 16 << 10
 
-// Copy writes an entry per line of r until EOF. Output without a newline
-// yet is written as soon as it is read, as a partial entry: attach and
-// logs -f follow this file, and a shell prompt must show up at once.
-// Readers concatenate entries, so partial ones read back unchanged.
+// flushDelay is how long Copy holds a line whose newline has not come yet.
+// It is long enough to join the pieces of a line a program writes in
+// several writes (stdio flushing a full buffer), and short enough that a
+// shell prompt or an echoed keystroke shows at once in attach, which
+// follows this file.
+const flushDelay = 20 * time.Millisecond
+
+// Copy reads r until EOF and writes an entry per line. A line longer than
+// 16 KiB becomes several entries, and one without a newline is written
+// once r has been quiet for flushDelay, or at EOF. Failed writes are
+// counted in Dropped, not returned.
 func (w *Writer) Copy(stream string, r io.Reader) error {
-	buf := make([]byte, maxLine)
+	var (
+		mu  sync.Mutex // guards n against the delayed flush
+		buf = make([]byte, maxLine)
+		n   int // buf[:n] is the start of a line with no newline yet
+	)
+	flush := func() {
+		if n > 0 {
+			w.Write(stream, buf[:n], time.Now())
+			n = 0
+		}
+	}
+	timer := time.AfterFunc(time.Hour, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		flush()
+	})
+	timer.Stop()
+	defer timer.Stop()
 	for {
-		n, err := r.Read(buf)
-		data := buf[:n]
-		now := time.Now()
-		for len(data) > 0 {
-			i := bytes.IndexByte(data, '\n')
-			if i < 0 {
-				w.Write(stream, data, now)
-				break
-			}
+		mu.Lock()
+		start := n
+		mu.Unlock()
+		// The timer may flush buf[:start] meanwhile; Read only touches
+		// what comes after it.
+		k, err := r.Read(buf[start:])
+		mu.Lock()
+		if n < start {
+			copy(buf, buf[start:start+k])
+		}
+		data, now := buf[:n+k], time.Now()
+		for i := bytes.IndexByte(data, '\n'); i >= 0; i = bytes.IndexByte(data, '\n') {
 			w.Write(stream, data[:i+1], now)
 			data = data[i+1:]
 		}
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
-				return nil
-			}
-			// EIO: the terminal's other side closed.
+		n = copy(buf, data)
+		if n == len(buf) || err != nil {
+			flush()
+		}
+		if n > 0 {
+			timer.Reset(flushDelay)
+		}
+		mu.Unlock()
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF), errors.Is(err, os.ErrClosed), errors.Is(err, syscall.EIO):
+			// EIO is how a terminal reports that its other side closed.
 			return nil
-		}
-	}
-}
-
-// Entry is one decoded log entry.
-type Entry struct {
-	Stream string
-	Line   []byte
-	Time   time.Time
-}
-
-// ReadOptions select entries.
-type ReadOptions struct {
-	Stdout, Stderr bool
-	Since, Until   time.Time
-	Tail           int
-	Follow         bool
-}
-
-// Read sends matching entries to fn, oldest first.
-func Read(ctx context.Context, cfg Config, opts ReadOptions, done <-chan struct{}, fn func(Entry) error) error {
-	var files []string
-	for i := cfg.MaxFiles - 1; i >= 1; i-- {
-		files = append(files, cfg.Path+"."+strconv.Itoa(i))
-	}
-	var all []Entry
-	for _, p := range files {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		all = append(all, decodeAll(data, opts)...)
-	}
-	f, err := os.Open(cfg.Path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return err
-	}
-	// Only whole lines: a partial last line is read again when followed.
-	offset := int64(bytes.LastIndexByte(data, '\n') + 1)
-	all = append(all, decodeAll(data[:offset], opts)...)
-	if opts.Tail >= 0 && len(all) > opts.Tail {
-		all = all[len(all)-opts.Tail:]
-	}
-	for _, e := range all {
-		if err := fn(e); err != nil {
+		default:
 			return err
 		}
 	}
-	if !opts.Follow {
-		return nil
+}
+
+// appendEntry encodes an entry byte for byte as dockerd's json-file driver
+// does (jsonlog.JSONLogs.MarshalJSONBuf), whose escaping differs from
+// encoding/json's: tools that read these files see the same bytes.
+func appendEntry(b []byte, stream string, line []byte, t time.Time) []byte {
+	b = append(b, '{')
+	if len(line) > 0 {
+		b = append(b, `"log":`...)
+		b = appendString(b, line)
+		b = append(b, ',')
 	}
-	fi, _ := f.Stat()
-	ino := inode(fi)
-	finishing := false
-	for {
-		buf := make([]byte, 64<<10)
-		n, _ := f.ReadAt(buf, offset)
-		chunk := buf[:n]
-		if end := bytes.LastIndexByte(chunk, '\n'); end >= 0 {
-			for _, e := range decodeAll(chunk[:end+1], opts) {
-				if err := fn(e); err != nil {
-					return err
-				}
-			}
-			offset += int64(end + 1)
-			continue
-		}
-		if finishing {
-			return nil
-		}
-		// Rotated underneath us: move to the new file.
-		if cur, err := os.Stat(cfg.Path); err == nil && inode(cur) != ino {
-			nf, err := os.Open(cfg.Path)
-			if err == nil {
-				f.Close()
-				f, offset, ino = nf, 0, inode(cur)
+	if stream != "" {
+		b = append(b, `"stream":`...)
+		b = appendString(b, []byte(stream))
+		b = append(b, ',')
+	}
+	b = append(b, `"time":"`...)
+	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
+	return append(b, "\"}\n"...)
+}
+
+// appendString is dockerd's ffjsonWriteJSONBytesAsString.
+func appendString(b, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '\\' && c != '"' && c != '<' && c != '>' && c != '&' {
+				i++
 				continue
 			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, `\n`...)
+			case '\r':
+				b = append(b, `\r`...)
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-done:
-			finishing = true
-		case <-time.After(100 * time.Millisecond):
+		c, size := utf8.DecodeRune(s[i:])
+		switch {
+		case c == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case c == '\u2028' || c == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[c&0xf])
+		default:
+			i += size
+			continue
 		}
+		i += size
+		start = i
 	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
-
-func decodeAll(data []byte, opts ReadOptions) []Entry {
-	var out []Entry
-	for len(data) > 0 {
-		i := bytes.IndexByte(data, '\n')
-		var line []byte
-		if i < 0 {
-			line, data = data, nil
-		} else {
-			line, data = data[:i], data[i+1:]
-		}
-		var j jsonLine
-		if json.Unmarshal(line, &j) != nil {
-			continue
-		}
-		if (j.Stream == "stdout" && !opts.Stdout) || (j.Stream == "stderr" && !opts.Stderr) {
-			continue
-		}
-		t, _ := time.Parse(time.RFC3339Nano, j.Time)
-		if (!opts.Since.IsZero() && t.Before(opts.Since)) || (!opts.Until.IsZero() && !t.Before(opts.Until)) {
-			continue
-		}
-		out = append(out, Entry{Stream: j.Stream, Line: []byte(j.Log), Time: t})
-	}
-	return out
-}
-
-var _ = fmt.Sprint
