@@ -75,6 +75,7 @@ func NewWriter(cfg Config) (*Writer, error) {
 }
 
 // Write appends one entry. line keeps the program's "\n", if it wrote one.
+// A failed write is counted in Dropped as well as returned.
 func (w *Writer) Write(stream string, line []byte, t time.Time) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -103,15 +104,19 @@ func (w *Writer) Write(stream string, line []byte, t time.Time) error {
 // rotate shifts Path.i to Path.i+1 and starts a new Path. The new file
 // always has a new inode, which is how followers notice the rotation.
 func (w *Writer) rotate() error {
+	// Make the new file first: if that fails, nothing has moved and
+	// writing goes on in the old one.
+	next := w.cfg.Path + ".new"
+	f, err := os.OpenFile(next, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
 	// Errors are ignored: the older generations need not exist yet.
 	for i := w.cfg.maxFiles() - 1; i > 0; i-- {
 		os.Rename(w.cfg.name(i-1), w.cfg.name(i))
 	}
-	if w.cfg.maxFiles() == 1 {
-		os.Remove(w.cfg.Path)
-	}
-	f, err := os.OpenFile(w.cfg.Path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
+	if err := os.Rename(next, w.cfg.Path); err != nil {
+		f.Close()
 		return err
 	}
 	w.f.Close()

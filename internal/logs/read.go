@@ -194,9 +194,8 @@ type reader struct {
 }
 
 // drain passes on each whole line from r.off up to EOF, or limit if it is
-// not negative, leaving r.off at the start of an incomplete last line. It
-// reads that line again next time rather than keeping it, as it may be
-// rewritten.
+// not negative, leaving r.off at the start of an incomplete last line, to
+// be read again once it is complete.
 func (r *reader) drain(f *os.File, limit int64) error {
 	n := 0 // r.buf[:n] is read but holds no whole line
 	for {
