@@ -213,3 +213,20 @@ func mobyInspect(ctx context.Context, t *testing.T, e *engined, id string) (stri
 	res, err := mobyClient(t, e.Host).ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	return res.Container.Name, err
 }
+
+// An image a container uses is not removed without force (409).
+func TestRmiImageInUse(t *testing.T) {
+	e := runEngine(t)
+	mustDocker(t, e.Host, "create", "--name", "user", "busybox", "true")
+	out, err := docker(t, e.Host, "rmi", "busybox")
+	if err == nil || !strings.Contains(out, "must force") || !strings.Contains(out, "is using its referenced image") {
+		t.Errorf("rmi of an image in use: %v\n%s", err, out)
+	}
+	id := strings.TrimSpace(mustDocker(t, e.Host, "images", "-q", "busybox"))
+	out, err = docker(t, e.Host, "rmi", id)
+	if err == nil || !strings.Contains(out, "being used by container") {
+		t.Errorf("rmi by ID of an image in use: %v\n%s", err, out)
+	}
+	mustDocker(t, e.Host, "rm", "user")
+	mustDocker(t, e.Host, "rmi", "busybox")
+}
