@@ -80,6 +80,7 @@ func (h *handlers) register(mux *runtime.ServeMux) error {
 		{http.MethodPost, "/containers/create", h.containerCreate},
 		{http.MethodPost, "/containers/{id}/wait", h.containerWait},
 		{http.MethodGet, "/containers/{id}/logs", h.containerLogs},
+		{http.MethodGet, "/containers/{id}/stats", h.containerStats},
 		{http.MethodPost, "/containers/{id}/attach", h.containerAttach},
 	}
 	for _, r := range routes {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -229,4 +230,20 @@ func TestRmiImageInUse(t *testing.T) {
 	}
 	mustDocker(t, e.Host, "rm", "user")
 	mustDocker(t, e.Host, "rmi", "busybox")
+}
+
+// docker stats reads the container's cgroup: a busy loop shows CPU use,
+// and -m shows as the memory limit.
+func TestDockerStats(t *testing.T) {
+	e := runEngine(t)
+	mustDocker(t, e.Host, "run", "-d", "--name", "busy", "-m", "64m", "busybox", "sh", "-c", "while true; do :; done")
+	out := mustDocker(t, e.Host, "stats", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}", "busy")
+	f := strings.Fields(out)
+	if len(f) < 6 || f[0] != "busy" || f[4] != "64MiB" || f[5] != "1" {
+		t.Fatalf("docker stats = %q", out)
+	}
+	if cpu, _ := strconv.ParseFloat(strings.TrimSuffix(f[1], "%"), 64); cpu < 10 {
+		t.Errorf("busy loop uses %s CPU", f[1])
+	}
+	mustDocker(t, e.Host, "rm", "-f", "busy")
 }

@@ -528,3 +528,29 @@ func ReadExit(dir string) (*shimv1.ExitStatus, error) {
 	}
 	return &e, nil
 }
+
+func (s *Service) Stats(ctx context.Context, _ *shimv1.StatsRequest) (*shimv1.StatsResponse, error) {
+	s.mu.Lock()
+	c, exited := s.container, s.exit != nil
+	s.mu.Unlock()
+	if c == nil || exited {
+		return nil, errNotRunning
+	}
+	st, err := c.Stats()
+	if err != nil {
+		return nil, fmt.Errorf("read container stats: %w", err)
+	}
+	cg := st.CgroupStats
+	if cg == nil {
+		return &shimv1.StatsResponse{}, nil
+	}
+	resp := &shimv1.StatsResponse{
+		CpuTotalNs: cg.CpuStats.CpuUsage.TotalUsage, CpuKernelNs: cg.CpuStats.CpuUsage.UsageInKernelmode,
+		CpuUserNs: cg.CpuStats.CpuUsage.UsageInUsermode, CpuPercpuNs: cg.CpuStats.CpuUsage.PercpuUsage,
+		ThrottlingPeriods: cg.CpuStats.ThrottlingData.Periods, ThrottledPeriods: cg.CpuStats.ThrottlingData.ThrottledPeriods,
+		ThrottledTimeNs: cg.CpuStats.ThrottlingData.ThrottledTime,
+		MemoryUsage:     cg.MemoryStats.Usage.Usage, MemoryMaxUsage: cg.MemoryStats.Usage.MaxUsage, MemoryLimit: cg.MemoryStats.Usage.Limit,
+		MemoryStats: cg.MemoryStats.Stats, PidsCurrent: cg.PidsStats.Current, PidsLimit: cg.PidsStats.Limit,
+	}
+	return resp, nil
+}

@@ -5500,6 +5500,238 @@ func (x *ContainerAttachOptions) GetDetachKeys() string {
 	return ""
 }
 
+type ContainerStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Stream        bool                   `protobuf:"varint,2,opt,name=stream,proto3" json:"stream,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerStatsRequest) Reset() {
+	*x = ContainerStatsRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerStatsRequest) ProtoMessage() {}
+
+func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerStatsRequest.ProtoReflect.Descriptor instead.
+func (*ContainerStatsRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *ContainerStatsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerStatsRequest) GetStream() bool {
+	if x != nil {
+		return x.Stream
+	}
+	return false
+}
+
+type ContainerStatsResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name              string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Read              *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=read,proto3" json:"read,omitempty"`
+	CpuTotalNs        uint64                 `protobuf:"varint,4,opt,name=cpu_total_ns,json=cpuTotalNs,proto3" json:"cpu_total_ns,omitempty"`
+	CpuKernelNs       uint64                 `protobuf:"varint,5,opt,name=cpu_kernel_ns,json=cpuKernelNs,proto3" json:"cpu_kernel_ns,omitempty"`
+	CpuUserNs         uint64                 `protobuf:"varint,6,opt,name=cpu_user_ns,json=cpuUserNs,proto3" json:"cpu_user_ns,omitempty"`
+	CpuPercpuNs       []uint64               `protobuf:"varint,7,rep,packed,name=cpu_percpu_ns,json=cpuPercpuNs,proto3" json:"cpu_percpu_ns,omitempty"`
+	SystemCpuNs       uint64                 `protobuf:"varint,8,opt,name=system_cpu_ns,json=systemCpuNs,proto3" json:"system_cpu_ns,omitempty"`
+	OnlineCpus        uint32                 `protobuf:"varint,9,opt,name=online_cpus,json=onlineCpus,proto3" json:"online_cpus,omitempty"`
+	ThrottlingPeriods uint64                 `protobuf:"varint,10,opt,name=throttling_periods,json=throttlingPeriods,proto3" json:"throttling_periods,omitempty"`
+	ThrottledPeriods  uint64                 `protobuf:"varint,11,opt,name=throttled_periods,json=throttledPeriods,proto3" json:"throttled_periods,omitempty"`
+	ThrottledTimeNs   uint64                 `protobuf:"varint,12,opt,name=throttled_time_ns,json=throttledTimeNs,proto3" json:"throttled_time_ns,omitempty"`
+	MemoryUsage       uint64                 `protobuf:"varint,13,opt,name=memory_usage,json=memoryUsage,proto3" json:"memory_usage,omitempty"`
+	MemoryMaxUsage    uint64                 `protobuf:"varint,14,opt,name=memory_max_usage,json=memoryMaxUsage,proto3" json:"memory_max_usage,omitempty"`
+	MemoryLimit       uint64                 `protobuf:"varint,15,opt,name=memory_limit,json=memoryLimit,proto3" json:"memory_limit,omitempty"`
+	MemoryStats       map[string]uint64      `protobuf:"bytes,16,rep,name=memory_stats,json=memoryStats,proto3" json:"memory_stats,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	PidsCurrent       uint64                 `protobuf:"varint,17,opt,name=pids_current,json=pidsCurrent,proto3" json:"pids_current,omitempty"`
+	PidsLimit         uint64                 `protobuf:"varint,18,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ContainerStatsResponse) Reset() {
+	*x = ContainerStatsResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerStatsResponse) ProtoMessage() {}
+
+func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerStatsResponse.ProtoReflect.Descriptor instead.
+func (*ContainerStatsResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *ContainerStatsResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerStatsResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ContainerStatsResponse) GetRead() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+func (x *ContainerStatsResponse) GetCpuTotalNs() uint64 {
+	if x != nil {
+		return x.CpuTotalNs
+	}
+	return 0
+}
+
+func (x *ContainerStatsResponse) GetCpuKernelNs() uint64 {
+	if x != nil {
+		return x.CpuKernelNs
+	}
+	return 0
+}
+
+func (x *ContainerStatsResponse) GetCpuUserNs() uint64 {
+	if x != nil {
+		return x.CpuUserNs
+	}
+	return 0
+}
+
+func (x *ContainerStatsResponse) GetCpuPercpuNs() []uint64 {
+	if x != nil {
+		return x.CpuPercpuNs
+	}
+	return nil
+}
+
+func (x *ContainerStatsResponse) GetSystemCpuNs() uint64 {
+	if x != nil {
+		return x.SystemCpuNs
+	}
+	return 0
+}
+
+func (x *ContainerStatsResponse) GetOnlineCpus() uint32 {
+	if x != nil {
+		return x.OnlineCpus
+	}
+	return 0
+}
+
+func (x *ContainerStatsResponse) GetThrottlingPeriods() uint64 {
+	if x != nil {
+		return x.ThrottlingPeriods
+	}
+	return 0
+}
+
+func (x *ContainerStatsResponse) GetThrottledPeriods() uint64 {
+	if x != nil {
+		return x.ThrottledPeriods
+	}
+	return 0
+}
+
+func (x *ContainerStatsResponse) GetThrottledTimeNs() uint64 {
+	if x != nil {
+		return x.ThrottledTimeNs
+	}
+	return 0
+}
+
+func (x *ContainerStatsResponse) GetMemoryUsage() uint64 {
+	if x != nil {
+		return x.MemoryUsage
+	}
+	return 0
+}
+
+func (x *ContainerStatsResponse) GetMemoryMaxUsage() uint64 {
+	if x != nil {
+		return x.MemoryMaxUsage
+	}
+	return 0
+}
+
+func (x *ContainerStatsResponse) GetMemoryLimit() uint64 {
+	if x != nil {
+		return x.MemoryLimit
+	}
+	return 0
+}
+
+func (x *ContainerStatsResponse) GetMemoryStats() map[string]uint64 {
+	if x != nil {
+		return x.MemoryStats
+	}
+	return nil
+}
+
+func (x *ContainerStatsResponse) GetPidsCurrent() uint64 {
+	if x != nil {
+		return x.PidsCurrent
+	}
+	return 0
+}
+
+func (x *ContainerStatsResponse) GetPidsLimit() uint64 {
+	if x != nil {
+		return x.PidsLimit
+	}
+	return 0
+}
+
 var File_engine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_engine_v1_engine_proto_rawDesc = "" +
@@ -6002,7 +6234,36 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x06stream\x18\x05 \x01(\bR\x06stream\x12\x12\n" +
 	"\x04logs\x18\x06 \x01(\bR\x04logs\x12\x1f\n" +
 	"\vdetach_keys\x18\a \x01(\tR\n" +
-	"detachKeys2\xd0\x18\n" +
+	"detachKeys\"?\n" +
+	"\x15ContainerStatsRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06stream\x18\x02 \x01(\bR\x06stream\"\x8c\x06\n" +
+	"\x16ContainerStatsResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12.\n" +
+	"\x04read\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04read\x12 \n" +
+	"\fcpu_total_ns\x18\x04 \x01(\x04R\n" +
+	"cpuTotalNs\x12\"\n" +
+	"\rcpu_kernel_ns\x18\x05 \x01(\x04R\vcpuKernelNs\x12\x1e\n" +
+	"\vcpu_user_ns\x18\x06 \x01(\x04R\tcpuUserNs\x12\"\n" +
+	"\rcpu_percpu_ns\x18\a \x03(\x04R\vcpuPercpuNs\x12\"\n" +
+	"\rsystem_cpu_ns\x18\b \x01(\x04R\vsystemCpuNs\x12\x1f\n" +
+	"\vonline_cpus\x18\t \x01(\rR\n" +
+	"onlineCpus\x12-\n" +
+	"\x12throttling_periods\x18\n" +
+	" \x01(\x04R\x11throttlingPeriods\x12+\n" +
+	"\x11throttled_periods\x18\v \x01(\x04R\x10throttledPeriods\x12*\n" +
+	"\x11throttled_time_ns\x18\f \x01(\x04R\x0fthrottledTimeNs\x12!\n" +
+	"\fmemory_usage\x18\r \x01(\x04R\vmemoryUsage\x12(\n" +
+	"\x10memory_max_usage\x18\x0e \x01(\x04R\x0ememoryMaxUsage\x12!\n" +
+	"\fmemory_limit\x18\x0f \x01(\x04R\vmemoryLimit\x12U\n" +
+	"\fmemory_stats\x18\x10 \x03(\v22.engine.v1.ContainerStatsResponse.MemoryStatsEntryR\vmemoryStats\x12!\n" +
+	"\fpids_current\x18\x11 \x01(\x04R\vpidsCurrent\x12\x1d\n" +
+	"\n" +
+	"pids_limit\x18\x12 \x01(\x04R\tpidsLimit\x1a>\n" +
+	"\x10MemoryStatsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xa9\x19\n" +
 	"\x06Engine\x127\n" +
 	"\x04Ping\x12\x16.engine.v1.PingRequest\x1a\x17.engine.v1.PingResponse\x12d\n" +
 	"\rSystemVersion\x12\x1f.engine.v1.SystemVersionRequest\x1a .engine.v1.SystemVersionResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
@@ -6026,7 +6287,8 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x0eContainerPrune\x12 .engine.v1.ContainerPruneRequest\x1a!.engine.v1.ContainerPruneResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x11/containers/prune\x12m\n" +
 	"\fContainerTop\x12\x1e.engine.v1.ContainerTopRequest\x1a\x1f.engine.v1.ContainerTopResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/containers/{id}/top\x12y\n" +
 	"\x0fContainerResize\x12!.engine.v1.ContainerResizeRequest\x1a\".engine.v1.ContainerResizeResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x17/containers/{id}/resize\x12T\n" +
-	"\rContainerWait\x12\x1f.engine.v1.ContainerWaitRequest\x1a .engine.v1.ContainerWaitResponse0\x01\x12G\n" +
+	"\rContainerWait\x12\x1f.engine.v1.ContainerWaitRequest\x1a .engine.v1.ContainerWaitResponse0\x01\x12W\n" +
+	"\x0eContainerStats\x12 .engine.v1.ContainerStatsRequest\x1a!.engine.v1.ContainerStatsResponse0\x01\x12G\n" +
 	"\rContainerLogs\x12\x1f.engine.v1.ContainerLogsRequest\x1a\x13.engine.v1.LogEntry0\x01\x12M\n" +
 	"\x0fContainerAttach\x12!.engine.v1.ContainerAttachRequest\x1a\x13.engine.v1.LogEntry(\x010\x01\x12`\n" +
 	"\fImageInspect\x12\x1e.engine.v1.ImageInspectRequest\x1a\x10.engine.v1.Image\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/images/{name=**}/json\x12r\n" +
@@ -6054,7 +6316,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 89)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*PingRequest)(nil),              // 0: engine.v1.PingRequest
 	(*PingResponse)(nil),             // 1: engine.v1.PingResponse
@@ -6136,132 +6398,139 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*LogEntry)(nil),                 // 77: engine.v1.LogEntry
 	(*ContainerAttachRequest)(nil),   // 78: engine.v1.ContainerAttachRequest
 	(*ContainerAttachOptions)(nil),   // 79: engine.v1.ContainerAttachOptions
-	nil,                              // 80: engine.v1.Component.DetailsEntry
-	nil,                              // 81: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                              // 82: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                              // 83: engine.v1.Image.LabelsEntry
-	nil,                              // 84: engine.v1.ContainerConfig.LabelsEntry
-	nil,                              // 85: engine.v1.LogConfig.ConfigEntry
-	nil,                              // 86: engine.v1.HostConfig.SysctlsEntry
-	nil,                              // 87: engine.v1.HostConfig.TmpfsEntry
-	nil,                              // 88: engine.v1.Container.GraphDriverDataEntry
-	(*timestamppb.Timestamp)(nil),    // 89: google.protobuf.Timestamp
+	(*ContainerStatsRequest)(nil),    // 80: engine.v1.ContainerStatsRequest
+	(*ContainerStatsResponse)(nil),   // 81: engine.v1.ContainerStatsResponse
+	nil,                              // 82: engine.v1.Component.DetailsEntry
+	nil,                              // 83: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                              // 84: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                              // 85: engine.v1.Image.LabelsEntry
+	nil,                              // 86: engine.v1.ContainerConfig.LabelsEntry
+	nil,                              // 87: engine.v1.LogConfig.ConfigEntry
+	nil,                              // 88: engine.v1.HostConfig.SysctlsEntry
+	nil,                              // 89: engine.v1.HostConfig.TmpfsEntry
+	nil,                              // 90: engine.v1.Container.GraphDriverDataEntry
+	nil,                              // 91: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	(*timestamppb.Timestamp)(nil),    // 92: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	89, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	92, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	4,  // 1: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	80, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	82, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	7,  // 3: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	8,  // 4: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	89, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	92, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	9,  // 6: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	81, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	82, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	83, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	84, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	14, // 9: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	89, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	83, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	89, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	92, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	85, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	92, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	20, // 13: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	89, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	92, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	25, // 15: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	16, // 16: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	25, // 17: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	12, // 18: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	12, // 19: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	33, // 20: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	84, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	85, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	86, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	87, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
 	41, // 23: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	86, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	88, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
 	40, // 25: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
 	42, // 26: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	87, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	89, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
 	39, // 28: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
 	43, // 29: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	89, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	89, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	89, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	92, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	92, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	92, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
 	46, // 33: engine.v1.Container.state:type_name -> engine.v1.ContainerState
 	39, // 34: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
 	43, // 35: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	88, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	90, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
 	47, // 37: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
 	71, // 38: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	89, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	89, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	89, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	92, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	92, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	92, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
 	79, // 42: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	11, // 43: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	10, // 44: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	0,  // 45: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	2,  // 46: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	5,  // 47: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	37, // 48: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	48, // 49: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	49, // 50: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	44, // 51: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	51, // 52: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	53, // 53: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	55, // 54: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	57, // 55: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	59, // 56: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	61, // 57: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	63, // 58: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	65, // 59: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	67, // 60: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	69, // 61: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	72, // 62: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	74, // 63: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	76, // 64: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	78, // 65: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	17, // 66: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	18, // 67: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	21, // 68: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	23, // 69: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	26, // 70: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	28, // 71: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	30, // 72: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	31, // 73: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	32, // 74: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	35, // 75: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	15, // 76: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	1,  // 77: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	3,  // 78: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	6,  // 79: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	38, // 80: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	47, // 81: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	50, // 82: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	45, // 83: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	52, // 84: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	54, // 85: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	56, // 86: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	58, // 87: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	60, // 88: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	62, // 89: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	64, // 90: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	66, // 91: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	68, // 92: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	70, // 93: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	73, // 94: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	75, // 95: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	77, // 96: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	77, // 97: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	16, // 98: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	19, // 99: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	22, // 100: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	24, // 101: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	27, // 102: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	29, // 103: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	13, // 104: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	13, // 105: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	34, // 106: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	15, // 107: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	36, // 108: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	77, // [77:109] is the sub-list for method output_type
-	45, // [45:77] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	92, // 43: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	91, // 44: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	11, // 45: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	10, // 46: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	0,  // 47: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	2,  // 48: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	5,  // 49: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	37, // 50: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	48, // 51: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	49, // 52: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	44, // 53: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	51, // 54: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	53, // 55: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	55, // 56: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	57, // 57: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	59, // 58: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	61, // 59: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	63, // 60: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	65, // 61: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	67, // 62: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	69, // 63: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	72, // 64: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	74, // 65: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	80, // 66: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	76, // 67: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	78, // 68: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	17, // 69: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	18, // 70: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	21, // 71: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	23, // 72: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	26, // 73: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	28, // 74: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	30, // 75: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	31, // 76: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	32, // 77: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	35, // 78: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	15, // 79: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	1,  // 80: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	3,  // 81: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	6,  // 82: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	38, // 83: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	47, // 84: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	50, // 85: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	45, // 86: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	52, // 87: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	54, // 88: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	56, // 89: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	58, // 90: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	60, // 91: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	62, // 92: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	64, // 93: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	66, // 94: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	68, // 95: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	70, // 96: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	73, // 97: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	75, // 98: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	81, // 99: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	77, // 100: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	77, // 101: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	16, // 102: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	19, // 103: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	22, // 104: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	24, // 105: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	27, // 106: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	29, // 107: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	13, // 108: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	13, // 109: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	34, // 110: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	15, // 111: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	36, // 112: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	80, // [80:113] is the sub-list for method output_type
+	47, // [47:80] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -6279,7 +6548,7 @@ func file_engine_v1_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   89,
+			NumMessages:   92,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

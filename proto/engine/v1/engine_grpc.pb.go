@@ -60,6 +60,7 @@ const (
 	Engine_ContainerTop_FullMethodName     = "/engine.v1.Engine/ContainerTop"
 	Engine_ContainerResize_FullMethodName  = "/engine.v1.Engine/ContainerResize"
 	Engine_ContainerWait_FullMethodName    = "/engine.v1.Engine/ContainerWait"
+	Engine_ContainerStats_FullMethodName   = "/engine.v1.Engine/ContainerStats"
 	Engine_ContainerLogs_FullMethodName    = "/engine.v1.Engine/ContainerLogs"
 	Engine_ContainerAttach_FullMethodName  = "/engine.v1.Engine/ContainerAttach"
 	Engine_ImageInspect_FullMethodName     = "/engine.v1.Engine/ImageInspect"
@@ -109,6 +110,9 @@ type EngineClient interface {
 	// ContainerWait streams one message when the condition is met. REST:
 	// POST /containers/{id}/wait (hand-written: the 200 is flushed at once).
 	ContainerWait(ctx context.Context, in *ContainerWaitRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ContainerWaitResponse], error)
+	// ContainerStats streams resource usage (one message unless stream).
+	// REST: GET /containers/{id}/stats.
+	ContainerStats(ctx context.Context, in *ContainerStatsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ContainerStatsResponse], error)
 	// ContainerLogs streams log entries. REST: GET /containers/{id}/logs.
 	ContainerLogs(ctx context.Context, in *ContainerLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogEntry], error)
 	// ContainerAttach: the first client message says what to attach to,
@@ -346,9 +350,28 @@ func (c *engineClient) ContainerWait(ctx context.Context, in *ContainerWaitReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Engine_ContainerWaitClient = grpc.ServerStreamingClient[ContainerWaitResponse]
 
+func (c *engineClient) ContainerStats(ctx context.Context, in *ContainerStatsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ContainerStatsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[1], Engine_ContainerStats_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ContainerStatsRequest, ContainerStatsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerStatsClient = grpc.ServerStreamingClient[ContainerStatsResponse]
+
 func (c *engineClient) ContainerLogs(ctx context.Context, in *ContainerLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogEntry], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[1], Engine_ContainerLogs_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[2], Engine_ContainerLogs_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -367,7 +390,7 @@ type Engine_ContainerLogsClient = grpc.ServerStreamingClient[LogEntry]
 
 func (c *engineClient) ContainerAttach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ContainerAttachRequest, LogEntry], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[2], Engine_ContainerAttach_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[3], Engine_ContainerAttach_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -440,7 +463,7 @@ func (c *engineClient) ImagePrune(ctx context.Context, in *ImagePruneRequest, op
 
 func (c *engineClient) ImagePull(ctx context.Context, in *ImagePullRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[3], Engine_ImagePull_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[4], Engine_ImagePull_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -459,7 +482,7 @@ type Engine_ImagePullClient = grpc.ServerStreamingClient[Progress]
 
 func (c *engineClient) ImagePush(ctx context.Context, in *ImagePushRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[4], Engine_ImagePush_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[5], Engine_ImagePush_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -478,7 +501,7 @@ type Engine_ImagePushClient = grpc.ServerStreamingClient[Progress]
 
 func (c *engineClient) ImageImport(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImageImportRequest, ImageImportResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[5], Engine_ImageImport_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[6], Engine_ImageImport_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -491,7 +514,7 @@ type Engine_ImageImportClient = grpc.ClientStreamingClient[ImageImportRequest, I
 
 func (c *engineClient) ImageSave(ctx context.Context, in *ImageSaveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[6], Engine_ImageSave_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[7], Engine_ImageSave_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -510,7 +533,7 @@ type Engine_ImageSaveClient = grpc.ServerStreamingClient[Chunk]
 
 func (c *engineClient) ImageLoad(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Chunk, ImageLoadResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[7], Engine_ImageLoad_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[8], Engine_ImageLoad_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -555,6 +578,9 @@ type EngineServer interface {
 	// ContainerWait streams one message when the condition is met. REST:
 	// POST /containers/{id}/wait (hand-written: the 200 is flushed at once).
 	ContainerWait(*ContainerWaitRequest, grpc.ServerStreamingServer[ContainerWaitResponse]) error
+	// ContainerStats streams resource usage (one message unless stream).
+	// REST: GET /containers/{id}/stats.
+	ContainerStats(*ContainerStatsRequest, grpc.ServerStreamingServer[ContainerStatsResponse]) error
 	// ContainerLogs streams log entries. REST: GET /containers/{id}/logs.
 	ContainerLogs(*ContainerLogsRequest, grpc.ServerStreamingServer[LogEntry]) error
 	// ContainerAttach: the first client message says what to attach to,
@@ -649,6 +675,9 @@ func (UnimplementedEngineServer) ContainerResize(context.Context, *ContainerResi
 }
 func (UnimplementedEngineServer) ContainerWait(*ContainerWaitRequest, grpc.ServerStreamingServer[ContainerWaitResponse]) error {
 	return status.Error(codes.Unimplemented, "method ContainerWait not implemented")
+}
+func (UnimplementedEngineServer) ContainerStats(*ContainerStatsRequest, grpc.ServerStreamingServer[ContainerStatsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ContainerStats not implemented")
 }
 func (UnimplementedEngineServer) ContainerLogs(*ContainerLogsRequest, grpc.ServerStreamingServer[LogEntry]) error {
 	return status.Error(codes.Unimplemented, "method ContainerLogs not implemented")
@@ -1045,6 +1074,17 @@ func _Engine_ContainerWait_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Engine_ContainerWaitServer = grpc.ServerStreamingServer[ContainerWaitResponse]
 
+func _Engine_ContainerStats_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ContainerStatsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EngineServer).ContainerStats(m, &grpc.GenericServerStream[ContainerStatsRequest, ContainerStatsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerStatsServer = grpc.ServerStreamingServer[ContainerStatsResponse]
+
 func _Engine_ContainerLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(ContainerLogsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -1326,6 +1366,11 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ContainerWait",
 			Handler:       _Engine_ContainerWait_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ContainerStats",
+			Handler:       _Engine_ContainerStats_Handler,
 			ServerStreams: true,
 		},
 		{

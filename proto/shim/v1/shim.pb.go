@@ -1284,6 +1284,182 @@ func (x *DeleteResponse) GetExit() *ExitStatus {
 	return nil
 }
 
+type StatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsRequest) Reset() {
+	*x = StatsRequest{}
+	mi := &file_shim_v1_shim_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsRequest) ProtoMessage() {}
+
+func (x *StatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_v1_shim_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
+func (*StatsRequest) Descriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{27}
+}
+
+type StatsResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	CpuTotalNs        uint64                 `protobuf:"varint,1,opt,name=cpu_total_ns,json=cpuTotalNs,proto3" json:"cpu_total_ns,omitempty"`
+	CpuKernelNs       uint64                 `protobuf:"varint,2,opt,name=cpu_kernel_ns,json=cpuKernelNs,proto3" json:"cpu_kernel_ns,omitempty"`
+	CpuUserNs         uint64                 `protobuf:"varint,3,opt,name=cpu_user_ns,json=cpuUserNs,proto3" json:"cpu_user_ns,omitempty"`
+	CpuPercpuNs       []uint64               `protobuf:"varint,4,rep,packed,name=cpu_percpu_ns,json=cpuPercpuNs,proto3" json:"cpu_percpu_ns,omitempty"`
+	ThrottlingPeriods uint64                 `protobuf:"varint,5,opt,name=throttling_periods,json=throttlingPeriods,proto3" json:"throttling_periods,omitempty"`
+	ThrottledPeriods  uint64                 `protobuf:"varint,6,opt,name=throttled_periods,json=throttledPeriods,proto3" json:"throttled_periods,omitempty"`
+	ThrottledTimeNs   uint64                 `protobuf:"varint,7,opt,name=throttled_time_ns,json=throttledTimeNs,proto3" json:"throttled_time_ns,omitempty"`
+	MemoryUsage       uint64                 `protobuf:"varint,8,opt,name=memory_usage,json=memoryUsage,proto3" json:"memory_usage,omitempty"`
+	MemoryMaxUsage    uint64                 `protobuf:"varint,9,opt,name=memory_max_usage,json=memoryMaxUsage,proto3" json:"memory_max_usage,omitempty"`
+	MemoryLimit       uint64                 `protobuf:"varint,10,opt,name=memory_limit,json=memoryLimit,proto3" json:"memory_limit,omitempty"`
+	MemoryStats       map[string]uint64      `protobuf:"bytes,11,rep,name=memory_stats,json=memoryStats,proto3" json:"memory_stats,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	PidsCurrent       uint64                 `protobuf:"varint,12,opt,name=pids_current,json=pidsCurrent,proto3" json:"pids_current,omitempty"`
+	PidsLimit         uint64                 `protobuf:"varint,13,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *StatsResponse) Reset() {
+	*x = StatsResponse{}
+	mi := &file_shim_v1_shim_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsResponse) ProtoMessage() {}
+
+func (x *StatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_v1_shim_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
+func (*StatsResponse) Descriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *StatsResponse) GetCpuTotalNs() uint64 {
+	if x != nil {
+		return x.CpuTotalNs
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetCpuKernelNs() uint64 {
+	if x != nil {
+		return x.CpuKernelNs
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetCpuUserNs() uint64 {
+	if x != nil {
+		return x.CpuUserNs
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetCpuPercpuNs() []uint64 {
+	if x != nil {
+		return x.CpuPercpuNs
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetThrottlingPeriods() uint64 {
+	if x != nil {
+		return x.ThrottlingPeriods
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetThrottledPeriods() uint64 {
+	if x != nil {
+		return x.ThrottledPeriods
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetThrottledTimeNs() uint64 {
+	if x != nil {
+		return x.ThrottledTimeNs
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemoryUsage() uint64 {
+	if x != nil {
+		return x.MemoryUsage
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemoryMaxUsage() uint64 {
+	if x != nil {
+		return x.MemoryMaxUsage
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemoryLimit() uint64 {
+	if x != nil {
+		return x.MemoryLimit
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemoryStats() map[string]uint64 {
+	if x != nil {
+		return x.MemoryStats
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetPidsCurrent() uint64 {
+	if x != nil {
+		return x.PidsCurrent
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetPidsLimit() uint64 {
+	if x != nil {
+		return x.PidsLimit
+	}
+	return 0
+}
+
 var File_shim_v1_shim_proto protoreflect.FileDescriptor
 
 const file_shim_v1_shim_proto_rawDesc = "" +
@@ -1346,13 +1522,34 @@ const file_shim_v1_shim_proto_rawDesc = "" +
 	"\x11ResizePtyResponse\"\x0f\n" +
 	"\rDeleteRequest\"9\n" +
 	"\x0eDeleteResponse\x12'\n" +
-	"\x04exit\x18\x01 \x01(\v2\x13.shim.v1.ExitStatusR\x04exit*o\n" +
+	"\x04exit\x18\x01 \x01(\v2\x13.shim.v1.ExitStatusR\x04exit\"\x0e\n" +
+	"\fStatsRequest\"\xdf\x04\n" +
+	"\rStatsResponse\x12 \n" +
+	"\fcpu_total_ns\x18\x01 \x01(\x04R\n" +
+	"cpuTotalNs\x12\"\n" +
+	"\rcpu_kernel_ns\x18\x02 \x01(\x04R\vcpuKernelNs\x12\x1e\n" +
+	"\vcpu_user_ns\x18\x03 \x01(\x04R\tcpuUserNs\x12\"\n" +
+	"\rcpu_percpu_ns\x18\x04 \x03(\x04R\vcpuPercpuNs\x12-\n" +
+	"\x12throttling_periods\x18\x05 \x01(\x04R\x11throttlingPeriods\x12+\n" +
+	"\x11throttled_periods\x18\x06 \x01(\x04R\x10throttledPeriods\x12*\n" +
+	"\x11throttled_time_ns\x18\a \x01(\x04R\x0fthrottledTimeNs\x12!\n" +
+	"\fmemory_usage\x18\b \x01(\x04R\vmemoryUsage\x12(\n" +
+	"\x10memory_max_usage\x18\t \x01(\x04R\x0ememoryMaxUsage\x12!\n" +
+	"\fmemory_limit\x18\n" +
+	" \x01(\x04R\vmemoryLimit\x12J\n" +
+	"\fmemory_stats\x18\v \x03(\v2'.shim.v1.StatsResponse.MemoryStatsEntryR\vmemoryStats\x12!\n" +
+	"\fpids_current\x18\f \x01(\x04R\vpidsCurrent\x12\x1d\n" +
+	"\n" +
+	"pids_limit\x18\r \x01(\x04R\tpidsLimit\x1a>\n" +
+	"\x10MemoryStatsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*o\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_CREATED\x10\x01\x12\x12\n" +
 	"\x0eSTATUS_RUNNING\x10\x02\x12\x11\n" +
 	"\rSTATUS_PAUSED\x10\x03\x12\x12\n" +
-	"\x0eSTATUS_STOPPED\x10\x042\x85\x06\n" +
+	"\x0eSTATUS_STOPPED\x10\x042\xbd\x06\n" +
 	"\x04Shim\x12<\n" +
 	"\aConnect\x12\x17.shim.v1.ConnectRequest\x1a\x18.shim.v1.ConnectResponse\x129\n" +
 	"\x06Create\x12\x16.shim.v1.CreateRequest\x1a\x17.shim.v1.CreateResponse\x126\n" +
@@ -1367,7 +1564,8 @@ const file_shim_v1_shim_proto_rawDesc = "" +
 	"WriteStdin\x12\x1a.shim.v1.WriteStdinRequest\x1a\x1b.shim.v1.WriteStdinResponse\x12<\n" +
 	"\aCloseIO\x12\x17.shim.v1.CloseIORequest\x1a\x18.shim.v1.CloseIOResponse\x12B\n" +
 	"\tResizePty\x12\x19.shim.v1.ResizePtyRequest\x1a\x1a.shim.v1.ResizePtyResponse\x129\n" +
-	"\x06Delete\x12\x16.shim.v1.DeleteRequest\x1a\x17.shim.v1.DeleteResponseB1Z/github.com/engined/engined/proto/shim/v1;shimv1b\x06proto3"
+	"\x06Delete\x12\x16.shim.v1.DeleteRequest\x1a\x17.shim.v1.DeleteResponse\x126\n" +
+	"\x05Stats\x12\x15.shim.v1.StatsRequest\x1a\x16.shim.v1.StatsResponseB1Z/github.com/engined/engined/proto/shim/v1;shimv1b\x06proto3"
 
 var (
 	file_shim_v1_shim_proto_rawDescOnce sync.Once
@@ -1382,7 +1580,7 @@ func file_shim_v1_shim_proto_rawDescGZIP() []byte {
 }
 
 var file_shim_v1_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shim_v1_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_shim_v1_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_shim_v1_shim_proto_goTypes = []any{
 	(Status)(0),                // 0: shim.v1.Status
 	(*ConnectRequest)(nil),     // 1: shim.v1.ConnectRequest
@@ -1412,6 +1610,9 @@ var file_shim_v1_shim_proto_goTypes = []any{
 	(*ResizePtyResponse)(nil),  // 25: shim.v1.ResizePtyResponse
 	(*DeleteRequest)(nil),      // 26: shim.v1.DeleteRequest
 	(*DeleteResponse)(nil),     // 27: shim.v1.DeleteResponse
+	(*StatsRequest)(nil),       // 28: shim.v1.StatsRequest
+	(*StatsResponse)(nil),      // 29: shim.v1.StatsResponse
+	nil,                        // 30: shim.v1.StatsResponse.MemoryStatsEntry
 }
 var file_shim_v1_shim_proto_depIdxs = []int32{
 	0,  // 0: shim.v1.ConnectResponse.status:type_name -> shim.v1.Status
@@ -1419,37 +1620,40 @@ var file_shim_v1_shim_proto_depIdxs = []int32{
 	9,  // 2: shim.v1.StateResponse.exit:type_name -> shim.v1.ExitStatus
 	9,  // 3: shim.v1.WaitResponse.exit:type_name -> shim.v1.ExitStatus
 	9,  // 4: shim.v1.DeleteResponse.exit:type_name -> shim.v1.ExitStatus
-	1,  // 5: shim.v1.Shim.Connect:input_type -> shim.v1.ConnectRequest
-	3,  // 6: shim.v1.Shim.Create:input_type -> shim.v1.CreateRequest
-	5,  // 7: shim.v1.Shim.Start:input_type -> shim.v1.StartRequest
-	7,  // 8: shim.v1.Shim.State:input_type -> shim.v1.StateRequest
-	10, // 9: shim.v1.Shim.Kill:input_type -> shim.v1.KillRequest
-	12, // 10: shim.v1.Shim.Wait:input_type -> shim.v1.WaitRequest
-	14, // 11: shim.v1.Shim.Pids:input_type -> shim.v1.PidsRequest
-	16, // 12: shim.v1.Shim.Pause:input_type -> shim.v1.PauseRequest
-	18, // 13: shim.v1.Shim.Resume:input_type -> shim.v1.ResumeRequest
-	20, // 14: shim.v1.Shim.WriteStdin:input_type -> shim.v1.WriteStdinRequest
-	22, // 15: shim.v1.Shim.CloseIO:input_type -> shim.v1.CloseIORequest
-	24, // 16: shim.v1.Shim.ResizePty:input_type -> shim.v1.ResizePtyRequest
-	26, // 17: shim.v1.Shim.Delete:input_type -> shim.v1.DeleteRequest
-	2,  // 18: shim.v1.Shim.Connect:output_type -> shim.v1.ConnectResponse
-	4,  // 19: shim.v1.Shim.Create:output_type -> shim.v1.CreateResponse
-	6,  // 20: shim.v1.Shim.Start:output_type -> shim.v1.StartResponse
-	8,  // 21: shim.v1.Shim.State:output_type -> shim.v1.StateResponse
-	11, // 22: shim.v1.Shim.Kill:output_type -> shim.v1.KillResponse
-	13, // 23: shim.v1.Shim.Wait:output_type -> shim.v1.WaitResponse
-	15, // 24: shim.v1.Shim.Pids:output_type -> shim.v1.PidsResponse
-	17, // 25: shim.v1.Shim.Pause:output_type -> shim.v1.PauseResponse
-	19, // 26: shim.v1.Shim.Resume:output_type -> shim.v1.ResumeResponse
-	21, // 27: shim.v1.Shim.WriteStdin:output_type -> shim.v1.WriteStdinResponse
-	23, // 28: shim.v1.Shim.CloseIO:output_type -> shim.v1.CloseIOResponse
-	25, // 29: shim.v1.Shim.ResizePty:output_type -> shim.v1.ResizePtyResponse
-	27, // 30: shim.v1.Shim.Delete:output_type -> shim.v1.DeleteResponse
-	18, // [18:31] is the sub-list for method output_type
-	5,  // [5:18] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	30, // 5: shim.v1.StatsResponse.memory_stats:type_name -> shim.v1.StatsResponse.MemoryStatsEntry
+	1,  // 6: shim.v1.Shim.Connect:input_type -> shim.v1.ConnectRequest
+	3,  // 7: shim.v1.Shim.Create:input_type -> shim.v1.CreateRequest
+	5,  // 8: shim.v1.Shim.Start:input_type -> shim.v1.StartRequest
+	7,  // 9: shim.v1.Shim.State:input_type -> shim.v1.StateRequest
+	10, // 10: shim.v1.Shim.Kill:input_type -> shim.v1.KillRequest
+	12, // 11: shim.v1.Shim.Wait:input_type -> shim.v1.WaitRequest
+	14, // 12: shim.v1.Shim.Pids:input_type -> shim.v1.PidsRequest
+	16, // 13: shim.v1.Shim.Pause:input_type -> shim.v1.PauseRequest
+	18, // 14: shim.v1.Shim.Resume:input_type -> shim.v1.ResumeRequest
+	20, // 15: shim.v1.Shim.WriteStdin:input_type -> shim.v1.WriteStdinRequest
+	22, // 16: shim.v1.Shim.CloseIO:input_type -> shim.v1.CloseIORequest
+	24, // 17: shim.v1.Shim.ResizePty:input_type -> shim.v1.ResizePtyRequest
+	26, // 18: shim.v1.Shim.Delete:input_type -> shim.v1.DeleteRequest
+	28, // 19: shim.v1.Shim.Stats:input_type -> shim.v1.StatsRequest
+	2,  // 20: shim.v1.Shim.Connect:output_type -> shim.v1.ConnectResponse
+	4,  // 21: shim.v1.Shim.Create:output_type -> shim.v1.CreateResponse
+	6,  // 22: shim.v1.Shim.Start:output_type -> shim.v1.StartResponse
+	8,  // 23: shim.v1.Shim.State:output_type -> shim.v1.StateResponse
+	11, // 24: shim.v1.Shim.Kill:output_type -> shim.v1.KillResponse
+	13, // 25: shim.v1.Shim.Wait:output_type -> shim.v1.WaitResponse
+	15, // 26: shim.v1.Shim.Pids:output_type -> shim.v1.PidsResponse
+	17, // 27: shim.v1.Shim.Pause:output_type -> shim.v1.PauseResponse
+	19, // 28: shim.v1.Shim.Resume:output_type -> shim.v1.ResumeResponse
+	21, // 29: shim.v1.Shim.WriteStdin:output_type -> shim.v1.WriteStdinResponse
+	23, // 30: shim.v1.Shim.CloseIO:output_type -> shim.v1.CloseIOResponse
+	25, // 31: shim.v1.Shim.ResizePty:output_type -> shim.v1.ResizePtyResponse
+	27, // 32: shim.v1.Shim.Delete:output_type -> shim.v1.DeleteResponse
+	29, // 33: shim.v1.Shim.Stats:output_type -> shim.v1.StatsResponse
+	20, // [20:34] is the sub-list for method output_type
+	6,  // [6:20] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_shim_v1_shim_proto_init() }
@@ -1463,7 +1667,7 @@ func file_shim_v1_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shim_v1_shim_proto_rawDesc), len(file_shim_v1_shim_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ type ShimService interface {
 	CloseIO(context.Context, *CloseIORequest) (*CloseIOResponse, error)
 	ResizePty(context.Context, *ResizePtyRequest) (*ResizePtyResponse, error)
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
+	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 }
 
 func RegisterShimService(srv *ttrpc.Server, svc ShimService) {
@@ -116,6 +117,13 @@ func RegisterShimService(srv *ttrpc.Server, svc ShimService) {
 					return nil, err
 				}
 				return svc.Delete(ctx, &req)
+			},
+			"Stats": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req StatsRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Stats(ctx, &req)
 			},
 		},
 	})
@@ -230,6 +238,14 @@ func (c *shimClient) ResizePty(ctx context.Context, req *ResizePtyRequest) (*Res
 func (c *shimClient) Delete(ctx context.Context, req *DeleteRequest) (*DeleteResponse, error) {
 	var resp DeleteResponse
 	if err := c.client.Call(ctx, "shim.v1.Shim", "Delete", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimClient) Stats(ctx context.Context, req *StatsRequest) (*StatsResponse, error) {
+	var resp StatsResponse
+	if err := c.client.Call(ctx, "shim.v1.Shim", "Stats", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
