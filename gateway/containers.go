@@ -478,3 +478,22 @@ func (h *handlers) containerAttach(w http.ResponseWriter, r *http.Request, p map
 		}
 	}
 }
+
+func init() {
+	registerRequest(func(data []byte, m *enginev1.ContainerUpdateRequest) error {
+		var u container.UpdateConfig
+		if err := json.Unmarshal(data, &u); err != nil {
+			return fmt.Errorf("invalid JSON: %w", err)
+		}
+		m.Resources = &enginev1.HostConfig{
+			Memory: u.Memory, MemorySwap: u.MemorySwap, MemoryReservation: u.MemoryReservation, NanoCpus: u.NanoCPUs,
+			CpuShares: u.CPUShares, CpuQuota: u.CPUQuota, CpuPeriod: u.CPUPeriod, CpusetCpus: u.CpusetCpus, CpusetMems: u.CpusetMems,
+			PidsLimit:     u.PidsLimit,
+			RestartPolicy: &enginev1.RestartPolicy{Name: string(u.RestartPolicy.Name), MaximumRetryCount: int32(u.RestartPolicy.MaximumRetryCount)},
+		}
+		return nil
+	})
+	registerResponse(func(_ context.Context, m *enginev1.ContainerUpdateResponse) (any, error) {
+		return container.UpdateResponse{Warnings: nonNil(m.GetWarnings())}, nil
+	})
+}

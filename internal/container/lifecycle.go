@@ -14,6 +14,7 @@ import (
 
 	"github.com/moby/sys/signal"
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
@@ -68,53 +69,9 @@ func (s *Service) start(ctx context.Context, rec *Record) error {
 	if err != nil {
 		return err
 	}
-	img, err := s.cfg.Images.Resolve(ctx, rec.ImageID)
-	if err != nil {
-		return fmt.Errorf("image of container: %w", err)
-	}
-	imgCfg, err := s.cfg.Images.RunConfig(img)
+	spec, err := s.buildSpec(ctx, rec)
 	if err != nil {
 		return err
-	}
-	rootfs, err := s.mountRootfs(rec.ID, img.ChainIDs())
-	if err != nil {
-		return err
-	}
-	var nofile unix.Rlimit
-	unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile)
-	opts := oci.Options{
-		ID: rec.ID, Rootfs: rootfs,
-		ImageEntrypoint: imgCfg.Entrypoint, ImageCmd: imgCfg.Cmd, ImageEnv: imgCfg.Env,
-		ImageWorkingDir: imgCfg.WorkingDir, ImageUser: imgCfg.User,
-		Env: cfg.GetEnv(), WorkingDir: cfg.GetWorkingDir(), User: cfg.GetUser(),
-		Hostname: cfg.GetHostname(), Domainname: cfg.GetDomainname(),
-		Tty: cfg.GetTty(), OpenStdin: cfg.GetOpenStdin(),
-		Privileged: hc.GetPrivileged(), CapAdd: hc.GetCapAdd(), CapDrop: hc.GetCapDrop(), ReadonlyRootfs: hc.GetReadonlyRootfs(),
-		Memory: hc.GetMemory(), MemoryReservation: hc.GetMemoryReservation(), MemorySwap: hc.GetMemorySwap(),
-		NanoCPUs: hc.GetNanoCpus(), CPUShares: hc.GetCpuShares(), CPUQuota: hc.GetCpuQuota(), CPUPeriod: hc.GetCpuPeriod(),
-		CpusetCpus: hc.GetCpusetCpus(), CpusetMems: hc.GetCpusetMems(), PidsLimit: hc.GetPidsLimit(), ShmSize: hc.GetShmSize(),
-		Sysctls: hc.GetSysctls(), Labels: cfg.GetLabels(),
-		HostsPath:       filepath.Join(s.containerDir(rec.ID), "hosts"),
-		ResolvConfPath:  filepath.Join(s.containerDir(rec.ID), "resolv.conf"),
-		HostnamePath:    filepath.Join(s.containerDir(rec.ID), "hostname"),
-		CgroupsPath:     "/engined/" + rec.ID,
-		MaxRlimitNOFILE: nofile.Max,
-	}
-	// Argv was fixed at create time, from the image config then.
-	opts.Entrypoint, opts.Cmd = []string{rec.Path}, rec.Args
-	for _, u := range hc.GetUlimits() {
-		opts.Ulimits = append(opts.Ulimits, oci.Ulimit{Name: u.GetName(), Soft: u.GetSoft(), Hard: u.GetHard()})
-	}
-	for _, b := range hc.GetBinds() {
-		m, err := parseBind(b)
-		if err != nil {
-			return err
-		}
-		opts.Mounts = append(opts.Mounts, m)
-	}
-	spec, err := oci.Spec(opts)
-	if err != nil {
-		return errdefs.InvalidArgument(err)
 	}
 	state := s.stateDir(rec.ID)
 	os.RemoveAll(state)
@@ -158,6 +115,68 @@ func (s *Service) start(ctx context.Context, rec *Record) error {
 	}
 	s.monitor(rec.ID, client)
 	return nil
+}
+
+// buildSpec mounts the container's root filesystem (if it is not) and
+// builds its OCI spec from the record.
+func (s *Service) buildSpec(ctx context.Context, rec *Record) (*specs.Spec, error) {
+	cfg, err := rec.config()
+	if err != nil {
+		return nil, err
+	}
+	hc, err := rec.hostConfig()
+	if err != nil {
+		return nil, err
+	}
+	img, err := s.cfg.Images.Resolve(ctx, rec.ImageID)
+	if err != nil {
+		return nil, fmt.Errorf("image of container: %w", err)
+	}
+	imgCfg, err := s.cfg.Images.RunConfig(img)
+	if err != nil {
+		return nil, err
+	}
+	rootfs, err := s.mountRootfs(rec.ID, img.ChainIDs())
+	if err != nil {
+		return nil, err
+	}
+	var nofile unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile)
+	opts := oci.Options{
+		ID: rec.ID, Rootfs: rootfs,
+		ImageEntrypoint: imgCfg.Entrypoint, ImageCmd: imgCfg.Cmd, ImageEnv: imgCfg.Env,
+		ImageWorkingDir: imgCfg.WorkingDir, ImageUser: imgCfg.User,
+		Env: cfg.GetEnv(), WorkingDir: cfg.GetWorkingDir(), User: cfg.GetUser(),
+		Hostname: cfg.GetHostname(), Domainname: cfg.GetDomainname(),
+		Tty: cfg.GetTty(), OpenStdin: cfg.GetOpenStdin(),
+		Privileged: hc.GetPrivileged(), CapAdd: hc.GetCapAdd(), CapDrop: hc.GetCapDrop(), ReadonlyRootfs: hc.GetReadonlyRootfs(),
+		Memory: hc.GetMemory(), MemoryReservation: hc.GetMemoryReservation(), MemorySwap: hc.GetMemorySwap(),
+		NanoCPUs: hc.GetNanoCpus(), CPUShares: hc.GetCpuShares(), CPUQuota: hc.GetCpuQuota(), CPUPeriod: hc.GetCpuPeriod(),
+		CpusetCpus: hc.GetCpusetCpus(), CpusetMems: hc.GetCpusetMems(), PidsLimit: hc.GetPidsLimit(), ShmSize: hc.GetShmSize(),
+		Sysctls: hc.GetSysctls(), Labels: cfg.GetLabels(),
+		HostsPath:       filepath.Join(s.containerDir(rec.ID), "hosts"),
+		ResolvConfPath:  filepath.Join(s.containerDir(rec.ID), "resolv.conf"),
+		HostnamePath:    filepath.Join(s.containerDir(rec.ID), "hostname"),
+		CgroupsPath:     "/engined/" + rec.ID,
+		MaxRlimitNOFILE: nofile.Max,
+	}
+	// Argv was fixed at create time, from the image config then.
+	opts.Entrypoint, opts.Cmd = []string{rec.Path}, rec.Args
+	for _, u := range hc.GetUlimits() {
+		opts.Ulimits = append(opts.Ulimits, oci.Ulimit{Name: u.GetName(), Soft: u.GetSoft(), Hard: u.GetHard()})
+	}
+	for _, b := range hc.GetBinds() {
+		m, err := parseBind(b)
+		if err != nil {
+			return nil, err
+		}
+		opts.Mounts = append(opts.Mounts, m)
+	}
+	spec, err := oci.Spec(opts)
+	if err != nil {
+		return nil, errdefs.InvalidArgument(err)
+	}
+	return spec, nil
 }
 
 // logRotation reads json-file's max-size and max-file options.

@@ -247,3 +247,21 @@ func TestDockerStats(t *testing.T) {
 	}
 	mustDocker(t, e.Host, "rm", "-f", "busy")
 }
+
+// docker update changes a running container's limits in its cgroup.
+func TestDockerUpdate(t *testing.T) {
+	e := runEngine(t)
+	mustDocker(t, e.Host, "run", "-d", "--name", "upd", "-m", "64m", "busybox", "sleep", "600")
+	mustDocker(t, e.Host, "update", "-m", "128m", "--memory-swap", "256m", "--pids-limit", "50", "upd")
+	out := mustDocker(t, e.Host, "stats", "--no-stream", "--format", "{{.MemUsage}}", "upd")
+	if !strings.HasSuffix(strings.TrimSpace(out), "/ 128MiB") {
+		t.Errorf("memory limit after update: %q", out)
+	}
+	if got := strings.TrimSpace(mustDocker(t, e.Host, "inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}", "upd")); got != "134217728 50" {
+		t.Errorf("inspect after update: %q", got)
+	}
+	if out, err := docker(t, e.Host, "update", "-m", "300m", "upd"); err == nil || !strings.Contains(out, "memoryswap") {
+		t.Errorf("update with swap below memory: %v %s", err, out)
+	}
+	mustDocker(t, e.Host, "rm", "-f", "upd")
+}

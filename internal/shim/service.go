@@ -554,3 +554,30 @@ func (s *Service) Stats(ctx context.Context, _ *shimv1.StatsRequest) (*shimv1.St
 	}
 	return resp, nil
 }
+
+func (s *Service) Update(ctx context.Context, req *shimv1.UpdateRequest) (*shimv1.UpdateResponse, error) {
+	s.mu.Lock()
+	c, exited := s.container, s.exit != nil
+	s.mu.Unlock()
+	if c == nil || exited {
+		return nil, errNotRunning
+	}
+	raw, err := os.ReadFile(req.GetSpecPath())
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return nil, fmt.Errorf("parse spec: %w", err)
+	}
+	next, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: s.id, Spec: &spec})
+	if err != nil {
+		return nil, fmt.Errorf("container config: %w", err)
+	}
+	cfg := c.Config()
+	cfg.Cgroups.Resources = next.Cgroups.Resources
+	if err := c.Set(cfg); err != nil {
+		return nil, fmt.Errorf("update resources: %w", err)
+	}
+	return &shimv1.UpdateResponse{}, nil
+}

@@ -5732,6 +5732,104 @@ func (x *ContainerStatsResponse) GetPidsLimit() uint64 {
 	return 0
 }
 
+// ContainerUpdateRequest carries the resource fields of HostConfig to
+// change; fields left at zero keep their value.
+type ContainerUpdateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Resources     *HostConfig            `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerUpdateRequest) Reset() {
+	*x = ContainerUpdateRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerUpdateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerUpdateRequest) ProtoMessage() {}
+
+func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerUpdateRequest.ProtoReflect.Descriptor instead.
+func (*ContainerUpdateRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *ContainerUpdateRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerUpdateRequest) GetResources() *HostConfig {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+type ContainerUpdateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Warnings      []string               `protobuf:"bytes,1,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerUpdateResponse) Reset() {
+	*x = ContainerUpdateResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerUpdateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerUpdateResponse) ProtoMessage() {}
+
+func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerUpdateResponse.ProtoReflect.Descriptor instead.
+func (*ContainerUpdateResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *ContainerUpdateResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
 var File_engine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_engine_v1_engine_proto_rawDesc = "" +
@@ -6263,7 +6361,12 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"pids_limit\x18\x12 \x01(\x04R\tpidsLimit\x1a>\n" +
 	"\x10MemoryStatsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xa9\x19\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"]\n" +
+	"\x16ContainerUpdateRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
+	"\tresources\x18\x02 \x01(\v2\x15.engine.v1.HostConfigR\tresources\"5\n" +
+	"\x17ContainerUpdateResponse\x12\x1a\n" +
+	"\bwarnings\x18\x01 \x03(\tR\bwarnings2\xa7\x1a\n" +
 	"\x06Engine\x127\n" +
 	"\x04Ping\x12\x16.engine.v1.PingRequest\x1a\x17.engine.v1.PingResponse\x12d\n" +
 	"\rSystemVersion\x12\x1f.engine.v1.SystemVersionRequest\x1a .engine.v1.SystemVersionResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
@@ -6285,7 +6388,8 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x0fContainerRename\x12!.engine.v1.ContainerRenameRequest\x1a\".engine.v1.ContainerRenameResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x17/containers/{id}/rename\x12r\n" +
 	"\x0fContainerRemove\x12!.engine.v1.ContainerRemoveRequest\x1a\".engine.v1.ContainerRemoveResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/containers/{id}\x12p\n" +
 	"\x0eContainerPrune\x12 .engine.v1.ContainerPruneRequest\x1a!.engine.v1.ContainerPruneResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x11/containers/prune\x12m\n" +
-	"\fContainerTop\x12\x1e.engine.v1.ContainerTopRequest\x1a\x1f.engine.v1.ContainerTopResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/containers/{id}/top\x12y\n" +
+	"\fContainerTop\x12\x1e.engine.v1.ContainerTopRequest\x1a\x1f.engine.v1.ContainerTopResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/containers/{id}/top\x12|\n" +
+	"\x0fContainerUpdate\x12!.engine.v1.ContainerUpdateRequest\x1a\".engine.v1.ContainerUpdateResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/containers/{id}/update\x12y\n" +
 	"\x0fContainerResize\x12!.engine.v1.ContainerResizeRequest\x1a\".engine.v1.ContainerResizeResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x17/containers/{id}/resize\x12T\n" +
 	"\rContainerWait\x12\x1f.engine.v1.ContainerWaitRequest\x1a .engine.v1.ContainerWaitResponse0\x01\x12W\n" +
 	"\x0eContainerStats\x12 .engine.v1.ContainerStatsRequest\x1a!.engine.v1.ContainerStatsResponse0\x01\x12G\n" +
@@ -6316,7 +6420,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*PingRequest)(nil),              // 0: engine.v1.PingRequest
 	(*PingResponse)(nil),             // 1: engine.v1.PingResponse
@@ -6400,137 +6504,142 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*ContainerAttachOptions)(nil),   // 79: engine.v1.ContainerAttachOptions
 	(*ContainerStatsRequest)(nil),    // 80: engine.v1.ContainerStatsRequest
 	(*ContainerStatsResponse)(nil),   // 81: engine.v1.ContainerStatsResponse
-	nil,                              // 82: engine.v1.Component.DetailsEntry
-	nil,                              // 83: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                              // 84: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                              // 85: engine.v1.Image.LabelsEntry
-	nil,                              // 86: engine.v1.ContainerConfig.LabelsEntry
-	nil,                              // 87: engine.v1.LogConfig.ConfigEntry
-	nil,                              // 88: engine.v1.HostConfig.SysctlsEntry
-	nil,                              // 89: engine.v1.HostConfig.TmpfsEntry
-	nil,                              // 90: engine.v1.Container.GraphDriverDataEntry
-	nil,                              // 91: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	(*timestamppb.Timestamp)(nil),    // 92: google.protobuf.Timestamp
+	(*ContainerUpdateRequest)(nil),   // 82: engine.v1.ContainerUpdateRequest
+	(*ContainerUpdateResponse)(nil),  // 83: engine.v1.ContainerUpdateResponse
+	nil,                              // 84: engine.v1.Component.DetailsEntry
+	nil,                              // 85: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                              // 86: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                              // 87: engine.v1.Image.LabelsEntry
+	nil,                              // 88: engine.v1.ContainerConfig.LabelsEntry
+	nil,                              // 89: engine.v1.LogConfig.ConfigEntry
+	nil,                              // 90: engine.v1.HostConfig.SysctlsEntry
+	nil,                              // 91: engine.v1.HostConfig.TmpfsEntry
+	nil,                              // 92: engine.v1.Container.GraphDriverDataEntry
+	nil,                              // 93: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	(*timestamppb.Timestamp)(nil),    // 94: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	92, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	94, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	4,  // 1: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	82, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	84, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	7,  // 3: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	8,  // 4: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	92, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	94, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	9,  // 6: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	83, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	84, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	85, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	86, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	14, // 9: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	92, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	85, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	92, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	94, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	87, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	94, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	20, // 13: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	92, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	94, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	25, // 15: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	16, // 16: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	25, // 17: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	12, // 18: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	12, // 19: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	33, // 20: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	86, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	87, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	88, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	89, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
 	41, // 23: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	88, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	90, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
 	40, // 25: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
 	42, // 26: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	89, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	91, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
 	39, // 28: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
 	43, // 29: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	92, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	92, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	92, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	94, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	94, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	94, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
 	46, // 33: engine.v1.Container.state:type_name -> engine.v1.ContainerState
 	39, // 34: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
 	43, // 35: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	90, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	92, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
 	47, // 37: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
 	71, // 38: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	92, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	92, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	92, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	94, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	94, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	94, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
 	79, // 42: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	92, // 43: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	91, // 44: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	11, // 45: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	10, // 46: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	0,  // 47: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	2,  // 48: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	5,  // 49: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	37, // 50: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	48, // 51: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	49, // 52: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	44, // 53: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	51, // 54: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	53, // 55: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	55, // 56: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	57, // 57: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	59, // 58: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	61, // 59: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	63, // 60: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	65, // 61: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	67, // 62: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	69, // 63: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	72, // 64: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	74, // 65: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	80, // 66: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	76, // 67: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	78, // 68: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	17, // 69: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	18, // 70: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	21, // 71: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	23, // 72: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	26, // 73: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	28, // 74: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	30, // 75: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	31, // 76: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	32, // 77: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	35, // 78: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	15, // 79: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	1,  // 80: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	3,  // 81: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	6,  // 82: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	38, // 83: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	47, // 84: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	50, // 85: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	45, // 86: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	52, // 87: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	54, // 88: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	56, // 89: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	58, // 90: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	60, // 91: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	62, // 92: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	64, // 93: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	66, // 94: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	68, // 95: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	70, // 96: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	73, // 97: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	75, // 98: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	81, // 99: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	77, // 100: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	77, // 101: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	16, // 102: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	19, // 103: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	22, // 104: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	24, // 105: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	27, // 106: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	29, // 107: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	13, // 108: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	13, // 109: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	34, // 110: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	15, // 111: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	36, // 112: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	80, // [80:113] is the sub-list for method output_type
-	47, // [47:80] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	94, // 43: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	93, // 44: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	43, // 45: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
+	11, // 46: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	10, // 47: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	0,  // 48: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	2,  // 49: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	5,  // 50: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	37, // 51: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	48, // 52: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	49, // 53: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	44, // 54: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	51, // 55: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	53, // 56: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	55, // 57: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	57, // 58: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	59, // 59: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	61, // 60: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	63, // 61: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	65, // 62: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	67, // 63: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	69, // 64: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	82, // 65: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	72, // 66: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	74, // 67: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	80, // 68: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	76, // 69: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	78, // 70: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	17, // 71: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	18, // 72: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	21, // 73: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	23, // 74: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	26, // 75: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	28, // 76: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	30, // 77: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	31, // 78: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	32, // 79: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	35, // 80: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	15, // 81: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	1,  // 82: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	3,  // 83: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	6,  // 84: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	38, // 85: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	47, // 86: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	50, // 87: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	45, // 88: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	52, // 89: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	54, // 90: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	56, // 91: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	58, // 92: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	60, // 93: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	62, // 94: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	64, // 95: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	66, // 96: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	68, // 97: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	70, // 98: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	83, // 99: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	73, // 100: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	75, // 101: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	81, // 102: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	77, // 103: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	77, // 104: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	16, // 105: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	19, // 106: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	22, // 107: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	24, // 108: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	27, // 109: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	29, // 110: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	13, // 111: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	13, // 112: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	34, // 113: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	15, // 114: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	36, // 115: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	82, // [82:116] is the sub-list for method output_type
+	48, // [48:82] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -6548,7 +6657,7 @@ func file_engine_v1_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   92,
+			NumMessages:   94,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -58,6 +58,7 @@ const (
 	Engine_ContainerRemove_FullMethodName  = "/engine.v1.Engine/ContainerRemove"
 	Engine_ContainerPrune_FullMethodName   = "/engine.v1.Engine/ContainerPrune"
 	Engine_ContainerTop_FullMethodName     = "/engine.v1.Engine/ContainerTop"
+	Engine_ContainerUpdate_FullMethodName  = "/engine.v1.Engine/ContainerUpdate"
 	Engine_ContainerResize_FullMethodName  = "/engine.v1.Engine/ContainerResize"
 	Engine_ContainerWait_FullMethodName    = "/engine.v1.Engine/ContainerWait"
 	Engine_ContainerStats_FullMethodName   = "/engine.v1.Engine/ContainerStats"
@@ -106,6 +107,7 @@ type EngineClient interface {
 	ContainerRemove(ctx context.Context, in *ContainerRemoveRequest, opts ...grpc.CallOption) (*ContainerRemoveResponse, error)
 	ContainerPrune(ctx context.Context, in *ContainerPruneRequest, opts ...grpc.CallOption) (*ContainerPruneResponse, error)
 	ContainerTop(ctx context.Context, in *ContainerTopRequest, opts ...grpc.CallOption) (*ContainerTopResponse, error)
+	ContainerUpdate(ctx context.Context, in *ContainerUpdateRequest, opts ...grpc.CallOption) (*ContainerUpdateResponse, error)
 	ContainerResize(ctx context.Context, in *ContainerResizeRequest, opts ...grpc.CallOption) (*ContainerResizeResponse, error)
 	// ContainerWait streams one message when the condition is met. REST:
 	// POST /containers/{id}/wait (hand-written: the 200 is flushed at once).
@@ -315,6 +317,16 @@ func (c *engineClient) ContainerTop(ctx context.Context, in *ContainerTopRequest
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ContainerTopResponse)
 	err := c.cc.Invoke(ctx, Engine_ContainerTop_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerUpdate(ctx context.Context, in *ContainerUpdateRequest, opts ...grpc.CallOption) (*ContainerUpdateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerUpdateResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerUpdate_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -574,6 +586,7 @@ type EngineServer interface {
 	ContainerRemove(context.Context, *ContainerRemoveRequest) (*ContainerRemoveResponse, error)
 	ContainerPrune(context.Context, *ContainerPruneRequest) (*ContainerPruneResponse, error)
 	ContainerTop(context.Context, *ContainerTopRequest) (*ContainerTopResponse, error)
+	ContainerUpdate(context.Context, *ContainerUpdateRequest) (*ContainerUpdateResponse, error)
 	ContainerResize(context.Context, *ContainerResizeRequest) (*ContainerResizeResponse, error)
 	// ContainerWait streams one message when the condition is met. REST:
 	// POST /containers/{id}/wait (hand-written: the 200 is flushed at once).
@@ -669,6 +682,9 @@ func (UnimplementedEngineServer) ContainerPrune(context.Context, *ContainerPrune
 }
 func (UnimplementedEngineServer) ContainerTop(context.Context, *ContainerTopRequest) (*ContainerTopResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ContainerTop not implemented")
+}
+func (UnimplementedEngineServer) ContainerUpdate(context.Context, *ContainerUpdateRequest) (*ContainerUpdateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerUpdate not implemented")
 }
 func (UnimplementedEngineServer) ContainerResize(context.Context, *ContainerResizeRequest) (*ContainerResizeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ContainerResize not implemented")
@@ -1045,6 +1061,24 @@ func _Engine_ContainerTop_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Engine_ContainerUpdate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerUpdateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerUpdate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerUpdate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerUpdate(ctx, req.(*ContainerUpdateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Engine_ContainerResize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ContainerResizeRequest)
 	if err := dec(in); err != nil {
@@ -1332,6 +1366,10 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ContainerTop",
 			Handler:    _Engine_ContainerTop_Handler,
+		},
+		{
+			MethodName: "ContainerUpdate",
+			Handler:    _Engine_ContainerUpdate_Handler,
 		},
 		{
 			MethodName: "ContainerResize",

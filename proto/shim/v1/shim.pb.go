@@ -1460,6 +1460,86 @@ func (x *StatsResponse) GetPidsLimit() uint64 {
 	return 0
 }
 
+type UpdateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SpecPath      string                 `protobuf:"bytes,1,opt,name=spec_path,json=specPath,proto3" json:"spec_path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRequest) Reset() {
+	*x = UpdateRequest{}
+	mi := &file_shim_v1_shim_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRequest) ProtoMessage() {}
+
+func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_v1_shim_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
+func (*UpdateRequest) Descriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *UpdateRequest) GetSpecPath() string {
+	if x != nil {
+		return x.SpecPath
+	}
+	return ""
+}
+
+type UpdateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateResponse) Reset() {
+	*x = UpdateResponse{}
+	mi := &file_shim_v1_shim_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateResponse) ProtoMessage() {}
+
+func (x *UpdateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_v1_shim_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateResponse.ProtoReflect.Descriptor instead.
+func (*UpdateResponse) Descriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{30}
+}
+
 var File_shim_v1_shim_proto protoreflect.FileDescriptor
 
 const file_shim_v1_shim_proto_rawDesc = "" +
@@ -1543,13 +1623,16 @@ const file_shim_v1_shim_proto_rawDesc = "" +
 	"pids_limit\x18\r \x01(\x04R\tpidsLimit\x1a>\n" +
 	"\x10MemoryStatsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*o\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\",\n" +
+	"\rUpdateRequest\x12\x1b\n" +
+	"\tspec_path\x18\x01 \x01(\tR\bspecPath\"\x10\n" +
+	"\x0eUpdateResponse*o\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_CREATED\x10\x01\x12\x12\n" +
 	"\x0eSTATUS_RUNNING\x10\x02\x12\x11\n" +
 	"\rSTATUS_PAUSED\x10\x03\x12\x12\n" +
-	"\x0eSTATUS_STOPPED\x10\x042\xbd\x06\n" +
+	"\x0eSTATUS_STOPPED\x10\x042\xf8\x06\n" +
 	"\x04Shim\x12<\n" +
 	"\aConnect\x12\x17.shim.v1.ConnectRequest\x1a\x18.shim.v1.ConnectResponse\x129\n" +
 	"\x06Create\x12\x16.shim.v1.CreateRequest\x1a\x17.shim.v1.CreateResponse\x126\n" +
@@ -1564,7 +1647,8 @@ const file_shim_v1_shim_proto_rawDesc = "" +
 	"WriteStdin\x12\x1a.shim.v1.WriteStdinRequest\x1a\x1b.shim.v1.WriteStdinResponse\x12<\n" +
 	"\aCloseIO\x12\x17.shim.v1.CloseIORequest\x1a\x18.shim.v1.CloseIOResponse\x12B\n" +
 	"\tResizePty\x12\x19.shim.v1.ResizePtyRequest\x1a\x1a.shim.v1.ResizePtyResponse\x129\n" +
-	"\x06Delete\x12\x16.shim.v1.DeleteRequest\x1a\x17.shim.v1.DeleteResponse\x126\n" +
+	"\x06Delete\x12\x16.shim.v1.DeleteRequest\x1a\x17.shim.v1.DeleteResponse\x129\n" +
+	"\x06Update\x12\x16.shim.v1.UpdateRequest\x1a\x17.shim.v1.UpdateResponse\x126\n" +
 	"\x05Stats\x12\x15.shim.v1.StatsRequest\x1a\x16.shim.v1.StatsResponseB1Z/github.com/engined/engined/proto/shim/v1;shimv1b\x06proto3"
 
 var (
@@ -1580,7 +1664,7 @@ func file_shim_v1_shim_proto_rawDescGZIP() []byte {
 }
 
 var file_shim_v1_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shim_v1_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_shim_v1_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_shim_v1_shim_proto_goTypes = []any{
 	(Status)(0),                // 0: shim.v1.Status
 	(*ConnectRequest)(nil),     // 1: shim.v1.ConnectRequest
@@ -1612,7 +1696,9 @@ var file_shim_v1_shim_proto_goTypes = []any{
 	(*DeleteResponse)(nil),     // 27: shim.v1.DeleteResponse
 	(*StatsRequest)(nil),       // 28: shim.v1.StatsRequest
 	(*StatsResponse)(nil),      // 29: shim.v1.StatsResponse
-	nil,                        // 30: shim.v1.StatsResponse.MemoryStatsEntry
+	(*UpdateRequest)(nil),      // 30: shim.v1.UpdateRequest
+	(*UpdateResponse)(nil),     // 31: shim.v1.UpdateResponse
+	nil,                        // 32: shim.v1.StatsResponse.MemoryStatsEntry
 }
 var file_shim_v1_shim_proto_depIdxs = []int32{
 	0,  // 0: shim.v1.ConnectResponse.status:type_name -> shim.v1.Status
@@ -1620,7 +1706,7 @@ var file_shim_v1_shim_proto_depIdxs = []int32{
 	9,  // 2: shim.v1.StateResponse.exit:type_name -> shim.v1.ExitStatus
 	9,  // 3: shim.v1.WaitResponse.exit:type_name -> shim.v1.ExitStatus
 	9,  // 4: shim.v1.DeleteResponse.exit:type_name -> shim.v1.ExitStatus
-	30, // 5: shim.v1.StatsResponse.memory_stats:type_name -> shim.v1.StatsResponse.MemoryStatsEntry
+	32, // 5: shim.v1.StatsResponse.memory_stats:type_name -> shim.v1.StatsResponse.MemoryStatsEntry
 	1,  // 6: shim.v1.Shim.Connect:input_type -> shim.v1.ConnectRequest
 	3,  // 7: shim.v1.Shim.Create:input_type -> shim.v1.CreateRequest
 	5,  // 8: shim.v1.Shim.Start:input_type -> shim.v1.StartRequest
@@ -1634,23 +1720,25 @@ var file_shim_v1_shim_proto_depIdxs = []int32{
 	22, // 16: shim.v1.Shim.CloseIO:input_type -> shim.v1.CloseIORequest
 	24, // 17: shim.v1.Shim.ResizePty:input_type -> shim.v1.ResizePtyRequest
 	26, // 18: shim.v1.Shim.Delete:input_type -> shim.v1.DeleteRequest
-	28, // 19: shim.v1.Shim.Stats:input_type -> shim.v1.StatsRequest
-	2,  // 20: shim.v1.Shim.Connect:output_type -> shim.v1.ConnectResponse
-	4,  // 21: shim.v1.Shim.Create:output_type -> shim.v1.CreateResponse
-	6,  // 22: shim.v1.Shim.Start:output_type -> shim.v1.StartResponse
-	8,  // 23: shim.v1.Shim.State:output_type -> shim.v1.StateResponse
-	11, // 24: shim.v1.Shim.Kill:output_type -> shim.v1.KillResponse
-	13, // 25: shim.v1.Shim.Wait:output_type -> shim.v1.WaitResponse
-	15, // 26: shim.v1.Shim.Pids:output_type -> shim.v1.PidsResponse
-	17, // 27: shim.v1.Shim.Pause:output_type -> shim.v1.PauseResponse
-	19, // 28: shim.v1.Shim.Resume:output_type -> shim.v1.ResumeResponse
-	21, // 29: shim.v1.Shim.WriteStdin:output_type -> shim.v1.WriteStdinResponse
-	23, // 30: shim.v1.Shim.CloseIO:output_type -> shim.v1.CloseIOResponse
-	25, // 31: shim.v1.Shim.ResizePty:output_type -> shim.v1.ResizePtyResponse
-	27, // 32: shim.v1.Shim.Delete:output_type -> shim.v1.DeleteResponse
-	29, // 33: shim.v1.Shim.Stats:output_type -> shim.v1.StatsResponse
-	20, // [20:34] is the sub-list for method output_type
-	6,  // [6:20] is the sub-list for method input_type
+	30, // 19: shim.v1.Shim.Update:input_type -> shim.v1.UpdateRequest
+	28, // 20: shim.v1.Shim.Stats:input_type -> shim.v1.StatsRequest
+	2,  // 21: shim.v1.Shim.Connect:output_type -> shim.v1.ConnectResponse
+	4,  // 22: shim.v1.Shim.Create:output_type -> shim.v1.CreateResponse
+	6,  // 23: shim.v1.Shim.Start:output_type -> shim.v1.StartResponse
+	8,  // 24: shim.v1.Shim.State:output_type -> shim.v1.StateResponse
+	11, // 25: shim.v1.Shim.Kill:output_type -> shim.v1.KillResponse
+	13, // 26: shim.v1.Shim.Wait:output_type -> shim.v1.WaitResponse
+	15, // 27: shim.v1.Shim.Pids:output_type -> shim.v1.PidsResponse
+	17, // 28: shim.v1.Shim.Pause:output_type -> shim.v1.PauseResponse
+	19, // 29: shim.v1.Shim.Resume:output_type -> shim.v1.ResumeResponse
+	21, // 30: shim.v1.Shim.WriteStdin:output_type -> shim.v1.WriteStdinResponse
+	23, // 31: shim.v1.Shim.CloseIO:output_type -> shim.v1.CloseIOResponse
+	25, // 32: shim.v1.Shim.ResizePty:output_type -> shim.v1.ResizePtyResponse
+	27, // 33: shim.v1.Shim.Delete:output_type -> shim.v1.DeleteResponse
+	31, // 34: shim.v1.Shim.Update:output_type -> shim.v1.UpdateResponse
+	29, // 35: shim.v1.Shim.Stats:output_type -> shim.v1.StatsResponse
+	21, // [21:36] is the sub-list for method output_type
+	6,  // [6:21] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -1667,7 +1755,7 @@ func file_shim_v1_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shim_v1_shim_proto_rawDesc), len(file_shim_v1_shim_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

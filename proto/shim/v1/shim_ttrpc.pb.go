@@ -21,6 +21,7 @@ type ShimService interface {
 	CloseIO(context.Context, *CloseIORequest) (*CloseIOResponse, error)
 	ResizePty(context.Context, *ResizePtyRequest) (*ResizePtyResponse, error)
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
+	Update(context.Context, *UpdateRequest) (*UpdateResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 }
 
@@ -117,6 +118,13 @@ func RegisterShimService(srv *ttrpc.Server, svc ShimService) {
 					return nil, err
 				}
 				return svc.Delete(ctx, &req)
+			},
+			"Update": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req UpdateRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Update(ctx, &req)
 			},
 			"Stats": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req StatsRequest
@@ -238,6 +246,14 @@ func (c *shimClient) ResizePty(ctx context.Context, req *ResizePtyRequest) (*Res
 func (c *shimClient) Delete(ctx context.Context, req *DeleteRequest) (*DeleteResponse, error) {
 	var resp DeleteResponse
 	if err := c.client.Call(ctx, "shim.v1.Shim", "Delete", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimClient) Update(ctx context.Context, req *UpdateRequest) (*UpdateResponse, error) {
+	var resp UpdateResponse
+	if err := c.client.Call(ctx, "shim.v1.Shim", "Update", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
