@@ -260,11 +260,9 @@ func (s *Service) State(ctx context.Context, _ *shimv1.StateRequest) (*shimv1.St
 }
 
 func (s *Service) Kill(ctx context.Context, req *shimv1.KillRequest) (*shimv1.KillResponse, error) {
-	s.mu.Lock()
-	c, exited := s.container, s.exit != nil
-	s.mu.Unlock()
-	if c == nil || exited {
-		return nil, errNotRunning
+	c, err := s.live()
+	if err != nil {
+		return nil, err
 	}
 	sig := syscall.Signal(req.GetSignal())
 	if err := c.Signal(sig); err != nil {
@@ -282,6 +280,16 @@ var rlimits = map[string]int{
 	"RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE, "RLIMIT_NOFILE": unix.RLIMIT_NOFILE,
 	"RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS, "RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO,
 	"RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING, "RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+// live returns the container while its init has not exited.
+func (s *Service) live() (*libcontainer.Container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.container == nil || s.exit != nil {
+		return nil, errNotRunning
+	}
+	return s.container, nil
 }
 
 // errNotRunning's text is matched by engined.
@@ -317,21 +325,17 @@ func (s *Service) Pids(ctx context.Context, _ *shimv1.PidsRequest) (*shimv1.Pids
 }
 
 func (s *Service) Pause(ctx context.Context, _ *shimv1.PauseRequest) (*shimv1.PauseResponse, error) {
-	s.mu.Lock()
-	c := s.container
-	s.mu.Unlock()
-	if c == nil {
-		return nil, errNotRunning
+	c, err := s.live()
+	if err != nil {
+		return nil, err
 	}
 	return &shimv1.PauseResponse{}, c.Pause()
 }
 
 func (s *Service) Resume(ctx context.Context, _ *shimv1.ResumeRequest) (*shimv1.ResumeResponse, error) {
-	s.mu.Lock()
-	c := s.container
-	s.mu.Unlock()
-	if c == nil {
-		return nil, errNotRunning
+	c, err := s.live()
+	if err != nil {
+		return nil, err
 	}
 	return &shimv1.ResumeResponse{}, c.Resume()
 }
@@ -530,11 +534,9 @@ func ReadExit(dir string) (*shimv1.ExitStatus, error) {
 }
 
 func (s *Service) Stats(ctx context.Context, _ *shimv1.StatsRequest) (*shimv1.StatsResponse, error) {
-	s.mu.Lock()
-	c, exited := s.container, s.exit != nil
-	s.mu.Unlock()
-	if c == nil || exited {
-		return nil, errNotRunning
+	c, err := s.live()
+	if err != nil {
+		return nil, err
 	}
 	st, err := c.Stats()
 	if err != nil {
@@ -556,11 +558,9 @@ func (s *Service) Stats(ctx context.Context, _ *shimv1.StatsRequest) (*shimv1.St
 }
 
 func (s *Service) Update(ctx context.Context, req *shimv1.UpdateRequest) (*shimv1.UpdateResponse, error) {
-	s.mu.Lock()
-	c, exited := s.container, s.exit != nil
-	s.mu.Unlock()
-	if c == nil || exited {
-		return nil, errNotRunning
+	c, err := s.live()
+	if err != nil {
+		return nil, err
 	}
 	raw, err := os.ReadFile(req.GetSpecPath())
 	if err != nil {
