@@ -132,3 +132,22 @@ func Median(ds []time.Duration) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
 }
+
+// StartAll starts engined and, when installed, dockerd with the same
+// extra flags; the caller stops them.
+func StartAll(work, enginedBin string, extra ...string) ([]*Engine, error) {
+	en, err := StartEngined(work, enginedBin, extra...)
+	if err != nil {
+		return nil, err
+	}
+	d, err := StartDockerd(work, extra...)
+	if err != nil {
+		en.Stop()
+		return nil, err
+	}
+	if d == nil {
+		fmt.Println("dockerd: not installed (apt-get install docker.io), engined only")
+		return []*Engine{en}, nil
+	}
+	return []*Engine{en, d}, nil
+}

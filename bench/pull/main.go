@@ -42,16 +42,8 @@ func main() {
 	size := pushImage(ctx, ref, *layers, *layerMB)
 	fmt.Printf("image: %s, %d layers, %.0f MB compressed\n", ref, *layers+1, float64(size)/1e6)
 
-	en, err := engines.StartEngined(work, *enginedBin)
+	all, err := engines.StartAll(work, *enginedBin)
 	check(err)
-	all := []*engines.Engine{en}
-	d, err := engines.StartDockerd(work)
-	check(err)
-	if d != nil {
-		all = append(all, d)
-	} else {
-		fmt.Println("dockerd: not installed (apt-get install docker.io), engined only")
-	}
 	defer func() {
 		for _, e := range all {
 			e.Stop()

@@ -49,16 +49,8 @@ func main() {
 	check(testimage.Push(ctx, img, reg.Ref("library/busybox:latest")))
 	mirror := "http://" + reg.Addr
 
-	en, err := engines.StartEngined(work, *enginedBin, "--registry-mirror", mirror)
+	all, err := engines.StartAll(work, *enginedBin, "--registry-mirror", mirror)
 	check(err)
-	all := []*engines.Engine{en}
-	d, err := engines.StartDockerd(work, "--registry-mirror", mirror)
-	check(err)
-	if d != nil {
-		all = append(all, d)
-	} else {
-		fmt.Println("dockerd: not installed (apt-get install docker.io), engined only")
-	}
 	defer func() {
 		for _, e := range all {
 			e.Stop()
