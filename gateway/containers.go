@@ -409,17 +409,14 @@ func (h *handlers) containerLogs(w http.ResponseWriter, r *http.Request, p map[s
 // containerAttach is POST /containers/{id}/attach: the connection is
 // hijacked and carries stdin in and output out.
 func (h *handlers) containerAttach(w http.ResponseWriter, r *http.Request, p map[string]string) {
-	ctx, cancel := context.WithCancel(r.Context())
+	// Not r.Context(): net/http cancels that when the client half-closes
+	// its side, which is how a client ends stdin on a hijacked stream.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	q := r.URL.Query()
 	c, err := h.engine.ContainerInspect(ctx, &enginev1.ContainerInspectRequest{Id: p["id"]})
 	if err != nil {
 		writeGRPCError(w, err)
-		return
-	}
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, "attach needs an HTTP/1.1 connection")
 		return
 	}
 	opts := &enginev1.ContainerAttachOptions{Id: c.GetId(), Stdin: boolParam(q, "stdin"), Stdout: boolParam(q, "stdout"), Stderr: boolParam(q, "stderr"),
@@ -432,12 +429,37 @@ func (h *handlers) containerAttach(w http.ResponseWriter, r *http.Request, p map
 		writeGRPCError(w, err)
 		return
 	}
+	hijack(w, r, c.GetConfig().GetTty(), opts.GetStdin(), hijackedStream{
+		sendStdin:  func(b []byte) error { return stream.Send(&enginev1.ContainerAttachRequest{Stdin: b}) },
+		closeStdin: func() { stream.Send(&enginev1.ContainerAttachRequest{CloseStdin: true}) },
+		closeSend:  func() { stream.CloseSend() },
+		recv:       stream.Recv,
+	})
+}
+
+// hijackedStream is the engine side of a hijacked connection.
+type hijackedStream struct {
+	sendStdin  func([]byte) error
+	closeStdin func()
+	closeSend  func()
+	recv       func() (*enginev1.LogEntry, error)
+}
+
+// hijack takes the connection over (101 UPGRADED when the client asked
+// to upgrade, as the docker CLI does), copies the client's input to the
+// engine as stdin and the engine's output to the client: raw with a
+// terminal, multiplexed in frames without.
+func hijack(w http.ResponseWriter, r *http.Request, tty, stdin bool, s hijackedStream) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "a hijacked stream needs an HTTP/1.1 connection")
+		return
+	}
 	conn, brw, err := hj.Hijack()
 	if err != nil {
 		return
 	}
 	defer conn.Close()
-	tty := c.GetConfig().GetTty()
 	ct := "application/vnd.docker.multiplexed-stream"
 	if tty {
 		ct = "application/vnd.docker.raw-stream"
@@ -447,29 +469,29 @@ func (h *handlers) containerAttach(w http.ResponseWriter, r *http.Request, p map
 	} else {
 		fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n\r\n", ct)
 	}
-	if opts.GetStdin() {
+	if stdin {
 		go func() {
 			buf := make([]byte, 32<<10)
 			for {
 				n, err := brw.Reader.Read(buf)
 				if n > 0 {
-					if stream.Send(&enginev1.ContainerAttachRequest{Stdin: append([]byte(nil), buf[:n]...)}) != nil {
+					if s.sendStdin(append([]byte(nil), buf[:n]...)) != nil {
 						return
 					}
 				}
 				if err != nil {
-					stream.Send(&enginev1.ContainerAttachRequest{CloseStdin: true})
-					stream.CloseSend()
+					s.closeStdin()
+					s.closeSend()
 					return
 				}
 			}
 		}()
 	} else {
-		stream.CloseSend()
+		s.closeSend()
 	}
 	fw := frameWriter{w: conn, raw: tty}
 	for {
-		e, err := stream.Recv()
+		e, err := s.recv()
 		if err != nil {
 			return
 		}

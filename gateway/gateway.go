@@ -82,6 +82,8 @@ func (h *handlers) register(mux *runtime.ServeMux) error {
 		{http.MethodGet, "/containers/{id}/logs", h.containerLogs},
 		{http.MethodGet, "/containers/{id}/stats", h.containerStats},
 		{http.MethodPost, "/containers/{id}/attach", h.containerAttach},
+		{http.MethodPost, "/containers/{id}/exec", h.containerExecCreate},
+		{http.MethodPost, "/exec/{id}/start", h.execStart},
 	}
 	for _, r := range routes {
 		if err := mux.HandlePath(r.method, r.path, r.fn); err != nil {

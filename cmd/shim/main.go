@@ -3,23 +3,21 @@
 // libcontainer re-executes it as "shim init", so its imports stay small
 // (no gRPC, no gateway) because every package init() runs again then.
 //
-//	shim start --id ID --state DIR --socket PATH   bind, detach a server, print its pid
-//	shim serve --id ID --state DIR                 (internal) the detached server, socket on fd 3
-//	shim init                                      (internal) libcontainer's container init
+//	shim serve --runc-root DIR   the server, started by engined in a session of its own, socket on fd 3
+//	shim init                    (internal) libcontainer's container init
+//
+// A shim is started before it has a container: Create names the
+// container and its state directory.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
-	"syscall"
 	"time"
 
 	"github.com/containerd/ttrpc"
@@ -38,25 +36,20 @@ func main() {
 		libcontainer.Init() // does not return
 	}
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "shim: started by engined, not by hand (usage: shim start|serve --id ID --state DIR)")
+		fmt.Fprintln(os.Stderr, "shim: started by engined, not by hand (usage: shim serve --runc-root DIR, socket on fd 3)")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet("shim "+os.Args[1], flag.ExitOnError)
-	id := fs.String("id", "", "container id")
-	state := fs.String("state", "", "container state directory")
-	socket := fs.String("socket", "", "ttrpc socket path (start)")
 	runcRoot := fs.String("runc-root", "", "libcontainer state root")
 	fs.Parse(os.Args[2:])
-	if *id == "" || *state == "" {
-		fmt.Fprintln(os.Stderr, "shim: --id and --state are required")
+	if *runcRoot == "" {
+		fmt.Fprintln(os.Stderr, "shim: --runc-root is required")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
-	case "start":
-		err = start(*id, *state, *socket, *runcRoot)
 	case "serve":
-		err = serve(*id, *state, *runcRoot)
+		err = serve(*runcRoot)
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -66,50 +59,7 @@ func main() {
 	}
 }
 
-// StartResult is what `shim start` prints for engined.
-type StartResult struct {
-	Address string `json:"address"`
-	Pid     int    `json:"pid"`
-}
-
-// start binds the socket and re-executes the shim detached (own session,
-// not engined's child for long) so it outlives engined.
-func start(id, state, socket, runcRoot string) error {
-	if socket == "" {
-		return fmt.Errorf("--socket is required")
-	}
-	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
-		return err
-	}
-	os.Remove(socket)
-	l, err := net.Listen("unix", socket)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", socket, err)
-	}
-	f, err := l.(*net.UnixListener).File()
-	if err != nil {
-		return err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(filepath.Join(state, "shim.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(self, "serve", "--id", id, "--state", state, "--runc-root", runcRoot)
-	cmd.Dir = state
-	cmd.Stderr = logf
-	cmd.ExtraFiles = []*os.File{f}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start shim server: %w", err)
-	}
-	return json.NewEncoder(os.Stdout).Encode(StartResult{Address: socket, Pid: cmd.Process.Pid})
-}
-
-func serve(id, state, runcRoot string) error {
+func serve(runcRoot string) error {
 	// A shim is small and mostly idle: collect garbage early.
 	debug.SetGCPercent(20)
 	debug.SetMemoryLimit(8 << 20)
@@ -122,7 +72,7 @@ func serve(id, state, runcRoot string) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	svc := shim.New(id, state, runcRoot)
+	svc := shim.New(runcRoot)
 	sigchld := make(chan os.Signal, 32)
 	signal.Notify(sigchld, unix.SIGCHLD)
 	go svc.Reap(ctx, sigchld)

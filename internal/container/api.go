@@ -314,8 +314,12 @@ func (s *Service) ContainerWait(req *enginev1.ContainerWaitRequest, stream engin
 			return err
 		}
 		if gone {
-			// Removed (AutoRemove): the last status we saw is the answer.
-			return stream.Send(&enginev1.ContainerWaitResponse{StatusCode: int64(r.ExitCode)})
+			// Removed (AutoRemove): with the exit code it had then.
+			code, ok := s.removedExitCode(r.ID)
+			if !ok {
+				code = r.ExitCode
+			}
+			return stream.Send(&enginev1.ContainerWaitResponse{StatusCode: int64(code)})
 		}
 		r = cur
 		notRunning := cur.Status != "running" && cur.Status != "paused"

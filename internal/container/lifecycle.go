@@ -37,7 +37,7 @@ func (s *Service) Start(ctx context.Context, ref string) error {
 		return err
 	}
 	unlock := s.lock(rec.ID)
-	defer unlock()
+	defer func() { unlock() }()
 	if rec, err = s.get(rec.ID); err != nil {
 		return err
 	}
@@ -55,6 +55,14 @@ func (s *Service) Start(ctx context.Context, ref string) error {
 			return nil
 		})
 		s.cleanupRuntime(rec.ID)
+		// `docker run --rm` waits for the removal after a failed start.
+		if hc, herr := rec.hostConfig(); herr == nil && hc.GetAutoRemove() {
+			unlock()
+			unlock = func() {}
+			if rerr := s.Remove(context.WithoutCancel(ctx), rec.ID, true); rerr != nil {
+				s.cfg.Logger.Warn("auto-remove container", "id", rec.ID, "err", rerr)
+			}
+		}
 		return err
 	}
 	return nil
@@ -86,12 +94,13 @@ func (s *Service) start(ctx context.Context, rec *Record) error {
 	if err := os.WriteFile(specPath, specJSON, 0o600); err != nil {
 		return err
 	}
-	client, err := shimclient.Start(ctx, s.cfg.ShimPath, rec.ID, state, s.socketPath(rec.ID), s.runcRoot())
+	client, err := s.cfg.Shims.Get(ctx, state)
 	if err != nil {
 		return err
 	}
+	defer s.cfg.Shims.Refill()
 	maxSize, maxFiles := logRotation(hc.GetLogConfig())
-	if _, err := client.Create(ctx, &shimv1.CreateRequest{SpecPath: specPath, LogPath: s.logPath(rec.ID),
+	if _, err := client.Create(ctx, &shimv1.CreateRequest{Id: rec.ID, StateDir: state, SpecPath: specPath, LogPath: s.logPath(rec.ID),
 		LogMaxSize: maxSize, LogMaxFiles: int32(maxFiles), Stdin: cfg.GetOpenStdin(), Tty: cfg.GetTty()}); err != nil {
 		client.Delete(ctx, &shimv1.DeleteRequest{})
 		client.Close()
@@ -261,49 +270,80 @@ func (s *Service) unmountRootfs(id string) {
 	}
 }
 
-// monitor waits for the container's exit through its shim and records it.
+// monitor follows the shim's events and records what they report until
+// the container's init exits. Each call for the events after N
+// acknowledges those up to N, once they are handled; after an engined
+// restart the shim replays the rest, and handling them twice is harmless.
 func (s *Service) monitor(id string, client *shimclient.Client) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		resp, err := client.Wait(s.ctx, &shimv1.WaitRequest{})
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return // engined is stopping; the container runs on
+		var seq uint64
+		for {
+			resp, err := client.Events(s.ctx, &shimv1.EventsRequest{After: seq})
+			if err != nil {
+				if s.ctx.Err() != nil {
+					return // engined is stopping; the container runs on
+				}
+				s.lostShim(id, client, err)
+				return
 			}
-			// The shim is gone: whatever it recorded on disk is the truth,
-			// and what it left running has no owner any more.
-			s.cfg.Logger.Warn("lost the shim of a container", "id", id, "err", err)
-			e, _ := shim.ReadExit(s.stateDir(id))
-			if rec, err := s.get(id); err == nil {
-				s.killOrphans(id, rec.Pid)
+			for _, ev := range resp.GetEvents() {
+				seq = ev.GetSeq()
+				switch ev.GetKind() {
+				case shimv1.Event_KIND_EXIT:
+					s.exited(id, ev.GetExit())
+					return
+				case shimv1.Event_KIND_EXEC_EXIT:
+					s.execExited(id, ev.GetExecId(), ev.GetExit())
+				case shimv1.Event_KIND_OOM:
+					s.cfg.Logger.Info("out of memory in container", "id", id)
+				}
 			}
-			s.mu.Lock()
-			delete(s.shims, id)
-			s.mu.Unlock()
-			client.Close()
-			s.exited(id, e)
-			return
 		}
-		s.exited(id, resp.GetExit())
 	}()
+}
+
+// lostShim handles a shim that went away without reporting an exit:
+// whatever it recorded on disk is the truth, and what it left running
+// has no owner any more.
+func (s *Service) lostShim(id string, client *shimclient.Client, err error) {
+	s.cfg.Logger.Warn("lost the shim of a container", "id", id, "err", err)
+	e, _ := shim.ReadExit(s.stateDir(id))
+	if rec, err := s.get(id); err == nil {
+		s.killOrphans(id, rec.Pid)
+	}
+	s.mu.Lock()
+	delete(s.shims, id)
+	s.mu.Unlock()
+	client.Close()
+	s.exited(id, e)
 }
 
 // exited records an exit, releases the runtime and applies AutoRemove.
 func (s *Service) exited(id string, e *shimv1.ExitStatus) {
-	rec, err := s.update(id, func(r *Record) error {
+	s.dropExecs(id)
+	rec, err := s.get(id)
+	if err != nil {
+		s.cleanupRuntime(id)
+		return
+	}
+	if hc, err := rec.hostConfig(); err == nil && hc.GetAutoRemove() {
+		// Removed at once: `docker run --rm` waits for the removal, and
+		// the exit status needs no record of its own on the way. (No
+		// container lock: its holder may be waiting for this exit.)
+		exitFrom(rec, e)
+		if err := s.removeRecord(rec); err != nil {
+			s.cfg.Logger.Warn("auto-remove container", "id", id, "err", err)
+		}
+		s.removeFiles(id)
+		return
+	}
+	s.update(id, func(r *Record) error {
 		exitFrom(r, e)
 		return nil
 	})
 	s.cleanupRuntime(id)
-	if err != nil {
-		return
-	}
-	if hc, err := rec.hostConfig(); err == nil && hc.GetAutoRemove() {
-		if err := s.Remove(context.Background(), id, true); err != nil {
-			s.cfg.Logger.Warn("auto-remove container", "id", id, "err", err)
-		}
-	}
 }
 
 // cleanupRuntime deletes the shim (it exits), the state directory and the
@@ -313,10 +353,9 @@ func (s *Service) cleanupRuntime(id string) {
 	client := s.shims[id]
 	delete(s.shims, id)
 	s.mu.Unlock()
-	if client == nil {
-		if b, err := shimclient.ReadBootstrap(s.stateDir(id)); err == nil && b.Alive() {
-			client, _ = shimclient.Dial(context.Background(), b)
-		}
+	b, berr := shimclient.ReadBootstrap(s.stateDir(id))
+	if client == nil && berr == nil && b.Alive() {
+		client, _ = shimclient.Dial(context.Background(), b)
 	}
 	if client != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -326,9 +365,11 @@ func (s *Service) cleanupRuntime(id string) {
 		cancel()
 		client.Close()
 	}
+	if berr == nil {
+		os.Remove(b.Address)
+	}
 	os.RemoveAll(filepath.Join(s.runcRoot(), id))
 	os.RemoveAll(s.stateDir(id))
-	os.Remove(s.socketPath(id))
 	s.unmountRootfs(id)
 }
 
@@ -530,14 +571,58 @@ func (s *Service) Remove(ctx context.Context, ref string, force bool) error {
 			client.Kill(ctx, &shimv1.KillRequest{Signal: uint32(syscall.SIGKILL)})
 		}
 		s.waitExited(ctx, rec.ID, s.changes(rec.ID), 10*time.Second)
+		if rec, err = s.get(rec.ID); err != nil {
+			if errdefs.IsNotFound(err) {
+				return nil // it was AutoRemove
+			}
+			return err
+		}
 	}
-	s.cleanupRuntime(rec.ID)
-	if err := os.RemoveAll(s.containerDir(rec.ID)); err != nil {
-		return fmt.Errorf("remove container files: %w", err)
+	if err := s.removeRecord(rec); err != nil {
+		return err
 	}
-	err = s.cfg.Store.Update(func(tx *bolt.Tx) error {
+	s.removeFiles(rec.ID)
+	return nil
+}
+
+// removeRecord deletes the container's record; its files go after (what
+// a crash leaves of them, Restore removes). Waiters for the removal still
+// learn the exit code.
+func (s *Service) removeRecord(rec *Record) error {
+	err := s.cfg.Store.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(store.BucketContainers).Delete([]byte(rec.ID))
 	})
+	if err != nil {
+		return fmt.Errorf("remove container record: %w", err)
+	}
+	s.mu.Lock()
+	s.removedExit[rec.ID] = rec.ExitCode
+	s.removedOrder = append(s.removedOrder, rec.ID)
+	if len(s.removedOrder) > maxRemovedExits {
+		delete(s.removedExit, s.removedOrder[0])
+		s.removedOrder = s.removedOrder[1:]
+	}
+	s.mu.Unlock()
 	s.notify(rec.ID)
-	return err
+	return nil
+}
+
+// maxRemovedExits bounds the exit codes kept for waiters of removed
+// containers.
+const maxRemovedExits = 1024
+
+// removedExitCode is the exit code of a container just removed.
+func (s *Service) removedExitCode(id string) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.removedExit[id]
+	return c, ok
+}
+
+// removeFiles releases the runtime and deletes the container's files.
+func (s *Service) removeFiles(id string) {
+	s.cleanupRuntime(id)
+	if err := os.RemoveAll(s.containerDir(id)); err != nil {
+		s.cfg.Logger.Warn("remove container files", "id", id, "err", err)
+	}
 }

@@ -3,12 +3,12 @@ package container
 import (
 	"context"
 	"os"
+	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/engined/engined/internal/shim"
 	"github.com/engined/engined/internal/shimclient"
-	shimv1 "github.com/engined/engined/proto/shim/v1"
 )
 
 // Restore reconciles the records with the shims after engined starts:
@@ -22,42 +22,56 @@ func (s *Service) Restore(ctx context.Context) {
 		recs, err = allRecords(tx)
 		return err
 	})
+	s.removeOrphans(recs)
 	for _, r := range recs {
 		if r.Status != "running" && r.Status != "paused" {
+			// A shim may be left from a start engined did not finish, or
+			// from an exit it recorded but did not clean up after.
+			if b, err := shimclient.ReadBootstrap(s.stateDir(r.ID)); err == nil {
+				s.cfg.Logger.Info("cleaning up after an unfinished start or exit", "id", r.ID[:12], "shim", b.Pid)
+				s.cleanupRuntime(r.ID)
+			}
 			continue
 		}
 		if b, err := shimclient.ReadBootstrap(s.stateDir(r.ID)); err == nil && b.Alive() {
 			client, err := shimclient.Dial(ctx, b)
 			if err == nil {
-				st, err := client.State(ctx, &shimv1.StateRequest{})
-				if err == nil && st.GetExit() == nil {
-					s.mu.Lock()
-					s.shims[r.ID] = client
-					s.mu.Unlock()
-					s.monitor(r.ID, client)
-					s.cfg.Logger.Info("reconnected to container", "id", r.ID[:12], "pid", st.GetPid())
-					continue
-				}
-				if err == nil {
-					// It exited while engined was down.
-					s.mu.Lock()
-					s.shims[r.ID] = client
-					s.mu.Unlock()
-					s.exited(r.ID, st.GetExit())
-					continue
-				}
-				client.Close()
+				// The shim replays the events engined had not handled,
+				// among them an exit while engined was down.
+				s.mu.Lock()
+				s.shims[r.ID] = client
+				s.mu.Unlock()
+				s.monitor(r.ID, client)
+				s.cfg.Logger.Info("reconnected to container", "id", r.ID[:12])
+				continue
 			}
 			s.cfg.Logger.Warn("shim does not answer; cleaning up", "id", r.ID[:12], "err", err)
-			if p, err := os.FindProcess(b.Pid); err == nil {
-				p.Kill()
-			}
+			b.Kill()
 		}
 		e, _ := shim.ReadExit(s.stateDir(r.ID))
 		if e == nil {
 			s.killOrphans(r.ID, r.Pid)
 		}
 		s.exited(r.ID, e)
+	}
+}
+
+// removeOrphans removes the files of containers that have no record: a
+// removal deletes the record first and engined may have died before the
+// files were gone.
+func (s *Service) removeOrphans(recs []*Record) {
+	known := map[string]bool{}
+	for _, r := range recs {
+		known[r.ID] = true
+	}
+	for _, dir := range []string{filepath.Join(s.cfg.ExecRoot, "containers"), filepath.Join(s.cfg.DataRoot, "containers")} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if e.IsDir() && !known[e.Name()] {
+				s.cfg.Logger.Info("removing the files of a removed container", "id", e.Name())
+				s.removeFiles(e.Name())
+			}
+		}
 	}
 }
 

@@ -35,7 +35,7 @@ import (
 type Config struct {
 	DataRoot string // containers' persistent files: <DataRoot>/containers/<id>
 	ExecRoot string // shims' state: <ExecRoot>/containers/<id>
-	ShimPath string
+	Shims    *shimclient.Pool
 	Store    *store.Store
 	Images   *image.Service
 	Logger   *slog.Logger
@@ -49,6 +49,10 @@ type Service struct {
 	shims   map[string]*shimclient.Client
 	changed map[string]chan struct{} // closed and replaced on every state change
 	locks   map[string]*sync.Mutex   // one lifecycle operation per container at a time
+	// The exit codes of containers removed lately, for their waiters.
+	removedExit  map[string]int
+	removedOrder []string
+	execs        map[string]*execProc
 
 	wg     sync.WaitGroup // monitors
 	ctx    context.Context
@@ -60,14 +64,14 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	for _, d := range []string{filepath.Join(cfg.DataRoot, "containers"), filepath.Join(cfg.ExecRoot, "containers"), filepath.Join(cfg.ExecRoot, "s")} {
+	for _, d := range []string{filepath.Join(cfg.DataRoot, "containers"), filepath.Join(cfg.ExecRoot, "containers")} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, err
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{cfg: cfg, shims: map[string]*shimclient.Client{}, changed: map[string]chan struct{}{},
-		locks: map[string]*sync.Mutex{}, ctx: ctx, cancel: cancel}, nil
+		locks: map[string]*sync.Mutex{}, removedExit: map[string]int{}, execs: map[string]*execProc{}, ctx: ctx, cancel: cancel}, nil
 }
 
 // Close stops watching shims; the containers keep running.
@@ -86,9 +90,6 @@ func (s *Service) containerDir(id string) string {
 }
 func (s *Service) stateDir(id string) string { return filepath.Join(s.cfg.ExecRoot, "containers", id) }
 func (s *Service) runcRoot() string          { return filepath.Join(s.cfg.ExecRoot, "runc") }
-func (s *Service) socketPath(id string) string {
-	return filepath.Join(s.cfg.ExecRoot, "s", id[:16]+".sock")
-}
 func (s *Service) logPath(id string) string {
 	return filepath.Join(s.containerDir(id), id+"-json.log")
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/engined/engined/gateway"
 	"github.com/engined/engined/internal/config"
 	"github.com/engined/engined/internal/container"
+	"github.com/engined/engined/internal/shimclient"
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/image"
 	"github.com/engined/engined/internal/listener"
@@ -127,8 +128,17 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 	self, _ := os.Executable()
 	shimPath := filepath.Join(filepath.Dir(self), "shim")
+	// One shim waits ready, so a container start does not wait for one.
+	shims, err := shimclient.NewPool(shimclient.Options{
+		Bin: shimPath, RuncRoot: filepath.Join(cfg.ExecRoot, "runc"), SocketDir: filepath.Join(cfg.ExecRoot, "s"),
+	}, filepath.Join(cfg.ExecRoot, "idle-shims"), poolSize(), log)
+	if err != nil {
+		closeAll(listeners)
+		return err
+	}
+	defer shims.Close()
 	containers, err = container.New(container.Config{
-		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, ShimPath: shimPath, Store: st, Images: images, Logger: log,
+		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, Shims: shims, Store: st, Images: images, Logger: log,
 	})
 	if err != nil {
 		closeAll(listeners)
@@ -249,16 +259,20 @@ func splitGRPC(grpcServer *grpc.Server, rest http.Handler) http.Handler {
 
 func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "proto", r.Proto)
+		start := time.Now()
 		next.ServeHTTP(w, r)
+		log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "proto", r.Proto, "took", time.Since(start))
 	})
 }
 
 func unaryErrors(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
 		resp, err := handler(ctx, req)
 		if err != nil {
-			log.Debug("engine call failed", "method", info.FullMethod, "err", err)
+			log.Debug("engine call failed", "method", info.FullMethod, "err", err, "took", time.Since(start))
+		} else {
+			log.Debug("engine call", "method", info.FullMethod, "took", time.Since(start))
 		}
 		return resp, errdefs.ToGRPC(err)
 	}
@@ -321,4 +335,11 @@ func closeAll(ls []*listener.Listener) {
 	for _, l := range ls {
 		l.Close()
 	}
+}
+
+func poolSize() int {
+	if v := os.Getenv("ENGINED_POOL"); v == "0" {
+		return 0
+	}
+	return 1
 }

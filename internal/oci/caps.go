@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -179,4 +180,15 @@ func normalizeCaps(in []string) ([]string, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// ExecCapabilities are the capability sets of a process exec'd in a
+// container whose init has base: a privileged exec gets every available
+// capability, as in dockerd.
+func ExecCapabilities(base *specs.LinuxCapabilities, privileged bool) *specs.LinuxCapabilities {
+	if !privileged {
+		return base
+	}
+	all := availableCaps()
+	return &specs.LinuxCapabilities{Bounding: slices.Clone(all), Effective: slices.Clone(all), Permitted: slices.Clone(all)}
 }

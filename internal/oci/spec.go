@@ -132,12 +132,12 @@ func Spec(o Options) (*specs.Spec, error) {
 	if o.Tty {
 		env = append(env, "TERM=xterm")
 	}
-	env = mergeEnv(env, mergeEnv(slices.Clone(o.ImageEnv), o.Env))
+	env = MergeEnv(env, MergeEnv(slices.Clone(o.ImageEnv), o.Env))
 	// runc derives the same HOME at start, but only for the container's
 	// first process; having it in the spec gives it to execs that reuse
 	// Process.Env too. An empty HOME counts as unset, as it does for runc.
 	if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "HOME=") && e != "HOME=" }) {
-		env = mergeEnv(env, []string{"HOME=" + home})
+		env = MergeEnv(env, []string{"HOME=" + home})
 	}
 
 	s := &specs.Spec{
@@ -213,9 +213,9 @@ func command(o Options) ([]string, error) {
 	return append(slices.Clone(ep), cmd...), nil
 }
 
-// mergeEnv overrides base by key, appends new keys and, as the Docker API
+// MergeEnv overrides base by key, appends new keys and, as the Docker API
 // does, treats an entry without "=" as a request to unset that key.
-func mergeEnv(base, over []string) []string {
+func MergeEnv(base, over []string) []string {
 	for _, e := range over {
 		key, _, set := strings.Cut(e, "=")
 		i := slices.IndexFunc(base, func(b string) bool { k, _, _ := strings.Cut(b, "="); return k == key })

@@ -32,7 +32,9 @@ import (
 )
 
 // ProtocolVersion is the newest Shim protocol this build speaks.
-const ProtocolVersion = 1
+// Version 2 gives the container and its state directory in Create (a
+// shim is started before it has a container), and adds execs and events.
+const ProtocolVersion = 2
 
 // ExitFile is where the exit status is written, in the state directory,
 // before anyone is told: engined reads it after a restart.
@@ -40,8 +42,6 @@ const ExitFile = "exit.json"
 
 // Service is one container's shim.
 type Service struct {
-	id       string
-	stateDir string
 	runcRoot string
 
 	// startMu is held across libcontainer calls that start and wait for
@@ -50,29 +50,47 @@ type Service struct {
 	startMu sync.Mutex
 
 	mu        sync.Mutex
+	id        string
+	stateDir  string
 	container *libcontainer.Container
-	initPid   int
 	started   bool
-	stdin     io.WriteCloser
-	console   console.Console
+	init      *process
+	execs     map[string]*process
 	logw      *logs.Writer
-	copies    sync.WaitGroup
-	exit      *shimv1.ExitStatus
-	exited    chan struct{}
+
+	events eventLog
 	// Done is closed when the shim should exit (after Delete).
 	Done chan struct{}
 }
 
-// New returns the service for container id, keeping libcontainer's state
-// under runcRoot.
-func New(id, stateDir, runcRoot string) *Service {
-	return &Service{id: id, stateDir: stateDir, runcRoot: runcRoot, exited: make(chan struct{}), Done: make(chan struct{})}
+// process is the container's init or one exec'd process.
+type process struct {
+	execID  string
+	lc      *libcontainer.Process
+	pid     int
+	stdin   io.WriteCloser
+	console console.Console
+	copies  sync.WaitGroup
+	// output carries an exec's output to Output; nil for the init, whose
+	// output goes to the log.
+	output  chan *shimv1.OutputChunk
+	started bool
+	exit    *shimv1.ExitStatus
+	exited  chan struct{}
+	// An exec's stdio, as registered.
+	openStdin, tty bool
+}
+
+// New returns a shim service that keeps libcontainer's state under
+// runcRoot; Create gives it its container.
+func New(runcRoot string) *Service {
+	return &Service{runcRoot: runcRoot, execs: map[string]*process{}, Done: make(chan struct{})}
 }
 
 var _ shimv1.ShimService = (*Service)(nil)
 
 func (s *Service) Connect(ctx context.Context, req *shimv1.ConnectRequest) (*shimv1.ConnectResponse, error) {
-	st, _ := s.State(ctx, nil)
+	st, _ := s.State(ctx, &shimv1.StateRequest{})
 	return &shimv1.ConnectResponse{
 		ProtocolVersion: min(req.GetProtocolVersion(), ProtocolVersion),
 		ShimPid:         uint32(os.Getpid()),
@@ -87,18 +105,16 @@ func (s *Service) Create(ctx context.Context, req *shimv1.CreateRequest) (*shimv
 	if s.container != nil {
 		return nil, errors.New("container already created")
 	}
-	raw, err := os.ReadFile(req.GetSpecPath())
+	if req.GetId() == "" || !filepath.IsAbs(req.GetStateDir()) {
+		return nil, errors.New("create needs the container id and an absolute state directory")
+	}
+	s.id, s.stateDir = req.GetId(), req.GetStateDir()
+	redirectStderr(filepath.Join(s.stateDir, "shim.log"))
+	spec, err := readSpec(req.GetSpecPath())
 	if err != nil {
-		return nil, fmt.Errorf("read spec: %w", err)
+		return nil, err
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(raw, &spec); err != nil {
-		return nil, fmt.Errorf("parse spec: %w", err)
-	}
-	if spec.Process == nil {
-		return nil, errors.New("spec has no process")
-	}
-	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: s.id, Spec: &spec})
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: s.id, Spec: spec})
 	if err != nil {
 		return nil, fmt.Errorf("container config: %w", err)
 	}
@@ -111,102 +127,167 @@ func (s *Service) Create(ctx context.Context, req *shimv1.CreateRequest) (*shimv
 		logw.Close()
 		return nil, fmt.Errorf("create container: %w", err)
 	}
-	p := &libcontainer.Process{
-		Args: spec.Process.Args, Env: spec.Process.Env, Cwd: spec.Process.Cwd,
-		UID: int(spec.Process.User.UID), GID: int(spec.Process.User.GID), Init: true,
+	lp, err := newLibcontainerProcess(spec.Process, true)
+	if err != nil {
+		return nil, s.failCreate(c, logw, err)
 	}
-	for _, g := range spec.Process.User.AdditionalGids {
+	p := &process{lc: lp, exited: make(chan struct{})}
+	sink := func(stream string, r io.Reader) { logw.Copy(stream, r) }
+	if err := s.startProcess(c, p, req.GetStdin(), req.GetTty(), true, true, sink); err != nil {
+		return nil, s.failCreate(c, logw, err)
+	}
+	s.container, s.logw, s.init = c, logw, p
+	return &shimv1.CreateResponse{Pid: uint32(p.pid)}, nil
+}
+
+func readSpec(path string) (*specs.Spec, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return nil, fmt.Errorf("parse spec: %w", err)
+	}
+	if spec.Process == nil {
+		return nil, errors.New("spec has no process")
+	}
+	return &spec, nil
+}
+
+// redirectStderr points the shim's own log at its container's state
+// directory once it has one.
+func redirectStderr(path string) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return
+	}
+	unix.Dup3(int(f.Fd()), 2, 0)
+	f.Close()
+}
+
+// newLibcontainerProcess translates an OCI process.
+func newLibcontainerProcess(sp *specs.Process, init bool) (*libcontainer.Process, error) {
+	p := &libcontainer.Process{
+		Args: sp.Args, Env: sp.Env, Cwd: sp.Cwd,
+		UID: int(sp.User.UID), GID: int(sp.User.GID), Init: init,
+	}
+	if len(p.Args) == 0 {
+		return nil, errors.New("process has no command")
+	}
+	for _, g := range sp.User.AdditionalGids {
 		p.AdditionalGroups = append(p.AdditionalGroups, int(g))
 	}
+	if c := sp.Capabilities; c != nil && !init {
+		p.Capabilities = &configs.Capabilities{Bounding: c.Bounding, Effective: c.Effective,
+			Inheritable: c.Inheritable, Permitted: c.Permitted, Ambient: c.Ambient}
+	}
+	if !init && sp.NoNewPrivileges {
+		nnp := true
+		p.NoNewPrivileges = &nnp
+	}
 	// libcontainer takes the init's rlimits from the Process only.
-	for _, rl := range spec.Process.Rlimits {
+	for _, rl := range sp.Rlimits {
 		n, ok := rlimits[rl.Type]
 		if !ok {
 			return nil, fmt.Errorf("unknown rlimit %q", rl.Type)
 		}
 		p.Rlimits = append(p.Rlimits, configs.Rlimit{Type: n, Soft: rl.Soft, Hard: rl.Hard})
 	}
+	return p, nil
+}
+
+// startProcess wires p's stdio (pipes, or a terminal through a console
+// socket), starts it in the container, and copies its output to sink.
+// For the init, libcontainer's Start leaves it waiting for Exec.
+func (s *Service) startProcess(c *libcontainer.Container, p *process, stdin, tty, stdout, stderr bool, sink func(stream string, r io.Reader)) error {
 	// The container's ends of its stdio, closed here once it has them.
 	var childEnds []*os.File
-	closeChildEnds := func() {
+	defer func() {
 		for _, f := range childEnds {
 			f.Close()
 		}
-	}
+	}()
 	var consoleParent *os.File
-	if req.GetTty() {
+	if tty {
 		parent, child, err := utils.NewSockPair("console")
 		if err != nil {
-			return nil, s.failCreate(c, logw, err)
+			return err
 		}
-		p.ConsoleSocket, consoleParent = child, parent
+		p.lc.ConsoleSocket, consoleParent = child, parent
 		childEnds = append(childEnds, child)
 		defer parent.Close()
 	} else {
 		for _, stream := range []string{"stdout", "stderr"} {
-			r, w, err := os.Pipe()
-			if err != nil {
-				closeChildEnds()
-				return nil, s.failCreate(c, logw, err)
+			want := stdout
+			if stream == "stderr" {
+				want = stderr
+			}
+			var w *os.File
+			if !want {
+				null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+				if err != nil {
+					return err
+				}
+				w = null
+			} else {
+				r, pw, err := os.Pipe()
+				if err != nil {
+					return err
+				}
+				w = pw
+				p.copies.Add(1)
+				go func() {
+					defer p.copies.Done()
+					defer r.Close()
+					sink(stream, r)
+				}()
 			}
 			childEnds = append(childEnds, w)
 			if stream == "stdout" {
-				p.Stdout = w
+				p.lc.Stdout = w
 			} else {
-				p.Stderr = w
+				p.lc.Stderr = w
 			}
-			s.copies.Add(1)
-			go func() {
-				defer s.copies.Done()
-				defer r.Close()
-				logw.Copy(stream, r)
-			}()
 		}
-		if req.GetStdin() {
+		if stdin {
 			r, w, err := os.Pipe()
 			if err != nil {
-				closeChildEnds()
-				return nil, s.failCreate(c, logw, err)
+				return err
 			}
 			childEnds = append(childEnds, r)
-			p.Stdin, s.stdin = r, w
+			p.lc.Stdin, p.stdin = r, w
 		}
 	}
 	s.startMu.Lock()
-	err = c.Start(p)
-	var pid int
+	err := c.Start(p.lc)
 	if err == nil {
-		pid, err = p.Pid()
-	}
-	if err == nil {
-		s.initPid = pid
+		p.pid, err = p.lc.Pid()
 	}
 	s.startMu.Unlock()
-	closeChildEnds()
 	if err != nil {
-		if s.stdin != nil {
-			s.stdin.Close()
+		if p.stdin != nil {
+			p.stdin.Close()
 		}
-		return nil, s.failCreate(c, logw, fmt.Errorf("start container init: %w", err))
+		return fmt.Errorf("start process: %w", err)
 	}
 	if consoleParent != nil {
 		f, err := utils.RecvFile(consoleParent)
 		if err != nil {
-			return nil, s.failCreate(c, logw, fmt.Errorf("receive the container's terminal: %w", err))
+			return fmt.Errorf("receive the terminal: %w", err)
 		}
 		con, err := console.ConsoleFromFile(f)
 		if err != nil {
-			return nil, s.failCreate(c, logw, err)
+			return err
 		}
-		s.console, s.stdin = con, con
-		s.copies.Add(1)
+		p.console, p.stdin = con, con
+		p.copies.Add(1)
 		go func() {
-			defer s.copies.Done()
-			logw.Copy("stdout", con)
+			defer p.copies.Done()
+			sink("stdout", con)
 		}()
 	}
-	s.container, s.logw = c, logw
-	return &shimv1.CreateResponse{Pid: uint32(pid)}, nil
+	return nil
 }
 
 func (s *Service) failCreate(c *libcontainer.Container, logw *logs.Writer, err error) error {
@@ -215,11 +296,33 @@ func (s *Service) failCreate(c *libcontainer.Container, logw *logs.Writer, err e
 	return err
 }
 
-func (s *Service) Start(ctx context.Context, _ *shimv1.StartRequest) (*shimv1.StartResponse, error) {
+// process returns the init (execID "") or a registered exec.
+func (s *Service) process(execID string) (*process, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if execID == "" {
+		if s.init == nil {
+			return nil, errNotCreated
+		}
+		return s.init, nil
+	}
+	p := s.execs[execID]
+	if p == nil {
+		return nil, fmt.Errorf("no such exec %q", execID)
+	}
+	return p, nil
+}
+
+var errNotCreated = errors.New("container not created")
+
+func (s *Service) Start(ctx context.Context, req *shimv1.StartRequest) (*shimv1.StartResponse, error) {
+	if req.GetExecId() != "" {
+		return s.startExec(req.GetExecId())
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.container == nil {
-		return nil, errors.New("container not created")
+		return nil, errNotCreated
 	}
 	if s.started {
 		return nil, errors.New("container already started")
@@ -227,19 +330,50 @@ func (s *Service) Start(ctx context.Context, _ *shimv1.StartRequest) (*shimv1.St
 	if err := s.container.Exec(); err != nil {
 		return nil, fmt.Errorf("start container: %w", err)
 	}
-	s.started = true
-	return &shimv1.StartResponse{Pid: uint32(s.initPid)}, nil
+	s.started, s.init.started = true, true
+	s.watchOOM()
+	return &shimv1.StartResponse{Pid: uint32(s.init.pid)}, nil
 }
 
-func (s *Service) State(ctx context.Context, _ *shimv1.StateRequest) (*shimv1.StateResponse, error) {
+// watchOOM publishes an event each time the OOM killer acts in the
+// container's cgroup, until the container is gone.
+func (s *Service) watchOOM() {
+	ch, err := s.container.NotifyOOM()
+	if err != nil {
+		return
+	}
+	go func() {
+		for range ch {
+			s.events.publish(&shimv1.Event{Kind: shimv1.Event_KIND_OOM})
+		}
+	}()
+}
+
+func (s *Service) State(ctx context.Context, req *shimv1.StateRequest) (*shimv1.StateResponse, error) {
+	if req.GetExecId() != "" {
+		p, err := s.process(req.GetExecId())
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		resp := &shimv1.StateResponse{Pid: uint32(p.pid), Exit: p.exit, Status: shimv1.Status_STATUS_CREATED}
+		if p.exit != nil {
+			resp.Status = shimv1.Status_STATUS_STOPPED
+		} else if p.started {
+			resp.Status = shimv1.Status_STATUS_RUNNING
+		}
+		return resp, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	resp := &shimv1.StateResponse{Pid: uint32(s.initPid), Exit: s.exit}
+	resp := &shimv1.StateResponse{}
 	switch {
-	case s.exit != nil:
-		resp.Status = shimv1.Status_STATUS_STOPPED
-	case s.container == nil:
+	case s.init == nil:
 		resp.Status = shimv1.Status_STATUS_UNSPECIFIED
+		return resp, nil
+	case s.init.exit != nil:
+		resp.Status = shimv1.Status_STATUS_STOPPED
 	default:
 		st, err := s.container.Status()
 		if err != nil {
@@ -256,15 +390,32 @@ func (s *Service) State(ctx context.Context, _ *shimv1.StateRequest) (*shimv1.St
 			resp.Status = shimv1.Status_STATUS_STOPPED
 		}
 	}
+	resp.Pid, resp.Exit = uint32(s.init.pid), s.init.exit
 	return resp, nil
 }
 
 func (s *Service) Kill(ctx context.Context, req *shimv1.KillRequest) (*shimv1.KillResponse, error) {
+	sig := syscall.Signal(req.GetSignal())
+	if req.GetExecId() != "" {
+		p, err := s.process(req.GetExecId())
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		running := p.started && p.exit == nil
+		s.mu.Unlock()
+		if !running {
+			return nil, errNotRunning
+		}
+		if err := p.lc.Signal(sig); err != nil {
+			return nil, fmt.Errorf("signal %d: %w", sig, err)
+		}
+		return &shimv1.KillResponse{}, nil
+	}
 	c, err := s.live()
 	if err != nil {
 		return nil, err
 	}
-	sig := syscall.Signal(req.GetSignal())
 	if err := c.Signal(sig); err != nil {
 		if errors.Is(err, libcontainer.ErrNotRunning) {
 			return nil, errNotRunning
@@ -272,6 +423,31 @@ func (s *Service) Kill(ctx context.Context, req *shimv1.KillRequest) (*shimv1.Ki
 		return nil, fmt.Errorf("signal %d: %w", sig, err)
 	}
 	return &shimv1.KillResponse{}, nil
+}
+
+func (s *Service) Exec(ctx context.Context, req *shimv1.ExecRequest) (*shimv1.ExecResponse, error) {
+	if req.GetExecId() == "" {
+		return nil, errors.New("exec needs an id")
+	}
+	var sp specs.Process
+	if err := json.Unmarshal(req.GetProcess(), &sp); err != nil {
+		return nil, fmt.Errorf("parse exec process: %w", err)
+	}
+	lp, err := newLibcontainerProcess(&sp, false)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.live(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.execs[req.GetExecId()] != nil {
+		return nil, fmt.Errorf("exec %q already exists", req.GetExecId())
+	}
+	s.execs[req.GetExecId()] = &process{execID: req.GetExecId(), lc: lp, exited: make(chan struct{}),
+		output: make(chan *shimv1.OutputChunk, 16), openStdin: req.GetStdin(), tty: req.GetTty()}
+	return &shimv1.ExecResponse{}, nil
 }
 
 var rlimits = map[string]int{
@@ -286,7 +462,7 @@ var rlimits = map[string]int{
 func (s *Service) live() (*libcontainer.Container, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.container == nil || s.exit != nil {
+	if s.container == nil || s.init.exit != nil {
 		return nil, errNotRunning
 	}
 	return s.container, nil
@@ -295,15 +471,92 @@ func (s *Service) live() (*libcontainer.Container, error) {
 // errNotRunning's text is matched by engined.
 var errNotRunning = errors.New("container is not running")
 
-func (s *Service) Wait(ctx context.Context, _ *shimv1.WaitRequest) (*shimv1.WaitResponse, error) {
+func (s *Service) startExec(execID string) (*shimv1.StartResponse, error) {
+	c, err := s.live()
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.process(execID)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if p.started {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("exec %q already started", execID)
+	}
+	p.started = true
+	s.mu.Unlock()
+	sink := func(stream string, r io.Reader) {
+		n := uint32(1)
+		if stream == "stderr" {
+			n = 2
+		}
+		buf := make([]byte, 32<<10)
+		for {
+			k, err := r.Read(buf)
+			if k > 0 {
+				p.output <- &shimv1.OutputChunk{Stream: n, Data: append([]byte(nil), buf[:k]...)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	if err := s.startProcess(c, p, p.openStdin, p.tty, true, true, sink); err != nil {
+		s.mu.Lock()
+		delete(s.execs, execID)
+		s.mu.Unlock()
+		close(p.output)
+		return nil, err
+	}
+	return &shimv1.StartResponse{Pid: uint32(p.pid)}, nil
+}
+
+func (s *Service) Output(ctx context.Context, req *shimv1.OutputRequest, stream shimv1.Shim_OutputServer) error {
+	p, err := s.process(req.GetExecId())
+	if err != nil {
+		return err
+	}
+	if p.output == nil {
+		return errors.New("the init process's output goes to the log")
+	}
+	for {
+		select {
+		case chunk, ok := <-p.output:
+			if !ok {
+				return nil
+			}
+			if err := stream.Send(chunk); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *Service) Wait(ctx context.Context, req *shimv1.WaitRequest) (*shimv1.WaitResponse, error) {
+	p, err := s.process(req.GetExecId())
+	if err != nil {
+		return nil, err
+	}
 	select {
-	case <-s.exited:
+	case <-p.exited:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return &shimv1.WaitResponse{Exit: s.exit}, nil
+	return &shimv1.WaitResponse{Exit: p.exit}, nil
+}
+
+func (s *Service) Events(ctx context.Context, req *shimv1.EventsRequest) (*shimv1.EventsResponse, error) {
+	evs, err := s.events.after(ctx, req.GetAfter())
+	if err != nil {
+		return nil, err
+	}
+	return &shimv1.EventsResponse{Events: evs}, nil
 }
 
 func (s *Service) Pids(ctx context.Context, _ *shimv1.PidsRequest) (*shimv1.PidsResponse, error) {
@@ -341,11 +594,15 @@ func (s *Service) Resume(ctx context.Context, _ *shimv1.ResumeRequest) (*shimv1.
 }
 
 func (s *Service) WriteStdin(ctx context.Context, req *shimv1.WriteStdinRequest) (*shimv1.WriteStdinResponse, error) {
+	p, err := s.process(req.GetExecId())
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
-	w := s.stdin
+	w := p.stdin
 	s.mu.Unlock()
 	if w == nil {
-		return nil, errors.New("container has no open stdin")
+		return nil, errors.New("process has no open stdin")
 	}
 	if _, err := w.Write(req.GetData()); err != nil {
 		return nil, err
@@ -353,37 +610,46 @@ func (s *Service) WriteStdin(ctx context.Context, req *shimv1.WriteStdinRequest)
 	return &shimv1.WriteStdinResponse{}, nil
 }
 
-func (s *Service) CloseIO(ctx context.Context, _ *shimv1.CloseIORequest) (*shimv1.CloseIOResponse, error) {
+func (s *Service) CloseIO(ctx context.Context, req *shimv1.CloseIORequest) (*shimv1.CloseIOResponse, error) {
+	p, err := s.process(req.GetExecId())
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stdin != nil && s.console == nil {
-		s.stdin.Close()
-		s.stdin = nil
+	if p.stdin != nil && p.console == nil {
+		p.stdin.Close()
+		p.stdin = nil
 	}
 	return &shimv1.CloseIOResponse{}, nil
 }
 
 func (s *Service) ResizePty(ctx context.Context, req *shimv1.ResizePtyRequest) (*shimv1.ResizePtyResponse, error) {
+	p, err := s.process(req.GetExecId())
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
-	con := s.console
+	con := p.console
 	s.mu.Unlock()
 	if con == nil {
-		return nil, errors.New("container has no terminal")
+		return nil, errors.New("process has no terminal")
 	}
 	return &shimv1.ResizePtyResponse{}, con.Resize(console.WinSize{Width: uint16(req.GetWidth()), Height: uint16(req.GetHeight())})
 }
 
 func (s *Service) Delete(ctx context.Context, _ *shimv1.DeleteRequest) (*shimv1.DeleteResponse, error) {
 	s.mu.Lock()
-	c := s.container
+	c, init := s.container, s.init
 	s.mu.Unlock()
+	var exit *shimv1.ExitStatus
 	if c != nil {
 		select {
-		case <-s.exited:
+		case <-init.exited:
 		default:
 			c.Signal(unix.SIGKILL)
 			select {
-			case <-s.exited:
+			case <-init.exited:
 			case <-time.After(10 * time.Second):
 				return nil, errors.New("container did not exit after SIGKILL")
 			}
@@ -394,13 +660,13 @@ func (s *Service) Delete(ctx context.Context, _ *shimv1.DeleteRequest) (*shimv1.
 		if err != nil {
 			return nil, fmt.Errorf("destroy container: %w", err)
 		}
+		s.mu.Lock()
+		exit = init.exit
+		if s.logw != nil {
+			s.logw.Close()
+		}
+		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	exit := s.exit
-	if s.logw != nil {
-		s.logw.Close()
-	}
-	s.mu.Unlock()
 	select {
 	case <-s.Done:
 	default:
@@ -410,8 +676,8 @@ func (s *Service) Delete(ctx context.Context, _ *shimv1.DeleteRequest) (*shimv1.
 }
 
 // Reap is the child-reaper loop: it collects every exited child of the
-// shim (it is their subreaper) and records the init process's status. It
-// returns when ctx is done.
+// shim (it is their subreaper) and records how the container's processes
+// exited. It returns when ctx is done.
 func (s *Service) Reap(ctx context.Context, sigchld <-chan os.Signal) {
 	for {
 		select {
@@ -433,17 +699,25 @@ func (s *Service) reapAll() {
 			return
 		}
 		s.mu.Lock()
-		isInit := pid == s.initPid && s.exit == nil
+		var p *process
+		if s.init != nil && pid == s.init.pid && s.init.exit == nil {
+			p = s.init
+		}
+		for _, e := range s.execs {
+			if e.started && pid == e.pid && e.exit == nil {
+				p = e
+			}
+		}
 		s.mu.Unlock()
-		if isInit {
-			s.initExited(ws)
+		if p != nil {
+			s.exited(p, ws)
 		}
 	}
 }
 
-// initExited drains the output, writes exit.json and only then wakes
-// the waiters.
-func (s *Service) initExited(ws unix.WaitStatus) {
+// exited drains the process's output, records its status (for the init,
+// in exit.json first) and only then tells anyone.
+func (s *Service) exited(p *process, ws unix.WaitStatus) {
 	exit := &shimv1.ExitStatus{ExitedAtUnixNano: time.Now().UnixNano()}
 	switch {
 	case ws.Exited():
@@ -452,22 +726,34 @@ func (s *Service) initExited(ws unix.WaitStatus) {
 		exit.Signal = int32(ws.Signal())
 		exit.Code = 128 + int32(ws.Signal())
 	}
-	exit.OomKilled = s.oomKilled()
 	// The output pipes close when the last process holding them is gone;
 	// bound the wait in case a leaked descendant keeps one open.
 	drained := make(chan struct{})
-	go func() { s.copies.Wait(); close(drained) }()
+	go func() { p.copies.Wait(); close(drained) }()
 	select {
 	case <-drained:
 	case <-time.After(2 * time.Second):
 	}
-	if err := WriteExit(s.stateDir, exit); err != nil {
-		fmt.Fprintln(os.Stderr, "shim: write exit status:", err)
+	ev := &shimv1.Event{Kind: shimv1.Event_KIND_EXEC_EXIT, ExecId: p.execID, Pid: uint32(p.pid), Exit: exit}
+	if p.execID == "" {
+		ev.Kind = shimv1.Event_KIND_EXIT
+		exit.OomKilled = s.oomKilled()
+		if err := WriteExit(s.stateDir, exit); err != nil {
+			fmt.Fprintln(os.Stderr, "shim: write exit status:", err)
+		}
+	} else {
+		// Output ends once the copies are done or given up on.
+		go func() { <-drained; close(p.output) }()
 	}
 	s.mu.Lock()
-	s.exit = exit
+	p.exit = exit
+	if p.stdin != nil {
+		p.stdin.Close()
+		p.stdin = nil
+	}
 	s.mu.Unlock()
-	close(s.exited)
+	close(p.exited)
+	s.events.publish(ev)
 }
 
 // oomKilled reports whether the kernel's OOM killer acted in the
@@ -533,6 +819,60 @@ func ReadExit(dir string) (*shimv1.ExitStatus, error) {
 	return &e, nil
 }
 
+// eventLog numbers events and keeps them until engined acknowledges them.
+type eventLog struct {
+	mu     sync.Mutex
+	seq    uint64
+	events []*shimv1.Event
+	wake   chan struct{} // closed and replaced when an event is added
+}
+
+// maxEvents bounds the events kept for an engined that does not ask.
+const maxEvents = 4096
+
+func (l *eventLog) publish(ev *shimv1.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seq++
+	ev.Seq = l.seq
+	l.events = append(l.events, ev)
+	if len(l.events) > maxEvents {
+		l.events = l.events[len(l.events)-maxEvents:]
+	}
+	if l.wake != nil {
+		close(l.wake)
+		l.wake = nil
+	}
+}
+
+// after drops the events up to n and returns the rest, waiting for one
+// if there is none.
+func (l *eventLog) after(ctx context.Context, n uint64) ([]*shimv1.Event, error) {
+	for {
+		l.mu.Lock()
+		i := 0
+		for i < len(l.events) && l.events[i].GetSeq() <= n {
+			i++
+		}
+		l.events = l.events[i:]
+		if len(l.events) > 0 {
+			evs := append([]*shimv1.Event(nil), l.events...)
+			l.mu.Unlock()
+			return evs, nil
+		}
+		if l.wake == nil {
+			l.wake = make(chan struct{})
+		}
+		wake := l.wake
+		l.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 func (s *Service) Stats(ctx context.Context, _ *shimv1.StatsRequest) (*shimv1.StatsResponse, error) {
 	c, err := s.live()
 	if err != nil {
@@ -562,15 +902,11 @@ func (s *Service) Update(ctx context.Context, req *shimv1.UpdateRequest) (*shimv
 	if err != nil {
 		return nil, err
 	}
-	raw, err := os.ReadFile(req.GetSpecPath())
+	spec, err := readSpec(req.GetSpecPath())
 	if err != nil {
-		return nil, fmt.Errorf("read spec: %w", err)
+		return nil, err
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(raw, &spec); err != nil {
-		return nil, fmt.Errorf("parse spec: %w", err)
-	}
-	next, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: s.id, Spec: &spec})
+	next, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: s.id, Spec: spec})
 	if err != nil {
 		return nil, fmt.Errorf("container config: %w", err)
 	}

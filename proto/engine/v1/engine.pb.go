@@ -5830,6 +5830,582 @@ func (x *ContainerUpdateResponse) GetWarnings() []string {
 	return nil
 }
 
+type ExecConfig struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Cmd          []string               `protobuf:"bytes,1,rep,name=cmd,proto3" json:"cmd,omitempty"`
+	Env          []string               `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty"`
+	User         string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	WorkingDir   string                 `protobuf:"bytes,4,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
+	Tty          bool                   `protobuf:"varint,5,opt,name=tty,proto3" json:"tty,omitempty"`
+	Privileged   bool                   `protobuf:"varint,6,opt,name=privileged,proto3" json:"privileged,omitempty"`
+	AttachStdin  bool                   `protobuf:"varint,7,opt,name=attach_stdin,json=attachStdin,proto3" json:"attach_stdin,omitempty"`
+	AttachStdout bool                   `protobuf:"varint,8,opt,name=attach_stdout,json=attachStdout,proto3" json:"attach_stdout,omitempty"`
+	AttachStderr bool                   `protobuf:"varint,9,opt,name=attach_stderr,json=attachStderr,proto3" json:"attach_stderr,omitempty"`
+	DetachKeys   string                 `protobuf:"bytes,10,opt,name=detach_keys,json=detachKeys,proto3" json:"detach_keys,omitempty"`
+	// console_size is height, width (Docker's order).
+	ConsoleSize   []uint32 `protobuf:"varint,11,rep,packed,name=console_size,json=consoleSize,proto3" json:"console_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecConfig) Reset() {
+	*x = ExecConfig{}
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecConfig) ProtoMessage() {}
+
+func (x *ExecConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecConfig.ProtoReflect.Descriptor instead.
+func (*ExecConfig) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *ExecConfig) GetCmd() []string {
+	if x != nil {
+		return x.Cmd
+	}
+	return nil
+}
+
+func (x *ExecConfig) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *ExecConfig) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ExecConfig) GetWorkingDir() string {
+	if x != nil {
+		return x.WorkingDir
+	}
+	return ""
+}
+
+func (x *ExecConfig) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *ExecConfig) GetPrivileged() bool {
+	if x != nil {
+		return x.Privileged
+	}
+	return false
+}
+
+func (x *ExecConfig) GetAttachStdin() bool {
+	if x != nil {
+		return x.AttachStdin
+	}
+	return false
+}
+
+func (x *ExecConfig) GetAttachStdout() bool {
+	if x != nil {
+		return x.AttachStdout
+	}
+	return false
+}
+
+func (x *ExecConfig) GetAttachStderr() bool {
+	if x != nil {
+		return x.AttachStderr
+	}
+	return false
+}
+
+func (x *ExecConfig) GetDetachKeys() string {
+	if x != nil {
+		return x.DetachKeys
+	}
+	return ""
+}
+
+func (x *ExecConfig) GetConsoleSize() []uint32 {
+	if x != nil {
+		return x.ConsoleSize
+	}
+	return nil
+}
+
+type ContainerExecCreateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the container's id or name.
+	Id            string      `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Config        *ExecConfig `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerExecCreateRequest) Reset() {
+	*x = ContainerExecCreateRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerExecCreateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerExecCreateRequest) ProtoMessage() {}
+
+func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerExecCreateRequest.ProtoReflect.Descriptor instead.
+func (*ContainerExecCreateRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *ContainerExecCreateRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerExecCreateRequest) GetConfig() *ExecConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type ContainerExecCreateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerExecCreateResponse) Reset() {
+	*x = ContainerExecCreateResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerExecCreateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerExecCreateResponse) ProtoMessage() {}
+
+func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerExecCreateResponse.ProtoReflect.Descriptor instead.
+func (*ContainerExecCreateResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *ContainerExecCreateResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ExecStartRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set in the first message only.
+	Options       *ExecStartOptions `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	Stdin         []byte            `protobuf:"bytes,2,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	CloseStdin    bool              `protobuf:"varint,3,opt,name=close_stdin,json=closeStdin,proto3" json:"close_stdin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecStartRequest) Reset() {
+	*x = ExecStartRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecStartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecStartRequest) ProtoMessage() {}
+
+func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecStartRequest.ProtoReflect.Descriptor instead.
+func (*ExecStartRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *ExecStartRequest) GetOptions() *ExecStartOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *ExecStartRequest) GetStdin() []byte {
+	if x != nil {
+		return x.Stdin
+	}
+	return nil
+}
+
+func (x *ExecStartRequest) GetCloseStdin() bool {
+	if x != nil {
+		return x.CloseStdin
+	}
+	return false
+}
+
+type ExecStartOptions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Detach        bool                   `protobuf:"varint,2,opt,name=detach,proto3" json:"detach,omitempty"`
+	Tty           bool                   `protobuf:"varint,3,opt,name=tty,proto3" json:"tty,omitempty"`
+	ConsoleSize   []uint32               `protobuf:"varint,4,rep,packed,name=console_size,json=consoleSize,proto3" json:"console_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecStartOptions) Reset() {
+	*x = ExecStartOptions{}
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecStartOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecStartOptions) ProtoMessage() {}
+
+func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecStartOptions.ProtoReflect.Descriptor instead.
+func (*ExecStartOptions) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *ExecStartOptions) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ExecStartOptions) GetDetach() bool {
+	if x != nil {
+		return x.Detach
+	}
+	return false
+}
+
+func (x *ExecStartOptions) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *ExecStartOptions) GetConsoleSize() []uint32 {
+	if x != nil {
+		return x.ConsoleSize
+	}
+	return nil
+}
+
+type ExecInspectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecInspectRequest) Reset() {
+	*x = ExecInspectRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecInspectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecInspectRequest) ProtoMessage() {}
+
+func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecInspectRequest.ProtoReflect.Descriptor instead.
+func (*ExecInspectRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *ExecInspectRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ExecInspectResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ContainerId string                 `protobuf:"bytes,2,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Running     bool                   `protobuf:"varint,3,opt,name=running,proto3" json:"running,omitempty"`
+	// exit_code is unset until the process has exited.
+	ExitCode      *int32      `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3,oneof" json:"exit_code,omitempty"`
+	Pid           int32       `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
+	Config        *ExecConfig `protobuf:"bytes,6,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecInspectResponse) Reset() {
+	*x = ExecInspectResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecInspectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecInspectResponse) ProtoMessage() {}
+
+func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecInspectResponse.ProtoReflect.Descriptor instead.
+func (*ExecInspectResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *ExecInspectResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ExecInspectResponse) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *ExecInspectResponse) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+func (x *ExecInspectResponse) GetExitCode() int32 {
+	if x != nil && x.ExitCode != nil {
+		return *x.ExitCode
+	}
+	return 0
+}
+
+func (x *ExecInspectResponse) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ExecInspectResponse) GetConfig() *ExecConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type ExecResizeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	H             uint32                 `protobuf:"varint,2,opt,name=h,proto3" json:"h,omitempty"`
+	W             uint32                 `protobuf:"varint,3,opt,name=w,proto3" json:"w,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecResizeRequest) Reset() {
+	*x = ExecResizeRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecResizeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecResizeRequest) ProtoMessage() {}
+
+func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecResizeRequest.ProtoReflect.Descriptor instead.
+func (*ExecResizeRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
+}
+
+func (x *ExecResizeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ExecResizeRequest) GetH() uint32 {
+	if x != nil {
+		return x.H
+	}
+	return 0
+}
+
+func (x *ExecResizeRequest) GetW() uint32 {
+	if x != nil {
+		return x.W
+	}
+	return 0
+}
+
+type ExecResizeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecResizeResponse) Reset() {
+	*x = ExecResizeResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecResizeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecResizeResponse) ProtoMessage() {}
+
+func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecResizeResponse.ProtoReflect.Descriptor instead.
+func (*ExecResizeResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
+}
+
 var File_engine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_engine_v1_engine_proto_rawDesc = "" +
@@ -6366,7 +6942,56 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\tresources\x18\x02 \x01(\v2\x15.engine.v1.HostConfigR\tresources\"5\n" +
 	"\x17ContainerUpdateResponse\x12\x1a\n" +
-	"\bwarnings\x18\x01 \x03(\tR\bwarnings2\xa7\x1a\n" +
+	"\bwarnings\x18\x01 \x03(\tR\bwarnings\"\xc8\x02\n" +
+	"\n" +
+	"ExecConfig\x12\x10\n" +
+	"\x03cmd\x18\x01 \x03(\tR\x03cmd\x12\x10\n" +
+	"\x03env\x18\x02 \x03(\tR\x03env\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x12\x1f\n" +
+	"\vworking_dir\x18\x04 \x01(\tR\n" +
+	"workingDir\x12\x10\n" +
+	"\x03tty\x18\x05 \x01(\bR\x03tty\x12\x1e\n" +
+	"\n" +
+	"privileged\x18\x06 \x01(\bR\n" +
+	"privileged\x12!\n" +
+	"\fattach_stdin\x18\a \x01(\bR\vattachStdin\x12#\n" +
+	"\rattach_stdout\x18\b \x01(\bR\fattachStdout\x12#\n" +
+	"\rattach_stderr\x18\t \x01(\bR\fattachStderr\x12\x1f\n" +
+	"\vdetach_keys\x18\n" +
+	" \x01(\tR\n" +
+	"detachKeys\x12!\n" +
+	"\fconsole_size\x18\v \x03(\rR\vconsoleSize\"[\n" +
+	"\x1aContainerExecCreateRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
+	"\x06config\x18\x02 \x01(\v2\x15.engine.v1.ExecConfigR\x06config\"-\n" +
+	"\x1bContainerExecCreateResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x80\x01\n" +
+	"\x10ExecStartRequest\x125\n" +
+	"\aoptions\x18\x01 \x01(\v2\x1b.engine.v1.ExecStartOptionsR\aoptions\x12\x14\n" +
+	"\x05stdin\x18\x02 \x01(\fR\x05stdin\x12\x1f\n" +
+	"\vclose_stdin\x18\x03 \x01(\bR\n" +
+	"closeStdin\"o\n" +
+	"\x10ExecStartOptions\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06detach\x18\x02 \x01(\bR\x06detach\x12\x10\n" +
+	"\x03tty\x18\x03 \x01(\bR\x03tty\x12!\n" +
+	"\fconsole_size\x18\x04 \x03(\rR\vconsoleSize\"$\n" +
+	"\x12ExecInspectRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xd3\x01\n" +
+	"\x13ExecInspectResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x18\n" +
+	"\arunning\x18\x03 \x01(\bR\arunning\x12 \n" +
+	"\texit_code\x18\x04 \x01(\x05H\x00R\bexitCode\x88\x01\x01\x12\x10\n" +
+	"\x03pid\x18\x05 \x01(\x05R\x03pid\x12-\n" +
+	"\x06config\x18\x06 \x01(\v2\x15.engine.v1.ExecConfigR\x06configB\f\n" +
+	"\n" +
+	"_exit_code\"?\n" +
+	"\x11ExecResizeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\f\n" +
+	"\x01h\x18\x02 \x01(\rR\x01h\x12\f\n" +
+	"\x01w\x18\x03 \x01(\rR\x01w\"\x14\n" +
+	"\x12ExecResizeResponse2\x9d\x1d\n" +
 	"\x06Engine\x127\n" +
 	"\x04Ping\x12\x16.engine.v1.PingRequest\x1a\x17.engine.v1.PingResponse\x12d\n" +
 	"\rSystemVersion\x12\x1f.engine.v1.SystemVersionRequest\x1a .engine.v1.SystemVersionResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
@@ -6394,7 +7019,12 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\rContainerWait\x12\x1f.engine.v1.ContainerWaitRequest\x1a .engine.v1.ContainerWaitResponse0\x01\x12W\n" +
 	"\x0eContainerStats\x12 .engine.v1.ContainerStatsRequest\x1a!.engine.v1.ContainerStatsResponse0\x01\x12G\n" +
 	"\rContainerLogs\x12\x1f.engine.v1.ContainerLogsRequest\x1a\x13.engine.v1.LogEntry0\x01\x12M\n" +
-	"\x0fContainerAttach\x12!.engine.v1.ContainerAttachRequest\x1a\x13.engine.v1.LogEntry(\x010\x01\x12`\n" +
+	"\x0fContainerAttach\x12!.engine.v1.ContainerAttachRequest\x1a\x13.engine.v1.LogEntry(\x010\x01\x12d\n" +
+	"\x13ContainerExecCreate\x12%.engine.v1.ContainerExecCreateRequest\x1a&.engine.v1.ContainerExecCreateResponse\x12A\n" +
+	"\tExecStart\x12\x1b.engine.v1.ExecStartRequest\x1a\x13.engine.v1.LogEntry(\x010\x01\x12e\n" +
+	"\vExecInspect\x12\x1d.engine.v1.ExecInspectRequest\x1a\x1e.engine.v1.ExecInspectResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/exec/{id}/json\x12d\n" +
+	"\n" +
+	"ExecResize\x12\x1c.engine.v1.ExecResizeRequest\x1a\x1d.engine.v1.ExecResizeResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x11/exec/{id}/resize\x12`\n" +
 	"\fImageInspect\x12\x1e.engine.v1.ImageInspectRequest\x1a\x10.engine.v1.Image\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/images/{name=**}/json\x12r\n" +
 	"\fImageHistory\x12\x1e.engine.v1.ImageHistoryRequest\x1a\x1f.engine.v1.ImageHistoryResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/images/{name=**}/history\x12b\n" +
 	"\bImageTag\x12\x1a.engine.v1.ImageTagRequest\x1a\x1b.engine.v1.ImageTagResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x15/images/{name=**}/tag\x12g\n" +
@@ -6420,226 +7050,246 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
 var file_engine_v1_engine_proto_goTypes = []any{
-	(*PingRequest)(nil),              // 0: engine.v1.PingRequest
-	(*PingResponse)(nil),             // 1: engine.v1.PingResponse
-	(*SystemVersionRequest)(nil),     // 2: engine.v1.SystemVersionRequest
-	(*SystemVersionResponse)(nil),    // 3: engine.v1.SystemVersionResponse
-	(*Component)(nil),                // 4: engine.v1.Component
-	(*SystemInfoRequest)(nil),        // 5: engine.v1.SystemInfoRequest
-	(*SystemInfoResponse)(nil),       // 6: engine.v1.SystemInfoResponse
-	(*KeyValue)(nil),                 // 7: engine.v1.KeyValue
-	(*PluginsInfo)(nil),              // 8: engine.v1.PluginsInfo
-	(*RegistryConfig)(nil),           // 9: engine.v1.RegistryConfig
-	(*IndexInfo)(nil),                // 10: engine.v1.IndexInfo
-	(*Runtime)(nil),                  // 11: engine.v1.Runtime
-	(*RegistryAuth)(nil),             // 12: engine.v1.RegistryAuth
-	(*Progress)(nil),                 // 13: engine.v1.Progress
-	(*PushResult)(nil),               // 14: engine.v1.PushResult
-	(*Chunk)(nil),                    // 15: engine.v1.Chunk
-	(*Image)(nil),                    // 16: engine.v1.Image
-	(*ImageInspectRequest)(nil),      // 17: engine.v1.ImageInspectRequest
-	(*ImageHistoryRequest)(nil),      // 18: engine.v1.ImageHistoryRequest
-	(*ImageHistoryResponse)(nil),     // 19: engine.v1.ImageHistoryResponse
-	(*HistoryItem)(nil),              // 20: engine.v1.HistoryItem
-	(*ImageTagRequest)(nil),          // 21: engine.v1.ImageTagRequest
-	(*ImageTagResponse)(nil),         // 22: engine.v1.ImageTagResponse
-	(*ImageRemoveRequest)(nil),       // 23: engine.v1.ImageRemoveRequest
-	(*ImageRemoveResponse)(nil),      // 24: engine.v1.ImageRemoveResponse
-	(*ImageDeleteItem)(nil),          // 25: engine.v1.ImageDeleteItem
-	(*ImageListRequest)(nil),         // 26: engine.v1.ImageListRequest
-	(*ImageListResponse)(nil),        // 27: engine.v1.ImageListResponse
-	(*ImagePruneRequest)(nil),        // 28: engine.v1.ImagePruneRequest
-	(*ImagePruneResponse)(nil),       // 29: engine.v1.ImagePruneResponse
-	(*ImagePullRequest)(nil),         // 30: engine.v1.ImagePullRequest
-	(*ImagePushRequest)(nil),         // 31: engine.v1.ImagePushRequest
-	(*ImageImportRequest)(nil),       // 32: engine.v1.ImageImportRequest
-	(*ImageImportOptions)(nil),       // 33: engine.v1.ImageImportOptions
-	(*ImageImportResponse)(nil),      // 34: engine.v1.ImageImportResponse
-	(*ImageSaveRequest)(nil),         // 35: engine.v1.ImageSaveRequest
-	(*ImageLoadResponse)(nil),        // 36: engine.v1.ImageLoadResponse
-	(*SystemAuthRequest)(nil),        // 37: engine.v1.SystemAuthRequest
-	(*SystemAuthResponse)(nil),       // 38: engine.v1.SystemAuthResponse
-	(*ContainerConfig)(nil),          // 39: engine.v1.ContainerConfig
-	(*Ulimit)(nil),                   // 40: engine.v1.Ulimit
-	(*RestartPolicy)(nil),            // 41: engine.v1.RestartPolicy
-	(*LogConfig)(nil),                // 42: engine.v1.LogConfig
-	(*HostConfig)(nil),               // 43: engine.v1.HostConfig
-	(*ContainerCreateRequest)(nil),   // 44: engine.v1.ContainerCreateRequest
-	(*ContainerCreateResponse)(nil),  // 45: engine.v1.ContainerCreateResponse
-	(*ContainerState)(nil),           // 46: engine.v1.ContainerState
-	(*Container)(nil),                // 47: engine.v1.Container
-	(*ContainerInspectRequest)(nil),  // 48: engine.v1.ContainerInspectRequest
-	(*ContainerListRequest)(nil),     // 49: engine.v1.ContainerListRequest
-	(*ContainerListResponse)(nil),    // 50: engine.v1.ContainerListResponse
-	(*ContainerStartRequest)(nil),    // 51: engine.v1.ContainerStartRequest
-	(*ContainerStartResponse)(nil),   // 52: engine.v1.ContainerStartResponse
-	(*ContainerStopRequest)(nil),     // 53: engine.v1.ContainerStopRequest
-	(*ContainerStopResponse)(nil),    // 54: engine.v1.ContainerStopResponse
-	(*ContainerRestartRequest)(nil),  // 55: engine.v1.ContainerRestartRequest
-	(*ContainerRestartResponse)(nil), // 56: engine.v1.ContainerRestartResponse
-	(*ContainerKillRequest)(nil),     // 57: engine.v1.ContainerKillRequest
-	(*ContainerKillResponse)(nil),    // 58: engine.v1.ContainerKillResponse
-	(*ContainerPauseRequest)(nil),    // 59: engine.v1.ContainerPauseRequest
-	(*ContainerPauseResponse)(nil),   // 60: engine.v1.ContainerPauseResponse
-	(*ContainerUnpauseRequest)(nil),  // 61: engine.v1.ContainerUnpauseRequest
-	(*ContainerUnpauseResponse)(nil), // 62: engine.v1.ContainerUnpauseResponse
-	(*ContainerRenameRequest)(nil),   // 63: engine.v1.ContainerRenameRequest
-	(*ContainerRenameResponse)(nil),  // 64: engine.v1.ContainerRenameResponse
-	(*ContainerRemoveRequest)(nil),   // 65: engine.v1.ContainerRemoveRequest
-	(*ContainerRemoveResponse)(nil),  // 66: engine.v1.ContainerRemoveResponse
-	(*ContainerPruneRequest)(nil),    // 67: engine.v1.ContainerPruneRequest
-	(*ContainerPruneResponse)(nil),   // 68: engine.v1.ContainerPruneResponse
-	(*ContainerTopRequest)(nil),      // 69: engine.v1.ContainerTopRequest
-	(*ContainerTopResponse)(nil),     // 70: engine.v1.ContainerTopResponse
-	(*TopRow)(nil),                   // 71: engine.v1.TopRow
-	(*ContainerResizeRequest)(nil),   // 72: engine.v1.ContainerResizeRequest
-	(*ContainerResizeResponse)(nil),  // 73: engine.v1.ContainerResizeResponse
-	(*ContainerWaitRequest)(nil),     // 74: engine.v1.ContainerWaitRequest
-	(*ContainerWaitResponse)(nil),    // 75: engine.v1.ContainerWaitResponse
-	(*ContainerLogsRequest)(nil),     // 76: engine.v1.ContainerLogsRequest
-	(*LogEntry)(nil),                 // 77: engine.v1.LogEntry
-	(*ContainerAttachRequest)(nil),   // 78: engine.v1.ContainerAttachRequest
-	(*ContainerAttachOptions)(nil),   // 79: engine.v1.ContainerAttachOptions
-	(*ContainerStatsRequest)(nil),    // 80: engine.v1.ContainerStatsRequest
-	(*ContainerStatsResponse)(nil),   // 81: engine.v1.ContainerStatsResponse
-	(*ContainerUpdateRequest)(nil),   // 82: engine.v1.ContainerUpdateRequest
-	(*ContainerUpdateResponse)(nil),  // 83: engine.v1.ContainerUpdateResponse
-	nil,                              // 84: engine.v1.Component.DetailsEntry
-	nil,                              // 85: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                              // 86: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                              // 87: engine.v1.Image.LabelsEntry
-	nil,                              // 88: engine.v1.ContainerConfig.LabelsEntry
-	nil,                              // 89: engine.v1.LogConfig.ConfigEntry
-	nil,                              // 90: engine.v1.HostConfig.SysctlsEntry
-	nil,                              // 91: engine.v1.HostConfig.TmpfsEntry
-	nil,                              // 92: engine.v1.Container.GraphDriverDataEntry
-	nil,                              // 93: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	(*timestamppb.Timestamp)(nil),    // 94: google.protobuf.Timestamp
+	(*PingRequest)(nil),                 // 0: engine.v1.PingRequest
+	(*PingResponse)(nil),                // 1: engine.v1.PingResponse
+	(*SystemVersionRequest)(nil),        // 2: engine.v1.SystemVersionRequest
+	(*SystemVersionResponse)(nil),       // 3: engine.v1.SystemVersionResponse
+	(*Component)(nil),                   // 4: engine.v1.Component
+	(*SystemInfoRequest)(nil),           // 5: engine.v1.SystemInfoRequest
+	(*SystemInfoResponse)(nil),          // 6: engine.v1.SystemInfoResponse
+	(*KeyValue)(nil),                    // 7: engine.v1.KeyValue
+	(*PluginsInfo)(nil),                 // 8: engine.v1.PluginsInfo
+	(*RegistryConfig)(nil),              // 9: engine.v1.RegistryConfig
+	(*IndexInfo)(nil),                   // 10: engine.v1.IndexInfo
+	(*Runtime)(nil),                     // 11: engine.v1.Runtime
+	(*RegistryAuth)(nil),                // 12: engine.v1.RegistryAuth
+	(*Progress)(nil),                    // 13: engine.v1.Progress
+	(*PushResult)(nil),                  // 14: engine.v1.PushResult
+	(*Chunk)(nil),                       // 15: engine.v1.Chunk
+	(*Image)(nil),                       // 16: engine.v1.Image
+	(*ImageInspectRequest)(nil),         // 17: engine.v1.ImageInspectRequest
+	(*ImageHistoryRequest)(nil),         // 18: engine.v1.ImageHistoryRequest
+	(*ImageHistoryResponse)(nil),        // 19: engine.v1.ImageHistoryResponse
+	(*HistoryItem)(nil),                 // 20: engine.v1.HistoryItem
+	(*ImageTagRequest)(nil),             // 21: engine.v1.ImageTagRequest
+	(*ImageTagResponse)(nil),            // 22: engine.v1.ImageTagResponse
+	(*ImageRemoveRequest)(nil),          // 23: engine.v1.ImageRemoveRequest
+	(*ImageRemoveResponse)(nil),         // 24: engine.v1.ImageRemoveResponse
+	(*ImageDeleteItem)(nil),             // 25: engine.v1.ImageDeleteItem
+	(*ImageListRequest)(nil),            // 26: engine.v1.ImageListRequest
+	(*ImageListResponse)(nil),           // 27: engine.v1.ImageListResponse
+	(*ImagePruneRequest)(nil),           // 28: engine.v1.ImagePruneRequest
+	(*ImagePruneResponse)(nil),          // 29: engine.v1.ImagePruneResponse
+	(*ImagePullRequest)(nil),            // 30: engine.v1.ImagePullRequest
+	(*ImagePushRequest)(nil),            // 31: engine.v1.ImagePushRequest
+	(*ImageImportRequest)(nil),          // 32: engine.v1.ImageImportRequest
+	(*ImageImportOptions)(nil),          // 33: engine.v1.ImageImportOptions
+	(*ImageImportResponse)(nil),         // 34: engine.v1.ImageImportResponse
+	(*ImageSaveRequest)(nil),            // 35: engine.v1.ImageSaveRequest
+	(*ImageLoadResponse)(nil),           // 36: engine.v1.ImageLoadResponse
+	(*SystemAuthRequest)(nil),           // 37: engine.v1.SystemAuthRequest
+	(*SystemAuthResponse)(nil),          // 38: engine.v1.SystemAuthResponse
+	(*ContainerConfig)(nil),             // 39: engine.v1.ContainerConfig
+	(*Ulimit)(nil),                      // 40: engine.v1.Ulimit
+	(*RestartPolicy)(nil),               // 41: engine.v1.RestartPolicy
+	(*LogConfig)(nil),                   // 42: engine.v1.LogConfig
+	(*HostConfig)(nil),                  // 43: engine.v1.HostConfig
+	(*ContainerCreateRequest)(nil),      // 44: engine.v1.ContainerCreateRequest
+	(*ContainerCreateResponse)(nil),     // 45: engine.v1.ContainerCreateResponse
+	(*ContainerState)(nil),              // 46: engine.v1.ContainerState
+	(*Container)(nil),                   // 47: engine.v1.Container
+	(*ContainerInspectRequest)(nil),     // 48: engine.v1.ContainerInspectRequest
+	(*ContainerListRequest)(nil),        // 49: engine.v1.ContainerListRequest
+	(*ContainerListResponse)(nil),       // 50: engine.v1.ContainerListResponse
+	(*ContainerStartRequest)(nil),       // 51: engine.v1.ContainerStartRequest
+	(*ContainerStartResponse)(nil),      // 52: engine.v1.ContainerStartResponse
+	(*ContainerStopRequest)(nil),        // 53: engine.v1.ContainerStopRequest
+	(*ContainerStopResponse)(nil),       // 54: engine.v1.ContainerStopResponse
+	(*ContainerRestartRequest)(nil),     // 55: engine.v1.ContainerRestartRequest
+	(*ContainerRestartResponse)(nil),    // 56: engine.v1.ContainerRestartResponse
+	(*ContainerKillRequest)(nil),        // 57: engine.v1.ContainerKillRequest
+	(*ContainerKillResponse)(nil),       // 58: engine.v1.ContainerKillResponse
+	(*ContainerPauseRequest)(nil),       // 59: engine.v1.ContainerPauseRequest
+	(*ContainerPauseResponse)(nil),      // 60: engine.v1.ContainerPauseResponse
+	(*ContainerUnpauseRequest)(nil),     // 61: engine.v1.ContainerUnpauseRequest
+	(*ContainerUnpauseResponse)(nil),    // 62: engine.v1.ContainerUnpauseResponse
+	(*ContainerRenameRequest)(nil),      // 63: engine.v1.ContainerRenameRequest
+	(*ContainerRenameResponse)(nil),     // 64: engine.v1.ContainerRenameResponse
+	(*ContainerRemoveRequest)(nil),      // 65: engine.v1.ContainerRemoveRequest
+	(*ContainerRemoveResponse)(nil),     // 66: engine.v1.ContainerRemoveResponse
+	(*ContainerPruneRequest)(nil),       // 67: engine.v1.ContainerPruneRequest
+	(*ContainerPruneResponse)(nil),      // 68: engine.v1.ContainerPruneResponse
+	(*ContainerTopRequest)(nil),         // 69: engine.v1.ContainerTopRequest
+	(*ContainerTopResponse)(nil),        // 70: engine.v1.ContainerTopResponse
+	(*TopRow)(nil),                      // 71: engine.v1.TopRow
+	(*ContainerResizeRequest)(nil),      // 72: engine.v1.ContainerResizeRequest
+	(*ContainerResizeResponse)(nil),     // 73: engine.v1.ContainerResizeResponse
+	(*ContainerWaitRequest)(nil),        // 74: engine.v1.ContainerWaitRequest
+	(*ContainerWaitResponse)(nil),       // 75: engine.v1.ContainerWaitResponse
+	(*ContainerLogsRequest)(nil),        // 76: engine.v1.ContainerLogsRequest
+	(*LogEntry)(nil),                    // 77: engine.v1.LogEntry
+	(*ContainerAttachRequest)(nil),      // 78: engine.v1.ContainerAttachRequest
+	(*ContainerAttachOptions)(nil),      // 79: engine.v1.ContainerAttachOptions
+	(*ContainerStatsRequest)(nil),       // 80: engine.v1.ContainerStatsRequest
+	(*ContainerStatsResponse)(nil),      // 81: engine.v1.ContainerStatsResponse
+	(*ContainerUpdateRequest)(nil),      // 82: engine.v1.ContainerUpdateRequest
+	(*ContainerUpdateResponse)(nil),     // 83: engine.v1.ContainerUpdateResponse
+	(*ExecConfig)(nil),                  // 84: engine.v1.ExecConfig
+	(*ContainerExecCreateRequest)(nil),  // 85: engine.v1.ContainerExecCreateRequest
+	(*ContainerExecCreateResponse)(nil), // 86: engine.v1.ContainerExecCreateResponse
+	(*ExecStartRequest)(nil),            // 87: engine.v1.ExecStartRequest
+	(*ExecStartOptions)(nil),            // 88: engine.v1.ExecStartOptions
+	(*ExecInspectRequest)(nil),          // 89: engine.v1.ExecInspectRequest
+	(*ExecInspectResponse)(nil),         // 90: engine.v1.ExecInspectResponse
+	(*ExecResizeRequest)(nil),           // 91: engine.v1.ExecResizeRequest
+	(*ExecResizeResponse)(nil),          // 92: engine.v1.ExecResizeResponse
+	nil,                                 // 93: engine.v1.Component.DetailsEntry
+	nil,                                 // 94: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 95: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 96: engine.v1.Image.LabelsEntry
+	nil,                                 // 97: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 98: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 99: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 100: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 101: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 102: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	(*timestamppb.Timestamp)(nil),       // 103: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	94, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
-	4,  // 1: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	84, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
-	7,  // 3: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
-	8,  // 4: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	94, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
-	9,  // 6: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	85, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	86, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
-	14, // 9: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	94, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	87, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	94, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
-	20, // 13: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	94, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
-	25, // 15: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
-	16, // 16: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
-	25, // 17: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
-	12, // 18: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
-	12, // 19: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
-	33, // 20: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	88, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	89, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
-	41, // 23: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	90, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
-	40, // 25: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
-	42, // 26: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	91, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
-	39, // 28: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
-	43, // 29: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	94, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	94, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	94, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
-	46, // 33: engine.v1.Container.state:type_name -> engine.v1.ContainerState
-	39, // 34: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
-	43, // 35: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	92, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
-	47, // 37: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
-	71, // 38: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	94, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	94, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	94, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	79, // 42: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	94, // 43: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	93, // 44: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	43, // 45: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
-	11, // 46: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	10, // 47: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	0,  // 48: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	2,  // 49: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	5,  // 50: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	37, // 51: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	48, // 52: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	49, // 53: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	44, // 54: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	51, // 55: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	53, // 56: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	55, // 57: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	57, // 58: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	59, // 59: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	61, // 60: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	63, // 61: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	65, // 62: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	67, // 63: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	69, // 64: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	82, // 65: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	72, // 66: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	74, // 67: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	80, // 68: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	76, // 69: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	78, // 70: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	17, // 71: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	18, // 72: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	21, // 73: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	23, // 74: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	26, // 75: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	28, // 76: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	30, // 77: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	31, // 78: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	32, // 79: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	35, // 80: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	15, // 81: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	1,  // 82: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	3,  // 83: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	6,  // 84: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	38, // 85: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	47, // 86: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	50, // 87: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	45, // 88: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	52, // 89: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	54, // 90: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	56, // 91: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	58, // 92: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	60, // 93: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	62, // 94: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	64, // 95: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	66, // 96: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	68, // 97: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	70, // 98: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	83, // 99: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	73, // 100: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	75, // 101: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	81, // 102: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	77, // 103: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	77, // 104: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	16, // 105: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	19, // 106: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	22, // 107: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	24, // 108: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	27, // 109: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	29, // 110: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	13, // 111: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	13, // 112: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	34, // 113: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	15, // 114: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	36, // 115: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	82, // [82:116] is the sub-list for method output_type
-	48, // [48:82] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	103, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	4,   // 1: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
+	93,  // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	7,   // 3: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
+	8,   // 4: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
+	103, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	9,   // 6: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
+	94,  // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	95,  // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	14,  // 9: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
+	103, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	96,  // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	103, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	20,  // 13: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
+	103, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	25,  // 15: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
+	16,  // 16: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
+	25,  // 17: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
+	12,  // 18: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
+	12,  // 19: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
+	33,  // 20: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
+	97,  // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	98,  // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	41,  // 23: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
+	99,  // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	40,  // 25: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
+	42,  // 26: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
+	100, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	39,  // 28: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
+	43,  // 29: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
+	103, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	103, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	103, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	46,  // 33: engine.v1.Container.state:type_name -> engine.v1.ContainerState
+	39,  // 34: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
+	43,  // 35: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
+	101, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	47,  // 37: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
+	71,  // 38: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
+	103, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	103, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	103, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	79,  // 42: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
+	103, // 43: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	102, // 44: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	43,  // 45: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
+	84,  // 46: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
+	88,  // 47: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
+	84,  // 48: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
+	11,  // 49: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	10,  // 50: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	0,   // 51: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	2,   // 52: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	5,   // 53: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	37,  // 54: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	48,  // 55: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	49,  // 56: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	44,  // 57: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	51,  // 58: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	53,  // 59: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	55,  // 60: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	57,  // 61: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	59,  // 62: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	61,  // 63: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	63,  // 64: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	65,  // 65: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	67,  // 66: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	69,  // 67: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	82,  // 68: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	72,  // 69: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	74,  // 70: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	80,  // 71: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	76,  // 72: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	78,  // 73: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	85,  // 74: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	87,  // 75: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	89,  // 76: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	91,  // 77: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	17,  // 78: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	18,  // 79: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	21,  // 80: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	23,  // 81: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	26,  // 82: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	28,  // 83: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	30,  // 84: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	31,  // 85: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	32,  // 86: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	35,  // 87: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	15,  // 88: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	1,   // 89: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	3,   // 90: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	6,   // 91: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	38,  // 92: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	47,  // 93: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	50,  // 94: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	45,  // 95: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	52,  // 96: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	54,  // 97: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	56,  // 98: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	58,  // 99: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	60,  // 100: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	62,  // 101: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	64,  // 102: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	66,  // 103: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	68,  // 104: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	70,  // 105: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	83,  // 106: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	73,  // 107: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	75,  // 108: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	81,  // 109: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	77,  // 110: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	77,  // 111: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	86,  // 112: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	77,  // 113: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	90,  // 114: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	92,  // 115: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	16,  // 116: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	19,  // 117: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	22,  // 118: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	24,  // 119: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	27,  // 120: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	29,  // 121: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	13,  // 122: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	13,  // 123: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	34,  // 124: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	15,  // 125: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	36,  // 126: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	89,  // [89:127] is the sub-list for method output_type
+	51,  // [51:89] is the sub-list for method input_type
+	51,  // [51:51] is the sub-list for extension type_name
+	51,  // [51:51] is the sub-list for extension extendee
+	0,   // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -6651,13 +7301,14 @@ func file_engine_v1_engine_proto_init() {
 	file_engine_v1_engine_proto_msgTypes[43].OneofWrappers = []any{}
 	file_engine_v1_engine_proto_msgTypes[53].OneofWrappers = []any{}
 	file_engine_v1_engine_proto_msgTypes[55].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[90].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   94,
+			NumMessages:   103,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,40 +41,44 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Engine_Ping_FullMethodName             = "/engine.v1.Engine/Ping"
-	Engine_SystemVersion_FullMethodName    = "/engine.v1.Engine/SystemVersion"
-	Engine_SystemInfo_FullMethodName       = "/engine.v1.Engine/SystemInfo"
-	Engine_SystemAuth_FullMethodName       = "/engine.v1.Engine/SystemAuth"
-	Engine_ContainerInspect_FullMethodName = "/engine.v1.Engine/ContainerInspect"
-	Engine_ContainerList_FullMethodName    = "/engine.v1.Engine/ContainerList"
-	Engine_ContainerCreate_FullMethodName  = "/engine.v1.Engine/ContainerCreate"
-	Engine_ContainerStart_FullMethodName   = "/engine.v1.Engine/ContainerStart"
-	Engine_ContainerStop_FullMethodName    = "/engine.v1.Engine/ContainerStop"
-	Engine_ContainerRestart_FullMethodName = "/engine.v1.Engine/ContainerRestart"
-	Engine_ContainerKill_FullMethodName    = "/engine.v1.Engine/ContainerKill"
-	Engine_ContainerPause_FullMethodName   = "/engine.v1.Engine/ContainerPause"
-	Engine_ContainerUnpause_FullMethodName = "/engine.v1.Engine/ContainerUnpause"
-	Engine_ContainerRename_FullMethodName  = "/engine.v1.Engine/ContainerRename"
-	Engine_ContainerRemove_FullMethodName  = "/engine.v1.Engine/ContainerRemove"
-	Engine_ContainerPrune_FullMethodName   = "/engine.v1.Engine/ContainerPrune"
-	Engine_ContainerTop_FullMethodName     = "/engine.v1.Engine/ContainerTop"
-	Engine_ContainerUpdate_FullMethodName  = "/engine.v1.Engine/ContainerUpdate"
-	Engine_ContainerResize_FullMethodName  = "/engine.v1.Engine/ContainerResize"
-	Engine_ContainerWait_FullMethodName    = "/engine.v1.Engine/ContainerWait"
-	Engine_ContainerStats_FullMethodName   = "/engine.v1.Engine/ContainerStats"
-	Engine_ContainerLogs_FullMethodName    = "/engine.v1.Engine/ContainerLogs"
-	Engine_ContainerAttach_FullMethodName  = "/engine.v1.Engine/ContainerAttach"
-	Engine_ImageInspect_FullMethodName     = "/engine.v1.Engine/ImageInspect"
-	Engine_ImageHistory_FullMethodName     = "/engine.v1.Engine/ImageHistory"
-	Engine_ImageTag_FullMethodName         = "/engine.v1.Engine/ImageTag"
-	Engine_ImageRemove_FullMethodName      = "/engine.v1.Engine/ImageRemove"
-	Engine_ImageList_FullMethodName        = "/engine.v1.Engine/ImageList"
-	Engine_ImagePrune_FullMethodName       = "/engine.v1.Engine/ImagePrune"
-	Engine_ImagePull_FullMethodName        = "/engine.v1.Engine/ImagePull"
-	Engine_ImagePush_FullMethodName        = "/engine.v1.Engine/ImagePush"
-	Engine_ImageImport_FullMethodName      = "/engine.v1.Engine/ImageImport"
-	Engine_ImageSave_FullMethodName        = "/engine.v1.Engine/ImageSave"
-	Engine_ImageLoad_FullMethodName        = "/engine.v1.Engine/ImageLoad"
+	Engine_Ping_FullMethodName                = "/engine.v1.Engine/Ping"
+	Engine_SystemVersion_FullMethodName       = "/engine.v1.Engine/SystemVersion"
+	Engine_SystemInfo_FullMethodName          = "/engine.v1.Engine/SystemInfo"
+	Engine_SystemAuth_FullMethodName          = "/engine.v1.Engine/SystemAuth"
+	Engine_ContainerInspect_FullMethodName    = "/engine.v1.Engine/ContainerInspect"
+	Engine_ContainerList_FullMethodName       = "/engine.v1.Engine/ContainerList"
+	Engine_ContainerCreate_FullMethodName     = "/engine.v1.Engine/ContainerCreate"
+	Engine_ContainerStart_FullMethodName      = "/engine.v1.Engine/ContainerStart"
+	Engine_ContainerStop_FullMethodName       = "/engine.v1.Engine/ContainerStop"
+	Engine_ContainerRestart_FullMethodName    = "/engine.v1.Engine/ContainerRestart"
+	Engine_ContainerKill_FullMethodName       = "/engine.v1.Engine/ContainerKill"
+	Engine_ContainerPause_FullMethodName      = "/engine.v1.Engine/ContainerPause"
+	Engine_ContainerUnpause_FullMethodName    = "/engine.v1.Engine/ContainerUnpause"
+	Engine_ContainerRename_FullMethodName     = "/engine.v1.Engine/ContainerRename"
+	Engine_ContainerRemove_FullMethodName     = "/engine.v1.Engine/ContainerRemove"
+	Engine_ContainerPrune_FullMethodName      = "/engine.v1.Engine/ContainerPrune"
+	Engine_ContainerTop_FullMethodName        = "/engine.v1.Engine/ContainerTop"
+	Engine_ContainerUpdate_FullMethodName     = "/engine.v1.Engine/ContainerUpdate"
+	Engine_ContainerResize_FullMethodName     = "/engine.v1.Engine/ContainerResize"
+	Engine_ContainerWait_FullMethodName       = "/engine.v1.Engine/ContainerWait"
+	Engine_ContainerStats_FullMethodName      = "/engine.v1.Engine/ContainerStats"
+	Engine_ContainerLogs_FullMethodName       = "/engine.v1.Engine/ContainerLogs"
+	Engine_ContainerAttach_FullMethodName     = "/engine.v1.Engine/ContainerAttach"
+	Engine_ContainerExecCreate_FullMethodName = "/engine.v1.Engine/ContainerExecCreate"
+	Engine_ExecStart_FullMethodName           = "/engine.v1.Engine/ExecStart"
+	Engine_ExecInspect_FullMethodName         = "/engine.v1.Engine/ExecInspect"
+	Engine_ExecResize_FullMethodName          = "/engine.v1.Engine/ExecResize"
+	Engine_ImageInspect_FullMethodName        = "/engine.v1.Engine/ImageInspect"
+	Engine_ImageHistory_FullMethodName        = "/engine.v1.Engine/ImageHistory"
+	Engine_ImageTag_FullMethodName            = "/engine.v1.Engine/ImageTag"
+	Engine_ImageRemove_FullMethodName         = "/engine.v1.Engine/ImageRemove"
+	Engine_ImageList_FullMethodName           = "/engine.v1.Engine/ImageList"
+	Engine_ImagePrune_FullMethodName          = "/engine.v1.Engine/ImagePrune"
+	Engine_ImagePull_FullMethodName           = "/engine.v1.Engine/ImagePull"
+	Engine_ImagePush_FullMethodName           = "/engine.v1.Engine/ImagePush"
+	Engine_ImageImport_FullMethodName         = "/engine.v1.Engine/ImageImport"
+	Engine_ImageSave_FullMethodName           = "/engine.v1.Engine/ImageSave"
+	Engine_ImageLoad_FullMethodName           = "/engine.v1.Engine/ImageLoad"
 )
 
 // EngineClient is the client API for Engine service.
@@ -121,6 +125,17 @@ type EngineClient interface {
 	// later ones carry stdin; the server streams output. REST: hijacked
 	// POST /containers/{id}/attach.
 	ContainerAttach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ContainerAttachRequest, LogEntry], error)
+	// Exec. ContainerExecCreate: REST POST /containers/{id}/exec (hand-
+	// written: Docker's ExecOptions body, 201). ExecStart: the first client
+	// message says how, later ones carry stdin; the server answers with an
+	// empty entry once the process has started (so errors come before any
+	// output), then streams the output, and ends when the process has
+	// exited. REST: POST
+	// /exec/{id}/start, hijacked unless detached.
+	ContainerExecCreate(ctx context.Context, in *ContainerExecCreateRequest, opts ...grpc.CallOption) (*ContainerExecCreateResponse, error)
+	ExecStart(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecStartRequest, LogEntry], error)
+	ExecInspect(ctx context.Context, in *ExecInspectRequest, opts ...grpc.CallOption) (*ExecInspectResponse, error)
+	ExecResize(ctx context.Context, in *ExecResizeRequest, opts ...grpc.CallOption) (*ExecResizeResponse, error)
 	ImageInspect(ctx context.Context, in *ImageInspectRequest, opts ...grpc.CallOption) (*Image, error)
 	ImageHistory(ctx context.Context, in *ImageHistoryRequest, opts ...grpc.CallOption) (*ImageHistoryResponse, error)
 	ImageTag(ctx context.Context, in *ImageTagRequest, opts ...grpc.CallOption) (*ImageTagResponse, error)
@@ -413,6 +428,49 @@ func (c *engineClient) ContainerAttach(ctx context.Context, opts ...grpc.CallOpt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Engine_ContainerAttachClient = grpc.BidiStreamingClient[ContainerAttachRequest, LogEntry]
 
+func (c *engineClient) ContainerExecCreate(ctx context.Context, in *ContainerExecCreateRequest, opts ...grpc.CallOption) (*ContainerExecCreateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerExecCreateResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerExecCreate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ExecStart(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecStartRequest, LogEntry], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[4], Engine_ExecStart_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecStartRequest, LogEntry]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ExecStartClient = grpc.BidiStreamingClient[ExecStartRequest, LogEntry]
+
+func (c *engineClient) ExecInspect(ctx context.Context, in *ExecInspectRequest, opts ...grpc.CallOption) (*ExecInspectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExecInspectResponse)
+	err := c.cc.Invoke(ctx, Engine_ExecInspect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ExecResize(ctx context.Context, in *ExecResizeRequest, opts ...grpc.CallOption) (*ExecResizeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExecResizeResponse)
+	err := c.cc.Invoke(ctx, Engine_ExecResize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *engineClient) ImageInspect(ctx context.Context, in *ImageInspectRequest, opts ...grpc.CallOption) (*Image, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Image)
@@ -475,7 +533,7 @@ func (c *engineClient) ImagePrune(ctx context.Context, in *ImagePruneRequest, op
 
 func (c *engineClient) ImagePull(ctx context.Context, in *ImagePullRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[4], Engine_ImagePull_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[5], Engine_ImagePull_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -494,7 +552,7 @@ type Engine_ImagePullClient = grpc.ServerStreamingClient[Progress]
 
 func (c *engineClient) ImagePush(ctx context.Context, in *ImagePushRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[5], Engine_ImagePush_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[6], Engine_ImagePush_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -513,7 +571,7 @@ type Engine_ImagePushClient = grpc.ServerStreamingClient[Progress]
 
 func (c *engineClient) ImageImport(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImageImportRequest, ImageImportResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[6], Engine_ImageImport_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[7], Engine_ImageImport_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -526,7 +584,7 @@ type Engine_ImageImportClient = grpc.ClientStreamingClient[ImageImportRequest, I
 
 func (c *engineClient) ImageSave(ctx context.Context, in *ImageSaveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[7], Engine_ImageSave_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[8], Engine_ImageSave_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -545,7 +603,7 @@ type Engine_ImageSaveClient = grpc.ServerStreamingClient[Chunk]
 
 func (c *engineClient) ImageLoad(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Chunk, ImageLoadResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[8], Engine_ImageLoad_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[9], Engine_ImageLoad_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -600,6 +658,17 @@ type EngineServer interface {
 	// later ones carry stdin; the server streams output. REST: hijacked
 	// POST /containers/{id}/attach.
 	ContainerAttach(grpc.BidiStreamingServer[ContainerAttachRequest, LogEntry]) error
+	// Exec. ContainerExecCreate: REST POST /containers/{id}/exec (hand-
+	// written: Docker's ExecOptions body, 201). ExecStart: the first client
+	// message says how, later ones carry stdin; the server answers with an
+	// empty entry once the process has started (so errors come before any
+	// output), then streams the output, and ends when the process has
+	// exited. REST: POST
+	// /exec/{id}/start, hijacked unless detached.
+	ContainerExecCreate(context.Context, *ContainerExecCreateRequest) (*ContainerExecCreateResponse, error)
+	ExecStart(grpc.BidiStreamingServer[ExecStartRequest, LogEntry]) error
+	ExecInspect(context.Context, *ExecInspectRequest) (*ExecInspectResponse, error)
+	ExecResize(context.Context, *ExecResizeRequest) (*ExecResizeResponse, error)
 	ImageInspect(context.Context, *ImageInspectRequest) (*Image, error)
 	ImageHistory(context.Context, *ImageHistoryRequest) (*ImageHistoryResponse, error)
 	ImageTag(context.Context, *ImageTagRequest) (*ImageTagResponse, error)
@@ -700,6 +769,18 @@ func (UnimplementedEngineServer) ContainerLogs(*ContainerLogsRequest, grpc.Serve
 }
 func (UnimplementedEngineServer) ContainerAttach(grpc.BidiStreamingServer[ContainerAttachRequest, LogEntry]) error {
 	return status.Error(codes.Unimplemented, "method ContainerAttach not implemented")
+}
+func (UnimplementedEngineServer) ContainerExecCreate(context.Context, *ContainerExecCreateRequest) (*ContainerExecCreateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerExecCreate not implemented")
+}
+func (UnimplementedEngineServer) ExecStart(grpc.BidiStreamingServer[ExecStartRequest, LogEntry]) error {
+	return status.Error(codes.Unimplemented, "method ExecStart not implemented")
+}
+func (UnimplementedEngineServer) ExecInspect(context.Context, *ExecInspectRequest) (*ExecInspectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExecInspect not implemented")
+}
+func (UnimplementedEngineServer) ExecResize(context.Context, *ExecResizeRequest) (*ExecResizeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExecResize not implemented")
 }
 func (UnimplementedEngineServer) ImageInspect(context.Context, *ImageInspectRequest) (*Image, error) {
 	return nil, status.Error(codes.Unimplemented, "method ImageInspect not implemented")
@@ -1137,6 +1218,67 @@ func _Engine_ContainerAttach_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Engine_ContainerAttachServer = grpc.BidiStreamingServer[ContainerAttachRequest, LogEntry]
 
+func _Engine_ContainerExecCreate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerExecCreateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerExecCreate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerExecCreate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerExecCreate(ctx, req.(*ContainerExecCreateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ExecStart_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EngineServer).ExecStart(&grpc.GenericServerStream[ExecStartRequest, LogEntry]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ExecStartServer = grpc.BidiStreamingServer[ExecStartRequest, LogEntry]
+
+func _Engine_ExecInspect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExecInspectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ExecInspect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ExecInspect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ExecInspect(ctx, req.(*ExecInspectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ExecResize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExecResizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ExecResize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ExecResize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ExecResize(ctx, req.(*ExecResizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Engine_ImageInspect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ImageInspectRequest)
 	if err := dec(in); err != nil {
@@ -1376,6 +1518,18 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Engine_ContainerResize_Handler,
 		},
 		{
+			MethodName: "ContainerExecCreate",
+			Handler:    _Engine_ContainerExecCreate_Handler,
+		},
+		{
+			MethodName: "ExecInspect",
+			Handler:    _Engine_ExecInspect_Handler,
+		},
+		{
+			MethodName: "ExecResize",
+			Handler:    _Engine_ExecResize_Handler,
+		},
+		{
 			MethodName: "ImageInspect",
 			Handler:    _Engine_ImageInspect_Handler,
 		},
@@ -1419,6 +1573,12 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ContainerAttach",
 			Handler:       _Engine_ContainerAttach_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "ExecStart",
+			Handler:       _Engine_ExecStart_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

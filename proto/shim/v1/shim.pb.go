@@ -81,6 +81,61 @@ func (Status) EnumDescriptor() ([]byte, []int) {
 	return file_shim_v1_shim_proto_rawDescGZIP(), []int{0}
 }
 
+type Event_Kind int32
+
+const (
+	Event_KIND_UNSPECIFIED Event_Kind = 0
+	// The container's init process exited.
+	Event_KIND_EXIT Event_Kind = 1
+	// An exec'd process exited.
+	Event_KIND_EXEC_EXIT Event_Kind = 2
+	// The kernel's OOM killer acted in the container's cgroup.
+	Event_KIND_OOM Event_Kind = 3
+)
+
+// Enum value maps for Event_Kind.
+var (
+	Event_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_EXIT",
+		2: "KIND_EXEC_EXIT",
+		3: "KIND_OOM",
+	}
+	Event_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"KIND_EXIT":        1,
+		"KIND_EXEC_EXIT":   2,
+		"KIND_OOM":         3,
+	}
+)
+
+func (x Event_Kind) Enum() *Event_Kind {
+	p := new(Event_Kind)
+	*p = x
+	return p
+}
+
+func (x Event_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Event_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_shim_v1_shim_proto_enumTypes[1].Descriptor()
+}
+
+func (Event_Kind) Type() protoreflect.EnumType {
+	return &file_shim_v1_shim_proto_enumTypes[1]
+}
+
+func (x Event_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Event_Kind.Descriptor instead.
+func (Event_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{37, 0}
+}
+
 type ConnectRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// protocol_version is the newest version engined speaks.
@@ -200,6 +255,10 @@ type CreateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// spec_path is the OCI runtime spec (config.json) to run.
 	SpecPath string `protobuf:"bytes,1,opt,name=spec_path,json=specPath,proto3" json:"spec_path,omitempty"`
+	// id is the container's id; state_dir is where the shim records the
+	// exit status (exit.json) and its own log (shim.log).
+	Id       string `protobuf:"bytes,7,opt,name=id,proto3" json:"id,omitempty"`
+	StateDir string `protobuf:"bytes,8,opt,name=state_dir,json=stateDir,proto3" json:"state_dir,omitempty"`
 	// log_path is the json-file log the shim writes the output to.
 	LogPath       string `protobuf:"bytes,2,opt,name=log_path,json=logPath,proto3" json:"log_path,omitempty"`
 	LogMaxSize    int64  `protobuf:"varint,3,opt,name=log_max_size,json=logMaxSize,proto3" json:"log_max_size,omitempty"`
@@ -243,6 +302,20 @@ func (*CreateRequest) Descriptor() ([]byte, []int) {
 func (x *CreateRequest) GetSpecPath() string {
 	if x != nil {
 		return x.SpecPath
+	}
+	return ""
+}
+
+func (x *CreateRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CreateRequest) GetStateDir() string {
+	if x != nil {
+		return x.StateDir
 	}
 	return ""
 }
@@ -328,6 +401,7 @@ func (x *CreateResponse) GetPid() uint32 {
 
 type StartRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecId        string                 `protobuf:"bytes,1,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -360,6 +434,13 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
 	return file_shim_v1_shim_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StartRequest) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
 }
 
 type StartResponse struct {
@@ -408,6 +489,7 @@ func (x *StartResponse) GetPid() uint32 {
 
 type StateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecId        string                 `protobuf:"bytes,1,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -440,6 +522,13 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
 	return file_shim_v1_shim_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *StateRequest) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
 }
 
 type StateResponse struct {
@@ -575,7 +664,8 @@ type KillRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Signal uint32                 `protobuf:"varint,1,opt,name=signal,proto3" json:"signal,omitempty"`
 	// all sends the signal to every process of the container.
-	All           bool `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
+	All           bool   `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
+	ExecId        string `protobuf:"bytes,3,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -624,6 +714,13 @@ func (x *KillRequest) GetAll() bool {
 	return false
 }
 
+func (x *KillRequest) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
 type KillResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -662,6 +759,7 @@ func (*KillResponse) Descriptor() ([]byte, []int) {
 
 type WaitRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecId        string                 `protobuf:"bytes,1,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -694,6 +792,13 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
 	return file_shim_v1_shim_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WaitRequest) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
 }
 
 type WaitResponse struct {
@@ -967,6 +1072,7 @@ func (*ResumeResponse) Descriptor() ([]byte, []int) {
 type WriteStdinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	ExecId        string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1008,6 +1114,13 @@ func (x *WriteStdinRequest) GetData() []byte {
 	return nil
 }
 
+func (x *WriteStdinRequest) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
 type WriteStdinResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1046,6 +1159,7 @@ func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
 
 type CloseIORequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecId        string                 `protobuf:"bytes,1,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1078,6 +1192,13 @@ func (x *CloseIORequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use CloseIORequest.ProtoReflect.Descriptor instead.
 func (*CloseIORequest) Descriptor() ([]byte, []int) {
 	return file_shim_v1_shim_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CloseIORequest) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
 }
 
 type CloseIOResponse struct {
@@ -1120,6 +1241,7 @@ type ResizePtyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Width         uint32                 `protobuf:"varint,1,opt,name=width,proto3" json:"width,omitempty"`
 	Height        uint32                 `protobuf:"varint,2,opt,name=height,proto3" json:"height,omitempty"`
+	ExecId        string                 `protobuf:"bytes,3,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1166,6 +1288,13 @@ func (x *ResizePtyRequest) GetHeight() uint32 {
 		return x.Height
 	}
 	return 0
+}
+
+func (x *ResizePtyRequest) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
 }
 
 type ResizePtyResponse struct {
@@ -1540,6 +1669,372 @@ func (*UpdateResponse) Descriptor() ([]byte, []int) {
 	return file_shim_v1_shim_proto_rawDescGZIP(), []int{30}
 }
 
+type ExecRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ExecId string                 `protobuf:"bytes,1,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	// process is the OCI runtime spec's Process object, as JSON.
+	Process       []byte `protobuf:"bytes,2,opt,name=process,proto3" json:"process,omitempty"`
+	Stdin         bool   `protobuf:"varint,3,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	Tty           bool   `protobuf:"varint,4,opt,name=tty,proto3" json:"tty,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecRequest) Reset() {
+	*x = ExecRequest{}
+	mi := &file_shim_v1_shim_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecRequest) ProtoMessage() {}
+
+func (x *ExecRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_v1_shim_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
+func (*ExecRequest) Descriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ExecRequest) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
+func (x *ExecRequest) GetProcess() []byte {
+	if x != nil {
+		return x.Process
+	}
+	return nil
+}
+
+func (x *ExecRequest) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+func (x *ExecRequest) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+type ExecResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecResponse) Reset() {
+	*x = ExecResponse{}
+	mi := &file_shim_v1_shim_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecResponse) ProtoMessage() {}
+
+func (x *ExecResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_v1_shim_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
+func (*ExecResponse) Descriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{32}
+}
+
+type OutputRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecId        string                 `protobuf:"bytes,1,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutputRequest) Reset() {
+	*x = OutputRequest{}
+	mi := &file_shim_v1_shim_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutputRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutputRequest) ProtoMessage() {}
+
+func (x *OutputRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_v1_shim_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutputRequest.ProtoReflect.Descriptor instead.
+func (*OutputRequest) Descriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *OutputRequest) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
+type OutputChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// stream is 1 for stdout (and a terminal's output), 2 for stderr.
+	Stream        uint32 `protobuf:"varint,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutputChunk) Reset() {
+	*x = OutputChunk{}
+	mi := &file_shim_v1_shim_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutputChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutputChunk) ProtoMessage() {}
+
+func (x *OutputChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_v1_shim_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
+func (*OutputChunk) Descriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *OutputChunk) GetStream() uint32 {
+	if x != nil {
+		return x.Stream
+	}
+	return 0
+}
+
+func (x *OutputChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type EventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	After         uint64                 `protobuf:"varint,1,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventsRequest) Reset() {
+	*x = EventsRequest{}
+	mi := &file_shim_v1_shim_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventsRequest) ProtoMessage() {}
+
+func (x *EventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_v1_shim_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
+func (*EventsRequest) Descriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *EventsRequest) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+type EventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventsResponse) Reset() {
+	*x = EventsResponse{}
+	mi := &file_shim_v1_shim_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventsResponse) ProtoMessage() {}
+
+func (x *EventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_v1_shim_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventsResponse.ProtoReflect.Descriptor instead.
+func (*EventsResponse) Descriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *EventsResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type Event struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Kind          Event_Kind             `protobuf:"varint,2,opt,name=kind,proto3,enum=shim.v1.Event_Kind" json:"kind,omitempty"`
+	ExecId        string                 `protobuf:"bytes,3,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	Pid           uint32                 `protobuf:"varint,4,opt,name=pid,proto3" json:"pid,omitempty"`
+	Exit          *ExitStatus            `protobuf:"bytes,5,opt,name=exit,proto3" json:"exit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_shim_v1_shim_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_v1_shim_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *Event) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Event) GetKind() Event_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Event_KIND_UNSPECIFIED
+}
+
+func (x *Event) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
+func (x *Event) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *Event) GetExit() *ExitStatus {
+	if x != nil {
+		return x.Exit
+	}
+	return nil
+}
+
 var File_shim_v1_shim_proto protoreflect.FileDescriptor
 
 const file_shim_v1_shim_proto_rawDesc = "" +
@@ -1551,9 +2046,11 @@ const file_shim_v1_shim_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x19\n" +
 	"\bshim_pid\x18\x02 \x01(\rR\ashimPid\x12\x19\n" +
 	"\btask_pid\x18\x03 \x01(\rR\ataskPid\x12'\n" +
-	"\x06status\x18\x04 \x01(\x0e2\x0f.shim.v1.StatusR\x06status\"\xb5\x01\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x0f.shim.v1.StatusR\x06status\"\xe2\x01\n" +
 	"\rCreateRequest\x12\x1b\n" +
-	"\tspec_path\x18\x01 \x01(\tR\bspecPath\x12\x19\n" +
+	"\tspec_path\x18\x01 \x01(\tR\bspecPath\x12\x0e\n" +
+	"\x02id\x18\a \x01(\tR\x02id\x12\x1b\n" +
+	"\tstate_dir\x18\b \x01(\tR\bstateDir\x12\x19\n" +
 	"\blog_path\x18\x02 \x01(\tR\alogPath\x12 \n" +
 	"\flog_max_size\x18\x03 \x01(\x03R\n" +
 	"logMaxSize\x12\"\n" +
@@ -1561,11 +2058,13 @@ const file_shim_v1_shim_proto_rawDesc = "" +
 	"\x05stdin\x18\x05 \x01(\bR\x05stdin\x12\x10\n" +
 	"\x03tty\x18\x06 \x01(\bR\x03tty\"\"\n" +
 	"\x0eCreateResponse\x12\x10\n" +
-	"\x03pid\x18\x01 \x01(\rR\x03pid\"\x0e\n" +
-	"\fStartRequest\"!\n" +
+	"\x03pid\x18\x01 \x01(\rR\x03pid\"'\n" +
+	"\fStartRequest\x12\x17\n" +
+	"\aexec_id\x18\x01 \x01(\tR\x06execId\"!\n" +
 	"\rStartResponse\x12\x10\n" +
-	"\x03pid\x18\x01 \x01(\rR\x03pid\"\x0e\n" +
-	"\fStateRequest\"s\n" +
+	"\x03pid\x18\x01 \x01(\rR\x03pid\"'\n" +
+	"\fStateRequest\x12\x17\n" +
+	"\aexec_id\x18\x01 \x01(\tR\x06execId\"s\n" +
 	"\rStateResponse\x12'\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x0f.shim.v1.StatusR\x06status\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\rR\x03pid\x12'\n" +
@@ -1576,12 +2075,14 @@ const file_shim_v1_shim_proto_rawDesc = "" +
 	"\x13exited_at_unix_nano\x18\x02 \x01(\x03R\x10exitedAtUnixNano\x12\x1d\n" +
 	"\n" +
 	"oom_killed\x18\x03 \x01(\bR\toomKilled\x12\x16\n" +
-	"\x06signal\x18\x04 \x01(\x05R\x06signal\"7\n" +
+	"\x06signal\x18\x04 \x01(\x05R\x06signal\"P\n" +
 	"\vKillRequest\x12\x16\n" +
 	"\x06signal\x18\x01 \x01(\rR\x06signal\x12\x10\n" +
-	"\x03all\x18\x02 \x01(\bR\x03all\"\x0e\n" +
-	"\fKillResponse\"\r\n" +
-	"\vWaitRequest\"7\n" +
+	"\x03all\x18\x02 \x01(\bR\x03all\x12\x17\n" +
+	"\aexec_id\x18\x03 \x01(\tR\x06execId\"\x0e\n" +
+	"\fKillResponse\"&\n" +
+	"\vWaitRequest\x12\x17\n" +
+	"\aexec_id\x18\x01 \x01(\tR\x06execId\"7\n" +
 	"\fWaitResponse\x12'\n" +
 	"\x04exit\x18\x01 \x01(\v2\x13.shim.v1.ExitStatusR\x04exit\"\r\n" +
 	"\vPidsRequest\"\"\n" +
@@ -1590,15 +2091,18 @@ const file_shim_v1_shim_proto_rawDesc = "" +
 	"\fPauseRequest\"\x0f\n" +
 	"\rPauseResponse\"\x0f\n" +
 	"\rResumeRequest\"\x10\n" +
-	"\x0eResumeResponse\"'\n" +
+	"\x0eResumeResponse\"@\n" +
 	"\x11WriteStdinRequest\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\x14\n" +
-	"\x12WriteStdinResponse\"\x10\n" +
-	"\x0eCloseIORequest\"\x11\n" +
-	"\x0fCloseIOResponse\"@\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x17\n" +
+	"\aexec_id\x18\x02 \x01(\tR\x06execId\"\x14\n" +
+	"\x12WriteStdinResponse\")\n" +
+	"\x0eCloseIORequest\x12\x17\n" +
+	"\aexec_id\x18\x01 \x01(\tR\x06execId\"\x11\n" +
+	"\x0fCloseIOResponse\"Y\n" +
 	"\x10ResizePtyRequest\x12\x14\n" +
 	"\x05width\x18\x01 \x01(\rR\x05width\x12\x16\n" +
-	"\x06height\x18\x02 \x01(\rR\x06height\"\x13\n" +
+	"\x06height\x18\x02 \x01(\rR\x06height\x12\x17\n" +
+	"\aexec_id\x18\x03 \x01(\tR\x06execId\"\x13\n" +
 	"\x11ResizePtyResponse\"\x0f\n" +
 	"\rDeleteRequest\"9\n" +
 	"\x0eDeleteResponse\x12'\n" +
@@ -1626,13 +2130,39 @@ const file_shim_v1_shim_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\",\n" +
 	"\rUpdateRequest\x12\x1b\n" +
 	"\tspec_path\x18\x01 \x01(\tR\bspecPath\"\x10\n" +
-	"\x0eUpdateResponse*o\n" +
+	"\x0eUpdateResponse\"h\n" +
+	"\vExecRequest\x12\x17\n" +
+	"\aexec_id\x18\x01 \x01(\tR\x06execId\x12\x18\n" +
+	"\aprocess\x18\x02 \x01(\fR\aprocess\x12\x14\n" +
+	"\x05stdin\x18\x03 \x01(\bR\x05stdin\x12\x10\n" +
+	"\x03tty\x18\x04 \x01(\bR\x03tty\"\x0e\n" +
+	"\fExecResponse\"(\n" +
+	"\rOutputRequest\x12\x17\n" +
+	"\aexec_id\x18\x01 \x01(\tR\x06execId\"9\n" +
+	"\vOutputChunk\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\rR\x06stream\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"%\n" +
+	"\rEventsRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\x04R\x05after\"8\n" +
+	"\x0eEventsResponse\x12&\n" +
+	"\x06events\x18\x01 \x03(\v2\x0e.shim.v1.EventR\x06events\"\xe5\x01\n" +
+	"\x05Event\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12'\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x13.shim.v1.Event.KindR\x04kind\x12\x17\n" +
+	"\aexec_id\x18\x03 \x01(\tR\x06execId\x12\x10\n" +
+	"\x03pid\x18\x04 \x01(\rR\x03pid\x12'\n" +
+	"\x04exit\x18\x05 \x01(\v2\x13.shim.v1.ExitStatusR\x04exit\"M\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tKIND_EXIT\x10\x01\x12\x12\n" +
+	"\x0eKIND_EXEC_EXIT\x10\x02\x12\f\n" +
+	"\bKIND_OOM\x10\x03*o\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_CREATED\x10\x01\x12\x12\n" +
 	"\x0eSTATUS_RUNNING\x10\x02\x12\x11\n" +
 	"\rSTATUS_PAUSED\x10\x03\x12\x12\n" +
-	"\x0eSTATUS_STOPPED\x10\x042\xf8\x06\n" +
+	"\x0eSTATUS_STOPPED\x10\x042\xa2\b\n" +
 	"\x04Shim\x12<\n" +
 	"\aConnect\x12\x17.shim.v1.ConnectRequest\x1a\x18.shim.v1.ConnectResponse\x129\n" +
 	"\x06Create\x12\x16.shim.v1.CreateRequest\x1a\x17.shim.v1.CreateResponse\x126\n" +
@@ -1640,6 +2170,9 @@ const file_shim_v1_shim_proto_rawDesc = "" +
 	"\x05State\x12\x15.shim.v1.StateRequest\x1a\x16.shim.v1.StateResponse\x123\n" +
 	"\x04Kill\x12\x14.shim.v1.KillRequest\x1a\x15.shim.v1.KillResponse\x123\n" +
 	"\x04Wait\x12\x14.shim.v1.WaitRequest\x1a\x15.shim.v1.WaitResponse\x123\n" +
+	"\x04Exec\x12\x14.shim.v1.ExecRequest\x1a\x15.shim.v1.ExecResponse\x128\n" +
+	"\x06Output\x12\x16.shim.v1.OutputRequest\x1a\x14.shim.v1.OutputChunk0\x01\x129\n" +
+	"\x06Events\x12\x16.shim.v1.EventsRequest\x1a\x17.shim.v1.EventsResponse\x123\n" +
 	"\x04Pids\x12\x14.shim.v1.PidsRequest\x1a\x15.shim.v1.PidsResponse\x126\n" +
 	"\x05Pause\x12\x15.shim.v1.PauseRequest\x1a\x16.shim.v1.PauseResponse\x129\n" +
 	"\x06Resume\x12\x16.shim.v1.ResumeRequest\x1a\x17.shim.v1.ResumeResponse\x12E\n" +
@@ -1663,85 +2196,102 @@ func file_shim_v1_shim_proto_rawDescGZIP() []byte {
 	return file_shim_v1_shim_proto_rawDescData
 }
 
-var file_shim_v1_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shim_v1_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_shim_v1_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_shim_v1_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_shim_v1_shim_proto_goTypes = []any{
 	(Status)(0),                // 0: shim.v1.Status
-	(*ConnectRequest)(nil),     // 1: shim.v1.ConnectRequest
-	(*ConnectResponse)(nil),    // 2: shim.v1.ConnectResponse
-	(*CreateRequest)(nil),      // 3: shim.v1.CreateRequest
-	(*CreateResponse)(nil),     // 4: shim.v1.CreateResponse
-	(*StartRequest)(nil),       // 5: shim.v1.StartRequest
-	(*StartResponse)(nil),      // 6: shim.v1.StartResponse
-	(*StateRequest)(nil),       // 7: shim.v1.StateRequest
-	(*StateResponse)(nil),      // 8: shim.v1.StateResponse
-	(*ExitStatus)(nil),         // 9: shim.v1.ExitStatus
-	(*KillRequest)(nil),        // 10: shim.v1.KillRequest
-	(*KillResponse)(nil),       // 11: shim.v1.KillResponse
-	(*WaitRequest)(nil),        // 12: shim.v1.WaitRequest
-	(*WaitResponse)(nil),       // 13: shim.v1.WaitResponse
-	(*PidsRequest)(nil),        // 14: shim.v1.PidsRequest
-	(*PidsResponse)(nil),       // 15: shim.v1.PidsResponse
-	(*PauseRequest)(nil),       // 16: shim.v1.PauseRequest
-	(*PauseResponse)(nil),      // 17: shim.v1.PauseResponse
-	(*ResumeRequest)(nil),      // 18: shim.v1.ResumeRequest
-	(*ResumeResponse)(nil),     // 19: shim.v1.ResumeResponse
-	(*WriteStdinRequest)(nil),  // 20: shim.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil), // 21: shim.v1.WriteStdinResponse
-	(*CloseIORequest)(nil),     // 22: shim.v1.CloseIORequest
-	(*CloseIOResponse)(nil),    // 23: shim.v1.CloseIOResponse
-	(*ResizePtyRequest)(nil),   // 24: shim.v1.ResizePtyRequest
-	(*ResizePtyResponse)(nil),  // 25: shim.v1.ResizePtyResponse
-	(*DeleteRequest)(nil),      // 26: shim.v1.DeleteRequest
-	(*DeleteResponse)(nil),     // 27: shim.v1.DeleteResponse
-	(*StatsRequest)(nil),       // 28: shim.v1.StatsRequest
-	(*StatsResponse)(nil),      // 29: shim.v1.StatsResponse
-	(*UpdateRequest)(nil),      // 30: shim.v1.UpdateRequest
-	(*UpdateResponse)(nil),     // 31: shim.v1.UpdateResponse
-	nil,                        // 32: shim.v1.StatsResponse.MemoryStatsEntry
+	(Event_Kind)(0),            // 1: shim.v1.Event.Kind
+	(*ConnectRequest)(nil),     // 2: shim.v1.ConnectRequest
+	(*ConnectResponse)(nil),    // 3: shim.v1.ConnectResponse
+	(*CreateRequest)(nil),      // 4: shim.v1.CreateRequest
+	(*CreateResponse)(nil),     // 5: shim.v1.CreateResponse
+	(*StartRequest)(nil),       // 6: shim.v1.StartRequest
+	(*StartResponse)(nil),      // 7: shim.v1.StartResponse
+	(*StateRequest)(nil),       // 8: shim.v1.StateRequest
+	(*StateResponse)(nil),      // 9: shim.v1.StateResponse
+	(*ExitStatus)(nil),         // 10: shim.v1.ExitStatus
+	(*KillRequest)(nil),        // 11: shim.v1.KillRequest
+	(*KillResponse)(nil),       // 12: shim.v1.KillResponse
+	(*WaitRequest)(nil),        // 13: shim.v1.WaitRequest
+	(*WaitResponse)(nil),       // 14: shim.v1.WaitResponse
+	(*PidsRequest)(nil),        // 15: shim.v1.PidsRequest
+	(*PidsResponse)(nil),       // 16: shim.v1.PidsResponse
+	(*PauseRequest)(nil),       // 17: shim.v1.PauseRequest
+	(*PauseResponse)(nil),      // 18: shim.v1.PauseResponse
+	(*ResumeRequest)(nil),      // 19: shim.v1.ResumeRequest
+	(*ResumeResponse)(nil),     // 20: shim.v1.ResumeResponse
+	(*WriteStdinRequest)(nil),  // 21: shim.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil), // 22: shim.v1.WriteStdinResponse
+	(*CloseIORequest)(nil),     // 23: shim.v1.CloseIORequest
+	(*CloseIOResponse)(nil),    // 24: shim.v1.CloseIOResponse
+	(*ResizePtyRequest)(nil),   // 25: shim.v1.ResizePtyRequest
+	(*ResizePtyResponse)(nil),  // 26: shim.v1.ResizePtyResponse
+	(*DeleteRequest)(nil),      // 27: shim.v1.DeleteRequest
+	(*DeleteResponse)(nil),     // 28: shim.v1.DeleteResponse
+	(*StatsRequest)(nil),       // 29: shim.v1.StatsRequest
+	(*StatsResponse)(nil),      // 30: shim.v1.StatsResponse
+	(*UpdateRequest)(nil),      // 31: shim.v1.UpdateRequest
+	(*UpdateResponse)(nil),     // 32: shim.v1.UpdateResponse
+	(*ExecRequest)(nil),        // 33: shim.v1.ExecRequest
+	(*ExecResponse)(nil),       // 34: shim.v1.ExecResponse
+	(*OutputRequest)(nil),      // 35: shim.v1.OutputRequest
+	(*OutputChunk)(nil),        // 36: shim.v1.OutputChunk
+	(*EventsRequest)(nil),      // 37: shim.v1.EventsRequest
+	(*EventsResponse)(nil),     // 38: shim.v1.EventsResponse
+	(*Event)(nil),              // 39: shim.v1.Event
+	nil,                        // 40: shim.v1.StatsResponse.MemoryStatsEntry
 }
 var file_shim_v1_shim_proto_depIdxs = []int32{
 	0,  // 0: shim.v1.ConnectResponse.status:type_name -> shim.v1.Status
 	0,  // 1: shim.v1.StateResponse.status:type_name -> shim.v1.Status
-	9,  // 2: shim.v1.StateResponse.exit:type_name -> shim.v1.ExitStatus
-	9,  // 3: shim.v1.WaitResponse.exit:type_name -> shim.v1.ExitStatus
-	9,  // 4: shim.v1.DeleteResponse.exit:type_name -> shim.v1.ExitStatus
-	32, // 5: shim.v1.StatsResponse.memory_stats:type_name -> shim.v1.StatsResponse.MemoryStatsEntry
-	1,  // 6: shim.v1.Shim.Connect:input_type -> shim.v1.ConnectRequest
-	3,  // 7: shim.v1.Shim.Create:input_type -> shim.v1.CreateRequest
-	5,  // 8: shim.v1.Shim.Start:input_type -> shim.v1.StartRequest
-	7,  // 9: shim.v1.Shim.State:input_type -> shim.v1.StateRequest
-	10, // 10: shim.v1.Shim.Kill:input_type -> shim.v1.KillRequest
-	12, // 11: shim.v1.Shim.Wait:input_type -> shim.v1.WaitRequest
-	14, // 12: shim.v1.Shim.Pids:input_type -> shim.v1.PidsRequest
-	16, // 13: shim.v1.Shim.Pause:input_type -> shim.v1.PauseRequest
-	18, // 14: shim.v1.Shim.Resume:input_type -> shim.v1.ResumeRequest
-	20, // 15: shim.v1.Shim.WriteStdin:input_type -> shim.v1.WriteStdinRequest
-	22, // 16: shim.v1.Shim.CloseIO:input_type -> shim.v1.CloseIORequest
-	24, // 17: shim.v1.Shim.ResizePty:input_type -> shim.v1.ResizePtyRequest
-	26, // 18: shim.v1.Shim.Delete:input_type -> shim.v1.DeleteRequest
-	30, // 19: shim.v1.Shim.Update:input_type -> shim.v1.UpdateRequest
-	28, // 20: shim.v1.Shim.Stats:input_type -> shim.v1.StatsRequest
-	2,  // 21: shim.v1.Shim.Connect:output_type -> shim.v1.ConnectResponse
-	4,  // 22: shim.v1.Shim.Create:output_type -> shim.v1.CreateResponse
-	6,  // 23: shim.v1.Shim.Start:output_type -> shim.v1.StartResponse
-	8,  // 24: shim.v1.Shim.State:output_type -> shim.v1.StateResponse
-	11, // 25: shim.v1.Shim.Kill:output_type -> shim.v1.KillResponse
-	13, // 26: shim.v1.Shim.Wait:output_type -> shim.v1.WaitResponse
-	15, // 27: shim.v1.Shim.Pids:output_type -> shim.v1.PidsResponse
-	17, // 28: shim.v1.Shim.Pause:output_type -> shim.v1.PauseResponse
-	19, // 29: shim.v1.Shim.Resume:output_type -> shim.v1.ResumeResponse
-	21, // 30: shim.v1.Shim.WriteStdin:output_type -> shim.v1.WriteStdinResponse
-	23, // 31: shim.v1.Shim.CloseIO:output_type -> shim.v1.CloseIOResponse
-	25, // 32: shim.v1.Shim.ResizePty:output_type -> shim.v1.ResizePtyResponse
-	27, // 33: shim.v1.Shim.Delete:output_type -> shim.v1.DeleteResponse
-	31, // 34: shim.v1.Shim.Update:output_type -> shim.v1.UpdateResponse
-	29, // 35: shim.v1.Shim.Stats:output_type -> shim.v1.StatsResponse
-	21, // [21:36] is the sub-list for method output_type
-	6,  // [6:21] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	10, // 2: shim.v1.StateResponse.exit:type_name -> shim.v1.ExitStatus
+	10, // 3: shim.v1.WaitResponse.exit:type_name -> shim.v1.ExitStatus
+	10, // 4: shim.v1.DeleteResponse.exit:type_name -> shim.v1.ExitStatus
+	40, // 5: shim.v1.StatsResponse.memory_stats:type_name -> shim.v1.StatsResponse.MemoryStatsEntry
+	39, // 6: shim.v1.EventsResponse.events:type_name -> shim.v1.Event
+	1,  // 7: shim.v1.Event.kind:type_name -> shim.v1.Event.Kind
+	10, // 8: shim.v1.Event.exit:type_name -> shim.v1.ExitStatus
+	2,  // 9: shim.v1.Shim.Connect:input_type -> shim.v1.ConnectRequest
+	4,  // 10: shim.v1.Shim.Create:input_type -> shim.v1.CreateRequest
+	6,  // 11: shim.v1.Shim.Start:input_type -> shim.v1.StartRequest
+	8,  // 12: shim.v1.Shim.State:input_type -> shim.v1.StateRequest
+	11, // 13: shim.v1.Shim.Kill:input_type -> shim.v1.KillRequest
+	13, // 14: shim.v1.Shim.Wait:input_type -> shim.v1.WaitRequest
+	33, // 15: shim.v1.Shim.Exec:input_type -> shim.v1.ExecRequest
+	35, // 16: shim.v1.Shim.Output:input_type -> shim.v1.OutputRequest
+	37, // 17: shim.v1.Shim.Events:input_type -> shim.v1.EventsRequest
+	15, // 18: shim.v1.Shim.Pids:input_type -> shim.v1.PidsRequest
+	17, // 19: shim.v1.Shim.Pause:input_type -> shim.v1.PauseRequest
+	19, // 20: shim.v1.Shim.Resume:input_type -> shim.v1.ResumeRequest
+	21, // 21: shim.v1.Shim.WriteStdin:input_type -> shim.v1.WriteStdinRequest
+	23, // 22: shim.v1.Shim.CloseIO:input_type -> shim.v1.CloseIORequest
+	25, // 23: shim.v1.Shim.ResizePty:input_type -> shim.v1.ResizePtyRequest
+	27, // 24: shim.v1.Shim.Delete:input_type -> shim.v1.DeleteRequest
+	31, // 25: shim.v1.Shim.Update:input_type -> shim.v1.UpdateRequest
+	29, // 26: shim.v1.Shim.Stats:input_type -> shim.v1.StatsRequest
+	3,  // 27: shim.v1.Shim.Connect:output_type -> shim.v1.ConnectResponse
+	5,  // 28: shim.v1.Shim.Create:output_type -> shim.v1.CreateResponse
+	7,  // 29: shim.v1.Shim.Start:output_type -> shim.v1.StartResponse
+	9,  // 30: shim.v1.Shim.State:output_type -> shim.v1.StateResponse
+	12, // 31: shim.v1.Shim.Kill:output_type -> shim.v1.KillResponse
+	14, // 32: shim.v1.Shim.Wait:output_type -> shim.v1.WaitResponse
+	34, // 33: shim.v1.Shim.Exec:output_type -> shim.v1.ExecResponse
+	36, // 34: shim.v1.Shim.Output:output_type -> shim.v1.OutputChunk
+	38, // 35: shim.v1.Shim.Events:output_type -> shim.v1.EventsResponse
+	16, // 36: shim.v1.Shim.Pids:output_type -> shim.v1.PidsResponse
+	18, // 37: shim.v1.Shim.Pause:output_type -> shim.v1.PauseResponse
+	20, // 38: shim.v1.Shim.Resume:output_type -> shim.v1.ResumeResponse
+	22, // 39: shim.v1.Shim.WriteStdin:output_type -> shim.v1.WriteStdinResponse
+	24, // 40: shim.v1.Shim.CloseIO:output_type -> shim.v1.CloseIOResponse
+	26, // 41: shim.v1.Shim.ResizePty:output_type -> shim.v1.ResizePtyResponse
+	28, // 42: shim.v1.Shim.Delete:output_type -> shim.v1.DeleteResponse
+	32, // 43: shim.v1.Shim.Update:output_type -> shim.v1.UpdateResponse
+	30, // 44: shim.v1.Shim.Stats:output_type -> shim.v1.StatsResponse
+	27, // [27:45] is the sub-list for method output_type
+	9,  // [9:27] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_shim_v1_shim_proto_init() }
@@ -1754,8 +2304,8 @@ func file_shim_v1_shim_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shim_v1_shim_proto_rawDesc), len(file_shim_v1_shim_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   32,
+			NumEnums:      2,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

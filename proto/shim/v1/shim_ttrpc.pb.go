@@ -14,6 +14,9 @@ type ShimService interface {
 	State(context.Context, *StateRequest) (*StateResponse, error)
 	Kill(context.Context, *KillRequest) (*KillResponse, error)
 	Wait(context.Context, *WaitRequest) (*WaitResponse, error)
+	Exec(context.Context, *ExecRequest) (*ExecResponse, error)
+	Output(context.Context, *OutputRequest, Shim_OutputServer) error
+	Events(context.Context, *EventsRequest) (*EventsResponse, error)
 	Pids(context.Context, *PidsRequest) (*PidsResponse, error)
 	Pause(context.Context, *PauseRequest) (*PauseResponse, error)
 	Resume(context.Context, *ResumeRequest) (*ResumeResponse, error)
@@ -23,6 +26,19 @@ type ShimService interface {
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	Update(context.Context, *UpdateRequest) (*UpdateResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
+}
+
+type Shim_OutputServer interface {
+	Send(*OutputChunk) error
+	ttrpc.StreamServer
+}
+
+type shimOutputServer struct {
+	ttrpc.StreamServer
+}
+
+func (x *shimOutputServer) Send(m *OutputChunk) error {
+	return x.StreamServer.SendMsg(m)
 }
 
 func RegisterShimService(srv *ttrpc.Server, svc ShimService) {
@@ -69,6 +85,20 @@ func RegisterShimService(srv *ttrpc.Server, svc ShimService) {
 					return nil, err
 				}
 				return svc.Wait(ctx, &req)
+			},
+			"Exec": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ExecRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Exec(ctx, &req)
+			},
+			"Events": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req EventsRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Events(ctx, &req)
 			},
 			"Pids": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req PidsRequest
@@ -134,14 +164,48 @@ func RegisterShimService(srv *ttrpc.Server, svc ShimService) {
 				return svc.Stats(ctx, &req)
 			},
 		},
+		Streams: map[string]ttrpc.Stream{
+			"Output": {
+				Handler: func(ctx context.Context, stream ttrpc.StreamServer) (interface{}, error) {
+					m := new(OutputRequest)
+					if err := stream.RecvMsg(m); err != nil {
+						return nil, err
+					}
+					return nil, svc.Output(ctx, m, &shimOutputServer{stream})
+				},
+				StreamingClient: false,
+				StreamingServer: true,
+			},
+		},
 	})
+}
+
+type ShimClient interface {
+	Connect(context.Context, *ConnectRequest) (*ConnectResponse, error)
+	Create(context.Context, *CreateRequest) (*CreateResponse, error)
+	Start(context.Context, *StartRequest) (*StartResponse, error)
+	State(context.Context, *StateRequest) (*StateResponse, error)
+	Kill(context.Context, *KillRequest) (*KillResponse, error)
+	Wait(context.Context, *WaitRequest) (*WaitResponse, error)
+	Exec(context.Context, *ExecRequest) (*ExecResponse, error)
+	Output(context.Context, *OutputRequest) (Shim_OutputClient, error)
+	Events(context.Context, *EventsRequest) (*EventsResponse, error)
+	Pids(context.Context, *PidsRequest) (*PidsResponse, error)
+	Pause(context.Context, *PauseRequest) (*PauseResponse, error)
+	Resume(context.Context, *ResumeRequest) (*ResumeResponse, error)
+	WriteStdin(context.Context, *WriteStdinRequest) (*WriteStdinResponse, error)
+	CloseIO(context.Context, *CloseIORequest) (*CloseIOResponse, error)
+	ResizePty(context.Context, *ResizePtyRequest) (*ResizePtyResponse, error)
+	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
+	Update(context.Context, *UpdateRequest) (*UpdateResponse, error)
+	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 }
 
 type shimClient struct {
 	client *ttrpc.Client
 }
 
-func NewShimClient(client *ttrpc.Client) ShimService {
+func NewShimClient(client *ttrpc.Client) ShimClient {
 	return &shimClient{
 		client: client,
 	}
@@ -190,6 +254,51 @@ func (c *shimClient) Kill(ctx context.Context, req *KillRequest) (*KillResponse,
 func (c *shimClient) Wait(ctx context.Context, req *WaitRequest) (*WaitResponse, error) {
 	var resp WaitResponse
 	if err := c.client.Call(ctx, "shim.v1.Shim", "Wait", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimClient) Exec(ctx context.Context, req *ExecRequest) (*ExecResponse, error) {
+	var resp ExecResponse
+	if err := c.client.Call(ctx, "shim.v1.Shim", "Exec", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimClient) Output(ctx context.Context, req *OutputRequest) (Shim_OutputClient, error) {
+	stream, err := c.client.NewStream(ctx, &ttrpc.StreamDesc{
+		StreamingClient: false,
+		StreamingServer: true,
+	}, "shim.v1.Shim", "Output", req)
+	if err != nil {
+		return nil, err
+	}
+	x := &shimOutputClient{stream}
+	return x, nil
+}
+
+type Shim_OutputClient interface {
+	Recv() (*OutputChunk, error)
+	ttrpc.ClientStream
+}
+
+type shimOutputClient struct {
+	ttrpc.ClientStream
+}
+
+func (x *shimOutputClient) Recv() (*OutputChunk, error) {
+	m := new(OutputChunk)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *shimClient) Events(ctx context.Context, req *EventsRequest) (*EventsResponse, error) {
+	var resp EventsResponse
+	if err := c.client.Call(ctx, "shim.v1.Shim", "Events", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

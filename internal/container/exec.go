@@ -1,0 +1,309 @@
+package container
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/status"
+
+	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/oci"
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+	shimv1 "github.com/engined/engined/proto/shim/v1"
+)
+
+// An execProc is a process run in a running container. As in dockerd, execs
+// live in memory only: they belong to the container's current run.
+type execProc struct {
+	id          string
+	containerID string
+	config      *enginev1.ExecConfig
+
+	mu       sync.Mutex
+	started  bool
+	running  bool
+	pid      int
+	exitCode *int32
+	done     chan struct{} // closed when the process has exited
+}
+
+func (e *execProc) inspect() *enginev1.ExecInspectResponse {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return &enginev1.ExecInspectResponse{Id: e.id, ContainerId: e.containerID, Running: e.running,
+		ExitCode: e.exitCode, Pid: int32(e.pid), Config: e.config}
+}
+
+// ContainerExecCreate registers an exec in a running container.
+func (s *Service) ContainerExecCreate(ctx context.Context, req *enginev1.ContainerExecCreateRequest) (*enginev1.ContainerExecCreateResponse, error) {
+	rec, err := s.get(req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	cfg := req.GetConfig()
+	if len(cfg.GetCmd()) == 0 {
+		return nil, errdefs.InvalidArgument(errors.New("no exec command specified"))
+	}
+	if rec.Status == "paused" {
+		return nil, errdefs.Conflict(fmt.Errorf("container %s is paused, unpause the container before exec", rec.ID))
+	}
+	if rec.Status != "running" || s.shim(rec.ID) == nil {
+		return nil, errdefs.Conflict(fmt.Errorf("container %s is not running", rec.ID))
+	}
+	var b [32]byte
+	rand.Read(b[:])
+	e := &execProc{id: hex.EncodeToString(b[:]), containerID: rec.ID, config: cfg, done: make(chan struct{})}
+	s.mu.Lock()
+	s.execs[e.id] = e
+	s.mu.Unlock()
+	return &enginev1.ContainerExecCreateResponse{Id: e.id}, nil
+}
+
+func (s *Service) lookupExec(id string) (*execProc, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.execs[id]; e != nil {
+		return e, nil
+	}
+	return nil, errdefs.NotFound(fmt.Errorf("No such exec instance: %s", id))
+}
+
+func (s *Service) ExecInspect(ctx context.Context, req *enginev1.ExecInspectRequest) (*enginev1.ExecInspectResponse, error) {
+	e, err := s.lookupExec(req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return e.inspect(), nil
+}
+
+func (s *Service) ExecResize(ctx context.Context, req *enginev1.ExecResizeRequest) (*enginev1.ExecResizeResponse, error) {
+	e, err := s.lookupExec(req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	client := s.shim(e.containerID)
+	if client == nil {
+		return nil, errdefs.Conflict(fmt.Errorf("container %s is not running", e.containerID))
+	}
+	if _, err := client.ResizePty(ctx, &shimv1.ResizePtyRequest{ExecId: e.id, Width: req.GetW(), Height: req.GetH()}); err != nil {
+		return nil, errdefs.Conflict(fmt.Errorf("resize exec %s: %w", e.id, err))
+	}
+	return &enginev1.ExecResizeResponse{}, nil
+}
+
+// ExecStart runs the exec and, unless detached, streams its output until
+// it has exited, forwarding stdin.
+func (s *Service) ExecStart(stream enginev1.Engine_ExecStartServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	opts := first.GetOptions()
+	if opts == nil {
+		return errdefs.InvalidArgument(errors.New("exec start: the first message must carry options"))
+	}
+	e, err := s.lookupExec(opts.GetId())
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	if e.started {
+		e.mu.Unlock()
+		return errdefs.Conflict(fmt.Errorf("Error: Exec command %s is already running", e.id))
+	}
+	e.started = true
+	e.mu.Unlock()
+	client := s.shim(e.containerID)
+	rec, err := s.get(e.containerID)
+	if err != nil {
+		return err
+	}
+	if client == nil || rec.Status != "running" {
+		return errdefs.Conflict(fmt.Errorf("container %s is not running", e.containerID))
+	}
+	proc, err := s.execProcess(rec, e.config)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(proc)
+	if err != nil {
+		return err
+	}
+	cfg := e.config
+	if _, err := client.Exec(ctx, &shimv1.ExecRequest{ExecId: e.id, Process: raw, Stdin: cfg.GetAttachStdin() && !opts.GetDetach(), Tty: cfg.GetTty()}); err != nil {
+		return fmt.Errorf("exec in container %s: %w", e.containerID, err)
+	}
+	// The output stream is opened before the process starts, so none of
+	// it is missed; a detached exec's output is read and dropped.
+	outCtx, cancelOut := context.WithCancel(s.ctx)
+	out, err := client.Output(outCtx, &shimv1.OutputRequest{ExecId: e.id})
+	if err != nil {
+		cancelOut()
+		return fmt.Errorf("exec output: %w", err)
+	}
+	resp, err := client.Start(ctx, &shimv1.StartRequest{ExecId: e.id})
+	if err != nil {
+		cancelOut()
+		// As with dockerd, a command that cannot run is the exec's
+		// outcome (126, or 127 when not found), told on its stderr.
+		code := int32(126)
+		if strings.Contains(err.Error(), "not found") || strings.Contains(err.Error(), "no such file") {
+			code = 127
+		}
+		e.mu.Lock()
+		e.exitCode = &code
+		close(e.done)
+		e.mu.Unlock()
+		msg := "OCI runtime exec failed: " + strings.TrimPrefix(grpcMessage(err), "start process: ") + "\n"
+		if err := stream.Send(&enginev1.LogEntry{}); err != nil || opts.GetDetach() {
+			return err
+		}
+		return stream.Send(&enginev1.LogEntry{Stream: 2, Data: []byte(msg)})
+	}
+	e.mu.Lock()
+	e.running, e.pid = true, int(resp.GetPid())
+	e.mu.Unlock()
+	if cs := cfg.GetConsoleSize(); cfg.GetTty() && len(cs) == 2 && cs[0] > 0 && cs[1] > 0 {
+		client.ResizePty(ctx, &shimv1.ResizePtyRequest{ExecId: e.id, Height: cs[0], Width: cs[1]})
+	}
+	if err := stream.Send(&enginev1.LogEntry{}); err != nil {
+		cancelOut()
+		return err
+	}
+	if opts.GetDetach() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer cancelOut()
+			for {
+				if _, err := out.Recv(); err != nil {
+					return
+				}
+			}
+		}()
+		return nil
+	}
+	defer cancelOut()
+	if cfg.GetAttachStdin() {
+		go func() {
+			for {
+				msg, err := stream.Recv()
+				if err != nil || msg.GetCloseStdin() {
+					if !cfg.GetTty() || errors.Is(err, io.EOF) || msg.GetCloseStdin() {
+						client.CloseIO(ctx, &shimv1.CloseIORequest{ExecId: e.id})
+					}
+					return
+				}
+				if len(msg.GetStdin()) > 0 {
+					client.WriteStdin(ctx, &shimv1.WriteStdinRequest{ExecId: e.id, Data: msg.GetStdin()})
+				}
+			}
+		}()
+	}
+	for {
+		chunk, err := out.Recv()
+		if err != nil {
+			break
+		}
+		if chunk.GetStream() == 2 && !cfg.GetAttachStderr() || chunk.GetStream() != 2 && !cfg.GetAttachStdout() {
+			continue
+		}
+		if err := stream.Send(&enginev1.LogEntry{Stream: int32(chunk.GetStream()), Data: chunk.GetData()}); err != nil {
+			return err
+		}
+	}
+	// The client asks for the exit code next: have it.
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+	}
+	return nil
+}
+
+// execProcess is the exec's OCI process: the container's, with the
+// exec's command, environment, user, directory and terminal.
+func (s *Service) execProcess(rec *Record, cfg *enginev1.ExecConfig) (*specs.Process, error) {
+	data, err := os.ReadFile(filepath.Join(s.stateDir(rec.ID), "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read the container's spec: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil || spec.Process == nil {
+		return nil, fmt.Errorf("parse the container's spec: %v", err)
+	}
+	p := *spec.Process
+	p.Args = cfg.GetCmd()
+	p.Terminal = cfg.GetTty()
+	p.ConsoleSize = nil
+	p.Env = oci.MergeEnv(p.Env, cfg.GetEnv())
+	if cfg.GetWorkingDir() != "" {
+		p.Cwd = cfg.GetWorkingDir()
+	}
+	if cfg.GetUser() != "" {
+		uid, gid, groups, _, err := oci.ResolveUser(spec.Root.Path, cfg.GetUser())
+		if err != nil {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("exec user: %w", err))
+		}
+		p.User = specs.User{UID: uid, GID: gid, AdditionalGids: groups}
+	}
+	p.Capabilities = oci.ExecCapabilities(p.Capabilities, cfg.GetPrivileged())
+	// Rlimits are the init's; an exec inherits them from the container.
+	p.Rlimits = nil
+	return &p, nil
+}
+
+// execExited records how an exec'd process exited.
+func (s *Service) execExited(id, execID string, st *shimv1.ExitStatus) {
+	e, err := s.lookupExec(execID)
+	if err != nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.exitCode != nil {
+		return // replayed
+	}
+	code := st.GetCode()
+	e.exitCode, e.running = &code, false
+	close(e.done)
+}
+
+// dropExecs forgets a container's execs when it stops, as dockerd does.
+func (s *Service) dropExecs(containerID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, e := range s.execs {
+		if e.containerID == containerID {
+			e.mu.Lock()
+			if e.exitCode == nil && e.running {
+				code := int32(137)
+				e.exitCode, e.running = &code, false
+				close(e.done)
+			}
+			e.mu.Unlock()
+			delete(s.execs, id)
+		}
+	}
+}
+
+// grpcMessage is the text of an error from the shim, without ttrpc's
+// status wrapping.
+func grpcMessage(err error) string {
+	if st, ok := status.FromError(err); ok {
+		return st.Message()
+	}
+	return err.Error()
+}
