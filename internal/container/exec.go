@@ -135,7 +135,7 @@ func (s *Service) ExecStart(stream enginev1.Engine_ExecStartServer) error {
 	}
 	proc, err := s.execProcess(rec, e.config)
 	if err != nil {
-		return err
+		return s.execFailed(e, stream, opts, 126, err.Error())
 	}
 	raw, err := json.Marshal(proc)
 	if err != nil {
@@ -143,7 +143,7 @@ func (s *Service) ExecStart(stream enginev1.Engine_ExecStartServer) error {
 	}
 	cfg := e.config
 	if _, err := client.Exec(ctx, &shimv1.ExecRequest{ExecId: e.id, Process: raw, Stdin: cfg.GetAttachStdin() && !opts.GetDetach(), Tty: cfg.GetTty()}); err != nil {
-		return fmt.Errorf("exec in container %s: %w", e.containerID, err)
+		return s.execFailed(e, stream, opts, 126, grpcMessage(err))
 	}
 	// The output stream is opened before the process starts, so none of
 	// it is missed; a detached exec's output is read and dropped.
@@ -156,21 +156,11 @@ func (s *Service) ExecStart(stream enginev1.Engine_ExecStartServer) error {
 	resp, err := client.Start(ctx, &shimv1.StartRequest{ExecId: e.id})
 	if err != nil {
 		cancelOut()
-		// As with dockerd, a command that cannot run is the exec's
-		// outcome (126, or 127 when not found), told on its stderr.
 		code := int32(126)
-		if strings.Contains(err.Error(), "not found") || strings.Contains(err.Error(), "no such file") {
+		if msg := grpcMessage(err); strings.Contains(msg, "not found") || strings.Contains(msg, "no such file") {
 			code = 127
 		}
-		e.mu.Lock()
-		e.exitCode = &code
-		close(e.done)
-		e.mu.Unlock()
-		msg := "OCI runtime exec failed: " + strings.TrimPrefix(grpcMessage(err), "start process: ") + "\n"
-		if err := stream.Send(&enginev1.LogEntry{}); err != nil || opts.GetDetach() {
-			return err
-		}
-		return stream.Send(&enginev1.LogEntry{Stream: 2, Data: []byte(msg)})
+		return s.execFailed(e, stream, opts, code, "OCI runtime exec failed: "+strings.TrimPrefix(grpcMessage(err), "start process: "))
 	}
 	e.mu.Lock()
 	e.running, e.pid = true, int(resp.GetPid())
@@ -233,6 +223,20 @@ func (s *Service) ExecStart(stream enginev1.Engine_ExecStartServer) error {
 	return nil
 }
 
+// execFailed ends an exec whose process could not run. As with dockerd,
+// that is the exec's outcome (126, or 127 for a command not found), and
+// the client hears why on the exec's stderr.
+func (s *Service) execFailed(e *execProc, stream enginev1.Engine_ExecStartServer, opts *enginev1.ExecStartOptions, code int32, msg string) error {
+	e.mu.Lock()
+	e.exitCode = &code
+	close(e.done)
+	e.mu.Unlock()
+	if err := stream.Send(&enginev1.LogEntry{}); err != nil || opts.GetDetach() {
+		return err
+	}
+	return stream.Send(&enginev1.LogEntry{Stream: 2, Data: []byte(msg + "\n")})
+}
+
 // execProcess is the exec's OCI process: the container's, with the
 // exec's command, environment, user, directory and terminal.
 func (s *Service) execProcess(rec *Record, cfg *enginev1.ExecConfig) (*specs.Process, error) {
@@ -255,7 +259,7 @@ func (s *Service) execProcess(rec *Record, cfg *enginev1.ExecConfig) (*specs.Pro
 	if cfg.GetUser() != "" {
 		uid, gid, groups, _, err := oci.ResolveUser(spec.Root.Path, cfg.GetUser())
 		if err != nil {
-			return nil, errdefs.InvalidArgument(fmt.Errorf("exec user: %w", err))
+			return nil, fmt.Errorf("unable to find user %s: %w", cfg.GetUser(), err)
 		}
 		p.User = specs.User{UID: uid, GID: gid, AdditionalGids: groups}
 	}

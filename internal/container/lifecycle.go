@@ -462,8 +462,11 @@ func (s *Service) stop(ctx context.Context, id string, timeout *int32, sig strin
 	if wait < 0 {
 		return s.waitExited(ctx, id, changed, 0)
 	}
-	if err := s.waitExited(ctx, id, changed, wait); err == nil {
-		return nil
+	// A zero timeout kills at once (waitExited's zero means no limit).
+	if wait > 0 {
+		if err := s.waitExited(ctx, id, changed, wait); err == nil {
+			return nil
+		}
 	}
 	if _, err := client.Kill(ctx, &shimv1.KillRequest{Signal: uint32(syscall.SIGKILL)}); err != nil && !isNotRunning(err) {
 		return err

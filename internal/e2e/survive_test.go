@@ -114,17 +114,40 @@ func cgroupLeft(id string) []string {
 func TestInteractiveTTY(t *testing.T) {
 	e := runEngine(t)
 	mustDocker(t, e.Host, "pull", "busybox")
+	p := startInPTY(t, e, "run", "-it", "--rm", "busybox", "sh")
+	p.waitFor("# ")
+	p.type_("echo $((6*7))")
+	p.waitFor("42")
+	p.resize(123, 45)
+	p.type_("stty size")
+	p.waitFor("45 123")
+	p.type_("exit 5")
+	if code := exitCode(p.cmd.Wait()); code != 5 {
+		t.Errorf("docker run -it exit code %d, want 5; output:\n%s", code, p.out.String())
+	}
+}
+
+// ptySession runs the docker CLI on a terminal, as a user would.
+type ptySession struct {
+	t   *testing.T
+	pty console.Console
+	cmd *exec.Cmd
+	out *lockedBuffer
+}
+
+func startInPTY(t *testing.T, e *engined, args ...string) *ptySession {
+	t.Helper()
 	pty, slave, err := console.NewPty()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pty.Close()
+	t.Cleanup(func() { pty.Close() })
 	pty.Resize(console.WinSize{Width: 80, Height: 24})
 	tty, err := os.OpenFile(slave, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(dockerCLI, "-H", e.Host, "run", "-it", "--rm", "busybox", "sh")
+	cmd := exec.Command(dockerCLI, append([]string{"-H", e.Host}, args...)...)
 	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir(), "TERM=xterm")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
@@ -132,38 +155,37 @@ func TestInteractiveTTY(t *testing.T) {
 		t.Fatal(err)
 	}
 	tty.Close()
-	out := &lockedBuffer{}
+	p := &ptySession{t: t, pty: pty, cmd: cmd, out: &lockedBuffer{}}
 	go func() {
 		buf := make([]byte, 4096)
 		for {
 			n, err := pty.Read(buf)
-			out.Write(buf[:n])
+			p.out.Write(buf[:n])
 			if err != nil {
 				return
 			}
 		}
 	}()
-	waitFor := func(s string) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(out.String(), s) {
-			if time.Now().After(deadline) {
-				t.Fatalf("never saw %q in:\n%s", s, out.String())
-			}
-			time.Sleep(50 * time.Millisecond)
+	return p
+}
+
+func (p *ptySession) waitFor(s string) {
+	p.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(p.out.String(), s) {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("never saw %q in:\n%s", s, p.out.String())
 		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	waitFor("# ")
-	pty.Write([]byte("echo $((6*7))\r"))
-	waitFor("42")
-	pty.Resize(console.WinSize{Width: 123, Height: 45})
-	cmd.Process.Signal(syscall.SIGWINCH)
+}
+
+func (p *ptySession) type_(line string) { p.pty.Write([]byte(line + "\r")) }
+
+// resize changes the terminal's size and tells the CLI, as a terminal
+// emulator does.
+func (p *ptySession) resize(width, height uint16) {
+	p.pty.Resize(console.WinSize{Width: width, Height: height})
+	p.cmd.Process.Signal(syscall.SIGWINCH)
 	time.Sleep(500 * time.Millisecond)
-	pty.Write([]byte("stty size\r"))
-	waitFor("45 123")
-	pty.Write([]byte("exit 5\r"))
-	err = cmd.Wait()
-	if code := exitCode(err); code != 5 {
-		t.Errorf("docker run -it exit code %d, want 5; output:\n%s", code, out.String())
-	}
 }

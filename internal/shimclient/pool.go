@@ -180,4 +180,3 @@ func (p *Pool) reapLeftovers() {
 		os.Remove(path)
 	}
 }
-
