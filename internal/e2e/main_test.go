@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -128,13 +129,38 @@ func (e *engined) start(args []string) {
 		select {
 		case <-e.done:
 		default:
-			e.cmd.Process.Kill()
-			<-e.done
+			// Containers and shims outlive engined by design: remove what
+			// the test left, then stop engined, which ends its idle shim.
+			e.removeAllContainers()
+			e.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-e.done:
+			case <-time.After(20 * time.Second):
+				e.cmd.Process.Kill()
+				<-e.done
+			}
 		}
 		if e.t.Failed() {
 			e.t.Logf("engined output:\n%s", e.out.String())
 		}
 	})
+}
+
+func (e *engined) removeAllContainers() {
+	c := unixClient(e.Sock)
+	resp, err := c.Get("http://engined/containers/json?all=1")
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	var list []struct{ Id string }
+	json.NewDecoder(resp.Body).Decode(&list)
+	for _, ct := range list {
+		req, _ := http.NewRequest(http.MethodDelete, "http://engined/containers/"+ct.Id+"?force=1", nil)
+		if r, err := c.Do(req); err == nil {
+			r.Body.Close()
+		}
+	}
 }
 
 func (e *engined) waitReady() {

@@ -58,6 +58,11 @@ func TestSurvivesEnginedSIGKILL(t *testing.T) {
 	if st := mustDocker(t, e2.Host, "inspect", "-f", "{{.State.Status}}", "writer"); strings.TrimSpace(st) != "exited" {
 		t.Errorf("writer after stop: %q", st)
 	}
+	// The idle shim the killed engined kept ready is gone; the new one
+	// keeps one of its own, and no container's shim is left.
+	if n := shimsOf(e.ExecRoot); n != 1 {
+		t.Errorf("%d shims run for this engined, want its one idle shim", n)
+	}
 }
 
 // A shim killed with SIGKILL: its container is reported exited and nothing
@@ -101,6 +106,19 @@ func TestShimSIGKILL(t *testing.T) {
 		t.Error("state directory left")
 	}
 	mustDocker(t, e.Host, "rm", id)
+}
+
+// shimsOf counts the shim processes serving the engined of execRoot.
+func shimsOf(execRoot string) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	n := 0
+	for _, p := range procs {
+		cmd, _ := os.ReadFile(p)
+		if bytes.Contains(cmd, []byte("serve\x00--runc-root\x00"+filepath.Join(execRoot, "runc"))) {
+			n++
+		}
+	}
+	return n
 }
 
 func cgroupLeft(id string) []string {
