@@ -43,13 +43,23 @@ func (e *Engine) Stop() {
 func (e *Engine) RSS() int64 { return RSS(e.Cmd.Process.Pid) }
 
 // RSS reads VmRSS of pid in KiB.
-func RSS(pid int) int64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+func RSS(pid int) int64 { return procField(pid, "status", "VmRSS:") }
+
+// Private is pid's anonymous resident memory (RssAnon) in KiB: what the
+// process costs beyond the file pages (its binary, libc) it shares.
+func Private(pid int) int64 { return procField(pid, "status", "RssAnon:") }
+
+// PSS is pid's proportional set size in KiB: shared pages divided among
+// the processes that map them.
+func PSS(pid int) int64 { return procField(pid, "smaps_rollup", "Pss:") }
+
+func procField(pid int, file, key string) int64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/" + file)
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == key {
 			n, _ := strconv.ParseInt(f[1], 10, 64)
 			return n
 		}

@@ -103,7 +103,9 @@ func main() {
 
 	fmt.Println("\nmemory (RSS)")
 	for _, e := range all {
-		fmt.Printf("  %-8s idle daemon %6.1f MB   one shim %5.1f MB\n", e.Name, float64(idle[e.Name])/1024, float64(shimRSS(e))/1024)
+		pid := shimPid(e)
+		fmt.Printf("  %-8s idle daemon %6.1f MB   one shim %5.1f MB (private %.1f MB, PSS %.1f MB)\n", e.Name, float64(idle[e.Name])/1024,
+			float64(engines.RSS(pid))/1024, float64(engines.Private(pid))/1024, float64(engines.PSS(pid))/1024)
 	}
 	for _, e := range all {
 		ids := strings.Fields(cli(e, "ps", "-q"))
@@ -113,16 +115,16 @@ func main() {
 	}
 }
 
-// shimRSS is the RSS of the shim of one running container: engined's
-// shim, or dockerd's containerd-shim-runc-v2.
-func shimRSS(e *engines.Engine) int64 {
+// shimPid is the shim of one running container: engined's shim, or
+// dockerd's containerd-shim-runc-v2.
+func shimPid(e *engines.Engine) int {
 	id := strings.Fields(cli(e, "ps", "-q", "--no-trunc"))[0]
 	if e.Name == "engined" {
 		data, err := os.ReadFile(filepath.Join(e.ExecRoot, "containers", id, "bootstrap.json"))
 		check(err)
 		var b struct{ Pid int }
 		check(json.Unmarshal(data, &b))
-		return engines.RSS(b.Pid)
+		return b.Pid
 	}
 	// containerd's shim serves several containers of a pod; here one each.
 	out, _ := exec.Command("pgrep", "-f", "containerd-shim-runc-v2.*"+id).Output()
@@ -132,7 +134,7 @@ func shimRSS(e *engines.Engine) int64 {
 		out, _ = exec.Command("pgrep", "-f", "containerd-shim").Output()
 		fmt.Sscan(string(out), &pid)
 	}
-	return engines.RSS(pid)
+	return pid
 }
 
 func ratio(what string, m map[string]time.Duration) {

@@ -131,7 +131,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	// One shim waits ready, so a container start does not wait for one.
 	shims, err := shimclient.NewPool(shimclient.Options{
 		Bin: shimPath, RuncRoot: filepath.Join(cfg.ExecRoot, "runc"), SocketDir: filepath.Join(cfg.ExecRoot, "s"),
-	}, filepath.Join(cfg.ExecRoot, "idle-shims"), poolSize(), log)
+	}, filepath.Join(cfg.ExecRoot, "idle-shims"), 1, log)
 	if err != nil {
 		closeAll(listeners)
 		return err
@@ -335,11 +335,4 @@ func closeAll(ls []*listener.Listener) {
 	for _, l := range ls {
 		l.Close()
 	}
-}
-
-func poolSize() int {
-	if v := os.Getenv("ENGINED_POOL"); v == "0" {
-		return 0
-	}
-	return 1
 }
