@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -60,9 +61,11 @@ func main() {
 }
 
 func serve(runcRoot string) error {
-	// A shim is small and mostly idle: collect garbage early.
+	// A shim is small and mostly idle: collect garbage early, and one
+	// processor is plenty for one container (each P has its own caches).
 	debug.SetGCPercent(20)
 	debug.SetMemoryLimit(8 << 20)
+	runtime.GOMAXPROCS(1)
 	l, err := net.FileListener(os.NewFile(3, "socket"))
 	if err != nil {
 		return fmt.Errorf("socket on fd 3: %w", err)
