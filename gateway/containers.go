@@ -121,7 +121,17 @@ func containerInspect(c *enginev1.Container) container.InspectResponse {
 		GraphDriver: &storage.DriverData{Name: c.GetDriver(), Data: c.GetGraphDriverData()},
 		Mounts:      []container.MountPoint{}, Config: containerConfig(c.GetConfig()),
 		NetworkSettings: &container.NetworkSettings{},
+		// Sizes are there when asked for (?size=1): the root fs has at
+		// least the image's bytes.
+		SizeRw: sizeIfAsked(c, c.GetSizeRw()), SizeRootFs: sizeIfAsked(c, c.GetSizeRootFs()),
 	}
+}
+
+func sizeIfAsked(c *enginev1.Container, n int64) *int64 {
+	if c.GetSizeRootFs() == 0 {
+		return nil
+	}
+	return &n
 }
 
 func containerSummary(c *enginev1.Container) container.Summary {
@@ -130,6 +140,7 @@ func containerSummary(c *enginev1.Container) container.Summary {
 		ID: c.GetId(), Names: []string{c.GetName()}, Image: c.GetImage(), ImageID: c.GetImageId(), Command: c.GetCommand(),
 		Created: c.GetCreated().GetSeconds(), Ports: []container.PortSummary{}, Labels: c.GetConfig().GetLabels(),
 		State: container.ContainerState(st.GetStatus()), Status: humanStatus(st), Mounts: []container.MountPoint{},
+		SizeRw: c.GetSizeRw(), SizeRootFs: c.GetSizeRootFs(),
 	}
 	if s.Labels == nil {
 		s.Labels = map[string]string{}

@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -54,7 +57,47 @@ func (s *Service) ContainerInspect(ctx context.Context, req *enginev1.ContainerI
 	if err != nil {
 		return nil, err
 	}
-	return s.toProto(r), nil
+	c := s.toProto(r)
+	if req.GetSize() {
+		s.fillSize(ctx, r, c)
+	}
+	return c, nil
+}
+
+// fillSize sets what `docker ps -s` and `inspect -s` show: the bytes the
+// container wrote (its overlay upper directory) and those plus its
+// image's.
+func (s *Service) fillSize(ctx context.Context, r *Record, c *enginev1.Container) {
+	rw := dirSize(filepath.Join(s.containerDir(r.ID), "fs", "upper"))
+	c.SizeRw, c.SizeRootFs = rw, rw
+	if img, err := s.cfg.Images.Resolve(ctx, r.ImageID); err == nil {
+		c.SizeRootFs += img.Size()
+	}
+}
+
+// dirSize adds up the sizes of the regular files under dir, each hard
+// linked file once.
+func dirSize(dir string) int64 {
+	var n int64
+	seen := map[uint64]bool{}
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+		}
+		n += info.Size()
+		return nil
+	})
+	return n
 }
 
 func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerListRequest) (*enginev1.ContainerListResponse, error) {
@@ -105,6 +148,9 @@ func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerList
 		c := s.toProto(r)
 		if args.Has("label") && !args.MatchLabels("label", c.GetConfig().GetLabels()) {
 			continue
+		}
+		if req.GetSize() {
+			s.fillSize(ctx, r, c)
 		}
 		resp.Containers = append(resp.Containers, c)
 		if req.GetLimit() > 0 && len(resp.Containers) >= int(req.GetLimit()) {

@@ -139,3 +139,23 @@ func TestMobyClientExec(t *testing.T) {
 		t.Error("starting an exec twice succeeded")
 	}
 }
+
+// docker ps -s and inspect -s: what the container wrote, and that plus
+// its image; inspect without size leaves them out.
+func TestContainerSize(t *testing.T) {
+	e := runEngine(t)
+	mustDocker(t, e.Host, "run", "--name", "writer", "busybox", "dd", "if=/dev/zero", "of=/big", "bs=1024", "count=3000")
+	c := mobyClient(t, e.Host)
+	ctx := context.Background()
+	res, err := c.ContainerInspect(ctx, "writer", client.ContainerInspectOptions{Size: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rw := res.Container.SizeRw; rw == nil || *rw != 3072000 || res.Container.SizeRootFs == nil || *res.Container.SizeRootFs <= *rw {
+		t.Errorf("inspect size: rw %v rootfs %v", res.Container.SizeRw, res.Container.SizeRootFs)
+	}
+	if res, _ := c.ContainerInspect(ctx, "writer", client.ContainerInspectOptions{}); res.Container.SizeRw != nil {
+		t.Errorf("inspect without size has SizeRw %d", *res.Container.SizeRw)
+	}
+	mustContain(t, "ps -s", mustDocker(t, e.Host, "ps", "-a", "-s", "--format", "{{.Size}}"), "3.07MB (virtual")
+}
