@@ -159,6 +159,8 @@ func humanStatus(st *enginev1.ContainerState) string {
 		return "Up " + humanDuration(time.Since(st.GetStartedAt().AsTime())) + " (Paused)"
 	case "exited":
 		return fmt.Sprintf("Exited (%d) %s ago", st.GetExitCode(), humanDuration(time.Since(st.GetFinishedAt().AsTime())))
+	case "restarting":
+		return fmt.Sprintf("Restarting (%d) %s ago", st.GetExitCode(), humanDuration(time.Since(st.GetFinishedAt().AsTime())))
 	case "created":
 		return "Created"
 	}

@@ -41,7 +41,8 @@ func (s *Service) toProto(r *Record) *enginev1.Container {
 		Command: strings.Join(append([]string{r.Path}, r.Args...), " "),
 	}
 	st := &enginev1.ContainerState{Status: r.Status, Pid: int64(r.Pid), ExitCode: int32(r.ExitCode), Error: r.Error, OomKilled: r.OOMKilled,
-		Running: r.Status == "running" || r.Status == "paused", Paused: r.Status == "paused", Dead: r.Status == "dead"}
+		Running: r.Status == "running" || r.Status == "paused" || r.Status == "restarting", Paused: r.Status == "paused",
+		Restarting: r.Status == "restarting", Dead: r.Status == "dead"}
 	if !r.StartedAt.IsZero() {
 		st.StartedAt = timestamppb.New(r.StartedAt)
 	}

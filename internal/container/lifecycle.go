@@ -45,16 +45,7 @@ func (s *Service) Start(ctx context.Context, ref string) error {
 	case "running", "paused":
 		return errdefs.NotModified(errors.New("container already started"))
 	}
-	if err := s.start(ctx, rec); err != nil {
-		s.update(rec.ID, func(r *Record) error {
-			r.Error = err.Error()
-			if r.Status == "created" {
-				return nil
-			}
-			r.Status, r.ExitCode = "exited", 128
-			return nil
-		})
-		s.cleanupRuntime(rec.ID)
+	if err := s.startLocked(ctx, rec.ID); err != nil {
 		// `docker run --rm` waits for the removal after a failed start.
 		if hc, herr := rec.hostConfig(); herr == nil && hc.GetAutoRemove() {
 			unlock()
@@ -339,11 +330,19 @@ func (s *Service) exited(id string, e *shimv1.ExitStatus) {
 		s.removeFiles(id)
 		return
 	}
-	s.update(id, func(r *Record) error {
+	var restart bool
+	rec, err = s.update(id, func(r *Record) error {
 		exitFrom(r, e)
+		hc, _ := r.hostConfig()
+		if restart = shouldRestart(hc, r); restart {
+			r.Status = "restarting"
+		}
 		return nil
 	})
 	s.cleanupRuntime(id)
+	if err == nil && restart {
+		s.scheduleRestart(id, s.nextRestartDelay(id, rec.FinishedAt.Sub(rec.StartedAt)))
+	}
 }
 
 // cleanupRuntime deletes the shim (it exits), the state directory and the
@@ -395,6 +394,17 @@ func (s *Service) Kill(ctx context.Context, ref, sig string) error {
 	if client == nil || rec.Status != "running" && rec.Status != "paused" {
 		return errdefs.Conflict(fmt.Errorf("Cannot kill container: %s: container %s is not running", ref, rec.ID))
 	}
+	// A fatal signal disables the restart policy until the next start.
+	cfg, _ := rec.config()
+	stopSig := syscall.SIGTERM
+	if ss := cfg.GetStopSignal(); ss != "" {
+		if n, err := parseSignal(ss); err == nil {
+			stopSig = n
+		}
+	}
+	if n == syscall.SIGKILL || n == stopSig {
+		s.update(rec.ID, func(r *Record) error { r.StopRequested = true; return nil })
+	}
 	if _, err := client.Kill(ctx, &shimv1.KillRequest{Signal: uint32(n)}); err != nil {
 		if isNotRunning(err) {
 			return errdefs.Conflict(fmt.Errorf("Cannot kill container: %s: container %s is not running", ref, rec.ID))
@@ -426,6 +436,11 @@ func (s *Service) Stop(ctx context.Context, ref string, timeout *int32, sig stri
 func (s *Service) stop(ctx context.Context, id string, timeout *int32, sig string) error {
 	rec, err := s.get(id)
 	if err != nil {
+		return err
+	}
+	if rec.Status == "restarting" {
+		// Stopping a container that waits to be restarted cancels that.
+		_, err := s.update(id, func(r *Record) error { r.Status, r.StopRequested = "exited", true; return nil })
 		return err
 	}
 	client := s.shim(id)
@@ -566,6 +581,9 @@ func (s *Service) Remove(ctx context.Context, ref string, force bool) error {
 	if rec, err = s.get(rec.ID); err != nil {
 		return err
 	}
+	if rec.Status == "restarting" && !force {
+		return errdefs.Conflict(fmt.Errorf("cannot remove container %q: container is restarting: stop the container before removing or force remove", rec.Name))
+	}
 	if rec.Status == "running" || rec.Status == "paused" {
 		if !force {
 			return errdefs.Conflict(fmt.Errorf("cannot remove container %q: container is running: stop the container before removing or force remove", rec.Name))
@@ -599,6 +617,7 @@ func (s *Service) removeRecord(rec *Record) error {
 		return fmt.Errorf("remove container record: %w", err)
 	}
 	s.mu.Lock()
+	delete(s.restartDelay, rec.ID)
 	s.removedExit[rec.ID] = rec.ExitCode
 	s.removedOrder = append(s.removedOrder, rec.ID)
 	if len(s.removedOrder) > maxRemovedExits {

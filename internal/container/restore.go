@@ -23,6 +23,7 @@ func (s *Service) Restore(ctx context.Context) {
 		return err
 	})
 	s.removeOrphans(recs)
+	defer s.restartAtEngineStart(recs)
 	for _, r := range recs {
 		if r.Status != "running" && r.Status != "paused" {
 			// A shim may be left from a start engined did not finish, or

@@ -53,6 +53,7 @@ type Service struct {
 	removedExit  map[string]int
 	removedOrder []string
 	execs        map[string]*execProc
+	restartDelay map[string]time.Duration // the last restart delay, per container
 
 	wg     sync.WaitGroup // monitors
 	ctx    context.Context
@@ -71,7 +72,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{cfg: cfg, shims: map[string]*shimclient.Client{}, changed: map[string]chan struct{}{},
-		locks: map[string]*sync.Mutex{}, removedExit: map[string]int{}, execs: map[string]*execProc{}, ctx: ctx, cancel: cancel}, nil
+		locks: map[string]*sync.Mutex{}, removedExit: map[string]int{}, execs: map[string]*execProc{}, restartDelay: map[string]time.Duration{}, ctx: ctx, cancel: cancel}, nil
 }
 
 // Close stops watching shims; the containers keep running.
@@ -214,6 +215,9 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 	hc := req.GetHostConfig()
 	if hc == nil {
 		hc = &enginev1.HostConfig{}
+	}
+	if err := validRestartPolicy(hc.GetRestartPolicy()); err != nil {
+		return nil, err
 	}
 	if hc.GetAutoRemove() && hc.GetRestartPolicy().GetName() != "" && hc.GetRestartPolicy().GetName() != "no" {
 		return nil, errdefs.InvalidArgument(errors.New("can't create 'AutoRemove' container with restart policy"))

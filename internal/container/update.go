@@ -51,6 +51,9 @@ func (s *Service) ContainerUpdate(ctx context.Context, req *enginev1.ContainerUp
 			hc.PidsLimit = n.PidsLimit
 		}
 		if p := n.GetRestartPolicy(); p.GetName() != "" {
+			if err := validRestartPolicy(p); err != nil {
+				return err
+			}
 			if hc.GetAutoRemove() && p.GetName() != "no" {
 				return errdefs.InvalidArgument(fmt.Errorf("restart policy cannot be updated because AutoRemove is enabled for the container"))
 			}
