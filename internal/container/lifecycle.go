@@ -95,13 +95,13 @@ func (s *Service) start(ctx context.Context, rec *Record) error {
 		LogMaxSize: maxSize, LogMaxFiles: int32(maxFiles), Stdin: cfg.GetOpenStdin(), Tty: cfg.GetTty()}); err != nil {
 		client.Delete(ctx, &shimv1.DeleteRequest{})
 		client.Close()
-		return fmt.Errorf("create container: %w", err)
+		return fmt.Errorf("OCI runtime create failed: %s", strings.TrimPrefix(grpcMessage(err), "start process: "))
 	}
 	resp, err := client.Start(ctx, &shimv1.StartRequest{})
 	if err != nil {
 		client.Delete(ctx, &shimv1.DeleteRequest{})
 		client.Close()
-		return fmt.Errorf("start container: %w", err)
+		return fmt.Errorf("OCI runtime start failed: %s", grpcMessage(err))
 	}
 	s.mu.Lock()
 	s.shims[rec.ID] = client

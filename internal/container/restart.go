@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/engined/engined/internal/errdefs"
@@ -140,12 +141,19 @@ func (s *Service) startLocked(ctx context.Context, id string) error {
 		return err
 	}
 	if err := s.start(ctx, rec); err != nil {
+		// dockerd's codes for a command that cannot run.
+		code := 128
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+			code = 127
+		case strings.Contains(msg, "permission denied"):
+			code = 126
+		}
 		s.update(rec.ID, func(r *Record) error {
-			r.Error = err.Error()
-			if r.Status == "created" {
-				return nil
+			r.Error, r.ExitCode = err.Error(), code
+			if r.Status != "created" {
+				r.Status = "exited"
 			}
-			r.Status, r.ExitCode = "exited", 128
 			return nil
 		})
 		s.cleanupRuntime(rec.ID)

@@ -39,6 +39,16 @@ func TestDockerRun(t *testing.T) {
 		t.Errorf("container left after --rm: %q", ps)
 	}
 
+	// A command that cannot run: dockerd's message and exit code, and
+	// --rm still removes the container (the CLI waits for that).
+	out, err = docker(t, e.Host, "run", "--rm", "busybox", "nosuchcmd")
+	if code := exitCode(err); code != 127 || !strings.Contains(out, `exec: "nosuchcmd": executable file not found`) {
+		t.Errorf("run of a missing command: code %d, %q", code, out)
+	}
+	if ps, _ := docker(t, e.Host, "ps", "-aq"); strings.TrimSpace(ps) != "" {
+		t.Errorf("container left after a failed --rm run: %q", ps)
+	}
+
 	out, err = docker(t, e.Host, "run", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
 	if code := exitCode(err); code != 3 {
 		t.Errorf("exit code %d (%v), want 3\n%s", code, err, out)
