@@ -133,6 +133,9 @@ func (s *Service) ExecStart(stream enginev1.Engine_ExecStartServer) error {
 	if client == nil || rec.Status != "running" {
 		return errdefs.Conflict(fmt.Errorf("container %s is not running", e.containerID))
 	}
+	if client.Version < 2 {
+		return s.execFailed(e, stream, opts, 126, "this container runs under a shim from an older engined, which cannot exec; restart the container to exec in it")
+	}
 	proc, err := s.execProcess(rec, e.config)
 	if err != nil {
 		return s.execFailed(e, stream, opts, 126, err.Error())

@@ -269,6 +269,17 @@ func (s *Service) monitor(id string, client *shimclient.Client) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		if client.Version < 2 {
+			// A shim from before events: its Wait reports the exit.
+			resp, err := client.Wait(s.ctx, &shimv1.WaitRequest{})
+			switch {
+			case err == nil:
+				s.exited(id, resp.GetExit())
+			case s.ctx.Err() == nil:
+				s.lostShim(id, client, err)
+			}
+			return
+		}
 		var seq uint64
 		for {
 			resp, err := client.Events(s.ctx, &shimv1.EventsRequest{After: seq})

@@ -50,6 +50,9 @@ type Client struct {
 	shimv1.ShimClient
 	conn      *ttrpc.Client
 	Bootstrap Bootstrap
+	// Version is the protocol the shim speaks: a shim started by an
+	// older engined may speak an older one (1: no events, no execs).
+	Version uint32
 }
 
 // Close closes the connection, not the shim.
@@ -195,6 +198,7 @@ func Dial(ctx context.Context, b Bootstrap) (*Client, error) {
 		tc.Close()
 		return nil, fmt.Errorf("shim %s speaks protocol %d, engined %d", b.Address, resp.GetProtocolVersion(), ProtocolVersion)
 	}
+	c.Version = resp.GetProtocolVersion()
 	return c, nil
 }
 
