@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -24,6 +25,10 @@ func (s *Service) Restore(ctx context.Context) {
 	})
 	s.removeOrphans(recs)
 	defer s.restartAtEngineStart(recs)
+	// Shims are dialled in parallel: each answers within a bound, and
+	// a few hung ones must not add their bounds up.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
 	for _, r := range recs {
 		if r.Status != "running" && r.Status != "paused" {
 			// A shim may be left from a start engined did not finish, or
@@ -34,27 +39,40 @@ func (s *Service) Restore(ctx context.Context) {
 			}
 			continue
 		}
-		if b, err := shimclient.ReadBootstrap(s.stateDir(r.ID)); err == nil && b.Alive() {
-			client, err := shimclient.Dial(ctx, b)
-			if err == nil {
-				// The shim replays the events engined had not handled,
-				// among them an exit while engined was down.
-				s.mu.Lock()
-				s.shims[r.ID] = client
-				s.mu.Unlock()
-				s.monitor(r.ID, client)
-				s.cfg.Logger.Info("reconnected to container", "id", r.ID[:12])
-				continue
-			}
-			s.cfg.Logger.Warn("shim does not answer; cleaning up", "id", r.ID[:12], "err", err)
-			b.Kill()
-		}
-		e, _ := shim.ReadExit(s.stateDir(r.ID))
-		if e == nil {
-			s.killOrphans(r.ID, r.Pid)
-		}
-		s.exited(r.ID, e)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.reconnect(ctx, r)
+		}()
 	}
+	wg.Wait()
+}
+
+// reconnect watches a running container's shim again, or records the
+// container's end if the shim is gone or does not answer.
+func (s *Service) reconnect(ctx context.Context, r *Record) {
+	if b, err := shimclient.ReadBootstrap(s.stateDir(r.ID)); err == nil && b.Alive() {
+		client, err := shimclient.Dial(ctx, b)
+		if err == nil {
+			// The shim replays the events engined had not handled,
+			// among them an exit while engined was down.
+			s.mu.Lock()
+			s.shims[r.ID] = client
+			s.mu.Unlock()
+			s.monitor(r.ID, client)
+			s.cfg.Logger.Info("reconnected to container", "id", r.ID[:12])
+			return
+		}
+		s.cfg.Logger.Warn("shim does not answer; cleaning up", "id", r.ID[:12], "err", err)
+		b.Kill()
+	}
+	e, _ := shim.ReadExit(s.stateDir(r.ID))
+	if e == nil {
+		s.killOrphans(r.ID, r.Pid)
+	}
+	s.exited(r.ID, e)
 }
 
 // removeOrphans removes the files of containers that have no record: a

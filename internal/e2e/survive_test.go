@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -206,4 +207,38 @@ func (p *ptySession) resize(width, height uint16) {
 	p.pty.Resize(console.WinSize{Width: width, Height: height})
 	p.cmd.Process.Signal(syscall.SIGWINCH)
 	time.Sleep(500 * time.Millisecond)
+}
+
+// A shim that hangs does not hang engined's start: engined gives up on it
+// after a bounded wait, ends it and its container, and reports the
+// container exited.
+func TestHungShimAtEnginedStart(t *testing.T) {
+	e := runEngine(t)
+	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "busybox", "sleep", "3600"))
+	mustDocker(t, e.Host, "run", "-d", "--name", "fine", "busybox", "sleep", "3600")
+	var b struct{ Pid int }
+	data, err := os.ReadFile(filepath.Join(e.ExecRoot, "containers", id, "bootstrap.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal(data, &b)
+	initPid := strings.TrimSpace(mustDocker(t, e.Host, "inspect", "-f", "{{.State.Pid}}", id))
+	syscall.Kill(b.Pid, syscall.SIGSTOP)
+	t.Cleanup(func() { syscall.Kill(b.Pid, syscall.SIGCONT) })
+	e.cmd.Process.Kill()
+	<-e.done
+	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot, "--registry-mirror", "http://127.0.0.1:1")
+	if st := strings.TrimSpace(mustDocker(t, e2.Host, "inspect", "-f", "{{.State.Status}}", id)); st != "exited" {
+		t.Errorf("container of the hung shim is %q", st)
+	}
+	if st := strings.TrimSpace(mustDocker(t, e2.Host, "inspect", "-f", "{{.State.Status}}", "fine")); st != "running" {
+		t.Errorf("the other container is %q", st)
+	}
+	for _, pid := range []string{strconv.Itoa(b.Pid), initPid} {
+		if stat, err := os.ReadFile("/proc/" + pid + "/stat"); err == nil {
+			if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 && f[0] != "Z" {
+				t.Errorf("process %s still alive (state %s)", pid, f[0])
+			}
+		}
+	}
 }
