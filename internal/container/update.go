@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -81,10 +82,15 @@ func (s *Service) ContainerUpdate(ctx context.Context, req *enginev1.ContainerUp
 		return nil, err
 	}
 	specPath := filepath.Join(s.stateDir(rec.ID), "config.json")
+	// A container that exits meanwhile (its state directory goes, its
+	// shim says so) takes the new limits at its next start.
 	if err := os.WriteFile(specPath, data, 0o600); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return &enginev1.ContainerUpdateResponse{Warnings: []string{}}, nil
+		}
 		return nil, err
 	}
-	if _, err := client.Update(ctx, &shimv1.UpdateRequest{SpecPath: specPath}); err != nil {
+	if _, err := client.Update(ctx, &shimv1.UpdateRequest{SpecPath: specPath}); err != nil && !isNotRunning(err) {
 		return nil, fmt.Errorf("Cannot update container %s: %w", rec.ID, err)
 	}
 	return &enginev1.ContainerUpdateResponse{Warnings: []string{}}, nil
