@@ -159,3 +159,27 @@ func TestContainerSize(t *testing.T) {
 	}
 	mustContain(t, "ps -s", mustDocker(t, e.Host, "ps", "-a", "-s", "--format", "{{.Size}}"), "3.07MB (virtual")
 }
+
+// ctrl-p ctrl-q detaches from `docker run -it`: the CLI exits 0 and the
+// container runs on; `docker attach` finds it again.
+func TestDetachKeys(t *testing.T) {
+	e := runEngine(t)
+	mustDocker(t, e.Host, "pull", "busybox")
+	p := startInPTY(t, e, "run", "-it", "--name", "shell", "busybox", "sh")
+	p.waitFor("# ")
+	p.pty.Write([]byte{0x10, 0x11})
+	if code := exitCode(p.cmd.Wait()); code != 0 {
+		t.Errorf("docker run -it after ctrl-p ctrl-q exited %d; output:\n%s", code, p.out.String())
+	}
+	if st := inspectField(t, e.Host, "shell", "{{.State.Status}}"); st != "running" {
+		t.Fatalf("container after detach: %q", st)
+	}
+	a := startInPTY(t, e, "attach", "shell")
+	time.Sleep(300 * time.Millisecond)
+	a.type_("echo $((7*8))")
+	a.waitFor("56")
+	a.type_("exit 4")
+	if code := exitCode(a.cmd.Wait()); code != 4 {
+		t.Errorf("docker attach exit code %d, want 4; output:\n%s", code, a.out.String())
+	}
+}
