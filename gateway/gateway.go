@@ -84,6 +84,10 @@ func (h *handlers) register(mux *runtime.ServeMux) error {
 		{http.MethodPost, "/containers/{id}/attach", h.containerAttach},
 		{http.MethodPost, "/containers/{id}/exec", h.containerExecCreate},
 		{http.MethodPost, "/exec/{id}/start", h.execStart},
+		{http.MethodHead, "/containers/{id}/archive", h.containerArchiveHead},
+		{http.MethodGet, "/containers/{id}/archive", h.containerArchiveGet},
+		{http.MethodPut, "/containers/{id}/archive", h.containerArchivePut},
+		{http.MethodGet, "/containers/{id}/export", h.containerExport},
 	}
 	for _, r := range routes {
 		if err := mux.HandlePath(r.method, r.path, r.fn); err != nil {

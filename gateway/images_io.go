@@ -97,7 +97,15 @@ func (h *handlers) imageSave(w http.ResponseWriter, r *http.Request, p map[strin
 		writeGRPCError(w, err)
 		return
 	}
-	first, err := stream.Recv()
+	h.writeTar(w, "image save", stream.Recv)
+}
+
+// writeTar writes a tar streamed by the engine as the response body. An
+// error before the first chunk is an HTTP status; a later one cuts the
+// connection, so the client sees a truncated archive, not a short one
+// that looks whole.
+func (h *handlers) writeTar(w http.ResponseWriter, what string, recv func() (*enginev1.Chunk, error)) {
+	first, err := recv()
 	if err != nil && !errors.Is(err, io.EOF) {
 		writeGRPCError(w, err)
 		return
@@ -108,11 +116,10 @@ func (h *handlers) imageSave(w http.ResponseWriter, r *http.Request, p map[strin
 		if _, werr := w.Write(first.GetData()); werr != nil {
 			return
 		}
-		first, err = stream.Recv()
+		first, err = recv()
 	}
 	if !errors.Is(err, io.EOF) {
-		// The tar is cut short; the client sees a truncated archive.
-		h.log.Warn("image save failed mid-stream", "err", err)
+		h.log.Warn(what+" failed mid-stream", "err", err)
 		panic(http.ErrAbortHandler)
 	}
 }

@@ -34,7 +34,16 @@ type Options struct {
 	Overlay bool
 	// NoLchown keeps file ownership as the caller's (for rootless callers).
 	NoLchown bool
+	// Owner, when set, owns every entry instead of the archive's owners
+	// (docker cp without -a gives files to the container's root).
+	Owner *Owner
+	// NoOverwriteDirNonDir refuses to replace a directory with a
+	// non-directory or the other way round.
+	NoOverwriteDirNonDir bool
 }
+
+// Owner is a uid and gid.
+type Owner struct{ UID, GID int }
 
 // Apply unpacks the tar stream r into root and returns the bytes of file
 // content written. root must be private to the caller while Apply runs.
@@ -123,6 +132,8 @@ func writeEntry(root, target string, hdr *tar.Header, r io.Reader, opts Options)
 	switch {
 	case err == nil && fi.IsDir() && hdr.Typeflag == tar.TypeDir:
 		// Merge into the existing directory.
+	case err == nil && opts.NoOverwriteDirNonDir && fi.IsDir() != (hdr.Typeflag == tar.TypeDir):
+		return 0, fmt.Errorf("cannot overwrite %s with %s", kindOf(fi.IsDir()), kindOf(hdr.Typeflag == tar.TypeDir))
 	case err == nil:
 		if err := os.RemoveAll(target); err != nil {
 			return 0, err
@@ -210,9 +221,20 @@ func linkSource(root, linkname string) (string, error) {
 	return src, nil
 }
 
+func kindOf(dir bool) string {
+	if dir {
+		return "a directory"
+	}
+	return "a non-directory"
+}
+
 func setMeta(target string, hdr *tar.Header, opts Options) error {
+	uid, gid := hdr.Uid, hdr.Gid
+	if opts.Owner != nil {
+		uid, gid = opts.Owner.UID, opts.Owner.GID
+	}
 	if !opts.NoLchown {
-		if err := os.Lchown(target, hdr.Uid, hdr.Gid); err != nil {
+		if err := os.Lchown(target, uid, gid); err != nil {
 			return fmt.Errorf("chown: %w", err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/engined/engined/internal/chunkio"
 	"github.com/engined/engined/internal/errdefs"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
@@ -153,20 +154,6 @@ func dedupe(list []string) []string {
 }
 
 // chunkWriter turns a byte stream into Chunk messages.
-type chunkWriter struct {
-	send func(*enginev1.Chunk) error
-}
-
-func (c chunkWriter) Write(p []byte) (int, error) {
-	for off := 0; off < len(p); off += 1 << 20 {
-		end := min(off+1<<20, len(p))
-		if err := c.send(&enginev1.Chunk{Data: append([]byte(nil), p[off:end]...)}); err != nil {
-			return off, err
-		}
-	}
-	return len(p), nil
-}
-
 func (s *Service) ImageSave(req *enginev1.ImageSaveRequest, stream enginev1.Engine_ImageSaveServer) error {
 	if len(req.GetNames()) == 0 {
 		return errdefs.InvalidArgument(errors.New("no image names given"))
@@ -177,34 +164,9 @@ func (s *Service) ImageSave(req *enginev1.ImageSaveRequest, stream enginev1.Engi
 			return err
 		}
 	}
-	bw := &bufferedChunks{w: chunkWriter{send: stream.Send}}
+	bw := chunkio.NewWriter(func(b []byte) error { return stream.Send(&enginev1.Chunk{Data: b}) })
 	if err := s.Save(stream.Context(), req.GetNames(), bw); err != nil {
 		return err
 	}
 	return bw.Flush()
-}
-
-// bufferedChunks batches small tar writes into chunks of up to 1 MiB.
-type bufferedChunks struct {
-	w   chunkWriter
-	buf []byte
-}
-
-func (b *bufferedChunks) Write(p []byte) (int, error) {
-	b.buf = append(b.buf, p...)
-	if len(b.buf) >= 1<<20 {
-		if err := b.Flush(); err != nil {
-			return 0, err
-		}
-	}
-	return len(p), nil
-}
-
-func (b *bufferedChunks) Flush() error {
-	if len(b.buf) == 0 {
-		return nil
-	}
-	_, err := b.w.Write(b.buf)
-	b.buf = b.buf[:0]
-	return err
 }

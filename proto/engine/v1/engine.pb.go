@@ -6406,6 +6406,338 @@ func (*ExecResizeResponse) Descriptor() ([]byte, []int) {
 	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
 }
 
+type ContainerArchiveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerArchiveRequest) Reset() {
+	*x = ContainerArchiveRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerArchiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerArchiveRequest) ProtoMessage() {}
+
+func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerArchiveRequest.ProtoReflect.Descriptor instead.
+func (*ContainerArchiveRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
+}
+
+func (x *ContainerArchiveRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerArchiveRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type ContainerPathStat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Size  int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// mode is Go's os.FileMode bits, as Docker sends them.
+	Mode          uint32                 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Mtime         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=mtime,proto3" json:"mtime,omitempty"`
+	LinkTarget    string                 `protobuf:"bytes,5,opt,name=link_target,json=linkTarget,proto3" json:"link_target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerPathStat) Reset() {
+	*x = ContainerPathStat{}
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerPathStat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerPathStat) ProtoMessage() {}
+
+func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerPathStat.ProtoReflect.Descriptor instead.
+func (*ContainerPathStat) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
+}
+
+func (x *ContainerPathStat) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ContainerPathStat) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ContainerPathStat) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *ContainerPathStat) GetMtime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Mtime
+	}
+	return nil
+}
+
+func (x *ContainerPathStat) GetLinkTarget() string {
+	if x != nil {
+		return x.LinkTarget
+	}
+	return ""
+}
+
+type ContainerArchivePutRequest struct {
+	state         protoimpl.MessageState      `protogen:"open.v1"`
+	Options       *ContainerArchivePutOptions `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	Data          []byte                      `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerArchivePutRequest) Reset() {
+	*x = ContainerArchivePutRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerArchivePutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerArchivePutRequest) ProtoMessage() {}
+
+func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerArchivePutRequest.ProtoReflect.Descriptor instead.
+func (*ContainerArchivePutRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
+}
+
+func (x *ContainerArchivePutRequest) GetOptions() *ContainerArchivePutOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *ContainerArchivePutRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type ContainerArchivePutOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// path is the directory the archive is extracted into.
+	Path                 string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	NoOverwriteDirNonDir bool   `protobuf:"varint,3,opt,name=no_overwrite_dir_non_dir,json=noOverwriteDirNonDir,proto3" json:"no_overwrite_dir_non_dir,omitempty"`
+	// copy_uid_gid keeps the archive's owners; otherwise files belong to
+	// the container's root.
+	CopyUidGid    bool `protobuf:"varint,4,opt,name=copy_uid_gid,json=copyUidGid,proto3" json:"copy_uid_gid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerArchivePutOptions) Reset() {
+	*x = ContainerArchivePutOptions{}
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerArchivePutOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerArchivePutOptions) ProtoMessage() {}
+
+func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerArchivePutOptions.ProtoReflect.Descriptor instead.
+func (*ContainerArchivePutOptions) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
+}
+
+func (x *ContainerArchivePutOptions) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerArchivePutOptions) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ContainerArchivePutOptions) GetNoOverwriteDirNonDir() bool {
+	if x != nil {
+		return x.NoOverwriteDirNonDir
+	}
+	return false
+}
+
+func (x *ContainerArchivePutOptions) GetCopyUidGid() bool {
+	if x != nil {
+		return x.CopyUidGid
+	}
+	return false
+}
+
+type ContainerArchivePutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerArchivePutResponse) Reset() {
+	*x = ContainerArchivePutResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerArchivePutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerArchivePutResponse) ProtoMessage() {}
+
+func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerArchivePutResponse.ProtoReflect.Descriptor instead.
+func (*ContainerArchivePutResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
+}
+
+type ContainerExportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerExportRequest) Reset() {
+	*x = ContainerExportRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerExportRequest) ProtoMessage() {}
+
+func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerExportRequest.ProtoReflect.Descriptor instead.
+func (*ContainerExportRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
+}
+
+func (x *ContainerExportRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 var File_engine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_engine_v1_engine_proto_rawDesc = "" +
@@ -6991,7 +7323,29 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\f\n" +
 	"\x01h\x18\x02 \x01(\rR\x01h\x12\f\n" +
 	"\x01w\x18\x03 \x01(\rR\x01w\"\x14\n" +
-	"\x12ExecResizeResponse2\x9d\x1d\n" +
+	"\x12ExecResizeResponse\"=\n" +
+	"\x17ContainerArchiveRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"\xa2\x01\n" +
+	"\x11ContainerPathStat\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\x120\n" +
+	"\x05mtime\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05mtime\x12\x1f\n" +
+	"\vlink_target\x18\x05 \x01(\tR\n" +
+	"linkTarget\"q\n" +
+	"\x1aContainerArchivePutRequest\x12?\n" +
+	"\aoptions\x18\x01 \x01(\v2%.engine.v1.ContainerArchivePutOptionsR\aoptions\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x9a\x01\n" +
+	"\x1aContainerArchivePutOptions\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x126\n" +
+	"\x18no_overwrite_dir_non_dir\x18\x03 \x01(\bR\x14noOverwriteDirNonDir\x12 \n" +
+	"\fcopy_uid_gid\x18\x04 \x01(\bR\n" +
+	"copyUidGid\"\x1d\n" +
+	"\x1bContainerArchivePutResponse\"(\n" +
+	"\x16ContainerExportRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id2\xf8\x1f\n" +
 	"\x06Engine\x127\n" +
 	"\x04Ping\x12\x16.engine.v1.PingRequest\x1a\x17.engine.v1.PingResponse\x12d\n" +
 	"\rSystemVersion\x12\x1f.engine.v1.SystemVersionRequest\x1a .engine.v1.SystemVersionResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
@@ -7024,7 +7378,11 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\tExecStart\x12\x1b.engine.v1.ExecStartRequest\x1a\x13.engine.v1.LogEntry(\x010\x01\x12e\n" +
 	"\vExecInspect\x12\x1d.engine.v1.ExecInspectRequest\x1a\x1e.engine.v1.ExecInspectResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/exec/{id}/json\x12d\n" +
 	"\n" +
-	"ExecResize\x12\x1c.engine.v1.ExecResizeRequest\x1a\x1d.engine.v1.ExecResizeResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x11/exec/{id}/resize\x12`\n" +
+	"ExecResize\x12\x1c.engine.v1.ExecResizeRequest\x1a\x1d.engine.v1.ExecResizeResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x11/exec/{id}/resize\x12X\n" +
+	"\x14ContainerArchiveStat\x12\".engine.v1.ContainerArchiveRequest\x1a\x1c.engine.v1.ContainerPathStat\x12M\n" +
+	"\x13ContainerArchiveGet\x12\".engine.v1.ContainerArchiveRequest\x1a\x10.engine.v1.Chunk0\x01\x12f\n" +
+	"\x13ContainerArchivePut\x12%.engine.v1.ContainerArchivePutRequest\x1a&.engine.v1.ContainerArchivePutResponse(\x01\x12H\n" +
+	"\x0fContainerExport\x12!.engine.v1.ContainerExportRequest\x1a\x10.engine.v1.Chunk0\x01\x12`\n" +
 	"\fImageInspect\x12\x1e.engine.v1.ImageInspectRequest\x1a\x10.engine.v1.Image\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/images/{name=**}/json\x12r\n" +
 	"\fImageHistory\x12\x1e.engine.v1.ImageHistoryRequest\x1a\x1f.engine.v1.ImageHistoryResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/images/{name=**}/history\x12b\n" +
 	"\bImageTag\x12\x1a.engine.v1.ImageTagRequest\x1a\x1b.engine.v1.ImageTagResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x15/images/{name=**}/tag\x12g\n" +
@@ -7050,7 +7408,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 109)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*PingRequest)(nil),                 // 0: engine.v1.PingRequest
 	(*PingResponse)(nil),                // 1: engine.v1.PingResponse
@@ -7145,151 +7503,167 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*ExecInspectResponse)(nil),         // 90: engine.v1.ExecInspectResponse
 	(*ExecResizeRequest)(nil),           // 91: engine.v1.ExecResizeRequest
 	(*ExecResizeResponse)(nil),          // 92: engine.v1.ExecResizeResponse
-	nil,                                 // 93: engine.v1.Component.DetailsEntry
-	nil,                                 // 94: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 95: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 96: engine.v1.Image.LabelsEntry
-	nil,                                 // 97: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 98: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 99: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 100: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 101: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 102: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	(*timestamppb.Timestamp)(nil),       // 103: google.protobuf.Timestamp
+	(*ContainerArchiveRequest)(nil),     // 93: engine.v1.ContainerArchiveRequest
+	(*ContainerPathStat)(nil),           // 94: engine.v1.ContainerPathStat
+	(*ContainerArchivePutRequest)(nil),  // 95: engine.v1.ContainerArchivePutRequest
+	(*ContainerArchivePutOptions)(nil),  // 96: engine.v1.ContainerArchivePutOptions
+	(*ContainerArchivePutResponse)(nil), // 97: engine.v1.ContainerArchivePutResponse
+	(*ContainerExportRequest)(nil),      // 98: engine.v1.ContainerExportRequest
+	nil,                                 // 99: engine.v1.Component.DetailsEntry
+	nil,                                 // 100: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 101: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 102: engine.v1.Image.LabelsEntry
+	nil,                                 // 103: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 104: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 105: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 106: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 107: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 108: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	(*timestamppb.Timestamp)(nil),       // 109: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	103, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	109, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	4,   // 1: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	93,  // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	99,  // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	7,   // 3: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	8,   // 4: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	103, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	109, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	9,   // 6: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	94,  // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	95,  // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	100, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	101, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	14,  // 9: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	103, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	96,  // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	103, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	109, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	102, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	109, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	20,  // 13: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	103, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	109, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	25,  // 15: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	16,  // 16: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	25,  // 17: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	12,  // 18: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	12,  // 19: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	33,  // 20: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	97,  // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	98,  // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	103, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	104, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
 	41,  // 23: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	99,  // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	105, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
 	40,  // 25: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
 	42,  // 26: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	100, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	106, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
 	39,  // 28: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
 	43,  // 29: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	103, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	103, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	103, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	109, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	109, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	109, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
 	46,  // 33: engine.v1.Container.state:type_name -> engine.v1.ContainerState
 	39,  // 34: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
 	43,  // 35: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	101, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	107, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
 	47,  // 37: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
 	71,  // 38: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	103, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	103, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	103, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	109, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	109, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	109, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
 	79,  // 42: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	103, // 43: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	102, // 44: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	109, // 43: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	108, // 44: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
 	43,  // 45: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
 	84,  // 46: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
 	88,  // 47: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
 	84,  // 48: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	11,  // 49: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	10,  // 50: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	0,   // 51: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	2,   // 52: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	5,   // 53: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	37,  // 54: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	48,  // 55: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	49,  // 56: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	44,  // 57: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	51,  // 58: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	53,  // 59: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	55,  // 60: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	57,  // 61: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	59,  // 62: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	61,  // 63: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	63,  // 64: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	65,  // 65: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	67,  // 66: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	69,  // 67: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	82,  // 68: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	72,  // 69: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	74,  // 70: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	80,  // 71: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	76,  // 72: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	78,  // 73: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	85,  // 74: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	87,  // 75: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	89,  // 76: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	91,  // 77: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	17,  // 78: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	18,  // 79: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	21,  // 80: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	23,  // 81: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	26,  // 82: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	28,  // 83: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	30,  // 84: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	31,  // 85: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	32,  // 86: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	35,  // 87: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	15,  // 88: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	1,   // 89: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	3,   // 90: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	6,   // 91: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	38,  // 92: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	47,  // 93: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	50,  // 94: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	45,  // 95: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	52,  // 96: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	54,  // 97: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	56,  // 98: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	58,  // 99: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	60,  // 100: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	62,  // 101: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	64,  // 102: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	66,  // 103: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	68,  // 104: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	70,  // 105: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	83,  // 106: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	73,  // 107: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	75,  // 108: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	81,  // 109: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	77,  // 110: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	77,  // 111: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	86,  // 112: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	77,  // 113: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	90,  // 114: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	92,  // 115: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	16,  // 116: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	19,  // 117: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	22,  // 118: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	24,  // 119: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	27,  // 120: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	29,  // 121: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	13,  // 122: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	13,  // 123: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	34,  // 124: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	15,  // 125: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	36,  // 126: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	89,  // [89:127] is the sub-list for method output_type
-	51,  // [51:89] is the sub-list for method input_type
-	51,  // [51:51] is the sub-list for extension type_name
-	51,  // [51:51] is the sub-list for extension extendee
-	0,   // [0:51] is the sub-list for field type_name
+	109, // 49: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	96,  // 50: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
+	11,  // 51: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	10,  // 52: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	0,   // 53: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	2,   // 54: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	5,   // 55: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	37,  // 56: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	48,  // 57: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	49,  // 58: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	44,  // 59: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	51,  // 60: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	53,  // 61: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	55,  // 62: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	57,  // 63: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	59,  // 64: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	61,  // 65: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	63,  // 66: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	65,  // 67: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	67,  // 68: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	69,  // 69: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	82,  // 70: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	72,  // 71: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	74,  // 72: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	80,  // 73: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	76,  // 74: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	78,  // 75: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	85,  // 76: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	87,  // 77: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	89,  // 78: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	91,  // 79: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	93,  // 80: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	93,  // 81: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	95,  // 82: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	98,  // 83: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	17,  // 84: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	18,  // 85: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	21,  // 86: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	23,  // 87: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	26,  // 88: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	28,  // 89: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	30,  // 90: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	31,  // 91: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	32,  // 92: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	35,  // 93: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	15,  // 94: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	1,   // 95: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	3,   // 96: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	6,   // 97: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	38,  // 98: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	47,  // 99: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	50,  // 100: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	45,  // 101: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	52,  // 102: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	54,  // 103: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	56,  // 104: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	58,  // 105: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	60,  // 106: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	62,  // 107: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	64,  // 108: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	66,  // 109: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	68,  // 110: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	70,  // 111: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	83,  // 112: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	73,  // 113: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	75,  // 114: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	81,  // 115: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	77,  // 116: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	77,  // 117: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	86,  // 118: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	77,  // 119: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	90,  // 120: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	92,  // 121: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	94,  // 122: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	15,  // 123: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	97,  // 124: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	15,  // 125: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	16,  // 126: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	19,  // 127: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	22,  // 128: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	24,  // 129: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	27,  // 130: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	29,  // 131: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	13,  // 132: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	13,  // 133: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	34,  // 134: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	15,  // 135: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	36,  // 136: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	95,  // [95:137] is the sub-list for method output_type
+	53,  // [53:95] is the sub-list for method input_type
+	53,  // [53:53] is the sub-list for extension type_name
+	53,  // [53:53] is the sub-list for extension extendee
+	0,   // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -7308,7 +7682,7 @@ func file_engine_v1_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   103,
+			NumMessages:   109,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

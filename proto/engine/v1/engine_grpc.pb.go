@@ -41,44 +41,48 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Engine_Ping_FullMethodName                = "/engine.v1.Engine/Ping"
-	Engine_SystemVersion_FullMethodName       = "/engine.v1.Engine/SystemVersion"
-	Engine_SystemInfo_FullMethodName          = "/engine.v1.Engine/SystemInfo"
-	Engine_SystemAuth_FullMethodName          = "/engine.v1.Engine/SystemAuth"
-	Engine_ContainerInspect_FullMethodName    = "/engine.v1.Engine/ContainerInspect"
-	Engine_ContainerList_FullMethodName       = "/engine.v1.Engine/ContainerList"
-	Engine_ContainerCreate_FullMethodName     = "/engine.v1.Engine/ContainerCreate"
-	Engine_ContainerStart_FullMethodName      = "/engine.v1.Engine/ContainerStart"
-	Engine_ContainerStop_FullMethodName       = "/engine.v1.Engine/ContainerStop"
-	Engine_ContainerRestart_FullMethodName    = "/engine.v1.Engine/ContainerRestart"
-	Engine_ContainerKill_FullMethodName       = "/engine.v1.Engine/ContainerKill"
-	Engine_ContainerPause_FullMethodName      = "/engine.v1.Engine/ContainerPause"
-	Engine_ContainerUnpause_FullMethodName    = "/engine.v1.Engine/ContainerUnpause"
-	Engine_ContainerRename_FullMethodName     = "/engine.v1.Engine/ContainerRename"
-	Engine_ContainerRemove_FullMethodName     = "/engine.v1.Engine/ContainerRemove"
-	Engine_ContainerPrune_FullMethodName      = "/engine.v1.Engine/ContainerPrune"
-	Engine_ContainerTop_FullMethodName        = "/engine.v1.Engine/ContainerTop"
-	Engine_ContainerUpdate_FullMethodName     = "/engine.v1.Engine/ContainerUpdate"
-	Engine_ContainerResize_FullMethodName     = "/engine.v1.Engine/ContainerResize"
-	Engine_ContainerWait_FullMethodName       = "/engine.v1.Engine/ContainerWait"
-	Engine_ContainerStats_FullMethodName      = "/engine.v1.Engine/ContainerStats"
-	Engine_ContainerLogs_FullMethodName       = "/engine.v1.Engine/ContainerLogs"
-	Engine_ContainerAttach_FullMethodName     = "/engine.v1.Engine/ContainerAttach"
-	Engine_ContainerExecCreate_FullMethodName = "/engine.v1.Engine/ContainerExecCreate"
-	Engine_ExecStart_FullMethodName           = "/engine.v1.Engine/ExecStart"
-	Engine_ExecInspect_FullMethodName         = "/engine.v1.Engine/ExecInspect"
-	Engine_ExecResize_FullMethodName          = "/engine.v1.Engine/ExecResize"
-	Engine_ImageInspect_FullMethodName        = "/engine.v1.Engine/ImageInspect"
-	Engine_ImageHistory_FullMethodName        = "/engine.v1.Engine/ImageHistory"
-	Engine_ImageTag_FullMethodName            = "/engine.v1.Engine/ImageTag"
-	Engine_ImageRemove_FullMethodName         = "/engine.v1.Engine/ImageRemove"
-	Engine_ImageList_FullMethodName           = "/engine.v1.Engine/ImageList"
-	Engine_ImagePrune_FullMethodName          = "/engine.v1.Engine/ImagePrune"
-	Engine_ImagePull_FullMethodName           = "/engine.v1.Engine/ImagePull"
-	Engine_ImagePush_FullMethodName           = "/engine.v1.Engine/ImagePush"
-	Engine_ImageImport_FullMethodName         = "/engine.v1.Engine/ImageImport"
-	Engine_ImageSave_FullMethodName           = "/engine.v1.Engine/ImageSave"
-	Engine_ImageLoad_FullMethodName           = "/engine.v1.Engine/ImageLoad"
+	Engine_Ping_FullMethodName                 = "/engine.v1.Engine/Ping"
+	Engine_SystemVersion_FullMethodName        = "/engine.v1.Engine/SystemVersion"
+	Engine_SystemInfo_FullMethodName           = "/engine.v1.Engine/SystemInfo"
+	Engine_SystemAuth_FullMethodName           = "/engine.v1.Engine/SystemAuth"
+	Engine_ContainerInspect_FullMethodName     = "/engine.v1.Engine/ContainerInspect"
+	Engine_ContainerList_FullMethodName        = "/engine.v1.Engine/ContainerList"
+	Engine_ContainerCreate_FullMethodName      = "/engine.v1.Engine/ContainerCreate"
+	Engine_ContainerStart_FullMethodName       = "/engine.v1.Engine/ContainerStart"
+	Engine_ContainerStop_FullMethodName        = "/engine.v1.Engine/ContainerStop"
+	Engine_ContainerRestart_FullMethodName     = "/engine.v1.Engine/ContainerRestart"
+	Engine_ContainerKill_FullMethodName        = "/engine.v1.Engine/ContainerKill"
+	Engine_ContainerPause_FullMethodName       = "/engine.v1.Engine/ContainerPause"
+	Engine_ContainerUnpause_FullMethodName     = "/engine.v1.Engine/ContainerUnpause"
+	Engine_ContainerRename_FullMethodName      = "/engine.v1.Engine/ContainerRename"
+	Engine_ContainerRemove_FullMethodName      = "/engine.v1.Engine/ContainerRemove"
+	Engine_ContainerPrune_FullMethodName       = "/engine.v1.Engine/ContainerPrune"
+	Engine_ContainerTop_FullMethodName         = "/engine.v1.Engine/ContainerTop"
+	Engine_ContainerUpdate_FullMethodName      = "/engine.v1.Engine/ContainerUpdate"
+	Engine_ContainerResize_FullMethodName      = "/engine.v1.Engine/ContainerResize"
+	Engine_ContainerWait_FullMethodName        = "/engine.v1.Engine/ContainerWait"
+	Engine_ContainerStats_FullMethodName       = "/engine.v1.Engine/ContainerStats"
+	Engine_ContainerLogs_FullMethodName        = "/engine.v1.Engine/ContainerLogs"
+	Engine_ContainerAttach_FullMethodName      = "/engine.v1.Engine/ContainerAttach"
+	Engine_ContainerExecCreate_FullMethodName  = "/engine.v1.Engine/ContainerExecCreate"
+	Engine_ExecStart_FullMethodName            = "/engine.v1.Engine/ExecStart"
+	Engine_ExecInspect_FullMethodName          = "/engine.v1.Engine/ExecInspect"
+	Engine_ExecResize_FullMethodName           = "/engine.v1.Engine/ExecResize"
+	Engine_ContainerArchiveStat_FullMethodName = "/engine.v1.Engine/ContainerArchiveStat"
+	Engine_ContainerArchiveGet_FullMethodName  = "/engine.v1.Engine/ContainerArchiveGet"
+	Engine_ContainerArchivePut_FullMethodName  = "/engine.v1.Engine/ContainerArchivePut"
+	Engine_ContainerExport_FullMethodName      = "/engine.v1.Engine/ContainerExport"
+	Engine_ImageInspect_FullMethodName         = "/engine.v1.Engine/ImageInspect"
+	Engine_ImageHistory_FullMethodName         = "/engine.v1.Engine/ImageHistory"
+	Engine_ImageTag_FullMethodName             = "/engine.v1.Engine/ImageTag"
+	Engine_ImageRemove_FullMethodName          = "/engine.v1.Engine/ImageRemove"
+	Engine_ImageList_FullMethodName            = "/engine.v1.Engine/ImageList"
+	Engine_ImagePrune_FullMethodName           = "/engine.v1.Engine/ImagePrune"
+	Engine_ImagePull_FullMethodName            = "/engine.v1.Engine/ImagePull"
+	Engine_ImagePush_FullMethodName            = "/engine.v1.Engine/ImagePush"
+	Engine_ImageImport_FullMethodName          = "/engine.v1.Engine/ImageImport"
+	Engine_ImageSave_FullMethodName            = "/engine.v1.Engine/ImageSave"
+	Engine_ImageLoad_FullMethodName            = "/engine.v1.Engine/ImageLoad"
 )
 
 // EngineClient is the client API for Engine service.
@@ -136,6 +140,18 @@ type EngineClient interface {
 	ExecStart(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecStartRequest, LogEntry], error)
 	ExecInspect(ctx context.Context, in *ExecInspectRequest, opts ...grpc.CallOption) (*ExecInspectResponse, error)
 	ExecResize(ctx context.Context, in *ExecResizeRequest, opts ...grpc.CallOption) (*ExecResizeResponse, error)
+	// Files. REST (hand-written: the stat travels in the
+	// X-Docker-Container-Path-Stat header, bodies are tar streams): HEAD,
+	// GET and PUT /containers/{id}/archive?path=, GET
+	// /containers/{id}/export. A running container is paused while its
+	// files are read or written, so none of its processes can move a path
+	// under the copy.
+	ContainerArchiveStat(ctx context.Context, in *ContainerArchiveRequest, opts ...grpc.CallOption) (*ContainerPathStat, error)
+	ContainerArchiveGet(ctx context.Context, in *ContainerArchiveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error)
+	// ContainerArchivePut: the first message carries the options, the
+	// rest the tar stream.
+	ContainerArchivePut(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ContainerArchivePutRequest, ContainerArchivePutResponse], error)
+	ContainerExport(ctx context.Context, in *ContainerExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error)
 	ImageInspect(ctx context.Context, in *ImageInspectRequest, opts ...grpc.CallOption) (*Image, error)
 	ImageHistory(ctx context.Context, in *ImageHistoryRequest, opts ...grpc.CallOption) (*ImageHistoryResponse, error)
 	ImageTag(ctx context.Context, in *ImageTagRequest, opts ...grpc.CallOption) (*ImageTagResponse, error)
@@ -471,6 +487,67 @@ func (c *engineClient) ExecResize(ctx context.Context, in *ExecResizeRequest, op
 	return out, nil
 }
 
+func (c *engineClient) ContainerArchiveStat(ctx context.Context, in *ContainerArchiveRequest, opts ...grpc.CallOption) (*ContainerPathStat, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerPathStat)
+	err := c.cc.Invoke(ctx, Engine_ContainerArchiveStat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerArchiveGet(ctx context.Context, in *ContainerArchiveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[5], Engine_ContainerArchiveGet_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ContainerArchiveRequest, Chunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerArchiveGetClient = grpc.ServerStreamingClient[Chunk]
+
+func (c *engineClient) ContainerArchivePut(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ContainerArchivePutRequest, ContainerArchivePutResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[6], Engine_ContainerArchivePut_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ContainerArchivePutRequest, ContainerArchivePutResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerArchivePutClient = grpc.ClientStreamingClient[ContainerArchivePutRequest, ContainerArchivePutResponse]
+
+func (c *engineClient) ContainerExport(ctx context.Context, in *ContainerExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[7], Engine_ContainerExport_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ContainerExportRequest, Chunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerExportClient = grpc.ServerStreamingClient[Chunk]
+
 func (c *engineClient) ImageInspect(ctx context.Context, in *ImageInspectRequest, opts ...grpc.CallOption) (*Image, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Image)
@@ -533,7 +610,7 @@ func (c *engineClient) ImagePrune(ctx context.Context, in *ImagePruneRequest, op
 
 func (c *engineClient) ImagePull(ctx context.Context, in *ImagePullRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[5], Engine_ImagePull_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[8], Engine_ImagePull_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -552,7 +629,7 @@ type Engine_ImagePullClient = grpc.ServerStreamingClient[Progress]
 
 func (c *engineClient) ImagePush(ctx context.Context, in *ImagePushRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[6], Engine_ImagePush_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[9], Engine_ImagePush_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -571,7 +648,7 @@ type Engine_ImagePushClient = grpc.ServerStreamingClient[Progress]
 
 func (c *engineClient) ImageImport(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImageImportRequest, ImageImportResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[7], Engine_ImageImport_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[10], Engine_ImageImport_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -584,7 +661,7 @@ type Engine_ImageImportClient = grpc.ClientStreamingClient[ImageImportRequest, I
 
 func (c *engineClient) ImageSave(ctx context.Context, in *ImageSaveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[8], Engine_ImageSave_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[11], Engine_ImageSave_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -603,7 +680,7 @@ type Engine_ImageSaveClient = grpc.ServerStreamingClient[Chunk]
 
 func (c *engineClient) ImageLoad(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Chunk, ImageLoadResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[9], Engine_ImageLoad_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[12], Engine_ImageLoad_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -669,6 +746,18 @@ type EngineServer interface {
 	ExecStart(grpc.BidiStreamingServer[ExecStartRequest, LogEntry]) error
 	ExecInspect(context.Context, *ExecInspectRequest) (*ExecInspectResponse, error)
 	ExecResize(context.Context, *ExecResizeRequest) (*ExecResizeResponse, error)
+	// Files. REST (hand-written: the stat travels in the
+	// X-Docker-Container-Path-Stat header, bodies are tar streams): HEAD,
+	// GET and PUT /containers/{id}/archive?path=, GET
+	// /containers/{id}/export. A running container is paused while its
+	// files are read or written, so none of its processes can move a path
+	// under the copy.
+	ContainerArchiveStat(context.Context, *ContainerArchiveRequest) (*ContainerPathStat, error)
+	ContainerArchiveGet(*ContainerArchiveRequest, grpc.ServerStreamingServer[Chunk]) error
+	// ContainerArchivePut: the first message carries the options, the
+	// rest the tar stream.
+	ContainerArchivePut(grpc.ClientStreamingServer[ContainerArchivePutRequest, ContainerArchivePutResponse]) error
+	ContainerExport(*ContainerExportRequest, grpc.ServerStreamingServer[Chunk]) error
 	ImageInspect(context.Context, *ImageInspectRequest) (*Image, error)
 	ImageHistory(context.Context, *ImageHistoryRequest) (*ImageHistoryResponse, error)
 	ImageTag(context.Context, *ImageTagRequest) (*ImageTagResponse, error)
@@ -781,6 +870,18 @@ func (UnimplementedEngineServer) ExecInspect(context.Context, *ExecInspectReques
 }
 func (UnimplementedEngineServer) ExecResize(context.Context, *ExecResizeRequest) (*ExecResizeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExecResize not implemented")
+}
+func (UnimplementedEngineServer) ContainerArchiveStat(context.Context, *ContainerArchiveRequest) (*ContainerPathStat, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerArchiveStat not implemented")
+}
+func (UnimplementedEngineServer) ContainerArchiveGet(*ContainerArchiveRequest, grpc.ServerStreamingServer[Chunk]) error {
+	return status.Error(codes.Unimplemented, "method ContainerArchiveGet not implemented")
+}
+func (UnimplementedEngineServer) ContainerArchivePut(grpc.ClientStreamingServer[ContainerArchivePutRequest, ContainerArchivePutResponse]) error {
+	return status.Error(codes.Unimplemented, "method ContainerArchivePut not implemented")
+}
+func (UnimplementedEngineServer) ContainerExport(*ContainerExportRequest, grpc.ServerStreamingServer[Chunk]) error {
+	return status.Error(codes.Unimplemented, "method ContainerExport not implemented")
 }
 func (UnimplementedEngineServer) ImageInspect(context.Context, *ImageInspectRequest) (*Image, error) {
 	return nil, status.Error(codes.Unimplemented, "method ImageInspect not implemented")
@@ -1279,6 +1380,53 @@ func _Engine_ExecResize_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Engine_ContainerArchiveStat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerArchiveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerArchiveStat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerArchiveStat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerArchiveStat(ctx, req.(*ContainerArchiveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerArchiveGet_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ContainerArchiveRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EngineServer).ContainerArchiveGet(m, &grpc.GenericServerStream[ContainerArchiveRequest, Chunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerArchiveGetServer = grpc.ServerStreamingServer[Chunk]
+
+func _Engine_ContainerArchivePut_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EngineServer).ContainerArchivePut(&grpc.GenericServerStream[ContainerArchivePutRequest, ContainerArchivePutResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerArchivePutServer = grpc.ClientStreamingServer[ContainerArchivePutRequest, ContainerArchivePutResponse]
+
+func _Engine_ContainerExport_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ContainerExportRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EngineServer).ContainerExport(m, &grpc.GenericServerStream[ContainerExportRequest, Chunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ContainerExportServer = grpc.ServerStreamingServer[Chunk]
+
 func _Engine_ImageInspect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ImageInspectRequest)
 	if err := dec(in); err != nil {
@@ -1530,6 +1678,10 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Engine_ExecResize_Handler,
 		},
 		{
+			MethodName: "ContainerArchiveStat",
+			Handler:    _Engine_ContainerArchiveStat_Handler,
+		},
+		{
 			MethodName: "ImageInspect",
 			Handler:    _Engine_ImageInspect_Handler,
 		},
@@ -1581,6 +1733,21 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _Engine_ExecStart_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "ContainerArchiveGet",
+			Handler:       _Engine_ContainerArchiveGet_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ContainerArchivePut",
+			Handler:       _Engine_ContainerArchivePut_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "ContainerExport",
+			Handler:       _Engine_ContainerExport_Handler,
+			ServerStreams: true,
 		},
 		{
 			StreamName:    "ImagePull",

@@ -1,0 +1,208 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/engined/engined/internal/archive"
+	"github.com/engined/engined/internal/chunkio"
+	"github.com/engined/engined/internal/errdefs"
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+	shimv1 "github.com/engined/engined/proto/shim/v1"
+)
+
+// withFiles runs fn with the container's root filesystem mounted, and the
+// container paused if it runs: no process of the container can then swap
+// a directory for a symlink while a path is resolved and used (the
+// docker cp race of CVE-2018-15664). It holds the container's lock, so
+// the container cannot start or stop meanwhile.
+func (s *Service) withFiles(ctx context.Context, ref string, fn func(rec *Record, rootfs string) error) error {
+	rec, err := s.get(ref)
+	if err != nil {
+		return err
+	}
+	unlock := s.lock(rec.ID)
+	defer unlock()
+	if rec, err = s.get(rec.ID); err != nil {
+		return err
+	}
+	rootfs := filepath.Join(s.containerDir(rec.ID), "rootfs")
+	if !isMounted(rootfs) {
+		img, err := s.cfg.Images.Resolve(ctx, rec.ImageID)
+		if err != nil {
+			return fmt.Errorf("image of container: %w", err)
+		}
+		if _, err := s.mountRootfs(rec.ID, img.ChainIDs()); err != nil {
+			return err
+		}
+		defer s.unmountRootfs(rec.ID)
+	}
+	if client := s.shim(rec.ID); client != nil && rec.Status == "running" {
+		if _, err := client.Pause(ctx, &shimv1.PauseRequest{}); err == nil {
+			defer client.Resume(context.WithoutCancel(ctx), &shimv1.ResumeRequest{})
+		}
+	}
+	return fn(rec, rootfs)
+}
+
+// hostPath is where the container's path p is on the host: in a bind
+// mount's source when p is under its destination, else in the rootfs.
+// The second result says whether p is in the rootfs.
+func (s *Service) hostPath(rec *Record, rootfs, p string) (string, bool, error) {
+	// The path as the container sees it once its symlinks are resolved,
+	// to match the mounts against.
+	inRoot, err := archive.Resolve(rootfs, p)
+	if err != nil {
+		return "", false, err
+	}
+	rel, err := filepath.Rel(rootfs, inRoot)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return "", false, fmt.Errorf("resolve %s: outside the container", p)
+	}
+	clean := path.Clean("/" + filepath.ToSlash(rel))
+	// The files engined mounts over the image's.
+	for _, f := range []string{"hostname", "hosts", "resolv.conf"} {
+		if clean == "/etc/"+f {
+			return filepath.Join(s.containerDir(rec.ID), f), false, nil
+		}
+	}
+	hc, _ := rec.hostConfig()
+	for _, b := range hc.GetBinds() {
+		m, err := parseBind(b)
+		if err != nil {
+			continue
+		}
+		if rel, ok := strings.CutPrefix(clean, path.Clean(m.Destination)); ok && (rel == "" || rel[0] == '/') {
+			hp, err := archive.Resolve(m.Source, rel)
+			return hp, false, err
+		}
+	}
+	return inRoot, true, nil
+}
+
+func notInContainer(p, id string) error {
+	return errdefs.NotFound(fmt.Errorf("Could not find the file %s in container %s", p, id))
+}
+
+func (s *Service) ContainerArchiveStat(ctx context.Context, req *enginev1.ContainerArchiveRequest) (*enginev1.ContainerPathStat, error) {
+	var st *enginev1.ContainerPathStat
+	err := s.withFiles(ctx, req.GetId(), func(rec *Record, rootfs string) error {
+		hp, _, err := s.hostPath(rec, rootfs, req.GetPath())
+		if err != nil {
+			return err
+		}
+		st, err = pathStat(req.GetPath(), hp, req.GetId())
+		return err
+	})
+	return st, err
+}
+
+func pathStat(p, hp, id string) (*enginev1.ContainerPathStat, error) {
+	fi, err := os.Lstat(hp)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrInvalid) {
+		return nil, notInContainer(p, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st := &enginev1.ContainerPathStat{Name: path.Base(path.Clean("/" + p)), Size: fi.Size(), Mode: uint32(fi.Mode()),
+		Mtime: timestamppb.New(fi.ModTime())}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		target, err := os.Readlink(hp)
+		if err != nil {
+			return nil, err
+		}
+		if !path.IsAbs(target) {
+			target = path.Join(path.Dir(path.Clean("/"+p)), target)
+		}
+		st.LinkTarget = target
+	}
+	return st, nil
+}
+
+func (s *Service) ContainerArchiveGet(req *enginev1.ContainerArchiveRequest, stream enginev1.Engine_ContainerArchiveGetServer) error {
+	ctx := stream.Context()
+	return s.withFiles(ctx, req.GetId(), func(rec *Record, rootfs string) error {
+		hp, _, err := s.hostPath(rec, rootfs, req.GetPath())
+		if err != nil {
+			return err
+		}
+		st, err := pathStat(req.GetPath(), hp, req.GetId())
+		if err != nil {
+			return err
+		}
+		w := chunkio.NewWriter(func(b []byte) error { return stream.Send(&enginev1.Chunk{Data: b}) })
+		if err := archive.Tar(ctx, w, hp, st.GetName()); err != nil {
+			return fmt.Errorf("archive %s: %w", req.GetPath(), err)
+		}
+		return w.Flush()
+	})
+}
+
+func (s *Service) ContainerArchivePut(stream enginev1.Engine_ContainerArchivePutServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	opts := first.GetOptions()
+	if opts == nil {
+		return errdefs.InvalidArgument(errors.New("archive put: the first message must carry options"))
+	}
+	body := chunkio.NewReader(first.GetData(), func() ([]byte, error) {
+		m, err := stream.Recv()
+		return m.GetData(), err
+	})
+	err = s.withFiles(ctx, opts.GetId(), func(rec *Record, rootfs string) error {
+		hp, inRootfs, err := s.hostPath(rec, rootfs, opts.GetPath())
+		if err != nil {
+			return err
+		}
+		fi, err := os.Stat(hp)
+		if errors.Is(err, os.ErrNotExist) {
+			return notInContainer(opts.GetPath(), opts.GetId())
+		}
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return errdefs.InvalidArgument(fmt.Errorf("extraction point is not a directory: %s", opts.GetPath()))
+		}
+		if hc, _ := rec.hostConfig(); hc.GetReadonlyRootfs() && inRootfs {
+			return errdefs.Forbidden(errors.New("container rootfs is marked read-only"))
+		}
+		ao := archive.Options{NoOverwriteDirNonDir: opts.GetNoOverwriteDirNonDir()}
+		if !opts.GetCopyUidGid() {
+			ao.Owner = &archive.Owner{}
+		}
+		if _, err := archive.Apply(ctx, hp, body, ao); err != nil {
+			return errdefs.InvalidArgument(fmt.Errorf("extract into %s: %w", opts.GetPath(), err))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Drain what the archive did not use, so the client's send completes.
+	io.Copy(io.Discard, body)
+	return stream.SendAndClose(&enginev1.ContainerArchivePutResponse{})
+}
+
+func (s *Service) ContainerExport(req *enginev1.ContainerExportRequest, stream enginev1.Engine_ContainerExportServer) error {
+	ctx := stream.Context()
+	return s.withFiles(ctx, req.GetId(), func(rec *Record, rootfs string) error {
+		w := chunkio.NewWriter(func(b []byte) error { return stream.Send(&enginev1.Chunk{Data: b}) })
+		if err := archive.Tar(ctx, w, rootfs, ""); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		return w.Flush()
+	})
+}
