@@ -20,46 +20,43 @@ func setPathStat(w http.ResponseWriter, st *enginev1.ContainerPathStat) {
 	w.Header().Set(pathStatHeader, base64.StdEncoding.EncodeToString(data))
 }
 
-func archiveRequest(r *http.Request, p map[string]string) (*enginev1.ContainerArchiveRequest, bool) {
-	path := r.URL.Query().Get("path")
-	return &enginev1.ContainerArchiveRequest{Id: p["id"], Path: path}, path != ""
-}
-
-// containerArchiveHead is HEAD /containers/{id}/archive?path=.
-func (h *handlers) containerArchiveHead(w http.ResponseWriter, r *http.Request, p map[string]string) {
-	req, ok := archiveRequest(r, p)
-	if !ok {
+// statPath answers the stat of ?path=, or writes the error and returns
+// false.
+func (h *handlers) statPath(w http.ResponseWriter, r *http.Request, p map[string]string) (*enginev1.ContainerArchiveRequest, bool) {
+	req := &enginev1.ContainerArchiveRequest{Id: p["id"], Path: r.URL.Query().Get("path")}
+	if req.Path == "" {
 		writeError(w, http.StatusBadRequest, "path is required")
-		return
+		return nil, false
 	}
 	st, err := h.engine.ContainerArchiveStat(r.Context(), req)
 	if err != nil {
 		writeGRPCError(w, err)
-		return
+		return nil, false
 	}
 	setPathStat(w, st)
-	w.WriteHeader(http.StatusOK)
+	return req, true
+}
+
+// containerArchiveHead is HEAD /containers/{id}/archive?path=.
+func (h *handlers) containerArchiveHead(w http.ResponseWriter, r *http.Request, p map[string]string) {
+	if _, ok := h.statPath(w, r, p); ok {
+		w.WriteHeader(http.StatusOK)
+	}
 }
 
 // containerArchiveGet is GET /containers/{id}/archive?path=: the path's
 // stat in a header, the path as a tar.
 func (h *handlers) containerArchiveGet(w http.ResponseWriter, r *http.Request, p map[string]string) {
-	req, ok := archiveRequest(r, p)
+	req, ok := h.statPath(w, r, p)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "path is required")
-		return
-	}
-	st, err := h.engine.ContainerArchiveStat(r.Context(), req)
-	if err != nil {
-		writeGRPCError(w, err)
 		return
 	}
 	stream, err := h.engine.ContainerArchiveGet(r.Context(), req)
 	if err != nil {
+		w.Header().Del(pathStatHeader)
 		writeGRPCError(w, err)
 		return
 	}
-	setPathStat(w, st)
 	h.writeTar(w, "container archive", stream.Recv)
 }
 

@@ -149,13 +149,9 @@ func (s *Service) ContainerArchiveGet(req *enginev1.ContainerArchiveRequest, str
 
 func (s *Service) ContainerArchivePut(stream enginev1.Engine_ContainerArchivePutServer) error {
 	ctx := stream.Context()
-	first, err := stream.Recv()
+	first, opts, err := firstMessage(stream.Recv, (*enginev1.ContainerArchivePutRequest).GetOptions, "archive put")
 	if err != nil {
 		return err
-	}
-	opts := first.GetOptions()
-	if opts == nil {
-		return errdefs.InvalidArgument(errors.New("archive put: the first message must carry options"))
 	}
 	body := chunkio.NewReader(first.GetData(), func() ([]byte, error) {
 		m, err := stream.Recv()

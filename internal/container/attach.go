@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 
-	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/logs"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 	shimv1 "github.com/engined/engined/proto/shim/v1"
@@ -15,13 +14,9 @@ import (
 // log file the shim writes, so a slow client never blocks the container.
 func (s *Service) ContainerAttach(stream enginev1.Engine_ContainerAttachServer) error {
 	ctx := stream.Context()
-	first, err := stream.Recv()
+	_, opts, err := firstMessage(stream.Recv, (*enginev1.ContainerAttachRequest).GetOptions, "attach")
 	if err != nil {
 		return err
-	}
-	opts := first.GetOptions()
-	if opts == nil {
-		return errdefs.InvalidArgument(errors.New("attach: the first message must carry options"))
 	}
 	r, err := s.get(opts.GetId())
 	if err != nil {

@@ -106,13 +106,9 @@ func (s *Service) ExecResize(ctx context.Context, req *enginev1.ExecResizeReques
 // it has exited, forwarding stdin.
 func (s *Service) ExecStart(stream enginev1.Engine_ExecStartServer) error {
 	ctx := stream.Context()
-	first, err := stream.Recv()
+	_, opts, err := firstMessage(stream.Recv, (*enginev1.ExecStartRequest).GetOptions, "exec start")
 	if err != nil {
 		return err
-	}
-	opts := first.GetOptions()
-	if opts == nil {
-		return errdefs.InvalidArgument(errors.New("exec start: the first message must carry options"))
 	}
 	e, err := s.lookupExec(opts.GetId())
 	if err != nil {

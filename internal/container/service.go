@@ -366,3 +366,18 @@ func exitFrom(r *Record, e *shimv1.ExitStatus) {
 	r.OOMKilled = e.GetOomKilled()
 	r.FinishedAt = time.Unix(0, e.GetExitedAtUnixNano()).UTC()
 }
+
+// firstMessage receives the first message of a client stream, which must
+// carry the call's options (later ones carry data).
+func firstMessage[M any, O comparable](recv func() (M, error), options func(M) O, call string) (M, O, error) {
+	var none O
+	first, err := recv()
+	if err != nil {
+		return first, none, err
+	}
+	opts := options(first)
+	if opts == none {
+		return first, none, errdefs.InvalidArgument(fmt.Errorf("%s: the first message must carry options", call))
+	}
+	return first, opts, nil
+}

@@ -71,12 +71,7 @@ func TestSurvivesEnginedSIGKILL(t *testing.T) {
 func TestShimSIGKILL(t *testing.T) {
 	e := runEngine(t)
 	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "busybox", "sleep", "3600"))
-	var b struct{ Pid int }
-	data, err := os.ReadFile(filepath.Join(e.ExecRoot, "containers", id, "bootstrap.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	json.Unmarshal(data, &b)
+	b := struct{ Pid int }{shimPidOf(t, e, id)}
 	initPid := strings.TrimSpace(mustDocker(t, e.Host, "inspect", "-f", "{{.State.Pid}}", id))
 	syscall.Kill(b.Pid, syscall.SIGKILL)
 	deadline := time.Now().Add(15 * time.Second)
@@ -216,12 +211,7 @@ func TestHungShimAtEnginedStart(t *testing.T) {
 	e := runEngine(t)
 	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "busybox", "sleep", "3600"))
 	mustDocker(t, e.Host, "run", "-d", "--name", "fine", "busybox", "sleep", "3600")
-	var b struct{ Pid int }
-	data, err := os.ReadFile(filepath.Join(e.ExecRoot, "containers", id, "bootstrap.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	json.Unmarshal(data, &b)
+	b := struct{ Pid int }{shimPidOf(t, e, id)}
 	initPid := strings.TrimSpace(mustDocker(t, e.Host, "inspect", "-f", "{{.State.Pid}}", id))
 	syscall.Kill(b.Pid, syscall.SIGSTOP)
 	t.Cleanup(func() { syscall.Kill(b.Pid, syscall.SIGCONT) })
@@ -241,4 +231,18 @@ func TestHungShimAtEnginedStart(t *testing.T) {
 			}
 		}
 	}
+}
+
+// shimPidOf is the pid of a container's shim, from its bootstrap record.
+func shimPidOf(t *testing.T, e *engined, id string) int {
+	t.Helper()
+	var b struct{ Pid int }
+	data, err := os.ReadFile(filepath.Join(e.ExecRoot, "containers", id, "bootstrap.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Pid
 }
