@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -94,4 +95,14 @@ func (h *handlers) containerExport(w http.ResponseWriter, r *http.Request, p map
 		return
 	}
 	h.writeTar(w, "container export", stream.Recv)
+}
+
+func init() {
+	registerResponse(func(_ context.Context, m *enginev1.ContainerChangesResponse) (any, error) {
+		out := []container.FilesystemChange{}
+		for _, c := range m.GetChanges() {
+			out = append(out, container.FilesystemChange{Path: c.GetPath(), Kind: container.ChangeType(c.GetKind())})
+		}
+		return out, nil
+	})
 }

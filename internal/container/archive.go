@@ -8,7 +8,9 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -201,4 +203,120 @@ func (s *Service) ContainerExport(req *enginev1.ContainerExportRequest, stream e
 		}
 		return w.Flush()
 	})
+}
+
+// Docker's change kinds.
+const (
+	changeModified = 0
+	changeAdded    = 1
+	changeDeleted  = 2
+)
+
+// ContainerChanges compares the container's own layer (its overlay upper
+// directory) with its image: a name there that the image has is
+// modified, one it lacks is added, and a whiteout is a deletion.
+func (s *Service) ContainerChanges(ctx context.Context, req *enginev1.ContainerChangesRequest) (*enginev1.ContainerChangesResponse, error) {
+	rec, err := s.get(req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	img, err := s.cfg.Images.Resolve(ctx, rec.ImageID)
+	if err != nil {
+		return nil, fmt.Errorf("image of container: %w", err)
+	}
+	var lowers []string // top layer first
+	for _, c := range img.ChainIDs() {
+		lowers = append(lowers, s.cfg.Images.Snapshots().DiffPath(c))
+	}
+	upper := filepath.Join(s.containerDir(rec.ID), "fs", "upper")
+	// Mount points the runtime creates are not the container's changes;
+	// neither is a directory changed only by holding one.
+	mounts := []string{"/dev", "/proc", "/sys", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
+	hc, _ := rec.hostConfig()
+	for _, b := range hc.GetBinds() {
+		if m, err := parseBind(b); err == nil {
+			mounts = append(mounts, path.Clean(m.Destination))
+		}
+	}
+	isMount := func(name string) bool {
+		for _, m := range mounts {
+			if name == m || strings.HasPrefix(name, m+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	resp := &enginev1.ContainerChangesResponse{}
+	err = filepath.WalkDir(upper, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil // never started: no changes
+			}
+			return err
+		}
+		rel, _ := filepath.Rel(upper, p)
+		if rel == "." {
+			return nil
+		}
+		name := "/" + filepath.ToSlash(rel)
+		if isMount(name) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		kind := int32(changeAdded)
+		if info, err := d.Info(); err == nil && isWhiteout(info) {
+			kind = changeDeleted
+		} else if inImage(lowers, name) {
+			kind = changeModified
+		}
+		resp.Changes = append(resp.Changes, &enginev1.FilesystemChange{Path: name, Kind: kind})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Drop the modified directories nothing kept is under. The walk
+	// lists a directory's descendants right after it, so going backwards
+	// the next kept change says whether one is under it.
+	var kept []*enginev1.FilesystemChange
+	next := ""
+	for i := len(resp.Changes) - 1; i >= 0; i-- {
+		c := resp.Changes[i]
+		if c.GetKind() == changeModified && !strings.HasPrefix(next, c.GetPath()+"/") {
+			if fi, err := os.Lstat(filepath.Join(upper, c.GetPath())); err == nil && fi.IsDir() {
+				continue
+			}
+		}
+		kept = append(kept, c)
+		next = c.GetPath()
+	}
+	slices.Reverse(kept)
+	resp.Changes = kept
+	return resp, nil
+}
+
+// isWhiteout is overlayfs's mark of a deleted name: a 0/0 character
+// device.
+func isWhiteout(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && fi.Mode()&os.ModeCharDevice != 0 && st.Rdev == 0
+}
+
+// inImage says whether the image's layers (top first) have name: the
+// first layer with it or a whiteout of it decides.
+func inImage(lowers []string, name string) bool {
+	for _, l := range lowers {
+		p, err := archive.Resolve(l, name)
+		if err != nil {
+			return false
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			continue
+		}
+		return !isWhiteout(fi)
+	}
+	return false
 }

@@ -119,3 +119,20 @@ func tarNames(t *testing.T, data []byte) map[string]bool {
 		names[strings.TrimSuffix(hdr.Name, "/")] = true
 	}
 }
+
+// docker diff: added, changed and deleted names, and nothing for the
+// mount points the runtime makes.
+func TestDockerDiff(t *testing.T) {
+	e := runEngine(t)
+	mustDocker(t, e.Host, "run", "--name", "changer", "busybox", "sh", "-c", "echo x > /new.txt; echo y >> /etc/passwd; rm /bin/cat; mkdir -p /tmp/d")
+	got := mustDocker(t, e.Host, "diff", "changer")
+	want := "C /bin\nD /bin/cat\nC /etc\nC /etc/passwd\nA /new.txt\nC /tmp\nA /tmp/d\n"
+	if got != want {
+		t.Errorf("docker diff:\n%s\nwant:\n%s", got, want)
+	}
+	mustDocker(t, e.Host, "run", "--name", "quiet", "busybox", "true")
+	res, err := mobyClient(t, e.Host).ContainerDiff(context.Background(), "quiet", client.ContainerDiffOptions{})
+	if err != nil || len(res.Changes) != 0 {
+		t.Errorf("diff of a container that changed nothing: %+v %v", res, err)
+	}
+}

@@ -6738,6 +6738,147 @@ func (x *ContainerExportRequest) GetId() string {
 	return ""
 }
 
+type ContainerChangesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerChangesRequest) Reset() {
+	*x = ContainerChangesRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerChangesRequest) ProtoMessage() {}
+
+func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerChangesRequest.ProtoReflect.Descriptor instead.
+func (*ContainerChangesRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
+}
+
+func (x *ContainerChangesRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ContainerChangesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Changes       []*FilesystemChange    `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerChangesResponse) Reset() {
+	*x = ContainerChangesResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerChangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerChangesResponse) ProtoMessage() {}
+
+func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerChangesResponse.ProtoReflect.Descriptor instead.
+func (*ContainerChangesResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
+}
+
+func (x *ContainerChangesResponse) GetChanges() []*FilesystemChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+type FilesystemChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// kind is Docker's: 0 modified, 1 added, 2 deleted.
+	Kind          int32 `protobuf:"varint,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FilesystemChange) Reset() {
+	*x = FilesystemChange{}
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FilesystemChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FilesystemChange) ProtoMessage() {}
+
+func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FilesystemChange.ProtoReflect.Descriptor instead.
+func (*FilesystemChange) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
+}
+
+func (x *FilesystemChange) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *FilesystemChange) GetKind() int32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
 var File_engine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_engine_v1_engine_proto_rawDesc = "" +
@@ -7345,7 +7486,14 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"copyUidGid\"\x1d\n" +
 	"\x1bContainerArchivePutResponse\"(\n" +
 	"\x16ContainerExportRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id2\xf8\x1f\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\")\n" +
+	"\x17ContainerChangesRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"Q\n" +
+	"\x18ContainerChangesResponse\x125\n" +
+	"\achanges\x18\x01 \x03(\v2\x1b.engine.v1.FilesystemChangeR\achanges\":\n" +
+	"\x10FilesystemChange\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\x05R\x04kind2\xf7 \n" +
 	"\x06Engine\x127\n" +
 	"\x04Ping\x12\x16.engine.v1.PingRequest\x1a\x17.engine.v1.PingResponse\x12d\n" +
 	"\rSystemVersion\x12\x1f.engine.v1.SystemVersionRequest\x1a .engine.v1.SystemVersionResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
@@ -7382,7 +7530,8 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x14ContainerArchiveStat\x12\".engine.v1.ContainerArchiveRequest\x1a\x1c.engine.v1.ContainerPathStat\x12M\n" +
 	"\x13ContainerArchiveGet\x12\".engine.v1.ContainerArchiveRequest\x1a\x10.engine.v1.Chunk0\x01\x12f\n" +
 	"\x13ContainerArchivePut\x12%.engine.v1.ContainerArchivePutRequest\x1a&.engine.v1.ContainerArchivePutResponse(\x01\x12H\n" +
-	"\x0fContainerExport\x12!.engine.v1.ContainerExportRequest\x1a\x10.engine.v1.Chunk0\x01\x12`\n" +
+	"\x0fContainerExport\x12!.engine.v1.ContainerExportRequest\x1a\x10.engine.v1.Chunk0\x01\x12}\n" +
+	"\x10ContainerChanges\x12\".engine.v1.ContainerChangesRequest\x1a#.engine.v1.ContainerChangesResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/containers/{id}/changes\x12`\n" +
 	"\fImageInspect\x12\x1e.engine.v1.ImageInspectRequest\x1a\x10.engine.v1.Image\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/images/{name=**}/json\x12r\n" +
 	"\fImageHistory\x12\x1e.engine.v1.ImageHistoryRequest\x1a\x1f.engine.v1.ImageHistoryResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/images/{name=**}/history\x12b\n" +
 	"\bImageTag\x12\x1a.engine.v1.ImageTagRequest\x1a\x1b.engine.v1.ImageTagResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x15/images/{name=**}/tag\x12g\n" +
@@ -7408,7 +7557,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 109)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 112)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*PingRequest)(nil),                 // 0: engine.v1.PingRequest
 	(*PingResponse)(nil),                // 1: engine.v1.PingResponse
@@ -7509,161 +7658,167 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*ContainerArchivePutOptions)(nil),  // 96: engine.v1.ContainerArchivePutOptions
 	(*ContainerArchivePutResponse)(nil), // 97: engine.v1.ContainerArchivePutResponse
 	(*ContainerExportRequest)(nil),      // 98: engine.v1.ContainerExportRequest
-	nil,                                 // 99: engine.v1.Component.DetailsEntry
-	nil,                                 // 100: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 101: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 102: engine.v1.Image.LabelsEntry
-	nil,                                 // 103: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 104: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 105: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 106: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 107: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 108: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	(*timestamppb.Timestamp)(nil),       // 109: google.protobuf.Timestamp
+	(*ContainerChangesRequest)(nil),     // 99: engine.v1.ContainerChangesRequest
+	(*ContainerChangesResponse)(nil),    // 100: engine.v1.ContainerChangesResponse
+	(*FilesystemChange)(nil),            // 101: engine.v1.FilesystemChange
+	nil,                                 // 102: engine.v1.Component.DetailsEntry
+	nil,                                 // 103: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 104: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 105: engine.v1.Image.LabelsEntry
+	nil,                                 // 106: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 107: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 108: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 109: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 110: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 111: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	(*timestamppb.Timestamp)(nil),       // 112: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	109, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	112, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	4,   // 1: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	99,  // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	102, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	7,   // 3: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	8,   // 4: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	109, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	112, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	9,   // 6: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	100, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	101, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	103, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	104, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	14,  // 9: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	109, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	102, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	109, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	112, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	105, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	112, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	20,  // 13: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	109, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	112, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	25,  // 15: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	16,  // 16: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	25,  // 17: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	12,  // 18: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	12,  // 19: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	33,  // 20: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	103, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	104, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	106, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	107, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
 	41,  // 23: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	105, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	108, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
 	40,  // 25: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
 	42,  // 26: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	106, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	109, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
 	39,  // 28: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
 	43,  // 29: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	109, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	109, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	109, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	112, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	112, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	112, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
 	46,  // 33: engine.v1.Container.state:type_name -> engine.v1.ContainerState
 	39,  // 34: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
 	43,  // 35: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	107, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	110, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
 	47,  // 37: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
 	71,  // 38: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	109, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	109, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	109, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	112, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	112, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	112, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
 	79,  // 42: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	109, // 43: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	108, // 44: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	112, // 43: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	111, // 44: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
 	43,  // 45: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
 	84,  // 46: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
 	88,  // 47: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
 	84,  // 48: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	109, // 49: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	112, // 49: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
 	96,  // 50: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
-	11,  // 51: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	10,  // 52: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	0,   // 53: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	2,   // 54: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	5,   // 55: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	37,  // 56: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	48,  // 57: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	49,  // 58: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	44,  // 59: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	51,  // 60: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	53,  // 61: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	55,  // 62: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	57,  // 63: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	59,  // 64: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	61,  // 65: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	63,  // 66: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	65,  // 67: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	67,  // 68: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	69,  // 69: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	82,  // 70: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	72,  // 71: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	74,  // 72: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	80,  // 73: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	76,  // 74: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	78,  // 75: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	85,  // 76: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	87,  // 77: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	89,  // 78: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	91,  // 79: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	93,  // 80: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
-	93,  // 81: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
-	95,  // 82: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
-	98,  // 83: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
-	17,  // 84: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	18,  // 85: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	21,  // 86: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	23,  // 87: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	26,  // 88: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	28,  // 89: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	30,  // 90: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	31,  // 91: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	32,  // 92: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	35,  // 93: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	15,  // 94: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	1,   // 95: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	3,   // 96: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	6,   // 97: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	38,  // 98: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	47,  // 99: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	50,  // 100: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	45,  // 101: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	52,  // 102: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	54,  // 103: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	56,  // 104: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	58,  // 105: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	60,  // 106: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	62,  // 107: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	64,  // 108: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	66,  // 109: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	68,  // 110: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	70,  // 111: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	83,  // 112: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	73,  // 113: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	75,  // 114: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	81,  // 115: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	77,  // 116: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	77,  // 117: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	86,  // 118: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	77,  // 119: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	90,  // 120: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	92,  // 121: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	94,  // 122: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
-	15,  // 123: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
-	97,  // 124: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
-	15,  // 125: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
-	16,  // 126: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	19,  // 127: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	22,  // 128: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	24,  // 129: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	27,  // 130: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	29,  // 131: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	13,  // 132: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	13,  // 133: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	34,  // 134: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	15,  // 135: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	36,  // 136: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	95,  // [95:137] is the sub-list for method output_type
-	53,  // [53:95] is the sub-list for method input_type
-	53,  // [53:53] is the sub-list for extension type_name
-	53,  // [53:53] is the sub-list for extension extendee
-	0,   // [0:53] is the sub-list for field type_name
+	101, // 51: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
+	11,  // 52: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	10,  // 53: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	0,   // 54: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	2,   // 55: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	5,   // 56: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	37,  // 57: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	48,  // 58: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	49,  // 59: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	44,  // 60: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	51,  // 61: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	53,  // 62: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	55,  // 63: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	57,  // 64: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	59,  // 65: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	61,  // 66: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	63,  // 67: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	65,  // 68: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	67,  // 69: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	69,  // 70: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	82,  // 71: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	72,  // 72: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	74,  // 73: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	80,  // 74: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	76,  // 75: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	78,  // 76: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	85,  // 77: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	87,  // 78: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	89,  // 79: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	91,  // 80: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	93,  // 81: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	93,  // 82: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	95,  // 83: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	98,  // 84: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	99,  // 85: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
+	17,  // 86: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	18,  // 87: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	21,  // 88: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	23,  // 89: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	26,  // 90: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	28,  // 91: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	30,  // 92: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	31,  // 93: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	32,  // 94: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	35,  // 95: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	15,  // 96: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	1,   // 97: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	3,   // 98: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	6,   // 99: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	38,  // 100: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	47,  // 101: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	50,  // 102: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	45,  // 103: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	52,  // 104: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	54,  // 105: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	56,  // 106: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	58,  // 107: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	60,  // 108: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	62,  // 109: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	64,  // 110: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	66,  // 111: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	68,  // 112: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	70,  // 113: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	83,  // 114: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	73,  // 115: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	75,  // 116: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	81,  // 117: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	77,  // 118: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	77,  // 119: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	86,  // 120: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	77,  // 121: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	90,  // 122: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	92,  // 123: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	94,  // 124: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	15,  // 125: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	97,  // 126: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	15,  // 127: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	100, // 128: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
+	16,  // 129: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	19,  // 130: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	22,  // 131: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	24,  // 132: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	27,  // 133: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	29,  // 134: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	13,  // 135: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	13,  // 136: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	34,  // 137: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	15,  // 138: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	36,  // 139: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	97,  // [97:140] is the sub-list for method output_type
+	54,  // [54:97] is the sub-list for method input_type
+	54,  // [54:54] is the sub-list for extension type_name
+	54,  // [54:54] is the sub-list for extension extendee
+	0,   // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -7682,7 +7837,7 @@ func file_engine_v1_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   109,
+			NumMessages:   112,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -72,6 +72,7 @@ const (
 	Engine_ContainerArchiveGet_FullMethodName  = "/engine.v1.Engine/ContainerArchiveGet"
 	Engine_ContainerArchivePut_FullMethodName  = "/engine.v1.Engine/ContainerArchivePut"
 	Engine_ContainerExport_FullMethodName      = "/engine.v1.Engine/ContainerExport"
+	Engine_ContainerChanges_FullMethodName     = "/engine.v1.Engine/ContainerChanges"
 	Engine_ImageInspect_FullMethodName         = "/engine.v1.Engine/ImageInspect"
 	Engine_ImageHistory_FullMethodName         = "/engine.v1.Engine/ImageHistory"
 	Engine_ImageTag_FullMethodName             = "/engine.v1.Engine/ImageTag"
@@ -152,6 +153,9 @@ type EngineClient interface {
 	// rest the tar stream.
 	ContainerArchivePut(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ContainerArchivePutRequest, ContainerArchivePutResponse], error)
 	ContainerExport(ctx context.Context, in *ContainerExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error)
+	// ContainerChanges lists what the container changed in its image's
+	// files (docker diff).
+	ContainerChanges(ctx context.Context, in *ContainerChangesRequest, opts ...grpc.CallOption) (*ContainerChangesResponse, error)
 	ImageInspect(ctx context.Context, in *ImageInspectRequest, opts ...grpc.CallOption) (*Image, error)
 	ImageHistory(ctx context.Context, in *ImageHistoryRequest, opts ...grpc.CallOption) (*ImageHistoryResponse, error)
 	ImageTag(ctx context.Context, in *ImageTagRequest, opts ...grpc.CallOption) (*ImageTagResponse, error)
@@ -548,6 +552,16 @@ func (c *engineClient) ContainerExport(ctx context.Context, in *ContainerExportR
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Engine_ContainerExportClient = grpc.ServerStreamingClient[Chunk]
 
+func (c *engineClient) ContainerChanges(ctx context.Context, in *ContainerChangesRequest, opts ...grpc.CallOption) (*ContainerChangesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerChangesResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerChanges_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *engineClient) ImageInspect(ctx context.Context, in *ImageInspectRequest, opts ...grpc.CallOption) (*Image, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Image)
@@ -758,6 +772,9 @@ type EngineServer interface {
 	// rest the tar stream.
 	ContainerArchivePut(grpc.ClientStreamingServer[ContainerArchivePutRequest, ContainerArchivePutResponse]) error
 	ContainerExport(*ContainerExportRequest, grpc.ServerStreamingServer[Chunk]) error
+	// ContainerChanges lists what the container changed in its image's
+	// files (docker diff).
+	ContainerChanges(context.Context, *ContainerChangesRequest) (*ContainerChangesResponse, error)
 	ImageInspect(context.Context, *ImageInspectRequest) (*Image, error)
 	ImageHistory(context.Context, *ImageHistoryRequest) (*ImageHistoryResponse, error)
 	ImageTag(context.Context, *ImageTagRequest) (*ImageTagResponse, error)
@@ -882,6 +899,9 @@ func (UnimplementedEngineServer) ContainerArchivePut(grpc.ClientStreamingServer[
 }
 func (UnimplementedEngineServer) ContainerExport(*ContainerExportRequest, grpc.ServerStreamingServer[Chunk]) error {
 	return status.Error(codes.Unimplemented, "method ContainerExport not implemented")
+}
+func (UnimplementedEngineServer) ContainerChanges(context.Context, *ContainerChangesRequest) (*ContainerChangesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerChanges not implemented")
 }
 func (UnimplementedEngineServer) ImageInspect(context.Context, *ImageInspectRequest) (*Image, error) {
 	return nil, status.Error(codes.Unimplemented, "method ImageInspect not implemented")
@@ -1427,6 +1447,24 @@ func _Engine_ContainerExport_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Engine_ContainerExportServer = grpc.ServerStreamingServer[Chunk]
 
+func _Engine_ContainerChanges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerChangesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerChanges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerChanges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerChanges(ctx, req.(*ContainerChangesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Engine_ImageInspect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ImageInspectRequest)
 	if err := dec(in); err != nil {
@@ -1680,6 +1718,10 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ContainerArchiveStat",
 			Handler:    _Engine_ContainerArchiveStat_Handler,
+		},
+		{
+			MethodName: "ContainerChanges",
+			Handler:    _Engine_ContainerChanges_Handler,
 		},
 		{
 			MethodName: "ImageInspect",
