@@ -88,6 +88,7 @@ func (h *handlers) register(mux *runtime.ServeMux) error {
 		{http.MethodGet, "/containers/{id}/archive", h.containerArchiveGet},
 		{http.MethodPut, "/containers/{id}/archive", h.containerArchivePut},
 		{http.MethodGet, "/containers/{id}/export", h.containerExport},
+		{http.MethodGet, "/events", h.systemEvents},
 	}
 	for _, r := range routes {
 		if err := mux.HandlePath(r.method, r.path, r.fn); err != nil {

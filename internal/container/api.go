@@ -190,23 +190,37 @@ func (s *Service) ContainerStart(ctx context.Context, req *enginev1.ContainerSta
 }
 
 func (s *Service) ContainerStop(ctx context.Context, req *enginev1.ContainerStopRequest) (*enginev1.ContainerStopResponse, error) {
-	return &enginev1.ContainerStopResponse{}, s.Stop(ctx, req.GetId(), req.T, req.GetSignal())
+	err := s.Stop(ctx, req.GetId(), req.T, req.GetSignal())
+	s.eventIf(err, "stop", req.GetId(), nil)
+	return &enginev1.ContainerStopResponse{}, err
 }
 
 func (s *Service) ContainerRestart(ctx context.Context, req *enginev1.ContainerRestartRequest) (*enginev1.ContainerRestartResponse, error) {
-	return &enginev1.ContainerRestartResponse{}, s.Restart(ctx, req.GetId(), req.T, req.GetSignal())
+	err := s.Restart(ctx, req.GetId(), req.T, req.GetSignal())
+	s.eventIf(err, "restart", req.GetId(), nil)
+	return &enginev1.ContainerRestartResponse{}, err
 }
 
 func (s *Service) ContainerKill(ctx context.Context, req *enginev1.ContainerKillRequest) (*enginev1.ContainerKillResponse, error) {
-	return &enginev1.ContainerKillResponse{}, s.Kill(ctx, req.GetId(), req.GetSignal())
+	err := s.Kill(ctx, req.GetId(), req.GetSignal())
+	sig := req.GetSignal()
+	if sig == "" {
+		sig = "KILL"
+	}
+	s.eventIf(err, "kill", req.GetId(), map[string]string{"signal": sig})
+	return &enginev1.ContainerKillResponse{}, err
 }
 
 func (s *Service) ContainerPause(ctx context.Context, req *enginev1.ContainerPauseRequest) (*enginev1.ContainerPauseResponse, error) {
-	return &enginev1.ContainerPauseResponse{}, s.Pause(ctx, req.GetId())
+	err := s.Pause(ctx, req.GetId())
+	s.eventIf(err, "pause", req.GetId(), nil)
+	return &enginev1.ContainerPauseResponse{}, err
 }
 
 func (s *Service) ContainerUnpause(ctx context.Context, req *enginev1.ContainerUnpauseRequest) (*enginev1.ContainerUnpauseResponse, error) {
-	return &enginev1.ContainerUnpauseResponse{}, s.Unpause(ctx, req.GetId())
+	err := s.Unpause(ctx, req.GetId())
+	s.eventIf(err, "unpause", req.GetId(), nil)
+	return &enginev1.ContainerUnpauseResponse{}, err
 }
 
 func (s *Service) ContainerRename(ctx context.Context, req *enginev1.ContainerRenameRequest) (*enginev1.ContainerRenameResponse, error) {
@@ -215,11 +229,13 @@ func (s *Service) ContainerRename(ctx context.Context, req *enginev1.ContainerRe
 		return nil, errdefs.InvalidArgument(fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
 	}
 	name = "/" + strings.TrimPrefix(name, "/")
+	var id, oldName string
 	err := s.cfg.Store.Update(func(tx *bolt.Tx) error {
 		r, err := resolve(tx, req.GetId())
 		if err != nil {
 			return err
 		}
+		id, oldName = r.ID, r.Name
 		recs, err := allRecords(tx)
 		if err != nil {
 			return err
@@ -232,6 +248,7 @@ func (s *Service) ContainerRename(ctx context.Context, req *enginev1.ContainerRe
 		r.Name = name
 		return putRecord(tx, r)
 	})
+	s.eventIf(err, "rename", id, map[string]string{"oldName": oldName})
 	return &enginev1.ContainerRenameResponse{}, err
 }
 
@@ -444,4 +461,33 @@ func (s *Service) InUse(ctx context.Context, id digest.Digest) (string, bool) {
 		return err
 	})
 	return found, found != ""
+}
+
+// event publishes a container event with dockerd's attributes: the
+// container's labels, name and image, and extra.
+func (s *Service) event(action string, rec *Record, extra map[string]string) {
+	if s.cfg.Events == nil || rec == nil {
+		return
+	}
+	attrs := map[string]string{}
+	if cfg, err := rec.config(); err == nil {
+		for k, v := range cfg.GetLabels() {
+			attrs[k] = v
+		}
+	}
+	attrs["name"], attrs["image"] = strings.TrimPrefix(rec.Name, "/"), rec.Image
+	for k, v := range extra {
+		attrs[k] = v
+	}
+	s.cfg.Events.Publish("container", action, rec.ID, attrs)
+}
+
+// eventIf publishes an event about ref when err is nil.
+func (s *Service) eventIf(err error, action, ref string, extra map[string]string) {
+	if err != nil {
+		return
+	}
+	if rec, err := s.get(ref); err == nil {
+		s.event(action, rec, extra)
+	}
 }

@@ -22,6 +22,7 @@ func (s *Service) ContainerAttach(stream enginev1.Engine_ContainerAttachServer) 
 	if err != nil {
 		return err
 	}
+	s.event("attach", r, nil)
 	if opts.GetStdin() {
 		cfg, _ := r.config()
 		stdinOnce := cfg.GetStdinOnce()

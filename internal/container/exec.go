@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -67,6 +68,7 @@ func (s *Service) ContainerExecCreate(ctx context.Context, req *enginev1.Contain
 	s.mu.Lock()
 	s.execs[e.id] = e
 	s.mu.Unlock()
+	s.event("exec_create: "+strings.Join(cfg.GetCmd(), " "), rec, map[string]string{"execID": e.id})
 	return &enginev1.ContainerExecCreateResponse{Id: e.id}, nil
 }
 
@@ -164,6 +166,7 @@ func (s *Service) ExecStart(stream enginev1.Engine_ExecStartServer) error {
 	e.mu.Lock()
 	e.running, e.pid = true, int(resp.GetPid())
 	e.mu.Unlock()
+	s.event("exec_start: "+strings.Join(cfg.GetCmd(), " "), rec, map[string]string{"execID": e.id})
 	if cs := cfg.GetConsoleSize(); cfg.GetTty() && len(cs) == 2 && cs[0] > 0 && cs[1] > 0 {
 		client.ResizePty(ctx, &shimv1.ResizePtyRequest{ExecId: e.id, Height: cs[0], Width: cs[1]})
 	}
@@ -282,6 +285,7 @@ func (s *Service) execExited(id, execID string, st *shimv1.ExitStatus) {
 	code := st.GetCode()
 	e.exitCode, e.running = &code, false
 	close(e.done)
+	s.eventIf(nil, "exec_die", id, map[string]string{"execID": execID, "exitCode": strconv.Itoa(int(code))})
 }
 
 // dropExecs forgets a container's execs when it stops, as dockerd does.

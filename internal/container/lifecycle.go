@@ -113,6 +113,7 @@ func (s *Service) start(ctx context.Context, rec *Record) error {
 	}); err != nil {
 		return err
 	}
+	s.eventIf(nil, "start", rec.ID, nil)
 	s.monitor(rec.ID, client)
 	return nil
 }
@@ -300,6 +301,7 @@ func (s *Service) monitor(id string, client *shimclient.Client) {
 					s.execExited(id, ev.GetExecId(), ev.GetExit())
 				case shimv1.Event_KIND_OOM:
 					s.cfg.Logger.Info("out of memory in container", "id", id)
+					s.eventIf(nil, "oom", id, nil)
 				}
 			}
 		}
@@ -330,6 +332,11 @@ func (s *Service) exited(id string, e *shimv1.ExitStatus) {
 		s.cleanupRuntime(id)
 		return
 	}
+	code := 255
+	if e != nil {
+		code = int(e.GetCode())
+	}
+	s.event("die", rec, map[string]string{"exitCode": strconv.Itoa(code)})
 	if hc, err := rec.hostConfig(); err == nil && hc.GetAutoRemove() {
 		// Removed at once: `docker run --rm` waits for the removal, and
 		// the exit status needs no record of its own on the way. (No
@@ -627,6 +634,7 @@ func (s *Service) removeRecord(rec *Record) error {
 	if err != nil {
 		return fmt.Errorf("remove container record: %w", err)
 	}
+	s.event("destroy", rec, nil)
 	s.mu.Lock()
 	delete(s.restartDelay, rec.ID)
 	s.removedExit[rec.ID] = rec.ExitCode

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/events"
 	"github.com/engined/engined/internal/image"
 	"github.com/engined/engined/internal/shimclient"
 	"github.com/engined/engined/internal/store"
@@ -39,6 +40,8 @@ type Config struct {
 	Store    *store.Store
 	Images   *image.Service
 	Logger   *slog.Logger
+	// Events, if set, receives container events.
+	Events *events.Bus
 }
 
 // Service manages containers.
@@ -288,6 +291,7 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 		return nil, err
 	}
 	s.notify(id)
+	s.eventIf(nil, "create", id, nil)
 	return &enginev1.ContainerCreateResponse{Id: id, Warnings: []string{}}, nil
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/engined/engined/gateway"
 	"github.com/engined/engined/internal/config"
 	"github.com/engined/engined/internal/container"
+	"github.com/engined/engined/internal/events"
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/image"
 	"github.com/engined/engined/internal/listener"
@@ -55,6 +56,7 @@ type engine struct {
 	*systemService
 	*imageService
 	*containerService
+	*eventsService
 }
 
 // Aliases name the embedded fields: every concern calls its type Service.
@@ -62,6 +64,7 @@ type (
 	systemService    = system.Service
 	imageService     = image.Service
 	containerService = container.Service
+	eventsService    = events.Bus
 )
 
 type unimplemented struct {
@@ -110,6 +113,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		log.Warn(w)
 	}
 
+	bus := events.New()
 	// Containers use images; images ask containers whether one is in use.
 	var containers *container.Service
 	images, err := image.New(ctx, image.Config{
@@ -121,6 +125,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 			return containers.InUse(ctx, id)
 		},
 		Logger: log,
+		Events: bus,
 	})
 	if err != nil {
 		closeAll(listeners)
@@ -138,7 +143,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 	defer shims.Close()
 	containers, err = container.New(container.Config{
-		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, Shims: shims, Store: st, Images: images, Logger: log,
+		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, Shims: shims, Store: st, Images: images, Logger: log, Events: bus,
 	})
 	if err != nil {
 		closeAll(listeners)
@@ -165,7 +170,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		grpc.ChainUnaryInterceptor(unaryErrors(log)),
 		grpc.ChainStreamInterceptor(streamErrors(log)),
 	)
-	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers})
+	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus})
 
 	// The gateway reaches the Engine service in-process; streaming methods
 	// need a real client connection, so it is a buffered in-memory pipe.

@@ -25,6 +25,7 @@ import (
 
 	"github.com/engined/engined/internal/content"
 	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/events"
 	"github.com/engined/engined/internal/snapshot"
 	"github.com/engined/engined/internal/store"
 )
@@ -43,6 +44,8 @@ type Config struct {
 	// containers work plugs in here.
 	InUse  func(ctx context.Context, id digest.Digest) (container string, ok bool)
 	Logger *slog.Logger
+	// Events, if set, receives image events.
+	Events *events.Bus
 }
 
 // Service manages images.

@@ -6879,6 +6879,145 @@ func (x *FilesystemChange) GetKind() int32 {
 	return 0
 }
 
+type SystemEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Since *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	Until *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	// filters is Docker's JSON filters (type, event, container, image,
+	// label).
+	Filters       string `protobuf:"bytes,3,opt,name=filters,proto3" json:"filters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SystemEventsRequest) Reset() {
+	*x = SystemEventsRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SystemEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SystemEventsRequest) ProtoMessage() {}
+
+func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SystemEventsRequest.ProtoReflect.Descriptor instead.
+func (*SystemEventsRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
+}
+
+func (x *SystemEventsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *SystemEventsRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *SystemEventsRequest) GetFilters() string {
+	if x != nil {
+		return x.Filters
+	}
+	return ""
+}
+
+type Event struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// type is "container" or "image".
+	Type          string            `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Action        string            `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	ActorId       string            `protobuf:"bytes,3,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	Attributes    map[string]string `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	TimeNano      int64             `protobuf:"varint,5,opt,name=time_nano,json=timeNano,proto3" json:"time_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
+}
+
+func (x *Event) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Event) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *Event) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *Event) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *Event) GetTimeNano() int64 {
+	if x != nil {
+		return x.TimeNano
+	}
+	return 0
+}
+
 var File_engine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_engine_v1_engine_proto_rawDesc = "" +
@@ -7493,7 +7632,22 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\achanges\x18\x01 \x03(\v2\x1b.engine.v1.FilesystemChangeR\achanges\":\n" +
 	"\x10FilesystemChange\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
-	"\x04kind\x18\x02 \x01(\x05R\x04kind2\xf7 \n" +
+	"\x04kind\x18\x02 \x01(\x05R\x04kind\"\x93\x01\n" +
+	"\x13SystemEventsRequest\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x18\n" +
+	"\afilters\x18\x03 \x01(\tR\afilters\"\xec\x01\n" +
+	"\x05Event\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x19\n" +
+	"\bactor_id\x18\x03 \x01(\tR\aactorId\x12@\n" +
+	"\n" +
+	"attributes\x18\x04 \x03(\v2 .engine.v1.Event.AttributesEntryR\n" +
+	"attributes\x12\x1b\n" +
+	"\ttime_nano\x18\x05 \x01(\x03R\btimeNano\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xbb!\n" +
 	"\x06Engine\x127\n" +
 	"\x04Ping\x12\x16.engine.v1.PingRequest\x1a\x17.engine.v1.PingResponse\x12d\n" +
 	"\rSystemVersion\x12\x1f.engine.v1.SystemVersionRequest\x1a .engine.v1.SystemVersionResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
@@ -7502,7 +7656,8 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"SystemInfo\x12\x1c.engine.v1.SystemInfoRequest\x1a\x1d.engine.v1.SystemInfoResponse\"\r\x82\xd3\xe4\x93\x02\a\x12\x05/info\x12[\n" +
 	"\n" +
 	"SystemAuth\x12\x1c.engine.v1.SystemAuthRequest\x1a\x1d.engine.v1.SystemAuthResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
-	":\x01*\"\x05/auth\x12k\n" +
+	":\x01*\"\x05/auth\x12B\n" +
+	"\fSystemEvents\x12\x1e.engine.v1.SystemEventsRequest\x1a\x10.engine.v1.Event0\x01\x12k\n" +
 	"\x10ContainerInspect\x12\".engine.v1.ContainerInspectRequest\x1a\x14.engine.v1.Container\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/containers/{id}/json\x12l\n" +
 	"\rContainerList\x12\x1f.engine.v1.ContainerListRequest\x1a .engine.v1.ContainerListResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/containers/json\x12X\n" +
 	"\x0fContainerCreate\x12!.engine.v1.ContainerCreateRequest\x1a\".engine.v1.ContainerCreateResponse\x12u\n" +
@@ -7557,7 +7712,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 112)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 115)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*PingRequest)(nil),                 // 0: engine.v1.PingRequest
 	(*PingResponse)(nil),                // 1: engine.v1.PingResponse
@@ -7661,164 +7816,172 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*ContainerChangesRequest)(nil),     // 99: engine.v1.ContainerChangesRequest
 	(*ContainerChangesResponse)(nil),    // 100: engine.v1.ContainerChangesResponse
 	(*FilesystemChange)(nil),            // 101: engine.v1.FilesystemChange
-	nil,                                 // 102: engine.v1.Component.DetailsEntry
-	nil,                                 // 103: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 104: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 105: engine.v1.Image.LabelsEntry
-	nil,                                 // 106: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 107: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 108: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 109: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 110: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 111: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	(*timestamppb.Timestamp)(nil),       // 112: google.protobuf.Timestamp
+	(*SystemEventsRequest)(nil),         // 102: engine.v1.SystemEventsRequest
+	(*Event)(nil),                       // 103: engine.v1.Event
+	nil,                                 // 104: engine.v1.Component.DetailsEntry
+	nil,                                 // 105: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 106: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 107: engine.v1.Image.LabelsEntry
+	nil,                                 // 108: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 109: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 110: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 111: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 112: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 113: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	nil,                                 // 114: engine.v1.Event.AttributesEntry
+	(*timestamppb.Timestamp)(nil),       // 115: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	112, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	115, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	4,   // 1: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	102, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	104, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	7,   // 3: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	8,   // 4: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	112, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	115, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	9,   // 6: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	103, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	104, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	105, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	106, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	14,  // 9: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	112, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	105, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	112, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	115, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	107, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	115, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	20,  // 13: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	112, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	115, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	25,  // 15: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	16,  // 16: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	25,  // 17: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	12,  // 18: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	12,  // 19: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	33,  // 20: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	106, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	107, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	108, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	109, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
 	41,  // 23: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	108, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	110, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
 	40,  // 25: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
 	42,  // 26: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	109, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	111, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
 	39,  // 28: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
 	43,  // 29: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	112, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	112, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	112, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	115, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	115, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	115, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
 	46,  // 33: engine.v1.Container.state:type_name -> engine.v1.ContainerState
 	39,  // 34: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
 	43,  // 35: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	110, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	112, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
 	47,  // 37: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
 	71,  // 38: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	112, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	112, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	112, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	115, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	115, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	115, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
 	79,  // 42: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	112, // 43: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	111, // 44: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	115, // 43: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	113, // 44: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
 	43,  // 45: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
 	84,  // 46: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
 	88,  // 47: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
 	84,  // 48: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	112, // 49: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	115, // 49: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
 	96,  // 50: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
 	101, // 51: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
-	11,  // 52: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	10,  // 53: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	0,   // 54: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	2,   // 55: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	5,   // 56: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	37,  // 57: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	48,  // 58: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	49,  // 59: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	44,  // 60: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	51,  // 61: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	53,  // 62: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	55,  // 63: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	57,  // 64: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	59,  // 65: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	61,  // 66: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	63,  // 67: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	65,  // 68: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	67,  // 69: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	69,  // 70: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	82,  // 71: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	72,  // 72: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	74,  // 73: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	80,  // 74: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	76,  // 75: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	78,  // 76: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	85,  // 77: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	87,  // 78: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	89,  // 79: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	91,  // 80: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	93,  // 81: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
-	93,  // 82: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
-	95,  // 83: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
-	98,  // 84: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
-	99,  // 85: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
-	17,  // 86: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	18,  // 87: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	21,  // 88: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	23,  // 89: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	26,  // 90: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	28,  // 91: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	30,  // 92: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	31,  // 93: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	32,  // 94: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	35,  // 95: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	15,  // 96: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	1,   // 97: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	3,   // 98: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	6,   // 99: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	38,  // 100: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	47,  // 101: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	50,  // 102: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	45,  // 103: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	52,  // 104: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	54,  // 105: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	56,  // 106: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	58,  // 107: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	60,  // 108: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	62,  // 109: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	64,  // 110: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	66,  // 111: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	68,  // 112: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	70,  // 113: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	83,  // 114: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	73,  // 115: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	75,  // 116: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	81,  // 117: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	77,  // 118: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	77,  // 119: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	86,  // 120: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	77,  // 121: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	90,  // 122: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	92,  // 123: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	94,  // 124: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
-	15,  // 125: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
-	97,  // 126: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
-	15,  // 127: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
-	100, // 128: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
-	16,  // 129: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	19,  // 130: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	22,  // 131: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	24,  // 132: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	27,  // 133: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	29,  // 134: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	13,  // 135: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	13,  // 136: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	34,  // 137: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	15,  // 138: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	36,  // 139: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	97,  // [97:140] is the sub-list for method output_type
-	54,  // [54:97] is the sub-list for method input_type
-	54,  // [54:54] is the sub-list for extension type_name
-	54,  // [54:54] is the sub-list for extension extendee
-	0,   // [0:54] is the sub-list for field type_name
+	115, // 52: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
+	115, // 53: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
+	114, // 54: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
+	11,  // 55: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	10,  // 56: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	0,   // 57: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	2,   // 58: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	5,   // 59: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	37,  // 60: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	102, // 61: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
+	48,  // 62: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	49,  // 63: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	44,  // 64: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	51,  // 65: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	53,  // 66: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	55,  // 67: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	57,  // 68: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	59,  // 69: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	61,  // 70: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	63,  // 71: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	65,  // 72: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	67,  // 73: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	69,  // 74: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	82,  // 75: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	72,  // 76: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	74,  // 77: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	80,  // 78: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	76,  // 79: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	78,  // 80: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	85,  // 81: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	87,  // 82: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	89,  // 83: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	91,  // 84: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	93,  // 85: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	93,  // 86: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	95,  // 87: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	98,  // 88: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	99,  // 89: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
+	17,  // 90: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	18,  // 91: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	21,  // 92: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	23,  // 93: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	26,  // 94: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	28,  // 95: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	30,  // 96: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	31,  // 97: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	32,  // 98: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	35,  // 99: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	15,  // 100: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	1,   // 101: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	3,   // 102: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	6,   // 103: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	38,  // 104: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	103, // 105: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
+	47,  // 106: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	50,  // 107: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	45,  // 108: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	52,  // 109: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	54,  // 110: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	56,  // 111: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	58,  // 112: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	60,  // 113: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	62,  // 114: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	64,  // 115: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	66,  // 116: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	68,  // 117: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	70,  // 118: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	83,  // 119: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	73,  // 120: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	75,  // 121: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	81,  // 122: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	77,  // 123: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	77,  // 124: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	86,  // 125: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	77,  // 126: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	90,  // 127: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	92,  // 128: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	94,  // 129: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	15,  // 130: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	97,  // 131: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	15,  // 132: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	100, // 133: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
+	16,  // 134: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	19,  // 135: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	22,  // 136: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	24,  // 137: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	27,  // 138: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	29,  // 139: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	13,  // 140: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	13,  // 141: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	34,  // 142: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	15,  // 143: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	36,  // 144: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	101, // [101:145] is the sub-list for method output_type
+	57,  // [57:101] is the sub-list for method input_type
+	57,  // [57:57] is the sub-list for extension type_name
+	57,  // [57:57] is the sub-list for extension extendee
+	0,   // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -7837,7 +8000,7 @@ func file_engine_v1_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   112,
+			NumMessages:   115,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,7 @@ const (
 	Engine_SystemVersion_FullMethodName        = "/engine.v1.Engine/SystemVersion"
 	Engine_SystemInfo_FullMethodName           = "/engine.v1.Engine/SystemInfo"
 	Engine_SystemAuth_FullMethodName           = "/engine.v1.Engine/SystemAuth"
+	Engine_SystemEvents_FullMethodName         = "/engine.v1.Engine/SystemEvents"
 	Engine_ContainerInspect_FullMethodName     = "/engine.v1.Engine/ContainerInspect"
 	Engine_ContainerList_FullMethodName        = "/engine.v1.Engine/ContainerList"
 	Engine_ContainerCreate_FullMethodName      = "/engine.v1.Engine/ContainerCreate"
@@ -99,6 +100,11 @@ type EngineClient interface {
 	SystemInfo(ctx context.Context, in *SystemInfoRequest, opts ...grpc.CallOption) (*SystemInfoResponse, error)
 	// SystemAuth checks credentials against a registry (docker login).
 	SystemAuth(ctx context.Context, in *SystemAuthRequest, opts ...grpc.CallOption) (*SystemAuthResponse, error)
+	// SystemEvents streams what happens to containers and images, from
+	// since (kept events) until until. The first message is an empty event
+	// sent once the subscription is in place. REST: GET /events (hand-
+	// written: the reply starts at once and each event is flushed).
+	SystemEvents(ctx context.Context, in *SystemEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
 	// Containers. Routes with {id} that could be swallowed by a longer
 	// pattern come first, as for images.
 	ContainerInspect(ctx context.Context, in *ContainerInspectRequest, opts ...grpc.CallOption) (*Container, error)
@@ -227,6 +233,25 @@ func (c *engineClient) SystemAuth(ctx context.Context, in *SystemAuthRequest, op
 	}
 	return out, nil
 }
+
+func (c *engineClient) SystemEvents(ctx context.Context, in *SystemEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[0], Engine_SystemEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SystemEventsRequest, Event]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_SystemEventsClient = grpc.ServerStreamingClient[Event]
 
 func (c *engineClient) ContainerInspect(ctx context.Context, in *ContainerInspectRequest, opts ...grpc.CallOption) (*Container, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -380,7 +405,7 @@ func (c *engineClient) ContainerResize(ctx context.Context, in *ContainerResizeR
 
 func (c *engineClient) ContainerWait(ctx context.Context, in *ContainerWaitRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ContainerWaitResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[0], Engine_ContainerWait_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[1], Engine_ContainerWait_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -399,7 +424,7 @@ type Engine_ContainerWaitClient = grpc.ServerStreamingClient[ContainerWaitRespon
 
 func (c *engineClient) ContainerStats(ctx context.Context, in *ContainerStatsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ContainerStatsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[1], Engine_ContainerStats_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[2], Engine_ContainerStats_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -418,7 +443,7 @@ type Engine_ContainerStatsClient = grpc.ServerStreamingClient[ContainerStatsResp
 
 func (c *engineClient) ContainerLogs(ctx context.Context, in *ContainerLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogEntry], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[2], Engine_ContainerLogs_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[3], Engine_ContainerLogs_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -437,7 +462,7 @@ type Engine_ContainerLogsClient = grpc.ServerStreamingClient[LogEntry]
 
 func (c *engineClient) ContainerAttach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ContainerAttachRequest, LogEntry], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[3], Engine_ContainerAttach_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[4], Engine_ContainerAttach_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -460,7 +485,7 @@ func (c *engineClient) ContainerExecCreate(ctx context.Context, in *ContainerExe
 
 func (c *engineClient) ExecStart(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecStartRequest, LogEntry], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[4], Engine_ExecStart_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[5], Engine_ExecStart_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -503,7 +528,7 @@ func (c *engineClient) ContainerArchiveStat(ctx context.Context, in *ContainerAr
 
 func (c *engineClient) ContainerArchiveGet(ctx context.Context, in *ContainerArchiveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[5], Engine_ContainerArchiveGet_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[6], Engine_ContainerArchiveGet_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -522,7 +547,7 @@ type Engine_ContainerArchiveGetClient = grpc.ServerStreamingClient[Chunk]
 
 func (c *engineClient) ContainerArchivePut(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ContainerArchivePutRequest, ContainerArchivePutResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[6], Engine_ContainerArchivePut_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[7], Engine_ContainerArchivePut_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -535,7 +560,7 @@ type Engine_ContainerArchivePutClient = grpc.ClientStreamingClient[ContainerArch
 
 func (c *engineClient) ContainerExport(ctx context.Context, in *ContainerExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[7], Engine_ContainerExport_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[8], Engine_ContainerExport_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -624,7 +649,7 @@ func (c *engineClient) ImagePrune(ctx context.Context, in *ImagePruneRequest, op
 
 func (c *engineClient) ImagePull(ctx context.Context, in *ImagePullRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[8], Engine_ImagePull_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[9], Engine_ImagePull_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -643,7 +668,7 @@ type Engine_ImagePullClient = grpc.ServerStreamingClient[Progress]
 
 func (c *engineClient) ImagePush(ctx context.Context, in *ImagePushRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[9], Engine_ImagePush_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[10], Engine_ImagePush_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -662,7 +687,7 @@ type Engine_ImagePushClient = grpc.ServerStreamingClient[Progress]
 
 func (c *engineClient) ImageImport(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImageImportRequest, ImageImportResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[10], Engine_ImageImport_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[11], Engine_ImageImport_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -675,7 +700,7 @@ type Engine_ImageImportClient = grpc.ClientStreamingClient[ImageImportRequest, I
 
 func (c *engineClient) ImageSave(ctx context.Context, in *ImageSaveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[11], Engine_ImageSave_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[12], Engine_ImageSave_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -694,7 +719,7 @@ type Engine_ImageSaveClient = grpc.ServerStreamingClient[Chunk]
 
 func (c *engineClient) ImageLoad(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Chunk, ImageLoadResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[12], Engine_ImageLoad_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[13], Engine_ImageLoad_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -718,6 +743,11 @@ type EngineServer interface {
 	SystemInfo(context.Context, *SystemInfoRequest) (*SystemInfoResponse, error)
 	// SystemAuth checks credentials against a registry (docker login).
 	SystemAuth(context.Context, *SystemAuthRequest) (*SystemAuthResponse, error)
+	// SystemEvents streams what happens to containers and images, from
+	// since (kept events) until until. The first message is an empty event
+	// sent once the subscription is in place. REST: GET /events (hand-
+	// written: the reply starts at once and each event is flushed).
+	SystemEvents(*SystemEventsRequest, grpc.ServerStreamingServer[Event]) error
 	// Containers. Routes with {id} that could be swallowed by a longer
 	// pattern come first, as for images.
 	ContainerInspect(context.Context, *ContainerInspectRequest) (*Container, error)
@@ -818,6 +848,9 @@ func (UnimplementedEngineServer) SystemInfo(context.Context, *SystemInfoRequest)
 }
 func (UnimplementedEngineServer) SystemAuth(context.Context, *SystemAuthRequest) (*SystemAuthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SystemAuth not implemented")
+}
+func (UnimplementedEngineServer) SystemEvents(*SystemEventsRequest, grpc.ServerStreamingServer[Event]) error {
+	return status.Error(codes.Unimplemented, "method SystemEvents not implemented")
 }
 func (UnimplementedEngineServer) ContainerInspect(context.Context, *ContainerInspectRequest) (*Container, error) {
 	return nil, status.Error(codes.Unimplemented, "method ContainerInspect not implemented")
@@ -1028,6 +1061,17 @@ func _Engine_SystemAuth_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Engine_SystemEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SystemEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EngineServer).SystemEvents(m, &grpc.GenericServerStream[SystemEventsRequest, Event]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_SystemEventsServer = grpc.ServerStreamingServer[Event]
 
 func _Engine_ContainerInspect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ContainerInspectRequest)
@@ -1749,6 +1793,11 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "SystemEvents",
+			Handler:       _Engine_SystemEvents_Handler,
+			ServerStreams: true,
+		},
 		{
 			StreamName:    "ContainerWait",
 			Handler:       _Engine_ContainerWait_Handler,

@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/events"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+)
+
+// systemEvents is GET /events: a JSON stream, one event per line, the
+// reply started at once so clients waiting for events see the stream
+// open.
+func (h *handlers) systemEvents(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+	q := r.URL.Query()
+	req := &enginev1.SystemEventsRequest{Filters: q.Get("filters")}
+	for key, dst := range map[string]**timestamppb.Timestamp{"since": &req.Since, "until": &req.Until} {
+		if v := q.Get(key); v != "" {
+			t, err := parseEventTime(v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid %s %q: %v", key, v, err))
+				return
+			}
+			*dst = timestamppb.New(t)
+		}
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stream, err := h.engine.SystemEvents(ctx, req)
+	if err == nil {
+		_, err = stream.Recv() // subscribed
+	}
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	enc := json.NewEncoder(w)
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			return
+		}
+		msg := events.Message{Type: events.Type(ev.GetType()), Action: events.Action(ev.GetAction()),
+			Actor: events.Actor{ID: ev.GetActorId(), Attributes: ev.GetAttributes()}, Scope: "local",
+			Time: ev.GetTimeNano() / int64(time.Second), TimeNano: ev.GetTimeNano()}
+		if msg.Actor.Attributes == nil {
+			msg.Actor.Attributes = map[string]string{}
+		}
+		if err := enc.Encode(msg); err != nil {
+			return
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+}
+
+// parseEventTime reads since and until as the docker CLI sends them
+// (Unix seconds with an optional fraction) or as RFC 3339.
+func parseEventTime(v string) (time.Time, error) {
+	if sec, frac, _ := strings.Cut(v, "."); sec != "" {
+		if s, err := strconv.ParseInt(sec, 10, 64); err == nil {
+			var ns int64
+			if frac != "" {
+				f := (frac + "000000000")[:9]
+				if ns, err = strconv.ParseInt(f, 10, 64); err != nil {
+					return time.Time{}, err
+				}
+			}
+			return time.Unix(s, ns), nil
+		}
+	}
+	return time.Parse(time.RFC3339Nano, v)
+}
