@@ -19,8 +19,8 @@ const keep = 1024
 // Bus fans events out to subscribers. The zero value is not usable; use
 // New.
 type Bus struct {
-	mu     sync.Mutex
-	past   []*enginev1.Event
+	mu   sync.Mutex
+	past []*enginev1.Event
 	subs map[chan *enginev1.Event]struct{}
 }
 
