@@ -27,15 +27,11 @@ import (
 // docker cp race of CVE-2018-15664). It holds the container's lock, so
 // the container cannot start or stop meanwhile.
 func (s *Service) withFiles(ctx context.Context, ref string, fn func(rec *Record, rootfs string) error) error {
-	rec, err := s.get(ref)
+	rec, unlock, err := s.lockRecord(ref)
 	if err != nil {
 		return err
 	}
-	unlock := s.lock(rec.ID)
 	defer unlock()
-	if rec, err = s.get(rec.ID); err != nil {
-		return err
-	}
 	rootfs := filepath.Join(s.containerDir(rec.ID), "rootfs")
 	if !isMounted(rootfs) {
 		img, err := s.cfg.Images.Resolve(ctx, rec.ImageID)

@@ -32,15 +32,11 @@ const defaultStopTimeout = 10 * time.Second
 
 // Start runs a created or exited container.
 func (s *Service) Start(ctx context.Context, ref string) error {
-	rec, err := s.get(ref)
+	rec, unlock, err := s.lockRecord(ref)
 	if err != nil {
 		return err
 	}
-	unlock := s.lock(rec.ID)
 	defer func() { unlock() }()
-	if rec, err = s.get(rec.ID); err != nil {
-		return err
-	}
 	switch rec.Status {
 	case "running", "paused":
 		return errdefs.NotModified(errors.New("container already started"))
@@ -54,6 +50,35 @@ func (s *Service) Start(ctx context.Context, ref string) error {
 				s.cfg.Logger.Warn("auto-remove container", "id", rec.ID, "err", rerr)
 			}
 		}
+		return err
+	}
+	return nil
+}
+
+// startLocked starts a container whose lock the caller holds, recording a
+// failure as Start does.
+func (s *Service) startLocked(ctx context.Context, id string) error {
+	rec, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	if err := s.start(ctx, rec); err != nil {
+		// dockerd's codes for a command that cannot run.
+		code := 128
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+			code = 127
+		case strings.Contains(msg, "permission denied"):
+			code = 126
+		}
+		s.update(rec.ID, func(r *Record) error {
+			r.Error, r.ExitCode = err.Error(), code
+			if r.Status != "created" {
+				r.Status = "exited"
+			}
+			return nil
+		})
+		s.cleanupRuntime(rec.ID)
 		return err
 	}
 	return nil
@@ -590,15 +615,11 @@ func (s *Service) Unpause(ctx context.Context, ref string) error {
 
 // Remove deletes a container; a running one only with force.
 func (s *Service) Remove(ctx context.Context, ref string, force bool) error {
-	rec, err := s.get(ref)
+	rec, unlock, err := s.lockRecord(ref)
 	if err != nil {
 		return err
 	}
-	unlock := s.lock(rec.ID)
 	defer unlock()
-	if rec, err = s.get(rec.ID); err != nil {
-		return err
-	}
 	if rec.Status == "restarting" && !force {
 		return errdefs.Conflict(fmt.Errorf("cannot remove container %q: container is restarting: stop the container before removing or force remove", rec.Name))
 	}

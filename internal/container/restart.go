@@ -1,10 +1,8 @@
 package container
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/engined/engined/internal/errdefs"
@@ -114,8 +112,8 @@ func (s *Service) scheduleRestart(id string, delay time.Duration) {
 	}()
 }
 
-// restartNow starts, at engined's start, the containers their policy
-// says run whenever engined does.
+// restartAtEngineStart starts, at engined's start, the containers their
+// policy says run whenever engined does.
 func (s *Service) restartAtEngineStart(recs []*Record) {
 	for _, r := range recs {
 		hc, err := r.hostConfig()
@@ -131,33 +129,4 @@ func (s *Service) restartAtEngineStart(recs []*Record) {
 			}
 		}
 	}
-}
-
-// startLocked starts a container whose lock the caller holds, recording a
-// failure as Start does.
-func (s *Service) startLocked(ctx context.Context, id string) error {
-	rec, err := s.get(id)
-	if err != nil {
-		return err
-	}
-	if err := s.start(ctx, rec); err != nil {
-		// dockerd's codes for a command that cannot run.
-		code := 128
-		switch msg := err.Error(); {
-		case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
-			code = 127
-		case strings.Contains(msg, "permission denied"):
-			code = 126
-		}
-		s.update(rec.ID, func(r *Record) error {
-			r.Error, r.ExitCode = err.Error(), code
-			if r.Status != "created" {
-				r.Status = "exited"
-			}
-			return nil
-		})
-		s.cleanupRuntime(rec.ID)
-		return err
-	}
-	return nil
 }

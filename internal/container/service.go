@@ -110,6 +110,22 @@ func (s *Service) lock(id string) func() {
 	return l.Unlock
 }
 
+// lockRecord resolves ref, takes the container's lock and reads the
+// record again under it (it may have changed while the lock was waited
+// for). The caller unlocks.
+func (s *Service) lockRecord(ref string) (*Record, func(), error) {
+	rec, err := s.get(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock := s.lock(rec.ID)
+	if rec, err = s.get(rec.ID); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return rec, unlock, nil
+}
+
 // notify wakes everything waiting on a change of id's state.
 func (s *Service) notify(id string) {
 	s.mu.Lock()
