@@ -65,14 +65,25 @@ func TestApplyNeverWritesOutside(t *testing.T) {
 	layer := tarOf(t,
 		entry{name: "../../../outside/victim", body: "pwned-dotdot", typ: tar.TypeReg},
 		entry{name: "/abs", body: "abs", typ: tar.TypeReg},
-		entry{name: "abslink", link: outside, typ: tar.TypeSymlink},
-		entry{name: "abslink/victim", body: "pwned-abs-symlink", typ: tar.TypeReg},
-		entry{name: "rellink", link: "../../../outside", typ: tar.TypeSymlink},
-		entry{name: "rellink/victim", body: "pwned-rel-symlink", typ: tar.TypeReg},
+		entry{name: "uproot", link: "/", typ: tar.TypeSymlink},
+		entry{name: "uproot/etc/", typ: tar.TypeDir},
+		entry{name: "uproot/etc/victim", body: "pwned-abs-symlink", typ: tar.TypeReg},
+		entry{name: "rellink", link: "../../../", typ: tar.TypeSymlink},
+		entry{name: "rellink/outside/", typ: tar.TypeDir},
+		entry{name: "rellink/outside/victim", body: "pwned-rel-symlink", typ: tar.TypeReg},
 		entry{name: "rellink/newdir/", typ: tar.TypeDir},
 	)
 	if _, err := Apply(context.Background(), root, layer, Options{Overlay: true}); err != nil {
 		t.Fatalf("Apply: %v", err)
+	}
+	// A symlink to a host path that does not exist in the root is not
+	// created through: the entry under it is an error.
+	dangling := tarOf(t,
+		entry{name: "abslink", link: outside, typ: tar.TypeSymlink},
+		entry{name: "abslink/victim", body: "pwned-abs-symlink", typ: tar.TypeReg},
+	)
+	if _, err := Apply(context.Background(), root, dangling, Options{Overlay: true}); err == nil || !strings.Contains(err.Error(), "abslink/victim") {
+		t.Errorf("entry under a dangling symlink: %v", err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(outside, "victim")); string(b) != "original" {
 		t.Fatalf("file outside the root was overwritten: %q", b)
@@ -89,10 +100,13 @@ func TestApplyNeverWritesOutside(t *testing.T) {
 		}
 	}
 	// The escaping entries landed inside the root instead.
-	for path, want := range map[string]string{"outside/victim": "pwned-rel-symlink", "abs": "abs", outside + "/victim": "pwned-abs-symlink"} {
+	for path, want := range map[string]string{"outside/victim": "pwned-rel-symlink", "abs": "abs", "etc/victim": "pwned-abs-symlink"} {
 		if b, err := os.ReadFile(filepath.Join(root, path)); err != nil || string(b) != want {
 			t.Errorf("%s inside root = %q, %v", path, b, err)
 		}
+	}
+	if fi, err := os.Stat(filepath.Join(root, "newdir")); err != nil || !fi.IsDir() {
+		t.Errorf("rellink/newdir inside root: %v", err)
 	}
 
 	// A hard link climbing out resolves inside the root: to the copy there,
@@ -111,7 +125,7 @@ func TestApplyNeverWritesOutside(t *testing.T) {
 		t.Errorf("outside file gained links: nlink %d", st.Nlink)
 	}
 	// A hard link through a symlinked parent resolves inside the root.
-	via := tarOf(t, entry{name: "hl2", link: "abslink/victim", typ: tar.TypeLink})
+	via := tarOf(t, entry{name: "hl2", link: "uproot/etc/victim", typ: tar.TypeLink})
 	if _, err := Apply(context.Background(), root, via, Options{}); err != nil {
 		t.Fatalf("hard link inside root: %v", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -14,15 +13,16 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 )
 
-// Resolve finds p inside root as a process chrooted there would, except
-// that the last component is not followed if it is a symlink (docker cp
-// copies a link, not what it points to).
+// Resolve names the host path where p is inside root, following symlinks
+// as a process chrooted there would, except the last component. It is a
+// string, so it says where a path points now, not what may be opened
+// there later: use it to decide which tree a path belongs to (a bind
+// mount or the rootfs), and a Root to touch files.
 func Resolve(root, p string) (string, error) {
-	clean := path.Clean("/" + p)
-	if clean == "/" {
+	dir, base := split(p)
+	if base == "" {
 		return root, nil
 	}
-	dir, base := path.Split(clean)
 	parent, err := securejoin.SecureJoin(root, dir)
 	if err != nil {
 		return "", err
@@ -30,41 +30,31 @@ func Resolve(root, p string) (string, error) {
 	return filepath.Join(parent, base), nil
 }
 
-// Tar writes src (a path from Resolve) and, for a directory, everything
-// under it to w, named under name ("" names the entries relative to src
-// itself, leaving src out). Symlinks are archived as links, never
-// followed, so nothing outside the tree is read.
-func Tar(ctx context.Context, w io.Writer, src, name string) error {
+// Tar writes src (inside the root, its last component not followed) and,
+// for a directory, everything under it to w, named under name ("" names
+// the entries relative to src itself, leaving src out). Symlinks are
+// archived as links, never followed, and every file is read through a
+// descriptor opened beneath src, so nothing outside the tree is read
+// even if it changes meanwhile.
+func (r *Root) Tar(ctx context.Context, w io.Writer, src, name string) error {
 	tw := tar.NewWriter(w)
 	seen := map[uint64]string{} // inode -> first name, for hard links
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		entry := path.Join(name, filepath.ToSlash(rel))
-		if rel == "." {
+	err := r.Walk(ctx, src, func(e *Entry) error {
+		entry := path.Join(name, e.Path)
+		if e.Path == "." {
 			if name == "" {
 				return nil
 			}
 			entry = name
 		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
+		info := e.Info
 		if info.Mode()&os.ModeSocket != 0 {
 			return nil // a socket cannot be archived; tar tools skip them too
 		}
 		var link string
 		if info.Mode()&os.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
+			var err error
+			if link, err = e.Readlink(); err != nil {
 				return err
 			}
 		}
@@ -76,28 +66,27 @@ func Tar(ctx context.Context, w io.Writer, src, name string) error {
 		if info.IsDir() {
 			hdr.Name += "/"
 		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			hdr.Uid, hdr.Gid = int(st.Uid), int(st.Gid)
-			hdr.Uname, hdr.Gname = "", ""
-			if info.Mode().IsRegular() && st.Nlink > 1 {
-				if first, ok := seen[st.Ino]; ok {
-					hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
-				} else {
-					seen[st.Ino] = entry
-				}
+		st := info.Sys().(*syscall.Stat_t)
+		hdr.Uid, hdr.Gid = int(st.Uid), int(st.Gid)
+		hdr.Uname, hdr.Gname = "", ""
+		if info.Mode().IsRegular() && st.Nlink > 1 {
+			if first, ok := seen[st.Ino]; ok {
+				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
+			} else {
+				seen[st.Ino] = entry
 			}
 		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
 		if hdr.Typeflag != tar.TypeReg {
-			return nil
+			return tw.WriteHeader(hdr)
 		}
-		f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		f, err := e.Open()
 		if err != nil {
 			return err
 		}
 		defer f.Close()
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
 		if _, err := io.CopyN(tw, f, hdr.Size); err != nil {
 			return fmt.Errorf("archive %s: %w", entry, err)
 		}

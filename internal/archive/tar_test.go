@@ -23,7 +23,7 @@ func TestTarApplyRoundTrip(t *testing.T) {
 	os.Chown(filepath.Join(src, "d", "f"), 1000, 1000)
 
 	var buf bytes.Buffer
-	if err := Tar(context.Background(), &buf, filepath.Join(src, "d"), "d"); err != nil {
+	if err := tarOfRoot(t, &buf, src, "/d", "d"); err != nil {
 		t.Fatal(err)
 	}
 	types := map[string]byte{}
@@ -89,6 +89,16 @@ func TestResolveStaysInside(t *testing.T) {
 			t.Errorf("Resolve(%q) = %q, %v; want %q", p, got, err, want)
 		}
 	}
+}
+
+func tarOfRoot(t *testing.T, w io.Writer, root, src, name string) error {
+	t.Helper()
+	r, err := OpenRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	return r.Tar(context.Background(), w, src, name)
 }
 
 type fileStat struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -51,25 +52,27 @@ func (s *Service) withFiles(ctx context.Context, ref string, fn func(rec *Record
 	return fn(rec, rootfs)
 }
 
-// hostPath is where the container's path p is on the host: in a bind
-// mount's source when p is under its destination, else in the rootfs.
-// The second result says whether p is in the rootfs.
-func (s *Service) hostPath(rec *Record, rootfs, p string) (string, bool, error) {
+// hostPath says which host tree the container's path p is in, and where
+// in it: a bind mount's source when p is under its destination, the files
+// engined mounts over the image's, or else the rootfs. The result is only
+// a choice of tree; the caller opens it as an archive.Root and resolves
+// rel there again on descriptors, so a symlink swapped meanwhile cannot
+// lead outside it. The third result says whether the tree is the rootfs.
+func (s *Service) hostPath(rec *Record, rootfs, p string) (root, rel string, inRootfs bool, err error) {
 	// The path as the container sees it once its symlinks are resolved,
 	// to match the mounts against.
 	inRoot, err := archive.Resolve(rootfs, p)
 	if err != nil {
-		return "", false, err
+		return "", "", false, err
 	}
-	rel, err := filepath.Rel(rootfs, inRoot)
-	if err != nil || strings.HasPrefix(rel, "..") {
-		return "", false, fmt.Errorf("resolve %s: outside the container", p)
+	r, err := filepath.Rel(rootfs, inRoot)
+	if err != nil || strings.HasPrefix(r, "..") {
+		return "", "", false, fmt.Errorf("resolve %s: outside the container", p)
 	}
-	clean := path.Clean("/" + filepath.ToSlash(rel))
-	// The files engined mounts over the image's.
+	clean := path.Clean("/" + filepath.ToSlash(r))
 	for _, f := range []string{"hostname", "hosts", "resolv.conf"} {
 		if clean == "/etc/"+f {
-			return filepath.Join(s.containerDir(rec.ID), f), false, nil
+			return s.containerDir(rec.ID), f, false, nil
 		}
 	}
 	hc, _ := rec.hostConfig()
@@ -79,11 +82,25 @@ func (s *Service) hostPath(rec *Record, rootfs, p string) (string, bool, error) 
 			continue
 		}
 		if rel, ok := strings.CutPrefix(clean, path.Clean(m.Destination)); ok && (rel == "" || rel[0] == '/') {
-			hp, err := archive.Resolve(m.Source, rel)
-			return hp, false, err
+			return m.Source, rel, false, nil
 		}
 	}
-	return inRoot, true, nil
+	return rootfs, p, true, nil
+}
+
+// inContainer runs fn with the tree that holds the container's path p
+// open as a Root, and p's path in it.
+func (s *Service) inContainer(rec *Record, rootfs, p string, fn func(root *archive.Root, rel string, inRootfs bool) error) error {
+	dir, rel, inRootfs, err := s.hostPath(rec, rootfs, p)
+	if err != nil {
+		return err
+	}
+	root, err := archive.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return fn(root, rel, inRootfs)
 }
 
 func notInContainer(p, id string) error {
@@ -93,19 +110,24 @@ func notInContainer(p, id string) error {
 func (s *Service) ContainerArchiveStat(ctx context.Context, req *enginev1.ContainerArchiveRequest) (*enginev1.ContainerPathStat, error) {
 	var st *enginev1.ContainerPathStat
 	err := s.withFiles(ctx, req.GetId(), func(rec *Record, rootfs string) error {
-		hp, _, err := s.hostPath(rec, rootfs, req.GetPath())
-		if err != nil {
+		return s.inContainer(rec, rootfs, req.GetPath(), func(root *archive.Root, rel string, _ bool) error {
+			var err error
+			st, err = pathStat(req.GetPath(), root, rel, req.GetId())
 			return err
-		}
-		st, err = pathStat(req.GetPath(), hp, req.GetId())
-		return err
+		})
 	})
 	return st, err
 }
 
-func pathStat(p, hp, id string) (*enginev1.ContainerPathStat, error) {
-	fi, err := os.Lstat(hp)
-	if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrInvalid) {
+// isMissing says whether a lookup failed because the path is not there
+// (a component missing, or a file where a directory was expected).
+func isMissing(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrInvalid) || errors.Is(err, syscall.ENOTDIR)
+}
+
+func pathStat(p string, root *archive.Root, rel, id string) (*enginev1.ContainerPathStat, error) {
+	fi, err := root.Lstat(rel)
+	if isMissing(err) {
 		return nil, notInContainer(p, id)
 	}
 	if err != nil {
@@ -114,7 +136,7 @@ func pathStat(p, hp, id string) (*enginev1.ContainerPathStat, error) {
 	st := &enginev1.ContainerPathStat{Name: path.Base(path.Clean("/" + p)), Size: fi.Size(), Mode: uint32(fi.Mode()),
 		Mtime: timestamppb.New(fi.ModTime())}
 	if fi.Mode()&os.ModeSymlink != 0 {
-		target, err := os.Readlink(hp)
+		target, err := root.Readlink(rel)
 		if err != nil {
 			return nil, err
 		}
@@ -129,19 +151,17 @@ func pathStat(p, hp, id string) (*enginev1.ContainerPathStat, error) {
 func (s *Service) ContainerArchiveGet(req *enginev1.ContainerArchiveRequest, stream enginev1.Engine_ContainerArchiveGetServer) error {
 	ctx := stream.Context()
 	return s.withFiles(ctx, req.GetId(), func(rec *Record, rootfs string) error {
-		hp, _, err := s.hostPath(rec, rootfs, req.GetPath())
-		if err != nil {
-			return err
-		}
-		st, err := pathStat(req.GetPath(), hp, req.GetId())
-		if err != nil {
-			return err
-		}
-		w := chunkio.NewWriter(func(b []byte) error { return stream.Send(&enginev1.Chunk{Data: b}) })
-		if err := archive.Tar(ctx, w, hp, st.GetName()); err != nil {
-			return fmt.Errorf("archive %s: %w", req.GetPath(), err)
-		}
-		return w.Flush()
+		return s.inContainer(rec, rootfs, req.GetPath(), func(root *archive.Root, rel string, _ bool) error {
+			st, err := pathStat(req.GetPath(), root, rel, req.GetId())
+			if err != nil {
+				return err
+			}
+			w := chunkio.NewWriter(func(b []byte) error { return stream.Send(&enginev1.Chunk{Data: b}) })
+			if err := root.Tar(ctx, w, rel, st.GetName()); err != nil {
+				return fmt.Errorf("archive %s: %w", req.GetPath(), err)
+			}
+			return w.Flush()
+		})
 	})
 }
 
@@ -156,31 +176,31 @@ func (s *Service) ContainerArchivePut(stream enginev1.Engine_ContainerArchivePut
 		return m.GetData(), err
 	})
 	err = s.withFiles(ctx, opts.GetId(), func(rec *Record, rootfs string) error {
-		hp, inRootfs, err := s.hostPath(rec, rootfs, opts.GetPath())
-		if err != nil {
-			return err
-		}
-		fi, err := os.Stat(hp)
-		if errors.Is(err, os.ErrNotExist) {
-			return notInContainer(opts.GetPath(), opts.GetId())
-		}
-		if err != nil {
-			return err
-		}
-		if !fi.IsDir() {
-			return errdefs.InvalidArgument(fmt.Errorf("extraction point is not a directory: %s", opts.GetPath()))
-		}
-		if hc, _ := rec.hostConfig(); hc.GetReadonlyRootfs() && inRootfs {
-			return errdefs.Forbidden(errors.New("container rootfs is marked read-only"))
-		}
-		ao := archive.Options{NoOverwriteDirNonDir: opts.GetNoOverwriteDirNonDir()}
-		if !opts.GetCopyUidGid() {
-			ao.Owner = &archive.Owner{}
-		}
-		if _, err := archive.Apply(ctx, hp, body, ao); err != nil {
-			return errdefs.InvalidArgument(fmt.Errorf("extract into %s: %w", opts.GetPath(), err))
-		}
-		return nil
+		return s.inContainer(rec, rootfs, opts.GetPath(), func(root *archive.Root, rel string, inRootfs bool) error {
+			// The extraction point is followed, inside the container, as
+			// the container would follow it.
+			fi, err := root.Stat(rel)
+			if isMissing(err) {
+				return notInContainer(opts.GetPath(), opts.GetId())
+			}
+			if err != nil {
+				return err
+			}
+			if !fi.IsDir() {
+				return errdefs.InvalidArgument(fmt.Errorf("extraction point is not a directory: %s", opts.GetPath()))
+			}
+			if hc, _ := rec.hostConfig(); hc.GetReadonlyRootfs() && inRootfs {
+				return errdefs.Forbidden(errors.New("container rootfs is marked read-only"))
+			}
+			ao := archive.Options{NoOverwriteDirNonDir: opts.GetNoOverwriteDirNonDir()}
+			if !opts.GetCopyUidGid() {
+				ao.Owner = &archive.Owner{}
+			}
+			if _, err := root.Apply(ctx, rel, body, ao); err != nil {
+				return errdefs.InvalidArgument(fmt.Errorf("extract into %s: %w", opts.GetPath(), err))
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return err
@@ -193,8 +213,13 @@ func (s *Service) ContainerArchivePut(stream enginev1.Engine_ContainerArchivePut
 func (s *Service) ContainerExport(req *enginev1.ContainerExportRequest, stream enginev1.Engine_ContainerExportServer) error {
 	ctx := stream.Context()
 	return s.withFiles(ctx, req.GetId(), func(rec *Record, rootfs string) error {
+		root, err := archive.OpenRoot(rootfs)
+		if err != nil {
+			return err
+		}
+		defer root.Close()
 		w := chunkio.NewWriter(func(b []byte) error { return stream.Send(&enginev1.Chunk{Data: b}) })
-		if err := archive.Tar(ctx, w, rootfs, ""); err != nil {
+		if err := root.Tar(ctx, w, "/", ""); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
 		return w.Flush()
@@ -220,11 +245,28 @@ func (s *Service) ContainerChanges(ctx context.Context, req *enginev1.ContainerC
 	if err != nil {
 		return nil, fmt.Errorf("image of container: %w", err)
 	}
-	var lowers []string // top layer first
+	var lowers []*archive.Root // top layer first
+	defer func() {
+		for _, l := range lowers {
+			l.Close()
+		}
+	}()
 	for _, c := range img.ChainIDs() {
-		lowers = append(lowers, s.cfg.Images.Snapshots().DiffPath(c))
+		l, err := archive.OpenRoot(s.cfg.Images.Snapshots().DiffPath(c))
+		if err != nil {
+			return nil, fmt.Errorf("layer of container's image: %w", err)
+		}
+		lowers = append(lowers, l)
 	}
-	upper := filepath.Join(s.containerDir(rec.ID), "fs", "upper")
+	upperDir := filepath.Join(s.containerDir(rec.ID), "fs", "upper")
+	upper, err := archive.OpenRoot(upperDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return &enginev1.ContainerChangesResponse{}, nil // never started: no changes
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer upper.Close()
 	// Mount points the runtime creates are not the container's changes;
 	// neither is a directory changed only by holding one.
 	mounts := []string{"/dev", "/proc", "/sys", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
@@ -243,26 +285,22 @@ func (s *Service) ContainerChanges(ctx context.Context, req *enginev1.ContainerC
 		return false
 	}
 	resp := &enginev1.ContainerChangesResponse{}
-	err = filepath.WalkDir(upper, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil // never started: no changes
-			}
-			return err
-		}
-		rel, _ := filepath.Rel(upper, p)
-		if rel == "." {
+	// The upper directory is the container's to change while this runs:
+	// the walk never follows a link, and lookups in the image layers are
+	// resolved inside each layer.
+	err = upper.Walk(ctx, "/", func(e *archive.Entry) error {
+		if e.Path == "." {
 			return nil
 		}
-		name := "/" + filepath.ToSlash(rel)
+		name := "/" + e.Path
 		if isMount(name) {
-			if d.IsDir() {
-				return filepath.SkipDir
+			if e.Info.IsDir() {
+				return fs.SkipDir
 			}
 			return nil
 		}
 		kind := int32(changeAdded)
-		if info, err := d.Info(); err == nil && isWhiteout(info) {
+		if isWhiteout(e.Info) {
 			kind = changeDeleted
 		} else if inImage(lowers, name) {
 			kind = changeModified
@@ -281,7 +319,7 @@ func (s *Service) ContainerChanges(ctx context.Context, req *enginev1.ContainerC
 	for i := len(resp.Changes) - 1; i >= 0; i-- {
 		c := resp.Changes[i]
 		if c.GetKind() == changeModified && !strings.HasPrefix(next, c.GetPath()+"/") {
-			if fi, err := os.Lstat(filepath.Join(upper, c.GetPath())); err == nil && fi.IsDir() {
+			if fi, err := upper.Lstat(c.GetPath()); err == nil && fi.IsDir() {
 				continue
 			}
 		}
@@ -302,13 +340,9 @@ func isWhiteout(fi os.FileInfo) bool {
 
 // inImage says whether the image's layers (top first) have name: the
 // first layer with it or a whiteout of it decides.
-func inImage(lowers []string, name string) bool {
+func inImage(lowers []*archive.Root, name string) bool {
 	for _, l := range lowers {
-		p, err := archive.Resolve(l, name)
-		if err != nil {
-			return false
-		}
-		fi, err := os.Lstat(p)
+		fi, err := l.Lstat(name)
 		if err != nil {
 			continue
 		}

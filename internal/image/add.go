@@ -18,13 +18,8 @@ import (
 
 // ingestLayer stores a layer blob from a file as it is (compressed or
 // not) and names its media type from its content.
-func (s *Service) ingestLayer(ctx context.Context, path string) (Layer, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Layer{}, err
-	}
-	defer f.Close()
-	br := bufio.NewReader(f)
+func (s *Service) ingestLayer(ctx context.Context, r io.Reader) (Layer, error) {
+	br := bufio.NewReader(r)
 	magic, _ := br.Peek(4)
 	mt := types.DockerUncompressedLayer
 	switch {

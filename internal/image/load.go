@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
@@ -32,24 +31,49 @@ func (s *Service) Load(ctx context.Context, tarball io.Reader) ([]string, error)
 	if _, err := archive.Apply(ctx, dir, tarball, archive.Options{NoLchown: true}); err != nil {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("read image archive: %w", err))
 	}
+	// The archive's own symlinks are followed as a tool reading it from
+	// its root would, never out of it: a Config or a layer named through
+	// a link to /etc/shadow reads the archive's /etc/shadow or nothing.
+	root, err := archive.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
 	s.gc.RLock()
 	defer s.gc.RUnlock()
-	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err == nil {
-		return s.loadDockerArchive(ctx, dir)
+	if _, err := root.Lstat("manifest.json"); err == nil {
+		return s.loadDockerArchive(ctx, root)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "index.json")); err == nil {
-		return s.loadOCILayout(ctx, dir)
+	if _, err := root.Lstat("index.json"); err == nil {
+		return s.loadOCILayout(ctx, root)
 	}
 	return nil, errdefs.InvalidArgument(errors.New("not an image archive: it has neither manifest.json (docker save) nor index.json (OCI layout)"))
 }
 
-// inDir resolves an archive-relative path inside dir.
-func inDir(dir, p string) string { return filepath.Join(dir, path.Clean("/"+p)) }
-
-func (s *Service) loadDockerArchive(ctx context.Context, dir string) ([]string, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+// readFile reads the regular file p of the archive.
+func readFile(root *archive.Root, p string) ([]byte, error) {
+	f, err := root.OpenFile(p)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// ingestFile stores the archive's file p as a layer blob.
+func (s *Service) ingestFile(ctx context.Context, root *archive.Root, p string) (Layer, error) {
+	f, err := root.OpenFile(p)
+	if err != nil {
+		return Layer{}, err
+	}
+	defer f.Close()
+	return s.ingestLayer(ctx, f)
+}
+
+func (s *Service) loadDockerArchive(ctx context.Context, root *archive.Root) ([]string, error) {
+	raw, err := readFile(root, "manifest.json")
+	if err != nil {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("manifest.json: %w", err))
 	}
 	var entries []saveManifestEntry
 	if err := json.Unmarshal(raw, &entries); err != nil {
@@ -57,13 +81,13 @@ func (s *Service) loadDockerArchive(ctx context.Context, dir string) ([]string, 
 	}
 	var loaded []string
 	for _, e := range entries {
-		config, err := os.ReadFile(inDir(dir, e.Config))
+		config, err := readFile(root, e.Config)
 		if err != nil {
 			return loaded, errdefs.InvalidArgument(fmt.Errorf("image config %s: %w", e.Config, err))
 		}
 		var layers []Layer
 		for _, lp := range e.Layers {
-			l, err := s.ingestLayer(ctx, inDir(dir, lp))
+			l, err := s.ingestFile(ctx, root, lp)
 			if err != nil {
 				return loaded, errdefs.InvalidArgument(fmt.Errorf("layer %s: %w", lp, err))
 			}
@@ -97,14 +121,14 @@ func loadedLines(id digest.Digest, tags []string) []string {
 	return out
 }
 
-func (s *Service) loadOCILayout(ctx context.Context, dir string) ([]string, error) {
+func (s *Service) loadOCILayout(ctx context.Context, root *archive.Root) ([]string, error) {
 	var loaded []string
 	var walk func(desc ocispec.Descriptor, tag string, depth int) error
 	readBlob := func(d digest.Digest) ([]byte, error) {
 		if err := d.Validate(); err != nil {
 			return nil, err
 		}
-		return os.ReadFile(filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded()))
+		return readFile(root, path.Join("blobs", d.Algorithm().String(), d.Encoded()))
 	}
 	walk = func(desc ocispec.Descriptor, tag string, depth int) error {
 		if depth > 4 {
@@ -141,7 +165,10 @@ func (s *Service) loadOCILayout(ctx context.Context, dir string) ([]string, erro
 		}
 		var layers []Layer
 		for _, ld := range m.Layers {
-			l, err := s.ingestLayer(ctx, filepath.Join(dir, "blobs", ld.Digest.Algorithm().String(), ld.Digest.Encoded()))
+			if err := ld.Digest.Validate(); err != nil {
+				return fmt.Errorf("layer %s: %w", ld.Digest, err)
+			}
+			l, err := s.ingestFile(ctx, root, path.Join("blobs", ld.Digest.Algorithm().String(), ld.Digest.Encoded()))
 			if err != nil {
 				return fmt.Errorf("layer %s: %w", ld.Digest, err)
 			}
@@ -161,9 +188,9 @@ func (s *Service) loadOCILayout(ctx context.Context, dir string) ([]string, erro
 		loaded = append(loaded, loadedLines(rec.ID, tags)...)
 		return nil
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	raw, err := readFile(root, "index.json")
 	if err != nil {
-		return nil, err
+		return nil, errdefs.InvalidArgument(fmt.Errorf("index.json: %w", err))
 	}
 	var idx ocispec.Index
 	if err := json.Unmarshal(raw, &idx); err != nil {
