@@ -291,7 +291,7 @@ func openEntry(parent *os.File, base string) (*os.File, error) {
 func (r *Root) linkAt(dest, linkname string, parent *os.File, base string) error {
 	src, srcBase, err := r.parent(path.Join("/", dest, path.Clean("/"+linkname)))
 	if err != nil {
-		return fmt.Errorf("hard link target %q: %w", linkname, err)
+		return fmt.Errorf("hard link target %q: %w", linkname, errnoOf(err))
 	}
 	defer src.Close()
 	var st unix.Stat_t
@@ -305,6 +305,16 @@ func (r *Root) linkAt(dest, linkname string, parent *os.File, base string) error
 		return fmt.Errorf("hard link target %q is a directory", linkname)
 	}
 	return unix.Linkat(int(src.Fd()), srcBase, int(parent.Fd()), base, 0)
+}
+
+// errnoOf is the system error under a lookup's wrapping, which names
+// host paths and library internals a client has no use for.
+func errnoOf(err error) error {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return err
 }
 
 func kindOf(dir bool) string {
