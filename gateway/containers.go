@@ -84,7 +84,9 @@ func hostConfig(h *enginev1.HostConfig) *container.HostConfig {
 	var maskedPaths, readonlyPaths []string
 	if slices.Contains(secOpt, systemPathsUnconfined) {
 		// Shown as dockerd shows it: empty lists, not a security option.
-		secOpt = slices.DeleteFunc(slices.Clone(secOpt), func(o string) bool { return o == systemPathsUnconfined })
+		if secOpt = slices.DeleteFunc(slices.Clone(secOpt), func(o string) bool { return o == systemPathsUnconfined }); len(secOpt) == 0 {
+			secOpt = nil
+		}
 		maskedPaths, readonlyPaths = []string{}, []string{}
 	}
 	out := &container.HostConfig{
