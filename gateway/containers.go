@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -74,11 +75,25 @@ func containerConfig(c *enginev1.ContainerConfig) *container.Config {
 	return out
 }
 
+// systemPathsUnconfined is oci.SystemPathsUnconfined: how engined's API
+// says "no masked or read-only system paths".
+const systemPathsUnconfined = "systempaths=unconfined"
+
 func hostConfig(h *enginev1.HostConfig) *container.HostConfig {
+	secOpt := h.GetSecurityOpt()
+	var maskedPaths, readonlyPaths []string
+	if slices.Contains(secOpt, systemPathsUnconfined) {
+		// Shown as dockerd shows it: empty lists, not a security option.
+		if secOpt = slices.DeleteFunc(slices.Clone(secOpt), func(o string) bool { return o == systemPathsUnconfined }); len(secOpt) == 0 {
+			secOpt = nil
+		}
+		maskedPaths, readonlyPaths = []string{}, []string{}
+	}
 	out := &container.HostConfig{
 		Binds: h.GetBinds(), NetworkMode: container.NetworkMode(h.GetNetworkMode()), AutoRemove: h.GetAutoRemove(),
 		CapAdd: h.GetCapAdd(), CapDrop: h.GetCapDrop(), Privileged: h.GetPrivileged(), ReadonlyRootfs: h.GetReadonlyRootfs(),
-		ShmSize: h.GetShmSize(), Sysctls: h.GetSysctls(), SecurityOpt: h.GetSecurityOpt(), Tmpfs: h.GetTmpfs(), ExtraHosts: h.GetExtraHosts(),
+		ShmSize: h.GetShmSize(), Sysctls: h.GetSysctls(), SecurityOpt: secOpt, Tmpfs: h.GetTmpfs(), ExtraHosts: h.GetExtraHosts(),
+		MaskedPaths: maskedPaths, ReadonlyPaths: readonlyPaths,
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyMode(h.GetRestartPolicy().GetName()), MaximumRetryCount: int(h.GetRestartPolicy().GetMaximumRetryCount())},
 		LogConfig:     container.LogConfig{Type: "json-file", Config: h.GetLogConfig().GetConfig()},
 	}
@@ -268,6 +283,15 @@ func createRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 		}
 		if t := hc.LogConfig.Type; t != "" && t != "json-file" {
 			return nil, fmt.Errorf("logging driver %q is not supported: only json-file", t)
+		}
+		// The Docker CLI sends --security-opt systempaths=unconfined as
+		// empty MaskedPaths and ReadonlyPaths; engined's API carries it
+		// as that security option. Lists of their own are not supported.
+		if hc.MaskedPaths != nil || hc.ReadonlyPaths != nil {
+			if hc.MaskedPaths == nil || hc.ReadonlyPaths == nil || len(hc.MaskedPaths) > 0 || len(hc.ReadonlyPaths) > 0 {
+				return nil, errors.New("HostConfig.MaskedPaths and ReadonlyPaths: only both empty (--security-opt systempaths=unconfined) are supported")
+			}
+			req.HostConfig.SecurityOpt = append(slices.Clone(req.HostConfig.SecurityOpt), systemPathsUnconfined)
 		}
 	}
 	return req, nil

@@ -179,7 +179,7 @@ func (s *Service) buildSpec(ctx context.Context, rec *Record) (*specs.Spec, erro
 		Memory: hc.GetMemory(), MemoryReservation: hc.GetMemoryReservation(), MemorySwap: hc.GetMemorySwap(),
 		NanoCPUs: hc.GetNanoCpus(), CPUShares: hc.GetCpuShares(), CPUQuota: hc.GetCpuQuota(), CPUPeriod: hc.GetCpuPeriod(),
 		CpusetCpus: hc.GetCpusetCpus(), CpusetMems: hc.GetCpusetMems(), PidsLimit: hc.GetPidsLimit(), ShmSize: hc.GetShmSize(),
-		Sysctls: hc.GetSysctls(), Labels: cfg.GetLabels(),
+		Sysctls: hc.GetSysctls(), Labels: cfg.GetLabels(), SecurityOpt: hc.GetSecurityOpt(),
 		HostsPath:       filepath.Join(s.containerDir(rec.ID), "hosts"),
 		ResolvConfPath:  filepath.Join(s.containerDir(rec.ID), "resolv.conf"),
 		HostnamePath:    filepath.Join(s.containerDir(rec.ID), "hostname"),

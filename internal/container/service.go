@@ -26,6 +26,7 @@ import (
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/events"
 	"github.com/engined/engined/internal/image"
+	"github.com/engined/engined/internal/oci"
 	"github.com/engined/engined/internal/shimclient"
 	"github.com/engined/engined/internal/store"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
@@ -237,6 +238,9 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 	}
 	if err := validRestartPolicy(hc.GetRestartPolicy()); err != nil {
 		return nil, err
+	}
+	if err := oci.ValidateSecurityOpt(hc.GetSecurityOpt()); err != nil {
+		return nil, errdefs.InvalidArgument(err)
 	}
 	if hc.GetAutoRemove() && hc.GetRestartPolicy().GetName() != "" && hc.GetRestartPolicy().GetName() != "no" {
 		return nil, errdefs.InvalidArgument(errors.New("can't create 'AutoRemove' container with restart policy"))

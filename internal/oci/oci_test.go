@@ -556,8 +556,8 @@ func TestSpecFields(t *testing.T) {
 	if !reflect.DeepEqual(s.Annotations, o.Labels) || s.Linux.CgroupsPath != o.CgroupsPath || !s.Process.NoNewPrivileges {
 		t.Errorf("annotations %v, cgroups path %q, no new privileges %v", s.Annotations, s.Linux.CgroupsPath, s.Process.NoNewPrivileges)
 	}
-	if s.Process.OOMScoreAdj != nil || s.Linux.Seccomp != nil || s.Root.Path != o.Rootfs {
-		t.Errorf("oom %v, seccomp %v, root %+v", s.Process.OOMScoreAdj, s.Linux.Seccomp, s.Root)
+	if s.Process.OOMScoreAdj != nil || s.Root.Path != o.Rootfs {
+		t.Errorf("oom %v, root %+v", s.Process.OOMScoreAdj, s.Root)
 	}
 	o.Labels["com.example"] = "changed"
 	if s.Annotations["com.example"] != "x" {

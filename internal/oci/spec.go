@@ -72,8 +72,9 @@ type Options struct {
 	NetNSPath                               string  // "" new netns, "host" the engine's, else a netns to join
 	CgroupsPath                             string
 
-	NoNewPrivileges bool
-	StopSignal      string // not part of the spec
+	NoNewPrivileges bool     // the daemon's default; SecurityOpt may override it
+	SecurityOpt     []string // HostConfig.SecurityOpt, see ParseSecurityOpt
+	StopSignal      string   // not part of the spec
 
 	// MaxRlimitNOFILE is the engine's RLIMIT_NOFILE hard limit; 0 = unknown.
 	MaxRlimitNOFILE uint64
@@ -106,6 +107,14 @@ func Spec(o Options) (*specs.Spec, error) {
 	caps, err := capabilities(o)
 	if err != nil {
 		return nil, err
+	}
+	sec, err := ParseSecurityOpt(o.SecurityOpt)
+	if err != nil {
+		return nil, err
+	}
+	noNewPrivs := o.NoNewPrivileges
+	if sec.NoNewPrivileges != nil {
+		noNewPrivs = *sec.NoNewPrivileges
 	}
 	res, err := resources(o)
 	if err != nil {
@@ -161,7 +170,7 @@ func Spec(o Options) (*specs.Spec, error) {
 				Permitted: slices.Clone(caps),
 			},
 			Rlimits:         rlimits,
-			NoNewPrivileges: o.NoNewPrivileges,
+			NoNewPrivileges: noNewPrivs,
 		},
 		Root:        &specs.Root{Path: o.Rootfs, Readonly: o.ReadonlyRootfs},
 		Hostname:    hostname,
@@ -173,16 +182,16 @@ func Spec(o Options) (*specs.Spec, error) {
 			Resources:   res,
 			CgroupsPath: o.CgroupsPath,
 			Sysctl:      sysctls,
-			// Seccomp is left nil for now: Docker's default profile is a
-			// large allow-list of its own that comes in a later change.
-			// Until then containers run as with --security-opt
-			// seccomp=unconfined, guarded by capabilities and masked paths.
-			Seccomp: nil,
 		},
+	}
+	// After the capabilities: the default profile depends on them.
+	if s.Linux.Seccomp, err = seccompFor(sec, o.Privileged, s); err != nil {
+		return nil, err
 	}
 	if o.Privileged {
 		s.Linux.Devices = hostDevices()
-	} else {
+	}
+	if !o.Privileged && !sec.SystemPathsUnconfined {
 		s.Linux.MaskedPaths = maskedPaths()
 		s.Linux.ReadonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 	}

@@ -12,7 +12,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
+	libseccomp "github.com/opencontainers/runc/libcontainer/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,7 +83,7 @@ func Read() (*Host, error) {
 	h.BridgeNfIptables = readFlag("/proc/sys/net/bridge/bridge-nf-call-iptables")
 	h.BridgeNfIP6tables = readFlag("/proc/sys/net/bridge/bridge-nf-call-ip6tables")
 
-	if seccompSupported() {
+	if SeccompEnabled() {
 		h.SecurityOptions = append(h.SecurityOptions, "name=seccomp,profile=builtin")
 	}
 	if h.CgroupVersion == "2" {
@@ -171,12 +173,23 @@ func swapAccounting() bool {
 	return len(children) == 0
 }
 
-// seccompSupported relies on the kernel adding "Seccomp:" to
-// /proc/<pid>/status only when built with CONFIG_SECCOMP.
-func seccompSupported() bool {
-	data, err := os.ReadFile("/proc/self/status")
-	return err == nil && bytes.Contains(data, []byte("\nSeccomp:"))
-}
+// SeccompEnabled reports whether containers get seccomp filters: the
+// kernel must support filter mode and the binaries must be built with cgo
+// and the seccomp tag (libcontainer's seccomp.Enabled). engined and the
+// shim are built together, so engined's own build stands for the shim's;
+// without it the shim's libcontainer would refuse any profile.
+func SeccompEnabled() bool { return libseccomp.Enabled && kernelSeccomp() }
+
+// kernelSeccomp asks the kernel as dockerd does: PR_GET_SECCOMP fails with
+// EINVAL without CONFIG_SECCOMP, and PR_SET_SECCOMP in filter mode with a
+// NULL filter fails with EFAULT (and installs nothing) only when
+// CONFIG_SECCOMP_FILTER is there.
+var kernelSeccomp = sync.OnceValue(func() bool {
+	if err := unix.Prctl(unix.PR_GET_SECCOMP, 0, 0, 0, 0); err == unix.EINVAL {
+		return false
+	}
+	return unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, 0, 0, 0) == unix.EFAULT
+})
 
 // numCPU honours the affinity mask (taskset, cpuset cgroups), which is what
 // bounds the containers we start.
