@@ -19,8 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/exitfile"
 	"github.com/engined/engined/internal/oci"
-	"github.com/engined/engined/internal/shim"
 	"github.com/engined/engined/internal/shimclient"
 	"github.com/engined/engined/internal/store"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
@@ -338,7 +338,7 @@ func (s *Service) monitor(id string, client *shimclient.Client) {
 // has no owner any more.
 func (s *Service) lostShim(id string, client *shimclient.Client, err error) {
 	s.cfg.Logger.Warn("lost the shim of a container", "id", id, "err", err)
-	e, _ := shim.ReadExit(s.stateDir(id))
+	e, _ := exitfile.Read(s.stateDir(id))
 	if rec, err := s.get(id); err == nil {
 		s.killOrphans(id, rec.Pid)
 	}

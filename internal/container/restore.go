@@ -8,7 +8,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/engined/engined/internal/shim"
+	"github.com/engined/engined/internal/exitfile"
 	"github.com/engined/engined/internal/shimclient"
 )
 
@@ -68,7 +68,7 @@ func (s *Service) reconnect(ctx context.Context, r *Record) {
 		s.cfg.Logger.Warn("shim does not answer; cleaning up", "id", r.ID[:12], "err", err)
 		b.Kill()
 	}
-	e, _ := shim.ReadExit(s.stateDir(r.ID))
+	e, _ := exitfile.Read(s.stateDir(r.ID))
 	if e == nil {
 		s.killOrphans(r.ID, r.Pid)
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/moby/profiles/seccomp"
-	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/engined/engined/internal/sysinfo"
@@ -169,10 +168,75 @@ func seccompProfile(body string, s *specs.Spec) (*specs.LinuxSeccomp, error) {
 		// container unconfined too.
 		return nil, nil
 	}
-	if _, err := specconv.SetupSeccomp(p); err != nil {
+	if err := checkSeccomp(p); err != nil {
 		return nil, fmt.Errorf("invalid --security-opt seccomp: %w", err)
 	}
 	return p, nil
+}
+
+// What the shim's libcontainer accepts in a profile. engined checks it
+// here, at create, so a profile it would refuse is a 400 then and not a
+// failed start; engined itself does not link libcontainer or libseccomp.
+var (
+	seccompActions = map[specs.LinuxSeccompAction]bool{
+		specs.ActKill: true, specs.ActKillProcess: true, specs.ActKillThread: true, specs.ActTrap: true,
+		specs.ActErrno: true, specs.ActTrace: true, specs.ActAllow: true, specs.ActLog: true,
+	}
+	seccompOperators = map[specs.LinuxSeccompOperator]bool{
+		specs.OpNotEqual: true, specs.OpLessThan: true, specs.OpLessEqual: true, specs.OpEqualTo: true,
+		specs.OpGreaterEqual: true, specs.OpGreaterThan: true, specs.OpMaskedEqual: true,
+	}
+	seccompArches = map[specs.Arch]bool{
+		specs.ArchX86: true, specs.ArchX86_64: true, specs.ArchX32: true, specs.ArchARM: true, specs.ArchAARCH64: true,
+		specs.ArchMIPS: true, specs.ArchMIPS64: true, specs.ArchMIPS64N32: true, specs.ArchMIPSEL: true,
+		specs.ArchMIPSEL64: true, specs.ArchMIPSEL64N32: true, specs.ArchPPC: true, specs.ArchPPC64: true,
+		specs.ArchPPC64LE: true, specs.ArchS390: true, specs.ArchS390X: true, specs.ArchRISCV64: true,
+		specs.ArchLOONGARCH64: true,
+	}
+	seccompFlags = map[specs.LinuxSeccompFlag]bool{
+		specs.LinuxSeccompFlagLog: true, specs.LinuxSeccompFlagSpecAllow: true,
+		specs.LinuxSeccompFlagWaitKillableRecv: true,
+	}
+)
+
+// checkSeccomp refuses what libcontainer would refuse at start.
+func checkSeccomp(p *specs.LinuxSeccomp) error {
+	if !seccompActions[p.DefaultAction] {
+		return fmt.Errorf("default action %q is not a seccomp action engined can apply", p.DefaultAction)
+	}
+	for _, a := range p.Architectures {
+		if !seccompArches[a] {
+			return fmt.Errorf("unknown architecture %q", a)
+		}
+	}
+	for _, f := range p.Flags {
+		if !seccompFlags[f] {
+			return fmt.Errorf("unsupported seccomp flag %q", f)
+		}
+	}
+	if p.ListenerPath != "" {
+		return errors.New("seccomp listener paths (SCMP_ACT_NOTIFY agents) are not supported")
+	}
+	for _, sc := range p.Syscalls {
+		if !seccompActions[sc.Action] {
+			return fmt.Errorf("action %q for %v is not a seccomp action engined can apply", sc.Action, sc.Names)
+		}
+		if len(sc.Names) == 0 {
+			return errors.New("a syscall rule without names")
+		}
+		if len(sc.Args) > 6 {
+			return fmt.Errorf("%v: more than 6 argument conditions", sc.Names)
+		}
+		for _, a := range sc.Args {
+			if a.Index > 5 {
+				return fmt.Errorf("%v: argument index %d out of range (0-5)", sc.Names, a.Index)
+			}
+			if !seccompOperators[a.Op] {
+				return fmt.Errorf("%v: unknown comparison operator %q", sc.Names, a.Op)
+			}
+		}
+	}
+	return nil
 }
 
 // appArmorEnabled is how runc and dockerd tell that the kernel has AppArmor.

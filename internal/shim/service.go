@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/engined/engined/internal/exitfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -35,10 +36,6 @@ import (
 // Version 2 gives the container and its state directory in Create (a
 // shim is started before it has a container), and adds execs and events.
 const ProtocolVersion = 2
-
-// ExitFile is where the exit status is written, in the state directory,
-// before anyone is told: engined reads it after a restart.
-const ExitFile = "exit.json"
 
 // Service is one container's shim.
 type Service struct {
@@ -738,7 +735,7 @@ func (s *Service) exited(p *process, ws unix.WaitStatus) {
 	if p.execID == "" {
 		ev.Kind = shimv1.Event_KIND_EXIT
 		exit.OomKilled = s.oomKilled()
-		if err := WriteExit(s.stateDir, exit); err != nil {
+		if err := exitfile.Write(s.stateDir, exit); err != nil {
 			fmt.Fprintln(os.Stderr, "shim: write exit status:", err)
 		}
 	} else {
@@ -788,35 +785,6 @@ func containsOOMKill(s string) bool {
 		}
 	}
 	return false
-}
-
-// WriteExit records the exit status atomically.
-func WriteExit(dir string, exit *shimv1.ExitStatus) error {
-	b, err := json.Marshal(exit)
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, ExitFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, ExitFile))
-}
-
-// ReadExit reads a recorded exit status; nil if none was written.
-func ReadExit(dir string) (*shimv1.ExitStatus, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ExitFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var e shimv1.ExitStatus
-	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, err
-	}
-	return &e, nil
 }
 
 // eventLog numbers events and keeps them until engined acknowledges them.

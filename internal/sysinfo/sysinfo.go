@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 
-	libseccomp "github.com/opencontainers/runc/libcontainer/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -174,11 +173,12 @@ func swapAccounting() bool {
 }
 
 // SeccompEnabled reports whether containers get seccomp filters: the
-// kernel must support filter mode and the binaries must be built with cgo
-// and the seccomp tag (libcontainer's seccomp.Enabled). engined and the
-// shim are built together, so engined's own build stands for the shim's;
-// without it the shim's libcontainer would refuse any profile.
-func SeccompEnabled() bool { return libseccomp.Enabled && kernelSeccomp() }
+// kernel must support filter mode and the shim must be built with cgo and
+// the seccomp tag, without which its libcontainer applies no profile.
+// engined and the shim are built by one command with the same tags (make
+// build checks the shim's), so engined's own build tag stands for the
+// shim's without engined linking libseccomp.
+func SeccompEnabled() bool { return seccompBuilt && kernelSeccomp() }
 
 // kernelSeccomp asks the kernel as dockerd does: PR_GET_SECCOMP fails with
 // EINVAL without CONFIG_SECCOMP, and PR_SET_SECCOMP in filter mode with a

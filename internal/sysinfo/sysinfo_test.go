@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"testing"
 
-	libseccomp "github.com/opencontainers/runc/libcontainer/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -272,8 +271,8 @@ func TestSysctlsAndWarnings(t *testing.T) {
 	// The kernel shows a Seccomp line only with CONFIG_SECCOMP; the profile
 	// is applied only by binaries built with the seccomp tag.
 	kernel := strings.HasPrefix(string(status), "Seccomp:") || strings.Contains(string(status), "\nSeccomp:")
-	if slices.Contains(h.SecurityOptions, "name=seccomp,profile=builtin") != (kernel && libseccomp.Enabled) {
-		t.Errorf("SecurityOptions = %q, Seccomp line present = %v, built with seccomp = %v", h.SecurityOptions, kernel, libseccomp.Enabled)
+	if slices.Contains(h.SecurityOptions, "name=seccomp,profile=builtin") != (kernel && seccompBuilt) {
+		t.Errorf("SecurityOptions = %q, Seccomp line present = %v, built with seccomp = %v", h.SecurityOptions, kernel, seccompBuilt)
 	}
 }
 
