@@ -30,7 +30,7 @@ LDFLAGS := -X github.com/engined/engined/internal/version.Version=$(VERSION) \
 
 DOCKER_HOST_ADDR ?= unix:///run/engined/docker.sock
 
-.PHONY: all build generate check-generated tools deps run test test-unit bench vet clean
+.PHONY: all build generate check-generated tools deps docker-cli run image test test-unit bench vet clean
 
 all: build
 
@@ -77,12 +77,53 @@ deps:
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@[ -x $(DOCKER_CLI) ] || $(MAKE) --no-print-directory docker-cli
 	$(GO) mod download
 
-# Builds and starts engined in the foreground with the default roots.
+# The tests and the README drive the Docker CLI at $(DOCKER_CLI). Without
+# one, Debian's docker.io gives its client (20.10, API 1.41); its daemon is
+# neither started nor enabled (policy-rc.d refuses the start), since a
+# running dockerd would take over the host's firewall.
+DOCKER_CLI := /usr/local/bin/docker
+docker-cli:
+	@echo "no Docker CLI at $(DOCKER_CLI): installing Debian's docker.io for its client"
+	@printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io; rc=$$?; \
+	rm -f /usr/sbin/policy-rc.d; [ $$rc -eq 0 ] || exit $$rc; \
+	if command -v systemctl >/dev/null; then systemctl disable --now docker.socket docker.service containerd.service >/dev/null 2>&1 || true; fi; \
+	ln -sf /usr/bin/docker $(DOCKER_CLI)
+
+# Builds and starts engined with the default roots, in the foreground. Once
+# it answers, `make image` gives it a busybox image if it has none, so
+# `docker run busybox` works with no registry. engined runs as a background
+# job of this shell, where SIGINT is ignored: the trap turns Ctrl-C into the
+# SIGTERM that stops it cleanly.
 run: deps build
 	@echo "engined starting; in another shell: export DOCKER_HOST=$(DOCKER_HOST_ADDR)"
-	exec ./bin/engined --host $(DOCKER_HOST_ADDR)
+	@./bin/engined --host $(DOCKER_HOST_ADDR) & pid=$$!; \
+	trap 'kill -TERM $$pid 2>/dev/null' INT TERM; \
+	$(MAKE) --no-print-directory image || { kill -TERM $$pid; wait $$pid; exit 1; }; \
+	wait $$pid; wait $$pid
+
+SOCKET := $(patsubst unix://%,%,$(DOCKER_HOST_ADDR))
+# Imports busybox:latest into the running engined at $(DOCKER_HOST_ADDR),
+# made from Debian's busybox-static (/bin/busybox and a link per applet),
+# unless it has one already.
+image:
+	@for i in $$(seq 300); do curl -sf --unix-socket $(SOCKET) http://x/_ping >/dev/null && break; sleep 0.1; done
+	@if curl -sf --unix-socket $(SOCKET) http://x/images/busybox/json >/dev/null; then \
+		echo "busybox image present"; \
+	else \
+		d=$$(mktemp -d) && trap 'rm -rf $$d' EXIT && \
+		mkdir -p $$d/bin $$d/etc $$d/root $$d/tmp && chmod 1777 $$d/tmp && cp /bin/busybox $$d/bin/busybox && \
+		for a in $$(/bin/busybox --list-full); do mkdir -p $$d/$$(dirname $$a); [ -e $$d/$$a ] || ln -s /bin/busybox $$d/$$a; done && \
+		printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > $$d/etc/passwd && \
+		printf 'root:x:0:\nnogroup:x:65534:\n' > $$d/etc/group && \
+		tar -C $$d --numeric-owner --owner=0 --group=0 -c . | \
+		curl -sSf --unix-socket $(SOCKET) -X POST -H 'Content-Type: application/x-tar' --data-binary @- \
+			'http://x/images/create?fromSrc=-&repo=busybox&tag=latest&changes=CMD%20%5B%22sh%22%5D&changes=ENV%20PATH%3D%2Fusr%2Flocal%2Fsbin%3A%2Fusr%2Flocal%2Fbin%3A%2Fusr%2Fsbin%3A%2Fusr%2Fbin%3A%2Fsbin%3A%2Fbin' >/dev/null && \
+		echo "imported busybox:latest (Debian's busybox-static)"; \
+	fi
 
 vet:
 	$(GO) vet -tags $(GO_TAGS) ./...
