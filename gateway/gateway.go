@@ -54,7 +54,7 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) (http
 	if err := h.register(mux); err != nil {
 		return nil, err
 	}
-	return withDockerHeaders(opts, withAPIVersion(mux)), nil
+	return withDockerHeaders(opts, withAPIVersion(limitBodies(mux))), nil
 }
 
 // handlers are the hand-written routes.
@@ -95,5 +95,5 @@ func (h *handlers) register(mux *runtime.ServeMux) error {
 			return fmt.Errorf("register %s %s: %w", r.method, r.path, err)
 		}
 	}
-	return nil
+	return registerSwarm(mux)
 }

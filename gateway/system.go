@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/registry"
@@ -83,6 +84,7 @@ func versionToDocker(_ context.Context, v *enginev1.SystemVersionResponse) (any,
 // still expect (see the API CHANGELOG for when each was dropped).
 type dockerInfo struct {
 	system.Info
+	KernelMemory      *bool         `json:"KernelMemory,omitempty"` // before 1.42
 	KernelMemoryTCP   bool          `json:"KernelMemoryTCP"`
 	BridgeNfIptables  *bool         `json:"BridgeNfIptables,omitempty"`  // before 1.50
 	BridgeNfIP6tables *bool         `json:"BridgeNfIp6tables,omitempty"` // before 1.50
@@ -194,7 +196,47 @@ func infoToDocker(ctx context.Context, in *enginev1.SystemInfoResponse) (any, er
 		d.BridgeNfIptables = &in.BridgeNfIptables
 		d.BridgeNfIP6tables = &in.BridgeNfIp6Tables
 	}
+	if versionBefore(ctx, "1.42") {
+		// Kernel memory limits are not supported (cgroup v2 has none).
+		d.KernelMemory = new(bool)
+	}
+	if versionBefore(ctx, "1.39") {
+		if d.KernelVersion == "" {
+			d.KernelVersion = "<unknown>"
+		}
+		if d.OperatingSystem == "" {
+			d.OperatingSystem = "<unknown>"
+		}
+	}
+	if versionBefore(ctx, "1.25") {
+		// Before 1.25 security options were bare names ("seccomp"), not
+		// "name=seccomp,profile=builtin".
+		names := []string{}
+		for _, o := range d.SecurityOptions {
+			for _, kv := range strings.Split(o, ",") {
+				if k, v, _ := strings.Cut(kv, "="); k == "name" {
+					names = append(names, v)
+				}
+			}
+		}
+		d.SecurityOptions = names
+	}
+	if versionBefore(ctx, "1.47") && d.RegistryConfig != nil {
+		// Dropped in 1.48; older clients saw them, null when unset.
+		return struct {
+			dockerInfo
+			RegistryConfig legacyRegistryConfig
+		}{d, legacyRegistryConfig{ServiceConfig: d.RegistryConfig}}, nil
+	}
 	return d, nil
+}
+
+// legacyRegistryConfig is registry.ServiceConfig with the fields API 1.48
+// dropped.
+type legacyRegistryConfig struct {
+	*registry.ServiceConfig
+	AllowNondistributableArtifactsCIDRs     []string
+	AllowNondistributableArtifactsHostnames []string
 }
 
 func pairs(kvs []*enginev1.KeyValue) [][2]string {

@@ -32,6 +32,7 @@ import (
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/events"
 	"github.com/engined/engined/internal/image"
+	"github.com/engined/engined/internal/limits"
 	"github.com/engined/engined/internal/listener"
 	"github.com/engined/engined/internal/pidfile"
 	"github.com/engined/engined/internal/shimclient"
@@ -167,6 +168,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	})
 
 	grpcServer := grpc.NewServer(
+		// gRPC's default 4 MiB would refuse what the REST API accepts
+		// (a create with a 4 MiB label) and answer nothing at all once
+		// the stored state outgrows it (a list of 1,000 labelled containers).
+		grpc.MaxRecvMsgSize(limits.MaxRequestMessage),
+		grpc.MaxSendMsgSize(limits.MaxReplyMessage),
 		grpc.ChainUnaryInterceptor(unaryErrors(log)),
 		grpc.ChainStreamInterceptor(streamErrors(log)),
 	)
@@ -178,6 +184,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	conn, err := grpc.NewClient("passthrough:///engined",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.MaxReplyMessage), grpc.MaxCallSendMsgSize(limits.MaxRequestMessage)),
 	)
 	if err != nil {
 		closeAll(listeners)
