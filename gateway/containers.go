@@ -512,6 +512,9 @@ func hijack(w http.ResponseWriter, r *http.Request, tty, stdin bool, s hijackedS
 		return
 	}
 	defer conn.Close()
+	// The server's read deadlines are for requests; a hijacked stream
+	// may sit idle for hours.
+	conn.SetDeadline(time.Time{})
 	if r.Header.Get("Upgrade") != "" {
 		fmt.Fprintf(conn, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n", streamContentType(r.Context(), !tty))
 	} else {

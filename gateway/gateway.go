@@ -42,7 +42,10 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) (http
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithForwardResponseOption(setSuccessStatus),
-		// gRPC metadata is the engine's business, not the client's.
+		// gRPC metadata is the engine's business, not the client's: no
+		// client header is forwarded (grpc-gateway logged the raw names
+		// of those it could not forward).
+		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithOutgoingTrailerMatcher(func(string) (string, bool) { return "", false }),
 	)

@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/api/types/system"
 
+	"github.com/engined/engined/internal/version"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
@@ -187,8 +188,10 @@ func infoToDocker(ctx context.Context, in *enginev1.SystemInfoResponse) (any, er
 		}
 	}
 	d := dockerInfo{
-		Info:             out,
-		ContainerdCommit: commitFor(ctx, ""),
+		Info: out,
+		// There is no containerd: each container's supervisor is
+		// engined's shim, built with engined, so its commit is engined's.
+		ContainerdCommit: commitFor(ctx, version.GitCommit),
 		RuncCommit:       commitFor(ctx, in.GetRuncCommit()),
 		InitCommit:       commitFor(ctx, ""),
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/grpclog"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/engined/engined/gateway"
@@ -75,6 +76,7 @@ type unimplemented struct {
 // Run starts engined and serves until ctx is cancelled, then shuts down
 // cleanly: stop accepting, let in-flight requests finish, close the store.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
+	grpclog.SetLoggerV2(grpcLogger{log: log})
 	pid, err := pidfile.Acquire(filepath.Join(cfg.ExecRoot, "engined.pid"))
 	if err != nil {
 		return err
@@ -200,8 +202,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 
 	srv := &http.Server{
-		Handler:           splitGRPC(grpcServer, logRequests(log, rest)),
-		ReadHeaderTimeout: 30 * time.Second,
+		Handler: splitGRPC(grpcServer, logRequests(log, stallTimeout(cfg.HTTPReadTimeout, rest))),
+		// A slow-loris sender of headers and an idle keep-alive
+		// connection are closed; responses have no deadline, so hijacked
+		// and streamed replies (attach, logs -f, events, wait) last.
+		ReadHeaderTimeout: cfg.HTTPReadTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
 		Protocols:         new(http.Protocols),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -273,7 +279,7 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		next.ServeHTTP(w, r)
-		log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "proto", r.Proto, "took", time.Since(start))
+		log.Debug("request", "method", r.Method, "path", clientValue(r.URL.Path), "query", clientValue(r.URL.RawQuery), "proto", r.Proto, "took", time.Since(start))
 	})
 }
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -10,6 +11,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -309,5 +313,172 @@ func TestCreateInvalidReference(t *testing.T) {
 	code, body := e.createRaw(t, `{"Image":"UPPER:case:bad"}`)
 	if code != http.StatusBadRequest || !strings.Contains(body, "invalid reference format") {
 		t.Errorf("create with a bad reference: %d %s", code, body)
+	}
+}
+
+// tarOf is a tar holding one file.
+func tarOf(t *testing.T, name, content string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg})
+	tw.Write([]byte(content))
+	tw.Close()
+	return b.Bytes()
+}
+
+// compressWith compresses data with a command-line tool (gzip, bzip2, xz,
+// zstd).
+func compressWith(t *testing.T, tool string, data []byte) []byte {
+	t.Helper()
+	cmd := exec.Command(tool, "-c")
+	cmd.Stdin = bytes.NewReader(data)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Skipf("%s: %v", tool, err)
+	}
+	return out
+}
+
+// Compressed archives are taken on input as dockerd takes them: docker
+// load of a .tar.gz, PUT archive with a gzip, bzip2, xz or zstd tar (what
+// testcontainers' CopyToContainer sends), docker cp - of a .tgz.
+func TestCompressedArchivesAccepted(t *testing.T) {
+	e := runEngine(t)
+	ctx := context.Background()
+	c := mobyClient(t, e.Host)
+	id := strings.TrimSpace(mustDocker(t, e.Host, "create", "--name", "target", "busybox", "true"))
+	for _, tool := range []string{"gzip", "bzip2", "xz", "zstd"} {
+		data := compressWith(t, tool, tarOf(t, "from-"+tool, "hello "+tool))
+		if _, err := c.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/tmp", Content: bytes.NewReader(data)}); err != nil {
+			t.Errorf("CopyToContainer %s: %v", tool, err)
+			continue
+		}
+		if out := mustDocker(t, e.Host, "cp", "target:/tmp/from-"+tool, "-"); !strings.Contains(out, "hello "+tool) {
+			t.Errorf("%s file not in the container: %q", tool, out)
+		}
+	}
+	// docker cp - ctr:/dir with a .tgz on stdin.
+	cmd := exec.Command(dockerCLI, "-H", e.Host, "cp", "-", "target:/")
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+	cmd.Stdin = bytes.NewReader(compressWith(t, "gzip", tarOf(t, "from-tgz", "tgz content")))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("docker cp - of a .tgz: %v %s", err, out)
+	} else if out := mustDocker(t, e.Host, "cp", "target:/from-tgz", "-"); !strings.Contains(out, "tgz content") {
+		t.Errorf("tgz file not in the container: %q", out)
+	}
+
+	// docker load of a gzipped docker save.
+	dir := t.TempDir()
+	mustDocker(t, e.Host, "save", "-o", filepath.Join(dir, "bb.tar"), "busybox")
+	raw, err := os.ReadFile(filepath.Join(dir, "bb.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "bb.tar.gz"), compressWith(t, "gzip", raw), 0o644)
+	mustDocker(t, e.Host, "rm", "-f", "target")
+	mustDocker(t, e.Host, "rmi", "busybox")
+	out := mustDocker(t, e.Host, "load", "-i", filepath.Join(dir, "bb.tar.gz"))
+	mustContain(t, "docker load of a .tar.gz", out, "Loaded image: busybox:latest")
+}
+
+// waitClosed reads conn until the server closes it; a deadline far above
+// the server's timeouts turns a connection left open into a failure.
+func waitClosed(t *testing.T, conn net.Conn, what string) {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	_, err := io.Copy(io.Discard, conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Errorf("%s: the server never closed the connection", what)
+	}
+}
+
+// Idle keep-alive connections, slow-loris headers and stalled bodies are
+// closed; hijacked and streamed replies that are silent for longer than
+// those timeouts still work.
+func TestServerClosesIdleAndSlowConnections(t *testing.T) {
+	reg := startRegistry(t)
+	pushFixtures(t, reg)
+	e := startEngined(t, "--registry-mirror", "http://"+reg.Addr, "--http-read-timeout", "1s", "--http-idle-timeout", "1s")
+	mustDocker(t, e.Host, "pull", "busybox")
+
+	dial := func() net.Conn {
+		conn, err := net.Dial("unix", e.Sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	// Idle keep-alive: one request answered, then nothing.
+	conn := dial()
+	fmt.Fprint(conn, "GET /_ping HTTP/1.1\r\nHost: engined\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("ping: %v %+v", err, resp)
+	}
+	waitClosed(t, conn, "idle keep-alive connection")
+
+	// Slow loris: headers never finished.
+	conn = dial()
+	fmt.Fprint(conn, "GET /_ping HTTP/1.1\r\nHost: engined\r\nX-Slow: ")
+	waitClosed(t, conn, "slow-loris headers")
+
+	// A body that stops halfway.
+	conn = dial()
+	fmt.Fprint(conn, "POST /v1.51/containers/create HTTP/1.1\r\nHost: engined\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"Image\":")
+	waitClosed(t, conn, "stalled request body")
+
+	// Silent for longer than the timeouts: attach (docker run), logs -f,
+	// events and wait keep going.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	events := exec.CommandContext(ctx, dockerCLI, "-H", e.Host, "events", "--filter", "event=die")
+	events.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+	evOut, _ := events.StdoutPipe()
+	if err := events.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer events.Process.Kill()
+	// Through attach: docker run attaches before the container starts.
+	out := mustDocker(t, e.Host, "run", "--name", "attached", "busybox", "sh", "-c", "sleep 3; echo late")
+	if !strings.Contains(out, "late") {
+		t.Errorf("docker run: %q", out)
+	}
+	// logs -f of a running container (of a stopped one it returns at once).
+	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "busybox", "sh", "-c", "sleep 3; echo late"))
+	logs := exec.CommandContext(ctx, dockerCLI, "-H", e.Host, "logs", "-f", id)
+	logs.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+	var logsOut lockedBuffer
+	logs.Stdout = &logsOut
+	if err := logs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if code := strings.TrimSpace(mustDocker(t, e.Host, "wait", id)); code != "0" {
+		t.Errorf("docker wait: %q", code)
+	}
+	if err := logs.Wait(); err != nil || !strings.Contains(logsOut.String(), "late") {
+		t.Errorf("docker logs -f: %v %q", err, logsOut.String())
+	}
+	line, err := bufio.NewReader(evOut).ReadString('\n')
+	if err != nil || !strings.Contains(line, "die") {
+		t.Errorf("docker events: %q %v", line, err)
+	}
+}
+
+// docker info reports only the plugins engined has and the versions of
+// what runs containers: the shim (in containerd's place) and runc's
+// libcontainer, which the shim is built with.
+func TestInfoPluginsAndRuntimeVersions(t *testing.T) {
+	e := startEngined(t)
+	out := mustDocker(t, e.Host, "info")
+	mustContain(t, "docker info", out, "Log: json-file\n", "runc version: v1.", "containerd version: ")
+	for _, lie := range []string{"Volume: local", "Network: bridge", "Log: json-file none"} {
+		if strings.Contains(out, lie) {
+			t.Errorf("docker info claims %q:\n%s", lie, out)
+		}
+	}
+	if strings.Contains(out, "runc version: \n") || strings.Contains(out, "containerd version: \n") {
+		t.Errorf("docker info has empty versions:\n%s", out)
 	}
 }
