@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -205,9 +206,8 @@ func humanDuration(d time.Duration) string {
 // containerCreate is POST /containers/create: Docker's body is the Config
 // with HostConfig inside it.
 func (h *handlers) containerCreate(w http.ResponseWriter, r *http.Request, _ map[string]string) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	body, ok := readBody(w, r)
+	if !ok {
 		return
 	}
 	req, err := createRequest(body)
@@ -216,6 +216,10 @@ func (h *handlers) containerCreate(w http.ResponseWriter, r *http.Request, _ map
 		return
 	}
 	req.Name, req.Platform = r.URL.Query().Get("name"), r.URL.Query().Get("platform")
+	if versionBefore(r.Context(), "1.25") {
+		// Before API 1.25 the client removed --rm containers itself.
+		req.HostConfig.AutoRemove = false
+	}
 	resp, err := h.engine.ContainerCreate(r.Context(), req)
 	if err != nil {
 		writeGRPCError(w, err)
@@ -392,13 +396,9 @@ func (h *handlers) containerLogs(w http.ResponseWriter, r *http.Request, p map[s
 	}
 	req := &enginev1.ContainerLogsRequest{Id: c.GetId(), Follow: boolParam(q, "follow"), Stdout: boolParam(q, "stdout"), Stderr: boolParam(q, "stderr"),
 		Timestamps: boolParam(q, "timestamps"), Tail: -1}
-	if t := q.Get("tail"); t != "" && t != "all" {
-		n, err := strconv.Atoi(t)
-		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid tail value %q", t))
-			return
-		}
-		req.Tail = int32(n)
+	// As dockerd reads it: a number of lines, anything else is all.
+	if n, err := strconv.Atoi(q.Get("tail")); err == nil && n >= 0 {
+		req.Tail = int32(min(n, math.MaxInt32))
 	}
 	if req.Since, err = parseDockerTime(q.Get("since")); err == nil {
 		req.Until, err = parseDockerTime(q.Get("until"))
@@ -412,21 +412,25 @@ func (h *handlers) containerLogs(w http.ResponseWriter, r *http.Request, p map[s
 		writeGRPCError(w, err)
 		return
 	}
-	first, err := stream.Recv()
-	if err != nil && !errors.Is(err, io.EOF) {
-		writeGRPCError(w, err)
-		return
+	// Without follow, an error before the first entry is still a status.
+	// With it, the headers go at once, as dockerd sends them: a client
+	// waits for them, and the selected stream may stay silent for hours.
+	var first *enginev1.LogEntry
+	if !req.GetFollow() {
+		if first, err = stream.Recv(); err != nil && !errors.Is(err, io.EOF) {
+			writeGRPCError(w, err)
+			return
+		}
 	}
 	tty := c.GetConfig().GetTty()
-	ct := "application/vnd.docker.multiplexed-stream"
-	if tty {
-		ct = "application/vnd.docker.raw-stream"
-	}
-	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Type", streamContentType(r.Context(), !tty))
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
 	if flusher != nil {
 		flusher.Flush()
+	}
+	if req.GetFollow() {
+		first, err = stream.Recv()
 	}
 	fw := frameWriter{w: w, raw: tty}
 	for e := first; err == nil; e, err = stream.Recv() {
@@ -482,10 +486,21 @@ type hijackedStream struct {
 	recv       func() (*enginev1.LogEntry, error)
 }
 
+// streamContentType is the Content-Type of an output stream, as dockerd
+// chooses it: multiplexed only from API 1.42 (older clients were sent
+// raw-stream for both, the frames being there all the same).
+func streamContentType(ctx context.Context, multiplexed bool) string {
+	if multiplexed && !versionBefore(ctx, "1.42") {
+		return "application/vnd.docker.multiplexed-stream"
+	}
+	return "application/vnd.docker.raw-stream"
+}
+
 // hijack takes the connection over (101 UPGRADED when the client asked
 // to upgrade, as the docker CLI does), copies the client's input to the
 // engine as stdin and the engine's output to the client: raw with a
-// terminal, multiplexed in frames without.
+// terminal, multiplexed in frames without. As with dockerd, the content
+// type of a reply that is not an upgrade is always raw-stream.
 func hijack(w http.ResponseWriter, r *http.Request, tty, stdin bool, s hijackedStream) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
@@ -497,14 +512,13 @@ func hijack(w http.ResponseWriter, r *http.Request, tty, stdin bool, s hijackedS
 		return
 	}
 	defer conn.Close()
-	ct := "application/vnd.docker.multiplexed-stream"
-	if tty {
-		ct = "application/vnd.docker.raw-stream"
-	}
+	// The server's read deadlines are for requests; a hijacked stream
+	// may sit idle for hours.
+	conn.SetDeadline(time.Time{})
 	if r.Header.Get("Upgrade") != "" {
-		fmt.Fprintf(conn, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n", ct)
+		fmt.Fprintf(conn, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n", streamContentType(r.Context(), !tty))
 	} else {
-		fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n\r\n", ct)
+		fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n\r\n", streamContentType(r.Context(), false))
 	}
 	if stdin {
 		go func() {

@@ -70,6 +70,12 @@ func writeGRPCError(w http.ResponseWriter, err error) {
 }
 
 func errorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
+	// The generated routes report a body the decoder refused as
+	// InvalidArgument carrying the decoder's message.
+	if st := status.Convert(err); st.Code() == codes.InvalidArgument && st.Message() == bodyTooLargeMsg {
+		writeError(w, http.StatusRequestEntityTooLarge, bodyTooLargeMsg)
+		return
+	}
 	writeGRPCError(w, err)
 }
 

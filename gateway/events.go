@@ -59,13 +59,38 @@ func (h *handlers) systemEvents(w http.ResponseWriter, r *http.Request, _ map[st
 		if msg.Actor.Attributes == nil {
 			msg.Actor.Attributes = map[string]string{}
 		}
-		if err := enc.Encode(msg); err != nil {
+		if msg.Type == events.ImageEventType && msg.Action == events.ActionCreate && versionBefore(ctx, "1.46") {
+			continue // image create events came with API 1.46
+		}
+		if err := enc.Encode(eventToDocker(ctx, msg)); err != nil {
 			return
 		}
 		if flusher != nil {
 			flusher.Flush()
 		}
 	}
+}
+
+// legacyEvent is an event with the fields API 1.52 dropped: status, id
+// and from (container events), status and id (image events).
+type legacyEvent struct {
+	Status string `json:"status,omitempty"`
+	ID     string `json:"id,omitempty"`
+	From   string `json:"from,omitempty"`
+	events.Message
+}
+
+func eventToDocker(ctx context.Context, msg events.Message) any {
+	if !versionBefore(ctx, "1.52") {
+		return msg
+	}
+	switch msg.Type {
+	case events.ContainerEventType:
+		return legacyEvent{Status: string(msg.Action), ID: msg.Actor.ID, From: msg.Actor.Attributes["image"], Message: msg}
+	case events.ImageEventType:
+		return legacyEvent{Status: string(msg.Action), ID: msg.Actor.ID, Message: msg}
+	}
+	return msg
 }
 
 // parseEventTime reads since and until as the docker CLI sends them

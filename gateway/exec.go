@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
@@ -15,9 +14,8 @@ import (
 
 // containerExecCreate is POST /containers/{id}/exec.
 func (h *handlers) containerExecCreate(w http.ResponseWriter, r *http.Request, p map[string]string) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	body, ok := readBody(w, r)
+	if !ok {
 		return
 	}
 	if strings.TrimSpace(string(body)) == "" {
@@ -53,7 +51,11 @@ func (h *handlers) execStart(w http.ResponseWriter, r *http.Request, p map[strin
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	var o container.ExecStartRequest
-	if body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20)); strings.TrimSpace(string(body)) != "" {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	if strings.TrimSpace(string(body)) != "" {
 		if err := json.Unmarshal(body, &o); err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid JSON: %v", err))
 			return
@@ -85,7 +87,9 @@ func (h *handlers) execStart(w http.ResponseWriter, r *http.Request, p map[strin
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	hijack(w, r, ins.GetConfig().GetTty(), ins.GetConfig().GetAttachStdin(), hijackedStream{
+	// The framing follows this request's Tty, not the exec's: dockerd
+	// multiplexes unless the start asked for a terminal stream.
+	hijack(w, r, o.Tty, ins.GetConfig().GetAttachStdin(), hijackedStream{
 		sendStdin:  func(b []byte) error { return stream.Send(&enginev1.ExecStartRequest{Stdin: b}) },
 		closeStdin: func() { stream.Send(&enginev1.ExecStartRequest{CloseStdin: true}) },
 		closeSend:  func() { stream.CloseSend() },

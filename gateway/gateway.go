@@ -42,7 +42,10 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) (http
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithForwardResponseOption(setSuccessStatus),
-		// gRPC metadata is the engine's business, not the client's.
+		// gRPC metadata is the engine's business, not the client's: no
+		// client header is forwarded (grpc-gateway logged the raw names
+		// of those it could not forward).
+		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithOutgoingTrailerMatcher(func(string) (string, bool) { return "", false }),
 	)
@@ -54,7 +57,7 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) (http
 	if err := h.register(mux); err != nil {
 		return nil, err
 	}
-	return withDockerHeaders(opts, withAPIVersion(mux)), nil
+	return withDockerHeaders(opts, withAPIVersion(limitBodies(mux))), nil
 }
 
 // handlers are the hand-written routes.
@@ -95,5 +98,5 @@ func (h *handlers) register(mux *runtime.ServeMux) error {
 			return fmt.Errorf("register %s %s: %w", r.method, r.path, err)
 		}
 	}
-	return nil
+	return registerSwarm(mux)
 }

@@ -57,7 +57,8 @@ func TestVersionMiddleware(t *testing.T) {
 		{"/v1.40/info", "/info", "1.40", 200},
 		{"/v1.51/images/docker.io/library/busybox:latest/json", "/images/docker.io/library/busybox:latest/json", "1.51", 200},
 		{"/v1.52/info", "", "", 400},
-		{"/v1.24/info", "", "", 400},
+		{"/v1.24/info", "/info", "1.24", 200},
+		{"/v1.23/info", "", "", 400},
 		{"/v1..2/info", "", "", 400},
 	}
 	for _, c := range cases {

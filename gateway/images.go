@@ -34,6 +34,10 @@ func init() {
 				size := img.GetSize()
 				s.VirtualSize = &size
 			}
+			if versionBefore(ctx, "1.43") && len(s.RepoTags) == 0 && len(s.RepoDigests) == 0 {
+				// Untagged images were "<none>" before API 1.43.
+				s.RepoTags, s.RepoDigests = []string{"<none>:<none>"}, []string{"<none>@<none>"}
+			}
 			out = append(out, s)
 		}
 		return out, nil

@@ -124,7 +124,11 @@ func (h *handlers) writeTar(w http.ResponseWriter, what string, recv func() (*en
 	}
 }
 
-// imageLoad is POST /images/load.
+// imageLoad is POST /images/load. As dockerd, it answers 200 with an
+// NDJSON stream (chunked, not a Content-Length body) and reports a bad
+// archive in the stream as an errorDetail message. dockerd's per-layer
+// "Loading layer" progress (left out with ?quiet=1) is not produced: the
+// engine reports what it loaded once it has, so quiet changes nothing.
 func (h *handlers) imageLoad(w http.ResponseWriter, r *http.Request, _ map[string]string) {
 	stream, err := h.engine.ImageLoad(r.Context())
 	if err != nil {
@@ -132,13 +136,25 @@ func (h *handlers) imageLoad(w http.ResponseWriter, r *http.Request, _ map[strin
 		return
 	}
 	resp, err := upload(r.Body, func(b []byte) error { return stream.Send(&enginev1.Chunk{Data: b}) }, stream.CloseAndRecv)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	write := func(v any) {
+		enc.Encode(v)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
 	if err != nil {
-		writeGRPCError(w, err)
+		text := grpcMessage(err)
+		write(progressMessage{Message: jsonstream.Message{Error: &jsonstream.Error{Message: text}}, ErrorMessage: text})
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
 	for _, l := range resp.GetLoaded() {
-		enc.Encode(jsonstream.Message{Stream: l + "\n"})
+		write(jsonstream.Message{Stream: l + "\n"})
+	}
+	if flusher != nil {
+		flusher.Flush() // an empty load is a stream too
 	}
 }

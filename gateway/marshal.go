@@ -114,6 +114,9 @@ func (d dockerMarshaler) Unmarshal(data []byte, v any) error {
 func (d dockerMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 	return runtime.DecoderFunc(func(v any) error {
 		data, err := io.ReadAll(r)
+		if isTooLarge(err) {
+			return errBodyTooLarge // errorHandler makes it a 413
+		}
 		if err != nil {
 			return err
 		}

@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/api/types/system"
 
+	"github.com/engined/engined/internal/version"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
@@ -83,6 +85,7 @@ func versionToDocker(_ context.Context, v *enginev1.SystemVersionResponse) (any,
 // still expect (see the API CHANGELOG for when each was dropped).
 type dockerInfo struct {
 	system.Info
+	KernelMemory      *bool         `json:"KernelMemory,omitempty"` // before 1.42
 	KernelMemoryTCP   bool          `json:"KernelMemoryTCP"`
 	BridgeNfIptables  *bool         `json:"BridgeNfIptables,omitempty"`  // before 1.50
 	BridgeNfIP6tables *bool         `json:"BridgeNfIp6tables,omitempty"` // before 1.50
@@ -185,8 +188,10 @@ func infoToDocker(ctx context.Context, in *enginev1.SystemInfoResponse) (any, er
 		}
 	}
 	d := dockerInfo{
-		Info:             out,
-		ContainerdCommit: commitFor(ctx, ""),
+		Info: out,
+		// There is no containerd: each container's supervisor is
+		// engined's shim, built with engined, so its commit is engined's.
+		ContainerdCommit: commitFor(ctx, version.GitCommit),
 		RuncCommit:       commitFor(ctx, in.GetRuncCommit()),
 		InitCommit:       commitFor(ctx, ""),
 	}
@@ -194,7 +199,47 @@ func infoToDocker(ctx context.Context, in *enginev1.SystemInfoResponse) (any, er
 		d.BridgeNfIptables = &in.BridgeNfIptables
 		d.BridgeNfIP6tables = &in.BridgeNfIp6Tables
 	}
+	if versionBefore(ctx, "1.42") {
+		// Kernel memory limits are not supported (cgroup v2 has none).
+		d.KernelMemory = new(bool)
+	}
+	if versionBefore(ctx, "1.39") {
+		if d.KernelVersion == "" {
+			d.KernelVersion = "<unknown>"
+		}
+		if d.OperatingSystem == "" {
+			d.OperatingSystem = "<unknown>"
+		}
+	}
+	if versionBefore(ctx, "1.25") {
+		// Before 1.25 security options were bare names ("seccomp"), not
+		// "name=seccomp,profile=builtin".
+		names := []string{}
+		for _, o := range d.SecurityOptions {
+			for _, kv := range strings.Split(o, ",") {
+				if k, v, _ := strings.Cut(kv, "="); k == "name" {
+					names = append(names, v)
+				}
+			}
+		}
+		d.SecurityOptions = names
+	}
+	if versionBefore(ctx, "1.47") && d.RegistryConfig != nil {
+		// Dropped in 1.48; older clients saw them, null when unset.
+		return struct {
+			dockerInfo
+			RegistryConfig legacyRegistryConfig
+		}{d, legacyRegistryConfig{ServiceConfig: d.RegistryConfig}}, nil
+	}
 	return d, nil
+}
+
+// legacyRegistryConfig is registry.ServiceConfig with the fields API 1.48
+// dropped.
+type legacyRegistryConfig struct {
+	*registry.ServiceConfig
+	AllowNondistributableArtifactsCIDRs     []string
+	AllowNondistributableArtifactsHostnames []string
 }
 
 func pairs(kvs []*enginev1.KeyValue) [][2]string {

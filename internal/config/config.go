@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -22,6 +23,9 @@ const (
 	DefaultHost       = "unix:///run/engined/docker.sock"
 	DefaultConfigFile = "/etc/engined/daemon.json"
 	DefaultGroup      = "docker"
+
+	DefaultHTTPReadTimeout = 30 * time.Second
+	DefaultHTTPIdleTimeout = 2 * time.Minute
 )
 
 // Config is everything engined is started with.
@@ -40,6 +44,14 @@ type Config struct {
 	Labels             []string `json:"labels,omitempty"`
 	RegistryMirrors    []string `json:"registry-mirrors,omitempty"`
 	InsecureRegistries []string `json:"insecure-registries,omitempty"`
+
+	// HTTPReadTimeout bounds the wait for a request's headers and, while
+	// a request body is read, for its next bytes; HTTPIdleTimeout closes
+	// a keep-alive connection idle between requests. Neither applies to
+	// responses, so attach, logs -f, events and wait stream for hours.
+	// Flags only (hidden: dockerd has none), for operators and tests.
+	HTTPReadTimeout time.Duration `json:"-"`
+	HTTPIdleTimeout time.Duration `json:"-"`
 
 	// ConfigFile is where the file settings came from (not a file key).
 	ConfigFile string `json:"-"`
@@ -95,6 +107,10 @@ func Register(fs *pflag.FlagSet) *Flags {
 	fs.StringArrayVar(&c.RegistryMirrors, "registry-mirror", nil, "registry mirror for docker.io (repeatable)")
 	fs.StringArrayVar(&c.InsecureRegistries, "insecure-registry", nil, "registry (host:port or CIDR) reachable over plain HTTP (repeatable)")
 	fs.StringVar(&f.configFile, "config-file", DefaultConfigFile, "JSON configuration file (dockerd's daemon.json keys)")
+	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", DefaultHTTPReadTimeout, "close a connection whose request headers, or the next bytes of its request body, take longer")
+	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", DefaultHTTPIdleTimeout, "close a keep-alive connection idle for longer")
+	fs.MarkHidden("http-read-timeout")
+	fs.MarkHidden("http-idle-timeout")
 	return f
 }
 

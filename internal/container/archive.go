@@ -17,6 +17,7 @@ import (
 
 	"github.com/engined/engined/internal/archive"
 	"github.com/engined/engined/internal/chunkio"
+	"github.com/engined/engined/internal/compression"
 	"github.com/engined/engined/internal/errdefs"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 	shimv1 "github.com/engined/engined/proto/shim/v1"
@@ -175,6 +176,14 @@ func (s *Service) ContainerArchivePut(stream enginev1.Engine_ContainerArchivePut
 		m, err := stream.Recv()
 		return m.GetData(), err
 	})
+	// The tar may come compressed (gzip, bzip2, xz, zstd), as dockerd
+	// takes it: testcontainers and `docker cp - ctr:dir` of a .tgz send
+	// one. Paths are still resolved by the archive package alone.
+	tarStream, err := compression.Decompress(body)
+	if err != nil {
+		return errdefs.InvalidArgument(fmt.Errorf("extract into %s: %w", opts.GetPath(), err))
+	}
+	defer tarStream.Close()
 	err = s.withFiles(ctx, opts.GetId(), func(rec *Record, rootfs string) error {
 		return s.inContainer(rec, rootfs, opts.GetPath(), func(root *archive.Root, rel string, inRootfs bool) error {
 			// The extraction point is followed, inside the container, as
@@ -196,7 +205,7 @@ func (s *Service) ContainerArchivePut(stream enginev1.Engine_ContainerArchivePut
 			if !opts.GetCopyUidGid() {
 				ao.Owner = &archive.Owner{}
 			}
-			if _, err := root.Apply(ctx, rel, body, ao); err != nil {
+			if _, err := root.Apply(ctx, rel, tarStream, ao); err != nil {
 				return errdefs.InvalidArgument(fmt.Errorf("extract into %s: %w", opts.GetPath(), err))
 			}
 			return nil

@@ -19,3 +19,13 @@ func pick(list []string) string {
 }
 
 func generateName() string { return pick(adjectives) + "_" + pick(surnames) }
+
+// retryName is the name to try after retry names were taken. There are
+// only len(adjectives)*len(surnames) plain names, so, as dockerd does,
+// retries append a digit, and the last resort is the short ID.
+func retryName(retry int, id string) string {
+	if retry >= 50 {
+		return id[:12]
+	}
+	return generateName() + pick([]string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"})
+}

@@ -298,8 +298,8 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 			taken[r.Name] = r.ID
 		}
 		// A generated name that is taken is generated again.
-		for i := 0; generated && taken[rec.Name] != "" && i < 100; i++ {
-			rec.Name = "/" + generateName()
+		for i := 0; generated && taken[rec.Name] != "" && i <= 50; i++ {
+			rec.Name = "/" + retryName(i, rec.ID)
 		}
 		if other := taken[rec.Name]; other != "" {
 			return errdefs.AlreadyExists(fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", rec.Name, other))

@@ -24,6 +24,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/grpclog"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/engined/engined/gateway"
@@ -32,6 +33,7 @@ import (
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/events"
 	"github.com/engined/engined/internal/image"
+	"github.com/engined/engined/internal/limits"
 	"github.com/engined/engined/internal/listener"
 	"github.com/engined/engined/internal/pidfile"
 	"github.com/engined/engined/internal/shimclient"
@@ -74,6 +76,7 @@ type unimplemented struct {
 // Run starts engined and serves until ctx is cancelled, then shuts down
 // cleanly: stop accepting, let in-flight requests finish, close the store.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
+	grpclog.SetLoggerV2(grpcLogger{log: log})
 	pid, err := pidfile.Acquire(filepath.Join(cfg.ExecRoot, "engined.pid"))
 	if err != nil {
 		return err
@@ -167,6 +170,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	})
 
 	grpcServer := grpc.NewServer(
+		// gRPC's default 4 MiB would refuse what the REST API accepts
+		// (a create with a 4 MiB label) and answer nothing at all once
+		// the stored state outgrows it (a list of 1,000 labelled containers).
+		grpc.MaxRecvMsgSize(limits.MaxRequestMessage),
+		grpc.MaxSendMsgSize(limits.MaxReplyMessage),
 		grpc.ChainUnaryInterceptor(unaryErrors(log)),
 		grpc.ChainStreamInterceptor(streamErrors(log)),
 	)
@@ -178,6 +186,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	conn, err := grpc.NewClient("passthrough:///engined",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.MaxReplyMessage), grpc.MaxCallSendMsgSize(limits.MaxRequestMessage)),
 	)
 	if err != nil {
 		closeAll(listeners)
@@ -193,8 +202,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 
 	srv := &http.Server{
-		Handler:           splitGRPC(grpcServer, logRequests(log, rest)),
-		ReadHeaderTimeout: 30 * time.Second,
+		Handler: splitGRPC(grpcServer, logRequests(log, stallTimeout(cfg.HTTPReadTimeout, rest))),
+		// A slow-loris sender of headers and an idle keep-alive
+		// connection are closed; responses have no deadline, so hijacked
+		// and streamed replies (attach, logs -f, events, wait) last.
+		ReadHeaderTimeout: cfg.HTTPReadTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
 		Protocols:         new(http.Protocols),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -266,7 +279,7 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		next.ServeHTTP(w, r)
-		log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "proto", r.Proto, "took", time.Since(start))
+		log.Debug("request", "method", r.Method, "path", clientValue(r.URL.Path), "query", clientValue(r.URL.RawQuery), "proto", r.Proto, "took", time.Since(start))
 	})
 }
 

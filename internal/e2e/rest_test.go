@@ -34,7 +34,7 @@ func TestRESTErrorsAndRoutes(t *testing.T) {
 		message      string
 	}{
 		{"GET", "/v1.99/version", 400, "client version 1.99 is too new. Maximum supported API version is 1.51"},
-		{"GET", "/v1.39/version", 400, "client version 1.39 is too old. Minimum supported API version is 1.40, please upgrade your client to a newer version"},
+		{"GET", "/v1.23/version", 400, "client version 1.23 is too old. Minimum supported API version is 1.24, please upgrade your client to a newer version"},
 		{"GET", "/nope", 404, "page not found"},
 		{"GET", "/v1.51/nope", 404, "page not found"},
 		{"DELETE", "/version", 404, "page not found"},

@@ -64,7 +64,7 @@ func TestMobyClientSystem(t *testing.T) {
 	if !strings.HasPrefix(v.Platform.Name, "engined") || len(v.Components) == 0 || v.Components[0].Name != "Engine" {
 		t.Fatalf("version platform/components = %+v / %+v", v.Platform, v.Components)
 	}
-	if v.APIVersion != "1.51" || v.MinAPIVersion != "1.40" || v.Os != "linux" || v.Arch != runtime.GOARCH || v.Components[0].Details["KernelVersion"] != release {
+	if v.APIVersion != "1.51" || v.MinAPIVersion != "1.24" || v.Os != "linux" || v.Arch != runtime.GOARCH || v.Components[0].Details["KernelVersion"] != release {
 		t.Errorf("version = %+v", v)
 	}
 
@@ -151,7 +151,7 @@ func TestGRPCOnSameSocket(t *testing.T) {
 	if err != nil {
 		t.Fatalf("our docker version: %v\n%s", err, out)
 	}
-	mustContain(t, "our docker version", string(out), "Server: engined", "API version:  1.51 (minimum version 1.40)")
+	mustContain(t, "our docker version", string(out), "Server: engined", "API version:  1.51 (minimum version 1.24)")
 	out, err = exec.Command(binDir+"/docker", "-H", e.Host, "info").CombinedOutput()
 	if err != nil {
 		t.Fatalf("our docker info: %v\n%s", err, out)
@@ -166,7 +166,7 @@ func TestDockerCLIVersionInfo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docker version: %v\n%s", err, out)
 	}
-	mustContain(t, "docker version", out, "Server: engined", "API version:      1.51 (minimum version 1.40)", "OS/Arch:          linux/"+runtime.GOARCH)
+	mustContain(t, "docker version", out, "Server: engined", "API version:      1.51 (minimum version 1.24)", "OS/Arch:          linux/"+runtime.GOARCH)
 
 	out, err = docker(t, e.Host, "version", "--format", "{{.Server.APIVersion}} {{.Server.Os}}")
 	if err != nil || strings.TrimSpace(out) != "1.51 linux" {

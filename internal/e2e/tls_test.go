@@ -48,7 +48,7 @@ func TestTLSVerify(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docker --tlsverify version: %v\n%s", err, out)
 	}
-	mustContain(t, "docker --tlsverify version", out, "Server: engined", "1.51 (minimum version 1.40)")
+	mustContain(t, "docker --tlsverify version", out, "Server: engined", "1.51 (minimum version 1.24)")
 
 	// Without a client certificate the handshake is refused.
 	out, err = docker(t, tcpHost, "--tls", "--tlscacert", certs.CA, "version")

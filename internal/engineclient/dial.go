@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/engined/engined/internal/limits"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
@@ -101,7 +102,9 @@ func Dial(host string, t TLS) (*Conn, error) {
 	default:
 		return nil, fmt.Errorf("invalid host %q: unsupported scheme %q", host, u.Scheme)
 	}
-	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
+	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds),
+		// As the gateway does: replies grow with the engine's state.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limits.MaxReplyMessage), grpc.MaxCallSendMsgSize(limits.MaxRequestMessage)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", host, err)
 	}

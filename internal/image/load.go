@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/engined/engined/internal/archive"
+	"github.com/engined/engined/internal/compression"
 	"github.com/engined/engined/internal/errdefs"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
@@ -28,7 +29,14 @@ func (s *Service) Load(ctx context.Context, tarball io.Reader) ([]string, error)
 	defer os.RemoveAll(dir)
 	// Unpacking confines every name to dir, so a hostile archive cannot
 	// reach outside it.
-	if _, err := archive.Apply(ctx, dir, tarball, archive.Options{NoLchown: true}); err != nil {
+	// docker load takes the archive compressed as dockerd does (a
+	// .tar.gz, .tar.xz, ...).
+	plain, err := compression.Decompress(tarball)
+	if err != nil {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("read image archive: %w", err))
+	}
+	defer plain.Close()
+	if _, err := archive.Apply(ctx, dir, plain, archive.Options{NoLchown: true}); err != nil {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("read image archive: %w", err))
 	}
 	// The archive's own symlinks are followed as a tool reading it from

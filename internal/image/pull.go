@@ -18,14 +18,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/engined/engined/internal/archive"
+	"github.com/engined/engined/internal/compression"
 	"github.com/engined/engined/internal/errdefs"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
@@ -425,25 +424,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // decompress detects gzip and zstd by their magic numbers; anything else
 // is taken as a plain tar.
 func decompress(r *bufio.Reader) (io.ReadCloser, error) {
-	magic, err := r.Peek(4)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	switch {
-	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return nil, err
-		}
-		return zr, nil
-	case len(magic) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
-		zr, err := zstd.NewReader(r)
-		if err != nil {
-			return nil, err
-		}
-		return zr.IOReadCloser(), nil
-	}
-	return io.NopCloser(r), nil
+	return compression.Decompress(r)
 }
 
 // commit records the image and points its tag at it. upToDate reports

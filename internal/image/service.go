@@ -177,6 +177,11 @@ func resolve(tx *bolt.Tx, name string) (*Record, error) {
 			return found, nil
 		}
 	}
+	// What is neither an ID nor a reference is a bad request, as dockerd
+	// answers it (400 "invalid reference format"), not a missing image.
+	if _, err := reference.ParseAnyReference(name); err != nil {
+		return nil, errdefs.InvalidArgument(err)
+	}
 	return nil, noSuchImage(name)
 }
 

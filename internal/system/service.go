@@ -4,11 +4,13 @@ package system
 
 import (
 	"context"
+	"debug/buildinfo"
 	"fmt"
 	"net/netip"
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -160,6 +162,7 @@ func (s *Service) SystemInfo(ctx context.Context, _ *enginev1.SystemInfoRequest)
 		Labels:             s.cfg.Labels,
 		ServerVersion:      version.Version,
 		Runtimes:           map[string]*enginev1.Runtime{"runc": {Path: s.cfg.ShimPath}},
+		RuncCommit:         libcontainerVersion(s.cfg.ShimPath),
 		DefaultRuntime:     "runc",
 		SecurityOptions:    host.SecurityOptions,
 		Warnings:           append(append([]string(nil), s.cfg.Warnings...), host.Warnings...),
@@ -228,4 +231,31 @@ func backingFS(path string) string {
 func isCIDR(s string) bool {
 	_, err := netip.ParsePrefix(s)
 	return err == nil
+}
+
+var (
+	libcontainerOnce sync.Once
+	libcontainerVer  string
+)
+
+// libcontainerVersion is the version of the runc module (libcontainer)
+// the shim at path was built with, read from its build information:
+// engined runs containers through it, not through a runc binary. Empty
+// when the shim cannot be read.
+func libcontainerVersion(path string) string {
+	libcontainerOnce.Do(func() {
+		bi, err := buildinfo.ReadFile(path)
+		if err != nil {
+			return
+		}
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/opencontainers/runc" {
+				if d.Replace != nil {
+					d = d.Replace
+				}
+				libcontainerVer = d.Version
+			}
+		}
+	})
+	return libcontainerVer
 }

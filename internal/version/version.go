@@ -16,8 +16,10 @@ var (
 const (
 	// APIVersion is the Docker Engine API version engined implements.
 	APIVersion = "1.51"
-	// MinAPIVersion is the oldest API version clients may ask for.
-	MinAPIVersion = "1.40"
+	// MinAPIVersion is the oldest API version clients may ask for:
+	// Docker 28's default minimum. The gateway shapes replies for the
+	// versions between it and APIVersion where they differ.
+	MinAPIVersion = "1.24"
 	// Product names the engine in the Server header and `docker version`.
 	Product = "engined"
 )
