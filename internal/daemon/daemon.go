@@ -23,8 +23,10 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/grpclog"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/engined/engined/gateway"
@@ -175,8 +177,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		// the stored state outgrows it (a list of 1,000 labelled containers).
 		grpc.MaxRecvMsgSize(limits.MaxRequestMessage),
 		grpc.MaxSendMsgSize(limits.MaxReplyMessage),
-		grpc.ChainUnaryInterceptor(unaryErrors(log)),
-		grpc.ChainStreamInterceptor(streamErrors(log)),
+		grpc.ChainUnaryInterceptor(unaryErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
+		grpc.ChainStreamInterceptor(streamErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
 	)
 	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus})
 
@@ -283,26 +285,60 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 	})
 }
 
-func unaryErrors(log *slog.Logger) grpc.UnaryServerInterceptor {
+func unaryErrors(log *slog.Logger, public func(error) error) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
 		if err != nil {
-			log.Debug("engine call failed", "method", info.FullMethod, "err", err, "took", time.Since(start))
+			logFailure(log, "engine call failed", info.FullMethod, err, "took", time.Since(start))
 		} else {
 			log.Debug("engine call", "method", info.FullMethod, "took", time.Since(start))
 		}
-		return resp, errdefs.ToGRPC(err)
+		return resp, public(err)
 	}
 }
 
-func streamErrors(log *slog.Logger) grpc.StreamServerInterceptor {
+func streamErrors(log *slog.Logger, public func(error) error) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		err := handler(srv, ss)
 		if err != nil {
-			log.Debug("engine stream failed", "method", info.FullMethod, "err", err)
+			logFailure(log, "engine stream failed", info.FullMethod, err)
 		}
-		return errdefs.ToGRPC(err)
+		return public(err)
+	}
+}
+
+// logFailure logs a failed call: at debug level when the client asked for
+// something wrong, as a warning when engined failed (a 500), with the
+// whole error, host paths included.
+func logFailure(log *slog.Logger, msg, method string, err error, args ...any) {
+	level := slog.LevelDebug
+	if internalError(err) {
+		level = slog.LevelWarn
+	}
+	log.Log(context.Background(), level, msg, append([]any{"method", method, "err", err}, args...)...)
+}
+
+func internalError(err error) bool {
+	switch errdefs.Code(err) {
+	case codes.Unknown, codes.Internal, codes.DataLoss:
+		return true
+	}
+	return false
+}
+
+// hideRoots returns the gRPC form of an engine error for clients: the
+// message of an internal failure names engined's data and exec roots as
+// <data-root> and <exec-root>, not by their host paths, which are for
+// engined's log (logFailure) and not for whoever can reach the API.
+func hideRoots(dataRoot, execRoot string) func(error) error {
+	r := strings.NewReplacer(dataRoot, "<data-root>", execRoot, "<exec-root>")
+	return func(err error) error {
+		if err == nil || !internalError(err) {
+			return errdefs.ToGRPC(err)
+		}
+		st, _ := status.FromError(errdefs.ToGRPC(err))
+		return status.New(st.Code(), r.Replace(st.Message())).Err()
 	}
 }
 
