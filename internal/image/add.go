@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/engined/engined/internal/errdefs"
 )
@@ -19,11 +21,16 @@ import (
 // ingestLayer stores a layer blob from a file as it is (compressed or
 // not) and names its media type from its content.
 func (s *Service) ingestLayer(ctx context.Context, path string) (Layer, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO in an archive must not block the open; only a
+	// regular file is a layer (a device node would read the host's).
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return Layer{}, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return Layer{}, fmt.Errorf("%s is not a regular file", filepath.Base(path))
+	}
 	br := bufio.NewReader(f)
 	magic, _ := br.Peek(4)
 	mt := types.DockerUncompressedLayer
@@ -62,6 +69,13 @@ func (s *Service) addImage(ctx context.Context, rawConfig []byte, layers []Layer
 	for i := range layers {
 		layers[i].DiffID, layers[i].ChainID = diffIDs[i], chain[i]
 		if s.snaps.Has(chain[i]) {
+			// The snapshot was verified when it was made, but this blob
+			// was not: it must be the layer the config names, or the image
+			// would record (and save and push) bytes that are not its
+			// layer, such as a host file a hostile archive linked to.
+			if err := s.verifyDiffID(ctx, layers[i]); err != nil {
+				return nil, errdefs.InvalidArgument(err)
+			}
 			layers[i].Unpacked = s.unpackedSize(chain[i])
 			continue
 		}
@@ -105,6 +119,41 @@ func (s *Service) addImage(ctx context.Context, rawConfig []byte, layers []Layer
 		return nil, err
 	}
 	return s.Resolve(ctx, rec.ID.String())
+}
+
+// verifyDiffID checks that a stored layer blob uncompresses to l.DiffID.
+func (s *Service) verifyDiffID(ctx context.Context, l Layer) error {
+	f, err := s.content.Open(l.Digest)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	plain, err := decompress(bufio.NewReaderSize(f, 256<<10))
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	defer plain.Close()
+	verifier := l.DiffID.Algorithm().Digester()
+	if _, err := io.Copy(verifier.Hash(), readerCtx{ctx, plain}); err != nil {
+		return fmt.Errorf("read layer %s: %w", l.Digest, err)
+	}
+	if got := verifier.Digest(); got != l.DiffID {
+		return fmt.Errorf("layer %s is corrupt: uncompressed digest %s, config says %s", l.Digest, got, l.DiffID)
+	}
+	return nil
+}
+
+// readerCtx stops a long read when ctx ends.
+type readerCtx struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r readerCtx) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
 }
 
 // receiveToFile writes a client stream into a temporary file.
