@@ -19,7 +19,7 @@ LDFLAGS := -X github.com/engined/engined/internal/version.Version=$(VERSION) \
 
 DOCKER_HOST_ADDR ?= unix:///run/engined/docker.sock
 
-.PHONY: all build generate check-generated tools deps run test test-unit bench vet clean
+.PHONY: all build generate check-generated tools deps run test test-unit bench vet clean fuzz
 
 all: build
 
@@ -74,9 +74,20 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.\(gw\.\)\?go$$')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# Go fuzz targets, each bounded; go test runs one fuzz target per call.
+# Their seed corpora (f.Add and testdata/fuzz/) also run in plain go test.
+FUZZTIME ?= 15s
+FUZZMINIMIZETIME ?= 5s
+FUZZ_TARGETS := ./internal/filters:FuzzParse ./internal/container:FuzzContainerCreate ./internal/image:FuzzLoad
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $${t%%:*}; \
+	done
+
 # All tests: unit and end-to-end (the e2e tests start real engined
 # processes and need root).
-test: deps build check-generated vet
+test: deps build check-generated vet fuzz
 	$(GO) test -count=1 -timeout 30m ./...
 
 test-unit: build
