@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/engined/engined/internal/archive"
@@ -59,7 +60,7 @@ func (s *Service) hostPath(rec *Record, rootfs, p string) (string, bool, error) 
 	// to match the mounts against.
 	inRoot, err := archive.Resolve(rootfs, p)
 	if err != nil {
-		return "", false, err
+		return "", false, badPath(err, p, rec.ID)
 	}
 	rel, err := filepath.Rel(rootfs, inRoot)
 	if err != nil || strings.HasPrefix(rel, "..") {
@@ -80,10 +81,32 @@ func (s *Service) hostPath(rec *Record, rootfs, p string) (string, bool, error) 
 		}
 		if rel, ok := strings.CutPrefix(clean, path.Clean(m.Destination)); ok && (rel == "" || rel[0] == '/') {
 			hp, err := archive.Resolve(m.Source, rel)
-			return hp, false, err
+			return hp, false, badPath(err, p, rec.ID)
 		}
 	}
 	return inRoot, true, nil
+}
+
+// badPath turns an error looking up a path from the request into the
+// client's error it is: a path that does not exist (or goes through a
+// file) is 404, one too long or looping is 400; others stay the engine's.
+func badPath(err error, p, id string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrInvalid), errors.Is(err, unix.ENOTDIR):
+		return notInContainer(p, id)
+	case errors.Is(err, unix.ENAMETOOLONG), errors.Is(err, unix.ELOOP):
+		return errdefs.InvalidArgument(fmt.Errorf("invalid path %q: %w", clip(p, 200), err))
+	}
+	return err
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }
 
 func notInContainer(p, id string) error {
@@ -105,11 +128,8 @@ func (s *Service) ContainerArchiveStat(ctx context.Context, req *enginev1.Contai
 
 func pathStat(p, hp, id string) (*enginev1.ContainerPathStat, error) {
 	fi, err := os.Lstat(hp)
-	if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrInvalid) {
-		return nil, notInContainer(p, id)
-	}
 	if err != nil {
-		return nil, err
+		return nil, badPath(err, p, id)
 	}
 	st := &enginev1.ContainerPathStat{Name: path.Base(path.Clean("/" + p)), Size: fi.Size(), Mode: uint32(fi.Mode()),
 		Mtime: timestamppb.New(fi.ModTime())}
@@ -161,11 +181,8 @@ func (s *Service) ContainerArchivePut(stream enginev1.Engine_ContainerArchivePut
 			return err
 		}
 		fi, err := os.Stat(hp)
-		if errors.Is(err, os.ErrNotExist) {
-			return notInContainer(opts.GetPath(), opts.GetId())
-		}
 		if err != nil {
-			return err
+			return badPath(err, opts.GetPath(), opts.GetId())
 		}
 		if !fi.IsDir() {
 			return errdefs.InvalidArgument(fmt.Errorf("extraction point is not a directory: %s", opts.GetPath()))

@@ -1,8 +1,11 @@
 package image
 
 import (
+	"archive/tar"
 	"bufio"
+	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -80,7 +83,7 @@ func (s *Service) addImage(ctx context.Context, rawConfig []byte, layers []Layer
 			continue
 		}
 		if err := s.unpack(ctx, &layers[i], nil); err != nil {
-			return nil, err
+			return nil, badLayer(err)
 		}
 	}
 	configDigest := digest.FromBytes(rawConfig)
@@ -121,6 +124,17 @@ func (s *Service) addImage(ctx context.Context, rawConfig []byte, layers []Layer
 	return s.Resolve(ctx, rec.ID.String())
 }
 
+// badLayer makes an unpack error that is the layer's fault (not a tar,
+// not gzip, cut short, not its diff ID) a bad request: load and import
+// layers come from the client.
+func badLayer(err error) error {
+	if errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, gzip.ErrHeader) ||
+		errors.Is(err, gzip.ErrChecksum) || errors.Is(err, errCorruptLayer) {
+		return errdefs.InvalidArgument(err)
+	}
+	return err
+}
+
 // verifyDiffID checks that a stored layer blob uncompresses to l.DiffID.
 func (s *Service) verifyDiffID(ctx context.Context, l Layer) error {
 	f, err := s.content.Open(l.Digest)
@@ -138,7 +152,7 @@ func (s *Service) verifyDiffID(ctx context.Context, l Layer) error {
 		return fmt.Errorf("read layer %s: %w", l.Digest, err)
 	}
 	if got := verifier.Digest(); got != l.DiffID {
-		return fmt.Errorf("layer %s is corrupt: uncompressed digest %s, config says %s", l.Digest, got, l.DiffID)
+		return fmt.Errorf("layer %s: uncompressed digest %s, config says %s: %w", l.Digest, got, l.DiffID, errCorruptLayer)
 	}
 	return nil
 }

@@ -149,3 +149,15 @@ func TestLoadFIFOMemberDoesNotHang(t *testing.T) {
 		})
 	}
 }
+
+func TestValidRegistryHost(t *testing.T) {
+	for h, want := range map[string]bool{
+		"127.0.0.1:5000": true, "registry.example.com": true, "localhost": true, "[::1]:5000": true, "my-host:443": true,
+		"": false, "a..b": false, "-a.b": false, "host:0": false, "host:99999": false, "host:x": false, "ünï": false,
+		strings.Repeat("a", 64) + ".com": false, strings.Repeat("a.", 130) + "com": false, "../../etc": false,
+	} {
+		if got := validRegistryHost(h); got != want {
+			t.Errorf("validRegistryHost(%q) = %v, want %v", h, got, want)
+		}
+	}
+}
