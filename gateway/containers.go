@@ -210,7 +210,7 @@ func (h *handlers) containerCreate(w http.ResponseWriter, r *http.Request, _ map
 	if !ok {
 		return
 	}
-	req, err := createRequest(body)
+	req, err := CreateRequest(body)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -230,7 +230,10 @@ func (h *handlers) containerCreate(w http.ResponseWriter, r *http.Request, _ map
 	json.NewEncoder(w).Encode(container.CreateResponse{ID: resp.GetId(), Warnings: nonNil(resp.GetWarnings())})
 }
 
-func createRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
+// CreateRequest turns the body of Docker's POST /containers/create into
+// the Engine request (without the name and platform, which come from the
+// query). An error is a bad request.
+func CreateRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return nil, errors.New("invalid JSON: the request body is empty")
 	}
@@ -256,6 +259,9 @@ func createRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 		cfg.Entrypoint = nil
 	}
 	if c.StopTimeout != nil {
+		if *c.StopTimeout < math.MinInt32 || *c.StopTimeout > math.MaxInt32 {
+			return nil, fmt.Errorf("invalid StopTimeout %d: out of range", *c.StopTimeout)
+		}
 		t := int32(*c.StopTimeout)
 		cfg.StopTimeout = &t
 	}
@@ -267,6 +273,9 @@ func createRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 	}
 	req := &enginev1.ContainerCreateRequest{Config: cfg, HostConfig: &enginev1.HostConfig{}}
 	if hc := cr.HostConfig; hc != nil {
+		if n := hc.RestartPolicy.MaximumRetryCount; n < math.MinInt32 || n > math.MaxInt32 {
+			return nil, fmt.Errorf("invalid RestartPolicy.MaximumRetryCount %d: out of range", n)
+		}
 		req.HostConfig = &enginev1.HostConfig{
 			Binds: hc.Binds, NetworkMode: string(hc.NetworkMode), AutoRemove: hc.AutoRemove, CapAdd: hc.CapAdd, CapDrop: hc.CapDrop,
 			Privileged: hc.Privileged, ReadonlyRootfs: hc.ReadonlyRootfs, Memory: hc.Memory, MemoryReservation: hc.MemoryReservation,

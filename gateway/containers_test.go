@@ -10,7 +10,7 @@ import (
 // MaskedPaths and ReadonlyPaths; engined's API carries it as that option,
 // and inspect shows it as dockerd does.
 func TestSystemPathsUnconfined(t *testing.T) {
-	req, err := createRequest([]byte(`{"Image":"busybox","HostConfig":{"SecurityOpt":["no-new-privileges"],"MaskedPaths":[],"ReadonlyPaths":[]}}`))
+	req, err := CreateRequest([]byte(`{"Image":"busybox","HostConfig":{"SecurityOpt":["no-new-privileges"],"MaskedPaths":[],"ReadonlyPaths":[]}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +22,7 @@ func TestSystemPathsUnconfined(t *testing.T) {
 		t.Errorf("inspect: MaskedPaths %#v, ReadonlyPaths %#v, SecurityOpt %q", hc.MaskedPaths, hc.ReadonlyPaths, hc.SecurityOpt)
 	}
 
-	req, err = createRequest([]byte(`{"Image":"busybox","HostConfig":{}}`))
+	req, err = CreateRequest([]byte(`{"Image":"busybox","HostConfig":{}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestSystemPathsUnconfined(t *testing.T) {
 		`{"Image":"busybox","HostConfig":{"MaskedPaths":["/proc/kcore"],"ReadonlyPaths":[]}}`,
 		`{"Image":"busybox","HostConfig":{"MaskedPaths":[]}}`,
 	} {
-		if _, err := createRequest([]byte(body)); err == nil || !strings.Contains(err.Error(), "MaskedPaths") {
+		if _, err := CreateRequest([]byte(body)); err == nil || !strings.Contains(err.Error(), "MaskedPaths") {
 			t.Errorf("%s: err = %v", body, err)
 		}
 	}

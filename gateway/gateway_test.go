@@ -123,3 +123,19 @@ func TestInfoConverterNumbers(t *testing.T) {
 		t.Error("v1.51 field KernelMemoryTCP missing")
 	}
 }
+
+// Numbers the Engine request holds in 32 bits are refused when they do
+// not fit, not wrapped (a retry count of 2^32+1 would become 1).
+func TestCreateRequestOutOfRange(t *testing.T) {
+	for _, body := range []string{
+		`{"Image":"busybox","StopTimeout":4294967296}`,
+		`{"Image":"busybox","HostConfig":{"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":4294967297}}}`,
+	} {
+		if req, err := CreateRequest([]byte(body)); err == nil {
+			t.Errorf("CreateRequest(%s) = %v, want an error", body, req)
+		}
+	}
+	if _, err := CreateRequest([]byte(`{"Image":"busybox","StopTimeout":-1,"HostConfig":{"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}}}`)); err != nil {
+		t.Errorf("valid body: %v", err)
+	}
+}

@@ -353,8 +353,12 @@ func (s *Service) ContainerResize(ctx context.Context, req *enginev1.ContainerRe
 	if client == nil {
 		return nil, errdefs.Conflict(fmt.Errorf("container %s is not running", r.ID))
 	}
-	_, err = client.ResizePty(ctx, &shimv1.ResizePtyRequest{Width: req.GetW(), Height: req.GetH()})
-	return &enginev1.ContainerResizeResponse{}, err
+	// As for an exec: the shim refuses a container without a terminal,
+	// which is the client's mistake, not the engine's (409, not 500).
+	if _, err := client.ResizePty(ctx, &shimv1.ResizePtyRequest{Width: req.GetW(), Height: req.GetH()}); err != nil {
+		return nil, errdefs.Conflict(fmt.Errorf("resize container %s: %w", r.ID, err))
+	}
+	return &enginev1.ContainerResizeResponse{}, nil
 }
 
 func (s *Service) ContainerWait(req *enginev1.ContainerWaitRequest, stream enginev1.Engine_ContainerWaitServer) error {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/engined/engined/internal/archive"
@@ -64,7 +65,7 @@ func (s *Service) hostPath(rec *Record, rootfs, p string) (root, rel string, inR
 	// to match the mounts against.
 	inRoot, err := archive.Resolve(rootfs, p)
 	if err != nil {
-		return "", "", false, err
+		return "", "", false, badPath(err, p, rec.ID)
 	}
 	r, err := filepath.Rel(rootfs, inRoot)
 	if err != nil || strings.HasPrefix(r, "..") {
@@ -104,6 +105,28 @@ func (s *Service) inContainer(rec *Record, rootfs, p string, fn func(root *archi
 	return fn(root, rel, inRootfs)
 }
 
+// badPath turns an error looking up a path from the request into the
+// client's error it is: a path that does not exist (or goes through a
+// file) is 404, one too long or looping is 400; others stay the engine's.
+func badPath(err error, p, id string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrInvalid), errors.Is(err, unix.ENOTDIR):
+		return notInContainer(p, id)
+	case errors.Is(err, unix.ENAMETOOLONG), errors.Is(err, unix.ELOOP):
+		return errdefs.InvalidArgument(fmt.Errorf("invalid path %q: %w", clip(p, 200), err))
+	}
+	return err
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
 func notInContainer(p, id string) error {
 	return errdefs.NotFound(fmt.Errorf("Could not find the file %s in container %s", p, id))
 }
@@ -120,19 +143,10 @@ func (s *Service) ContainerArchiveStat(ctx context.Context, req *enginev1.Contai
 	return st, err
 }
 
-// isMissing says whether a lookup failed because the path is not there
-// (a component missing, or a file where a directory was expected).
-func isMissing(err error) bool {
-	return errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrInvalid) || errors.Is(err, syscall.ENOTDIR)
-}
-
 func pathStat(p string, root *archive.Root, rel, id string) (*enginev1.ContainerPathStat, error) {
 	fi, err := root.Lstat(rel)
-	if isMissing(err) {
-		return nil, notInContainer(p, id)
-	}
 	if err != nil {
-		return nil, err
+		return nil, badPath(err, p, id)
 	}
 	st := &enginev1.ContainerPathStat{Name: path.Base(path.Clean("/" + p)), Size: fi.Size(), Mode: uint32(fi.Mode()),
 		Mtime: timestamppb.New(fi.ModTime())}
@@ -189,11 +203,8 @@ func (s *Service) ContainerArchivePut(stream enginev1.Engine_ContainerArchivePut
 			// The extraction point is followed, inside the container, as
 			// the container would follow it.
 			fi, err := root.Stat(rel)
-			if isMissing(err) {
-				return notInContainer(opts.GetPath(), opts.GetId())
-			}
 			if err != nil {
-				return err
+				return badPath(err, opts.GetPath(), opts.GetId())
 			}
 			if !fi.IsDir() {
 				return errdefs.InvalidArgument(fmt.Errorf("extraction point is not a directory: %s", opts.GetPath()))

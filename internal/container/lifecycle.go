@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/sys/signal"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -146,14 +147,6 @@ func (s *Service) start(ctx context.Context, rec *Record) error {
 // buildSpec mounts the container's root filesystem (if it is not) and
 // builds its OCI spec from the record.
 func (s *Service) buildSpec(ctx context.Context, rec *Record) (*specs.Spec, error) {
-	cfg, err := rec.config()
-	if err != nil {
-		return nil, err
-	}
-	hc, err := rec.hostConfig()
-	if err != nil {
-		return nil, err
-	}
 	img, err := s.cfg.Images.Resolve(ctx, rec.ImageID)
 	if err != nil {
 		return nil, fmt.Errorf("image of container: %w", err)
@@ -165,6 +158,36 @@ func (s *Service) buildSpec(ctx context.Context, rec *Record) (*specs.Spec, erro
 	rootfs, err := s.mountRootfs(rec.ID, img.ChainIDs())
 	if err != nil {
 		return nil, err
+	}
+	opts, err := s.specOptions(rec, imgCfg, rootfs)
+	if err != nil {
+		return nil, err
+	}
+	// As dockerd does, a bind's missing source is created.
+	for _, m := range opts.Mounts {
+		if _, err := os.Stat(m.Source); err != nil {
+			if err := os.MkdirAll(m.Source, 0o755); err != nil {
+				return nil, err
+			}
+		}
+	}
+	spec, err := oci.Spec(opts)
+	if err != nil {
+		return nil, errdefs.InvalidArgument(err)
+	}
+	return spec, nil
+}
+
+// specOptions turns a record and its image's run config into the OCI
+// spec's options, without touching the host.
+func (s *Service) specOptions(rec *Record, imgCfg v1.Config, rootfs string) (oci.Options, error) {
+	cfg, err := rec.config()
+	if err != nil {
+		return oci.Options{}, err
+	}
+	hc, err := rec.hostConfig()
+	if err != nil {
+		return oci.Options{}, err
 	}
 	var nofile unix.Rlimit
 	unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile)
@@ -194,15 +217,11 @@ func (s *Service) buildSpec(ctx context.Context, rec *Record) (*specs.Spec, erro
 	for _, b := range hc.GetBinds() {
 		m, err := parseBind(b)
 		if err != nil {
-			return nil, err
+			return oci.Options{}, err
 		}
 		opts.Mounts = append(opts.Mounts, m)
 	}
-	spec, err := oci.Spec(opts)
-	if err != nil {
-		return nil, errdefs.InvalidArgument(err)
-	}
-	return spec, nil
+	return opts, nil
 }
 
 // logRotation reads json-file's max-size and max-file options.
@@ -247,11 +266,6 @@ func parseBind(b string) (oci.Mount, error) {
 			default:
 				return oci.Mount{}, errdefs.InvalidArgument(fmt.Errorf("invalid bind mount option %q in %q", o, b))
 			}
-		}
-	}
-	if _, err := os.Stat(parts[0]); err != nil {
-		if err := os.MkdirAll(parts[0], 0o755); err != nil {
-			return oci.Mount{}, err
 		}
 	}
 	return oci.Mount{Source: parts[0], Destination: parts[1], Type: "bind", Options: opts}, nil

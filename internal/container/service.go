@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -232,6 +233,52 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 	if err != nil {
 		return nil, err
 	}
+	rec, err := newRecord(req, imgCfg, img.ID.String())
+	if err != nil {
+		return nil, err
+	}
+	id, generated := rec.ID, req.GetName() == ""
+	if err := os.MkdirAll(s.containerDir(id), 0o710); err != nil {
+		return nil, err
+	}
+	if err := s.writeHostFiles(rec, cfg); err != nil {
+		os.RemoveAll(s.containerDir(id))
+		return nil, err
+	}
+	err = s.cfg.Store.Update(func(tx *bolt.Tx) error {
+		recs, err := allRecords(tx)
+		if err != nil {
+			return err
+		}
+		taken := map[string]string{}
+		for _, r := range recs {
+			taken[r.Name] = r.ID
+		}
+		// A generated name that is taken is generated again.
+		for i := 0; generated && taken[rec.Name] != "" && i <= 50; i++ {
+			rec.Name = "/" + retryName(i, rec.ID)
+		}
+		if other := taken[rec.Name]; other != "" {
+			return errdefs.AlreadyExists(fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", rec.Name, other))
+		}
+		return putRecord(tx, rec)
+	})
+	if err != nil {
+		os.RemoveAll(s.containerDir(id))
+		return nil, err
+	}
+	s.notify(id)
+	s.eventIf(nil, "create", id, nil)
+	return &enginev1.ContainerCreateResponse{Id: id, Warnings: []string{}}, nil
+}
+
+// newRecord validates a create request against the image's run config and
+// builds the container's record; it touches neither disk nor store.
+func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID string) (*Record, error) {
+	cfg := req.GetConfig()
+	if cfg == nil {
+		return nil, errdefs.InvalidArgument(errors.New("config.Image must be set"))
+	}
 	hc := req.GetHostConfig()
 	if hc == nil {
 		hc = &enginev1.HostConfig{}
@@ -279,40 +326,8 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 	if err != nil {
 		return nil, err
 	}
-	rec := &Record{ID: id, Name: name, Created: time.Now().UTC(), Image: cfg.GetImage(), ImageID: img.ID.String(),
-		Path: argv[0], Args: argv[1:], Config: cfgJSON, HostConfig: hcJSON, Status: "created"}
-	if err := os.MkdirAll(s.containerDir(id), 0o710); err != nil {
-		return nil, err
-	}
-	if err := s.writeHostFiles(rec, cfg); err != nil {
-		os.RemoveAll(s.containerDir(id))
-		return nil, err
-	}
-	err = s.cfg.Store.Update(func(tx *bolt.Tx) error {
-		recs, err := allRecords(tx)
-		if err != nil {
-			return err
-		}
-		taken := map[string]string{}
-		for _, r := range recs {
-			taken[r.Name] = r.ID
-		}
-		// A generated name that is taken is generated again.
-		for i := 0; generated && taken[rec.Name] != "" && i <= 50; i++ {
-			rec.Name = "/" + retryName(i, rec.ID)
-		}
-		if other := taken[rec.Name]; other != "" {
-			return errdefs.AlreadyExists(fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", rec.Name, other))
-		}
-		return putRecord(tx, rec)
-	})
-	if err != nil {
-		os.RemoveAll(s.containerDir(id))
-		return nil, err
-	}
-	s.notify(id)
-	s.eventIf(nil, "create", id, nil)
-	return &enginev1.ContainerCreateResponse{Id: id, Warnings: []string{}}, nil
+	return &Record{ID: id, Name: name, Created: time.Now().UTC(), Image: cfg.GetImage(), ImageID: imageID,
+		Path: argv[0], Args: argv[1:], Config: cfgJSON, HostConfig: hcJSON, Status: "created"}, nil
 }
 
 func familiarTagged(ref string) string {

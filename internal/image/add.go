@@ -1,8 +1,11 @@
 package image
 
 import (
+	"archive/tar"
 	"bufio"
+	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -57,11 +60,18 @@ func (s *Service) addImage(ctx context.Context, rawConfig []byte, layers []Layer
 	for i := range layers {
 		layers[i].DiffID, layers[i].ChainID = diffIDs[i], chain[i]
 		if s.snaps.Has(chain[i]) {
+			// The snapshot was verified when it was made, but this blob
+			// was not: it must be the layer the config names, or the image
+			// would record (and save and push) bytes that are not its
+			// layer, such as a host file a hostile archive linked to.
+			if err := s.verifyDiffID(ctx, layers[i]); err != nil {
+				return nil, errdefs.InvalidArgument(err)
+			}
 			layers[i].Unpacked = s.unpackedSize(chain[i])
 			continue
 		}
 		if err := s.unpack(ctx, &layers[i], nil); err != nil {
-			return nil, err
+			return nil, badLayer(err)
 		}
 	}
 	configDigest := digest.FromBytes(rawConfig)
@@ -100,6 +110,52 @@ func (s *Service) addImage(ctx context.Context, rawConfig []byte, layers []Layer
 		return nil, err
 	}
 	return s.Resolve(ctx, rec.ID.String())
+}
+
+// badLayer makes an unpack error that is the layer's fault (not a tar,
+// not gzip, cut short, not its diff ID) a bad request: load and import
+// layers come from the client.
+func badLayer(err error) error {
+	if errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, gzip.ErrHeader) ||
+		errors.Is(err, gzip.ErrChecksum) || errors.Is(err, errCorruptLayer) {
+		return errdefs.InvalidArgument(err)
+	}
+	return err
+}
+
+// verifyDiffID checks that a stored layer blob uncompresses to l.DiffID.
+func (s *Service) verifyDiffID(ctx context.Context, l Layer) error {
+	f, err := s.content.Open(l.Digest)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	plain, err := decompress(bufio.NewReaderSize(f, 256<<10))
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	defer plain.Close()
+	verifier := l.DiffID.Algorithm().Digester()
+	if _, err := io.Copy(verifier.Hash(), readerCtx{ctx, plain}); err != nil {
+		return fmt.Errorf("read layer %s: %w", l.Digest, err)
+	}
+	if got := verifier.Digest(); got != l.DiffID {
+		return fmt.Errorf("layer %s: uncompressed digest %s, config says %s: %w", l.Digest, got, l.DiffID, errCorruptLayer)
+	}
+	return nil
+}
+
+// readerCtx stops a long read when ctx ends.
+type readerCtx struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r readerCtx) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
 }
 
 // receiveToFile writes a client stream into a temporary file.

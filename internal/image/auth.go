@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -23,6 +25,9 @@ func (s *Service) Login(ctx context.Context, req *enginev1.SystemAuthRequest) (*
 	host = strings.TrimSuffix(host, "/v2")
 	if host == "" || host == "index.docker.io" || host == "registry-1.docker.io" {
 		host = "index.docker.io"
+	}
+	if !validRegistryHost(host) {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("invalid registry address %q: want host[:port]", clipString(req.GetServerAddress(), 300)))
 	}
 	var opts []name.Option
 	if s.isInsecure(host) {
@@ -54,6 +59,42 @@ func (s *Service) Login(ctx context.Context, req *enginev1.SystemAuthRequest) (*
 		return nil, errdefs.Unauthorized(errors.New("login attempt to " + host + " failed with status: " + resp.Status))
 	}
 	return nil, fmt.Errorf("login to %s: unexpected status %s", host, resp.Status)
+}
+
+// validRegistryHost: an IP or a DNS name (labels of 1 to 63 letters,
+// digits and dashes, 253 bytes in all), with an optional port.
+func validRegistryHost(hostport string) bool {
+	host := hostport
+	if h, port, err := net.SplitHostPort(hostport); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return false
+		}
+		host = h
+	}
+	if net.ParseIP(strings.Trim(host, "[]")) != nil {
+		return true
+	}
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(host, ".") {
+		if len(l) == 0 || len(l) > 63 || strings.HasPrefix(l, "-") || strings.HasSuffix(l, "-") {
+			return false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func clipString(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }
 
 func loginError(err error) error {

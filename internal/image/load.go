@@ -171,6 +171,9 @@ func (s *Service) loadOCILayout(ctx context.Context, root *archive.Root) ([]stri
 		if err != nil {
 			return fmt.Errorf("config %s: %w", m.Config.Digest, err)
 		}
+		if digest.FromBytes(config) != m.Config.Digest {
+			return fmt.Errorf("config %s is corrupt", m.Config.Digest)
+		}
 		var layers []Layer
 		for _, ld := range m.Layers {
 			if err := ld.Digest.Validate(); err != nil {

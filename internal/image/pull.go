@@ -394,12 +394,16 @@ func (s *Service) unpack(ctx context.Context, l *Layer, progress func(int64)) er
 			return fmt.Errorf("read layer %s: %w", l.Digest, err)
 		}
 		if got := verifier.Digest(); got != l.DiffID {
-			return fmt.Errorf("layer %s is corrupt: uncompressed digest %s, config says %s", l.Digest, got, l.DiffID)
+			return fmt.Errorf("layer %s: uncompressed digest %s, config says %s: %w", l.Digest, got, l.DiffID, errCorruptLayer)
 		}
 		l.Unpacked = n
 		return writeSize(dir, n)
 	})
 }
+
+// errCorruptLayer: a layer's content is not what its digest or diff ID
+// says.
+var errCorruptLayer = errors.New("layer is corrupt")
 
 type countingReader struct {
 	r      io.Reader
