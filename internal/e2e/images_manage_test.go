@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -219,9 +220,15 @@ func TestSaveLoadImport(t *testing.T) {
 	if err == nil || !strings.Contains(out, "not an image archive") {
 		t.Errorf("load of a non-image tar: %v\n%s", err, out)
 	}
-	_, err = c.ImageLoad(ctx, bytes.NewReader([]byte("garbage")))
-	if err == nil {
-		t.Error("load of garbage succeeded")
+	// As from dockerd: a 200 whose stream carries the error.
+	res, err := c.ImageLoad(ctx, bytes.NewReader([]byte("garbage")))
+	if err != nil {
+		t.Fatalf("load of garbage: %v", err)
+	}
+	body, _ := io.ReadAll(res)
+	res.Close()
+	if !bytes.Contains(body, []byte(`"errorDetail"`)) || !bytes.Contains(body, []byte("unexpected EOF")) {
+		t.Errorf("load of garbage: %s", body)
 	}
 	_ = client.ImageListOptions{}
 }
