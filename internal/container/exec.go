@@ -266,8 +266,9 @@ func (s *Service) execProcess(rec *Record, cfg *enginev1.ExecConfig) (*specs.Pro
 		p.User = specs.User{UID: uid, GID: gid, AdditionalGids: groups}
 	}
 	p.Capabilities = oci.ExecCapabilities(p.Capabilities, cfg.GetPrivileged())
-	// Rlimits are the init's; an exec inherits them from the container.
-	p.Rlimits = nil
+	// p.Rlimits stay the container's (--ulimit): an exec'd process is the
+	// shim's child, not the init's, and inherits nothing from the init;
+	// libcontainer sets the process's rlimits on it as on the init.
 	return &p, nil
 }
 
