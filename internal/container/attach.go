@@ -1,10 +1,12 @@
 package container
 
 import (
+	"context"
 	"errors"
 	"io"
 
 	"github.com/engined/engined/internal/logs"
+	"github.com/engined/engined/internal/shimclient"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 	shimv1 "github.com/engined/engined/proto/shim/v1"
 )
@@ -26,17 +28,25 @@ func (s *Service) ContainerAttach(stream enginev1.Engine_ContainerAttachServer) 
 	if opts.GetStdin() {
 		cfg, _ := r.config()
 		stdinOnce := cfg.GetStdinOnce()
+		// Owned by the stream: it ends when the client ends stdin or the
+		// call ends (ctx). Input that comes before the container runs,
+		// as `docker run -i` and `start -ai` send it, waits for its
+		// shim rather than being dropped; so does the end of input.
 		go func() {
 			for {
 				msg, err := stream.Recv()
-				client := s.shim(r.ID)
 				if err != nil || msg.GetCloseStdin() {
-					if client != nil && (stdinOnce || msg.GetCloseStdin() || errors.Is(err, io.EOF)) && !cfg.GetTty() {
-						client.CloseIO(ctx, &shimv1.CloseIORequest{})
+					if (stdinOnce || msg.GetCloseStdin() || errors.Is(err, io.EOF)) && !cfg.GetTty() {
+						if client := s.waitShim(ctx, r.ID); client != nil {
+							client.CloseIO(ctx, &shimv1.CloseIORequest{})
+						}
 					}
 					return
 				}
-				if client != nil && len(msg.GetStdin()) > 0 {
+				if len(msg.GetStdin()) == 0 {
+					continue
+				}
+				if client := s.waitShim(ctx, r.ID); client != nil {
 					client.WriteStdin(ctx, &shimv1.WriteStdinRequest{Data: msg.GetStdin()})
 				}
 			}
@@ -56,6 +66,28 @@ func (s *Service) ContainerAttach(stream enginev1.Engine_ContainerAttachServer) 
 	return logs.Read(ctx, logs.Config{Path: s.logPath(r.ID), MaxSize: maxSize, MaxFiles: maxFiles}, ro, s.nextExit(r), func(e logs.Entry) error {
 		return stream.Send(toLogEntry(e))
 	})
+}
+
+// waitShim returns the shim of the container's current run, waiting for
+// the container to start if it has none; nil when ctx ends or the
+// container is removed first.
+func (s *Service) waitShim(ctx context.Context, id string) *shimclient.Client {
+	for {
+		changed := s.changes(id)
+		if c := s.shim(id); c != nil {
+			return c
+		}
+		if _, err := s.get(id); err != nil {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		case <-s.ctx.Done():
+			return nil
+		}
+	}
 }
 
 // nextExit is closed when the container, as r saw it, next stops running
