@@ -115,6 +115,12 @@ func hostConfig(h *enginev1.HostConfig) *container.HostConfig {
 		p := h.GetPidsLimit()
 		out.PidsLimit = &p
 	}
+	if h.GetInit() {
+		// dockerd's is null unless --init (or --init=false) was given;
+		// the proto keeps only whether it is on.
+		init := true
+		out.Init = &init
+	}
 	for _, u := range h.GetUlimits() {
 		out.Ulimits = append(out.Ulimits, &container.Ulimit{Name: u.GetName(), Soft: u.GetSoft(), Hard: u.GetHard()})
 	}

@@ -188,6 +188,15 @@ func (s *Service) buildSpec(ctx context.Context, rec *Record) (*specs.Spec, erro
 	}
 	// Argv was fixed at create time, from the image config then.
 	opts.Entrypoint, opts.Cmd = []string{rec.Path}, rec.Args
+	if hc.GetInit() {
+		// As dockerd: the init is mounted read-only and runs the command
+		// as its child, forwarding signals to it and reaping zombies.
+		if s.cfg.InitPath == "" {
+			return nil, errdefs.InvalidArgument(errors.New("--init: engined has no init binary"))
+		}
+		opts.Mounts = append(opts.Mounts, oci.Mount{Source: s.cfg.InitPath, Destination: initInContainer, Type: "bind", Options: []string{"bind", "ro", "rprivate"}})
+		opts.Entrypoint, opts.Cmd = []string{initInContainer, "--", rec.Path}, rec.Args
+	}
 	for _, u := range hc.GetUlimits() {
 		opts.Ulimits = append(opts.Ulimits, oci.Ulimit{Name: u.GetName(), Soft: u.GetSoft(), Hard: u.GetHard()})
 	}
@@ -204,6 +213,9 @@ func (s *Service) buildSpec(ctx context.Context, rec *Record) (*specs.Spec, erro
 	}
 	return spec, nil
 }
+
+// initInContainer is where --init's binary is mounted, as dockerd does.
+const initInContainer = "/sbin/docker-init"
 
 // logRotation reads json-file's max-size and max-file options.
 func logRotation(lc *enginev1.LogConfig) (int64, int) {
