@@ -468,6 +468,11 @@ func (h *handlers) containerAttach(w http.ResponseWriter, r *http.Request, p map
 	if err == nil {
 		err = stream.Send(&enginev1.ContainerAttachRequest{Options: opts})
 	}
+	if err == nil {
+		// The first reply says the attach is accepted (invalid detach
+		// keys, say, come instead), before the connection is hijacked.
+		_, err = stream.Recv()
+	}
 	if err != nil {
 		writeGRPCError(w, err)
 		return

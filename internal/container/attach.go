@@ -3,8 +3,11 @@ package container
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"sync/atomic"
 
+	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/logs"
 	"github.com/engined/engined/internal/shimclient"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
@@ -14,8 +17,10 @@ import (
 // ContainerAttach streams the container's output from now on (and, with
 // logs, what it wrote before), and forwards stdin. Output comes from the
 // log file the shim writes, so a slow client never blocks the container.
+// An empty first reply says the attach is accepted (errors come instead).
+// With a terminal, the detach keys (given, or ctrl-p ctrl-q) in stdin end
+// the stream and leave the container running, as with dockerd.
 func (s *Service) ContainerAttach(stream enginev1.Engine_ContainerAttachServer) error {
-	ctx := stream.Context()
 	_, opts, err := firstMessage(stream.Recv, (*enginev1.ContainerAttachRequest).GetOptions, "attach")
 	if err != nil {
 		return err
@@ -24,14 +29,27 @@ func (s *Service) ContainerAttach(stream enginev1.Engine_ContainerAttachServer) 
 	if err != nil {
 		return err
 	}
+	cfg, _ := r.config()
+	keys, err := detachKeysFor(cfg.GetTty(), opts.GetDetachKeys())
+	if err != nil {
+		return errdefs.InvalidArgument(fmt.Errorf("Invalid detach keys (%s) provided", opts.GetDetachKeys()))
+	}
+	if err := stream.Send(&enginev1.LogEntry{}); err != nil {
+		return err
+	}
 	s.event("attach", r, nil)
+	// Detaching cancels ctx: the output ends, and the stream with it.
+	ctx, detach := context.WithCancel(stream.Context())
+	defer detach()
+	var detached atomic.Bool
 	if opts.GetStdin() {
-		cfg, _ := r.config()
 		stdinOnce := cfg.GetStdinOnce()
-		// Owned by the stream: it ends when the client ends stdin or the
-		// call ends (ctx). Input that comes before the container runs,
-		// as `docker run -i` and `start -ai` send it, waits for its
-		// shim rather than being dropped; so does the end of input.
+		det := &detacher{keys: keys}
+		// Owned by the stream: it ends when the client ends stdin, on
+		// the detach keys, or when the call ends (ctx). Input that comes
+		// before the container runs, as `docker run -i` and `start -ai`
+		// send it, waits for its shim rather than being dropped; so does
+		// the end of input.
 		go func() {
 			for {
 				msg, err := stream.Recv()
@@ -43,17 +61,26 @@ func (s *Service) ContainerAttach(stream enginev1.Engine_ContainerAttachServer) 
 					}
 					return
 				}
-				if len(msg.GetStdin()) == 0 {
-					continue
+				data, done := det.feed(msg.GetStdin())
+				if len(data) > 0 {
+					if client := s.waitShim(ctx, r.ID); client != nil {
+						client.WriteStdin(ctx, &shimv1.WriteStdinRequest{Data: data})
+					}
 				}
-				if client := s.waitShim(ctx, r.ID); client != nil {
-					client.WriteStdin(ctx, &shimv1.WriteStdinRequest{Data: msg.GetStdin()})
+				if done {
+					detached.Store(true)
+					s.eventIf(nil, "detach", r.ID, nil)
+					detach()
+					return
 				}
 			}
 		}()
 	}
 	if !opts.GetStdout() && !opts.GetStderr() {
-		<-s.nextExit(r)
+		select {
+		case <-s.nextExit(r):
+		case <-ctx.Done():
+		}
 		return nil
 	}
 	tail := 0
@@ -63,9 +90,13 @@ func (s *Service) ContainerAttach(stream enginev1.Engine_ContainerAttachServer) 
 	hc, _ := r.hostConfig()
 	maxSize, maxFiles := logRotation(hc.GetLogConfig())
 	ro := logs.ReadOptions{Stdout: opts.GetStdout(), Stderr: opts.GetStderr(), Tail: tail, Follow: opts.GetStream()}
-	return logs.Read(ctx, logs.Config{Path: s.logPath(r.ID), MaxSize: maxSize, MaxFiles: maxFiles}, ro, s.nextExit(r), func(e logs.Entry) error {
+	err = logs.Read(ctx, logs.Config{Path: s.logPath(r.ID), MaxSize: maxSize, MaxFiles: maxFiles}, ro, s.nextExit(r), func(e logs.Entry) error {
 		return stream.Send(toLogEntry(e))
 	})
+	if detached.Load() {
+		return nil // the stream ends as the client asked
+	}
+	return err
 }
 
 // waitShim returns the shim of the container's current run, waiting for

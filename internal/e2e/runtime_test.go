@@ -361,3 +361,89 @@ func TestInitFlag(t *testing.T) {
 		t.Errorf("--init without an init binary: %v %s", err, o)
 	}
 }
+
+// readUntil reads r until it has seen want, or fails at a deadline.
+func readUntil(t *testing.T, conn interface{ SetReadDeadline(time.Time) error }, r io.Reader, want string) string {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var got []byte
+	buf := make([]byte, 4096)
+	for !bytes.Contains(got, []byte(want)) {
+		n, err := r.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("waiting for %q: %v (got %q)", want, err, got)
+		}
+	}
+	return string(got)
+}
+
+// readToEnd requires the stream to end (as a detach ends it) in time.
+func readToEnd(t *testing.T, conn interface{ SetReadDeadline(time.Time) error }, r io.Reader, what string) {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		t.Fatalf("%s: the stream did not end after the detach keys: %v", what, err)
+	}
+}
+
+// The detach keys in an attach's or exec's stdin end the stream on the
+// engine's side (an SDK that sends them and reads to the end must not
+// hang); the container and the exec'd process run on. Invalid keys are a
+// 400.
+func TestServerSideDetachKeys(t *testing.T) {
+	e := runEngine(t)
+	mustDocker(t, e.Host, "run", "-d", "-it", "--name", "tt", "busybox", "sh")
+	c := mobyClient(t, e.Host)
+	ctx := context.Background()
+	for _, tc := range []struct{ keys, seq string }{{"ctrl-a,x", "\x01x"}, {"", "\x10\x11"}} {
+		att, err := c.ContainerAttach(ctx, "tt", client.ContainerAttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true, DetachKeys: tc.keys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		att.Conn.Write([]byte("echo $((6*7))\n"))
+		readUntil(t, att.Conn, att.Reader, "42")
+		att.Conn.Write([]byte(tc.seq))
+		readToEnd(t, att.Conn, att.Reader, "attach with keys "+tc.keys)
+		att.Close()
+		if st := inspectField(t, e.Host, "tt", "{{.State.Status}}"); st != "running" {
+			t.Fatalf("after detach (%q): %s", tc.keys, st)
+		}
+	}
+	if code, _, body := e.do("POST", "/containers/tt/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-1"); code != 400 || !strings.Contains(body, "Invalid detach keys") {
+		t.Errorf("attach with invalid detach keys: %d %s", code, body)
+	}
+
+	ex, err := c.ExecCreate(ctx, "tt", client.ExecCreateOptions{Cmd: []string{"sh"}, TTY: true, AttachStdin: true, AttachStdout: true, AttachStderr: true, DetachKeys: "ctrl-a,x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ea, err := c.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{TTY: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ea.Close()
+	ea.Conn.Write([]byte("echo $((7*8))\n"))
+	readUntil(t, ea.Conn, ea.Reader, "56")
+	ea.Conn.Write([]byte("\x01x"))
+	readToEnd(t, ea.Conn, ea.Reader, "exec")
+	if res, err := c.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{}); err != nil || !res.Running {
+		t.Errorf("exec after detach: %+v %v", res, err)
+	}
+	if _, err := c.ExecCreate(ctx, "tt", client.ExecCreateOptions{Cmd: []string{"sh"}, DetachKeys: "ctrl-1"}); err == nil || !strings.Contains(err.Error(), "Invalid escape keys") {
+		t.Errorf("exec create with invalid detach keys: %v", err)
+	}
+	// The CLI still detaches a terminal session (it watches the keys too).
+	p := startInPTY(t, e, "attach", "--detach-keys", "ctrl-a,x", "tt")
+	p.type_("echo $((8*9))")
+	p.waitFor("72")
+	p.pty.Write([]byte("\x01x"))
+	// As with dockerd, the CLI exits 1 (saying "read escape sequence" when
+	// it saw the keys before the engine ended the stream).
+	if code := exitCode(p.cmd.Wait()); code != 1 {
+		t.Errorf("docker attach after its detach keys exited %d:\n%s", code, p.out.String())
+	}
+	if st := inspectField(t, e.Host, "tt", "{{.State.Status}}"); st != "running" {
+		t.Errorf("after the CLI detached: %s", st)
+	}
+}
