@@ -116,6 +116,12 @@ func hostConfig(h *enginev1.HostConfig) *container.HostConfig {
 		p := h.GetPidsLimit()
 		out.PidsLimit = &p
 	}
+	if h.GetInit() {
+		// dockerd's is null unless --init (or --init=false) was given;
+		// the proto keeps only whether it is on.
+		init := true
+		out.Init = &init
+	}
 	for _, u := range h.GetUlimits() {
 		out.Ulimits = append(out.Ulimits, &container.Ulimit{Name: u.GetName(), Soft: u.GetSoft(), Hard: u.GetHard()})
 	}
@@ -474,6 +480,11 @@ func (h *handlers) containerAttach(w http.ResponseWriter, r *http.Request, p map
 	stream, err := h.engine.ContainerAttach(ctx)
 	if err == nil {
 		err = stream.Send(&enginev1.ContainerAttachRequest{Options: opts})
+	}
+	if err == nil {
+		// The first reply says the attach is accepted (invalid detach
+		// keys, say, come instead), before the connection is hijacked.
+		_, err = stream.Recv()
 	}
 	if err != nil {
 		writeGRPCError(w, err)

@@ -34,6 +34,7 @@ import (
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
+		resetSignals()
 		libcontainer.Init() // does not return
 	}
 	if len(os.Args) < 2 {
@@ -60,6 +61,23 @@ func main() {
 	}
 }
 
+// resetSignals gives the container's process (init or exec'd) default
+// signal dispositions and an empty signal mask whatever engined and the
+// shim inherited: a shell's `engined &` starts engined with SIGINT and
+// SIGHUP ignored, a Go program keeps those two ignored, and an ignored
+// signal or a blocked one survives exec, so Ctrl-C, docker kill -s INT
+// and trap would do nothing in the container. libcontainer's init execs
+// the process from this thread (Init locks it too), with the signals
+// caught here reset to their defaults by the exec.
+func resetSignals() {
+	runtime.LockOSThread()
+	signal.Notify(make(chan os.Signal, 1), unix.SIGINT, unix.SIGHUP)
+	var none unix.Sigset_t
+	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &none, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "shim init: clear the signal mask:", err)
+	}
+}
+
 func serve(runcRoot string) error {
 	// A shim is small and mostly idle: collect garbage early, and one
 	// processor is plenty for one container (each P has its own caches).
@@ -79,8 +97,11 @@ func serve(runcRoot string) error {
 	sigchld := make(chan os.Signal, 32)
 	signal.Notify(sigchld, unix.SIGCHLD)
 	go svc.Reap(ctx, sigchld)
-	// engined stopping must not stop the container.
-	signal.Ignore(unix.SIGINT, unix.SIGHUP, unix.SIGPIPE)
+	// engined stopping must not stop the container: these are caught and
+	// dropped (a full channel drops them), not ignored, because an
+	// ignored signal stays ignored across exec and the container's
+	// processes would inherit that.
+	signal.Notify(make(chan os.Signal, 1), unix.SIGINT, unix.SIGHUP, unix.SIGPIPE)
 
 	srv, err := ttrpc.NewServer()
 	if err != nil {

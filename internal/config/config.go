@@ -44,6 +44,9 @@ type Config struct {
 	Labels             []string `json:"labels,omitempty"`
 	RegistryMirrors    []string `json:"registry-mirrors,omitempty"`
 	InsecureRegistries []string `json:"insecure-registries,omitempty"`
+	// InitPath is the init binary --init runs as PID 1 (dockerd's
+	// init-path); empty: looked up at start (docker-init, tini-static).
+	InitPath string `json:"init-path,omitempty"`
 
 	// HTTPReadTimeout bounds the wait for a request's headers and, while
 	// a request body is read, for its next bytes; HTTPIdleTimeout closes
@@ -86,6 +89,7 @@ var flagKeys = map[string]string{
 	"label":             "labels",
 	"registry-mirror":   "registry-mirrors",
 	"insecure-registry": "insecure-registries",
+	"init-path":         "init-path",
 }
 
 // Register adds engined's flags to fs.
@@ -106,6 +110,7 @@ func Register(fs *pflag.FlagSet) *Flags {
 	fs.StringArrayVar(&c.Labels, "label", nil, "engine label key=value (repeatable)")
 	fs.StringArrayVar(&c.RegistryMirrors, "registry-mirror", nil, "registry mirror for docker.io (repeatable)")
 	fs.StringArrayVar(&c.InsecureRegistries, "insecure-registry", nil, "registry (host:port or CIDR) reachable over plain HTTP (repeatable)")
+	fs.StringVar(&c.InitPath, "init-path", "", "init binary for --init, run as PID 1 (default: docker-init or tini-static from PATH)")
 	fs.StringVar(&f.configFile, "config-file", DefaultConfigFile, "JSON configuration file (dockerd's daemon.json keys)")
 	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", DefaultHTTPReadTimeout, "close a connection whose request headers, or the next bytes of its request body, take longer")
 	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", DefaultHTTPIdleTimeout, "close a keep-alive connection idle for longer")
@@ -185,6 +190,8 @@ func (f *Flags) merge(cfg *Config, file *Config) error {
 			cfg.RegistryMirrors = file.RegistryMirrors
 		case "insecure-registries":
 			cfg.InsecureRegistries = file.InsecureRegistries
+		case "init-path":
+			cfg.InitPath = file.InitPath
 		default:
 			return fmt.Errorf("config file key %q has no merge rule", key)
 		}

@@ -202,12 +202,8 @@ func (s *Service) ContainerRestart(ctx context.Context, req *enginev1.ContainerR
 }
 
 func (s *Service) ContainerKill(ctx context.Context, req *enginev1.ContainerKillRequest) (*enginev1.ContainerKillResponse, error) {
+	// Kill logs the kill event once the signal is sent, before the die.
 	err := s.Kill(ctx, req.GetId(), req.GetSignal())
-	sig := req.GetSignal()
-	if sig == "" {
-		sig = "KILL"
-	}
-	s.eventIf(err, "kill", req.GetId(), map[string]string{"signal": sig})
 	return &enginev1.ContainerKillResponse{}, err
 }
 

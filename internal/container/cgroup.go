@@ -10,17 +10,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// orphanKillWait bounds how long killOrphans waits for the processes to
+// be gone.
+const orphanKillWait = 10 * time.Second
+
 // killOrphans kills what is left of a container whose shim died: every
 // process in its cgroups, then the cgroups themselves. Without the shim
-// nothing else would.
+// nothing else would. It returns once the cgroups are empty (or the wait
+// is over), so the container is not reported exited while its processes
+// still run.
 func (s *Service) killOrphans(id string, initPid int) {
+	dirs := cgroupDirs(id)
+	// Thaw first: a frozen (paused) cgroup's processes cannot die.
+	for _, d := range dirs {
+		os.WriteFile(filepath.Join(d, "freezer.state"), []byte("THAWED"), 0)
+		os.WriteFile(filepath.Join(d, "cgroup.freeze"), []byte("0"), 0)
+	}
 	// The pid may have been reused since (after a reboot, surely): kill it
 	// only if it is still in the container's cgroup.
 	if cg, err := os.ReadFile("/proc/" + strconv.Itoa(initPid) + "/cgroup"); initPid > 0 && err == nil && strings.Contains(string(cg), "/engined/"+id) {
 		unix.Kill(initPid, unix.SIGKILL)
 	}
-	dirs := cgroupDirs(id)
-	for i := 0; i < 50; i++ {
+	deadline := time.Now().Add(orphanKillWait)
+	for {
 		alive := false
 		for _, d := range dirs {
 			data, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
@@ -37,11 +49,15 @@ func (s *Service) killOrphans(id string, initPid int) {
 		if !alive {
 			break
 		}
+		if time.Now().After(deadline) {
+			s.cfg.Logger.Warn("processes of a container whose shim died survive SIGKILL", "id", id, "waited", orphanKillWait)
+			break
+		}
+		// Polling: a cgroup (v1) has no notification for becoming empty
+		// that works for a cgroup engined does not own.
 		time.Sleep(20 * time.Millisecond)
 	}
 	for _, d := range dirs {
-		// Thaw first: a frozen cgroup's processes cannot die.
-		os.WriteFile(filepath.Join(d, "freezer.state"), []byte("THAWED"), 0)
 		os.Remove(d)
 	}
 }

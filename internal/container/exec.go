@@ -56,6 +56,11 @@ func (s *Service) ContainerExecCreate(ctx context.Context, req *enginev1.Contain
 	if len(cfg.GetCmd()) == 0 {
 		return nil, errdefs.InvalidArgument(errors.New("no exec command specified"))
 	}
+	if k := cfg.GetDetachKeys(); k != "" {
+		if _, err := parseDetachKeys(k); err != nil {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("Invalid escape keys (%s) provided", k))
+		}
+	}
 	if rec.Status == "paused" {
 		return nil, errdefs.Conflict(fmt.Errorf("container %s is paused, unpause the container before exec", rec.ID))
 	}
@@ -187,8 +192,13 @@ func (s *Service) ExecStart(stream enginev1.Engine_ExecStartServer) error {
 		}()
 		return nil
 	}
-	defer cancelOut()
+	// Closed on the detach keys: the stream ends, the process runs on.
+	detached := make(chan struct{})
 	if cfg.GetAttachStdin() {
+		keys, _ := detachKeysFor(cfg.GetTty(), cfg.GetDetachKeys()) // checked at create
+		det := &detacher{keys: keys}
+		// Owned by the stream: it ends with stdin, on the detach keys or
+		// when the call ends.
 		go func() {
 			for {
 				msg, err := stream.Recv()
@@ -198,22 +208,54 @@ func (s *Service) ExecStart(stream enginev1.Engine_ExecStartServer) error {
 					}
 					return
 				}
-				if len(msg.GetStdin()) > 0 {
-					client.WriteStdin(ctx, &shimv1.WriteStdinRequest{ExecId: e.id, Data: msg.GetStdin()})
+				data, done := det.feed(msg.GetStdin())
+				if len(data) > 0 {
+					client.WriteStdin(ctx, &shimv1.WriteStdinRequest{ExecId: e.id, Data: data})
+				}
+				if done {
+					close(detached)
+					return
 				}
 			}
 		}()
 	}
-	for {
-		chunk, err := out.Recv()
-		if err != nil {
-			break
+	// The reader takes the output to its end whatever becomes of this
+	// call: a process whose output nobody reads would block writing it.
+	// It hands chunks over until the call returns (stop).
+	chunks := make(chan *shimv1.OutputChunk)
+	stop := make(chan struct{})
+	defer close(stop)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer cancelOut()
+		defer close(chunks)
+		for {
+			chunk, err := out.Recv()
+			if err != nil {
+				return
+			}
+			select {
+			case chunks <- chunk:
+			case <-stop:
+			}
 		}
-		if chunk.GetStream() == 2 && !cfg.GetAttachStderr() || chunk.GetStream() != 2 && !cfg.GetAttachStdout() {
-			continue
-		}
-		if err := stream.Send(&enginev1.LogEntry{Stream: int32(chunk.GetStream()), Data: chunk.GetData()}); err != nil {
-			return err
+	}()
+	for ended := false; !ended; {
+		select {
+		case chunk, ok := <-chunks:
+			if !ok {
+				ended = true
+				break
+			}
+			if chunk.GetStream() == 2 && !cfg.GetAttachStderr() || chunk.GetStream() != 2 && !cfg.GetAttachStdout() {
+				continue
+			}
+			if err := stream.Send(&enginev1.LogEntry{Stream: int32(chunk.GetStream()), Data: chunk.GetData()}); err != nil {
+				return err
+			}
+		case <-detached:
+			return nil
 		}
 	}
 	// The client asks for the exit code next: have it.
@@ -266,8 +308,9 @@ func (s *Service) execProcess(rec *Record, cfg *enginev1.ExecConfig) (*specs.Pro
 		p.User = specs.User{UID: uid, GID: gid, AdditionalGids: groups}
 	}
 	p.Capabilities = oci.ExecCapabilities(p.Capabilities, cfg.GetPrivileged())
-	// Rlimits are the init's; an exec inherits them from the container.
-	p.Rlimits = nil
+	// p.Rlimits stay the container's (--ulimit): an exec'd process is the
+	// shim's child, not the init's, and inherits nothing from the init;
+	// libcontainer sets the process's rlimits on it as on the init.
 	return &p, nil
 }
 

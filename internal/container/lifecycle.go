@@ -211,6 +211,15 @@ func (s *Service) specOptions(rec *Record, imgCfg v1.Config, rootfs string) (oci
 	}
 	// Argv was fixed at create time, from the image config then.
 	opts.Entrypoint, opts.Cmd = []string{rec.Path}, rec.Args
+	if hc.GetInit() {
+		// As dockerd: the init is mounted read-only and runs the command
+		// as its child, forwarding signals to it and reaping zombies.
+		if s.cfg.InitPath == "" {
+			return nil, errdefs.InvalidArgument(errors.New("--init: engined has no init binary"))
+		}
+		opts.Mounts = append(opts.Mounts, oci.Mount{Source: s.cfg.InitPath, Destination: initInContainer, Type: "bind", Options: []string{"bind", "ro", "rprivate"}})
+		opts.Entrypoint, opts.Cmd = []string{initInContainer, "--", rec.Path}, rec.Args
+	}
 	for _, u := range hc.GetUlimits() {
 		opts.Ulimits = append(opts.Ulimits, oci.Ulimit{Name: u.GetName(), Soft: u.GetSoft(), Hard: u.GetHard()})
 	}
@@ -223,6 +232,9 @@ func (s *Service) specOptions(rec *Record, imgCfg v1.Config, rootfs string) (oci
 	}
 	return opts, nil
 }
+
+// initInContainer is where --init's binary is mounted, as dockerd does.
+const initInContainer = "/sbin/docker-init"
 
 // logRotation reads json-file's max-size and max-file options.
 func logRotation(lc *enginev1.LogConfig) (int64, int) {
@@ -295,6 +307,9 @@ func (s *Service) unmountRootfs(id string) {
 	rootfs := filepath.Join(s.containerDir(id), "rootfs")
 	for isMounted(rootfs) {
 		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil {
+			if errors.Is(err, unix.EINVAL) && !isMounted(rootfs) {
+				return // unmounted meanwhile
+			}
 			s.cfg.Logger.Warn("unmount container rootfs", "id", id, "err", err)
 			return
 		}
@@ -314,7 +329,7 @@ func (s *Service) monitor(id string, client *shimclient.Client) {
 			resp, err := client.Wait(s.ctx, &shimv1.WaitRequest{})
 			switch {
 			case err == nil:
-				s.exited(id, resp.GetExit())
+				s.exited(id, client, resp.GetExit())
 			case s.ctx.Err() == nil:
 				s.lostShim(id, client, err)
 			}
@@ -334,7 +349,7 @@ func (s *Service) monitor(id string, client *shimclient.Client) {
 				seq = ev.GetSeq()
 				switch ev.GetKind() {
 				case shimv1.Event_KIND_EXIT:
-					s.exited(id, ev.GetExit())
+					s.exited(id, client, ev.GetExit())
 					return
 				case shimv1.Event_KIND_EXEC_EXIT:
 					s.execExited(id, ev.GetExecId(), ev.GetExit())
@@ -357,18 +372,28 @@ func (s *Service) lostShim(id string, client *shimclient.Client, err error) {
 		s.killOrphans(id, rec.Pid)
 	}
 	s.mu.Lock()
-	delete(s.shims, id)
+	if s.shims[id] == client {
+		delete(s.shims, id)
+	}
 	s.mu.Unlock()
 	client.Close()
-	s.exited(id, e)
+	// The shim is gone: nothing to delete through it.
+	s.exited(id, nil, e)
 }
 
-// exited records an exit, releases the runtime and applies AutoRemove.
-func (s *Service) exited(id string, e *shimv1.ExitStatus) {
+// exited records an exit of the run client served (nil: a shim that is
+// gone), releases the runtime and applies AutoRemove.
+//
+// The runtime is released first: the record says the container stopped
+// (which lets a start, restart or removal waiting for that go on) only
+// once nothing of this run is left to clean up, so this run's cleanup
+// (shim, state directory, rootfs mount) can never race the next run's
+// start, nor a removal's own cleanup.
+func (s *Service) exited(id string, client *shimclient.Client, e *shimv1.ExitStatus) {
 	s.dropExecs(id)
+	s.cleanupRun(id, client)
 	rec, err := s.get(id)
 	if err != nil {
-		s.cleanupRuntime(id)
 		return
 	}
 	code := 255
@@ -396,18 +421,24 @@ func (s *Service) exited(id string, e *shimv1.ExitStatus) {
 		}
 		return nil
 	})
-	s.cleanupRuntime(id)
 	if err == nil && restart {
 		s.scheduleRestart(id, s.nextRestartDelay(id, rec.FinishedAt.Sub(rec.StartedAt)))
 	}
 }
 
-// cleanupRuntime deletes the shim (it exits), the state directory and the
-// rootfs mount.
-func (s *Service) cleanupRuntime(id string) {
+// cleanupRuntime deletes the container's shim (it exits), the state
+// directory and the rootfs mount. Each step is skipped when there is
+// nothing left to do, so cleaning up twice is harmless and quiet.
+func (s *Service) cleanupRuntime(id string) { s.cleanupRun(id, nil) }
+
+// cleanupRun is cleanupRuntime for the run client serves (nil: whatever
+// shim the container has).
+func (s *Service) cleanupRun(id string, client *shimclient.Client) {
 	s.mu.Lock()
-	client := s.shims[id]
-	delete(s.shims, id)
+	if cur := s.shims[id]; client == nil || cur == client {
+		client = cur
+		delete(s.shims, id)
+	}
 	s.mu.Unlock()
 	b, berr := shimclient.ReadBootstrap(s.stateDir(id))
 	if client == nil && berr == nil && b.Alive() {
@@ -462,12 +493,37 @@ func (s *Service) Kill(ctx context.Context, ref, sig string) error {
 	if n == syscall.SIGKILL || n == stopSig {
 		s.update(rec.ID, func(r *Record) error { r.StopRequested = true; return nil })
 	}
-	if _, err := client.Kill(ctx, &shimv1.KillRequest{Signal: uint32(n)}); err != nil {
+	changed := s.changes(rec.ID)
+	if err := s.signal(ctx, rec, client, n); err != nil {
 		if isNotRunning(err) {
 			return errdefs.Conflict(fmt.Errorf("Cannot kill container: %s: container %s is not running", ref, rec.ID))
 		}
 		return err
 	}
+	if n != syscall.SIGKILL {
+		return nil
+	}
+	// As dockerd: SIGKILL returns once the container is dead (and its
+	// exit handled), so inspect and rm right after see it stopped.
+	if err := s.waitExited(ctx, rec.ID, changed, killWait); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("tried to kill container %s, but it did not exit within %v", rec.ID, killWait)
+	}
+	return nil
+}
+
+// killWait bounds the wait for a container to exit after SIGKILL.
+const killWait = 10 * time.Second
+
+// signal sends sig to the container's init and logs the kill event, as
+// dockerd does for every signal it sends, docker stop's included.
+func (s *Service) signal(ctx context.Context, rec *Record, client *shimclient.Client, sig syscall.Signal) error {
+	if _, err := client.Kill(ctx, &shimv1.KillRequest{Signal: uint32(sig)}); err != nil {
+		return fmt.Errorf("signal container %s: %w", rec.ID, err)
+	}
+	s.event("kill", rec, map[string]string{"signal": strconv.Itoa(int(sig))})
 	return nil
 }
 
@@ -501,7 +557,14 @@ func (s *Service) stop(ctx context.Context, id string, timeout *int32, sig strin
 		return err
 	}
 	client := s.shim(id)
-	if client == nil || (rec.Status != "running" && rec.Status != "paused") {
+	if rec.Status != "running" && rec.Status != "paused" {
+		return errdefs.NotModified(errors.New("container already stopped"))
+	}
+	if client == nil {
+		// Its exit is being handled: stopped once that is done.
+		if err := s.waitExited(ctx, id, s.changes(id), 0); err != nil {
+			return err
+		}
 		return errdefs.NotModified(errors.New("container already stopped"))
 	}
 	cfg, _ := rec.config()
@@ -527,7 +590,7 @@ func (s *Service) stop(ctx context.Context, id string, timeout *int32, sig strin
 	}
 	changed := s.changes(id)
 	if wait != 0 {
-		if _, err := client.Kill(ctx, &shimv1.KillRequest{Signal: uint32(n)}); err != nil && !isNotRunning(err) {
+		if err := s.signal(ctx, rec, client, n); err != nil && !isNotRunning(err) {
 			return err
 		}
 	}
@@ -540,10 +603,11 @@ func (s *Service) stop(ctx context.Context, id string, timeout *int32, sig strin
 			return nil
 		}
 	}
-	if _, err := client.Kill(ctx, &shimv1.KillRequest{Signal: uint32(syscall.SIGKILL)}); err != nil && !isNotRunning(err) {
+	changed = s.changes(id)
+	if err := s.signal(ctx, rec, client, syscall.SIGKILL); err != nil && !isNotRunning(err) {
 		return err
 	}
-	return s.waitExited(ctx, id, s.changes(id), 0)
+	return s.waitExited(ctx, id, changed, 0)
 }
 
 // waitExited waits until the record is no longer running (0: no limit).
@@ -582,10 +646,8 @@ func (s *Service) Restart(ctx context.Context, ref string, timeout *int32, sig s
 		return err
 	}
 	unlock()
-	// The monitor cleans up asynchronously; wait for the shim to be gone.
-	for i := 0; i < 100 && s.shim(rec.ID) != nil; i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
+	// stop returned once the exit was handled, cleanup included (see
+	// exited), so the start below has the container to itself.
 	s.update(rec.ID, func(r *Record) error { r.RestartCount++; return nil })
 	return s.Start(ctx, rec.ID)
 }
@@ -641,10 +703,15 @@ func (s *Service) Remove(ctx context.Context, ref string, force bool) error {
 		if !force {
 			return errdefs.Conflict(fmt.Errorf("cannot remove container %q: container is running: stop the container before removing or force remove", rec.Name))
 		}
+		changed := s.changes(rec.ID)
 		if client := s.shim(rec.ID); client != nil {
-			client.Kill(ctx, &shimv1.KillRequest{Signal: uint32(syscall.SIGKILL)})
+			if err := s.signal(ctx, rec, client, syscall.SIGKILL); err != nil && !isNotRunning(err) {
+				s.cfg.Logger.Warn("kill container to remove it", "id", rec.ID, "err", err)
+			}
 		}
-		s.waitExited(ctx, rec.ID, s.changes(rec.ID), 10*time.Second)
+		// The exit is handled (die logged, runtime released) before the
+		// removal goes on, so destroy is the last event.
+		s.waitExited(ctx, rec.ID, changed, killWait)
 		if rec, err = s.get(rec.ID); err != nil {
 			if errdefs.IsNotFound(err) {
 				return nil // it was AutoRemove

@@ -37,6 +37,10 @@ func (s *Service) Restore(ctx context.Context) {
 				s.cfg.Logger.Info("cleaning up after an unfinished start or exit", "id", r.ID[:12], "shim", b.Pid)
 				s.cleanupRuntime(r.ID)
 			}
+			// An engined killed mid-start (after the rootfs mount, before
+			// the shim's bootstrap record) leaves the mount alone: a
+			// container that does not run has none.
+			s.unmountRootfs(r.ID)
 			continue
 		}
 		wg.Add(1)
@@ -72,7 +76,7 @@ func (s *Service) reconnect(ctx context.Context, r *Record) {
 	if e == nil {
 		s.killOrphans(r.ID, r.Pid)
 	}
-	s.exited(r.ID, e)
+	s.exited(r.ID, nil, e)
 }
 
 // removeOrphans removes the files of containers that have no record: a

@@ -44,6 +44,9 @@ type Config struct {
 	Logger   *slog.Logger
 	// Events, if set, receives container events.
 	Events *events.Bus
+	// InitPath is the init binary --init mounts into the container and
+	// runs as PID 1; empty: --init is refused.
+	InitPath string
 }
 
 // Service manages containers.
@@ -288,6 +291,9 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 	}
 	if err := oci.ValidateSecurityOpt(hc.GetSecurityOpt()); err != nil {
 		return nil, errdefs.InvalidArgument(err)
+	}
+	if hc.GetInit() && s.cfg.InitPath == "" {
+		return nil, errdefs.InvalidArgument(errors.New("--init: engined has no init binary: install docker-init or tini (tini-static), or set init-path"))
 	}
 	if hc.GetAutoRemove() && hc.GetRestartPolicy().GetName() != "" && hc.GetRestartPolicy().GetName() != "no" {
 		return nil, errdefs.InvalidArgument(errors.New("can't create 'AutoRemove' container with restart policy"))

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -147,8 +148,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		return err
 	}
 	defer shims.Close()
+	initPath := findInit(cfg.InitPath, log)
 	containers, err = container.New(container.Config{
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, Shims: shims, Store: st, Images: images, Logger: log, Events: bus,
+		InitPath: initPath,
 	})
 	if err != nil {
 		closeAll(listeners)
@@ -389,4 +392,28 @@ func closeAll(ls []*listener.Listener) {
 	for _, l := range ls {
 		l.Close()
 	}
+}
+
+// initCandidates are looked up in PATH when no init-path is set: Docker's
+// own docker-init, then Debian's tini-static (package tini). The binary
+// is mounted into containers, so it must be static.
+var initCandidates = []string{"docker-init", "tini-static"}
+
+// findInit resolves the init binary for --init; "" when there is none,
+// and then --init is refused.
+func findInit(configured string, log *slog.Logger) string {
+	if configured != "" {
+		if st, err := os.Stat(configured); err != nil || !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
+			log.Warn("init-path is not an executable file: --init is refused", "init-path", configured, "err", err)
+			return ""
+		}
+		return configured
+	}
+	for _, name := range initCandidates {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	log.Info("no init binary (docker-init, tini-static) in PATH: --init is refused")
+	return ""
 }

@@ -76,6 +76,9 @@ type engined struct {
 	ExecRoot string
 	Sock     string // unix socket path
 	Host     string // unix://Sock
+	// wrap, if set, starts engined through this command (engined's path
+	// and arguments follow it), e.g. a shell that ignores signals first.
+	wrap []string
 }
 
 // newRoots makes short temporary roots: unix socket paths are limited to
@@ -101,7 +104,13 @@ func startEngined(t *testing.T, extra ...string) *engined {
 
 func startEnginedAt(t *testing.T, dataRoot, execRoot string, extra ...string) *engined {
 	t.Helper()
-	e := &engined{t: t, DataRoot: dataRoot, ExecRoot: execRoot, Sock: filepath.Join(execRoot, "docker.sock")}
+	return startEnginedWrapped(t, nil, dataRoot, execRoot, extra...)
+}
+
+// startEnginedWrapped is startEnginedAt with engined started through wrap.
+func startEnginedWrapped(t *testing.T, wrap []string, dataRoot, execRoot string, extra ...string) *engined {
+	t.Helper()
+	e := &engined{t: t, DataRoot: dataRoot, ExecRoot: execRoot, Sock: filepath.Join(execRoot, "docker.sock"), wrap: wrap}
 	e.Host = "unix://" + e.Sock
 	// An empty config file of the test's own keeps /etc/engined out of it.
 	cfgFile := filepath.Join(filepath.Dir(dataRoot), "daemon.json")
@@ -121,6 +130,9 @@ func (e *engined) start(args []string) {
 	e.t.Helper()
 	e.out = &lockedBuffer{}
 	e.cmd = exec.Command(filepath.Join(binDir, "engined"), args...)
+	if len(e.wrap) > 0 {
+		e.cmd = exec.Command(e.wrap[0], append(append(e.wrap[1:len(e.wrap):len(e.wrap)], e.cmd.Path), args...)...)
+	}
 	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
 	if err := e.cmd.Start(); err != nil {
 		e.t.Fatalf("start engined: %v", err)
