@@ -215,7 +215,7 @@ func (s *Service) specOptions(rec *Record, imgCfg v1.Config, rootfs string) (oci
 		// As dockerd: the init is mounted read-only and runs the command
 		// as its child, forwarding signals to it and reaping zombies.
 		if s.cfg.InitPath == "" {
-			return nil, errdefs.InvalidArgument(errors.New("--init: engined has no init binary"))
+			return oci.Options{}, errdefs.InvalidArgument(errors.New("--init: engined has no init binary"))
 		}
 		opts.Mounts = append(opts.Mounts, oci.Mount{Source: s.cfg.InitPath, Destination: initInContainer, Type: "bind", Options: []string{"bind", "ro", "rprivate"}})
 		opts.Entrypoint, opts.Cmd = []string{initInContainer, "--", rec.Path}, rec.Args

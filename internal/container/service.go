@@ -240,6 +240,9 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 	if err != nil {
 		return nil, err
 	}
+	if req.GetHostConfig().GetInit() && s.cfg.InitPath == "" {
+		return nil, errdefs.InvalidArgument(errors.New("--init: engined has no init binary: install docker-init or tini (tini-static), or set init-path"))
+	}
 	id, generated := rec.ID, req.GetName() == ""
 	if err := os.MkdirAll(s.containerDir(id), 0o710); err != nil {
 		return nil, err
@@ -291,9 +294,6 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 	}
 	if err := oci.ValidateSecurityOpt(hc.GetSecurityOpt()); err != nil {
 		return nil, errdefs.InvalidArgument(err)
-	}
-	if hc.GetInit() && s.cfg.InitPath == "" {
-		return nil, errdefs.InvalidArgument(errors.New("--init: engined has no init binary: install docker-init or tini (tini-static), or set init-path"))
 	}
 	if hc.GetAutoRemove() && hc.GetRestartPolicy().GetName() != "" && hc.GetRestartPolicy().GetName() != "no" {
 		return nil, errdefs.InvalidArgument(errors.New("can't create 'AutoRemove' container with restart policy"))
