@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/storage"
@@ -246,25 +247,9 @@ func humanStatus(st *enginev1.ContainerState) string {
 	return st.GetStatus()
 }
 
-func humanDuration(d time.Duration) string {
-	switch s := int(d.Seconds()); {
-	case s < 1:
-		return "Less than a second"
-	case s == 1:
-		return "1 second"
-	case s < 60:
-		return fmt.Sprintf("%d seconds", s)
-	case d.Minutes() < 2:
-		return "About a minute"
-	case d.Minutes() < 60:
-		return fmt.Sprintf("%d minutes", int(d.Minutes()))
-	case d.Hours() < 2:
-		return "About an hour"
-	case d.Hours() < 48:
-		return fmt.Sprintf("%d hours", int(d.Hours()))
-	}
-	return fmt.Sprintf("%d days", int(d.Hours()/24))
-}
+// humanDuration is go-units' HumanDuration, which dockerd's Status uses
+// ("Less than a second", "About a minute", "3 weeks", "2 years").
+func humanDuration(d time.Duration) string { return units.HumanDuration(d) }
 
 // containerCreate is POST /containers/create: Docker's body is the Config
 // with HostConfig inside it.

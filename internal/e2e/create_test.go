@@ -6,10 +6,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
+	units "github.com/docker/go-units"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 )
@@ -346,4 +348,42 @@ func mustHostname(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// docker stats shows the host's memory as the limit of a container
+// without one (not 8EiB).
+func TestStatsUnlimitedMemory(t *testing.T) {
+	e := runEngine(t)
+	mustDocker(t, e.Host, "run", "-d", "--name", "free", "busybox", "sleep", "600")
+	out := mustDocker(t, e.Host, "stats", "--no-stream", "--format", "{{.MemUsage}}", "free")
+	var total int64
+	meminfo, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(meminfo), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			total = kb << 10
+		}
+	}
+	if want := units.BytesSize(float64(total)); !strings.HasSuffix(strings.TrimSpace(out), "/ "+want) {
+		t.Errorf("docker stats MemUsage = %q, want the limit %s", out, want)
+	}
+	mustDocker(t, e.Host, "rm", "-f", "free")
+}
+
+// docker rmi of a repository's last tag removes its digest references,
+// as dockerd does, even while another repository keeps the image.
+func TestRmiLastTagDropsDigests(t *testing.T) {
+	e := runEngine(t)
+	if out := mustDocker(t, e.Host, "image", "inspect", "-f", "{{json .RepoDigests}}", "busybox"); !strings.Contains(out, "busybox@sha256:") {
+		t.Fatalf("pulled busybox has no digest reference: %s", out)
+	}
+	mustDocker(t, e.Host, "tag", "busybox", "mine:v1")
+	out := mustDocker(t, e.Host, "rmi", "busybox")
+	mustContain(t, "rmi output", out, "Untagged: busybox:latest", "Untagged: busybox@sha256:")
+	if out := mustDocker(t, e.Host, "image", "inspect", "-f", "{{json .RepoDigests}}", "mine:v1"); strings.Contains(out, "busybox@") {
+		t.Errorf("digest reference of the removed repository left: %s", out)
+	}
 }
