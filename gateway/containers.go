@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -611,6 +612,9 @@ func init() {
 		var u container.UpdateConfig
 		if err := json.Unmarshal(data, &u); err != nil {
 			return fmt.Errorf("invalid JSON: %w", err)
+		}
+		if err := unsupportedFields("UpdateConfig", reflect.ValueOf(u.Resources), supportedUpdate); err != nil {
+			return err
 		}
 		m.Resources = &enginev1.HostConfig{
 			Memory: u.Memory, MemorySwap: u.MemorySwap, MemoryReservation: u.MemoryReservation, NanoCpus: u.NanoCPUs,

@@ -30,6 +30,10 @@ var supportedHostConfig = fieldSet("Binds", "ContainerIDFile", "LogConfig", "Net
 	"CpuShares", "Memory", "NanoCpus", "CpuPeriod", "CpuQuota", "CpusetCpus", "CpusetMems", "Devices", "DeviceCgroupRules",
 	"MemoryReservation", "MemorySwap", "PidsLimit", "Ulimits")
 
+// supportedUpdate are the resources docker update changes.
+var supportedUpdate = fieldSet("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod",
+	"CpusetCpus", "CpusetMems", "PidsLimit")
+
 // What the refusal calls a field, when its name alone says little.
 var fieldWhat = map[string]string{
 	"PortBindings": "port publishing", "PublishAllPorts": "port publishing", "Links": "container links",
