@@ -268,6 +268,12 @@ func TestCreateValidation(t *testing.T) {
 	if code, resp := e.post("/containers/sleeper/rename?name=sleeper", ""); code != http.StatusBadRequest || !strings.Contains(resp, "Renaming a container with the same name as its current name") {
 		t.Errorf("rename to its own name: %d %s", code, resp)
 	}
+	// docker update: the same limits, and nothing it cannot change.
+	for body, want := range map[string]string{`{"Memory":1}`: "Minimum memory limit allowed is 6MB", `{"BlkioWeight":300}`: "UpdateConfig.BlkioWeight"} {
+		if code, resp := e.post("/containers/sleeper/update", body); code != http.StatusBadRequest || !strings.Contains(resp, want) {
+			t.Errorf("update %s: %d %s, want 400 %q", body, code, resp, want)
+		}
+	}
 	mustDocker(t, e.Host, "rm", "-f", "sleeper")
 }
 
