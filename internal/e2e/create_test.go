@@ -205,6 +205,15 @@ func TestCreateOptionsApplied(t *testing.T) {
 		"sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/pid; readlink /proc/self/ns/uts; hostname")
 	mustContain(t, "host namespaces", out, hostNet, hostPid, hostUTS, mustHostname(t))
 
+	hostCgroup := mustReadlink(t, "/proc/self/ns/cgroup")
+	out = mustDocker(t, e.Host, "run", "--rm", "--cgroupns", "private", "--ipc", "none", "busybox", "sh", "-c", "readlink /proc/self/ns/cgroup; ls -d /dev/shm || echo no-shm")
+	if strings.Contains(out, hostCgroup) || !strings.Contains(out, "no-shm") {
+		t.Errorf("--cgroupns private --ipc none:\n%s", out)
+	}
+	hostIPC := mustReadlink(t, "/proc/self/ns/ipc")
+	out = mustDocker(t, e.Host, "run", "--rm", "--ipc", "host", "busybox", "sh", "-c", "readlink /proc/self/ns/ipc")
+	mustContain(t, "--ipc host", out, hostIPC)
+
 	// Another container's PID and IPC namespaces.
 	mustDocker(t, e.Host, "run", "-d", "--name", "donor", "--ipc", "shareable", "busybox", "sleep", "600")
 	out = mustDocker(t, e.Host, "run", "--rm", "--pid", "container:donor", "--ipc", "container:donor", "busybox", "sh", "-c", "ps -o comm; readlink /proc/self/ns/ipc")
