@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -9,12 +10,17 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/netip"
+	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/storage"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -96,7 +102,32 @@ func hostConfig(h *enginev1.HostConfig) *container.HostConfig {
 		ShmSize: h.GetShmSize(), Sysctls: h.GetSysctls(), SecurityOpt: secOpt, Tmpfs: h.GetTmpfs(), ExtraHosts: h.GetExtraHosts(),
 		MaskedPaths: maskedPaths, ReadonlyPaths: readonlyPaths,
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyMode(h.GetRestartPolicy().GetName()), MaximumRetryCount: int(h.GetRestartPolicy().GetMaximumRetryCount())},
-		LogConfig:     container.LogConfig{Type: "json-file", Config: h.GetLogConfig().GetConfig()},
+		LogConfig:     container.LogConfig{Type: cmp.Or(h.GetLogConfig().GetType(), "json-file"), Config: h.GetLogConfig().GetConfig()},
+		CgroupnsMode:  container.CgroupnsMode(h.GetCgroupnsMode()), PidMode: container.PidMode(h.GetPidMode()),
+		IpcMode: container.IpcMode(h.GetIpcMode()), UTSMode: container.UTSMode(h.GetUtsMode()), Isolation: container.Isolation(h.GetIsolation()),
+		Runtime: h.GetRuntime(), VolumeDriver: h.GetVolumeDriver(), DNSSearch: nonNil(h.GetDnsSearch()), DNSOptions: nonNil(h.GetDnsOptions()),
+		GroupAdd: h.GetGroupAdd(), OomScoreAdj: int(h.GetOomScoreAdj()), Annotations: h.GetAnnotations(),
+	}
+	if !slices.Contains(h.GetSecurityOpt(), systemPathsUnconfined) {
+		// The lists applied, as dockerd records them.
+		out.MaskedPaths, out.ReadonlyPaths = h.GetMaskedPaths(), h.GetReadonlyPaths()
+	}
+	out.DNS = []netip.Addr{}
+	for _, d := range h.GetDns() {
+		if a, err := netip.ParseAddr(d); err == nil {
+			out.DNS = append(out.DNS, a)
+		}
+	}
+	if cs := h.GetConsoleSize(); len(cs) == 2 {
+		out.ConsoleSize = [2]uint{uint(cs[0]), uint(cs[1])}
+	}
+	for _, m := range h.GetMounts() {
+		dm := mount.Mount{Type: mount.Type(m.GetType()), Source: m.GetSource(), Target: m.GetTarget(), ReadOnly: m.GetReadOnly(),
+			Consistency: mount.Consistency(m.GetConsistency())}
+		if m.GetTmpfsSize() != 0 || m.GetTmpfsMode() != 0 {
+			dm.TmpfsOptions = &mount.TmpfsOptions{SizeBytes: m.GetTmpfsSize(), Mode: fileMode(m.GetTmpfsMode())}
+		}
+		out.Mounts = append(out.Mounts, dm)
 	}
 	if out.NetworkMode == "" {
 		out.NetworkMode = "none"
@@ -110,7 +141,12 @@ func hostConfig(h *enginev1.HostConfig) *container.HostConfig {
 	out.Resources = container.Resources{
 		Memory: h.GetMemory(), MemoryReservation: h.GetMemoryReservation(), MemorySwap: h.GetMemorySwap(),
 		NanoCPUs: h.GetNanoCpus(), CPUShares: h.GetCpuShares(), CPUQuota: h.GetCpuQuota(), CPUPeriod: h.GetCpuPeriod(),
-		CpusetCpus: h.GetCpusetCpus(), CpusetMems: h.GetCpusetMems(),
+		CpusetCpus: h.GetCpusetCpus(), CpusetMems: h.GetCpusetMems(), DeviceCgroupRules: h.GetDeviceCgroupRules(),
+		Devices: []container.DeviceMapping{},
+	}
+	for _, d := range h.GetDevices() {
+		out.Devices = append(out.Devices, container.DeviceMapping{PathOnHost: d.GetPathOnHost(), PathInContainer: d.GetPathInContainer(),
+			CgroupPermissions: d.GetCgroupPermissions()})
 	}
 	if h.PidsLimit != nil {
 		p := h.GetPidsLimit()
@@ -167,8 +203,38 @@ func containerSummary(c *enginev1.Container) container.Summary {
 	if s.Labels == nil {
 		s.Labels = map[string]string{}
 	}
-	s.HostConfig.NetworkMode = "none"
+	s.HostConfig.NetworkMode = cmp.Or(c.GetHostConfig().GetNetworkMode(), "none")
 	return s
+}
+
+// fileMode turns permission bits (with 01000 for sticky) into Go's.
+func fileMode(bits uint32) os.FileMode {
+	m := os.FileMode(bits & 0o777)
+	if bits&0o1000 != 0 {
+		m |= os.ModeSticky
+	}
+	if bits&0o2000 != 0 {
+		m |= os.ModeSetgid
+	}
+	if bits&0o4000 != 0 {
+		m |= os.ModeSetuid
+	}
+	return m
+}
+
+// modeBits is fileMode's inverse.
+func modeBits(m os.FileMode) uint32 {
+	b := uint32(m.Perm())
+	if m&os.ModeSticky != 0 {
+		b |= 0o1000
+	}
+	if m&os.ModeSetgid != 0 {
+		b |= 0o2000
+	}
+	if m&os.ModeSetuid != 0 {
+		b |= 0o4000
+	}
+	return b
 }
 
 // humanStatus is the STATUS column of docker ps ("Up 3 seconds",
@@ -189,25 +255,9 @@ func humanStatus(st *enginev1.ContainerState) string {
 	return st.GetStatus()
 }
 
-func humanDuration(d time.Duration) string {
-	switch s := int(d.Seconds()); {
-	case s < 1:
-		return "Less than a second"
-	case s == 1:
-		return "1 second"
-	case s < 60:
-		return fmt.Sprintf("%d seconds", s)
-	case d.Minutes() < 2:
-		return "About a minute"
-	case d.Minutes() < 60:
-		return fmt.Sprintf("%d minutes", int(d.Minutes()))
-	case d.Hours() < 2:
-		return "About an hour"
-	case d.Hours() < 48:
-		return fmt.Sprintf("%d hours", int(d.Hours()))
-	}
-	return fmt.Sprintf("%d days", int(d.Hours()/24))
-}
+// humanDuration is go-units' HumanDuration, which dockerd's Status uses
+// ("Less than a second", "About a minute", "3 weeks", "2 years").
+func humanDuration(d time.Duration) string { return units.HumanDuration(d) }
 
 // containerCreate is POST /containers/create: Docker's body is the Config
 // with HostConfig inside it.
@@ -243,12 +293,16 @@ func CreateRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return nil, errors.New("invalid JSON: the request body is empty")
 	}
+	body = stringsAsLists(body)
 	var cr container.CreateRequest
 	if err := json.Unmarshal(body, &cr); err != nil {
 		return nil, fmt.Errorf("invalid JSON: %w", err)
 	}
 	var present map[string]json.RawMessage
 	json.Unmarshal(body, &present)
+	if err := refuseUnsupported(&cr, present); err != nil {
+		return nil, err
+	}
 	set := func(k string) bool { v, ok := present[k]; return ok && string(v) != "null" }
 	c := cr.Config
 	if c == nil {
@@ -290,6 +344,24 @@ func CreateRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 			SecurityOpt: hc.SecurityOpt, Tmpfs: hc.Tmpfs, ExtraHosts: hc.ExtraHosts,
 			RestartPolicy: &enginev1.RestartPolicy{Name: string(hc.RestartPolicy.Name), MaximumRetryCount: int32(hc.RestartPolicy.MaximumRetryCount)},
 			LogConfig:     &enginev1.LogConfig{Type: hc.LogConfig.Type, Config: hc.LogConfig.Config},
+			CgroupnsMode:  string(hc.CgroupnsMode), DeviceCgroupRules: hc.DeviceCgroupRules, PidMode: string(hc.PidMode),
+			IpcMode: string(hc.IpcMode), UtsMode: string(hc.UTSMode), Isolation: string(hc.Isolation), Runtime: hc.Runtime,
+			VolumeDriver: hc.VolumeDriver, DnsSearch: hc.DNSSearch, DnsOptions: hc.DNSOptions, GroupAdd: hc.GroupAdd,
+			OomScoreAdj: int32(hc.OomScoreAdj), Annotations: hc.Annotations,
+		}
+		if hc.ConsoleSize != [2]uint{} {
+			req.HostConfig.ConsoleSize = []uint32{uint32(hc.ConsoleSize[0]), uint32(hc.ConsoleSize[1])}
+		}
+		for _, d := range hc.Devices {
+			req.HostConfig.Devices = append(req.HostConfig.Devices, &enginev1.DeviceMapping{PathOnHost: d.PathOnHost,
+				PathInContainer: d.PathInContainer, CgroupPermissions: d.CgroupPermissions})
+		}
+		for _, m := range hc.Mounts {
+			pm := &enginev1.Mount{Type: string(m.Type), Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Consistency: string(m.Consistency)}
+			if t := m.TmpfsOptions; t != nil {
+				pm.TmpfsSize, pm.TmpfsMode = t.SizeBytes, modeBits(t.Mode)
+			}
+			req.HostConfig.Mounts = append(req.HostConfig.Mounts, pm)
 		}
 		if hc.Init != nil {
 			req.HostConfig.Init = *hc.Init
@@ -299,9 +371,6 @@ func CreateRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 		}
 		for _, u := range hc.Ulimits {
 			req.HostConfig.Ulimits = append(req.HostConfig.Ulimits, &enginev1.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
-		}
-		if t := hc.LogConfig.Type; t != "" && t != "json-file" {
-			return nil, fmt.Errorf("logging driver %q is not supported: only json-file", t)
 		}
 		// The Docker CLI sends --security-opt systempaths=unconfined as
 		// empty MaskedPaths and ReadonlyPaths; engined's API carries it
@@ -577,6 +646,9 @@ func init() {
 		var u container.UpdateConfig
 		if err := json.Unmarshal(data, &u); err != nil {
 			return fmt.Errorf("invalid JSON: %w", err)
+		}
+		if err := unsupportedFields("UpdateConfig", reflect.ValueOf(u.Resources), supportedUpdate); err != nil {
+			return err
 		}
 		m.Resources = &enginev1.HostConfig{
 			Memory: u.Memory, MemorySwap: u.MemorySwap, MemoryReservation: u.MemoryReservation, NanoCpus: u.NanoCPUs,

@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/engined/engined/internal/errdefs"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
@@ -137,5 +139,22 @@ func TestCreateRequestOutOfRange(t *testing.T) {
 	}
 	if _, err := CreateRequest([]byte(`{"Image":"busybox","StopTimeout":-1,"HostConfig":{"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}}}`)); err != nil {
 		t.Errorf("valid body: %v", err)
+	}
+}
+
+// ps Status reads as dockerd's (go-units' HumanDuration).
+func TestHumanStatus(t *testing.T) {
+	ago := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(time.Now().Add(-d)) }
+	for _, c := range []struct {
+		st   *enginev1.ContainerState
+		want string
+	}{
+		{&enginev1.ContainerState{Status: "exited", FinishedAt: ago(20 * 24 * time.Hour)}, "Exited (0) 2 weeks ago"},
+		{&enginev1.ContainerState{Status: "running", StartedAt: ago(100 * time.Minute)}, "Up 2 hours"},
+		{&enginev1.ContainerState{Status: "running", StartedAt: ago(400 * 24 * time.Hour)}, "Up 13 months"},
+	} {
+		if got := humanStatus(c.st); got != c.want {
+			t.Errorf("%v: %q, want %q", c.st, got, c.want)
+		}
 	}
 }

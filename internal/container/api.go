@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/filters"
 	"github.com/engined/engined/internal/logs"
+	"github.com/engined/engined/internal/oci"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 	shimv1 "github.com/engined/engined/proto/shim/v1"
 )
@@ -30,6 +33,8 @@ import (
 func (s *Service) toProto(r *Record) *enginev1.Container {
 	cfg, _ := r.config()
 	hc, _ := r.hostConfig()
+	// The system paths applied, which dockerd records at create.
+	hc.MaskedPaths, hc.ReadonlyPaths = oci.SystemPaths(hc.GetPrivileged(), slices.Contains(hc.GetSecurityOpt(), oci.SystemPathsUnconfined))
 	c := &enginev1.Container{
 		Id: r.ID, Name: r.Name, Created: timestamppb.New(r.Created), Path: r.Path, Args: r.Args,
 		ImageId: r.ImageID, Image: r.Image, Config: cfg, HostConfig: hc, RestartCount: int32(r.RestartCount),
@@ -124,9 +129,33 @@ func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerList
 			}
 		}
 	}
+	// before and since name a container (by ID, name or prefix): the
+	// list, newest first, starts after the one and stops at the other.
+	var before, since string
+	for _, f := range []struct {
+		key string
+		id  *string
+	}{{"before", &before}, {"since", &since}} {
+		for _, v := range args.Get(f.key) {
+			other, err := s.get(v)
+			if err != nil {
+				return nil, err
+			}
+			*f.id = other.ID
+		}
+	}
 	all := req.GetAll() || args.Has("status") || args.Has("exited") || req.GetLimit() > 0
 	resp := &enginev1.ContainerListResponse{}
 	for _, r := range recs {
+		if before != "" {
+			if r.ID == before {
+				before = ""
+			}
+			continue
+		}
+		if since != "" && r.ID == since {
+			break
+		}
 		running := r.Status == "running" || r.Status == "paused"
 		if !all && !running {
 			continue
@@ -161,12 +190,17 @@ func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerList
 	return resp, nil
 }
 
-// matchAny is Docker's name filter: a substring or regular-expression-ish
-// match; substring covers what clients send.
-func matchAny(patterns []string, s string) bool {
+// matchAny is dockerd's name filter: an exact match or an unanchored
+// regular expression, against the name with and without its "/".
+func matchAny(patterns []string, name string) bool {
 	for _, p := range patterns {
-		if strings.Contains(s, strings.TrimPrefix(p, "/")) {
-			return true
+		for _, n := range []string{name, "/" + name} {
+			if p == n {
+				return true
+			}
+			if ok, err := regexp.MatchString(p, n); err == nil && ok {
+				return true
+			}
 		}
 	}
 	return false
@@ -225,6 +259,9 @@ func (s *Service) ContainerRename(ctx context.Context, req *enginev1.ContainerRe
 		return nil, errdefs.InvalidArgument(fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
 	}
 	name = "/" + strings.TrimPrefix(name, "/")
+	if r, err := s.get(req.GetId()); err == nil && r.Name == name {
+		return nil, errdefs.InvalidArgument(errors.New("Renaming a container with the same name as its current name"))
+	}
 	var id, oldName string
 	err := s.cfg.Store.Update(func(tx *bolt.Tx) error {
 		r, err := resolve(tx, req.GetId())
@@ -423,7 +460,13 @@ func (s *Service) ContainerLogs(req *enginev1.ContainerLogsRequest, stream engin
 		opts.Until = req.GetUntil().AsTime()
 	}
 	hc, _ := r.hostConfig()
-	maxSize, maxFiles := logRotation(hc.GetLogConfig())
+	if hc.GetLogConfig().GetType() == "none" {
+		return errdefs.NotImplemented(errLogsNotSupported)
+	}
+	maxSize, maxFiles, err := logRotation(hc.GetLogConfig())
+	if err != nil {
+		return err
+	}
 	return logs.Read(ctx, logs.Config{Path: s.logPath(r.ID), MaxSize: maxSize, MaxFiles: maxFiles}, opts, s.exitedSignal(r.ID), func(e logs.Entry) error {
 		return stream.Send(toLogEntry(e))
 	})

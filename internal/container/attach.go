@@ -88,7 +88,10 @@ func (s *Service) ContainerAttach(stream enginev1.Engine_ContainerAttachServer) 
 		tail = -1
 	}
 	hc, _ := r.hostConfig()
-	maxSize, maxFiles := logRotation(hc.GetLogConfig())
+	if hc.GetLogConfig().GetType() == "none" {
+		tail = 0 // nothing is kept to replay
+	}
+	maxSize, maxFiles, _ := logRotation(hc.GetLogConfig())
 	ro := logs.ReadOptions{Stdout: opts.GetStdout(), Stderr: opts.GetStderr(), Tail: tail, Follow: opts.GetStream()}
 	err = logs.Read(ctx, logs.Config{Path: s.logPath(r.ID), MaxSize: maxSize, MaxFiles: maxFiles}, ro, s.nextExit(r), func(e logs.Entry) error {
 		return stream.Send(toLogEntry(e))

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	units "github.com/docker/go-units"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/sys/signal"
 	"github.com/opencontainers/go-digest"
@@ -116,7 +117,10 @@ func (s *Service) start(ctx context.Context, rec *Record) error {
 		return err
 	}
 	defer s.cfg.Shims.Refill()
-	maxSize, maxFiles := logRotation(hc.GetLogConfig())
+	maxSize, maxFiles, err := logRotation(hc.GetLogConfig())
+	if err != nil {
+		return err
+	}
 	if _, err := client.Create(ctx, &shimv1.CreateRequest{Id: rec.ID, StateDir: state, SpecPath: specPath, LogPath: s.logPath(rec.ID),
 		LogMaxSize: maxSize, LogMaxFiles: int32(maxFiles), Stdin: cfg.GetOpenStdin(), Tty: cfg.GetTty()}); err != nil {
 		client.Delete(ctx, &shimv1.DeleteRequest{})
@@ -128,6 +132,12 @@ func (s *Service) start(ctx context.Context, rec *Record) error {
 		client.Delete(ctx, &shimv1.DeleteRequest{})
 		client.Close()
 		return fmt.Errorf("OCI runtime start failed: %s", grpcMessage(err))
+	}
+	if cs := hc.GetConsoleSize(); cfg.GetTty() && len(cs) == 2 && cs[0] > 0 && cs[1] > 0 {
+		// The terminal's size from the start (ConsoleSize), as dockerd's.
+		if _, err := client.ResizePty(ctx, &shimv1.ResizePtyRequest{Height: cs[0], Width: cs[1]}); err != nil {
+			s.cfg.Logger.Warn("initial console size", "id", rec.ID, "err", err)
+		}
 	}
 	s.mu.Lock()
 	s.shims[rec.ID] = client
@@ -163,8 +173,11 @@ func (s *Service) buildSpec(ctx context.Context, rec *Record) (*specs.Spec, erro
 	if err != nil {
 		return nil, err
 	}
-	// As dockerd does, a bind's missing source is created.
+	// As dockerd does for -v, a bind's missing source is created.
 	for _, m := range opts.Mounts {
+		if m.Type != "bind" {
+			continue
+		}
 		if _, err := os.Stat(m.Source); err != nil {
 			if err := os.MkdirAll(m.Source, 0o755); err != nil {
 				return nil, err
@@ -208,6 +221,28 @@ func (s *Service) specOptions(rec *Record, imgCfg v1.Config, rootfs string) (oci
 		HostnamePath:    filepath.Join(s.containerDir(rec.ID), "hostname"),
 		CgroupsPath:     "/engined/" + rec.ID,
 		MaxRlimitNOFILE: nofile.Max,
+		CgroupnsMode:    hc.GetCgroupnsMode(), OOMScoreAdj: int(hc.GetOomScoreAdj()), GroupAdd: hc.GetGroupAdd(),
+		DeviceCgroupRules: hc.GetDeviceCgroupRules(), Annotations: hc.GetAnnotations(),
+		UTSHost: hc.GetUtsMode() == "host", IpcNone: hc.GetIpcMode() == "none",
+	}
+	if hc.GetNetworkMode() == "host" {
+		opts.NetNSPath = "host"
+	}
+	if opts.PidNSPath, err = s.joinNamespace(hc.GetPidMode(), "pid", "PID"); err != nil {
+		return oci.Options{}, err
+	}
+	if opts.IpcNSPath, err = s.joinNamespace(hc.GetIpcMode(), "ipc", "IPC"); err != nil {
+		return oci.Options{}, err
+	}
+	if hc.GetIpcMode() == "host" {
+		opts.Mounts = append(opts.Mounts, oci.Mount{Source: "/dev/shm", Destination: "/dev/shm", Type: "bind", Options: []string{"rbind", "rprivate"}})
+	}
+	for _, d := range hc.GetDevices() {
+		dev, err := deviceFrom(d)
+		if err != nil {
+			return oci.Options{}, err
+		}
+		opts.Devices = append(opts.Devices, dev)
 	}
 	// Argv was fixed at create time, from the image config then.
 	opts.Entrypoint, opts.Cmd = []string{rec.Path}, rec.Args
@@ -230,57 +265,112 @@ func (s *Service) specOptions(rec *Record, imgCfg v1.Config, rootfs string) (oci
 		}
 		opts.Mounts = append(opts.Mounts, m)
 	}
+	for dst, o := range hc.GetTmpfs() {
+		m, err := tmpfsMount(dst, o)
+		if err != nil {
+			return oci.Options{}, err
+		}
+		opts.Mounts = append(opts.Mounts, m)
+	}
+	for _, hm := range hc.GetMounts() {
+		m, err := mountFrom(hm)
+		if err != nil {
+			return oci.Options{}, err
+		}
+		opts.Mounts = append(opts.Mounts, m)
+	}
 	return opts, nil
 }
 
 // initInContainer is where --init's binary is mounted, as dockerd does.
 const initInContainer = "/sbin/docker-init"
 
-// logRotation reads json-file's max-size and max-file options.
-func logRotation(lc *enginev1.LogConfig) (int64, int) {
-	var size int64
-	files := 1
-	if v := lc.GetConfig()["max-size"]; v != "" {
-		size = parseSize(v)
-	}
-	if v := lc.GetConfig()["max-file"]; v != "" {
-		if n, err := strconv.Atoi(v); err == nil && n > 0 {
-			files = n
-		}
-	}
-	return size, files
-}
+// noneLogSize bounds the file that serves attach for a container whose
+// logging driver is none: docker logs refuses it, as dockerd does, and no
+// more than this is kept.
+const noneLogSize = 1 << 20
 
-func parseSize(v string) int64 {
-	v = strings.ToLower(strings.TrimSpace(v))
-	mult := int64(1)
-	for suffix, m := range map[string]int64{"k": 1 << 10, "m": 1 << 20, "g": 1 << 30} {
-		if strings.HasSuffix(v, suffix) {
-			mult, v = m, strings.TrimSuffix(v, suffix)
+// logRotation reads json-file's max-size and max-file options, as dockerd
+// does (sizes through go-units: "10m", "1.5MB", "10mb").
+func logRotation(lc *enginev1.LogConfig) (int64, int, error) {
+	if lc.GetType() == "none" {
+		return noneLogSize, 1, nil
+	}
+	var size int64 = -1
+	files := 1
+	for k := range lc.GetConfig() {
+		switch k {
+		case "max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag":
+		default:
+			return 0, 0, invalid("unknown log opt '%s' for json-file log driver", k)
 		}
 	}
-	n, _ := strconv.ParseInt(v, 10, 64)
-	return n * mult
+	if v, ok := lc.GetConfig()["max-size"]; ok {
+		n, err := units.RAMInBytes(v)
+		if err != nil || n < 0 {
+			return 0, 0, invalid("invalid value for max-size: %s", v)
+		}
+		size = n
+	}
+	if v, ok := lc.GetConfig()["max-file"]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, 0, invalid("invalid value for max-file: %s", v)
+		}
+		if n < 1 {
+			return 0, 0, invalid("max-file cannot be less than 1")
+		}
+		if n > 1 && size == -1 {
+			return 0, 0, invalid("max-file cannot be set when max-size is not set")
+		}
+		files = n
+	}
+	if v, ok := lc.GetConfig()["compress"]; ok {
+		// The files are not compressed: only "false" is honest.
+		if b, err := strconv.ParseBool(v); err != nil || b {
+			return 0, 0, invalid("log opt compress=%s (HostConfig.LogConfig.Config) is not supported: rotated logs are not compressed", v)
+		}
+	}
+	for _, k := range []string{"labels", "labels-regex", "env", "env-regex", "tag"} {
+		if _, ok := lc.GetConfig()[k]; ok {
+			return 0, 0, invalid("log opt %s (HostConfig.LogConfig.Config) is not supported yet", k)
+		}
+	}
+	return max(size, 0), files, nil
 }
 
 func parseBind(b string) (oci.Mount, error) {
-	parts := strings.Split(b, ":")
-	if len(parts) < 2 || len(parts) > 3 || !filepath.IsAbs(parts[0]) || !filepath.IsAbs(parts[1]) {
-		return oci.Mount{}, errdefs.InvalidArgument(fmt.Errorf("invalid bind mount %q: want /host/path:/container/path[:ro]", b))
+	m, err := parseBindSpec(b)
+	if err != nil {
+		return oci.Mount{}, err
 	}
-	opts := []string{"rbind", "rprivate"}
-	if len(parts) == 3 {
-		for _, o := range strings.Split(parts[2], ",") {
-			switch o {
-			case "ro", "rw":
-				opts = append(opts, o)
-			case "z", "Z", "":
-			default:
-				return oci.Mount{}, errdefs.InvalidArgument(fmt.Errorf("invalid bind mount option %q in %q", o, b))
-			}
+	return m, nil
+}
+
+// joinNamespace is the /proc path of a namespace to join for a mode
+// "host" or "container:<id|name>" (that container must be running), ""
+// for a namespace of the container's own.
+func (s *Service) joinNamespace(mode, ns, what string) (string, error) {
+	if mode == "host" {
+		return "host", nil
+	}
+	ref, ok := strings.CutPrefix(mode, "container:")
+	if !ok {
+		return "", nil
+	}
+	other, err := s.get(ref)
+	if err != nil {
+		return "", err
+	}
+	if other.Status != "running" || other.Pid == 0 {
+		return "", errdefs.Conflict(fmt.Errorf("cannot join %s of a non running container: %s", what, ref))
+	}
+	if ns == "ipc" {
+		if hc, _ := other.hostConfig(); hc.GetIpcMode() != "shareable" && hc.GetIpcMode() != "host" {
+			return "", errdefs.InvalidArgument(errors.New("non-shareable IPC (hint: use IpcMode:shareable for the donor container)"))
 		}
 	}
-	return oci.Mount{Source: parts[0], Destination: parts[1], Type: "bind", Options: opts}, nil
+	return fmt.Sprintf("/proc/%d/ns/%s", other.Pid, ns), nil
 }
 
 // mountRootfs mounts the image layers plus the container's own upper
@@ -527,10 +617,18 @@ func (s *Service) signal(ctx context.Context, rec *Record, client *shimclient.Cl
 	return nil
 }
 
+// sigRTMax is Linux's highest signal number.
+const sigRTMax = 64
+
 func parseSignal(sig string) (syscall.Signal, error) {
 	n, err := signal.ParseSignal(sig)
 	if err != nil {
 		return 0, errdefs.InvalidArgument(err)
+	}
+	// A number must be a signal of the platform (1..SIGRTMAX), as in
+	// dockerd's ValidSignalForPlatform.
+	if n <= 0 || n > sigRTMax {
+		return 0, errdefs.InvalidArgument(fmt.Errorf("Invalid signal: %s", sig))
 	}
 	return n, nil
 }

@@ -26,7 +26,11 @@ func validRestartPolicy(p *enginev1.RestartPolicy) error {
 	switch p.GetName() {
 	case "", "no", "always", "unless-stopped":
 		if p.GetMaximumRetryCount() != 0 {
-			return errdefs.InvalidArgument(fmt.Errorf("invalid restart policy: maximum retry count can only be used with 'on-failure'"))
+			msg := "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+			if p.GetMaximumRetryCount() < 0 {
+				msg += " and cannot be negative"
+			}
+			return errdefs.InvalidArgument(errors.New(msg))
 		}
 	case "on-failure":
 		if p.GetMaximumRetryCount() < 0 {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,7 +28,6 @@ import (
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/events"
 	"github.com/engined/engined/internal/image"
-	"github.com/engined/engined/internal/oci"
 	"github.com/engined/engined/internal/shimclient"
 	"github.com/engined/engined/internal/store"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
@@ -240,14 +240,27 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 	if err != nil {
 		return nil, err
 	}
-	if req.GetHostConfig().GetInit() && s.cfg.InitPath == "" {
+	hc, err := rec.hostConfig()
+	if err != nil {
+		return nil, err
+	}
+	if hc.GetInit() && s.cfg.InitPath == "" {
 		return nil, errdefs.InvalidArgument(errors.New("--init: engined has no init binary: install docker-init or tini (tini-static), or set init-path"))
+	}
+	// The containers whose namespaces this one joins must exist (and run
+	// when it starts).
+	for _, m := range []string{hc.GetPidMode(), hc.GetIpcMode()} {
+		if ref, ok := strings.CutPrefix(m, "container:"); ok {
+			if _, err := s.get(ref); err != nil {
+				return nil, err
+			}
+		}
 	}
 	id, generated := rec.ID, req.GetName() == ""
 	if err := os.MkdirAll(s.containerDir(id), 0o710); err != nil {
 		return nil, err
 	}
-	if err := s.writeHostFiles(rec, cfg); err != nil {
+	if err := s.writeHostFiles(rec, cfg, hc); err != nil {
 		os.RemoveAll(s.containerDir(id))
 		return nil, err
 	}
@@ -260,9 +273,14 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 		for _, r := range recs {
 			taken[r.Name] = r.ID
 		}
-		// A generated name that is taken is generated again.
-		for i := 0; generated && taken[rec.Name] != "" && i <= 50; i++ {
-			rec.Name = "/" + retryName(i, rec.ID)
+		// A generated name that is taken is generated again, with a
+		// digit after the first retries (as dockerd) and the retry count
+		// after many, so it never fails.
+		for i := 1; generated && taken[rec.Name] != ""; i++ {
+			rec.Name = "/" + generateName(i)
+			if i > 20 {
+				rec.Name += strconv.Itoa(i)
+			}
 		}
 		if other := taken[rec.Name]; other != "" {
 			return errdefs.AlreadyExists(fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", rec.Name, other))
@@ -289,26 +307,32 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 	if hc == nil {
 		hc = &enginev1.HostConfig{}
 	}
-	if err := validRestartPolicy(hc.GetRestartPolicy()); err != nil {
+	normalizeHostConfig(hc)
+	if err := validateConfig(cfg); err != nil {
 		return nil, err
 	}
-	if err := oci.ValidateSecurityOpt(hc.GetSecurityOpt()); err != nil {
-		return nil, errdefs.InvalidArgument(err)
+	if err := validateHostConfig(hc); err != nil {
+		return nil, err
 	}
-	if hc.GetAutoRemove() && hc.GetRestartPolicy().GetName() != "" && hc.GetRestartPolicy().GetName() != "no" {
-		return nil, errdefs.InvalidArgument(errors.New("can't create 'AutoRemove' container with restart policy"))
+	hostUTS := hc.GetNetworkMode() == "host" || hc.GetUtsMode() == "host"
+	if hc.GetUtsMode() == "host" && cfg.GetHostname() != "" {
+		return nil, errdefs.InvalidArgument(errors.New("Conflicting options: hostname and the UTS mode"))
 	}
 	id := newID()
 	name := req.GetName()
 	generated := name == ""
 	if generated {
-		name = generateName()
+		name = generateName(0)
 	} else if !validName.MatchString(name) {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
 	}
 	name = "/" + strings.TrimPrefix(name, "/")
 	if cfg.GetHostname() == "" {
 		cfg.Hostname = id[:12]
+		if hostUTS {
+			// dockerd's: the host's name, which such a container sees.
+			cfg.Hostname, _ = os.Hostname()
+		}
 	}
 	entrypoint, cmd := imgCfg.Entrypoint, imgCfg.Cmd
 	if cfg.GetEntrypointSet() {
@@ -345,25 +369,36 @@ func familiarTagged(ref string) string {
 }
 
 // writeHostFiles writes /etc/hostname, /etc/hosts and /etc/resolv.conf
-// for the container.
-func (s *Service) writeHostFiles(rec *Record, cfg *enginev1.ContainerConfig) error {
+// for the container: with the host's network, the host's hosts and
+// resolv.conf, as dockerd gives them; plus ExtraHosts and the DNS
+// settings of the request.
+func (s *Service) writeHostFiles(rec *Record, cfg *enginev1.ContainerConfig, hc *enginev1.HostConfig) error {
 	dir := s.containerDir(rec.ID)
 	host := cfg.GetHostname()
-	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t" + host + "\n"
+	hostNet := hc.GetNetworkMode() == "host"
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+	if hostNet {
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts = string(b)
+			if hosts != "" && !strings.HasSuffix(hosts, "\n") {
+				hosts += "\n"
+			}
+		}
+	}
+	extra, err := extraHosts(hc.GetExtraHosts())
+	if err != nil {
+		return err
+	}
+	hosts += extra
+	if !hostNet {
+		hosts += "127.0.1.1\t" + host + "\n"
+	}
 	resolv, err := os.ReadFile("/etc/resolv.conf")
 	if err != nil {
 		resolv = nil
 	}
-	// Loopback resolvers of the host are not reachable from the container.
-	var lines []string
-	for _, l := range strings.Split(string(resolv), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
-			continue
-		}
-		lines = append(lines, l)
-	}
-	files := map[string]string{"hostname": host + "\n", "hosts": hosts, "resolv.conf": strings.Join(lines, "\n")}
+	files := map[string]string{"hostname": host + "\n", "hosts": hosts,
+		"resolv.conf": resolvConf(string(resolv), !hostNet, hc.GetDns(), hc.GetDnsSearch(), hc.GetDnsOptions())}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			return err

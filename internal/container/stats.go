@@ -6,11 +6,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/sysinfo"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 	shimv1 "github.com/engined/engined/proto/shim/v1"
 )
@@ -35,6 +37,11 @@ func (s *Service) ContainerStats(req *enginev1.ContainerStatsRequest, stream eng
 				resp.ThrottlingPeriods, resp.ThrottledPeriods, resp.ThrottledTimeNs = st.GetThrottlingPeriods(), st.GetThrottledPeriods(), st.GetThrottledTimeNs()
 				resp.MemoryUsage, resp.MemoryMaxUsage, resp.MemoryLimit, resp.MemoryStats = st.GetMemoryUsage(), st.GetMemoryMaxUsage(), st.GetMemoryLimit(), st.GetMemoryStats()
 				resp.PidsCurrent, resp.PidsLimit = st.GetPidsCurrent(), st.GetPidsLimit()
+				// An unlimited cgroup reports a huge number (8 EiB, or
+				// "max"); as dockerd, the limit is then the host's memory.
+				if host := hostMemory(); host > 0 && (resp.MemoryLimit == 0 || resp.MemoryLimit > uint64(host)) {
+					resp.MemoryLimit = uint64(host)
+				}
 			} else if !isNotRunning(err) {
 				return err
 			}
@@ -84,3 +91,12 @@ func systemCPUNanos() (uint64, error) {
 	}
 	return 0, fmt.Errorf("no cpu line in /proc/stat")
 }
+
+// hostMemory is the host's RAM in bytes (0 if unknown).
+var hostMemory = sync.OnceValue(func() int64 {
+	h, err := sysinfo.Read()
+	if err != nil {
+		return 0
+	}
+	return h.MemTotal
+})

@@ -63,6 +63,9 @@ func (s *Service) ContainerUpdate(ctx context.Context, req *enginev1.ContainerUp
 		if hc.Memory > 0 && hc.MemorySwap > 0 && hc.MemorySwap < hc.Memory {
 			return errdefs.InvalidArgument(fmt.Errorf("Minimum memoryswap limit should be larger than memory limit, see usage"))
 		}
+		if err := validateResources(hc); err != nil {
+			return err
+		}
 		rec.HostConfig, err = protojson.Marshal(hc)
 		return err
 	})

@@ -68,6 +68,17 @@ func (s *Service) Remove(ctx context.Context, name string, force, noprune bool) 
 				return errdefs.Conflict(fmt.Errorf("conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", name, container, shortID(rec.ID)))
 			}
 			items = append(items, untag(tx, rec, byRef))
+			// As dockerd: once a repository's last tag is gone, so are
+			// its digest references.
+			if named, err := reference.ParseNormalizedNamed(byRef); err == nil {
+				if _, canonical := named.(reference.Canonical); !canonical && !hasRepo(rec.RepoTags, named.Name()) {
+					for _, d := range append([]string(nil), rec.RepoDigests...) {
+						if dn, err := reference.ParseNormalizedNamed(d); err == nil && dn.Name() == named.Name() {
+							items = append(items, untag(tx, rec, d))
+						}
+					}
+				}
+			}
 			if !lastTag || used {
 				return putRecord(tx, rec)
 			}
@@ -103,6 +114,16 @@ func (s *Service) Remove(ctx context.Context, name string, force, noprune bool) 
 		return items, fmt.Errorf("image %s deleted, but freeing its layers failed: %w", deleted.ID, err)
 	}
 	return items, nil
+}
+
+// hasRepo reports a reference of repository name among refs.
+func hasRepo(refs []string, name string) bool {
+	for _, r := range refs {
+		if n, err := reference.ParseNormalizedNamed(r); err == nil && n.Name() == name {
+			return true
+		}
+	}
+	return false
 }
 
 // isIDLike reports that name was an ID or ID prefix of rec, not a name.

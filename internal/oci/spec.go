@@ -70,7 +70,17 @@ type Options struct {
 	Mounts                                  []Mount // after the defaults; the same Destination replaces a default
 	HostsPath, ResolvConfPath, HostnamePath string  // bound at /etc/hosts, /etc/resolv.conf, /etc/hostname
 	NetNSPath                               string  // "" new netns, "host" the engine's, else a netns to join
+	PidNSPath, IpcNSPath                    string  // the same for the PID and IPC namespaces
+	IpcNone                                 bool    // IpcMode none: no /dev/shm
+	UTSHost                                 bool    // UTSMode host: the engine's UTS namespace, no hostname of its own
+	CgroupnsMode                            string  // "host", "private" or "" (DefaultCgroupnsMode)
 	CgroupsPath                             string
+
+	OOMScoreAdj       int
+	GroupAdd          []string          // supplementary groups: names (from the container's /etc/group) or numbers
+	Devices           []Device          // --device
+	DeviceCgroupRules []string          // --device-cgroup-rule, "c 1:3 rwm"
+	Annotations       map[string]string // HostConfig.Annotations, over the labels
 
 	NoNewPrivileges bool     // the daemon's default; SecurityOpt may override it
 	SecurityOpt     []string // HostConfig.SecurityOpt, see ParseSecurityOpt
@@ -99,6 +109,15 @@ func Spec(o Options) (*specs.Spec, error) {
 	uid, gid, sgids, home, err := ResolveUser(o.Rootfs, user)
 	if err != nil {
 		return nil, fmt.Errorf("User %q: %w", user, err)
+	}
+	for _, g := range o.GroupAdd {
+		n, err := ResolveGroup(o.Rootfs, g)
+		if err != nil {
+			return nil, err
+		}
+		if n != gid && !slices.Contains(sgids, n) {
+			sgids = append(sgids, n)
+		}
 	}
 	cwd := cmp.Or(o.WorkingDir, o.ImageWorkingDir, "/")
 	if !filepath.IsAbs(cwd) {
@@ -135,6 +154,13 @@ func Spec(o Options) (*specs.Spec, error) {
 	hostname := o.Hostname
 	if hostname == "" && len(o.ID) >= 12 {
 		hostname = o.ID[:12] // dockerd's default
+	}
+	annotations := maps.Clone(o.Labels)
+	if len(o.Annotations) > 0 {
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		maps.Copy(annotations, o.Annotations)
 	}
 
 	env := []string{defaultPathEnv, "HOSTNAME=" + hostname}
@@ -176,7 +202,7 @@ func Spec(o Options) (*specs.Spec, error) {
 		Hostname:    hostname,
 		Domainname:  o.Domainname,
 		Mounts:      mounts,
-		Annotations: maps.Clone(o.Labels),
+		Annotations: annotations,
 		Linux: &specs.Linux{
 			Namespaces:  namespaces(o),
 			Resources:   res,
@@ -188,14 +214,48 @@ func Spec(o Options) (*specs.Spec, error) {
 	if s.Linux.Seccomp, err = seccompFor(sec, o.Privileged, s); err != nil {
 		return nil, err
 	}
+	if o.OOMScoreAdj != 0 {
+		s.Process.OOMScoreAdj = ptr(o.OOMScoreAdj)
+	}
+	if o.UTSHost {
+		s.Hostname, s.Domainname = "", ""
+	}
 	if o.Privileged {
 		s.Linux.Devices = hostDevices()
 	}
-	if !o.Privileged && !sec.SystemPathsUnconfined {
-		s.Linux.MaskedPaths = maskedPaths()
-		s.Linux.ReadonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+	for _, d := range o.Devices {
+		s.Linux.Devices = slices.DeleteFunc(s.Linux.Devices, func(e specs.LinuxDevice) bool { return e.Path == d.Node.Path })
+		s.Linux.Devices = append(s.Linux.Devices, d.Node)
+		if !o.Privileged {
+			s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, d.Rule)
+		}
+	}
+	if !o.Privileged {
+		for _, r := range o.DeviceCgroupRules {
+			rule, err := ParseDeviceCgroupRule(r)
+			if err != nil {
+				return nil, err
+			}
+			s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, rule)
+		}
+	}
+	if masked, readonly := SystemPaths(o.Privileged, sec.SystemPathsUnconfined); len(masked)+len(readonly) > 0 {
+		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = masked, readonly
 	}
 	return s, nil
+}
+
+// SystemPaths are the masked and read-only paths a container gets: none
+// when privileged, empty lists with systempaths=unconfined, dockerd's
+// lists otherwise.
+func SystemPaths(privileged, unconfined bool) (masked, readonly []string) {
+	switch {
+	case privileged:
+		return nil, nil
+	case unconfined:
+		return []string{}, []string{}
+	}
+	return maskedPaths(), []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 }
 
 // command merges entrypoint and cmd as dockerd does at create time: a
@@ -243,25 +303,35 @@ func MergeEnv(base, over []string) []string {
 
 func namespaces(o Options) []specs.LinuxNamespace {
 	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
-	switch o.NetNSPath {
-	case "host":
-	case "":
-		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
-	default:
-		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: o.NetNSPath})
+	join := func(typ specs.LinuxNamespaceType, path string) {
+		switch path {
+		case "host":
+		case "":
+			ns = append(ns, specs.LinuxNamespace{Type: typ})
+		default:
+			ns = append(ns, specs.LinuxNamespace{Type: typ, Path: path})
+		}
 	}
-	ns = append(ns,
-		specs.LinuxNamespace{Type: specs.UTSNamespace},
-		specs.LinuxNamespace{Type: specs.PIDNamespace},
-		specs.LinuxNamespace{Type: specs.IPCNamespace},
-	)
-	// dockerd's default cgroupns mode is "private" on v2 and "host" on v1,
-	// where a namespace would hide nothing useful and break tools that read
-	// /proc/self/cgroup to find their limits.
-	if cgroup2() {
+	join(specs.NetworkNamespace, o.NetNSPath)
+	if !o.UTSHost {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace})
+	}
+	join(specs.PIDNamespace, o.PidNSPath)
+	join(specs.IPCNamespace, o.IpcNSPath)
+	if cmp.Or(o.CgroupnsMode, DefaultCgroupnsMode()) == "private" {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
 	return ns
+}
+
+// DefaultCgroupnsMode is dockerd's: "private" on cgroup v2 and "host" on
+// v1, where a namespace would hide nothing useful and break tools that
+// read /proc/self/cgroup to find their limits.
+func DefaultCgroupnsMode() string {
+	if cgroup2() {
+		return "private"
+	}
+	return "host"
 }
 
 var cgroup2 = sync.OnceValue(func() bool {
@@ -293,6 +363,11 @@ func mounts(o Options) ([]specs.Mount, error) {
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{ro, "nosuid", "noexec", "nodev"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=" + strconv.FormatInt(shm, 10)}},
+	}
+	// IpcMode none has no /dev/shm at all; host has the host's, which the
+	// caller passes in Mounts.
+	if o.IpcNone || o.IpcNSPath == "host" {
+		defaults = slices.DeleteFunc(defaults, func(m specs.Mount) bool { return m.Destination == "/dev/shm" })
 	}
 
 	var extra []specs.Mount

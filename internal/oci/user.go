@@ -177,3 +177,23 @@ func readDB(rootfs, name string) ([][]string, error) {
 	}
 	return entries, nil
 }
+
+// ResolveGroup finds a group by name in the container's /etc/group, or
+// takes a number as it is (dockerd's GroupAdd).
+func ResolveGroup(rootfs, group string) (uint32, error) {
+	if id, ok := validID(group); ok {
+		return id, nil
+	}
+	groups, err := readDB(rootfs, "/etc/group")
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range groups {
+		if len(f) >= 3 && f[0] == group {
+			if id, ok := validID(f[2]); ok {
+				return id, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("Unable to find group %s: no matching entries in group file", group)
+}

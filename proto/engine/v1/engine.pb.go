@@ -3194,8 +3194,30 @@ type HostConfig struct {
 	ExtraHosts        []string               `protobuf:"bytes,25,rep,name=extra_hosts,json=extraHosts,proto3" json:"extra_hosts,omitempty"`
 	Dns               []string               `protobuf:"bytes,26,rep,name=dns,proto3" json:"dns,omitempty"`
 	Init              bool                   `protobuf:"varint,27,opt,name=init,proto3" json:"init,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Numbers 28-39 are left free for fields of the runtime's.
+	CgroupnsMode      string           `protobuf:"bytes,40,opt,name=cgroupns_mode,json=cgroupnsMode,proto3" json:"cgroupns_mode,omitempty"` // "", "host" or "private"
+	DeviceCgroupRules []string         `protobuf:"bytes,41,rep,name=device_cgroup_rules,json=deviceCgroupRules,proto3" json:"device_cgroup_rules,omitempty"`
+	PidMode           string           `protobuf:"bytes,42,opt,name=pid_mode,json=pidMode,proto3" json:"pid_mode,omitempty"`                // "", "host" or "container:<id|name>"
+	IpcMode           string           `protobuf:"bytes,43,opt,name=ipc_mode,json=ipcMode,proto3" json:"ipc_mode,omitempty"`                // "", "private", "shareable", "none", "host" or "container:<id|name>"
+	UtsMode           string           `protobuf:"bytes,44,opt,name=uts_mode,json=utsMode,proto3" json:"uts_mode,omitempty"`                // "" or "host"
+	Isolation         string           `protobuf:"bytes,45,opt,name=isolation,proto3" json:"isolation,omitempty"`                           // "" or "default"
+	Runtime           string           `protobuf:"bytes,46,opt,name=runtime,proto3" json:"runtime,omitempty"`                               // "" or "runc"
+	VolumeDriver      string           `protobuf:"bytes,47,opt,name=volume_driver,json=volumeDriver,proto3" json:"volume_driver,omitempty"` // "" or "local"
+	DnsSearch         []string         `protobuf:"bytes,48,rep,name=dns_search,json=dnsSearch,proto3" json:"dns_search,omitempty"`
+	DnsOptions        []string         `protobuf:"bytes,49,rep,name=dns_options,json=dnsOptions,proto3" json:"dns_options,omitempty"`
+	Devices           []*DeviceMapping `protobuf:"bytes,50,rep,name=devices,proto3" json:"devices,omitempty"`
+	GroupAdd          []string         `protobuf:"bytes,51,rep,name=group_add,json=groupAdd,proto3" json:"group_add,omitempty"`
+	Mounts            []*Mount         `protobuf:"bytes,52,rep,name=mounts,proto3" json:"mounts,omitempty"`                                 // type tmpfs only, until volumes
+	OomScoreAdj       int32            `protobuf:"varint,53,opt,name=oom_score_adj,json=oomScoreAdj,proto3" json:"oom_score_adj,omitempty"` // -1000..1000
+	// masked_paths and readonly_paths are output only: the lists applied
+	// (none for a privileged container, empty with systempaths=unconfined).
+	MaskedPaths   []string `protobuf:"bytes,54,rep,name=masked_paths,json=maskedPaths,proto3" json:"masked_paths,omitempty"`
+	ReadonlyPaths []string `protobuf:"bytes,55,rep,name=readonly_paths,json=readonlyPaths,proto3" json:"readonly_paths,omitempty"`
+	// console_size is the terminal's initial [height, width].
+	ConsoleSize   []uint32          `protobuf:"varint,56,rep,packed,name=console_size,json=consoleSize,proto3" json:"console_size,omitempty"`
+	Annotations   map[string]string `protobuf:"bytes,57,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HostConfig) Reset() {
@@ -3417,6 +3439,286 @@ func (x *HostConfig) GetInit() bool {
 	return false
 }
 
+func (x *HostConfig) GetCgroupnsMode() string {
+	if x != nil {
+		return x.CgroupnsMode
+	}
+	return ""
+}
+
+func (x *HostConfig) GetDeviceCgroupRules() []string {
+	if x != nil {
+		return x.DeviceCgroupRules
+	}
+	return nil
+}
+
+func (x *HostConfig) GetPidMode() string {
+	if x != nil {
+		return x.PidMode
+	}
+	return ""
+}
+
+func (x *HostConfig) GetIpcMode() string {
+	if x != nil {
+		return x.IpcMode
+	}
+	return ""
+}
+
+func (x *HostConfig) GetUtsMode() string {
+	if x != nil {
+		return x.UtsMode
+	}
+	return ""
+}
+
+func (x *HostConfig) GetIsolation() string {
+	if x != nil {
+		return x.Isolation
+	}
+	return ""
+}
+
+func (x *HostConfig) GetRuntime() string {
+	if x != nil {
+		return x.Runtime
+	}
+	return ""
+}
+
+func (x *HostConfig) GetVolumeDriver() string {
+	if x != nil {
+		return x.VolumeDriver
+	}
+	return ""
+}
+
+func (x *HostConfig) GetDnsSearch() []string {
+	if x != nil {
+		return x.DnsSearch
+	}
+	return nil
+}
+
+func (x *HostConfig) GetDnsOptions() []string {
+	if x != nil {
+		return x.DnsOptions
+	}
+	return nil
+}
+
+func (x *HostConfig) GetDevices() []*DeviceMapping {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+func (x *HostConfig) GetGroupAdd() []string {
+	if x != nil {
+		return x.GroupAdd
+	}
+	return nil
+}
+
+func (x *HostConfig) GetMounts() []*Mount {
+	if x != nil {
+		return x.Mounts
+	}
+	return nil
+}
+
+func (x *HostConfig) GetOomScoreAdj() int32 {
+	if x != nil {
+		return x.OomScoreAdj
+	}
+	return 0
+}
+
+func (x *HostConfig) GetMaskedPaths() []string {
+	if x != nil {
+		return x.MaskedPaths
+	}
+	return nil
+}
+
+func (x *HostConfig) GetReadonlyPaths() []string {
+	if x != nil {
+		return x.ReadonlyPaths
+	}
+	return nil
+}
+
+func (x *HostConfig) GetConsoleSize() []uint32 {
+	if x != nil {
+		return x.ConsoleSize
+	}
+	return nil
+}
+
+func (x *HostConfig) GetAnnotations() map[string]string {
+	if x != nil {
+		return x.Annotations
+	}
+	return nil
+}
+
+// DeviceMapping is --device host[:container[:permissions]].
+type DeviceMapping struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	PathOnHost        string                 `protobuf:"bytes,1,opt,name=path_on_host,json=pathOnHost,proto3" json:"path_on_host,omitempty"`
+	PathInContainer   string                 `protobuf:"bytes,2,opt,name=path_in_container,json=pathInContainer,proto3" json:"path_in_container,omitempty"`
+	CgroupPermissions string                 `protobuf:"bytes,3,opt,name=cgroup_permissions,json=cgroupPermissions,proto3" json:"cgroup_permissions,omitempty"` // r, w, m; "" is rwm
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *DeviceMapping) Reset() {
+	*x = DeviceMapping{}
+	mi := &file_engine_v1_engine_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceMapping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceMapping) ProtoMessage() {}
+
+func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceMapping.ProtoReflect.Descriptor instead.
+func (*DeviceMapping) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *DeviceMapping) GetPathOnHost() string {
+	if x != nil {
+		return x.PathOnHost
+	}
+	return ""
+}
+
+func (x *DeviceMapping) GetPathInContainer() string {
+	if x != nil {
+		return x.PathInContainer
+	}
+	return ""
+}
+
+func (x *DeviceMapping) GetCgroupPermissions() string {
+	if x != nil {
+		return x.CgroupPermissions
+	}
+	return ""
+}
+
+// Mount is HostConfig.Mounts (--mount).
+type Mount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Source        string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Target        string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	ReadOnly      bool                   `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	TmpfsSize     int64                  `protobuf:"varint,5,opt,name=tmpfs_size,json=tmpfsSize,proto3" json:"tmpfs_size,omitempty"` // bytes, 0 = the kernel's default
+	TmpfsMode     uint32                 `protobuf:"varint,6,opt,name=tmpfs_mode,json=tmpfsMode,proto3" json:"tmpfs_mode,omitempty"` // permission bits, 0 = 1777
+	Consistency   string                 `protobuf:"bytes,7,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Mount) Reset() {
+	*x = Mount{}
+	mi := &file_engine_v1_engine_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mount) ProtoMessage() {}
+
+func (x *Mount) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mount.ProtoReflect.Descriptor instead.
+func (*Mount) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *Mount) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Mount) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Mount) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *Mount) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
+func (x *Mount) GetTmpfsSize() int64 {
+	if x != nil {
+		return x.TmpfsSize
+	}
+	return 0
+}
+
+func (x *Mount) GetTmpfsMode() uint32 {
+	if x != nil {
+		return x.TmpfsMode
+	}
+	return 0
+}
+
+func (x *Mount) GetConsistency() string {
+	if x != nil {
+		return x.Consistency
+	}
+	return ""
+}
+
 type ContainerCreateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -3429,7 +3731,7 @@ type ContainerCreateRequest struct {
 
 func (x *ContainerCreateRequest) Reset() {
 	*x = ContainerCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[44]
+	mi := &file_engine_v1_engine_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3441,7 +3743,7 @@ func (x *ContainerCreateRequest) String() string {
 func (*ContainerCreateRequest) ProtoMessage() {}
 
 func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[44]
+	mi := &file_engine_v1_engine_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3454,7 +3756,7 @@ func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{44}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ContainerCreateRequest) GetName() string {
@@ -3495,7 +3797,7 @@ type ContainerCreateResponse struct {
 
 func (x *ContainerCreateResponse) Reset() {
 	*x = ContainerCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[45]
+	mi := &file_engine_v1_engine_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3507,7 +3809,7 @@ func (x *ContainerCreateResponse) String() string {
 func (*ContainerCreateResponse) ProtoMessage() {}
 
 func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[45]
+	mi := &file_engine_v1_engine_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3520,7 +3822,7 @@ func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{45}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ContainerCreateResponse) GetId() string {
@@ -3558,7 +3860,7 @@ type ContainerState struct {
 
 func (x *ContainerState) Reset() {
 	*x = ContainerState{}
-	mi := &file_engine_v1_engine_proto_msgTypes[46]
+	mi := &file_engine_v1_engine_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3570,7 +3872,7 @@ func (x *ContainerState) String() string {
 func (*ContainerState) ProtoMessage() {}
 
 func (x *ContainerState) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[46]
+	mi := &file_engine_v1_engine_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3583,7 +3885,7 @@ func (x *ContainerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerState.ProtoReflect.Descriptor instead.
 func (*ContainerState) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{46}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ContainerState) GetStatus() string {
@@ -3692,7 +3994,7 @@ type Container struct {
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_engine_v1_engine_proto_msgTypes[47]
+	mi := &file_engine_v1_engine_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3704,7 +4006,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[47]
+	mi := &file_engine_v1_engine_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3717,7 +4019,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{47}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Container) GetId() string {
@@ -3870,7 +4172,7 @@ type ContainerInspectRequest struct {
 
 func (x *ContainerInspectRequest) Reset() {
 	*x = ContainerInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[48]
+	mi := &file_engine_v1_engine_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3882,7 +4184,7 @@ func (x *ContainerInspectRequest) String() string {
 func (*ContainerInspectRequest) ProtoMessage() {}
 
 func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[48]
+	mi := &file_engine_v1_engine_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3895,7 +4197,7 @@ func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInspectRequest.ProtoReflect.Descriptor instead.
 func (*ContainerInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{48}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ContainerInspectRequest) GetId() string {
@@ -3924,7 +4226,7 @@ type ContainerListRequest struct {
 
 func (x *ContainerListRequest) Reset() {
 	*x = ContainerListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[49]
+	mi := &file_engine_v1_engine_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3936,7 +4238,7 @@ func (x *ContainerListRequest) String() string {
 func (*ContainerListRequest) ProtoMessage() {}
 
 func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[49]
+	mi := &file_engine_v1_engine_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3949,7 +4251,7 @@ func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListRequest.ProtoReflect.Descriptor instead.
 func (*ContainerListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{49}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ContainerListRequest) GetAll() bool {
@@ -3989,7 +4291,7 @@ type ContainerListResponse struct {
 
 func (x *ContainerListResponse) Reset() {
 	*x = ContainerListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	mi := &file_engine_v1_engine_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4001,7 +4303,7 @@ func (x *ContainerListResponse) String() string {
 func (*ContainerListResponse) ProtoMessage() {}
 
 func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	mi := &file_engine_v1_engine_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4014,7 +4316,7 @@ func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListResponse.ProtoReflect.Descriptor instead.
 func (*ContainerListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{50}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ContainerListResponse) GetContainers() []*Container {
@@ -4033,7 +4335,7 @@ type ContainerStartRequest struct {
 
 func (x *ContainerStartRequest) Reset() {
 	*x = ContainerStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4045,7 +4347,7 @@ func (x *ContainerStartRequest) String() string {
 func (*ContainerStartRequest) ProtoMessage() {}
 
 func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4058,7 +4360,7 @@ func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{51}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ContainerStartRequest) GetId() string {
@@ -4076,7 +4378,7 @@ type ContainerStartResponse struct {
 
 func (x *ContainerStartResponse) Reset() {
 	*x = ContainerStartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[52]
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4088,7 +4390,7 @@ func (x *ContainerStartResponse) String() string {
 func (*ContainerStartResponse) ProtoMessage() {}
 
 func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[52]
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4101,7 +4403,7 @@ func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{52}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{54}
 }
 
 type ContainerStopRequest struct {
@@ -4117,7 +4419,7 @@ type ContainerStopRequest struct {
 
 func (x *ContainerStopRequest) Reset() {
 	*x = ContainerStopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4129,7 +4431,7 @@ func (x *ContainerStopRequest) String() string {
 func (*ContainerStopRequest) ProtoMessage() {}
 
 func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4142,7 +4444,7 @@ func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{53}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ContainerStopRequest) GetId() string {
@@ -4174,7 +4476,7 @@ type ContainerStopResponse struct {
 
 func (x *ContainerStopResponse) Reset() {
 	*x = ContainerStopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4186,7 +4488,7 @@ func (x *ContainerStopResponse) String() string {
 func (*ContainerStopResponse) ProtoMessage() {}
 
 func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4199,7 +4501,7 @@ func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{54}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
 }
 
 type ContainerRestartRequest struct {
@@ -4213,7 +4515,7 @@ type ContainerRestartRequest struct {
 
 func (x *ContainerRestartRequest) Reset() {
 	*x = ContainerRestartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4225,7 +4527,7 @@ func (x *ContainerRestartRequest) String() string {
 func (*ContainerRestartRequest) ProtoMessage() {}
 
 func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4238,7 +4540,7 @@ func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRestartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ContainerRestartRequest) GetId() string {
@@ -4270,7 +4572,7 @@ type ContainerRestartResponse struct {
 
 func (x *ContainerRestartResponse) Reset() {
 	*x = ContainerRestartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4282,7 +4584,7 @@ func (x *ContainerRestartResponse) String() string {
 func (*ContainerRestartResponse) ProtoMessage() {}
 
 func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4295,7 +4597,7 @@ func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRestartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
 }
 
 type ContainerKillRequest struct {
@@ -4308,7 +4610,7 @@ type ContainerKillRequest struct {
 
 func (x *ContainerKillRequest) Reset() {
 	*x = ContainerKillRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4320,7 +4622,7 @@ func (x *ContainerKillRequest) String() string {
 func (*ContainerKillRequest) ProtoMessage() {}
 
 func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4333,7 +4635,7 @@ func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillRequest.ProtoReflect.Descriptor instead.
 func (*ContainerKillRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ContainerKillRequest) GetId() string {
@@ -4358,7 +4660,7 @@ type ContainerKillResponse struct {
 
 func (x *ContainerKillResponse) Reset() {
 	*x = ContainerKillResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4370,7 +4672,7 @@ func (x *ContainerKillResponse) String() string {
 func (*ContainerKillResponse) ProtoMessage() {}
 
 func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4383,7 +4685,7 @@ func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillResponse.ProtoReflect.Descriptor instead.
 func (*ContainerKillResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
 }
 
 type ContainerPauseRequest struct {
@@ -4395,7 +4697,7 @@ type ContainerPauseRequest struct {
 
 func (x *ContainerPauseRequest) Reset() {
 	*x = ContainerPauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4407,7 +4709,7 @@ func (x *ContainerPauseRequest) String() string {
 func (*ContainerPauseRequest) ProtoMessage() {}
 
 func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4420,7 +4722,7 @@ func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ContainerPauseRequest) GetId() string {
@@ -4438,7 +4740,7 @@ type ContainerPauseResponse struct {
 
 func (x *ContainerPauseResponse) Reset() {
 	*x = ContainerPauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4450,7 +4752,7 @@ func (x *ContainerPauseResponse) String() string {
 func (*ContainerPauseResponse) ProtoMessage() {}
 
 func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4463,7 +4765,7 @@ func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
 }
 
 type ContainerUnpauseRequest struct {
@@ -4475,7 +4777,7 @@ type ContainerUnpauseRequest struct {
 
 func (x *ContainerUnpauseRequest) Reset() {
 	*x = ContainerUnpauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4487,7 +4789,7 @@ func (x *ContainerUnpauseRequest) String() string {
 func (*ContainerUnpauseRequest) ProtoMessage() {}
 
 func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4500,7 +4802,7 @@ func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ContainerUnpauseRequest) GetId() string {
@@ -4518,7 +4820,7 @@ type ContainerUnpauseResponse struct {
 
 func (x *ContainerUnpauseResponse) Reset() {
 	*x = ContainerUnpauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4530,7 +4832,7 @@ func (x *ContainerUnpauseResponse) String() string {
 func (*ContainerUnpauseResponse) ProtoMessage() {}
 
 func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4543,7 +4845,7 @@ func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
 }
 
 type ContainerRenameRequest struct {
@@ -4556,7 +4858,7 @@ type ContainerRenameRequest struct {
 
 func (x *ContainerRenameRequest) Reset() {
 	*x = ContainerRenameRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4568,7 +4870,7 @@ func (x *ContainerRenameRequest) String() string {
 func (*ContainerRenameRequest) ProtoMessage() {}
 
 func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4581,7 +4883,7 @@ func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRenameRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ContainerRenameRequest) GetId() string {
@@ -4606,7 +4908,7 @@ type ContainerRenameResponse struct {
 
 func (x *ContainerRenameResponse) Reset() {
 	*x = ContainerRenameResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4618,7 +4920,7 @@ func (x *ContainerRenameResponse) String() string {
 func (*ContainerRenameResponse) ProtoMessage() {}
 
 func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4631,7 +4933,7 @@ func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRenameResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
 }
 
 type ContainerRemoveRequest struct {
@@ -4646,7 +4948,7 @@ type ContainerRemoveRequest struct {
 
 func (x *ContainerRemoveRequest) Reset() {
 	*x = ContainerRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4658,7 +4960,7 @@ func (x *ContainerRemoveRequest) String() string {
 func (*ContainerRemoveRequest) ProtoMessage() {}
 
 func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4671,7 +4973,7 @@ func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ContainerRemoveRequest) GetId() string {
@@ -4710,7 +5012,7 @@ type ContainerRemoveResponse struct {
 
 func (x *ContainerRemoveResponse) Reset() {
 	*x = ContainerRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4722,7 +5024,7 @@ func (x *ContainerRemoveResponse) String() string {
 func (*ContainerRemoveResponse) ProtoMessage() {}
 
 func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4735,7 +5037,7 @@ func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
 }
 
 type ContainerPruneRequest struct {
@@ -4747,7 +5049,7 @@ type ContainerPruneRequest struct {
 
 func (x *ContainerPruneRequest) Reset() {
 	*x = ContainerPruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4759,7 +5061,7 @@ func (x *ContainerPruneRequest) String() string {
 func (*ContainerPruneRequest) ProtoMessage() {}
 
 func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4772,7 +5074,7 @@ func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ContainerPruneRequest) GetFilters() string {
@@ -4792,7 +5094,7 @@ type ContainerPruneResponse struct {
 
 func (x *ContainerPruneResponse) Reset() {
 	*x = ContainerPruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4804,7 +5106,7 @@ func (x *ContainerPruneResponse) String() string {
 func (*ContainerPruneResponse) ProtoMessage() {}
 
 func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4817,7 +5119,7 @@ func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ContainerPruneResponse) GetDeleted() []string {
@@ -4844,7 +5146,7 @@ type ContainerTopRequest struct {
 
 func (x *ContainerTopRequest) Reset() {
 	*x = ContainerTopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4856,7 +5158,7 @@ func (x *ContainerTopRequest) String() string {
 func (*ContainerTopRequest) ProtoMessage() {}
 
 func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4869,7 +5171,7 @@ func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerTopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ContainerTopRequest) GetId() string {
@@ -4896,7 +5198,7 @@ type ContainerTopResponse struct {
 
 func (x *ContainerTopResponse) Reset() {
 	*x = ContainerTopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4908,7 +5210,7 @@ func (x *ContainerTopResponse) String() string {
 func (*ContainerTopResponse) ProtoMessage() {}
 
 func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4921,7 +5223,7 @@ func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerTopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ContainerTopResponse) GetTitles() []string {
@@ -4947,7 +5249,7 @@ type TopRow struct {
 
 func (x *TopRow) Reset() {
 	*x = TopRow{}
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4959,7 +5261,7 @@ func (x *TopRow) String() string {
 func (*TopRow) ProtoMessage() {}
 
 func (x *TopRow) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4972,7 +5274,7 @@ func (x *TopRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopRow.ProtoReflect.Descriptor instead.
 func (*TopRow) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *TopRow) GetFields() []string {
@@ -4993,7 +5295,7 @@ type ContainerResizeRequest struct {
 
 func (x *ContainerResizeRequest) Reset() {
 	*x = ContainerResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5005,7 +5307,7 @@ func (x *ContainerResizeRequest) String() string {
 func (*ContainerResizeRequest) ProtoMessage() {}
 
 func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5018,7 +5320,7 @@ func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeRequest.ProtoReflect.Descriptor instead.
 func (*ContainerResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ContainerResizeRequest) GetId() string {
@@ -5050,7 +5352,7 @@ type ContainerResizeResponse struct {
 
 func (x *ContainerResizeResponse) Reset() {
 	*x = ContainerResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5062,7 +5364,7 @@ func (x *ContainerResizeResponse) String() string {
 func (*ContainerResizeResponse) ProtoMessage() {}
 
 func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5075,7 +5377,7 @@ func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeResponse.ProtoReflect.Descriptor instead.
 func (*ContainerResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
 }
 
 type ContainerWaitRequest struct {
@@ -5089,7 +5391,7 @@ type ContainerWaitRequest struct {
 
 func (x *ContainerWaitRequest) Reset() {
 	*x = ContainerWaitRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5101,7 +5403,7 @@ func (x *ContainerWaitRequest) String() string {
 func (*ContainerWaitRequest) ProtoMessage() {}
 
 func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5114,7 +5416,7 @@ func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitRequest.ProtoReflect.Descriptor instead.
 func (*ContainerWaitRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ContainerWaitRequest) GetId() string {
@@ -5141,7 +5443,7 @@ type ContainerWaitResponse struct {
 
 func (x *ContainerWaitResponse) Reset() {
 	*x = ContainerWaitResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5153,7 +5455,7 @@ func (x *ContainerWaitResponse) String() string {
 func (*ContainerWaitResponse) ProtoMessage() {}
 
 func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5166,7 +5468,7 @@ func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitResponse.ProtoReflect.Descriptor instead.
 func (*ContainerWaitResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ContainerWaitResponse) GetStatusCode() int64 {
@@ -5200,7 +5502,7 @@ type ContainerLogsRequest struct {
 
 func (x *ContainerLogsRequest) Reset() {
 	*x = ContainerLogsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5212,7 +5514,7 @@ func (x *ContainerLogsRequest) String() string {
 func (*ContainerLogsRequest) ProtoMessage() {}
 
 func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5225,7 +5527,7 @@ func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ContainerLogsRequest) GetId() string {
@@ -5297,7 +5599,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5309,7 +5611,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5322,7 +5624,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *LogEntry) GetStream() int32 {
@@ -5359,7 +5661,7 @@ type ContainerAttachRequest struct {
 
 func (x *ContainerAttachRequest) Reset() {
 	*x = ContainerAttachRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5371,7 +5673,7 @@ func (x *ContainerAttachRequest) String() string {
 func (*ContainerAttachRequest) ProtoMessage() {}
 
 func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5384,7 +5686,7 @@ func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachRequest.ProtoReflect.Descriptor instead.
 func (*ContainerAttachRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ContainerAttachRequest) GetOptions() *ContainerAttachOptions {
@@ -5423,7 +5725,7 @@ type ContainerAttachOptions struct {
 
 func (x *ContainerAttachOptions) Reset() {
 	*x = ContainerAttachOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5435,7 +5737,7 @@ func (x *ContainerAttachOptions) String() string {
 func (*ContainerAttachOptions) ProtoMessage() {}
 
 func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5448,7 +5750,7 @@ func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachOptions.ProtoReflect.Descriptor instead.
 func (*ContainerAttachOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ContainerAttachOptions) GetId() string {
@@ -5510,7 +5812,7 @@ type ContainerStatsRequest struct {
 
 func (x *ContainerStatsRequest) Reset() {
 	*x = ContainerStatsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5522,7 +5824,7 @@ func (x *ContainerStatsRequest) String() string {
 func (*ContainerStatsRequest) ProtoMessage() {}
 
 func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5535,7 +5837,7 @@ func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStatsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ContainerStatsRequest) GetId() string {
@@ -5578,7 +5880,7 @@ type ContainerStatsResponse struct {
 
 func (x *ContainerStatsResponse) Reset() {
 	*x = ContainerStatsResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5590,7 +5892,7 @@ func (x *ContainerStatsResponse) String() string {
 func (*ContainerStatsResponse) ProtoMessage() {}
 
 func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5603,7 +5905,7 @@ func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStatsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ContainerStatsResponse) GetId() string {
@@ -5744,7 +6046,7 @@ type ContainerUpdateRequest struct {
 
 func (x *ContainerUpdateRequest) Reset() {
 	*x = ContainerUpdateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5756,7 +6058,7 @@ func (x *ContainerUpdateRequest) String() string {
 func (*ContainerUpdateRequest) ProtoMessage() {}
 
 func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5769,7 +6071,7 @@ func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ContainerUpdateRequest) GetId() string {
@@ -5795,7 +6097,7 @@ type ContainerUpdateResponse struct {
 
 func (x *ContainerUpdateResponse) Reset() {
 	*x = ContainerUpdateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5807,7 +6109,7 @@ func (x *ContainerUpdateResponse) String() string {
 func (*ContainerUpdateResponse) ProtoMessage() {}
 
 func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5820,7 +6122,7 @@ func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ContainerUpdateResponse) GetWarnings() []string {
@@ -5850,7 +6152,7 @@ type ExecConfig struct {
 
 func (x *ExecConfig) Reset() {
 	*x = ExecConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5862,7 +6164,7 @@ func (x *ExecConfig) String() string {
 func (*ExecConfig) ProtoMessage() {}
 
 func (x *ExecConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5875,7 +6177,7 @@ func (x *ExecConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecConfig.ProtoReflect.Descriptor instead.
 func (*ExecConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ExecConfig) GetCmd() []string {
@@ -5966,7 +6268,7 @@ type ContainerExecCreateRequest struct {
 
 func (x *ContainerExecCreateRequest) Reset() {
 	*x = ContainerExecCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5978,7 +6280,7 @@ func (x *ContainerExecCreateRequest) String() string {
 func (*ContainerExecCreateRequest) ProtoMessage() {}
 
 func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5991,7 +6293,7 @@ func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ContainerExecCreateRequest) GetId() string {
@@ -6017,7 +6319,7 @@ type ContainerExecCreateResponse struct {
 
 func (x *ContainerExecCreateResponse) Reset() {
 	*x = ContainerExecCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6029,7 +6331,7 @@ func (x *ContainerExecCreateResponse) String() string {
 func (*ContainerExecCreateResponse) ProtoMessage() {}
 
 func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6042,7 +6344,7 @@ func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ContainerExecCreateResponse) GetId() string {
@@ -6064,7 +6366,7 @@ type ExecStartRequest struct {
 
 func (x *ExecStartRequest) Reset() {
 	*x = ExecStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6076,7 +6378,7 @@ func (x *ExecStartRequest) String() string {
 func (*ExecStartRequest) ProtoMessage() {}
 
 func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6089,7 +6391,7 @@ func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartRequest.ProtoReflect.Descriptor instead.
 func (*ExecStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ExecStartRequest) GetOptions() *ExecStartOptions {
@@ -6125,7 +6427,7 @@ type ExecStartOptions struct {
 
 func (x *ExecStartOptions) Reset() {
 	*x = ExecStartOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6137,7 +6439,7 @@ func (x *ExecStartOptions) String() string {
 func (*ExecStartOptions) ProtoMessage() {}
 
 func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6150,7 +6452,7 @@ func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartOptions.ProtoReflect.Descriptor instead.
 func (*ExecStartOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *ExecStartOptions) GetId() string {
@@ -6190,7 +6492,7 @@ type ExecInspectRequest struct {
 
 func (x *ExecInspectRequest) Reset() {
 	*x = ExecInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6202,7 +6504,7 @@ func (x *ExecInspectRequest) String() string {
 func (*ExecInspectRequest) ProtoMessage() {}
 
 func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6215,7 +6517,7 @@ func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectRequest.ProtoReflect.Descriptor instead.
 func (*ExecInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *ExecInspectRequest) GetId() string {
@@ -6240,7 +6542,7 @@ type ExecInspectResponse struct {
 
 func (x *ExecInspectResponse) Reset() {
 	*x = ExecInspectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6252,7 +6554,7 @@ func (x *ExecInspectResponse) String() string {
 func (*ExecInspectResponse) ProtoMessage() {}
 
 func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6265,7 +6567,7 @@ func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectResponse.ProtoReflect.Descriptor instead.
 func (*ExecInspectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ExecInspectResponse) GetId() string {
@@ -6321,7 +6623,7 @@ type ExecResizeRequest struct {
 
 func (x *ExecResizeRequest) Reset() {
 	*x = ExecResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6333,7 +6635,7 @@ func (x *ExecResizeRequest) String() string {
 func (*ExecResizeRequest) ProtoMessage() {}
 
 func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6346,7 +6648,7 @@ func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeRequest.ProtoReflect.Descriptor instead.
 func (*ExecResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ExecResizeRequest) GetId() string {
@@ -6378,7 +6680,7 @@ type ExecResizeResponse struct {
 
 func (x *ExecResizeResponse) Reset() {
 	*x = ExecResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6390,7 +6692,7 @@ func (x *ExecResizeResponse) String() string {
 func (*ExecResizeResponse) ProtoMessage() {}
 
 func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6403,7 +6705,7 @@ func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeResponse.ProtoReflect.Descriptor instead.
 func (*ExecResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
 }
 
 type ContainerArchiveRequest struct {
@@ -6416,7 +6718,7 @@ type ContainerArchiveRequest struct {
 
 func (x *ContainerArchiveRequest) Reset() {
 	*x = ContainerArchiveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6428,7 +6730,7 @@ func (x *ContainerArchiveRequest) String() string {
 func (*ContainerArchiveRequest) ProtoMessage() {}
 
 func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6441,7 +6743,7 @@ func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchiveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchiveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ContainerArchiveRequest) GetId() string {
@@ -6472,7 +6774,7 @@ type ContainerPathStat struct {
 
 func (x *ContainerPathStat) Reset() {
 	*x = ContainerPathStat{}
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6484,7 +6786,7 @@ func (x *ContainerPathStat) String() string {
 func (*ContainerPathStat) ProtoMessage() {}
 
 func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6497,7 +6799,7 @@ func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPathStat.ProtoReflect.Descriptor instead.
 func (*ContainerPathStat) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *ContainerPathStat) GetName() string {
@@ -6545,7 +6847,7 @@ type ContainerArchivePutRequest struct {
 
 func (x *ContainerArchivePutRequest) Reset() {
 	*x = ContainerArchivePutRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6557,7 +6859,7 @@ func (x *ContainerArchivePutRequest) String() string {
 func (*ContainerArchivePutRequest) ProtoMessage() {}
 
 func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6570,7 +6872,7 @@ func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ContainerArchivePutRequest) GetOptions() *ContainerArchivePutOptions {
@@ -6602,7 +6904,7 @@ type ContainerArchivePutOptions struct {
 
 func (x *ContainerArchivePutOptions) Reset() {
 	*x = ContainerArchivePutOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6614,7 +6916,7 @@ func (x *ContainerArchivePutOptions) String() string {
 func (*ContainerArchivePutOptions) ProtoMessage() {}
 
 func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6627,7 +6929,7 @@ func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutOptions.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ContainerArchivePutOptions) GetId() string {
@@ -6666,7 +6968,7 @@ type ContainerArchivePutResponse struct {
 
 func (x *ContainerArchivePutResponse) Reset() {
 	*x = ContainerArchivePutResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6678,7 +6980,7 @@ func (x *ContainerArchivePutResponse) String() string {
 func (*ContainerArchivePutResponse) ProtoMessage() {}
 
 func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6691,7 +6993,7 @@ func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutResponse.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
 }
 
 type ContainerExportRequest struct {
@@ -6703,7 +7005,7 @@ type ContainerExportRequest struct {
 
 func (x *ContainerExportRequest) Reset() {
 	*x = ContainerExportRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6715,7 +7017,7 @@ func (x *ContainerExportRequest) String() string {
 func (*ContainerExportRequest) ProtoMessage() {}
 
 func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6728,7 +7030,7 @@ func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExportRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExportRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ContainerExportRequest) GetId() string {
@@ -6747,7 +7049,7 @@ type ContainerChangesRequest struct {
 
 func (x *ContainerChangesRequest) Reset() {
 	*x = ContainerChangesRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6759,7 +7061,7 @@ func (x *ContainerChangesRequest) String() string {
 func (*ContainerChangesRequest) ProtoMessage() {}
 
 func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6772,7 +7074,7 @@ func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesRequest.ProtoReflect.Descriptor instead.
 func (*ContainerChangesRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ContainerChangesRequest) GetId() string {
@@ -6791,7 +7093,7 @@ type ContainerChangesResponse struct {
 
 func (x *ContainerChangesResponse) Reset() {
 	*x = ContainerChangesResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6803,7 +7105,7 @@ func (x *ContainerChangesResponse) String() string {
 func (*ContainerChangesResponse) ProtoMessage() {}
 
 func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6816,7 +7118,7 @@ func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesResponse.ProtoReflect.Descriptor instead.
 func (*ContainerChangesResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ContainerChangesResponse) GetChanges() []*FilesystemChange {
@@ -6837,7 +7139,7 @@ type FilesystemChange struct {
 
 func (x *FilesystemChange) Reset() {
 	*x = FilesystemChange{}
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6849,7 +7151,7 @@ func (x *FilesystemChange) String() string {
 func (*FilesystemChange) ProtoMessage() {}
 
 func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6862,7 +7164,7 @@ func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilesystemChange.ProtoReflect.Descriptor instead.
 func (*FilesystemChange) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *FilesystemChange) GetPath() string {
@@ -6892,7 +7194,7 @@ type SystemEventsRequest struct {
 
 func (x *SystemEventsRequest) Reset() {
 	*x = SystemEventsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6904,7 +7206,7 @@ func (x *SystemEventsRequest) String() string {
 func (*SystemEventsRequest) ProtoMessage() {}
 
 func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6917,7 +7219,7 @@ func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemEventsRequest.ProtoReflect.Descriptor instead.
 func (*SystemEventsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *SystemEventsRequest) GetSince() *timestamppb.Timestamp {
@@ -6955,7 +7257,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6967,7 +7269,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6980,7 +7282,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *Event) GetType() string {
@@ -7315,7 +7617,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x06config\x18\x02 \x03(\v2 .engine.v1.LogConfig.ConfigEntryR\x06config\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x0e\n" +
 	"\n" +
 	"HostConfig\x12\x14\n" +
 	"\x05binds\x18\x01 \x03(\tR\x05binds\x12!\n" +
@@ -7356,15 +7658,53 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\vextra_hosts\x18\x19 \x03(\tR\n" +
 	"extraHosts\x12\x10\n" +
 	"\x03dns\x18\x1a \x03(\tR\x03dns\x12\x12\n" +
-	"\x04init\x18\x1b \x01(\bR\x04init\x1a:\n" +
+	"\x04init\x18\x1b \x01(\bR\x04init\x12#\n" +
+	"\rcgroupns_mode\x18( \x01(\tR\fcgroupnsMode\x12.\n" +
+	"\x13device_cgroup_rules\x18) \x03(\tR\x11deviceCgroupRules\x12\x19\n" +
+	"\bpid_mode\x18* \x01(\tR\apidMode\x12\x19\n" +
+	"\bipc_mode\x18+ \x01(\tR\aipcMode\x12\x19\n" +
+	"\buts_mode\x18, \x01(\tR\autsMode\x12\x1c\n" +
+	"\tisolation\x18- \x01(\tR\tisolation\x12\x18\n" +
+	"\aruntime\x18. \x01(\tR\aruntime\x12#\n" +
+	"\rvolume_driver\x18/ \x01(\tR\fvolumeDriver\x12\x1d\n" +
+	"\n" +
+	"dns_search\x180 \x03(\tR\tdnsSearch\x12\x1f\n" +
+	"\vdns_options\x181 \x03(\tR\n" +
+	"dnsOptions\x122\n" +
+	"\adevices\x182 \x03(\v2\x18.engine.v1.DeviceMappingR\adevices\x12\x1b\n" +
+	"\tgroup_add\x183 \x03(\tR\bgroupAdd\x12(\n" +
+	"\x06mounts\x184 \x03(\v2\x10.engine.v1.MountR\x06mounts\x12\"\n" +
+	"\room_score_adj\x185 \x01(\x05R\voomScoreAdj\x12!\n" +
+	"\fmasked_paths\x186 \x03(\tR\vmaskedPaths\x12%\n" +
+	"\x0ereadonly_paths\x187 \x03(\tR\rreadonlyPaths\x12!\n" +
+	"\fconsole_size\x188 \x03(\rR\vconsoleSize\x12H\n" +
+	"\vannotations\x189 \x03(\v2&.engine.v1.HostConfig.AnnotationsEntryR\vannotations\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
 	"\n" +
 	"TmpfsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
+	"\x10AnnotationsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\r\n" +
-	"\v_pids_limit\"\xb4\x01\n" +
+	"\v_pids_limit\"\x8c\x01\n" +
+	"\rDeviceMapping\x12 \n" +
+	"\fpath_on_host\x18\x01 \x01(\tR\n" +
+	"pathOnHost\x12*\n" +
+	"\x11path_in_container\x18\x02 \x01(\tR\x0fpathInContainer\x12-\n" +
+	"\x12cgroup_permissions\x18\x03 \x01(\tR\x11cgroupPermissions\"\xc8\x01\n" +
+	"\x05Mount\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1b\n" +
+	"\tread_only\x18\x04 \x01(\bR\breadOnly\x12\x1d\n" +
+	"\n" +
+	"tmpfs_size\x18\x05 \x01(\x03R\ttmpfsSize\x12\x1d\n" +
+	"\n" +
+	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\x12 \n" +
+	"\vconsistency\x18\a \x01(\tR\vconsistency\"\xb4\x01\n" +
 	"\x16ContainerCreateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.engine.v1.ContainerConfigR\x06config\x126\n" +
@@ -7712,7 +8052,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 115)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 118)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*PingRequest)(nil),                 // 0: engine.v1.PingRequest
 	(*PingResponse)(nil),                // 1: engine.v1.PingResponse
@@ -7758,230 +8098,236 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*RestartPolicy)(nil),               // 41: engine.v1.RestartPolicy
 	(*LogConfig)(nil),                   // 42: engine.v1.LogConfig
 	(*HostConfig)(nil),                  // 43: engine.v1.HostConfig
-	(*ContainerCreateRequest)(nil),      // 44: engine.v1.ContainerCreateRequest
-	(*ContainerCreateResponse)(nil),     // 45: engine.v1.ContainerCreateResponse
-	(*ContainerState)(nil),              // 46: engine.v1.ContainerState
-	(*Container)(nil),                   // 47: engine.v1.Container
-	(*ContainerInspectRequest)(nil),     // 48: engine.v1.ContainerInspectRequest
-	(*ContainerListRequest)(nil),        // 49: engine.v1.ContainerListRequest
-	(*ContainerListResponse)(nil),       // 50: engine.v1.ContainerListResponse
-	(*ContainerStartRequest)(nil),       // 51: engine.v1.ContainerStartRequest
-	(*ContainerStartResponse)(nil),      // 52: engine.v1.ContainerStartResponse
-	(*ContainerStopRequest)(nil),        // 53: engine.v1.ContainerStopRequest
-	(*ContainerStopResponse)(nil),       // 54: engine.v1.ContainerStopResponse
-	(*ContainerRestartRequest)(nil),     // 55: engine.v1.ContainerRestartRequest
-	(*ContainerRestartResponse)(nil),    // 56: engine.v1.ContainerRestartResponse
-	(*ContainerKillRequest)(nil),        // 57: engine.v1.ContainerKillRequest
-	(*ContainerKillResponse)(nil),       // 58: engine.v1.ContainerKillResponse
-	(*ContainerPauseRequest)(nil),       // 59: engine.v1.ContainerPauseRequest
-	(*ContainerPauseResponse)(nil),      // 60: engine.v1.ContainerPauseResponse
-	(*ContainerUnpauseRequest)(nil),     // 61: engine.v1.ContainerUnpauseRequest
-	(*ContainerUnpauseResponse)(nil),    // 62: engine.v1.ContainerUnpauseResponse
-	(*ContainerRenameRequest)(nil),      // 63: engine.v1.ContainerRenameRequest
-	(*ContainerRenameResponse)(nil),     // 64: engine.v1.ContainerRenameResponse
-	(*ContainerRemoveRequest)(nil),      // 65: engine.v1.ContainerRemoveRequest
-	(*ContainerRemoveResponse)(nil),     // 66: engine.v1.ContainerRemoveResponse
-	(*ContainerPruneRequest)(nil),       // 67: engine.v1.ContainerPruneRequest
-	(*ContainerPruneResponse)(nil),      // 68: engine.v1.ContainerPruneResponse
-	(*ContainerTopRequest)(nil),         // 69: engine.v1.ContainerTopRequest
-	(*ContainerTopResponse)(nil),        // 70: engine.v1.ContainerTopResponse
-	(*TopRow)(nil),                      // 71: engine.v1.TopRow
-	(*ContainerResizeRequest)(nil),      // 72: engine.v1.ContainerResizeRequest
-	(*ContainerResizeResponse)(nil),     // 73: engine.v1.ContainerResizeResponse
-	(*ContainerWaitRequest)(nil),        // 74: engine.v1.ContainerWaitRequest
-	(*ContainerWaitResponse)(nil),       // 75: engine.v1.ContainerWaitResponse
-	(*ContainerLogsRequest)(nil),        // 76: engine.v1.ContainerLogsRequest
-	(*LogEntry)(nil),                    // 77: engine.v1.LogEntry
-	(*ContainerAttachRequest)(nil),      // 78: engine.v1.ContainerAttachRequest
-	(*ContainerAttachOptions)(nil),      // 79: engine.v1.ContainerAttachOptions
-	(*ContainerStatsRequest)(nil),       // 80: engine.v1.ContainerStatsRequest
-	(*ContainerStatsResponse)(nil),      // 81: engine.v1.ContainerStatsResponse
-	(*ContainerUpdateRequest)(nil),      // 82: engine.v1.ContainerUpdateRequest
-	(*ContainerUpdateResponse)(nil),     // 83: engine.v1.ContainerUpdateResponse
-	(*ExecConfig)(nil),                  // 84: engine.v1.ExecConfig
-	(*ContainerExecCreateRequest)(nil),  // 85: engine.v1.ContainerExecCreateRequest
-	(*ContainerExecCreateResponse)(nil), // 86: engine.v1.ContainerExecCreateResponse
-	(*ExecStartRequest)(nil),            // 87: engine.v1.ExecStartRequest
-	(*ExecStartOptions)(nil),            // 88: engine.v1.ExecStartOptions
-	(*ExecInspectRequest)(nil),          // 89: engine.v1.ExecInspectRequest
-	(*ExecInspectResponse)(nil),         // 90: engine.v1.ExecInspectResponse
-	(*ExecResizeRequest)(nil),           // 91: engine.v1.ExecResizeRequest
-	(*ExecResizeResponse)(nil),          // 92: engine.v1.ExecResizeResponse
-	(*ContainerArchiveRequest)(nil),     // 93: engine.v1.ContainerArchiveRequest
-	(*ContainerPathStat)(nil),           // 94: engine.v1.ContainerPathStat
-	(*ContainerArchivePutRequest)(nil),  // 95: engine.v1.ContainerArchivePutRequest
-	(*ContainerArchivePutOptions)(nil),  // 96: engine.v1.ContainerArchivePutOptions
-	(*ContainerArchivePutResponse)(nil), // 97: engine.v1.ContainerArchivePutResponse
-	(*ContainerExportRequest)(nil),      // 98: engine.v1.ContainerExportRequest
-	(*ContainerChangesRequest)(nil),     // 99: engine.v1.ContainerChangesRequest
-	(*ContainerChangesResponse)(nil),    // 100: engine.v1.ContainerChangesResponse
-	(*FilesystemChange)(nil),            // 101: engine.v1.FilesystemChange
-	(*SystemEventsRequest)(nil),         // 102: engine.v1.SystemEventsRequest
-	(*Event)(nil),                       // 103: engine.v1.Event
-	nil,                                 // 104: engine.v1.Component.DetailsEntry
-	nil,                                 // 105: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 106: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 107: engine.v1.Image.LabelsEntry
-	nil,                                 // 108: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 109: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 110: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 111: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 112: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 113: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	nil,                                 // 114: engine.v1.Event.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 115: google.protobuf.Timestamp
+	(*DeviceMapping)(nil),               // 44: engine.v1.DeviceMapping
+	(*Mount)(nil),                       // 45: engine.v1.Mount
+	(*ContainerCreateRequest)(nil),      // 46: engine.v1.ContainerCreateRequest
+	(*ContainerCreateResponse)(nil),     // 47: engine.v1.ContainerCreateResponse
+	(*ContainerState)(nil),              // 48: engine.v1.ContainerState
+	(*Container)(nil),                   // 49: engine.v1.Container
+	(*ContainerInspectRequest)(nil),     // 50: engine.v1.ContainerInspectRequest
+	(*ContainerListRequest)(nil),        // 51: engine.v1.ContainerListRequest
+	(*ContainerListResponse)(nil),       // 52: engine.v1.ContainerListResponse
+	(*ContainerStartRequest)(nil),       // 53: engine.v1.ContainerStartRequest
+	(*ContainerStartResponse)(nil),      // 54: engine.v1.ContainerStartResponse
+	(*ContainerStopRequest)(nil),        // 55: engine.v1.ContainerStopRequest
+	(*ContainerStopResponse)(nil),       // 56: engine.v1.ContainerStopResponse
+	(*ContainerRestartRequest)(nil),     // 57: engine.v1.ContainerRestartRequest
+	(*ContainerRestartResponse)(nil),    // 58: engine.v1.ContainerRestartResponse
+	(*ContainerKillRequest)(nil),        // 59: engine.v1.ContainerKillRequest
+	(*ContainerKillResponse)(nil),       // 60: engine.v1.ContainerKillResponse
+	(*ContainerPauseRequest)(nil),       // 61: engine.v1.ContainerPauseRequest
+	(*ContainerPauseResponse)(nil),      // 62: engine.v1.ContainerPauseResponse
+	(*ContainerUnpauseRequest)(nil),     // 63: engine.v1.ContainerUnpauseRequest
+	(*ContainerUnpauseResponse)(nil),    // 64: engine.v1.ContainerUnpauseResponse
+	(*ContainerRenameRequest)(nil),      // 65: engine.v1.ContainerRenameRequest
+	(*ContainerRenameResponse)(nil),     // 66: engine.v1.ContainerRenameResponse
+	(*ContainerRemoveRequest)(nil),      // 67: engine.v1.ContainerRemoveRequest
+	(*ContainerRemoveResponse)(nil),     // 68: engine.v1.ContainerRemoveResponse
+	(*ContainerPruneRequest)(nil),       // 69: engine.v1.ContainerPruneRequest
+	(*ContainerPruneResponse)(nil),      // 70: engine.v1.ContainerPruneResponse
+	(*ContainerTopRequest)(nil),         // 71: engine.v1.ContainerTopRequest
+	(*ContainerTopResponse)(nil),        // 72: engine.v1.ContainerTopResponse
+	(*TopRow)(nil),                      // 73: engine.v1.TopRow
+	(*ContainerResizeRequest)(nil),      // 74: engine.v1.ContainerResizeRequest
+	(*ContainerResizeResponse)(nil),     // 75: engine.v1.ContainerResizeResponse
+	(*ContainerWaitRequest)(nil),        // 76: engine.v1.ContainerWaitRequest
+	(*ContainerWaitResponse)(nil),       // 77: engine.v1.ContainerWaitResponse
+	(*ContainerLogsRequest)(nil),        // 78: engine.v1.ContainerLogsRequest
+	(*LogEntry)(nil),                    // 79: engine.v1.LogEntry
+	(*ContainerAttachRequest)(nil),      // 80: engine.v1.ContainerAttachRequest
+	(*ContainerAttachOptions)(nil),      // 81: engine.v1.ContainerAttachOptions
+	(*ContainerStatsRequest)(nil),       // 82: engine.v1.ContainerStatsRequest
+	(*ContainerStatsResponse)(nil),      // 83: engine.v1.ContainerStatsResponse
+	(*ContainerUpdateRequest)(nil),      // 84: engine.v1.ContainerUpdateRequest
+	(*ContainerUpdateResponse)(nil),     // 85: engine.v1.ContainerUpdateResponse
+	(*ExecConfig)(nil),                  // 86: engine.v1.ExecConfig
+	(*ContainerExecCreateRequest)(nil),  // 87: engine.v1.ContainerExecCreateRequest
+	(*ContainerExecCreateResponse)(nil), // 88: engine.v1.ContainerExecCreateResponse
+	(*ExecStartRequest)(nil),            // 89: engine.v1.ExecStartRequest
+	(*ExecStartOptions)(nil),            // 90: engine.v1.ExecStartOptions
+	(*ExecInspectRequest)(nil),          // 91: engine.v1.ExecInspectRequest
+	(*ExecInspectResponse)(nil),         // 92: engine.v1.ExecInspectResponse
+	(*ExecResizeRequest)(nil),           // 93: engine.v1.ExecResizeRequest
+	(*ExecResizeResponse)(nil),          // 94: engine.v1.ExecResizeResponse
+	(*ContainerArchiveRequest)(nil),     // 95: engine.v1.ContainerArchiveRequest
+	(*ContainerPathStat)(nil),           // 96: engine.v1.ContainerPathStat
+	(*ContainerArchivePutRequest)(nil),  // 97: engine.v1.ContainerArchivePutRequest
+	(*ContainerArchivePutOptions)(nil),  // 98: engine.v1.ContainerArchivePutOptions
+	(*ContainerArchivePutResponse)(nil), // 99: engine.v1.ContainerArchivePutResponse
+	(*ContainerExportRequest)(nil),      // 100: engine.v1.ContainerExportRequest
+	(*ContainerChangesRequest)(nil),     // 101: engine.v1.ContainerChangesRequest
+	(*ContainerChangesResponse)(nil),    // 102: engine.v1.ContainerChangesResponse
+	(*FilesystemChange)(nil),            // 103: engine.v1.FilesystemChange
+	(*SystemEventsRequest)(nil),         // 104: engine.v1.SystemEventsRequest
+	(*Event)(nil),                       // 105: engine.v1.Event
+	nil,                                 // 106: engine.v1.Component.DetailsEntry
+	nil,                                 // 107: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 108: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 109: engine.v1.Image.LabelsEntry
+	nil,                                 // 110: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 111: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 112: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 113: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 114: engine.v1.HostConfig.AnnotationsEntry
+	nil,                                 // 115: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 116: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	nil,                                 // 117: engine.v1.Event.AttributesEntry
+	(*timestamppb.Timestamp)(nil),       // 118: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	115, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	118, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	4,   // 1: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	104, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	106, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	7,   // 3: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	8,   // 4: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	115, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	118, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	9,   // 6: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	105, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	106, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	107, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	108, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	14,  // 9: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	115, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	107, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	115, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	118, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	109, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	118, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	20,  // 13: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	115, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	118, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	25,  // 15: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	16,  // 16: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	25,  // 17: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	12,  // 18: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	12,  // 19: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	33,  // 20: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	108, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	109, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	110, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	111, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
 	41,  // 23: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	110, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	112, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
 	40,  // 25: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
 	42,  // 26: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	111, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
-	39,  // 28: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
-	43,  // 29: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	115, // 30: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	115, // 31: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	115, // 32: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
-	46,  // 33: engine.v1.Container.state:type_name -> engine.v1.ContainerState
-	39,  // 34: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
-	43,  // 35: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	112, // 36: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
-	47,  // 37: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
-	71,  // 38: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	115, // 39: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	115, // 40: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	115, // 41: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	79,  // 42: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	115, // 43: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	113, // 44: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	43,  // 45: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
-	84,  // 46: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
-	88,  // 47: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
-	84,  // 48: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	115, // 49: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
-	96,  // 50: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
-	101, // 51: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
-	115, // 52: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
-	115, // 53: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
-	114, // 54: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
-	11,  // 55: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	10,  // 56: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	0,   // 57: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	2,   // 58: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	5,   // 59: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	37,  // 60: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	102, // 61: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
-	48,  // 62: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	49,  // 63: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	44,  // 64: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	51,  // 65: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	53,  // 66: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	55,  // 67: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	57,  // 68: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	59,  // 69: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	61,  // 70: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	63,  // 71: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	65,  // 72: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	67,  // 73: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	69,  // 74: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	82,  // 75: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	72,  // 76: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	74,  // 77: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	80,  // 78: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	76,  // 79: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	78,  // 80: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	85,  // 81: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	87,  // 82: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	89,  // 83: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	91,  // 84: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	93,  // 85: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
-	93,  // 86: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
-	95,  // 87: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
-	98,  // 88: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
-	99,  // 89: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
-	17,  // 90: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	18,  // 91: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	21,  // 92: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	23,  // 93: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	26,  // 94: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	28,  // 95: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	30,  // 96: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	31,  // 97: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	32,  // 98: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	35,  // 99: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	15,  // 100: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	1,   // 101: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	3,   // 102: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	6,   // 103: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	38,  // 104: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	103, // 105: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
-	47,  // 106: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	50,  // 107: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	45,  // 108: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	52,  // 109: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	54,  // 110: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	56,  // 111: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	58,  // 112: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	60,  // 113: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	62,  // 114: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	64,  // 115: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	66,  // 116: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	68,  // 117: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	70,  // 118: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	83,  // 119: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	73,  // 120: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	75,  // 121: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	81,  // 122: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	77,  // 123: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	77,  // 124: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	86,  // 125: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	77,  // 126: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	90,  // 127: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	92,  // 128: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	94,  // 129: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
-	15,  // 130: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
-	97,  // 131: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
-	15,  // 132: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
-	100, // 133: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
-	16,  // 134: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	19,  // 135: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	22,  // 136: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	24,  // 137: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	27,  // 138: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	29,  // 139: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	13,  // 140: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	13,  // 141: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	34,  // 142: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	15,  // 143: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	36,  // 144: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	101, // [101:145] is the sub-list for method output_type
-	57,  // [57:101] is the sub-list for method input_type
-	57,  // [57:57] is the sub-list for extension type_name
-	57,  // [57:57] is the sub-list for extension extendee
-	0,   // [0:57] is the sub-list for field type_name
+	113, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	44,  // 28: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
+	45,  // 29: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
+	114, // 30: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
+	39,  // 31: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
+	43,  // 32: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
+	118, // 33: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	118, // 34: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	118, // 35: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	48,  // 36: engine.v1.Container.state:type_name -> engine.v1.ContainerState
+	39,  // 37: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
+	43,  // 38: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
+	115, // 39: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	49,  // 40: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
+	73,  // 41: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
+	118, // 42: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	118, // 43: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	118, // 44: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	81,  // 45: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
+	118, // 46: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	116, // 47: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	43,  // 48: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
+	86,  // 49: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
+	90,  // 50: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
+	86,  // 51: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
+	118, // 52: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	98,  // 53: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
+	103, // 54: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
+	118, // 55: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
+	118, // 56: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
+	117, // 57: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
+	11,  // 58: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	10,  // 59: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	0,   // 60: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	2,   // 61: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	5,   // 62: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	37,  // 63: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	104, // 64: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
+	50,  // 65: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	51,  // 66: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	46,  // 67: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	53,  // 68: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	55,  // 69: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	57,  // 70: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	59,  // 71: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	61,  // 72: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	63,  // 73: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	65,  // 74: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	67,  // 75: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	69,  // 76: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	71,  // 77: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	84,  // 78: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	74,  // 79: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	76,  // 80: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	82,  // 81: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	78,  // 82: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	80,  // 83: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	87,  // 84: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	89,  // 85: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	91,  // 86: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	93,  // 87: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	95,  // 88: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	95,  // 89: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	97,  // 90: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	100, // 91: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	101, // 92: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
+	17,  // 93: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	18,  // 94: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	21,  // 95: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	23,  // 96: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	26,  // 97: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	28,  // 98: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	30,  // 99: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	31,  // 100: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	32,  // 101: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	35,  // 102: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	15,  // 103: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	1,   // 104: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	3,   // 105: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	6,   // 106: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	38,  // 107: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	105, // 108: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
+	49,  // 109: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	52,  // 110: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	47,  // 111: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	54,  // 112: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	56,  // 113: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	58,  // 114: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	60,  // 115: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	62,  // 116: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	64,  // 117: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	66,  // 118: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	68,  // 119: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	70,  // 120: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	72,  // 121: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	85,  // 122: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	75,  // 123: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	77,  // 124: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	83,  // 125: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	79,  // 126: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	79,  // 127: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	88,  // 128: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	79,  // 129: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	92,  // 130: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	94,  // 131: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	96,  // 132: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	15,  // 133: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	99,  // 134: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	15,  // 135: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	102, // 136: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
+	16,  // 137: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	19,  // 138: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	22,  // 139: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	24,  // 140: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	27,  // 141: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	29,  // 142: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	13,  // 143: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	13,  // 144: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	34,  // 145: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	15,  // 146: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	36,  // 147: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	104, // [104:148] is the sub-list for method output_type
+	60,  // [60:104] is the sub-list for method input_type
+	60,  // [60:60] is the sub-list for extension type_name
+	60,  // [60:60] is the sub-list for extension extendee
+	0,   // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -7991,16 +8337,16 @@ func file_engine_v1_engine_proto_init() {
 	}
 	file_engine_v1_engine_proto_msgTypes[39].OneofWrappers = []any{}
 	file_engine_v1_engine_proto_msgTypes[43].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[53].OneofWrappers = []any{}
 	file_engine_v1_engine_proto_msgTypes[55].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[90].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[57].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[92].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   115,
+			NumMessages:   118,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
