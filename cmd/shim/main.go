@@ -64,14 +64,21 @@ func main() {
 // resetSignals gives the container's process (init or exec'd) default
 // signal dispositions and an empty signal mask whatever engined and the
 // shim inherited: a shell's `engined &` starts engined with SIGINT and
-// SIGHUP ignored, a Go program keeps those two ignored, and an ignored
+// SIGHUP ignored, other parents ignore others (signal 32 is seen here),
+// a Go program keeps ignored what it inherited ignored, and an ignored
 // signal or a blocked one survives exec, so Ctrl-C, docker kill -s INT
-// and trap would do nothing in the container. libcontainer's init execs
-// the process from this thread (Init locks it too), with the signals
-// caught here reset to their defaults by the exec.
+// and trap would do nothing in the container. Every ignored signal is
+// caught here instead; libcontainer's init execs the process from this
+// thread (Init locks it too), and the exec resets caught signals to
+// their defaults.
 func resetSignals() {
 	runtime.LockOSThread()
-	signal.Notify(make(chan os.Signal, 1), unix.SIGINT, unix.SIGHUP)
+	caught := make(chan os.Signal, 1)
+	for sig := unix.Signal(1); sig < 65; sig++ {
+		if sig != unix.SIGKILL && sig != unix.SIGSTOP && signal.Ignored(sig) {
+			signal.Notify(caught, sig)
+		}
+	}
 	var none unix.Sigset_t
 	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &none, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "shim init: clear the signal mask:", err)
