@@ -19,7 +19,10 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/containerd/ttrpc"
 	"github.com/opencontainers/runc/libcontainer"
@@ -64,25 +67,53 @@ func main() {
 // resetSignals gives the container's process (init or exec'd) default
 // signal dispositions and an empty signal mask whatever engined and the
 // shim inherited: a shell's `engined &` starts engined with SIGINT and
-// SIGHUP ignored, other parents ignore others (signal 32 is seen here),
-// a Go program keeps ignored what it inherited ignored, and an ignored
-// signal or a blocked one survives exec, so Ctrl-C, docker kill -s INT
-// and trap would do nothing in the container. Every ignored signal is
-// caught here instead; libcontainer's init execs the process from this
-// thread (Init locks it too), and the exec resets caught signals to
-// their defaults.
+// SIGHUP ignored, GNU make ignores signals 32 and 33 in its recipes, and
+// an ignored signal or a blocked one survives exec, so Ctrl-C, docker
+// kill -s INT and trap would do nothing in the container. The kernel's
+// own list of ignored signals is read, since Go's signal.Ignored does not
+// see the ones its runtime keeps for itself (32 and 33), and each is set
+// back to SIG_DFL. libcontainer's init execs the process from this thread
+// (Init locks it too) without touching dispositions.
 func resetSignals() {
 	runtime.LockOSThread()
-	caught := make(chan os.Signal, 1)
-	for sig := unix.Signal(1); sig < 65; sig++ {
-		if sig != unix.SIGKILL && sig != unix.SIGSTOP && signal.Ignored(sig) {
-			signal.Notify(caught, sig)
+	for _, sig := range ignoredSignals() {
+		// struct kernel_sigaction with a NULL handler (SIG_DFL), no
+		// flags and an empty mask.
+		var act [4]uint64
+		if _, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0); errno != 0 {
+			fmt.Fprintf(os.Stderr, "shim init: reset signal %d: %v\n", sig, errno)
 		}
 	}
 	var none unix.Sigset_t
 	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &none, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "shim init: clear the signal mask:", err)
 	}
+}
+
+// ignoredSignals reads the SigIgn mask of /proc/self/status.
+func ignoredSignals() []unix.Signal {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		hex, ok := strings.CutPrefix(line, "SigIgn:")
+		if !ok {
+			continue
+		}
+		mask, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+		if err != nil {
+			return nil
+		}
+		var sigs []unix.Signal
+		for n := 1; n <= 64; n++ {
+			if mask&(1<<(n-1)) != 0 && unix.Signal(n) != unix.SIGKILL && unix.Signal(n) != unix.SIGSTOP {
+				sigs = append(sigs, unix.Signal(n))
+			}
+		}
+		return sigs
+	}
+	return nil
 }
 
 func serve(runcRoot string) error {
