@@ -87,7 +87,12 @@ func (r *Root) Apply(ctx context.Context, dest string, rd io.Reader, opts Option
 		}
 		name := path.Join("/", dest, path.Clean("/"+hdr.Name))
 		if path.Clean("/"+hdr.Name) == "/" {
-			if hdr.Typeflag == tar.TypeDir {
+			// A layer's "." is its root directory's metadata. Anywhere
+			// else (docker cp, load) dest is not the archive's to
+			// change, as dockerd's Untar skips "." too: a tarball made
+			// with `tar -C dir -c .` must not chmod or chown a
+			// container's /tmp or a bind-mounted host directory.
+			if hdr.Typeflag == tar.TypeDir && opts.Overlay {
 				if err := r.setDestMeta(dest, hdr, opts); err != nil {
 					return size, fmt.Errorf("extract %q: %w", hdr.Name, err)
 				}
