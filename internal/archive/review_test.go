@@ -105,3 +105,21 @@ func TestApplyDotLeavesDestination(t *testing.T) {
 		}
 	}
 }
+
+// "" names the root itself, as "/" and "." do, for every lookup: docker
+// cp into the top of a bind mount asks for the bind source's "".
+func TestRootEmptyPathIsRoot(t *testing.T) {
+	r, err := OpenRoot(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, p := range []string{"", "/", ".", "./"} {
+		if fi, err := r.Stat(p); err != nil || !fi.IsDir() {
+			t.Errorf("Stat(%q): %v, %v", p, fi, err)
+		}
+		if fi, err := r.Lstat(p); err != nil || !fi.IsDir() {
+			t.Errorf("Lstat(%q): %v, %v", p, fi, err)
+		}
+	}
+}
