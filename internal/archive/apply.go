@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
@@ -42,6 +43,32 @@ type Options struct {
 	// NoOverwriteDirNonDir refuses to replace a directory with a
 	// non-directory or the other way round.
 	NoOverwriteDirNonDir bool
+	// Busy are files and directories that must not be removed or
+	// replaced, nor anything holding them: a running container's mount
+	// points. Unlinking one from the host's view of the rootfs lazily
+	// unmounts it in the container's namespace (its /proc, a read-only
+	// bind); dockerd's copy fails with EBUSY there.
+	Busy map[FileID]bool
+}
+
+// FileID names an inode.
+type FileID struct{ Dev, Ino uint64 }
+
+// Busy returns the IDs of the file or directory p inside the root
+// (followed to the end) and of every directory above it, root excluded,
+// for Options.Busy. p's directories should be resolved already
+// (Resolve): its parents are taken as its lexical prefixes.
+func (r *Root) Busy(p string) ([]FileID, error) {
+	var ids []FileID
+	for p = path.Clean("/" + p); p != "/"; p = path.Dir(p) {
+		fi, err := r.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		ids = append(ids, FileID{uint64(st.Dev), st.Ino})
+	}
+	return ids, nil
 }
 
 // Owner is a uid and gid.
@@ -87,7 +114,12 @@ func (r *Root) Apply(ctx context.Context, dest string, rd io.Reader, opts Option
 		}
 		name := path.Join("/", dest, path.Clean("/"+hdr.Name))
 		if path.Clean("/"+hdr.Name) == "/" {
-			if hdr.Typeflag == tar.TypeDir {
+			// A layer's "." is its root directory's metadata. Anywhere
+			// else (docker cp, load) dest is not the archive's to
+			// change, as dockerd's Untar skips "." too: a tarball made
+			// with `tar -C dir -c .` must not chmod or chown a
+			// container's /tmp or a bind-mounted host directory.
+			if hdr.Typeflag == tar.TypeDir && opts.Overlay {
 				if err := r.setDestMeta(dest, hdr, opts); err != nil {
 					return size, fmt.Errorf("extract %q: %w", hdr.Name, err)
 				}
@@ -205,6 +237,9 @@ func (r *Root) writeEntry(parent *os.File, base, dest string, hdr *tar.Header, r
 	case exists && opts.NoOverwriteDirNonDir && isDir != wantDir:
 		return 0, fmt.Errorf("cannot overwrite %s with %s", kindOf(isDir), kindOf(wantDir))
 	case exists:
+		if opts.Busy[FileID{uint64(st.Dev), st.Ino}] {
+			return 0, fmt.Errorf("cannot replace %s: it is, or holds, a mount point of the container: %w", base, unix.EBUSY)
+		}
 		if err := removeAt(parent, base); err != nil {
 			return 0, err
 		}

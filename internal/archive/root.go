@@ -81,7 +81,7 @@ func (r *Root) Lstat(p string) (fs.FileInfo, error) {
 // Stat describes p inside the root, following symlinks (inside the
 // root) to the end.
 func (r *Root) Stat(p string) (fs.FileInfo, error) {
-	h, err := pathrs.OpenatInRoot(r.dir, p)
+	h, err := pathrs.OpenatInRoot(r.dir, path.Clean("/"+p))
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (r *Root) Readlink(p string) (string, error) {
 // following symlinks inside the root. Anything but a regular file is an
 // error: a FIFO or a device must not block or be read.
 func (r *Root) OpenFile(p string) (*os.File, error) {
-	h, err := pathrs.OpenatInRoot(r.dir, p)
+	h, err := pathrs.OpenatInRoot(r.dir, path.Clean("/"+p))
 	if err != nil {
 		return nil, err
 	}

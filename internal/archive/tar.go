@@ -38,7 +38,10 @@ func Resolve(root, p string) (string, error) {
 // even if it changes meanwhile.
 func (r *Root) Tar(ctx context.Context, w io.Writer, src, name string) error {
 	tw := tar.NewWriter(w)
-	seen := map[uint64]string{} // inode -> first name, for hard links
+	// Inode -> first name, for hard links. Keyed by device too: a tree
+	// with mounts below it numbers inodes per file system.
+	type inode struct{ dev, ino uint64 }
+	seen := map[inode]string{}
 	err := r.Walk(ctx, src, func(e *Entry) error {
 		entry := path.Join(name, e.Path)
 		if e.Path == "." {
@@ -70,10 +73,11 @@ func (r *Root) Tar(ctx context.Context, w io.Writer, src, name string) error {
 		hdr.Uid, hdr.Gid = int(st.Uid), int(st.Gid)
 		hdr.Uname, hdr.Gname = "", ""
 		if info.Mode().IsRegular() && st.Nlink > 1 {
-			if first, ok := seen[st.Ino]; ok {
+			key := inode{uint64(st.Dev), st.Ino}
+			if first, ok := seen[key]; ok {
 				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
 			} else {
-				seen[st.Ino] = entry
+				seen[key] = entry
 			}
 		}
 		if hdr.Typeflag != tar.TypeReg {

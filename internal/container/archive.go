@@ -20,6 +20,7 @@ import (
 	"github.com/engined/engined/internal/chunkio"
 	"github.com/engined/engined/internal/compression"
 	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/oci"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 	shimv1 "github.com/engined/engined/proto/shim/v1"
 )
@@ -59,41 +60,63 @@ func (s *Service) withFiles(ctx context.Context, ref string, fn func(rec *Record
 // engined mounts over the image's, or else the rootfs. The result is only
 // a choice of tree; the caller opens it as an archive.Root and resolves
 // rel there again on descriptors, so a symlink swapped meanwhile cannot
-// lead outside it. The third result says whether the tree is the rootfs.
-func (s *Service) hostPath(rec *Record, rootfs, p string) (root, rel string, inRootfs bool, err error) {
+// lead outside it. The third result says whether the tree is the rootfs,
+// the fourth whether it is a bind mount the container has read-only.
+func (s *Service) hostPath(rec *Record, rootfs, p string) (root, rel string, inRootfs, readOnly bool, err error) {
 	// The path as the container sees it once its symlinks are resolved,
 	// to match the mounts against.
 	inRoot, err := archive.Resolve(rootfs, p)
 	if err != nil {
-		return "", "", false, badPath(err, p, rec.ID)
+		return "", "", false, false, badPath(err, p, rec.ID)
 	}
 	r, err := filepath.Rel(rootfs, inRoot)
 	if err != nil || strings.HasPrefix(r, "..") {
-		return "", "", false, fmt.Errorf("resolve %s: outside the container", p)
+		return "", "", false, false, fmt.Errorf("resolve %s: outside the container", p)
 	}
 	clean := path.Clean("/" + filepath.ToSlash(r))
 	for _, f := range []string{"hostname", "hosts", "resolv.conf"} {
 		if clean == "/etc/"+f {
-			return s.containerDir(rec.ID), f, false, nil
+			return s.containerDir(rec.ID), f, false, false, nil
 		}
 	}
+	// The deepest bind holding the path is the one the container sees
+	// there: the runtime mounts them shallowest first.
 	hc, _ := rec.hostConfig()
+	var best *oci.Mount
 	for _, b := range hc.GetBinds() {
 		m, err := parseBind(b)
 		if err != nil {
 			continue
 		}
-		if rel, ok := strings.CutPrefix(clean, path.Clean(m.Destination)); ok && (rel == "" || rel[0] == '/') {
-			return m.Source, rel, false, nil
+		dst := path.Clean(m.Destination)
+		if rest, ok := strings.CutPrefix(clean, dst); ok && (rest == "" || rest[0] == '/') {
+			if best == nil || len(dst) > len(path.Clean(best.Destination)) {
+				best, rel = &m, rest
+			}
 		}
 	}
-	return rootfs, p, true, nil
+	if best != nil {
+		ro := slices.Contains(best.Options, "ro")
+		// A bind of a file: its directory is the tree, the file in it
+		// the path (anything below a file is not found there). The
+		// source is the daemon's caller's host path, resolved as the
+		// mount resolved it.
+		if fi, err := os.Stat(best.Source); err == nil && !fi.IsDir() {
+			src, err := filepath.EvalSymlinks(best.Source)
+			if err != nil {
+				return "", "", false, false, err
+			}
+			return filepath.Dir(src), filepath.Base(src) + rel, false, ro, nil
+		}
+		return best.Source, rel, false, ro, nil
+	}
+	return rootfs, p, true, false, nil
 }
 
 // inContainer runs fn with the tree that holds the container's path p
 // open as a Root, and p's path in it.
-func (s *Service) inContainer(rec *Record, rootfs, p string, fn func(root *archive.Root, rel string, inRootfs bool) error) error {
-	dir, rel, inRootfs, err := s.hostPath(rec, rootfs, p)
+func (s *Service) inContainer(rec *Record, rootfs, p string, fn func(root *archive.Root, rel string, inRootfs, readOnly bool) error) error {
+	dir, rel, inRootfs, readOnly, err := s.hostPath(rec, rootfs, p)
 	if err != nil {
 		return err
 	}
@@ -102,7 +125,7 @@ func (s *Service) inContainer(rec *Record, rootfs, p string, fn func(root *archi
 		return err
 	}
 	defer root.Close()
-	return fn(root, rel, inRootfs)
+	return fn(root, rel, inRootfs, readOnly)
 }
 
 // badPath turns an error looking up a path from the request into the
@@ -134,7 +157,7 @@ func notInContainer(p, id string) error {
 func (s *Service) ContainerArchiveStat(ctx context.Context, req *enginev1.ContainerArchiveRequest) (*enginev1.ContainerPathStat, error) {
 	var st *enginev1.ContainerPathStat
 	err := s.withFiles(ctx, req.GetId(), func(rec *Record, rootfs string) error {
-		return s.inContainer(rec, rootfs, req.GetPath(), func(root *archive.Root, rel string, _ bool) error {
+		return s.inContainer(rec, rootfs, req.GetPath(), func(root *archive.Root, rel string, _, _ bool) error {
 			var err error
 			st, err = pathStat(req.GetPath(), root, rel, req.GetId())
 			return err
@@ -166,7 +189,7 @@ func pathStat(p string, root *archive.Root, rel, id string) (*enginev1.Container
 func (s *Service) ContainerArchiveGet(req *enginev1.ContainerArchiveRequest, stream enginev1.Engine_ContainerArchiveGetServer) error {
 	ctx := stream.Context()
 	return s.withFiles(ctx, req.GetId(), func(rec *Record, rootfs string) error {
-		return s.inContainer(rec, rootfs, req.GetPath(), func(root *archive.Root, rel string, _ bool) error {
+		return s.inContainer(rec, rootfs, req.GetPath(), func(root *archive.Root, rel string, _, _ bool) error {
 			st, err := pathStat(req.GetPath(), root, rel, req.GetId())
 			if err != nil {
 				return err
@@ -199,7 +222,7 @@ func (s *Service) ContainerArchivePut(stream enginev1.Engine_ContainerArchivePut
 	}
 	defer tarStream.Close()
 	err = s.withFiles(ctx, opts.GetId(), func(rec *Record, rootfs string) error {
-		return s.inContainer(rec, rootfs, opts.GetPath(), func(root *archive.Root, rel string, inRootfs bool) error {
+		return s.inContainer(rec, rootfs, opts.GetPath(), func(root *archive.Root, rel string, inRootfs, readOnly bool) error {
 			// The extraction point is followed, inside the container, as
 			// the container would follow it.
 			fi, err := root.Stat(rel)
@@ -212,7 +235,15 @@ func (s *Service) ContainerArchivePut(stream enginev1.Engine_ContainerArchivePut
 			if hc, _ := rec.hostConfig(); hc.GetReadonlyRootfs() && inRootfs {
 				return errdefs.Forbidden(errors.New("container rootfs is marked read-only"))
 			}
+			if readOnly {
+				// dockerd's checkWritablePath: a read-only bind is the
+				// container's to read, and docker cp's too.
+				return errdefs.InvalidArgument(errors.New("mounted volume is marked read-only"))
+			}
 			ao := archive.Options{NoOverwriteDirNonDir: opts.GetNoOverwriteDirNonDir()}
+			if inRootfs {
+				ao.Busy = mountPoints(rec, rootfs, root)
+			}
 			if !opts.GetCopyUidGid() {
 				ao.Owner = &archive.Owner{}
 			}
@@ -228,6 +259,41 @@ func (s *Service) ContainerArchivePut(stream enginev1.Engine_ContainerArchivePut
 	// Drain what the archive did not use, so the client's send completes.
 	io.Copy(io.Discard, body)
 	return stream.SendAndClose(&enginev1.ContainerArchivePutResponse{})
+}
+
+// mountPoints are the inodes in the rootfs that the container's mounts
+// sit on, and the directories holding them: extraction must not remove
+// them, or the mounts vanish from the running container.
+func mountPoints(rec *Record, rootfs string, root *archive.Root) map[archive.FileID]bool {
+	dests := []string{"/dev", "/proc", "/sys", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", initInContainer}
+	hc, _ := rec.hostConfig()
+	for _, b := range hc.GetBinds() {
+		if m, err := parseBind(b); err == nil {
+			dests = append(dests, m.Destination)
+		}
+	}
+	for d := range hc.GetTmpfs() {
+		dests = append(dests, d)
+	}
+	for _, m := range hc.GetMounts() {
+		dests = append(dests, m.GetTarget())
+	}
+	busy := map[archive.FileID]bool{}
+	for _, d := range dests {
+		resolved, err := archive.Resolve(rootfs, d)
+		if err != nil {
+			continue
+		}
+		rel, err := filepath.Rel(rootfs, resolved)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		ids, _ := root.Busy(rel) // a mount point not made yet holds nothing
+		for _, id := range ids {
+			busy[id] = true
+		}
+	}
+	return busy
 }
 
 func (s *Service) ContainerExport(req *enginev1.ContainerExportRequest, stream enginev1.Engine_ContainerExportServer) error {
