@@ -60,11 +60,18 @@ func (s *Service) reconnect(ctx context.Context, r *Record) {
 	if b, err := shimclient.ReadBootstrap(s.stateDir(r.ID)); err == nil && b.Alive() {
 		client, err := shimclient.Dial(ctx, b)
 		if err == nil {
-			// The shim replays the events engined had not handled,
-			// among them an exit while engined was down.
 			s.mu.Lock()
 			s.shims[r.ID] = client
 			s.mu.Unlock()
+			// An exit while engined was down is on disk: it is handled
+			// now, before engined serves, so no client sees the
+			// container running after it ended. Otherwise the shim
+			// replays the events engined had not handled.
+			if e, _ := exitfile.Read(s.stateDir(r.ID)); e != nil {
+				s.exited(r.ID, client, e)
+				s.cfg.Logger.Info("container exited while engined was down", "id", r.ID[:12], "code", e.GetCode())
+				return
+			}
 			s.monitor(r.ID, client)
 			s.cfg.Logger.Info("reconnected to container", "id", r.ID[:12])
 			return

@@ -24,12 +24,17 @@ func TestSurvivesEnginedSIGKILL(t *testing.T) {
 	const lines = 600
 	mustDocker(t, e.Host, "run", "-d", "--name", "writer", "busybox", "sh", "-c",
 		fmt.Sprintf("i=0; while [ $i -lt %d ]; do echo line $i; i=$((i+1)); sleep 0.005; done; sleep 3600", lines))
-	mustDocker(t, e.Host, "run", "-d", "--name", "exiter", "busybox", "sh", "-c", "sleep 1; exit 42")
-	time.Sleep(300 * time.Millisecond)
+	exiter := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "--name", "exiter", "busybox", "sh", "-c", "sleep 1; exit 42"))
+	// Killed while the writer writes and before the exiter exits.
+	waitFor(t, "the writer's first lines", func() bool { return strings.Contains(mustDocker(t, e.Host, "logs", "writer"), "line 1\n") })
 	e.cmd.Process.Kill()
 	<-e.done
-	// The writer goes on without engined; the exiter exits.
-	time.Sleep(4 * time.Second)
+	// The writer goes on without engined; the exiter exits, and its shim
+	// records that on disk.
+	waitFor(t, "the exiter's exit record", func() bool {
+		_, err := os.Stat(filepath.Join(e.ExecRoot, "containers", exiter, "exit.json"))
+		return err == nil
+	})
 	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot, "--registry-mirror", "http://127.0.0.1:1")
 	ps := mustDocker(t, e2.Host, "ps", "--format", "{{.Names}}")
 	if strings.TrimSpace(ps) != "writer" {
@@ -105,6 +110,16 @@ func TestShimSIGKILL(t *testing.T) {
 }
 
 // shimsOf counts the shim processes serving the engined of execRoot.
+// waitFor polls cond until it holds, failing the test after a deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
 func shimsOf(execRoot string) int {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	n := 0
