@@ -43,6 +43,13 @@ func (s *Service) Start(ctx context.Context, ref string) error {
 	case "running", "paused":
 		return errdefs.NotModified(errors.New("container already started"))
 	}
+	// A start asked for (docker start, docker restart) begins the restart
+	// policy's count again, as dockerd's does.
+	if rec.RestartCount != 0 {
+		if _, err := s.update(rec.ID, func(r *Record) error { r.RestartCount = 0; return nil }); err != nil {
+			return err
+		}
+	}
 	if err := s.startLocked(ctx, rec.ID); err != nil {
 		// `docker run --rm` waits for the removal after a failed start.
 		if hc, herr := rec.hostConfig(); herr == nil && hc.GetAutoRemove() {
@@ -745,8 +752,8 @@ func (s *Service) Restart(ctx context.Context, ref string, timeout *int32, sig s
 	}
 	unlock()
 	// stop returned once the exit was handled, cleanup included (see
-	// exited), so the start below has the container to itself.
-	s.update(rec.ID, func(r *Record) error { r.RestartCount++; return nil })
+	// exited), so the start below has the container to itself; as with
+	// dockerd, it sets RestartCount back to 0.
 	return s.Start(ctx, rec.ID)
 }
 
