@@ -29,7 +29,7 @@ import (
 )
 
 func init() {
-	registerResponse(func(_ context.Context, c *enginev1.Container) (any, error) { return containerInspect(c), nil })
+	registerResponse(func(_ context.Context, c *enginev1.Container) (any, error) { return containerInspectJSON(c), nil })
 	registerResponse(func(_ context.Context, m *enginev1.ContainerListResponse) (any, error) {
 		out := make([]container.Summary, 0, len(m.GetContainers()))
 		for _, c := range m.GetContainers() {
@@ -178,7 +178,7 @@ func containerInspect(c *enginev1.Container) container.InspectResponse {
 		ExecIDs: nil, HostConfig: hostConfig(c.GetHostConfig()),
 		GraphDriver: &storage.DriverData{Name: c.GetDriver(), Data: c.GetGraphDriverData()},
 		Mounts:      []container.MountPoint{}, Config: containerConfig(c.GetConfig()),
-		NetworkSettings: &container.NetworkSettings{},
+		NetworkSettings: networkSettings(c.GetNetworkSettings()),
 		// Sizes are there when asked for (?size=1): the root fs has at
 		// least the image's bytes.
 		SizeRw: sizeIfAsked(c, c.GetSizeRw()), SizeRootFs: sizeIfAsked(c, c.GetSizeRootFs()),

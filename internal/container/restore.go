@@ -117,3 +117,10 @@ func (s *Service) Counts(ctx context.Context) (total, running, paused, stopped i
 	})
 	return
 }
+
+// Running reports whether a container runs (or is paused), for the
+// network manager's reconciliation after Restore.
+func (s *Service) Running(id string) bool {
+	r, err := s.get(id)
+	return err == nil && (r.Status == "running" || r.Status == "paused")
+}

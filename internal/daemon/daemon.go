@@ -38,6 +38,7 @@ import (
 	"github.com/engined/engined/internal/image"
 	"github.com/engined/engined/internal/limits"
 	"github.com/engined/engined/internal/listener"
+	"github.com/engined/engined/internal/network"
 	"github.com/engined/engined/internal/pidfile"
 	"github.com/engined/engined/internal/shimclient"
 	"github.com/engined/engined/internal/store"
@@ -149,15 +150,26 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 	defer shims.Close()
 	initPath := findInit(cfg.InitPath, log)
+	nets, err := network.New(ctx, network.Config{
+		Store: st, Logger: log, Bridge: cfg.Bridge, BIP: cfg.BIP, MTU: cfg.MTU,
+		IPForward: cfg.IPForwardEnabled(), IPMasq: cfg.IPMasqEnabled(), Table: cfg.NFTable,
+	})
+	if err != nil {
+		closeAll(listeners)
+		return fmt.Errorf("networks: %w", err)
+	}
 	containers, err = container.New(container.Config{
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, Shims: shims, Store: st, Images: images, Logger: log, Events: bus,
-		InitPath: initPath,
+		InitPath: initPath, Networks: containerNetworks{nets},
 	})
 	if err != nil {
 		closeAll(listeners)
 		return err
 	}
 	containers.Restore(ctx)
+	// What the kernel and the store hold of containers that no longer
+	// run goes: their endpoints, addresses and stray veths.
+	nets.Reconcile(ctx, containers.Running)
 	defer containers.Close()
 
 	sys := system.New(system.Config{

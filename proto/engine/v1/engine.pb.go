@@ -3987,9 +3987,10 @@ type Container struct {
 	SizeRw          int64                  `protobuf:"varint,18,opt,name=size_rw,json=sizeRw,proto3" json:"size_rw,omitempty"`
 	SizeRootFs      int64                  `protobuf:"varint,19,opt,name=size_root_fs,json=sizeRootFs,proto3" json:"size_root_fs,omitempty"`
 	// command is the full command line, for listings.
-	Command       string `protobuf:"bytes,20,opt,name=command,proto3" json:"command,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Command         string           `protobuf:"bytes,20,opt,name=command,proto3" json:"command,omitempty"`
+	NetworkSettings *NetworkSettings `protobuf:"bytes,21,opt,name=network_settings,json=networkSettings,proto3" json:"network_settings,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Container) Reset() {
@@ -4162,6 +4163,161 @@ func (x *Container) GetCommand() string {
 	return ""
 }
 
+func (x *Container) GetNetworkSettings() *NetworkSettings {
+	if x != nil {
+		return x.NetworkSettings
+	}
+	return nil
+}
+
+// NetworkSettings is a container's network stack: its namespace and one
+// endpoint per network, keyed by network name.
+type NetworkSettings struct {
+	state         protoimpl.MessageState       `protogen:"open.v1"`
+	SandboxId     string                       `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	SandboxKey    string                       `protobuf:"bytes,2,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
+	Networks      map[string]*EndpointSettings `protobuf:"bytes,3,rep,name=networks,proto3" json:"networks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkSettings) Reset() {
+	*x = NetworkSettings{}
+	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkSettings) ProtoMessage() {}
+
+func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkSettings.ProtoReflect.Descriptor instead.
+func (*NetworkSettings) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *NetworkSettings) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *NetworkSettings) GetSandboxKey() string {
+	if x != nil {
+		return x.SandboxKey
+	}
+	return ""
+}
+
+func (x *NetworkSettings) GetNetworks() map[string]*EndpointSettings {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+// EndpointSettings is a container's attachment to one network; the
+// addresses are empty while the container does not run.
+type EndpointSettings struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId     string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	EndpointId    string                 `protobuf:"bytes,2,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	Gateway       string                 `protobuf:"bytes,3,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	IpAddress     string                 `protobuf:"bytes,4,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
+	IpPrefixLen   int32                  `protobuf:"varint,5,opt,name=ip_prefix_len,json=ipPrefixLen,proto3" json:"ip_prefix_len,omitempty"`
+	MacAddress    string                 `protobuf:"bytes,6,opt,name=mac_address,json=macAddress,proto3" json:"mac_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointSettings) Reset() {
+	*x = EndpointSettings{}
+	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointSettings) ProtoMessage() {}
+
+func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointSettings.ProtoReflect.Descriptor instead.
+func (*EndpointSettings) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *EndpointSettings) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *EndpointSettings) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+func (x *EndpointSettings) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *EndpointSettings) GetIpAddress() string {
+	if x != nil {
+		return x.IpAddress
+	}
+	return ""
+}
+
+func (x *EndpointSettings) GetIpPrefixLen() int32 {
+	if x != nil {
+		return x.IpPrefixLen
+	}
+	return 0
+}
+
+func (x *EndpointSettings) GetMacAddress() string {
+	if x != nil {
+		return x.MacAddress
+	}
+	return ""
+}
+
 type ContainerInspectRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -4172,7 +4328,7 @@ type ContainerInspectRequest struct {
 
 func (x *ContainerInspectRequest) Reset() {
 	*x = ContainerInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	mi := &file_engine_v1_engine_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4184,7 +4340,7 @@ func (x *ContainerInspectRequest) String() string {
 func (*ContainerInspectRequest) ProtoMessage() {}
 
 func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	mi := &file_engine_v1_engine_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4197,7 +4353,7 @@ func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInspectRequest.ProtoReflect.Descriptor instead.
 func (*ContainerInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{50}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ContainerInspectRequest) GetId() string {
@@ -4226,7 +4382,7 @@ type ContainerListRequest struct {
 
 func (x *ContainerListRequest) Reset() {
 	*x = ContainerListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4238,7 +4394,7 @@ func (x *ContainerListRequest) String() string {
 func (*ContainerListRequest) ProtoMessage() {}
 
 func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4251,7 +4407,7 @@ func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListRequest.ProtoReflect.Descriptor instead.
 func (*ContainerListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{51}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ContainerListRequest) GetAll() bool {
@@ -4291,7 +4447,7 @@ type ContainerListResponse struct {
 
 func (x *ContainerListResponse) Reset() {
 	*x = ContainerListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[52]
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4303,7 +4459,7 @@ func (x *ContainerListResponse) String() string {
 func (*ContainerListResponse) ProtoMessage() {}
 
 func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[52]
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4316,7 +4472,7 @@ func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListResponse.ProtoReflect.Descriptor instead.
 func (*ContainerListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{52}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ContainerListResponse) GetContainers() []*Container {
@@ -4335,7 +4491,7 @@ type ContainerStartRequest struct {
 
 func (x *ContainerStartRequest) Reset() {
 	*x = ContainerStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4347,7 +4503,7 @@ func (x *ContainerStartRequest) String() string {
 func (*ContainerStartRequest) ProtoMessage() {}
 
 func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4360,7 +4516,7 @@ func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{53}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ContainerStartRequest) GetId() string {
@@ -4378,7 +4534,7 @@ type ContainerStartResponse struct {
 
 func (x *ContainerStartResponse) Reset() {
 	*x = ContainerStartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4390,7 +4546,7 @@ func (x *ContainerStartResponse) String() string {
 func (*ContainerStartResponse) ProtoMessage() {}
 
 func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4403,7 +4559,7 @@ func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{54}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
 }
 
 type ContainerStopRequest struct {
@@ -4419,7 +4575,7 @@ type ContainerStopRequest struct {
 
 func (x *ContainerStopRequest) Reset() {
 	*x = ContainerStopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4431,7 +4587,7 @@ func (x *ContainerStopRequest) String() string {
 func (*ContainerStopRequest) ProtoMessage() {}
 
 func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4444,7 +4600,7 @@ func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ContainerStopRequest) GetId() string {
@@ -4476,7 +4632,7 @@ type ContainerStopResponse struct {
 
 func (x *ContainerStopResponse) Reset() {
 	*x = ContainerStopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4488,7 +4644,7 @@ func (x *ContainerStopResponse) String() string {
 func (*ContainerStopResponse) ProtoMessage() {}
 
 func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4501,7 +4657,7 @@ func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
 }
 
 type ContainerRestartRequest struct {
@@ -4515,7 +4671,7 @@ type ContainerRestartRequest struct {
 
 func (x *ContainerRestartRequest) Reset() {
 	*x = ContainerRestartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4527,7 +4683,7 @@ func (x *ContainerRestartRequest) String() string {
 func (*ContainerRestartRequest) ProtoMessage() {}
 
 func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4540,7 +4696,7 @@ func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRestartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ContainerRestartRequest) GetId() string {
@@ -4572,7 +4728,7 @@ type ContainerRestartResponse struct {
 
 func (x *ContainerRestartResponse) Reset() {
 	*x = ContainerRestartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4584,7 +4740,7 @@ func (x *ContainerRestartResponse) String() string {
 func (*ContainerRestartResponse) ProtoMessage() {}
 
 func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4597,7 +4753,7 @@ func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRestartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
 }
 
 type ContainerKillRequest struct {
@@ -4610,7 +4766,7 @@ type ContainerKillRequest struct {
 
 func (x *ContainerKillRequest) Reset() {
 	*x = ContainerKillRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4622,7 +4778,7 @@ func (x *ContainerKillRequest) String() string {
 func (*ContainerKillRequest) ProtoMessage() {}
 
 func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4635,7 +4791,7 @@ func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillRequest.ProtoReflect.Descriptor instead.
 func (*ContainerKillRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ContainerKillRequest) GetId() string {
@@ -4660,7 +4816,7 @@ type ContainerKillResponse struct {
 
 func (x *ContainerKillResponse) Reset() {
 	*x = ContainerKillResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4672,7 +4828,7 @@ func (x *ContainerKillResponse) String() string {
 func (*ContainerKillResponse) ProtoMessage() {}
 
 func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4685,7 +4841,7 @@ func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillResponse.ProtoReflect.Descriptor instead.
 func (*ContainerKillResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
 }
 
 type ContainerPauseRequest struct {
@@ -4697,7 +4853,7 @@ type ContainerPauseRequest struct {
 
 func (x *ContainerPauseRequest) Reset() {
 	*x = ContainerPauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4709,7 +4865,7 @@ func (x *ContainerPauseRequest) String() string {
 func (*ContainerPauseRequest) ProtoMessage() {}
 
 func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4722,7 +4878,7 @@ func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ContainerPauseRequest) GetId() string {
@@ -4740,7 +4896,7 @@ type ContainerPauseResponse struct {
 
 func (x *ContainerPauseResponse) Reset() {
 	*x = ContainerPauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4752,7 +4908,7 @@ func (x *ContainerPauseResponse) String() string {
 func (*ContainerPauseResponse) ProtoMessage() {}
 
 func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4765,7 +4921,7 @@ func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
 }
 
 type ContainerUnpauseRequest struct {
@@ -4777,7 +4933,7 @@ type ContainerUnpauseRequest struct {
 
 func (x *ContainerUnpauseRequest) Reset() {
 	*x = ContainerUnpauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4789,7 +4945,7 @@ func (x *ContainerUnpauseRequest) String() string {
 func (*ContainerUnpauseRequest) ProtoMessage() {}
 
 func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4802,7 +4958,7 @@ func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ContainerUnpauseRequest) GetId() string {
@@ -4820,7 +4976,7 @@ type ContainerUnpauseResponse struct {
 
 func (x *ContainerUnpauseResponse) Reset() {
 	*x = ContainerUnpauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4832,7 +4988,7 @@ func (x *ContainerUnpauseResponse) String() string {
 func (*ContainerUnpauseResponse) ProtoMessage() {}
 
 func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4845,7 +5001,7 @@ func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
 }
 
 type ContainerRenameRequest struct {
@@ -4858,7 +5014,7 @@ type ContainerRenameRequest struct {
 
 func (x *ContainerRenameRequest) Reset() {
 	*x = ContainerRenameRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4870,7 +5026,7 @@ func (x *ContainerRenameRequest) String() string {
 func (*ContainerRenameRequest) ProtoMessage() {}
 
 func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4883,7 +5039,7 @@ func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRenameRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ContainerRenameRequest) GetId() string {
@@ -4908,7 +5064,7 @@ type ContainerRenameResponse struct {
 
 func (x *ContainerRenameResponse) Reset() {
 	*x = ContainerRenameResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4920,7 +5076,7 @@ func (x *ContainerRenameResponse) String() string {
 func (*ContainerRenameResponse) ProtoMessage() {}
 
 func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4933,7 +5089,7 @@ func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRenameResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
 }
 
 type ContainerRemoveRequest struct {
@@ -4948,7 +5104,7 @@ type ContainerRemoveRequest struct {
 
 func (x *ContainerRemoveRequest) Reset() {
 	*x = ContainerRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4960,7 +5116,7 @@ func (x *ContainerRemoveRequest) String() string {
 func (*ContainerRemoveRequest) ProtoMessage() {}
 
 func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4973,7 +5129,7 @@ func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ContainerRemoveRequest) GetId() string {
@@ -5012,7 +5168,7 @@ type ContainerRemoveResponse struct {
 
 func (x *ContainerRemoveResponse) Reset() {
 	*x = ContainerRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5024,7 +5180,7 @@ func (x *ContainerRemoveResponse) String() string {
 func (*ContainerRemoveResponse) ProtoMessage() {}
 
 func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5037,7 +5193,7 @@ func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
 }
 
 type ContainerPruneRequest struct {
@@ -5049,7 +5205,7 @@ type ContainerPruneRequest struct {
 
 func (x *ContainerPruneRequest) Reset() {
 	*x = ContainerPruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5061,7 +5217,7 @@ func (x *ContainerPruneRequest) String() string {
 func (*ContainerPruneRequest) ProtoMessage() {}
 
 func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5074,7 +5230,7 @@ func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ContainerPruneRequest) GetFilters() string {
@@ -5094,7 +5250,7 @@ type ContainerPruneResponse struct {
 
 func (x *ContainerPruneResponse) Reset() {
 	*x = ContainerPruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5106,7 +5262,7 @@ func (x *ContainerPruneResponse) String() string {
 func (*ContainerPruneResponse) ProtoMessage() {}
 
 func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5119,7 +5275,7 @@ func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ContainerPruneResponse) GetDeleted() []string {
@@ -5146,7 +5302,7 @@ type ContainerTopRequest struct {
 
 func (x *ContainerTopRequest) Reset() {
 	*x = ContainerTopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5158,7 +5314,7 @@ func (x *ContainerTopRequest) String() string {
 func (*ContainerTopRequest) ProtoMessage() {}
 
 func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5171,7 +5327,7 @@ func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerTopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ContainerTopRequest) GetId() string {
@@ -5198,7 +5354,7 @@ type ContainerTopResponse struct {
 
 func (x *ContainerTopResponse) Reset() {
 	*x = ContainerTopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5210,7 +5366,7 @@ func (x *ContainerTopResponse) String() string {
 func (*ContainerTopResponse) ProtoMessage() {}
 
 func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5223,7 +5379,7 @@ func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerTopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ContainerTopResponse) GetTitles() []string {
@@ -5249,7 +5405,7 @@ type TopRow struct {
 
 func (x *TopRow) Reset() {
 	*x = TopRow{}
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5261,7 +5417,7 @@ func (x *TopRow) String() string {
 func (*TopRow) ProtoMessage() {}
 
 func (x *TopRow) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5274,7 +5430,7 @@ func (x *TopRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopRow.ProtoReflect.Descriptor instead.
 func (*TopRow) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *TopRow) GetFields() []string {
@@ -5295,7 +5451,7 @@ type ContainerResizeRequest struct {
 
 func (x *ContainerResizeRequest) Reset() {
 	*x = ContainerResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5307,7 +5463,7 @@ func (x *ContainerResizeRequest) String() string {
 func (*ContainerResizeRequest) ProtoMessage() {}
 
 func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5320,7 +5476,7 @@ func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeRequest.ProtoReflect.Descriptor instead.
 func (*ContainerResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ContainerResizeRequest) GetId() string {
@@ -5352,7 +5508,7 @@ type ContainerResizeResponse struct {
 
 func (x *ContainerResizeResponse) Reset() {
 	*x = ContainerResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5364,7 +5520,7 @@ func (x *ContainerResizeResponse) String() string {
 func (*ContainerResizeResponse) ProtoMessage() {}
 
 func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5377,7 +5533,7 @@ func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeResponse.ProtoReflect.Descriptor instead.
 func (*ContainerResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
 }
 
 type ContainerWaitRequest struct {
@@ -5391,7 +5547,7 @@ type ContainerWaitRequest struct {
 
 func (x *ContainerWaitRequest) Reset() {
 	*x = ContainerWaitRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5403,7 +5559,7 @@ func (x *ContainerWaitRequest) String() string {
 func (*ContainerWaitRequest) ProtoMessage() {}
 
 func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5416,7 +5572,7 @@ func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitRequest.ProtoReflect.Descriptor instead.
 func (*ContainerWaitRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ContainerWaitRequest) GetId() string {
@@ -5443,7 +5599,7 @@ type ContainerWaitResponse struct {
 
 func (x *ContainerWaitResponse) Reset() {
 	*x = ContainerWaitResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5455,7 +5611,7 @@ func (x *ContainerWaitResponse) String() string {
 func (*ContainerWaitResponse) ProtoMessage() {}
 
 func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5468,7 +5624,7 @@ func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitResponse.ProtoReflect.Descriptor instead.
 func (*ContainerWaitResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ContainerWaitResponse) GetStatusCode() int64 {
@@ -5502,7 +5658,7 @@ type ContainerLogsRequest struct {
 
 func (x *ContainerLogsRequest) Reset() {
 	*x = ContainerLogsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5514,7 +5670,7 @@ func (x *ContainerLogsRequest) String() string {
 func (*ContainerLogsRequest) ProtoMessage() {}
 
 func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5527,7 +5683,7 @@ func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ContainerLogsRequest) GetId() string {
@@ -5599,7 +5755,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5611,7 +5767,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5624,7 +5780,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *LogEntry) GetStream() int32 {
@@ -5661,7 +5817,7 @@ type ContainerAttachRequest struct {
 
 func (x *ContainerAttachRequest) Reset() {
 	*x = ContainerAttachRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5673,7 +5829,7 @@ func (x *ContainerAttachRequest) String() string {
 func (*ContainerAttachRequest) ProtoMessage() {}
 
 func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5686,7 +5842,7 @@ func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachRequest.ProtoReflect.Descriptor instead.
 func (*ContainerAttachRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ContainerAttachRequest) GetOptions() *ContainerAttachOptions {
@@ -5725,7 +5881,7 @@ type ContainerAttachOptions struct {
 
 func (x *ContainerAttachOptions) Reset() {
 	*x = ContainerAttachOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5737,7 +5893,7 @@ func (x *ContainerAttachOptions) String() string {
 func (*ContainerAttachOptions) ProtoMessage() {}
 
 func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5750,7 +5906,7 @@ func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachOptions.ProtoReflect.Descriptor instead.
 func (*ContainerAttachOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ContainerAttachOptions) GetId() string {
@@ -5812,7 +5968,7 @@ type ContainerStatsRequest struct {
 
 func (x *ContainerStatsRequest) Reset() {
 	*x = ContainerStatsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5824,7 +5980,7 @@ func (x *ContainerStatsRequest) String() string {
 func (*ContainerStatsRequest) ProtoMessage() {}
 
 func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5837,7 +5993,7 @@ func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStatsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ContainerStatsRequest) GetId() string {
@@ -5880,7 +6036,7 @@ type ContainerStatsResponse struct {
 
 func (x *ContainerStatsResponse) Reset() {
 	*x = ContainerStatsResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5892,7 +6048,7 @@ func (x *ContainerStatsResponse) String() string {
 func (*ContainerStatsResponse) ProtoMessage() {}
 
 func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5905,7 +6061,7 @@ func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStatsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ContainerStatsResponse) GetId() string {
@@ -6046,7 +6202,7 @@ type ContainerUpdateRequest struct {
 
 func (x *ContainerUpdateRequest) Reset() {
 	*x = ContainerUpdateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6058,7 +6214,7 @@ func (x *ContainerUpdateRequest) String() string {
 func (*ContainerUpdateRequest) ProtoMessage() {}
 
 func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6071,7 +6227,7 @@ func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ContainerUpdateRequest) GetId() string {
@@ -6097,7 +6253,7 @@ type ContainerUpdateResponse struct {
 
 func (x *ContainerUpdateResponse) Reset() {
 	*x = ContainerUpdateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6109,7 +6265,7 @@ func (x *ContainerUpdateResponse) String() string {
 func (*ContainerUpdateResponse) ProtoMessage() {}
 
 func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6122,7 +6278,7 @@ func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ContainerUpdateResponse) GetWarnings() []string {
@@ -6152,7 +6308,7 @@ type ExecConfig struct {
 
 func (x *ExecConfig) Reset() {
 	*x = ExecConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6164,7 +6320,7 @@ func (x *ExecConfig) String() string {
 func (*ExecConfig) ProtoMessage() {}
 
 func (x *ExecConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6177,7 +6333,7 @@ func (x *ExecConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecConfig.ProtoReflect.Descriptor instead.
 func (*ExecConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ExecConfig) GetCmd() []string {
@@ -6268,7 +6424,7 @@ type ContainerExecCreateRequest struct {
 
 func (x *ContainerExecCreateRequest) Reset() {
 	*x = ContainerExecCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6280,7 +6436,7 @@ func (x *ContainerExecCreateRequest) String() string {
 func (*ContainerExecCreateRequest) ProtoMessage() {}
 
 func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6293,7 +6449,7 @@ func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ContainerExecCreateRequest) GetId() string {
@@ -6319,7 +6475,7 @@ type ContainerExecCreateResponse struct {
 
 func (x *ContainerExecCreateResponse) Reset() {
 	*x = ContainerExecCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6331,7 +6487,7 @@ func (x *ContainerExecCreateResponse) String() string {
 func (*ContainerExecCreateResponse) ProtoMessage() {}
 
 func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6344,7 +6500,7 @@ func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *ContainerExecCreateResponse) GetId() string {
@@ -6366,7 +6522,7 @@ type ExecStartRequest struct {
 
 func (x *ExecStartRequest) Reset() {
 	*x = ExecStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6378,7 +6534,7 @@ func (x *ExecStartRequest) String() string {
 func (*ExecStartRequest) ProtoMessage() {}
 
 func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6391,7 +6547,7 @@ func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartRequest.ProtoReflect.Descriptor instead.
 func (*ExecStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *ExecStartRequest) GetOptions() *ExecStartOptions {
@@ -6427,7 +6583,7 @@ type ExecStartOptions struct {
 
 func (x *ExecStartOptions) Reset() {
 	*x = ExecStartOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6439,7 +6595,7 @@ func (x *ExecStartOptions) String() string {
 func (*ExecStartOptions) ProtoMessage() {}
 
 func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6452,7 +6608,7 @@ func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartOptions.ProtoReflect.Descriptor instead.
 func (*ExecStartOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ExecStartOptions) GetId() string {
@@ -6492,7 +6648,7 @@ type ExecInspectRequest struct {
 
 func (x *ExecInspectRequest) Reset() {
 	*x = ExecInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6504,7 +6660,7 @@ func (x *ExecInspectRequest) String() string {
 func (*ExecInspectRequest) ProtoMessage() {}
 
 func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6517,7 +6673,7 @@ func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectRequest.ProtoReflect.Descriptor instead.
 func (*ExecInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ExecInspectRequest) GetId() string {
@@ -6542,7 +6698,7 @@ type ExecInspectResponse struct {
 
 func (x *ExecInspectResponse) Reset() {
 	*x = ExecInspectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6554,7 +6710,7 @@ func (x *ExecInspectResponse) String() string {
 func (*ExecInspectResponse) ProtoMessage() {}
 
 func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6567,7 +6723,7 @@ func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectResponse.ProtoReflect.Descriptor instead.
 func (*ExecInspectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ExecInspectResponse) GetId() string {
@@ -6623,7 +6779,7 @@ type ExecResizeRequest struct {
 
 func (x *ExecResizeRequest) Reset() {
 	*x = ExecResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6635,7 +6791,7 @@ func (x *ExecResizeRequest) String() string {
 func (*ExecResizeRequest) ProtoMessage() {}
 
 func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6648,7 +6804,7 @@ func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeRequest.ProtoReflect.Descriptor instead.
 func (*ExecResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ExecResizeRequest) GetId() string {
@@ -6680,7 +6836,7 @@ type ExecResizeResponse struct {
 
 func (x *ExecResizeResponse) Reset() {
 	*x = ExecResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6692,7 +6848,7 @@ func (x *ExecResizeResponse) String() string {
 func (*ExecResizeResponse) ProtoMessage() {}
 
 func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6705,7 +6861,7 @@ func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeResponse.ProtoReflect.Descriptor instead.
 func (*ExecResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
 }
 
 type ContainerArchiveRequest struct {
@@ -6718,7 +6874,7 @@ type ContainerArchiveRequest struct {
 
 func (x *ContainerArchiveRequest) Reset() {
 	*x = ContainerArchiveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6730,7 +6886,7 @@ func (x *ContainerArchiveRequest) String() string {
 func (*ContainerArchiveRequest) ProtoMessage() {}
 
 func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6743,7 +6899,7 @@ func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchiveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchiveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ContainerArchiveRequest) GetId() string {
@@ -6774,7 +6930,7 @@ type ContainerPathStat struct {
 
 func (x *ContainerPathStat) Reset() {
 	*x = ContainerPathStat{}
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6786,7 +6942,7 @@ func (x *ContainerPathStat) String() string {
 func (*ContainerPathStat) ProtoMessage() {}
 
 func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6799,7 +6955,7 @@ func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPathStat.ProtoReflect.Descriptor instead.
 func (*ContainerPathStat) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ContainerPathStat) GetName() string {
@@ -6847,7 +7003,7 @@ type ContainerArchivePutRequest struct {
 
 func (x *ContainerArchivePutRequest) Reset() {
 	*x = ContainerArchivePutRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6859,7 +7015,7 @@ func (x *ContainerArchivePutRequest) String() string {
 func (*ContainerArchivePutRequest) ProtoMessage() {}
 
 func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6872,7 +7028,7 @@ func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ContainerArchivePutRequest) GetOptions() *ContainerArchivePutOptions {
@@ -6904,7 +7060,7 @@ type ContainerArchivePutOptions struct {
 
 func (x *ContainerArchivePutOptions) Reset() {
 	*x = ContainerArchivePutOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6916,7 +7072,7 @@ func (x *ContainerArchivePutOptions) String() string {
 func (*ContainerArchivePutOptions) ProtoMessage() {}
 
 func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6929,7 +7085,7 @@ func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutOptions.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ContainerArchivePutOptions) GetId() string {
@@ -6968,7 +7124,7 @@ type ContainerArchivePutResponse struct {
 
 func (x *ContainerArchivePutResponse) Reset() {
 	*x = ContainerArchivePutResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6980,7 +7136,7 @@ func (x *ContainerArchivePutResponse) String() string {
 func (*ContainerArchivePutResponse) ProtoMessage() {}
 
 func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6993,7 +7149,7 @@ func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutResponse.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
 }
 
 type ContainerExportRequest struct {
@@ -7005,7 +7161,7 @@ type ContainerExportRequest struct {
 
 func (x *ContainerExportRequest) Reset() {
 	*x = ContainerExportRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7017,7 +7173,7 @@ func (x *ContainerExportRequest) String() string {
 func (*ContainerExportRequest) ProtoMessage() {}
 
 func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7030,7 +7186,7 @@ func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExportRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExportRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ContainerExportRequest) GetId() string {
@@ -7049,7 +7205,7 @@ type ContainerChangesRequest struct {
 
 func (x *ContainerChangesRequest) Reset() {
 	*x = ContainerChangesRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7061,7 +7217,7 @@ func (x *ContainerChangesRequest) String() string {
 func (*ContainerChangesRequest) ProtoMessage() {}
 
 func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7074,7 +7230,7 @@ func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesRequest.ProtoReflect.Descriptor instead.
 func (*ContainerChangesRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ContainerChangesRequest) GetId() string {
@@ -7093,7 +7249,7 @@ type ContainerChangesResponse struct {
 
 func (x *ContainerChangesResponse) Reset() {
 	*x = ContainerChangesResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7105,7 +7261,7 @@ func (x *ContainerChangesResponse) String() string {
 func (*ContainerChangesResponse) ProtoMessage() {}
 
 func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7118,7 +7274,7 @@ func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesResponse.ProtoReflect.Descriptor instead.
 func (*ContainerChangesResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ContainerChangesResponse) GetChanges() []*FilesystemChange {
@@ -7139,7 +7295,7 @@ type FilesystemChange struct {
 
 func (x *FilesystemChange) Reset() {
 	*x = FilesystemChange{}
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7151,7 +7307,7 @@ func (x *FilesystemChange) String() string {
 func (*FilesystemChange) ProtoMessage() {}
 
 func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7164,7 +7320,7 @@ func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilesystemChange.ProtoReflect.Descriptor instead.
 func (*FilesystemChange) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *FilesystemChange) GetPath() string {
@@ -7194,7 +7350,7 @@ type SystemEventsRequest struct {
 
 func (x *SystemEventsRequest) Reset() {
 	*x = SystemEventsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7206,7 +7362,7 @@ func (x *SystemEventsRequest) String() string {
 func (*SystemEventsRequest) ProtoMessage() {}
 
 func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7219,7 +7375,7 @@ func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemEventsRequest.ProtoReflect.Descriptor instead.
 func (*SystemEventsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *SystemEventsRequest) GetSince() *timestamppb.Timestamp {
@@ -7257,7 +7413,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7269,7 +7425,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7282,7 +7438,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *Event) GetType() string {
@@ -7731,7 +7887,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"started_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt\"\x91\x06\n" +
+	"finishedAt\"\xd8\x06\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x124\n" +
@@ -7756,10 +7912,31 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\asize_rw\x18\x12 \x01(\x03R\x06sizeRw\x12 \n" +
 	"\fsize_root_fs\x18\x13 \x01(\x03R\n" +
 	"sizeRootFs\x12\x18\n" +
-	"\acommand\x18\x14 \x01(\tR\acommand\x1aB\n" +
+	"\acommand\x18\x14 \x01(\tR\acommand\x12E\n" +
+	"\x10network_settings\x18\x15 \x01(\v2\x1a.engine.v1.NetworkSettingsR\x0fnetworkSettings\x1aB\n" +
 	"\x14GraphDriverDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"=\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf1\x01\n" +
+	"\x0fNetworkSettings\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1f\n" +
+	"\vsandbox_key\x18\x02 \x01(\tR\n" +
+	"sandboxKey\x12D\n" +
+	"\bnetworks\x18\x03 \x03(\v2(.engine.v1.NetworkSettings.NetworksEntryR\bnetworks\x1aX\n" +
+	"\rNetworksEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.engine.v1.EndpointSettingsR\x05value:\x028\x01\"\xd0\x01\n" +
+	"\x10EndpointSettings\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x1f\n" +
+	"\vendpoint_id\x18\x02 \x01(\tR\n" +
+	"endpointId\x12\x18\n" +
+	"\agateway\x18\x03 \x01(\tR\agateway\x12\x1d\n" +
+	"\n" +
+	"ip_address\x18\x04 \x01(\tR\tipAddress\x12\"\n" +
+	"\rip_prefix_len\x18\x05 \x01(\x05R\vipPrefixLen\x12\x1f\n" +
+	"\vmac_address\x18\x06 \x01(\tR\n" +
+	"macAddress\"=\n" +
 	"\x17ContainerInspectRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\bR\x04size\"l\n" +
@@ -8052,7 +8229,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 118)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 121)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*PingRequest)(nil),                 // 0: engine.v1.PingRequest
 	(*PingResponse)(nil),                // 1: engine.v1.PingResponse
@@ -8104,230 +8281,236 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*ContainerCreateResponse)(nil),     // 47: engine.v1.ContainerCreateResponse
 	(*ContainerState)(nil),              // 48: engine.v1.ContainerState
 	(*Container)(nil),                   // 49: engine.v1.Container
-	(*ContainerInspectRequest)(nil),     // 50: engine.v1.ContainerInspectRequest
-	(*ContainerListRequest)(nil),        // 51: engine.v1.ContainerListRequest
-	(*ContainerListResponse)(nil),       // 52: engine.v1.ContainerListResponse
-	(*ContainerStartRequest)(nil),       // 53: engine.v1.ContainerStartRequest
-	(*ContainerStartResponse)(nil),      // 54: engine.v1.ContainerStartResponse
-	(*ContainerStopRequest)(nil),        // 55: engine.v1.ContainerStopRequest
-	(*ContainerStopResponse)(nil),       // 56: engine.v1.ContainerStopResponse
-	(*ContainerRestartRequest)(nil),     // 57: engine.v1.ContainerRestartRequest
-	(*ContainerRestartResponse)(nil),    // 58: engine.v1.ContainerRestartResponse
-	(*ContainerKillRequest)(nil),        // 59: engine.v1.ContainerKillRequest
-	(*ContainerKillResponse)(nil),       // 60: engine.v1.ContainerKillResponse
-	(*ContainerPauseRequest)(nil),       // 61: engine.v1.ContainerPauseRequest
-	(*ContainerPauseResponse)(nil),      // 62: engine.v1.ContainerPauseResponse
-	(*ContainerUnpauseRequest)(nil),     // 63: engine.v1.ContainerUnpauseRequest
-	(*ContainerUnpauseResponse)(nil),    // 64: engine.v1.ContainerUnpauseResponse
-	(*ContainerRenameRequest)(nil),      // 65: engine.v1.ContainerRenameRequest
-	(*ContainerRenameResponse)(nil),     // 66: engine.v1.ContainerRenameResponse
-	(*ContainerRemoveRequest)(nil),      // 67: engine.v1.ContainerRemoveRequest
-	(*ContainerRemoveResponse)(nil),     // 68: engine.v1.ContainerRemoveResponse
-	(*ContainerPruneRequest)(nil),       // 69: engine.v1.ContainerPruneRequest
-	(*ContainerPruneResponse)(nil),      // 70: engine.v1.ContainerPruneResponse
-	(*ContainerTopRequest)(nil),         // 71: engine.v1.ContainerTopRequest
-	(*ContainerTopResponse)(nil),        // 72: engine.v1.ContainerTopResponse
-	(*TopRow)(nil),                      // 73: engine.v1.TopRow
-	(*ContainerResizeRequest)(nil),      // 74: engine.v1.ContainerResizeRequest
-	(*ContainerResizeResponse)(nil),     // 75: engine.v1.ContainerResizeResponse
-	(*ContainerWaitRequest)(nil),        // 76: engine.v1.ContainerWaitRequest
-	(*ContainerWaitResponse)(nil),       // 77: engine.v1.ContainerWaitResponse
-	(*ContainerLogsRequest)(nil),        // 78: engine.v1.ContainerLogsRequest
-	(*LogEntry)(nil),                    // 79: engine.v1.LogEntry
-	(*ContainerAttachRequest)(nil),      // 80: engine.v1.ContainerAttachRequest
-	(*ContainerAttachOptions)(nil),      // 81: engine.v1.ContainerAttachOptions
-	(*ContainerStatsRequest)(nil),       // 82: engine.v1.ContainerStatsRequest
-	(*ContainerStatsResponse)(nil),      // 83: engine.v1.ContainerStatsResponse
-	(*ContainerUpdateRequest)(nil),      // 84: engine.v1.ContainerUpdateRequest
-	(*ContainerUpdateResponse)(nil),     // 85: engine.v1.ContainerUpdateResponse
-	(*ExecConfig)(nil),                  // 86: engine.v1.ExecConfig
-	(*ContainerExecCreateRequest)(nil),  // 87: engine.v1.ContainerExecCreateRequest
-	(*ContainerExecCreateResponse)(nil), // 88: engine.v1.ContainerExecCreateResponse
-	(*ExecStartRequest)(nil),            // 89: engine.v1.ExecStartRequest
-	(*ExecStartOptions)(nil),            // 90: engine.v1.ExecStartOptions
-	(*ExecInspectRequest)(nil),          // 91: engine.v1.ExecInspectRequest
-	(*ExecInspectResponse)(nil),         // 92: engine.v1.ExecInspectResponse
-	(*ExecResizeRequest)(nil),           // 93: engine.v1.ExecResizeRequest
-	(*ExecResizeResponse)(nil),          // 94: engine.v1.ExecResizeResponse
-	(*ContainerArchiveRequest)(nil),     // 95: engine.v1.ContainerArchiveRequest
-	(*ContainerPathStat)(nil),           // 96: engine.v1.ContainerPathStat
-	(*ContainerArchivePutRequest)(nil),  // 97: engine.v1.ContainerArchivePutRequest
-	(*ContainerArchivePutOptions)(nil),  // 98: engine.v1.ContainerArchivePutOptions
-	(*ContainerArchivePutResponse)(nil), // 99: engine.v1.ContainerArchivePutResponse
-	(*ContainerExportRequest)(nil),      // 100: engine.v1.ContainerExportRequest
-	(*ContainerChangesRequest)(nil),     // 101: engine.v1.ContainerChangesRequest
-	(*ContainerChangesResponse)(nil),    // 102: engine.v1.ContainerChangesResponse
-	(*FilesystemChange)(nil),            // 103: engine.v1.FilesystemChange
-	(*SystemEventsRequest)(nil),         // 104: engine.v1.SystemEventsRequest
-	(*Event)(nil),                       // 105: engine.v1.Event
-	nil,                                 // 106: engine.v1.Component.DetailsEntry
-	nil,                                 // 107: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 108: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 109: engine.v1.Image.LabelsEntry
-	nil,                                 // 110: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 111: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 112: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 113: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 114: engine.v1.HostConfig.AnnotationsEntry
-	nil,                                 // 115: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 116: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	nil,                                 // 117: engine.v1.Event.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 118: google.protobuf.Timestamp
+	(*NetworkSettings)(nil),             // 50: engine.v1.NetworkSettings
+	(*EndpointSettings)(nil),            // 51: engine.v1.EndpointSettings
+	(*ContainerInspectRequest)(nil),     // 52: engine.v1.ContainerInspectRequest
+	(*ContainerListRequest)(nil),        // 53: engine.v1.ContainerListRequest
+	(*ContainerListResponse)(nil),       // 54: engine.v1.ContainerListResponse
+	(*ContainerStartRequest)(nil),       // 55: engine.v1.ContainerStartRequest
+	(*ContainerStartResponse)(nil),      // 56: engine.v1.ContainerStartResponse
+	(*ContainerStopRequest)(nil),        // 57: engine.v1.ContainerStopRequest
+	(*ContainerStopResponse)(nil),       // 58: engine.v1.ContainerStopResponse
+	(*ContainerRestartRequest)(nil),     // 59: engine.v1.ContainerRestartRequest
+	(*ContainerRestartResponse)(nil),    // 60: engine.v1.ContainerRestartResponse
+	(*ContainerKillRequest)(nil),        // 61: engine.v1.ContainerKillRequest
+	(*ContainerKillResponse)(nil),       // 62: engine.v1.ContainerKillResponse
+	(*ContainerPauseRequest)(nil),       // 63: engine.v1.ContainerPauseRequest
+	(*ContainerPauseResponse)(nil),      // 64: engine.v1.ContainerPauseResponse
+	(*ContainerUnpauseRequest)(nil),     // 65: engine.v1.ContainerUnpauseRequest
+	(*ContainerUnpauseResponse)(nil),    // 66: engine.v1.ContainerUnpauseResponse
+	(*ContainerRenameRequest)(nil),      // 67: engine.v1.ContainerRenameRequest
+	(*ContainerRenameResponse)(nil),     // 68: engine.v1.ContainerRenameResponse
+	(*ContainerRemoveRequest)(nil),      // 69: engine.v1.ContainerRemoveRequest
+	(*ContainerRemoveResponse)(nil),     // 70: engine.v1.ContainerRemoveResponse
+	(*ContainerPruneRequest)(nil),       // 71: engine.v1.ContainerPruneRequest
+	(*ContainerPruneResponse)(nil),      // 72: engine.v1.ContainerPruneResponse
+	(*ContainerTopRequest)(nil),         // 73: engine.v1.ContainerTopRequest
+	(*ContainerTopResponse)(nil),        // 74: engine.v1.ContainerTopResponse
+	(*TopRow)(nil),                      // 75: engine.v1.TopRow
+	(*ContainerResizeRequest)(nil),      // 76: engine.v1.ContainerResizeRequest
+	(*ContainerResizeResponse)(nil),     // 77: engine.v1.ContainerResizeResponse
+	(*ContainerWaitRequest)(nil),        // 78: engine.v1.ContainerWaitRequest
+	(*ContainerWaitResponse)(nil),       // 79: engine.v1.ContainerWaitResponse
+	(*ContainerLogsRequest)(nil),        // 80: engine.v1.ContainerLogsRequest
+	(*LogEntry)(nil),                    // 81: engine.v1.LogEntry
+	(*ContainerAttachRequest)(nil),      // 82: engine.v1.ContainerAttachRequest
+	(*ContainerAttachOptions)(nil),      // 83: engine.v1.ContainerAttachOptions
+	(*ContainerStatsRequest)(nil),       // 84: engine.v1.ContainerStatsRequest
+	(*ContainerStatsResponse)(nil),      // 85: engine.v1.ContainerStatsResponse
+	(*ContainerUpdateRequest)(nil),      // 86: engine.v1.ContainerUpdateRequest
+	(*ContainerUpdateResponse)(nil),     // 87: engine.v1.ContainerUpdateResponse
+	(*ExecConfig)(nil),                  // 88: engine.v1.ExecConfig
+	(*ContainerExecCreateRequest)(nil),  // 89: engine.v1.ContainerExecCreateRequest
+	(*ContainerExecCreateResponse)(nil), // 90: engine.v1.ContainerExecCreateResponse
+	(*ExecStartRequest)(nil),            // 91: engine.v1.ExecStartRequest
+	(*ExecStartOptions)(nil),            // 92: engine.v1.ExecStartOptions
+	(*ExecInspectRequest)(nil),          // 93: engine.v1.ExecInspectRequest
+	(*ExecInspectResponse)(nil),         // 94: engine.v1.ExecInspectResponse
+	(*ExecResizeRequest)(nil),           // 95: engine.v1.ExecResizeRequest
+	(*ExecResizeResponse)(nil),          // 96: engine.v1.ExecResizeResponse
+	(*ContainerArchiveRequest)(nil),     // 97: engine.v1.ContainerArchiveRequest
+	(*ContainerPathStat)(nil),           // 98: engine.v1.ContainerPathStat
+	(*ContainerArchivePutRequest)(nil),  // 99: engine.v1.ContainerArchivePutRequest
+	(*ContainerArchivePutOptions)(nil),  // 100: engine.v1.ContainerArchivePutOptions
+	(*ContainerArchivePutResponse)(nil), // 101: engine.v1.ContainerArchivePutResponse
+	(*ContainerExportRequest)(nil),      // 102: engine.v1.ContainerExportRequest
+	(*ContainerChangesRequest)(nil),     // 103: engine.v1.ContainerChangesRequest
+	(*ContainerChangesResponse)(nil),    // 104: engine.v1.ContainerChangesResponse
+	(*FilesystemChange)(nil),            // 105: engine.v1.FilesystemChange
+	(*SystemEventsRequest)(nil),         // 106: engine.v1.SystemEventsRequest
+	(*Event)(nil),                       // 107: engine.v1.Event
+	nil,                                 // 108: engine.v1.Component.DetailsEntry
+	nil,                                 // 109: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 110: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 111: engine.v1.Image.LabelsEntry
+	nil,                                 // 112: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 113: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 114: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 115: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 116: engine.v1.HostConfig.AnnotationsEntry
+	nil,                                 // 117: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 118: engine.v1.NetworkSettings.NetworksEntry
+	nil,                                 // 119: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	nil,                                 // 120: engine.v1.Event.AttributesEntry
+	(*timestamppb.Timestamp)(nil),       // 121: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	118, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	121, // 0: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	4,   // 1: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	106, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	108, // 2: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	7,   // 3: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	8,   // 4: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	118, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	121, // 5: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	9,   // 6: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	107, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	108, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	109, // 7: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	110, // 8: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	14,  // 9: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	118, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	109, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	118, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	121, // 10: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	111, // 11: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	121, // 12: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	20,  // 13: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	118, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	121, // 14: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	25,  // 15: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	16,  // 16: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	25,  // 17: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	12,  // 18: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	12,  // 19: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	33,  // 20: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	110, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	111, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	112, // 21: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	113, // 22: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
 	41,  // 23: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	112, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	114, // 24: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
 	40,  // 25: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
 	42,  // 26: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	113, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	115, // 27: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
 	44,  // 28: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
 	45,  // 29: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
-	114, // 30: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
+	116, // 30: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
 	39,  // 31: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
 	43,  // 32: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	118, // 33: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	118, // 34: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	118, // 35: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	121, // 33: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	121, // 34: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	121, // 35: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
 	48,  // 36: engine.v1.Container.state:type_name -> engine.v1.ContainerState
 	39,  // 37: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
 	43,  // 38: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	115, // 39: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
-	49,  // 40: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
-	73,  // 41: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	118, // 42: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	118, // 43: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	118, // 44: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	81,  // 45: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	118, // 46: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	116, // 47: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	43,  // 48: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
-	86,  // 49: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
-	90,  // 50: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
-	86,  // 51: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	118, // 52: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
-	98,  // 53: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
-	103, // 54: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
-	118, // 55: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
-	118, // 56: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
-	117, // 57: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
-	11,  // 58: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	10,  // 59: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	0,   // 60: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	2,   // 61: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	5,   // 62: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	37,  // 63: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	104, // 64: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
-	50,  // 65: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	51,  // 66: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	46,  // 67: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	53,  // 68: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	55,  // 69: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	57,  // 70: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	59,  // 71: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	61,  // 72: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	63,  // 73: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	65,  // 74: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	67,  // 75: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	69,  // 76: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	71,  // 77: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	84,  // 78: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	74,  // 79: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	76,  // 80: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	82,  // 81: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	78,  // 82: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	80,  // 83: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	87,  // 84: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	89,  // 85: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	91,  // 86: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	93,  // 87: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	95,  // 88: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
-	95,  // 89: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
-	97,  // 90: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
-	100, // 91: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
-	101, // 92: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
-	17,  // 93: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	18,  // 94: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	21,  // 95: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	23,  // 96: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	26,  // 97: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	28,  // 98: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	30,  // 99: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	31,  // 100: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	32,  // 101: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	35,  // 102: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	15,  // 103: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	1,   // 104: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	3,   // 105: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	6,   // 106: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	38,  // 107: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	105, // 108: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
-	49,  // 109: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	52,  // 110: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	47,  // 111: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	54,  // 112: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	56,  // 113: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	58,  // 114: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	60,  // 115: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	62,  // 116: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	64,  // 117: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	66,  // 118: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	68,  // 119: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	70,  // 120: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	72,  // 121: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	85,  // 122: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	75,  // 123: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	77,  // 124: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	83,  // 125: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	79,  // 126: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	79,  // 127: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	88,  // 128: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	79,  // 129: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	92,  // 130: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	94,  // 131: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	96,  // 132: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
-	15,  // 133: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
-	99,  // 134: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
-	15,  // 135: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
-	102, // 136: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
-	16,  // 137: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	19,  // 138: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	22,  // 139: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	24,  // 140: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	27,  // 141: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	29,  // 142: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	13,  // 143: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	13,  // 144: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	34,  // 145: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	15,  // 146: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	36,  // 147: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	104, // [104:148] is the sub-list for method output_type
-	60,  // [60:104] is the sub-list for method input_type
-	60,  // [60:60] is the sub-list for extension type_name
-	60,  // [60:60] is the sub-list for extension extendee
-	0,   // [0:60] is the sub-list for field type_name
+	117, // 39: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	50,  // 40: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
+	118, // 41: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
+	49,  // 42: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
+	75,  // 43: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
+	121, // 44: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	121, // 45: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	121, // 46: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	83,  // 47: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
+	121, // 48: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	119, // 49: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	43,  // 50: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
+	88,  // 51: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
+	92,  // 52: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
+	88,  // 53: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
+	121, // 54: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	100, // 55: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
+	105, // 56: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
+	121, // 57: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
+	121, // 58: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
+	120, // 59: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
+	11,  // 60: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	10,  // 61: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	51,  // 62: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
+	0,   // 63: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	2,   // 64: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	5,   // 65: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	37,  // 66: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	106, // 67: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
+	52,  // 68: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	53,  // 69: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	46,  // 70: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	55,  // 71: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	57,  // 72: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	59,  // 73: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	61,  // 74: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	63,  // 75: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	65,  // 76: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	67,  // 77: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	69,  // 78: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	71,  // 79: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	73,  // 80: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	86,  // 81: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	76,  // 82: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	78,  // 83: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	84,  // 84: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	80,  // 85: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	82,  // 86: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	89,  // 87: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	91,  // 88: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	93,  // 89: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	95,  // 90: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	97,  // 91: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	97,  // 92: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	99,  // 93: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	102, // 94: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	103, // 95: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
+	17,  // 96: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	18,  // 97: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	21,  // 98: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	23,  // 99: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	26,  // 100: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	28,  // 101: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	30,  // 102: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	31,  // 103: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	32,  // 104: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	35,  // 105: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	15,  // 106: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	1,   // 107: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	3,   // 108: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	6,   // 109: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	38,  // 110: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	107, // 111: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
+	49,  // 112: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	54,  // 113: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	47,  // 114: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	56,  // 115: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	58,  // 116: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	60,  // 117: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	62,  // 118: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	64,  // 119: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	66,  // 120: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	68,  // 121: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	70,  // 122: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	72,  // 123: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	74,  // 124: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	87,  // 125: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	77,  // 126: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	79,  // 127: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	85,  // 128: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	81,  // 129: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	81,  // 130: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	90,  // 131: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	81,  // 132: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	94,  // 133: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	96,  // 134: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	98,  // 135: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	15,  // 136: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	101, // 137: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	15,  // 138: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	104, // 139: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
+	16,  // 140: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	19,  // 141: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	22,  // 142: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	24,  // 143: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	27,  // 144: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	29,  // 145: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	13,  // 146: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	13,  // 147: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	34,  // 148: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	15,  // 149: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	36,  // 150: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	107, // [107:151] is the sub-list for method output_type
+	63,  // [63:107] is the sub-list for method input_type
+	63,  // [63:63] is the sub-list for extension type_name
+	63,  // [63:63] is the sub-list for extension extendee
+	0,   // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -8337,16 +8520,16 @@ func file_engine_v1_engine_proto_init() {
 	}
 	file_engine_v1_engine_proto_msgTypes[39].OneofWrappers = []any{}
 	file_engine_v1_engine_proto_msgTypes[43].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[55].OneofWrappers = []any{}
 	file_engine_v1_engine_proto_msgTypes[57].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[92].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[59].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[94].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   118,
+			NumMessages:   121,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

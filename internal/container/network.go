@@ -1,0 +1,114 @@
+package container
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+)
+
+// Networks is what the container service needs of networking (the
+// daemon wires internal/network behind it): attach a container's network
+// namespace to a network between the runtime's create and start, and
+// detach all of a container's endpoints when it stops or goes.
+type Networks interface {
+	// Attach gives the namespace at netnsPath an interface on the
+	// network named in req, with an address of its own.
+	Attach(ctx context.Context, containerID, netnsPath string, req NetworkAttach) (*NetworkEndpoint, error)
+	// Detach removes every endpoint of the container and releases its
+	// addresses; detaching a container that has none is not an error.
+	Detach(ctx context.Context, containerID string) error
+}
+
+// NetworkAttach is what a container asks of a network.
+type NetworkAttach struct {
+	Network    string // "bridge", or a network's name or ID
+	MacAddress string // "": random
+}
+
+// NetworkEndpoint is a container's attachment, as inspect shows it.
+type NetworkEndpoint struct {
+	NetworkName string `json:"networkName"`
+	NetworkID   string `json:"networkID"`
+	EndpointID  string `json:"endpointID"`
+	IPAddress   string `json:"ipAddress"`
+	IPPrefixLen int    `json:"ipPrefixLen"`
+	Gateway     string `json:"gateway"`
+	MacAddress  string `json:"macAddress"`
+}
+
+// bridged: the container's network mode attaches it to a network
+// (dockerd's default bridge, for now the only one).
+func bridged(hc *enginev1.HostConfig) bool {
+	return hc.GetNetworkMode() == "bridge"
+}
+
+// attachNetworks connects the container whose init (created, not yet
+// started) is pid to its network, records the endpoint and writes the
+// container's own address into its /etc/hosts.
+func (s *Service) attachNetworks(ctx context.Context, rec *Record, cfg *enginev1.ContainerConfig, hc *enginev1.HostConfig, pid int) error {
+	if !bridged(hc) {
+		return nil
+	}
+	if s.cfg.Networks == nil {
+		return fmt.Errorf("network mode %s: engined has no networking", hc.GetNetworkMode())
+	}
+	nsPath := "/proc/" + strconv.Itoa(pid) + "/ns/net"
+	ep, err := s.cfg.Networks.Attach(ctx, rec.ID, nsPath, NetworkAttach{Network: hc.GetNetworkMode()})
+	if err != nil {
+		return err
+	}
+	if _, err := s.update(rec.ID, func(r *Record) error {
+		r.Networks = map[string]*NetworkEndpoint{ep.NetworkName: ep}
+		r.SandboxKey = nsPath
+		return nil
+	}); err != nil {
+		return err
+	}
+	hosts, err := hostsFile(cfg.GetHostname(), false, hc.GetExtraHosts(), ep.IPAddress)
+	if err != nil {
+		return err
+	}
+	// In place: the file is bind-mounted into the container already.
+	return os.WriteFile(filepath.Join(s.containerDir(rec.ID), "hosts"), []byte(hosts), 0o644)
+}
+
+// detachNetworks releases the container's endpoints; inspect keeps the
+// networks it is on, without addresses, as dockerd's does.
+func (s *Service) detachNetworks(id string) {
+	if s.cfg.Networks == nil {
+		return
+	}
+	if err := s.cfg.Networks.Detach(context.Background(), id); err != nil {
+		s.cfg.Logger.Warn("detach container from its networks", "id", id, "err", err)
+	}
+	s.update(id, func(r *Record) error {
+		for _, ep := range r.Networks {
+			*ep = NetworkEndpoint{NetworkName: ep.NetworkName, NetworkID: ep.NetworkID}
+		}
+		r.SandboxKey = ""
+		return nil
+	})
+}
+
+// networkSettings is inspect's view of the record's endpoints.
+func networkSettings(r *Record, hc *enginev1.HostConfig) *enginev1.NetworkSettings {
+	ns := &enginev1.NetworkSettings{SandboxKey: r.SandboxKey, Networks: map[string]*enginev1.EndpointSettings{}}
+	if r.SandboxKey != "" {
+		ns.SandboxId = r.ID
+	}
+	for name, ep := range r.Networks {
+		ns.Networks[name] = &enginev1.EndpointSettings{NetworkId: ep.NetworkID, EndpointId: ep.EndpointID, Gateway: ep.Gateway,
+			IpAddress: ep.IPAddress, IpPrefixLen: int32(ep.IPPrefixLen), MacAddress: ep.MacAddress}
+	}
+	if len(ns.Networks) == 0 {
+		switch m := hc.GetNetworkMode(); m {
+		case "bridge", "host", "none":
+			ns.Networks[m] = &enginev1.EndpointSettings{}
+		}
+	}
+	return ns
+}

@@ -1,0 +1,276 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// serveOnGateway runs an HTTP server on the test bridge's gateway
+// address (the host side of the bridge) and returns its address.
+func serveOnGateway(t *testing.T, n testNet, body string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", n.Gateway+":0")
+	if err != nil {
+		t.Fatalf("listen on the bridge's gateway: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
+}
+
+// hostGet fetches a URL from the host (outside any container).
+func hostGet(t *testing.T, url string) (string, error) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// bridgePorts are the veths on the test engined's bridge.
+func bridgePorts(t *testing.T, n testNet) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "link", "show", "master", n.Bridge).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip link show master %s: %v\n%s", n.Bridge, err, out)
+	}
+	var names []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(l); len(f) > 1 {
+			names = append(names, strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0])
+		}
+	}
+	return names
+}
+
+func nftTable(t *testing.T, n testNet) string {
+	t.Helper()
+	out, err := exec.Command("nft", "list", "table", "ip", n.Table).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list table ip %s: %v\n%s", n.Table, err, out)
+	}
+	return string(out)
+}
+
+// A container on the default bridge gets eth0 with the first address
+// of the bridge's subnet and reaches the host through the gateway;
+// inspect shows dockerd's NetworkSettings; two containers reach each
+// other (ICC) and the host reaches them.
+func TestBridgeNetwork(t *testing.T) {
+	e := runEngine(t)
+	n := netFor(t, filepath.Dir(e.DataRoot))
+	addr := serveOnGateway(t, n, "hello from the host\n")
+	prefix := strings.TrimSuffix(n.Gateway, "1")
+
+	out := mustDocker(t, e.Host, "run", "--rm", "busybox", "sh", "-c",
+		"ip -o -4 addr show eth0; ip route; ping -c 1 -W 5 "+n.Gateway+" >/dev/null && echo ping-ok; timeout 10 wget -qO- http://"+addr+"/")
+	mustContain(t, "run on the bridge", out, "inet "+prefix+"2/24", "default via "+n.Gateway+" dev eth0", "ping-ok", "hello from the host")
+
+	// --network none is still loopback only.
+	out = mustDocker(t, e.Host, "run", "--rm", "--network", "none", "busybox", "sh", "-c", "ip -o link")
+	if strings.Contains(out, "eth0") || !strings.Contains(out, "lo:") {
+		t.Errorf("--network none: want lo only:\n%s", out)
+	}
+
+	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "--name", "web", "busybox", "sh", "-c", "exec httpd -f -p 80 -h /etc"))
+	ip := inspectField(t, e.Host, "web", "{{.NetworkSettings.IPAddress}}")
+	if ip != prefix+"2" {
+		t.Errorf("first container's address %q, want %s2 (the first free one)", ip, prefix)
+	}
+	m := e.inspectJSON(id)
+	ns := m["NetworkSettings"].(map[string]any)
+	br := ns["Networks"].(map[string]any)["bridge"].(map[string]any)
+	mac, _ := ns["MacAddress"].(string)
+	hw, err := net.ParseMAC(mac)
+	if err != nil || hw[0]&2 == 0 || hw[0]&1 != 0 {
+		t.Errorf("MacAddress %q is not a locally administered unicast address", mac)
+	}
+	for k, want := range map[string]any{"Gateway": n.Gateway, "IPAddress": ip, "IPPrefixLen": float64(24)} {
+		if ns[k] != want || br[k] != want {
+			t.Errorf("NetworkSettings.%s = %v, Networks.bridge.%s = %v; want %v", k, ns[k], k, br[k], want)
+		}
+	}
+	if br["MacAddress"] != mac || br["NetworkID"] == "" || br["EndpointID"] == "" || ns["EndpointID"] != br["EndpointID"] {
+		t.Errorf("Networks.bridge: %v", br)
+	}
+	if key, _ := ns["SandboxKey"].(string); key == "" {
+		t.Errorf("SandboxKey empty: %v", ns)
+	}
+	if mode := m["HostConfig"].(map[string]any)["NetworkMode"]; mode != "bridge" {
+		t.Errorf("HostConfig.NetworkMode %v, want bridge", mode)
+	}
+	hosts := mustDocker(t, e.Host, "exec", "web", "cat", "/etc/hosts")
+	mustContain(t, "/etc/hosts", hosts, ip+"\t"+id[:12]+"\n")
+
+	// The host reaches the container, and so does another container.
+	if got, err := hostGet(t, "http://"+ip+"/hostname"); err != nil || got != id[:12]+"\n" {
+		t.Errorf("host to container: %q, %v", got, err)
+	}
+	out = mustDocker(t, e.Host, "run", "--rm", "busybox", "sh", "-c", "ip -o -4 addr show eth0; timeout 10 wget -qO- http://"+ip+"/hostname")
+	mustContain(t, "container to container", out, "inet "+prefix+"3/24", id[:12])
+
+	rules := nftTable(t, n)
+	mustContain(t, "nft table", rules, "ip saddr "+n.Subnet+` oifname != "`+n.Bridge+`" masquerade`,
+		`iifname "`+n.Bridge+`" accept`, "hook postrouting", "hook forward")
+
+	mustDocker(t, e.Host, "rm", "-f", "web")
+	if ports := bridgePorts(t, n); len(ports) != 0 {
+		t.Errorf("veths left on %s after rm -f: %v", n.Bridge, ports)
+	}
+	// A stopped container keeps its network, without an address.
+	mustDocker(t, e.Host, "run", "--name", "done", "busybox", "true")
+	if got := inspectField(t, e.Host, "done", "{{.NetworkSettings.IPAddress}}|{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}"); got != "|bridge" {
+		t.Errorf("stopped container: %q, want |bridge", got)
+	}
+}
+
+// Fifty run/rm cycles with up to five containers alive at once: no two
+// live containers share an address, released addresses come back, and
+// nothing is left behind (veths, rules, allocations).
+func TestBridgeCyclesLeakNothing(t *testing.T) {
+	e := runEngine(t)
+	n := netFor(t, filepath.Dir(e.DataRoot))
+	rulesBefore := nftTable(t, n)
+	type live struct{ id, ip string }
+	var alive []live
+	seen := map[string]bool{}
+	for i := 0; i < 50; i++ {
+		if len(alive) == 5 {
+			mustDocker(t, e.Host, "rm", "-f", alive[0].id)
+			alive = alive[1:]
+		}
+		id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "busybox", "sleep", "600"))
+		ip := inspectField(t, e.Host, id, "{{.NetworkSettings.IPAddress}}")
+		if ip == "" {
+			t.Fatalf("cycle %d: no address", i)
+		}
+		for _, a := range alive {
+			if a.ip == ip {
+				t.Fatalf("cycle %d: %s has %s, which %s has too", i, id[:12], ip, a.id[:12])
+			}
+		}
+		seen[ip] = true
+		alive = append(alive, live{id, ip})
+	}
+	// Five alive at a time and first-free allocation: six addresses at most.
+	if len(seen) > 6 {
+		t.Errorf("%d distinct addresses over the cycles, want at most 6 (released ones reused): %v", len(seen), seen)
+	}
+	for _, a := range alive {
+		mustDocker(t, e.Host, "rm", "-f", a.id)
+	}
+	if ports := bridgePorts(t, n); len(ports) != 0 {
+		t.Errorf("veths left: %v", ports)
+	}
+	if out, _ := exec.Command("ip", "-o", "link").Output(); strings.Contains(string(out), "tmp") {
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, ": tmp") {
+				t.Errorf("temporary veth peer left on the host: %s", l)
+			}
+		}
+	}
+	if after := nftTable(t, n); after != rulesBefore {
+		t.Errorf("nft table changed over the cycles:\nbefore:\n%s\nafter:\n%s", rulesBefore, after)
+	}
+	// Every address is free again: the next container gets the first.
+	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "busybox", "sleep", "600"))
+	if ip := inspectField(t, e.Host, id, "{{.NetworkSettings.IPAddress}}"); ip != strings.TrimSuffix(n.Gateway, "1")+"2" {
+		t.Errorf("after the cycles the next address is %s, want the subnet's first", ip)
+	}
+}
+
+// A running container keeps its address and connectivity while engined
+// is stopped and after it starts again; a container that exited while
+// engined was down has its endpoint released at the next start.
+func TestBridgeSurvivesEngineRestart(t *testing.T) {
+	e := runEngine(t)
+	n := netFor(t, filepath.Dir(e.DataRoot))
+	mustDocker(t, e.Host, "run", "-d", "--name", "web", "busybox", "sh", "-c", "exec httpd -f -p 80 -h /etc")
+	mustDocker(t, e.Host, "run", "-d", "--name", "doomed", "busybox", "sleep", "600")
+	ip := inspectField(t, e.Host, "web", "{{.NetworkSettings.IPAddress}}")
+	doomedIP := inspectField(t, e.Host, "doomed", "{{.NetworkSettings.IPAddress}}")
+	var pid int
+	fmt.Sscan(inspectField(t, e.Host, "doomed", "{{.State.Pid}}"), &pid)
+	url := "http://" + ip + "/hostname"
+	want, err := hostGet(t, url)
+	if err != nil {
+		t.Fatalf("before the restart: %v", err)
+	}
+
+	e.stop()
+	if got, err := hostGet(t, url); err != nil || got != want {
+		t.Errorf("while engined is stopped: %q, %v", got, err)
+	}
+	// The doomed container ends while engined is down.
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill %d: %v", pid, err)
+	}
+	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot)
+	if got, err := hostGet(t, url); err != nil || got != want {
+		t.Errorf("after the restart: %q, %v", got, err)
+	}
+	if got := inspectField(t, e2.Host, "web", "{{.NetworkSettings.IPAddress}}"); got != ip {
+		t.Errorf("address after the restart %q, want %s", got, ip)
+	}
+	waitInspect(t, e2.Host, "doomed", "{{.State.Status}}", func(s string) bool { return s == "exited" })
+	// web's address is still taken, doomed's is free again.
+	id := strings.TrimSpace(mustDocker(t, e2.Host, "run", "-d", "busybox", "sleep", "600"))
+	if got := inspectField(t, e2.Host, id, "{{.NetworkSettings.IPAddress}}"); got != doomedIP {
+		t.Errorf("new container after the restart got %s, want %s (released by the exited one; %s is web's)", got, doomedIP, ip)
+	}
+	ports := bridgePorts(t, n)
+	if len(ports) != 2 {
+		t.Errorf("veths on the bridge after the restart: %v, want web's and the new container's", ports)
+	}
+}
+
+// Where the iptables filter FORWARD chain drops by default (as dockerd
+// leaves it), engined inserts the accepts its bridge needs, once, and
+// none where the policy is accept. The chain is made for the test only
+// when the host has none, and removed after.
+func TestBridgeForwardDropPolicy(t *testing.T) {
+	if err := exec.Command("nft", "list", "table", "ip", "filter").Run(); err == nil {
+		t.Skip("the host has an ip filter table: its FORWARD policy is not the test's to change")
+	}
+	if b, _ := exec.Command("cat", "/proc/sys/net/ipv4/ip_forward").Output(); strings.TrimSpace(string(b)) != "0" {
+		// With forwarding off, a FORWARD chain that drops changes nothing
+		// for anyone else on this host while the test runs.
+		t.Skip("IPv4 forwarding is on: a FORWARD drop policy would affect other traffic")
+	}
+	if out, err := exec.Command("nft", "add table ip filter; add chain ip filter FORWARD { type filter hook forward priority filter; policy drop; }").CombinedOutput(); err != nil {
+		t.Fatalf("make the FORWARD chain: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("nft", "delete", "table", "ip", "filter").Run() })
+	e := runEngine(t)
+	n := netFor(t, filepath.Dir(e.DataRoot))
+	if hs := foreignRuleHandles(n.Table); len(hs) != 2 {
+		out, _ := exec.Command("nft", "list", "chain", "ip", "filter", "FORWARD").Output()
+		t.Fatalf("engined's rules in FORWARD: %d, want 2:\n%s", len(hs), out)
+	}
+	out, _ := exec.Command("nft", "list", "chain", "ip", "filter", "FORWARD").Output()
+	mustContain(t, "FORWARD", string(out), `iifname "`+n.Bridge+`" accept`, `oifname "`+n.Bridge+`" ct state established,related accept`)
+	e.stop()
+	startEnginedAt(t, e.DataRoot, e.ExecRoot).stop()
+	if hs := foreignRuleHandles(n.Table); len(hs) != 2 {
+		t.Errorf("after a restart: %d rules, want the same 2", len(hs))
+	}
+	// Policy accept: engined's accepts go.
+	exec.Command("nft", "add chain ip filter FORWARD { policy accept; }").Run()
+	startEnginedAt(t, e.DataRoot, e.ExecRoot)
+	if hs := foreignRuleHandles(n.Table); len(hs) != 0 {
+		t.Errorf("policy accept: %d of engined's rules left, want 0", len(hs))
+	}
+}

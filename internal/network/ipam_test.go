@@ -1,0 +1,75 @@
+package network
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestCandidateSubnetsFollowDockerdsPools(t *testing.T) {
+	c := candidateSubnets()
+	want := map[int]string{0: "172.17.0.0/16", 1: "172.18.0.0/16", 2: "172.19.0.0/16", 3: "172.20.0.0/16", 14: "172.31.0.0/16", 15: "192.168.0.0/20", 30: "192.168.240.0/20"}
+	for i, w := range want {
+		if c[i].String() != w {
+			t.Errorf("candidate %d = %s, want %s", i, c[i], w)
+		}
+	}
+	if len(c) != 31 {
+		t.Errorf("%d candidates, want 31", len(c))
+	}
+}
+
+func TestPickSubnetSkipsRouted(t *testing.T) {
+	got, err := pickSubnet([]netip.Prefix{netip.MustParsePrefix("172.17.0.0/16"), netip.MustParsePrefix("172.18.5.0/24")})
+	if err != nil || got.String() != "172.19.0.0/16" {
+		t.Fatalf("pickSubnet = %v, %v; want 172.19.0.0/16", got, err)
+	}
+	if _, err := pickSubnet([]netip.Prefix{netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16")}); err == nil {
+		t.Fatal("pickSubnet found a subnet with every pool taken")
+	}
+}
+
+func TestFirstFree(t *testing.T) {
+	s := netip.MustParsePrefix("10.9.0.0/29")
+	gw := gatewayOf(s)
+	if gw.String() != "10.9.0.1" {
+		t.Fatalf("gateway %s", gw)
+	}
+	used := map[netip.Addr]bool{}
+	var got []string
+	for {
+		a, err := firstFree(s, gw, used)
+		if err != nil {
+			break
+		}
+		used[a] = true
+		got = append(got, a.String())
+	}
+	// .0 is the network, .1 the gateway, .7 the broadcast address.
+	if want := "[10.9.0.2 10.9.0.3 10.9.0.4 10.9.0.5 10.9.0.6]"; toString(got) != want {
+		t.Fatalf("allocated %v, want %s", got, want)
+	}
+	delete(used, netip.MustParseAddr("10.9.0.4"))
+	if a, _ := firstFree(s, gw, used); a.String() != "10.9.0.4" {
+		t.Fatalf("a released address is not reused first: got %s", a)
+	}
+}
+
+func TestRandomMACIsLocalUnicast(t *testing.T) {
+	for i := 0; i < 100; i++ {
+		m := randomMAC()
+		if m[0]&1 != 0 || m[0]&2 == 0 {
+			t.Fatalf("%s is not a locally administered unicast address", m)
+		}
+	}
+}
+
+func toString(s []string) string {
+	out := "["
+	for i, v := range s {
+		if i > 0 {
+			out += " "
+		}
+		out += v
+	}
+	return out + "]"
+}
