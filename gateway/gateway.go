@@ -92,6 +92,7 @@ func (h *handlers) register(mux *runtime.ServeMux) error {
 		{http.MethodPut, "/containers/{id}/archive", h.containerArchivePut},
 		{http.MethodGet, "/containers/{id}/export", h.containerExport},
 		{http.MethodGet, "/events", h.systemEvents},
+		{http.MethodPost, "/networks/create", h.networkCreate},
 	}
 	for _, r := range routes {
 		if err := mux.HandlePath(r.method, r.path, r.fn); err != nil {

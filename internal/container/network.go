@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+
+	"github.com/engined/engined/internal/errdefs"
 
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
@@ -21,6 +24,10 @@ type Networks interface {
 	// Detach removes every endpoint of the container and releases its
 	// addresses; detaching a container that has none is not an error.
 	Detach(ctx context.Context, containerID string) error
+	// Lookup resolves a network's name, ID or ID prefix to its name.
+	Lookup(ctx context.Context, ref string) (string, error)
+	// AttachedContainers lists the containers that have endpoints.
+	AttachedContainers(ctx context.Context) ([]string, error)
 }
 
 // NetworkAttach is what a container asks of a network.
@@ -40,10 +47,42 @@ type NetworkEndpoint struct {
 	MacAddress  string `json:"macAddress"`
 }
 
-// bridged: the container's network mode attaches it to a network
-// (dockerd's default bridge, for now the only one).
+// bridged: the container's network mode attaches it to a network (the
+// default bridge or a user-defined one), not none or host.
 func bridged(hc *enginev1.HostConfig) bool {
-	return hc.GetNetworkMode() == "bridge"
+	switch m := hc.GetNetworkMode(); {
+	case m == "none", m == "host", strings.HasPrefix(m, "container:"):
+		return false
+	}
+	return true
+}
+
+// checkNetwork, at create, makes sure the network a container is to be
+// attached to exists (it is looked up again at each start).
+func (s *Service) checkNetwork(ctx context.Context, hc *enginev1.HostConfig) error {
+	if !bridged(hc) || hc.GetNetworkMode() == "bridge" {
+		return nil
+	}
+	if s.cfg.Networks == nil {
+		return errdefs.NotFound(fmt.Errorf("network %s not found", hc.GetNetworkMode()))
+	}
+	name, err := s.cfg.Networks.Lookup(ctx, hc.GetNetworkMode())
+	if err != nil {
+		return err
+	}
+	if name == "host" || name == "none" {
+		return errdefs.InvalidArgument(fmt.Errorf("network %s: use --network %s", hc.GetNetworkMode(), name))
+	}
+	return nil
+}
+
+// Name is a container's name without its leading slash ("" if none).
+func (s *Service) Name(id string) string {
+	r, err := s.get(id)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimPrefix(r.Name, "/")
 }
 
 // attachNetworks connects the container whose init (created, not yet
@@ -111,4 +150,27 @@ func networkSettings(r *Record, hc *enginev1.HostConfig) *enginev1.NetworkSettin
 		}
 	}
 	return ns
+}
+
+// reconcileNetworks, at engined's start, releases the endpoints of
+// containers that do not run (they exited while engined was down, or
+// engined died in their start or removal), each under its container's
+// lock so a start under way is never undone.
+func (s *Service) reconcileNetworks(ctx context.Context) {
+	if s.cfg.Networks == nil {
+		return
+	}
+	ids, err := s.cfg.Networks.AttachedContainers(ctx)
+	if err != nil {
+		s.cfg.Logger.Warn("list network endpoints", "err", err)
+		return
+	}
+	for _, id := range ids {
+		unlock := s.lock(id)
+		if r, err := s.get(id); err != nil || (r.Status != "running" && r.Status != "paused") {
+			s.cfg.Logger.Info("releasing the network endpoints of a container that does not run", "id", id[:12])
+			s.detachNetworks(id)
+		}
+		unlock()
+	}
 }

@@ -52,6 +52,7 @@ func (s *Service) Restore(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	s.reconcileNetworks(ctx)
 }
 
 // reconnect watches a running container's shim again, or records the
@@ -116,11 +117,4 @@ func (s *Service) Counts(ctx context.Context) (total, running, paused, stopped i
 		return err
 	})
 	return
-}
-
-// Running reports whether a container runs (or is paused), for the
-// network manager's reconciliation after Restore.
-func (s *Service) Running(id string) bool {
-	r, err := s.get(id)
-	return err == nil && (r.Status == "running" || r.Status == "paused")
 }

@@ -260,6 +260,9 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 			}
 		}
 	}
+	if err := s.checkNetwork(ctx, hc); err != nil {
+		return nil, err
+	}
 	id, generated := rec.ID, req.GetName() == ""
 	if err := os.MkdirAll(s.containerDir(id), 0o710); err != nil {
 		return nil, err

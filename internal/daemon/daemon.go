@@ -63,6 +63,7 @@ type engine struct {
 	*imageService
 	*containerService
 	*eventsService
+	*networkService
 }
 
 // Aliases name the embedded fields: every concern calls its type Service.
@@ -71,6 +72,7 @@ type (
 	imageService     = image.Service
 	containerService = container.Service
 	eventsService    = events.Bus
+	networkService   = network.Manager
 )
 
 type unimplemented struct {
@@ -153,6 +155,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	nets, err := network.New(ctx, network.Config{
 		Store: st, Logger: log, Bridge: cfg.Bridge, BIP: cfg.BIP, MTU: cfg.MTU,
 		IPForward: cfg.IPForwardEnabled(), IPMasq: cfg.IPMasqEnabled(), Table: cfg.NFTable,
+		ContainerName: func(id string) string { return containers.Name(id) },
 	})
 	if err != nil {
 		closeAll(listeners)
@@ -167,9 +170,6 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		return err
 	}
 	containers.Restore(ctx)
-	// What the kernel and the store hold of containers that no longer
-	// run goes: their endpoints, addresses and stray veths.
-	nets.Reconcile(ctx, containers.Running)
 	defer containers.Close()
 
 	sys := system.New(system.Config{
@@ -195,7 +195,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		grpc.ChainUnaryInterceptor(unaryErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
 		grpc.ChainStreamInterceptor(streamErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
 	)
-	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus})
+	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus, networkService: nets})
 
 	// The gateway reaches the Engine service in-process; streaming methods
 	// need a real client connection, so it is a buffered in-memory pipe.

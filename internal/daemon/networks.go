@@ -20,6 +20,14 @@ func (n containerNetworks) Attach(ctx context.Context, containerID, netnsPath st
 		IPAddress: ep.IPAddress, IPPrefixLen: ep.IPPrefixLen, Gateway: ep.Gateway, MacAddress: ep.MacAddress}, nil
 }
 
+func (n containerNetworks) AttachedContainers(ctx context.Context) ([]string, error) {
+	return n.m.AttachedContainers(ctx)
+}
+
+func (n containerNetworks) Lookup(ctx context.Context, ref string) (string, error) {
+	return n.m.Lookup(ref)
+}
+
 func (n containerNetworks) Detach(ctx context.Context, containerID string) error {
 	return n.m.Detach(ctx, containerID)
 }

@@ -77,7 +77,7 @@ func TestCreateNothingIgnored(t *testing.T) {
 		// HostConfig
 		{name: "NetworkMode bridge", host: `"NetworkMode":"bridge"`, shown: "HostConfig.NetworkMode", want: `"bridge"`},
 		{name: "NetworkMode host", host: `"NetworkMode":"host"`, shown: "HostConfig.NetworkMode", want: `"host"`},
-		{name: "NetworkMode named", host: `"NetworkMode":"mynet"`, refused: "HostConfig.NetworkMode"},
+		{name: "NetworkMode default", host: `"NetworkMode":"default"`, shown: "HostConfig.NetworkMode", want: `"bridge"`},
 		{name: "NetworkMode container", host: `"NetworkMode":"container:x"`, refused: "HostConfig.NetworkMode"},
 		{name: "PortBindings", host: `"PortBindings":{"80/tcp":[{"HostPort":"8080"}]}`, refused: "port publishing (HostConfig.PortBindings) is not supported yet"},
 		{name: "PublishAllPorts", host: `"PublishAllPorts":true`, refused: "HostConfig.PublishAllPorts"},

@@ -49,6 +49,26 @@ func netFor(t *testing.T, base string) testNet {
 	if b, err := os.ReadFile(file); err == nil && json.Unmarshal(b, &n) == nil {
 		return n
 	}
+	subnet, id := freeSubnetLocked()
+	n = testNet{Bridge: "et" + id, Subnet: subnet, Gateway: strings.TrimSuffix(subnet, "0/24") + "1", Table: "engined_t" + id}
+	data, _ := json.Marshal(n)
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Registered before the engined's own cleanup, so it runs after it.
+	t.Cleanup(func() { n.remove(t) })
+	return n
+}
+
+// freeSubnet is a 10.x.y.0/24 no route on the host covers and no other
+// test has, with a random id for names.
+func freeSubnet() (subnet, id string) {
+	netMu.Lock()
+	defer netMu.Unlock()
+	return freeSubnetLocked()
+}
+
+func freeSubnetLocked() (subnet, id string) {
 	routes, _ := exec.Command("ip", "-4", "-o", "route", "show", "table", "all").Output()
 	var routed []*net.IPNet
 	for _, f := range strings.Fields(string(routes)) {
@@ -65,28 +85,27 @@ func netFor(t *testing.T, base string) testNet {
 			continue
 		}
 		netTaken[subnet] = true
-		id := hex.EncodeToString(b[2:])
-		n = testNet{Bridge: "et" + id, Subnet: subnet, Gateway: strings.TrimSuffix(subnet, "0/24") + "1", Table: "engined_t" + id}
-		break
+		return subnet, hex.EncodeToString(b[2:])
 	}
-	data, _ := json.Marshal(n)
-	if err := os.WriteFile(file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// Registered before the engined's own cleanup, so it runs after it.
-	t.Cleanup(func() { n.remove(t) })
-	return n
 }
 
 // remove deletes the bridge, the table and engined's rules in the
 // iptables FORWARD chain, if it added any.
 func (n testNet) remove(t *testing.T) {
+	// The table names every bridge of the engined, user networks' too
+	// (a test, or the REST fuzzer, may leave some).
+	rules, _ := exec.Command("nft", "list", "table", "ip", n.Table).Output()
+	for _, m := range bridgeRE.FindAllStringSubmatch(string(rules), -1) {
+		exec.Command("ip", "link", "del", m[1]).Run()
+	}
 	exec.Command("ip", "link", "del", n.Bridge).Run()
 	exec.Command("nft", "delete", "table", "ip", n.Table).Run()
 	for _, h := range foreignRuleHandles(n.Table) {
 		exec.Command("nft", "delete", "rule", "ip", "filter", "FORWARD", "handle", h).Run()
 	}
 }
+
+var bridgeRE = regexp.MustCompile(`iifname "([^"]+)"`)
 
 var handleRE = regexp.MustCompile(`# handle (\d+)`)
 

@@ -274,3 +274,116 @@ func TestBridgeForwardDropPolicy(t *testing.T) {
 		t.Errorf("policy accept: %d of engined's rules left, want 0", len(hs))
 	}
 }
+
+// userNet creates a user-defined network with a subnet and bridge of
+// the test's own, removed at the test's end if the test did not.
+func userNet(t *testing.T, e *engined, name string, extra ...string) (subnet, gateway, bridge string) {
+	t.Helper()
+	subnet, id := freeSubnet()
+	gateway = strings.TrimSuffix(subnet, "0/24") + "1"
+	bridge = "eu" + id
+	t.Cleanup(func() { exec.Command("ip", "link", "del", bridge).Run() })
+	mustDocker(t, e.Host, append(append([]string{"network", "create", "--subnet", subnet, "--gateway", gateway,
+		"-o", "com.docker.network.bridge.name=" + bridge}, extra...), name)...)
+	return subnet, gateway, bridge
+}
+
+// docker network create/ls/inspect/rm and --network NAME, with dockerd's
+// errors: duplicate name 409, predefined 403, in use 403.
+func TestUserDefinedNetworks(t *testing.T) {
+	e := runEngine(t)
+	n := netFor(t, filepath.Dir(e.DataRoot))
+	ls := mustDocker(t, e.Host, "network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}")
+	mustContain(t, "network ls", ls, "bridge bridge local\n", "host host local\n", "none null local\n")
+
+	subnet, gw, bridge := userNet(t, e, "app", "--label", "tier=back")
+	if out, err := docker(t, e.Host, "network", "create", "app"); err == nil || !strings.Contains(out, "already exists") {
+		t.Errorf("duplicate network name: %v\n%s", err, out)
+	}
+	got := inspectNet(t, e, "app", "{{.Driver}} {{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}} {{.Labels.tier}} {{.Internal}}")
+	if want := "bridge " + subnet + " " + gw + " back false"; got != want {
+		t.Errorf("network inspect app: %q, want %q", got, want)
+	}
+	if out := mustDocker(t, e.Host, "network", "ls", "--filter", "label=tier=back", "--format", "{{.Name}}"); out != "app\n" {
+		t.Errorf("network ls --filter label=tier=back: %q", out)
+	}
+
+	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "--network", "app", "--name", "db", "busybox", "sh", "-c", "exec httpd -f -p 80 -h /etc"))
+	ip := inspectField(t, e.Host, "db", "{{.NetworkSettings.Networks.app.IPAddress}}")
+	prefix := strings.TrimSuffix(gw, "1")
+	if ip != prefix+"2" {
+		t.Errorf("db's address on app: %q, want %s2", ip, prefix)
+	}
+	if top := inspectField(t, e.Host, "db", "{{.NetworkSettings.IPAddress}}|{{.HostConfig.NetworkMode}}"); top != "|app" {
+		t.Errorf("top-level IPAddress and NetworkMode of a user network's container: %q, want |app (the top level is the default bridge's)", top)
+	}
+	if got := inspectNet(t, e, "app", "{{range $id, $c := .Containers}}{{$id}} {{$c.Name}} {{$c.IPv4Address}}{{end}}"); got != id+" db "+ip+"/24" {
+		t.Errorf("network inspect app Containers: %q", got)
+	}
+	out := mustDocker(t, e.Host, "run", "--rm", "--network", "app", "busybox", "sh", "-c", "ip route; timeout 10 wget -qO- http://"+ip+"/hostname")
+	mustContain(t, "a peer on app", out, "default via "+gw, id[:12])
+	if ports := bridgePorts(t, testNet{Bridge: bridge}); len(ports) != 1 {
+		t.Errorf("veths on %s: %v, want db's", bridge, ports)
+	}
+	mustContain(t, "nft table", nftTable(t, n), "ip saddr "+subnet+` oifname != "`+bridge+`" masquerade`)
+
+	for _, c := range []struct{ args, want string }{
+		{"network rm app", "has active endpoints"},
+		{"network rm bridge", "pre-defined network and cannot be removed"},
+		{"network rm nosuch", "not found"},
+		{"run --rm --network nosuch busybox true", "network nosuch not found"},
+		{"network create --ipv6 v6", "IPv6"},
+		{"network create -d overlay ov", "not supported"},
+		{"network create --subnet " + subnet + " clash", "overlaps"},
+	} {
+		if out, err := docker(t, e.Host, strings.Fields(c.args)...); err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("docker %s: want an error with %q: %v\n%s", c.args, c.want, err, out)
+		}
+	}
+	mustDocker(t, e.Host, "rm", "-f", "db")
+	mustDocker(t, e.Host, "network", "rm", "app")
+	if err := exec.Command("ip", "link", "show", bridge).Run(); err == nil {
+		t.Errorf("bridge %s left after network rm", bridge)
+	}
+	if rules := nftTable(t, n); strings.Contains(rules, bridge) {
+		t.Errorf("rules of the removed network left:\n%s", rules)
+	}
+
+	// --internal: no route out, and forwarding off the bridge dropped.
+	_, _, ibr := userNet(t, e, "inner", "--internal")
+	out = mustDocker(t, e.Host, "run", "--rm", "--network", "inner", "busybox", "sh", "-c", "ip route")
+	if strings.Contains(out, "default") {
+		t.Errorf("a container on an internal network has a default route:\n%s", out)
+	}
+	mustContain(t, "nft table", nftTable(t, n), `iifname "`+ibr+`" oifname != "`+ibr+`" drop`)
+	if strings.Contains(nftTable(t, n), `oifname != "`+ibr+`" masquerade`) {
+		t.Errorf("an internal network is masqueraded")
+	}
+	// Networks are kept across restarts.
+	e.stop()
+	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot)
+	if got := inspectNet(t, e2, "inner", "{{.Internal}}"); got != "true" {
+		t.Errorf("after a restart: inner Internal=%q", got)
+	}
+	mustDocker(t, e2.Host, "network", "rm", "inner")
+}
+
+func inspectNet(t *testing.T, e *engined, name, format string) string {
+	t.Helper()
+	return strings.TrimSpace(mustDocker(t, e.Host, "network", "inspect", "-f", format, name))
+}
+
+// A network never takes over, nor deletes, an interface that exists.
+func TestNetworkCreateRefusesExistingInterface(t *testing.T) {
+	e := startEngined(t)
+	out, err := docker(t, e.Host, "network", "create", "-o", "com.docker.network.bridge.name=lo", "takeover")
+	if err == nil || !strings.Contains(out, "exists already") {
+		t.Errorf("network on lo: %v\n%s", err, out)
+	}
+	if err := exec.Command("ip", "link", "show", "lo").Run(); err != nil {
+		t.Fatalf("lo is gone: %v", err)
+	}
+	if out := mustDocker(t, e.Host, "network", "ls", "--format", "{{.Name}}", "--filter", "name=takeover"); out != "" {
+		t.Errorf("a refused network is listed: %q", out)
+	}
+}

@@ -44,12 +44,8 @@ func ensureBridge(n *Network, mtu int) error {
 	}
 	have := false
 	for _, a := range addrs {
-		if a.IPNet.String() == want.IPNet.String() {
-			have = true
-			continue
-		}
-		// An address of an earlier --bip goes: the bridge has one subnet.
-		netlink.AddrDel(link, &a)
+		// Other addresses stay: -b may name a bridge engined did not make.
+		have = have || a.IPNet.String() == want.IPNet.String()
 	}
 	if !have {
 		if err := netlink.AddrAdd(link, want); err != nil && !errors.Is(err, unix.EEXIST) {
@@ -123,6 +119,9 @@ func plugVeth(n *Network, ep *Endpoint, netnsPath string, mtu int) (err error) {
 	if lo, err := h.LinkByName("lo"); err == nil {
 		h.LinkSetUp(lo)
 	}
+	if n.Internal {
+		return nil // no way out: no default route
+	}
 	gw, err := netip.ParseAddr(ep.Gateway)
 	if err != nil {
 		return err
@@ -131,6 +130,11 @@ func plugVeth(n *Network, ep *Endpoint, netnsPath string, mtu int) (err error) {
 		return fmt.Errorf("default route via %s: %w", gw, err)
 	}
 	return nil
+}
+
+func linkExists(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
 }
 
 // deleteLink removes a link; one that does not exist is not an error.

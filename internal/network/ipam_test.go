@@ -73,3 +73,30 @@ func toString(s []string) string {
 	}
 	return out + "]"
 }
+
+func TestSubnetFor(t *testing.T) {
+	taken := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}
+	for _, c := range []struct {
+		subnet, gateway string
+		want            string // subnet gateway, or "error"
+	}{
+		{"10.2.0.0/24", "", "10.2.0.0/24 10.2.0.1"},
+		{"10.2.0.7/24", "10.2.0.254", "10.2.0.0/24 10.2.0.254"},
+		{"10.1.3.0/24", "", "error"},         // overlaps
+		{"10.2.0.0/24", "10.3.0.1", "error"}, // gateway outside
+		{"10.2.0.0/24", "10.2.0.255", "error"},
+		{"10.2.0.0/24", "10.2.0.0", "error"},
+		{"", "10.2.0.1", "error"},
+		{"fd00::/64", "", "error"},
+		{"10.2.0.0/31", "", "error"},
+	} {
+		p, gw, err := subnetFor(c.subnet, c.gateway, taken)
+		got := p.String() + " " + gw.String()
+		if err != nil {
+			got = "error"
+		}
+		if got != c.want {
+			t.Errorf("subnetFor(%q, %q) = %s (%v), want %s", c.subnet, c.gateway, got, err, c.want)
+		}
+	}
+}

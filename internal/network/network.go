@@ -9,6 +9,7 @@ package network
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +48,8 @@ type Config struct {
 	IPMasq bool
 	// Table is engined's nftables table (family ip); empty: DefaultTable.
 	Table string
+	// ContainerName names a container for network inspect; nil: none.
+	ContainerName func(id string) string
 }
 
 // Defaults that do not collide with a dockerd on the same host.
@@ -125,7 +129,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := m.ensureDefault(); err != nil {
 		return nil, err
 	}
-	nets, err := m.networks()
+	nets, err := m.bridges()
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +137,9 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		if err := ensureBridge(n, cfg.MTU); err != nil {
 			return nil, fmt.Errorf("network %s: bridge %s: %w", n.Name, n.Bridge, err)
 		}
+	}
+	if err := m.removeStrayVeths(nets); err != nil {
+		return nil, err
 	}
 	if err := m.fw.sync(ctx, nets); err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
@@ -161,8 +168,19 @@ func (m *Manager) ensureDefault() error {
 				def = n
 				continue
 			}
+			if n.Subnet == "" {
+				continue
+			}
 			if p, err := netip.ParsePrefix(n.Subnet); err == nil {
 				taken = append(taken, p)
+			}
+		}
+		for _, p := range []struct{ name, driver string }{{"host", "host"}, {"none", "null"}} {
+			if !slices.ContainsFunc(nets, func(n *Network) bool { return n.Name == p.name }) {
+				if err := putJSON(b, keyNetwork+newIDFor(p.name), &Network{ID: newIDFor(p.name), Name: p.name, Driver: p.driver,
+					Created: time.Now().UTC(), Options: map[string]string{}}); err != nil {
+					return err
+				}
 			}
 		}
 		if def == nil {
@@ -217,6 +235,12 @@ func (m *Manager) networks() ([]*Network, error) {
 	return out, err
 }
 
+// bridges are the networks of the bridge driver.
+func (m *Manager) bridges() ([]*Network, error) {
+	nets, err := m.networks()
+	return slices.DeleteFunc(nets, func(n *Network) bool { return n.Driver != "bridge" }), err
+}
+
 // DefaultNetwork is the predefined bridge network.
 func (m *Manager) DefaultNetwork() (*Network, error) {
 	return m.network(BridgeNetwork)
@@ -252,6 +276,9 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 	n, err := m.network(req.Network)
 	if err != nil {
 		return nil, err
+	}
+	if n.Driver != "bridge" {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("network %s: containers join it with --network %s, not as an endpoint", n.Name, n.Name))
 	}
 	subnet, err := netip.ParsePrefix(n.Subnet)
 	if err != nil {
@@ -346,35 +373,37 @@ func (m *Manager) Endpoints(containerID string) ([]*Endpoint, error) {
 	return eps, err
 }
 
-// Reconcile, after the container service has restored its containers,
-// releases the endpoints of containers that no longer run and removes
-// veths on engined's bridges that belong to no endpoint (left by an
-// engined killed mid-attach).
-func (m *Manager) Reconcile(ctx context.Context, running func(containerID string) bool) {
-	m.mu.Lock()
+// AttachedContainers are the containers that have endpoints.
+func (m *Manager) AttachedContainers(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := m.cfg.Store.View(func(tx *bolt.Tx) error {
+		eps, err := endpointsIn(tx.Bucket(store.BucketNetworks), "")
+		for _, ep := range eps {
+			if len(ids) == 0 || ids[len(ids)-1] != ep.ContainerID {
+				ids = append(ids, ep.ContainerID)
+			}
+		}
+		return err
+	})
+	return ids, err
+}
+
+// removeStrayVeths deletes the veths on engined's bridges that belong to
+// no endpoint (an endpoint is stored before its veth is made, so these
+// are left by an engined killed mid-attach, or by hand). Called at start,
+// before any container can attach.
+func (m *Manager) removeStrayVeths(nets []*Network) error {
 	var eps []*Endpoint
-	m.cfg.Store.View(func(tx *bolt.Tx) error {
+	if err := m.cfg.Store.View(func(tx *bolt.Tx) error {
 		var err error
 		eps, err = endpointsIn(tx.Bucket(store.BucketNetworks), "")
 		return err
-	})
-	m.mu.Unlock()
+	}); err != nil {
+		return err
+	}
 	keep := map[string]bool{}
 	for _, ep := range eps {
-		if running(ep.ContainerID) {
-			keep[ep.HostVeth] = true
-			continue
-		}
-		m.log.Info("releasing the endpoint of a container that does not run", "container", ep.ContainerID[:12], "network", ep.NetworkName, "ip", ep.IPAddress)
-		m.mu.Lock()
-		if err := m.release(keyEndpoint+ep.ContainerID+"/"+ep.NetworkID, ep); err != nil {
-			m.log.Warn("release endpoint", "container", ep.ContainerID[:12], "err", err)
-		}
-		m.mu.Unlock()
-	}
-	nets, err := m.networks()
-	if err != nil {
-		return
+		keep[ep.HostVeth] = true
 	}
 	for _, n := range nets {
 		for _, name := range bridgePorts(n.Bridge) {
@@ -386,6 +415,7 @@ func (m *Manager) Reconcile(ctx context.Context, running func(containerID string
 			}
 		}
 	}
+	return nil
 }
 
 func networksIn(b *bolt.Bucket) ([]*Network, error) {
@@ -424,6 +454,13 @@ func putJSON(b *bolt.Bucket, key string, v any) error {
 		return err
 	}
 	return b.Put([]byte(key), data)
+}
+
+// newIDFor is a predefined network's ID: stable for a name, as the
+// random ones are unique.
+func newIDFor(name string) string {
+	sum := sha256.Sum256([]byte("engined predefined network " + name))
+	return hex.EncodeToString(sum[:])
 }
 
 func newID() string {

@@ -55,7 +55,7 @@ func (f *firewall) sync(ctx context.Context, nets []*Network) error {
 	tx.Add(&knftables.Chain{Name: "postrouting", Type: knftables.PtrTo(knftables.NATType), Hook: knftables.PtrTo(knftables.PostroutingHook),
 		Priority: knftables.PtrTo(knftables.SNATPriority)})
 	for _, n := range nets {
-		for _, r := range forwardAccepts(n.Bridge) {
+		for _, r := range forwardRules(n) {
 			tx.Add(&knftables.Rule{Chain: "forward", Rule: r, Comment: knftables.PtrTo("net " + n.ID[:12])})
 		}
 		if f.masq && !n.Internal {
@@ -70,7 +70,25 @@ func (f *firewall) sync(ctx context.Context, nets []*Network) error {
 	return f.syncForeignForward(ctx, nets)
 }
 
-func forwardAccepts(bridge string) []string {
+// forwardRules are a network's rules in engined's forward chain: an
+// internal network's traffic stays on its bridge.
+func forwardRules(n *Network) []string {
+	if n.Internal {
+		return []string{
+			knftables.Concat("iifname", quote(n.Bridge), "oifname !=", quote(n.Bridge), "drop"),
+			knftables.Concat("oifname", quote(n.Bridge), "iifname !=", quote(n.Bridge), "drop"),
+		}
+	}
+	return forwardAccepts(n)
+}
+
+// forwardAccepts are the accepts a network needs in a forward chain
+// that drops by default.
+func forwardAccepts(n *Network) []string {
+	bridge := n.Bridge
+	if n.Internal {
+		return []string{knftables.Concat("iifname", quote(bridge), "oifname", quote(bridge), "accept")}
+	}
 	return []string{
 		knftables.Concat("iifname", quote(bridge), "accept"),
 		knftables.Concat("oifname", quote(bridge), "ct state established,related accept"),
@@ -102,7 +120,7 @@ func (f *firewall) syncForeignForward(ctx context.Context, nets []*Network) erro
 	want := map[string]bool{}
 	if policy == "drop" {
 		for _, n := range nets {
-			for i := range forwardAccepts(n.Bridge) {
+			for i := range forwardAccepts(n) {
 				want[fmt.Sprintf("%s%s %d", mark, n.Bridge, i)] = true
 			}
 		}
@@ -124,7 +142,7 @@ func (f *firewall) syncForeignForward(ctx context.Context, nets []*Network) erro
 	sort.Slice(names, func(i, j int) bool { return names[i].Bridge < names[j].Bridge })
 	if policy == "drop" {
 		for _, n := range names {
-			for i, r := range forwardAccepts(n.Bridge) {
+			for i, r := range forwardAccepts(n) {
 				c := fmt.Sprintf("%s%s %d", mark, n.Bridge, i)
 				if !have[c] {
 					tx.Insert(&knftables.Rule{Chain: foreignChain, Rule: r, Comment: knftables.PtrTo(c)})
