@@ -204,6 +204,7 @@ func containerSummary(c *enginev1.Container) container.Summary {
 		s.Labels = map[string]string{}
 	}
 	s.HostConfig.NetworkMode = cmp.Or(c.GetHostConfig().GetNetworkMode(), "none")
+	s.NetworkSettings = &container.NetworkSettingsSummary{Networks: networkSettings(c.GetNetworkSettings()).Networks}
 	return s
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"reflect"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 
@@ -194,4 +195,12 @@ func networkCreateRequest(body []byte) (*enginev1.NetworkCreateRequest, error) {
 		}
 	}
 	return req, nil
+}
+
+// notYet answers a Docker operation engined does not have yet with a 501
+// that names it, rather than a bare 404.
+func notYet(what string) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+		writeError(w, http.StatusNotImplemented, what+" is not supported by engined yet")
+	}
 }

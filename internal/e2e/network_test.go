@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -214,9 +217,16 @@ func TestBridgeSurvivesEngineRestart(t *testing.T) {
 	if got, err := hostGet(t, url); err != nil || got != want {
 		t.Errorf("while engined is stopped: %q, %v", got, err)
 	}
-	// The doomed container ends while engined is down.
+	// The doomed container ends while engined is down, and a veth that
+	// belongs to no endpoint appears on the bridge (as an engined killed
+	// mid-attach would leave one).
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %d: %v", pid, err)
+	}
+	stray := "vs" + n.Bridge[2:]
+	t.Cleanup(func() { exec.Command("ip", "link", "del", stray).Run() })
+	if out, err := exec.Command("sh", "-c", "ip link add "+stray+" type veth peer name "+stray+"p && ip link set "+stray+" master "+n.Bridge).CombinedOutput(); err != nil {
+		t.Fatalf("make a stray veth: %v\n%s", err, out)
 	}
 	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot)
 	if got, err := hostGet(t, url); err != nil || got != want {
@@ -232,6 +242,9 @@ func TestBridgeSurvivesEngineRestart(t *testing.T) {
 		t.Errorf("new container after the restart got %s, want %s (released by the exited one; %s is web's)", got, doomedIP, ip)
 	}
 	ports := bridgePorts(t, n)
+	if slices.Contains(ports, stray) {
+		t.Errorf("the stray veth %s is still on the bridge after the restart", stray)
+	}
 	if len(ports) != 2 {
 		t.Errorf("veths on the bridge after the restart: %v, want web's and the new container's", ports)
 	}
@@ -296,6 +309,7 @@ func TestUserDefinedNetworks(t *testing.T) {
 	ls := mustDocker(t, e.Host, "network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}")
 	mustContain(t, "network ls", ls, "bridge bridge local\n", "host host local\n", "none null local\n")
 
+	events := networkEvents(t, e)
 	subnet, gw, bridge := userNet(t, e, "app", "--label", "tier=back")
 	if out, err := docker(t, e.Host, "network", "create", "app"); err == nil || !strings.Contains(out, "already exists") {
 		t.Errorf("duplicate network name: %v\n%s", err, out)
@@ -335,6 +349,8 @@ func TestUserDefinedNetworks(t *testing.T) {
 		{"network create --ipv6 v6", "IPv6"},
 		{"network create -d overlay ov", "not supported"},
 		{"network create --subnet " + subnet + " clash", "overlaps"},
+		{"network connect app db", "not supported by engined yet"},
+		{"network prune -f", "not supported by engined yet"},
 	} {
 		if out, err := docker(t, e.Host, strings.Fields(c.args)...); err == nil || !strings.Contains(out, c.want) {
 			t.Errorf("docker %s: want an error with %q: %v\n%s", c.args, c.want, err, out)
@@ -347,6 +363,24 @@ func TestUserDefinedNetworks(t *testing.T) {
 	}
 	if rules := nftTable(t, n); strings.Contains(rules, bridge) {
 		t.Errorf("rules of the removed network left:\n%s", rules)
+	}
+
+	var evs []string
+	for len(evs) == 0 || evs[len(evs)-1] != "destroy app" {
+		select {
+		case m, ok := <-events:
+			if !ok {
+				t.Fatalf("the events stream ended; evs %q", evs)
+			}
+			if m.Actor.Attributes["name"] == "app" {
+				evs = append(evs, strings.TrimSpace(m.Action+" app "+m.Actor.Attributes["container"]))
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("network events: %q, want them to end with destroy app", evs)
+		}
+	}
+	if want := []string{"create app", "connect app " + id, "disconnect app " + id, "destroy app"}; !containsInOrder(strings.Join(evs, "\n"), want) {
+		t.Errorf("network events %q, want %q in order", evs, want)
 	}
 
 	// --internal: no route out, and forwarding off the bridge dropped.
@@ -386,4 +420,38 @@ func TestNetworkCreateRefusesExistingInterface(t *testing.T) {
 	if out := mustDocker(t, e.Host, "network", "ls", "--format", "{{.Name}}", "--filter", "name=takeover"); out != "" {
 		t.Errorf("a refused network is listed: %q", out)
 	}
+}
+
+type eventMsg struct {
+	Type, Action string
+	Actor        struct {
+		ID         string
+		Attributes map[string]string
+	}
+}
+
+// networkEvents streams engined's network events; the stream is
+// subscribed when this returns (engined answers once it is).
+func networkEvents(t *testing.T, e *engined) <-chan eventMsg {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://engined/events?filters="+url.QueryEscape(`{"type":["network"]}`), nil)
+	c := &http.Client{Transport: unixClient(e.Sock).Transport}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	ch := make(chan eventMsg, 100)
+	go func() {
+		defer close(ch)
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var m eventMsg
+			if dec.Decode(&m) != nil {
+				return
+			}
+			ch <- m
+		}
+	}()
+	return ch
 }

@@ -99,6 +99,7 @@ func (m *Manager) NetworkCreate(ctx context.Context, req *enginev1.NetworkCreate
 		m.deleteNetwork(ctx, n)
 		return nil, fmt.Errorf("create network %s: %w", name, err)
 	}
+	m.event("create", n.ID, n.Name, "")
 	return &enginev1.NetworkCreateResponse{Id: n.ID}, nil
 }
 
@@ -189,6 +190,7 @@ func (m *Manager) NetworkRemove(ctx context.Context, req *enginev1.NetworkRemove
 	if err := m.deleteNetwork(ctx, n); err != nil {
 		return nil, err
 	}
+	m.event("destroy", n.ID, n.Name, "")
 	return &enginev1.NetworkRemoveResponse{}, nil
 }
 

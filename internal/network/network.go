@@ -26,6 +26,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/events"
 	"github.com/engined/engined/internal/store"
 )
 
@@ -50,6 +51,9 @@ type Config struct {
 	Table string
 	// ContainerName names a container for network inspect; nil: none.
 	ContainerName func(id string) string
+	// Events, if set, receives network events (create, destroy,
+	// connect, disconnect), as dockerd's.
+	Events *events.Bus
 }
 
 // Defaults that do not collide with a dockerd on the same host.
@@ -326,6 +330,7 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 		m.release(key, ep)
 		return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
 	}
+	m.event("connect", n.ID, n.Name, containerID)
 	return ep, nil
 }
 
@@ -347,6 +352,7 @@ func (m *Manager) Detach(ctx context.Context, containerID string) error {
 	var errs []error
 	for _, ep := range eps {
 		errs = append(errs, m.release(keyEndpoint+ep.ContainerID+"/"+ep.NetworkID, ep))
+		m.event("disconnect", ep.NetworkID, ep.NetworkName, containerID)
 	}
 	return errors.Join(errs...)
 }
@@ -416,6 +422,19 @@ func (m *Manager) removeStrayVeths(nets []*Network) error {
 		}
 	}
 	return nil
+}
+
+// event publishes a network event: dockerd's actor is the network, with
+// its name, its driver and the container, if any.
+func (m *Manager) event(action, networkID, name, containerID string) {
+	if m.cfg.Events == nil {
+		return
+	}
+	attrs := map[string]string{"name": name, "type": "bridge"}
+	if containerID != "" {
+		attrs["container"] = containerID
+	}
+	m.cfg.Events.Publish("network", action, networkID, attrs)
 }
 
 func networksIn(b *bolt.Bucket) ([]*Network, error) {
