@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -119,7 +120,7 @@ func TestBridgeNetwork(t *testing.T) {
 	mustContain(t, "/etc/hosts", hosts, ip+"\t"+id[:12]+"\n")
 
 	// The host reaches the container, and so does another container.
-	if got, err := hostGet(t, "http://"+ip+"/hostname"); err != nil || got != id[:12]+"\n" {
+	if got, err := hostGetWhenUp(t, "http://"+ip+"/hostname"); err != nil || got != id[:12]+"\n" {
 		t.Errorf("host to container: %q, %v", got, err)
 	}
 	out = mustDocker(t, e.Host, "run", "--rm", "busybox", "sh", "-c", "ip -o -4 addr show eth0; timeout 10 wget -qO- http://"+ip+"/hostname")
@@ -208,7 +209,7 @@ func TestBridgeSurvivesEngineRestart(t *testing.T) {
 	var pid int
 	fmt.Sscan(inspectField(t, e.Host, "doomed", "{{.State.Pid}}"), &pid)
 	url := "http://" + ip + "/hostname"
-	want, err := hostGet(t, url)
+	want, err := hostGetWhenUp(t, url)
 	if err != nil {
 		t.Fatalf("before the restart: %v", err)
 	}
@@ -334,6 +335,9 @@ func TestUserDefinedNetworks(t *testing.T) {
 	if got := inspectNet(t, e, "app", "{{range $id, $c := .Containers}}{{$id}} {{$c.Name}} {{$c.IPv4Address}}{{end}}"); got != id+" db "+ip+"/24" {
 		t.Errorf("network inspect app Containers: %q", got)
 	}
+	if _, err := hostGetWhenUp(t, "http://"+ip+"/hostname"); err != nil {
+		t.Fatalf("db's server: %v", err)
+	}
 	out := mustDocker(t, e.Host, "run", "--rm", "--network", "app", "busybox", "sh", "-c", "ip route; timeout 10 wget -qO- http://"+ip+"/hostname")
 	mustContain(t, "a peer on app", out, "default via "+gw, id[:12])
 	if ports := bridgePorts(t, testNet{Bridge: bridge}); len(ports) != 1 {
@@ -454,4 +458,62 @@ func networkEvents(t *testing.T, e *engined) <-chan eventMsg {
 		}
 	}()
 	return ch
+}
+
+// Restarting a container (docker restart, stop/start, a restart policy)
+// attaches it again: an address, eth0, its /etc/hosts line.
+func TestBridgeContainerRestarts(t *testing.T) {
+	e := runEngine(t)
+	n := netFor(t, filepath.Dir(e.DataRoot))
+	prefix := strings.TrimSuffix(n.Gateway, "1")
+	mustDocker(t, e.Host, "run", "-d", "--name", "web", "busybox", "sh", "-c", "exec httpd -f -p 80 -h /etc")
+	check := func(when string) {
+		t.Helper()
+		ip := inspectField(t, e.Host, "web", "{{.NetworkSettings.IPAddress}}")
+		if !strings.HasPrefix(ip, prefix) {
+			t.Fatalf("%s: address %q", when, ip)
+		}
+		id := inspectField(t, e.Host, "web", "{{.Id}}")
+		if got, err := hostGetWhenUp(t, "http://"+ip+"/hostname"); err != nil || got != id[:12]+"\n" {
+			t.Errorf("%s: host to container: %q, %v", when, got, err)
+		}
+		mustContain(t, when+": /etc/hosts", mustDocker(t, e.Host, "exec", "web", "cat", "/etc/hosts"), ip+"\t"+id[:12]+"\n")
+		if ports := bridgePorts(t, n); len(ports) != 1 {
+			t.Errorf("%s: veths %v, want one", when, ports)
+		}
+	}
+	check("first start")
+	for i := 0; i < 3; i++ {
+		mustDocker(t, e.Host, "restart", "-t", "0", "web")
+		check(fmt.Sprintf("restart %d", i))
+	}
+	mustDocker(t, e.Host, "stop", "-t", "0", "web")
+	if ports := bridgePorts(t, n); len(ports) != 0 {
+		t.Errorf("stopped: veths %v", ports)
+	}
+	mustDocker(t, e.Host, "start", "web")
+	check("stop and start")
+
+	// A restart policy brings the container back, attached each time.
+	mustDocker(t, e.Host, "run", "-d", "--name", "flappy", "--restart", "always", "busybox", "sh", "-c", "ip -o -4 addr show eth0 >> /etc/hostname.log; exit 1")
+	waitInspect(t, e.Host, "flappy", "{{.RestartCount}}", atLeast(3))
+	mustDocker(t, e.Host, "rm", "-f", "flappy")
+	if ports := bridgePorts(t, n); len(ports) != 1 {
+		t.Errorf("after the flapping container's removal: veths %v, want web's", ports)
+	}
+}
+
+// hostGetWhenUp is hostGet once the server in the container listens: a
+// refused connection (the address answers, nothing listens yet) is tried
+// again, within a bound.
+func hostGetWhenUp(t *testing.T, url string) (string, error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := hostGet(t, url)
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+			return got, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

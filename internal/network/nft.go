@@ -31,6 +31,10 @@ type firewall struct {
 	table string
 	masq  bool
 	nft   knftables.Interface
+	// foreignPolicy reads the iptables FORWARD chain's policy (ok false:
+	// no such chain); foreign reaches that chain's table.
+	foreignPolicy func(ctx context.Context) (policy string, ok bool)
+	foreign       func() (knftables.Interface, error)
 }
 
 func newFirewall(table string, masq bool) (*firewall, error) {
@@ -41,7 +45,10 @@ func newFirewall(table string, masq bool) (*firewall, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &firewall{table: table, masq: masq, nft: nft}, nil
+	return &firewall{table: table, masq: masq, nft: nft,
+		foreignPolicy: func(ctx context.Context) (string, bool) { return chainPolicy(ctx, foreignTable, foreignChain) },
+		foreign:       func() (knftables.Interface, error) { return knftables.New(knftables.IPv4Family, foreignTable) },
+	}, nil
 }
 
 func (f *firewall) sync(ctx context.Context, nets []*Network) error {
@@ -104,11 +111,11 @@ const foreignTable, foreignChain = "filter", "FORWARD"
 // chain exactly those its bridges need if that chain's policy is drop,
 // and none otherwise.
 func (f *firewall) syncForeignForward(ctx context.Context, nets []*Network) error {
-	policy, ok := chainPolicy(ctx, foreignTable, foreignChain)
+	policy, ok := f.foreignPolicy(ctx)
 	if !ok {
 		return nil // no such chain: nothing can drop our traffic there
 	}
-	other, err := knftables.New(knftables.IPv4Family, foreignTable)
+	other, err := f.foreign()
 	if err != nil {
 		return err
 	}
