@@ -333,6 +333,21 @@ func CreateRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 		cfg.Volumes = append(cfg.Volumes, v)
 	}
 	req := &enginev1.ContainerCreateRequest{Config: cfg, HostConfig: &enginev1.HostConfig{}}
+	if nc := cr.NetworkingConfig; nc != nil {
+		// refuseUnsupported allowed one endpoint, the network mode's.
+		for _, ep := range nc.EndpointsConfig {
+			if ep == nil {
+				continue
+			}
+			req.Endpoint = &enginev1.EndpointConfig{}
+			if ep.IPAMConfig != nil && ep.IPAMConfig.IPv4Address.IsValid() {
+				req.Endpoint.Ipv4Address = ep.IPAMConfig.IPv4Address.String()
+			}
+			if len(ep.MacAddress) > 0 {
+				req.Endpoint.MacAddress = ep.MacAddress.String()
+			}
+		}
+	}
 	if hc := cr.HostConfig; hc != nil {
 		if n := hc.RestartPolicy.MaximumRetryCount; n < math.MinInt32 || n > math.MaxInt32 {
 			return nil, fmt.Errorf("invalid RestartPolicy.MaximumRetryCount %d: out of range", n)

@@ -2,7 +2,10 @@ package container
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,8 +35,41 @@ type Networks interface {
 
 // NetworkAttach is what a container asks of a network.
 type NetworkAttach struct {
-	Network    string // "bridge", or a network's name or ID
-	MacAddress string // "": random
+	Network     string // "bridge", or a network's name or ID
+	IPv4Address string // "": the first free one
+	MacAddress  string // "": random
+}
+
+// endpointRequest checks --ip and --mac-address and records them.
+func endpointRequest(rec *Record, hc *enginev1.HostConfig, ep *enginev1.EndpointConfig) error {
+	ip, mac := ep.GetIpv4Address(), ep.GetMacAddress()
+	if ip == "" && mac == "" {
+		return nil
+	}
+	if !bridged(hc) {
+		return errdefs.InvalidArgument(fmt.Errorf("conflicting options: --ip and --mac-address need a bridge network, not network mode %s", hc.GetNetworkMode()))
+	}
+	if mac != "" {
+		hw, err := net.ParseMAC(mac)
+		if err != nil || len(hw) != 6 {
+			return errdefs.InvalidArgument(fmt.Errorf("invalid MAC address: %s", mac))
+		}
+		if hw[0]&1 != 0 {
+			return errdefs.InvalidArgument(fmt.Errorf("invalid MAC address %s: a multicast address", mac))
+		}
+		rec.RequestedMAC = hw.String()
+	}
+	if ip != "" {
+		if hc.GetNetworkMode() == "bridge" {
+			return errdefs.InvalidArgument(errors.New("user specified IP address is supported on user defined networks only"))
+		}
+		a, err := netip.ParseAddr(ip)
+		if err != nil || !a.Is4() {
+			return errdefs.InvalidArgument(fmt.Errorf("invalid IPv4 address: %s", ip))
+		}
+		rec.RequestedIP = a.String()
+	}
+	return nil
 }
 
 // NetworkEndpoint is a container's attachment, as inspect shows it.
@@ -96,7 +132,7 @@ func (s *Service) attachNetworks(ctx context.Context, rec *Record, cfg *enginev1
 		return fmt.Errorf("network mode %s: engined has no networking", hc.GetNetworkMode())
 	}
 	nsPath := "/proc/" + strconv.Itoa(pid) + "/ns/net"
-	ep, err := s.cfg.Networks.Attach(ctx, rec.ID, nsPath, NetworkAttach{Network: hc.GetNetworkMode()})
+	ep, err := s.cfg.Networks.Attach(ctx, rec.ID, nsPath, NetworkAttach{Network: hc.GetNetworkMode(), IPv4Address: rec.RequestedIP, MacAddress: rec.RequestedMAC})
 	if err != nil {
 		return err
 	}

@@ -41,6 +41,10 @@ type Record struct {
 	// network namespace while it runs.
 	Networks   map[string]*NetworkEndpoint `json:"networks,omitempty"`
 	SandboxKey string                      `json:"sandboxKey,omitempty"`
+	// RequestedIP and RequestedMAC are --ip and --mac-address: the
+	// endpoint gets them at each start.
+	RequestedIP  string `json:"requestedIP,omitempty"`
+	RequestedMAC string `json:"requestedMAC,omitempty"`
 }
 
 func (r *Record) config() (*enginev1.ContainerConfig, error) {

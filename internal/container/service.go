@@ -363,8 +363,12 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 	if err != nil {
 		return nil, err
 	}
-	return &Record{ID: id, Name: name, Created: time.Now().UTC(), Image: cfg.GetImage(), ImageID: imageID,
-		Path: argv[0], Args: argv[1:], Config: cfgJSON, HostConfig: hcJSON, Status: "created"}, nil
+	rec := &Record{ID: id, Name: name, Created: time.Now().UTC(), Image: cfg.GetImage(), ImageID: imageID,
+		Path: argv[0], Args: argv[1:], Config: cfgJSON, HostConfig: hcJSON, Status: "created"}
+	if err := endpointRequest(rec, hc, req.GetEndpoint()); err != nil {
+		return nil, err
+	}
+	return rec, nil
 }
 
 func familiarTagged(ref string) string {

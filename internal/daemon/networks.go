@@ -12,7 +12,7 @@ import (
 type containerNetworks struct{ m *network.Manager }
 
 func (n containerNetworks) Attach(ctx context.Context, containerID, netnsPath string, req container.NetworkAttach) (*container.NetworkEndpoint, error) {
-	ep, err := n.m.Attach(ctx, containerID, netnsPath, network.AttachRequest{Network: req.Network, MacAddress: req.MacAddress})
+	ep, err := n.m.Attach(ctx, containerID, netnsPath, network.AttachRequest{Network: req.Network, IPv4Address: req.IPv4Address, MacAddress: req.MacAddress})
 	if err != nil {
 		return nil, err
 	}

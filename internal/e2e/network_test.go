@@ -197,7 +197,7 @@ func TestBridgeCyclesLeakNothing(t *testing.T) {
 }
 
 // A running container keeps its address and connectivity while engined
-// is stopped and after it starts again; a container that exited while
+// is down (SIGKILLed) and after it starts again; a container that exited while
 // engined was down has its endpoint released at the next start.
 func TestBridgeSurvivesEngineRestart(t *testing.T) {
 	e := runEngine(t)
@@ -214,9 +214,11 @@ func TestBridgeSurvivesEngineRestart(t *testing.T) {
 		t.Fatalf("before the restart: %v", err)
 	}
 
-	e.stop()
+	// SIGKILL: nothing is cleaned up on the way out.
+	e.cmd.Process.Kill()
+	<-e.done
 	if got, err := hostGet(t, url); err != nil || got != want {
-		t.Errorf("while engined is stopped: %q, %v", got, err)
+		t.Errorf("while engined is down: %q, %v", got, err)
 	}
 	// The doomed container ends while engined is down, and a veth that
 	// belongs to no endpoint appears on the bridge (as an engined killed
@@ -516,4 +518,35 @@ func hostGetWhenUp(t *testing.T, url string) (string, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// --ip and --mac-address: the endpoint gets them; a taken address is a
+// conflict; --ip on the default bridge is refused, as dockerd does.
+func TestEndpointAddressAndMAC(t *testing.T) {
+	e := runEngine(t)
+	_, gw, _ := userNet(t, e, "app")
+	ip := strings.TrimSuffix(gw, "1") + "50"
+	mustDocker(t, e.Host, "run", "-d", "--name", "fixed", "--network", "app", "--ip", ip, "--mac-address", "02:42:0a:00:00:99", "busybox", "sleep", "600")
+	out := mustDocker(t, e.Host, "exec", "fixed", "sh", "-c", "ip -o -4 addr show eth0; cat /sys/class/net/eth0/address")
+	mustContain(t, "--ip and --mac-address", out, "inet "+ip+"/24", "02:42:0a:00:00:99")
+	if got := inspectField(t, e.Host, "fixed", "{{.NetworkSettings.Networks.app.IPAddress}} {{.NetworkSettings.Networks.app.MacAddress}}"); got != ip+" 02:42:0a:00:00:99" {
+		t.Errorf("inspect: %q", got)
+	}
+	for _, c := range []struct{ args, want string }{
+		{"run --rm --network app --ip " + ip + " busybox true", "Address already in use"},
+		{"run --rm --network app --ip " + gw + " busybox true", "Address already in use"},
+		{"run --rm --network app --ip 10.0.0.7 busybox true", "no configured subnet"},
+		{"run --rm --ip " + ip + " busybox true", "user defined networks only"},
+		{"run --rm --mac-address 01:00:00:00:00:01 busybox true", "multicast"},
+		{"run --rm --network none --mac-address 02:00:00:00:00:01 busybox true", "conflicting options"},
+	} {
+		if out, err := docker(t, e.Host, strings.Fields(c.args)...); err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("docker %s: want an error with %q: %v\n%s", c.args, c.want, err, out)
+		}
+	}
+	// The default bridge takes --mac-address too; a restart keeps both.
+	out = mustDocker(t, e.Host, "run", "--rm", "--mac-address", "02:42:0a:00:00:98", "busybox", "cat", "/sys/class/net/eth0/address")
+	mustContain(t, "--mac-address on the default bridge", out, "02:42:0a:00:00:98")
+	mustDocker(t, e.Host, "restart", "-t", "0", "fixed")
+	mustContain(t, "after a restart", mustDocker(t, e.Host, "exec", "fixed", "sh", "-c", "ip -o -4 addr show eth0; cat /sys/class/net/eth0/address"), "inet "+ip+"/24", "02:42:0a:00:00:99")
 }

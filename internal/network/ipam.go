@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/engined/engined/internal/errdefs"
 )
 
 // defaultPools are dockerd's default local address pools
@@ -83,4 +85,21 @@ func addrU32(a netip.Addr) uint32 {
 
 func u32Addr(v uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// requestedAddress checks an address asked for (--ip): a host address of
+// the subnet that is not the gateway and that no endpoint has.
+func requestedAddress(s string, subnet netip.Prefix, gateway netip.Addr, used map[netip.Addr]bool) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	subnet = subnet.Masked()
+	last := u32Addr(addrU32(subnet.Addr()) | (1<<(32-subnet.Bits()) - 1))
+	switch {
+	case err != nil || !a.Is4():
+		return netip.Addr{}, errdefs.InvalidArgument(fmt.Errorf("invalid IPv4 address %q", s))
+	case !subnet.Contains(a) || a == subnet.Addr() || a == last:
+		return netip.Addr{}, errdefs.InvalidArgument(fmt.Errorf("no configured subnet or ip-range contain the IP address %s", a))
+	case a == gateway || used[a]:
+		return netip.Addr{}, errdefs.Conflict(fmt.Errorf("Address already in use: %s", a))
+	}
+	return a, nil
 }

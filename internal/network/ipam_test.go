@@ -100,3 +100,15 @@ func TestSubnetFor(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestedAddress(t *testing.T) {
+	s := netip.MustParsePrefix("10.9.0.0/24")
+	gw := gatewayOf(s)
+	used := map[netip.Addr]bool{netip.MustParseAddr("10.9.0.2"): true}
+	for in, ok := range map[string]bool{"10.9.0.50": true, "10.9.0.254": true, "10.9.0.2": false, "10.9.0.1": false,
+		"10.9.0.0": false, "10.9.0.255": false, "10.8.0.5": false, "fd00::1": false, "x": false} {
+		if _, err := requestedAddress(in, s, gw, used); (err == nil) != ok {
+			t.Errorf("requestedAddress(%s): %v, want ok=%v", in, err, ok)
+		}
+	}
+}

@@ -93,8 +93,9 @@ type Endpoint struct {
 
 // AttachRequest says what a container asks of a network.
 type AttachRequest struct {
-	Network    string // name or ID; "", "default": the bridge network
-	MacAddress string // "": random, locally administered
+	Network     string // name or ID; "", "default": the bridge network
+	IPv4Address string // "": the first free address
+	MacAddress  string // "": random, locally administered
 }
 
 // Manager owns networks, endpoints, links and rules.
@@ -299,11 +300,25 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 	ep := &Endpoint{ID: epID, ContainerID: containerID, NetworkID: n.ID, NetworkName: n.Name, IPPrefixLen: subnet.Bits(),
 		Gateway: n.Gateway, MacAddress: mac, HostVeth: "veth" + epID[:7]}
 	key := keyEndpoint + containerID + "/" + n.ID
+	// A container attaches when it starts, so an endpoint it still has
+	// is a previous run's that was not released (engined died first):
+	// it goes now.
+	var stale []*Endpoint
+	if err := m.cfg.Store.View(func(tx *bolt.Tx) error {
+		var err error
+		stale, err = endpointsIn(tx.Bucket(store.BucketNetworks), containerID+"/"+n.ID)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	for _, old := range stale {
+		m.log.Info("releasing a previous run's endpoint", "container", containerID[:12], "network", n.Name, "ip", old.IPAddress)
+		if err := m.release(key, old); err != nil {
+			return nil, err
+		}
+	}
 	err = m.cfg.Store.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(store.BucketNetworks)
-		if b.Get([]byte(key)) != nil {
-			return errdefs.Conflict(fmt.Errorf("container %s is already attached to network %s", containerID[:12], n.Name))
-		}
 		used := map[netip.Addr]bool{}
 		eps, err := endpointsIn(b, "")
 		if err != nil {
@@ -317,6 +332,9 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 			}
 		}
 		ip, err := firstFree(subnet, gw, used)
+		if req.IPv4Address != "" {
+			ip, err = requestedAddress(req.IPv4Address, subnet, gw, used)
+		}
 		if err != nil {
 			return err
 		}

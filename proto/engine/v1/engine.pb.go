@@ -4272,11 +4272,14 @@ func (x *Mount) GetConsistency() string {
 }
 
 type ContainerCreateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Config        *ContainerConfig       `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
-	HostConfig    *HostConfig            `protobuf:"bytes,3,opt,name=host_config,json=hostConfig,proto3" json:"host_config,omitempty"`
-	Platform      string                 `protobuf:"bytes,4,opt,name=platform,proto3" json:"platform,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Config     *ContainerConfig       `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	HostConfig *HostConfig            `protobuf:"bytes,3,opt,name=host_config,json=hostConfig,proto3" json:"host_config,omitempty"`
+	Platform   string                 `protobuf:"bytes,4,opt,name=platform,proto3" json:"platform,omitempty"`
+	// endpoint is what the container asks of the network its network
+	// mode names (Docker's NetworkingConfig.EndpointsConfig[mode]).
+	Endpoint      *EndpointConfig `protobuf:"bytes,5,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4339,6 +4342,67 @@ func (x *ContainerCreateRequest) GetPlatform() string {
 	return ""
 }
 
+func (x *ContainerCreateRequest) GetEndpoint() *EndpointConfig {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+type EndpointConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ipv4_address: --ip (user-defined networks only); mac_address:
+	// --mac-address. Empty: allocated.
+	Ipv4Address   string `protobuf:"bytes,1,opt,name=ipv4_address,json=ipv4Address,proto3" json:"ipv4_address,omitempty"`
+	MacAddress    string `protobuf:"bytes,2,opt,name=mac_address,json=macAddress,proto3" json:"mac_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointConfig) Reset() {
+	*x = EndpointConfig{}
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointConfig) ProtoMessage() {}
+
+func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointConfig.ProtoReflect.Descriptor instead.
+func (*EndpointConfig) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *EndpointConfig) GetIpv4Address() string {
+	if x != nil {
+		return x.Ipv4Address
+	}
+	return ""
+}
+
+func (x *EndpointConfig) GetMacAddress() string {
+	if x != nil {
+		return x.MacAddress
+	}
+	return ""
+}
+
 type ContainerCreateResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -4349,7 +4413,7 @@ type ContainerCreateResponse struct {
 
 func (x *ContainerCreateResponse) Reset() {
 	*x = ContainerCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4361,7 +4425,7 @@ func (x *ContainerCreateResponse) String() string {
 func (*ContainerCreateResponse) ProtoMessage() {}
 
 func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4374,7 +4438,7 @@ func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ContainerCreateResponse) GetId() string {
@@ -4412,7 +4476,7 @@ type ContainerState struct {
 
 func (x *ContainerState) Reset() {
 	*x = ContainerState{}
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4424,7 +4488,7 @@ func (x *ContainerState) String() string {
 func (*ContainerState) ProtoMessage() {}
 
 func (x *ContainerState) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4437,7 +4501,7 @@ func (x *ContainerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerState.ProtoReflect.Descriptor instead.
 func (*ContainerState) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ContainerState) GetStatus() string {
@@ -4547,7 +4611,7 @@ type Container struct {
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4559,7 +4623,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4572,7 +4636,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Container) GetId() string {
@@ -4735,7 +4799,7 @@ type NetworkSettings struct {
 
 func (x *NetworkSettings) Reset() {
 	*x = NetworkSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4747,7 +4811,7 @@ func (x *NetworkSettings) String() string {
 func (*NetworkSettings) ProtoMessage() {}
 
 func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4760,7 +4824,7 @@ func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSettings.ProtoReflect.Descriptor instead.
 func (*NetworkSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *NetworkSettings) GetSandboxId() string {
@@ -4800,7 +4864,7 @@ type EndpointSettings struct {
 
 func (x *EndpointSettings) Reset() {
 	*x = EndpointSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4812,7 +4876,7 @@ func (x *EndpointSettings) String() string {
 func (*EndpointSettings) ProtoMessage() {}
 
 func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4825,7 +4889,7 @@ func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSettings.ProtoReflect.Descriptor instead.
 func (*EndpointSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *EndpointSettings) GetNetworkId() string {
@@ -4880,7 +4944,7 @@ type ContainerInspectRequest struct {
 
 func (x *ContainerInspectRequest) Reset() {
 	*x = ContainerInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4892,7 +4956,7 @@ func (x *ContainerInspectRequest) String() string {
 func (*ContainerInspectRequest) ProtoMessage() {}
 
 func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4905,7 +4969,7 @@ func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInspectRequest.ProtoReflect.Descriptor instead.
 func (*ContainerInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ContainerInspectRequest) GetId() string {
@@ -4934,7 +4998,7 @@ type ContainerListRequest struct {
 
 func (x *ContainerListRequest) Reset() {
 	*x = ContainerListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4946,7 +5010,7 @@ func (x *ContainerListRequest) String() string {
 func (*ContainerListRequest) ProtoMessage() {}
 
 func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4959,7 +5023,7 @@ func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListRequest.ProtoReflect.Descriptor instead.
 func (*ContainerListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ContainerListRequest) GetAll() bool {
@@ -4999,7 +5063,7 @@ type ContainerListResponse struct {
 
 func (x *ContainerListResponse) Reset() {
 	*x = ContainerListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5011,7 +5075,7 @@ func (x *ContainerListResponse) String() string {
 func (*ContainerListResponse) ProtoMessage() {}
 
 func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5024,7 +5088,7 @@ func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListResponse.ProtoReflect.Descriptor instead.
 func (*ContainerListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ContainerListResponse) GetContainers() []*Container {
@@ -5043,7 +5107,7 @@ type ContainerStartRequest struct {
 
 func (x *ContainerStartRequest) Reset() {
 	*x = ContainerStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5055,7 +5119,7 @@ func (x *ContainerStartRequest) String() string {
 func (*ContainerStartRequest) ProtoMessage() {}
 
 func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5068,7 +5132,7 @@ func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ContainerStartRequest) GetId() string {
@@ -5086,7 +5150,7 @@ type ContainerStartResponse struct {
 
 func (x *ContainerStartResponse) Reset() {
 	*x = ContainerStartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5098,7 +5162,7 @@ func (x *ContainerStartResponse) String() string {
 func (*ContainerStartResponse) ProtoMessage() {}
 
 func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5111,7 +5175,7 @@ func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
 }
 
 type ContainerStopRequest struct {
@@ -5127,7 +5191,7 @@ type ContainerStopRequest struct {
 
 func (x *ContainerStopRequest) Reset() {
 	*x = ContainerStopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5139,7 +5203,7 @@ func (x *ContainerStopRequest) String() string {
 func (*ContainerStopRequest) ProtoMessage() {}
 
 func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5152,7 +5216,7 @@ func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ContainerStopRequest) GetId() string {
@@ -5184,7 +5248,7 @@ type ContainerStopResponse struct {
 
 func (x *ContainerStopResponse) Reset() {
 	*x = ContainerStopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5196,7 +5260,7 @@ func (x *ContainerStopResponse) String() string {
 func (*ContainerStopResponse) ProtoMessage() {}
 
 func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5209,7 +5273,7 @@ func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
 }
 
 type ContainerRestartRequest struct {
@@ -5223,7 +5287,7 @@ type ContainerRestartRequest struct {
 
 func (x *ContainerRestartRequest) Reset() {
 	*x = ContainerRestartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5235,7 +5299,7 @@ func (x *ContainerRestartRequest) String() string {
 func (*ContainerRestartRequest) ProtoMessage() {}
 
 func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5248,7 +5312,7 @@ func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRestartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ContainerRestartRequest) GetId() string {
@@ -5280,7 +5344,7 @@ type ContainerRestartResponse struct {
 
 func (x *ContainerRestartResponse) Reset() {
 	*x = ContainerRestartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5292,7 +5356,7 @@ func (x *ContainerRestartResponse) String() string {
 func (*ContainerRestartResponse) ProtoMessage() {}
 
 func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5305,7 +5369,7 @@ func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRestartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
 }
 
 type ContainerKillRequest struct {
@@ -5318,7 +5382,7 @@ type ContainerKillRequest struct {
 
 func (x *ContainerKillRequest) Reset() {
 	*x = ContainerKillRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5330,7 +5394,7 @@ func (x *ContainerKillRequest) String() string {
 func (*ContainerKillRequest) ProtoMessage() {}
 
 func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5343,7 +5407,7 @@ func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillRequest.ProtoReflect.Descriptor instead.
 func (*ContainerKillRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ContainerKillRequest) GetId() string {
@@ -5368,7 +5432,7 @@ type ContainerKillResponse struct {
 
 func (x *ContainerKillResponse) Reset() {
 	*x = ContainerKillResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5380,7 +5444,7 @@ func (x *ContainerKillResponse) String() string {
 func (*ContainerKillResponse) ProtoMessage() {}
 
 func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5393,7 +5457,7 @@ func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillResponse.ProtoReflect.Descriptor instead.
 func (*ContainerKillResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
 }
 
 type ContainerPauseRequest struct {
@@ -5405,7 +5469,7 @@ type ContainerPauseRequest struct {
 
 func (x *ContainerPauseRequest) Reset() {
 	*x = ContainerPauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5417,7 +5481,7 @@ func (x *ContainerPauseRequest) String() string {
 func (*ContainerPauseRequest) ProtoMessage() {}
 
 func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5430,7 +5494,7 @@ func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ContainerPauseRequest) GetId() string {
@@ -5448,7 +5512,7 @@ type ContainerPauseResponse struct {
 
 func (x *ContainerPauseResponse) Reset() {
 	*x = ContainerPauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5460,7 +5524,7 @@ func (x *ContainerPauseResponse) String() string {
 func (*ContainerPauseResponse) ProtoMessage() {}
 
 func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5473,7 +5537,7 @@ func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
 }
 
 type ContainerUnpauseRequest struct {
@@ -5485,7 +5549,7 @@ type ContainerUnpauseRequest struct {
 
 func (x *ContainerUnpauseRequest) Reset() {
 	*x = ContainerUnpauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5497,7 +5561,7 @@ func (x *ContainerUnpauseRequest) String() string {
 func (*ContainerUnpauseRequest) ProtoMessage() {}
 
 func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5510,7 +5574,7 @@ func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ContainerUnpauseRequest) GetId() string {
@@ -5528,7 +5592,7 @@ type ContainerUnpauseResponse struct {
 
 func (x *ContainerUnpauseResponse) Reset() {
 	*x = ContainerUnpauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5540,7 +5604,7 @@ func (x *ContainerUnpauseResponse) String() string {
 func (*ContainerUnpauseResponse) ProtoMessage() {}
 
 func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5553,7 +5617,7 @@ func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
 }
 
 type ContainerRenameRequest struct {
@@ -5566,7 +5630,7 @@ type ContainerRenameRequest struct {
 
 func (x *ContainerRenameRequest) Reset() {
 	*x = ContainerRenameRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5578,7 +5642,7 @@ func (x *ContainerRenameRequest) String() string {
 func (*ContainerRenameRequest) ProtoMessage() {}
 
 func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5591,7 +5655,7 @@ func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRenameRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ContainerRenameRequest) GetId() string {
@@ -5616,7 +5680,7 @@ type ContainerRenameResponse struct {
 
 func (x *ContainerRenameResponse) Reset() {
 	*x = ContainerRenameResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5628,7 +5692,7 @@ func (x *ContainerRenameResponse) String() string {
 func (*ContainerRenameResponse) ProtoMessage() {}
 
 func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5641,7 +5705,7 @@ func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRenameResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
 }
 
 type ContainerRemoveRequest struct {
@@ -5656,7 +5720,7 @@ type ContainerRemoveRequest struct {
 
 func (x *ContainerRemoveRequest) Reset() {
 	*x = ContainerRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5668,7 +5732,7 @@ func (x *ContainerRemoveRequest) String() string {
 func (*ContainerRemoveRequest) ProtoMessage() {}
 
 func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5681,7 +5745,7 @@ func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ContainerRemoveRequest) GetId() string {
@@ -5720,7 +5784,7 @@ type ContainerRemoveResponse struct {
 
 func (x *ContainerRemoveResponse) Reset() {
 	*x = ContainerRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5732,7 +5796,7 @@ func (x *ContainerRemoveResponse) String() string {
 func (*ContainerRemoveResponse) ProtoMessage() {}
 
 func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5745,7 +5809,7 @@ func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
 }
 
 type ContainerPruneRequest struct {
@@ -5757,7 +5821,7 @@ type ContainerPruneRequest struct {
 
 func (x *ContainerPruneRequest) Reset() {
 	*x = ContainerPruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5769,7 +5833,7 @@ func (x *ContainerPruneRequest) String() string {
 func (*ContainerPruneRequest) ProtoMessage() {}
 
 func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5782,7 +5846,7 @@ func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ContainerPruneRequest) GetFilters() string {
@@ -5802,7 +5866,7 @@ type ContainerPruneResponse struct {
 
 func (x *ContainerPruneResponse) Reset() {
 	*x = ContainerPruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5814,7 +5878,7 @@ func (x *ContainerPruneResponse) String() string {
 func (*ContainerPruneResponse) ProtoMessage() {}
 
 func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5827,7 +5891,7 @@ func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ContainerPruneResponse) GetDeleted() []string {
@@ -5854,7 +5918,7 @@ type ContainerTopRequest struct {
 
 func (x *ContainerTopRequest) Reset() {
 	*x = ContainerTopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5866,7 +5930,7 @@ func (x *ContainerTopRequest) String() string {
 func (*ContainerTopRequest) ProtoMessage() {}
 
 func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5879,7 +5943,7 @@ func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerTopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ContainerTopRequest) GetId() string {
@@ -5906,7 +5970,7 @@ type ContainerTopResponse struct {
 
 func (x *ContainerTopResponse) Reset() {
 	*x = ContainerTopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5918,7 +5982,7 @@ func (x *ContainerTopResponse) String() string {
 func (*ContainerTopResponse) ProtoMessage() {}
 
 func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5931,7 +5995,7 @@ func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerTopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ContainerTopResponse) GetTitles() []string {
@@ -5957,7 +6021,7 @@ type TopRow struct {
 
 func (x *TopRow) Reset() {
 	*x = TopRow{}
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5969,7 +6033,7 @@ func (x *TopRow) String() string {
 func (*TopRow) ProtoMessage() {}
 
 func (x *TopRow) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5982,7 +6046,7 @@ func (x *TopRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopRow.ProtoReflect.Descriptor instead.
 func (*TopRow) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *TopRow) GetFields() []string {
@@ -6003,7 +6067,7 @@ type ContainerResizeRequest struct {
 
 func (x *ContainerResizeRequest) Reset() {
 	*x = ContainerResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6015,7 +6079,7 @@ func (x *ContainerResizeRequest) String() string {
 func (*ContainerResizeRequest) ProtoMessage() {}
 
 func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6028,7 +6092,7 @@ func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeRequest.ProtoReflect.Descriptor instead.
 func (*ContainerResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ContainerResizeRequest) GetId() string {
@@ -6060,7 +6124,7 @@ type ContainerResizeResponse struct {
 
 func (x *ContainerResizeResponse) Reset() {
 	*x = ContainerResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6072,7 +6136,7 @@ func (x *ContainerResizeResponse) String() string {
 func (*ContainerResizeResponse) ProtoMessage() {}
 
 func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6085,7 +6149,7 @@ func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeResponse.ProtoReflect.Descriptor instead.
 func (*ContainerResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
 }
 
 type ContainerWaitRequest struct {
@@ -6099,7 +6163,7 @@ type ContainerWaitRequest struct {
 
 func (x *ContainerWaitRequest) Reset() {
 	*x = ContainerWaitRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6111,7 +6175,7 @@ func (x *ContainerWaitRequest) String() string {
 func (*ContainerWaitRequest) ProtoMessage() {}
 
 func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6124,7 +6188,7 @@ func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitRequest.ProtoReflect.Descriptor instead.
 func (*ContainerWaitRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ContainerWaitRequest) GetId() string {
@@ -6151,7 +6215,7 @@ type ContainerWaitResponse struct {
 
 func (x *ContainerWaitResponse) Reset() {
 	*x = ContainerWaitResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6163,7 +6227,7 @@ func (x *ContainerWaitResponse) String() string {
 func (*ContainerWaitResponse) ProtoMessage() {}
 
 func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6176,7 +6240,7 @@ func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitResponse.ProtoReflect.Descriptor instead.
 func (*ContainerWaitResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ContainerWaitResponse) GetStatusCode() int64 {
@@ -6210,7 +6274,7 @@ type ContainerLogsRequest struct {
 
 func (x *ContainerLogsRequest) Reset() {
 	*x = ContainerLogsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6222,7 +6286,7 @@ func (x *ContainerLogsRequest) String() string {
 func (*ContainerLogsRequest) ProtoMessage() {}
 
 func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6235,7 +6299,7 @@ func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *ContainerLogsRequest) GetId() string {
@@ -6307,7 +6371,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6319,7 +6383,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6332,7 +6396,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *LogEntry) GetStream() int32 {
@@ -6369,7 +6433,7 @@ type ContainerAttachRequest struct {
 
 func (x *ContainerAttachRequest) Reset() {
 	*x = ContainerAttachRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6381,7 +6445,7 @@ func (x *ContainerAttachRequest) String() string {
 func (*ContainerAttachRequest) ProtoMessage() {}
 
 func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6394,7 +6458,7 @@ func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachRequest.ProtoReflect.Descriptor instead.
 func (*ContainerAttachRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ContainerAttachRequest) GetOptions() *ContainerAttachOptions {
@@ -6433,7 +6497,7 @@ type ContainerAttachOptions struct {
 
 func (x *ContainerAttachOptions) Reset() {
 	*x = ContainerAttachOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6445,7 +6509,7 @@ func (x *ContainerAttachOptions) String() string {
 func (*ContainerAttachOptions) ProtoMessage() {}
 
 func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6458,7 +6522,7 @@ func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachOptions.ProtoReflect.Descriptor instead.
 func (*ContainerAttachOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ContainerAttachOptions) GetId() string {
@@ -6520,7 +6584,7 @@ type ContainerStatsRequest struct {
 
 func (x *ContainerStatsRequest) Reset() {
 	*x = ContainerStatsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6532,7 +6596,7 @@ func (x *ContainerStatsRequest) String() string {
 func (*ContainerStatsRequest) ProtoMessage() {}
 
 func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6545,7 +6609,7 @@ func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStatsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ContainerStatsRequest) GetId() string {
@@ -6588,7 +6652,7 @@ type ContainerStatsResponse struct {
 
 func (x *ContainerStatsResponse) Reset() {
 	*x = ContainerStatsResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6600,7 +6664,7 @@ func (x *ContainerStatsResponse) String() string {
 func (*ContainerStatsResponse) ProtoMessage() {}
 
 func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6613,7 +6677,7 @@ func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStatsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ContainerStatsResponse) GetId() string {
@@ -6754,7 +6818,7 @@ type ContainerUpdateRequest struct {
 
 func (x *ContainerUpdateRequest) Reset() {
 	*x = ContainerUpdateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6766,7 +6830,7 @@ func (x *ContainerUpdateRequest) String() string {
 func (*ContainerUpdateRequest) ProtoMessage() {}
 
 func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6779,7 +6843,7 @@ func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *ContainerUpdateRequest) GetId() string {
@@ -6805,7 +6869,7 @@ type ContainerUpdateResponse struct {
 
 func (x *ContainerUpdateResponse) Reset() {
 	*x = ContainerUpdateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6817,7 +6881,7 @@ func (x *ContainerUpdateResponse) String() string {
 func (*ContainerUpdateResponse) ProtoMessage() {}
 
 func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6830,7 +6894,7 @@ func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ContainerUpdateResponse) GetWarnings() []string {
@@ -6860,7 +6924,7 @@ type ExecConfig struct {
 
 func (x *ExecConfig) Reset() {
 	*x = ExecConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6872,7 +6936,7 @@ func (x *ExecConfig) String() string {
 func (*ExecConfig) ProtoMessage() {}
 
 func (x *ExecConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6885,7 +6949,7 @@ func (x *ExecConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecConfig.ProtoReflect.Descriptor instead.
 func (*ExecConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ExecConfig) GetCmd() []string {
@@ -6976,7 +7040,7 @@ type ContainerExecCreateRequest struct {
 
 func (x *ContainerExecCreateRequest) Reset() {
 	*x = ContainerExecCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6988,7 +7052,7 @@ func (x *ContainerExecCreateRequest) String() string {
 func (*ContainerExecCreateRequest) ProtoMessage() {}
 
 func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7001,7 +7065,7 @@ func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ContainerExecCreateRequest) GetId() string {
@@ -7027,7 +7091,7 @@ type ContainerExecCreateResponse struct {
 
 func (x *ContainerExecCreateResponse) Reset() {
 	*x = ContainerExecCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7039,7 +7103,7 @@ func (x *ContainerExecCreateResponse) String() string {
 func (*ContainerExecCreateResponse) ProtoMessage() {}
 
 func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7052,7 +7116,7 @@ func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ContainerExecCreateResponse) GetId() string {
@@ -7074,7 +7138,7 @@ type ExecStartRequest struct {
 
 func (x *ExecStartRequest) Reset() {
 	*x = ExecStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7086,7 +7150,7 @@ func (x *ExecStartRequest) String() string {
 func (*ExecStartRequest) ProtoMessage() {}
 
 func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7099,7 +7163,7 @@ func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartRequest.ProtoReflect.Descriptor instead.
 func (*ExecStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ExecStartRequest) GetOptions() *ExecStartOptions {
@@ -7135,7 +7199,7 @@ type ExecStartOptions struct {
 
 func (x *ExecStartOptions) Reset() {
 	*x = ExecStartOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7147,7 +7211,7 @@ func (x *ExecStartOptions) String() string {
 func (*ExecStartOptions) ProtoMessage() {}
 
 func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7160,7 +7224,7 @@ func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartOptions.ProtoReflect.Descriptor instead.
 func (*ExecStartOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ExecStartOptions) GetId() string {
@@ -7200,7 +7264,7 @@ type ExecInspectRequest struct {
 
 func (x *ExecInspectRequest) Reset() {
 	*x = ExecInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7212,7 +7276,7 @@ func (x *ExecInspectRequest) String() string {
 func (*ExecInspectRequest) ProtoMessage() {}
 
 func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7225,7 +7289,7 @@ func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectRequest.ProtoReflect.Descriptor instead.
 func (*ExecInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ExecInspectRequest) GetId() string {
@@ -7250,7 +7314,7 @@ type ExecInspectResponse struct {
 
 func (x *ExecInspectResponse) Reset() {
 	*x = ExecInspectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7262,7 +7326,7 @@ func (x *ExecInspectResponse) String() string {
 func (*ExecInspectResponse) ProtoMessage() {}
 
 func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7275,7 +7339,7 @@ func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectResponse.ProtoReflect.Descriptor instead.
 func (*ExecInspectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ExecInspectResponse) GetId() string {
@@ -7331,7 +7395,7 @@ type ExecResizeRequest struct {
 
 func (x *ExecResizeRequest) Reset() {
 	*x = ExecResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7343,7 +7407,7 @@ func (x *ExecResizeRequest) String() string {
 func (*ExecResizeRequest) ProtoMessage() {}
 
 func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7356,7 +7420,7 @@ func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeRequest.ProtoReflect.Descriptor instead.
 func (*ExecResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ExecResizeRequest) GetId() string {
@@ -7388,7 +7452,7 @@ type ExecResizeResponse struct {
 
 func (x *ExecResizeResponse) Reset() {
 	*x = ExecResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7400,7 +7464,7 @@ func (x *ExecResizeResponse) String() string {
 func (*ExecResizeResponse) ProtoMessage() {}
 
 func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7413,7 +7477,7 @@ func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeResponse.ProtoReflect.Descriptor instead.
 func (*ExecResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
 }
 
 type ContainerArchiveRequest struct {
@@ -7426,7 +7490,7 @@ type ContainerArchiveRequest struct {
 
 func (x *ContainerArchiveRequest) Reset() {
 	*x = ContainerArchiveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7438,7 +7502,7 @@ func (x *ContainerArchiveRequest) String() string {
 func (*ContainerArchiveRequest) ProtoMessage() {}
 
 func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7451,7 +7515,7 @@ func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchiveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchiveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *ContainerArchiveRequest) GetId() string {
@@ -7482,7 +7546,7 @@ type ContainerPathStat struct {
 
 func (x *ContainerPathStat) Reset() {
 	*x = ContainerPathStat{}
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7494,7 +7558,7 @@ func (x *ContainerPathStat) String() string {
 func (*ContainerPathStat) ProtoMessage() {}
 
 func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7507,7 +7571,7 @@ func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPathStat.ProtoReflect.Descriptor instead.
 func (*ContainerPathStat) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *ContainerPathStat) GetName() string {
@@ -7555,7 +7619,7 @@ type ContainerArchivePutRequest struct {
 
 func (x *ContainerArchivePutRequest) Reset() {
 	*x = ContainerArchivePutRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7567,7 +7631,7 @@ func (x *ContainerArchivePutRequest) String() string {
 func (*ContainerArchivePutRequest) ProtoMessage() {}
 
 func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7580,7 +7644,7 @@ func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *ContainerArchivePutRequest) GetOptions() *ContainerArchivePutOptions {
@@ -7612,7 +7676,7 @@ type ContainerArchivePutOptions struct {
 
 func (x *ContainerArchivePutOptions) Reset() {
 	*x = ContainerArchivePutOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7624,7 +7688,7 @@ func (x *ContainerArchivePutOptions) String() string {
 func (*ContainerArchivePutOptions) ProtoMessage() {}
 
 func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7637,7 +7701,7 @@ func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutOptions.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *ContainerArchivePutOptions) GetId() string {
@@ -7676,7 +7740,7 @@ type ContainerArchivePutResponse struct {
 
 func (x *ContainerArchivePutResponse) Reset() {
 	*x = ContainerArchivePutResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7688,7 +7752,7 @@ func (x *ContainerArchivePutResponse) String() string {
 func (*ContainerArchivePutResponse) ProtoMessage() {}
 
 func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7701,7 +7765,7 @@ func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutResponse.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
 }
 
 type ContainerExportRequest struct {
@@ -7713,7 +7777,7 @@ type ContainerExportRequest struct {
 
 func (x *ContainerExportRequest) Reset() {
 	*x = ContainerExportRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7725,7 +7789,7 @@ func (x *ContainerExportRequest) String() string {
 func (*ContainerExportRequest) ProtoMessage() {}
 
 func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7738,7 +7802,7 @@ func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExportRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExportRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *ContainerExportRequest) GetId() string {
@@ -7757,7 +7821,7 @@ type ContainerChangesRequest struct {
 
 func (x *ContainerChangesRequest) Reset() {
 	*x = ContainerChangesRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7769,7 +7833,7 @@ func (x *ContainerChangesRequest) String() string {
 func (*ContainerChangesRequest) ProtoMessage() {}
 
 func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7782,7 +7846,7 @@ func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesRequest.ProtoReflect.Descriptor instead.
 func (*ContainerChangesRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *ContainerChangesRequest) GetId() string {
@@ -7801,7 +7865,7 @@ type ContainerChangesResponse struct {
 
 func (x *ContainerChangesResponse) Reset() {
 	*x = ContainerChangesResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7813,7 +7877,7 @@ func (x *ContainerChangesResponse) String() string {
 func (*ContainerChangesResponse) ProtoMessage() {}
 
 func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7826,7 +7890,7 @@ func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesResponse.ProtoReflect.Descriptor instead.
 func (*ContainerChangesResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *ContainerChangesResponse) GetChanges() []*FilesystemChange {
@@ -7847,7 +7911,7 @@ type FilesystemChange struct {
 
 func (x *FilesystemChange) Reset() {
 	*x = FilesystemChange{}
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7859,7 +7923,7 @@ func (x *FilesystemChange) String() string {
 func (*FilesystemChange) ProtoMessage() {}
 
 func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7872,7 +7936,7 @@ func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilesystemChange.ProtoReflect.Descriptor instead.
 func (*FilesystemChange) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *FilesystemChange) GetPath() string {
@@ -7902,7 +7966,7 @@ type SystemEventsRequest struct {
 
 func (x *SystemEventsRequest) Reset() {
 	*x = SystemEventsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7914,7 +7978,7 @@ func (x *SystemEventsRequest) String() string {
 func (*SystemEventsRequest) ProtoMessage() {}
 
 func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7927,7 +7991,7 @@ func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemEventsRequest.ProtoReflect.Descriptor instead.
 func (*SystemEventsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *SystemEventsRequest) GetSince() *timestamppb.Timestamp {
@@ -7965,7 +8029,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7977,7 +8041,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7990,7 +8054,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *Event) GetType() string {
@@ -8473,13 +8537,18 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"tmpfs_size\x18\x05 \x01(\x03R\ttmpfsSize\x12\x1d\n" +
 	"\n" +
 	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\x12 \n" +
-	"\vconsistency\x18\a \x01(\tR\vconsistency\"\xb4\x01\n" +
+	"\vconsistency\x18\a \x01(\tR\vconsistency\"\xeb\x01\n" +
 	"\x16ContainerCreateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.engine.v1.ContainerConfigR\x06config\x126\n" +
 	"\vhost_config\x18\x03 \x01(\v2\x15.engine.v1.HostConfigR\n" +
 	"hostConfig\x12\x1a\n" +
-	"\bplatform\x18\x04 \x01(\tR\bplatform\"E\n" +
+	"\bplatform\x18\x04 \x01(\tR\bplatform\x125\n" +
+	"\bendpoint\x18\x05 \x01(\v2\x19.engine.v1.EndpointConfigR\bendpoint\"T\n" +
+	"\x0eEndpointConfig\x12!\n" +
+	"\fipv4_address\x18\x01 \x01(\tR\vipv4Address\x12\x1f\n" +
+	"\vmac_address\x18\x02 \x01(\tR\n" +
+	"macAddress\"E\n" +
 	"\x17ContainerCreateResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"\xea\x02\n" +
@@ -8846,7 +8915,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 135)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 136)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*NetworkListRequest)(nil),          // 0: engine.v1.NetworkListRequest
 	(*NetworkListResponse)(nil),         // 1: engine.v1.NetworkListResponse
@@ -8904,260 +8973,262 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*DeviceMapping)(nil),               // 53: engine.v1.DeviceMapping
 	(*Mount)(nil),                       // 54: engine.v1.Mount
 	(*ContainerCreateRequest)(nil),      // 55: engine.v1.ContainerCreateRequest
-	(*ContainerCreateResponse)(nil),     // 56: engine.v1.ContainerCreateResponse
-	(*ContainerState)(nil),              // 57: engine.v1.ContainerState
-	(*Container)(nil),                   // 58: engine.v1.Container
-	(*NetworkSettings)(nil),             // 59: engine.v1.NetworkSettings
-	(*EndpointSettings)(nil),            // 60: engine.v1.EndpointSettings
-	(*ContainerInspectRequest)(nil),     // 61: engine.v1.ContainerInspectRequest
-	(*ContainerListRequest)(nil),        // 62: engine.v1.ContainerListRequest
-	(*ContainerListResponse)(nil),       // 63: engine.v1.ContainerListResponse
-	(*ContainerStartRequest)(nil),       // 64: engine.v1.ContainerStartRequest
-	(*ContainerStartResponse)(nil),      // 65: engine.v1.ContainerStartResponse
-	(*ContainerStopRequest)(nil),        // 66: engine.v1.ContainerStopRequest
-	(*ContainerStopResponse)(nil),       // 67: engine.v1.ContainerStopResponse
-	(*ContainerRestartRequest)(nil),     // 68: engine.v1.ContainerRestartRequest
-	(*ContainerRestartResponse)(nil),    // 69: engine.v1.ContainerRestartResponse
-	(*ContainerKillRequest)(nil),        // 70: engine.v1.ContainerKillRequest
-	(*ContainerKillResponse)(nil),       // 71: engine.v1.ContainerKillResponse
-	(*ContainerPauseRequest)(nil),       // 72: engine.v1.ContainerPauseRequest
-	(*ContainerPauseResponse)(nil),      // 73: engine.v1.ContainerPauseResponse
-	(*ContainerUnpauseRequest)(nil),     // 74: engine.v1.ContainerUnpauseRequest
-	(*ContainerUnpauseResponse)(nil),    // 75: engine.v1.ContainerUnpauseResponse
-	(*ContainerRenameRequest)(nil),      // 76: engine.v1.ContainerRenameRequest
-	(*ContainerRenameResponse)(nil),     // 77: engine.v1.ContainerRenameResponse
-	(*ContainerRemoveRequest)(nil),      // 78: engine.v1.ContainerRemoveRequest
-	(*ContainerRemoveResponse)(nil),     // 79: engine.v1.ContainerRemoveResponse
-	(*ContainerPruneRequest)(nil),       // 80: engine.v1.ContainerPruneRequest
-	(*ContainerPruneResponse)(nil),      // 81: engine.v1.ContainerPruneResponse
-	(*ContainerTopRequest)(nil),         // 82: engine.v1.ContainerTopRequest
-	(*ContainerTopResponse)(nil),        // 83: engine.v1.ContainerTopResponse
-	(*TopRow)(nil),                      // 84: engine.v1.TopRow
-	(*ContainerResizeRequest)(nil),      // 85: engine.v1.ContainerResizeRequest
-	(*ContainerResizeResponse)(nil),     // 86: engine.v1.ContainerResizeResponse
-	(*ContainerWaitRequest)(nil),        // 87: engine.v1.ContainerWaitRequest
-	(*ContainerWaitResponse)(nil),       // 88: engine.v1.ContainerWaitResponse
-	(*ContainerLogsRequest)(nil),        // 89: engine.v1.ContainerLogsRequest
-	(*LogEntry)(nil),                    // 90: engine.v1.LogEntry
-	(*ContainerAttachRequest)(nil),      // 91: engine.v1.ContainerAttachRequest
-	(*ContainerAttachOptions)(nil),      // 92: engine.v1.ContainerAttachOptions
-	(*ContainerStatsRequest)(nil),       // 93: engine.v1.ContainerStatsRequest
-	(*ContainerStatsResponse)(nil),      // 94: engine.v1.ContainerStatsResponse
-	(*ContainerUpdateRequest)(nil),      // 95: engine.v1.ContainerUpdateRequest
-	(*ContainerUpdateResponse)(nil),     // 96: engine.v1.ContainerUpdateResponse
-	(*ExecConfig)(nil),                  // 97: engine.v1.ExecConfig
-	(*ContainerExecCreateRequest)(nil),  // 98: engine.v1.ContainerExecCreateRequest
-	(*ContainerExecCreateResponse)(nil), // 99: engine.v1.ContainerExecCreateResponse
-	(*ExecStartRequest)(nil),            // 100: engine.v1.ExecStartRequest
-	(*ExecStartOptions)(nil),            // 101: engine.v1.ExecStartOptions
-	(*ExecInspectRequest)(nil),          // 102: engine.v1.ExecInspectRequest
-	(*ExecInspectResponse)(nil),         // 103: engine.v1.ExecInspectResponse
-	(*ExecResizeRequest)(nil),           // 104: engine.v1.ExecResizeRequest
-	(*ExecResizeResponse)(nil),          // 105: engine.v1.ExecResizeResponse
-	(*ContainerArchiveRequest)(nil),     // 106: engine.v1.ContainerArchiveRequest
-	(*ContainerPathStat)(nil),           // 107: engine.v1.ContainerPathStat
-	(*ContainerArchivePutRequest)(nil),  // 108: engine.v1.ContainerArchivePutRequest
-	(*ContainerArchivePutOptions)(nil),  // 109: engine.v1.ContainerArchivePutOptions
-	(*ContainerArchivePutResponse)(nil), // 110: engine.v1.ContainerArchivePutResponse
-	(*ContainerExportRequest)(nil),      // 111: engine.v1.ContainerExportRequest
-	(*ContainerChangesRequest)(nil),     // 112: engine.v1.ContainerChangesRequest
-	(*ContainerChangesResponse)(nil),    // 113: engine.v1.ContainerChangesResponse
-	(*FilesystemChange)(nil),            // 114: engine.v1.FilesystemChange
-	(*SystemEventsRequest)(nil),         // 115: engine.v1.SystemEventsRequest
-	(*Event)(nil),                       // 116: engine.v1.Event
-	nil,                                 // 117: engine.v1.NetworkCreateRequest.LabelsEntry
-	nil,                                 // 118: engine.v1.NetworkCreateRequest.OptionsEntry
-	nil,                                 // 119: engine.v1.Network.LabelsEntry
-	nil,                                 // 120: engine.v1.Network.OptionsEntry
-	nil,                                 // 121: engine.v1.Network.ContainersEntry
-	nil,                                 // 122: engine.v1.Component.DetailsEntry
-	nil,                                 // 123: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 124: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 125: engine.v1.Image.LabelsEntry
-	nil,                                 // 126: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 127: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 128: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 129: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 130: engine.v1.HostConfig.AnnotationsEntry
-	nil,                                 // 131: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 132: engine.v1.NetworkSettings.NetworksEntry
-	nil,                                 // 133: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	nil,                                 // 134: engine.v1.Event.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 135: google.protobuf.Timestamp
+	(*EndpointConfig)(nil),              // 56: engine.v1.EndpointConfig
+	(*ContainerCreateResponse)(nil),     // 57: engine.v1.ContainerCreateResponse
+	(*ContainerState)(nil),              // 58: engine.v1.ContainerState
+	(*Container)(nil),                   // 59: engine.v1.Container
+	(*NetworkSettings)(nil),             // 60: engine.v1.NetworkSettings
+	(*EndpointSettings)(nil),            // 61: engine.v1.EndpointSettings
+	(*ContainerInspectRequest)(nil),     // 62: engine.v1.ContainerInspectRequest
+	(*ContainerListRequest)(nil),        // 63: engine.v1.ContainerListRequest
+	(*ContainerListResponse)(nil),       // 64: engine.v1.ContainerListResponse
+	(*ContainerStartRequest)(nil),       // 65: engine.v1.ContainerStartRequest
+	(*ContainerStartResponse)(nil),      // 66: engine.v1.ContainerStartResponse
+	(*ContainerStopRequest)(nil),        // 67: engine.v1.ContainerStopRequest
+	(*ContainerStopResponse)(nil),       // 68: engine.v1.ContainerStopResponse
+	(*ContainerRestartRequest)(nil),     // 69: engine.v1.ContainerRestartRequest
+	(*ContainerRestartResponse)(nil),    // 70: engine.v1.ContainerRestartResponse
+	(*ContainerKillRequest)(nil),        // 71: engine.v1.ContainerKillRequest
+	(*ContainerKillResponse)(nil),       // 72: engine.v1.ContainerKillResponse
+	(*ContainerPauseRequest)(nil),       // 73: engine.v1.ContainerPauseRequest
+	(*ContainerPauseResponse)(nil),      // 74: engine.v1.ContainerPauseResponse
+	(*ContainerUnpauseRequest)(nil),     // 75: engine.v1.ContainerUnpauseRequest
+	(*ContainerUnpauseResponse)(nil),    // 76: engine.v1.ContainerUnpauseResponse
+	(*ContainerRenameRequest)(nil),      // 77: engine.v1.ContainerRenameRequest
+	(*ContainerRenameResponse)(nil),     // 78: engine.v1.ContainerRenameResponse
+	(*ContainerRemoveRequest)(nil),      // 79: engine.v1.ContainerRemoveRequest
+	(*ContainerRemoveResponse)(nil),     // 80: engine.v1.ContainerRemoveResponse
+	(*ContainerPruneRequest)(nil),       // 81: engine.v1.ContainerPruneRequest
+	(*ContainerPruneResponse)(nil),      // 82: engine.v1.ContainerPruneResponse
+	(*ContainerTopRequest)(nil),         // 83: engine.v1.ContainerTopRequest
+	(*ContainerTopResponse)(nil),        // 84: engine.v1.ContainerTopResponse
+	(*TopRow)(nil),                      // 85: engine.v1.TopRow
+	(*ContainerResizeRequest)(nil),      // 86: engine.v1.ContainerResizeRequest
+	(*ContainerResizeResponse)(nil),     // 87: engine.v1.ContainerResizeResponse
+	(*ContainerWaitRequest)(nil),        // 88: engine.v1.ContainerWaitRequest
+	(*ContainerWaitResponse)(nil),       // 89: engine.v1.ContainerWaitResponse
+	(*ContainerLogsRequest)(nil),        // 90: engine.v1.ContainerLogsRequest
+	(*LogEntry)(nil),                    // 91: engine.v1.LogEntry
+	(*ContainerAttachRequest)(nil),      // 92: engine.v1.ContainerAttachRequest
+	(*ContainerAttachOptions)(nil),      // 93: engine.v1.ContainerAttachOptions
+	(*ContainerStatsRequest)(nil),       // 94: engine.v1.ContainerStatsRequest
+	(*ContainerStatsResponse)(nil),      // 95: engine.v1.ContainerStatsResponse
+	(*ContainerUpdateRequest)(nil),      // 96: engine.v1.ContainerUpdateRequest
+	(*ContainerUpdateResponse)(nil),     // 97: engine.v1.ContainerUpdateResponse
+	(*ExecConfig)(nil),                  // 98: engine.v1.ExecConfig
+	(*ContainerExecCreateRequest)(nil),  // 99: engine.v1.ContainerExecCreateRequest
+	(*ContainerExecCreateResponse)(nil), // 100: engine.v1.ContainerExecCreateResponse
+	(*ExecStartRequest)(nil),            // 101: engine.v1.ExecStartRequest
+	(*ExecStartOptions)(nil),            // 102: engine.v1.ExecStartOptions
+	(*ExecInspectRequest)(nil),          // 103: engine.v1.ExecInspectRequest
+	(*ExecInspectResponse)(nil),         // 104: engine.v1.ExecInspectResponse
+	(*ExecResizeRequest)(nil),           // 105: engine.v1.ExecResizeRequest
+	(*ExecResizeResponse)(nil),          // 106: engine.v1.ExecResizeResponse
+	(*ContainerArchiveRequest)(nil),     // 107: engine.v1.ContainerArchiveRequest
+	(*ContainerPathStat)(nil),           // 108: engine.v1.ContainerPathStat
+	(*ContainerArchivePutRequest)(nil),  // 109: engine.v1.ContainerArchivePutRequest
+	(*ContainerArchivePutOptions)(nil),  // 110: engine.v1.ContainerArchivePutOptions
+	(*ContainerArchivePutResponse)(nil), // 111: engine.v1.ContainerArchivePutResponse
+	(*ContainerExportRequest)(nil),      // 112: engine.v1.ContainerExportRequest
+	(*ContainerChangesRequest)(nil),     // 113: engine.v1.ContainerChangesRequest
+	(*ContainerChangesResponse)(nil),    // 114: engine.v1.ContainerChangesResponse
+	(*FilesystemChange)(nil),            // 115: engine.v1.FilesystemChange
+	(*SystemEventsRequest)(nil),         // 116: engine.v1.SystemEventsRequest
+	(*Event)(nil),                       // 117: engine.v1.Event
+	nil,                                 // 118: engine.v1.NetworkCreateRequest.LabelsEntry
+	nil,                                 // 119: engine.v1.NetworkCreateRequest.OptionsEntry
+	nil,                                 // 120: engine.v1.Network.LabelsEntry
+	nil,                                 // 121: engine.v1.Network.OptionsEntry
+	nil,                                 // 122: engine.v1.Network.ContainersEntry
+	nil,                                 // 123: engine.v1.Component.DetailsEntry
+	nil,                                 // 124: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 125: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 126: engine.v1.Image.LabelsEntry
+	nil,                                 // 127: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 128: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 129: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 130: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 131: engine.v1.HostConfig.AnnotationsEntry
+	nil,                                 // 132: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 133: engine.v1.NetworkSettings.NetworksEntry
+	nil,                                 // 134: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	nil,                                 // 135: engine.v1.Event.AttributesEntry
+	(*timestamppb.Timestamp)(nil),       // 136: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
 	7,   // 0: engine.v1.NetworkListResponse.networks:type_name -> engine.v1.Network
-	117, // 1: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
-	118, // 2: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
-	135, // 3: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
-	119, // 4: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
-	120, // 5: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
-	121, // 6: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
-	135, // 7: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	118, // 1: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
+	119, // 2: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
+	136, // 3: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
+	120, // 4: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
+	121, // 5: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
+	122, // 6: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
+	136, // 7: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	13,  // 8: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	122, // 9: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	123, // 9: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	16,  // 10: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	17,  // 11: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	135, // 12: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	136, // 12: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	18,  // 13: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	123, // 14: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	124, // 15: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	124, // 14: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	125, // 15: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	23,  // 16: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	135, // 17: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	125, // 18: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	135, // 19: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	136, // 17: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	126, // 18: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	136, // 19: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	29,  // 20: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	135, // 21: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	136, // 21: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	34,  // 22: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	25,  // 23: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	34,  // 24: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	21,  // 25: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	21,  // 26: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	42,  // 27: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	126, // 28: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	127, // 29: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	127, // 28: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	128, // 29: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
 	50,  // 30: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	128, // 31: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	129, // 31: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
 	49,  // 32: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
 	51,  // 33: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	129, // 34: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	130, // 34: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
 	53,  // 35: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
 	54,  // 36: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
-	130, // 37: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
+	131, // 37: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
 	48,  // 38: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
 	52,  // 39: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	135, // 40: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	135, // 41: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	135, // 42: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
-	57,  // 43: engine.v1.Container.state:type_name -> engine.v1.ContainerState
-	48,  // 44: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
-	52,  // 45: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	131, // 46: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
-	59,  // 47: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
-	132, // 48: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
-	58,  // 49: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
-	84,  // 50: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	135, // 51: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	135, // 52: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	135, // 53: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	92,  // 54: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	135, // 55: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	133, // 56: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	52,  // 57: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
-	97,  // 58: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
-	101, // 59: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
-	97,  // 60: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	135, // 61: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
-	109, // 62: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
-	114, // 63: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
-	135, // 64: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
-	135, // 65: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
-	134, // 66: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
-	8,   // 67: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
-	20,  // 68: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	19,  // 69: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	60,  // 70: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
-	9,   // 71: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	11,  // 72: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	14,  // 73: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	46,  // 74: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	115, // 75: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
-	61,  // 76: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	62,  // 77: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	55,  // 78: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	64,  // 79: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	66,  // 80: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	68,  // 81: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	70,  // 82: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	72,  // 83: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	74,  // 84: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	76,  // 85: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	78,  // 86: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	80,  // 87: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	82,  // 88: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	95,  // 89: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	85,  // 90: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	87,  // 91: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	93,  // 92: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	89,  // 93: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	91,  // 94: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	98,  // 95: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	100, // 96: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	102, // 97: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	104, // 98: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	106, // 99: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
-	106, // 100: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
-	108, // 101: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
-	111, // 102: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
-	112, // 103: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
-	26,  // 104: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	27,  // 105: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	30,  // 106: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	32,  // 107: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	35,  // 108: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	37,  // 109: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	39,  // 110: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	40,  // 111: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	41,  // 112: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	44,  // 113: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	24,  // 114: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	0,   // 115: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
-	2,   // 116: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
-	3,   // 117: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
-	5,   // 118: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
-	10,  // 119: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	12,  // 120: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	15,  // 121: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	47,  // 122: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	116, // 123: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
-	58,  // 124: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	63,  // 125: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	56,  // 126: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	65,  // 127: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	67,  // 128: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	69,  // 129: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	71,  // 130: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	73,  // 131: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	75,  // 132: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	77,  // 133: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	79,  // 134: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	81,  // 135: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	83,  // 136: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	96,  // 137: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	86,  // 138: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	88,  // 139: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	94,  // 140: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	90,  // 141: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	90,  // 142: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	99,  // 143: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	90,  // 144: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	103, // 145: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	105, // 146: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	107, // 147: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
-	24,  // 148: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
-	110, // 149: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
-	24,  // 150: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
-	113, // 151: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
-	25,  // 152: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	28,  // 153: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	31,  // 154: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	33,  // 155: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	36,  // 156: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	38,  // 157: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	22,  // 158: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	22,  // 159: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	43,  // 160: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	24,  // 161: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	45,  // 162: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	1,   // 163: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
-	7,   // 164: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
-	4,   // 165: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
-	6,   // 166: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
-	119, // [119:167] is the sub-list for method output_type
-	71,  // [71:119] is the sub-list for method input_type
-	71,  // [71:71] is the sub-list for extension type_name
-	71,  // [71:71] is the sub-list for extension extendee
-	0,   // [0:71] is the sub-list for field type_name
+	56,  // 40: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	136, // 41: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	136, // 42: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	136, // 43: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	58,  // 44: engine.v1.Container.state:type_name -> engine.v1.ContainerState
+	48,  // 45: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
+	52,  // 46: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
+	132, // 47: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	60,  // 48: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
+	133, // 49: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
+	59,  // 50: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
+	85,  // 51: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
+	136, // 52: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	136, // 53: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	136, // 54: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	93,  // 55: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
+	136, // 56: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	134, // 57: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	52,  // 58: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
+	98,  // 59: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
+	102, // 60: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
+	98,  // 61: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
+	136, // 62: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	110, // 63: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
+	115, // 64: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
+	136, // 65: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
+	136, // 66: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
+	135, // 67: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
+	8,   // 68: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
+	20,  // 69: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	19,  // 70: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	61,  // 71: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
+	9,   // 72: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	11,  // 73: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	14,  // 74: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	46,  // 75: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	116, // 76: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
+	62,  // 77: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	63,  // 78: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	55,  // 79: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	65,  // 80: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	67,  // 81: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	69,  // 82: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	71,  // 83: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	73,  // 84: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	75,  // 85: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	77,  // 86: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	79,  // 87: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	81,  // 88: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	83,  // 89: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	96,  // 90: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	86,  // 91: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	88,  // 92: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	94,  // 93: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	90,  // 94: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	92,  // 95: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	99,  // 96: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	101, // 97: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	103, // 98: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	105, // 99: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	107, // 100: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	107, // 101: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	109, // 102: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	112, // 103: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	113, // 104: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
+	26,  // 105: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	27,  // 106: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	30,  // 107: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	32,  // 108: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	35,  // 109: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	37,  // 110: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	39,  // 111: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	40,  // 112: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	41,  // 113: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	44,  // 114: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	24,  // 115: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	0,   // 116: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
+	2,   // 117: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
+	3,   // 118: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
+	5,   // 119: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
+	10,  // 120: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	12,  // 121: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	15,  // 122: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	47,  // 123: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	117, // 124: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
+	59,  // 125: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	64,  // 126: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	57,  // 127: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	66,  // 128: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	68,  // 129: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	70,  // 130: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	72,  // 131: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	74,  // 132: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	76,  // 133: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	78,  // 134: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	80,  // 135: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	82,  // 136: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	84,  // 137: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	97,  // 138: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	87,  // 139: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	89,  // 140: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	95,  // 141: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	91,  // 142: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	91,  // 143: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	100, // 144: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	91,  // 145: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	104, // 146: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	106, // 147: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	108, // 148: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	24,  // 149: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	111, // 150: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	24,  // 151: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	114, // 152: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
+	25,  // 153: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	28,  // 154: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	31,  // 155: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	33,  // 156: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	36,  // 157: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	38,  // 158: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	22,  // 159: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	22,  // 160: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	43,  // 161: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	24,  // 162: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	45,  // 163: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	1,   // 164: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
+	7,   // 165: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
+	4,   // 166: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
+	6,   // 167: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
+	120, // [120:168] is the sub-list for method output_type
+	72,  // [72:120] is the sub-list for method input_type
+	72,  // [72:72] is the sub-list for extension type_name
+	72,  // [72:72] is the sub-list for extension extendee
+	0,   // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -9167,16 +9238,16 @@ func file_engine_v1_engine_proto_init() {
 	}
 	file_engine_v1_engine_proto_msgTypes[48].OneofWrappers = []any{}
 	file_engine_v1_engine_proto_msgTypes[52].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[66].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[68].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[103].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[67].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[69].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[104].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   135,
+			NumMessages:   136,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
