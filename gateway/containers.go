@@ -29,7 +29,7 @@ import (
 )
 
 func init() {
-	registerResponse(func(_ context.Context, c *enginev1.Container) (any, error) { return containerInspect(c), nil })
+	registerResponse(func(_ context.Context, c *enginev1.Container) (any, error) { return containerInspectJSON(c), nil })
 	registerResponse(func(_ context.Context, m *enginev1.ContainerListResponse) (any, error) {
 		out := make([]container.Summary, 0, len(m.GetContainers()))
 		for _, c := range m.GetContainers() {
@@ -178,7 +178,7 @@ func containerInspect(c *enginev1.Container) container.InspectResponse {
 		ExecIDs: nil, HostConfig: hostConfig(c.GetHostConfig()),
 		GraphDriver: &storage.DriverData{Name: c.GetDriver(), Data: c.GetGraphDriverData()},
 		Mounts:      []container.MountPoint{}, Config: containerConfig(c.GetConfig()),
-		NetworkSettings: &container.NetworkSettings{},
+		NetworkSettings: networkSettings(c.GetNetworkSettings()),
 		// Sizes are there when asked for (?size=1): the root fs has at
 		// least the image's bytes.
 		SizeRw: sizeIfAsked(c, c.GetSizeRw()), SizeRootFs: sizeIfAsked(c, c.GetSizeRootFs()),
@@ -204,6 +204,7 @@ func containerSummary(c *enginev1.Container) container.Summary {
 		s.Labels = map[string]string{}
 	}
 	s.HostConfig.NetworkMode = cmp.Or(c.GetHostConfig().GetNetworkMode(), "none")
+	s.NetworkSettings = &container.NetworkSettingsSummary{Networks: networkSettings(c.GetNetworkSettings()).Networks}
 	return s
 }
 
@@ -332,6 +333,21 @@ func CreateRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 		cfg.Volumes = append(cfg.Volumes, v)
 	}
 	req := &enginev1.ContainerCreateRequest{Config: cfg, HostConfig: &enginev1.HostConfig{}}
+	if nc := cr.NetworkingConfig; nc != nil {
+		// refuseUnsupported allowed one endpoint, the network mode's.
+		for _, ep := range nc.EndpointsConfig {
+			if ep == nil {
+				continue
+			}
+			req.Endpoint = &enginev1.EndpointConfig{}
+			if ep.IPAMConfig != nil && ep.IPAMConfig.IPv4Address.IsValid() {
+				req.Endpoint.Ipv4Address = ep.IPAMConfig.IPv4Address.String()
+			}
+			if len(ep.MacAddress) > 0 {
+				req.Endpoint.MacAddress = ep.MacAddress.String()
+			}
+		}
+	}
 	if hc := cr.HostConfig; hc != nil {
 		if n := hc.RestartPolicy.MaximumRetryCount; n < math.MinInt32 || n > math.MaxInt32 {
 			return nil, fmt.Errorf("invalid RestartPolicy.MaximumRetryCount %d: out of range", n)

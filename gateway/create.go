@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"strings"
 	"time"
@@ -154,8 +155,24 @@ func refuseUnsupported(cr *container.CreateRequest, present map[string]json.RawM
 			mode = string(hc.NetworkMode)
 		}
 		for name, ep := range cr.NetworkingConfig.EndpointsConfig {
-			if name != mode || (ep != nil && !reflect.ValueOf(*ep).IsZero() && !allEmpty(reflect.ValueOf(*ep))) {
-				return fmt.Errorf("network endpoint settings (NetworkingConfig.EndpointsConfig[%q]) are not supported yet", name)
+			if name != mode {
+				return fmt.Errorf("network endpoint settings (NetworkingConfig.EndpointsConfig[%q]) for a network other than the network mode's are not supported yet", name)
+			}
+			if ep == nil {
+				continue
+			}
+			// --ip and --mac-address are applied; the rest is refused.
+			rest := *ep
+			rest.MacAddress = nil
+			if rest.IPAMConfig != nil {
+				ipam := *rest.IPAMConfig
+				ipam.IPv4Address = netip.Addr{}
+				if reflect.ValueOf(ipam).IsZero() || allEmpty(reflect.ValueOf(ipam)) {
+					rest.IPAMConfig = nil
+				}
+			}
+			if !reflect.ValueOf(rest).IsZero() && !allEmpty(reflect.ValueOf(rest)) {
+				return fmt.Errorf("network endpoint settings (NetworkingConfig.EndpointsConfig[%q]) other than IPAMConfig.IPv4Address and MacAddress are not supported yet", name)
 			}
 		}
 	}

@@ -92,6 +92,10 @@ func (h *handlers) register(mux *runtime.ServeMux) error {
 		{http.MethodPut, "/containers/{id}/archive", h.containerArchivePut},
 		{http.MethodGet, "/containers/{id}/export", h.containerExport},
 		{http.MethodGet, "/events", h.systemEvents},
+		{http.MethodPost, "/networks/create", h.networkCreate},
+		{http.MethodPost, "/networks/prune", notYet("docker network prune")},
+		{http.MethodPost, "/networks/{id}/connect", notYet("docker network connect")},
+		{http.MethodPost, "/networks/{id}/disconnect", notYet("docker network disconnect")},
 	}
 	for _, r := range routes {
 		if err := mux.HandlePath(r.method, r.path, r.fn); err != nil {

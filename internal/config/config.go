@@ -48,6 +48,17 @@ type Config struct {
 	// init-path); empty: looked up at start (docker-init, tini-static).
 	InitPath string `json:"init-path,omitempty"`
 
+	// The default bridge network, as dockerd's flags: its interface
+	// (-b), its address and prefix (--bip), the MTU, IPv4 forwarding
+	// and masquerading. NFTable is engined's nftables table (a hidden
+	// flag: tests run engineds side by side).
+	Bridge    string `json:"bridge,omitempty"`
+	BIP       string `json:"bip,omitempty"`
+	MTU       int    `json:"mtu,omitempty"`
+	IPForward *bool  `json:"ip-forward,omitempty"`
+	IPMasq    *bool  `json:"ip-masq,omitempty"`
+	NFTable   string `json:"-"`
+
 	// HTTPReadTimeout bounds the wait for a request's headers and, while
 	// a request body is read, for its next bytes; HTTPIdleTimeout closes
 	// a keep-alive connection idle between requests. Neither applies to
@@ -69,6 +80,8 @@ type Flags struct {
 	cfg        Config
 	tls        bool
 	tlsVerify  bool
+	ipForward  bool
+	ipMasq     bool
 	configFile string
 }
 
@@ -90,6 +103,11 @@ var flagKeys = map[string]string{
 	"registry-mirror":   "registry-mirrors",
 	"insecure-registry": "insecure-registries",
 	"init-path":         "init-path",
+	"bridge":            "bridge",
+	"bip":               "bip",
+	"mtu":               "mtu",
+	"ip-forward":        "ip-forward",
+	"ip-masq":           "ip-masq",
 }
 
 // Register adds engined's flags to fs.
@@ -111,6 +129,13 @@ func Register(fs *pflag.FlagSet) *Flags {
 	fs.StringArrayVar(&c.RegistryMirrors, "registry-mirror", nil, "registry mirror for docker.io (repeatable)")
 	fs.StringArrayVar(&c.InsecureRegistries, "insecure-registry", nil, "registry (host:port or CIDR) reachable over plain HTTP (repeatable)")
 	fs.StringVar(&c.InitPath, "init-path", "", "init binary for --init, run as PID 1 (default: docker-init or tini-static from PATH)")
+	fs.StringVarP(&c.Bridge, "bridge", "b", "", "interface of the default bridge network (default engined0)")
+	fs.StringVar(&c.BIP, "bip", "", "address and prefix of the default bridge (default: the first of dockerd's pools not routed on the host)")
+	fs.IntVar(&c.MTU, "mtu", 0, "MTU of the default bridge and its veths (default 1500)")
+	fs.BoolVar(&f.ipForward, "ip-forward", true, "enable net.ipv4.ip_forward")
+	fs.BoolVar(&f.ipMasq, "ip-masq", true, "masquerade traffic leaving the bridges' subnets")
+	fs.StringVar(&c.NFTable, "nft-table", "engined", "engined's nftables table (family ip)")
+	fs.MarkHidden("nft-table")
 	fs.StringVar(&f.configFile, "config-file", DefaultConfigFile, "JSON configuration file (dockerd's daemon.json keys)")
 	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", DefaultHTTPReadTimeout, "close a connection whose request headers, or the next bytes of its request body, take longer")
 	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", DefaultHTTPIdleTimeout, "close a keep-alive connection idle for longer")
@@ -128,6 +153,12 @@ func (f *Flags) Load() (*Config, error) {
 	}
 	if f.set.Changed("tlsverify") {
 		cfg.TLSVerify = &f.tlsVerify
+	}
+	if f.set.Changed("ip-forward") {
+		cfg.IPForward = &f.ipForward
+	}
+	if f.set.Changed("ip-masq") {
+		cfg.IPMasq = &f.ipMasq
 	}
 	file, err := readFile(f.configFile, f.set.Changed("config-file"))
 	if err != nil {
@@ -192,6 +223,16 @@ func (f *Flags) merge(cfg *Config, file *Config) error {
 			cfg.InsecureRegistries = file.InsecureRegistries
 		case "init-path":
 			cfg.InitPath = file.InitPath
+		case "bridge":
+			cfg.Bridge = file.Bridge
+		case "bip":
+			cfg.BIP = file.BIP
+		case "mtu":
+			cfg.MTU = file.MTU
+		case "ip-forward":
+			cfg.IPForward = file.IPForward
+		case "ip-masq":
+			cfg.IPMasq = file.IPMasq
 		default:
 			return fmt.Errorf("config file key %q has no merge rule", key)
 		}
@@ -296,3 +337,9 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
+
+// IPForwardEnabled: --ip-forward, on unless turned off.
+func (c *Config) IPForwardEnabled() bool { return c.IPForward == nil || *c.IPForward }
+
+// IPMasqEnabled: --ip-masq, on unless turned off.
+func (c *Config) IPMasqEnabled() bool { return c.IPMasq == nil || *c.IPMasq }

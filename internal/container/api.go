@@ -55,6 +55,7 @@ func (s *Service) toProto(r *Record) *enginev1.Container {
 		st.FinishedAt = timestamppb.New(r.FinishedAt)
 	}
 	c.State = st
+	c.NetworkSettings = networkSettings(r, hc)
 	return c
 }
 

@@ -128,11 +128,21 @@ func (s *Service) start(ctx context.Context, rec *Record) error {
 	if err != nil {
 		return err
 	}
-	if _, err := client.Create(ctx, &shimv1.CreateRequest{Id: rec.ID, StateDir: state, SpecPath: specPath, LogPath: s.logPath(rec.ID),
-		LogMaxSize: maxSize, LogMaxFiles: int32(maxFiles), Stdin: cfg.GetOpenStdin(), Tty: cfg.GetTty()}); err != nil {
+	created, err := client.Create(ctx, &shimv1.CreateRequest{Id: rec.ID, StateDir: state, SpecPath: specPath, LogPath: s.logPath(rec.ID),
+		LogMaxSize: maxSize, LogMaxFiles: int32(maxFiles), Stdin: cfg.GetOpenStdin(), Tty: cfg.GetTty()})
+	if err != nil {
 		client.Delete(ctx, &shimv1.DeleteRequest{})
 		client.Close()
 		return fmt.Errorf("OCI runtime create failed: %s", strings.TrimPrefix(grpcMessage(err), "start process: "))
+	}
+	// The init waits in its namespaces for Start: its network namespace
+	// gets the container's interfaces now, as dockerd does between
+	// runtime create and start.
+	if err := s.attachNetworks(ctx, rec, cfg, hc, int(created.GetPid())); err != nil {
+		client.Delete(ctx, &shimv1.DeleteRequest{})
+		client.Close()
+		s.detachNetworks(rec.ID)
+		return err
 	}
 	resp, err := client.Start(ctx, &shimv1.StartRequest{})
 	if err != nil {
@@ -555,6 +565,7 @@ func (s *Service) cleanupRun(id string, client *shimclient.Client) {
 	os.RemoveAll(filepath.Join(s.runcRoot(), id))
 	os.RemoveAll(s.stateDir(id))
 	s.unmountRootfs(id)
+	s.detachNetworks(id)
 }
 
 func (s *Service) shim(id string) *shimclient.Client {

@@ -36,6 +36,15 @@ type Record struct {
 	// StopRequested marks an exit engined asked for (docker stop), which
 	// restart policies do not restart.
 	StopRequested bool `json:"stopRequested,omitempty"`
+	// Networks are the container's endpoints by network name: with their
+	// addresses while it runs, without once it stopped. SandboxKey is its
+	// network namespace while it runs.
+	Networks   map[string]*NetworkEndpoint `json:"networks,omitempty"`
+	SandboxKey string                      `json:"sandboxKey,omitempty"`
+	// RequestedIP and RequestedMAC are --ip and --mac-address: the
+	// endpoint gets them at each start.
+	RequestedIP  string `json:"requestedIP,omitempty"`
+	RequestedMAC string `json:"requestedMAC,omitempty"`
 }
 
 func (r *Record) config() (*enginev1.ContainerConfig, error) {

@@ -52,6 +52,7 @@ func (s *Service) Restore(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	s.reconcileNetworks(ctx)
 }
 
 // reconnect watches a running container's shim again, or records the

@@ -5,6 +5,7 @@
 package container
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -47,6 +48,9 @@ type Config struct {
 	// InitPath is the init binary --init mounts into the container and
 	// runs as PID 1; empty: --init is refused.
 	InitPath string
+	// Networks attaches containers whose network mode is bridge; nil:
+	// such containers cannot start.
+	Networks Networks
 }
 
 // Service manages containers.
@@ -256,6 +260,9 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 			}
 		}
 	}
+	if err := s.checkNetwork(ctx, hc); err != nil {
+		return nil, err
+	}
 	id, generated := rec.ID, req.GetName() == ""
 	if err := os.MkdirAll(s.containerDir(id), 0o710); err != nil {
 		return nil, err
@@ -356,8 +363,12 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 	if err != nil {
 		return nil, err
 	}
-	return &Record{ID: id, Name: name, Created: time.Now().UTC(), Image: cfg.GetImage(), ImageID: imageID,
-		Path: argv[0], Args: argv[1:], Config: cfgJSON, HostConfig: hcJSON, Status: "created"}, nil
+	rec := &Record{ID: id, Name: name, Created: time.Now().UTC(), Image: cfg.GetImage(), ImageID: imageID,
+		Path: argv[0], Args: argv[1:], Config: cfgJSON, HostConfig: hcJSON, Status: "created"}
+	if err := endpointRequest(rec, hc, req.GetEndpoint()); err != nil {
+		return nil, err
+	}
+	return rec, nil
 }
 
 func familiarTagged(ref string) string {
@@ -376,22 +387,9 @@ func (s *Service) writeHostFiles(rec *Record, cfg *enginev1.ContainerConfig, hc 
 	dir := s.containerDir(rec.ID)
 	host := cfg.GetHostname()
 	hostNet := hc.GetNetworkMode() == "host"
-	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-	if hostNet {
-		if b, err := os.ReadFile("/etc/hosts"); err == nil {
-			hosts = string(b)
-			if hosts != "" && !strings.HasSuffix(hosts, "\n") {
-				hosts += "\n"
-			}
-		}
-	}
-	extra, err := extraHosts(hc.GetExtraHosts())
+	hosts, err := hostsFile(host, hostNet, hc.GetExtraHosts(), "")
 	if err != nil {
 		return err
-	}
-	hosts += extra
-	if !hostNet {
-		hosts += "127.0.1.1\t" + host + "\n"
 	}
 	resolv, err := os.ReadFile("/etc/resolv.conf")
 	if err != nil {
@@ -411,6 +409,30 @@ func (s *Service) writeHostFiles(rec *Record, cfg *enginev1.ContainerConfig, hc 
 		return err
 	}
 	return f.Close()
+}
+
+// hostsFile is a container's /etc/hosts: the host's with the host's
+// network, else the localhost lines and the container's own name on
+// ownIP (127.0.1.1 until it has an address); then the extra hosts.
+func hostsFile(host string, hostNet bool, extra []string, ownIP string) (string, error) {
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+	if hostNet {
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts = string(b)
+			if hosts != "" && !strings.HasSuffix(hosts, "\n") {
+				hosts += "\n"
+			}
+		}
+	}
+	added, err := extraHosts(extra)
+	if err != nil {
+		return "", err
+	}
+	hosts += added
+	if !hostNet {
+		hosts += cmp.Or(ownIP, "127.0.1.1") + "\t" + host + "\n"
+	}
+	return hosts, nil
 }
 
 func newID() string {

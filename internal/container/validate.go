@@ -50,14 +50,16 @@ func validateConfig(cfg *enginev1.ContainerConfig) error {
 	return nil
 }
 
+// validNetworkMode: none, host, bridge or a network's name or ID.
+var validNetworkMode = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
 // normalizeHostConfig fills in the modes engined applies when none is
 // asked for, as dockerd records them, so inspect shows what runs.
 func normalizeHostConfig(hc *enginev1.HostConfig) {
 	switch hc.GetNetworkMode() {
-	case "", "default", "bridge":
-		// No networking yet: the container gets its own network
-		// namespace with loopback only, which is Docker's "none".
-		hc.NetworkMode = "none"
+	case "", "default":
+		// dockerd records the default network by its name.
+		hc.NetworkMode = "bridge"
 	}
 	if hc.GetIpcMode() == "" {
 		hc.IpcMode = "private"
@@ -104,9 +106,10 @@ func validateHostConfig(hc *enginev1.HostConfig) error {
 		return invalid("Invalid value %d, range for oom score adj is [-1000, 1000]", v)
 	}
 	switch m := hc.GetNetworkMode(); {
-	case m == "none", m == "host":
-	default:
-		return invalid("network mode %q (HostConfig.NetworkMode) is not supported yet: engined runs containers with --network none (the default) or host", m)
+	case strings.HasPrefix(m, "container:"):
+		return invalid("network mode %q (HostConfig.NetworkMode) is not supported yet: engined runs containers on bridge networks, with --network none or host", m)
+	case !validNetworkMode.MatchString(m):
+		return invalid("invalid network mode %q (HostConfig.NetworkMode)", m)
 	}
 	if m := hc.GetIpcMode(); !validNamespaceMode(m, "none", "private", "shareable", "host") {
 		return invalid("invalid IPC mode: %v", m)

@@ -38,6 +38,7 @@ import (
 	"github.com/engined/engined/internal/image"
 	"github.com/engined/engined/internal/limits"
 	"github.com/engined/engined/internal/listener"
+	"github.com/engined/engined/internal/network"
 	"github.com/engined/engined/internal/pidfile"
 	"github.com/engined/engined/internal/shimclient"
 	"github.com/engined/engined/internal/store"
@@ -62,6 +63,7 @@ type engine struct {
 	*imageService
 	*containerService
 	*eventsService
+	*networkService
 }
 
 // Aliases name the embedded fields: every concern calls its type Service.
@@ -70,6 +72,7 @@ type (
 	imageService     = image.Service
 	containerService = container.Service
 	eventsService    = events.Bus
+	networkService   = network.Manager
 )
 
 type unimplemented struct {
@@ -149,9 +152,18 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 	defer shims.Close()
 	initPath := findInit(cfg.InitPath, log)
+	nets, err := network.New(ctx, network.Config{
+		Store: st, Logger: log, Bridge: cfg.Bridge, BIP: cfg.BIP, MTU: cfg.MTU,
+		IPForward: cfg.IPForwardEnabled(), IPMasq: cfg.IPMasqEnabled(), Table: cfg.NFTable,
+		ContainerName: func(id string) string { return containers.Name(id) }, Events: bus,
+	})
+	if err != nil {
+		closeAll(listeners)
+		return fmt.Errorf("networks: %w", err)
+	}
 	containers, err = container.New(container.Config{
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, Shims: shims, Store: st, Images: images, Logger: log, Events: bus,
-		InitPath: initPath,
+		InitPath: initPath, Networks: containerNetworks{nets},
 	})
 	if err != nil {
 		closeAll(listeners)
@@ -183,7 +195,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		grpc.ChainUnaryInterceptor(unaryErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
 		grpc.ChainStreamInterceptor(streamErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
 	)
-	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus})
+	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus, networkService: nets})
 
 	// The gateway reaches the Engine service in-process; streaming methods
 	// need a real client connection, so it is a buffered in-memory pipe.

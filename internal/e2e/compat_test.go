@@ -472,8 +472,8 @@ func TestServerClosesIdleAndSlowConnections(t *testing.T) {
 func TestInfoPluginsAndRuntimeVersions(t *testing.T) {
 	e := startEngined(t)
 	out := mustDocker(t, e.Host, "info")
-	mustContain(t, "docker info", out, "Log: json-file\n", "runc version: v1.", "containerd version: ")
-	for _, lie := range []string{"Volume: local", "Network: bridge", "Log: json-file none"} {
+	mustContain(t, "docker info", out, "Log: json-file\n", "Network: bridge host null\n", "runc version: v1.", "containerd version: ")
+	for _, lie := range []string{"Volume: local", "Log: json-file none"} {
 		if strings.Contains(out, lie) {
 			t.Errorf("docker info claims %q:\n%s", lie, out)
 		}

@@ -75,9 +75,9 @@ func TestCreateNothingIgnored(t *testing.T) {
 		{name: "Shell", config: `"Shell":["/bin/sh","-c"]`, refused: "Config.Shell"},
 		{name: "ArgsEscaped", config: `"ArgsEscaped":true`, refused: "Config.ArgsEscaped"},
 		// HostConfig
-		{name: "NetworkMode bridge", host: `"NetworkMode":"bridge"`, shown: "HostConfig.NetworkMode", want: `"none"`},
+		{name: "NetworkMode bridge", host: `"NetworkMode":"bridge"`, shown: "HostConfig.NetworkMode", want: `"bridge"`},
 		{name: "NetworkMode host", host: `"NetworkMode":"host"`, shown: "HostConfig.NetworkMode", want: `"host"`},
-		{name: "NetworkMode named", host: `"NetworkMode":"mynet"`, refused: "HostConfig.NetworkMode"},
+		{name: "NetworkMode default", host: `"NetworkMode":"default"`, shown: "HostConfig.NetworkMode", want: `"bridge"`},
 		{name: "NetworkMode container", host: `"NetworkMode":"container:x"`, refused: "HostConfig.NetworkMode"},
 		{name: "PortBindings", host: `"PortBindings":{"80/tcp":[{"HostPort":"8080"}]}`, refused: "port publishing (HostConfig.PortBindings) is not supported yet"},
 		{name: "PublishAllPorts", host: `"PublishAllPorts":true`, refused: "HostConfig.PublishAllPorts"},
@@ -132,7 +132,7 @@ func TestCreateNothingIgnored(t *testing.T) {
 		{name: "IOMaximumIOps", host: `"IOMaximumIOps":1`, refused: "HostConfig.IOMaximumIOps"},
 		// NetworkingConfig
 		{name: "EndpointsConfig", network: `{"EndpointsConfig":{"mynet":{"Aliases":["a"]}}}`, refused: "NetworkingConfig.EndpointsConfig"},
-		{name: "EndpointsConfig default", network: `{"EndpointsConfig":{"default":{"Aliases":null}}}`, shown: "HostConfig.NetworkMode", want: `"none"`},
+		{name: "EndpointsConfig default", network: `{"EndpointsConfig":{"default":{"Aliases":null}}}`, shown: "HostConfig.NetworkMode", want: `"bridge"`},
 	}
 	for _, c := range cases {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {

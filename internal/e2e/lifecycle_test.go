@@ -120,8 +120,8 @@ func TestSocketActivation(t *testing.T) {
 	sock := filepath.Join(execRoot, "activated.sock")
 	e := &engined{t: t, DataRoot: dataRoot, ExecRoot: execRoot, Sock: sock, Host: "unix://" + sock}
 	e.out = &lockedBuffer{}
-	e.cmd = exec.Command("systemd-socket-activate", "-l", sock, filepath.Join(binDir, "engined"),
-		"-H", "fd://", "--data-root", dataRoot, "--exec-root", execRoot, "--config-file", filepath.Join(execRoot, "none.json"))
+	e.cmd = exec.Command("systemd-socket-activate", withTestNet(t, filepath.Dir(dataRoot), []string{"-l", sock, filepath.Join(binDir, "engined"),
+		"-H", "fd://", "--data-root", dataRoot, "--exec-root", execRoot, "--config-file", filepath.Join(execRoot, "none.json")})...)
 	os.WriteFile(filepath.Join(execRoot, "none.json"), []byte("{}"), 0o644)
 	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
 	if err := e.cmd.Start(); err != nil {

@@ -129,6 +129,7 @@ func startEnginedWrapped(t *testing.T, wrap []string, dataRoot, execRoot string,
 func (e *engined) start(args []string) {
 	e.t.Helper()
 	e.out = &lockedBuffer{}
+	args = withTestNet(e.t, filepath.Dir(e.DataRoot), args)
 	e.cmd = exec.Command(filepath.Join(binDir, "engined"), args...)
 	if len(e.wrap) > 0 {
 		e.cmd = exec.Command(e.wrap[0], append(append(e.wrap[1:len(e.wrap):len(e.wrap)], e.cmd.Path), args...)...)

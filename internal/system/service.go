@@ -127,7 +127,7 @@ func (s *Service) SystemInfo(ctx context.Context, _ *enginev1.SystemInfoRequest)
 		Driver:             "overlay2",
 		DriverStatus:       driverStatus(s.cfg.DataRoot),
 		DockerRootDir:      s.cfg.DataRoot,
-		Plugins:            &enginev1.PluginsInfo{Log: []string{"json-file"}},
+		Plugins:            &enginev1.PluginsInfo{Log: []string{"json-file"}, Network: []string{"bridge", "host", "null"}},
 		MemoryLimit:        host.MemoryLimit,
 		SwapLimit:          host.SwapLimit,
 		CpuCfsPeriod:       host.CPUCfsPeriod,

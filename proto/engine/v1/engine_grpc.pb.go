@@ -85,6 +85,10 @@ const (
 	Engine_ImageImport_FullMethodName          = "/engine.v1.Engine/ImageImport"
 	Engine_ImageSave_FullMethodName            = "/engine.v1.Engine/ImageSave"
 	Engine_ImageLoad_FullMethodName            = "/engine.v1.Engine/ImageLoad"
+	Engine_NetworkList_FullMethodName          = "/engine.v1.Engine/NetworkList"
+	Engine_NetworkInspect_FullMethodName       = "/engine.v1.Engine/NetworkInspect"
+	Engine_NetworkCreate_FullMethodName        = "/engine.v1.Engine/NetworkCreate"
+	Engine_NetworkRemove_FullMethodName        = "/engine.v1.Engine/NetworkRemove"
 )
 
 // EngineClient is the client API for Engine service.
@@ -184,6 +188,12 @@ type EngineClient interface {
 	// ImageLoad reads `docker save` tarballs and OCI layouts. REST:
 	// POST /images/load.
 	ImageLoad(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Chunk, ImageLoadResponse], error)
+	// Networks. REST's POST /networks/create is a hand-written handler
+	// (Docker's body is checked field by field, nothing is ignored).
+	NetworkList(ctx context.Context, in *NetworkListRequest, opts ...grpc.CallOption) (*NetworkListResponse, error)
+	NetworkInspect(ctx context.Context, in *NetworkInspectRequest, opts ...grpc.CallOption) (*Network, error)
+	NetworkCreate(ctx context.Context, in *NetworkCreateRequest, opts ...grpc.CallOption) (*NetworkCreateResponse, error)
+	NetworkRemove(ctx context.Context, in *NetworkRemoveRequest, opts ...grpc.CallOption) (*NetworkRemoveResponse, error)
 }
 
 type engineClient struct {
@@ -730,6 +740,46 @@ func (c *engineClient) ImageLoad(ctx context.Context, opts ...grpc.CallOption) (
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Engine_ImageLoadClient = grpc.ClientStreamingClient[Chunk, ImageLoadResponse]
 
+func (c *engineClient) NetworkList(ctx context.Context, in *NetworkListRequest, opts ...grpc.CallOption) (*NetworkListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NetworkListResponse)
+	err := c.cc.Invoke(ctx, Engine_NetworkList_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) NetworkInspect(ctx context.Context, in *NetworkInspectRequest, opts ...grpc.CallOption) (*Network, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Network)
+	err := c.cc.Invoke(ctx, Engine_NetworkInspect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) NetworkCreate(ctx context.Context, in *NetworkCreateRequest, opts ...grpc.CallOption) (*NetworkCreateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NetworkCreateResponse)
+	err := c.cc.Invoke(ctx, Engine_NetworkCreate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) NetworkRemove(ctx context.Context, in *NetworkRemoveRequest, opts ...grpc.CallOption) (*NetworkRemoveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NetworkRemoveResponse)
+	err := c.cc.Invoke(ctx, Engine_NetworkRemove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EngineServer is the server API for Engine service.
 // All implementations must embed UnimplementedEngineServer
 // for forward compatibility.
@@ -827,6 +877,12 @@ type EngineServer interface {
 	// ImageLoad reads `docker save` tarballs and OCI layouts. REST:
 	// POST /images/load.
 	ImageLoad(grpc.ClientStreamingServer[Chunk, ImageLoadResponse]) error
+	// Networks. REST's POST /networks/create is a hand-written handler
+	// (Docker's body is checked field by field, nothing is ignored).
+	NetworkList(context.Context, *NetworkListRequest) (*NetworkListResponse, error)
+	NetworkInspect(context.Context, *NetworkInspectRequest) (*Network, error)
+	NetworkCreate(context.Context, *NetworkCreateRequest) (*NetworkCreateResponse, error)
+	NetworkRemove(context.Context, *NetworkRemoveRequest) (*NetworkRemoveResponse, error)
 	mustEmbedUnimplementedEngineServer()
 }
 
@@ -968,6 +1024,18 @@ func (UnimplementedEngineServer) ImageSave(*ImageSaveRequest, grpc.ServerStreami
 }
 func (UnimplementedEngineServer) ImageLoad(grpc.ClientStreamingServer[Chunk, ImageLoadResponse]) error {
 	return status.Error(codes.Unimplemented, "method ImageLoad not implemented")
+}
+func (UnimplementedEngineServer) NetworkList(context.Context, *NetworkListRequest) (*NetworkListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NetworkList not implemented")
+}
+func (UnimplementedEngineServer) NetworkInspect(context.Context, *NetworkInspectRequest) (*Network, error) {
+	return nil, status.Error(codes.Unimplemented, "method NetworkInspect not implemented")
+}
+func (UnimplementedEngineServer) NetworkCreate(context.Context, *NetworkCreateRequest) (*NetworkCreateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NetworkCreate not implemented")
+}
+func (UnimplementedEngineServer) NetworkRemove(context.Context, *NetworkRemoveRequest) (*NetworkRemoveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NetworkRemove not implemented")
 }
 func (UnimplementedEngineServer) mustEmbedUnimplementedEngineServer() {}
 func (UnimplementedEngineServer) testEmbeddedByValue()                {}
@@ -1664,6 +1732,78 @@ func _Engine_ImageLoad_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Engine_ImageLoadServer = grpc.ClientStreamingServer[Chunk, ImageLoadResponse]
 
+func _Engine_NetworkList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NetworkListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).NetworkList(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_NetworkList_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).NetworkList(ctx, req.(*NetworkListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_NetworkInspect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NetworkInspectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).NetworkInspect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_NetworkInspect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).NetworkInspect(ctx, req.(*NetworkInspectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_NetworkCreate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NetworkCreateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).NetworkCreate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_NetworkCreate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).NetworkCreate(ctx, req.(*NetworkCreateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_NetworkRemove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NetworkRemoveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).NetworkRemove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_NetworkRemove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).NetworkRemove(ctx, req.(*NetworkRemoveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Engine_ServiceDesc is the grpc.ServiceDesc for Engine service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1790,6 +1930,22 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ImagePrune",
 			Handler:    _Engine_ImagePrune_Handler,
+		},
+		{
+			MethodName: "NetworkList",
+			Handler:    _Engine_NetworkList_Handler,
+		},
+		{
+			MethodName: "NetworkInspect",
+			Handler:    _Engine_NetworkInspect_Handler,
+		},
+		{
+			MethodName: "NetworkCreate",
+			Handler:    _Engine_NetworkCreate_Handler,
+		},
+		{
+			MethodName: "NetworkRemove",
+			Handler:    _Engine_NetworkRemove_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

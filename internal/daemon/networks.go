@@ -1,0 +1,33 @@
+package daemon
+
+import (
+	"context"
+
+	"github.com/engined/engined/internal/container"
+	"github.com/engined/engined/internal/network"
+)
+
+// containerNetworks serves the container service's Networks interface
+// from the network manager.
+type containerNetworks struct{ m *network.Manager }
+
+func (n containerNetworks) Attach(ctx context.Context, containerID, netnsPath string, req container.NetworkAttach) (*container.NetworkEndpoint, error) {
+	ep, err := n.m.Attach(ctx, containerID, netnsPath, network.AttachRequest{Network: req.Network, IPv4Address: req.IPv4Address, MacAddress: req.MacAddress})
+	if err != nil {
+		return nil, err
+	}
+	return &container.NetworkEndpoint{NetworkName: ep.NetworkName, NetworkID: ep.NetworkID, EndpointID: ep.ID,
+		IPAddress: ep.IPAddress, IPPrefixLen: ep.IPPrefixLen, Gateway: ep.Gateway, MacAddress: ep.MacAddress}, nil
+}
+
+func (n containerNetworks) AttachedContainers(ctx context.Context) ([]string, error) {
+	return n.m.AttachedContainers(ctx)
+}
+
+func (n containerNetworks) Lookup(ctx context.Context, ref string) (string, error) {
+	return n.m.Lookup(ref)
+}
+
+func (n containerNetworks) Detach(ctx context.Context, containerID string) error {
+	return n.m.Detach(ctx, containerID)
+}

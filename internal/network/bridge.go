@@ -1,0 +1,214 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// ensureBridge makes the network's bridge exist, up, with the gateway
+// address (an existing bridge of that name is reused).
+func ensureBridge(n *Network, mtu int) error {
+	subnet, err := netip.ParsePrefix(n.Subnet)
+	if err != nil {
+		return err
+	}
+	gw, err := netip.ParseAddr(n.Gateway)
+	if err != nil {
+		return err
+	}
+	link, err := netlink.LinkByName(n.Bridge)
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name, attrs.MTU = n.Bridge, mtu
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("create bridge: %w", err)
+		}
+		link, err = netlink.LinkByName(n.Bridge)
+	}
+	if err != nil {
+		return err
+	}
+	if _, ok := link.(*netlink.Bridge); !ok {
+		return fmt.Errorf("%s exists and is not a bridge (%s)", n.Bridge, link.Type())
+	}
+	want := &netlink.Addr{IPNet: &net.IPNet{IP: gw.AsSlice(), Mask: net.CIDRMask(subnet.Bits(), 32)}}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	have := false
+	for _, a := range addrs {
+		// Other addresses stay: -b may name a bridge engined did not make.
+		have = have || a.IPNet.String() == want.IPNet.String()
+	}
+	if !have {
+		if err := netlink.AddrAdd(link, want); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("address %s: %w", want.IPNet, err)
+		}
+	}
+	return netlink.LinkSetUp(link)
+}
+
+// plugVeth creates the endpoint's veth pair with the container end in
+// the namespace at netnsPath, where it becomes eth0 with the endpoint's
+// address and MAC and a default route through the gateway.
+func plugVeth(n *Network, ep *Endpoint, netnsPath string, mtu int) (err error) {
+	br, err := netlink.LinkByName(n.Bridge)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", n.Bridge, err)
+	}
+	mac, err := net.ParseMAC(ep.MacAddress)
+	if err != nil {
+		return err
+	}
+	ns, err := netns.GetFromPath(netnsPath)
+	if err != nil {
+		return fmt.Errorf("container network namespace: %w", err)
+	}
+	defer ns.Close()
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name, attrs.MTU, attrs.MasterIndex = ep.HostVeth, mtu, br.Attrs().Index
+	// The peer is made in the container's namespace under a temporary
+	// name (eth0 may not be free on the host) and renamed there.
+	peer := "tmp" + ep.ID[:8]
+	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: peer, PeerHardwareAddr: mac, PeerNamespace: netlink.NsFd(int(ns)), PeerMTU: uint32(mtu)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("create veth %s: %w", ep.HostVeth, err)
+	}
+	defer func() {
+		if err != nil {
+			deleteLink(ep.HostVeth)
+		}
+	}()
+	host, err := netlink.LinkByName(ep.HostVeth)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return err
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	in, err := h.LinkByName(peer)
+	if err != nil {
+		return fmt.Errorf("veth in the container: %w", err)
+	}
+	if err := h.LinkSetName(in, "eth0"); err != nil {
+		return fmt.Errorf("rename to eth0: %w", err)
+	}
+	ip, err := netip.ParseAddr(ep.IPAddress)
+	if err != nil {
+		return err
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(ep.IPPrefixLen, 32)}}
+	if err := h.AddrAdd(in, addr); err != nil {
+		return fmt.Errorf("address %s: %w", addr.IPNet, err)
+	}
+	if err := h.LinkSetUp(in); err != nil {
+		return err
+	}
+	if lo, err := h.LinkByName("lo"); err == nil {
+		h.LinkSetUp(lo)
+	}
+	if n.Internal {
+		return nil // no way out: no default route
+	}
+	gw, err := netip.ParseAddr(ep.Gateway)
+	if err != nil {
+		return err
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: in.Attrs().Index, Gw: gw.AsSlice(), Scope: netlink.SCOPE_UNIVERSE}); err != nil {
+		return fmt.Errorf("default route via %s: %w", gw, err)
+	}
+	return nil
+}
+
+func linkExists(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
+}
+
+// deleteLink removes a link; one that does not exist is not an error.
+func deleteLink(name string) error {
+	link, err := netlink.LinkByName(name)
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
+}
+
+// bridgePorts names the veths enslaved to a bridge.
+func bridgePorts(bridge string) []string {
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return nil
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index && l.Type() == "veth" {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
+}
+
+// routedPrefixes are the IPv4 destinations the host routes, other than
+// through except (a bridge of engined's own) and the default route.
+func routedPrefixes(except string) ([]netip.Prefix, error) {
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	skip := -1
+	if l, err := netlink.LinkByName(except); err == nil {
+		skip = l.Attrs().Index
+	}
+	var out []netip.Prefix
+	for _, r := range routes {
+		if r.Dst == nil || r.LinkIndex == skip {
+			continue
+		}
+		ones, _ := r.Dst.Mask.Size()
+		if ones == 0 {
+			continue
+		}
+		if a, ok := netip.AddrFromSlice(r.Dst.IP.To4()); ok {
+			out = append(out, netip.PrefixFrom(a, ones).Masked())
+		}
+	}
+	return out, nil
+}
+
+// bridgeSubnet is the IPv4 address (with prefix) an existing bridge has.
+func bridgeSubnet(bridge string) (netip.Prefix, bool) {
+	l, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	if err != nil || len(addrs) == 0 {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(addrs[0].IP.To4())
+	ones, _ := addrs[0].Mask.Size()
+	return netip.PrefixFrom(a, ones), ok
+}

@@ -1,0 +1,522 @@
+// Package network is engined's container networking: networks and their
+// IP address management (state in bbolt, restored at start), the bridge
+// driver (a Linux bridge per network, a veth pair per endpoint, through
+// netlink) and the firewall (nftables, in engined's own table, through
+// knftables). The container service uses it through an interface of its
+// own; nothing else in engined touches links or rules.
+package network
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/events"
+	"github.com/engined/engined/internal/store"
+)
+
+// Config is the default bridge's settings (dockerd's -b, --bip, --mtu,
+// --ip-forward, --ip-masq) and where state goes.
+type Config struct {
+	Store  *store.Store
+	Logger *slog.Logger
+	// Bridge is the default bridge network's interface (dockerd's -b);
+	// empty: DefaultBridge.
+	Bridge string
+	// BIP is the bridge's address with its prefix (e.g. 172.30.0.1/16);
+	// empty: the first default pool subnet not routed on the host.
+	BIP string
+	// MTU of the bridge and veths; 0: 1500.
+	MTU int
+	// IPForward sets net.ipv4.ip_forward=1 at start, as dockerd does.
+	IPForward bool
+	// IPMasq masquerades traffic leaving each bridge's subnet.
+	IPMasq bool
+	// Table is engined's nftables table (family ip); empty: DefaultTable.
+	Table string
+	// ContainerName names a container for network inspect; nil: none.
+	ContainerName func(id string) string
+	// Events, if set, receives network events (create, destroy,
+	// connect, disconnect), as dockerd's.
+	Events *events.Bus
+}
+
+// Defaults that do not collide with a dockerd on the same host.
+const (
+	DefaultBridge = "engined0"
+	DefaultTable  = "engined"
+	// BridgeNetwork is the predefined network's name.
+	BridgeNetwork = "bridge"
+)
+
+// Network is a network as stored.
+type Network struct {
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Driver   string            `json:"driver"`
+	Bridge   string            `json:"bridge"`
+	Subnet   string            `json:"subnet"`
+	Gateway  string            `json:"gateway"`
+	Created  time.Time         `json:"created"`
+	Internal bool              `json:"internal,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Options  map[string]string `json:"options,omitempty"`
+}
+
+// Endpoint is a container's attachment to a network, as stored.
+type Endpoint struct {
+	ID          string `json:"id"`
+	ContainerID string `json:"container_id"`
+	NetworkID   string `json:"network_id"`
+	NetworkName string `json:"network_name"`
+	IPAddress   string `json:"ip"`
+	IPPrefixLen int    `json:"prefix_len"`
+	Gateway     string `json:"gateway"`
+	MacAddress  string `json:"mac"`
+	HostVeth    string `json:"host_veth"`
+}
+
+// AttachRequest says what a container asks of a network.
+type AttachRequest struct {
+	Network     string // name or ID; "", "default": the bridge network
+	IPv4Address string // "": the first free address
+	MacAddress  string // "": random, locally administered
+}
+
+// Manager owns networks, endpoints, links and rules.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+	fw  *firewall
+	mu  sync.Mutex // attach, detach and network changes, one at a time
+}
+
+// Store keys in store.BucketNetworks.
+const (
+	keyNetwork  = "n/" // n/<network id>
+	keyEndpoint = "e/" // e/<container id>/<network id>
+)
+
+// New loads the stored networks, creates the default bridge network if
+// there is none, sets up every network's bridge and engined's rules.
+func New(ctx context.Context, cfg Config) (*Manager, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Bridge = cmpOr(cfg.Bridge, DefaultBridge)
+	cfg.Table = cmpOr(cfg.Table, DefaultTable)
+	if cfg.MTU == 0 {
+		cfg.MTU = 1500
+	}
+	if len(cfg.Bridge) > 15 {
+		return nil, fmt.Errorf("bridge name %q: longer than 15 characters", cfg.Bridge)
+	}
+	fw, err := newFirewall(cfg.Table, cfg.IPMasq)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	m := &Manager{cfg: cfg, log: cfg.Logger, fw: fw}
+	if err := m.ensureDefault(); err != nil {
+		return nil, err
+	}
+	nets, err := m.bridges()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nets {
+		if err := ensureBridge(n, cfg.MTU); err != nil {
+			return nil, fmt.Errorf("network %s: bridge %s: %w", n.Name, n.Bridge, err)
+		}
+	}
+	if err := m.removeStrayVeths(nets); err != nil {
+		return nil, err
+	}
+	if err := m.fw.sync(ctx, nets); err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	if cfg.IPForward {
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
+			m.log.Warn("enable IPv4 forwarding", "err", err)
+		}
+	}
+	return m, nil
+}
+
+// ensureDefault stores the predefined bridge network, following -b and
+// --bip when given, keeping the stored subnet otherwise.
+func (m *Manager) ensureDefault() error {
+	return m.cfg.Store.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(store.BucketNetworks)
+		nets, err := networksIn(b)
+		if err != nil {
+			return err
+		}
+		var def *Network
+		var taken []netip.Prefix
+		for _, n := range nets {
+			if n.Name == BridgeNetwork {
+				def = n
+				continue
+			}
+			if n.Subnet == "" {
+				continue
+			}
+			if p, err := netip.ParsePrefix(n.Subnet); err == nil {
+				taken = append(taken, p)
+			}
+		}
+		for _, p := range []struct{ name, driver string }{{"host", "host"}, {"none", "null"}} {
+			if !slices.ContainsFunc(nets, func(n *Network) bool { return n.Name == p.name }) {
+				if err := putJSON(b, keyNetwork+newIDFor(p.name), &Network{ID: newIDFor(p.name), Name: p.name, Driver: p.driver,
+					Created: time.Now().UTC(), Options: map[string]string{}}); err != nil {
+					return err
+				}
+			}
+		}
+		if def == nil {
+			def = &Network{ID: newID(), Name: BridgeNetwork, Driver: "bridge", Created: time.Now().UTC(),
+				Options: map[string]string{"com.docker.network.bridge.default_bridge": "true"}}
+		}
+		changed := def.Bridge != m.cfg.Bridge
+		def.Bridge = m.cfg.Bridge
+		def.Options["com.docker.network.bridge.name"] = m.cfg.Bridge
+		switch {
+		case m.cfg.BIP != "":
+			gw, err := netip.ParsePrefix(m.cfg.BIP)
+			if err != nil || !gw.Addr().Is4() {
+				return errdefs.InvalidArgument(fmt.Errorf("--bip %q: not an IPv4 address with a prefix length", m.cfg.BIP))
+			}
+			if def.Subnet != gw.Masked().String() || def.Gateway != gw.Addr().String() {
+				def.Subnet, def.Gateway, changed = gw.Masked().String(), gw.Addr().String(), true
+			}
+		case def.Subnet == "" || changed:
+			// A new bridge: its subnet is one nothing on the host routes
+			// yet (an existing bridge of this name keeps its own).
+			routed, err := routedPrefixes(def.Bridge)
+			if err != nil {
+				return err
+			}
+			if cur, ok := bridgeSubnet(def.Bridge); ok {
+				def.Subnet, def.Gateway = cur.Masked().String(), cur.Addr().String()
+			} else {
+				p, err := pickSubnet(append(taken, routed...))
+				if err != nil {
+					return err
+				}
+				def.Subnet, def.Gateway = p.String(), gatewayOf(p).String()
+			}
+			changed = true
+		}
+		if !changed {
+			return nil
+		}
+		return putJSON(b, keyNetwork+def.ID, def)
+	})
+}
+
+// Networks lists the stored networks.
+func (m *Manager) networks() ([]*Network, error) {
+	var out []*Network
+	err := m.cfg.Store.View(func(tx *bolt.Tx) error {
+		var err error
+		out, err = networksIn(tx.Bucket(store.BucketNetworks))
+		return err
+	})
+	return out, err
+}
+
+// bridges are the networks of the bridge driver.
+func (m *Manager) bridges() ([]*Network, error) {
+	nets, err := m.networks()
+	return slices.DeleteFunc(nets, func(n *Network) bool { return n.Driver != "bridge" }), err
+}
+
+// DefaultNetwork is the predefined bridge network.
+func (m *Manager) DefaultNetwork() (*Network, error) {
+	return m.network(BridgeNetwork)
+}
+
+func (m *Manager) network(ref string) (*Network, error) {
+	if ref == "" || ref == "default" {
+		ref = BridgeNetwork
+	}
+	nets, err := m.networks()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nets {
+		if n.Name == ref || n.ID == ref {
+			return n, nil
+		}
+	}
+	for _, n := range nets {
+		if strings.HasPrefix(n.ID, ref) {
+			return n, nil
+		}
+	}
+	return nil, errdefs.NotFound(fmt.Errorf("network %s not found", ref))
+}
+
+// Attach connects the container whose network namespace is netnsPath to
+// a network: an address (the first free one), a veth pair with its
+// container end as eth0, the default route through the gateway.
+func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req AttachRequest) (*Endpoint, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.network(req.Network)
+	if err != nil {
+		return nil, err
+	}
+	if n.Driver != "bridge" {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("network %s: containers join it with --network %s, not as an endpoint", n.Name, n.Name))
+	}
+	subnet, err := netip.ParsePrefix(n.Subnet)
+	if err != nil {
+		return nil, fmt.Errorf("network %s: subnet %q: %w", n.Name, n.Subnet, err)
+	}
+	gw, _ := netip.ParseAddr(n.Gateway)
+	mac := req.MacAddress
+	if mac == "" {
+		mac = randomMAC().String()
+	} else if _, err := net.ParseMAC(mac); err != nil {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("invalid MAC address %q", mac))
+	}
+	epID := newID()
+	ep := &Endpoint{ID: epID, ContainerID: containerID, NetworkID: n.ID, NetworkName: n.Name, IPPrefixLen: subnet.Bits(),
+		Gateway: n.Gateway, MacAddress: mac, HostVeth: "veth" + epID[:7]}
+	key := keyEndpoint + containerID + "/" + n.ID
+	// A container attaches when it starts, so an endpoint it still has
+	// is a previous run's that was not released (engined died first):
+	// it goes now.
+	var stale []*Endpoint
+	if err := m.cfg.Store.View(func(tx *bolt.Tx) error {
+		var err error
+		stale, err = endpointsIn(tx.Bucket(store.BucketNetworks), containerID+"/"+n.ID)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	for _, old := range stale {
+		m.log.Info("releasing a previous run's endpoint", "container", containerID[:12], "network", n.Name, "ip", old.IPAddress)
+		if err := m.release(key, old); err != nil {
+			return nil, err
+		}
+	}
+	err = m.cfg.Store.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(store.BucketNetworks)
+		used := map[netip.Addr]bool{}
+		eps, err := endpointsIn(b, "")
+		if err != nil {
+			return err
+		}
+		for _, e := range eps {
+			if e.NetworkID == n.ID {
+				if a, err := netip.ParseAddr(e.IPAddress); err == nil {
+					used[a] = true
+				}
+			}
+		}
+		ip, err := firstFree(subnet, gw, used)
+		if req.IPv4Address != "" {
+			ip, err = requestedAddress(req.IPv4Address, subnet, gw, used)
+		}
+		if err != nil {
+			return err
+		}
+		ep.IPAddress = ip.String()
+		return putJSON(b, key, ep)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := plugVeth(n, ep, netnsPath, m.cfg.MTU); err != nil {
+		m.release(key, ep)
+		return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
+	}
+	m.event("connect", n.ID, n.Name, containerID)
+	return ep, nil
+}
+
+// Detach removes all of a container's endpoints: the host end of each
+// veth (the container's end goes with it) and the address allocation.
+// Detaching what is not attached is not an error.
+func (m *Manager) Detach(ctx context.Context, containerID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var eps []*Endpoint
+	err := m.cfg.Store.View(func(tx *bolt.Tx) error {
+		var err error
+		eps, err = endpointsIn(tx.Bucket(store.BucketNetworks), containerID+"/")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ep := range eps {
+		errs = append(errs, m.release(keyEndpoint+ep.ContainerID+"/"+ep.NetworkID, ep))
+		m.event("disconnect", ep.NetworkID, ep.NetworkName, containerID)
+	}
+	return errors.Join(errs...)
+}
+
+// release deletes an endpoint's host veth and its record.
+func (m *Manager) release(key string, ep *Endpoint) error {
+	err := deleteLink(ep.HostVeth)
+	if err2 := m.cfg.Store.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(store.BucketNetworks).Delete([]byte(key))
+	}); err2 != nil {
+		err = errors.Join(err, err2)
+	}
+	return err
+}
+
+// Endpoints are a container's current endpoints.
+func (m *Manager) Endpoints(containerID string) ([]*Endpoint, error) {
+	var eps []*Endpoint
+	err := m.cfg.Store.View(func(tx *bolt.Tx) error {
+		var err error
+		eps, err = endpointsIn(tx.Bucket(store.BucketNetworks), containerID+"/")
+		return err
+	})
+	return eps, err
+}
+
+// AttachedContainers are the containers that have endpoints.
+func (m *Manager) AttachedContainers(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := m.cfg.Store.View(func(tx *bolt.Tx) error {
+		eps, err := endpointsIn(tx.Bucket(store.BucketNetworks), "")
+		for _, ep := range eps {
+			if len(ids) == 0 || ids[len(ids)-1] != ep.ContainerID {
+				ids = append(ids, ep.ContainerID)
+			}
+		}
+		return err
+	})
+	return ids, err
+}
+
+// removeStrayVeths deletes the veths on engined's bridges that belong to
+// no endpoint (an endpoint is stored before its veth is made, so these
+// are left by an engined killed mid-attach, or by hand). Called at start,
+// before any container can attach.
+func (m *Manager) removeStrayVeths(nets []*Network) error {
+	var eps []*Endpoint
+	if err := m.cfg.Store.View(func(tx *bolt.Tx) error {
+		var err error
+		eps, err = endpointsIn(tx.Bucket(store.BucketNetworks), "")
+		return err
+	}); err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, ep := range eps {
+		keep[ep.HostVeth] = true
+	}
+	for _, n := range nets {
+		for _, name := range bridgePorts(n.Bridge) {
+			if !keep[name] {
+				m.log.Info("removing a veth that belongs to no endpoint", "link", name, "bridge", n.Bridge)
+				if err := deleteLink(name); err != nil {
+					m.log.Warn("remove veth", "link", name, "err", err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// event publishes a network event: dockerd's actor is the network, with
+// its name, its driver and the container, if any.
+func (m *Manager) event(action, networkID, name, containerID string) {
+	if m.cfg.Events == nil {
+		return
+	}
+	attrs := map[string]string{"name": name, "type": "bridge"}
+	if containerID != "" {
+		attrs["container"] = containerID
+	}
+	m.cfg.Events.Publish("network", action, networkID, attrs)
+}
+
+func networksIn(b *bolt.Bucket) ([]*Network, error) {
+	var out []*Network
+	c := b.Cursor()
+	for k, v := c.Seek([]byte(keyNetwork)); k != nil && strings.HasPrefix(string(k), keyNetwork); k, v = c.Next() {
+		var n Network
+		if err := json.Unmarshal(v, &n); err != nil {
+			return nil, fmt.Errorf("network record %s: %w", k, err)
+		}
+		if n.Options == nil {
+			n.Options = map[string]string{}
+		}
+		out = append(out, &n)
+	}
+	return out, nil
+}
+
+func endpointsIn(b *bolt.Bucket, containerPrefix string) ([]*Endpoint, error) {
+	var out []*Endpoint
+	prefix := keyEndpoint + containerPrefix
+	c := b.Cursor()
+	for k, v := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, v = c.Next() {
+		var e Endpoint
+		if err := json.Unmarshal(v, &e); err != nil {
+			return nil, fmt.Errorf("endpoint record %s: %w", k, err)
+		}
+		out = append(out, &e)
+	}
+	return out, nil
+}
+
+func putJSON(b *bolt.Bucket, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), data)
+}
+
+// newIDFor is a predefined network's ID: stable for a name, as the
+// random ones are unique.
+func newIDFor(name string) string {
+	sum := sha256.Sum256([]byte("engined predefined network " + name))
+	return hex.EncodeToString(sum[:])
+}
+
+func newID() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// randomMAC is a random unicast, locally administered address.
+func randomMAC() net.HardwareAddr {
+	b := make([]byte, 6)
+	rand.Read(b)
+	b[0] = (b[0] &^ 0x01) | 0x02
+	return b
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

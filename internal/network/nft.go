@@ -1,0 +1,188 @@
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"sort"
+	"strings"
+
+	"sigs.k8s.io/knftables"
+)
+
+// firewall keeps engined's nftables table (family ip) in step with the
+// networks: the whole table is rewritten in one transaction, so traffic
+// never sees it half made.
+//
+//	table ip engined {
+//	  chain forward { type filter hook forward priority filter; policy accept;
+//	    iifname "engined0" accept
+//	    oifname "engined0" ct state established,related accept }
+//	  chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+//	    ip saddr 172.17.0.0/16 oifname != "engined0" masquerade }
+//	}
+//
+// Where another table's forward chain drops by default (the iptables
+// filter FORWARD chain dockerd leaves at DROP), the same two accepts per
+// bridge are inserted at its top, with comments naming engined's table,
+// and removed with the networks.
+type firewall struct {
+	table string
+	masq  bool
+	nft   knftables.Interface
+	// foreignPolicy reads the iptables FORWARD chain's policy (ok false:
+	// no such chain); foreign reaches that chain's table.
+	foreignPolicy func(ctx context.Context) (policy string, ok bool)
+	foreign       func() (knftables.Interface, error)
+}
+
+func newFirewall(table string, masq bool) (*firewall, error) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		return nil, fmt.Errorf("the nft command (Debian package nftables) is needed: %w", err)
+	}
+	nft, err := knftables.New(knftables.IPv4Family, table)
+	if err != nil {
+		return nil, err
+	}
+	return &firewall{table: table, masq: masq, nft: nft,
+		foreignPolicy: func(ctx context.Context) (string, bool) { return chainPolicy(ctx, foreignTable, foreignChain) },
+		foreign:       func() (knftables.Interface, error) { return knftables.New(knftables.IPv4Family, foreignTable) },
+	}, nil
+}
+
+func (f *firewall) sync(ctx context.Context, nets []*Network) error {
+	tx := f.nft.NewTransaction()
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo("engined: container networks")})
+	// Flushing the table empties its chains, whatever an older engined
+	// put there; they are refilled below in the same transaction.
+	tx.Flush(&knftables.Table{})
+	tx.Add(&knftables.Chain{Name: "forward", Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(knftables.ForwardHook),
+		Priority: knftables.PtrTo(knftables.FilterPriority)})
+	tx.Add(&knftables.Chain{Name: "postrouting", Type: knftables.PtrTo(knftables.NATType), Hook: knftables.PtrTo(knftables.PostroutingHook),
+		Priority: knftables.PtrTo(knftables.SNATPriority)})
+	for _, n := range nets {
+		for _, r := range forwardRules(n) {
+			tx.Add(&knftables.Rule{Chain: "forward", Rule: r, Comment: knftables.PtrTo("net " + n.ID[:12])})
+		}
+		if f.masq && !n.Internal {
+			tx.Add(&knftables.Rule{Chain: "postrouting",
+				Rule:    knftables.Concat("ip saddr", n.Subnet, "oifname !=", quote(n.Bridge), "masquerade"),
+				Comment: knftables.PtrTo("net " + n.ID[:12])})
+		}
+	}
+	if err := f.nft.Run(ctx, tx); err != nil {
+		return err
+	}
+	return f.syncForeignForward(ctx, nets)
+}
+
+// forwardRules are a network's rules in engined's forward chain: an
+// internal network's traffic stays on its bridge.
+func forwardRules(n *Network) []string {
+	if n.Internal {
+		return []string{
+			knftables.Concat("iifname", quote(n.Bridge), "oifname !=", quote(n.Bridge), "drop"),
+			knftables.Concat("oifname", quote(n.Bridge), "iifname !=", quote(n.Bridge), "drop"),
+		}
+	}
+	return forwardAccepts(n)
+}
+
+// forwardAccepts are the accepts a network needs in a forward chain
+// that drops by default.
+func forwardAccepts(n *Network) []string {
+	bridge := n.Bridge
+	if n.Internal {
+		return []string{knftables.Concat("iifname", quote(bridge), "oifname", quote(bridge), "accept")}
+	}
+	return []string{
+		knftables.Concat("iifname", quote(bridge), "accept"),
+		knftables.Concat("oifname", quote(bridge), "ct state established,related accept"),
+	}
+}
+
+func quote(s string) string { return `"` + s + `"` }
+
+// foreignForward is the iptables (nft backend) filter FORWARD chain.
+const foreignTable, foreignChain = "filter", "FORWARD"
+
+// syncForeignForward makes engined's accepts in the iptables FORWARD
+// chain exactly those its bridges need if that chain's policy is drop,
+// and none otherwise.
+func (f *firewall) syncForeignForward(ctx context.Context, nets []*Network) error {
+	policy, ok := f.foreignPolicy(ctx)
+	if !ok {
+		return nil // no such chain: nothing can drop our traffic there
+	}
+	other, err := f.foreign()
+	if err != nil {
+		return err
+	}
+	rules, err := other.ListRules(ctx, foreignChain)
+	if err != nil {
+		return err
+	}
+	mark := "engined " + f.table + " "
+	want := map[string]bool{}
+	if policy == "drop" {
+		for _, n := range nets {
+			for i := range forwardAccepts(n) {
+				want[fmt.Sprintf("%s%s %d", mark, n.Bridge, i)] = true
+			}
+		}
+	}
+	tx := other.NewTransaction()
+	have := map[string]bool{}
+	for _, r := range rules {
+		if r.Comment == nil || !strings.HasPrefix(*r.Comment, mark) {
+			continue
+		}
+		if want[*r.Comment] && !have[*r.Comment] {
+			have[*r.Comment] = true
+			continue
+		}
+		tx.Delete(&knftables.Rule{Chain: foreignChain, Handle: r.Handle})
+	}
+	names := make([]*Network, len(nets))
+	copy(names, nets)
+	sort.Slice(names, func(i, j int) bool { return names[i].Bridge < names[j].Bridge })
+	if policy == "drop" {
+		for _, n := range names {
+			for i, r := range forwardAccepts(n) {
+				c := fmt.Sprintf("%s%s %d", mark, n.Bridge, i)
+				if !have[c] {
+					tx.Insert(&knftables.Rule{Chain: foreignChain, Rule: r, Comment: knftables.PtrTo(c)})
+				}
+			}
+		}
+	}
+	if tx.NumOperations() == 0 {
+		return nil
+	}
+	return other.Run(ctx, tx)
+}
+
+// chainPolicy reads a base chain's policy with `nft -j list chain`.
+func chainPolicy(ctx context.Context, table, chain string) (string, bool) {
+	out, err := exec.CommandContext(ctx, "nft", "-j", "list", "chain", "ip", table, chain).Output()
+	if err != nil {
+		return "", false
+	}
+	var doc struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	if json.Unmarshal(out, &doc) != nil {
+		return "", false
+	}
+	for _, o := range doc.Nftables {
+		if raw, ok := o["chain"]; ok {
+			var c struct {
+				Policy string `json:"policy"`
+			}
+			json.Unmarshal(raw, &c)
+			return c.Policy, true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,108 @@
+package network
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/knftables"
+)
+
+func fakeFirewall(policy *string) (*firewall, *knftables.Fake, *knftables.Fake) {
+	own := knftables.NewFake(knftables.IPv4Family, "engined")
+	filter := knftables.NewFake(knftables.IPv4Family, foreignTable)
+	tx := filter.NewTransaction()
+	tx.Add(&knftables.Table{})
+	tx.Add(&knftables.Chain{Name: foreignChain, Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(knftables.ForwardHook),
+		Priority: knftables.PtrTo(knftables.FilterPriority)})
+	tx.Add(&knftables.Rule{Chain: foreignChain, Rule: "iifname \"docker0\" accept", Comment: knftables.PtrTo("dockerd's")})
+	filter.Run(context.Background(), tx)
+	f := &firewall{table: "engined", masq: true, nft: own,
+		foreignPolicy: func(context.Context) (string, bool) { return *policy, *policy != "" },
+		foreign:       func() (knftables.Interface, error) { return filter, nil }}
+	return f, own, filter
+}
+
+var (
+	defNet = &Network{ID: "1111111111111111", Name: "bridge", Driver: "bridge", Bridge: "engined0", Subnet: "172.17.0.0/16"}
+	appNet = &Network{ID: "2222222222222222", Name: "app", Driver: "bridge", Bridge: "br-222222222222", Subnet: "172.18.0.0/16"}
+	inNet  = &Network{ID: "3333333333333333", Name: "inner", Driver: "bridge", Bridge: "br-333333333333", Subnet: "172.19.0.0/16", Internal: true}
+)
+
+func TestFirewallRuleLayout(t *testing.T) {
+	policy := "accept"
+	f, own, filter := fakeFirewall(&policy)
+	ctx := context.Background()
+	if err := f.sync(ctx, []*Network{defNet, appNet, inNet}); err != nil {
+		t.Fatal(err)
+	}
+	dump := own.Dump()
+	for _, want := range []string{
+		`add chain ip engined forward { type filter hook forward priority 0 ; }`,
+		`add chain ip engined postrouting { type nat hook postrouting priority 100 ; }`,
+		`add rule ip engined forward iifname "engined0" accept comment "net 111111111111"`,
+		`add rule ip engined forward oifname "engined0" ct state established,related accept`,
+		`add rule ip engined postrouting ip saddr 172.17.0.0/16 oifname != "engined0" masquerade`,
+		`add rule ip engined postrouting ip saddr 172.18.0.0/16 oifname != "br-222222222222" masquerade`,
+		`add rule ip engined forward iifname "br-333333333333" oifname != "br-333333333333" drop`,
+		`add rule ip engined forward oifname "br-333333333333" iifname != "br-333333333333" drop`,
+	} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("missing %q in:\n%s", want, dump)
+		}
+	}
+	if strings.Contains(dump, "172.19.0.0/16") {
+		t.Errorf("an internal network is masqueraded:\n%s", dump)
+	}
+	if strings.Contains(filter.Dump(), "engined ") {
+		t.Errorf("policy accept: engined's rules in FORWARD:\n%s", filter.Dump())
+	}
+
+	// The table is rewritten whole: a removed network's rules go.
+	if err := f.sync(ctx, []*Network{defNet}); err != nil {
+		t.Fatal(err)
+	}
+	if dump := own.Dump(); strings.Contains(dump, "br-222222222222") || strings.Contains(dump, "br-333333333333") {
+		t.Errorf("rules of removed networks left:\n%s", dump)
+	}
+}
+
+func TestFirewallForwardDropPolicy(t *testing.T) {
+	policy := "drop"
+	f, _, filter := fakeFirewall(&policy)
+	ctx := context.Background()
+	for i := 0; i < 2; i++ { // a second sync adds nothing
+		if err := f.sync(ctx, []*Network{defNet, appNet, inNet}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rules, _ := filter.ListRules(ctx, foreignChain)
+	var ours []string
+	for _, r := range rules {
+		if r.Comment != nil && strings.HasPrefix(*r.Comment, "engined engined ") {
+			ours = append(ours, *r.Comment)
+		}
+	}
+	// Two per bridge that reaches out, one (within the bridge) for an
+	// internal network; dockerd's rule stays.
+	if len(ours) != 5 || len(rules) != 6 {
+		t.Fatalf("FORWARD rules: ours %q of %d:\n%s", ours, len(rules), filter.Dump())
+	}
+	dump := filter.Dump()
+	for _, want := range []string{`iifname "engined0" accept`, `oifname "br-222222222222" ct state established,related accept`,
+		`iifname "br-333333333333" oifname "br-333333333333" accept`, `iifname "docker0" accept comment "dockerd's"`} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("missing %q in:\n%s", want, dump)
+		}
+	}
+	// A network removed: its accepts go; the policy back to accept: all go.
+	f.sync(ctx, []*Network{defNet})
+	if rules, _ := filter.ListRules(ctx, foreignChain); len(rules) != 3 {
+		t.Errorf("after removing two networks: %d rules, want dockerd's and engined0's two:\n%s", len(rules), filter.Dump())
+	}
+	policy = "accept"
+	f.sync(ctx, []*Network{defNet})
+	if rules, _ := filter.ListRules(ctx, foreignChain); len(rules) != 1 {
+		t.Errorf("policy accept: %d rules, want dockerd's only:\n%s", len(rules), filter.Dump())
+	}
+}
