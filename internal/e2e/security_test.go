@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/engined/engined/internal/testimage"
 )
@@ -264,4 +265,40 @@ func (e *engined) createRaw(t *testing.T, body string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, b.String()
+}
+
+// A profile whose default action kills the thread (SCMP_ACT_KILL) ends
+// the init's main thread before it execs, while its other threads keep
+// libcontainer's sync socket open: the start must fail, not hang, and the
+// container must not be left starting. Several in a row, and engined
+// still runs containers afterwards.
+func TestSeccompKillThreadProfileFailsStart(t *testing.T) {
+	e := runEngine(t)
+	profile := filepath.Join(t.TempDir(), "kill.json")
+	if err := os.WriteFile(profile, []byte(`{"defaultAction":"SCMP_ACT_KILL"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		done := make(chan error, 1)
+		var out string
+		go func() {
+			var err error
+			out, err = docker(t, e.Host, "run", "--rm", "--security-opt", "seccomp="+profile, "busybox", "echo", "hi")
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || strings.Contains(out, "hi") {
+				t.Fatalf("run %d with a kill-thread profile: %v %q", i, err, out)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("run %d with a kill-thread profile hangs", i)
+		}
+	}
+	if out := mustDocker(t, e.Host, "run", "--rm", "busybox", "echo", "ok"); out != "ok\n" {
+		t.Errorf("a run after the failed ones: %q", out)
+	}
+	if ps := strings.TrimSpace(mustDocker(t, e.Host, "ps", "-aq")); ps != "" {
+		t.Errorf("containers left: %q", ps)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -257,7 +258,9 @@ func (s *Service) startProcess(c *libcontainer.Container, p *process, stdin, tty
 		}
 	}
 	s.startMu.Lock()
+	stopWatch := watchHungStart()
 	err := c.Start(p.lc)
+	stopWatch()
 	if err == nil {
 		p.pid, err = p.lc.Pid()
 	}
@@ -285,6 +288,77 @@ func (s *Service) startProcess(c *libcontainer.Container, p *process, stdin, tty
 		}()
 	}
 	return nil
+}
+
+// watchHungStart kills, while a process starts, any child of the shim
+// whose thread-group leader has died while its other threads live. A
+// seccomp profile whose action is SCMP_ACT_KILL (which kills the thread,
+// not the process) ends the init's main thread at its first denied call;
+// its Go threads keep its end of libcontainer's sync socket open, and
+// Start would wait on that socket for ever. Killed, the process closes
+// the socket and Start fails. The returned func stops the watch.
+func watchHungStart() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, pid := range childPids() {
+					if leaderDeadThreadsLive(pid) {
+						unix.Kill(pid, unix.SIGKILL)
+					}
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// childPids lists the shim's children, from every thread's children file
+// (a child belongs to the thread that forked it, or to the subreaper).
+func childPids() []int {
+	tasks, _ := os.ReadDir("/proc/self/task")
+	var pids []int
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// leaderDeadThreadsLive reads /proc/PID/stat: state Z (the leader has
+// exited) with more than one thread counted.
+func leaderDeadThreadsLive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The fields after the command, which may hold spaces, in parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state), f[17] field 20 (num_threads).
+	if len(f) < 18 || f[0] != "Z" {
+		return false
+	}
+	n, err := strconv.Atoi(f[17])
+	return err == nil && n > 1
 }
 
 func (s *Service) failCreate(c *libcontainer.Container, logw *logs.Writer, err error) error {
