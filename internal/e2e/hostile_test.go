@@ -158,16 +158,10 @@ func TestHostileCpSymlinks(t *testing.T) {
 // waitExec waits until cmd succeeds in the container.
 func waitExec(t *testing.T, host, name, cmd string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := docker(t, host, "exec", name, "sh", "-c", cmd); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %q never succeeded", name, cmd)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFor(t, fmt.Sprintf("%s: %q to succeed", name, cmd), func() bool {
+		_, err := docker(t, host, "exec", name, "sh", "-c", cmd)
+		return err == nil
+	})
 }
 
 // grep says whether any regular file under dir contains s.

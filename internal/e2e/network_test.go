@@ -510,14 +510,13 @@ func TestBridgeContainerRestarts(t *testing.T) {
 // again, within a bound.
 func hostGetWhenUp(t *testing.T, url string) (string, error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got, err := hostGet(t, url)
-		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
-			return got, err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var got string
+	var err error
+	poll(30*time.Second, func() bool {
+		got, err = hostGet(t, url)
+		return err == nil || !errors.Is(err, syscall.ECONNREFUSED)
+	})
+	return got, err
 }
 
 // --ip and --mac-address: the endpoint gets them; a taken address is a

@@ -250,10 +250,7 @@ func TestRmForceEvents(t *testing.T) {
 		n := "rmf" + strconv.Itoa(i)
 		return []string{"start " + n, "kill " + n, "die " + n, "destroy " + n}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), "destroy rmf9") && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
+	poll(20*time.Second, func() bool { return strings.Contains(out.String(), "destroy rmf9") })
 	for i := 0; i < 10; i++ {
 		var mine []string
 		for _, l := range strings.Split(out.String(), "\n") {
@@ -299,8 +296,7 @@ func TestRestoreAfterCrashes(t *testing.T) {
 	t.Cleanup(func() { unix.Unmount(rootfs, unix.MNT_DETACH) })
 	for _, shim := range shims {
 		syscall.Kill(shim, syscall.SIGKILL)
-		for deadline := time.Now().Add(10 * time.Second); processAlive(shim) && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		}
+		poll(10*time.Second, func() bool { return !processAlive(shim) })
 	}
 	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot, "--registry-mirror", "http://127.0.0.1:1")
 	for i, id := range []string{running, paused} {
