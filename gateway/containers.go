@@ -21,6 +21,7 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/storage"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -100,6 +101,7 @@ func hostConfig(h *enginev1.HostConfig) *container.HostConfig {
 		Binds: h.GetBinds(), NetworkMode: container.NetworkMode(h.GetNetworkMode()), AutoRemove: h.GetAutoRemove(),
 		CapAdd: h.GetCapAdd(), CapDrop: h.GetCapDrop(), Privileged: h.GetPrivileged(), ReadonlyRootfs: h.GetReadonlyRootfs(),
 		ShmSize: h.GetShmSize(), Sysctls: h.GetSysctls(), SecurityOpt: secOpt, Tmpfs: h.GetTmpfs(), ExtraHosts: h.GetExtraHosts(),
+		Links:       h.GetLinks(),
 		MaskedPaths: maskedPaths, ReadonlyPaths: readonlyPaths,
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyMode(h.GetRestartPolicy().GetName()), MaximumRetryCount: int(h.GetRestartPolicy().GetMaximumRetryCount())},
 		LogConfig:     container.LogConfig{Type: cmp.Or(h.GetLogConfig().GetType(), "json-file"), Config: h.GetLogConfig().GetConfig()},
@@ -333,21 +335,6 @@ func CreateRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 		cfg.Volumes = append(cfg.Volumes, v)
 	}
 	req := &enginev1.ContainerCreateRequest{Config: cfg, HostConfig: &enginev1.HostConfig{}}
-	if nc := cr.NetworkingConfig; nc != nil {
-		// refuseUnsupported allowed one endpoint, the network mode's.
-		for _, ep := range nc.EndpointsConfig {
-			if ep == nil {
-				continue
-			}
-			req.Endpoint = &enginev1.EndpointConfig{}
-			if ep.IPAMConfig != nil && ep.IPAMConfig.IPv4Address.IsValid() {
-				req.Endpoint.Ipv4Address = ep.IPAMConfig.IPv4Address.String()
-			}
-			if len(ep.MacAddress) > 0 {
-				req.Endpoint.MacAddress = ep.MacAddress.String()
-			}
-		}
-	}
 	if hc := cr.HostConfig; hc != nil {
 		if n := hc.RestartPolicy.MaximumRetryCount; n < math.MinInt32 || n > math.MaxInt32 {
 			return nil, fmt.Errorf("invalid RestartPolicy.MaximumRetryCount %d: out of range", n)
@@ -396,6 +383,32 @@ func CreateRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 				return nil, errors.New("HostConfig.MaskedPaths and ReadonlyPaths: only both empty (--security-opt systempaths=unconfined) are supported")
 			}
 			req.HostConfig.SecurityOpt = append(slices.Clone(req.HostConfig.SecurityOpt), systemPathsUnconfined)
+		}
+		req.HostConfig.Links = hc.Links
+	}
+	if nc := cr.NetworkingConfig; nc != nil {
+		mode := req.HostConfig.GetNetworkMode()
+		for name, ep := range nc.EndpointsConfig {
+			if ep == nil {
+				ep = &network.EndpointSettings{}
+			}
+			epc := endpointConfig(ep)
+			// Links of an endpoint are links of the container: engined
+			// resolves them on any network the two share.
+			for _, l := range ep.Links {
+				if !slices.Contains(req.HostConfig.Links, l) {
+					req.HostConfig.Links = append(req.HostConfig.Links, l)
+				}
+			}
+			epc.Links = nil
+			if name == mode || (mode == "" || mode == "default") && (name == "bridge" || name == "default") {
+				req.Endpoint = epc
+				continue
+			}
+			if req.Endpoints == nil {
+				req.Endpoints = map[string]*enginev1.EndpointConfig{}
+			}
+			req.Endpoints[name] = epc
 		}
 	}
 	return req, nil

@@ -11,6 +11,9 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+
+	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
 // Nothing a client sends is accepted and ignored: every field of Docker's
@@ -26,7 +29,7 @@ var supportedConfig = fieldSet("Hostname", "Domainname", "User", "AttachStdin", 
 var supportedHostConfig = fieldSet("Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "RestartPolicy", "AutoRemove",
 	"VolumeDriver", "ConsoleSize", "Annotations", "CapAdd", "CapDrop", "CgroupnsMode", "Dns", "DnsOptions", "DnsSearch",
 	"ExtraHosts", "GroupAdd", "IpcMode", "OomScoreAdj", "PidMode", "Privileged", "ReadonlyRootfs", "SecurityOpt", "Tmpfs",
-	"UTSMode", "ShmSize", "Sysctls", "Runtime", "Isolation", "Mounts", "MaskedPaths", "ReadonlyPaths", "Init",
+	"UTSMode", "ShmSize", "Sysctls", "Runtime", "Isolation", "Mounts", "MaskedPaths", "ReadonlyPaths", "Init", "Links",
 	// Resources
 	"CpuShares", "Memory", "NanoCpus", "CpuPeriod", "CpuQuota", "CpusetCpus", "CpusetMems", "Devices", "DeviceCgroupRules",
 	"MemoryReservation", "MemorySwap", "PidsLimit", "Ulimits")
@@ -37,7 +40,7 @@ var supportedUpdate = fieldSet("Memory", "MemorySwap", "MemoryReservation", "Nan
 
 // What the refusal calls a field, when its name alone says little.
 var fieldWhat = map[string]string{
-	"PortBindings": "port publishing", "PublishAllPorts": "port publishing", "Links": "container links",
+	"PortBindings": "port publishing", "PublishAllPorts": "port publishing",
 	"VolumesFrom": "volumes from other containers", "CgroupParent": "cgroup parents", "BlkioWeight": "block I/O limits",
 	"BlkioWeightDevice": "block I/O limits", "BlkioDeviceReadBps": "block I/O limits", "BlkioDeviceWriteBps": "block I/O limits",
 	"BlkioDeviceReadIOps": "block I/O limits", "BlkioDeviceWriteIOps": "block I/O limits",
@@ -150,33 +153,50 @@ func refuseUnsupported(cr *container.CreateRequest, present map[string]json.RawM
 		return errors.New("Config.NetworkDisabled cannot be combined with the host's network (HostConfig.NetworkMode host)")
 	}
 	if cr.NetworkingConfig != nil {
-		mode := "default"
-		if hc != nil && hc.NetworkMode != "" {
-			mode = string(hc.NetworkMode)
-		}
 		for name, ep := range cr.NetworkingConfig.EndpointsConfig {
-			if name != mode {
-				return fmt.Errorf("network endpoint settings (NetworkingConfig.EndpointsConfig[%q]) for a network other than the network mode's are not supported yet", name)
-			}
-			if ep == nil {
-				continue
-			}
-			// --ip and --mac-address are applied; the rest is refused.
-			rest := *ep
-			rest.MacAddress = nil
-			if rest.IPAMConfig != nil {
-				ipam := *rest.IPAMConfig
-				ipam.IPv4Address = netip.Addr{}
-				if reflect.ValueOf(ipam).IsZero() || allEmpty(reflect.ValueOf(ipam)) {
-					rest.IPAMConfig = nil
-				}
-			}
-			if !reflect.ValueOf(rest).IsZero() && !allEmpty(reflect.ValueOf(rest)) {
-				return fmt.Errorf("network endpoint settings (NetworkingConfig.EndpointsConfig[%q]) other than IPAMConfig.IPv4Address and MacAddress are not supported yet", name)
+			if err := endpointSupported(fmt.Sprintf("NetworkingConfig.EndpointsConfig[%q]", name), ep); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
+}
+
+// endpointSupported refuses the endpoint settings engined does not
+// apply: it applies IPAMConfig.IPv4Address, MacAddress, Aliases and
+// Links (and ignores what dockerd itself sets: NetworkID, DNSNames…,
+// which clients echo back from inspect).
+func endpointSupported(what string, ep *network.EndpointSettings) error {
+	if ep == nil {
+		return nil
+	}
+	rest := *ep
+	rest.MacAddress, rest.Aliases, rest.Links = nil, nil, nil
+	rest.NetworkID, rest.EndpointID, rest.Gateway, rest.IPAddress, rest.IPPrefixLen = "", "", netip.Addr{}, netip.Addr{}, 0
+	rest.DNSNames, rest.IPv6Gateway, rest.GlobalIPv6Address, rest.GlobalIPv6PrefixLen = nil, netip.Addr{}, netip.Addr{}, 0
+	if rest.IPAMConfig != nil {
+		ipam := *rest.IPAMConfig
+		ipam.IPv4Address = netip.Addr{}
+		if reflect.ValueOf(ipam).IsZero() || allEmpty(reflect.ValueOf(ipam)) {
+			rest.IPAMConfig = nil
+		}
+	}
+	if !reflect.ValueOf(rest).IsZero() && !allEmpty(reflect.ValueOf(rest)) {
+		return fmt.Errorf("network endpoint settings (%s) other than IPAMConfig.IPv4Address, MacAddress, Aliases and Links are not supported yet", what)
+	}
+	return nil
+}
+
+// endpointConfig is what a container asks of one network.
+func endpointConfig(ep *network.EndpointSettings) *enginev1.EndpointConfig {
+	out := &enginev1.EndpointConfig{Aliases: ep.Aliases, Links: ep.Links}
+	if ep.IPAMConfig != nil && ep.IPAMConfig.IPv4Address.IsValid() {
+		out.Ipv4Address = ep.IPAMConfig.IPv4Address.String()
+	}
+	if len(ep.MacAddress) > 0 {
+		out.MacAddress = ep.MacAddress.String()
+	}
+	return out
 }
 
 // allEmpty: every field of the struct is zero or an empty list or map.

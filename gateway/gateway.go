@@ -93,9 +93,8 @@ func (h *handlers) register(mux *runtime.ServeMux) error {
 		{http.MethodGet, "/containers/{id}/export", h.containerExport},
 		{http.MethodGet, "/events", h.systemEvents},
 		{http.MethodPost, "/networks/create", h.networkCreate},
-		{http.MethodPost, "/networks/prune", notYet("docker network prune")},
-		{http.MethodPost, "/networks/{id}/connect", notYet("docker network connect")},
-		{http.MethodPost, "/networks/{id}/disconnect", notYet("docker network disconnect")},
+		{http.MethodPost, "/networks/{id}/connect", h.networkConnect},
+		{http.MethodPost, "/networks/{id}/disconnect", h.networkDisconnect},
 	}
 	for _, r := range routes {
 		if err := mux.HandlePath(r.method, r.path, r.fn); err != nil {

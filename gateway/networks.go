@@ -72,7 +72,11 @@ func networkSettings(ns *enginev1.NetworkSettings) *container.NetworkSettings {
 }
 
 func endpointSettings(ep *enginev1.EndpointSettings) *network.EndpointSettings {
-	es := &network.EndpointSettings{NetworkID: ep.GetNetworkId(), EndpointID: ep.GetEndpointId(), IPPrefixLen: int(ep.GetIpPrefixLen())}
+	es := &network.EndpointSettings{NetworkID: ep.GetNetworkId(), EndpointID: ep.GetEndpointId(), IPPrefixLen: int(ep.GetIpPrefixLen()),
+		Aliases: ep.GetAliases(), Links: ep.GetLinks()}
+	if a, err := netip.ParseAddr(ep.GetIpv4Address()); err == nil {
+		es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: a}
+	}
 	es.Gateway, _ = netip.ParseAddr(ep.GetGateway())
 	es.IPAddress, _ = netip.ParseAddr(ep.GetIpAddress())
 	if mac, err := net.ParseMAC(ep.GetMacAddress()); err == nil {
@@ -91,6 +95,9 @@ func init() {
 		return out, nil
 	})
 	registerResponse(func(context.Context, *enginev1.NetworkRemoveResponse) (any, error) { return noBody{}, nil })
+	registerResponse(func(_ context.Context, m *enginev1.NetworkPruneResponse) (any, error) {
+		return network.PruneReport{NetworksDeleted: m.GetNetworksDeleted()}, nil
+	})
 	successStatus[(&enginev1.NetworkRemoveResponse{}).ProtoReflect().Descriptor().FullName()] = http.StatusNoContent
 }
 
@@ -110,6 +117,15 @@ func networkInspect(n *enginev1.Network) network.Inspect {
 	if s, err := netip.ParsePrefix(n.GetSubnet()); err == nil {
 		c := network.IPAMConfig{Subnet: s}
 		c.Gateway, _ = netip.ParseAddr(n.GetGateway())
+		c.IPRange, _ = netip.ParsePrefix(n.GetIpRange())
+		for name, v := range n.GetAuxAddresses() {
+			if a, err := netip.ParseAddr(v); err == nil {
+				if c.AuxAddress == nil {
+					c.AuxAddress = map[string]netip.Addr{}
+				}
+				c.AuxAddress[name] = a
+			}
+		}
 		out.IPAM.Config = append(out.IPAM.Config, c)
 	}
 	for id, c := range n.GetContainers() {
@@ -166,10 +182,9 @@ func networkCreateRequest(body []byte) (*enginev1.NetworkCreateRequest, error) {
 		return nil, errors.New("IPv6 networks (EnableIPv6) are not supported yet")
 	case cr.EnableIPv4 != nil && !*cr.EnableIPv4:
 		return nil, errors.New("networks without IPv4 (EnableIPv4=false) are not supported")
-	case cr.Attachable:
-		return nil, errors.New("Attachable is a swarm setting: engined has no swarm")
 	}
-	req := &enginev1.NetworkCreateRequest{Name: cr.Name, Driver: cr.Driver, Internal: cr.Internal, Labels: cr.Labels, Options: cr.Options}
+	req := &enginev1.NetworkCreateRequest{Name: cr.Name, Driver: cr.Driver, Internal: cr.Internal, Labels: cr.Labels, Options: cr.Options,
+		Attachable: cr.Attachable}
 	if ipam := cr.IPAM; ipam != nil {
 		if ipam.Driver != "" && ipam.Driver != "default" {
 			return nil, fmt.Errorf("IPAM driver %q is not supported: only default", ipam.Driver)
@@ -181,8 +196,14 @@ func networkCreateRequest(body []byte) (*enginev1.NetworkCreateRequest, error) {
 		case 0:
 		case 1:
 			c := ipam.Config[0]
-			if c.IPRange.IsValid() || len(c.AuxAddress) > 0 {
-				return nil, errors.New("IPAM IPRange and AuxiliaryAddresses (--ip-range, --aux-address) are not supported yet")
+			if c.IPRange.IsValid() {
+				req.IpRange = c.IPRange.String()
+			}
+			for name, a := range c.AuxAddress {
+				if req.AuxAddresses == nil {
+					req.AuxAddresses = map[string]string{}
+				}
+				req.AuxAddresses[name] = a.String()
 			}
 			if c.Subnet.IsValid() {
 				req.Subnet = c.Subnet.String()
@@ -195,6 +216,58 @@ func networkCreateRequest(body []byte) (*enginev1.NetworkCreateRequest, error) {
 		}
 	}
 	return req, nil
+}
+
+// networkConnect is POST /networks/{id}/connect.
+func (h *handlers) networkConnect(w http.ResponseWriter, r *http.Request, p map[string]string) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var cr network.ConnectRequest
+	if err := json.Unmarshal(body, &cr); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid JSON: "+err.Error())
+		return
+	}
+	if cr.Container == "" {
+		writeError(w, http.StatusBadRequest, "Container must be set")
+		return
+	}
+	req := &enginev1.NetworkConnectRequest{Network: p["id"], Container: cr.Container}
+	if cr.EndpointConfig != nil {
+		if err := endpointSupported("EndpointConfig", cr.EndpointConfig); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		req.Endpoint = endpointConfig(cr.EndpointConfig)
+	}
+	if _, err := h.engine.NetworkConnect(r.Context(), req); err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// networkDisconnect is POST /networks/{id}/disconnect.
+func (h *handlers) networkDisconnect(w http.ResponseWriter, r *http.Request, p map[string]string) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var dr network.DisconnectRequest
+	if err := json.Unmarshal(body, &dr); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid JSON: "+err.Error())
+		return
+	}
+	if dr.Container == "" {
+		writeError(w, http.StatusBadRequest, "Container must be set")
+		return
+	}
+	if _, err := h.engine.NetworkDisconnect(r.Context(), &enginev1.NetworkDisconnectRequest{Network: p["id"], Container: dr.Container, Force: dr.Force}); err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 // notYet answers a Docker operation engined does not have yet with a 501

@@ -242,8 +242,33 @@ func (s *Service) specOptions(rec *Record, imgCfg v1.Config, rootfs string) (oci
 		DeviceCgroupRules: hc.GetDeviceCgroupRules(), Annotations: hc.GetAnnotations(),
 		UTSHost: hc.GetUtsMode() == "host", IpcNone: hc.GetIpcMode() == "none",
 	}
-	if hc.GetNetworkMode() == "host" {
-		opts.NetNSPath = "host"
+	if ref, ok := strings.CutPrefix(hc.GetNetworkMode(), "container:"); ok {
+		// The other container's network is its hostname, hosts and DNS
+		// too, as dockerd gives them.
+		other, err := s.get(ref)
+		if err != nil {
+			return oci.Options{}, err
+		}
+		if other.ID == rec.ID {
+			return oci.Options{}, errdefs.InvalidArgument(errors.New("cannot join own network namespace"))
+		}
+		ocfg, err := other.config()
+		if err != nil {
+			return oci.Options{}, err
+		}
+		dir := s.containerDir(other.ID)
+		opts.HostsPath, opts.ResolvConfPath, opts.HostnamePath = filepath.Join(dir, "hosts"), filepath.Join(dir, "resolv.conf"), filepath.Join(dir, "hostname")
+		opts.Hostname, opts.Domainname = ocfg.GetHostname(), ocfg.GetDomainname()
+	}
+	if opts.NetNSPath, err = s.joinNamespace(hc.GetNetworkMode(), "net", "network"); err != nil {
+		return oci.Options{}, err
+	}
+	links, err := s.resolveLinks(rec, hc)
+	if err != nil {
+		return oci.Options{}, err
+	}
+	if env := linkEnv(rec, links); len(env) > 0 {
+		opts.Env = append(env, opts.Env...)
 	}
 	if opts.PidNSPath, err = s.joinNamespace(hc.GetPidMode(), "pid", "PID"); err != nil {
 		return oci.Options{}, err

@@ -1,13 +1,17 @@
 package container
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,8 +22,9 @@ import (
 
 // Networks is what the container service needs of networking (the
 // daemon wires internal/network behind it): attach a container's network
-// namespace to a network between the runtime's create and start, and
-// detach all of a container's endpoints when it stops or goes.
+// namespace to a network between the runtime's create and start (or
+// while it runs: docker network connect), and detach its endpoints when
+// it stops, goes, or is disconnected.
 type Networks interface {
 	// Attach gives the namespace at netnsPath an interface on the
 	// network named in req, with an address of its own.
@@ -27,6 +32,8 @@ type Networks interface {
 	// Detach removes every endpoint of the container and releases its
 	// addresses; detaching a container that has none is not an error.
 	Detach(ctx context.Context, containerID string) error
+	// DetachNetwork removes the container's endpoint on one network.
+	DetachNetwork(ctx context.Context, containerID, network string) error
 	// Lookup resolves a network's name, ID or ID prefix to its name.
 	Lookup(ctx context.Context, ref string) (string, error)
 	// AttachedContainers lists the containers that have endpoints.
@@ -38,41 +45,11 @@ type NetworkAttach struct {
 	Network     string // "bridge", or a network's name or ID
 	IPv4Address string // "": the first free one
 	MacAddress  string // "": random
+	Aliases     []string
 }
 
-// endpointRequest checks --ip and --mac-address and records them.
-func endpointRequest(rec *Record, hc *enginev1.HostConfig, ep *enginev1.EndpointConfig) error {
-	ip, mac := ep.GetIpv4Address(), ep.GetMacAddress()
-	if ip == "" && mac == "" {
-		return nil
-	}
-	if !bridged(hc) {
-		return errdefs.InvalidArgument(fmt.Errorf("conflicting options: --ip and --mac-address need a bridge network, not network mode %s", hc.GetNetworkMode()))
-	}
-	if mac != "" {
-		hw, err := net.ParseMAC(mac)
-		if err != nil || len(hw) != 6 {
-			return errdefs.InvalidArgument(fmt.Errorf("invalid MAC address: %s", mac))
-		}
-		if hw[0]&1 != 0 {
-			return errdefs.InvalidArgument(fmt.Errorf("invalid MAC address %s: a multicast address", mac))
-		}
-		rec.RequestedMAC = hw.String()
-	}
-	if ip != "" {
-		if hc.GetNetworkMode() == "bridge" {
-			return errdefs.InvalidArgument(errors.New("user specified IP address is supported on user defined networks only"))
-		}
-		a, err := netip.ParseAddr(ip)
-		if err != nil || !a.Is4() {
-			return errdefs.InvalidArgument(fmt.Errorf("invalid IPv4 address: %s", ip))
-		}
-		rec.RequestedIP = a.String()
-	}
-	return nil
-}
-
-// NetworkEndpoint is a container's attachment, as inspect shows it.
+// NetworkEndpoint is a container's attachment to a network: what it
+// asked for (kept across its runs) and, while it runs, what it got.
 type NetworkEndpoint struct {
 	NetworkName string `json:"networkName"`
 	NetworkID   string `json:"networkID"`
@@ -81,7 +58,70 @@ type NetworkEndpoint struct {
 	IPPrefixLen int    `json:"ipPrefixLen"`
 	Gateway     string `json:"gateway"`
 	MacAddress  string `json:"macAddress"`
+	// Asked for: --ip, --mac-address, --network-alias, per network.
+	RequestedIP  string   `json:"requestedIP,omitempty"`
+	RequestedMAC string   `json:"requestedMAC,omitempty"`
+	Aliases      []string `json:"aliases,omitempty"`
 }
+
+// released is the endpoint as a stopped container keeps it: what it
+// asked for, without what it got.
+func (ep *NetworkEndpoint) released() *NetworkEndpoint {
+	return &NetworkEndpoint{NetworkName: ep.NetworkName, NetworkID: ep.NetworkID,
+		RequestedIP: ep.RequestedIP, RequestedMAC: ep.RequestedMAC, Aliases: ep.Aliases}
+}
+
+// endpointConfig checks what a container asks of one network (--ip,
+// --mac-address, --network-alias) as dockerd does; network is the
+// network's name, userDefined whether it is not the default bridge.
+func endpointConfig(hc *enginev1.HostConfig, network string, userDefined bool, ep *enginev1.EndpointConfig) (*NetworkEndpoint, error) {
+	out := &NetworkEndpoint{NetworkName: network}
+	ip, mac := ep.GetIpv4Address(), ep.GetMacAddress()
+	if !bridged(hc) {
+		switch {
+		case mac != "":
+			return nil, errdefs.InvalidArgument(errors.New("conflicting options: mac-address and the network mode"))
+		case ip != "" || len(ep.GetAliases()) > 0:
+			return nil, errdefs.InvalidArgument(fmt.Errorf("conflicting options: --ip and --network-alias need a bridge network, not network mode %s", hc.GetNetworkMode()))
+		}
+		return out, nil
+	}
+	if mac != "" {
+		hw, err := net.ParseMAC(mac)
+		if err != nil || len(hw) != 6 {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("invalid MAC address: %s", mac))
+		}
+		if hw[0]&1 != 0 {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("invalid MAC address %s: a multicast address", mac))
+		}
+		out.RequestedMAC = hw.String()
+	}
+	if ip != "" {
+		if !userDefined {
+			return nil, errdefs.InvalidArgument(errors.New("user specified IP address is supported on user defined networks only"))
+		}
+		a, err := netip.ParseAddr(ip)
+		if err != nil || !a.Is4() {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("invalid IPv4 address: %s", ip))
+		}
+		out.RequestedIP = a.String()
+	}
+	if len(ep.GetAliases()) > 0 && !userDefined {
+		return nil, errdefs.InvalidArgument(errors.New("network-scoped aliases are only supported for user-defined networks"))
+	}
+	for _, a := range ep.GetAliases() {
+		if a == "" || !validAlias.MatchString(a) {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("invalid network alias %q", a))
+		}
+		if !slices.Contains(out.Aliases, a) {
+			out.Aliases = append(out.Aliases, a)
+		}
+	}
+	return out, nil
+}
+
+// validAlias is a DNS name: labels of letters, digits, - and _.
+var validAlias = regexp.MustCompile(`^[a-zA-Z0-9_]([a-zA-Z0-9_.-]*[a-zA-Z0-9_])?$`)
 
 // bridged: the container's network mode attaches it to a network (the
 // default bridge or a user-defined one), not none or host.
@@ -93,21 +133,60 @@ func bridged(hc *enginev1.HostConfig) bool {
 	return true
 }
 
-// checkNetwork, at create, makes sure the network a container is to be
-// attached to exists (it is looked up again at each start).
-func (s *Service) checkNetwork(ctx context.Context, hc *enginev1.HostConfig) error {
-	if !bridged(hc) || hc.GetNetworkMode() == "bridge" {
+// createNetworks, at create, finds the networks the container is to be
+// on (the network mode's and, API >= 1.44, any others of
+// EndpointsConfig), checks what it asks of each, and records them by
+// name: it joins them at each start. The networks are looked up again
+// then.
+func (s *Service) createNetworks(ctx context.Context, rec *Record, hc *enginev1.HostConfig, primary *enginev1.EndpointConfig, others map[string]*enginev1.EndpointConfig) error {
+	mode := hc.GetNetworkMode()
+	if !bridged(hc) {
+		if _, err := endpointConfig(hc, mode, false, primary); err != nil {
+			return err
+		}
+		if len(others) > 0 {
+			if mode == "none" {
+				return errdefs.InvalidArgument(errors.New("container cannot be connected to multiple networks with one of the networks in private (none) mode"))
+			}
+			return errdefs.InvalidArgument(errors.New("container sharing network namespace with another container or host cannot be connected to any other network"))
+		}
 		return nil
 	}
 	if s.cfg.Networks == nil {
-		return errdefs.NotFound(fmt.Errorf("network %s not found", hc.GetNetworkMode()))
+		return errdefs.NotFound(fmt.Errorf("network %s not found", mode))
 	}
-	name, err := s.cfg.Networks.Lookup(ctx, hc.GetNetworkMode())
-	if err != nil {
+	rec.Networks = map[string]*NetworkEndpoint{}
+	add := func(ref string, epc *enginev1.EndpointConfig) error {
+		name, err := s.cfg.Networks.Lookup(ctx, ref)
+		if err != nil {
+			return err
+		}
+		switch name {
+		case "host":
+			return errdefs.InvalidArgument(errors.New("container sharing network namespace with another container or host cannot be connected to any other network"))
+		case "none":
+			return errdefs.InvalidArgument(errors.New("container cannot be connected to multiple networks with one of the networks in private (none) mode"))
+		}
+		if _, dup := rec.Networks[name]; dup {
+			return nil // the mode's network named again in EndpointsConfig
+		}
+		ep, err := endpointConfig(hc, name, name != "bridge", epc)
+		if err != nil {
+			return err
+		}
+		rec.Networks[name] = ep
+		if ref == mode {
+			rec.PrimaryNetwork = name
+		}
+		return nil
+	}
+	if err := add(mode, primary); err != nil {
 		return err
 	}
-	if name == "host" || name == "none" {
-		return errdefs.InvalidArgument(fmt.Errorf("network %s: use --network %s", hc.GetNetworkMode(), name))
+	for _, ref := range slices.Sorted(maps.Keys(others)) {
+		if err := add(ref, others[ref]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -121,9 +200,29 @@ func (s *Service) Name(id string) string {
 	return strings.TrimPrefix(r.Name, "/")
 }
 
+// joinOrder is the order a container joins its networks at start: the
+// network mode's first (it gets eth0 and the default route), then the
+// others by name. Records made before the container kept its networks
+// have the mode's network alone.
+func (r *Record) joinOrder(hc *enginev1.HostConfig) []*NetworkEndpoint {
+	if r.Networks == nil {
+		return []*NetworkEndpoint{{NetworkName: hc.GetNetworkMode(), RequestedIP: r.RequestedIP, RequestedMAC: r.RequestedMAC}}
+	}
+	var out []*NetworkEndpoint
+	if ep := r.Networks[r.PrimaryNetwork]; ep != nil {
+		out = append(out, ep)
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.Networks)) {
+		if name != r.PrimaryNetwork {
+			out = append(out, r.Networks[name])
+		}
+	}
+	return out
+}
+
 // attachNetworks connects the container whose init (created, not yet
-// started) is pid to its network, records the endpoint and writes the
-// container's own address into its /etc/hosts.
+// started) is pid to its networks, records the endpoints and writes the
+// container's own addresses into its /etc/hosts.
 func (s *Service) attachNetworks(ctx context.Context, rec *Record, cfg *enginev1.ContainerConfig, hc *enginev1.HostConfig, pid int) error {
 	if !bridged(hc) {
 		return nil
@@ -132,22 +231,55 @@ func (s *Service) attachNetworks(ctx context.Context, rec *Record, cfg *enginev1
 		return fmt.Errorf("network mode %s: engined has no networking", hc.GetNetworkMode())
 	}
 	nsPath := "/proc/" + strconv.Itoa(pid) + "/ns/net"
-	ep, err := s.cfg.Networks.Attach(ctx, rec.ID, nsPath, NetworkAttach{Network: hc.GetNetworkMode(), IPv4Address: rec.RequestedIP, MacAddress: rec.RequestedMAC})
-	if err != nil {
-		return err
+	joined := map[string]*NetworkEndpoint{}
+	for _, want := range rec.joinOrder(hc) {
+		ep, err := s.attach(ctx, rec.ID, nsPath, want)
+		if err != nil {
+			return err
+		}
+		joined[ep.NetworkName] = ep
 	}
-	if _, err := s.update(rec.ID, func(r *Record) error {
-		r.Networks = map[string]*NetworkEndpoint{ep.NetworkName: ep}
-		r.SandboxKey = nsPath
+	rec, err := s.update(rec.ID, func(r *Record) error {
+		r.Networks, r.SandboxKey = joined, nsPath
+		if r.PrimaryNetwork == "" && len(r.Networks) == 1 {
+			for name := range r.Networks {
+				r.PrimaryNetwork = name
+			}
+		}
 		return nil
-	}); err != nil {
-		return err
-	}
-	hosts, err := hostsFile(cfg.GetHostname(), false, hc.GetExtraHosts(), ep.IPAddress)
+	})
 	if err != nil {
 		return err
 	}
-	// In place: the file is bind-mounted into the container already.
+	return s.writeHosts(rec, cfg, hc)
+}
+
+// attach joins one network, keeping what the container asked of it.
+func (s *Service) attach(ctx context.Context, id, nsPath string, want *NetworkEndpoint) (*NetworkEndpoint, error) {
+	ep, err := s.cfg.Networks.Attach(ctx, id, nsPath, NetworkAttach{Network: want.NetworkName, IPv4Address: want.RequestedIP,
+		MacAddress: want.RequestedMAC, Aliases: want.Aliases})
+	if err != nil {
+		return nil, err
+	}
+	ep.RequestedIP, ep.RequestedMAC, ep.Aliases = want.RequestedIP, want.RequestedMAC, want.Aliases
+	return ep, nil
+}
+
+// writeHosts rewrites the running container's /etc/hosts for its
+// current endpoints: its hostname on each of its addresses, and its
+// links. In place: the file is bind-mounted into the container.
+func (s *Service) writeHosts(rec *Record, cfg *enginev1.ContainerConfig, hc *enginev1.HostConfig) error {
+	var own []string
+	for _, ep := range rec.joinOrder(hc) {
+		if ep.IPAddress != "" {
+			own = append(own, ep.IPAddress)
+		}
+	}
+	hosts, err := hostsFile(cfg.GetHostname(), false, hc.GetExtraHosts(), own...)
+	if err != nil {
+		return err
+	}
+	hosts += s.linkHosts(rec, hc)
 	return os.WriteFile(filepath.Join(s.containerDir(rec.ID), "hosts"), []byte(hosts), 0o644)
 }
 
@@ -161,12 +293,144 @@ func (s *Service) detachNetworks(id string) {
 		s.cfg.Logger.Warn("detach container from its networks", "id", id, "err", err)
 	}
 	s.update(id, func(r *Record) error {
-		for _, ep := range r.Networks {
-			*ep = NetworkEndpoint{NetworkName: ep.NetworkName, NetworkID: ep.NetworkID}
+		for name, ep := range r.Networks {
+			r.Networks[name] = ep.released()
 		}
 		r.SandboxKey = ""
 		return nil
 	})
+}
+
+// NetworkConnect puts a container on a network: at once if it runs
+// (a new interface in its namespace), at its next start otherwise.
+func (s *Service) NetworkConnect(ctx context.Context, req *enginev1.NetworkConnectRequest) (*enginev1.NetworkConnectResponse, error) {
+	rec, unlock, err := s.lockRecord(req.GetContainer())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	hc, err := rec.hostConfig()
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.Networks == nil {
+		return nil, errdefs.NotFound(fmt.Errorf("network %s not found", req.GetNetwork()))
+	}
+	name, err := s.cfg.Networks.Lookup(ctx, req.GetNetwork())
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case name == "host" && hc.GetNetworkMode() != "host":
+		return nil, errdefs.InvalidArgument(errors.New("cannot connect container to host network - container must be created in host network mode"))
+	case !bridged(hc):
+		return nil, errdefs.InvalidArgument(errors.New("container sharing network namespace with another container or host cannot be connected to any other network"))
+	case name == "none":
+		return nil, errdefs.InvalidArgument(errors.New("container cannot be connected to multiple networks with one of the networks in private (none) mode"))
+	}
+	if _, ok := rec.joinedNetworks(hc)[name]; ok {
+		return nil, errdefs.Forbidden(fmt.Errorf("endpoint with name %s already exists in network %s", strings.TrimPrefix(rec.Name, "/"), name))
+	}
+	want, err := endpointConfig(hc, name, name != "bridge", req.GetEndpoint())
+	if err != nil {
+		return nil, err
+	}
+	running := rec.SandboxKey != "" && (rec.Status == "running" || rec.Status == "paused")
+	if running {
+		if want, err = s.attach(ctx, rec.ID, rec.SandboxKey, want); err != nil {
+			return nil, err
+		}
+	}
+	rec, err = s.update(rec.ID, func(r *Record) error {
+		if r.Networks == nil {
+			r.Networks = r.joinedNetworks(hc)
+		}
+		r.Networks[name] = want
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if running {
+		cfg, err := rec.config()
+		if err != nil {
+			return nil, err
+		}
+		if err := s.writeHosts(rec, cfg, hc); err != nil {
+			return nil, err
+		}
+	}
+	return &enginev1.NetworkConnectResponse{}, nil
+}
+
+// NetworkDisconnect takes a container off a network; force also when
+// the network is gone.
+func (s *Service) NetworkDisconnect(ctx context.Context, req *enginev1.NetworkDisconnectRequest) (*enginev1.NetworkDisconnectResponse, error) {
+	rec, unlock, err := s.lockRecord(req.GetContainer())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	hc, err := rec.hostConfig()
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.Networks == nil {
+		return nil, errdefs.NotFound(fmt.Errorf("network %s not found", req.GetNetwork()))
+	}
+	name, err := s.cfg.Networks.Lookup(ctx, req.GetNetwork())
+	if err != nil {
+		if !req.GetForce() || !errdefs.IsNotFound(err) {
+			return nil, err
+		}
+		name = req.GetNetwork()
+	}
+	switch {
+	case name == "host" && hc.GetNetworkMode() == "host":
+		return nil, errdefs.InvalidArgument(errors.New("cannot disconnect container from host network - container was created in host network mode"))
+	}
+	networks := rec.joinedNetworks(hc)
+	if _, ok := networks[name]; !ok {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("container %s is not connected to the network %s", rec.ID, name))
+	}
+	running := rec.SandboxKey != "" && (rec.Status == "running" || rec.Status == "paused")
+	if running {
+		if err := s.cfg.Networks.DetachNetwork(ctx, rec.ID, name); err != nil && !(req.GetForce() && errdefs.IsNotFound(err)) {
+			return nil, err
+		}
+	}
+	rec, err = s.update(rec.ID, func(r *Record) error {
+		if r.Networks == nil {
+			r.Networks = networks
+		}
+		delete(r.Networks, name)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if running {
+		cfg, err := rec.config()
+		if err != nil {
+			return nil, err
+		}
+		if err := s.writeHosts(rec, cfg, hc); err != nil {
+			return nil, err
+		}
+	}
+	return &enginev1.NetworkDisconnectResponse{}, nil
+}
+
+// joinedNetworks are the networks the container is on, by name.
+func (r *Record) joinedNetworks(hc *enginev1.HostConfig) map[string]*NetworkEndpoint {
+	if !bridged(hc) {
+		return map[string]*NetworkEndpoint{hc.GetNetworkMode(): {NetworkName: hc.GetNetworkMode()}}
+	}
+	out := map[string]*NetworkEndpoint{}
+	for _, ep := range r.joinOrder(hc) {
+		out[ep.NetworkName] = ep
+	}
+	return out
 }
 
 // networkSettings is inspect's view of the record's endpoints.
@@ -175,15 +439,17 @@ func networkSettings(r *Record, hc *enginev1.HostConfig) *enginev1.NetworkSettin
 	if r.SandboxKey != "" {
 		ns.SandboxId = r.ID
 	}
-	for name, ep := range r.Networks {
-		ns.Networks[name] = &enginev1.EndpointSettings{NetworkId: ep.NetworkID, EndpointId: ep.EndpointID, Gateway: ep.Gateway,
-			IpAddress: ep.IPAddress, IpPrefixLen: int32(ep.IPPrefixLen), MacAddress: ep.MacAddress}
+	if strings.HasPrefix(hc.GetNetworkMode(), "container:") {
+		return ns // the other container's, as dockerd shows it
 	}
-	if len(ns.Networks) == 0 {
-		switch m := hc.GetNetworkMode(); m {
-		case "bridge", "host", "none":
-			ns.Networks[m] = &enginev1.EndpointSettings{}
+	for name, ep := range r.joinedNetworks(hc) {
+		es := &enginev1.EndpointSettings{NetworkId: ep.NetworkID, EndpointId: ep.EndpointID, Gateway: ep.Gateway,
+			IpAddress: ep.IPAddress, IpPrefixLen: int32(ep.IPPrefixLen), MacAddress: cmp.Or(ep.MacAddress, ep.RequestedMAC),
+			Aliases: ep.Aliases, Ipv4Address: ep.RequestedIP}
+		if name == "bridge" {
+			es.Links = dockerLinks(r.Name, hc.GetLinks())
 		}
+		ns.Networks[name] = es
 	}
 	return ns
 }

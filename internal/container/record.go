@@ -39,10 +39,14 @@ type Record struct {
 	// Networks are the container's endpoints by network name: with their
 	// addresses while it runs, without once it stopped. SandboxKey is its
 	// network namespace while it runs.
-	Networks   map[string]*NetworkEndpoint `json:"networks,omitempty"`
+	// Not omitempty: a container disconnected from all its networks
+	// ({}) is not one made before containers kept them (null).
+	Networks   map[string]*NetworkEndpoint `json:"networks"`
 	SandboxKey string                      `json:"sandboxKey,omitempty"`
-	// RequestedIP and RequestedMAC are --ip and --mac-address: the
-	// endpoint gets them at each start.
+	// PrimaryNetwork is the network mode's network, joined first.
+	PrimaryNetwork string `json:"primaryNetwork,omitempty"`
+	// RequestedIP and RequestedMAC are --ip and --mac-address of
+	// records made before Networks kept them per network.
 	RequestedIP  string `json:"requestedIP,omitempty"`
 	RequestedMAC string `json:"requestedMAC,omitempty"`
 }

@@ -5,7 +5,6 @@
 package container
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -260,7 +259,10 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 			}
 		}
 	}
-	if err := s.checkNetwork(ctx, hc); err != nil {
+	if err := s.createNetworks(ctx, rec, hc, req.GetEndpoint(), req.GetEndpoints()); err != nil {
+		return nil, err
+	}
+	if err := s.checkLinks(hc); err != nil {
 		return nil, err
 	}
 	id, generated := rec.ID, req.GetName() == ""
@@ -321,6 +323,9 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 	if err := validateHostConfig(hc); err != nil {
 		return nil, err
 	}
+	if err := validateNetContainerMode(cfg, hc); err != nil {
+		return nil, err
+	}
 	hostUTS := hc.GetNetworkMode() == "host" || hc.GetUtsMode() == "host"
 	if hc.GetUtsMode() == "host" && cfg.GetHostname() != "" {
 		return nil, errdefs.InvalidArgument(errors.New("Conflicting options: hostname and the UTS mode"))
@@ -334,6 +339,13 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 		return nil, errdefs.InvalidArgument(fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
 	}
 	name = "/" + strings.TrimPrefix(name, "/")
+	for _, l := range hc.GetLinks() {
+		if _, _, err := parseLink(l); err != nil {
+			return nil, err
+		}
+	}
+	// Links are kept as dockerd's inspect shows them: "/db:/web/db".
+	hc.Links = dockerLinks(name, hc.GetLinks())
 	if cfg.GetHostname() == "" {
 		cfg.Hostname = id[:12]
 		if hostUTS {
@@ -365,9 +377,6 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 	}
 	rec := &Record{ID: id, Name: name, Created: time.Now().UTC(), Image: cfg.GetImage(), ImageID: imageID,
 		Path: argv[0], Args: argv[1:], Config: cfgJSON, HostConfig: hcJSON, Status: "created"}
-	if err := endpointRequest(rec, hc, req.GetEndpoint()); err != nil {
-		return nil, err
-	}
 	return rec, nil
 }
 
@@ -387,7 +396,7 @@ func (s *Service) writeHostFiles(rec *Record, cfg *enginev1.ContainerConfig, hc 
 	dir := s.containerDir(rec.ID)
 	host := cfg.GetHostname()
 	hostNet := hc.GetNetworkMode() == "host"
-	hosts, err := hostsFile(host, hostNet, hc.GetExtraHosts(), "")
+	hosts, err := hostsFile(host, hostNet, hc.GetExtraHosts())
 	if err != nil {
 		return err
 	}
@@ -414,7 +423,7 @@ func (s *Service) writeHostFiles(rec *Record, cfg *enginev1.ContainerConfig, hc 
 // hostsFile is a container's /etc/hosts: the host's with the host's
 // network, else the localhost lines and the container's own name on
 // ownIP (127.0.1.1 until it has an address); then the extra hosts.
-func hostsFile(host string, hostNet bool, extra []string, ownIP string) (string, error) {
+func hostsFile(host string, hostNet bool, extra []string, ownIPs ...string) (string, error) {
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
 	if hostNet {
 		if b, err := os.ReadFile("/etc/hosts"); err == nil {
@@ -430,7 +439,12 @@ func hostsFile(host string, hostNet bool, extra []string, ownIP string) (string,
 	}
 	hosts += added
 	if !hostNet {
-		hosts += cmp.Or(ownIP, "127.0.1.1") + "\t" + host + "\n"
+		if len(ownIPs) == 0 {
+			ownIPs = []string{"127.0.1.1"}
+		}
+		for _, ip := range ownIPs {
+			hosts += ip + "\t" + host + "\n"
+		}
 	}
 	return hosts, nil
 }

@@ -106,8 +106,9 @@ func validateHostConfig(hc *enginev1.HostConfig) error {
 		return invalid("Invalid value %d, range for oom score adj is [-1000, 1000]", v)
 	}
 	switch m := hc.GetNetworkMode(); {
+	case m == "container" || m == "container:":
+		return invalid("invalid network mode: invalid container format container:<name|id>")
 	case strings.HasPrefix(m, "container:"):
-		return invalid("network mode %q (HostConfig.NetworkMode) is not supported yet: engined runs containers on bridge networks, with --network none or host", m)
 	case !validNetworkMode.MatchString(m):
 		return invalid("invalid network mode %q (HostConfig.NetworkMode)", m)
 	}
@@ -194,6 +195,28 @@ func validateHostConfig(hc *enginev1.HostConfig) error {
 	}
 	if cs := hc.GetConsoleSize(); len(cs) != 0 && len(cs) != 2 {
 		return invalid("ConsoleSize: want [height, width], got %d numbers", len(cs))
+	}
+	return nil
+}
+
+// validateNetContainerMode is dockerd's check of what cannot go with
+// another container's network (--network container:<id>): that
+// container's hostname, hosts, DNS and ports are the ones.
+func validateNetContainerMode(cfg *enginev1.ContainerConfig, hc *enginev1.HostConfig) error {
+	if !strings.HasPrefix(hc.GetNetworkMode(), "container:") {
+		return nil
+	}
+	switch {
+	case cfg.GetHostname() != "":
+		return invalid("conflicting options: hostname and the network mode")
+	case len(hc.GetLinks()) > 0:
+		return invalid("conflicting options: container type network can't be used with links. This would result in undefined behavior")
+	case len(hc.GetDns()) > 0:
+		return invalid("conflicting options: dns and the network mode")
+	case len(hc.GetExtraHosts()) > 0:
+		return invalid("conflicting options: custom host-to-IP mapping and the network mode")
+	case len(cfg.GetExposedPorts()) > 0:
+		return invalid("conflicting options: port exposing and the container type network mode")
 	}
 	return nil
 }

@@ -12,7 +12,8 @@ import (
 type containerNetworks struct{ m *network.Manager }
 
 func (n containerNetworks) Attach(ctx context.Context, containerID, netnsPath string, req container.NetworkAttach) (*container.NetworkEndpoint, error) {
-	ep, err := n.m.Attach(ctx, containerID, netnsPath, network.AttachRequest{Network: req.Network, IPv4Address: req.IPv4Address, MacAddress: req.MacAddress})
+	ep, err := n.m.Attach(ctx, containerID, netnsPath, network.AttachRequest{Network: req.Network, IPv4Address: req.IPv4Address, MacAddress: req.MacAddress,
+		Aliases: req.Aliases})
 	if err != nil {
 		return nil, err
 	}
@@ -30,4 +31,8 @@ func (n containerNetworks) Lookup(ctx context.Context, ref string) (string, erro
 
 func (n containerNetworks) Detach(ctx context.Context, containerID string) error {
 	return n.m.Detach(ctx, containerID)
+}
+
+func (n containerNetworks) DetachNetwork(ctx context.Context, containerID, network string) error {
+	return n.m.DetachNetwork(ctx, containerID, network)
 }

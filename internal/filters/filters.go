@@ -103,6 +103,18 @@ func (a Args) MatchLabels(key string, labels map[string]string) bool {
 	return true
 }
 
+// MatchNoLabel reports whether labels satisfy no "label!" filter, as
+// dockerd's prunes read it ("key" or "key=value" to keep).
+func (a Args) MatchNoLabel(key string, labels map[string]string) bool {
+	for f := range a[key] {
+		k, v, hasValue := strings.Cut(f, "=")
+		if got, ok := labels[k]; ok && (!hasValue || got == v) {
+			return false
+		}
+	}
+	return true
+}
+
 // MatchPattern reports whether s matches any of key's glob patterns.
 func (a Args) MatchPattern(key, s string) bool {
 	for p := range a[key] {

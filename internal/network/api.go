@@ -53,7 +53,7 @@ func (m *Manager) NetworkCreate(ctx context.Context, req *enginev1.NetworkCreate
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := &Network{ID: newID(), Name: name, Driver: "bridge", Created: time.Now().UTC(), Internal: req.GetInternal(),
-		Labels: req.GetLabels(), Options: map[string]string{}}
+		Labels: req.GetLabels(), Options: map[string]string{}, Attachable: req.GetAttachable()}
 	for k, v := range req.GetOptions() {
 		n.Options[k] = v
 	}
@@ -90,6 +90,9 @@ func (m *Manager) NetworkCreate(ctx context.Context, req *enginev1.NetworkCreate
 			return err
 		}
 		n.Subnet, n.Gateway = subnet.String(), gw.String()
+		if n.IPRange, n.AuxAddresses, err = poolOptions(subnet, gw, req.GetIpRange(), req.GetAuxAddresses()); err != nil {
+			return err
+		}
 		return putJSON(b, keyNetwork+n.ID, n)
 	})
 	if err != nil {
@@ -140,6 +143,36 @@ func subnetFor(subnet, gateway string, taken []netip.Prefix) (netip.Prefix, neti
 		}
 	}
 	return p, gw, nil
+}
+
+// poolOptions checks --ip-range and --aux-address against the subnet.
+func poolOptions(subnet netip.Prefix, gw netip.Addr, ipRange string, aux map[string]string) (string, map[string]string, error) {
+	if ipRange != "" {
+		r, err := netip.ParsePrefix(ipRange)
+		if err != nil || !r.Addr().Is4() {
+			return "", nil, errdefs.InvalidArgument(fmt.Errorf("invalid ip range %q: IPv4 CIDR only", ipRange))
+		}
+		r = r.Masked()
+		if r.Bits() < subnet.Bits() || !subnet.Contains(r.Addr()) {
+			return "", nil, errdefs.InvalidArgument(fmt.Errorf("invalid pool request: ip range %s is not within subnet %s", r, subnet))
+		}
+		ipRange = r.String()
+	}
+	var out map[string]string
+	for name, s := range aux {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is4() {
+			return "", nil, errdefs.InvalidArgument(fmt.Errorf("invalid auxiliary address %s=%q", name, s))
+		}
+		if !subnet.Contains(a) {
+			return "", nil, errdefs.InvalidArgument(fmt.Errorf("invalid pool request: auxiliary address %s=%s is not within subnet %s", name, a, subnet))
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[name] = a.String()
+	}
+	return ipRange, out, nil
 }
 
 // apply makes a network's bridge and rewrites the rules.
@@ -214,12 +247,16 @@ func (m *Manager) NetworkInspect(ctx context.Context, req *enginev1.NetworkInspe
 	if err != nil {
 		return nil, err
 	}
+	if sc := req.GetScope(); sc != "" && sc != "local" {
+		return nil, errdefs.NotFound(fmt.Errorf("network %s not found", req.GetId()))
+	}
 	return m.toProto(n)
 }
 
-// NetworkList lists networks; filters: driver, id, label, name, type.
+// NetworkList lists networks; filters: dangling, driver, id, label,
+// name, scope, type.
 func (m *Manager) NetworkList(ctx context.Context, req *enginev1.NetworkListRequest) (*enginev1.NetworkListResponse, error) {
-	f, err := filters.Parse(req.GetFilters(), "driver", "id", "label", "name", "type")
+	f, err := filters.Parse(req.GetFilters(), "dangling", "driver", "id", "label", "name", "scope", "type")
 	if err != nil {
 		return nil, errdefs.InvalidArgument(err)
 	}
@@ -227,6 +264,10 @@ func (m *Manager) NetworkList(ctx context.Context, req *enginev1.NetworkListRequ
 		if t != "custom" && t != "builtin" {
 			return nil, errdefs.InvalidArgument(fmt.Errorf("invalid filter: 'type'='%s'", t))
 		}
+	}
+	dangling, err := f.Bool("dangling", false)
+	if err != nil {
+		return nil, err
 	}
 	nets, err := m.networks()
 	if err != nil {
@@ -241,6 +282,11 @@ func (m *Manager) NetworkList(ctx context.Context, req *enginev1.NetworkListRequ
 		p, err := m.toProto(n)
 		if err != nil {
 			return nil, err
+		}
+		// dangling: user-defined networks no container is on (and
+		// dangling=false, the others), as dockerd's.
+		if f.Has("dangling") && dangling != (!predefined(n) && len(p.Containers) == 0) {
+			continue
 		}
 		out.Networks = append(out.Networks, p)
 	}
@@ -262,7 +308,49 @@ func matches(f filters.Args, n *Network) bool {
 		anyOf("id", func(v string) bool { return strings.HasPrefix(n.ID, v) }) &&
 		anyOf("driver", func(v string) bool { return v == n.Driver }) &&
 		anyOf("type", func(v string) bool { return v == typ }) &&
+		anyOf("scope", func(v string) bool { return v == "local" }) &&
 		f.MatchLabels("label", n.Labels)
+}
+
+// NetworkPrune removes the user-defined networks without endpoints,
+// those created before until and matching the label filters.
+func (m *Manager) NetworkPrune(ctx context.Context, req *enginev1.NetworkPruneRequest) (*enginev1.NetworkPruneResponse, error) {
+	f, err := filters.Parse(req.GetFilters(), "until", "label", "label!")
+	if err != nil {
+		return nil, errdefs.InvalidArgument(err)
+	}
+	var until time.Time
+	if v := f.Get("until"); len(v) > 0 {
+		if until, err = filters.ParseTime(v[0], time.Now()); err != nil {
+			return nil, err
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	nets, err := m.networks()
+	if err != nil {
+		return nil, err
+	}
+	out := &enginev1.NetworkPruneResponse{NetworksDeleted: []string{}}
+	for _, n := range nets {
+		if predefined(n) || (!until.IsZero() && !n.Created.Before(until)) || !f.MatchLabels("label", n.Labels) ||
+			(f.Has("label!") && !f.MatchNoLabel("label!", n.Labels)) {
+			continue
+		}
+		eps, err := m.endpointsOn(n.ID)
+		if err != nil {
+			return nil, err
+		}
+		if len(eps) > 0 {
+			continue
+		}
+		if err := m.deleteNetwork(ctx, n); err != nil {
+			return nil, fmt.Errorf("prune network %s: %w", n.Name, err)
+		}
+		m.event("destroy", n.ID, n.Name, "")
+		out.NetworksDeleted = append(out.NetworksDeleted, n.Name)
+	}
+	return out, nil
 }
 
 func (m *Manager) toProto(n *Network) (*enginev1.Network, error) {
@@ -271,7 +359,8 @@ func (m *Manager) toProto(n *Network) (*enginev1.Network, error) {
 		return nil, err
 	}
 	p := &enginev1.Network{Id: n.ID, Name: n.Name, Created: timestamppb.New(n.Created), Driver: n.Driver, Subnet: n.Subnet,
-		Gateway: n.Gateway, Internal: n.Internal, Labels: n.Labels, Options: n.Options, Containers: map[string]*enginev1.NetworkContainer{}}
+		Gateway: n.Gateway, Internal: n.Internal, Labels: n.Labels, Options: n.Options, Containers: map[string]*enginev1.NetworkContainer{},
+		Attachable: n.Attachable, IpRange: n.IPRange, AuxAddresses: n.AuxAddresses}
 	for _, ep := range eps {
 		name := ""
 		if m.cfg.ContainerName != nil {

@@ -56,8 +56,10 @@ func ensureBridge(n *Network, mtu int) error {
 }
 
 // plugVeth creates the endpoint's veth pair with the container end in
-// the namespace at netnsPath, where it becomes eth0 with the endpoint's
-// address and MAC and a default route through the gateway.
+// the namespace at netnsPath, where it becomes the first free ethN
+// (ep.IfName) with the endpoint's address and MAC, and the default route
+// through the gateway if the namespace has none yet (the first network
+// a container joins gives its way out, as dockerd's).
 func plugVeth(n *Network, ep *Endpoint, netnsPath string, mtu int) (err error) {
 	br, err := netlink.LinkByName(n.Bridge)
 	if err != nil {
@@ -102,8 +104,12 @@ func plugVeth(n *Network, ep *Endpoint, netnsPath string, mtu int) (err error) {
 	if err != nil {
 		return fmt.Errorf("veth in the container: %w", err)
 	}
-	if err := h.LinkSetName(in, "eth0"); err != nil {
-		return fmt.Errorf("rename to eth0: %w", err)
+	ep.IfName, err = freeEthName(h)
+	if err != nil {
+		return err
+	}
+	if err := h.LinkSetName(in, ep.IfName); err != nil {
+		return fmt.Errorf("rename to %s: %w", ep.IfName, err)
 	}
 	ip, err := netip.ParseAddr(ep.IPAddress)
 	if err != nil {
@@ -122,14 +128,75 @@ func plugVeth(n *Network, ep *Endpoint, netnsPath string, mtu int) (err error) {
 	if n.Internal {
 		return nil // no way out: no default route
 	}
-	gw, err := netip.ParseAddr(ep.Gateway)
+	return defaultRoute(h, in, ep.Gateway)
+}
+
+// freeEthName is the lowest ethN no link in the namespace has.
+func freeEthName(h *netlink.Handle) (string, error) {
+	links, err := h.LinkList()
+	if err != nil {
+		return "", fmt.Errorf("links in the container: %w", err)
+	}
+	taken := map[string]bool{}
+	for _, l := range links {
+		taken[l.Attrs().Name] = true
+	}
+	for i := 0; ; i++ {
+		if name := fmt.Sprintf("eth%d", i); !taken[name] {
+			return name, nil
+		}
+	}
+}
+
+// defaultRoute routes the namespace's traffic through gateway on link,
+// unless it has a default route already.
+func defaultRoute(h *netlink.Handle, link netlink.Link, gateway string) error {
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("routes in the container: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() && isZeroMask(r.Dst.Mask) {
+			return nil
+		}
+	}
+	gw, err := netip.ParseAddr(gateway)
 	if err != nil {
 		return err
 	}
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: in.Attrs().Index, Gw: gw.AsSlice(), Scope: netlink.SCOPE_UNIVERSE}); err != nil {
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw.AsSlice(), Scope: netlink.SCOPE_UNIVERSE}); err != nil {
 		return fmt.Errorf("default route via %s: %w", gw, err)
 	}
 	return nil
+}
+
+func isZeroMask(m net.IPMask) bool {
+	ones, _ := m.Size()
+	return ones == 0
+}
+
+// restoreDefaultRoute gives the namespace at netnsPath a default route
+// through the first of eps (endpoints still attached, on networks that
+// are not internal) when it lost its own with a disconnected network.
+func restoreDefaultRoute(netnsPath string, eps []*Endpoint) error {
+	if len(eps) == 0 {
+		return nil
+	}
+	ns, err := netns.GetFromPath(netnsPath)
+	if err != nil {
+		return fmt.Errorf("container network namespace: %w", err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(eps[0].IfName)
+	if err != nil {
+		return fmt.Errorf("%s in the container: %w", eps[0].IfName, err)
+	}
+	return defaultRoute(h, link, eps[0].Gateway)
 }
 
 func linkExists(name string) bool {

@@ -57,20 +57,23 @@ func overlapsAny(p netip.Prefix, list []netip.Prefix) bool {
 	return false
 }
 
-// firstFree is the lowest host address of subnet that is neither the
-// gateway nor in used (network and broadcast addresses are never given).
-func firstFree(subnet netip.Prefix, gateway netip.Addr, used map[netip.Addr]bool) (netip.Addr, error) {
-	subnet = subnet.Masked()
-	base := addrU32(subnet.Addr())
-	size := uint32(1) << (32 - subnet.Bits())
-	for i := uint32(1); i+1 < size; i++ {
-		a := u32Addr(base + i)
-		if a == gateway || used[a] {
+// firstFree is the lowest host address of pool (the network's
+// --ip-range, or its subnet) that is neither the gateway nor in used;
+// the subnet's network and broadcast addresses are never given.
+func firstFree(subnet, pool netip.Prefix, gateway netip.Addr, used map[netip.Addr]bool) (netip.Addr, error) {
+	subnet, pool = subnet.Masked(), pool.Masked()
+	first, last := addrU32(subnet.Addr()), addrU32(subnet.Addr())|(1<<(32-subnet.Bits())-1)
+	base := addrU32(pool.Addr())
+	size := uint64(1) << (32 - pool.Bits())
+	for i := uint64(0); i < size; i++ {
+		v := base + uint32(i)
+		a := u32Addr(v)
+		if v == first || v == last || a == gateway || used[a] {
 			continue
 		}
 		return a, nil
 	}
-	return netip.Addr{}, fmt.Errorf("no available IPv4 addresses on network %s", subnet)
+	return netip.Addr{}, errdefs.Unavailable(fmt.Errorf("no available IPv4 addresses on network %s", pool))
 }
 
 // gatewayOf is a subnet's first host address, dockerd's default gateway.

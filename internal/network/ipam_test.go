@@ -37,7 +37,7 @@ func TestFirstFree(t *testing.T) {
 	used := map[netip.Addr]bool{}
 	var got []string
 	for {
-		a, err := firstFree(s, gw, used)
+		a, err := firstFree(s, s, gw, used)
 		if err != nil {
 			break
 		}
@@ -49,7 +49,7 @@ func TestFirstFree(t *testing.T) {
 		t.Fatalf("allocated %v, want %s", got, want)
 	}
 	delete(used, netip.MustParseAddr("10.9.0.4"))
-	if a, _ := firstFree(s, gw, used); a.String() != "10.9.0.4" {
+	if a, _ := firstFree(s, s, gw, used); a.String() != "10.9.0.4" {
 		t.Fatalf("a released address is not reused first: got %s", a)
 	}
 }

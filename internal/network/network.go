@@ -76,6 +76,38 @@ type Network struct {
 	Internal bool              `json:"internal,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
 	Options  map[string]string `json:"options,omitempty"`
+	// IPRange is --ip-range, the part of the subnet addresses are
+	// allocated from ("": all of it); AuxAddresses are --aux-address,
+	// addresses never given to an endpoint.
+	IPRange      string            `json:"ip_range,omitempty"`
+	AuxAddresses map[string]string `json:"aux_addresses,omitempty"`
+	Attachable   bool              `json:"attachable,omitempty"`
+}
+
+// pool is where the network allocates addresses from.
+func (n *Network) pool() (subnet, pool netip.Prefix, err error) {
+	subnet, err = netip.ParsePrefix(n.Subnet)
+	if err != nil {
+		return subnet, pool, fmt.Errorf("network %s: subnet %q: %w", n.Name, n.Subnet, err)
+	}
+	pool = subnet
+	if n.IPRange != "" {
+		if pool, err = netip.ParsePrefix(n.IPRange); err != nil {
+			return subnet, pool, fmt.Errorf("network %s: ip range %q: %w", n.Name, n.IPRange, err)
+		}
+	}
+	return subnet, pool, nil
+}
+
+// reserved are the addresses of the network no endpoint may have.
+func (n *Network) reserved() map[netip.Addr]bool {
+	used := map[netip.Addr]bool{}
+	for _, s := range n.AuxAddresses {
+		if a, err := netip.ParseAddr(s); err == nil {
+			used[a] = true
+		}
+	}
+	return used
 }
 
 // Endpoint is a container's attachment to a network, as stored.
@@ -89,6 +121,10 @@ type Endpoint struct {
 	Gateway     string `json:"gateway"`
 	MacAddress  string `json:"mac"`
 	HostVeth    string `json:"host_veth"`
+	// IfName is the interface in the container (eth0, eth1, …);
+	// Sandbox the container's network namespace, while attached.
+	IfName  string `json:"if_name,omitempty"`
+	Sandbox string `json:"sandbox,omitempty"`
 }
 
 // AttachRequest says what a container asks of a network.
@@ -96,6 +132,7 @@ type AttachRequest struct {
 	Network     string // name or ID; "", "default": the bridge network
 	IPv4Address string // "": the first free address
 	MacAddress  string // "": random, locally administered
+	Aliases     []string
 }
 
 // Manager owns networks, endpoints, links and rules.
@@ -285,9 +322,9 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 	if n.Driver != "bridge" {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("network %s: containers join it with --network %s, not as an endpoint", n.Name, n.Name))
 	}
-	subnet, err := netip.ParsePrefix(n.Subnet)
+	subnet, pool, err := n.pool()
 	if err != nil {
-		return nil, fmt.Errorf("network %s: subnet %q: %w", n.Name, n.Subnet, err)
+		return nil, err
 	}
 	gw, _ := netip.ParseAddr(n.Gateway)
 	mac := req.MacAddress
@@ -298,7 +335,7 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 	}
 	epID := newID()
 	ep := &Endpoint{ID: epID, ContainerID: containerID, NetworkID: n.ID, NetworkName: n.Name, IPPrefixLen: subnet.Bits(),
-		Gateway: n.Gateway, MacAddress: mac, HostVeth: "veth" + epID[:7]}
+		Gateway: n.Gateway, MacAddress: mac, HostVeth: "veth" + epID[:7], Sandbox: netnsPath}
 	key := keyEndpoint + containerID + "/" + n.ID
 	// A container attaches when it starts, so an endpoint it still has
 	// is a previous run's that was not released (engined died first):
@@ -319,7 +356,7 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 	}
 	err = m.cfg.Store.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(store.BucketNetworks)
-		used := map[netip.Addr]bool{}
+		used := n.reserved()
 		eps, err := endpointsIn(b, "")
 		if err != nil {
 			return err
@@ -331,7 +368,7 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 				}
 			}
 		}
-		ip, err := firstFree(subnet, gw, used)
+		ip, err := firstFree(subnet, pool, gw, used)
 		if req.IPv4Address != "" {
 			ip, err = requestedAddress(req.IPv4Address, subnet, gw, used)
 		}
@@ -347,6 +384,12 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 	if err := plugVeth(n, ep, netnsPath, m.cfg.MTU); err != nil {
 		m.release(key, ep)
 		return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
+	}
+	if err := m.cfg.Store.Update(func(tx *bolt.Tx) error {
+		return putJSON(tx.Bucket(store.BucketNetworks), key, ep)
+	}); err != nil {
+		m.release(key, ep)
+		return nil, err
 	}
 	m.event("connect", n.ID, n.Name, containerID)
 	return ep, nil
@@ -373,6 +416,46 @@ func (m *Manager) Detach(ctx context.Context, containerID string) error {
 		m.event("disconnect", ep.NetworkID, ep.NetworkName, containerID)
 	}
 	return errors.Join(errs...)
+}
+
+// DetachNetwork removes the container's endpoint on one network (a
+// disconnect while it runs); if that endpoint was the container's way
+// out, the next network that has one gives the default route.
+func (m *Manager) DetachNetwork(ctx context.Context, containerID, network string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.network(network)
+	if err != nil {
+		return err
+	}
+	eps, err := m.Endpoints(containerID)
+	if err != nil {
+		return err
+	}
+	var gone *Endpoint
+	var rest []*Endpoint
+	for _, ep := range eps {
+		if ep.NetworkID == n.ID {
+			gone = ep
+			continue
+		}
+		if o, err := m.network(ep.NetworkID); err == nil && !o.Internal && ep.IfName != "" {
+			rest = append(rest, ep)
+		}
+	}
+	if gone == nil {
+		return errdefs.NotFound(fmt.Errorf("container %s is not connected to network %s", containerID, n.Name))
+	}
+	if err := m.release(keyEndpoint+containerID+"/"+n.ID, gone); err != nil {
+		return err
+	}
+	m.event("disconnect", n.ID, n.Name, containerID)
+	if gone.Sandbox != "" {
+		if err := restoreDefaultRoute(gone.Sandbox, rest); err != nil {
+			m.log.Warn("default route after a disconnect", "container", containerID[:12], "err", err)
+		}
+	}
+	return nil
 }
 
 // release deletes an endpoint's host veth and its record.

@@ -45,6 +45,288 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type NetworkPruneRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// filters: until, label, label!.
+	Filters       string `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkPruneRequest) Reset() {
+	*x = NetworkPruneRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkPruneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkPruneRequest) ProtoMessage() {}
+
+func (x *NetworkPruneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkPruneRequest.ProtoReflect.Descriptor instead.
+func (*NetworkPruneRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *NetworkPruneRequest) GetFilters() string {
+	if x != nil {
+		return x.Filters
+	}
+	return ""
+}
+
+type NetworkPruneResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	NetworksDeleted []string               `protobuf:"bytes,1,rep,name=networks_deleted,json=networksDeleted,proto3" json:"networks_deleted,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *NetworkPruneResponse) Reset() {
+	*x = NetworkPruneResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkPruneResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkPruneResponse) ProtoMessage() {}
+
+func (x *NetworkPruneResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkPruneResponse.ProtoReflect.Descriptor instead.
+func (*NetworkPruneResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *NetworkPruneResponse) GetNetworksDeleted() []string {
+	if x != nil {
+		return x.NetworksDeleted
+	}
+	return nil
+}
+
+type NetworkConnectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       string                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	Container     string                 `protobuf:"bytes,2,opt,name=container,proto3" json:"container,omitempty"`
+	Endpoint      *EndpointConfig        `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkConnectRequest) Reset() {
+	*x = NetworkConnectRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkConnectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkConnectRequest) ProtoMessage() {}
+
+func (x *NetworkConnectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkConnectRequest.ProtoReflect.Descriptor instead.
+func (*NetworkConnectRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *NetworkConnectRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *NetworkConnectRequest) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *NetworkConnectRequest) GetEndpoint() *EndpointConfig {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+type NetworkConnectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkConnectResponse) Reset() {
+	*x = NetworkConnectResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkConnectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkConnectResponse) ProtoMessage() {}
+
+func (x *NetworkConnectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkConnectResponse.ProtoReflect.Descriptor instead.
+func (*NetworkConnectResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{3}
+}
+
+type NetworkDisconnectRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Network   string                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	Container string                 `protobuf:"bytes,2,opt,name=container,proto3" json:"container,omitempty"`
+	// force disconnects from a network that no longer exists.
+	Force         bool `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkDisconnectRequest) Reset() {
+	*x = NetworkDisconnectRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkDisconnectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkDisconnectRequest) ProtoMessage() {}
+
+func (x *NetworkDisconnectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkDisconnectRequest.ProtoReflect.Descriptor instead.
+func (*NetworkDisconnectRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *NetworkDisconnectRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *NetworkDisconnectRequest) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *NetworkDisconnectRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type NetworkDisconnectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkDisconnectResponse) Reset() {
+	*x = NetworkDisconnectResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkDisconnectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkDisconnectResponse) ProtoMessage() {}
+
+func (x *NetworkDisconnectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkDisconnectResponse.ProtoReflect.Descriptor instead.
+func (*NetworkDisconnectResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{5}
+}
+
 type NetworkListRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// filters is Docker's JSON filter map: driver, id, label, name, type.
@@ -55,7 +337,7 @@ type NetworkListRequest struct {
 
 func (x *NetworkListRequest) Reset() {
 	*x = NetworkListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[0]
+	mi := &file_engine_v1_engine_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -67,7 +349,7 @@ func (x *NetworkListRequest) String() string {
 func (*NetworkListRequest) ProtoMessage() {}
 
 func (x *NetworkListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[0]
+	mi := &file_engine_v1_engine_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -80,7 +362,7 @@ func (x *NetworkListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkListRequest.ProtoReflect.Descriptor instead.
 func (*NetworkListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{0}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NetworkListRequest) GetFilters() string {
@@ -99,7 +381,7 @@ type NetworkListResponse struct {
 
 func (x *NetworkListResponse) Reset() {
 	*x = NetworkListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[1]
+	mi := &file_engine_v1_engine_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -111,7 +393,7 @@ func (x *NetworkListResponse) String() string {
 func (*NetworkListResponse) ProtoMessage() {}
 
 func (x *NetworkListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[1]
+	mi := &file_engine_v1_engine_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -124,7 +406,7 @@ func (x *NetworkListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkListResponse.ProtoReflect.Descriptor instead.
 func (*NetworkListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{1}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NetworkListResponse) GetNetworks() []*Network {
@@ -135,15 +417,18 @@ func (x *NetworkListResponse) GetNetworks() []*Network {
 }
 
 type NetworkInspectRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// scope: "", "local" (engined's only scope) or another, which finds
+	// nothing, as dockerd's.
+	Scope         string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NetworkInspectRequest) Reset() {
 	*x = NetworkInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[2]
+	mi := &file_engine_v1_engine_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -155,7 +440,7 @@ func (x *NetworkInspectRequest) String() string {
 func (*NetworkInspectRequest) ProtoMessage() {}
 
 func (x *NetworkInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[2]
+	mi := &file_engine_v1_engine_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -168,7 +453,7 @@ func (x *NetworkInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkInspectRequest.ProtoReflect.Descriptor instead.
 func (*NetworkInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{2}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NetworkInspectRequest) GetId() string {
@@ -178,24 +463,35 @@ func (x *NetworkInspectRequest) GetId() string {
 	return ""
 }
 
+func (x *NetworkInspectRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
 type NetworkCreateRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Driver string                 `protobuf:"bytes,2,opt,name=driver,proto3" json:"driver,omitempty"`
 	// subnet and gateway: empty for one from the default pools.
-	Subnet        string            `protobuf:"bytes,3,opt,name=subnet,proto3" json:"subnet,omitempty"`
-	Gateway       string            `protobuf:"bytes,4,opt,name=gateway,proto3" json:"gateway,omitempty"`
-	Internal      bool              `protobuf:"varint,5,opt,name=internal,proto3" json:"internal,omitempty"`
-	Attachable    bool              `protobuf:"varint,6,opt,name=attachable,proto3" json:"attachable,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Options       map[string]string `protobuf:"bytes,8,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Subnet     string            `protobuf:"bytes,3,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	Gateway    string            `protobuf:"bytes,4,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Internal   bool              `protobuf:"varint,5,opt,name=internal,proto3" json:"internal,omitempty"`
+	Attachable bool              `protobuf:"varint,6,opt,name=attachable,proto3" json:"attachable,omitempty"`
+	Labels     map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Options    map[string]string `protobuf:"bytes,8,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// ip_range: --ip-range, where addresses are allocated from;
+	// aux_addresses: --aux-address, name to an address kept from endpoints.
+	IpRange       string            `protobuf:"bytes,9,opt,name=ip_range,json=ipRange,proto3" json:"ip_range,omitempty"`
+	AuxAddresses  map[string]string `protobuf:"bytes,10,rep,name=aux_addresses,json=auxAddresses,proto3" json:"aux_addresses,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NetworkCreateRequest) Reset() {
 	*x = NetworkCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[3]
+	mi := &file_engine_v1_engine_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -207,7 +503,7 @@ func (x *NetworkCreateRequest) String() string {
 func (*NetworkCreateRequest) ProtoMessage() {}
 
 func (x *NetworkCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[3]
+	mi := &file_engine_v1_engine_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -220,7 +516,7 @@ func (x *NetworkCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkCreateRequest.ProtoReflect.Descriptor instead.
 func (*NetworkCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{3}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NetworkCreateRequest) GetName() string {
@@ -279,6 +575,20 @@ func (x *NetworkCreateRequest) GetOptions() map[string]string {
 	return nil
 }
 
+func (x *NetworkCreateRequest) GetIpRange() string {
+	if x != nil {
+		return x.IpRange
+	}
+	return ""
+}
+
+func (x *NetworkCreateRequest) GetAuxAddresses() map[string]string {
+	if x != nil {
+		return x.AuxAddresses
+	}
+	return nil
+}
+
 type NetworkCreateResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -288,7 +598,7 @@ type NetworkCreateResponse struct {
 
 func (x *NetworkCreateResponse) Reset() {
 	*x = NetworkCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[4]
+	mi := &file_engine_v1_engine_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -300,7 +610,7 @@ func (x *NetworkCreateResponse) String() string {
 func (*NetworkCreateResponse) ProtoMessage() {}
 
 func (x *NetworkCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[4]
+	mi := &file_engine_v1_engine_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -313,7 +623,7 @@ func (x *NetworkCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkCreateResponse.ProtoReflect.Descriptor instead.
 func (*NetworkCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{4}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NetworkCreateResponse) GetId() string {
@@ -332,7 +642,7 @@ type NetworkRemoveRequest struct {
 
 func (x *NetworkRemoveRequest) Reset() {
 	*x = NetworkRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[5]
+	mi := &file_engine_v1_engine_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +654,7 @@ func (x *NetworkRemoveRequest) String() string {
 func (*NetworkRemoveRequest) ProtoMessage() {}
 
 func (x *NetworkRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[5]
+	mi := &file_engine_v1_engine_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +667,7 @@ func (x *NetworkRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkRemoveRequest.ProtoReflect.Descriptor instead.
 func (*NetworkRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{5}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NetworkRemoveRequest) GetId() string {
@@ -375,7 +685,7 @@ type NetworkRemoveResponse struct {
 
 func (x *NetworkRemoveResponse) Reset() {
 	*x = NetworkRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[6]
+	mi := &file_engine_v1_engine_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +697,7 @@ func (x *NetworkRemoveResponse) String() string {
 func (*NetworkRemoveResponse) ProtoMessage() {}
 
 func (x *NetworkRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[6]
+	mi := &file_engine_v1_engine_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +710,7 @@ func (x *NetworkRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkRemoveResponse.ProtoReflect.Descriptor instead.
 func (*NetworkRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{6}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{12}
 }
 
 type Network struct {
@@ -417,13 +727,15 @@ type Network struct {
 	Options    map[string]string      `protobuf:"bytes,10,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// containers: the endpoints on the network, by container ID.
 	Containers    map[string]*NetworkContainer `protobuf:"bytes,11,rep,name=containers,proto3" json:"containers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	IpRange       string                       `protobuf:"bytes,12,opt,name=ip_range,json=ipRange,proto3" json:"ip_range,omitempty"`
+	AuxAddresses  map[string]string            `protobuf:"bytes,13,rep,name=aux_addresses,json=auxAddresses,proto3" json:"aux_addresses,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_engine_v1_engine_proto_msgTypes[7]
+	mi := &file_engine_v1_engine_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +747,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[7]
+	mi := &file_engine_v1_engine_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +760,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{7}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Network) GetId() string {
@@ -528,6 +840,20 @@ func (x *Network) GetContainers() map[string]*NetworkContainer {
 	return nil
 }
 
+func (x *Network) GetIpRange() string {
+	if x != nil {
+		return x.IpRange
+	}
+	return ""
+}
+
+func (x *Network) GetAuxAddresses() map[string]string {
+	if x != nil {
+		return x.AuxAddresses
+	}
+	return nil
+}
+
 type NetworkContainer struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -541,7 +867,7 @@ type NetworkContainer struct {
 
 func (x *NetworkContainer) Reset() {
 	*x = NetworkContainer{}
-	mi := &file_engine_v1_engine_proto_msgTypes[8]
+	mi := &file_engine_v1_engine_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +879,7 @@ func (x *NetworkContainer) String() string {
 func (*NetworkContainer) ProtoMessage() {}
 
 func (x *NetworkContainer) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[8]
+	mi := &file_engine_v1_engine_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +892,7 @@ func (x *NetworkContainer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkContainer.ProtoReflect.Descriptor instead.
 func (*NetworkContainer) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{8}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NetworkContainer) GetName() string {
@@ -605,7 +931,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[9]
+	mi := &file_engine_v1_engine_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +943,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[9]
+	mi := &file_engine_v1_engine_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +956,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{9}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{15}
 }
 
 type PingResponse struct {
@@ -645,7 +971,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[10]
+	mi := &file_engine_v1_engine_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +983,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[10]
+	mi := &file_engine_v1_engine_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +996,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{10}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PingResponse) GetApiVersion() string {
@@ -709,7 +1035,7 @@ type SystemVersionRequest struct {
 
 func (x *SystemVersionRequest) Reset() {
 	*x = SystemVersionRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[11]
+	mi := &file_engine_v1_engine_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +1047,7 @@ func (x *SystemVersionRequest) String() string {
 func (*SystemVersionRequest) ProtoMessage() {}
 
 func (x *SystemVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[11]
+	mi := &file_engine_v1_engine_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +1060,7 @@ func (x *SystemVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemVersionRequest.ProtoReflect.Descriptor instead.
 func (*SystemVersionRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{11}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{17}
 }
 
 type SystemVersionResponse struct {
@@ -757,7 +1083,7 @@ type SystemVersionResponse struct {
 
 func (x *SystemVersionResponse) Reset() {
 	*x = SystemVersionResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[12]
+	mi := &file_engine_v1_engine_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +1095,7 @@ func (x *SystemVersionResponse) String() string {
 func (*SystemVersionResponse) ProtoMessage() {}
 
 func (x *SystemVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[12]
+	mi := &file_engine_v1_engine_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +1108,7 @@ func (x *SystemVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemVersionResponse.ProtoReflect.Descriptor instead.
 func (*SystemVersionResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{12}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SystemVersionResponse) GetPlatformName() string {
@@ -882,7 +1208,7 @@ type Component struct {
 
 func (x *Component) Reset() {
 	*x = Component{}
-	mi := &file_engine_v1_engine_proto_msgTypes[13]
+	mi := &file_engine_v1_engine_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1220,7 @@ func (x *Component) String() string {
 func (*Component) ProtoMessage() {}
 
 func (x *Component) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[13]
+	mi := &file_engine_v1_engine_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1233,7 @@ func (x *Component) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Component.ProtoReflect.Descriptor instead.
 func (*Component) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{13}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Component) GetName() string {
@@ -939,7 +1265,7 @@ type SystemInfoRequest struct {
 
 func (x *SystemInfoRequest) Reset() {
 	*x = SystemInfoRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[14]
+	mi := &file_engine_v1_engine_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1277,7 @@ func (x *SystemInfoRequest) String() string {
 func (*SystemInfoRequest) ProtoMessage() {}
 
 func (x *SystemInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[14]
+	mi := &file_engine_v1_engine_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1290,7 @@ func (x *SystemInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemInfoRequest.ProtoReflect.Descriptor instead.
 func (*SystemInfoRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{14}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{20}
 }
 
 type SystemInfoResponse struct {
@@ -1029,7 +1355,7 @@ type SystemInfoResponse struct {
 
 func (x *SystemInfoResponse) Reset() {
 	*x = SystemInfoResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_engine_v1_engine_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1367,7 @@ func (x *SystemInfoResponse) String() string {
 func (*SystemInfoResponse) ProtoMessage() {}
 
 func (x *SystemInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_engine_v1_engine_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1380,7 @@ func (x *SystemInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemInfoResponse.ProtoReflect.Descriptor instead.
 func (*SystemInfoResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{15}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SystemInfoResponse) GetId() string {
@@ -1445,7 +1771,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_engine_v1_engine_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1783,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_engine_v1_engine_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1796,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{16}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -1499,7 +1825,7 @@ type PluginsInfo struct {
 
 func (x *PluginsInfo) Reset() {
 	*x = PluginsInfo{}
-	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_engine_v1_engine_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1837,7 @@ func (x *PluginsInfo) String() string {
 func (*PluginsInfo) ProtoMessage() {}
 
 func (x *PluginsInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_engine_v1_engine_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1850,7 @@ func (x *PluginsInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginsInfo.ProtoReflect.Descriptor instead.
 func (*PluginsInfo) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{17}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PluginsInfo) GetVolume() []string {
@@ -1566,7 +1892,7 @@ type RegistryConfig struct {
 
 func (x *RegistryConfig) Reset() {
 	*x = RegistryConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_engine_v1_engine_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +1904,7 @@ func (x *RegistryConfig) String() string {
 func (*RegistryConfig) ProtoMessage() {}
 
 func (x *RegistryConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_engine_v1_engine_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +1917,7 @@ func (x *RegistryConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryConfig.ProtoReflect.Descriptor instead.
 func (*RegistryConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{18}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RegistryConfig) GetInsecureRegistryCidrs() []string {
@@ -1627,7 +1953,7 @@ type IndexInfo struct {
 
 func (x *IndexInfo) Reset() {
 	*x = IndexInfo{}
-	mi := &file_engine_v1_engine_proto_msgTypes[19]
+	mi := &file_engine_v1_engine_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1639,7 +1965,7 @@ func (x *IndexInfo) String() string {
 func (*IndexInfo) ProtoMessage() {}
 
 func (x *IndexInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[19]
+	mi := &file_engine_v1_engine_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1652,7 +1978,7 @@ func (x *IndexInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexInfo.ProtoReflect.Descriptor instead.
 func (*IndexInfo) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{19}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *IndexInfo) GetName() string {
@@ -1693,7 +2019,7 @@ type Runtime struct {
 
 func (x *Runtime) Reset() {
 	*x = Runtime{}
-	mi := &file_engine_v1_engine_proto_msgTypes[20]
+	mi := &file_engine_v1_engine_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +2031,7 @@ func (x *Runtime) String() string {
 func (*Runtime) ProtoMessage() {}
 
 func (x *Runtime) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[20]
+	mi := &file_engine_v1_engine_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +2044,7 @@ func (x *Runtime) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Runtime.ProtoReflect.Descriptor instead.
 func (*Runtime) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{20}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Runtime) GetPath() string {
@@ -1749,7 +2075,7 @@ type RegistryAuth struct {
 
 func (x *RegistryAuth) Reset() {
 	*x = RegistryAuth{}
-	mi := &file_engine_v1_engine_proto_msgTypes[21]
+	mi := &file_engine_v1_engine_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +2087,7 @@ func (x *RegistryAuth) String() string {
 func (*RegistryAuth) ProtoMessage() {}
 
 func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[21]
+	mi := &file_engine_v1_engine_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +2100,7 @@ func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryAuth.ProtoReflect.Descriptor instead.
 func (*RegistryAuth) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{21}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RegistryAuth) GetUsername() string {
@@ -1827,7 +2153,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_engine_v1_engine_proto_msgTypes[22]
+	mi := &file_engine_v1_engine_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +2165,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[22]
+	mi := &file_engine_v1_engine_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +2178,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{22}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Progress) GetId() string {
@@ -1901,7 +2227,7 @@ type PushResult struct {
 
 func (x *PushResult) Reset() {
 	*x = PushResult{}
-	mi := &file_engine_v1_engine_proto_msgTypes[23]
+	mi := &file_engine_v1_engine_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +2239,7 @@ func (x *PushResult) String() string {
 func (*PushResult) ProtoMessage() {}
 
 func (x *PushResult) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[23]
+	mi := &file_engine_v1_engine_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +2252,7 @@ func (x *PushResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResult.ProtoReflect.Descriptor instead.
 func (*PushResult) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{23}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PushResult) GetTag() string {
@@ -1959,7 +2285,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_engine_v1_engine_proto_msgTypes[24]
+	mi := &file_engine_v1_engine_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1971,7 +2297,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[24]
+	mi := &file_engine_v1_engine_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1984,7 +2310,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{24}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Chunk) GetData() []byte {
@@ -2018,7 +2344,7 @@ type Image struct {
 
 func (x *Image) Reset() {
 	*x = Image{}
-	mi := &file_engine_v1_engine_proto_msgTypes[25]
+	mi := &file_engine_v1_engine_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2356,7 @@ func (x *Image) String() string {
 func (*Image) ProtoMessage() {}
 
 func (x *Image) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[25]
+	mi := &file_engine_v1_engine_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2369,7 @@ func (x *Image) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Image.ProtoReflect.Descriptor instead.
 func (*Image) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{25}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Image) GetId() string {
@@ -2153,7 +2479,7 @@ type ImageInspectRequest struct {
 
 func (x *ImageInspectRequest) Reset() {
 	*x = ImageInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[26]
+	mi := &file_engine_v1_engine_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2165,7 +2491,7 @@ func (x *ImageInspectRequest) String() string {
 func (*ImageInspectRequest) ProtoMessage() {}
 
 func (x *ImageInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[26]
+	mi := &file_engine_v1_engine_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2178,7 +2504,7 @@ func (x *ImageInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageInspectRequest.ProtoReflect.Descriptor instead.
 func (*ImageInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{26}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ImageInspectRequest) GetName() string {
@@ -2197,7 +2523,7 @@ type ImageHistoryRequest struct {
 
 func (x *ImageHistoryRequest) Reset() {
 	*x = ImageHistoryRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[27]
+	mi := &file_engine_v1_engine_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2535,7 @@ func (x *ImageHistoryRequest) String() string {
 func (*ImageHistoryRequest) ProtoMessage() {}
 
 func (x *ImageHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[27]
+	mi := &file_engine_v1_engine_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2548,7 @@ func (x *ImageHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ImageHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{27}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ImageHistoryRequest) GetName() string {
@@ -2241,7 +2567,7 @@ type ImageHistoryResponse struct {
 
 func (x *ImageHistoryResponse) Reset() {
 	*x = ImageHistoryResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[28]
+	mi := &file_engine_v1_engine_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2253,7 +2579,7 @@ func (x *ImageHistoryResponse) String() string {
 func (*ImageHistoryResponse) ProtoMessage() {}
 
 func (x *ImageHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[28]
+	mi := &file_engine_v1_engine_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2266,7 +2592,7 @@ func (x *ImageHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ImageHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{28}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ImageHistoryResponse) GetItems() []*HistoryItem {
@@ -2290,7 +2616,7 @@ type HistoryItem struct {
 
 func (x *HistoryItem) Reset() {
 	*x = HistoryItem{}
-	mi := &file_engine_v1_engine_proto_msgTypes[29]
+	mi := &file_engine_v1_engine_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +2628,7 @@ func (x *HistoryItem) String() string {
 func (*HistoryItem) ProtoMessage() {}
 
 func (x *HistoryItem) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[29]
+	mi := &file_engine_v1_engine_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +2641,7 @@ func (x *HistoryItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryItem.ProtoReflect.Descriptor instead.
 func (*HistoryItem) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{29}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *HistoryItem) GetId() string {
@@ -2371,7 +2697,7 @@ type ImageTagRequest struct {
 
 func (x *ImageTagRequest) Reset() {
 	*x = ImageTagRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[30]
+	mi := &file_engine_v1_engine_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2709,7 @@ func (x *ImageTagRequest) String() string {
 func (*ImageTagRequest) ProtoMessage() {}
 
 func (x *ImageTagRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[30]
+	mi := &file_engine_v1_engine_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2722,7 @@ func (x *ImageTagRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageTagRequest.ProtoReflect.Descriptor instead.
 func (*ImageTagRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{30}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ImageTagRequest) GetName() string {
@@ -2428,7 +2754,7 @@ type ImageTagResponse struct {
 
 func (x *ImageTagResponse) Reset() {
 	*x = ImageTagResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[31]
+	mi := &file_engine_v1_engine_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2766,7 @@ func (x *ImageTagResponse) String() string {
 func (*ImageTagResponse) ProtoMessage() {}
 
 func (x *ImageTagResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[31]
+	mi := &file_engine_v1_engine_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2779,7 @@ func (x *ImageTagResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageTagResponse.ProtoReflect.Descriptor instead.
 func (*ImageTagResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{31}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{37}
 }
 
 type ImageRemoveRequest struct {
@@ -2467,7 +2793,7 @@ type ImageRemoveRequest struct {
 
 func (x *ImageRemoveRequest) Reset() {
 	*x = ImageRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[32]
+	mi := &file_engine_v1_engine_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2805,7 @@ func (x *ImageRemoveRequest) String() string {
 func (*ImageRemoveRequest) ProtoMessage() {}
 
 func (x *ImageRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[32]
+	mi := &file_engine_v1_engine_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2818,7 @@ func (x *ImageRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageRemoveRequest.ProtoReflect.Descriptor instead.
 func (*ImageRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{32}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ImageRemoveRequest) GetName() string {
@@ -2525,7 +2851,7 @@ type ImageRemoveResponse struct {
 
 func (x *ImageRemoveResponse) Reset() {
 	*x = ImageRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[33]
+	mi := &file_engine_v1_engine_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +2863,7 @@ func (x *ImageRemoveResponse) String() string {
 func (*ImageRemoveResponse) ProtoMessage() {}
 
 func (x *ImageRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[33]
+	mi := &file_engine_v1_engine_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +2876,7 @@ func (x *ImageRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageRemoveResponse.ProtoReflect.Descriptor instead.
 func (*ImageRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{33}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ImageRemoveResponse) GetItems() []*ImageDeleteItem {
@@ -2570,7 +2896,7 @@ type ImageDeleteItem struct {
 
 func (x *ImageDeleteItem) Reset() {
 	*x = ImageDeleteItem{}
-	mi := &file_engine_v1_engine_proto_msgTypes[34]
+	mi := &file_engine_v1_engine_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2582,7 +2908,7 @@ func (x *ImageDeleteItem) String() string {
 func (*ImageDeleteItem) ProtoMessage() {}
 
 func (x *ImageDeleteItem) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[34]
+	mi := &file_engine_v1_engine_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2595,7 +2921,7 @@ func (x *ImageDeleteItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageDeleteItem.ProtoReflect.Descriptor instead.
 func (*ImageDeleteItem) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{34}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ImageDeleteItem) GetUntagged() string {
@@ -2625,7 +2951,7 @@ type ImageListRequest struct {
 
 func (x *ImageListRequest) Reset() {
 	*x = ImageListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[35]
+	mi := &file_engine_v1_engine_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2963,7 @@ func (x *ImageListRequest) String() string {
 func (*ImageListRequest) ProtoMessage() {}
 
 func (x *ImageListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[35]
+	mi := &file_engine_v1_engine_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2976,7 @@ func (x *ImageListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageListRequest.ProtoReflect.Descriptor instead.
 func (*ImageListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{35}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ImageListRequest) GetAll() bool {
@@ -2690,7 +3016,7 @@ type ImageListResponse struct {
 
 func (x *ImageListResponse) Reset() {
 	*x = ImageListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[36]
+	mi := &file_engine_v1_engine_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2702,7 +3028,7 @@ func (x *ImageListResponse) String() string {
 func (*ImageListResponse) ProtoMessage() {}
 
 func (x *ImageListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[36]
+	mi := &file_engine_v1_engine_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2715,7 +3041,7 @@ func (x *ImageListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageListResponse.ProtoReflect.Descriptor instead.
 func (*ImageListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{36}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ImageListResponse) GetImages() []*Image {
@@ -2734,7 +3060,7 @@ type ImagePruneRequest struct {
 
 func (x *ImagePruneRequest) Reset() {
 	*x = ImagePruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[37]
+	mi := &file_engine_v1_engine_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +3072,7 @@ func (x *ImagePruneRequest) String() string {
 func (*ImagePruneRequest) ProtoMessage() {}
 
 func (x *ImagePruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[37]
+	mi := &file_engine_v1_engine_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +3085,7 @@ func (x *ImagePruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePruneRequest.ProtoReflect.Descriptor instead.
 func (*ImagePruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{37}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ImagePruneRequest) GetFilters() string {
@@ -2779,7 +3105,7 @@ type ImagePruneResponse struct {
 
 func (x *ImagePruneResponse) Reset() {
 	*x = ImagePruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[38]
+	mi := &file_engine_v1_engine_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +3117,7 @@ func (x *ImagePruneResponse) String() string {
 func (*ImagePruneResponse) ProtoMessage() {}
 
 func (x *ImagePruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[38]
+	mi := &file_engine_v1_engine_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +3130,7 @@ func (x *ImagePruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePruneResponse.ProtoReflect.Descriptor instead.
 func (*ImagePruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{38}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ImagePruneResponse) GetDeleted() []*ImageDeleteItem {
@@ -2837,7 +3163,7 @@ type ImagePullRequest struct {
 
 func (x *ImagePullRequest) Reset() {
 	*x = ImagePullRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[39]
+	mi := &file_engine_v1_engine_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2849,7 +3175,7 @@ func (x *ImagePullRequest) String() string {
 func (*ImagePullRequest) ProtoMessage() {}
 
 func (x *ImagePullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[39]
+	mi := &file_engine_v1_engine_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2862,7 +3188,7 @@ func (x *ImagePullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePullRequest.ProtoReflect.Descriptor instead.
 func (*ImagePullRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{39}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ImagePullRequest) GetImage() string {
@@ -2904,7 +3230,7 @@ type ImagePushRequest struct {
 
 func (x *ImagePushRequest) Reset() {
 	*x = ImagePushRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[40]
+	mi := &file_engine_v1_engine_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2916,7 +3242,7 @@ func (x *ImagePushRequest) String() string {
 func (*ImagePushRequest) ProtoMessage() {}
 
 func (x *ImagePushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[40]
+	mi := &file_engine_v1_engine_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2929,7 +3255,7 @@ func (x *ImagePushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePushRequest.ProtoReflect.Descriptor instead.
 func (*ImagePushRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{40}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ImagePushRequest) GetName() string {
@@ -2964,7 +3290,7 @@ type ImageImportRequest struct {
 
 func (x *ImageImportRequest) Reset() {
 	*x = ImageImportRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[41]
+	mi := &file_engine_v1_engine_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2976,7 +3302,7 @@ func (x *ImageImportRequest) String() string {
 func (*ImageImportRequest) ProtoMessage() {}
 
 func (x *ImageImportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[41]
+	mi := &file_engine_v1_engine_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2989,7 +3315,7 @@ func (x *ImageImportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageImportRequest.ProtoReflect.Descriptor instead.
 func (*ImageImportRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{41}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ImageImportRequest) GetOptions() *ImageImportOptions {
@@ -3019,7 +3345,7 @@ type ImageImportOptions struct {
 
 func (x *ImageImportOptions) Reset() {
 	*x = ImageImportOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[42]
+	mi := &file_engine_v1_engine_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3031,7 +3357,7 @@ func (x *ImageImportOptions) String() string {
 func (*ImageImportOptions) ProtoMessage() {}
 
 func (x *ImageImportOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[42]
+	mi := &file_engine_v1_engine_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3044,7 +3370,7 @@ func (x *ImageImportOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageImportOptions.ProtoReflect.Descriptor instead.
 func (*ImageImportOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{42}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ImageImportOptions) GetRepo() string {
@@ -3091,7 +3417,7 @@ type ImageImportResponse struct {
 
 func (x *ImageImportResponse) Reset() {
 	*x = ImageImportResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[43]
+	mi := &file_engine_v1_engine_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3429,7 @@ func (x *ImageImportResponse) String() string {
 func (*ImageImportResponse) ProtoMessage() {}
 
 func (x *ImageImportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[43]
+	mi := &file_engine_v1_engine_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3442,7 @@ func (x *ImageImportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageImportResponse.ProtoReflect.Descriptor instead.
 func (*ImageImportResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{43}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ImageImportResponse) GetId() string {
@@ -3135,7 +3461,7 @@ type ImageSaveRequest struct {
 
 func (x *ImageSaveRequest) Reset() {
 	*x = ImageSaveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[44]
+	mi := &file_engine_v1_engine_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3147,7 +3473,7 @@ func (x *ImageSaveRequest) String() string {
 func (*ImageSaveRequest) ProtoMessage() {}
 
 func (x *ImageSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[44]
+	mi := &file_engine_v1_engine_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3160,7 +3486,7 @@ func (x *ImageSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageSaveRequest.ProtoReflect.Descriptor instead.
 func (*ImageSaveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{44}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ImageSaveRequest) GetNames() []string {
@@ -3181,7 +3507,7 @@ type ImageLoadResponse struct {
 
 func (x *ImageLoadResponse) Reset() {
 	*x = ImageLoadResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[45]
+	mi := &file_engine_v1_engine_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3193,7 +3519,7 @@ func (x *ImageLoadResponse) String() string {
 func (*ImageLoadResponse) ProtoMessage() {}
 
 func (x *ImageLoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[45]
+	mi := &file_engine_v1_engine_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3206,7 +3532,7 @@ func (x *ImageLoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageLoadResponse.ProtoReflect.Descriptor instead.
 func (*ImageLoadResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{45}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ImageLoadResponse) GetLoaded() []string {
@@ -3229,7 +3555,7 @@ type SystemAuthRequest struct {
 
 func (x *SystemAuthRequest) Reset() {
 	*x = SystemAuthRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[46]
+	mi := &file_engine_v1_engine_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3241,7 +3567,7 @@ func (x *SystemAuthRequest) String() string {
 func (*SystemAuthRequest) ProtoMessage() {}
 
 func (x *SystemAuthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[46]
+	mi := &file_engine_v1_engine_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3254,7 +3580,7 @@ func (x *SystemAuthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemAuthRequest.ProtoReflect.Descriptor instead.
 func (*SystemAuthRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{46}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SystemAuthRequest) GetUsername() string {
@@ -3302,7 +3628,7 @@ type SystemAuthResponse struct {
 
 func (x *SystemAuthResponse) Reset() {
 	*x = SystemAuthResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[47]
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3314,7 +3640,7 @@ func (x *SystemAuthResponse) String() string {
 func (*SystemAuthResponse) ProtoMessage() {}
 
 func (x *SystemAuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[47]
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3327,7 +3653,7 @@ func (x *SystemAuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemAuthResponse.ProtoReflect.Descriptor instead.
 func (*SystemAuthResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{47}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SystemAuthResponse) GetStatus() string {
@@ -3377,7 +3703,7 @@ type ContainerConfig struct {
 
 func (x *ContainerConfig) Reset() {
 	*x = ContainerConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[48]
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3389,7 +3715,7 @@ func (x *ContainerConfig) String() string {
 func (*ContainerConfig) ProtoMessage() {}
 
 func (x *ContainerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[48]
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3402,7 +3728,7 @@ func (x *ContainerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerConfig.ProtoReflect.Descriptor instead.
 func (*ContainerConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{48}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ContainerConfig) GetHostname() string {
@@ -3563,7 +3889,7 @@ type Ulimit struct {
 
 func (x *Ulimit) Reset() {
 	*x = Ulimit{}
-	mi := &file_engine_v1_engine_proto_msgTypes[49]
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3575,7 +3901,7 @@ func (x *Ulimit) String() string {
 func (*Ulimit) ProtoMessage() {}
 
 func (x *Ulimit) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[49]
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3588,7 +3914,7 @@ func (x *Ulimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ulimit.ProtoReflect.Descriptor instead.
 func (*Ulimit) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{49}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Ulimit) GetName() string {
@@ -3622,7 +3948,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3634,7 +3960,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3647,7 +3973,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{50}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RestartPolicy) GetName() string {
@@ -3674,7 +4000,7 @@ type LogConfig struct {
 
 func (x *LogConfig) Reset() {
 	*x = LogConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3686,7 +4012,7 @@ func (x *LogConfig) String() string {
 func (*LogConfig) ProtoMessage() {}
 
 func (x *LogConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3699,7 +4025,7 @@ func (x *LogConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogConfig.ProtoReflect.Descriptor instead.
 func (*LogConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{51}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *LogConfig) GetType() string {
@@ -3766,15 +4092,18 @@ type HostConfig struct {
 	MaskedPaths   []string `protobuf:"bytes,54,rep,name=masked_paths,json=maskedPaths,proto3" json:"masked_paths,omitempty"`
 	ReadonlyPaths []string `protobuf:"bytes,55,rep,name=readonly_paths,json=readonlyPaths,proto3" json:"readonly_paths,omitempty"`
 	// console_size is the terminal's initial [height, width].
-	ConsoleSize   []uint32          `protobuf:"varint,56,rep,packed,name=console_size,json=consoleSize,proto3" json:"console_size,omitempty"`
-	Annotations   map[string]string `protobuf:"bytes,57,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ConsoleSize []uint32          `protobuf:"varint,56,rep,packed,name=console_size,json=consoleSize,proto3" json:"console_size,omitempty"`
+	Annotations map[string]string `protobuf:"bytes,57,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// links: --link on the default bridge, "name:alias" as given; inspect
+	// shows dockerd's "/name:/container/alias".
+	Links         []string `protobuf:"bytes,70,rep,name=links,proto3" json:"links,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HostConfig) Reset() {
 	*x = HostConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[52]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3786,7 +4115,7 @@ func (x *HostConfig) String() string {
 func (*HostConfig) ProtoMessage() {}
 
 func (x *HostConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[52]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3799,7 +4128,7 @@ func (x *HostConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostConfig.ProtoReflect.Descriptor instead.
 func (*HostConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{52}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *HostConfig) GetBinds() []string {
@@ -4117,6 +4446,13 @@ func (x *HostConfig) GetAnnotations() map[string]string {
 	return nil
 }
 
+func (x *HostConfig) GetLinks() []string {
+	if x != nil {
+		return x.Links
+	}
+	return nil
+}
+
 // DeviceMapping is --device host[:container[:permissions]].
 type DeviceMapping struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -4129,7 +4465,7 @@ type DeviceMapping struct {
 
 func (x *DeviceMapping) Reset() {
 	*x = DeviceMapping{}
-	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4141,7 +4477,7 @@ func (x *DeviceMapping) String() string {
 func (*DeviceMapping) ProtoMessage() {}
 
 func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4154,7 +4490,7 @@ func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceMapping.ProtoReflect.Descriptor instead.
 func (*DeviceMapping) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{53}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *DeviceMapping) GetPathOnHost() string {
@@ -4194,7 +4530,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4206,7 +4542,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4219,7 +4555,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{54}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Mount) GetType() string {
@@ -4279,14 +4615,17 @@ type ContainerCreateRequest struct {
 	Platform   string                 `protobuf:"bytes,4,opt,name=platform,proto3" json:"platform,omitempty"`
 	// endpoint is what the container asks of the network its network
 	// mode names (Docker's NetworkingConfig.EndpointsConfig[mode]).
-	Endpoint      *EndpointConfig `protobuf:"bytes,5,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Endpoint *EndpointConfig `protobuf:"bytes,5,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// endpoints are the other networks the container is on from its
+	// creation, by name or ID (Docker's EndpointsConfig, API >= 1.44).
+	Endpoints     map[string]*EndpointConfig `protobuf:"bytes,6,rep,name=endpoints,proto3" json:"endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerCreateRequest) Reset() {
 	*x = ContainerCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4298,7 +4637,7 @@ func (x *ContainerCreateRequest) String() string {
 func (*ContainerCreateRequest) ProtoMessage() {}
 
 func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4311,7 +4650,7 @@ func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ContainerCreateRequest) GetName() string {
@@ -4349,19 +4688,30 @@ func (x *ContainerCreateRequest) GetEndpoint() *EndpointConfig {
 	return nil
 }
 
+func (x *ContainerCreateRequest) GetEndpoints() map[string]*EndpointConfig {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
 type EndpointConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ipv4_address: --ip (user-defined networks only); mac_address:
 	// --mac-address. Empty: allocated.
-	Ipv4Address   string `protobuf:"bytes,1,opt,name=ipv4_address,json=ipv4Address,proto3" json:"ipv4_address,omitempty"`
-	MacAddress    string `protobuf:"bytes,2,opt,name=mac_address,json=macAddress,proto3" json:"mac_address,omitempty"`
+	Ipv4Address string `protobuf:"bytes,1,opt,name=ipv4_address,json=ipv4Address,proto3" json:"ipv4_address,omitempty"`
+	MacAddress  string `protobuf:"bytes,2,opt,name=mac_address,json=macAddress,proto3" json:"mac_address,omitempty"`
+	// aliases: --network-alias (user-defined networks only).
+	Aliases []string `protobuf:"bytes,3,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	// links: "container:alias", --link on the default bridge.
+	Links         []string `protobuf:"bytes,4,rep,name=links,proto3" json:"links,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EndpointConfig) Reset() {
 	*x = EndpointConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4373,7 +4723,7 @@ func (x *EndpointConfig) String() string {
 func (*EndpointConfig) ProtoMessage() {}
 
 func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4386,7 +4736,7 @@ func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointConfig.ProtoReflect.Descriptor instead.
 func (*EndpointConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *EndpointConfig) GetIpv4Address() string {
@@ -4403,6 +4753,20 @@ func (x *EndpointConfig) GetMacAddress() string {
 	return ""
 }
 
+func (x *EndpointConfig) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+func (x *EndpointConfig) GetLinks() []string {
+	if x != nil {
+		return x.Links
+	}
+	return nil
+}
+
 type ContainerCreateResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -4413,7 +4777,7 @@ type ContainerCreateResponse struct {
 
 func (x *ContainerCreateResponse) Reset() {
 	*x = ContainerCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4425,7 +4789,7 @@ func (x *ContainerCreateResponse) String() string {
 func (*ContainerCreateResponse) ProtoMessage() {}
 
 func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4438,7 +4802,7 @@ func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ContainerCreateResponse) GetId() string {
@@ -4476,7 +4840,7 @@ type ContainerState struct {
 
 func (x *ContainerState) Reset() {
 	*x = ContainerState{}
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4488,7 +4852,7 @@ func (x *ContainerState) String() string {
 func (*ContainerState) ProtoMessage() {}
 
 func (x *ContainerState) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4501,7 +4865,7 @@ func (x *ContainerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerState.ProtoReflect.Descriptor instead.
 func (*ContainerState) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ContainerState) GetStatus() string {
@@ -4611,7 +4975,7 @@ type Container struct {
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4623,7 +4987,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4636,7 +5000,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Container) GetId() string {
@@ -4799,7 +5163,7 @@ type NetworkSettings struct {
 
 func (x *NetworkSettings) Reset() {
 	*x = NetworkSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4811,7 +5175,7 @@ func (x *NetworkSettings) String() string {
 func (*NetworkSettings) ProtoMessage() {}
 
 func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4824,7 +5188,7 @@ func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSettings.ProtoReflect.Descriptor instead.
 func (*NetworkSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *NetworkSettings) GetSandboxId() string {
@@ -4851,20 +5215,24 @@ func (x *NetworkSettings) GetNetworks() map[string]*EndpointSettings {
 // EndpointSettings is a container's attachment to one network; the
 // addresses are empty while the container does not run.
 type EndpointSettings struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NetworkId     string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
-	EndpointId    string                 `protobuf:"bytes,2,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
-	Gateway       string                 `protobuf:"bytes,3,opt,name=gateway,proto3" json:"gateway,omitempty"`
-	IpAddress     string                 `protobuf:"bytes,4,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
-	IpPrefixLen   int32                  `protobuf:"varint,5,opt,name=ip_prefix_len,json=ipPrefixLen,proto3" json:"ip_prefix_len,omitempty"`
-	MacAddress    string                 `protobuf:"bytes,6,opt,name=mac_address,json=macAddress,proto3" json:"mac_address,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId   string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	EndpointId  string                 `protobuf:"bytes,2,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	Gateway     string                 `protobuf:"bytes,3,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	IpAddress   string                 `protobuf:"bytes,4,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
+	IpPrefixLen int32                  `protobuf:"varint,5,opt,name=ip_prefix_len,json=ipPrefixLen,proto3" json:"ip_prefix_len,omitempty"`
+	MacAddress  string                 `protobuf:"bytes,6,opt,name=mac_address,json=macAddress,proto3" json:"mac_address,omitempty"`
+	Aliases     []string               `protobuf:"bytes,7,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	Links       []string               `protobuf:"bytes,8,rep,name=links,proto3" json:"links,omitempty"`
+	// ipv4_address is the address asked for (IPAMConfig), if any.
+	Ipv4Address   string `protobuf:"bytes,9,opt,name=ipv4_address,json=ipv4Address,proto3" json:"ipv4_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EndpointSettings) Reset() {
 	*x = EndpointSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4876,7 +5244,7 @@ func (x *EndpointSettings) String() string {
 func (*EndpointSettings) ProtoMessage() {}
 
 func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4889,7 +5257,7 @@ func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSettings.ProtoReflect.Descriptor instead.
 func (*EndpointSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *EndpointSettings) GetNetworkId() string {
@@ -4934,6 +5302,27 @@ func (x *EndpointSettings) GetMacAddress() string {
 	return ""
 }
 
+func (x *EndpointSettings) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+func (x *EndpointSettings) GetLinks() []string {
+	if x != nil {
+		return x.Links
+	}
+	return nil
+}
+
+func (x *EndpointSettings) GetIpv4Address() string {
+	if x != nil {
+		return x.Ipv4Address
+	}
+	return ""
+}
+
 type ContainerInspectRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -4944,7 +5333,7 @@ type ContainerInspectRequest struct {
 
 func (x *ContainerInspectRequest) Reset() {
 	*x = ContainerInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4956,7 +5345,7 @@ func (x *ContainerInspectRequest) String() string {
 func (*ContainerInspectRequest) ProtoMessage() {}
 
 func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4969,7 +5358,7 @@ func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInspectRequest.ProtoReflect.Descriptor instead.
 func (*ContainerInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ContainerInspectRequest) GetId() string {
@@ -4998,7 +5387,7 @@ type ContainerListRequest struct {
 
 func (x *ContainerListRequest) Reset() {
 	*x = ContainerListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5010,7 +5399,7 @@ func (x *ContainerListRequest) String() string {
 func (*ContainerListRequest) ProtoMessage() {}
 
 func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5023,7 +5412,7 @@ func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListRequest.ProtoReflect.Descriptor instead.
 func (*ContainerListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ContainerListRequest) GetAll() bool {
@@ -5063,7 +5452,7 @@ type ContainerListResponse struct {
 
 func (x *ContainerListResponse) Reset() {
 	*x = ContainerListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5075,7 +5464,7 @@ func (x *ContainerListResponse) String() string {
 func (*ContainerListResponse) ProtoMessage() {}
 
 func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5088,7 +5477,7 @@ func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListResponse.ProtoReflect.Descriptor instead.
 func (*ContainerListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ContainerListResponse) GetContainers() []*Container {
@@ -5107,7 +5496,7 @@ type ContainerStartRequest struct {
 
 func (x *ContainerStartRequest) Reset() {
 	*x = ContainerStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5119,7 +5508,7 @@ func (x *ContainerStartRequest) String() string {
 func (*ContainerStartRequest) ProtoMessage() {}
 
 func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5132,7 +5521,7 @@ func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ContainerStartRequest) GetId() string {
@@ -5150,7 +5539,7 @@ type ContainerStartResponse struct {
 
 func (x *ContainerStartResponse) Reset() {
 	*x = ContainerStartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5162,7 +5551,7 @@ func (x *ContainerStartResponse) String() string {
 func (*ContainerStartResponse) ProtoMessage() {}
 
 func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5175,7 +5564,7 @@ func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
 }
 
 type ContainerStopRequest struct {
@@ -5191,7 +5580,7 @@ type ContainerStopRequest struct {
 
 func (x *ContainerStopRequest) Reset() {
 	*x = ContainerStopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5203,7 +5592,7 @@ func (x *ContainerStopRequest) String() string {
 func (*ContainerStopRequest) ProtoMessage() {}
 
 func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5216,7 +5605,7 @@ func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ContainerStopRequest) GetId() string {
@@ -5248,7 +5637,7 @@ type ContainerStopResponse struct {
 
 func (x *ContainerStopResponse) Reset() {
 	*x = ContainerStopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5260,7 +5649,7 @@ func (x *ContainerStopResponse) String() string {
 func (*ContainerStopResponse) ProtoMessage() {}
 
 func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5273,7 +5662,7 @@ func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
 }
 
 type ContainerRestartRequest struct {
@@ -5287,7 +5676,7 @@ type ContainerRestartRequest struct {
 
 func (x *ContainerRestartRequest) Reset() {
 	*x = ContainerRestartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5299,7 +5688,7 @@ func (x *ContainerRestartRequest) String() string {
 func (*ContainerRestartRequest) ProtoMessage() {}
 
 func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5312,7 +5701,7 @@ func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRestartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ContainerRestartRequest) GetId() string {
@@ -5344,7 +5733,7 @@ type ContainerRestartResponse struct {
 
 func (x *ContainerRestartResponse) Reset() {
 	*x = ContainerRestartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5356,7 +5745,7 @@ func (x *ContainerRestartResponse) String() string {
 func (*ContainerRestartResponse) ProtoMessage() {}
 
 func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5369,7 +5758,7 @@ func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRestartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
 }
 
 type ContainerKillRequest struct {
@@ -5382,7 +5771,7 @@ type ContainerKillRequest struct {
 
 func (x *ContainerKillRequest) Reset() {
 	*x = ContainerKillRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5394,7 +5783,7 @@ func (x *ContainerKillRequest) String() string {
 func (*ContainerKillRequest) ProtoMessage() {}
 
 func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5407,7 +5796,7 @@ func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillRequest.ProtoReflect.Descriptor instead.
 func (*ContainerKillRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ContainerKillRequest) GetId() string {
@@ -5432,7 +5821,7 @@ type ContainerKillResponse struct {
 
 func (x *ContainerKillResponse) Reset() {
 	*x = ContainerKillResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5444,7 +5833,7 @@ func (x *ContainerKillResponse) String() string {
 func (*ContainerKillResponse) ProtoMessage() {}
 
 func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5457,7 +5846,7 @@ func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillResponse.ProtoReflect.Descriptor instead.
 func (*ContainerKillResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
 }
 
 type ContainerPauseRequest struct {
@@ -5469,7 +5858,7 @@ type ContainerPauseRequest struct {
 
 func (x *ContainerPauseRequest) Reset() {
 	*x = ContainerPauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5481,7 +5870,7 @@ func (x *ContainerPauseRequest) String() string {
 func (*ContainerPauseRequest) ProtoMessage() {}
 
 func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5494,7 +5883,7 @@ func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ContainerPauseRequest) GetId() string {
@@ -5512,7 +5901,7 @@ type ContainerPauseResponse struct {
 
 func (x *ContainerPauseResponse) Reset() {
 	*x = ContainerPauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5524,7 +5913,7 @@ func (x *ContainerPauseResponse) String() string {
 func (*ContainerPauseResponse) ProtoMessage() {}
 
 func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5537,7 +5926,7 @@ func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
 }
 
 type ContainerUnpauseRequest struct {
@@ -5549,7 +5938,7 @@ type ContainerUnpauseRequest struct {
 
 func (x *ContainerUnpauseRequest) Reset() {
 	*x = ContainerUnpauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5561,7 +5950,7 @@ func (x *ContainerUnpauseRequest) String() string {
 func (*ContainerUnpauseRequest) ProtoMessage() {}
 
 func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5574,7 +5963,7 @@ func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ContainerUnpauseRequest) GetId() string {
@@ -5592,7 +5981,7 @@ type ContainerUnpauseResponse struct {
 
 func (x *ContainerUnpauseResponse) Reset() {
 	*x = ContainerUnpauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5604,7 +5993,7 @@ func (x *ContainerUnpauseResponse) String() string {
 func (*ContainerUnpauseResponse) ProtoMessage() {}
 
 func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5617,7 +6006,7 @@ func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
 }
 
 type ContainerRenameRequest struct {
@@ -5630,7 +6019,7 @@ type ContainerRenameRequest struct {
 
 func (x *ContainerRenameRequest) Reset() {
 	*x = ContainerRenameRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5642,7 +6031,7 @@ func (x *ContainerRenameRequest) String() string {
 func (*ContainerRenameRequest) ProtoMessage() {}
 
 func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5655,7 +6044,7 @@ func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRenameRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ContainerRenameRequest) GetId() string {
@@ -5680,7 +6069,7 @@ type ContainerRenameResponse struct {
 
 func (x *ContainerRenameResponse) Reset() {
 	*x = ContainerRenameResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5692,7 +6081,7 @@ func (x *ContainerRenameResponse) String() string {
 func (*ContainerRenameResponse) ProtoMessage() {}
 
 func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5705,7 +6094,7 @@ func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRenameResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
 }
 
 type ContainerRemoveRequest struct {
@@ -5720,7 +6109,7 @@ type ContainerRemoveRequest struct {
 
 func (x *ContainerRemoveRequest) Reset() {
 	*x = ContainerRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5732,7 +6121,7 @@ func (x *ContainerRemoveRequest) String() string {
 func (*ContainerRemoveRequest) ProtoMessage() {}
 
 func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5745,7 +6134,7 @@ func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ContainerRemoveRequest) GetId() string {
@@ -5784,7 +6173,7 @@ type ContainerRemoveResponse struct {
 
 func (x *ContainerRemoveResponse) Reset() {
 	*x = ContainerRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5796,7 +6185,7 @@ func (x *ContainerRemoveResponse) String() string {
 func (*ContainerRemoveResponse) ProtoMessage() {}
 
 func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5809,7 +6198,7 @@ func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
 }
 
 type ContainerPruneRequest struct {
@@ -5821,7 +6210,7 @@ type ContainerPruneRequest struct {
 
 func (x *ContainerPruneRequest) Reset() {
 	*x = ContainerPruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5833,7 +6222,7 @@ func (x *ContainerPruneRequest) String() string {
 func (*ContainerPruneRequest) ProtoMessage() {}
 
 func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5846,7 +6235,7 @@ func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ContainerPruneRequest) GetFilters() string {
@@ -5866,7 +6255,7 @@ type ContainerPruneResponse struct {
 
 func (x *ContainerPruneResponse) Reset() {
 	*x = ContainerPruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5878,7 +6267,7 @@ func (x *ContainerPruneResponse) String() string {
 func (*ContainerPruneResponse) ProtoMessage() {}
 
 func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5891,7 +6280,7 @@ func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ContainerPruneResponse) GetDeleted() []string {
@@ -5918,7 +6307,7 @@ type ContainerTopRequest struct {
 
 func (x *ContainerTopRequest) Reset() {
 	*x = ContainerTopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5930,7 +6319,7 @@ func (x *ContainerTopRequest) String() string {
 func (*ContainerTopRequest) ProtoMessage() {}
 
 func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5943,7 +6332,7 @@ func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerTopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ContainerTopRequest) GetId() string {
@@ -5970,7 +6359,7 @@ type ContainerTopResponse struct {
 
 func (x *ContainerTopResponse) Reset() {
 	*x = ContainerTopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5982,7 +6371,7 @@ func (x *ContainerTopResponse) String() string {
 func (*ContainerTopResponse) ProtoMessage() {}
 
 func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5995,7 +6384,7 @@ func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerTopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *ContainerTopResponse) GetTitles() []string {
@@ -6021,7 +6410,7 @@ type TopRow struct {
 
 func (x *TopRow) Reset() {
 	*x = TopRow{}
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6033,7 +6422,7 @@ func (x *TopRow) String() string {
 func (*TopRow) ProtoMessage() {}
 
 func (x *TopRow) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6046,7 +6435,7 @@ func (x *TopRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopRow.ProtoReflect.Descriptor instead.
 func (*TopRow) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *TopRow) GetFields() []string {
@@ -6067,7 +6456,7 @@ type ContainerResizeRequest struct {
 
 func (x *ContainerResizeRequest) Reset() {
 	*x = ContainerResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6079,7 +6468,7 @@ func (x *ContainerResizeRequest) String() string {
 func (*ContainerResizeRequest) ProtoMessage() {}
 
 func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6092,7 +6481,7 @@ func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeRequest.ProtoReflect.Descriptor instead.
 func (*ContainerResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ContainerResizeRequest) GetId() string {
@@ -6124,7 +6513,7 @@ type ContainerResizeResponse struct {
 
 func (x *ContainerResizeResponse) Reset() {
 	*x = ContainerResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6136,7 +6525,7 @@ func (x *ContainerResizeResponse) String() string {
 func (*ContainerResizeResponse) ProtoMessage() {}
 
 func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6149,7 +6538,7 @@ func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeResponse.ProtoReflect.Descriptor instead.
 func (*ContainerResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
 }
 
 type ContainerWaitRequest struct {
@@ -6163,7 +6552,7 @@ type ContainerWaitRequest struct {
 
 func (x *ContainerWaitRequest) Reset() {
 	*x = ContainerWaitRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6175,7 +6564,7 @@ func (x *ContainerWaitRequest) String() string {
 func (*ContainerWaitRequest) ProtoMessage() {}
 
 func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6188,7 +6577,7 @@ func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitRequest.ProtoReflect.Descriptor instead.
 func (*ContainerWaitRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ContainerWaitRequest) GetId() string {
@@ -6215,7 +6604,7 @@ type ContainerWaitResponse struct {
 
 func (x *ContainerWaitResponse) Reset() {
 	*x = ContainerWaitResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6227,7 +6616,7 @@ func (x *ContainerWaitResponse) String() string {
 func (*ContainerWaitResponse) ProtoMessage() {}
 
 func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6240,7 +6629,7 @@ func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitResponse.ProtoReflect.Descriptor instead.
 func (*ContainerWaitResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ContainerWaitResponse) GetStatusCode() int64 {
@@ -6274,7 +6663,7 @@ type ContainerLogsRequest struct {
 
 func (x *ContainerLogsRequest) Reset() {
 	*x = ContainerLogsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6286,7 +6675,7 @@ func (x *ContainerLogsRequest) String() string {
 func (*ContainerLogsRequest) ProtoMessage() {}
 
 func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6299,7 +6688,7 @@ func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *ContainerLogsRequest) GetId() string {
@@ -6371,7 +6760,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6383,7 +6772,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6396,7 +6785,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *LogEntry) GetStream() int32 {
@@ -6433,7 +6822,7 @@ type ContainerAttachRequest struct {
 
 func (x *ContainerAttachRequest) Reset() {
 	*x = ContainerAttachRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6445,7 +6834,7 @@ func (x *ContainerAttachRequest) String() string {
 func (*ContainerAttachRequest) ProtoMessage() {}
 
 func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6458,7 +6847,7 @@ func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachRequest.ProtoReflect.Descriptor instead.
 func (*ContainerAttachRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ContainerAttachRequest) GetOptions() *ContainerAttachOptions {
@@ -6497,7 +6886,7 @@ type ContainerAttachOptions struct {
 
 func (x *ContainerAttachOptions) Reset() {
 	*x = ContainerAttachOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6509,7 +6898,7 @@ func (x *ContainerAttachOptions) String() string {
 func (*ContainerAttachOptions) ProtoMessage() {}
 
 func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6522,7 +6911,7 @@ func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachOptions.ProtoReflect.Descriptor instead.
 func (*ContainerAttachOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ContainerAttachOptions) GetId() string {
@@ -6584,7 +6973,7 @@ type ContainerStatsRequest struct {
 
 func (x *ContainerStatsRequest) Reset() {
 	*x = ContainerStatsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6596,7 +6985,7 @@ func (x *ContainerStatsRequest) String() string {
 func (*ContainerStatsRequest) ProtoMessage() {}
 
 func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6609,7 +6998,7 @@ func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStatsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ContainerStatsRequest) GetId() string {
@@ -6652,7 +7041,7 @@ type ContainerStatsResponse struct {
 
 func (x *ContainerStatsResponse) Reset() {
 	*x = ContainerStatsResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6664,7 +7053,7 @@ func (x *ContainerStatsResponse) String() string {
 func (*ContainerStatsResponse) ProtoMessage() {}
 
 func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6677,7 +7066,7 @@ func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStatsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ContainerStatsResponse) GetId() string {
@@ -6818,7 +7207,7 @@ type ContainerUpdateRequest struct {
 
 func (x *ContainerUpdateRequest) Reset() {
 	*x = ContainerUpdateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6830,7 +7219,7 @@ func (x *ContainerUpdateRequest) String() string {
 func (*ContainerUpdateRequest) ProtoMessage() {}
 
 func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6843,7 +7232,7 @@ func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ContainerUpdateRequest) GetId() string {
@@ -6869,7 +7258,7 @@ type ContainerUpdateResponse struct {
 
 func (x *ContainerUpdateResponse) Reset() {
 	*x = ContainerUpdateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6881,7 +7270,7 @@ func (x *ContainerUpdateResponse) String() string {
 func (*ContainerUpdateResponse) ProtoMessage() {}
 
 func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6894,7 +7283,7 @@ func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ContainerUpdateResponse) GetWarnings() []string {
@@ -6924,7 +7313,7 @@ type ExecConfig struct {
 
 func (x *ExecConfig) Reset() {
 	*x = ExecConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6936,7 +7325,7 @@ func (x *ExecConfig) String() string {
 func (*ExecConfig) ProtoMessage() {}
 
 func (x *ExecConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6949,7 +7338,7 @@ func (x *ExecConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecConfig.ProtoReflect.Descriptor instead.
 func (*ExecConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ExecConfig) GetCmd() []string {
@@ -7040,7 +7429,7 @@ type ContainerExecCreateRequest struct {
 
 func (x *ContainerExecCreateRequest) Reset() {
 	*x = ContainerExecCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7052,7 +7441,7 @@ func (x *ContainerExecCreateRequest) String() string {
 func (*ContainerExecCreateRequest) ProtoMessage() {}
 
 func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7065,7 +7454,7 @@ func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ContainerExecCreateRequest) GetId() string {
@@ -7091,7 +7480,7 @@ type ContainerExecCreateResponse struct {
 
 func (x *ContainerExecCreateResponse) Reset() {
 	*x = ContainerExecCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7103,7 +7492,7 @@ func (x *ContainerExecCreateResponse) String() string {
 func (*ContainerExecCreateResponse) ProtoMessage() {}
 
 func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7116,7 +7505,7 @@ func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *ContainerExecCreateResponse) GetId() string {
@@ -7138,7 +7527,7 @@ type ExecStartRequest struct {
 
 func (x *ExecStartRequest) Reset() {
 	*x = ExecStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7150,7 +7539,7 @@ func (x *ExecStartRequest) String() string {
 func (*ExecStartRequest) ProtoMessage() {}
 
 func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7163,7 +7552,7 @@ func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartRequest.ProtoReflect.Descriptor instead.
 func (*ExecStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *ExecStartRequest) GetOptions() *ExecStartOptions {
@@ -7199,7 +7588,7 @@ type ExecStartOptions struct {
 
 func (x *ExecStartOptions) Reset() {
 	*x = ExecStartOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7211,7 +7600,7 @@ func (x *ExecStartOptions) String() string {
 func (*ExecStartOptions) ProtoMessage() {}
 
 func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7224,7 +7613,7 @@ func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartOptions.ProtoReflect.Descriptor instead.
 func (*ExecStartOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *ExecStartOptions) GetId() string {
@@ -7264,7 +7653,7 @@ type ExecInspectRequest struct {
 
 func (x *ExecInspectRequest) Reset() {
 	*x = ExecInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7276,7 +7665,7 @@ func (x *ExecInspectRequest) String() string {
 func (*ExecInspectRequest) ProtoMessage() {}
 
 func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7289,7 +7678,7 @@ func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectRequest.ProtoReflect.Descriptor instead.
 func (*ExecInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *ExecInspectRequest) GetId() string {
@@ -7314,7 +7703,7 @@ type ExecInspectResponse struct {
 
 func (x *ExecInspectResponse) Reset() {
 	*x = ExecInspectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7326,7 +7715,7 @@ func (x *ExecInspectResponse) String() string {
 func (*ExecInspectResponse) ProtoMessage() {}
 
 func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7339,7 +7728,7 @@ func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectResponse.ProtoReflect.Descriptor instead.
 func (*ExecInspectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *ExecInspectResponse) GetId() string {
@@ -7395,7 +7784,7 @@ type ExecResizeRequest struct {
 
 func (x *ExecResizeRequest) Reset() {
 	*x = ExecResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7407,7 +7796,7 @@ func (x *ExecResizeRequest) String() string {
 func (*ExecResizeRequest) ProtoMessage() {}
 
 func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7420,7 +7809,7 @@ func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeRequest.ProtoReflect.Descriptor instead.
 func (*ExecResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *ExecResizeRequest) GetId() string {
@@ -7452,7 +7841,7 @@ type ExecResizeResponse struct {
 
 func (x *ExecResizeResponse) Reset() {
 	*x = ExecResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7464,7 +7853,7 @@ func (x *ExecResizeResponse) String() string {
 func (*ExecResizeResponse) ProtoMessage() {}
 
 func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7477,7 +7866,7 @@ func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeResponse.ProtoReflect.Descriptor instead.
 func (*ExecResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
 }
 
 type ContainerArchiveRequest struct {
@@ -7490,7 +7879,7 @@ type ContainerArchiveRequest struct {
 
 func (x *ContainerArchiveRequest) Reset() {
 	*x = ContainerArchiveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7502,7 +7891,7 @@ func (x *ContainerArchiveRequest) String() string {
 func (*ContainerArchiveRequest) ProtoMessage() {}
 
 func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7515,7 +7904,7 @@ func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchiveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchiveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *ContainerArchiveRequest) GetId() string {
@@ -7546,7 +7935,7 @@ type ContainerPathStat struct {
 
 func (x *ContainerPathStat) Reset() {
 	*x = ContainerPathStat{}
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7558,7 +7947,7 @@ func (x *ContainerPathStat) String() string {
 func (*ContainerPathStat) ProtoMessage() {}
 
 func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7571,7 +7960,7 @@ func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPathStat.ProtoReflect.Descriptor instead.
 func (*ContainerPathStat) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *ContainerPathStat) GetName() string {
@@ -7619,7 +8008,7 @@ type ContainerArchivePutRequest struct {
 
 func (x *ContainerArchivePutRequest) Reset() {
 	*x = ContainerArchivePutRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7631,7 +8020,7 @@ func (x *ContainerArchivePutRequest) String() string {
 func (*ContainerArchivePutRequest) ProtoMessage() {}
 
 func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7644,7 +8033,7 @@ func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *ContainerArchivePutRequest) GetOptions() *ContainerArchivePutOptions {
@@ -7676,7 +8065,7 @@ type ContainerArchivePutOptions struct {
 
 func (x *ContainerArchivePutOptions) Reset() {
 	*x = ContainerArchivePutOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7688,7 +8077,7 @@ func (x *ContainerArchivePutOptions) String() string {
 func (*ContainerArchivePutOptions) ProtoMessage() {}
 
 func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7701,7 +8090,7 @@ func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutOptions.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *ContainerArchivePutOptions) GetId() string {
@@ -7740,7 +8129,7 @@ type ContainerArchivePutResponse struct {
 
 func (x *ContainerArchivePutResponse) Reset() {
 	*x = ContainerArchivePutResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7752,7 +8141,7 @@ func (x *ContainerArchivePutResponse) String() string {
 func (*ContainerArchivePutResponse) ProtoMessage() {}
 
 func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7765,7 +8154,7 @@ func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutResponse.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
 }
 
 type ContainerExportRequest struct {
@@ -7777,7 +8166,7 @@ type ContainerExportRequest struct {
 
 func (x *ContainerExportRequest) Reset() {
 	*x = ContainerExportRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7789,7 +8178,7 @@ func (x *ContainerExportRequest) String() string {
 func (*ContainerExportRequest) ProtoMessage() {}
 
 func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7802,7 +8191,7 @@ func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExportRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExportRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *ContainerExportRequest) GetId() string {
@@ -7821,7 +8210,7 @@ type ContainerChangesRequest struct {
 
 func (x *ContainerChangesRequest) Reset() {
 	*x = ContainerChangesRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7833,7 +8222,7 @@ func (x *ContainerChangesRequest) String() string {
 func (*ContainerChangesRequest) ProtoMessage() {}
 
 func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7846,7 +8235,7 @@ func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesRequest.ProtoReflect.Descriptor instead.
 func (*ContainerChangesRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *ContainerChangesRequest) GetId() string {
@@ -7865,7 +8254,7 @@ type ContainerChangesResponse struct {
 
 func (x *ContainerChangesResponse) Reset() {
 	*x = ContainerChangesResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7877,7 +8266,7 @@ func (x *ContainerChangesResponse) String() string {
 func (*ContainerChangesResponse) ProtoMessage() {}
 
 func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7890,7 +8279,7 @@ func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesResponse.ProtoReflect.Descriptor instead.
 func (*ContainerChangesResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *ContainerChangesResponse) GetChanges() []*FilesystemChange {
@@ -7911,7 +8300,7 @@ type FilesystemChange struct {
 
 func (x *FilesystemChange) Reset() {
 	*x = FilesystemChange{}
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7923,7 +8312,7 @@ func (x *FilesystemChange) String() string {
 func (*FilesystemChange) ProtoMessage() {}
 
 func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7936,7 +8325,7 @@ func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilesystemChange.ProtoReflect.Descriptor instead.
 func (*FilesystemChange) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *FilesystemChange) GetPath() string {
@@ -7966,7 +8355,7 @@ type SystemEventsRequest struct {
 
 func (x *SystemEventsRequest) Reset() {
 	*x = SystemEventsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7978,7 +8367,7 @@ func (x *SystemEventsRequest) String() string {
 func (*SystemEventsRequest) ProtoMessage() {}
 
 func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7991,7 +8380,7 @@ func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemEventsRequest.ProtoReflect.Descriptor instead.
 func (*SystemEventsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *SystemEventsRequest) GetSince() *timestamppb.Timestamp {
@@ -8029,7 +8418,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8041,7 +8430,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8054,7 +8443,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{123}
 }
 
 func (x *Event) GetType() string {
@@ -8096,13 +8485,28 @@ var File_engine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_engine_v1_engine_proto_rawDesc = "" +
 	"\n" +
-	"\x16engine/v1/engine.proto\x12\tengine.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\".\n" +
+	"\x16engine/v1/engine.proto\x12\tengine.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n" +
+	"\x13NetworkPruneRequest\x12\x18\n" +
+	"\afilters\x18\x01 \x01(\tR\afilters\"A\n" +
+	"\x14NetworkPruneResponse\x12)\n" +
+	"\x10networks_deleted\x18\x01 \x03(\tR\x0fnetworksDeleted\"\x86\x01\n" +
+	"\x15NetworkConnectRequest\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x1c\n" +
+	"\tcontainer\x18\x02 \x01(\tR\tcontainer\x125\n" +
+	"\bendpoint\x18\x03 \x01(\v2\x19.engine.v1.EndpointConfigR\bendpoint\"\x18\n" +
+	"\x16NetworkConnectResponse\"h\n" +
+	"\x18NetworkDisconnectRequest\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x1c\n" +
+	"\tcontainer\x18\x02 \x01(\tR\tcontainer\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\"\x1b\n" +
+	"\x19NetworkDisconnectResponse\".\n" +
 	"\x12NetworkListRequest\x12\x18\n" +
 	"\afilters\x18\x01 \x01(\tR\afilters\"E\n" +
 	"\x13NetworkListResponse\x12.\n" +
-	"\bnetworks\x18\x01 \x03(\v2\x12.engine.v1.NetworkR\bnetworks\"'\n" +
+	"\bnetworks\x18\x01 \x03(\v2\x12.engine.v1.NetworkR\bnetworks\"=\n" +
 	"\x15NetworkInspectRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xb4\x03\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05scope\x18\x02 \x01(\tR\x05scope\"\xe8\x04\n" +
 	"\x14NetworkCreateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x16\n" +
@@ -8113,18 +8517,24 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"attachable\x18\x06 \x01(\bR\n" +
 	"attachable\x12C\n" +
 	"\x06labels\x18\a \x03(\v2+.engine.v1.NetworkCreateRequest.LabelsEntryR\x06labels\x12F\n" +
-	"\aoptions\x18\b \x03(\v2,.engine.v1.NetworkCreateRequest.OptionsEntryR\aoptions\x1a9\n" +
+	"\aoptions\x18\b \x03(\v2,.engine.v1.NetworkCreateRequest.OptionsEntryR\aoptions\x12\x19\n" +
+	"\bip_range\x18\t \x01(\tR\aipRange\x12V\n" +
+	"\raux_addresses\x18\n" +
+	" \x03(\v21.engine.v1.NetworkCreateRequest.AuxAddressesEntryR\fauxAddresses\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
+	"\x11AuxAddressesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"'\n" +
 	"\x15NetworkCreateResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"&\n" +
 	"\x14NetworkRemoveRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x17\n" +
-	"\x15NetworkRemoveResponse\"\xf3\x04\n" +
+	"\x15NetworkRemoveResponse\"\x9a\x06\n" +
 	"\aNetwork\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x124\n" +
@@ -8141,7 +8551,9 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	" \x03(\v2\x1f.engine.v1.Network.OptionsEntryR\aoptions\x12B\n" +
 	"\n" +
 	"containers\x18\v \x03(\v2\".engine.v1.Network.ContainersEntryR\n" +
-	"containers\x1a9\n" +
+	"containers\x12\x19\n" +
+	"\bip_range\x18\f \x01(\tR\aipRange\x12I\n" +
+	"\raux_addresses\x18\r \x03(\v2$.engine.v1.Network.AuxAddressesEntryR\fauxAddresses\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
@@ -8150,7 +8562,10 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aZ\n" +
 	"\x0fContainersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.engine.v1.NetworkContainerR\x05value:\x028\x01\"\x8b\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.engine.v1.NetworkContainerR\x05value:\x028\x01\x1a?\n" +
+	"\x11AuxAddressesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x01\n" +
 	"\x10NetworkContainer\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vendpoint_id\x18\x02 \x01(\tR\n" +
@@ -8450,7 +8865,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x06config\x18\x02 \x03(\v2 .engine.v1.LogConfig.ConfigEntryR\x06config\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x0e\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbb\x0e\n" +
 	"\n" +
 	"HostConfig\x12\x14\n" +
 	"\x05binds\x18\x01 \x03(\tR\x05binds\x12!\n" +
@@ -8511,7 +8926,8 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\fmasked_paths\x186 \x03(\tR\vmaskedPaths\x12%\n" +
 	"\x0ereadonly_paths\x187 \x03(\tR\rreadonlyPaths\x12!\n" +
 	"\fconsole_size\x188 \x03(\rR\vconsoleSize\x12H\n" +
-	"\vannotations\x189 \x03(\v2&.engine.v1.HostConfig.AnnotationsEntryR\vannotations\x1a:\n" +
+	"\vannotations\x189 \x03(\v2&.engine.v1.HostConfig.AnnotationsEntryR\vannotations\x12\x14\n" +
+	"\x05links\x18F \x03(\tR\x05links\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
@@ -8537,18 +8953,24 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"tmpfs_size\x18\x05 \x01(\x03R\ttmpfsSize\x12\x1d\n" +
 	"\n" +
 	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\x12 \n" +
-	"\vconsistency\x18\a \x01(\tR\vconsistency\"\xeb\x01\n" +
+	"\vconsistency\x18\a \x01(\tR\vconsistency\"\x94\x03\n" +
 	"\x16ContainerCreateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.engine.v1.ContainerConfigR\x06config\x126\n" +
 	"\vhost_config\x18\x03 \x01(\v2\x15.engine.v1.HostConfigR\n" +
 	"hostConfig\x12\x1a\n" +
 	"\bplatform\x18\x04 \x01(\tR\bplatform\x125\n" +
-	"\bendpoint\x18\x05 \x01(\v2\x19.engine.v1.EndpointConfigR\bendpoint\"T\n" +
+	"\bendpoint\x18\x05 \x01(\v2\x19.engine.v1.EndpointConfigR\bendpoint\x12N\n" +
+	"\tendpoints\x18\x06 \x03(\v20.engine.v1.ContainerCreateRequest.EndpointsEntryR\tendpoints\x1aW\n" +
+	"\x0eEndpointsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
+	"\x05value\x18\x02 \x01(\v2\x19.engine.v1.EndpointConfigR\x05value:\x028\x01\"\x84\x01\n" +
 	"\x0eEndpointConfig\x12!\n" +
 	"\fipv4_address\x18\x01 \x01(\tR\vipv4Address\x12\x1f\n" +
 	"\vmac_address\x18\x02 \x01(\tR\n" +
-	"macAddress\"E\n" +
+	"macAddress\x12\x18\n" +
+	"\aaliases\x18\x03 \x03(\tR\aaliases\x12\x14\n" +
+	"\x05links\x18\x04 \x03(\tR\x05links\"E\n" +
 	"\x17ContainerCreateResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"\xea\x02\n" +
@@ -8607,7 +9029,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\bnetworks\x18\x03 \x03(\v2(.engine.v1.NetworkSettings.NetworksEntryR\bnetworks\x1aX\n" +
 	"\rNetworksEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.engine.v1.EndpointSettingsR\x05value:\x028\x01\"\xd0\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.engine.v1.EndpointSettingsR\x05value:\x028\x01\"\xa3\x02\n" +
 	"\x10EndpointSettings\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x1f\n" +
@@ -8618,7 +9040,10 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"ip_address\x18\x04 \x01(\tR\tipAddress\x12\"\n" +
 	"\rip_prefix_len\x18\x05 \x01(\x05R\vipPrefixLen\x12\x1f\n" +
 	"\vmac_address\x18\x06 \x01(\tR\n" +
-	"macAddress\"=\n" +
+	"macAddress\x12\x18\n" +
+	"\aaliases\x18\a \x03(\tR\aaliases\x12\x14\n" +
+	"\x05links\x18\b \x03(\tR\x05links\x12!\n" +
+	"\fipv4_address\x18\t \x01(\tR\vipv4Address\"=\n" +
 	"\x17ContainerInspectRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\bR\x04size\"l\n" +
@@ -8846,7 +9271,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\ttime_nano\x18\x05 \x01(\x03R\btimeNano\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xbc$\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xdd&\n" +
 	"\x06Engine\x127\n" +
 	"\x04Ping\x12\x16.engine.v1.PingRequest\x1a\x17.engine.v1.PingResponse\x12d\n" +
 	"\rSystemVersion\x12\x1f.engine.v1.SystemVersionRequest\x1a .engine.v1.SystemVersionResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
@@ -8901,7 +9326,10 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\vNetworkList\x12\x1d.engine.v1.NetworkListRequest\x1a\x1e.engine.v1.NetworkListResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/networks\x12^\n" +
 	"\x0eNetworkInspect\x12 .engine.v1.NetworkInspectRequest\x1a\x12.engine.v1.Network\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/networks/{id}\x12R\n" +
 	"\rNetworkCreate\x12\x1f.engine.v1.NetworkCreateRequest\x1a .engine.v1.NetworkCreateResponse\x12j\n" +
-	"\rNetworkRemove\x12\x1f.engine.v1.NetworkRemoveRequest\x1a .engine.v1.NetworkRemoveResponse\"\x16\x82\xd3\xe4\x93\x02\x10*\x0e/networks/{id}B5Z3github.com/engined/engined/proto/engine/v1;enginev1b\x06proto3"
+	"\rNetworkRemove\x12\x1f.engine.v1.NetworkRemoveRequest\x1a .engine.v1.NetworkRemoveResponse\"\x16\x82\xd3\xe4\x93\x02\x10*\x0e/networks/{id}\x12h\n" +
+	"\fNetworkPrune\x12\x1e.engine.v1.NetworkPruneRequest\x1a\x1f.engine.v1.NetworkPruneResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0f/networks/prune\x12U\n" +
+	"\x0eNetworkConnect\x12 .engine.v1.NetworkConnectRequest\x1a!.engine.v1.NetworkConnectResponse\x12^\n" +
+	"\x11NetworkDisconnect\x12#.engine.v1.NetworkDisconnectRequest\x1a$.engine.v1.NetworkDisconnectResponseB5Z3github.com/engined/engined/proto/engine/v1;enginev1b\x06proto3"
 
 var (
 	file_engine_v1_engine_proto_rawDescOnce sync.Once
@@ -8915,320 +9343,340 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 136)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 145)
 var file_engine_v1_engine_proto_goTypes = []any{
-	(*NetworkListRequest)(nil),          // 0: engine.v1.NetworkListRequest
-	(*NetworkListResponse)(nil),         // 1: engine.v1.NetworkListResponse
-	(*NetworkInspectRequest)(nil),       // 2: engine.v1.NetworkInspectRequest
-	(*NetworkCreateRequest)(nil),        // 3: engine.v1.NetworkCreateRequest
-	(*NetworkCreateResponse)(nil),       // 4: engine.v1.NetworkCreateResponse
-	(*NetworkRemoveRequest)(nil),        // 5: engine.v1.NetworkRemoveRequest
-	(*NetworkRemoveResponse)(nil),       // 6: engine.v1.NetworkRemoveResponse
-	(*Network)(nil),                     // 7: engine.v1.Network
-	(*NetworkContainer)(nil),            // 8: engine.v1.NetworkContainer
-	(*PingRequest)(nil),                 // 9: engine.v1.PingRequest
-	(*PingResponse)(nil),                // 10: engine.v1.PingResponse
-	(*SystemVersionRequest)(nil),        // 11: engine.v1.SystemVersionRequest
-	(*SystemVersionResponse)(nil),       // 12: engine.v1.SystemVersionResponse
-	(*Component)(nil),                   // 13: engine.v1.Component
-	(*SystemInfoRequest)(nil),           // 14: engine.v1.SystemInfoRequest
-	(*SystemInfoResponse)(nil),          // 15: engine.v1.SystemInfoResponse
-	(*KeyValue)(nil),                    // 16: engine.v1.KeyValue
-	(*PluginsInfo)(nil),                 // 17: engine.v1.PluginsInfo
-	(*RegistryConfig)(nil),              // 18: engine.v1.RegistryConfig
-	(*IndexInfo)(nil),                   // 19: engine.v1.IndexInfo
-	(*Runtime)(nil),                     // 20: engine.v1.Runtime
-	(*RegistryAuth)(nil),                // 21: engine.v1.RegistryAuth
-	(*Progress)(nil),                    // 22: engine.v1.Progress
-	(*PushResult)(nil),                  // 23: engine.v1.PushResult
-	(*Chunk)(nil),                       // 24: engine.v1.Chunk
-	(*Image)(nil),                       // 25: engine.v1.Image
-	(*ImageInspectRequest)(nil),         // 26: engine.v1.ImageInspectRequest
-	(*ImageHistoryRequest)(nil),         // 27: engine.v1.ImageHistoryRequest
-	(*ImageHistoryResponse)(nil),        // 28: engine.v1.ImageHistoryResponse
-	(*HistoryItem)(nil),                 // 29: engine.v1.HistoryItem
-	(*ImageTagRequest)(nil),             // 30: engine.v1.ImageTagRequest
-	(*ImageTagResponse)(nil),            // 31: engine.v1.ImageTagResponse
-	(*ImageRemoveRequest)(nil),          // 32: engine.v1.ImageRemoveRequest
-	(*ImageRemoveResponse)(nil),         // 33: engine.v1.ImageRemoveResponse
-	(*ImageDeleteItem)(nil),             // 34: engine.v1.ImageDeleteItem
-	(*ImageListRequest)(nil),            // 35: engine.v1.ImageListRequest
-	(*ImageListResponse)(nil),           // 36: engine.v1.ImageListResponse
-	(*ImagePruneRequest)(nil),           // 37: engine.v1.ImagePruneRequest
-	(*ImagePruneResponse)(nil),          // 38: engine.v1.ImagePruneResponse
-	(*ImagePullRequest)(nil),            // 39: engine.v1.ImagePullRequest
-	(*ImagePushRequest)(nil),            // 40: engine.v1.ImagePushRequest
-	(*ImageImportRequest)(nil),          // 41: engine.v1.ImageImportRequest
-	(*ImageImportOptions)(nil),          // 42: engine.v1.ImageImportOptions
-	(*ImageImportResponse)(nil),         // 43: engine.v1.ImageImportResponse
-	(*ImageSaveRequest)(nil),            // 44: engine.v1.ImageSaveRequest
-	(*ImageLoadResponse)(nil),           // 45: engine.v1.ImageLoadResponse
-	(*SystemAuthRequest)(nil),           // 46: engine.v1.SystemAuthRequest
-	(*SystemAuthResponse)(nil),          // 47: engine.v1.SystemAuthResponse
-	(*ContainerConfig)(nil),             // 48: engine.v1.ContainerConfig
-	(*Ulimit)(nil),                      // 49: engine.v1.Ulimit
-	(*RestartPolicy)(nil),               // 50: engine.v1.RestartPolicy
-	(*LogConfig)(nil),                   // 51: engine.v1.LogConfig
-	(*HostConfig)(nil),                  // 52: engine.v1.HostConfig
-	(*DeviceMapping)(nil),               // 53: engine.v1.DeviceMapping
-	(*Mount)(nil),                       // 54: engine.v1.Mount
-	(*ContainerCreateRequest)(nil),      // 55: engine.v1.ContainerCreateRequest
-	(*EndpointConfig)(nil),              // 56: engine.v1.EndpointConfig
-	(*ContainerCreateResponse)(nil),     // 57: engine.v1.ContainerCreateResponse
-	(*ContainerState)(nil),              // 58: engine.v1.ContainerState
-	(*Container)(nil),                   // 59: engine.v1.Container
-	(*NetworkSettings)(nil),             // 60: engine.v1.NetworkSettings
-	(*EndpointSettings)(nil),            // 61: engine.v1.EndpointSettings
-	(*ContainerInspectRequest)(nil),     // 62: engine.v1.ContainerInspectRequest
-	(*ContainerListRequest)(nil),        // 63: engine.v1.ContainerListRequest
-	(*ContainerListResponse)(nil),       // 64: engine.v1.ContainerListResponse
-	(*ContainerStartRequest)(nil),       // 65: engine.v1.ContainerStartRequest
-	(*ContainerStartResponse)(nil),      // 66: engine.v1.ContainerStartResponse
-	(*ContainerStopRequest)(nil),        // 67: engine.v1.ContainerStopRequest
-	(*ContainerStopResponse)(nil),       // 68: engine.v1.ContainerStopResponse
-	(*ContainerRestartRequest)(nil),     // 69: engine.v1.ContainerRestartRequest
-	(*ContainerRestartResponse)(nil),    // 70: engine.v1.ContainerRestartResponse
-	(*ContainerKillRequest)(nil),        // 71: engine.v1.ContainerKillRequest
-	(*ContainerKillResponse)(nil),       // 72: engine.v1.ContainerKillResponse
-	(*ContainerPauseRequest)(nil),       // 73: engine.v1.ContainerPauseRequest
-	(*ContainerPauseResponse)(nil),      // 74: engine.v1.ContainerPauseResponse
-	(*ContainerUnpauseRequest)(nil),     // 75: engine.v1.ContainerUnpauseRequest
-	(*ContainerUnpauseResponse)(nil),    // 76: engine.v1.ContainerUnpauseResponse
-	(*ContainerRenameRequest)(nil),      // 77: engine.v1.ContainerRenameRequest
-	(*ContainerRenameResponse)(nil),     // 78: engine.v1.ContainerRenameResponse
-	(*ContainerRemoveRequest)(nil),      // 79: engine.v1.ContainerRemoveRequest
-	(*ContainerRemoveResponse)(nil),     // 80: engine.v1.ContainerRemoveResponse
-	(*ContainerPruneRequest)(nil),       // 81: engine.v1.ContainerPruneRequest
-	(*ContainerPruneResponse)(nil),      // 82: engine.v1.ContainerPruneResponse
-	(*ContainerTopRequest)(nil),         // 83: engine.v1.ContainerTopRequest
-	(*ContainerTopResponse)(nil),        // 84: engine.v1.ContainerTopResponse
-	(*TopRow)(nil),                      // 85: engine.v1.TopRow
-	(*ContainerResizeRequest)(nil),      // 86: engine.v1.ContainerResizeRequest
-	(*ContainerResizeResponse)(nil),     // 87: engine.v1.ContainerResizeResponse
-	(*ContainerWaitRequest)(nil),        // 88: engine.v1.ContainerWaitRequest
-	(*ContainerWaitResponse)(nil),       // 89: engine.v1.ContainerWaitResponse
-	(*ContainerLogsRequest)(nil),        // 90: engine.v1.ContainerLogsRequest
-	(*LogEntry)(nil),                    // 91: engine.v1.LogEntry
-	(*ContainerAttachRequest)(nil),      // 92: engine.v1.ContainerAttachRequest
-	(*ContainerAttachOptions)(nil),      // 93: engine.v1.ContainerAttachOptions
-	(*ContainerStatsRequest)(nil),       // 94: engine.v1.ContainerStatsRequest
-	(*ContainerStatsResponse)(nil),      // 95: engine.v1.ContainerStatsResponse
-	(*ContainerUpdateRequest)(nil),      // 96: engine.v1.ContainerUpdateRequest
-	(*ContainerUpdateResponse)(nil),     // 97: engine.v1.ContainerUpdateResponse
-	(*ExecConfig)(nil),                  // 98: engine.v1.ExecConfig
-	(*ContainerExecCreateRequest)(nil),  // 99: engine.v1.ContainerExecCreateRequest
-	(*ContainerExecCreateResponse)(nil), // 100: engine.v1.ContainerExecCreateResponse
-	(*ExecStartRequest)(nil),            // 101: engine.v1.ExecStartRequest
-	(*ExecStartOptions)(nil),            // 102: engine.v1.ExecStartOptions
-	(*ExecInspectRequest)(nil),          // 103: engine.v1.ExecInspectRequest
-	(*ExecInspectResponse)(nil),         // 104: engine.v1.ExecInspectResponse
-	(*ExecResizeRequest)(nil),           // 105: engine.v1.ExecResizeRequest
-	(*ExecResizeResponse)(nil),          // 106: engine.v1.ExecResizeResponse
-	(*ContainerArchiveRequest)(nil),     // 107: engine.v1.ContainerArchiveRequest
-	(*ContainerPathStat)(nil),           // 108: engine.v1.ContainerPathStat
-	(*ContainerArchivePutRequest)(nil),  // 109: engine.v1.ContainerArchivePutRequest
-	(*ContainerArchivePutOptions)(nil),  // 110: engine.v1.ContainerArchivePutOptions
-	(*ContainerArchivePutResponse)(nil), // 111: engine.v1.ContainerArchivePutResponse
-	(*ContainerExportRequest)(nil),      // 112: engine.v1.ContainerExportRequest
-	(*ContainerChangesRequest)(nil),     // 113: engine.v1.ContainerChangesRequest
-	(*ContainerChangesResponse)(nil),    // 114: engine.v1.ContainerChangesResponse
-	(*FilesystemChange)(nil),            // 115: engine.v1.FilesystemChange
-	(*SystemEventsRequest)(nil),         // 116: engine.v1.SystemEventsRequest
-	(*Event)(nil),                       // 117: engine.v1.Event
-	nil,                                 // 118: engine.v1.NetworkCreateRequest.LabelsEntry
-	nil,                                 // 119: engine.v1.NetworkCreateRequest.OptionsEntry
-	nil,                                 // 120: engine.v1.Network.LabelsEntry
-	nil,                                 // 121: engine.v1.Network.OptionsEntry
-	nil,                                 // 122: engine.v1.Network.ContainersEntry
-	nil,                                 // 123: engine.v1.Component.DetailsEntry
-	nil,                                 // 124: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 125: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 126: engine.v1.Image.LabelsEntry
-	nil,                                 // 127: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 128: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 129: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 130: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 131: engine.v1.HostConfig.AnnotationsEntry
-	nil,                                 // 132: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 133: engine.v1.NetworkSettings.NetworksEntry
-	nil,                                 // 134: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	nil,                                 // 135: engine.v1.Event.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 136: google.protobuf.Timestamp
+	(*NetworkPruneRequest)(nil),         // 0: engine.v1.NetworkPruneRequest
+	(*NetworkPruneResponse)(nil),        // 1: engine.v1.NetworkPruneResponse
+	(*NetworkConnectRequest)(nil),       // 2: engine.v1.NetworkConnectRequest
+	(*NetworkConnectResponse)(nil),      // 3: engine.v1.NetworkConnectResponse
+	(*NetworkDisconnectRequest)(nil),    // 4: engine.v1.NetworkDisconnectRequest
+	(*NetworkDisconnectResponse)(nil),   // 5: engine.v1.NetworkDisconnectResponse
+	(*NetworkListRequest)(nil),          // 6: engine.v1.NetworkListRequest
+	(*NetworkListResponse)(nil),         // 7: engine.v1.NetworkListResponse
+	(*NetworkInspectRequest)(nil),       // 8: engine.v1.NetworkInspectRequest
+	(*NetworkCreateRequest)(nil),        // 9: engine.v1.NetworkCreateRequest
+	(*NetworkCreateResponse)(nil),       // 10: engine.v1.NetworkCreateResponse
+	(*NetworkRemoveRequest)(nil),        // 11: engine.v1.NetworkRemoveRequest
+	(*NetworkRemoveResponse)(nil),       // 12: engine.v1.NetworkRemoveResponse
+	(*Network)(nil),                     // 13: engine.v1.Network
+	(*NetworkContainer)(nil),            // 14: engine.v1.NetworkContainer
+	(*PingRequest)(nil),                 // 15: engine.v1.PingRequest
+	(*PingResponse)(nil),                // 16: engine.v1.PingResponse
+	(*SystemVersionRequest)(nil),        // 17: engine.v1.SystemVersionRequest
+	(*SystemVersionResponse)(nil),       // 18: engine.v1.SystemVersionResponse
+	(*Component)(nil),                   // 19: engine.v1.Component
+	(*SystemInfoRequest)(nil),           // 20: engine.v1.SystemInfoRequest
+	(*SystemInfoResponse)(nil),          // 21: engine.v1.SystemInfoResponse
+	(*KeyValue)(nil),                    // 22: engine.v1.KeyValue
+	(*PluginsInfo)(nil),                 // 23: engine.v1.PluginsInfo
+	(*RegistryConfig)(nil),              // 24: engine.v1.RegistryConfig
+	(*IndexInfo)(nil),                   // 25: engine.v1.IndexInfo
+	(*Runtime)(nil),                     // 26: engine.v1.Runtime
+	(*RegistryAuth)(nil),                // 27: engine.v1.RegistryAuth
+	(*Progress)(nil),                    // 28: engine.v1.Progress
+	(*PushResult)(nil),                  // 29: engine.v1.PushResult
+	(*Chunk)(nil),                       // 30: engine.v1.Chunk
+	(*Image)(nil),                       // 31: engine.v1.Image
+	(*ImageInspectRequest)(nil),         // 32: engine.v1.ImageInspectRequest
+	(*ImageHistoryRequest)(nil),         // 33: engine.v1.ImageHistoryRequest
+	(*ImageHistoryResponse)(nil),        // 34: engine.v1.ImageHistoryResponse
+	(*HistoryItem)(nil),                 // 35: engine.v1.HistoryItem
+	(*ImageTagRequest)(nil),             // 36: engine.v1.ImageTagRequest
+	(*ImageTagResponse)(nil),            // 37: engine.v1.ImageTagResponse
+	(*ImageRemoveRequest)(nil),          // 38: engine.v1.ImageRemoveRequest
+	(*ImageRemoveResponse)(nil),         // 39: engine.v1.ImageRemoveResponse
+	(*ImageDeleteItem)(nil),             // 40: engine.v1.ImageDeleteItem
+	(*ImageListRequest)(nil),            // 41: engine.v1.ImageListRequest
+	(*ImageListResponse)(nil),           // 42: engine.v1.ImageListResponse
+	(*ImagePruneRequest)(nil),           // 43: engine.v1.ImagePruneRequest
+	(*ImagePruneResponse)(nil),          // 44: engine.v1.ImagePruneResponse
+	(*ImagePullRequest)(nil),            // 45: engine.v1.ImagePullRequest
+	(*ImagePushRequest)(nil),            // 46: engine.v1.ImagePushRequest
+	(*ImageImportRequest)(nil),          // 47: engine.v1.ImageImportRequest
+	(*ImageImportOptions)(nil),          // 48: engine.v1.ImageImportOptions
+	(*ImageImportResponse)(nil),         // 49: engine.v1.ImageImportResponse
+	(*ImageSaveRequest)(nil),            // 50: engine.v1.ImageSaveRequest
+	(*ImageLoadResponse)(nil),           // 51: engine.v1.ImageLoadResponse
+	(*SystemAuthRequest)(nil),           // 52: engine.v1.SystemAuthRequest
+	(*SystemAuthResponse)(nil),          // 53: engine.v1.SystemAuthResponse
+	(*ContainerConfig)(nil),             // 54: engine.v1.ContainerConfig
+	(*Ulimit)(nil),                      // 55: engine.v1.Ulimit
+	(*RestartPolicy)(nil),               // 56: engine.v1.RestartPolicy
+	(*LogConfig)(nil),                   // 57: engine.v1.LogConfig
+	(*HostConfig)(nil),                  // 58: engine.v1.HostConfig
+	(*DeviceMapping)(nil),               // 59: engine.v1.DeviceMapping
+	(*Mount)(nil),                       // 60: engine.v1.Mount
+	(*ContainerCreateRequest)(nil),      // 61: engine.v1.ContainerCreateRequest
+	(*EndpointConfig)(nil),              // 62: engine.v1.EndpointConfig
+	(*ContainerCreateResponse)(nil),     // 63: engine.v1.ContainerCreateResponse
+	(*ContainerState)(nil),              // 64: engine.v1.ContainerState
+	(*Container)(nil),                   // 65: engine.v1.Container
+	(*NetworkSettings)(nil),             // 66: engine.v1.NetworkSettings
+	(*EndpointSettings)(nil),            // 67: engine.v1.EndpointSettings
+	(*ContainerInspectRequest)(nil),     // 68: engine.v1.ContainerInspectRequest
+	(*ContainerListRequest)(nil),        // 69: engine.v1.ContainerListRequest
+	(*ContainerListResponse)(nil),       // 70: engine.v1.ContainerListResponse
+	(*ContainerStartRequest)(nil),       // 71: engine.v1.ContainerStartRequest
+	(*ContainerStartResponse)(nil),      // 72: engine.v1.ContainerStartResponse
+	(*ContainerStopRequest)(nil),        // 73: engine.v1.ContainerStopRequest
+	(*ContainerStopResponse)(nil),       // 74: engine.v1.ContainerStopResponse
+	(*ContainerRestartRequest)(nil),     // 75: engine.v1.ContainerRestartRequest
+	(*ContainerRestartResponse)(nil),    // 76: engine.v1.ContainerRestartResponse
+	(*ContainerKillRequest)(nil),        // 77: engine.v1.ContainerKillRequest
+	(*ContainerKillResponse)(nil),       // 78: engine.v1.ContainerKillResponse
+	(*ContainerPauseRequest)(nil),       // 79: engine.v1.ContainerPauseRequest
+	(*ContainerPauseResponse)(nil),      // 80: engine.v1.ContainerPauseResponse
+	(*ContainerUnpauseRequest)(nil),     // 81: engine.v1.ContainerUnpauseRequest
+	(*ContainerUnpauseResponse)(nil),    // 82: engine.v1.ContainerUnpauseResponse
+	(*ContainerRenameRequest)(nil),      // 83: engine.v1.ContainerRenameRequest
+	(*ContainerRenameResponse)(nil),     // 84: engine.v1.ContainerRenameResponse
+	(*ContainerRemoveRequest)(nil),      // 85: engine.v1.ContainerRemoveRequest
+	(*ContainerRemoveResponse)(nil),     // 86: engine.v1.ContainerRemoveResponse
+	(*ContainerPruneRequest)(nil),       // 87: engine.v1.ContainerPruneRequest
+	(*ContainerPruneResponse)(nil),      // 88: engine.v1.ContainerPruneResponse
+	(*ContainerTopRequest)(nil),         // 89: engine.v1.ContainerTopRequest
+	(*ContainerTopResponse)(nil),        // 90: engine.v1.ContainerTopResponse
+	(*TopRow)(nil),                      // 91: engine.v1.TopRow
+	(*ContainerResizeRequest)(nil),      // 92: engine.v1.ContainerResizeRequest
+	(*ContainerResizeResponse)(nil),     // 93: engine.v1.ContainerResizeResponse
+	(*ContainerWaitRequest)(nil),        // 94: engine.v1.ContainerWaitRequest
+	(*ContainerWaitResponse)(nil),       // 95: engine.v1.ContainerWaitResponse
+	(*ContainerLogsRequest)(nil),        // 96: engine.v1.ContainerLogsRequest
+	(*LogEntry)(nil),                    // 97: engine.v1.LogEntry
+	(*ContainerAttachRequest)(nil),      // 98: engine.v1.ContainerAttachRequest
+	(*ContainerAttachOptions)(nil),      // 99: engine.v1.ContainerAttachOptions
+	(*ContainerStatsRequest)(nil),       // 100: engine.v1.ContainerStatsRequest
+	(*ContainerStatsResponse)(nil),      // 101: engine.v1.ContainerStatsResponse
+	(*ContainerUpdateRequest)(nil),      // 102: engine.v1.ContainerUpdateRequest
+	(*ContainerUpdateResponse)(nil),     // 103: engine.v1.ContainerUpdateResponse
+	(*ExecConfig)(nil),                  // 104: engine.v1.ExecConfig
+	(*ContainerExecCreateRequest)(nil),  // 105: engine.v1.ContainerExecCreateRequest
+	(*ContainerExecCreateResponse)(nil), // 106: engine.v1.ContainerExecCreateResponse
+	(*ExecStartRequest)(nil),            // 107: engine.v1.ExecStartRequest
+	(*ExecStartOptions)(nil),            // 108: engine.v1.ExecStartOptions
+	(*ExecInspectRequest)(nil),          // 109: engine.v1.ExecInspectRequest
+	(*ExecInspectResponse)(nil),         // 110: engine.v1.ExecInspectResponse
+	(*ExecResizeRequest)(nil),           // 111: engine.v1.ExecResizeRequest
+	(*ExecResizeResponse)(nil),          // 112: engine.v1.ExecResizeResponse
+	(*ContainerArchiveRequest)(nil),     // 113: engine.v1.ContainerArchiveRequest
+	(*ContainerPathStat)(nil),           // 114: engine.v1.ContainerPathStat
+	(*ContainerArchivePutRequest)(nil),  // 115: engine.v1.ContainerArchivePutRequest
+	(*ContainerArchivePutOptions)(nil),  // 116: engine.v1.ContainerArchivePutOptions
+	(*ContainerArchivePutResponse)(nil), // 117: engine.v1.ContainerArchivePutResponse
+	(*ContainerExportRequest)(nil),      // 118: engine.v1.ContainerExportRequest
+	(*ContainerChangesRequest)(nil),     // 119: engine.v1.ContainerChangesRequest
+	(*ContainerChangesResponse)(nil),    // 120: engine.v1.ContainerChangesResponse
+	(*FilesystemChange)(nil),            // 121: engine.v1.FilesystemChange
+	(*SystemEventsRequest)(nil),         // 122: engine.v1.SystemEventsRequest
+	(*Event)(nil),                       // 123: engine.v1.Event
+	nil,                                 // 124: engine.v1.NetworkCreateRequest.LabelsEntry
+	nil,                                 // 125: engine.v1.NetworkCreateRequest.OptionsEntry
+	nil,                                 // 126: engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	nil,                                 // 127: engine.v1.Network.LabelsEntry
+	nil,                                 // 128: engine.v1.Network.OptionsEntry
+	nil,                                 // 129: engine.v1.Network.ContainersEntry
+	nil,                                 // 130: engine.v1.Network.AuxAddressesEntry
+	nil,                                 // 131: engine.v1.Component.DetailsEntry
+	nil,                                 // 132: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 133: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 134: engine.v1.Image.LabelsEntry
+	nil,                                 // 135: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 136: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 137: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 138: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 139: engine.v1.HostConfig.AnnotationsEntry
+	nil,                                 // 140: engine.v1.ContainerCreateRequest.EndpointsEntry
+	nil,                                 // 141: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 142: engine.v1.NetworkSettings.NetworksEntry
+	nil,                                 // 143: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	nil,                                 // 144: engine.v1.Event.AttributesEntry
+	(*timestamppb.Timestamp)(nil),       // 145: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	7,   // 0: engine.v1.NetworkListResponse.networks:type_name -> engine.v1.Network
-	118, // 1: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
-	119, // 2: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
-	136, // 3: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
-	120, // 4: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
-	121, // 5: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
-	122, // 6: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
-	136, // 7: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
-	13,  // 8: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	123, // 9: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
-	16,  // 10: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
-	17,  // 11: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	136, // 12: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
-	18,  // 13: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	124, // 14: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	125, // 15: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
-	23,  // 16: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	136, // 17: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	126, // 18: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	136, // 19: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
-	29,  // 20: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	136, // 21: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
-	34,  // 22: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
-	25,  // 23: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
-	34,  // 24: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
-	21,  // 25: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
-	21,  // 26: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
-	42,  // 27: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	127, // 28: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	128, // 29: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
-	50,  // 30: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	129, // 31: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
-	49,  // 32: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
-	51,  // 33: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	130, // 34: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
-	53,  // 35: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
-	54,  // 36: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
-	131, // 37: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
-	48,  // 38: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
-	52,  // 39: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	56,  // 40: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
-	136, // 41: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	136, // 42: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	136, // 43: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
-	58,  // 44: engine.v1.Container.state:type_name -> engine.v1.ContainerState
-	48,  // 45: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
-	52,  // 46: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	132, // 47: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
-	60,  // 48: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
-	133, // 49: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
-	59,  // 50: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
-	85,  // 51: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	136, // 52: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	136, // 53: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	136, // 54: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	93,  // 55: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	136, // 56: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	134, // 57: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	52,  // 58: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
-	98,  // 59: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
-	102, // 60: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
-	98,  // 61: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	136, // 62: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
-	110, // 63: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
-	115, // 64: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
-	136, // 65: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
-	136, // 66: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
-	135, // 67: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
-	8,   // 68: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
-	20,  // 69: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	19,  // 70: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	61,  // 71: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
-	9,   // 72: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	11,  // 73: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	14,  // 74: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	46,  // 75: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	116, // 76: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
-	62,  // 77: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	63,  // 78: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	55,  // 79: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	65,  // 80: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	67,  // 81: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	69,  // 82: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	71,  // 83: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	73,  // 84: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	75,  // 85: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	77,  // 86: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	79,  // 87: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	81,  // 88: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	83,  // 89: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	96,  // 90: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	86,  // 91: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	88,  // 92: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	94,  // 93: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	90,  // 94: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	92,  // 95: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	99,  // 96: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	101, // 97: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	103, // 98: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	105, // 99: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	107, // 100: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
-	107, // 101: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
-	109, // 102: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
-	112, // 103: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
-	113, // 104: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
-	26,  // 105: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	27,  // 106: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	30,  // 107: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	32,  // 108: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	35,  // 109: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	37,  // 110: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	39,  // 111: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	40,  // 112: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	41,  // 113: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	44,  // 114: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	24,  // 115: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	0,   // 116: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
-	2,   // 117: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
-	3,   // 118: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
-	5,   // 119: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
-	10,  // 120: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	12,  // 121: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	15,  // 122: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	47,  // 123: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	117, // 124: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
-	59,  // 125: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	64,  // 126: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	57,  // 127: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	66,  // 128: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	68,  // 129: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	70,  // 130: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	72,  // 131: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	74,  // 132: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	76,  // 133: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	78,  // 134: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	80,  // 135: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	82,  // 136: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	84,  // 137: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	97,  // 138: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	87,  // 139: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	89,  // 140: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	95,  // 141: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	91,  // 142: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	91,  // 143: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	100, // 144: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	91,  // 145: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	104, // 146: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	106, // 147: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	108, // 148: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
-	24,  // 149: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
-	111, // 150: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
-	24,  // 151: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
-	114, // 152: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
-	25,  // 153: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	28,  // 154: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	31,  // 155: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	33,  // 156: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	36,  // 157: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	38,  // 158: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	22,  // 159: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	22,  // 160: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	43,  // 161: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	24,  // 162: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	45,  // 163: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	1,   // 164: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
-	7,   // 165: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
-	4,   // 166: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
-	6,   // 167: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
-	120, // [120:168] is the sub-list for method output_type
-	72,  // [72:120] is the sub-list for method input_type
-	72,  // [72:72] is the sub-list for extension type_name
-	72,  // [72:72] is the sub-list for extension extendee
-	0,   // [0:72] is the sub-list for field type_name
+	62,  // 0: engine.v1.NetworkConnectRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	13,  // 1: engine.v1.NetworkListResponse.networks:type_name -> engine.v1.Network
+	124, // 2: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
+	125, // 3: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
+	126, // 4: engine.v1.NetworkCreateRequest.aux_addresses:type_name -> engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	145, // 5: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
+	127, // 6: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
+	128, // 7: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
+	129, // 8: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
+	130, // 9: engine.v1.Network.aux_addresses:type_name -> engine.v1.Network.AuxAddressesEntry
+	145, // 10: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	19,  // 11: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
+	131, // 12: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	22,  // 13: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
+	23,  // 14: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
+	145, // 15: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	24,  // 16: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
+	132, // 17: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	133, // 18: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	29,  // 19: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
+	145, // 20: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	134, // 21: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	145, // 22: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	35,  // 23: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
+	145, // 24: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	40,  // 25: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
+	31,  // 26: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
+	40,  // 27: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
+	27,  // 28: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
+	27,  // 29: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
+	48,  // 30: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
+	135, // 31: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	136, // 32: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	56,  // 33: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
+	137, // 34: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	55,  // 35: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
+	57,  // 36: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
+	138, // 37: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	59,  // 38: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
+	60,  // 39: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
+	139, // 40: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
+	54,  // 41: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
+	58,  // 42: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
+	62,  // 43: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	140, // 44: engine.v1.ContainerCreateRequest.endpoints:type_name -> engine.v1.ContainerCreateRequest.EndpointsEntry
+	145, // 45: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	145, // 46: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	145, // 47: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	64,  // 48: engine.v1.Container.state:type_name -> engine.v1.ContainerState
+	54,  // 49: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
+	58,  // 50: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
+	141, // 51: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	66,  // 52: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
+	142, // 53: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
+	65,  // 54: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
+	91,  // 55: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
+	145, // 56: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	145, // 57: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	145, // 58: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	99,  // 59: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
+	145, // 60: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	143, // 61: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	58,  // 62: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
+	104, // 63: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
+	108, // 64: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
+	104, // 65: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
+	145, // 66: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	116, // 67: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
+	121, // 68: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
+	145, // 69: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
+	145, // 70: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
+	144, // 71: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
+	14,  // 72: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
+	26,  // 73: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	25,  // 74: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	62,  // 75: engine.v1.ContainerCreateRequest.EndpointsEntry.value:type_name -> engine.v1.EndpointConfig
+	67,  // 76: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
+	15,  // 77: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	17,  // 78: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	20,  // 79: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	52,  // 80: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	122, // 81: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
+	68,  // 82: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	69,  // 83: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	61,  // 84: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	71,  // 85: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	73,  // 86: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	75,  // 87: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	77,  // 88: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	79,  // 89: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	81,  // 90: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	83,  // 91: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	85,  // 92: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	87,  // 93: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	89,  // 94: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	102, // 95: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	92,  // 96: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	94,  // 97: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	100, // 98: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	96,  // 99: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	98,  // 100: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	105, // 101: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	107, // 102: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	109, // 103: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	111, // 104: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	113, // 105: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	113, // 106: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	115, // 107: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	118, // 108: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	119, // 109: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
+	32,  // 110: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	33,  // 111: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	36,  // 112: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	38,  // 113: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	41,  // 114: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	43,  // 115: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	45,  // 116: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	46,  // 117: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	47,  // 118: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	50,  // 119: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	30,  // 120: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	6,   // 121: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
+	8,   // 122: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
+	9,   // 123: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
+	11,  // 124: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
+	0,   // 125: engine.v1.Engine.NetworkPrune:input_type -> engine.v1.NetworkPruneRequest
+	2,   // 126: engine.v1.Engine.NetworkConnect:input_type -> engine.v1.NetworkConnectRequest
+	4,   // 127: engine.v1.Engine.NetworkDisconnect:input_type -> engine.v1.NetworkDisconnectRequest
+	16,  // 128: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	18,  // 129: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	21,  // 130: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	53,  // 131: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	123, // 132: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
+	65,  // 133: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	70,  // 134: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	63,  // 135: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	72,  // 136: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	74,  // 137: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	76,  // 138: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	78,  // 139: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	80,  // 140: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	82,  // 141: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	84,  // 142: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	86,  // 143: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	88,  // 144: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	90,  // 145: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	103, // 146: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	93,  // 147: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	95,  // 148: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	101, // 149: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	97,  // 150: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	97,  // 151: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	106, // 152: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	97,  // 153: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	110, // 154: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	112, // 155: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	114, // 156: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	30,  // 157: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	117, // 158: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	30,  // 159: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	120, // 160: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
+	31,  // 161: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	34,  // 162: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	37,  // 163: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	39,  // 164: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	42,  // 165: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	44,  // 166: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	28,  // 167: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	28,  // 168: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	49,  // 169: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	30,  // 170: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	51,  // 171: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	7,   // 172: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
+	13,  // 173: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
+	10,  // 174: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
+	12,  // 175: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
+	1,   // 176: engine.v1.Engine.NetworkPrune:output_type -> engine.v1.NetworkPruneResponse
+	3,   // 177: engine.v1.Engine.NetworkConnect:output_type -> engine.v1.NetworkConnectResponse
+	5,   // 178: engine.v1.Engine.NetworkDisconnect:output_type -> engine.v1.NetworkDisconnectResponse
+	128, // [128:179] is the sub-list for method output_type
+	77,  // [77:128] is the sub-list for method input_type
+	77,  // [77:77] is the sub-list for extension type_name
+	77,  // [77:77] is the sub-list for extension extendee
+	0,   // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -9236,18 +9684,18 @@ func file_engine_v1_engine_proto_init() {
 	if File_engine_v1_engine_proto != nil {
 		return
 	}
-	file_engine_v1_engine_proto_msgTypes[48].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[52].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[67].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[69].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[104].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[54].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[58].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[73].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[75].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[110].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   136,
+			NumMessages:   145,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

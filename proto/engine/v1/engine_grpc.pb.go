@@ -89,6 +89,9 @@ const (
 	Engine_NetworkInspect_FullMethodName       = "/engine.v1.Engine/NetworkInspect"
 	Engine_NetworkCreate_FullMethodName        = "/engine.v1.Engine/NetworkCreate"
 	Engine_NetworkRemove_FullMethodName        = "/engine.v1.Engine/NetworkRemove"
+	Engine_NetworkPrune_FullMethodName         = "/engine.v1.Engine/NetworkPrune"
+	Engine_NetworkConnect_FullMethodName       = "/engine.v1.Engine/NetworkConnect"
+	Engine_NetworkDisconnect_FullMethodName    = "/engine.v1.Engine/NetworkDisconnect"
 )
 
 // EngineClient is the client API for Engine service.
@@ -194,6 +197,15 @@ type EngineClient interface {
 	NetworkInspect(ctx context.Context, in *NetworkInspectRequest, opts ...grpc.CallOption) (*Network, error)
 	NetworkCreate(ctx context.Context, in *NetworkCreateRequest, opts ...grpc.CallOption) (*NetworkCreateResponse, error)
 	NetworkRemove(ctx context.Context, in *NetworkRemoveRequest, opts ...grpc.CallOption) (*NetworkRemoveResponse, error)
+	// NetworkPrune removes the user-defined networks no container is
+	// attached to. REST: POST /networks/prune?filters=.
+	NetworkPrune(ctx context.Context, in *NetworkPruneRequest, opts ...grpc.CallOption) (*NetworkPruneResponse, error)
+	// NetworkConnect and NetworkDisconnect attach a container to a network
+	// and detach it, running or not. REST: POST /networks/{id}/connect and
+	// /disconnect, hand-written handlers (the endpoint settings are
+	// checked field by field).
+	NetworkConnect(ctx context.Context, in *NetworkConnectRequest, opts ...grpc.CallOption) (*NetworkConnectResponse, error)
+	NetworkDisconnect(ctx context.Context, in *NetworkDisconnectRequest, opts ...grpc.CallOption) (*NetworkDisconnectResponse, error)
 }
 
 type engineClient struct {
@@ -780,6 +792,36 @@ func (c *engineClient) NetworkRemove(ctx context.Context, in *NetworkRemoveReque
 	return out, nil
 }
 
+func (c *engineClient) NetworkPrune(ctx context.Context, in *NetworkPruneRequest, opts ...grpc.CallOption) (*NetworkPruneResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NetworkPruneResponse)
+	err := c.cc.Invoke(ctx, Engine_NetworkPrune_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) NetworkConnect(ctx context.Context, in *NetworkConnectRequest, opts ...grpc.CallOption) (*NetworkConnectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NetworkConnectResponse)
+	err := c.cc.Invoke(ctx, Engine_NetworkConnect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) NetworkDisconnect(ctx context.Context, in *NetworkDisconnectRequest, opts ...grpc.CallOption) (*NetworkDisconnectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NetworkDisconnectResponse)
+	err := c.cc.Invoke(ctx, Engine_NetworkDisconnect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EngineServer is the server API for Engine service.
 // All implementations must embed UnimplementedEngineServer
 // for forward compatibility.
@@ -883,6 +925,15 @@ type EngineServer interface {
 	NetworkInspect(context.Context, *NetworkInspectRequest) (*Network, error)
 	NetworkCreate(context.Context, *NetworkCreateRequest) (*NetworkCreateResponse, error)
 	NetworkRemove(context.Context, *NetworkRemoveRequest) (*NetworkRemoveResponse, error)
+	// NetworkPrune removes the user-defined networks no container is
+	// attached to. REST: POST /networks/prune?filters=.
+	NetworkPrune(context.Context, *NetworkPruneRequest) (*NetworkPruneResponse, error)
+	// NetworkConnect and NetworkDisconnect attach a container to a network
+	// and detach it, running or not. REST: POST /networks/{id}/connect and
+	// /disconnect, hand-written handlers (the endpoint settings are
+	// checked field by field).
+	NetworkConnect(context.Context, *NetworkConnectRequest) (*NetworkConnectResponse, error)
+	NetworkDisconnect(context.Context, *NetworkDisconnectRequest) (*NetworkDisconnectResponse, error)
 	mustEmbedUnimplementedEngineServer()
 }
 
@@ -1036,6 +1087,15 @@ func (UnimplementedEngineServer) NetworkCreate(context.Context, *NetworkCreateRe
 }
 func (UnimplementedEngineServer) NetworkRemove(context.Context, *NetworkRemoveRequest) (*NetworkRemoveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NetworkRemove not implemented")
+}
+func (UnimplementedEngineServer) NetworkPrune(context.Context, *NetworkPruneRequest) (*NetworkPruneResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NetworkPrune not implemented")
+}
+func (UnimplementedEngineServer) NetworkConnect(context.Context, *NetworkConnectRequest) (*NetworkConnectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NetworkConnect not implemented")
+}
+func (UnimplementedEngineServer) NetworkDisconnect(context.Context, *NetworkDisconnectRequest) (*NetworkDisconnectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NetworkDisconnect not implemented")
 }
 func (UnimplementedEngineServer) mustEmbedUnimplementedEngineServer() {}
 func (UnimplementedEngineServer) testEmbeddedByValue()                {}
@@ -1804,6 +1864,60 @@ func _Engine_NetworkRemove_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Engine_NetworkPrune_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NetworkPruneRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).NetworkPrune(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_NetworkPrune_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).NetworkPrune(ctx, req.(*NetworkPruneRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_NetworkConnect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NetworkConnectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).NetworkConnect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_NetworkConnect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).NetworkConnect(ctx, req.(*NetworkConnectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_NetworkDisconnect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NetworkDisconnectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).NetworkDisconnect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_NetworkDisconnect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).NetworkDisconnect(ctx, req.(*NetworkDisconnectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Engine_ServiceDesc is the grpc.ServiceDesc for Engine service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1946,6 +2060,18 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "NetworkRemove",
 			Handler:    _Engine_NetworkRemove_Handler,
+		},
+		{
+			MethodName: "NetworkPrune",
+			Handler:    _Engine_NetworkPrune_Handler,
+		},
+		{
+			MethodName: "NetworkConnect",
+			Handler:    _Engine_NetworkConnect_Handler,
+		},
+		{
+			MethodName: "NetworkDisconnect",
+			Handler:    _Engine_NetworkDisconnect_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
