@@ -1,0 +1,189 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// docker network connect and disconnect: hot-plugged into a running
+// container (a new ethN, reachable at once; the default route moves to
+// the network that remains), recorded for a created one (joined at its
+// start), with dockerd's errors for what cannot be; inspect and network
+// inspect follow; nothing is left behind.
+func TestNetworkConnectDisconnect(t *testing.T) {
+	e := runEngine(t)
+	n := netFor(t, filepath.Dir(e.DataRoot))
+	s1, _ := freeSubnet()
+	s2, _ := freeSubnet()
+	mustDocker(t, e.Host, "network", "create", "--subnet", s1, "one")
+	mustDocker(t, e.Host, "network", "create", "--subnet", s2, "two")
+	gw1 := strings.TrimSuffix(s1, "0/24") + "1"
+	gw2 := strings.TrimSuffix(s2, "0/24") + "1"
+
+	mustDocker(t, e.Host, "run", "-d", "--name", "web", "--network", "one", "busybox", "sh", "-c", "exec httpd -f -p 80 -h /etc")
+	mustDocker(t, e.Host, "run", "-d", "--name", "peer", "--network", "two", "busybox", "sleep", "600")
+	webTwo := strings.TrimSuffix(s2, "0/24") + "3" // peer has .2
+	// Not on a common network: peer cannot reach web.
+	if out, err := docker(t, e.Host, "exec", "peer", "sh", "-c", "timeout 3 wget -qO- http://"+strings.TrimSuffix(s1, "0/24")+"2/hostname"); err == nil {
+		t.Fatalf("peer reached web across networks: %s", out)
+	}
+
+	mustDocker(t, e.Host, "network", "connect", "--alias", "www", "--ip", webTwo, "two", "web")
+	out := mustDocker(t, e.Host, "exec", "web", "sh", "-c", "ip -o -4 addr; ip route")
+	mustContain(t, "after connect", out, "eth0", "eth1", "inet "+webTwo+"/24", "default via "+gw1+" dev eth0")
+	out = mustDocker(t, e.Host, "exec", "peer", "sh", "-c", "timeout 10 wget -qO- http://"+webTwo+"/hostname")
+	webID := inspectField(t, e.Host, "web", "{{.Id}}")
+	mustContain(t, "peer to web over the connected network", out, webID[:12])
+	mustContain(t, "web's /etc/hosts", mustDocker(t, e.Host, "exec", "web", "sh", "-c", "cat /etc/hosts"), webTwo+"\t"+webID[:12])
+	if got := inspectField(t, e.Host, "web", `{{(index .NetworkSettings.Networks "two").IPAddress}} {{(index .NetworkSettings.Networks "two").Aliases}} {{(index .NetworkSettings.Networks "two").IPAMConfig.IPv4Address}}`); got != webTwo+" [www] "+webTwo {
+		t.Errorf("inspect after connect: %q", got)
+	}
+	var netInspect []map[string]any
+	json.Unmarshal([]byte(mustDocker(t, e.Host, "network", "inspect", "two")), &netInspect)
+	if c, _ := netInspect[0]["Containers"].(map[string]any); c[webID] == nil {
+		t.Errorf("network inspect two: web missing from Containers: %v", netInspect[0]["Containers"])
+	}
+
+	// Dockerd's errors.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"network", "connect", "two", "web"}, "already exists in network two"},
+		{[]string{"network", "connect", "nonet", "web"}, "not found"},
+		{[]string{"network", "connect", "host", "web"}, "cannot connect container to host network"},
+		{[]string{"network", "connect", "bridge", "nocontainer"}, "No such container"},
+		{[]string{"network", "disconnect", "bridge", "web"}, "is not connected to the network bridge"},
+		{[]string{"network", "connect", "--ip", "10.0.0.1", "bridge", "web"}, "user specified IP address is supported on user defined networks only"},
+		{[]string{"network", "connect", "--alias", "x", "bridge", "web"}, "network-scoped aliases are only supported for user-defined networks"},
+	} {
+		out, err := docker(t, e.Host, c.args...)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("docker %s: err %v, want %q in:\n%s", strings.Join(c.args, " "), err, c.want, out)
+		}
+	}
+	// A network with an endpoint is not removed.
+	if out, err := docker(t, e.Host, "network", "rm", "two"); err == nil || !strings.Contains(out, "active endpoints") {
+		t.Errorf("network rm of a network in use: %v\n%s", err, out)
+	}
+
+	// Disconnecting the network of the default route: the remaining one
+	// gives it.
+	mustDocker(t, e.Host, "network", "disconnect", "one", "web")
+	out = mustDocker(t, e.Host, "exec", "web", "sh", "-c", "ip -o link; ip route")
+	if strings.Contains(out, "eth0") {
+		t.Errorf("eth0 still in web after disconnecting one:\n%s", out)
+	}
+	mustContain(t, "route after disconnect", out, "default via "+gw2+" dev eth1")
+	if got := inspectField(t, e.Host, "web", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}"); got != "two" {
+		t.Errorf("networks after disconnect: %q", got)
+	}
+	mustContain(t, "hosts after disconnect", mustDocker(t, e.Host, "exec", "web", "sh", "-c", "cat /etc/hosts"), webTwo+"\t"+webID[:12])
+
+	// A created container: connect is recorded, joined at start, in
+	// order (the mode's network is eth0).
+	mustDocker(t, e.Host, "create", "--name", "late", "--network", "one", "busybox", "sleep", "600")
+	mustDocker(t, e.Host, "network", "connect", "two", "late")
+	mustDocker(t, e.Host, "network", "connect", "bridge", "late")
+	if got := inspectField(t, e.Host, "late", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}"); got != "bridge one two" {
+		t.Errorf("created container's networks: %q", got)
+	}
+	mustDocker(t, e.Host, "network", "disconnect", "bridge", "late")
+	mustDocker(t, e.Host, "start", "late")
+	out = mustDocker(t, e.Host, "exec", "late", "sh", "-c", "ip -o -4 addr")
+	mustContain(t, "late's interfaces", out, "eth0", "inet "+strings.TrimSuffix(s1, "0/24"), "eth1", "inet "+strings.TrimSuffix(s2, "0/24"))
+	if strings.Contains(out, "eth2") || strings.Contains(out, strings.TrimSuffix(n.Subnet, "0/24")) {
+		t.Errorf("late is on the default bridge it was disconnected from:\n%s", out)
+	}
+	// Stop and start again: the same networks.
+	mustDocker(t, e.Host, "restart", "-t", "0", "late")
+	mustContain(t, "late after restart", mustDocker(t, e.Host, "exec", "late", "sh", "-c", "ip -o -4 addr"), "eth0", "eth1")
+
+	// Several networks at create (API >= 1.44's EndpointsConfig).
+	code, body := e.postJSON("/v1.51/containers/create?name=multi", `{"Image":"busybox","Cmd":["sleep","600"],
+		"HostConfig":{"NetworkMode":"one"},
+		"NetworkingConfig":{"EndpointsConfig":{"one":{},"two":{"Aliases":["m2"]}}}}`)
+	if code != http.StatusCreated {
+		t.Fatalf("create on two networks: %d %s", code, body)
+	}
+	mustDocker(t, e.Host, "start", "multi")
+	mustContain(t, "multi's interfaces", mustDocker(t, e.Host, "exec", "multi", "sh", "-c", "ip -o -4 addr"), "eth0", "eth1")
+
+	// Removal leaves no veth, and prune takes the networks nobody is on.
+	for _, c := range []string{"web", "peer", "late", "multi"} {
+		mustDocker(t, e.Host, "rm", "-f", c)
+	}
+	out = mustDocker(t, e.Host, "network", "prune", "-f")
+	mustContain(t, "network prune", out, "one", "two")
+	if out := mustDocker(t, e.Host, "network", "ls", "--format", "{{.Name}}"); strings.Join(strings.Fields(out), " ") != "bridge host none" {
+		t.Errorf("networks left after prune:\n%s", out)
+	}
+	if ports := bridgePorts(t, n); len(ports) != 0 {
+		t.Errorf("veths left on the default bridge: %v", ports)
+	}
+}
+
+// --network container:<name> shares the other container's network
+// namespace, hostname and /etc/hosts; dockerd's conflicting options are
+// refused; the other container must run.
+func TestNetworkContainerMode(t *testing.T) {
+	e := runEngine(t)
+	mustDocker(t, e.Host, "run", "-d", "--name", "web", "busybox", "sh", "-c", "exec httpd -f -p 8080 -h /etc")
+	webIP := inspectField(t, e.Host, "web", "{{.NetworkSettings.IPAddress}}")
+	webID := inspectField(t, e.Host, "web", "{{.Id}}")
+	out := mustDocker(t, e.Host, "run", "--rm", "--network", "container:web", "busybox", "sh", "-c",
+		"ip -o -4 addr; hostname; grep "+webIP+" /etc/hosts; timeout 10 wget -qO- http://127.0.0.1:8080/hostname")
+	mustContain(t, "container: mode", out, "inet "+webIP+"/", webID[:12]+"\n", webIP+"\t"+webID[:12], webID[:12])
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-h", "x"}, "conflicting options: hostname and the network mode"},
+		{[]string{"--dns", "1.1.1.1"}, "conflicting options: dns and the network mode"},
+		{[]string{"--add-host", "a:1.2.3.4"}, "conflicting options: custom host-to-IP mapping and the network mode"},
+		{[]string{"--link", "web"}, "container type network can't be used with links"},
+		{[]string{"--mac-address", "02:00:00:00:00:01"}, "conflicting options: mac-address and the network mode"},
+	} {
+		args := append(append([]string{"run", "--rm", "--network", "container:web"}, c.args...), "busybox", "true")
+		if out, err := docker(t, e.Host, args...); err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("docker %s: err %v, want %q in:\n%s", strings.Join(args, " "), err, c.want, out)
+		}
+	}
+	mustDocker(t, e.Host, "create", "--name", "idle", "busybox", "true")
+	if out, err := docker(t, e.Host, "run", "--rm", "--network", "container:idle", "busybox", "true"); err == nil || !strings.Contains(out, "non running container") {
+		t.Errorf("joining a container that does not run: %v\n%s", err, out)
+	}
+	if out, err := docker(t, e.Host, "network", "connect", "bridge", mustDocker(t, e.Host, "create", "--network", "container:web", "busybox", "true")[:12]); err == nil ||
+		!strings.Contains(out, "cannot be connected to any other network") {
+		t.Errorf("connect of a container: mode container: %v\n%s", err, out)
+	}
+}
+
+// --link on the default bridge: the linked container's address in
+// /etc/hosts under its alias, dockerd's variables, inspect's form; a
+// link to a missing container is a 400 (not a 404 the CLI would take
+// for a missing image and pull).
+func TestLinks(t *testing.T) {
+	e := runEngine(t)
+	mustDocker(t, e.Host, "run", "-d", "--name", "db", "-e", "SECRET=s3", "--expose", "5432", "busybox", "sleep", "600")
+	dbIP := inspectField(t, e.Host, "db", "{{.NetworkSettings.IPAddress}}")
+	dbID := inspectField(t, e.Host, "db", "{{.Id}}")
+	out := mustDocker(t, e.Host, "run", "--name", "app", "--link", "db:store", "busybox", "sh", "-c", "cat /etc/hosts; env; ping -c1 -W5 store >/dev/null && echo ping-ok")
+	mustContain(t, "linked container", out, dbIP+"\tstore "+dbID[:12]+" db\n", "STORE_NAME=/app/store", "STORE_PORT=tcp://"+dbIP+":5432",
+		"STORE_PORT_5432_TCP_ADDR="+dbIP, "STORE_ENV_SECRET=s3", "ping-ok")
+	if got := inspectField(t, e.Host, "app", "{{json .HostConfig.Links}}"); got != `["/db:/app/store"]` {
+		t.Errorf("HostConfig.Links %s", got)
+	}
+	code, body := e.postJSON("/v1.51/containers/create", `{"Image":"busybox","HostConfig":{"Links":["nosuch:x"]}}`)
+	if code != http.StatusBadRequest || !strings.Contains(body, "could not get container for nosuch") {
+		t.Errorf("link to a missing container: %d %s", code, body)
+	}
+	mustDocker(t, e.Host, "stop", "-t", "0", "db")
+	if out, err := docker(t, e.Host, "start", "app"); err == nil || !strings.Contains(out, "Cannot link to a non running container") {
+		t.Errorf("start linked to a stopped container: %v\n%s", err, out)
+	}
+}
