@@ -58,6 +58,14 @@ type Config struct {
 	IPForward *bool  `json:"ip-forward,omitempty"`
 	IPMasq    *bool  `json:"ip-masq,omitempty"`
 	NFTable   string `json:"-"`
+	// ICC: --icc, containers on the default bridge talk to each other
+	// (on unless turned off). AddressPools: --default-address-pool,
+	// where networks get subnets (daemon.json's default-address-pools).
+	ICC          *bool         `json:"icc,omitempty"`
+	AddressPools []AddressPool `json:"default-address-pools,omitempty"`
+	// AddressPoolFlags are the --default-address-pool values as given
+	// ("base=10.10.0.0/16,size=24"); they win over the file's.
+	AddressPoolFlags []string `json:"-"`
 
 	// HTTPReadTimeout bounds the wait for a request's headers and, while
 	// a request body is read, for its next bytes; HTTPIdleTimeout closes
@@ -82,32 +90,36 @@ type Flags struct {
 	tlsVerify  bool
 	ipForward  bool
 	ipMasq     bool
+	icc        bool
+	pools      []string
 	configFile string
 }
 
 // flagKeys maps each flag to its config file key, where the two differ in
 // name only as they do in dockerd (a repeatable flag has a plural key).
 var flagKeys = map[string]string{
-	"host":              "hosts",
-	"data-root":         "data-root",
-	"exec-root":         "exec-root",
-	"log-level":         "log-level",
-	"debug":             "debug",
-	"tls":               "tls",
-	"tlsverify":         "tlsverify",
-	"tlscacert":         "tlscacert",
-	"tlscert":           "tlscert",
-	"tlskey":            "tlskey",
-	"group":             "group",
-	"label":             "labels",
-	"registry-mirror":   "registry-mirrors",
-	"insecure-registry": "insecure-registries",
-	"init-path":         "init-path",
-	"bridge":            "bridge",
-	"bip":               "bip",
-	"mtu":               "mtu",
-	"ip-forward":        "ip-forward",
-	"ip-masq":           "ip-masq",
+	"host":                 "hosts",
+	"data-root":            "data-root",
+	"exec-root":            "exec-root",
+	"log-level":            "log-level",
+	"debug":                "debug",
+	"tls":                  "tls",
+	"tlsverify":            "tlsverify",
+	"tlscacert":            "tlscacert",
+	"tlscert":              "tlscert",
+	"tlskey":               "tlskey",
+	"group":                "group",
+	"label":                "labels",
+	"registry-mirror":      "registry-mirrors",
+	"insecure-registry":    "insecure-registries",
+	"init-path":            "init-path",
+	"bridge":               "bridge",
+	"bip":                  "bip",
+	"mtu":                  "mtu",
+	"ip-forward":           "ip-forward",
+	"ip-masq":              "ip-masq",
+	"icc":                  "icc",
+	"default-address-pool": "default-address-pools",
 }
 
 // Register adds engined's flags to fs.
@@ -134,6 +146,8 @@ func Register(fs *pflag.FlagSet) *Flags {
 	fs.IntVar(&c.MTU, "mtu", 0, "MTU of the default bridge and its veths (default 1500)")
 	fs.BoolVar(&f.ipForward, "ip-forward", true, "enable net.ipv4.ip_forward")
 	fs.BoolVar(&f.ipMasq, "ip-masq", true, "masquerade traffic leaving the bridges' subnets")
+	fs.BoolVar(&f.icc, "icc", true, "let containers on the default bridge talk to each other")
+	fs.StringArrayVar(&f.pools, "default-address-pool", nil, "subnets of networks without one of their own: base=<CIDR>,size=<prefix length> (repeatable; default: dockerd's)")
 	fs.StringVar(&c.NFTable, "nft-table", "engined", "engined's nftables table (family ip)")
 	fs.MarkHidden("nft-table")
 	fs.StringVar(&f.configFile, "config-file", DefaultConfigFile, "JSON configuration file (dockerd's daemon.json keys)")
@@ -160,6 +174,10 @@ func (f *Flags) Load() (*Config, error) {
 	if f.set.Changed("ip-masq") {
 		cfg.IPMasq = &f.ipMasq
 	}
+	if f.set.Changed("icc") {
+		cfg.ICC = &f.icc
+	}
+	cfg.AddressPoolFlags = f.pools
 	file, err := readFile(f.configFile, f.set.Changed("config-file"))
 	if err != nil {
 		return nil, err
@@ -233,6 +251,10 @@ func (f *Flags) merge(cfg *Config, file *Config) error {
 			cfg.IPForward = file.IPForward
 		case "ip-masq":
 			cfg.IPMasq = file.IPMasq
+		case "icc":
+			cfg.ICC = file.ICC
+		case "default-address-pools":
+			cfg.AddressPools = file.AddressPools
 		default:
 			return fmt.Errorf("config file key %q has no merge rule", key)
 		}
@@ -340,6 +362,16 @@ func (c *Config) validate() error {
 
 // IPForwardEnabled: --ip-forward, on unless turned off.
 func (c *Config) IPForwardEnabled() bool { return c.IPForward == nil || *c.IPForward }
+
+// ICCEnabled: --icc, on unless turned off.
+func (c *Config) ICCEnabled() bool { return c.ICC == nil || *c.ICC }
+
+// AddressPool is one of dockerd's default-address-pools entries:
+// {"base": "10.10.0.0/16", "size": 24}.
+type AddressPool struct {
+	Base string `json:"base"`
+	Size int    `json:"size"`
+}
 
 // IPMasqEnabled: --ip-masq, on unless turned off.
 func (c *Config) IPMasqEnabled() bool { return c.IPMasq == nil || *c.IPMasq }

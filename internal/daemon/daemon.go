@@ -152,8 +152,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 	defer shims.Close()
 	initPath := findInit(cfg.InitPath, log)
+	pools, err := addressPools(cfg)
+	if err != nil {
+		closeAll(listeners)
+		return err
+	}
 	nets, err := network.New(ctx, network.Config{
-		Store: st, Logger: log, Bridge: cfg.Bridge, BIP: cfg.BIP, MTU: cfg.MTU,
+		Store: st, Logger: log, Bridge: cfg.Bridge, BIP: cfg.BIP, MTU: cfg.MTU, AddressPools: pools, ICC: cfg.ICCEnabled(),
 		IPForward: cfg.IPForwardEnabled(), IPMasq: cfg.IPMasqEnabled(), Table: cfg.NFTable,
 		ContainerName: func(id string) string { return containers.Name(id) }, Events: bus,
 	})

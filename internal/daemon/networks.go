@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+
+	"github.com/engined/engined/internal/config"
 
 	"github.com/engined/engined/internal/container"
 	"github.com/engined/engined/internal/network"
@@ -35,4 +38,28 @@ func (n containerNetworks) Detach(ctx context.Context, containerID string) error
 
 func (n containerNetworks) DetachNetwork(ctx context.Context, containerID, network string) error {
 	return n.m.DetachNetwork(ctx, containerID, network)
+}
+
+// addressPools are --default-address-pool's, else daemon.json's
+// default-address-pools; nil: dockerd's defaults.
+func addressPools(cfg *config.Config) ([]network.AddressPool, error) {
+	var out []network.AddressPool
+	for _, f := range cfg.AddressPoolFlags {
+		p, err := network.ParseAddressPool(f)
+		if err != nil {
+			return nil, fmt.Errorf("--default-address-pool: %w", err)
+		}
+		out = append(out, p)
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	for _, c := range cfg.AddressPools {
+		p, err := network.NewAddressPool(c.Base, c.Size)
+		if err != nil {
+			return nil, fmt.Errorf("%s: default-address-pools: %w", cfg.ConfigFile, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

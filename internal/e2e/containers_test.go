@@ -14,13 +14,13 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// runEngine starts engined with busybox pullable as "busybox" through a
-// mirror, as a user with Docker Hub would have it.
-func runEngine(t *testing.T) *engined {
+// runEngine starts engined (with the extra flags) with busybox pullable
+// as "busybox" through a mirror, as a user with Docker Hub would have it.
+func runEngine(t *testing.T, extra ...string) *engined {
 	t.Helper()
 	reg := startRegistry(t)
 	pushFixtures(t, reg)
-	e := startEngined(t, "--registry-mirror", "http://"+reg.Addr)
+	e := startEngined(t, append([]string{"--registry-mirror", "http://" + reg.Addr}, extra...)...)
 	mustDocker(t, e.Host, "pull", "busybox")
 	return e
 }

@@ -187,3 +187,49 @@ func TestLinks(t *testing.T) {
 		t.Errorf("start linked to a stopped container: %v\n%s", err, out)
 	}
 }
+
+// --icc=false: containers on the default bridge reach the host but not
+// each other; a user network with enable_icc=false likewise, one
+// without it is unaffected. --default-address-pool: networks without a
+// subnet get theirs from it. The default bridge shows dockerd's options.
+func TestICCAndAddressPools(t *testing.T) {
+	pool, _ := freeSubnet() // a /24, split into /26s
+	e := runEngine(t, "--icc=false", "--default-address-pool", "base="+pool+",size=26")
+	n := netFor(t, filepath.Dir(e.DataRoot))
+	addr := serveOnGateway(t, n, "host\n")
+	mustDocker(t, e.Host, "run", "-d", "--name", "srv-a", "busybox", "sh", "-c", "exec httpd -f -p 80 -h /etc")
+	aIP := inspectField(t, e.Host, "srv-a", "{{.NetworkSettings.IPAddress}}")
+	out, err := docker(t, e.Host, "run", "--rm", "busybox", "sh", "-c", "timeout 10 wget -qO- http://"+addr+"/; timeout 3 wget -qO- http://"+aIP+"/hostname && echo reached-a")
+	if err == nil || strings.Contains(out, "reached-a") || !strings.Contains(out, "host") {
+		t.Errorf("--icc=false on the default bridge: %v\n%s", err, out)
+	}
+	var br []map[string]any
+	json.Unmarshal([]byte(mustDocker(t, e.Host, "network", "inspect", "bridge")), &br)
+	o, _ := br[0]["Options"].(map[string]any)
+	if o["com.docker.network.bridge.enable_icc"] != "false" || o["com.docker.network.bridge.name"] != n.Bridge || o["com.docker.network.driver.mtu"] != "1500" {
+		t.Errorf("default bridge options: %v", o)
+	}
+
+	base := strings.TrimSuffix(pool, "0/24")
+	mustDocker(t, e.Host, "network", "create", "open")
+	mustDocker(t, e.Host, "network", "create", "-o", "com.docker.network.bridge.enable_icc=false", "closed")
+	for net, want := range map[string]string{"open": base + "0/26", "closed": base + "64/26"} {
+		if got := strings.TrimSpace(mustDocker(t, e.Host, "network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}", net)); got != want {
+			t.Errorf("network %s subnet %s, want %s (from the address pool)", net, got, want)
+		}
+	}
+	for _, net := range []string{"open", "closed"} {
+		mustDocker(t, e.Host, "run", "-d", "--name", "srv-"+net, "--network", net, "busybox", "sh", "-c", "exec httpd -f -p 80 -h /etc")
+		ip := inspectField(t, e.Host, "srv-"+net, "{{(index .NetworkSettings.Networks \""+net+"\").IPAddress}}")
+		out, err := docker(t, e.Host, "run", "--rm", "--network", net, "busybox", "sh", "-c", "timeout 5 wget -qO- http://"+ip+"/hostname")
+		if reached := err == nil; reached != (net == "open") {
+			t.Errorf("network %s: container to container reached=%v (%v)\n%s", net, reached, err, out)
+		}
+	}
+	if out, err := docker(t, e.Host, "network", "create", "-o", "com.docker.network.bridge.enable_icc=maybe", "bad"); err == nil || !strings.Contains(out, "enable_icc") {
+		t.Errorf("bad option value accepted: %v\n%s", err, out)
+	}
+	if out, err := docker(t, e.Host, "network", "create", "-o", "com.docker.network.bridge.nope=1", "bad"); err == nil || !strings.Contains(out, "not supported") {
+		t.Errorf("unknown option accepted: %v\n%s", err, out)
+	}
+}

@@ -23,9 +23,6 @@ import (
 
 var validNetworkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
-// bridgeNameOption names a user network's bridge interface.
-const bridgeNameOption = "com.docker.network.bridge.name"
-
 func predefined(n *Network) bool {
 	return n.Name == BridgeNetwork || n.Name == "host" || n.Name == "none"
 }
@@ -45,10 +42,8 @@ func (m *Manager) NetworkCreate(ctx context.Context, req *enginev1.NetworkCreate
 	if d := req.GetDriver(); d != "" && d != "bridge" {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("network driver %q is not supported: engined has the bridge driver only", d))
 	}
-	for k := range req.GetOptions() {
-		if k != bridgeNameOption {
-			return nil, errdefs.InvalidArgument(fmt.Errorf("network option %q is not supported yet (only %s)", k, bridgeNameOption))
-		}
+	if err := checkOptions(req.GetOptions()); err != nil {
+		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -85,7 +80,7 @@ func (m *Manager) NetworkCreate(ctx context.Context, req *enginev1.NetworkCreate
 				taken = append(taken, p)
 			}
 		}
-		subnet, gw, err := subnetFor(req.GetSubnet(), req.GetGateway(), taken)
+		subnet, gw, err := subnetFor(m.cfg.AddressPools, req.GetSubnet(), req.GetGateway(), taken)
 		if err != nil {
 			return err
 		}
@@ -109,7 +104,7 @@ func (m *Manager) NetworkCreate(ctx context.Context, req *enginev1.NetworkCreate
 // subnetFor checks a requested subnet and gateway, or picks a subnet
 // from the default pools that neither the host routes nor a network
 // has.
-func subnetFor(subnet, gateway string, taken []netip.Prefix) (netip.Prefix, netip.Addr, error) {
+func subnetFor(pools []AddressPool, subnet, gateway string, taken []netip.Prefix) (netip.Prefix, netip.Addr, error) {
 	if subnet == "" {
 		if gateway != "" {
 			return netip.Prefix{}, netip.Addr{}, errdefs.InvalidArgument(errors.New("a gateway needs a subnet (--subnet)"))
@@ -118,7 +113,7 @@ func subnetFor(subnet, gateway string, taken []netip.Prefix) (netip.Prefix, neti
 		if err != nil {
 			return netip.Prefix{}, netip.Addr{}, err
 		}
-		p, err := pickSubnet(append(taken, routed...))
+		p, err := pickSubnet(pools, append(taken, routed...))
 		if err != nil {
 			return netip.Prefix{}, netip.Addr{}, errdefs.Forbidden(err)
 		}
@@ -177,7 +172,7 @@ func poolOptions(subnet netip.Prefix, gw netip.Addr, ipRange string, aux map[str
 
 // apply makes a network's bridge and rewrites the rules.
 func (m *Manager) apply(ctx context.Context, n *Network) error {
-	if err := ensureBridge(n, m.cfg.MTU); err != nil {
+	if err := ensureBridge(n, n.mtu(m.cfg.MTU)); err != nil {
 		return err
 	}
 	return m.syncRules(ctx)

@@ -95,6 +95,14 @@ func plugVeth(n *Network, ep *Endpoint, netnsPath string, mtu int) (err error) {
 	if err := netlink.LinkSetUp(host); err != nil {
 		return err
 	}
+	// ICC off: the bridge does not forward between isolated ports, so
+	// the containers reach the gateway (and published ports) only. A
+	// kernel setting, it holds while engined is down.
+	if !n.icc() {
+		if err := netlink.LinkSetIsolated(host, true); err != nil {
+			return fmt.Errorf("isolate %s (icc off): %w", ep.HostVeth, err)
+		}
+	}
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return err
@@ -278,4 +286,13 @@ func bridgeSubnet(bridge string) (netip.Prefix, bool) {
 	a, ok := netip.AddrFromSlice(addrs[0].IP.To4())
 	ones, _ := addrs[0].Mask.Size()
 	return netip.PrefixFrom(a, ones), ok
+}
+
+// isolatePort sets a bridge port's isolation (ICC off) as wanted.
+func isolatePort(name string, isolated bool) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	return netlink.LinkSetIsolated(link, isolated)
 }

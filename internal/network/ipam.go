@@ -4,16 +4,22 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	"github.com/engined/engined/internal/errdefs"
 )
 
-// defaultPools are dockerd's default local address pools
+// AddressPool is one of dockerd's --default-address-pool: networks
+// without a subnet of their own get one of Size bits from Base.
+type AddressPool struct {
+	Base netip.Prefix
+	Size int
+}
+
+// DefaultAddressPools are dockerd's default local address pools
 // (libnetwork/ipamutils): 172.17/16 … 172.31/16 and 192.168/16 in /20s.
-var defaultPools = []struct {
-	base netip.Prefix
-	size int
-}{
+var DefaultAddressPools = []AddressPool{
 	{netip.MustParsePrefix("172.17.0.0/16"), 16},
 	{netip.MustParsePrefix("172.18.0.0/16"), 16},
 	{netip.MustParsePrefix("172.19.0.0/16"), 16},
@@ -23,29 +29,80 @@ var defaultPools = []struct {
 	{netip.MustParsePrefix("192.168.0.0/16"), 20},
 }
 
-// candidateSubnets lists the subnets of the default pools in order.
-func candidateSubnets() []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range defaultPools {
-		step := uint32(1) << (32 - p.size)
-		base := addrU32(p.base.Addr())
-		n := uint32(1) << (p.size - p.base.Bits())
-		for i := uint32(0); i < n; i++ {
-			out = append(out, netip.PrefixFrom(u32Addr(base+i*step), p.size))
+// ParseAddressPool reads dockerd's --default-address-pool value,
+// "base=10.10.0.0/16,size=24".
+func ParseAddressPool(s string) (AddressPool, error) {
+	var base, size string
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		switch strings.ToLower(k) {
+		case "base":
+			base = v
+		case "size":
+			size = v
+		default:
+			return AddressPool{}, fmt.Errorf("default address pool %q: unknown key %q (want base and size)", s, k)
 		}
 	}
-	return out
+	if base == "" || size == "" {
+		return AddressPool{}, fmt.Errorf("default address pool %q: want base=<CIDR>,size=<prefix length>", s)
+	}
+	n, err := strconv.Atoi(size)
+	if err != nil {
+		return AddressPool{}, fmt.Errorf("default address pool %q: size %q is not a number", s, size)
+	}
+	return NewAddressPool(base, n)
 }
 
-// pickSubnet is the first default-pool subnet that overlaps none of
-// taken (the host's routes and the networks engined already has).
-func pickSubnet(taken []netip.Prefix) (netip.Prefix, error) {
-	for _, c := range candidateSubnets() {
-		if !overlapsAny(c, taken) {
-			return c, nil
+// NewAddressPool is a pool of subnets of size bits from base (a
+// daemon.json default-address-pools entry).
+func NewAddressPool(base string, size int) (AddressPool, error) {
+	b, err := netip.ParsePrefix(base)
+	if err != nil || !b.Addr().Is4() {
+		return AddressPool{}, fmt.Errorf("default address pool: base %q is not an IPv4 CIDR", base)
+	}
+	p := AddressPool{Base: b.Masked(), Size: size}
+	return p, p.check()
+}
+
+func (p AddressPool) check() error {
+	if p.Size < p.Base.Bits() || p.Size > 30 {
+		return fmt.Errorf("default address pool %s: size %d must be between %d and 30", p.Base, p.Size, p.Base.Bits())
+	}
+	return nil
+}
+
+// eachSubnet calls fn with the pools' subnets in order until it returns
+// true; the subnets are made one at a time (a /8 split into /30s is
+// four million of them).
+func eachSubnet(pools []AddressPool, fn func(netip.Prefix) bool) {
+	for _, p := range pools {
+		step := uint64(1) << (32 - p.Size)
+		base := uint64(addrU32(p.Base.Masked().Addr()))
+		n := uint64(1) << (p.Size - p.Base.Bits())
+		for i := uint64(0); i < n; i++ {
+			if fn(netip.PrefixFrom(u32Addr(uint32(base+i*step)), p.Size)) {
+				return
+			}
 		}
 	}
-	return netip.Prefix{}, errors.New("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network")
+}
+
+// pickSubnet is the first subnet of the pools that overlaps none of
+// taken (the host's routes and the networks engined already has).
+func pickSubnet(pools []AddressPool, taken []netip.Prefix) (netip.Prefix, error) {
+	var found netip.Prefix
+	eachSubnet(pools, func(c netip.Prefix) bool {
+		if !overlapsAny(c, taken) {
+			found = c
+			return true
+		}
+		return false
+	})
+	if !found.IsValid() {
+		return netip.Prefix{}, errors.New("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network")
+	}
+	return found, nil
 }
 
 func overlapsAny(p netip.Prefix, list []netip.Prefix) bool {

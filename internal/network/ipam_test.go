@@ -6,7 +6,8 @@ import (
 )
 
 func TestCandidateSubnetsFollowDockerdsPools(t *testing.T) {
-	c := candidateSubnets()
+	var c []netip.Prefix
+	eachSubnet(DefaultAddressPools, func(p netip.Prefix) bool { c = append(c, p); return false })
 	want := map[int]string{0: "172.17.0.0/16", 1: "172.18.0.0/16", 2: "172.19.0.0/16", 3: "172.20.0.0/16", 14: "172.31.0.0/16", 15: "192.168.0.0/20", 30: "192.168.240.0/20"}
 	for i, w := range want {
 		if c[i].String() != w {
@@ -19,11 +20,11 @@ func TestCandidateSubnetsFollowDockerdsPools(t *testing.T) {
 }
 
 func TestPickSubnetSkipsRouted(t *testing.T) {
-	got, err := pickSubnet([]netip.Prefix{netip.MustParsePrefix("172.17.0.0/16"), netip.MustParsePrefix("172.18.5.0/24")})
+	got, err := pickSubnet(DefaultAddressPools, []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16"), netip.MustParsePrefix("172.18.5.0/24")})
 	if err != nil || got.String() != "172.19.0.0/16" {
 		t.Fatalf("pickSubnet = %v, %v; want 172.19.0.0/16", got, err)
 	}
-	if _, err := pickSubnet([]netip.Prefix{netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16")}); err == nil {
+	if _, err := pickSubnet(DefaultAddressPools, []netip.Prefix{netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16")}); err == nil {
 		t.Fatal("pickSubnet found a subnet with every pool taken")
 	}
 }
@@ -90,7 +91,7 @@ func TestSubnetFor(t *testing.T) {
 		{"fd00::/64", "", "error"},
 		{"10.2.0.0/31", "", "error"},
 	} {
-		p, gw, err := subnetFor(c.subnet, c.gateway, taken)
+		p, gw, err := subnetFor(DefaultAddressPools, c.subnet, c.gateway, taken)
 		got := p.String() + " " + gw.String()
 		if err != nil {
 			got = "error"
@@ -109,6 +110,34 @@ func TestRequestedAddress(t *testing.T) {
 		"10.9.0.0": false, "10.9.0.255": false, "10.8.0.5": false, "fd00::1": false, "x": false} {
 		if _, err := requestedAddress(in, s, gw, used); (err == nil) != ok {
 			t.Errorf("requestedAddress(%s): %v, want ok=%v", in, err, ok)
+		}
+	}
+}
+
+func TestAddressPools(t *testing.T) {
+	p, err := ParseAddressPool("base=10.10.0.0/16,size=24")
+	if err != nil || p.Base.String() != "10.10.0.0/16" || p.Size != 24 {
+		t.Fatalf("ParseAddressPool = %+v, %v", p, err)
+	}
+	got, err := pickSubnet([]AddressPool{p}, []netip.Prefix{netip.MustParsePrefix("10.10.0.0/23")})
+	if err != nil || got.String() != "10.10.2.0/24" {
+		t.Errorf("pickSubnet = %v, %v; want 10.10.2.0/24", got, err)
+	}
+	// A /8 in /30s is walked lazily: the last one is found.
+	big := AddressPool{netip.MustParsePrefix("10.0.0.0/8"), 30}
+	if got, err := pickSubnet([]AddressPool{big}, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/9"), netip.MustParsePrefix("10.128.0.0/10"),
+		netip.MustParsePrefix("10.192.0.0/11"), netip.MustParsePrefix("10.224.0.0/12"), netip.MustParsePrefix("10.240.0.0/13"),
+		netip.MustParsePrefix("10.248.0.0/14"), netip.MustParsePrefix("10.252.0.0/15"), netip.MustParsePrefix("10.254.0.0/16"),
+		netip.MustParsePrefix("10.255.0.0/17"), netip.MustParsePrefix("10.255.128.0/18"), netip.MustParsePrefix("10.255.192.0/19"),
+		netip.MustParsePrefix("10.255.224.0/20"), netip.MustParsePrefix("10.255.240.0/21"), netip.MustParsePrefix("10.255.248.0/22"),
+		netip.MustParsePrefix("10.255.252.0/23"), netip.MustParsePrefix("10.255.254.0/24"), netip.MustParsePrefix("10.255.255.0/25"),
+		netip.MustParsePrefix("10.255.255.128/26"), netip.MustParsePrefix("10.255.255.192/27"), netip.MustParsePrefix("10.255.255.224/28"),
+		netip.MustParsePrefix("10.255.255.240/29")}); err != nil || got.String() != "10.255.255.248/30" {
+		t.Errorf("last /30 of a /8: %v, %v", got, err)
+	}
+	for _, bad := range []string{"base=10.0.0.0/16", "size=24", "base=10.0.0.0/16,size=8", "base=x,size=24", "base=10.0.0.0/16,size=24,foo=1", "base=10.0.0.0/16,size=31"} {
+		if _, err := ParseAddressPool(bad); err == nil {
+			t.Errorf("ParseAddressPool(%q) accepted", bad)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +48,12 @@ type Config struct {
 	IPForward bool
 	// IPMasq masquerades traffic leaving each bridge's subnet.
 	IPMasq bool
+	// AddressPools are where networks without a subnet of their own
+	// get one (dockerd's --default-address-pool); nil: dockerd's.
+	AddressPools []AddressPool
+	// ICC lets containers on the default bridge talk to each other
+	// (dockerd's --icc); user networks have their own enable_icc option.
+	ICC bool
 	// Table is engined's nftables table (family ip); empty: DefaultTable.
 	Table string
 	// ContainerName names a container for network inspect; nil: none.
@@ -160,6 +167,14 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500
 	}
+	if cfg.AddressPools == nil {
+		cfg.AddressPools = DefaultAddressPools
+	}
+	for _, p := range cfg.AddressPools {
+		if err := p.check(); err != nil {
+			return nil, err
+		}
+	}
 	if len(cfg.Bridge) > 15 {
 		return nil, fmt.Errorf("bridge name %q: longer than 15 characters", cfg.Bridge)
 	}
@@ -176,12 +191,20 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	for _, n := range nets {
-		if err := ensureBridge(n, cfg.MTU); err != nil {
+		if err := ensureBridge(n, n.mtu(cfg.MTU)); err != nil {
 			return nil, fmt.Errorf("network %s: bridge %s: %w", n.Name, n.Bridge, err)
 		}
 	}
 	if err := m.removeStrayVeths(nets); err != nil {
 		return nil, err
+	}
+	for _, n := range nets {
+		// --icc may have changed since the running containers attached.
+		for _, port := range bridgePorts(n.Bridge) {
+			if err := isolatePort(port, !n.icc()); err != nil {
+				m.log.Warn("bridge port isolation", "link", port, "err", err)
+			}
+		}
 	}
 	if err := m.fw.sync(ctx, nets); err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
@@ -229,9 +252,15 @@ func (m *Manager) ensureDefault() error {
 			def = &Network{ID: newID(), Name: BridgeNetwork, Driver: "bridge", Created: time.Now().UTC(),
 				Options: map[string]string{"com.docker.network.bridge.default_bridge": "true"}}
 		}
-		changed := def.Bridge != m.cfg.Bridge
+		changed := def.Bridge != m.cfg.Bridge || def.Options[iccOption] != strconv.FormatBool(m.cfg.ICC) ||
+			def.Options[masqOption] != strconv.FormatBool(m.cfg.IPMasq) || def.Options[mtuOption] != strconv.Itoa(m.cfg.MTU)
 		def.Bridge = m.cfg.Bridge
-		def.Options["com.docker.network.bridge.name"] = m.cfg.Bridge
+		// The options dockerd's default bridge shows, from the flags.
+		def.Options[bridgeNameOption] = m.cfg.Bridge
+		def.Options[iccOption] = strconv.FormatBool(m.cfg.ICC)
+		def.Options[masqOption] = strconv.FormatBool(m.cfg.IPMasq)
+		def.Options[mtuOption] = strconv.Itoa(m.cfg.MTU)
+		def.Options["com.docker.network.bridge.host_binding_ipv4"] = "0.0.0.0"
 		switch {
 		case m.cfg.BIP != "":
 			gw, err := netip.ParsePrefix(m.cfg.BIP)
@@ -251,7 +280,7 @@ func (m *Manager) ensureDefault() error {
 			if cur, ok := bridgeSubnet(def.Bridge); ok {
 				def.Subnet, def.Gateway = cur.Masked().String(), cur.Addr().String()
 			} else {
-				p, err := pickSubnet(append(taken, routed...))
+				p, err := pickSubnet(m.cfg.AddressPools, append(taken, routed...))
 				if err != nil {
 					return err
 				}
@@ -381,7 +410,7 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 	if err != nil {
 		return nil, err
 	}
-	if err := plugVeth(n, ep, netnsPath, m.cfg.MTU); err != nil {
+	if err := plugVeth(n, ep, netnsPath, n.mtu(m.cfg.MTU)); err != nil {
 		m.release(key, ep)
 		return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
 	}

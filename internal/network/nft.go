@@ -65,7 +65,7 @@ func (f *firewall) sync(ctx context.Context, nets []*Network) error {
 		for _, r := range forwardRules(n) {
 			tx.Add(&knftables.Rule{Chain: "forward", Rule: r, Comment: knftables.PtrTo("net " + n.ID[:12])})
 		}
-		if f.masq && !n.Internal {
+		if f.masq && !n.Internal && n.masquerade() {
 			tx.Add(&knftables.Rule{Chain: "postrouting",
 				Rule:    knftables.Concat("ip saddr", n.Subnet, "oifname !=", quote(n.Bridge), "masquerade"),
 				Comment: knftables.PtrTo("net " + n.ID[:12])})
