@@ -1,11 +1,19 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 )
 
 // docker network connect and disconnect: hot-plugged into a running
@@ -231,5 +239,86 @@ func TestICCAndAddressPools(t *testing.T) {
 	}
 	if out, err := docker(t, e.Host, "network", "create", "-o", "com.docker.network.bridge.nope=1", "bad"); err == nil || !strings.Contains(out, "not supported") {
 		t.Errorf("unknown option accepted: %v\n%s", err, out)
+	}
+}
+
+// The official Go client decodes every network response: create (with
+// IPAM, labels, options), list with filters, inspect, connect and
+// disconnect, prune, remove; its errors carry dockerd's codes.
+func TestMobyClientNetworks(t *testing.T) {
+	e := runEngine(t)
+	c := mobyClient(t, e.Host)
+	ctx := context.Background()
+	subnet, _ := freeSubnet()
+	pfx := netip.MustParsePrefix(subnet)
+	gw := netip.MustParseAddr(strings.TrimSuffix(subnet, "0/24") + "1")
+	rng := netip.MustParsePrefix(strings.TrimSuffix(subnet, "0/24") + "128/25")
+	aux := netip.MustParseAddr(strings.TrimSuffix(subnet, "0/24") + "130")
+	created, err := c.NetworkCreate(ctx, "gonet", client.NetworkCreateOptions{Driver: "bridge", Labels: map[string]string{"team": "core"},
+		Options: map[string]string{"com.docker.network.bridge.enable_icc": "true"},
+		IPAM:    &network.IPAM{Config: []network.IPAMConfig{{Subnet: pfx, Gateway: gw, IPRange: rng, AuxAddress: map[string]netip.Addr{"r": aux}}}}})
+	if err != nil || created.ID == "" {
+		t.Fatalf("NetworkCreate: %+v, %v", created, err)
+	}
+	if _, err := c.NetworkCreate(ctx, "gonet", client.NetworkCreateOptions{}); !cerrdefs.IsConflict(err) {
+		t.Errorf("duplicate NetworkCreate: %v, want a conflict", err)
+	}
+	list, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("label", "team=core")})
+	if err != nil || len(list.Items) != 1 || list.Items[0].ID != created.ID {
+		t.Fatalf("NetworkList label=team=core: %+v, %v", list, err)
+	}
+	if l, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("dangling", "true")}); err != nil || len(l.Items) != 1 || l.Items[0].Name != "gonet" {
+		t.Errorf("NetworkList dangling=true: %+v, %v", l, err)
+	}
+	if l, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("type", "builtin")}); err != nil || len(l.Items) != 3 {
+		t.Errorf("NetworkList type=builtin: %d networks, %v", len(l.Items), err)
+	}
+
+	ctr, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{Name: "goctr", Config: &container.Config{Image: "busybox", Cmd: []string{"sleep", "600"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ContainerStart(ctx, ctr.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := netip.MustParseAddr(strings.TrimSuffix(subnet, "0/24") + "140")
+	if _, err := c.NetworkConnect(ctx, "gonet", client.NetworkConnectOptions{Container: "goctr",
+		EndpointConfig: &network.EndpointSettings{Aliases: []string{"goalias"}, IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: want}}}); err != nil {
+		t.Fatalf("NetworkConnect: %v", err)
+	}
+	in, err := c.NetworkInspect(ctx, "gonet", client.NetworkInspectOptions{Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipam := in.Network.IPAM.Config
+	if len(ipam) != 1 || ipam[0].Subnet != pfx || ipam[0].Gateway != gw || ipam[0].IPRange != rng || ipam[0].AuxAddress["r"] != aux ||
+		in.Network.Labels["team"] != "core" || in.Network.Scope != "local" {
+		t.Errorf("NetworkInspect: %+v", in.Network)
+	}
+	if ep, ok := in.Network.Containers[ctr.ID]; !ok || ep.IPv4Address.Addr() != want || ep.Name != "goctr" {
+		t.Errorf("NetworkInspect Containers: %+v", in.Network.Containers)
+	}
+	ci, err := c.ContainerInspect(ctx, "goctr", client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es := ci.Container.NetworkSettings.Networks["gonet"]; es == nil || es.IPAddress != want || !slices.Contains(es.Aliases, "goalias") {
+		t.Errorf("ContainerInspect Networks[gonet]: %+v", es)
+	}
+	if _, err := c.NetworkRemove(ctx, "gonet", client.NetworkRemoveOptions{}); !cerrdefs.IsPermissionDenied(err) {
+		t.Errorf("NetworkRemove in use: %v, want forbidden", err)
+	}
+	if _, err := c.NetworkRemove(ctx, "bridge", client.NetworkRemoveOptions{}); !cerrdefs.IsPermissionDenied(err) {
+		t.Errorf("NetworkRemove bridge: %v, want forbidden", err)
+	}
+	if _, err := c.NetworkDisconnect(ctx, "gonet", client.NetworkDisconnectOptions{Container: "goctr"}); err != nil {
+		t.Fatalf("NetworkDisconnect: %v", err)
+	}
+	if _, err := c.NetworkInspect(ctx, "nosuchnet", client.NetworkInspectOptions{}); !cerrdefs.IsNotFound(err) {
+		t.Errorf("NetworkInspect missing: %v, want not found", err)
+	}
+	pr, err := c.NetworkPrune(ctx, client.NetworkPruneOptions{Filters: make(client.Filters).Add("label", "team=core")})
+	if err != nil || !slices.Contains(pr.Report.NetworksDeleted, "gonet") {
+		t.Errorf("NetworkPrune: %+v, %v", pr, err)
 	}
 }
