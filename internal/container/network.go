@@ -35,9 +35,10 @@ type Networks interface {
 
 // NetworkAttach is what a container asks of a network.
 type NetworkAttach struct {
-	Network     string // "bridge", or a network's name or ID
-	IPv4Address string // "": the first free one
-	MacAddress  string // "": random
+	Network     string     // "bridge", or a network's name or ID
+	IPv4Address string     // "": the first free one
+	MacAddress  string     // "": random
+	Ports       []PortSpec // to publish (ports.go)
 }
 
 // endpointRequest checks --ip and --mac-address and records them.
@@ -81,6 +82,8 @@ type NetworkEndpoint struct {
 	IPPrefixLen int    `json:"ipPrefixLen"`
 	Gateway     string `json:"gateway"`
 	MacAddress  string `json:"macAddress"`
+	// Ports are the endpoint's published ports, as bound.
+	Ports []PublishedPort `json:"ports,omitempty"`
 }
 
 // bridged: the container's network mode attaches it to a network (the
@@ -132,7 +135,12 @@ func (s *Service) attachNetworks(ctx context.Context, rec *Record, cfg *enginev1
 		return fmt.Errorf("network mode %s: engined has no networking", hc.GetNetworkMode())
 	}
 	nsPath := "/proc/" + strconv.Itoa(pid) + "/ns/net"
-	ep, err := s.cfg.Networks.Attach(ctx, rec.ID, nsPath, NetworkAttach{Network: hc.GetNetworkMode(), IPv4Address: rec.RequestedIP, MacAddress: rec.RequestedMAC})
+	ports, err := portSpecs(cfg, hc)
+	if err != nil {
+		return err
+	}
+	ep, err := s.cfg.Networks.Attach(ctx, rec.ID, nsPath, NetworkAttach{Network: hc.GetNetworkMode(), IPv4Address: rec.RequestedIP,
+		MacAddress: rec.RequestedMAC, Ports: ports})
 	if err != nil {
 		return err
 	}

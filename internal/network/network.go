@@ -89,6 +89,8 @@ type Endpoint struct {
 	Gateway     string `json:"gateway"`
 	MacAddress  string `json:"mac"`
 	HostVeth    string `json:"host_veth"`
+	// Ports are the endpoint's published ports, as bound (ports.go).
+	Ports []PortBinding `json:"ports,omitempty"`
 }
 
 // AttachRequest says what a container asks of a network.
@@ -96,6 +98,7 @@ type AttachRequest struct {
 	Network     string // name or ID; "", "default": the bridge network
 	IPv4Address string // "": the first free address
 	MacAddress  string // "": random, locally administered
+	Ports       []PortRequest
 }
 
 // Manager owns networks, endpoints, links and rules.
@@ -104,6 +107,8 @@ type Manager struct {
 	log *slog.Logger
 	fw  *firewall
 	mu  sync.Mutex // attach, detach and network changes, one at a time
+	// ports are the host ports held for published ports (under mu).
+	ports reservations
 }
 
 // Store keys in store.BucketNetworks.
@@ -130,7 +135,8 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, fw: fw}
+	m := &Manager{cfg: cfg, log: cfg.Logger, fw: fw, ports: reservations{}}
+	fw.published = m.portElements
 	if err := m.ensureDefault(); err != nil {
 		return nil, err
 	}
@@ -148,6 +154,9 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	if err := m.fw.sync(ctx, nets); err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	if err := m.restorePorts(); err != nil {
+		return nil, err
 	}
 	if cfg.IPForward {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
@@ -317,6 +326,11 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 			return nil, err
 		}
 	}
+	// The host ports are taken before anything else is made: a port
+	// that is not free fails the attach with nothing to undo.
+	if ep.Ports, err = m.reservePorts(n, ep, req.Ports); err != nil {
+		return nil, err
+	}
 	err = m.cfg.Store.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(store.BucketNetworks)
 		used := map[netip.Addr]bool{}
@@ -342,9 +356,14 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 		return putJSON(b, key, ep)
 	})
 	if err != nil {
+		m.ports.release(ep.Ports)
 		return nil, err
 	}
 	if err := plugVeth(n, ep, netnsPath, m.cfg.MTU); err != nil {
+		m.release(key, ep)
+		return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
+	}
+	if err := m.fw.addPorts(ctx, ep, m.portComment(ep)); err != nil {
 		m.release(key, ep)
 		return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
 	}
@@ -375,9 +394,12 @@ func (m *Manager) Detach(ctx context.Context, containerID string) error {
 	return errors.Join(errs...)
 }
 
-// release deletes an endpoint's host veth and its record.
+// release deletes an endpoint's published ports (rules first, then the
+// host ports), its host veth and its record.
 func (m *Manager) release(key string, ep *Endpoint) error {
-	err := deleteLink(ep.HostVeth)
+	err := m.fw.deletePorts(context.Background(), ep)
+	m.ports.release(ep.Ports)
+	err = errors.Join(err, deleteLink(ep.HostVeth))
 	if err2 := m.cfg.Store.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(store.BucketNetworks).Delete([]byte(key))
 	}); err2 != nil {

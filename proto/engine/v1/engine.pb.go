@@ -3766,10 +3766,14 @@ type HostConfig struct {
 	MaskedPaths   []string `protobuf:"bytes,54,rep,name=masked_paths,json=maskedPaths,proto3" json:"masked_paths,omitempty"`
 	ReadonlyPaths []string `protobuf:"bytes,55,rep,name=readonly_paths,json=readonlyPaths,proto3" json:"readonly_paths,omitempty"`
 	// console_size is the terminal's initial [height, width].
-	ConsoleSize   []uint32          `protobuf:"varint,56,rep,packed,name=console_size,json=consoleSize,proto3" json:"console_size,omitempty"`
-	Annotations   map[string]string `protobuf:"bytes,57,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ConsoleSize []uint32          `protobuf:"varint,56,rep,packed,name=console_size,json=consoleSize,proto3" json:"console_size,omitempty"`
+	Annotations map[string]string `protobuf:"bytes,57,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// port_bindings are -p as asked (Docker's PortBindings, flattened);
+	// publish_all_ports is -P: every exposed port on an ephemeral port.
+	PortBindings    []*PortBinding `protobuf:"bytes,58,rep,name=port_bindings,json=portBindings,proto3" json:"port_bindings,omitempty"`
+	PublishAllPorts bool           `protobuf:"varint,59,opt,name=publish_all_ports,json=publishAllPorts,proto3" json:"publish_all_ports,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *HostConfig) Reset() {
@@ -4117,6 +4121,182 @@ func (x *HostConfig) GetAnnotations() map[string]string {
 	return nil
 }
 
+func (x *HostConfig) GetPortBindings() []*PortBinding {
+	if x != nil {
+		return x.PortBindings
+	}
+	return nil
+}
+
+func (x *HostConfig) GetPublishAllPorts() bool {
+	if x != nil {
+		return x.PublishAllPorts
+	}
+	return false
+}
+
+// PortBinding is one -p: a container port ("80/tcp") and its host side;
+// an empty host_ip is every address, an empty host_port an ephemeral
+// port, "8000-8010" any free port of the range.
+type PortBinding struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerPort string                 `protobuf:"bytes,1,opt,name=container_port,json=containerPort,proto3" json:"container_port,omitempty"`
+	HostIp        string                 `protobuf:"bytes,2,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"`
+	HostPort      string                 `protobuf:"bytes,3,opt,name=host_port,json=hostPort,proto3" json:"host_port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortBinding) Reset() {
+	*x = PortBinding{}
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortBinding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortBinding) ProtoMessage() {}
+
+func (x *PortBinding) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortBinding.ProtoReflect.Descriptor instead.
+func (*PortBinding) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *PortBinding) GetContainerPort() string {
+	if x != nil {
+		return x.ContainerPort
+	}
+	return ""
+}
+
+func (x *PortBinding) GetHostIp() string {
+	if x != nil {
+		return x.HostIp
+	}
+	return ""
+}
+
+func (x *PortBinding) GetHostPort() string {
+	if x != nil {
+		return x.HostPort
+	}
+	return ""
+}
+
+// HostPort is a published port as bound on the host.
+type HostPort struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HostIp        string                 `protobuf:"bytes,1,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"`
+	HostPort      string                 `protobuf:"bytes,2,opt,name=host_port,json=hostPort,proto3" json:"host_port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostPort) Reset() {
+	*x = HostPort{}
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostPort) ProtoMessage() {}
+
+func (x *HostPort) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostPort.ProtoReflect.Descriptor instead.
+func (*HostPort) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *HostPort) GetHostIp() string {
+	if x != nil {
+		return x.HostIp
+	}
+	return ""
+}
+
+func (x *HostPort) GetHostPort() string {
+	if x != nil {
+		return x.HostPort
+	}
+	return ""
+}
+
+// HostPorts are a container port's bindings; none: exposed, not
+// published (Docker's null).
+type HostPorts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bindings      []*HostPort            `protobuf:"bytes,1,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostPorts) Reset() {
+	*x = HostPorts{}
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostPorts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostPorts) ProtoMessage() {}
+
+func (x *HostPorts) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostPorts.ProtoReflect.Descriptor instead.
+func (*HostPorts) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *HostPorts) GetBindings() []*HostPort {
+	if x != nil {
+		return x.Bindings
+	}
+	return nil
+}
+
 // DeviceMapping is --device host[:container[:permissions]].
 type DeviceMapping struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -4129,7 +4309,7 @@ type DeviceMapping struct {
 
 func (x *DeviceMapping) Reset() {
 	*x = DeviceMapping{}
-	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4141,7 +4321,7 @@ func (x *DeviceMapping) String() string {
 func (*DeviceMapping) ProtoMessage() {}
 
 func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4154,7 +4334,7 @@ func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceMapping.ProtoReflect.Descriptor instead.
 func (*DeviceMapping) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{53}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DeviceMapping) GetPathOnHost() string {
@@ -4194,7 +4374,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4206,7 +4386,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4219,7 +4399,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{54}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Mount) GetType() string {
@@ -4286,7 +4466,7 @@ type ContainerCreateRequest struct {
 
 func (x *ContainerCreateRequest) Reset() {
 	*x = ContainerCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4298,7 +4478,7 @@ func (x *ContainerCreateRequest) String() string {
 func (*ContainerCreateRequest) ProtoMessage() {}
 
 func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4311,7 +4491,7 @@ func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ContainerCreateRequest) GetName() string {
@@ -4361,7 +4541,7 @@ type EndpointConfig struct {
 
 func (x *EndpointConfig) Reset() {
 	*x = EndpointConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4373,7 +4553,7 @@ func (x *EndpointConfig) String() string {
 func (*EndpointConfig) ProtoMessage() {}
 
 func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4386,7 +4566,7 @@ func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointConfig.ProtoReflect.Descriptor instead.
 func (*EndpointConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *EndpointConfig) GetIpv4Address() string {
@@ -4413,7 +4593,7 @@ type ContainerCreateResponse struct {
 
 func (x *ContainerCreateResponse) Reset() {
 	*x = ContainerCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4425,7 +4605,7 @@ func (x *ContainerCreateResponse) String() string {
 func (*ContainerCreateResponse) ProtoMessage() {}
 
 func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4438,7 +4618,7 @@ func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ContainerCreateResponse) GetId() string {
@@ -4476,7 +4656,7 @@ type ContainerState struct {
 
 func (x *ContainerState) Reset() {
 	*x = ContainerState{}
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4488,7 +4668,7 @@ func (x *ContainerState) String() string {
 func (*ContainerState) ProtoMessage() {}
 
 func (x *ContainerState) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4501,7 +4681,7 @@ func (x *ContainerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerState.ProtoReflect.Descriptor instead.
 func (*ContainerState) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ContainerState) GetStatus() string {
@@ -4611,7 +4791,7 @@ type Container struct {
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4623,7 +4803,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4636,7 +4816,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Container) GetId() string {
@@ -4789,17 +4969,20 @@ func (x *Container) GetNetworkSettings() *NetworkSettings {
 // NetworkSettings is a container's network stack: its namespace and one
 // endpoint per network, keyed by network name.
 type NetworkSettings struct {
-	state         protoimpl.MessageState       `protogen:"open.v1"`
-	SandboxId     string                       `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
-	SandboxKey    string                       `protobuf:"bytes,2,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
-	Networks      map[string]*EndpointSettings `protobuf:"bytes,3,rep,name=networks,proto3" json:"networks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state      protoimpl.MessageState       `protogen:"open.v1"`
+	SandboxId  string                       `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	SandboxKey string                       `protobuf:"bytes,2,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
+	Networks   map[string]*EndpointSettings `protobuf:"bytes,3,rep,name=networks,proto3" json:"networks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// ports are the exposed ports ("80/tcp") with their bindings while
+	// the container runs (Docker's NetworkSettings.Ports).
+	Ports         map[string]*HostPorts `protobuf:"bytes,4,rep,name=ports,proto3" json:"ports,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NetworkSettings) Reset() {
 	*x = NetworkSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4811,7 +4994,7 @@ func (x *NetworkSettings) String() string {
 func (*NetworkSettings) ProtoMessage() {}
 
 func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4824,7 +5007,7 @@ func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSettings.ProtoReflect.Descriptor instead.
 func (*NetworkSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *NetworkSettings) GetSandboxId() string {
@@ -4848,6 +5031,13 @@ func (x *NetworkSettings) GetNetworks() map[string]*EndpointSettings {
 	return nil
 }
 
+func (x *NetworkSettings) GetPorts() map[string]*HostPorts {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
 // EndpointSettings is a container's attachment to one network; the
 // addresses are empty while the container does not run.
 type EndpointSettings struct {
@@ -4864,7 +5054,7 @@ type EndpointSettings struct {
 
 func (x *EndpointSettings) Reset() {
 	*x = EndpointSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4876,7 +5066,7 @@ func (x *EndpointSettings) String() string {
 func (*EndpointSettings) ProtoMessage() {}
 
 func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4889,7 +5079,7 @@ func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSettings.ProtoReflect.Descriptor instead.
 func (*EndpointSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *EndpointSettings) GetNetworkId() string {
@@ -4944,7 +5134,7 @@ type ContainerInspectRequest struct {
 
 func (x *ContainerInspectRequest) Reset() {
 	*x = ContainerInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4956,7 +5146,7 @@ func (x *ContainerInspectRequest) String() string {
 func (*ContainerInspectRequest) ProtoMessage() {}
 
 func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4969,7 +5159,7 @@ func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInspectRequest.ProtoReflect.Descriptor instead.
 func (*ContainerInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ContainerInspectRequest) GetId() string {
@@ -4998,7 +5188,7 @@ type ContainerListRequest struct {
 
 func (x *ContainerListRequest) Reset() {
 	*x = ContainerListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5010,7 +5200,7 @@ func (x *ContainerListRequest) String() string {
 func (*ContainerListRequest) ProtoMessage() {}
 
 func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5023,7 +5213,7 @@ func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListRequest.ProtoReflect.Descriptor instead.
 func (*ContainerListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ContainerListRequest) GetAll() bool {
@@ -5063,7 +5253,7 @@ type ContainerListResponse struct {
 
 func (x *ContainerListResponse) Reset() {
 	*x = ContainerListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5075,7 +5265,7 @@ func (x *ContainerListResponse) String() string {
 func (*ContainerListResponse) ProtoMessage() {}
 
 func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5088,7 +5278,7 @@ func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListResponse.ProtoReflect.Descriptor instead.
 func (*ContainerListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ContainerListResponse) GetContainers() []*Container {
@@ -5107,7 +5297,7 @@ type ContainerStartRequest struct {
 
 func (x *ContainerStartRequest) Reset() {
 	*x = ContainerStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5119,7 +5309,7 @@ func (x *ContainerStartRequest) String() string {
 func (*ContainerStartRequest) ProtoMessage() {}
 
 func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5132,7 +5322,7 @@ func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ContainerStartRequest) GetId() string {
@@ -5150,7 +5340,7 @@ type ContainerStartResponse struct {
 
 func (x *ContainerStartResponse) Reset() {
 	*x = ContainerStartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5162,7 +5352,7 @@ func (x *ContainerStartResponse) String() string {
 func (*ContainerStartResponse) ProtoMessage() {}
 
 func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5175,7 +5365,7 @@ func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
 }
 
 type ContainerStopRequest struct {
@@ -5191,7 +5381,7 @@ type ContainerStopRequest struct {
 
 func (x *ContainerStopRequest) Reset() {
 	*x = ContainerStopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5203,7 +5393,7 @@ func (x *ContainerStopRequest) String() string {
 func (*ContainerStopRequest) ProtoMessage() {}
 
 func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5216,7 +5406,7 @@ func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ContainerStopRequest) GetId() string {
@@ -5248,7 +5438,7 @@ type ContainerStopResponse struct {
 
 func (x *ContainerStopResponse) Reset() {
 	*x = ContainerStopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5260,7 +5450,7 @@ func (x *ContainerStopResponse) String() string {
 func (*ContainerStopResponse) ProtoMessage() {}
 
 func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5273,7 +5463,7 @@ func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
 }
 
 type ContainerRestartRequest struct {
@@ -5287,7 +5477,7 @@ type ContainerRestartRequest struct {
 
 func (x *ContainerRestartRequest) Reset() {
 	*x = ContainerRestartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5299,7 +5489,7 @@ func (x *ContainerRestartRequest) String() string {
 func (*ContainerRestartRequest) ProtoMessage() {}
 
 func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5312,7 +5502,7 @@ func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRestartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ContainerRestartRequest) GetId() string {
@@ -5344,7 +5534,7 @@ type ContainerRestartResponse struct {
 
 func (x *ContainerRestartResponse) Reset() {
 	*x = ContainerRestartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5356,7 +5546,7 @@ func (x *ContainerRestartResponse) String() string {
 func (*ContainerRestartResponse) ProtoMessage() {}
 
 func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5369,7 +5559,7 @@ func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRestartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
 }
 
 type ContainerKillRequest struct {
@@ -5382,7 +5572,7 @@ type ContainerKillRequest struct {
 
 func (x *ContainerKillRequest) Reset() {
 	*x = ContainerKillRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5394,7 +5584,7 @@ func (x *ContainerKillRequest) String() string {
 func (*ContainerKillRequest) ProtoMessage() {}
 
 func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5407,7 +5597,7 @@ func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillRequest.ProtoReflect.Descriptor instead.
 func (*ContainerKillRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ContainerKillRequest) GetId() string {
@@ -5432,7 +5622,7 @@ type ContainerKillResponse struct {
 
 func (x *ContainerKillResponse) Reset() {
 	*x = ContainerKillResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5444,7 +5634,7 @@ func (x *ContainerKillResponse) String() string {
 func (*ContainerKillResponse) ProtoMessage() {}
 
 func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5457,7 +5647,7 @@ func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillResponse.ProtoReflect.Descriptor instead.
 func (*ContainerKillResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
 }
 
 type ContainerPauseRequest struct {
@@ -5469,7 +5659,7 @@ type ContainerPauseRequest struct {
 
 func (x *ContainerPauseRequest) Reset() {
 	*x = ContainerPauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5481,7 +5671,7 @@ func (x *ContainerPauseRequest) String() string {
 func (*ContainerPauseRequest) ProtoMessage() {}
 
 func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5494,7 +5684,7 @@ func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ContainerPauseRequest) GetId() string {
@@ -5512,7 +5702,7 @@ type ContainerPauseResponse struct {
 
 func (x *ContainerPauseResponse) Reset() {
 	*x = ContainerPauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5524,7 +5714,7 @@ func (x *ContainerPauseResponse) String() string {
 func (*ContainerPauseResponse) ProtoMessage() {}
 
 func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5537,7 +5727,7 @@ func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
 }
 
 type ContainerUnpauseRequest struct {
@@ -5549,7 +5739,7 @@ type ContainerUnpauseRequest struct {
 
 func (x *ContainerUnpauseRequest) Reset() {
 	*x = ContainerUnpauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5561,7 +5751,7 @@ func (x *ContainerUnpauseRequest) String() string {
 func (*ContainerUnpauseRequest) ProtoMessage() {}
 
 func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5574,7 +5764,7 @@ func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ContainerUnpauseRequest) GetId() string {
@@ -5592,7 +5782,7 @@ type ContainerUnpauseResponse struct {
 
 func (x *ContainerUnpauseResponse) Reset() {
 	*x = ContainerUnpauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5604,7 +5794,7 @@ func (x *ContainerUnpauseResponse) String() string {
 func (*ContainerUnpauseResponse) ProtoMessage() {}
 
 func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5617,7 +5807,7 @@ func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
 }
 
 type ContainerRenameRequest struct {
@@ -5630,7 +5820,7 @@ type ContainerRenameRequest struct {
 
 func (x *ContainerRenameRequest) Reset() {
 	*x = ContainerRenameRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5642,7 +5832,7 @@ func (x *ContainerRenameRequest) String() string {
 func (*ContainerRenameRequest) ProtoMessage() {}
 
 func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5655,7 +5845,7 @@ func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRenameRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ContainerRenameRequest) GetId() string {
@@ -5680,7 +5870,7 @@ type ContainerRenameResponse struct {
 
 func (x *ContainerRenameResponse) Reset() {
 	*x = ContainerRenameResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5692,7 +5882,7 @@ func (x *ContainerRenameResponse) String() string {
 func (*ContainerRenameResponse) ProtoMessage() {}
 
 func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5705,7 +5895,7 @@ func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRenameResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
 }
 
 type ContainerRemoveRequest struct {
@@ -5720,7 +5910,7 @@ type ContainerRemoveRequest struct {
 
 func (x *ContainerRemoveRequest) Reset() {
 	*x = ContainerRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5732,7 +5922,7 @@ func (x *ContainerRemoveRequest) String() string {
 func (*ContainerRemoveRequest) ProtoMessage() {}
 
 func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5745,7 +5935,7 @@ func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ContainerRemoveRequest) GetId() string {
@@ -5784,7 +5974,7 @@ type ContainerRemoveResponse struct {
 
 func (x *ContainerRemoveResponse) Reset() {
 	*x = ContainerRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5796,7 +5986,7 @@ func (x *ContainerRemoveResponse) String() string {
 func (*ContainerRemoveResponse) ProtoMessage() {}
 
 func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5809,7 +5999,7 @@ func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
 }
 
 type ContainerPruneRequest struct {
@@ -5821,7 +6011,7 @@ type ContainerPruneRequest struct {
 
 func (x *ContainerPruneRequest) Reset() {
 	*x = ContainerPruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5833,7 +6023,7 @@ func (x *ContainerPruneRequest) String() string {
 func (*ContainerPruneRequest) ProtoMessage() {}
 
 func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5846,7 +6036,7 @@ func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ContainerPruneRequest) GetFilters() string {
@@ -5866,7 +6056,7 @@ type ContainerPruneResponse struct {
 
 func (x *ContainerPruneResponse) Reset() {
 	*x = ContainerPruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5878,7 +6068,7 @@ func (x *ContainerPruneResponse) String() string {
 func (*ContainerPruneResponse) ProtoMessage() {}
 
 func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5891,7 +6081,7 @@ func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ContainerPruneResponse) GetDeleted() []string {
@@ -5918,7 +6108,7 @@ type ContainerTopRequest struct {
 
 func (x *ContainerTopRequest) Reset() {
 	*x = ContainerTopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5930,7 +6120,7 @@ func (x *ContainerTopRequest) String() string {
 func (*ContainerTopRequest) ProtoMessage() {}
 
 func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5943,7 +6133,7 @@ func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerTopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ContainerTopRequest) GetId() string {
@@ -5970,7 +6160,7 @@ type ContainerTopResponse struct {
 
 func (x *ContainerTopResponse) Reset() {
 	*x = ContainerTopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5982,7 +6172,7 @@ func (x *ContainerTopResponse) String() string {
 func (*ContainerTopResponse) ProtoMessage() {}
 
 func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5995,7 +6185,7 @@ func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerTopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ContainerTopResponse) GetTitles() []string {
@@ -6021,7 +6211,7 @@ type TopRow struct {
 
 func (x *TopRow) Reset() {
 	*x = TopRow{}
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6033,7 +6223,7 @@ func (x *TopRow) String() string {
 func (*TopRow) ProtoMessage() {}
 
 func (x *TopRow) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6046,7 +6236,7 @@ func (x *TopRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopRow.ProtoReflect.Descriptor instead.
 func (*TopRow) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *TopRow) GetFields() []string {
@@ -6067,7 +6257,7 @@ type ContainerResizeRequest struct {
 
 func (x *ContainerResizeRequest) Reset() {
 	*x = ContainerResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6079,7 +6269,7 @@ func (x *ContainerResizeRequest) String() string {
 func (*ContainerResizeRequest) ProtoMessage() {}
 
 func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6092,7 +6282,7 @@ func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeRequest.ProtoReflect.Descriptor instead.
 func (*ContainerResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ContainerResizeRequest) GetId() string {
@@ -6124,7 +6314,7 @@ type ContainerResizeResponse struct {
 
 func (x *ContainerResizeResponse) Reset() {
 	*x = ContainerResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6136,7 +6326,7 @@ func (x *ContainerResizeResponse) String() string {
 func (*ContainerResizeResponse) ProtoMessage() {}
 
 func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6149,7 +6339,7 @@ func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeResponse.ProtoReflect.Descriptor instead.
 func (*ContainerResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
 }
 
 type ContainerWaitRequest struct {
@@ -6163,7 +6353,7 @@ type ContainerWaitRequest struct {
 
 func (x *ContainerWaitRequest) Reset() {
 	*x = ContainerWaitRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6175,7 +6365,7 @@ func (x *ContainerWaitRequest) String() string {
 func (*ContainerWaitRequest) ProtoMessage() {}
 
 func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6188,7 +6378,7 @@ func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitRequest.ProtoReflect.Descriptor instead.
 func (*ContainerWaitRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *ContainerWaitRequest) GetId() string {
@@ -6215,7 +6405,7 @@ type ContainerWaitResponse struct {
 
 func (x *ContainerWaitResponse) Reset() {
 	*x = ContainerWaitResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6227,7 +6417,7 @@ func (x *ContainerWaitResponse) String() string {
 func (*ContainerWaitResponse) ProtoMessage() {}
 
 func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6240,7 +6430,7 @@ func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitResponse.ProtoReflect.Descriptor instead.
 func (*ContainerWaitResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ContainerWaitResponse) GetStatusCode() int64 {
@@ -6274,7 +6464,7 @@ type ContainerLogsRequest struct {
 
 func (x *ContainerLogsRequest) Reset() {
 	*x = ContainerLogsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6286,7 +6476,7 @@ func (x *ContainerLogsRequest) String() string {
 func (*ContainerLogsRequest) ProtoMessage() {}
 
 func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6299,7 +6489,7 @@ func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ContainerLogsRequest) GetId() string {
@@ -6371,7 +6561,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6383,7 +6573,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6396,7 +6586,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *LogEntry) GetStream() int32 {
@@ -6433,7 +6623,7 @@ type ContainerAttachRequest struct {
 
 func (x *ContainerAttachRequest) Reset() {
 	*x = ContainerAttachRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6445,7 +6635,7 @@ func (x *ContainerAttachRequest) String() string {
 func (*ContainerAttachRequest) ProtoMessage() {}
 
 func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6458,7 +6648,7 @@ func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachRequest.ProtoReflect.Descriptor instead.
 func (*ContainerAttachRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ContainerAttachRequest) GetOptions() *ContainerAttachOptions {
@@ -6497,7 +6687,7 @@ type ContainerAttachOptions struct {
 
 func (x *ContainerAttachOptions) Reset() {
 	*x = ContainerAttachOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6509,7 +6699,7 @@ func (x *ContainerAttachOptions) String() string {
 func (*ContainerAttachOptions) ProtoMessage() {}
 
 func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6522,7 +6712,7 @@ func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachOptions.ProtoReflect.Descriptor instead.
 func (*ContainerAttachOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *ContainerAttachOptions) GetId() string {
@@ -6584,7 +6774,7 @@ type ContainerStatsRequest struct {
 
 func (x *ContainerStatsRequest) Reset() {
 	*x = ContainerStatsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6596,7 +6786,7 @@ func (x *ContainerStatsRequest) String() string {
 func (*ContainerStatsRequest) ProtoMessage() {}
 
 func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6609,7 +6799,7 @@ func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStatsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ContainerStatsRequest) GetId() string {
@@ -6652,7 +6842,7 @@ type ContainerStatsResponse struct {
 
 func (x *ContainerStatsResponse) Reset() {
 	*x = ContainerStatsResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6664,7 +6854,7 @@ func (x *ContainerStatsResponse) String() string {
 func (*ContainerStatsResponse) ProtoMessage() {}
 
 func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6677,7 +6867,7 @@ func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStatsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ContainerStatsResponse) GetId() string {
@@ -6818,7 +7008,7 @@ type ContainerUpdateRequest struct {
 
 func (x *ContainerUpdateRequest) Reset() {
 	*x = ContainerUpdateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6830,7 +7020,7 @@ func (x *ContainerUpdateRequest) String() string {
 func (*ContainerUpdateRequest) ProtoMessage() {}
 
 func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6843,7 +7033,7 @@ func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ContainerUpdateRequest) GetId() string {
@@ -6869,7 +7059,7 @@ type ContainerUpdateResponse struct {
 
 func (x *ContainerUpdateResponse) Reset() {
 	*x = ContainerUpdateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6881,7 +7071,7 @@ func (x *ContainerUpdateResponse) String() string {
 func (*ContainerUpdateResponse) ProtoMessage() {}
 
 func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6894,7 +7084,7 @@ func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ContainerUpdateResponse) GetWarnings() []string {
@@ -6924,7 +7114,7 @@ type ExecConfig struct {
 
 func (x *ExecConfig) Reset() {
 	*x = ExecConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6936,7 +7126,7 @@ func (x *ExecConfig) String() string {
 func (*ExecConfig) ProtoMessage() {}
 
 func (x *ExecConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6949,7 +7139,7 @@ func (x *ExecConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecConfig.ProtoReflect.Descriptor instead.
 func (*ExecConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ExecConfig) GetCmd() []string {
@@ -7040,7 +7230,7 @@ type ContainerExecCreateRequest struct {
 
 func (x *ContainerExecCreateRequest) Reset() {
 	*x = ContainerExecCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7052,7 +7242,7 @@ func (x *ContainerExecCreateRequest) String() string {
 func (*ContainerExecCreateRequest) ProtoMessage() {}
 
 func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7065,7 +7255,7 @@ func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ContainerExecCreateRequest) GetId() string {
@@ -7091,7 +7281,7 @@ type ContainerExecCreateResponse struct {
 
 func (x *ContainerExecCreateResponse) Reset() {
 	*x = ContainerExecCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7103,7 +7293,7 @@ func (x *ContainerExecCreateResponse) String() string {
 func (*ContainerExecCreateResponse) ProtoMessage() {}
 
 func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7116,7 +7306,7 @@ func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ContainerExecCreateResponse) GetId() string {
@@ -7138,7 +7328,7 @@ type ExecStartRequest struct {
 
 func (x *ExecStartRequest) Reset() {
 	*x = ExecStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7150,7 +7340,7 @@ func (x *ExecStartRequest) String() string {
 func (*ExecStartRequest) ProtoMessage() {}
 
 func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7163,7 +7353,7 @@ func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartRequest.ProtoReflect.Descriptor instead.
 func (*ExecStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ExecStartRequest) GetOptions() *ExecStartOptions {
@@ -7199,7 +7389,7 @@ type ExecStartOptions struct {
 
 func (x *ExecStartOptions) Reset() {
 	*x = ExecStartOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7211,7 +7401,7 @@ func (x *ExecStartOptions) String() string {
 func (*ExecStartOptions) ProtoMessage() {}
 
 func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7224,7 +7414,7 @@ func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartOptions.ProtoReflect.Descriptor instead.
 func (*ExecStartOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ExecStartOptions) GetId() string {
@@ -7264,7 +7454,7 @@ type ExecInspectRequest struct {
 
 func (x *ExecInspectRequest) Reset() {
 	*x = ExecInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7276,7 +7466,7 @@ func (x *ExecInspectRequest) String() string {
 func (*ExecInspectRequest) ProtoMessage() {}
 
 func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7289,7 +7479,7 @@ func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectRequest.ProtoReflect.Descriptor instead.
 func (*ExecInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *ExecInspectRequest) GetId() string {
@@ -7314,7 +7504,7 @@ type ExecInspectResponse struct {
 
 func (x *ExecInspectResponse) Reset() {
 	*x = ExecInspectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7326,7 +7516,7 @@ func (x *ExecInspectResponse) String() string {
 func (*ExecInspectResponse) ProtoMessage() {}
 
 func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7339,7 +7529,7 @@ func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectResponse.ProtoReflect.Descriptor instead.
 func (*ExecInspectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *ExecInspectResponse) GetId() string {
@@ -7395,7 +7585,7 @@ type ExecResizeRequest struct {
 
 func (x *ExecResizeRequest) Reset() {
 	*x = ExecResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7407,7 +7597,7 @@ func (x *ExecResizeRequest) String() string {
 func (*ExecResizeRequest) ProtoMessage() {}
 
 func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7420,7 +7610,7 @@ func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeRequest.ProtoReflect.Descriptor instead.
 func (*ExecResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *ExecResizeRequest) GetId() string {
@@ -7452,7 +7642,7 @@ type ExecResizeResponse struct {
 
 func (x *ExecResizeResponse) Reset() {
 	*x = ExecResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7464,7 +7654,7 @@ func (x *ExecResizeResponse) String() string {
 func (*ExecResizeResponse) ProtoMessage() {}
 
 func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7477,7 +7667,7 @@ func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeResponse.ProtoReflect.Descriptor instead.
 func (*ExecResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
 }
 
 type ContainerArchiveRequest struct {
@@ -7490,7 +7680,7 @@ type ContainerArchiveRequest struct {
 
 func (x *ContainerArchiveRequest) Reset() {
 	*x = ContainerArchiveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7502,7 +7692,7 @@ func (x *ContainerArchiveRequest) String() string {
 func (*ContainerArchiveRequest) ProtoMessage() {}
 
 func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7515,7 +7705,7 @@ func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchiveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchiveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *ContainerArchiveRequest) GetId() string {
@@ -7546,7 +7736,7 @@ type ContainerPathStat struct {
 
 func (x *ContainerPathStat) Reset() {
 	*x = ContainerPathStat{}
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7558,7 +7748,7 @@ func (x *ContainerPathStat) String() string {
 func (*ContainerPathStat) ProtoMessage() {}
 
 func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7571,7 +7761,7 @@ func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPathStat.ProtoReflect.Descriptor instead.
 func (*ContainerPathStat) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *ContainerPathStat) GetName() string {
@@ -7619,7 +7809,7 @@ type ContainerArchivePutRequest struct {
 
 func (x *ContainerArchivePutRequest) Reset() {
 	*x = ContainerArchivePutRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7631,7 +7821,7 @@ func (x *ContainerArchivePutRequest) String() string {
 func (*ContainerArchivePutRequest) ProtoMessage() {}
 
 func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7644,7 +7834,7 @@ func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *ContainerArchivePutRequest) GetOptions() *ContainerArchivePutOptions {
@@ -7676,7 +7866,7 @@ type ContainerArchivePutOptions struct {
 
 func (x *ContainerArchivePutOptions) Reset() {
 	*x = ContainerArchivePutOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7688,7 +7878,7 @@ func (x *ContainerArchivePutOptions) String() string {
 func (*ContainerArchivePutOptions) ProtoMessage() {}
 
 func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7701,7 +7891,7 @@ func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutOptions.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *ContainerArchivePutOptions) GetId() string {
@@ -7740,7 +7930,7 @@ type ContainerArchivePutResponse struct {
 
 func (x *ContainerArchivePutResponse) Reset() {
 	*x = ContainerArchivePutResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7752,7 +7942,7 @@ func (x *ContainerArchivePutResponse) String() string {
 func (*ContainerArchivePutResponse) ProtoMessage() {}
 
 func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7765,7 +7955,7 @@ func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutResponse.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
 }
 
 type ContainerExportRequest struct {
@@ -7777,7 +7967,7 @@ type ContainerExportRequest struct {
 
 func (x *ContainerExportRequest) Reset() {
 	*x = ContainerExportRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7789,7 +7979,7 @@ func (x *ContainerExportRequest) String() string {
 func (*ContainerExportRequest) ProtoMessage() {}
 
 func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7802,7 +7992,7 @@ func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExportRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExportRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *ContainerExportRequest) GetId() string {
@@ -7821,7 +8011,7 @@ type ContainerChangesRequest struct {
 
 func (x *ContainerChangesRequest) Reset() {
 	*x = ContainerChangesRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7833,7 +8023,7 @@ func (x *ContainerChangesRequest) String() string {
 func (*ContainerChangesRequest) ProtoMessage() {}
 
 func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7846,7 +8036,7 @@ func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesRequest.ProtoReflect.Descriptor instead.
 func (*ContainerChangesRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *ContainerChangesRequest) GetId() string {
@@ -7865,7 +8055,7 @@ type ContainerChangesResponse struct {
 
 func (x *ContainerChangesResponse) Reset() {
 	*x = ContainerChangesResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7877,7 +8067,7 @@ func (x *ContainerChangesResponse) String() string {
 func (*ContainerChangesResponse) ProtoMessage() {}
 
 func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7890,7 +8080,7 @@ func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesResponse.ProtoReflect.Descriptor instead.
 func (*ContainerChangesResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *ContainerChangesResponse) GetChanges() []*FilesystemChange {
@@ -7911,7 +8101,7 @@ type FilesystemChange struct {
 
 func (x *FilesystemChange) Reset() {
 	*x = FilesystemChange{}
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7923,7 +8113,7 @@ func (x *FilesystemChange) String() string {
 func (*FilesystemChange) ProtoMessage() {}
 
 func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7936,7 +8126,7 @@ func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilesystemChange.ProtoReflect.Descriptor instead.
 func (*FilesystemChange) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *FilesystemChange) GetPath() string {
@@ -7966,7 +8156,7 @@ type SystemEventsRequest struct {
 
 func (x *SystemEventsRequest) Reset() {
 	*x = SystemEventsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7978,7 +8168,7 @@ func (x *SystemEventsRequest) String() string {
 func (*SystemEventsRequest) ProtoMessage() {}
 
 func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7991,7 +8181,7 @@ func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemEventsRequest.ProtoReflect.Descriptor instead.
 func (*SystemEventsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *SystemEventsRequest) GetSince() *timestamppb.Timestamp {
@@ -8029,7 +8219,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8041,7 +8231,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8054,7 +8244,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *Event) GetType() string {
@@ -8450,7 +8640,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x06config\x18\x02 \x03(\v2 .engine.v1.LogConfig.ConfigEntryR\x06config\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x0e\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x0f\n" +
 	"\n" +
 	"HostConfig\x12\x14\n" +
 	"\x05binds\x18\x01 \x03(\tR\x05binds\x12!\n" +
@@ -8511,7 +8701,9 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\fmasked_paths\x186 \x03(\tR\vmaskedPaths\x12%\n" +
 	"\x0ereadonly_paths\x187 \x03(\tR\rreadonlyPaths\x12!\n" +
 	"\fconsole_size\x188 \x03(\rR\vconsoleSize\x12H\n" +
-	"\vannotations\x189 \x03(\v2&.engine.v1.HostConfig.AnnotationsEntryR\vannotations\x1a:\n" +
+	"\vannotations\x189 \x03(\v2&.engine.v1.HostConfig.AnnotationsEntryR\vannotations\x12;\n" +
+	"\rport_bindings\x18: \x03(\v2\x16.engine.v1.PortBindingR\fportBindings\x12*\n" +
+	"\x11publish_all_ports\x18; \x01(\bR\x0fpublishAllPorts\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
@@ -8522,7 +8714,16 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\r\n" +
-	"\v_pids_limit\"\x8c\x01\n" +
+	"\v_pids_limit\"j\n" +
+	"\vPortBinding\x12%\n" +
+	"\x0econtainer_port\x18\x01 \x01(\tR\rcontainerPort\x12\x17\n" +
+	"\ahost_ip\x18\x02 \x01(\tR\x06hostIp\x12\x1b\n" +
+	"\thost_port\x18\x03 \x01(\tR\bhostPort\"@\n" +
+	"\bHostPort\x12\x17\n" +
+	"\ahost_ip\x18\x01 \x01(\tR\x06hostIp\x12\x1b\n" +
+	"\thost_port\x18\x02 \x01(\tR\bhostPort\"<\n" +
+	"\tHostPorts\x12/\n" +
+	"\bbindings\x18\x01 \x03(\v2\x13.engine.v1.HostPortR\bbindings\"\x8c\x01\n" +
 	"\rDeviceMapping\x12 \n" +
 	"\fpath_on_host\x18\x01 \x01(\tR\n" +
 	"pathOnHost\x12*\n" +
@@ -8598,16 +8799,21 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x10network_settings\x18\x15 \x01(\v2\x1a.engine.v1.NetworkSettingsR\x0fnetworkSettings\x1aB\n" +
 	"\x14GraphDriverDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf1\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfe\x02\n" +
 	"\x0fNetworkSettings\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1f\n" +
 	"\vsandbox_key\x18\x02 \x01(\tR\n" +
 	"sandboxKey\x12D\n" +
-	"\bnetworks\x18\x03 \x03(\v2(.engine.v1.NetworkSettings.NetworksEntryR\bnetworks\x1aX\n" +
+	"\bnetworks\x18\x03 \x03(\v2(.engine.v1.NetworkSettings.NetworksEntryR\bnetworks\x12;\n" +
+	"\x05ports\x18\x04 \x03(\v2%.engine.v1.NetworkSettings.PortsEntryR\x05ports\x1aX\n" +
 	"\rNetworksEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.engine.v1.EndpointSettingsR\x05value:\x028\x01\"\xd0\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.engine.v1.EndpointSettingsR\x05value:\x028\x01\x1aN\n" +
+	"\n" +
+	"PortsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
+	"\x05value\x18\x02 \x01(\v2\x14.engine.v1.HostPortsR\x05value:\x028\x01\"\xd0\x01\n" +
 	"\x10EndpointSettings\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x1f\n" +
@@ -8915,7 +9121,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 136)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 140)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*NetworkListRequest)(nil),          // 0: engine.v1.NetworkListRequest
 	(*NetworkListResponse)(nil),         // 1: engine.v1.NetworkListResponse
@@ -8970,265 +9176,273 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*RestartPolicy)(nil),               // 50: engine.v1.RestartPolicy
 	(*LogConfig)(nil),                   // 51: engine.v1.LogConfig
 	(*HostConfig)(nil),                  // 52: engine.v1.HostConfig
-	(*DeviceMapping)(nil),               // 53: engine.v1.DeviceMapping
-	(*Mount)(nil),                       // 54: engine.v1.Mount
-	(*ContainerCreateRequest)(nil),      // 55: engine.v1.ContainerCreateRequest
-	(*EndpointConfig)(nil),              // 56: engine.v1.EndpointConfig
-	(*ContainerCreateResponse)(nil),     // 57: engine.v1.ContainerCreateResponse
-	(*ContainerState)(nil),              // 58: engine.v1.ContainerState
-	(*Container)(nil),                   // 59: engine.v1.Container
-	(*NetworkSettings)(nil),             // 60: engine.v1.NetworkSettings
-	(*EndpointSettings)(nil),            // 61: engine.v1.EndpointSettings
-	(*ContainerInspectRequest)(nil),     // 62: engine.v1.ContainerInspectRequest
-	(*ContainerListRequest)(nil),        // 63: engine.v1.ContainerListRequest
-	(*ContainerListResponse)(nil),       // 64: engine.v1.ContainerListResponse
-	(*ContainerStartRequest)(nil),       // 65: engine.v1.ContainerStartRequest
-	(*ContainerStartResponse)(nil),      // 66: engine.v1.ContainerStartResponse
-	(*ContainerStopRequest)(nil),        // 67: engine.v1.ContainerStopRequest
-	(*ContainerStopResponse)(nil),       // 68: engine.v1.ContainerStopResponse
-	(*ContainerRestartRequest)(nil),     // 69: engine.v1.ContainerRestartRequest
-	(*ContainerRestartResponse)(nil),    // 70: engine.v1.ContainerRestartResponse
-	(*ContainerKillRequest)(nil),        // 71: engine.v1.ContainerKillRequest
-	(*ContainerKillResponse)(nil),       // 72: engine.v1.ContainerKillResponse
-	(*ContainerPauseRequest)(nil),       // 73: engine.v1.ContainerPauseRequest
-	(*ContainerPauseResponse)(nil),      // 74: engine.v1.ContainerPauseResponse
-	(*ContainerUnpauseRequest)(nil),     // 75: engine.v1.ContainerUnpauseRequest
-	(*ContainerUnpauseResponse)(nil),    // 76: engine.v1.ContainerUnpauseResponse
-	(*ContainerRenameRequest)(nil),      // 77: engine.v1.ContainerRenameRequest
-	(*ContainerRenameResponse)(nil),     // 78: engine.v1.ContainerRenameResponse
-	(*ContainerRemoveRequest)(nil),      // 79: engine.v1.ContainerRemoveRequest
-	(*ContainerRemoveResponse)(nil),     // 80: engine.v1.ContainerRemoveResponse
-	(*ContainerPruneRequest)(nil),       // 81: engine.v1.ContainerPruneRequest
-	(*ContainerPruneResponse)(nil),      // 82: engine.v1.ContainerPruneResponse
-	(*ContainerTopRequest)(nil),         // 83: engine.v1.ContainerTopRequest
-	(*ContainerTopResponse)(nil),        // 84: engine.v1.ContainerTopResponse
-	(*TopRow)(nil),                      // 85: engine.v1.TopRow
-	(*ContainerResizeRequest)(nil),      // 86: engine.v1.ContainerResizeRequest
-	(*ContainerResizeResponse)(nil),     // 87: engine.v1.ContainerResizeResponse
-	(*ContainerWaitRequest)(nil),        // 88: engine.v1.ContainerWaitRequest
-	(*ContainerWaitResponse)(nil),       // 89: engine.v1.ContainerWaitResponse
-	(*ContainerLogsRequest)(nil),        // 90: engine.v1.ContainerLogsRequest
-	(*LogEntry)(nil),                    // 91: engine.v1.LogEntry
-	(*ContainerAttachRequest)(nil),      // 92: engine.v1.ContainerAttachRequest
-	(*ContainerAttachOptions)(nil),      // 93: engine.v1.ContainerAttachOptions
-	(*ContainerStatsRequest)(nil),       // 94: engine.v1.ContainerStatsRequest
-	(*ContainerStatsResponse)(nil),      // 95: engine.v1.ContainerStatsResponse
-	(*ContainerUpdateRequest)(nil),      // 96: engine.v1.ContainerUpdateRequest
-	(*ContainerUpdateResponse)(nil),     // 97: engine.v1.ContainerUpdateResponse
-	(*ExecConfig)(nil),                  // 98: engine.v1.ExecConfig
-	(*ContainerExecCreateRequest)(nil),  // 99: engine.v1.ContainerExecCreateRequest
-	(*ContainerExecCreateResponse)(nil), // 100: engine.v1.ContainerExecCreateResponse
-	(*ExecStartRequest)(nil),            // 101: engine.v1.ExecStartRequest
-	(*ExecStartOptions)(nil),            // 102: engine.v1.ExecStartOptions
-	(*ExecInspectRequest)(nil),          // 103: engine.v1.ExecInspectRequest
-	(*ExecInspectResponse)(nil),         // 104: engine.v1.ExecInspectResponse
-	(*ExecResizeRequest)(nil),           // 105: engine.v1.ExecResizeRequest
-	(*ExecResizeResponse)(nil),          // 106: engine.v1.ExecResizeResponse
-	(*ContainerArchiveRequest)(nil),     // 107: engine.v1.ContainerArchiveRequest
-	(*ContainerPathStat)(nil),           // 108: engine.v1.ContainerPathStat
-	(*ContainerArchivePutRequest)(nil),  // 109: engine.v1.ContainerArchivePutRequest
-	(*ContainerArchivePutOptions)(nil),  // 110: engine.v1.ContainerArchivePutOptions
-	(*ContainerArchivePutResponse)(nil), // 111: engine.v1.ContainerArchivePutResponse
-	(*ContainerExportRequest)(nil),      // 112: engine.v1.ContainerExportRequest
-	(*ContainerChangesRequest)(nil),     // 113: engine.v1.ContainerChangesRequest
-	(*ContainerChangesResponse)(nil),    // 114: engine.v1.ContainerChangesResponse
-	(*FilesystemChange)(nil),            // 115: engine.v1.FilesystemChange
-	(*SystemEventsRequest)(nil),         // 116: engine.v1.SystemEventsRequest
-	(*Event)(nil),                       // 117: engine.v1.Event
-	nil,                                 // 118: engine.v1.NetworkCreateRequest.LabelsEntry
-	nil,                                 // 119: engine.v1.NetworkCreateRequest.OptionsEntry
-	nil,                                 // 120: engine.v1.Network.LabelsEntry
-	nil,                                 // 121: engine.v1.Network.OptionsEntry
-	nil,                                 // 122: engine.v1.Network.ContainersEntry
-	nil,                                 // 123: engine.v1.Component.DetailsEntry
-	nil,                                 // 124: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 125: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 126: engine.v1.Image.LabelsEntry
-	nil,                                 // 127: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 128: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 129: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 130: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 131: engine.v1.HostConfig.AnnotationsEntry
-	nil,                                 // 132: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 133: engine.v1.NetworkSettings.NetworksEntry
-	nil,                                 // 134: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	nil,                                 // 135: engine.v1.Event.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 136: google.protobuf.Timestamp
+	(*PortBinding)(nil),                 // 53: engine.v1.PortBinding
+	(*HostPort)(nil),                    // 54: engine.v1.HostPort
+	(*HostPorts)(nil),                   // 55: engine.v1.HostPorts
+	(*DeviceMapping)(nil),               // 56: engine.v1.DeviceMapping
+	(*Mount)(nil),                       // 57: engine.v1.Mount
+	(*ContainerCreateRequest)(nil),      // 58: engine.v1.ContainerCreateRequest
+	(*EndpointConfig)(nil),              // 59: engine.v1.EndpointConfig
+	(*ContainerCreateResponse)(nil),     // 60: engine.v1.ContainerCreateResponse
+	(*ContainerState)(nil),              // 61: engine.v1.ContainerState
+	(*Container)(nil),                   // 62: engine.v1.Container
+	(*NetworkSettings)(nil),             // 63: engine.v1.NetworkSettings
+	(*EndpointSettings)(nil),            // 64: engine.v1.EndpointSettings
+	(*ContainerInspectRequest)(nil),     // 65: engine.v1.ContainerInspectRequest
+	(*ContainerListRequest)(nil),        // 66: engine.v1.ContainerListRequest
+	(*ContainerListResponse)(nil),       // 67: engine.v1.ContainerListResponse
+	(*ContainerStartRequest)(nil),       // 68: engine.v1.ContainerStartRequest
+	(*ContainerStartResponse)(nil),      // 69: engine.v1.ContainerStartResponse
+	(*ContainerStopRequest)(nil),        // 70: engine.v1.ContainerStopRequest
+	(*ContainerStopResponse)(nil),       // 71: engine.v1.ContainerStopResponse
+	(*ContainerRestartRequest)(nil),     // 72: engine.v1.ContainerRestartRequest
+	(*ContainerRestartResponse)(nil),    // 73: engine.v1.ContainerRestartResponse
+	(*ContainerKillRequest)(nil),        // 74: engine.v1.ContainerKillRequest
+	(*ContainerKillResponse)(nil),       // 75: engine.v1.ContainerKillResponse
+	(*ContainerPauseRequest)(nil),       // 76: engine.v1.ContainerPauseRequest
+	(*ContainerPauseResponse)(nil),      // 77: engine.v1.ContainerPauseResponse
+	(*ContainerUnpauseRequest)(nil),     // 78: engine.v1.ContainerUnpauseRequest
+	(*ContainerUnpauseResponse)(nil),    // 79: engine.v1.ContainerUnpauseResponse
+	(*ContainerRenameRequest)(nil),      // 80: engine.v1.ContainerRenameRequest
+	(*ContainerRenameResponse)(nil),     // 81: engine.v1.ContainerRenameResponse
+	(*ContainerRemoveRequest)(nil),      // 82: engine.v1.ContainerRemoveRequest
+	(*ContainerRemoveResponse)(nil),     // 83: engine.v1.ContainerRemoveResponse
+	(*ContainerPruneRequest)(nil),       // 84: engine.v1.ContainerPruneRequest
+	(*ContainerPruneResponse)(nil),      // 85: engine.v1.ContainerPruneResponse
+	(*ContainerTopRequest)(nil),         // 86: engine.v1.ContainerTopRequest
+	(*ContainerTopResponse)(nil),        // 87: engine.v1.ContainerTopResponse
+	(*TopRow)(nil),                      // 88: engine.v1.TopRow
+	(*ContainerResizeRequest)(nil),      // 89: engine.v1.ContainerResizeRequest
+	(*ContainerResizeResponse)(nil),     // 90: engine.v1.ContainerResizeResponse
+	(*ContainerWaitRequest)(nil),        // 91: engine.v1.ContainerWaitRequest
+	(*ContainerWaitResponse)(nil),       // 92: engine.v1.ContainerWaitResponse
+	(*ContainerLogsRequest)(nil),        // 93: engine.v1.ContainerLogsRequest
+	(*LogEntry)(nil),                    // 94: engine.v1.LogEntry
+	(*ContainerAttachRequest)(nil),      // 95: engine.v1.ContainerAttachRequest
+	(*ContainerAttachOptions)(nil),      // 96: engine.v1.ContainerAttachOptions
+	(*ContainerStatsRequest)(nil),       // 97: engine.v1.ContainerStatsRequest
+	(*ContainerStatsResponse)(nil),      // 98: engine.v1.ContainerStatsResponse
+	(*ContainerUpdateRequest)(nil),      // 99: engine.v1.ContainerUpdateRequest
+	(*ContainerUpdateResponse)(nil),     // 100: engine.v1.ContainerUpdateResponse
+	(*ExecConfig)(nil),                  // 101: engine.v1.ExecConfig
+	(*ContainerExecCreateRequest)(nil),  // 102: engine.v1.ContainerExecCreateRequest
+	(*ContainerExecCreateResponse)(nil), // 103: engine.v1.ContainerExecCreateResponse
+	(*ExecStartRequest)(nil),            // 104: engine.v1.ExecStartRequest
+	(*ExecStartOptions)(nil),            // 105: engine.v1.ExecStartOptions
+	(*ExecInspectRequest)(nil),          // 106: engine.v1.ExecInspectRequest
+	(*ExecInspectResponse)(nil),         // 107: engine.v1.ExecInspectResponse
+	(*ExecResizeRequest)(nil),           // 108: engine.v1.ExecResizeRequest
+	(*ExecResizeResponse)(nil),          // 109: engine.v1.ExecResizeResponse
+	(*ContainerArchiveRequest)(nil),     // 110: engine.v1.ContainerArchiveRequest
+	(*ContainerPathStat)(nil),           // 111: engine.v1.ContainerPathStat
+	(*ContainerArchivePutRequest)(nil),  // 112: engine.v1.ContainerArchivePutRequest
+	(*ContainerArchivePutOptions)(nil),  // 113: engine.v1.ContainerArchivePutOptions
+	(*ContainerArchivePutResponse)(nil), // 114: engine.v1.ContainerArchivePutResponse
+	(*ContainerExportRequest)(nil),      // 115: engine.v1.ContainerExportRequest
+	(*ContainerChangesRequest)(nil),     // 116: engine.v1.ContainerChangesRequest
+	(*ContainerChangesResponse)(nil),    // 117: engine.v1.ContainerChangesResponse
+	(*FilesystemChange)(nil),            // 118: engine.v1.FilesystemChange
+	(*SystemEventsRequest)(nil),         // 119: engine.v1.SystemEventsRequest
+	(*Event)(nil),                       // 120: engine.v1.Event
+	nil,                                 // 121: engine.v1.NetworkCreateRequest.LabelsEntry
+	nil,                                 // 122: engine.v1.NetworkCreateRequest.OptionsEntry
+	nil,                                 // 123: engine.v1.Network.LabelsEntry
+	nil,                                 // 124: engine.v1.Network.OptionsEntry
+	nil,                                 // 125: engine.v1.Network.ContainersEntry
+	nil,                                 // 126: engine.v1.Component.DetailsEntry
+	nil,                                 // 127: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 128: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 129: engine.v1.Image.LabelsEntry
+	nil,                                 // 130: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 131: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 132: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 133: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 134: engine.v1.HostConfig.AnnotationsEntry
+	nil,                                 // 135: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 136: engine.v1.NetworkSettings.NetworksEntry
+	nil,                                 // 137: engine.v1.NetworkSettings.PortsEntry
+	nil,                                 // 138: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	nil,                                 // 139: engine.v1.Event.AttributesEntry
+	(*timestamppb.Timestamp)(nil),       // 140: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
 	7,   // 0: engine.v1.NetworkListResponse.networks:type_name -> engine.v1.Network
-	118, // 1: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
-	119, // 2: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
-	136, // 3: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
-	120, // 4: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
-	121, // 5: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
-	122, // 6: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
-	136, // 7: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	121, // 1: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
+	122, // 2: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
+	140, // 3: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
+	123, // 4: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
+	124, // 5: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
+	125, // 6: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
+	140, // 7: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	13,  // 8: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	123, // 9: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	126, // 9: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	16,  // 10: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	17,  // 11: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	136, // 12: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	140, // 12: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	18,  // 13: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	124, // 14: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	125, // 15: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	127, // 14: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	128, // 15: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	23,  // 16: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	136, // 17: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	126, // 18: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	136, // 19: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	140, // 17: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	129, // 18: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	140, // 19: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	29,  // 20: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	136, // 21: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	140, // 21: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	34,  // 22: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	25,  // 23: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	34,  // 24: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	21,  // 25: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	21,  // 26: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	42,  // 27: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	127, // 28: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	128, // 29: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	130, // 28: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	131, // 29: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
 	50,  // 30: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	129, // 31: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	132, // 31: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
 	49,  // 32: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
 	51,  // 33: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	130, // 34: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
-	53,  // 35: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
-	54,  // 36: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
-	131, // 37: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
-	48,  // 38: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
-	52,  // 39: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	56,  // 40: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
-	136, // 41: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	136, // 42: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	136, // 43: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
-	58,  // 44: engine.v1.Container.state:type_name -> engine.v1.ContainerState
-	48,  // 45: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
-	52,  // 46: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	132, // 47: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
-	60,  // 48: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
-	133, // 49: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
-	59,  // 50: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
-	85,  // 51: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	136, // 52: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	136, // 53: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	136, // 54: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	93,  // 55: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	136, // 56: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	134, // 57: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	52,  // 58: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
-	98,  // 59: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
-	102, // 60: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
-	98,  // 61: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	136, // 62: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
-	110, // 63: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
-	115, // 64: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
-	136, // 65: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
-	136, // 66: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
-	135, // 67: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
-	8,   // 68: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
-	20,  // 69: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	19,  // 70: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	61,  // 71: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
-	9,   // 72: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	11,  // 73: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	14,  // 74: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	46,  // 75: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	116, // 76: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
-	62,  // 77: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	63,  // 78: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	55,  // 79: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	65,  // 80: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	67,  // 81: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	69,  // 82: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	71,  // 83: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	73,  // 84: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	75,  // 85: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	77,  // 86: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	79,  // 87: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	81,  // 88: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	83,  // 89: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	96,  // 90: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	86,  // 91: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	88,  // 92: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	94,  // 93: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	90,  // 94: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	92,  // 95: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	99,  // 96: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	101, // 97: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	103, // 98: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	105, // 99: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	107, // 100: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
-	107, // 101: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
-	109, // 102: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
-	112, // 103: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
-	113, // 104: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
-	26,  // 105: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	27,  // 106: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	30,  // 107: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	32,  // 108: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	35,  // 109: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	37,  // 110: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	39,  // 111: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	40,  // 112: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	41,  // 113: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	44,  // 114: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	24,  // 115: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	0,   // 116: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
-	2,   // 117: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
-	3,   // 118: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
-	5,   // 119: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
-	10,  // 120: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	12,  // 121: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	15,  // 122: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	47,  // 123: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	117, // 124: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
-	59,  // 125: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	64,  // 126: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	57,  // 127: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	66,  // 128: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	68,  // 129: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	70,  // 130: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	72,  // 131: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	74,  // 132: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	76,  // 133: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	78,  // 134: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	80,  // 135: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	82,  // 136: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	84,  // 137: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	97,  // 138: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	87,  // 139: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	89,  // 140: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	95,  // 141: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	91,  // 142: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	91,  // 143: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	100, // 144: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	91,  // 145: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	104, // 146: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	106, // 147: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	108, // 148: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
-	24,  // 149: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
-	111, // 150: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
-	24,  // 151: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
-	114, // 152: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
-	25,  // 153: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	28,  // 154: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	31,  // 155: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	33,  // 156: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	36,  // 157: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	38,  // 158: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	22,  // 159: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	22,  // 160: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	43,  // 161: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	24,  // 162: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	45,  // 163: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	1,   // 164: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
-	7,   // 165: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
-	4,   // 166: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
-	6,   // 167: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
-	120, // [120:168] is the sub-list for method output_type
-	72,  // [72:120] is the sub-list for method input_type
-	72,  // [72:72] is the sub-list for extension type_name
-	72,  // [72:72] is the sub-list for extension extendee
-	0,   // [0:72] is the sub-list for field type_name
+	133, // 34: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	56,  // 35: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
+	57,  // 36: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
+	134, // 37: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
+	53,  // 38: engine.v1.HostConfig.port_bindings:type_name -> engine.v1.PortBinding
+	54,  // 39: engine.v1.HostPorts.bindings:type_name -> engine.v1.HostPort
+	48,  // 40: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
+	52,  // 41: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
+	59,  // 42: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	140, // 43: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	140, // 44: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	140, // 45: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	61,  // 46: engine.v1.Container.state:type_name -> engine.v1.ContainerState
+	48,  // 47: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
+	52,  // 48: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
+	135, // 49: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	63,  // 50: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
+	136, // 51: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
+	137, // 52: engine.v1.NetworkSettings.ports:type_name -> engine.v1.NetworkSettings.PortsEntry
+	62,  // 53: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
+	88,  // 54: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
+	140, // 55: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	140, // 56: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	140, // 57: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	96,  // 58: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
+	140, // 59: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	138, // 60: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	52,  // 61: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
+	101, // 62: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
+	105, // 63: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
+	101, // 64: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
+	140, // 65: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	113, // 66: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
+	118, // 67: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
+	140, // 68: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
+	140, // 69: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
+	139, // 70: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
+	8,   // 71: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
+	20,  // 72: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	19,  // 73: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	64,  // 74: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
+	55,  // 75: engine.v1.NetworkSettings.PortsEntry.value:type_name -> engine.v1.HostPorts
+	9,   // 76: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	11,  // 77: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	14,  // 78: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	46,  // 79: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	119, // 80: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
+	65,  // 81: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	66,  // 82: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	58,  // 83: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	68,  // 84: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	70,  // 85: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	72,  // 86: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	74,  // 87: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	76,  // 88: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	78,  // 89: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	80,  // 90: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	82,  // 91: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	84,  // 92: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	86,  // 93: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	99,  // 94: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	89,  // 95: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	91,  // 96: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	97,  // 97: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	93,  // 98: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	95,  // 99: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	102, // 100: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	104, // 101: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	106, // 102: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	108, // 103: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	110, // 104: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	110, // 105: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	112, // 106: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	115, // 107: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	116, // 108: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
+	26,  // 109: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	27,  // 110: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	30,  // 111: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	32,  // 112: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	35,  // 113: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	37,  // 114: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	39,  // 115: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	40,  // 116: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	41,  // 117: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	44,  // 118: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	24,  // 119: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	0,   // 120: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
+	2,   // 121: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
+	3,   // 122: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
+	5,   // 123: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
+	10,  // 124: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	12,  // 125: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	15,  // 126: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	47,  // 127: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	120, // 128: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
+	62,  // 129: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	67,  // 130: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	60,  // 131: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	69,  // 132: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	71,  // 133: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	73,  // 134: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	75,  // 135: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	77,  // 136: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	79,  // 137: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	81,  // 138: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	83,  // 139: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	85,  // 140: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	87,  // 141: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	100, // 142: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	90,  // 143: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	92,  // 144: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	98,  // 145: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	94,  // 146: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	94,  // 147: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	103, // 148: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	94,  // 149: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	107, // 150: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	109, // 151: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	111, // 152: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	24,  // 153: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	114, // 154: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	24,  // 155: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	117, // 156: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
+	25,  // 157: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	28,  // 158: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	31,  // 159: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	33,  // 160: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	36,  // 161: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	38,  // 162: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	22,  // 163: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	22,  // 164: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	43,  // 165: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	24,  // 166: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	45,  // 167: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	1,   // 168: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
+	7,   // 169: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
+	4,   // 170: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
+	6,   // 171: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
+	124, // [124:172] is the sub-list for method output_type
+	76,  // [76:124] is the sub-list for method input_type
+	76,  // [76:76] is the sub-list for extension type_name
+	76,  // [76:76] is the sub-list for extension extendee
+	0,   // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -9238,16 +9452,16 @@ func file_engine_v1_engine_proto_init() {
 	}
 	file_engine_v1_engine_proto_msgTypes[48].OneofWrappers = []any{}
 	file_engine_v1_engine_proto_msgTypes[52].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[67].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[69].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[104].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[70].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[72].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[107].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   136,
+			NumMessages:   140,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
