@@ -356,6 +356,76 @@ func TestPortHairpin(t *testing.T) {
 	}
 }
 
+// Other hosts reach published ports (prerouting DNAT, forwarded into
+// the bridge), on the address they came to and on the host's others,
+// also where the iptables FORWARD chain drops by default (as dockerd
+// leaves it); a 127.0.0.1 binding is not theirs to reach. The other host
+// is a network namespace behind a veth, with forwarding on for that veth
+// and the bridge only.
+func TestPortFromAnotherHost(t *testing.T) {
+	dropping := false
+	if exec.Command("nft", "list", "table", "ip", "filter").Run() != nil {
+		if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) == "0" {
+			// As TestBridgeForwardDropPolicy: with forwarding off on the
+			// host, a FORWARD chain that drops changes nothing for others.
+			if out, err := exec.Command("nft", "add table ip filter; add chain ip filter FORWARD { type filter hook forward priority filter; policy drop; }").CombinedOutput(); err != nil {
+				t.Fatalf("make the FORWARD chain: %v\n%s", err, out)
+			}
+			t.Cleanup(func() { exec.Command("nft", "delete", "table", "ip", "filter").Run() })
+			dropping = true
+		}
+	}
+	t.Logf("iptables FORWARD chain dropping by default: %v", dropping)
+	e := runEngine(t)
+	n := netFor(t, filepath.Dir(e.DataRoot))
+	subnet, id := freeSubnet()
+	prefix := strings.TrimSuffix(subnet, "0/24")
+	ns, hv := "peer"+id, "hp"+id
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run(); exec.Command("ip", "link", "del", hv).Run() })
+	for _, c := range []string{
+		"ip netns add " + ns,
+		"ip link add " + hv + " type veth peer name eth0 netns " + ns,
+		"ip addr add " + prefix + "1/24 dev " + hv, "ip link set " + hv + " up",
+		"ip -n " + ns + " addr add " + prefix + "2/24 dev eth0", "ip -n " + ns + " link set eth0 up", "ip -n " + ns + " link set lo up",
+		"ip -n " + ns + " route add default via " + prefix + "1",
+	} {
+		if out, err := exec.Command("sh", "-c", c).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", c, err, out)
+		}
+	}
+	forwardOn(t, hv)
+	forwardOn(t, n.Bridge)
+	p, lp := strconv.Itoa(freeHostPort(t, "tcp")), strconv.Itoa(freeHostPort(t, "tcp"))
+	wid := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "--name", "web", "-p", p+":80", "busybox", "sh", "-c", "exec httpd -f -p 80 -h /etc"))
+	mustDocker(t, e.Host, "run", "-d", "--name", "local", "-p", "127.0.0.1:"+lp+":80", "-p", prefix+"1:"+lp+":80", "busybox", "sh", "-c", "exec httpd -f -p 80 -h /etc")
+	if _, err := hostGetWhenUp(t, "http://127.0.0.1:"+p+"/"); err != nil {
+		t.Fatalf("web is not up: %v", err)
+	}
+	peerGet := func(url string) (string, error) {
+		out, err := exec.Command("ip", "netns", "exec", ns, "busybox", "timeout", "10", "busybox", "wget", "-qO-", url).CombinedOutput()
+		return string(out), err
+	}
+	for _, addr := range []string{prefix + "1", hostAddr(t)} {
+		if got, err := peerGet("http://" + addr + ":" + p + "/hostname"); err != nil || got != wid[:12]+"\n" {
+			t.Errorf("another host to %s:%s: %q, %v", addr, p, got, err)
+		}
+	}
+	// local publishes lp on 127.0.0.1 and on the peer's side of the host:
+	// the peer reaches the one and not the other (its own 127.0.0.1 is
+	// not the host's; the host's other addresses do not have the port).
+	if _, err := peerGet("http://" + prefix + "1:" + lp + "/hostname"); err != nil {
+		t.Errorf("another host to a binding on the address it reaches: %v", err)
+	}
+	if got, err := peerGet("http://" + hostAddr(t) + ":" + lp + "/hostname"); err == nil {
+		t.Errorf("another host reached %s:%s, which is published on 127.0.0.1 and %s1 only: %q", hostAddr(t), lp, prefix, got)
+	}
+	if dropping {
+		if hs := foreignRuleHandles(n.Table); len(hs) != 3 {
+			t.Errorf("engined's accepts in the dropping FORWARD chain: %d, want 3", len(hs))
+		}
+	}
+}
+
 // A container cannot reach the host's loopback services through its
 // bridge (route_localnet is on there, for the host's 127.0.0.1 traffic
 // to published ports): a privileged container that routes 127.0.0.1 to
