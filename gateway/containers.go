@@ -80,6 +80,14 @@ func containerConfig(c *enginev1.ContainerConfig) *container.Config {
 		t := int(c.GetStopTimeout())
 		out.StopTimeout = &t
 	}
+	for _, p := range c.GetExposedPorts() {
+		if port, err := network.ParsePort(p); err == nil {
+			if out.ExposedPorts == nil {
+				out.ExposedPorts = network.PortSet{}
+			}
+			out.ExposedPorts[port] = struct{}{}
+		}
+	}
 	return out
 }
 
@@ -133,6 +141,17 @@ func hostConfig(h *enginev1.HostConfig) *container.HostConfig {
 	}
 	if out.NetworkMode == "" {
 		out.NetworkMode = "none"
+	}
+	// dockerd's is {} without -p.
+	out.PortBindings, out.PublishAllPorts = network.PortMap{}, h.GetPublishAllPorts()
+	for _, b := range h.GetPortBindings() {
+		port, err := network.ParsePort(b.GetContainerPort())
+		if err != nil {
+			continue
+		}
+		pb := network.PortBinding{HostPort: b.GetHostPort()}
+		pb.HostIP, _ = netip.ParseAddr(b.GetHostIp())
+		out.PortBindings[port] = append(out.PortBindings[port], pb)
 	}
 	if out.RestartPolicy.Name == "" {
 		out.RestartPolicy.Name = container.RestartPolicyDisabled
@@ -206,6 +225,7 @@ func containerSummary(c *enginev1.Container) container.Summary {
 		s.Labels = map[string]string{}
 	}
 	s.HostConfig.NetworkMode = cmp.Or(c.GetHostConfig().GetNetworkMode(), "none")
+	s.Ports = portSummaries(c.GetNetworkSettings().GetPorts())
 	s.NetworkSettings = &container.NetworkSettingsSummary{Networks: networkSettings(c.GetNetworkSettings()).Networks}
 	return s
 }
@@ -331,6 +351,7 @@ func CreateRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 	for p := range c.ExposedPorts {
 		cfg.ExposedPorts = append(cfg.ExposedPorts, p.String())
 	}
+	slices.Sort(cfg.ExposedPorts)
 	for v := range c.Volumes {
 		cfg.Volumes = append(cfg.Volumes, v)
 	}
@@ -350,7 +371,8 @@ func CreateRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 			CgroupnsMode:  string(hc.CgroupnsMode), DeviceCgroupRules: hc.DeviceCgroupRules, PidMode: string(hc.PidMode),
 			IpcMode: string(hc.IpcMode), UtsMode: string(hc.UTSMode), Isolation: string(hc.Isolation), Runtime: hc.Runtime,
 			VolumeDriver: hc.VolumeDriver, DnsSearch: hc.DNSSearch, DnsOptions: hc.DNSOptions, GroupAdd: hc.GroupAdd,
-			OomScoreAdj: int32(hc.OomScoreAdj), Annotations: hc.Annotations,
+			OomScoreAdj: int32(hc.OomScoreAdj), Annotations: hc.Annotations, PublishAllPorts: hc.PublishAllPorts,
+			PortBindings: portBindings(hc.PortBindings),
 		}
 		if hc.ConsoleSize != [2]uint{} {
 			req.HostConfig.ConsoleSize = []uint32{uint32(hc.ConsoleSize[0]), uint32(hc.ConsoleSize[1])}

@@ -30,6 +30,7 @@ var supportedHostConfig = fieldSet("Binds", "ContainerIDFile", "LogConfig", "Net
 	"VolumeDriver", "ConsoleSize", "Annotations", "CapAdd", "CapDrop", "CgroupnsMode", "Dns", "DnsOptions", "DnsSearch",
 	"ExtraHosts", "GroupAdd", "IpcMode", "OomScoreAdj", "PidMode", "Privileged", "ReadonlyRootfs", "SecurityOpt", "Tmpfs",
 	"UTSMode", "ShmSize", "Sysctls", "Runtime", "Isolation", "Mounts", "MaskedPaths", "ReadonlyPaths", "Init", "Links",
+	"PortBindings", "PublishAllPorts",
 	// Resources
 	"CpuShares", "Memory", "NanoCpus", "CpuPeriod", "CpuQuota", "CpusetCpus", "CpusetMems", "Devices", "DeviceCgroupRules",
 	"MemoryReservation", "MemorySwap", "PidsLimit", "Ulimits")
@@ -40,7 +41,6 @@ var supportedUpdate = fieldSet("Memory", "MemorySwap", "MemoryReservation", "Nan
 
 // What the refusal calls a field, when its name alone says little.
 var fieldWhat = map[string]string{
-	"PortBindings": "port publishing", "PublishAllPorts": "port publishing",
 	"VolumesFrom": "volumes from other containers", "CgroupParent": "cgroup parents", "BlkioWeight": "block I/O limits",
 	"BlkioWeightDevice": "block I/O limits", "BlkioDeviceReadBps": "block I/O limits", "BlkioDeviceWriteBps": "block I/O limits",
 	"BlkioDeviceReadIOps": "block I/O limits", "BlkioDeviceWriteIOps": "block I/O limits",

@@ -51,7 +51,7 @@ type legacyNetworkSettings struct {
 func containerInspectJSON(c *enginev1.Container) inspectResponse {
 	in := containerInspect(c)
 	ns := c.GetNetworkSettings()
-	out := &legacyNetworkSettings{SandboxID: ns.GetSandboxId(), SandboxKey: ns.GetSandboxKey(), Ports: network.PortMap{},
+	out := &legacyNetworkSettings{SandboxID: ns.GetSandboxId(), SandboxKey: ns.GetSandboxKey(), Ports: in.NetworkSettings.Ports,
 		Networks: in.NetworkSettings.Networks}
 	// The top-level fields are the default bridge's endpoint, as dockerd's.
 	if ep := ns.GetNetworks()["bridge"]; ep != nil {
@@ -63,7 +63,7 @@ func containerInspectJSON(c *enginev1.Container) inspectResponse {
 
 // networkSettings is the Go type's view of a container's networks.
 func networkSettings(ns *enginev1.NetworkSettings) *container.NetworkSettings {
-	out := &container.NetworkSettings{SandboxID: ns.GetSandboxId(), SandboxKey: ns.GetSandboxKey(), Ports: network.PortMap{},
+	out := &container.NetworkSettings{SandboxID: ns.GetSandboxId(), SandboxKey: ns.GetSandboxKey(), Ports: portMap(ns.GetPorts()),
 		Networks: map[string]*network.EndpointSettings{}}
 	for name, ep := range ns.GetNetworks() {
 		out.Networks[name] = endpointSettings(ep)

@@ -56,6 +56,10 @@ func (s *Service) toProto(r *Record) *enginev1.Container {
 	}
 	c.State = st
 	c.NetworkSettings = networkSettings(r, hc)
+	if r.SandboxKey != "" && bridged(hc) {
+		// Ports while it runs; a stopped container has none, as dockerd's.
+		c.NetworkSettings.Ports = portMap(cfg, r.Networks)
+	}
 	return c
 }
 

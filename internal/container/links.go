@@ -170,13 +170,3 @@ func linkEnv(rec *Record, links []linked) []string {
 	}
 	return env
 }
-
-// comparePorts orders "80/tcp" specs by number, then protocol.
-func comparePorts(a, b string) int {
-	an, ap, _ := strings.Cut(a, "/")
-	bn, bp, _ := strings.Cut(b, "/")
-	if len(an) != len(bn) {
-		return len(an) - len(bn)
-	}
-	return strings.Compare(an+"/"+ap, bn+"/"+bp)
-}

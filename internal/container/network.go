@@ -42,10 +42,11 @@ type Networks interface {
 
 // NetworkAttach is what a container asks of a network.
 type NetworkAttach struct {
-	Network     string // "bridge", or a network's name or ID
-	IPv4Address string // "": the first free one
-	MacAddress  string // "": random
+	Network     string     // "bridge", or a network's name or ID
+	IPv4Address string     // "": the first free one
+	MacAddress  string     // "": random
 	Aliases     []string
+	Ports       []PortSpec // to publish (ports.go)
 }
 
 // NetworkEndpoint is a container's attachment to a network: what it
@@ -62,6 +63,8 @@ type NetworkEndpoint struct {
 	RequestedIP  string   `json:"requestedIP,omitempty"`
 	RequestedMAC string   `json:"requestedMAC,omitempty"`
 	Aliases      []string `json:"aliases,omitempty"`
+	// Ports are the endpoint's published ports, as bound.
+	Ports []PublishedPort `json:"ports,omitempty"`
 }
 
 // released is the endpoint as a stopped container keeps it: what it
@@ -231,15 +234,25 @@ func (s *Service) attachNetworks(ctx context.Context, rec *Record, cfg *enginev1
 		return fmt.Errorf("network mode %s: engined has no networking", hc.GetNetworkMode())
 	}
 	nsPath := "/proc/" + strconv.Itoa(pid) + "/ns/net"
+	ports, err := portSpecs(cfg, hc)
+	if err != nil {
+		return err
+	}
 	joined := map[string]*NetworkEndpoint{}
-	for _, want := range rec.joinOrder(hc) {
-		ep, err := s.attach(ctx, rec.ID, nsPath, want)
+	for i, want := range rec.joinOrder(hc) {
+		var publish []PortSpec
+		if i == 0 {
+			// Published ports go with the first network, the one of
+			// the default route, as dockerd's.
+			publish = ports
+		}
+		ep, err := s.attach(ctx, rec.ID, nsPath, want, publish)
 		if err != nil {
 			return err
 		}
 		joined[ep.NetworkName] = ep
 	}
-	rec, err := s.update(rec.ID, func(r *Record) error {
+	rec, err = s.update(rec.ID, func(r *Record) error {
 		r.Networks, r.SandboxKey = joined, nsPath
 		if r.PrimaryNetwork == "" && len(r.Networks) == 1 {
 			for name := range r.Networks {
@@ -254,10 +267,11 @@ func (s *Service) attachNetworks(ctx context.Context, rec *Record, cfg *enginev1
 	return s.writeHosts(rec, cfg, hc)
 }
 
-// attach joins one network, keeping what the container asked of it.
-func (s *Service) attach(ctx context.Context, id, nsPath string, want *NetworkEndpoint) (*NetworkEndpoint, error) {
+// attach joins one network, keeping what the container asked of it,
+// and publishes ports on it.
+func (s *Service) attach(ctx context.Context, id, nsPath string, want *NetworkEndpoint, ports []PortSpec) (*NetworkEndpoint, error) {
 	ep, err := s.cfg.Networks.Attach(ctx, id, nsPath, NetworkAttach{Network: want.NetworkName, IPv4Address: want.RequestedIP,
-		MacAddress: want.RequestedMAC, Aliases: want.Aliases})
+		MacAddress: want.RequestedMAC, Aliases: want.Aliases, Ports: ports})
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +351,7 @@ func (s *Service) NetworkConnect(ctx context.Context, req *enginev1.NetworkConne
 	}
 	running := rec.SandboxKey != "" && (rec.Status == "running" || rec.Status == "paused")
 	if running {
-		if want, err = s.attach(ctx, rec.ID, rec.SandboxKey, want); err != nil {
+		if want, err = s.attach(ctx, rec.ID, rec.SandboxKey, want, nil); err != nil {
 			return nil, err
 		}
 	}

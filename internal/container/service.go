@@ -302,7 +302,7 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 	}
 	s.notify(id)
 	s.eventIf(nil, "create", id, nil)
-	return &enginev1.ContainerCreateResponse{Id: id, Warnings: []string{}}, nil
+	return &enginev1.ContainerCreateResponse{Id: id, Warnings: portWarnings(hc)}, nil
 }
 
 // newRecord validates a create request against the image's run config and
@@ -318,6 +318,11 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 	}
 	normalizeHostConfig(hc)
 	if err := validateConfig(cfg); err != nil {
+		return nil, err
+	}
+	// Before the host config's checks: dockerd's conflict errors for
+	// ports with a container: network mode come first.
+	if err := validatePorts(cfg, hc); err != nil {
 		return nil, err
 	}
 	if err := validateHostConfig(hc); err != nil {
@@ -363,6 +368,7 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 	if cfg.GetCmdSet() {
 		cmd = cfg.GetCmd()
 	}
+	mergeExposedPorts(cfg, imgCfg.ExposedPorts)
 	argv := append(append([]string(nil), entrypoint...), cmd...)
 	if len(argv) == 0 {
 		return nil, errdefs.InvalidArgument(errors.New("no command specified"))

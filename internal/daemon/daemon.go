@@ -160,7 +160,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	nets, err := network.New(ctx, network.Config{
 		Store: st, Logger: log, Bridge: cfg.Bridge, BIP: cfg.BIP, MTU: cfg.MTU, AddressPools: pools, ICC: cfg.ICCEnabled(),
 		IPForward: cfg.IPForwardEnabled(), IPMasq: cfg.IPMasqEnabled(), Table: cfg.NFTable,
-		ContainerName: func(id string) string { return containers.Name(id) }, Events: bus,
+		// Names are known once the container service is up; the network
+		// manager starts first (its rules at start name containers by ID).
+		ContainerName: func(id string) string {
+			if containers == nil {
+				return ""
+			}
+			return containers.Name(id)
+		}, Events: bus,
 	})
 	if err != nil {
 		closeAll(listeners)

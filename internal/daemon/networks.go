@@ -15,13 +15,21 @@ import (
 type containerNetworks struct{ m *network.Manager }
 
 func (n containerNetworks) Attach(ctx context.Context, containerID, netnsPath string, req container.NetworkAttach) (*container.NetworkEndpoint, error) {
-	ep, err := n.m.Attach(ctx, containerID, netnsPath, network.AttachRequest{Network: req.Network, IPv4Address: req.IPv4Address, MacAddress: req.MacAddress,
-		Aliases: req.Aliases})
+	ar := network.AttachRequest{Network: req.Network, IPv4Address: req.IPv4Address, MacAddress: req.MacAddress, Aliases: req.Aliases}
+	for _, p := range req.Ports {
+		ar.Ports = append(ar.Ports, network.PortRequest{Proto: p.Proto, ContainerPort: p.ContainerPort, HostIP: p.HostIP,
+			HostPortStart: p.HostPortStart, HostPortEnd: p.HostPortEnd})
+	}
+	ep, err := n.m.Attach(ctx, containerID, netnsPath, ar)
 	if err != nil {
 		return nil, err
 	}
-	return &container.NetworkEndpoint{NetworkName: ep.NetworkName, NetworkID: ep.NetworkID, EndpointID: ep.ID,
-		IPAddress: ep.IPAddress, IPPrefixLen: ep.IPPrefixLen, Gateway: ep.Gateway, MacAddress: ep.MacAddress}, nil
+	out := &container.NetworkEndpoint{NetworkName: ep.NetworkName, NetworkID: ep.NetworkID, EndpointID: ep.ID,
+		IPAddress: ep.IPAddress, IPPrefixLen: ep.IPPrefixLen, Gateway: ep.Gateway, MacAddress: ep.MacAddress}
+	for _, b := range ep.Ports {
+		out.Ports = append(out.Ports, container.PublishedPort{Proto: b.Proto, ContainerPort: b.ContainerPort, HostIP: b.HostIP, HostPort: b.HostPort})
+	}
+	return out, nil
 }
 
 func (n containerNetworks) AttachedContainers(ctx context.Context) ([]string, error) {

@@ -272,16 +272,17 @@ func TestBridgeForwardDropPolicy(t *testing.T) {
 	t.Cleanup(func() { exec.Command("nft", "delete", "table", "ip", "filter").Run() })
 	e := runEngine(t)
 	n := netFor(t, filepath.Dir(e.DataRoot))
-	if hs := foreignRuleHandles(n.Table); len(hs) != 2 {
+	if hs := foreignRuleHandles(n.Table); len(hs) != 3 {
 		out, _ := exec.Command("nft", "list", "chain", "ip", "filter", "FORWARD").Output()
-		t.Fatalf("engined's rules in FORWARD: %d, want 2:\n%s", len(hs), out)
+		t.Fatalf("engined's rules in FORWARD: %d, want 3:\n%s", len(hs), out)
 	}
 	out, _ := exec.Command("nft", "list", "chain", "ip", "filter", "FORWARD").Output()
-	mustContain(t, "FORWARD", string(out), `iifname "`+n.Bridge+`" accept`, `oifname "`+n.Bridge+`" ct state established,related accept`)
+	mustContain(t, "FORWARD", string(out), `iifname "`+n.Bridge+`" accept`, `oifname "`+n.Bridge+`" ct state established,related accept`,
+		`oifname "`+n.Bridge+`" ct status dnat accept`)
 	e.stop()
 	startEnginedAt(t, e.DataRoot, e.ExecRoot).stop()
-	if hs := foreignRuleHandles(n.Table); len(hs) != 2 {
-		t.Errorf("after a restart: %d rules, want the same 2", len(hs))
+	if hs := foreignRuleHandles(n.Table); len(hs) != 3 {
+		t.Errorf("after a restart: %d rules, want the same 3", len(hs))
 	}
 	// Policy accept: engined's accepts go.
 	exec.Command("nft", "add chain ip filter FORWARD { policy accept; }").Run()

@@ -52,7 +52,10 @@ func ensureBridge(n *Network, mtu int) error {
 			return fmt.Errorf("address %s: %w", want.IPNet, err)
 		}
 	}
-	return netlink.LinkSetUp(link)
+	if err := netlink.LinkSetUp(link); err != nil {
+		return err
+	}
+	return routeLocalnet(n)
 }
 
 // plugVeth creates the endpoint's veth pair with the container end in
@@ -102,6 +105,12 @@ func plugVeth(n *Network, ep *Endpoint, netnsPath string, mtu int) (err error) {
 		if err := netlink.LinkSetIsolated(host, true); err != nil {
 			return fmt.Errorf("isolate %s (icc off): %w", ep.HostVeth, err)
 		}
+	}
+	// Hairpin: with br_netfilter, a container's packet to its own
+	// published port is DNATed on the bridge and must go back out the
+	// port it came in on.
+	if err := netlink.LinkSetHairpin(host, true); err != nil {
+		return fmt.Errorf("hairpin mode on %s: %w", ep.HostVeth, err)
 	}
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {

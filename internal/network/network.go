@@ -132,6 +132,8 @@ type Endpoint struct {
 	// Sandbox the container's network namespace, while attached.
 	IfName  string `json:"if_name,omitempty"`
 	Sandbox string `json:"sandbox,omitempty"`
+	// Ports are the endpoint's published ports, as bound (ports.go).
+	Ports []PortBinding `json:"ports,omitempty"`
 }
 
 // AttachRequest says what a container asks of a network.
@@ -140,6 +142,7 @@ type AttachRequest struct {
 	IPv4Address string // "": the first free address
 	MacAddress  string // "": random, locally administered
 	Aliases     []string
+	Ports       []PortRequest
 }
 
 // Manager owns networks, endpoints, links and rules.
@@ -148,6 +151,8 @@ type Manager struct {
 	log *slog.Logger
 	fw  *firewall
 	mu  sync.Mutex // attach, detach and network changes, one at a time
+	// ports are the host ports held for published ports (under mu).
+	ports reservations
 }
 
 // Store keys in store.BucketNetworks.
@@ -182,7 +187,8 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, fw: fw}
+	m := &Manager{cfg: cfg, log: cfg.Logger, fw: fw, ports: reservations{}}
+	fw.published = m.portElements
 	if err := m.ensureDefault(); err != nil {
 		return nil, err
 	}
@@ -208,6 +214,9 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	if err := m.fw.sync(ctx, nets); err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	if err := m.restorePorts(); err != nil {
+		return nil, err
 	}
 	if cfg.IPForward {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
@@ -383,6 +392,11 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 			return nil, err
 		}
 	}
+	// The host ports are taken before anything else is made: a port
+	// that is not free fails the attach with nothing to undo.
+	if ep.Ports, err = m.reservePorts(n, ep, req.Ports); err != nil {
+		return nil, err
+	}
 	err = m.cfg.Store.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(store.BucketNetworks)
 		used := n.reserved()
@@ -408,9 +422,14 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 		return putJSON(b, key, ep)
 	})
 	if err != nil {
+		m.ports.release(ep.Ports)
 		return nil, err
 	}
 	if err := plugVeth(n, ep, netnsPath, n.mtu(m.cfg.MTU)); err != nil {
+		m.release(key, ep)
+		return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
+	}
+	if err := m.fw.addPorts(ctx, ep, m.portComment(ep)); err != nil {
 		m.release(key, ep)
 		return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
 	}
@@ -487,9 +506,12 @@ func (m *Manager) DetachNetwork(ctx context.Context, containerID, network string
 	return nil
 }
 
-// release deletes an endpoint's host veth and its record.
+// release deletes an endpoint's published ports (rules first, then the
+// host ports), its host veth and its record.
 func (m *Manager) release(key string, ep *Endpoint) error {
-	err := deleteLink(ep.HostVeth)
+	err := m.fw.deletePorts(context.Background(), ep)
+	m.ports.release(ep.Ports)
+	err = errors.Join(err, deleteLink(ep.HostVeth))
 	if err2 := m.cfg.Store.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(store.BucketNetworks).Delete([]byte(key))
 	}); err2 != nil {

@@ -35,6 +35,10 @@ type firewall struct {
 	// no such chain); foreign reaches that chain's table.
 	foreignPolicy func(ctx context.Context) (policy string, ok bool)
 	foreign       func() (knftables.Interface, error)
+	// published, if set, gives the map elements of every published
+	// port, which each rewrite of the table puts back in the same
+	// transaction (ports_nft.go).
+	published func() ([]*knftables.Element, error)
 }
 
 func newFirewall(table string, masq bool) (*firewall, error) {
@@ -61,7 +65,11 @@ func (f *firewall) sync(ctx context.Context, nets []*Network) error {
 		Priority: knftables.PtrTo(knftables.FilterPriority)})
 	tx.Add(&knftables.Chain{Name: "postrouting", Type: knftables.PtrTo(knftables.NATType), Hook: knftables.PtrTo(knftables.PostroutingHook),
 		Priority: knftables.PtrTo(knftables.SNATPriority)})
+	if err := f.addPortChains(tx); err != nil {
+		return err
+	}
 	for _, n := range nets {
+		addPortRules(tx, n)
 		for _, r := range forwardRules(n) {
 			tx.Add(&knftables.Rule{Chain: "forward", Rule: r, Comment: knftables.PtrTo("net " + n.ID[:12])})
 		}
@@ -99,6 +107,9 @@ func forwardAccepts(n *Network) []string {
 	return []string{
 		knftables.Concat("iifname", quote(bridge), "accept"),
 		knftables.Concat("oifname", quote(bridge), "ct state established,related accept"),
+		// Published ports: connections from other hosts, DNATed to a
+		// container (see ports_nft.go).
+		knftables.Concat("oifname", quote(bridge), "ct status dnat accept"),
 	}
 }
 

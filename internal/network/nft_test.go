@@ -83,22 +83,23 @@ func TestFirewallForwardDropPolicy(t *testing.T) {
 			ours = append(ours, *r.Comment)
 		}
 	}
-	// Two per bridge that reaches out, one (within the bridge) for an
+	// Three per bridge that reaches out, one (within the bridge) for an
 	// internal network; dockerd's rule stays.
-	if len(ours) != 5 || len(rules) != 6 {
+	if len(ours) != 7 || len(rules) != 8 {
 		t.Fatalf("FORWARD rules: ours %q of %d:\n%s", ours, len(rules), filter.Dump())
 	}
 	dump := filter.Dump()
 	for _, want := range []string{`iifname "engined0" accept`, `oifname "br-222222222222" ct state established,related accept`,
-		`iifname "br-333333333333" oifname "br-333333333333" accept`, `iifname "docker0" accept comment "dockerd's"`} {
+		`iifname "br-333333333333" oifname "br-333333333333" accept`, `iifname "docker0" accept comment "dockerd's"`,
+		`oifname "engined0" ct status dnat accept`} {
 		if !strings.Contains(dump, want) {
 			t.Errorf("missing %q in:\n%s", want, dump)
 		}
 	}
 	// A network removed: its accepts go; the policy back to accept: all go.
 	f.sync(ctx, []*Network{defNet})
-	if rules, _ := filter.ListRules(ctx, foreignChain); len(rules) != 3 {
-		t.Errorf("after removing two networks: %d rules, want dockerd's and engined0's two:\n%s", len(rules), filter.Dump())
+	if rules, _ := filter.ListRules(ctx, foreignChain); len(rules) != 4 {
+		t.Errorf("after removing two networks: %d rules, want dockerd's and engined0's three:\n%s", len(rules), filter.Dump())
 	}
 	policy = "accept"
 	f.sync(ctx, []*Network{defNet})

@@ -4094,6 +4094,10 @@ type HostConfig struct {
 	// console_size is the terminal's initial [height, width].
 	ConsoleSize []uint32          `protobuf:"varint,56,rep,packed,name=console_size,json=consoleSize,proto3" json:"console_size,omitempty"`
 	Annotations map[string]string `protobuf:"bytes,57,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// port_bindings are -p as asked (Docker's PortBindings, flattened);
+	// publish_all_ports is -P: every exposed port on an ephemeral port.
+	PortBindings    []*PortBinding `protobuf:"bytes,58,rep,name=port_bindings,json=portBindings,proto3" json:"port_bindings,omitempty"`
+	PublishAllPorts bool           `protobuf:"varint,59,opt,name=publish_all_ports,json=publishAllPorts,proto3" json:"publish_all_ports,omitempty"`
 	// links: --link on the default bridge, "name:alias" as given; inspect
 	// shows dockerd's "/name:/container/alias".
 	Links         []string `protobuf:"bytes,70,rep,name=links,proto3" json:"links,omitempty"`
@@ -4446,9 +4450,185 @@ func (x *HostConfig) GetAnnotations() map[string]string {
 	return nil
 }
 
+func (x *HostConfig) GetPortBindings() []*PortBinding {
+	if x != nil {
+		return x.PortBindings
+	}
+	return nil
+}
+
+func (x *HostConfig) GetPublishAllPorts() bool {
+	if x != nil {
+		return x.PublishAllPorts
+	}
+	return false
+}
+
 func (x *HostConfig) GetLinks() []string {
 	if x != nil {
 		return x.Links
+	}
+	return nil
+}
+
+// PortBinding is one -p: a container port ("80/tcp") and its host side;
+// an empty host_ip is every address, an empty host_port an ephemeral
+// port, "8000-8010" any free port of the range.
+type PortBinding struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerPort string                 `protobuf:"bytes,1,opt,name=container_port,json=containerPort,proto3" json:"container_port,omitempty"`
+	HostIp        string                 `protobuf:"bytes,2,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"`
+	HostPort      string                 `protobuf:"bytes,3,opt,name=host_port,json=hostPort,proto3" json:"host_port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortBinding) Reset() {
+	*x = PortBinding{}
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortBinding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortBinding) ProtoMessage() {}
+
+func (x *PortBinding) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortBinding.ProtoReflect.Descriptor instead.
+func (*PortBinding) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *PortBinding) GetContainerPort() string {
+	if x != nil {
+		return x.ContainerPort
+	}
+	return ""
+}
+
+func (x *PortBinding) GetHostIp() string {
+	if x != nil {
+		return x.HostIp
+	}
+	return ""
+}
+
+func (x *PortBinding) GetHostPort() string {
+	if x != nil {
+		return x.HostPort
+	}
+	return ""
+}
+
+// HostPort is a published port as bound on the host.
+type HostPort struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HostIp        string                 `protobuf:"bytes,1,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"`
+	HostPort      string                 `protobuf:"bytes,2,opt,name=host_port,json=hostPort,proto3" json:"host_port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostPort) Reset() {
+	*x = HostPort{}
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostPort) ProtoMessage() {}
+
+func (x *HostPort) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostPort.ProtoReflect.Descriptor instead.
+func (*HostPort) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *HostPort) GetHostIp() string {
+	if x != nil {
+		return x.HostIp
+	}
+	return ""
+}
+
+func (x *HostPort) GetHostPort() string {
+	if x != nil {
+		return x.HostPort
+	}
+	return ""
+}
+
+// HostPorts are a container port's bindings; none: exposed, not
+// published (Docker's null).
+type HostPorts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bindings      []*HostPort            `protobuf:"bytes,1,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostPorts) Reset() {
+	*x = HostPorts{}
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostPorts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostPorts) ProtoMessage() {}
+
+func (x *HostPorts) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostPorts.ProtoReflect.Descriptor instead.
+func (*HostPorts) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *HostPorts) GetBindings() []*HostPort {
+	if x != nil {
+		return x.Bindings
 	}
 	return nil
 }
@@ -4465,7 +4645,7 @@ type DeviceMapping struct {
 
 func (x *DeviceMapping) Reset() {
 	*x = DeviceMapping{}
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4477,7 +4657,7 @@ func (x *DeviceMapping) String() string {
 func (*DeviceMapping) ProtoMessage() {}
 
 func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4490,7 +4670,7 @@ func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceMapping.ProtoReflect.Descriptor instead.
 func (*DeviceMapping) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *DeviceMapping) GetPathOnHost() string {
@@ -4530,7 +4710,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4542,7 +4722,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4555,7 +4735,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Mount) GetType() string {
@@ -4625,7 +4805,7 @@ type ContainerCreateRequest struct {
 
 func (x *ContainerCreateRequest) Reset() {
 	*x = ContainerCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4637,7 +4817,7 @@ func (x *ContainerCreateRequest) String() string {
 func (*ContainerCreateRequest) ProtoMessage() {}
 
 func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4650,7 +4830,7 @@ func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ContainerCreateRequest) GetName() string {
@@ -4711,7 +4891,7 @@ type EndpointConfig struct {
 
 func (x *EndpointConfig) Reset() {
 	*x = EndpointConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4723,7 +4903,7 @@ func (x *EndpointConfig) String() string {
 func (*EndpointConfig) ProtoMessage() {}
 
 func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4736,7 +4916,7 @@ func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointConfig.ProtoReflect.Descriptor instead.
 func (*EndpointConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *EndpointConfig) GetIpv4Address() string {
@@ -4777,7 +4957,7 @@ type ContainerCreateResponse struct {
 
 func (x *ContainerCreateResponse) Reset() {
 	*x = ContainerCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4789,7 +4969,7 @@ func (x *ContainerCreateResponse) String() string {
 func (*ContainerCreateResponse) ProtoMessage() {}
 
 func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4802,7 +4982,7 @@ func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ContainerCreateResponse) GetId() string {
@@ -4840,7 +5020,7 @@ type ContainerState struct {
 
 func (x *ContainerState) Reset() {
 	*x = ContainerState{}
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4852,7 +5032,7 @@ func (x *ContainerState) String() string {
 func (*ContainerState) ProtoMessage() {}
 
 func (x *ContainerState) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4865,7 +5045,7 @@ func (x *ContainerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerState.ProtoReflect.Descriptor instead.
 func (*ContainerState) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ContainerState) GetStatus() string {
@@ -4975,7 +5155,7 @@ type Container struct {
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4987,7 +5167,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5000,7 +5180,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Container) GetId() string {
@@ -5153,17 +5333,20 @@ func (x *Container) GetNetworkSettings() *NetworkSettings {
 // NetworkSettings is a container's network stack: its namespace and one
 // endpoint per network, keyed by network name.
 type NetworkSettings struct {
-	state         protoimpl.MessageState       `protogen:"open.v1"`
-	SandboxId     string                       `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
-	SandboxKey    string                       `protobuf:"bytes,2,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
-	Networks      map[string]*EndpointSettings `protobuf:"bytes,3,rep,name=networks,proto3" json:"networks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state      protoimpl.MessageState       `protogen:"open.v1"`
+	SandboxId  string                       `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	SandboxKey string                       `protobuf:"bytes,2,opt,name=sandbox_key,json=sandboxKey,proto3" json:"sandbox_key,omitempty"`
+	Networks   map[string]*EndpointSettings `protobuf:"bytes,3,rep,name=networks,proto3" json:"networks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// ports are the exposed ports ("80/tcp") with their bindings while
+	// the container runs (Docker's NetworkSettings.Ports).
+	Ports         map[string]*HostPorts `protobuf:"bytes,4,rep,name=ports,proto3" json:"ports,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NetworkSettings) Reset() {
 	*x = NetworkSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5175,7 +5358,7 @@ func (x *NetworkSettings) String() string {
 func (*NetworkSettings) ProtoMessage() {}
 
 func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5188,7 +5371,7 @@ func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSettings.ProtoReflect.Descriptor instead.
 func (*NetworkSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *NetworkSettings) GetSandboxId() string {
@@ -5208,6 +5391,13 @@ func (x *NetworkSettings) GetSandboxKey() string {
 func (x *NetworkSettings) GetNetworks() map[string]*EndpointSettings {
 	if x != nil {
 		return x.Networks
+	}
+	return nil
+}
+
+func (x *NetworkSettings) GetPorts() map[string]*HostPorts {
+	if x != nil {
+		return x.Ports
 	}
 	return nil
 }
@@ -5232,7 +5422,7 @@ type EndpointSettings struct {
 
 func (x *EndpointSettings) Reset() {
 	*x = EndpointSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5244,7 +5434,7 @@ func (x *EndpointSettings) String() string {
 func (*EndpointSettings) ProtoMessage() {}
 
 func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5257,7 +5447,7 @@ func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSettings.ProtoReflect.Descriptor instead.
 func (*EndpointSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *EndpointSettings) GetNetworkId() string {
@@ -5333,7 +5523,7 @@ type ContainerInspectRequest struct {
 
 func (x *ContainerInspectRequest) Reset() {
 	*x = ContainerInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5345,7 +5535,7 @@ func (x *ContainerInspectRequest) String() string {
 func (*ContainerInspectRequest) ProtoMessage() {}
 
 func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5358,7 +5548,7 @@ func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInspectRequest.ProtoReflect.Descriptor instead.
 func (*ContainerInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ContainerInspectRequest) GetId() string {
@@ -5387,7 +5577,7 @@ type ContainerListRequest struct {
 
 func (x *ContainerListRequest) Reset() {
 	*x = ContainerListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5399,7 +5589,7 @@ func (x *ContainerListRequest) String() string {
 func (*ContainerListRequest) ProtoMessage() {}
 
 func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5412,7 +5602,7 @@ func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListRequest.ProtoReflect.Descriptor instead.
 func (*ContainerListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ContainerListRequest) GetAll() bool {
@@ -5452,7 +5642,7 @@ type ContainerListResponse struct {
 
 func (x *ContainerListResponse) Reset() {
 	*x = ContainerListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5464,7 +5654,7 @@ func (x *ContainerListResponse) String() string {
 func (*ContainerListResponse) ProtoMessage() {}
 
 func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5477,7 +5667,7 @@ func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListResponse.ProtoReflect.Descriptor instead.
 func (*ContainerListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ContainerListResponse) GetContainers() []*Container {
@@ -5496,7 +5686,7 @@ type ContainerStartRequest struct {
 
 func (x *ContainerStartRequest) Reset() {
 	*x = ContainerStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5508,7 +5698,7 @@ func (x *ContainerStartRequest) String() string {
 func (*ContainerStartRequest) ProtoMessage() {}
 
 func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5521,7 +5711,7 @@ func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ContainerStartRequest) GetId() string {
@@ -5539,7 +5729,7 @@ type ContainerStartResponse struct {
 
 func (x *ContainerStartResponse) Reset() {
 	*x = ContainerStartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5551,7 +5741,7 @@ func (x *ContainerStartResponse) String() string {
 func (*ContainerStartResponse) ProtoMessage() {}
 
 func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5564,7 +5754,7 @@ func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
 }
 
 type ContainerStopRequest struct {
@@ -5580,7 +5770,7 @@ type ContainerStopRequest struct {
 
 func (x *ContainerStopRequest) Reset() {
 	*x = ContainerStopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5592,7 +5782,7 @@ func (x *ContainerStopRequest) String() string {
 func (*ContainerStopRequest) ProtoMessage() {}
 
 func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5605,7 +5795,7 @@ func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ContainerStopRequest) GetId() string {
@@ -5637,7 +5827,7 @@ type ContainerStopResponse struct {
 
 func (x *ContainerStopResponse) Reset() {
 	*x = ContainerStopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5649,7 +5839,7 @@ func (x *ContainerStopResponse) String() string {
 func (*ContainerStopResponse) ProtoMessage() {}
 
 func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5662,7 +5852,7 @@ func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
 }
 
 type ContainerRestartRequest struct {
@@ -5676,7 +5866,7 @@ type ContainerRestartRequest struct {
 
 func (x *ContainerRestartRequest) Reset() {
 	*x = ContainerRestartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5688,7 +5878,7 @@ func (x *ContainerRestartRequest) String() string {
 func (*ContainerRestartRequest) ProtoMessage() {}
 
 func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5701,7 +5891,7 @@ func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRestartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ContainerRestartRequest) GetId() string {
@@ -5733,7 +5923,7 @@ type ContainerRestartResponse struct {
 
 func (x *ContainerRestartResponse) Reset() {
 	*x = ContainerRestartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5745,7 +5935,7 @@ func (x *ContainerRestartResponse) String() string {
 func (*ContainerRestartResponse) ProtoMessage() {}
 
 func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5758,7 +5948,7 @@ func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRestartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
 }
 
 type ContainerKillRequest struct {
@@ -5771,7 +5961,7 @@ type ContainerKillRequest struct {
 
 func (x *ContainerKillRequest) Reset() {
 	*x = ContainerKillRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5783,7 +5973,7 @@ func (x *ContainerKillRequest) String() string {
 func (*ContainerKillRequest) ProtoMessage() {}
 
 func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5796,7 +5986,7 @@ func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillRequest.ProtoReflect.Descriptor instead.
 func (*ContainerKillRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ContainerKillRequest) GetId() string {
@@ -5821,7 +6011,7 @@ type ContainerKillResponse struct {
 
 func (x *ContainerKillResponse) Reset() {
 	*x = ContainerKillResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5833,7 +6023,7 @@ func (x *ContainerKillResponse) String() string {
 func (*ContainerKillResponse) ProtoMessage() {}
 
 func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5846,7 +6036,7 @@ func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillResponse.ProtoReflect.Descriptor instead.
 func (*ContainerKillResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
 }
 
 type ContainerPauseRequest struct {
@@ -5858,7 +6048,7 @@ type ContainerPauseRequest struct {
 
 func (x *ContainerPauseRequest) Reset() {
 	*x = ContainerPauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5870,7 +6060,7 @@ func (x *ContainerPauseRequest) String() string {
 func (*ContainerPauseRequest) ProtoMessage() {}
 
 func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5883,7 +6073,7 @@ func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ContainerPauseRequest) GetId() string {
@@ -5901,7 +6091,7 @@ type ContainerPauseResponse struct {
 
 func (x *ContainerPauseResponse) Reset() {
 	*x = ContainerPauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5913,7 +6103,7 @@ func (x *ContainerPauseResponse) String() string {
 func (*ContainerPauseResponse) ProtoMessage() {}
 
 func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5926,7 +6116,7 @@ func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
 }
 
 type ContainerUnpauseRequest struct {
@@ -5938,7 +6128,7 @@ type ContainerUnpauseRequest struct {
 
 func (x *ContainerUnpauseRequest) Reset() {
 	*x = ContainerUnpauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5950,7 +6140,7 @@ func (x *ContainerUnpauseRequest) String() string {
 func (*ContainerUnpauseRequest) ProtoMessage() {}
 
 func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5963,7 +6153,7 @@ func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ContainerUnpauseRequest) GetId() string {
@@ -5981,7 +6171,7 @@ type ContainerUnpauseResponse struct {
 
 func (x *ContainerUnpauseResponse) Reset() {
 	*x = ContainerUnpauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5993,7 +6183,7 @@ func (x *ContainerUnpauseResponse) String() string {
 func (*ContainerUnpauseResponse) ProtoMessage() {}
 
 func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6006,7 +6196,7 @@ func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
 }
 
 type ContainerRenameRequest struct {
@@ -6019,7 +6209,7 @@ type ContainerRenameRequest struct {
 
 func (x *ContainerRenameRequest) Reset() {
 	*x = ContainerRenameRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6031,7 +6221,7 @@ func (x *ContainerRenameRequest) String() string {
 func (*ContainerRenameRequest) ProtoMessage() {}
 
 func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6044,7 +6234,7 @@ func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRenameRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ContainerRenameRequest) GetId() string {
@@ -6069,7 +6259,7 @@ type ContainerRenameResponse struct {
 
 func (x *ContainerRenameResponse) Reset() {
 	*x = ContainerRenameResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6081,7 +6271,7 @@ func (x *ContainerRenameResponse) String() string {
 func (*ContainerRenameResponse) ProtoMessage() {}
 
 func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6094,7 +6284,7 @@ func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRenameResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
 }
 
 type ContainerRemoveRequest struct {
@@ -6109,7 +6299,7 @@ type ContainerRemoveRequest struct {
 
 func (x *ContainerRemoveRequest) Reset() {
 	*x = ContainerRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6121,7 +6311,7 @@ func (x *ContainerRemoveRequest) String() string {
 func (*ContainerRemoveRequest) ProtoMessage() {}
 
 func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6134,7 +6324,7 @@ func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ContainerRemoveRequest) GetId() string {
@@ -6173,7 +6363,7 @@ type ContainerRemoveResponse struct {
 
 func (x *ContainerRemoveResponse) Reset() {
 	*x = ContainerRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6185,7 +6375,7 @@ func (x *ContainerRemoveResponse) String() string {
 func (*ContainerRemoveResponse) ProtoMessage() {}
 
 func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6198,7 +6388,7 @@ func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
 }
 
 type ContainerPruneRequest struct {
@@ -6210,7 +6400,7 @@ type ContainerPruneRequest struct {
 
 func (x *ContainerPruneRequest) Reset() {
 	*x = ContainerPruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6222,7 +6412,7 @@ func (x *ContainerPruneRequest) String() string {
 func (*ContainerPruneRequest) ProtoMessage() {}
 
 func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6235,7 +6425,7 @@ func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *ContainerPruneRequest) GetFilters() string {
@@ -6255,7 +6445,7 @@ type ContainerPruneResponse struct {
 
 func (x *ContainerPruneResponse) Reset() {
 	*x = ContainerPruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6267,7 +6457,7 @@ func (x *ContainerPruneResponse) String() string {
 func (*ContainerPruneResponse) ProtoMessage() {}
 
 func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6280,7 +6470,7 @@ func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *ContainerPruneResponse) GetDeleted() []string {
@@ -6307,7 +6497,7 @@ type ContainerTopRequest struct {
 
 func (x *ContainerTopRequest) Reset() {
 	*x = ContainerTopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6319,7 +6509,7 @@ func (x *ContainerTopRequest) String() string {
 func (*ContainerTopRequest) ProtoMessage() {}
 
 func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6332,7 +6522,7 @@ func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerTopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ContainerTopRequest) GetId() string {
@@ -6359,7 +6549,7 @@ type ContainerTopResponse struct {
 
 func (x *ContainerTopResponse) Reset() {
 	*x = ContainerTopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6371,7 +6561,7 @@ func (x *ContainerTopResponse) String() string {
 func (*ContainerTopResponse) ProtoMessage() {}
 
 func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6384,7 +6574,7 @@ func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerTopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ContainerTopResponse) GetTitles() []string {
@@ -6410,7 +6600,7 @@ type TopRow struct {
 
 func (x *TopRow) Reset() {
 	*x = TopRow{}
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6422,7 +6612,7 @@ func (x *TopRow) String() string {
 func (*TopRow) ProtoMessage() {}
 
 func (x *TopRow) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6435,7 +6625,7 @@ func (x *TopRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopRow.ProtoReflect.Descriptor instead.
 func (*TopRow) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *TopRow) GetFields() []string {
@@ -6456,7 +6646,7 @@ type ContainerResizeRequest struct {
 
 func (x *ContainerResizeRequest) Reset() {
 	*x = ContainerResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6468,7 +6658,7 @@ func (x *ContainerResizeRequest) String() string {
 func (*ContainerResizeRequest) ProtoMessage() {}
 
 func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6481,7 +6671,7 @@ func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeRequest.ProtoReflect.Descriptor instead.
 func (*ContainerResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ContainerResizeRequest) GetId() string {
@@ -6513,7 +6703,7 @@ type ContainerResizeResponse struct {
 
 func (x *ContainerResizeResponse) Reset() {
 	*x = ContainerResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6525,7 +6715,7 @@ func (x *ContainerResizeResponse) String() string {
 func (*ContainerResizeResponse) ProtoMessage() {}
 
 func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6538,7 +6728,7 @@ func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeResponse.ProtoReflect.Descriptor instead.
 func (*ContainerResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
 }
 
 type ContainerWaitRequest struct {
@@ -6552,7 +6742,7 @@ type ContainerWaitRequest struct {
 
 func (x *ContainerWaitRequest) Reset() {
 	*x = ContainerWaitRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6564,7 +6754,7 @@ func (x *ContainerWaitRequest) String() string {
 func (*ContainerWaitRequest) ProtoMessage() {}
 
 func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6577,7 +6767,7 @@ func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitRequest.ProtoReflect.Descriptor instead.
 func (*ContainerWaitRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ContainerWaitRequest) GetId() string {
@@ -6604,7 +6794,7 @@ type ContainerWaitResponse struct {
 
 func (x *ContainerWaitResponse) Reset() {
 	*x = ContainerWaitResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6616,7 +6806,7 @@ func (x *ContainerWaitResponse) String() string {
 func (*ContainerWaitResponse) ProtoMessage() {}
 
 func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6629,7 +6819,7 @@ func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitResponse.ProtoReflect.Descriptor instead.
 func (*ContainerWaitResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ContainerWaitResponse) GetStatusCode() int64 {
@@ -6663,7 +6853,7 @@ type ContainerLogsRequest struct {
 
 func (x *ContainerLogsRequest) Reset() {
 	*x = ContainerLogsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6675,7 +6865,7 @@ func (x *ContainerLogsRequest) String() string {
 func (*ContainerLogsRequest) ProtoMessage() {}
 
 func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6688,7 +6878,7 @@ func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ContainerLogsRequest) GetId() string {
@@ -6760,7 +6950,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6772,7 +6962,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6785,7 +6975,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *LogEntry) GetStream() int32 {
@@ -6822,7 +7012,7 @@ type ContainerAttachRequest struct {
 
 func (x *ContainerAttachRequest) Reset() {
 	*x = ContainerAttachRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6834,7 +7024,7 @@ func (x *ContainerAttachRequest) String() string {
 func (*ContainerAttachRequest) ProtoMessage() {}
 
 func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6847,7 +7037,7 @@ func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachRequest.ProtoReflect.Descriptor instead.
 func (*ContainerAttachRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ContainerAttachRequest) GetOptions() *ContainerAttachOptions {
@@ -6886,7 +7076,7 @@ type ContainerAttachOptions struct {
 
 func (x *ContainerAttachOptions) Reset() {
 	*x = ContainerAttachOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6898,7 +7088,7 @@ func (x *ContainerAttachOptions) String() string {
 func (*ContainerAttachOptions) ProtoMessage() {}
 
 func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6911,7 +7101,7 @@ func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachOptions.ProtoReflect.Descriptor instead.
 func (*ContainerAttachOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ContainerAttachOptions) GetId() string {
@@ -6973,7 +7163,7 @@ type ContainerStatsRequest struct {
 
 func (x *ContainerStatsRequest) Reset() {
 	*x = ContainerStatsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6985,7 +7175,7 @@ func (x *ContainerStatsRequest) String() string {
 func (*ContainerStatsRequest) ProtoMessage() {}
 
 func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6998,7 +7188,7 @@ func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStatsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ContainerStatsRequest) GetId() string {
@@ -7041,7 +7231,7 @@ type ContainerStatsResponse struct {
 
 func (x *ContainerStatsResponse) Reset() {
 	*x = ContainerStatsResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7053,7 +7243,7 @@ func (x *ContainerStatsResponse) String() string {
 func (*ContainerStatsResponse) ProtoMessage() {}
 
 func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7066,7 +7256,7 @@ func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStatsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ContainerStatsResponse) GetId() string {
@@ -7207,7 +7397,7 @@ type ContainerUpdateRequest struct {
 
 func (x *ContainerUpdateRequest) Reset() {
 	*x = ContainerUpdateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7219,7 +7409,7 @@ func (x *ContainerUpdateRequest) String() string {
 func (*ContainerUpdateRequest) ProtoMessage() {}
 
 func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7232,7 +7422,7 @@ func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ContainerUpdateRequest) GetId() string {
@@ -7258,7 +7448,7 @@ type ContainerUpdateResponse struct {
 
 func (x *ContainerUpdateResponse) Reset() {
 	*x = ContainerUpdateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7270,7 +7460,7 @@ func (x *ContainerUpdateResponse) String() string {
 func (*ContainerUpdateResponse) ProtoMessage() {}
 
 func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7283,7 +7473,7 @@ func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *ContainerUpdateResponse) GetWarnings() []string {
@@ -7313,7 +7503,7 @@ type ExecConfig struct {
 
 func (x *ExecConfig) Reset() {
 	*x = ExecConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7325,7 +7515,7 @@ func (x *ExecConfig) String() string {
 func (*ExecConfig) ProtoMessage() {}
 
 func (x *ExecConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7338,7 +7528,7 @@ func (x *ExecConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecConfig.ProtoReflect.Descriptor instead.
 func (*ExecConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *ExecConfig) GetCmd() []string {
@@ -7429,7 +7619,7 @@ type ContainerExecCreateRequest struct {
 
 func (x *ContainerExecCreateRequest) Reset() {
 	*x = ContainerExecCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7441,7 +7631,7 @@ func (x *ContainerExecCreateRequest) String() string {
 func (*ContainerExecCreateRequest) ProtoMessage() {}
 
 func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7454,7 +7644,7 @@ func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *ContainerExecCreateRequest) GetId() string {
@@ -7480,7 +7670,7 @@ type ContainerExecCreateResponse struct {
 
 func (x *ContainerExecCreateResponse) Reset() {
 	*x = ContainerExecCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7492,7 +7682,7 @@ func (x *ContainerExecCreateResponse) String() string {
 func (*ContainerExecCreateResponse) ProtoMessage() {}
 
 func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7505,7 +7695,7 @@ func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *ContainerExecCreateResponse) GetId() string {
@@ -7527,7 +7717,7 @@ type ExecStartRequest struct {
 
 func (x *ExecStartRequest) Reset() {
 	*x = ExecStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7539,7 +7729,7 @@ func (x *ExecStartRequest) String() string {
 func (*ExecStartRequest) ProtoMessage() {}
 
 func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7552,7 +7742,7 @@ func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartRequest.ProtoReflect.Descriptor instead.
 func (*ExecStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *ExecStartRequest) GetOptions() *ExecStartOptions {
@@ -7588,7 +7778,7 @@ type ExecStartOptions struct {
 
 func (x *ExecStartOptions) Reset() {
 	*x = ExecStartOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7600,7 +7790,7 @@ func (x *ExecStartOptions) String() string {
 func (*ExecStartOptions) ProtoMessage() {}
 
 func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7613,7 +7803,7 @@ func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartOptions.ProtoReflect.Descriptor instead.
 func (*ExecStartOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *ExecStartOptions) GetId() string {
@@ -7653,7 +7843,7 @@ type ExecInspectRequest struct {
 
 func (x *ExecInspectRequest) Reset() {
 	*x = ExecInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7665,7 +7855,7 @@ func (x *ExecInspectRequest) String() string {
 func (*ExecInspectRequest) ProtoMessage() {}
 
 func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7678,7 +7868,7 @@ func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectRequest.ProtoReflect.Descriptor instead.
 func (*ExecInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *ExecInspectRequest) GetId() string {
@@ -7703,7 +7893,7 @@ type ExecInspectResponse struct {
 
 func (x *ExecInspectResponse) Reset() {
 	*x = ExecInspectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7715,7 +7905,7 @@ func (x *ExecInspectResponse) String() string {
 func (*ExecInspectResponse) ProtoMessage() {}
 
 func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7728,7 +7918,7 @@ func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectResponse.ProtoReflect.Descriptor instead.
 func (*ExecInspectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *ExecInspectResponse) GetId() string {
@@ -7784,7 +7974,7 @@ type ExecResizeRequest struct {
 
 func (x *ExecResizeRequest) Reset() {
 	*x = ExecResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7796,7 +7986,7 @@ func (x *ExecResizeRequest) String() string {
 func (*ExecResizeRequest) ProtoMessage() {}
 
 func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7809,7 +7999,7 @@ func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeRequest.ProtoReflect.Descriptor instead.
 func (*ExecResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *ExecResizeRequest) GetId() string {
@@ -7841,7 +8031,7 @@ type ExecResizeResponse struct {
 
 func (x *ExecResizeResponse) Reset() {
 	*x = ExecResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7853,7 +8043,7 @@ func (x *ExecResizeResponse) String() string {
 func (*ExecResizeResponse) ProtoMessage() {}
 
 func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7866,7 +8056,7 @@ func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeResponse.ProtoReflect.Descriptor instead.
 func (*ExecResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
 }
 
 type ContainerArchiveRequest struct {
@@ -7879,7 +8069,7 @@ type ContainerArchiveRequest struct {
 
 func (x *ContainerArchiveRequest) Reset() {
 	*x = ContainerArchiveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7891,7 +8081,7 @@ func (x *ContainerArchiveRequest) String() string {
 func (*ContainerArchiveRequest) ProtoMessage() {}
 
 func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7904,7 +8094,7 @@ func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchiveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchiveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *ContainerArchiveRequest) GetId() string {
@@ -7935,7 +8125,7 @@ type ContainerPathStat struct {
 
 func (x *ContainerPathStat) Reset() {
 	*x = ContainerPathStat{}
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7947,7 +8137,7 @@ func (x *ContainerPathStat) String() string {
 func (*ContainerPathStat) ProtoMessage() {}
 
 func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7960,7 +8150,7 @@ func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPathStat.ProtoReflect.Descriptor instead.
 func (*ContainerPathStat) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *ContainerPathStat) GetName() string {
@@ -8008,7 +8198,7 @@ type ContainerArchivePutRequest struct {
 
 func (x *ContainerArchivePutRequest) Reset() {
 	*x = ContainerArchivePutRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8020,7 +8210,7 @@ func (x *ContainerArchivePutRequest) String() string {
 func (*ContainerArchivePutRequest) ProtoMessage() {}
 
 func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8033,7 +8223,7 @@ func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *ContainerArchivePutRequest) GetOptions() *ContainerArchivePutOptions {
@@ -8065,7 +8255,7 @@ type ContainerArchivePutOptions struct {
 
 func (x *ContainerArchivePutOptions) Reset() {
 	*x = ContainerArchivePutOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8077,7 +8267,7 @@ func (x *ContainerArchivePutOptions) String() string {
 func (*ContainerArchivePutOptions) ProtoMessage() {}
 
 func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8090,7 +8280,7 @@ func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutOptions.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *ContainerArchivePutOptions) GetId() string {
@@ -8129,7 +8319,7 @@ type ContainerArchivePutResponse struct {
 
 func (x *ContainerArchivePutResponse) Reset() {
 	*x = ContainerArchivePutResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8141,7 +8331,7 @@ func (x *ContainerArchivePutResponse) String() string {
 func (*ContainerArchivePutResponse) ProtoMessage() {}
 
 func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8154,7 +8344,7 @@ func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutResponse.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{120}
 }
 
 type ContainerExportRequest struct {
@@ -8166,7 +8356,7 @@ type ContainerExportRequest struct {
 
 func (x *ContainerExportRequest) Reset() {
 	*x = ContainerExportRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[118]
+	mi := &file_engine_v1_engine_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8178,7 +8368,7 @@ func (x *ContainerExportRequest) String() string {
 func (*ContainerExportRequest) ProtoMessage() {}
 
 func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[118]
+	mi := &file_engine_v1_engine_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8191,7 +8381,7 @@ func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExportRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExportRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{118}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *ContainerExportRequest) GetId() string {
@@ -8210,7 +8400,7 @@ type ContainerChangesRequest struct {
 
 func (x *ContainerChangesRequest) Reset() {
 	*x = ContainerChangesRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[119]
+	mi := &file_engine_v1_engine_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8222,7 +8412,7 @@ func (x *ContainerChangesRequest) String() string {
 func (*ContainerChangesRequest) ProtoMessage() {}
 
 func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[119]
+	mi := &file_engine_v1_engine_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8235,7 +8425,7 @@ func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesRequest.ProtoReflect.Descriptor instead.
 func (*ContainerChangesRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{119}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *ContainerChangesRequest) GetId() string {
@@ -8254,7 +8444,7 @@ type ContainerChangesResponse struct {
 
 func (x *ContainerChangesResponse) Reset() {
 	*x = ContainerChangesResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[120]
+	mi := &file_engine_v1_engine_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8266,7 +8456,7 @@ func (x *ContainerChangesResponse) String() string {
 func (*ContainerChangesResponse) ProtoMessage() {}
 
 func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[120]
+	mi := &file_engine_v1_engine_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8279,7 +8469,7 @@ func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesResponse.ProtoReflect.Descriptor instead.
 func (*ContainerChangesResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{120}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{123}
 }
 
 func (x *ContainerChangesResponse) GetChanges() []*FilesystemChange {
@@ -8300,7 +8490,7 @@ type FilesystemChange struct {
 
 func (x *FilesystemChange) Reset() {
 	*x = FilesystemChange{}
-	mi := &file_engine_v1_engine_proto_msgTypes[121]
+	mi := &file_engine_v1_engine_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8312,7 +8502,7 @@ func (x *FilesystemChange) String() string {
 func (*FilesystemChange) ProtoMessage() {}
 
 func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[121]
+	mi := &file_engine_v1_engine_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8325,7 +8515,7 @@ func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilesystemChange.ProtoReflect.Descriptor instead.
 func (*FilesystemChange) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{121}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{124}
 }
 
 func (x *FilesystemChange) GetPath() string {
@@ -8355,7 +8545,7 @@ type SystemEventsRequest struct {
 
 func (x *SystemEventsRequest) Reset() {
 	*x = SystemEventsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[122]
+	mi := &file_engine_v1_engine_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8367,7 +8557,7 @@ func (x *SystemEventsRequest) String() string {
 func (*SystemEventsRequest) ProtoMessage() {}
 
 func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[122]
+	mi := &file_engine_v1_engine_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8380,7 +8570,7 @@ func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemEventsRequest.ProtoReflect.Descriptor instead.
 func (*SystemEventsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{122}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{125}
 }
 
 func (x *SystemEventsRequest) GetSince() *timestamppb.Timestamp {
@@ -8418,7 +8608,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_engine_v1_engine_proto_msgTypes[123]
+	mi := &file_engine_v1_engine_proto_msgTypes[126]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8430,7 +8620,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[123]
+	mi := &file_engine_v1_engine_proto_msgTypes[126]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8443,7 +8633,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{123}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{126}
 }
 
 func (x *Event) GetType() string {
@@ -8865,7 +9055,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x06config\x18\x02 \x03(\v2 .engine.v1.LogConfig.ConfigEntryR\x06config\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbb\x0e\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x0f\n" +
 	"\n" +
 	"HostConfig\x12\x14\n" +
 	"\x05binds\x18\x01 \x03(\tR\x05binds\x12!\n" +
@@ -8926,7 +9116,9 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\fmasked_paths\x186 \x03(\tR\vmaskedPaths\x12%\n" +
 	"\x0ereadonly_paths\x187 \x03(\tR\rreadonlyPaths\x12!\n" +
 	"\fconsole_size\x188 \x03(\rR\vconsoleSize\x12H\n" +
-	"\vannotations\x189 \x03(\v2&.engine.v1.HostConfig.AnnotationsEntryR\vannotations\x12\x14\n" +
+	"\vannotations\x189 \x03(\v2&.engine.v1.HostConfig.AnnotationsEntryR\vannotations\x12;\n" +
+	"\rport_bindings\x18: \x03(\v2\x16.engine.v1.PortBindingR\fportBindings\x12*\n" +
+	"\x11publish_all_ports\x18; \x01(\bR\x0fpublishAllPorts\x12\x14\n" +
 	"\x05links\x18F \x03(\tR\x05links\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -8938,7 +9130,16 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\r\n" +
-	"\v_pids_limit\"\x8c\x01\n" +
+	"\v_pids_limit\"j\n" +
+	"\vPortBinding\x12%\n" +
+	"\x0econtainer_port\x18\x01 \x01(\tR\rcontainerPort\x12\x17\n" +
+	"\ahost_ip\x18\x02 \x01(\tR\x06hostIp\x12\x1b\n" +
+	"\thost_port\x18\x03 \x01(\tR\bhostPort\"@\n" +
+	"\bHostPort\x12\x17\n" +
+	"\ahost_ip\x18\x01 \x01(\tR\x06hostIp\x12\x1b\n" +
+	"\thost_port\x18\x02 \x01(\tR\bhostPort\"<\n" +
+	"\tHostPorts\x12/\n" +
+	"\bbindings\x18\x01 \x03(\v2\x13.engine.v1.HostPortR\bbindings\"\x8c\x01\n" +
 	"\rDeviceMapping\x12 \n" +
 	"\fpath_on_host\x18\x01 \x01(\tR\n" +
 	"pathOnHost\x12*\n" +
@@ -9020,16 +9221,21 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x10network_settings\x18\x15 \x01(\v2\x1a.engine.v1.NetworkSettingsR\x0fnetworkSettings\x1aB\n" +
 	"\x14GraphDriverDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf1\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfe\x02\n" +
 	"\x0fNetworkSettings\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1f\n" +
 	"\vsandbox_key\x18\x02 \x01(\tR\n" +
 	"sandboxKey\x12D\n" +
-	"\bnetworks\x18\x03 \x03(\v2(.engine.v1.NetworkSettings.NetworksEntryR\bnetworks\x1aX\n" +
+	"\bnetworks\x18\x03 \x03(\v2(.engine.v1.NetworkSettings.NetworksEntryR\bnetworks\x12;\n" +
+	"\x05ports\x18\x04 \x03(\v2%.engine.v1.NetworkSettings.PortsEntryR\x05ports\x1aX\n" +
 	"\rNetworksEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.engine.v1.EndpointSettingsR\x05value:\x028\x01\"\xa3\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.engine.v1.EndpointSettingsR\x05value:\x028\x01\x1aN\n" +
+	"\n" +
+	"PortsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
+	"\x05value\x18\x02 \x01(\v2\x14.engine.v1.HostPortsR\x05value:\x028\x01\"\xa3\x02\n" +
 	"\x10EndpointSettings\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x1f\n" +
@@ -9343,7 +9549,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 145)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 149)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*NetworkPruneRequest)(nil),         // 0: engine.v1.NetworkPruneRequest
 	(*NetworkPruneResponse)(nil),        // 1: engine.v1.NetworkPruneResponse
@@ -9404,279 +9610,287 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*RestartPolicy)(nil),               // 56: engine.v1.RestartPolicy
 	(*LogConfig)(nil),                   // 57: engine.v1.LogConfig
 	(*HostConfig)(nil),                  // 58: engine.v1.HostConfig
-	(*DeviceMapping)(nil),               // 59: engine.v1.DeviceMapping
-	(*Mount)(nil),                       // 60: engine.v1.Mount
-	(*ContainerCreateRequest)(nil),      // 61: engine.v1.ContainerCreateRequest
-	(*EndpointConfig)(nil),              // 62: engine.v1.EndpointConfig
-	(*ContainerCreateResponse)(nil),     // 63: engine.v1.ContainerCreateResponse
-	(*ContainerState)(nil),              // 64: engine.v1.ContainerState
-	(*Container)(nil),                   // 65: engine.v1.Container
-	(*NetworkSettings)(nil),             // 66: engine.v1.NetworkSettings
-	(*EndpointSettings)(nil),            // 67: engine.v1.EndpointSettings
-	(*ContainerInspectRequest)(nil),     // 68: engine.v1.ContainerInspectRequest
-	(*ContainerListRequest)(nil),        // 69: engine.v1.ContainerListRequest
-	(*ContainerListResponse)(nil),       // 70: engine.v1.ContainerListResponse
-	(*ContainerStartRequest)(nil),       // 71: engine.v1.ContainerStartRequest
-	(*ContainerStartResponse)(nil),      // 72: engine.v1.ContainerStartResponse
-	(*ContainerStopRequest)(nil),        // 73: engine.v1.ContainerStopRequest
-	(*ContainerStopResponse)(nil),       // 74: engine.v1.ContainerStopResponse
-	(*ContainerRestartRequest)(nil),     // 75: engine.v1.ContainerRestartRequest
-	(*ContainerRestartResponse)(nil),    // 76: engine.v1.ContainerRestartResponse
-	(*ContainerKillRequest)(nil),        // 77: engine.v1.ContainerKillRequest
-	(*ContainerKillResponse)(nil),       // 78: engine.v1.ContainerKillResponse
-	(*ContainerPauseRequest)(nil),       // 79: engine.v1.ContainerPauseRequest
-	(*ContainerPauseResponse)(nil),      // 80: engine.v1.ContainerPauseResponse
-	(*ContainerUnpauseRequest)(nil),     // 81: engine.v1.ContainerUnpauseRequest
-	(*ContainerUnpauseResponse)(nil),    // 82: engine.v1.ContainerUnpauseResponse
-	(*ContainerRenameRequest)(nil),      // 83: engine.v1.ContainerRenameRequest
-	(*ContainerRenameResponse)(nil),     // 84: engine.v1.ContainerRenameResponse
-	(*ContainerRemoveRequest)(nil),      // 85: engine.v1.ContainerRemoveRequest
-	(*ContainerRemoveResponse)(nil),     // 86: engine.v1.ContainerRemoveResponse
-	(*ContainerPruneRequest)(nil),       // 87: engine.v1.ContainerPruneRequest
-	(*ContainerPruneResponse)(nil),      // 88: engine.v1.ContainerPruneResponse
-	(*ContainerTopRequest)(nil),         // 89: engine.v1.ContainerTopRequest
-	(*ContainerTopResponse)(nil),        // 90: engine.v1.ContainerTopResponse
-	(*TopRow)(nil),                      // 91: engine.v1.TopRow
-	(*ContainerResizeRequest)(nil),      // 92: engine.v1.ContainerResizeRequest
-	(*ContainerResizeResponse)(nil),     // 93: engine.v1.ContainerResizeResponse
-	(*ContainerWaitRequest)(nil),        // 94: engine.v1.ContainerWaitRequest
-	(*ContainerWaitResponse)(nil),       // 95: engine.v1.ContainerWaitResponse
-	(*ContainerLogsRequest)(nil),        // 96: engine.v1.ContainerLogsRequest
-	(*LogEntry)(nil),                    // 97: engine.v1.LogEntry
-	(*ContainerAttachRequest)(nil),      // 98: engine.v1.ContainerAttachRequest
-	(*ContainerAttachOptions)(nil),      // 99: engine.v1.ContainerAttachOptions
-	(*ContainerStatsRequest)(nil),       // 100: engine.v1.ContainerStatsRequest
-	(*ContainerStatsResponse)(nil),      // 101: engine.v1.ContainerStatsResponse
-	(*ContainerUpdateRequest)(nil),      // 102: engine.v1.ContainerUpdateRequest
-	(*ContainerUpdateResponse)(nil),     // 103: engine.v1.ContainerUpdateResponse
-	(*ExecConfig)(nil),                  // 104: engine.v1.ExecConfig
-	(*ContainerExecCreateRequest)(nil),  // 105: engine.v1.ContainerExecCreateRequest
-	(*ContainerExecCreateResponse)(nil), // 106: engine.v1.ContainerExecCreateResponse
-	(*ExecStartRequest)(nil),            // 107: engine.v1.ExecStartRequest
-	(*ExecStartOptions)(nil),            // 108: engine.v1.ExecStartOptions
-	(*ExecInspectRequest)(nil),          // 109: engine.v1.ExecInspectRequest
-	(*ExecInspectResponse)(nil),         // 110: engine.v1.ExecInspectResponse
-	(*ExecResizeRequest)(nil),           // 111: engine.v1.ExecResizeRequest
-	(*ExecResizeResponse)(nil),          // 112: engine.v1.ExecResizeResponse
-	(*ContainerArchiveRequest)(nil),     // 113: engine.v1.ContainerArchiveRequest
-	(*ContainerPathStat)(nil),           // 114: engine.v1.ContainerPathStat
-	(*ContainerArchivePutRequest)(nil),  // 115: engine.v1.ContainerArchivePutRequest
-	(*ContainerArchivePutOptions)(nil),  // 116: engine.v1.ContainerArchivePutOptions
-	(*ContainerArchivePutResponse)(nil), // 117: engine.v1.ContainerArchivePutResponse
-	(*ContainerExportRequest)(nil),      // 118: engine.v1.ContainerExportRequest
-	(*ContainerChangesRequest)(nil),     // 119: engine.v1.ContainerChangesRequest
-	(*ContainerChangesResponse)(nil),    // 120: engine.v1.ContainerChangesResponse
-	(*FilesystemChange)(nil),            // 121: engine.v1.FilesystemChange
-	(*SystemEventsRequest)(nil),         // 122: engine.v1.SystemEventsRequest
-	(*Event)(nil),                       // 123: engine.v1.Event
-	nil,                                 // 124: engine.v1.NetworkCreateRequest.LabelsEntry
-	nil,                                 // 125: engine.v1.NetworkCreateRequest.OptionsEntry
-	nil,                                 // 126: engine.v1.NetworkCreateRequest.AuxAddressesEntry
-	nil,                                 // 127: engine.v1.Network.LabelsEntry
-	nil,                                 // 128: engine.v1.Network.OptionsEntry
-	nil,                                 // 129: engine.v1.Network.ContainersEntry
-	nil,                                 // 130: engine.v1.Network.AuxAddressesEntry
-	nil,                                 // 131: engine.v1.Component.DetailsEntry
-	nil,                                 // 132: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 133: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 134: engine.v1.Image.LabelsEntry
-	nil,                                 // 135: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 136: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 137: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 138: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 139: engine.v1.HostConfig.AnnotationsEntry
-	nil,                                 // 140: engine.v1.ContainerCreateRequest.EndpointsEntry
-	nil,                                 // 141: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 142: engine.v1.NetworkSettings.NetworksEntry
-	nil,                                 // 143: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	nil,                                 // 144: engine.v1.Event.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 145: google.protobuf.Timestamp
+	(*PortBinding)(nil),                 // 59: engine.v1.PortBinding
+	(*HostPort)(nil),                    // 60: engine.v1.HostPort
+	(*HostPorts)(nil),                   // 61: engine.v1.HostPorts
+	(*DeviceMapping)(nil),               // 62: engine.v1.DeviceMapping
+	(*Mount)(nil),                       // 63: engine.v1.Mount
+	(*ContainerCreateRequest)(nil),      // 64: engine.v1.ContainerCreateRequest
+	(*EndpointConfig)(nil),              // 65: engine.v1.EndpointConfig
+	(*ContainerCreateResponse)(nil),     // 66: engine.v1.ContainerCreateResponse
+	(*ContainerState)(nil),              // 67: engine.v1.ContainerState
+	(*Container)(nil),                   // 68: engine.v1.Container
+	(*NetworkSettings)(nil),             // 69: engine.v1.NetworkSettings
+	(*EndpointSettings)(nil),            // 70: engine.v1.EndpointSettings
+	(*ContainerInspectRequest)(nil),     // 71: engine.v1.ContainerInspectRequest
+	(*ContainerListRequest)(nil),        // 72: engine.v1.ContainerListRequest
+	(*ContainerListResponse)(nil),       // 73: engine.v1.ContainerListResponse
+	(*ContainerStartRequest)(nil),       // 74: engine.v1.ContainerStartRequest
+	(*ContainerStartResponse)(nil),      // 75: engine.v1.ContainerStartResponse
+	(*ContainerStopRequest)(nil),        // 76: engine.v1.ContainerStopRequest
+	(*ContainerStopResponse)(nil),       // 77: engine.v1.ContainerStopResponse
+	(*ContainerRestartRequest)(nil),     // 78: engine.v1.ContainerRestartRequest
+	(*ContainerRestartResponse)(nil),    // 79: engine.v1.ContainerRestartResponse
+	(*ContainerKillRequest)(nil),        // 80: engine.v1.ContainerKillRequest
+	(*ContainerKillResponse)(nil),       // 81: engine.v1.ContainerKillResponse
+	(*ContainerPauseRequest)(nil),       // 82: engine.v1.ContainerPauseRequest
+	(*ContainerPauseResponse)(nil),      // 83: engine.v1.ContainerPauseResponse
+	(*ContainerUnpauseRequest)(nil),     // 84: engine.v1.ContainerUnpauseRequest
+	(*ContainerUnpauseResponse)(nil),    // 85: engine.v1.ContainerUnpauseResponse
+	(*ContainerRenameRequest)(nil),      // 86: engine.v1.ContainerRenameRequest
+	(*ContainerRenameResponse)(nil),     // 87: engine.v1.ContainerRenameResponse
+	(*ContainerRemoveRequest)(nil),      // 88: engine.v1.ContainerRemoveRequest
+	(*ContainerRemoveResponse)(nil),     // 89: engine.v1.ContainerRemoveResponse
+	(*ContainerPruneRequest)(nil),       // 90: engine.v1.ContainerPruneRequest
+	(*ContainerPruneResponse)(nil),      // 91: engine.v1.ContainerPruneResponse
+	(*ContainerTopRequest)(nil),         // 92: engine.v1.ContainerTopRequest
+	(*ContainerTopResponse)(nil),        // 93: engine.v1.ContainerTopResponse
+	(*TopRow)(nil),                      // 94: engine.v1.TopRow
+	(*ContainerResizeRequest)(nil),      // 95: engine.v1.ContainerResizeRequest
+	(*ContainerResizeResponse)(nil),     // 96: engine.v1.ContainerResizeResponse
+	(*ContainerWaitRequest)(nil),        // 97: engine.v1.ContainerWaitRequest
+	(*ContainerWaitResponse)(nil),       // 98: engine.v1.ContainerWaitResponse
+	(*ContainerLogsRequest)(nil),        // 99: engine.v1.ContainerLogsRequest
+	(*LogEntry)(nil),                    // 100: engine.v1.LogEntry
+	(*ContainerAttachRequest)(nil),      // 101: engine.v1.ContainerAttachRequest
+	(*ContainerAttachOptions)(nil),      // 102: engine.v1.ContainerAttachOptions
+	(*ContainerStatsRequest)(nil),       // 103: engine.v1.ContainerStatsRequest
+	(*ContainerStatsResponse)(nil),      // 104: engine.v1.ContainerStatsResponse
+	(*ContainerUpdateRequest)(nil),      // 105: engine.v1.ContainerUpdateRequest
+	(*ContainerUpdateResponse)(nil),     // 106: engine.v1.ContainerUpdateResponse
+	(*ExecConfig)(nil),                  // 107: engine.v1.ExecConfig
+	(*ContainerExecCreateRequest)(nil),  // 108: engine.v1.ContainerExecCreateRequest
+	(*ContainerExecCreateResponse)(nil), // 109: engine.v1.ContainerExecCreateResponse
+	(*ExecStartRequest)(nil),            // 110: engine.v1.ExecStartRequest
+	(*ExecStartOptions)(nil),            // 111: engine.v1.ExecStartOptions
+	(*ExecInspectRequest)(nil),          // 112: engine.v1.ExecInspectRequest
+	(*ExecInspectResponse)(nil),         // 113: engine.v1.ExecInspectResponse
+	(*ExecResizeRequest)(nil),           // 114: engine.v1.ExecResizeRequest
+	(*ExecResizeResponse)(nil),          // 115: engine.v1.ExecResizeResponse
+	(*ContainerArchiveRequest)(nil),     // 116: engine.v1.ContainerArchiveRequest
+	(*ContainerPathStat)(nil),           // 117: engine.v1.ContainerPathStat
+	(*ContainerArchivePutRequest)(nil),  // 118: engine.v1.ContainerArchivePutRequest
+	(*ContainerArchivePutOptions)(nil),  // 119: engine.v1.ContainerArchivePutOptions
+	(*ContainerArchivePutResponse)(nil), // 120: engine.v1.ContainerArchivePutResponse
+	(*ContainerExportRequest)(nil),      // 121: engine.v1.ContainerExportRequest
+	(*ContainerChangesRequest)(nil),     // 122: engine.v1.ContainerChangesRequest
+	(*ContainerChangesResponse)(nil),    // 123: engine.v1.ContainerChangesResponse
+	(*FilesystemChange)(nil),            // 124: engine.v1.FilesystemChange
+	(*SystemEventsRequest)(nil),         // 125: engine.v1.SystemEventsRequest
+	(*Event)(nil),                       // 126: engine.v1.Event
+	nil,                                 // 127: engine.v1.NetworkCreateRequest.LabelsEntry
+	nil,                                 // 128: engine.v1.NetworkCreateRequest.OptionsEntry
+	nil,                                 // 129: engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	nil,                                 // 130: engine.v1.Network.LabelsEntry
+	nil,                                 // 131: engine.v1.Network.OptionsEntry
+	nil,                                 // 132: engine.v1.Network.ContainersEntry
+	nil,                                 // 133: engine.v1.Network.AuxAddressesEntry
+	nil,                                 // 134: engine.v1.Component.DetailsEntry
+	nil,                                 // 135: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 136: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 137: engine.v1.Image.LabelsEntry
+	nil,                                 // 138: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 139: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 140: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 141: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 142: engine.v1.HostConfig.AnnotationsEntry
+	nil,                                 // 143: engine.v1.ContainerCreateRequest.EndpointsEntry
+	nil,                                 // 144: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 145: engine.v1.NetworkSettings.NetworksEntry
+	nil,                                 // 146: engine.v1.NetworkSettings.PortsEntry
+	nil,                                 // 147: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	nil,                                 // 148: engine.v1.Event.AttributesEntry
+	(*timestamppb.Timestamp)(nil),       // 149: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	62,  // 0: engine.v1.NetworkConnectRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	65,  // 0: engine.v1.NetworkConnectRequest.endpoint:type_name -> engine.v1.EndpointConfig
 	13,  // 1: engine.v1.NetworkListResponse.networks:type_name -> engine.v1.Network
-	124, // 2: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
-	125, // 3: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
-	126, // 4: engine.v1.NetworkCreateRequest.aux_addresses:type_name -> engine.v1.NetworkCreateRequest.AuxAddressesEntry
-	145, // 5: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
-	127, // 6: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
-	128, // 7: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
-	129, // 8: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
-	130, // 9: engine.v1.Network.aux_addresses:type_name -> engine.v1.Network.AuxAddressesEntry
-	145, // 10: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	127, // 2: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
+	128, // 3: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
+	129, // 4: engine.v1.NetworkCreateRequest.aux_addresses:type_name -> engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	149, // 5: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
+	130, // 6: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
+	131, // 7: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
+	132, // 8: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
+	133, // 9: engine.v1.Network.aux_addresses:type_name -> engine.v1.Network.AuxAddressesEntry
+	149, // 10: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	19,  // 11: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	131, // 12: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	134, // 12: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	22,  // 13: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	23,  // 14: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	145, // 15: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	149, // 15: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	24,  // 16: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	132, // 17: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	133, // 18: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	135, // 17: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	136, // 18: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	29,  // 19: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	145, // 20: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	134, // 21: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	145, // 22: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	149, // 20: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	137, // 21: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	149, // 22: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	35,  // 23: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	145, // 24: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	149, // 24: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	40,  // 25: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	31,  // 26: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	40,  // 27: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	27,  // 28: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	27,  // 29: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	48,  // 30: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	135, // 31: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	136, // 32: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	138, // 31: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	139, // 32: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
 	56,  // 33: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	137, // 34: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	140, // 34: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
 	55,  // 35: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
 	57,  // 36: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	138, // 37: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
-	59,  // 38: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
-	60,  // 39: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
-	139, // 40: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
-	54,  // 41: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
-	58,  // 42: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	62,  // 43: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
-	140, // 44: engine.v1.ContainerCreateRequest.endpoints:type_name -> engine.v1.ContainerCreateRequest.EndpointsEntry
-	145, // 45: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	145, // 46: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	145, // 47: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
-	64,  // 48: engine.v1.Container.state:type_name -> engine.v1.ContainerState
-	54,  // 49: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
-	58,  // 50: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	141, // 51: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
-	66,  // 52: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
-	142, // 53: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
-	65,  // 54: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
-	91,  // 55: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	145, // 56: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	145, // 57: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	145, // 58: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	99,  // 59: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	145, // 60: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	143, // 61: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	58,  // 62: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
-	104, // 63: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
-	108, // 64: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
-	104, // 65: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	145, // 66: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
-	116, // 67: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
-	121, // 68: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
-	145, // 69: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
-	145, // 70: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
-	144, // 71: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
-	14,  // 72: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
-	26,  // 73: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	25,  // 74: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	62,  // 75: engine.v1.ContainerCreateRequest.EndpointsEntry.value:type_name -> engine.v1.EndpointConfig
-	67,  // 76: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
-	15,  // 77: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	17,  // 78: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	20,  // 79: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	52,  // 80: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	122, // 81: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
-	68,  // 82: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	69,  // 83: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	61,  // 84: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	71,  // 85: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	73,  // 86: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	75,  // 87: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	77,  // 88: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	79,  // 89: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	81,  // 90: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	83,  // 91: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	85,  // 92: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	87,  // 93: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	89,  // 94: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	102, // 95: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	92,  // 96: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	94,  // 97: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	100, // 98: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	96,  // 99: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	98,  // 100: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	105, // 101: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	107, // 102: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	109, // 103: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	111, // 104: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	113, // 105: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
-	113, // 106: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
-	115, // 107: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
-	118, // 108: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
-	119, // 109: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
-	32,  // 110: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	33,  // 111: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	36,  // 112: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	38,  // 113: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	41,  // 114: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	43,  // 115: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	45,  // 116: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	46,  // 117: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	47,  // 118: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	50,  // 119: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	30,  // 120: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	6,   // 121: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
-	8,   // 122: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
-	9,   // 123: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
-	11,  // 124: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
-	0,   // 125: engine.v1.Engine.NetworkPrune:input_type -> engine.v1.NetworkPruneRequest
-	2,   // 126: engine.v1.Engine.NetworkConnect:input_type -> engine.v1.NetworkConnectRequest
-	4,   // 127: engine.v1.Engine.NetworkDisconnect:input_type -> engine.v1.NetworkDisconnectRequest
-	16,  // 128: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	18,  // 129: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	21,  // 130: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	53,  // 131: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	123, // 132: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
-	65,  // 133: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	70,  // 134: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	63,  // 135: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	72,  // 136: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	74,  // 137: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	76,  // 138: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	78,  // 139: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	80,  // 140: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	82,  // 141: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	84,  // 142: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	86,  // 143: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	88,  // 144: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	90,  // 145: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	103, // 146: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	93,  // 147: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	95,  // 148: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	101, // 149: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	97,  // 150: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	97,  // 151: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	106, // 152: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	97,  // 153: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	110, // 154: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	112, // 155: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	114, // 156: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
-	30,  // 157: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
-	117, // 158: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
-	30,  // 159: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
-	120, // 160: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
-	31,  // 161: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	34,  // 162: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	37,  // 163: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	39,  // 164: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	42,  // 165: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	44,  // 166: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	28,  // 167: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	28,  // 168: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	49,  // 169: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	30,  // 170: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	51,  // 171: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	7,   // 172: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
-	13,  // 173: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
-	10,  // 174: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
-	12,  // 175: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
-	1,   // 176: engine.v1.Engine.NetworkPrune:output_type -> engine.v1.NetworkPruneResponse
-	3,   // 177: engine.v1.Engine.NetworkConnect:output_type -> engine.v1.NetworkConnectResponse
-	5,   // 178: engine.v1.Engine.NetworkDisconnect:output_type -> engine.v1.NetworkDisconnectResponse
-	128, // [128:179] is the sub-list for method output_type
-	77,  // [77:128] is the sub-list for method input_type
-	77,  // [77:77] is the sub-list for extension type_name
-	77,  // [77:77] is the sub-list for extension extendee
-	0,   // [0:77] is the sub-list for field type_name
+	141, // 37: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	62,  // 38: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
+	63,  // 39: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
+	142, // 40: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
+	59,  // 41: engine.v1.HostConfig.port_bindings:type_name -> engine.v1.PortBinding
+	60,  // 42: engine.v1.HostPorts.bindings:type_name -> engine.v1.HostPort
+	54,  // 43: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
+	58,  // 44: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
+	65,  // 45: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	143, // 46: engine.v1.ContainerCreateRequest.endpoints:type_name -> engine.v1.ContainerCreateRequest.EndpointsEntry
+	149, // 47: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	149, // 48: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	149, // 49: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	67,  // 50: engine.v1.Container.state:type_name -> engine.v1.ContainerState
+	54,  // 51: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
+	58,  // 52: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
+	144, // 53: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	69,  // 54: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
+	145, // 55: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
+	146, // 56: engine.v1.NetworkSettings.ports:type_name -> engine.v1.NetworkSettings.PortsEntry
+	68,  // 57: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
+	94,  // 58: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
+	149, // 59: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	149, // 60: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	149, // 61: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	102, // 62: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
+	149, // 63: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	147, // 64: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	58,  // 65: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
+	107, // 66: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
+	111, // 67: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
+	107, // 68: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
+	149, // 69: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	119, // 70: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
+	124, // 71: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
+	149, // 72: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
+	149, // 73: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
+	148, // 74: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
+	14,  // 75: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
+	26,  // 76: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	25,  // 77: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	65,  // 78: engine.v1.ContainerCreateRequest.EndpointsEntry.value:type_name -> engine.v1.EndpointConfig
+	70,  // 79: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
+	61,  // 80: engine.v1.NetworkSettings.PortsEntry.value:type_name -> engine.v1.HostPorts
+	15,  // 81: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	17,  // 82: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	20,  // 83: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	52,  // 84: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	125, // 85: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
+	71,  // 86: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	72,  // 87: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	64,  // 88: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	74,  // 89: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	76,  // 90: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	78,  // 91: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	80,  // 92: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	82,  // 93: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	84,  // 94: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	86,  // 95: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	88,  // 96: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	90,  // 97: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	92,  // 98: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	105, // 99: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	95,  // 100: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	97,  // 101: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	103, // 102: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	99,  // 103: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	101, // 104: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	108, // 105: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	110, // 106: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	112, // 107: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	114, // 108: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	116, // 109: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	116, // 110: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	118, // 111: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	121, // 112: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	122, // 113: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
+	32,  // 114: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	33,  // 115: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	36,  // 116: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	38,  // 117: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	41,  // 118: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	43,  // 119: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	45,  // 120: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	46,  // 121: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	47,  // 122: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	50,  // 123: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	30,  // 124: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	6,   // 125: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
+	8,   // 126: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
+	9,   // 127: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
+	11,  // 128: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
+	0,   // 129: engine.v1.Engine.NetworkPrune:input_type -> engine.v1.NetworkPruneRequest
+	2,   // 130: engine.v1.Engine.NetworkConnect:input_type -> engine.v1.NetworkConnectRequest
+	4,   // 131: engine.v1.Engine.NetworkDisconnect:input_type -> engine.v1.NetworkDisconnectRequest
+	16,  // 132: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	18,  // 133: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	21,  // 134: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	53,  // 135: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	126, // 136: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
+	68,  // 137: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	73,  // 138: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	66,  // 139: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	75,  // 140: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	77,  // 141: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	79,  // 142: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	81,  // 143: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	83,  // 144: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	85,  // 145: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	87,  // 146: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	89,  // 147: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	91,  // 148: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	93,  // 149: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	106, // 150: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	96,  // 151: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	98,  // 152: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	104, // 153: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	100, // 154: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	100, // 155: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	109, // 156: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	100, // 157: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	113, // 158: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	115, // 159: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	117, // 160: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	30,  // 161: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	120, // 162: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	30,  // 163: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	123, // 164: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
+	31,  // 165: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	34,  // 166: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	37,  // 167: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	39,  // 168: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	42,  // 169: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	44,  // 170: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	28,  // 171: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	28,  // 172: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	49,  // 173: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	30,  // 174: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	51,  // 175: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	7,   // 176: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
+	13,  // 177: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
+	10,  // 178: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
+	12,  // 179: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
+	1,   // 180: engine.v1.Engine.NetworkPrune:output_type -> engine.v1.NetworkPruneResponse
+	3,   // 181: engine.v1.Engine.NetworkConnect:output_type -> engine.v1.NetworkConnectResponse
+	5,   // 182: engine.v1.Engine.NetworkDisconnect:output_type -> engine.v1.NetworkDisconnectResponse
+	132, // [132:183] is the sub-list for method output_type
+	81,  // [81:132] is the sub-list for method input_type
+	81,  // [81:81] is the sub-list for extension type_name
+	81,  // [81:81] is the sub-list for extension extendee
+	0,   // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -9686,16 +9900,16 @@ func file_engine_v1_engine_proto_init() {
 	}
 	file_engine_v1_engine_proto_msgTypes[54].OneofWrappers = []any{}
 	file_engine_v1_engine_proto_msgTypes[58].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[73].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[75].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[110].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[76].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[78].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[113].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   145,
+			NumMessages:   149,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
