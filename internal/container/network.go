@@ -42,9 +42,9 @@ type Networks interface {
 
 // NetworkAttach is what a container asks of a network.
 type NetworkAttach struct {
-	Network     string     // "bridge", or a network's name or ID
-	IPv4Address string     // "": the first free one
-	MacAddress  string     // "": random
+	Network     string // "bridge", or a network's name or ID
+	IPv4Address string // "": the first free one
+	MacAddress  string // "": random
 	Aliases     []string
 	Ports       []PortSpec // to publish (ports.go)
 }
