@@ -55,10 +55,11 @@ func parsePort(s string) (port uint16, proto string, err error) {
 	return uint16(p), proto, nil
 }
 
-// parseHostPorts reads a binding's host side: "" (ephemeral), "8080" or
-// "8000-8010" (the first free port of the range).
+// parseHostPorts reads a binding's host side: "" or "0" (ephemeral, as
+// testcontainers and docker-py send it), "8080" or "8000-8010" (the
+// first free port of the range).
 func parseHostPorts(s string) (start, end uint16, err error) {
-	if s == "" {
+	if s == "" || s == "0" {
 		return 0, 0, nil
 	}
 	a, b, isRange := strings.Cut(s, "-")
