@@ -69,7 +69,7 @@ check-generated: generate
 # libseccomp (headers through pkg-config) for the shim, libseccomp2 at run
 # time, and what the tests drive.
 APT_PACKAGES := gcc libc6-dev make git pkg-config libseccomp-dev libseccomp2 nftables \
-	curl ca-certificates iproute2 procps systemd tar docker-registry busybox-static tini
+	curl ca-certificates iproute2 procps systemd tar docker-registry busybox-static tini docker-compose
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
