@@ -3,11 +3,15 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -320,5 +324,106 @@ func TestMobyClientNetworks(t *testing.T) {
 	pr, err := c.NetworkPrune(ctx, client.NetworkPruneOptions{Filters: make(client.Filters).Add("label", "team=core")})
 	if err != nil || !slices.Contains(pr.Report.NetworksDeleted, "gonet") {
 		t.Errorf("NetworkPrune: %+v, %v", pr, err)
+	}
+}
+
+// A thousand create/start/wait/remove cycles on a user network, four
+// clients at a time, with a published port each: afterwards engined has
+// no more fds than after the first cycles, and no veth, rule, endpoint,
+// host port or namespace mount is left.
+func TestNetworkCyclesLeakNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a thousand containers")
+	}
+	e := runEngine(t)
+	n := netFor(t, filepath.Dir(e.DataRoot))
+	subnet, _ := freeSubnet()
+	mustDocker(t, e.Host, "network", "create", "--subnet", subnet, "cycles")
+	c := mobyClient(t, e.Host)
+	ctx := context.Background()
+	cycle := func() error {
+		cr, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{
+			Config: &container.Config{Image: "busybox", Cmd: []string{"true"}, ExposedPorts: network.PortSet{network.MustParsePort("80/tcp"): {}}},
+			HostConfig: &container.HostConfig{NetworkMode: "cycles",
+				PortBindings: network.PortMap{network.MustParsePort("80/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1")}}}},
+		})
+		if err != nil {
+			return err
+		}
+		wait := c.ContainerWait(ctx, cr.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+		if _, err := c.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
+			return err
+		}
+		select {
+		case r := <-wait.Result:
+			if r.StatusCode != 0 {
+				return fmt.Errorf("exit %d", r.StatusCode)
+			}
+		case err := <-wait.Error:
+			return err
+		}
+		_, err = c.ContainerRemove(ctx, cr.ID, client.ContainerRemoveOptions{Force: true})
+		return err
+	}
+	run := func(total int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, total)
+		jobs := make(chan int, total)
+		for i := 0; i < total; i++ {
+			jobs <- i
+		}
+		close(jobs)
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range jobs {
+					if err := cycle(); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("cycle: %v", err)
+		}
+	}
+	fds := func() int {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", e.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	run(40) // warm: the shim pool, the store, the HTTP connections
+	rulesBefore, fdsBefore := nftTable(t, n), fds()
+	run(1000)
+	if after := fds(); after > fdsBefore+8 {
+		t.Errorf("engined's fds grew from %d to %d over 1000 cycles", fdsBefore, after)
+	}
+	if after := nftTable(t, n); after != rulesBefore {
+		t.Errorf("nft table changed over the cycles:\nbefore:\n%s\nafter:\n%s", rulesBefore, after)
+	}
+	var nets []map[string]any
+	json.Unmarshal([]byte(mustDocker(t, e.Host, "network", "inspect", "cycles")), &nets)
+	if len(nets) != 1 || len(nets[0]["Containers"].(map[string]any)) != 0 {
+		t.Errorf("endpoints left on the network: %v", nets)
+	}
+	br := strings.TrimSpace(mustDocker(t, e.Host, "network", "inspect", "-f", `{{index .Options "com.docker.network.bridge.name"}}`, "cycles"))
+	if br == "" {
+		br = "br-" + nets[0]["Id"].(string)[:12]
+	}
+	if out, _ := exec.Command("ip", "-o", "link", "show", "master", br).Output(); strings.TrimSpace(string(out)) != "" {
+		t.Errorf("veths left on %s:\n%s", br, out)
+	}
+	if out, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(out), e.ExecRoot+"/") && strings.Contains(string(out), "nsfs") {
+		t.Errorf("namespace mounts left under %s", e.ExecRoot)
+	}
+	if ps := strings.TrimSpace(mustDocker(t, e.Host, "ps", "-aq")); ps != "" {
+		t.Errorf("containers left: %s", ps)
 	}
 }
