@@ -34,8 +34,9 @@ type Networks interface {
 	Detach(ctx context.Context, containerID string) error
 	// DetachNetwork removes the container's endpoint on one network.
 	DetachNetwork(ctx context.Context, containerID, network string) error
-	// Lookup resolves a network's name, ID or ID prefix to its name.
-	Lookup(ctx context.Context, ref string) (string, error)
+	// Lookup resolves a network's name, ID or ID prefix to its name
+	// and ID.
+	Lookup(ctx context.Context, ref string) (name, id string, err error)
 	// AttachedContainers lists the containers that have endpoints.
 	AttachedContainers(ctx context.Context) ([]string, error)
 }
@@ -160,7 +161,7 @@ func (s *Service) createNetworks(ctx context.Context, rec *Record, hc *enginev1.
 	}
 	rec.Networks = map[string]*NetworkEndpoint{}
 	add := func(ref string, epc *enginev1.EndpointConfig) error {
-		name, err := s.cfg.Networks.Lookup(ctx, ref)
+		name, id, err := s.cfg.Networks.Lookup(ctx, ref)
 		if err != nil {
 			return err
 		}
@@ -177,6 +178,7 @@ func (s *Service) createNetworks(ctx context.Context, rec *Record, hc *enginev1.
 		if err != nil {
 			return err
 		}
+		ep.NetworkID = id
 		rec.Networks[name] = ep
 		if ref == mode {
 			rec.PrimaryNetwork = name
@@ -330,7 +332,7 @@ func (s *Service) NetworkConnect(ctx context.Context, req *enginev1.NetworkConne
 	if s.cfg.Networks == nil {
 		return nil, errdefs.NotFound(fmt.Errorf("network %s not found", req.GetNetwork()))
 	}
-	name, err := s.cfg.Networks.Lookup(ctx, req.GetNetwork())
+	name, id, err := s.cfg.Networks.Lookup(ctx, req.GetNetwork())
 	if err != nil {
 		return nil, err
 	}
@@ -349,6 +351,7 @@ func (s *Service) NetworkConnect(ctx context.Context, req *enginev1.NetworkConne
 	if err != nil {
 		return nil, err
 	}
+	want.NetworkID = id
 	running := rec.SandboxKey != "" && (rec.Status == "running" || rec.Status == "paused")
 	if running {
 		if want, err = s.attach(ctx, rec.ID, rec.SandboxKey, want, nil); err != nil {
@@ -392,7 +395,7 @@ func (s *Service) NetworkDisconnect(ctx context.Context, req *enginev1.NetworkDi
 	if s.cfg.Networks == nil {
 		return nil, errdefs.NotFound(fmt.Errorf("network %s not found", req.GetNetwork()))
 	}
-	name, err := s.cfg.Networks.Lookup(ctx, req.GetNetwork())
+	name, _, err := s.cfg.Networks.Lookup(ctx, req.GetNetwork())
 	if err != nil {
 		if !req.GetForce() || !errdefs.IsNotFound(err) {
 			return nil, err

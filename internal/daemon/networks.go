@@ -36,7 +36,7 @@ func (n containerNetworks) AttachedContainers(ctx context.Context) ([]string, er
 	return n.m.AttachedContainers(ctx)
 }
 
-func (n containerNetworks) Lookup(ctx context.Context, ref string) (string, error) {
+func (n containerNetworks) Lookup(ctx context.Context, ref string) (string, string, error) {
 	return n.m.Lookup(ref)
 }
 

@@ -103,6 +103,10 @@ func TestNetworkConnectDisconnect(t *testing.T) {
 	if got := inspectField(t, e.Host, "late", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}"); got != "bridge one two" {
 		t.Errorf("created container's networks: %q", got)
 	}
+	oneID := strings.TrimSpace(mustDocker(t, e.Host, "network", "inspect", "-f", "{{.Id}}", "one"))
+	if got := inspectField(t, e.Host, "late", `{{(index .NetworkSettings.Networks "one").NetworkID}}`); got != oneID {
+		t.Errorf("created container's NetworkID %q, want %s", got, oneID)
+	}
 	mustDocker(t, e.Host, "network", "disconnect", "bridge", "late")
 	mustDocker(t, e.Host, "start", "late")
 	out = mustDocker(t, e.Host, "exec", "late", "sh", "-c", "ip -o -4 addr")

@@ -367,11 +367,11 @@ func (m *Manager) toProto(n *Network) (*enginev1.Network, error) {
 	return p, nil
 }
 
-// Lookup resolves a network reference to the network's name.
-func (m *Manager) Lookup(ref string) (string, error) {
+// Lookup resolves a network reference to the network's name and ID.
+func (m *Manager) Lookup(ref string) (name, id string, err error) {
 	n, err := m.network(ref)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return n.Name, nil
+	return n.Name, n.ID, nil
 }
