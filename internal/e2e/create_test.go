@@ -78,10 +78,12 @@ func TestCreateNothingIgnored(t *testing.T) {
 		{name: "NetworkMode bridge", host: `"NetworkMode":"bridge"`, shown: "HostConfig.NetworkMode", want: `"bridge"`},
 		{name: "NetworkMode host", host: `"NetworkMode":"host"`, shown: "HostConfig.NetworkMode", want: `"host"`},
 		{name: "NetworkMode default", host: `"NetworkMode":"default"`, shown: "HostConfig.NetworkMode", want: `"bridge"`},
-		{name: "NetworkMode container", host: `"NetworkMode":"container:x"`, refused: "HostConfig.NetworkMode"},
-		{name: "PortBindings", host: `"PortBindings":{"80/tcp":[{"HostPort":"8080"}]}`, refused: "port publishing (HostConfig.PortBindings) is not supported yet"},
-		{name: "PublishAllPorts", host: `"PublishAllPorts":true`, refused: "HostConfig.PublishAllPorts"},
-		{name: "Links", host: `"Links":["a:b"]`, refused: "HostConfig.Links"},
+		{name: "NetworkMode container", host: `"NetworkMode":"container:x"`, shown: "HostConfig.NetworkMode", want: `"container:x"`},
+		{name: "NetworkMode container empty", host: `"NetworkMode":"container:"`, refused: "invalid container format container:"},
+		{name: "PortBindings", host: `"PortBindings":{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"8080"}]}`, shown: "HostConfig.PortBindings", want: `{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"8080"}]}`},
+		{name: "PortBindings bad", host: `"PortBindings":{"80/tcp":[{"HostPort":"x"}]}`, refused: `invalid port specification: \"x\"`},
+		{name: "PublishAllPorts", host: `"PublishAllPorts":true`, shown: "HostConfig.PublishAllPorts", want: `true`},
+		{name: "Links", host: `"Links":["a:b"]`, refused: "could not get container for a"},
 		{name: "VolumesFrom", host: `"VolumesFrom":["x"]`, refused: "HostConfig.VolumesFrom"},
 		{name: "VolumeDriver local", host: `"VolumeDriver":"local"`, shown: "HostConfig.VolumeDriver", want: `"local"`},
 		{name: "VolumeDriver other", host: `"VolumeDriver":"flocker"`, refused: "HostConfig.VolumeDriver"},
@@ -131,7 +133,7 @@ func TestCreateNothingIgnored(t *testing.T) {
 		{name: "CpuCount", host: `"CpuCount":1`, refused: "HostConfig.CpuCount"},
 		{name: "IOMaximumIOps", host: `"IOMaximumIOps":1`, refused: "HostConfig.IOMaximumIOps"},
 		// NetworkingConfig
-		{name: "EndpointsConfig", network: `{"EndpointsConfig":{"mynet":{"Aliases":["a"]}}}`, refused: "NetworkingConfig.EndpointsConfig"},
+		{name: "EndpointsConfig", network: `{"EndpointsConfig":{"bridge":{"DriverOpts":{"a":"b"}}}}`, refused: "NetworkingConfig.EndpointsConfig"},
 		{name: "EndpointsConfig default", network: `{"EndpointsConfig":{"default":{"Aliases":null}}}`, shown: "HostConfig.NetworkMode", want: `"bridge"`},
 	}
 	for _, c := range cases {

@@ -356,8 +356,8 @@ func TestUserDefinedNetworks(t *testing.T) {
 		{"network create --ipv6 v6", "IPv6"},
 		{"network create -d overlay ov", "not supported"},
 		{"network create --subnet " + subnet + " clash", "overlaps"},
-		{"network connect app db", "not supported by engined yet"},
-		{"network prune -f", "not supported by engined yet"},
+		{"network connect app db", "already exists in network app"},
+		{"network connect nosuch db", "network nosuch not found"},
 	} {
 		if out, err := docker(t, e.Host, strings.Fields(c.args)...); err == nil || !strings.Contains(out, c.want) {
 			t.Errorf("docker %s: want an error with %q: %v\n%s", c.args, c.want, err, out)
