@@ -83,7 +83,7 @@ func TestCreateNothingIgnored(t *testing.T) {
 		{name: "PortBindings", host: `"PortBindings":{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"8080"}]}`, shown: "HostConfig.PortBindings", want: `{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"8080"}]}`},
 		{name: "PortBindings bad", host: `"PortBindings":{"80/tcp":[{"HostPort":"x"}]}`, refused: `invalid port specification: \"x\"`},
 		{name: "PublishAllPorts", host: `"PublishAllPorts":true`, shown: "HostConfig.PublishAllPorts", want: `true`},
-		{name: "Links", host: `"Links":["a:b"]`, refused: "could not get container for a"},
+		{name: "Links", host: `"Links":["nosuch:b"]`, refused: "could not get container for nosuch"},
 		{name: "VolumesFrom", host: `"VolumesFrom":["x"]`, refused: "HostConfig.VolumesFrom"},
 		{name: "VolumeDriver local", host: `"VolumeDriver":"local"`, shown: "HostConfig.VolumeDriver", want: `"local"`},
 		{name: "VolumeDriver other", host: `"VolumeDriver":"flocker"`, refused: "HostConfig.VolumeDriver"},

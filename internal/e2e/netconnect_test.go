@@ -32,6 +32,12 @@ func TestNetworkConnectDisconnect(t *testing.T) {
 	s2, _ := freeSubnet()
 	mustDocker(t, e.Host, "network", "create", "--subnet", s1, "one")
 	mustDocker(t, e.Host, "network", "create", "--subnet", s2, "two")
+	// Forwarding on for both bridges, as engined's default --ip-forward
+	// has it: the networks must be isolated by rules, not by a host that
+	// routes nothing.
+	for _, net := range []string{"one", "two"} {
+		enableForwarding(t, "br-"+strings.TrimSpace(mustDocker(t, e.Host, "network", "inspect", "-f", "{{.Id}}", net))[:12])
+	}
 	gw1 := strings.TrimSuffix(s1, "0/24") + "1"
 	gw2 := strings.TrimSuffix(s2, "0/24") + "1"
 
@@ -430,4 +436,20 @@ func TestNetworkCyclesLeakNothing(t *testing.T) {
 	if ps := strings.TrimSpace(mustDocker(t, e.Host, "ps", "-aq")); ps != "" {
 		t.Errorf("containers left: %s", ps)
 	}
+}
+
+// enableForwarding turns IPv4 forwarding on for packets that come in
+// on one interface (the host's other interfaces keep their setting) and
+// back to what it was after the test.
+func enableForwarding(t *testing.T, ifname string) {
+	t.Helper()
+	knob := "/proc/sys/net/ipv4/conf/" + ifname + "/forwarding"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(knob, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(knob, old, 0o644) })
 }

@@ -86,15 +86,25 @@ func (f *firewall) sync(ctx context.Context, nets []*Network) error {
 }
 
 // forwardRules are a network's rules in engined's forward chain: an
-// internal network's traffic stays on its bridge.
+// internal network's traffic stays on its bridge; into another network
+// only replies and published ports are forwarded (networks are isolated
+// from each other and from routed traffic, as dockerd's are), and out
+// of it everything.
 func forwardRules(n *Network) []string {
+	br := quote(n.Bridge)
 	if n.Internal {
 		return []string{
-			knftables.Concat("iifname", quote(n.Bridge), "oifname !=", quote(n.Bridge), "drop"),
-			knftables.Concat("oifname", quote(n.Bridge), "iifname !=", quote(n.Bridge), "drop"),
+			knftables.Concat("iifname", br, "oifname !=", br, "drop"),
+			knftables.Concat("oifname", br, "iifname !=", br, "drop"),
 		}
 	}
-	return forwardAccepts(n)
+	return []string{
+		knftables.Concat("oifname", br, "ct state established,related accept"),
+		knftables.Concat("oifname", br, "ct status dnat accept"),
+		knftables.Concat("oifname", br, "iifname", br, "accept"),
+		knftables.Concat("oifname", br, "drop"),
+		knftables.Concat("iifname", br, "accept"),
+	}
 }
 
 // forwardAccepts are the accepts a network needs in a forward chain

@@ -54,6 +54,15 @@ func TestFirewallRuleLayout(t *testing.T) {
 	if strings.Contains(dump, "172.19.0.0/16") {
 		t.Errorf("an internal network is masqueraded:\n%s", dump)
 	}
+	// Into a network: replies, published ports and its own traffic, then
+	// a drop (isolation from other networks), before the accept of what
+	// leaves it, which would take another network's traffic first.
+	drop := strings.Index(dump, `add rule ip engined forward oifname "br-222222222222" drop`)
+	out := strings.Index(dump, `add rule ip engined forward iifname "br-222222222222" accept`)
+	dnat := strings.Index(dump, `add rule ip engined forward oifname "br-222222222222" ct status dnat accept`)
+	if drop < 0 || out < 0 || dnat < 0 || !(dnat < drop && drop < out) {
+		t.Errorf("isolation rules of app missing or out of order:\n%s", dump)
+	}
 	if strings.Contains(filter.Dump(), "engined ") {
 		t.Errorf("policy accept: engined's rules in FORWARD:\n%s", filter.Dump())
 	}
