@@ -112,7 +112,15 @@ func dirSize(dir string) int64 {
 }
 
 func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerListRequest) (*enginev1.ContainerListResponse, error) {
-	args, err := filters.Parse(req.GetFilters(), "status", "name", "id", "label", "ancestor", "exited", "before", "since")
+	args, err := filters.Parse(req.GetFilters(), "status", "name", "id", "label", "ancestor", "exited", "before", "since", "publish", "expose")
+	if err != nil {
+		return nil, err
+	}
+	publish, err := portFilter("publish", args.Get("publish"))
+	if err != nil {
+		return nil, err
+	}
+	expose, err := portFilter("expose", args.Get("expose"))
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +190,9 @@ func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerList
 		}
 		c := s.toProto(r)
 		if args.Has("label") && !args.MatchLabels("label", c.GetConfig().GetLabels()) {
+			continue
+		}
+		if (publish != nil || expose != nil) && !matchPorts(c.GetNetworkSettings().GetPorts(), publish, expose) {
 			continue
 		}
 		if req.GetSize() {

@@ -214,3 +214,45 @@ func cmpOr(s, def string) string {
 	}
 	return s
 }
+
+// portFilter reads ps's publish and expose filters as dockerd does:
+// "80", "80/udp" or a range "8000-8080/tcp"; nil: no such filter.
+func portFilter(key string, values []string) (map[string]bool, error) {
+	if len(values) == 0 {
+		return nil, nil
+	}
+	out := map[string]bool{}
+	for _, v := range values {
+		if strings.Contains(v, ":") {
+			return nil, invalid("filter for '%s' should not contain ':': %s", key, v)
+		}
+		ports, proto, _ := strings.Cut(v, "/")
+		proto = strings.ToLower(cmpOr(proto, "tcp"))
+		start, end, err := parseHostPorts(ports)
+		if err != nil || start == 0 {
+			return nil, invalid("error while looking up for %s %s: invalid port range", key, v)
+		}
+		for p := int(start); p <= int(end); p++ {
+			out[fmt.Sprintf("%d/%s", p, proto)] = true
+		}
+	}
+	return out, nil
+}
+
+// matchPorts: a container matches ps's publish filter with one of its
+// host ports, the expose filter with one of its container ports (those
+// ps shows: a running container's).
+func matchPorts(ports map[string]*enginev1.HostPorts, publish, expose map[string]bool) bool {
+	for p, hp := range ports {
+		_, proto, _ := strings.Cut(p, "/")
+		if expose[p] {
+			return true
+		}
+		for _, b := range hp.GetBindings() {
+			if publish[b.GetHostPort()+"/"+proto] {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -84,6 +84,7 @@ func TestCreateNothingIgnored(t *testing.T) {
 		{name: "PortBindings bad", host: `"PortBindings":{"80/tcp":[{"HostPort":"x"}]}`, refused: `invalid port specification: \"x\"`},
 		{name: "PublishAllPorts", host: `"PublishAllPorts":true`, shown: "HostConfig.PublishAllPorts", want: `true`},
 		{name: "Links", host: `"Links":["nosuch:b"]`, refused: "could not get container for nosuch"},
+		{name: "ExposedPorts", config: `"ExposedPorts":{"53/udp":{},"80":{}}`, shown: "Config.ExposedPorts", want: `{"53/udp":{},"80/tcp":{}}`},
 		{name: "VolumesFrom", host: `"VolumesFrom":["x"]`, refused: "HostConfig.VolumesFrom"},
 		{name: "VolumeDriver local", host: `"VolumeDriver":"local"`, shown: "HostConfig.VolumeDriver", want: `"local"`},
 		{name: "VolumeDriver other", host: `"VolumeDriver":"flocker"`, refused: "HostConfig.VolumeDriver"},

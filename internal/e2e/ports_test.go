@@ -135,6 +135,17 @@ func TestPortPublish(t *testing.T) {
 	if got := strings.TrimSpace(mustDocker(t, e.Host, "ps", "--format", "{{.Ports}}")); got != "0.0.0.0:"+p+"->80/tcp" {
 		t.Errorf("docker ps Ports: %q", got)
 	}
+	mustDocker(t, e.Host, "run", "-d", "--name", "plain", "--expose", "81", "busybox", "sleep", "600")
+	for filter, want := range map[string]string{"publish=" + p: "web", "publish=" + p + "/tcp": "web", "publish=" + p + "/udp": "",
+		"expose=80": "web", "expose=81": "plain", "expose=79-81/tcp": "plain\nweb", "publish=80": ""} {
+		if got := strings.TrimSpace(mustDocker(t, e.Host, "ps", "--filter", filter, "--format", "{{.Names}}")); got != want && got != strings.Join(reverse(strings.Split(want, "\n")), "\n") {
+			t.Errorf("docker ps --filter %s: %q, want %q", filter, got, want)
+		}
+	}
+	if out, err := docker(t, e.Host, "ps", "--filter", "publish=a:b"); err == nil || !strings.Contains(out, "should not contain ':'") {
+		t.Errorf("ps --filter publish=a:b: %v\n%s", err, out)
+	}
+	mustDocker(t, e.Host, "rm", "-f", "plain")
 	_, _, body := e.get("/containers/json")
 	var list []struct{ Ports []map[string]any }
 	json.Unmarshal([]byte(body), &list)
@@ -651,4 +662,12 @@ func TestPortValidation(t *testing.T) {
 	if got := inspectField(t, e.Host, "none", "{{json .NetworkSettings.Ports}}"); got != "{}" {
 		t.Errorf("--network none -p 80: Ports %s", got)
 	}
+}
+
+func reverse(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[len(s)-1-i] = v
+	}
+	return out
 }
