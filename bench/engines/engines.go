@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -24,9 +25,12 @@ type Engine struct {
 	ExecRoot string
 	Cmd      *exec.Cmd
 	Client   *client.Client
+	// Netns is the daemon's own network namespace (nil: the host's).
+	Netns *Netns
 }
 
-// Stop ends the daemon (SIGINT, then SIGKILL after 20 s).
+// Stop ends the daemon (SIGINT, then SIGKILL after 20 s) and removes
+// its network namespace, if it has one.
 func (e *Engine) Stop() {
 	e.Cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
@@ -37,6 +41,7 @@ func (e *Engine) Stop() {
 		e.Cmd.Process.Kill()
 		<-done
 	}
+	e.Netns.Remove()
 }
 
 // RSS is the daemon's resident set in KiB.
@@ -67,8 +72,31 @@ func procField(pid int, file, key string) int64 {
 	return 0
 }
 
-// StartEngined runs bin with its roots under work/engined.
+// Options say how an engine is started.
+type Options struct {
+	// Netns runs the daemon in a network namespace of its own (made here,
+	// removed by Stop) with its default networking: its default bridge,
+	// its firewall rules and its forwarding setting all live and die in
+	// that namespace, so nothing on the host changes and two engines'
+	// bridges never collide. Without it, dockerd runs with
+	// --bridge=none --iptables=false in the host's namespace.
+	Netns bool
+	// LogLevel is the daemon's --log-level ("": warn); LogFile, if set,
+	// receives its log (else engined's goes to stderr, dockerd's nowhere).
+	LogLevel string
+	LogFile  string
+	// Extra flags for the daemon.
+	Extra []string
+}
+
+// StartEngined runs bin with its roots under work/engined, in the host's
+// network namespace.
 func StartEngined(work, bin string, extra ...string) (*Engine, error) {
+	return Engined(work, bin, Options{Extra: extra})
+}
+
+// Engined runs bin with its roots under work/engined.
+func Engined(work, bin string, o Options) (*Engine, error) {
 	root := filepath.Join(work, "engined")
 	sock := filepath.Join(root, "run", "docker.sock")
 	cfg := filepath.Join(work, "empty.json")
@@ -76,23 +104,24 @@ func StartEngined(work, bin string, extra ...string) (*Engine, error) {
 		return nil, err
 	}
 	args := append([]string{"--data-root", filepath.Join(root, "data"), "--exec-root", filepath.Join(root, "run"),
-		"-H", "unix://" + sock, "--config-file", cfg, "--log-level", "warn"}, extra...)
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+		"-H", "unix://" + sock, "--config-file", cfg, "--log-level", cmpOr(o.LogLevel, "warn")}, o.Extra...)
+	e := &Engine{Name: "engined", Host: "unix://" + sock, ExecRoot: filepath.Join(root, "run")}
+	if err := e.start(o, os.Stderr, bin, args...); err != nil {
 		return nil, err
 	}
-	c, err := waitFor("unix://" + sock)
-	if err != nil {
-		cmd.Process.Kill()
-		return nil, err
-	}
-	return &Engine{Name: "engined", Host: "unix://" + sock, ExecRoot: filepath.Join(root, "run"), Cmd: cmd, Client: c}, nil
+	return e, nil
 }
 
 // StartDockerd runs Debian's dockerd (nil, nil when it is not installed)
-// without touching the host's iptables or bridge.
+// in the host's network namespace, without touching the host's iptables
+// or bridge.
 func StartDockerd(work string, extra ...string) (*Engine, error) {
+	return Dockerd(work, Options{Extra: extra})
+}
+
+// Dockerd runs Debian's dockerd (nil, nil when it is not installed) with
+// its roots under work/dockerd.
+func Dockerd(work string, o Options) (*Engine, error) {
 	bin, err := exec.LookPath("dockerd")
 	if err != nil {
 		return nil, nil
@@ -104,21 +133,134 @@ func StartDockerd(work string, extra ...string) (*Engine, error) {
 	}
 	cfg := filepath.Join(work, "empty.json")
 	os.WriteFile(cfg, []byte("{}"), 0o644)
-	args := append([]string{"--data-root", filepath.Join(root, "data"), "--exec-root", filepath.Join(root, "exec"),
-		"--pidfile", filepath.Join(root, "dockerd.pid"), "-H", "unix://" + sock, "--iptables=false", "--ip6tables=false",
-		"--bridge=none", "--config-file", cfg, "--log-level", "warn"}, extra...)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+root)
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
+	args := []string{"--data-root", filepath.Join(root, "data"), "--exec-root", filepath.Join(root, "exec"),
+		"--pidfile", filepath.Join(root, "dockerd.pid"), "-H", "unix://" + sock,
+		"--config-file", cfg, "--log-level", cmpOr(o.LogLevel, "warn")}
+	if !o.Netns {
+		args = append(args, "--iptables=false", "--ip6tables=false", "--bridge=none")
+	}
+	args = append(args, o.Extra...)
+	e := &Engine{Name: "dockerd", Host: "unix://" + sock, ExecRoot: filepath.Join(root, "exec")}
+	if err := e.start(o, io.Discard, bin, args...); err != nil {
 		return nil, err
 	}
-	c, err := waitFor("unix://" + sock)
+	return e, nil
+}
+
+// start runs the daemon, in a network namespace of its own if asked, and
+// waits until it answers.
+func (e *Engine) start(o Options, stderr io.Writer, bin string, args ...string) error {
+	if o.Netns {
+		ns, err := NewNetns(e.Name)
+		if err != nil {
+			return err
+		}
+		e.Netns = ns
+		// nsenter joins the namespace and execs the daemon: the same pid.
+		args = append([]string{"--net=" + ns.Path(), "--", bin}, args...)
+		bin = "nsenter"
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+filepath.Dir(e.ExecRoot))
+	cmd.Stderr = stderr
+	if o.LogFile != "" {
+		f, err := os.Create(o.LogFile)
+		if err != nil {
+			e.Netns.Remove()
+			return err
+		}
+		defer f.Close()
+		cmd.Stderr = f
+	}
+	if err := cmd.Start(); err != nil {
+		e.Netns.Remove()
+		return err
+	}
+	e.Cmd = cmd
+	c, err := waitFor(e.Host)
 	if err != nil {
 		cmd.Process.Kill()
-		return nil, err
+		cmd.Wait()
+		e.Netns.Remove()
+		return err
 	}
-	return &Engine{Name: "dockerd", Host: "unix://" + sock, ExecRoot: filepath.Join(root, "exec"), Cmd: cmd, Client: c}, nil
+	e.Client = c
+	return nil
+}
+
+// Netns is a named network namespace (/run/netns/NAME) the benchmark
+// made, with its loopback up.
+type Netns struct{ Name string }
+
+// NewNetns makes a network namespace named bench-<what>-<pid>.
+func NewNetns(what string) (*Netns, error) {
+	n := &Netns{Name: fmt.Sprintf("bench-%s-%d", what, os.Getpid())}
+	exec.Command("ip", "netns", "del", n.Name).Run() // a previous run's with this pid
+	if out, err := exec.Command("ip", "netns", "add", n.Name).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ip netns add %s: %v: %s", n.Name, err, out)
+	}
+	if out, err := exec.Command("ip", "-n", n.Name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		n.Remove()
+		return nil, fmt.Errorf("loopback in %s: %v: %s", n.Name, err, out)
+	}
+	return n, nil
+}
+
+// Path is the namespace's file.
+func (n *Netns) Path() string { return "/run/netns/" + n.Name }
+
+// Pids are the processes still in the namespace.
+func (n *Netns) Pids() []int {
+	if n == nil {
+		return nil
+	}
+	out, _ := exec.Command("ip", "netns", "pids", n.Name).Output()
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if p, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
+
+// Remove kills what the daemon left in the namespace (its processes are
+// the benchmark's: the namespace was made for it) and deletes it; its
+// bridge, veths and firewall rules go with it.
+func (n *Netns) Remove() {
+	if n == nil {
+		return
+	}
+	pids := n.Pids()
+	for _, p := range pids {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(n.Pids()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(pids) > 0 {
+		fmt.Fprintf(os.Stderr, "%s: killed %d processes left in the namespace: %v\n", n.Name, len(pids), pids)
+	}
+	if out, err := exec.Command("ip", "netns", "del", n.Name).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "ip netns del %s: %v: %s\n", n.Name, err, out)
+	}
+}
+
+// Links are the network interfaces in the engine's namespace.
+func (e *Engine) Links() string {
+	if e.Netns == nil {
+		return ""
+	}
+	out, _ := exec.Command("ip", "-n", e.Netns.Name, "-br", "link").Output()
+	return string(out)
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func waitFor(host string) (*client.Client, error) {

@@ -1,17 +1,28 @@
 // Command run benchmarks containers on engined and, when installed, on
-// dockerd (Debian's docker.io) in the same run:
+// dockerd (Debian's docker.io) in the same run, both in their default
+// networking configuration (each its default bridge, its own firewall
+// rules, IPv4 forwarding on), each daemon in a network namespace of its
+// own so that neither touches the host's links, rules or sysctls:
 //
-//   - `docker run --rm busybox true` through the real docker CLI
+//   - `docker run --rm busybox true` through the real docker CLI, on the
+//     default bridge (and, for comparison, with --network none)
 //
-//   - 50 `docker run -d` from 10 parallel clients
+//   - 50 `docker run -d busybox sleep 600` from 10 parallel clients, on
+//     the default bridge
 //
 //   - engined's idle RSS and one shim's RSS, beside dockerd's and its
 //     containerd shim's
+//
+//   - where one container's time goes: create, start and the wait for
+//     its removal through the API, on both engines and both network
+//     modes, and engined's request log (--log-level debug) for one
+//     `docker run --rm`
 //
 //     go run ./bench/run -engined ./bin/engined
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -19,10 +30,19 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/engined/engined/bench/engines"
 	"github.com/engined/engined/internal/testimage"
@@ -32,55 +52,95 @@ const dockerCLI = "/usr/local/bin/docker"
 
 func main() {
 	enginedBin := flag.String("engined", "./bin/engined", "engined binary")
-	runs := flag.Int("runs", 10, "docker run --rm per engine")
+	runs := flag.Int("runs", 10, "docker run --rm per engine and network mode")
 	parallel := flag.Int("parallel", 10, "parallel clients for the detached runs")
 	detached := flag.Int("detached", 50, "detached containers in total")
+	none := flag.Bool("none", true, "also time docker run --rm with --network none")
+	phases := flag.Int("phases", 10, "API-level create/start/remove breakdowns per engine and network mode (0: none)")
 	flag.Parse()
 	ctx := context.Background()
 
 	work, err := os.MkdirTemp("", "bench-run-")
 	check(err)
-	defer os.RemoveAll(work)
-	reg, err := testimage.StartRegistry(ctx, filepath.Join(work, "registry"), "")
-	check(err)
-	defer reg.Stop()
-	img, err := testimage.Busybox()
-	check(err)
-	check(testimage.Push(ctx, img, reg.Ref("library/busybox:latest")))
-	mirror := "http://" + reg.Addr
-
-	all, err := engines.StartAll(work, *enginedBin, "--registry-mirror", mirror)
-	check(err)
-	defer func() {
+	host := snapshotHost()
+	// Whatever ends the run (its end, a failure in any goroutine, a
+	// signal) removes the containers, stops the daemons (their network
+	// namespaces go with them) and checks the host is as it was.
+	cleanup = func() {
+		mu.Lock()
+		defer mu.Unlock()
 		for _, e := range all {
+			removeAll(e)
 			e.Stop()
 		}
-	}()
+		all = nil
+		unmountUnder(work)
+		os.RemoveAll(work)
+		host.compare()
+	}
+	defer cleanupOnce.Do(cleanup)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() { die("%v", <-sigs) }()
+	fatal := check
+
+	// The image goes in with docker load: a daemon in a namespace of its
+	// own does not reach a registry on the host's loopback.
+	img, err := testimage.Busybox()
+	fatal(err)
+	tag, err := name.NewTag("busybox:latest")
+	fatal(err)
+	imgTar := filepath.Join(work, "busybox.tar")
+	fatal(tarball.WriteToFile(imgTar, tag, img))
+
+	en, err := engines.Engined(work, *enginedBin, engines.Options{Netns: true})
+	fatal(err)
+	track(en)
+	d, err := engines.Dockerd(work, engines.Options{Netns: true})
+	fatal(err)
+	if d == nil {
+		fmt.Println("dockerd: not installed (apt-get install docker.io), engined only")
+	} else {
+		track(d)
+	}
 	idle := map[string]int64{}
 	for _, e := range all {
-		time.Sleep(time.Second)
-		idle[e.Name] = e.RSS()
-		cli(e, "pull", "busybox")
-		cli(e, "run", "--rm", "--network", "none", "busybox", "true") // warm up
+		idle[e.Name] = settledRSS(e)
+		cli(e, "load", "-i", imgTar)
+		// Warm up, and show the container is on the default bridge.
+		addr := strings.TrimSpace(cli(e, "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0"))
+		fmt.Printf("%-8s default bridge: %s\n         container: %s\n", e.Name, bridgeOf(e), addr)
+		cli(e, "run", "--rm", "--network", "none", "busybox", "true")
 	}
 
-	fmt.Printf("docker run --rm busybox true (%d runs each, alternating)\n", *runs)
-	times := map[string][]time.Duration{}
-	for i := 0; i < *runs; i++ {
-		for _, e := range all {
-			start := time.Now()
-			cli(e, "run", "--rm", "--network", "none", "busybox", "true")
-			times[e.Name] = append(times[e.Name], time.Since(start))
+	modes := [][]string{nil}
+	if *none {
+		modes = append(modes, []string{"--network", "none"})
+	}
+	for _, mode := range modes {
+		label := "default bridge"
+		if mode != nil {
+			label = "--network none"
 		}
+		fmt.Printf("\ndocker run --rm %sbusybox true, %s (%d runs each, alternating)\n", strings.Join(append(mode, ""), " "), label, *runs)
+		times := map[string][]time.Duration{}
+		for i := 0; i < *runs; i++ {
+			for _, e := range all {
+				start := time.Now()
+				cli(e, append(append([]string{"run", "--rm"}, mode...), "busybox", "true")...)
+				times[e.Name] = append(times[e.Name], time.Since(start))
+			}
+		}
+		med := map[string]time.Duration{}
+		for _, e := range all {
+			med[e.Name] = engines.Median(times[e.Name])
+			fmt.Printf("  %-8s median %v (min %v, max %v)\n", e.Name, med[e.Name].Round(100*time.Microsecond),
+				slices.Min(times[e.Name]).Round(100*time.Microsecond), slices.Max(times[e.Name]).Round(100*time.Microsecond))
+		}
+		ratio("docker run --rm ("+label+")", med)
 	}
-	med := map[string]time.Duration{}
-	for _, e := range all {
-		med[e.Name] = engines.Median(times[e.Name])
-		fmt.Printf("  %-8s median %v\n", e.Name, med[e.Name].Round(100*time.Microsecond))
-	}
-	ratio("docker run --rm", med)
 
-	fmt.Printf("\n%d docker run -d from %d parallel clients\n", *detached, *parallel)
+	fmt.Printf("\n%d docker run -d busybox sleep 600 from %d parallel clients, default bridge\n", *detached, *parallel)
 	total := map[string]time.Duration{}
 	for _, e := range all {
 		start := time.Now()
@@ -91,15 +151,19 @@ func main() {
 			go func() {
 				defer wg.Done()
 				for i := 0; i < per; i++ {
-					cli(e, "run", "-d", "--network", "none", "busybox", "sleep", "600")
+					cli(e, "run", "-d", "busybox", "sleep", "600")
 				}
 			}()
 		}
 		wg.Wait()
 		total[e.Name] = time.Since(start)
-		fmt.Printf("  %-8s %v\n", e.Name, total[e.Name].Round(time.Millisecond))
+		ips := map[string]bool{}
+		for _, ip := range strings.Fields(cli(e, append([]string{"inspect", "-f", "{{.NetworkSettings.IPAddress}}"}, strings.Fields(cli(e, "ps", "-q"))...)...)) {
+			ips[ip] = true
+		}
+		fmt.Printf("  %-8s %v (%d running, %d distinct addresses)\n", e.Name, total[e.Name].Round(time.Millisecond), len(strings.Fields(cli(e, "ps", "-q"))), len(ips))
 	}
-	ratio("50 x docker run -d", total)
+	ratio(fmt.Sprintf("%d x docker run -d", *detached), total)
 
 	fmt.Println("\nmemory (RSS)")
 	for _, e := range all {
@@ -108,11 +172,245 @@ func main() {
 			float64(engines.RSS(pid))/1024, float64(engines.Private(pid))/1024, float64(engines.PSS(pid))/1024)
 	}
 	for _, e := range all {
-		ids := strings.Fields(cli(e, "ps", "-q"))
-		if len(ids) > 0 {
-			cli(e, append([]string{"rm", "-f"}, ids...)...)
+		removeAll(e)
+	}
+
+	if *phases > 0 {
+		fmt.Printf("\nwhere one docker run --rm's time goes, through the API (median of %d; create, start, start's return to removed)\n", *phases)
+		for _, mode := range []string{"bridge", "none"} {
+			for _, e := range all {
+				var cr, st, rm, tot []time.Duration
+				for i := 0; i < *phases; i++ {
+					c, s, r := apiRun(ctx, e, mode)
+					cr, st, rm, tot = append(cr, c), append(st, s), append(rm, r), append(tot, c+s+r)
+				}
+				fmt.Printf("  %-8s %-8s create %7v  start %7v  exit+remove %7v  total %7v\n", e.Name, mode, ms(engines.Median(cr)),
+					ms(engines.Median(st)), ms(engines.Median(rm)), ms(engines.Median(tot)))
+			}
 		}
 	}
+
+	// engined's own request log for one docker run --rm, on a second
+	// engined with --log-level debug (the measured one logs warnings only).
+	mu.Lock()
+	for _, e := range all {
+		removeAll(e)
+		e.Stop()
+	}
+	all = nil
+	mu.Unlock()
+	unmountUnder(filepath.Join(work, "engined"))
+	os.RemoveAll(filepath.Join(work, "engined"))
+	traceEngined(work, *enginedBin, imgTar)
+}
+
+var (
+	mu          sync.Mutex
+	all         []*engines.Engine // the running daemons, in order
+	cleanup     func()
+	cleanupOnce sync.Once
+)
+
+func track(e *engines.Engine) {
+	mu.Lock()
+	all = append(all, e)
+	mu.Unlock()
+}
+
+// die cleans up and exits: from any goroutine, once.
+func die(format string, args ...any) {
+	if cleanup != nil {
+		cleanupOnce.Do(cleanup)
+	}
+	log.Fatalf(format, args...)
+}
+
+// apiRun is one docker run --rm as the CLI makes it (create with
+// AutoRemove, a wait for removal, start), timed per call.
+func apiRun(ctx context.Context, e *engines.Engine, mode string) (create, start, removed time.Duration) {
+	t0 := time.Now()
+	c, err := e.Client.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config:     &container.Config{Image: "busybox", Cmd: []string{"true"}},
+		HostConfig: &container.HostConfig{AutoRemove: true, NetworkMode: container.NetworkMode(mode)},
+	})
+	check(err)
+	t1 := time.Now()
+	wait := e.Client.ContainerWait(ctx, c.ID, client.ContainerWaitOptions{Condition: container.WaitConditionRemoved})
+	t2 := time.Now()
+	_, err = e.Client.ContainerStart(ctx, c.ID, client.ContainerStartOptions{})
+	check(err)
+	t3 := time.Now()
+	select {
+	case <-wait.Result:
+	case err := <-wait.Error:
+		check(err)
+	case <-time.After(30 * time.Second):
+		die("%s: container %s not removed after 30 s", e.Name, c.ID)
+	}
+	return t1.Sub(t0), t3.Sub(t2), time.Since(t3)
+}
+
+var logLine = regexp.MustCompile(`^time=(\S+) level=DEBUG msg="?(request|engine call)"? method=(\S+)(?: path=(\S+))?.* took=(\S+)`)
+
+// traceEngined runs engined with --log-level debug in its default
+// networking and prints its request log for one docker run --rm (after a
+// warm-up), each request with its start relative to the CLI's start.
+func traceEngined(work, bin, imgTar string) {
+	logFile := filepath.Join(work, "engined-debug.log")
+	e, err := engines.Engined(work, bin, engines.Options{Netns: true, LogLevel: "debug", LogFile: logFile})
+	check(err)
+	track(e)
+	cli(e, "load", "-i", imgTar)
+	for i := 0; i < 3; i++ {
+		cli(e, "run", "--rm", "busybox", "true")
+	}
+	before, _ := os.ReadFile(logFile)
+	start := time.Now()
+	cli(e, "run", "--rm", "busybox", "true")
+	took := time.Since(start)
+	after, _ := os.ReadFile(logFile)
+	fmt.Printf("\nengined --log-level debug, one docker run --rm busybox true on the default bridge: %v in all\n", ms(took))
+	fmt.Println("  start     took      request")
+	sc := bufio.NewScanner(strings.NewReader(string(after[len(before):])))
+	for sc.Scan() {
+		m := logLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		at, err1 := time.Parse(time.RFC3339Nano, m[1])
+		d, err2 := time.ParseDuration(m[5])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		what := m[3] + " " + m[4]
+		if m[2] == "engine call" {
+			what = "  gRPC " + m[3]
+		}
+		fmt.Printf("  %7v  %7v  %s\n", ms(at.Add(-d).Sub(start)), ms(d), what)
+	}
+}
+
+func ms(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
+
+// settledRSS is the daemon's RSS once it stops growing (two reads 250 ms
+// apart within 1%, at most 5 s after it answered).
+func settledRSS(e *engines.Engine) int64 {
+	prev := e.RSS()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+		cur := e.RSS()
+		if cur-prev < prev/100 && prev-cur < prev/100 {
+			return cur
+		}
+		prev = cur
+	}
+	return prev
+}
+
+// bridgeOf is the default bridge's interface and address in the daemon's
+// namespace.
+func bridgeOf(e *engines.Engine) string {
+	name := "engined0"
+	if e.Name == "dockerd" {
+		name = "docker0"
+	}
+	if e.Netns == nil {
+		return name
+	}
+	out, _ := exec.Command("ip", "-n", e.Netns.Name, "-4", "-o", "addr", "show", name).Output()
+	if f := strings.Fields(string(out)); len(f) >= 4 {
+		return name + " " + f[3]
+	}
+	return name + " (no address?)"
+}
+
+// removeAll removes every container of the engine.
+func removeAll(e *engines.Engine) {
+	ids := strings.Fields(cli(e, "ps", "-aq"))
+	if len(ids) > 0 {
+		cli(e, append([]string{"rm", "-f"}, ids...)...)
+	}
+}
+
+// unmountUnder detaches what a daemon left mounted under dir (nothing,
+// when they stop cleanly), deepest first, so dir can be removed.
+func unmountUnder(dir string) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var mps []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			mps = append(mps, f[4])
+		}
+	}
+	slices.Sort(mps)
+	for i := len(mps) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(mps[i], syscall.MNT_DETACH); err == nil {
+			fmt.Fprintf(os.Stderr, "unmounted %s (left by a daemon)\n", mps[i])
+		}
+	}
+}
+
+// hostState is what a daemon in the host's namespace would change: the
+// benchmark checks that none of it did.
+type hostState struct {
+	ipForward string
+	links     map[string]bool
+	chains    map[string]bool
+}
+
+func snapshotHost() hostState {
+	fwd, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	return hostState{ipForward: strings.TrimSpace(string(fwd)), links: hostLinks(), chains: dockerChains()}
+}
+
+func (h hostState) compare() {
+	now := snapshotHost()
+	if now.ipForward != h.ipForward {
+		fmt.Fprintf(os.Stderr, "host: net.ipv4.ip_forward is %s, was %s\n", now.ipForward, h.ipForward)
+	}
+	for _, l := range []string{"docker0", "engined0"} {
+		if now.links[l] && !h.links[l] {
+			fmt.Fprintf(os.Stderr, "host: %s appeared\n", l)
+		}
+	}
+	for c := range now.chains {
+		if !h.chains[c] {
+			fmt.Fprintf(os.Stderr, "host: nftables chain %s appeared\n", c)
+		}
+	}
+}
+
+func hostLinks() map[string]bool {
+	out, _ := exec.Command("ip", "-o", "link").Output()
+	m := map[string]bool{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 1 {
+			m[strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":")] = true
+		}
+	}
+	return m
+}
+
+// dockerChains are the host's nftables chains whose names dockerd uses
+// (DOCKER, DOCKER-USER, DOCKER-ISOLATION-STAGE-*), by table.
+func dockerChains() map[string]bool {
+	out, _ := exec.Command("nft", "-j", "list", "chains").Output()
+	var doc struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	json.Unmarshal(out, &doc)
+	m := map[string]bool{}
+	for _, o := range doc.Nftables {
+		var c struct{ Family, Table, Name string }
+		if raw, ok := o["chain"]; ok && json.Unmarshal(raw, &c) == nil && strings.HasPrefix(c.Name, "DOCKER") {
+			m[c.Family+" "+c.Table+" "+c.Name] = true
+		}
+	}
+	return m
 }
 
 // shimPid is the shim of one running container: engined's shim, or
@@ -148,13 +446,13 @@ func cli(e *engines.Engine, args ...string) string {
 	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+os.TempDir()+"/bench-docker-config")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		log.Fatalf("%s: docker %s: %v\n%s", e.Name, strings.Join(args, " "), err, out)
+		die("%s: docker %s: %v\n%s", e.Name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
 }
 
 func check(err error) {
 	if err != nil {
-		log.Fatal(err)
+		die("%v", err)
 	}
 }
