@@ -113,31 +113,38 @@ func main() {
 		cli(e, "run", "--rm", "--network", "none", "busybox", "true")
 	}
 
-	modes := [][]string{nil}
+	// The modes and engines take turns, run by run, so a change in the
+	// machine's load falls on all of them alike.
+	modes := []string{"default bridge"}
 	if *none {
-		modes = append(modes, []string{"--network", "none"})
+		modes = append(modes, "--network none")
 	}
+	times := map[string]map[string][]time.Duration{}
 	for _, mode := range modes {
-		label := "default bridge"
-		if mode != nil {
-			label = "--network none"
-		}
-		fmt.Printf("\ndocker run --rm %sbusybox true, %s (%d runs each, alternating)\n", strings.Join(append(mode, ""), " "), label, *runs)
-		times := map[string][]time.Duration{}
-		for i := 0; i < *runs; i++ {
+		times[mode] = map[string][]time.Duration{}
+	}
+	for i := 0; i < *runs; i++ {
+		for _, mode := range modes {
+			args := []string{"run", "--rm", "busybox", "true"}
+			if mode == "--network none" {
+				args = []string{"run", "--rm", "--network", "none", "busybox", "true"}
+			}
 			for _, e := range all {
 				start := time.Now()
-				cli(e, append(append([]string{"run", "--rm"}, mode...), "busybox", "true")...)
-				times[e.Name] = append(times[e.Name], time.Since(start))
+				cli(e, args...)
+				times[mode][e.Name] = append(times[mode][e.Name], time.Since(start))
 			}
 		}
+	}
+	for _, mode := range modes {
+		fmt.Printf("\ndocker run --rm busybox true, %s (%d runs each, engines and modes taking turns)\n", mode, *runs)
 		med := map[string]time.Duration{}
 		for _, e := range all {
-			med[e.Name] = engines.Median(times[e.Name])
-			fmt.Printf("  %-8s median %v (min %v, max %v)\n", e.Name, med[e.Name].Round(100*time.Microsecond),
-				slices.Min(times[e.Name]).Round(100*time.Microsecond), slices.Max(times[e.Name]).Round(100*time.Microsecond))
+			ts := times[mode][e.Name]
+			med[e.Name] = engines.Median(ts)
+			fmt.Printf("  %-8s median %v (min %v, max %v)\n", e.Name, ms(med[e.Name]), ms(slices.Min(ts)), ms(slices.Max(ts)))
 		}
-		ratio("docker run --rm ("+label+")", med)
+		ratio("docker run --rm ("+mode+")", med)
 	}
 
 	fmt.Printf("\n%d docker run -d busybox sleep 600 from %d parallel clients, default bridge\n", *detached, *parallel)
@@ -177,15 +184,26 @@ func main() {
 
 	if *phases > 0 {
 		fmt.Printf("\nwhere one docker run --rm's time goes, through the API (median of %d; create, start, start's return to removed)\n", *phases)
+		type phase struct{ create, start, removed, total []time.Duration }
+		res := map[string]*phase{}
+		for i := 0; i < *phases; i++ {
+			for _, mode := range []string{"bridge", "none"} {
+				for _, e := range all {
+					p := res[mode+" "+e.Name]
+					if p == nil {
+						p = &phase{}
+						res[mode+" "+e.Name] = p
+					}
+					c, s, r := apiRun(ctx, e, mode)
+					p.create, p.start, p.removed, p.total = append(p.create, c), append(p.start, s), append(p.removed, r), append(p.total, c+s+r)
+				}
+			}
+		}
 		for _, mode := range []string{"bridge", "none"} {
 			for _, e := range all {
-				var cr, st, rm, tot []time.Duration
-				for i := 0; i < *phases; i++ {
-					c, s, r := apiRun(ctx, e, mode)
-					cr, st, rm, tot = append(cr, c), append(st, s), append(rm, r), append(tot, c+s+r)
-				}
-				fmt.Printf("  %-8s %-8s create %7v  start %7v  exit+remove %7v  total %7v\n", e.Name, mode, ms(engines.Median(cr)),
-					ms(engines.Median(st)), ms(engines.Median(rm)), ms(engines.Median(tot)))
+				p := res[mode+" "+e.Name]
+				fmt.Printf("  %-8s %-7s create %7v  start %7v  exit+remove %7v  total %7v\n", e.Name, mode, ms(engines.Median(p.create)),
+					ms(engines.Median(p.start)), ms(engines.Median(p.removed)), ms(engines.Median(p.total)))
 			}
 		}
 	}
@@ -345,11 +363,15 @@ func bridgeOf(e *engines.Engine) string {
 	return name + " (no address?)"
 }
 
-// removeAll removes every container of the engine.
+// removeAll removes every container of the engine. It reports a failure
+// and does not end the run: it is part of the cleanup.
 func removeAll(e *engines.Engine) {
-	ids := strings.Fields(cli(e, "ps", "-aq"))
-	if len(ids) > 0 {
-		cli(e, append([]string{"rm", "-f"}, ids...)...)
+	out, err := docker(e, "ps", "-aq")
+	if ids := strings.Fields(out); err == nil && len(ids) > 0 {
+		out, err = docker(e, append([]string{"rm", "-f"}, ids...)...)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: removing the containers: %v\n%s", e.Name, err, out)
 	}
 }
 
@@ -461,14 +483,20 @@ func ratio(what string, m map[string]time.Duration) {
 	}
 }
 
+// cli runs the docker CLI against the engine; a failure ends the run.
 func cli(e *engines.Engine, args ...string) string {
-	cmd := exec.Command(dockerCLI, append([]string{"-H", e.Host}, args...)...)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+os.TempDir()+"/bench-docker-config")
-	out, err := cmd.CombinedOutput()
+	out, err := docker(e, args...)
 	if err != nil {
 		die("%s: docker %s: %v\n%s", e.Name, strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return out
+}
+
+func docker(e *engines.Engine, args ...string) (string, error) {
+	cmd := exec.Command(dockerCLI, append([]string{"-H", e.Host}, args...)...)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+os.TempDir()+"/bench-docker-config")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 func check(err error) {
