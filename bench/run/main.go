@@ -402,14 +402,46 @@ type hostState struct {
 	ipForward string
 	links     map[string]bool
 	chains    map[string]bool
+	cgroups   map[string]bool
 }
 
 func snapshotHost() hostState {
 	fwd, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
-	return hostState{ipForward: strings.TrimSpace(string(fwd)), links: hostLinks(), chains: dockerChains()}
+	return hostState{ipForward: strings.TrimSpace(string(fwd)), links: hostLinks(), chains: dockerChains(), cgroups: parentCgroups()}
 }
 
+// parentCgroups are the cgroup directories the engines put their
+// containers' under (dockerd's /docker, engined's /engined), that exist.
+func parentCgroups() map[string]bool {
+	m := map[string]bool{}
+	for _, p := range []string{"docker", "engined"} {
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + p)
+		if d := "/sys/fs/cgroup/" + p; fileExists(d) {
+			dirs = append(dirs, d) // cgroup v2
+		}
+		for _, d := range dirs {
+			m[d] = true
+		}
+	}
+	return m
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// compare reports what changed on the host, and removes the parent
+// cgroups the engines made (empty once their containers are gone: a
+// cgroup that still has children is not removed and is reported).
 func (h hostState) compare() {
+	for d := range parentCgroups() {
+		if !h.cgroups[d] {
+			if err := os.Remove(d); err != nil {
+				fmt.Fprintf(os.Stderr, "host: cgroup %s left: %v\n", d, err)
+			}
+		}
+	}
 	now := snapshotHost()
 	if now.ipForward != h.ipForward {
 		fmt.Fprintf(os.Stderr, "host: net.ipv4.ip_forward is %s, was %s\n", now.ipForward, h.ipForward)
