@@ -83,6 +83,8 @@ func main() {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() { die("%v", <-sigs) }()
 	fatal := check
+	fmt.Printf("load average at the start: %s\n", loadAvg())
+	defer func() { fmt.Printf("\nload average at the end: %s\n", loadAvg()) }()
 
 	// The image goes in with docker load: a daemon in a namespace of its
 	// own does not reach a registry on the host's loopback.
@@ -93,10 +95,10 @@ func main() {
 	imgTar := filepath.Join(work, "busybox.tar")
 	fatal(tarball.WriteToFile(imgTar, tag, img))
 
-	en, err := engines.Engined(work, *enginedBin, engines.Options{Netns: true})
+	en, err := engines.Engined(work, *enginedBin, engines.Options{Netns: true, CPU: true})
 	fatal(err)
 	track(en)
-	d, err := engines.Dockerd(work, engines.Options{Netns: true})
+	d, err := engines.Dockerd(work, engines.Options{Netns: true, CPU: true})
 	fatal(err)
 	if d == nil {
 		fmt.Println("dockerd: not installed (apt-get install docker.io), engined only")
@@ -123,6 +125,7 @@ func main() {
 	for _, mode := range modes {
 		times[mode] = map[string][]time.Duration{}
 	}
+	cpu0 := cpuOf(all)
 	for i := 0; i < *runs; i++ {
 		for _, mode := range modes {
 			args := []string{"run", "--rm", "busybox", "true"}
@@ -136,6 +139,7 @@ func main() {
 			}
 		}
 	}
+	cpuRm := cpuSince(all, cpu0, *runs*len(modes))
 	for _, mode := range modes {
 		fmt.Printf("\ndocker run --rm busybox true, %s (%d runs each, engines and modes taking turns)\n", mode, *runs)
 		med := map[string]time.Duration{}
@@ -147,8 +151,11 @@ func main() {
 		ratio("docker run --rm ("+mode+")", med)
 	}
 
+	printCPU(fmt.Sprintf("CPU time per docker run --rm (all %d runs of each engine)", *runs*len(modes)), cpuRm)
+
 	fmt.Printf("\n%d docker run -d busybox sleep 600 from %d parallel clients, default bridge\n", *detached, *parallel)
 	total := map[string]time.Duration{}
+	cpu0 = cpuOf(all)
 	for _, e := range all {
 		start := time.Now()
 		var wg sync.WaitGroup
@@ -171,6 +178,7 @@ func main() {
 		fmt.Printf("  %-8s %v (%d running, %d distinct addresses)\n", e.Name, total[e.Name].Round(time.Millisecond), len(strings.Fields(cli(e, "ps", "-q"))), len(ips))
 	}
 	ratio(fmt.Sprintf("%d x docker run -d", *detached), total)
+	printCPU("CPU time per docker run -d", cpuSince(all, cpu0, *detached))
 
 	fmt.Println("\nmemory (RSS)")
 	for _, e := range all {
@@ -326,6 +334,46 @@ func traceEngined(work, bin, imgTar string) {
 	for _, l := range r.log {
 		fmt.Println(l.line)
 	}
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+func cpuOf(all []*engines.Engine) map[string]time.Duration {
+	m := map[string]time.Duration{}
+	for _, e := range all {
+		m[e.Name] = e.CPU()
+	}
+	return m
+}
+
+// cpuSince is each engine's CPU time since before, per one of n runs.
+func cpuSince(all []*engines.Engine, before map[string]time.Duration, n int) map[string]time.Duration {
+	m := map[string]time.Duration{}
+	for _, e := range all {
+		if c := e.CPU(); c >= 0 && before[e.Name] >= 0 {
+			m[e.Name] = (c - before[e.Name]) / time.Duration(n)
+		}
+	}
+	return m
+}
+
+// printCPU prints the CPU time the engines (daemon, shims, runtime; not
+// the containers' own cgroups, nor the docker CLI) spent per container.
+func printCPU(what string, m map[string]time.Duration) {
+	if len(m) == 0 {
+		return
+	}
+	fmt.Printf("  %s, daemon and the processes it starts:", what)
+	for _, name := range []string{"engined", "dockerd"} {
+		if c, ok := m[name]; ok {
+			fmt.Printf(" %s %v", name, ms(c))
+		}
+	}
+	fmt.Println()
+	ratio("CPU", m)
 }
 
 func ms(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
