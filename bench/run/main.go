@@ -341,10 +341,13 @@ func loadAvg() string {
 	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
+// cpuOf is each engine's CPU time so far: its process tree's (cpuacct)
+// and the daemon's own, keyed name and name+" own".
 func cpuOf(all []*engines.Engine) map[string]time.Duration {
 	m := map[string]time.Duration{}
 	for _, e := range all {
 		m[e.Name] = e.CPU()
+		m[e.Name+" own"] = e.OwnCPU()
 	}
 	return m
 }
@@ -352,28 +355,31 @@ func cpuOf(all []*engines.Engine) map[string]time.Duration {
 // cpuSince is each engine's CPU time since before, per one of n runs.
 func cpuSince(all []*engines.Engine, before map[string]time.Duration, n int) map[string]time.Duration {
 	m := map[string]time.Duration{}
-	for _, e := range all {
-		if c := e.CPU(); c >= 0 && before[e.Name] >= 0 {
-			m[e.Name] = (c - before[e.Name]) / time.Duration(n)
+	for k, c := range cpuOf(all) {
+		if c >= 0 && before[k] >= 0 {
+			m[k] = (c - before[k]) / time.Duration(n)
 		}
 	}
 	return m
 }
 
 // printCPU prints the CPU time the engines (daemon, shims, runtime; not
-// the containers' own cgroups, nor the docker CLI) spent per container.
+// the containers' own cgroups, nor the docker CLI) spent per container,
+// and how much of it the daemon process itself.
 func printCPU(what string, m map[string]time.Duration) {
-	if len(m) == 0 {
+	if _, ok := m["engined"]; !ok {
 		return
 	}
-	fmt.Printf("  %s, daemon and the processes it starts:", what)
+	fmt.Printf("  %s, daemon and the processes it starts (the daemon itself):", what)
 	for _, name := range []string{"engined", "dockerd"} {
 		if c, ok := m[name]; ok {
-			fmt.Printf(" %s %v", name, ms(c))
+			fmt.Printf(" %s %v (%v)", name, ms(c), ms(m[name+" own"]))
 		}
 	}
 	fmt.Println()
-	ratio("CPU", m)
+	if d, ok := m["dockerd"]; ok {
+		ratio("CPU", map[string]time.Duration{"engined": m["engined"], "dockerd": d})
+	}
 }
 
 func ms(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
