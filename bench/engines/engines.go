@@ -4,11 +4,16 @@ package engines
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +34,8 @@ type Engine struct {
 	Netns *Netns
 	// cpuacct is the daemon's cpuacct cgroup ("": none).
 	cpuacct string
+	// hostNet is engined's own bridge in the host's namespace (nil: none).
+	hostNet *hostNet
 }
 
 // CPU is the CPU time the daemon and the processes it started have
@@ -61,6 +68,7 @@ func (e *Engine) Stop() {
 	}
 	e.Netns.Remove()
 	e.removeCgroup()
+	e.hostNet.remove()
 }
 
 // OwnCPU is the CPU time of the daemon process itself (all its
@@ -162,13 +170,78 @@ func Engined(work, bin string, o Options) (*Engine, error) {
 	if err := os.WriteFile(cfg, []byte("{}"), 0o644); err != nil {
 		return nil, err
 	}
-	args := append([]string{"--data-root", filepath.Join(root, "data"), "--exec-root", filepath.Join(root, "run"),
-		"-H", "unix://" + sock, "--config-file", cfg, "--log-level", cmpOr(o.LogLevel, "warn")}, o.Extra...)
+	args := []string{"--data-root", filepath.Join(root, "data"), "--exec-root", filepath.Join(root, "run"),
+		"-H", "unix://" + sock, "--config-file", cfg, "--log-level", cmpOr(o.LogLevel, "warn")}
 	e := &Engine{Name: "engined", Host: "unix://" + sock, ExecRoot: filepath.Join(root, "run")}
+	if !o.Netns {
+		// In the host's namespace engined's default bridge would be the
+		// host's engined0 with forwarding turned on: it gets a bridge, a
+		// subnet and a table of its own instead, removed by Stop.
+		n, err := newHostNet()
+		if err != nil {
+			return nil, err
+		}
+		e.hostNet = n
+		args = append(args, n.args()...)
+	}
+	args = append(args, o.Extra...)
 	if err := e.start(o, os.Stderr, bin, args...); err != nil {
+		e.hostNet.remove()
 		return nil, err
 	}
 	return e, nil
+}
+
+// hostNet is the default bridge of an engined in the host's namespace.
+type hostNet struct{ bridge, gateway, table string }
+
+func (n *hostNet) args() []string {
+	return []string{"--bridge", n.bridge, "--bip", n.gateway + "/24", "--nft-table", n.table, "--ip-forward=false"}
+}
+
+// newHostNet picks a 10.x.y.0/24 no route on the host covers and names
+// from the same random bytes.
+func newHostNet() (*hostNet, error) {
+	out, err := exec.Command("ip", "-4", "-o", "route", "show", "table", "all").Output()
+	if err != nil {
+		return nil, fmt.Errorf("ip route: %w", err)
+	}
+	var routed []*net.IPNet
+	for _, f := range strings.Fields(string(out)) {
+		if _, p, err := net.ParseCIDR(f); err == nil {
+			routed = append(routed, p)
+		}
+	}
+	for {
+		b := make([]byte, 4)
+		rand.Read(b)
+		_, p, _ := net.ParseCIDR(fmt.Sprintf("10.%d.%d.0/24", 100+int(b[0])%150, b[1]))
+		if slices.ContainsFunc(routed, func(r *net.IPNet) bool { return r.Contains(p.IP) || p.Contains(r.IP) }) {
+			continue
+		}
+		id := hex.EncodeToString(b[2:])
+		gw := p.IP.To4()
+		return &hostNet{bridge: "bn" + id, gateway: fmt.Sprintf("%d.%d.%d.1", gw[0], gw[1], gw[2]), table: "engined_bn" + id}, nil
+	}
+}
+
+// remove deletes the bridge, the table and the accepts engined put in
+// the iptables FORWARD chain for this table, if any.
+func (n *hostNet) remove() {
+	if n == nil {
+		return
+	}
+	exec.Command("ip", "link", "del", n.bridge).Run()
+	exec.Command("nft", "delete", "table", "ip", n.table).Run()
+	out, err := exec.Command("nft", "-a", "list", "chain", "ip", "filter", "FORWARD").Output()
+	if err != nil {
+		return
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if i := strings.Index(l, "# handle "); i >= 0 && strings.Contains(l, `comment "engined `+n.table+` `) {
+			exec.Command("nft", "delete", "rule", "ip", "filter", "FORWARD", "handle", strings.TrimSpace(l[i+len("# handle "):])).Run()
+		}
+	}
 }
 
 // StartDockerd runs Debian's dockerd (nil, nil when it is not installed)
@@ -196,7 +269,7 @@ func Dockerd(work string, o Options) (*Engine, error) {
 		"--pidfile", filepath.Join(root, "dockerd.pid"), "-H", "unix://" + sock,
 		"--config-file", cfg, "--log-level", cmpOr(o.LogLevel, "warn")}
 	if !o.Netns {
-		args = append(args, "--iptables=false", "--ip6tables=false", "--bridge=none")
+		args = append(args, "--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-forward=false")
 	}
 	args = append(args, o.Extra...)
 	e := &Engine{Name: "dockerd", Host: "unix://" + sock, ExecRoot: filepath.Join(root, "exec")}
@@ -375,4 +448,96 @@ func StartAll(work, enginedBin string, extra ...string) ([]*Engine, error) {
 		return []*Engine{en}, nil
 	}
 	return []*Engine{en, d}, nil
+}
+
+// HostState is what a daemon in the host's namespace would change: the
+// benchmarks check that none of it did.
+type HostState struct {
+	ipForward string
+	links     map[string]bool
+	chains    map[string]bool
+	cgroups   map[string]bool
+}
+
+// SnapshotHost records the host's state before a benchmark.
+func SnapshotHost() HostState {
+	fwd, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	return HostState{ipForward: strings.TrimSpace(string(fwd)), links: hostLinks(), chains: dockerChains(), cgroups: parentCgroups()}
+}
+
+// parentCgroups are the cgroup directories the engines put their
+// containers' under (dockerd's /docker, engined's /engined), that exist.
+func parentCgroups() map[string]bool {
+	m := map[string]bool{}
+	for _, p := range []string{"docker", "engined"} {
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + p)
+		if d := "/sys/fs/cgroup/" + p; fileExists(d) {
+			dirs = append(dirs, d) // cgroup v2
+		}
+		for _, d := range dirs {
+			m[d] = true
+		}
+	}
+	return m
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// Check reports what changed on the host since h, and removes the parent
+// cgroups the engines made (empty once their containers are gone: a
+// cgroup that still has children is not removed and is reported).
+func (h HostState) Check() {
+	for d := range parentCgroups() {
+		if !h.cgroups[d] {
+			if err := os.Remove(d); err != nil {
+				fmt.Fprintf(os.Stderr, "host: cgroup %s left: %v\n", d, err)
+			}
+		}
+	}
+	now := SnapshotHost()
+	if now.ipForward != h.ipForward {
+		fmt.Fprintf(os.Stderr, "host: net.ipv4.ip_forward is %s, was %s\n", now.ipForward, h.ipForward)
+	}
+	for _, l := range []string{"docker0", "engined0"} {
+		if now.links[l] && !h.links[l] {
+			fmt.Fprintf(os.Stderr, "host: %s appeared\n", l)
+		}
+	}
+	for c := range now.chains {
+		if !h.chains[c] {
+			fmt.Fprintf(os.Stderr, "host: nftables chain %s appeared\n", c)
+		}
+	}
+}
+
+func hostLinks() map[string]bool {
+	out, _ := exec.Command("ip", "-o", "link").Output()
+	m := map[string]bool{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 1 {
+			m[strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":")] = true
+		}
+	}
+	return m
+}
+
+// dockerChains are the host's nftables chains whose names dockerd uses
+// (DOCKER, DOCKER-USER, DOCKER-ISOLATION-STAGE-*), by table.
+func dockerChains() map[string]bool {
+	out, _ := exec.Command("nft", "-j", "list", "chains").Output()
+	var doc struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	json.Unmarshal(out, &doc)
+	m := map[string]bool{}
+	for _, o := range doc.Nftables {
+		var c struct{ Family, Table, Name string }
+		if raw, ok := o["chain"]; ok && json.Unmarshal(raw, &c) == nil && strings.HasPrefix(c.Name, "DOCKER") {
+			m[c.Family+" "+c.Table+" "+c.Name] = true
+		}
+	}
+	return m
 }

@@ -62,7 +62,7 @@ func main() {
 
 	work, err := os.MkdirTemp("", "bench-run-")
 	check(err)
-	host := snapshotHost()
+	host := engines.SnapshotHost()
 	// Whatever ends the run (its end, a failure in any goroutine, a
 	// signal) removes the containers, stops the daemons (their network
 	// namespaces go with them) and checks the host is as it was.
@@ -76,7 +76,7 @@ func main() {
 		all = nil
 		unmountUnder(work)
 		os.RemoveAll(work)
-		host.compare()
+		host.Check()
 	}
 	defer cleanupOnce.Do(cleanup)
 	sigs := make(chan os.Signal, 1)
@@ -448,97 +448,6 @@ func unmountUnder(dir string) {
 			fmt.Fprintf(os.Stderr, "unmounted %s (left by a daemon)\n", mps[i])
 		}
 	}
-}
-
-// hostState is what a daemon in the host's namespace would change: the
-// benchmark checks that none of it did.
-type hostState struct {
-	ipForward string
-	links     map[string]bool
-	chains    map[string]bool
-	cgroups   map[string]bool
-}
-
-func snapshotHost() hostState {
-	fwd, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
-	return hostState{ipForward: strings.TrimSpace(string(fwd)), links: hostLinks(), chains: dockerChains(), cgroups: parentCgroups()}
-}
-
-// parentCgroups are the cgroup directories the engines put their
-// containers' under (dockerd's /docker, engined's /engined), that exist.
-func parentCgroups() map[string]bool {
-	m := map[string]bool{}
-	for _, p := range []string{"docker", "engined"} {
-		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + p)
-		if d := "/sys/fs/cgroup/" + p; fileExists(d) {
-			dirs = append(dirs, d) // cgroup v2
-		}
-		for _, d := range dirs {
-			m[d] = true
-		}
-	}
-	return m
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
-// compare reports what changed on the host, and removes the parent
-// cgroups the engines made (empty once their containers are gone: a
-// cgroup that still has children is not removed and is reported).
-func (h hostState) compare() {
-	for d := range parentCgroups() {
-		if !h.cgroups[d] {
-			if err := os.Remove(d); err != nil {
-				fmt.Fprintf(os.Stderr, "host: cgroup %s left: %v\n", d, err)
-			}
-		}
-	}
-	now := snapshotHost()
-	if now.ipForward != h.ipForward {
-		fmt.Fprintf(os.Stderr, "host: net.ipv4.ip_forward is %s, was %s\n", now.ipForward, h.ipForward)
-	}
-	for _, l := range []string{"docker0", "engined0"} {
-		if now.links[l] && !h.links[l] {
-			fmt.Fprintf(os.Stderr, "host: %s appeared\n", l)
-		}
-	}
-	for c := range now.chains {
-		if !h.chains[c] {
-			fmt.Fprintf(os.Stderr, "host: nftables chain %s appeared\n", c)
-		}
-	}
-}
-
-func hostLinks() map[string]bool {
-	out, _ := exec.Command("ip", "-o", "link").Output()
-	m := map[string]bool{}
-	for _, l := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(l); len(f) > 1 {
-			m[strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":")] = true
-		}
-	}
-	return m
-}
-
-// dockerChains are the host's nftables chains whose names dockerd uses
-// (DOCKER, DOCKER-USER, DOCKER-ISOLATION-STAGE-*), by table.
-func dockerChains() map[string]bool {
-	out, _ := exec.Command("nft", "-j", "list", "chains").Output()
-	var doc struct {
-		Nftables []map[string]json.RawMessage `json:"nftables"`
-	}
-	json.Unmarshal(out, &doc)
-	m := map[string]bool{}
-	for _, o := range doc.Nftables {
-		var c struct{ Family, Table, Name string }
-		if raw, ok := o["chain"]; ok && json.Unmarshal(raw, &c) == nil && strings.HasPrefix(c.Name, "DOCKER") {
-			m[c.Family+" "+c.Table+" "+c.Name] = true
-		}
-	}
-	return m
 }
 
 // shimPid is the shim of one running container: engined's shim, or
