@@ -34,6 +34,7 @@ func main() {
 	work, err := os.MkdirTemp("", "bench-pull-")
 	check(err)
 	defer os.RemoveAll(work)
+	defer engines.SnapshotHost().Check()
 
 	reg, err := testimage.StartRegistry(ctx, filepath.Join(work, "registry"), "")
 	check(err)
