@@ -308,6 +308,9 @@ func (s *Service) detachNetworks(id string) {
 	if err := s.cfg.Networks.Detach(context.Background(), id); err != nil {
 		s.cfg.Logger.Warn("detach container from its networks", "id", id, "err", err)
 	}
+	if r, err := s.get(id); err != nil || !r.attached() {
+		return // nothing to write (--network none, host, or detached already)
+	}
 	s.update(id, func(r *Record) error {
 		for name, ep := range r.Networks {
 			r.Networks[name] = ep.released()
@@ -436,6 +439,19 @@ func (s *Service) NetworkDisconnect(ctx context.Context, req *enginev1.NetworkDi
 		}
 	}
 	return &enginev1.NetworkDisconnectResponse{}, nil
+}
+
+// attached: the record shows a namespace or an endpoint with an address.
+func (r *Record) attached() bool {
+	if r.SandboxKey != "" {
+		return true
+	}
+	for _, ep := range r.Networks {
+		if ep.EndpointID != "" || ep.IPAddress != "" || len(ep.Ports) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // joinedNetworks are the networks the container is on, by name.

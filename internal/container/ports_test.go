@@ -45,7 +45,8 @@ func TestValidatePorts(t *testing.T) {
 		want    string
 	}{
 		{binding: &enginev1.PortBinding{ContainerPort: "80/tcp", HostPort: "x"}, want: `invalid port specification: "x"`},
-		{binding: &enginev1.PortBinding{ContainerPort: "80/tcp", HostPort: "0"}, want: `invalid port specification: "0"`},
+		{binding: &enginev1.PortBinding{ContainerPort: "80/tcp", HostPort: "0"}}, // ephemeral, as dockerd (testcontainers sends it)
+		{binding: &enginev1.PortBinding{ContainerPort: "80/tcp", HostPort: "0-5"}, want: `invalid port specification: "0-5"`},
 		{binding: &enginev1.PortBinding{ContainerPort: "80/tcp", HostPort: "9-8"}, want: `invalid port specification: "9-8"`},
 		{binding: &enginev1.PortBinding{ContainerPort: "0/tcp"}, want: `invalid port specification: "0/tcp"`},
 		{binding: &enginev1.PortBinding{ContainerPort: "80/xyz"}, want: "invalid proto: xyz"},

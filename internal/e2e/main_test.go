@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/engined/engined/internal/shimclient"
 )
 
 // dockerCLI is the real Docker CLI the tests drive engined with.
@@ -143,6 +145,9 @@ func (e *engined) start(args []string) {
 	e.t.Cleanup(func() {
 		select {
 		case <-e.done:
+			// Killed by the test and not started again: its idle shims
+			// are no next engined's to end.
+			shimclient.EndIdle(filepath.Join(e.ExecRoot, "idle-shims"))
 		default:
 			// Containers and shims outlive engined by design: remove what
 			// the test left, then stop engined, which ends its idle shim.

@@ -59,8 +59,8 @@ func ensureBridge(n *Network, mtu int) error {
 }
 
 // plugVeth creates the endpoint's veth pair with the container end in
-// the namespace at netnsPath, where it becomes the first free ethN
-// (ep.IfName) with the endpoint's address and MAC, and the default route
+// the namespace at netnsPath, named ep.IfName, with the endpoint's
+// address and MAC, and the default route
 // through the gateway if the namespace has none yet (the first network
 // a container joins gives its way out, as dockerd's).
 func plugVeth(n *Network, ep *Endpoint, netnsPath string, mtu int) (err error) {
@@ -79,10 +79,10 @@ func plugVeth(n *Network, ep *Endpoint, netnsPath string, mtu int) (err error) {
 	defer ns.Close()
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name, attrs.MTU, attrs.MasterIndex = ep.HostVeth, mtu, br.Attrs().Index
-	// The peer is made in the container's namespace under a temporary
-	// name (eth0 may not be free on the host) and renamed there.
-	peer := "tmp" + ep.ID[:8]
-	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: peer, PeerHardwareAddr: mac, PeerNamespace: netlink.NsFd(int(ns)), PeerMTU: uint32(mtu)}
+	// The peer is made in the container's namespace, under its name
+	// there (ep.IfName, free in that namespace; the host's own eth0
+	// does not matter).
+	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: ep.IfName, PeerHardwareAddr: mac, PeerNamespace: netlink.NsFd(int(ns)), PeerMTU: uint32(mtu)}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("create veth %s: %w", ep.HostVeth, err)
 	}
@@ -117,16 +117,9 @@ func plugVeth(n *Network, ep *Endpoint, netnsPath string, mtu int) (err error) {
 		return err
 	}
 	defer h.Close()
-	in, err := h.LinkByName(peer)
+	in, err := h.LinkByName(ep.IfName)
 	if err != nil {
 		return fmt.Errorf("veth in the container: %w", err)
-	}
-	ep.IfName, err = freeEthName(h)
-	if err != nil {
-		return err
-	}
-	if err := h.LinkSetName(in, ep.IfName); err != nil {
-		return fmt.Errorf("rename to %s: %w", ep.IfName, err)
 	}
 	ip, err := netip.ParseAddr(ep.IPAddress)
 	if err != nil {
@@ -148,8 +141,19 @@ func plugVeth(n *Network, ep *Endpoint, netnsPath string, mtu int) (err error) {
 	return defaultRoute(h, in, ep.Gateway)
 }
 
-// freeEthName is the lowest ethN no link in the namespace has.
-func freeEthName(h *netlink.Handle) (string, error) {
+// freeEthName is the lowest ethN no link in the namespace at netnsPath
+// has: the name of the container's next interface.
+func freeEthName(netnsPath string) (string, error) {
+	ns, err := netns.GetFromPath(netnsPath)
+	if err != nil {
+		return "", fmt.Errorf("container network namespace: %w", err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return "", err
+	}
+	defer h.Close()
 	links, err := h.LinkList()
 	if err != nil {
 		return "", fmt.Errorf("links in the container: %w", err)

@@ -375,6 +375,11 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 	epID := newID()
 	ep := &Endpoint{ID: epID, ContainerID: containerID, NetworkID: n.ID, NetworkName: n.Name, IPPrefixLen: subnet.Bits(),
 		Gateway: n.Gateway, MacAddress: mac, HostVeth: "veth" + epID[:7], Sandbox: netnsPath}
+	// The name in the container is known before the endpoint is stored,
+	// so the one commit below records all of it.
+	if ep.IfName, err = freeEthName(netnsPath); err != nil {
+		return nil, err
+	}
 	key := keyEndpoint + containerID + "/" + n.ID
 	// A container attaches when it starts, so an endpoint it still has
 	// is a previous run's that was not released (engined died first):
@@ -442,12 +447,6 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 	if err != nil {
 		m.release(key, ep)
 		return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
-	}
-	if err := m.cfg.Store.Update(func(tx *bolt.Tx) error {
-		return putJSON(tx.Bucket(store.BucketNetworks), key, ep)
-	}); err != nil {
-		m.release(key, ep)
-		return nil, err
 	}
 	m.event("connect", n.ID, n.Name, containerID)
 	// The engine-side cost of an endpoint, which the benchmarks follow.

@@ -167,13 +167,17 @@ func (p *Pool) discard(c *Client) {
 	p.forget(c)
 }
 
-func (p *Pool) reapLeftovers() {
-	entries, _ := os.ReadDir(p.dir)
+func (p *Pool) reapLeftovers() { EndIdle(p.dir) }
+
+// EndIdle ends the idle shims recorded in a pool directory (those of an
+// engined that is gone) and forgets them.
+func EndIdle(dir string) {
+	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		path := filepath.Join(p.dir, e.Name())
+		path := filepath.Join(dir, e.Name())
 		if b, err := readBootstrapFile(path); err == nil {
 			b.Kill()
 		}
