@@ -161,9 +161,11 @@ func refuseUnsupported(cr *container.CreateRequest, present map[string]json.RawM
 			if ep == nil {
 				continue
 			}
-			// --ip and --mac-address are applied; the rest is refused.
+			// --ip, --mac-address and --network-alias are applied; the
+			// rest is refused.
 			rest := *ep
 			rest.MacAddress = nil
+			rest.Aliases = nil
 			if rest.IPAMConfig != nil {
 				ipam := *rest.IPAMConfig
 				ipam.IPv4Address = netip.Addr{}
@@ -172,7 +174,7 @@ func refuseUnsupported(cr *container.CreateRequest, present map[string]json.RawM
 				}
 			}
 			if !reflect.ValueOf(rest).IsZero() && !allEmpty(reflect.ValueOf(rest)) {
-				return fmt.Errorf("network endpoint settings (NetworkingConfig.EndpointsConfig[%q]) other than IPAMConfig.IPv4Address and MacAddress are not supported yet", name)
+				return fmt.Errorf("network endpoint settings (NetworkingConfig.EndpointsConfig[%q]) other than IPAMConfig.IPv4Address, MacAddress and Aliases are not supported yet", name)
 			}
 		}
 	}

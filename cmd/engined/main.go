@@ -40,6 +40,7 @@ func main() {
 		},
 	}
 	flags = config.Register(cmd.Flags())
+	cmd.AddCommand(dnsResolverCommand())
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "engined:", err)
 		os.Exit(1)

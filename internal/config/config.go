@@ -58,6 +58,10 @@ type Config struct {
 	IPForward *bool  `json:"ip-forward,omitempty"`
 	IPMasq    *bool  `json:"ip-masq,omitempty"`
 	NFTable   string `json:"-"`
+	// HostResolvConf is the host's resolv.conf that containers' DNS
+	// settings and the embedded resolver's upstream servers come from
+	// (a hidden flag: tests point it at a server of their own).
+	HostResolvConf string `json:"-"`
 
 	// HTTPReadTimeout bounds the wait for a request's headers and, while
 	// a request body is read, for its next bytes; HTTPIdleTimeout closes
@@ -136,6 +140,8 @@ func Register(fs *pflag.FlagSet) *Flags {
 	fs.BoolVar(&f.ipMasq, "ip-masq", true, "masquerade traffic leaving the bridges' subnets")
 	fs.StringVar(&c.NFTable, "nft-table", "engined", "engined's nftables table (family ip)")
 	fs.MarkHidden("nft-table")
+	fs.StringVar(&c.HostResolvConf, "host-resolv-conf", "/etc/resolv.conf", "the host's resolv.conf: containers' nameservers and the embedded DNS's upstream servers")
+	fs.MarkHidden("host-resolv-conf")
 	fs.StringVar(&f.configFile, "config-file", DefaultConfigFile, "JSON configuration file (dockerd's daemon.json keys)")
 	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", DefaultHTTPReadTimeout, "close a connection whose request headers, or the next bytes of its request body, take longer")
 	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", DefaultHTTPIdleTimeout, "close a keep-alive connection idle for longer")

@@ -38,10 +38,20 @@ type NetworkAttach struct {
 	Network     string // "bridge", or a network's name or ID
 	IPv4Address string // "": the first free one
 	MacAddress  string // "": random
+	// Names on a user-defined network's embedded DNS: the container's
+	// name and hostname and its --network-alias aliases; DNS: its --dns
+	// servers, which that DNS forwards other names to.
+	Name     string
+	Hostname string
+	Aliases  []string
+	DNS      []string
 }
 
 // endpointRequest checks --ip and --mac-address and records them.
 func endpointRequest(rec *Record, hc *enginev1.HostConfig, ep *enginev1.EndpointConfig) error {
+	if err := aliasRequest(rec, hc, ep.GetAliases()); err != nil {
+		return err
+	}
 	ip, mac := ep.GetIpv4Address(), ep.GetMacAddress()
 	if ip == "" && mac == "" {
 		return nil
@@ -81,6 +91,11 @@ type NetworkEndpoint struct {
 	IPPrefixLen int    `json:"ipPrefixLen"`
 	Gateway     string `json:"gateway"`
 	MacAddress  string `json:"macAddress"`
+	// Aliases as asked for; DNSNames: the names the network's DNS has
+	// for the container (user-defined networks only). Both stay after
+	// the container stops, as dockerd's.
+	Aliases  []string `json:"aliases,omitempty"`
+	DNSNames []string `json:"dnsNames,omitempty"`
 }
 
 // bridged: the container's network mode attaches it to a network (the
@@ -132,7 +147,8 @@ func (s *Service) attachNetworks(ctx context.Context, rec *Record, cfg *enginev1
 		return fmt.Errorf("network mode %s: engined has no networking", hc.GetNetworkMode())
 	}
 	nsPath := "/proc/" + strconv.Itoa(pid) + "/ns/net"
-	ep, err := s.cfg.Networks.Attach(ctx, rec.ID, nsPath, NetworkAttach{Network: hc.GetNetworkMode(), IPv4Address: rec.RequestedIP, MacAddress: rec.RequestedMAC})
+	ep, err := s.cfg.Networks.Attach(ctx, rec.ID, nsPath, NetworkAttach{Network: hc.GetNetworkMode(), IPv4Address: rec.RequestedIP, MacAddress: rec.RequestedMAC,
+		Name: rec.Name, Hostname: cfg.GetHostname(), Aliases: rec.Aliases, DNS: hc.GetDns()})
 	if err != nil {
 		return err
 	}
@@ -162,7 +178,7 @@ func (s *Service) detachNetworks(id string) {
 	}
 	s.update(id, func(r *Record) error {
 		for _, ep := range r.Networks {
-			*ep = NetworkEndpoint{NetworkName: ep.NetworkName, NetworkID: ep.NetworkID}
+			*ep = NetworkEndpoint{NetworkName: ep.NetworkName, NetworkID: ep.NetworkID, Aliases: ep.Aliases, DNSNames: ep.DNSNames}
 		}
 		r.SandboxKey = ""
 		return nil
@@ -177,7 +193,7 @@ func networkSettings(r *Record, hc *enginev1.HostConfig) *enginev1.NetworkSettin
 	}
 	for name, ep := range r.Networks {
 		ns.Networks[name] = &enginev1.EndpointSettings{NetworkId: ep.NetworkID, EndpointId: ep.EndpointID, Gateway: ep.Gateway,
-			IpAddress: ep.IPAddress, IpPrefixLen: int32(ep.IPPrefixLen), MacAddress: ep.MacAddress}
+			IpAddress: ep.IPAddress, IpPrefixLen: int32(ep.IPPrefixLen), MacAddress: ep.MacAddress, Aliases: ep.Aliases, DnsNames: ep.DNSNames}
 	}
 	if len(ns.Networks) == 0 {
 		switch m := hc.GetNetworkMode(); m {

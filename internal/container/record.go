@@ -45,6 +45,8 @@ type Record struct {
 	// endpoint gets them at each start.
 	RequestedIP  string `json:"requestedIP,omitempty"`
 	RequestedMAC string `json:"requestedMAC,omitempty"`
+	// Aliases are --network-alias: names on a user-defined network.
+	Aliases []string `json:"aliases,omitempty"`
 }
 
 func (r *Record) config() (*enginev1.ContainerConfig, error) {

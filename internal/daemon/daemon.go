@@ -156,14 +156,17 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		Store: st, Logger: log, Bridge: cfg.Bridge, BIP: cfg.BIP, MTU: cfg.MTU,
 		IPForward: cfg.IPForwardEnabled(), IPMasq: cfg.IPMasqEnabled(), Table: cfg.NFTable,
 		ContainerName: func(id string) string { return containers.Name(id) }, Events: bus,
+		DNS: network.DNSConfig{Root: filepath.Join(cfg.ExecRoot, "dns"), Command: []string{self, "dns-resolver"},
+			HostResolvConf: cfg.HostResolvConf},
 	})
 	if err != nil {
 		closeAll(listeners)
 		return fmt.Errorf("networks: %w", err)
 	}
+	defer nets.Close()
 	containers, err = container.New(container.Config{
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, Shims: shims, Store: st, Images: images, Logger: log, Events: bus,
-		InitPath: initPath, Networks: containerNetworks{nets},
+		InitPath: initPath, Networks: containerNetworks{nets}, HostResolvConf: cfg.HostResolvConf,
 	})
 	if err != nil {
 		closeAll(listeners)

@@ -54,6 +54,9 @@ type Config struct {
 	// Events, if set, receives network events (create, destroy,
 	// connect, disconnect), as dockerd's.
 	Events *events.Bus
+	// DNS is the embedded resolver of user-defined networks; the zero
+	// value has none (see dns.go).
+	DNS DNSConfig
 }
 
 // Defaults that do not collide with a dockerd on the same host.
@@ -89,6 +92,14 @@ type Endpoint struct {
 	Gateway     string `json:"gateway"`
 	MacAddress  string `json:"mac"`
 	HostVeth    string `json:"host_veth"`
+	// Name resolution (user-defined networks; see dns.go): the
+	// aliases asked for, dockerd's DNSNames, the container's namespace
+	// (path and inode) and its --dns servers.
+	Aliases    []string `json:"aliases,omitempty"`
+	DNSNames   []string `json:"dns_names,omitempty"`
+	NetNS      string   `json:"netns,omitempty"`
+	NetNSInode uint64   `json:"netns_inode,omitempty"`
+	DNS        []string `json:"dns,omitempty"`
 }
 
 // AttachRequest says what a container asks of a network.
@@ -96,6 +107,12 @@ type AttachRequest struct {
 	Network     string // name or ID; "", "default": the bridge network
 	IPv4Address string // "": the first free address
 	MacAddress  string // "": random, locally administered
+	// For name resolution on user-defined networks: the container's
+	// name, hostname, --network-alias aliases and --dns servers.
+	Name     string
+	Hostname string
+	Aliases  []string
+	DNS      []string
 }
 
 // Manager owns networks, endpoints, links and rules.
@@ -103,6 +120,7 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 	fw  *firewall
+	dns *dnsState
 	mu  sync.Mutex // attach, detach and network changes, one at a time
 }
 
@@ -130,7 +148,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, fw: fw}
+	m := &Manager{cfg: cfg, log: cfg.Logger, fw: fw, dns: newDNSState(cfg.DNS, cfg.Logger)}
 	if err := m.ensureDefault(); err != nil {
 		return nil, err
 	}
@@ -153,6 +171,11 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
 			m.log.Warn("enable IPv4 forwarding", "err", err)
 		}
+	}
+	// The resolver is found again (or started, if there are containers
+	// to serve and it died); engined's start goes on if it cannot be.
+	if err := m.syncDNS(ctx, ""); err != nil {
+		m.log.Warn("embedded DNS", "err", err)
 	}
 	return m, nil
 }
@@ -299,6 +322,9 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 	epID := newID()
 	ep := &Endpoint{ID: epID, ContainerID: containerID, NetworkID: n.ID, NetworkName: n.Name, IPPrefixLen: subnet.Bits(),
 		Gateway: n.Gateway, MacAddress: mac, HostVeth: "veth" + epID[:7]}
+	if err := dnsEndpoint(ep, n, containerID, netnsPath, req); err != nil {
+		return nil, err
+	}
 	key := keyEndpoint + containerID + "/" + n.ID
 	// A container attaches when it starts, so an endpoint it still has
 	// is a previous run's that was not released (engined died first):
@@ -348,6 +374,16 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 		m.release(key, ep)
 		return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
 	}
+	// The container's names resolve before it starts.
+	if userDefined(n) {
+		if err := m.syncDNS(ctx, containerID); err != nil {
+			m.release(key, ep)
+			if err2 := m.syncDNS(ctx, ""); err2 != nil {
+				m.log.Warn("embedded DNS", "err", err2)
+			}
+			return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
+		}
+	}
 	m.event("connect", n.ID, n.Name, containerID)
 	return ep, nil
 }
@@ -371,6 +407,10 @@ func (m *Manager) Detach(ctx context.Context, containerID string) error {
 	for _, ep := range eps {
 		errs = append(errs, m.release(keyEndpoint+ep.ContainerID+"/"+ep.NetworkID, ep))
 		m.event("disconnect", ep.NetworkID, ep.NetworkName, containerID)
+	}
+	if slices.ContainsFunc(eps, func(ep *Endpoint) bool { return ep.NetNS != "" }) {
+		// Its names go, and the resolver's sockets in its namespace.
+		errs = append(errs, m.syncDNS(ctx, ""))
 	}
 	return errors.Join(errs...)
 }

@@ -4353,8 +4353,11 @@ type EndpointConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ipv4_address: --ip (user-defined networks only); mac_address:
 	// --mac-address. Empty: allocated.
-	Ipv4Address   string `protobuf:"bytes,1,opt,name=ipv4_address,json=ipv4Address,proto3" json:"ipv4_address,omitempty"`
-	MacAddress    string `protobuf:"bytes,2,opt,name=mac_address,json=macAddress,proto3" json:"mac_address,omitempty"`
+	Ipv4Address string `protobuf:"bytes,1,opt,name=ipv4_address,json=ipv4Address,proto3" json:"ipv4_address,omitempty"`
+	MacAddress  string `protobuf:"bytes,2,opt,name=mac_address,json=macAddress,proto3" json:"mac_address,omitempty"`
+	// aliases: --network-alias, names of the container on a
+	// user-defined network.
+	Aliases       []string `protobuf:"bytes,3,rep,name=aliases,proto3" json:"aliases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4401,6 +4404,13 @@ func (x *EndpointConfig) GetMacAddress() string {
 		return x.MacAddress
 	}
 	return ""
+}
+
+func (x *EndpointConfig) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
 }
 
 type ContainerCreateResponse struct {
@@ -4851,13 +4861,18 @@ func (x *NetworkSettings) GetNetworks() map[string]*EndpointSettings {
 // EndpointSettings is a container's attachment to one network; the
 // addresses are empty while the container does not run.
 type EndpointSettings struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NetworkId     string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
-	EndpointId    string                 `protobuf:"bytes,2,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
-	Gateway       string                 `protobuf:"bytes,3,opt,name=gateway,proto3" json:"gateway,omitempty"`
-	IpAddress     string                 `protobuf:"bytes,4,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
-	IpPrefixLen   int32                  `protobuf:"varint,5,opt,name=ip_prefix_len,json=ipPrefixLen,proto3" json:"ip_prefix_len,omitempty"`
-	MacAddress    string                 `protobuf:"bytes,6,opt,name=mac_address,json=macAddress,proto3" json:"mac_address,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId   string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	EndpointId  string                 `protobuf:"bytes,2,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	Gateway     string                 `protobuf:"bytes,3,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	IpAddress   string                 `protobuf:"bytes,4,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
+	IpPrefixLen int32                  `protobuf:"varint,5,opt,name=ip_prefix_len,json=ipPrefixLen,proto3" json:"ip_prefix_len,omitempty"`
+	MacAddress  string                 `protobuf:"bytes,6,opt,name=mac_address,json=macAddress,proto3" json:"mac_address,omitempty"`
+	// aliases as asked for; dns_names: every name the embedded DNS has
+	// for the container on this network (dockerd's DNSNames: name,
+	// aliases, short id, hostname).
+	Aliases       []string `protobuf:"bytes,7,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	DnsNames      []string `protobuf:"bytes,8,rep,name=dns_names,json=dnsNames,proto3" json:"dns_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4932,6 +4947,20 @@ func (x *EndpointSettings) GetMacAddress() string {
 		return x.MacAddress
 	}
 	return ""
+}
+
+func (x *EndpointSettings) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+func (x *EndpointSettings) GetDnsNames() []string {
+	if x != nil {
+		return x.DnsNames
+	}
+	return nil
 }
 
 type ContainerInspectRequest struct {
@@ -8544,11 +8573,12 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\vhost_config\x18\x03 \x01(\v2\x15.engine.v1.HostConfigR\n" +
 	"hostConfig\x12\x1a\n" +
 	"\bplatform\x18\x04 \x01(\tR\bplatform\x125\n" +
-	"\bendpoint\x18\x05 \x01(\v2\x19.engine.v1.EndpointConfigR\bendpoint\"T\n" +
+	"\bendpoint\x18\x05 \x01(\v2\x19.engine.v1.EndpointConfigR\bendpoint\"n\n" +
 	"\x0eEndpointConfig\x12!\n" +
 	"\fipv4_address\x18\x01 \x01(\tR\vipv4Address\x12\x1f\n" +
 	"\vmac_address\x18\x02 \x01(\tR\n" +
-	"macAddress\"E\n" +
+	"macAddress\x12\x18\n" +
+	"\aaliases\x18\x03 \x03(\tR\aaliases\"E\n" +
 	"\x17ContainerCreateResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"\xea\x02\n" +
@@ -8607,7 +8637,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\bnetworks\x18\x03 \x03(\v2(.engine.v1.NetworkSettings.NetworksEntryR\bnetworks\x1aX\n" +
 	"\rNetworksEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.engine.v1.EndpointSettingsR\x05value:\x028\x01\"\xd0\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.engine.v1.EndpointSettingsR\x05value:\x028\x01\"\x87\x02\n" +
 	"\x10EndpointSettings\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x1f\n" +
@@ -8618,7 +8648,9 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"ip_address\x18\x04 \x01(\tR\tipAddress\x12\"\n" +
 	"\rip_prefix_len\x18\x05 \x01(\x05R\vipPrefixLen\x12\x1f\n" +
 	"\vmac_address\x18\x06 \x01(\tR\n" +
-	"macAddress\"=\n" +
+	"macAddress\x12\x18\n" +
+	"\aaliases\x18\a \x03(\tR\aaliases\x12\x1b\n" +
+	"\tdns_names\x18\b \x03(\tR\bdnsNames\"=\n" +
 	"\x17ContainerInspectRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\bR\x04size\"l\n" +
