@@ -347,11 +347,11 @@ func TestDNSSurvivesEngineRestart(t *testing.T) {
 	// at once, they do not hang); engined's next start starts a new
 	// resolver, which opens new sockets and points the DNAT at them.
 	resolver = resolverPid(t, e2)
+	pid := containerPid(t, e2, "db")
 	e2.cmd.Process.Kill()
 	<-e2.done
 	syscall.Kill(resolver, syscall.SIGKILL)
 	waitFor(t, "the resolver to die", func() bool { return !alive(resolver) || isZombie(resolver) })
-	pid := containerPid(t, e2, "db")
 	if m, err := queryIn(t, pid, "udp", "late", dns.TypeA, false); err == nil && len(m.Answer) > 0 {
 		t.Errorf("with engined and the resolver down, late still resolves: %v", m)
 	}
