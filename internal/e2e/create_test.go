@@ -132,6 +132,7 @@ func TestCreateNothingIgnored(t *testing.T) {
 		{name: "IOMaximumIOps", host: `"IOMaximumIOps":1`, refused: "HostConfig.IOMaximumIOps"},
 		// NetworkingConfig
 		{name: "EndpointsConfig", network: `{"EndpointsConfig":{"mynet":{"Aliases":["a"]}}}`, refused: "NetworkingConfig.EndpointsConfig"},
+		{name: "Aliases on the default bridge", host: `"NetworkMode":"bridge"`, network: `{"EndpointsConfig":{"bridge":{"Aliases":["a"]}}}`, refused: "network-scoped alias is supported only for containers in user defined networks"},
 		{name: "EndpointsConfig default", network: `{"EndpointsConfig":{"default":{"Aliases":null}}}`, shown: "HostConfig.NetworkMode", want: `"bridge"`},
 	}
 	for _, c := range cases {

@@ -391,7 +391,12 @@ func TestDNSNoLeaks(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		mustDocker(t, e.Host, "run", "--rm", "--net", "app", "busybox", "true")
 	}
+	// The measure sees a sandbox: one more running container holds two
+	// sockets and its namespace.
 	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "--net", "app", "busybox", "sleep", "600"))
+	if during := fds(t, pid); len(during) != len(before)+3 {
+		t.Errorf("resolver fds with one more container: %d, want %d+3:\n%v", len(during), len(before), during)
+	}
 	mustDocker(t, e.Host, "rm", "-f", id)
 	if got := resolverPid(t, e); got != pid {
 		t.Fatalf("the resolver changed (%d, was %d)", got, pid)

@@ -28,15 +28,16 @@ type scope struct {
 
 // netNames are one network's names and addresses.
 type netNames struct {
-	name  string                  // the network's name, lower case
-	addrs map[string][]netip.Addr // lower-case name -> addresses, endpoint order
-	ptr   map[netip.Addr]string   // address -> its endpoint's first name
+	name    string                  // the network's name, lower case
+	ptrName string                  // as given, for reverse answers
+	addrs   map[string][]netip.Addr // lower-case name -> addresses, endpoint order
+	ptr     map[netip.Addr]string   // address -> its endpoint's first name
 }
 
 func newTable(r *Records) *table {
 	nets := map[string]*netNames{}
 	for _, n := range r.Networks {
-		nets[n.ID] = &netNames{name: strings.ToLower(n.Name), addrs: map[string][]netip.Addr{}, ptr: map[netip.Addr]string{}}
+		nets[n.ID] = &netNames{name: strings.ToLower(n.Name), ptrName: n.Name, addrs: map[string][]netip.Addr{}, ptr: map[netip.Addr]string{}}
 	}
 	onNets := map[string][]*netNames{}
 	for _, ep := range r.Endpoints {
@@ -106,7 +107,7 @@ func (s *scope) lookup(qname string) (addrs []netip.Addr, known bool) {
 func (s *scope) reverse(addr netip.Addr) (string, bool) {
 	for _, n := range s.nets {
 		if name, ok := n.ptr[addr]; ok {
-			return name + "." + n.name, true
+			return name + "." + n.ptrName, true
 		}
 	}
 	return "", false
