@@ -36,7 +36,7 @@ all: build
 
 build:
 	@mkdir -p bin
-	$(GO) build -tags $(GO_TAGS) -ldflags '$(LDFLAGS)' -o bin/ ./cmd/engined ./cmd/shim ./cmd/docker
+	$(GO) build -tags $(GO_TAGS) -ldflags '$(LDFLAGS)' -o bin/ ./cmd/engined ./cmd/engined-dns ./cmd/shim ./cmd/docker
 	@$(GO) version -m bin/shim | grep -q -- '-tags=$(GO_TAGS)' || { echo "bin/shim was built without -tags $(GO_TAGS)"; exit 1; }
 
 $(TOOLS)/buf:

@@ -439,3 +439,88 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestDNSMeasure prints the resolver's RSS and the latency of queries
+// it answers itself and of forwarded ones (ENGINED_DNS_MEASURE=1; the
+// numbers are in internal/network/dns's package comment).
+func TestDNSMeasure(t *testing.T) {
+	if os.Getenv("ENGINED_DNS_MEASURE") == "" {
+		t.Skip("set ENGINED_DNS_MEASURE=1 to measure")
+	}
+	up := startUpstreamDNS(t, map[string][]string{"external.example.": {"198.51.100.7"}})
+	e, _ := dnsEngine(t, up)
+	userNet(t, e, "app")
+	mustDocker(t, e.Host, "run", "-d", "--net", "app", "--name", "db", "busybox", "sleep", "600")
+	pid := containerPid(t, e, "db")
+	rss := func() string {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", resolverPid(t, e)))
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmRSS:") {
+				return strings.TrimSpace(strings.TrimPrefix(l, "VmRSS:"))
+			}
+		}
+		return "?"
+	}
+	t.Logf("resolver RSS with 1 sandbox: %s", rss())
+	for _, c := range []struct{ proto, name string }{{"udp", "db"}, {"tcp", "db"}, {"udp", "external.example"}} {
+		const n = 2000
+		type result struct {
+			d   time.Duration
+			err error
+		}
+		res := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread()
+			ns, err := netns.GetFromPath(fmt.Sprintf("/proc/%d/ns/net", pid))
+			if err != nil {
+				res <- result{err: err}
+				return
+			}
+			defer ns.Close()
+			if err := netns.Set(ns); err != nil {
+				res <- result{err: err}
+				return
+			}
+			cl := &dns.Client{Net: c.proto, Timeout: 5 * time.Second}
+			q := new(dns.Msg)
+			q.SetQuestion(dns.Fqdn(c.name), dns.TypeA)
+			start := time.Now()
+			for i := 0; i < n; i++ {
+				if m, _, err := cl.Exchange(q, "127.0.0.11:53"); err != nil || len(m.Answer) != 1 {
+					res <- result{err: fmt.Errorf("query %d: %v %v", i, m, err)}
+					return
+				}
+			}
+			res <- result{d: time.Since(start) / n}
+		}()
+		r := <-res
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		t.Logf("%s %s: %v per query (sequential, new client socket each)", c.proto, c.name, r.d)
+	}
+	t.Logf("resolver RSS after the queries: %s", rss())
+	for i := 0; i < 50; i++ {
+		mustDocker(t, e.Host, "run", "-d", "--net", "app", "busybox", "sleep", "600")
+	}
+	t.Logf("resolver RSS with 51 sandboxes: %s", rss())
+	var took []string
+	for _, l := range strings.Split(e.out.String(), "\n") {
+		if strings.Contains(l, "dns records applied") {
+			if i := strings.Index(l, "took="); i >= 0 {
+				took = append(took, l[i+5:])
+			}
+		}
+	}
+	t.Logf("engined's record write + reload + ack per attach: %v", took)
+	rlog, _ := os.ReadFile(filepath.Join(e.ExecRoot, "dns", "resolver.log"))
+	var opened []string
+	for _, l := range strings.Split(string(rlog), "\n") {
+		if strings.Contains(l, "sandbox opened") {
+			if i := strings.Index(l, "took="); i >= 0 {
+				opened = append(opened, l[i+5:])
+			}
+		}
+	}
+	t.Logf("resolver's sandbox open (sockets, DNAT, servers): %v", opened)
+}

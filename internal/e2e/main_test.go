@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	}
 	// The seccomp tag (with cgo, against libseccomp) is what makes the
 	// shim apply seccomp profiles, as make build does.
-	build := exec.Command("go", "build", "-tags", "seccomp", "-o", dir+"/", "../../cmd/engined", "../../cmd/shim", "../../cmd/docker")
+	build := exec.Command("go", "build", "-tags", "seccomp", "-o", dir+"/", "../../cmd/engined", "../../cmd/engined-dns", "../../cmd/shim", "../../cmd/docker")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build binaries:", err)

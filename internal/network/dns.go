@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
@@ -139,6 +140,7 @@ func (m *Manager) syncDNS(ctx context.Context, containerID string) error {
 	if m.dns.client == nil {
 		return nil
 	}
+	start := time.Now()
 	recs, err := m.dnsRecords()
 	if err != nil {
 		return err
@@ -146,6 +148,7 @@ func (m *Manager) syncDNS(ctx context.Context, containerID string) error {
 	if err := dns.WriteRecords(m.dns.cfg.Root, recs); err != nil {
 		return err
 	}
+	written := time.Since(start)
 	ack, err := m.dns.client.Reload(ctx, len(recs.Sandboxes) > 0)
 	if err != nil {
 		return fmt.Errorf("embedded DNS: %w", err)
@@ -153,6 +156,7 @@ func (m *Manager) syncDNS(ctx context.Context, containerID string) error {
 	if msg, failed := ack.Failed[containerID]; failed && containerID != "" {
 		return fmt.Errorf("embedded DNS in the container: %s", msg)
 	}
+	m.log.Debug("dns records applied", "sandboxes", ack.Sandboxes, "failed", len(ack.Failed), "written", written, "took", time.Since(start))
 	return nil
 }
 

@@ -56,8 +56,11 @@ type Upstream struct {
 	HostNS bool   `json:"host_ns,omitempty"`
 }
 
-// WriteRecords writes the file atomically (temporary file, fsync,
-// rename), so the resolver never reads half of it.
+// WriteRecords writes the file atomically (temporary file, rename), so
+// the resolver never reads half of it. No fsync: the file is runtime
+// state under the exec root (tmpfs at /run), worthless after a crash
+// that would lose it, and an fsync on a disk-backed root costs
+// milliseconds on every container start.
 func WriteRecords(root string, r *Records) error {
 	data, err := json.Marshal(r)
 	if err != nil {
@@ -72,11 +75,6 @@ func WriteRecords(root string, r *Records) error {
 		return fmt.Errorf("dns records: %w", err)
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("dns records: %w", err)
-	}
-	if err := f.Sync(); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return fmt.Errorf("dns records: %w", err)

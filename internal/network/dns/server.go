@@ -83,7 +83,7 @@ func Run(ctx context.Context, root string, control net.Listener, log *slog.Logge
 	}
 	r := &Resolver{root: root, log: log, ctx: ctx, sandboxes: map[string]*sandbox{}, conns: map[net.Conn]bool{}}
 	r.table.Store(newTable(&Records{}))
-	if ack, err := r.reload(ctx); err != nil {
+	if ack, err := r.reload(); err != nil {
 		log.Error("load records", "err", err)
 	} else {
 		log.Info("resolver started", "pid", os.Getpid(), "sandboxes", ack.Sandboxes, "failed", len(ack.Failed))
@@ -148,7 +148,7 @@ func (r *Resolver) serveControl(l net.Listener) {
 					fmt.Fprintf(c, "{\"error\":%q}\n", "unknown command")
 					continue
 				}
-				ack, err := r.reload(r.ctx)
+				ack, err := r.reload()
 				var out []byte
 				if err != nil {
 					out, _ = json.Marshal(map[string]string{"error": err.Error()})
@@ -167,7 +167,7 @@ func (r *Resolver) serveControl(l net.Listener) {
 // namespace changed) get sockets, those gone have theirs closed (a
 // socket holds its namespace, which must not outlive the container),
 // and the answers switch to the new records at once.
-func (r *Resolver) reload(ctx context.Context) (*Ack, error) {
+func (r *Resolver) reload() (*Ack, error) {
 	recs, err := ReadRecords(r.root)
 	if err != nil {
 		return nil, err
@@ -194,7 +194,8 @@ func (r *Resolver) reload(ctx context.Context) (*Ack, error) {
 			sb.rec = rec
 			continue
 		}
-		sb, err := r.open(ctx, rec)
+		start := time.Now()
+		sb, err := r.open(rec)
 		if err != nil {
 			r.log.Warn("cannot serve sandbox", "container", short(id), "netns", rec.NetNS, "err", err)
 			if ack.Failed == nil {
@@ -204,19 +205,19 @@ func (r *Resolver) reload(ctx context.Context) (*Ack, error) {
 			continue
 		}
 		r.sandboxes[id] = sb
-		r.log.Debug("sandbox opened", "container", short(id), "netns", rec.NetNS)
+		r.log.Debug("sandbox opened", "container", short(id), "netns", rec.NetNS, "took", time.Since(start))
 	}
 	ack.Sandboxes = len(r.sandboxes)
 	return ack, nil
 }
 
 // open starts serving one sandbox.
-func (r *Resolver) open(ctx context.Context, rec Sandbox) (*sandbox, error) {
+func (r *Resolver) open(rec Sandbox) (*sandbox, error) {
 	ns, err := openNetns(rec.NetNS, rec.NetNSInode)
 	if err != nil {
 		return nil, err
 	}
-	pc, l, err := listenIn(ctx, ns)
+	pc, l, err := listenIn(ns)
 	if err != nil {
 		ns.Close()
 		return nil, err
