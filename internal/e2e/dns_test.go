@@ -222,6 +222,15 @@ func TestDNSUserNetwork(t *testing.T) {
 		t.Errorf("nslookup db.other on app: want a failure: %v\n%s", err, out)
 	}
 
+	// An --internal network's containers resolve each other, and
+	// nothing outside: their queries are not forwarded.
+	userNet(t, e, "priv", "--internal")
+	mustDocker(t, e.Host, "run", "-d", "--net", "priv", "--name", "vault", "busybox", "sleep", "600")
+	mustResolve(t, e, "priv", "vault", inspectField(t, e.Host, "vault", "{{.NetworkSettings.Networks.priv.IPAddress}}"))
+	if out, err := lookup(t, e, "priv", "external.example"); err == nil || strings.Contains(out, "198.51.100.7") {
+		t.Errorf("nslookup external.example on an internal network: want a failure: %v\n%s", err, out)
+	}
+
 	// Reverse lookup.
 	out = mustDocker(t, e.Host, "run", "--rm", "--net", "app", "busybox", "sh", "-c", "nslookup "+ip)
 	mustContain(t, "nslookup "+ip, out, "db.app")

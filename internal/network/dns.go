@@ -100,8 +100,9 @@ func (m *Manager) dnsRecords() (*dns.Records, error) {
 		if err != nil {
 			return err
 		}
-		user := map[string]bool{}
+		user, internal := map[string]bool{}, map[string]bool{}
 		for _, n := range nets {
+			internal[n.ID] = n.Internal
 			if userDefined(n) {
 				user[n.ID] = true
 				recs.Networks = append(recs.Networks, dns.Network{ID: n.ID, Name: n.Name})
@@ -110,6 +111,13 @@ func (m *Manager) dnsRecords() (*dns.Records, error) {
 		eps, err := endpointsIn(b, "")
 		if err != nil {
 			return err
+		}
+		// A container only on --internal networks has no way out, so
+		// neither have its queries (dockerd's resolver does not forward
+		// for such a container either).
+		outside := map[string]bool{}
+		for _, ep := range eps {
+			outside[ep.ContainerID] = outside[ep.ContainerID] || !internal[ep.NetworkID]
 		}
 		seen := map[string]bool{}
 		for _, ep := range eps {
@@ -124,6 +132,9 @@ func (m *Manager) dnsRecords() (*dns.Records, error) {
 			seen[ep.ContainerID] = true
 			sb := dns.Sandbox{ContainerID: ep.ContainerID, NetNS: ep.NetNS, NetNSInode: ep.NetNSInode}
 			for _, u := range resolvconf.Upstreams(host, ep.DNS) {
+				if !outside[ep.ContainerID] {
+					break
+				}
 				sb.Upstreams = append(sb.Upstreams, dns.Upstream{Addr: net.JoinHostPort(u.Addr.String(), "53"), HostNS: u.HostNS})
 			}
 			recs.Sandboxes = append(recs.Sandboxes, sb)
