@@ -32,18 +32,32 @@ func testRecords(upstream string) *Records {
 	}
 }
 
+// listenPair is a UDP and a TCP socket on one loopback port (a client
+// has one address for both); a port free for UDP may be taken for TCP,
+// so it tries again.
+func listenPair(t *testing.T) (net.PacketConn, net.Listener) {
+	t.Helper()
+	for try := 0; ; try++ {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp4", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l
+		}
+		pc.Close()
+		if try == 100 {
+			t.Fatal(err)
+		}
+	}
+}
+
 // serveAs runs the resolver's query path for one container on a
 // loopback port, as its sockets in the container's namespace would.
 func serveAs(t *testing.T, r *Resolver, id string) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp4", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, l := listenPair(t)
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) { r.serve(context.Background(), id, netns.None(), w, q) })
 	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: l, Handler: h}} {
 		started := make(chan struct{})
@@ -59,14 +73,7 @@ func serveAs(t *testing.T, r *Resolver, id string) string {
 // big.example.org., truncating over UDP as a server does.
 func upstream(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp4", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, l := listenPair(t)
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(q)

@@ -61,9 +61,12 @@ func (c *Client) Reload(ctx context.Context, required bool) (*Ack, error) {
 		return nil, errors.New("dns resolver client closed")
 	}
 	ack, err := c.reloadLocked(ctx)
-	if err == nil {
+	if err == nil && ack.Protocol == Protocol {
 		c.watchLocked()
 		return ack, nil
+	}
+	if err == nil {
+		err = fmt.Errorf("it speaks protocol %d, engined %d", ack.Protocol, Protocol)
 	}
 	if !required && !c.started && errors.Is(err, errNotRunning) {
 		return &Ack{}, nil

@@ -27,9 +27,14 @@ const (
 	LogFile     = "resolver.log"
 )
 
-// Ack is the resolver's answer to a reload: how many sandboxes it
-// serves, and those it could not open, by container ID.
+// Protocol is the version of the records file and control socket: a
+// resolver that speaks another (left by an older engined) is replaced.
+const Protocol = 1
+
+// Ack is the resolver's answer to a reload: its protocol, how many
+// sandboxes it serves, and those it could not open, by container ID.
 type Ack struct {
+	Protocol  int               `json:"protocol"`
 	Sandboxes int               `json:"sandboxes"`
 	Failed    map[string]string `json:"failed,omitempty"`
 }
@@ -188,7 +193,7 @@ func (r *Resolver) reload() (*Ack, error) {
 	// The new answers are in place before new sandboxes serve: a
 	// container's first query already finds its peers.
 	r.table.Store(newTable(recs))
-	ack := &Ack{}
+	ack := &Ack{Protocol: Protocol}
 	for id, rec := range want {
 		if sb, ok := r.sandboxes[id]; ok {
 			sb.rec = rec
