@@ -1,7 +1,10 @@
 package container
 
 import (
+	"context"
 	"errors"
+	"slices"
+	"strings"
 
 	"github.com/engined/engined/internal/errdefs"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
@@ -30,4 +33,37 @@ func aliasRequest(rec *Record, hc *enginev1.HostConfig, aliases []string) error 
 	}
 	rec.Aliases = append([]string(nil), aliases...)
 	return nil
+}
+
+// renameDNS follows a rename in the record's endpoints (their first DNS
+// name is the container's name, as dockerd's) and in the live ones.
+func (s *Service) renameDNS(ctx context.Context, id, oldName, newName string) {
+	oldName, newName = strings.TrimPrefix(oldName, "/"), strings.TrimPrefix(newName, "/")
+	s.update(id, func(r *Record) error {
+		for _, ep := range r.Networks {
+			ep.DNSNames = renamedDNSNames(ep.DNSNames, oldName, newName)
+		}
+		return nil
+	})
+	if s.cfg.Networks == nil {
+		return
+	}
+	if err := s.cfg.Networks.Rename(ctx, id, newName); err != nil {
+		s.cfg.Logger.Warn("rename the container on its networks' DNS", "id", id, "err", err)
+	}
+}
+
+// renamedDNSNames is names with the container's name, which comes
+// first, changed from oldName to newName (repeats dropped).
+func renamedDNSNames(names []string, oldName, newName string) []string {
+	if len(names) == 0 || names[0] != oldName {
+		return names
+	}
+	out := []string{newName}
+	for _, n := range names[1:] {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -31,6 +31,9 @@ type Networks interface {
 	Lookup(ctx context.Context, ref string) (string, error)
 	// AttachedContainers lists the containers that have endpoints.
 	AttachedContainers(ctx context.Context) ([]string, error)
+	// Rename gives the container's endpoints its new name on the
+	// networks' DNS (dockerd's rename does); name has no slash.
+	Rename(ctx context.Context, containerID, name string) error
 }
 
 // NetworkAttach is what a container asks of a network.

@@ -33,3 +33,7 @@ func (n containerNetworks) Lookup(ctx context.Context, ref string) (string, erro
 func (n containerNetworks) Detach(ctx context.Context, containerID string) error {
 	return n.m.Detach(ctx, containerID)
 }
+
+func (n containerNetworks) Rename(ctx context.Context, containerID, name string) error {
+	return n.m.Rename(ctx, containerID, name)
+}

@@ -291,8 +291,19 @@ func TestDNSUserNetwork(t *testing.T) {
 	// status says whether the bind worked.)
 	mustDocker(t, e.Host, "exec", "db", "sh", "-c", "httpd -p 127.0.0.11:53 -h /etc")
 
+	// A rename changes the name on the DNS (and in DNSNames), as
+	// dockerd's.
+	mustDocker(t, e.Host, "rename", "db", "db2")
+	mustResolve(t, e, "app", "db2", ip)
+	if out, err := lookup(t, e, "app", "db"); err == nil || strings.Contains(out, ip) {
+		t.Errorf("nslookup db after the rename: want a failure: %v\n%s", err, out)
+	}
+	if got := inspectField(t, e.Host, "db2", "{{json .NetworkSettings.Networks.app.DNSNames}}"); got != `["db2","database","`+id[:12]+`","dbhost"]` {
+		t.Errorf("DNSNames after the rename: %s", got)
+	}
+
 	// Removing the container removes its names.
-	mustDocker(t, e.Host, "rm", "-f", "db")
+	mustDocker(t, e.Host, "rm", "-f", "db2")
 	if out, err := lookup(t, e, "app", "db"); err == nil || strings.Contains(out, ip) {
 		t.Errorf("nslookup db after rm: want a failure: %v\n%s", err, out)
 	}
@@ -385,6 +396,16 @@ func TestDNSSurvivesEngineRestart(t *testing.T) {
 		m, err := queryIn(t, pid, "udp", "late", dns.TypeA, false)
 		return err == nil && len(m.Answer) == 1
 	})
+
+	// engined stopped cleanly (SIGTERM): the resolver goes on.
+	resolver = resolverPid(t, e3)
+	e3.stop()
+	if !alive(resolver) {
+		t.Fatalf("the resolver stopped with engined")
+	}
+	if m, err := queryIn(t, pid, "tcp", "late", dns.TypeA, false); err != nil || len(m.Answer) != 1 {
+		t.Errorf("late from db after engined's stop: %v %v", m, err)
+	}
 }
 
 // 100 run/rm cycles on a user network leave the resolver with the file

@@ -171,6 +171,41 @@ func (m *Manager) syncDNS(ctx context.Context, containerID string) error {
 	return nil
 }
 
+// Rename gives a container's endpoints on user-defined networks its new
+// name: the first of their DNS names, as dockerd's.
+func (m *Manager) Rename(ctx context.Context, containerID, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := false
+	err := m.cfg.Store.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(store.BucketNetworks)
+		eps, err := endpointsIn(b, containerID+"/")
+		if err != nil {
+			return err
+		}
+		for _, ep := range eps {
+			if len(ep.DNSNames) == 0 || ep.DNSNames[0] == name {
+				continue
+			}
+			names := []string{name}
+			for _, n := range ep.DNSNames[1:] {
+				if !slices.Contains(names, n) {
+					names = append(names, n)
+				}
+			}
+			ep.DNSNames, changed = names, true
+			if err := putJSON(b, keyEndpoint+ep.ContainerID+"/"+ep.NetworkID, ep); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || !changed {
+		return err
+	}
+	return m.syncDNS(ctx, "")
+}
+
 // Close stops watching the resolver (which goes on serving).
 func (m *Manager) Close() {
 	if m.dns.client != nil {
