@@ -33,6 +33,13 @@ type upstreamDNS struct {
 
 func startUpstreamDNS(t *testing.T, records map[string][]string) *upstreamDNS {
 	t.Helper()
+	return startUpstreamDNSAt(t, "", records)
+}
+
+// startUpstreamDNSAt is startUpstreamDNS on addr:53 ("": a random
+// loopback address).
+func startUpstreamDNSAt(t *testing.T, at string, records map[string][]string) *upstreamDNS {
+	t.Helper()
 	u := &upstreamDNS{records: records}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
 		m := new(dns.Msg)
@@ -61,9 +68,12 @@ func startUpstreamDNS(t *testing.T, records map[string][]string) *upstreamDNS {
 		var b [3]byte
 		rand.Read(b[:])
 		addr := fmt.Sprintf("127.%d.%d.%d", 1+b[0]%250, b[1], 1+b[2]%250)
+		if at != "" {
+			addr = at
+		}
 		pc, err := net.ListenPacket("udp4", addr+":53")
 		if err != nil {
-			if try > 20 {
+			if try > 20 || at != "" {
 				t.Fatalf("listen udp %s:53: %v", addr, err)
 			}
 			continue
@@ -71,7 +81,7 @@ func startUpstreamDNS(t *testing.T, records map[string][]string) *upstreamDNS {
 		l, err := net.Listen("tcp4", addr+":53")
 		if err != nil {
 			pc.Close()
-			if try > 20 {
+			if try > 20 || at != "" {
 				t.Fatalf("listen tcp %s:53: %v", addr, err)
 			}
 			continue
@@ -240,6 +250,17 @@ func TestDNSUserNetwork(t *testing.T) {
 	mustResolve(t, e, "app", "external.example", "198.51.100.7")
 	if out, err := lookup(t, e, "app", "nonexistent.example"); err == nil || !strings.Contains(out, "NXDOMAIN") {
 		t.Errorf("nslookup nonexistent.example: want NXDOMAIN: %v\n%s", err, out)
+	}
+
+	// --dns servers are queried from the container's namespace, as
+	// dockerd does: one on the default bridge's gateway, which the
+	// container reaches through its own network's gateway.
+	gw := netFor(t, filepath.Dir(e.DataRoot)).Gateway
+	startUpstreamDNSAt(t, gw, map[string][]string{"viadns.example.": {"198.51.100.9"}})
+	out = mustDocker(t, e.Host, "run", "--rm", "--net", "app", "--dns", gw, "busybox", "sh", "-c", "nslookup viadns.example")
+	mustContain(t, "nslookup through --dns", out, "Address: 198.51.100.9\n")
+	if out, err := lookup(t, e, "app", "viadns.example"); err == nil {
+		t.Errorf("viadns.example without --dns: want a failure (the host's upstream does not know it):\n%s", out)
 	}
 
 	// dockerd's resolv.conf for the internal resolver.

@@ -29,8 +29,8 @@ const reloadTimeout = 10 * time.Second
 // one it knows dies while engined runs.
 type Client struct {
 	root string
-	// command starts a resolver: the engined binary and its hidden
-	// subcommand, to which --root is added.
+	// command starts a resolver (engined-dns, or engined dns-resolver),
+	// to which --root and --control-fd are added.
 	command []string
 	log     *slog.Logger
 
@@ -248,13 +248,21 @@ func (c *Client) killLocked() {
 	}
 }
 
-// pid is the resolver's pid from its pid file (0: none).
+// pid is the pid of the resolver that holds the pid file's lock (0:
+// none does: a file a killed resolver left may name a pid reused since).
 func (c *Client) pid() int {
-	b, err := os.ReadFile(filepath.Join(c.root, PidFile))
+	f, err := os.Open(filepath.Join(c.root, PidFile))
 	if err != nil {
 		return 0
 	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) == nil {
+		unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		return 0
+	}
+	b := make([]byte, 32)
+	n, _ := f.ReadAt(b, 0)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b[:n])))
 	return pid
 }
 
