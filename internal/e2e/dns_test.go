@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -214,6 +215,19 @@ func TestDNSUserNetwork(t *testing.T) {
 	// inspect: Aliases as given, DNSNames in dockerd's order.
 	if got := inspectField(t, e.Host, "db", "{{json .NetworkSettings.Networks.app.Aliases}} {{json .NetworkSettings.Networks.app.DNSNames}}"); got != `["database"] ["db","database","`+id[:12]+`","dbhost"]` {
 		t.Errorf("Aliases DNSNames: %s", got)
+	}
+
+	// Before API 1.45, Aliases also had the short id and the hostname.
+	if code, _, body := e.get("/v1.44/containers/db/json"); code != 200 {
+		t.Errorf("inspect at 1.44: %d %s", code, body)
+	} else {
+		var old struct {
+			NetworkSettings struct{ Networks map[string]struct{ Aliases []string } }
+		}
+		json.Unmarshal([]byte(body), &old)
+		if got := fmt.Sprint(old.NetworkSettings.Networks["app"].Aliases); got != "[database "+id[:12]+" dbhost]" {
+			t.Errorf("Aliases at API 1.44: %s", got)
+		}
 	}
 
 	out := mustDocker(t, e.Host, "run", "--rm", "--net", "app", "busybox", "sh", "-c", "nslookup db && timeout 10 wget -qO- http://db/hostname")
