@@ -160,7 +160,7 @@ func (m *Manager) syncDNS(ctx context.Context, containerID string) error {
 		return err
 	}
 	written := time.Since(start)
-	ack, err := m.dns.client.Reload(ctx, len(recs.Sandboxes) > 0)
+	ack, err := m.dns.client.Reload(ctx, len(recs.Sandboxes))
 	if err != nil {
 		return fmt.Errorf("embedded DNS: %w", err)
 	}

@@ -19,9 +19,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// reloadTimeout bounds a reload: opening a sandbox is a few
-// milliseconds; a resolver that takes this long is hung, and replaced.
-const reloadTimeout = 10 * time.Second
+// reloadTimeout bounds a reload of records with n sandboxes: opening
+// one takes about a millisecond (10 ms when a new resolver rewrites a
+// container's DNAT), so a resolver that takes 10 s plus 100 ms for each
+// is hung, and replaced. It grows with n: a fixed bound would have a
+// resolver with enough containers replaced forever.
+func reloadTimeout(n int) time.Duration { return 10*time.Second + time.Duration(n)*100*time.Millisecond }
 
 // Client is engined's side of the resolver: it starts the resolver
 // when there is none (detached, in a session of its own, so it outlives
@@ -44,6 +47,7 @@ type Client struct {
 	child     *exec.Cmd
 	lastStart time.Time
 	done      chan struct{} // closed by Close
+	sandboxes int           // in the records last written
 }
 
 // NewClient is the client of the resolver rooted at root.
@@ -52,14 +56,16 @@ func NewClient(root string, command []string, log *slog.Logger) *Client {
 }
 
 // Reload makes the resolver apply the records file and waits for its
-// ack. A resolver that is not running is started when required (there
-// are sandboxes to serve) or left alone otherwise.
-func (c *Client) Reload(ctx context.Context, required bool) (*Ack, error) {
+// ack; sandboxes is how many the records have. A resolver that is not
+// running is started when there are some, or left alone otherwise.
+func (c *Client) Reload(ctx context.Context, sandboxes int) (*Ack, error) {
+	required := sandboxes > 0
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, errors.New("dns resolver client closed")
 	}
+	c.sandboxes = sandboxes
 	ack, err := c.reloadLocked(ctx)
 	if err == nil && ack.Protocol == Protocol {
 		c.watchLocked()
@@ -90,7 +96,7 @@ func (c *Client) Reload(ctx context.Context, required bool) (*Ack, error) {
 var errNotRunning = errors.New("dns resolver not running")
 
 func (c *Client) reloadLocked(ctx context.Context) (*Ack, error) {
-	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	ctx, cancel := context.WithTimeout(ctx, reloadTimeout(c.sandboxes))
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", filepath.Join(c.root, ControlSock))
@@ -221,9 +227,7 @@ func (c *Client) watchLocked() {
 			c.log.Error("restart dns resolver", "err", err)
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
-		defer cancel()
-		if _, err := c.reloadLocked(ctx); err != nil {
+		if _, err := c.reloadLocked(context.Background()); err != nil {
 			c.log.Error("restart dns resolver", "err", err)
 			return
 		}
