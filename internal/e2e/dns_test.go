@@ -569,15 +569,19 @@ func TestDNSMeasure(t *testing.T) {
 		mustDocker(t, e.Host, "run", "-d", "--net", "app", "busybox", "sleep", "600")
 	}
 	t.Logf("resolver RSS with 51 sandboxes: %s", rss())
-	var took []string
+	var took, written []string
 	for _, l := range strings.Split(e.out.String(), "\n") {
 		if strings.Contains(l, "dns records applied") {
 			if i := strings.Index(l, "took="); i >= 0 {
 				took = append(took, l[i+5:])
 			}
+			if i := strings.Index(l, "written="); i >= 0 {
+				written = append(written, strings.Fields(l[i+8:])[0])
+			}
 		}
 	}
-	t.Logf("engined's record write + reload + ack per attach: %v", took)
+	t.Logf("engined's records from bbolt + file written, per attach: %v", written)
+	t.Logf("engined's whole share (records, file, reload, ack) per attach: %v", took)
 	rlog, _ := os.ReadFile(filepath.Join(e.ExecRoot, "dns", "resolver.log"))
 	var opened []string
 	for _, l := range strings.Split(string(rlog), "\n") {

@@ -85,15 +85,16 @@
 // Measured on the development VM (2 vCPUs; TestDNSMeasure in
 // internal/e2e, ENGINED_DNS_MEASURE=1):
 //
-//   - RSS: 8.5 MB with one sandbox; 11.6 MB after 6,000 queries; 12.5 MB
-//     with 51 sandboxes (GC at 50%).
+//   - RSS: 8.2-8.5 MB with one sandbox; 11.3-11.6 MB after 6,000
+//     queries; 12.2-12.5 MB with 51 sandboxes (GC at 50%).
 //   - per query, sequential, a new client socket each, from a container's
 //     namespace: A of a container name 0.2-0.3 ms over UDP, 0.35-0.65 ms
 //     over TCP (a connection per query); forwarded to an upstream on the
 //     host's loopback 0.3-0.5 ms.
-//   - opening a sandbox (sockets, DNAT, servers): about 1 ms; engined's
-//     whole share of an attach (records from bbolt, file, reload, ack):
-//     3-5 ms.
+//   - opening a sandbox (sockets, DNAT, servers): 0.6-2 ms; engined's
+//     whole share of an attach (records from bbolt and the file, 1-2 ms
+//     with the test's exec root on disk; reload; ack): 2.5-5 ms, with
+//     outliers to 30 ms while other containers start.
 //
 // # Where it differs from dockerd
 //
