@@ -222,7 +222,9 @@ func TestDNSUserNetwork(t *testing.T) {
 		t.Errorf("inspect at 1.44: %d %s", code, body)
 	} else {
 		var old struct {
-			NetworkSettings struct{ Networks map[string]struct{ Aliases []string } }
+			NetworkSettings struct {
+				Networks map[string]struct{ Aliases []string }
+			}
 		}
 		json.Unmarshal([]byte(body), &old)
 		if got := fmt.Sprint(old.NetworkSettings.Networks["app"].Aliases); got != "[database "+id[:12]+" dbhost]" {

@@ -24,7 +24,9 @@ import (
 // container's DNAT), so a resolver that takes 10 s plus 100 ms for each
 // is hung, and replaced. It grows with n: a fixed bound would have a
 // resolver with enough containers replaced forever.
-func reloadTimeout(n int) time.Duration { return 10*time.Second + time.Duration(n)*100*time.Millisecond }
+func reloadTimeout(n int) time.Duration {
+	return 10*time.Second + time.Duration(n)*100*time.Millisecond
+}
 
 // Client is engined's side of the resolver: it starts the resolver
 // when there is none (detached, in a session of its own, so it outlives
