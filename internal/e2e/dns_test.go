@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -357,7 +358,7 @@ func TestDNSSurvivesEngineRestart(t *testing.T) {
 	mustDocker(t, e.Host, "run", "-d", "--net", "app", "--name", "db", "busybox", "sleep", "600")
 	ip := inspectField(t, e.Host, "db", "{{.NetworkSettings.Networks.app.IPAddress}}")
 	// A bounded loop: it prints one line per lookup and a summary.
-	loop := `ok=0; fail=0; i=0; while [ $i -lt 400 ]; do i=$((i+1)); if nslookup db >/dev/null 2>&1; then ok=$((ok+1)); echo ok $ok; else fail=$((fail+1)); echo FAIL $fail; fi; sleep 0.05; done; echo "done ok=$ok fail=$fail"`
+	loop := `ok=0; fail=0; i=0; while [ $i -lt 300 ]; do i=$((i+1)); if nslookup db >/dev/null 2>&1; then ok=$((ok+1)); echo ok $ok; else fail=$((fail+1)); echo FAIL $fail; fi; sleep 0.05; done; echo "done ok=$ok fail=$fail"`
 	mustDocker(t, e.Host, "run", "-d", "--net", "app", "--name", "looper", "busybox", "sh", "-c", loop)
 	logs := func(h string) string { out, _ := docker(t, h, "logs", "looper"); return out }
 	count := func(s string) int { return strings.Count(s, "ok ") }
@@ -393,9 +394,12 @@ func TestDNSSurvivesEngineRestart(t *testing.T) {
 	mustResolve(t, e2, "app", "late", inspectField(t, e2.Host, "late", "{{.NetworkSettings.Networks.app.IPAddress}}"))
 	mustResolve(t, e2, "app", "db", ip)
 
-	waitFor(t, "the lookup loop to end", func() bool { return strings.Contains(logs(e2.Host), "done ") })
+	// (300 lookups, 50 ms apart, take 20-30 s.)
+	if !poll(90*time.Second, func() bool { return strings.Contains(logs(e2.Host), "done ") }) {
+		t.Fatalf("the lookup loop did not end:\n%s", tail(logs(e2.Host), 10))
+	}
 	out := logs(e2.Host)
-	if !strings.Contains(out, "done ok=400 fail=0") {
+	if !strings.Contains(out, "done ok=300 fail=0") {
 		t.Errorf("lookups across engined's SIGKILL and restart:\n%s", tail(out, 30))
 	}
 
@@ -421,7 +425,18 @@ func TestDNSSurvivesEngineRestart(t *testing.T) {
 	}
 
 	// The resolver SIGKILLed alone, engined running: engined starts a
-	// new one at once (it watches the resolver).
+	// new one at once (it watches the resolver), which takes the ports
+	// the DNAT in the container names again.
+	dnat := func() string {
+		out, err := exec.Command("nsenter", "--net=/proc/"+strconv.Itoa(pid)+"/ns/net", "nft", "list", "table", "ip", "engined_dns").CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list table ip engined_dns in db: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	before := dnat()
+	mustContain(t, "the DNAT in db", before, "ip daddr 127.0.0.11 udp dport 53 dnat to 127.0.0.11:", "ip daddr 127.0.0.11 tcp dport 53 dnat to 127.0.0.11:",
+		"udp sport", "snat to 127.0.0.11:53")
 	resolver = resolverPid(t, e3)
 	syscall.Kill(resolver, syscall.SIGKILL)
 	waitFor(t, "a new resolver", func() bool {
@@ -433,6 +448,9 @@ func TestDNSSurvivesEngineRestart(t *testing.T) {
 		m, err := queryIn(t, pid, "udp", "late", dns.TypeA, false)
 		return err == nil && len(m.Answer) == 1
 	})
+	if after := dnat(); after != before {
+		t.Errorf("the new resolver rewrote the DNAT:\n%s\nwas:\n%s", after, before)
+	}
 
 	// engined stopped cleanly (SIGTERM): the resolver goes on.
 	resolver = resolverPid(t, e3)

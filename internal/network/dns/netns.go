@@ -123,14 +123,63 @@ func natRule(addrOff uint32, addr net.IP, proto byte, portOff uint32, port int, 
 // ListenAddr is the embedded resolver's address in every container.
 const ListenAddr = "127.0.0.11"
 
-// listenIn opens the resolver's UDP and TCP sockets on 127.0.0.11 with
-// kernel-chosen ports in ns, and points 127.0.0.11:53 at them (one
-// transaction, so a query never sees half the rules).
+// dnatPorts are the ports the DNAT in ns sends 127.0.0.11:53 to, if a
+// resolver before this one left it (0: none).
+func dnatPorts(ns netns.NsHandle) (udpPort, tcpPort int) {
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		return 0, 0
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: dnatTable}
+	rules, err := c.GetRules(t, &nftables.Chain{Name: "output", Table: t})
+	if err != nil {
+		return 0, 0
+	}
+	for _, r := range rules {
+		var proto byte
+		var port int
+		for _, e := range r.Exprs {
+			switch e := e.(type) {
+			case *expr.Cmp:
+				if len(e.Data) == 1 {
+					proto = e.Data[0]
+				}
+			case *expr.Immediate:
+				if e.Register == 2 && len(e.Data) == 2 {
+					port = int(binaryutil.BigEndian.Uint16(e.Data))
+				}
+			}
+		}
+		switch proto {
+		case unix.IPPROTO_UDP:
+			udpPort = port
+		case unix.IPPROTO_TCP:
+			tcpPort = port
+		}
+	}
+	return udpPort, tcpPort
+}
+
+// listenIn opens the resolver's UDP and TCP sockets on 127.0.0.11 in ns
+// and points 127.0.0.11:53 at them (one transaction, so a query never
+// sees half the rules). A new resolver takes the ports the DNAT a
+// previous one left already names, if they are free, and then leaves
+// the rules alone (rewriting them costs about 10 ms a container, as
+// the old rules' release waits for RCU); else the kernel picks ports.
 func listenIn(ns netns.NsHandle) (net.PacketConn, net.Listener, error) {
 	var pc net.PacketConn
 	var l net.Listener
+	oldUDP, oldTCP := dnatPorts(ns)
 	err := inNetns(ns, func() error {
 		var err error
+		if oldUDP != 0 && oldTCP != 0 {
+			if pc, err = net.ListenPacket("udp4", fmt.Sprintf("%s:%d", ListenAddr, oldUDP)); err == nil {
+				if l, err = net.Listen("tcp4", fmt.Sprintf("%s:%d", ListenAddr, oldTCP)); err == nil {
+					return nil
+				}
+				pc.Close()
+			}
+		}
 		if pc, err = net.ListenPacket("udp4", ListenAddr+":0"); err != nil {
 			return fmt.Errorf("listen udp: %w", err)
 		}
@@ -140,7 +189,10 @@ func listenIn(ns netns.NsHandle) (net.PacketConn, net.Listener, error) {
 		return nil
 	})
 	if err == nil {
-		err = setDNAT(ns, pc.LocalAddr().(*net.UDPAddr).Port, l.Addr().(*net.TCPAddr).Port)
+		udpPort, tcpPort := pc.LocalAddr().(*net.UDPAddr).Port, l.Addr().(*net.TCPAddr).Port
+		if udpPort != oldUDP || tcpPort != oldTCP {
+			err = setDNAT(ns, udpPort, tcpPort)
+		}
 	}
 	if err != nil {
 		if pc != nil {
