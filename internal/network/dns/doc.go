@@ -51,9 +51,11 @@
 //     on that socket.
 //   - the resolver dies while engined runs: the watching connection
 //     ends and engined starts a new resolver within a second; it reads
-//     the records file, opens new sockets (new ports) and rewrites each
-//     container's DNAT. Meanwhile queries reach a closed port and fail
-//     at once (ICMP port unreachable), they do not hang.
+//     the records file and binds, in each container, the ports that
+//     container's DNAT names (new ones, and a rewritten DNAT, only if a
+//     process there took them meanwhile). Meanwhile queries reach a
+//     closed port and fail at once (ICMP port unreachable), they do not
+//     hang.
 //   - both are down: the same fast failures until engined starts, which
 //     starts a resolver if the records have sandboxes. A container that
 //     exited meanwhile has its sandbox skipped (its namespace path is
