@@ -125,10 +125,18 @@ func (r *Resolver) serveControl(l net.Listener) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				r.log.Error("control socket", "err", err)
+			if errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			// Out of file descriptors, say: engined's next reload may
+			// find one free, as net/http's server does, after a pause.
+			r.log.Error("control socket", "err", err)
+			select {
+			case <-r.ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
 		}
 		r.connMu.Lock()
 		if r.ctx.Err() != nil {
