@@ -461,6 +461,8 @@ func TestDNSSurvivesEngineRestart(t *testing.T) {
 	if m, err := queryIn(t, pid, "tcp", "late", dns.TypeA, false); err != nil || len(m.Answer) != 1 {
 		t.Errorf("late from db after engined's stop: %v %v", m, err)
 	}
+	// An engined that runs at the test's end removes its containers.
+	startEnginedAt(t, e.DataRoot, e.ExecRoot, "--host-resolv-conf", filepath.Join(filepath.Dir(e.DataRoot), "host-resolv.conf"))
 }
 
 // 100 run/rm cycles on a user network leave the resolver with the file
