@@ -24,8 +24,8 @@ type DNSConfig struct {
 	// Root is the resolver's state directory (under engined's exec
 	// root); empty: no embedded DNS.
 	Root string
-	// Command starts the resolver process (engined's binary and its
-	// hidden dns-resolver subcommand).
+	// Command starts the resolver process: engined-dns, or engined's
+	// hidden dns-resolver subcommand; --root and --control-fd follow.
 	Command []string
 	// HostResolvConf is the host's resolv.conf, whose servers the
 	// resolver forwards other names to; empty: /etc/resolv.conf.
