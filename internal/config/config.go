@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -58,6 +59,13 @@ type Config struct {
 	IPForward *bool  `json:"ip-forward,omitempty"`
 	IPMasq    *bool  `json:"ip-masq,omitempty"`
 	NFTable   string `json:"-"`
+	// DNS, DNSSearch and DNSOptions are dockerd's --dns, --dns-search
+	// and --dns-opt: what a container without its own gets (on a
+	// user-defined network, the servers are the embedded DNS's
+	// upstreams).
+	DNS        []string `json:"dns,omitempty"`
+	DNSSearch  []string `json:"dns-search,omitempty"`
+	DNSOptions []string `json:"dns-opts,omitempty"`
 	// HostResolvConf is the host's resolv.conf that containers' DNS
 	// settings and the embedded resolver's upstream servers come from
 	// (a hidden flag: tests point it at a server of their own).
@@ -112,6 +120,9 @@ var flagKeys = map[string]string{
 	"mtu":               "mtu",
 	"ip-forward":        "ip-forward",
 	"ip-masq":           "ip-masq",
+	"dns":               "dns",
+	"dns-search":        "dns-search",
+	"dns-opt":           "dns-opts",
 }
 
 // Register adds engined's flags to fs.
@@ -140,6 +151,9 @@ func Register(fs *pflag.FlagSet) *Flags {
 	fs.BoolVar(&f.ipMasq, "ip-masq", true, "masquerade traffic leaving the bridges' subnets")
 	fs.StringVar(&c.NFTable, "nft-table", "engined", "engined's nftables table (family ip)")
 	fs.MarkHidden("nft-table")
+	fs.StringArrayVar(&c.DNS, "dns", nil, "DNS server for containers that set none (repeatable)")
+	fs.StringArrayVar(&c.DNSSearch, "dns-search", nil, "DNS search domain for containers that set none (repeatable)")
+	fs.StringArrayVar(&c.DNSOptions, "dns-opt", nil, "DNS option for containers that set none (repeatable)")
 	fs.StringVar(&c.HostResolvConf, "host-resolv-conf", "/etc/resolv.conf", "the host's resolv.conf: containers' nameservers and the embedded DNS's upstream servers")
 	fs.MarkHidden("host-resolv-conf")
 	fs.StringVar(&f.configFile, "config-file", DefaultConfigFile, "JSON configuration file (dockerd's daemon.json keys)")
@@ -239,6 +253,12 @@ func (f *Flags) merge(cfg *Config, file *Config) error {
 			cfg.IPForward = file.IPForward
 		case "ip-masq":
 			cfg.IPMasq = file.IPMasq
+		case "dns":
+			cfg.DNS = file.DNS
+		case "dns-search":
+			cfg.DNSSearch = file.DNSSearch
+		case "dns-opts":
+			cfg.DNSOptions = file.DNSOptions
 		default:
 			return fmt.Errorf("config file key %q has no merge rule", key)
 		}
@@ -339,6 +359,11 @@ func (c *Config) validate() error {
 	for _, l := range c.Labels {
 		if k, _, ok := strings.Cut(l, "="); !ok || k == "" {
 			return fmt.Errorf("invalid label %q: want key=value", l)
+		}
+	}
+	for _, d := range c.DNS {
+		if _, err := netip.ParseAddr(d); err != nil {
+			return fmt.Errorf("invalid dns %q: not an IP address", d)
 		}
 	}
 	return nil

@@ -67,3 +67,15 @@ func renamedDNSNames(names []string, oldName, newName string) []string {
 	}
 	return out
 }
+
+// dnsSettings are the container's --dns, --dns-search and --dns-option,
+// each engined's own when the container has none, as dockerd's.
+func (s *Service) dnsSettings(hc *enginev1.HostConfig) (dns, search, options []string) {
+	pick := func(own, engine []string) []string {
+		if len(own) > 0 {
+			return own
+		}
+		return engine
+	}
+	return pick(hc.GetDns(), s.cfg.DNS), pick(hc.GetDnsSearch(), s.cfg.DNSSearch), pick(hc.GetDnsOptions(), s.cfg.DNSOptions)
+}

@@ -150,8 +150,9 @@ func (s *Service) attachNetworks(ctx context.Context, rec *Record, cfg *enginev1
 		return fmt.Errorf("network mode %s: engined has no networking", hc.GetNetworkMode())
 	}
 	nsPath := "/proc/" + strconv.Itoa(pid) + "/ns/net"
+	dns, _, _ := s.dnsSettings(hc)
 	ep, err := s.cfg.Networks.Attach(ctx, rec.ID, nsPath, NetworkAttach{Network: hc.GetNetworkMode(), IPv4Address: rec.RequestedIP, MacAddress: rec.RequestedMAC,
-		Name: rec.Name, Hostname: cfg.GetHostname(), Aliases: rec.Aliases, DNS: hc.GetDns()})
+		Name: rec.Name, Hostname: cfg.GetHostname(), Aliases: rec.Aliases, DNS: dns})
 	if err != nil {
 		return err
 	}

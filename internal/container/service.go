@@ -55,6 +55,9 @@ type Config struct {
 	// HostResolvConf is the host's resolv.conf containers' files are
 	// made from; empty: /etc/resolv.conf.
 	HostResolvConf string
+	// DNS, DNSSearch and DNSOptions are engined's --dns, --dns-search
+	// and --dns-opt: a container's own replace them.
+	DNS, DNSSearch, DNSOptions []string
 }
 
 // Service manages containers.
@@ -400,11 +403,12 @@ func (s *Service) writeHostFiles(rec *Record, cfg *enginev1.ContainerConfig, hc 
 	if err != nil {
 		resolv = nil
 	}
+	dns, search, options := s.dnsSettings(hc)
 	files := map[string]string{"hostname": host + "\n", "hosts": hosts,
-		"resolv.conf": resolvConf(string(resolv), !hostNet, hc.GetDns(), hc.GetDnsSearch(), hc.GetDnsOptions())}
+		"resolv.conf": resolvConf(string(resolv), !hostNet, dns, search, options)}
 	if userNetwork(hc) {
 		// The embedded DNS answers; the servers become its upstreams.
-		files["resolv.conf"] = resolvconf.Internal(resolv, resolvPath, hc.GetDns(), hc.GetDnsSearch(), hc.GetDnsOptions())
+		files["resolv.conf"] = resolvconf.Internal(resolv, resolvPath, dns, search, options)
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {

@@ -167,6 +167,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	containers, err = container.New(container.Config{
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, Shims: shims, Store: st, Images: images, Logger: log, Events: bus,
 		InitPath: initPath, Networks: containerNetworks{nets}, HostResolvConf: cfg.HostResolvConf,
+		DNS: cfg.DNS, DNSSearch: cfg.DNSSearch, DNSOptions: cfg.DNSOptions,
 	})
 	if err != nil {
 		closeAll(listeners)

@@ -465,6 +465,29 @@ func TestDNSSurvivesEngineRestart(t *testing.T) {
 	startEnginedAt(t, e.DataRoot, e.ExecRoot, "--host-resolv-conf", filepath.Join(filepath.Dir(e.DataRoot), "host-resolv.conf"))
 }
 
+// engined's own --dns (dockerd's daemon option) is what containers
+// without --dns get: on the default bridge a nameserver line, on a user
+// network the embedded DNS's upstream, queried from the container's
+// namespace (dockerd's treats it as a container's --dns).
+func TestDNSEngineDefaults(t *testing.T) {
+	reg := startRegistry(t)
+	pushFixtures(t, reg)
+	dataRoot, execRoot := newRoots(t)
+	gw := netFor(t, filepath.Dir(dataRoot)).Gateway
+	e := startEnginedAt(t, dataRoot, execRoot, "--registry-mirror", "http://"+reg.Addr, "--dns", gw, "--dns-search", "corp.test")
+	mustDocker(t, e.Host, "pull", "busybox")
+	startUpstreamDNSAt(t, gw, map[string][]string{"viadns.example.": {"198.51.100.9"}})
+	userNet(t, e, "app")
+
+	got := mustDocker(t, e.Host, "run", "--rm", "busybox", "cat", "/etc/resolv.conf")
+	mustContain(t, "resolv.conf on the default bridge", got, "nameserver "+gw+"\n", "search corp.test\n")
+	got = mustDocker(t, e.Host, "run", "--rm", "--net", "app", "busybox", "cat", "/etc/resolv.conf")
+	mustContain(t, "resolv.conf on a user network", got, "nameserver 127.0.0.11\n", "search corp.test\n", "# ExtServers: ["+gw+"]\n",
+		"# Overrides: [nameservers search]\n")
+	out := mustDocker(t, e.Host, "run", "--rm", "--net", "app", "busybox", "sh", "-c", "nslookup viadns.example.")
+	mustContain(t, "nslookup through engined's --dns", out, "Address: 198.51.100.9\n")
+}
+
 // 100 run/rm cycles on a user network leave the resolver with the file
 // descriptors it had (its sockets in each container hold that
 // container's network namespace).
