@@ -30,7 +30,11 @@ import (
 )
 
 func init() {
-	registerResponse(func(_ context.Context, c *enginev1.Container) (any, error) { return containerInspectJSON(c), nil })
+	registerResponse(func(ctx context.Context, c *enginev1.Container) (any, error) {
+		out := containerInspectJSON(c)
+		oldAliases(ctx, c, out.NetworkSettings.Networks)
+		return out, nil
+	})
 	registerResponse(func(_ context.Context, m *enginev1.ContainerListResponse) (any, error) {
 		out := make([]container.Summary, 0, len(m.GetContainers()))
 		for _, c := range m.GetContainers() {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"reflect"
+	"slices"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/moby/moby/api/types/container"
@@ -82,7 +83,34 @@ func endpointSettings(ep *enginev1.EndpointSettings) *network.EndpointSettings {
 	if mac, err := net.ParseMAC(ep.GetMacAddress()); err == nil {
 		es.MacAddress = network.HardwareAddr(mac)
 	}
+	es.Aliases, es.DNSNames = ep.GetAliases(), ep.GetDnsNames()
 	return es
+}
+
+// oldAliases is what API versions before 1.45 showed as a user-defined
+// network's Aliases: the aliases plus the short id and the hostname
+// (dockerd moved those to DNSNames in 1.45).
+func oldAliases(ctx context.Context, c *enginev1.Container, networks map[string]*network.EndpointSettings) {
+	if !versionBefore(ctx, "1.45") {
+		return
+	}
+	for name, ep := range networks {
+		if name == "bridge" || name == "host" || name == "none" || ep == nil {
+			continue
+		}
+		for _, a := range []string{shortID(c.GetId()), c.GetConfig().GetHostname()} {
+			if a != "" && !slices.Contains(ep.Aliases, a) {
+				ep.Aliases = append(ep.Aliases, a)
+			}
+		}
+	}
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
 
 func init() {

@@ -40,6 +40,11 @@ func main() {
 		},
 	}
 	flags = config.Register(cmd.Flags())
+	// A hidden subcommand, and no others: cobra would otherwise add and
+	// show its help and completion commands.
+	cmd.AddCommand(dnsResolverCommand())
+	cmd.CompletionOptions.DisableDefaultCmd = true
+	cmd.SetHelpCommand(&cobra.Command{Hidden: true})
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "engined:", err)
 		os.Exit(1)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -66,6 +67,17 @@ type Config struct {
 	// AddressPoolFlags are the --default-address-pool values as given
 	// ("base=10.10.0.0/16,size=24"); they win over the file's.
 	AddressPoolFlags []string `json:"-"`
+	// DNS, DNSSearch and DNSOptions are dockerd's --dns, --dns-search
+	// and --dns-opt: what a container without its own gets (on a
+	// user-defined network, the servers are the embedded DNS's
+	// upstreams).
+	DNS        []string `json:"dns,omitempty"`
+	DNSSearch  []string `json:"dns-search,omitempty"`
+	DNSOptions []string `json:"dns-opts,omitempty"`
+	// HostResolvConf is the host's resolv.conf that containers' DNS
+	// settings and the embedded resolver's upstream servers come from
+	// (a hidden flag: tests point it at a server of their own).
+	HostResolvConf string `json:"-"`
 
 	// HTTPReadTimeout bounds the wait for a request's headers and, while
 	// a request body is read, for its next bytes; HTTPIdleTimeout closes
@@ -120,6 +132,9 @@ var flagKeys = map[string]string{
 	"ip-masq":              "ip-masq",
 	"icc":                  "icc",
 	"default-address-pool": "default-address-pools",
+	"dns":                  "dns",
+	"dns-search":           "dns-search",
+	"dns-opt":              "dns-opts",
 }
 
 // Register adds engined's flags to fs.
@@ -150,6 +165,11 @@ func Register(fs *pflag.FlagSet) *Flags {
 	fs.StringArrayVar(&f.pools, "default-address-pool", nil, "subnets of networks without one of their own: base=<CIDR>,size=<prefix length> (repeatable; default: dockerd's)")
 	fs.StringVar(&c.NFTable, "nft-table", "engined", "engined's nftables table (family ip)")
 	fs.MarkHidden("nft-table")
+	fs.StringArrayVar(&c.DNS, "dns", nil, "DNS server for containers that set none (repeatable)")
+	fs.StringArrayVar(&c.DNSSearch, "dns-search", nil, "DNS search domain for containers that set none (repeatable)")
+	fs.StringArrayVar(&c.DNSOptions, "dns-opt", nil, "DNS option for containers that set none (repeatable)")
+	fs.StringVar(&c.HostResolvConf, "host-resolv-conf", "/etc/resolv.conf", "the host's resolv.conf: containers' nameservers and the embedded DNS's upstream servers")
+	fs.MarkHidden("host-resolv-conf")
 	fs.StringVar(&f.configFile, "config-file", DefaultConfigFile, "JSON configuration file (dockerd's daemon.json keys)")
 	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", DefaultHTTPReadTimeout, "close a connection whose request headers, or the next bytes of its request body, take longer")
 	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", DefaultHTTPIdleTimeout, "close a keep-alive connection idle for longer")
@@ -255,6 +275,12 @@ func (f *Flags) merge(cfg *Config, file *Config) error {
 			cfg.ICC = file.ICC
 		case "default-address-pools":
 			cfg.AddressPools = file.AddressPools
+		case "dns":
+			cfg.DNS = file.DNS
+		case "dns-search":
+			cfg.DNSSearch = file.DNSSearch
+		case "dns-opts":
+			cfg.DNSOptions = file.DNSOptions
 		default:
 			return fmt.Errorf("config file key %q has no merge rule", key)
 		}
@@ -355,6 +381,11 @@ func (c *Config) validate() error {
 	for _, l := range c.Labels {
 		if k, _, ok := strings.Cut(l, "="); !ok || k == "" {
 			return fmt.Errorf("invalid label %q: want key=value", l)
+		}
+	}
+	for _, d := range c.DNS {
+		if _, err := netip.ParseAddr(d); err != nil {
+			return fmt.Errorf("invalid dns %q: not an IP address", d)
 		}
 	}
 	return nil

@@ -45,6 +45,10 @@ func TestFileAndFlags(t *testing.T) {
 	if len(c.Hosts) != 1 || c.Hosts[0] != "unix:///file.sock" || c.LogLevel != "debug" || len(c.Labels) != 1 {
 		t.Errorf("file settings not applied: %+v", c)
 	}
+	c, err = load(t, `{"dns": ["10.0.0.2"], "dns-search": ["corp"], "dns-opts": ["ndots:2"]}`, "--dns", "10.0.0.3")
+	if err != nil || strings.Join(c.DNS, ",") != "10.0.0.3" || c.DNSSearch[0] != "corp" || c.DNSOptions[0] != "ndots:2" {
+		t.Errorf("dns settings: %+v %v", c, err)
+	}
 	c, err = load(t, `{"tls": false}`, "-H", "tcp://0.0.0.0:2375")
 	if err != nil || !c.TLSExplicitlyOff() || c.TLSEnabled() {
 		t.Errorf("tls=false from file: %+v %v", c, err)
@@ -70,6 +74,7 @@ func TestErrors(t *testing.T) {
 		{`{}`, []string{"--tls", "--tlscert", "c", "--tlskey", "k", "--tlsverify"}, "--tlscacert"},
 		{`{"log-level": "chatty"}`, nil, `invalid log level "chatty"`},
 		{`{}`, []string{"--label", "nokey"}, `invalid label "nokey"`},
+		{`{"dns": ["resolver.lan"]}`, nil, `invalid dns "resolver.lan"`},
 	}
 	for _, c := range cases {
 		_, err := load(t, c.file, c.args...)

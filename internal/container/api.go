@@ -297,6 +297,9 @@ func (s *Service) ContainerRename(ctx context.Context, req *enginev1.ContainerRe
 		r.Name = name
 		return putRecord(tx, r)
 	})
+	if err == nil {
+		s.renameDNS(ctx, id, oldName, name)
+	}
 	s.eventIf(err, "rename", id, map[string]string{"oldName": oldName})
 	return &enginev1.ContainerRenameResponse{}, err
 }

@@ -39,15 +39,24 @@ type Networks interface {
 	Lookup(ctx context.Context, ref string) (name, id string, err error)
 	// AttachedContainers lists the containers that have endpoints.
 	AttachedContainers(ctx context.Context) ([]string, error)
+	// Rename gives the container's endpoints its new name on the
+	// networks' DNS (dockerd's rename does); name has no slash.
+	Rename(ctx context.Context, containerID, name string) error
 }
 
 // NetworkAttach is what a container asks of a network.
 type NetworkAttach struct {
-	Network     string // "bridge", or a network's name or ID
-	IPv4Address string // "": the first free one
-	MacAddress  string // "": random
-	Aliases     []string
+	Network     string     // "bridge", or a network's name or ID
+	IPv4Address string     // "": the first free one
+	MacAddress  string     // "": random
 	Ports       []PortSpec // to publish (ports.go)
+	// Names on a user-defined network's embedded DNS: the container's
+	// name and hostname and its --network-alias aliases; DNS: its --dns
+	// servers, which that DNS forwards other names to.
+	Name     string
+	Hostname string
+	Aliases  []string
+	DNS      []string
 }
 
 // NetworkEndpoint is a container's attachment to a network: what it
@@ -66,13 +75,16 @@ type NetworkEndpoint struct {
 	Aliases      []string `json:"aliases,omitempty"`
 	// Ports are the endpoint's published ports, as bound.
 	Ports []PublishedPort `json:"ports,omitempty"`
+	// DNSNames: the names the network's DNS has for the container
+	// (user-defined networks only); they stay after it stops.
+	DNSNames []string `json:"dnsNames,omitempty"`
 }
 
 // released is the endpoint as a stopped container keeps it: what it
 // asked for, without what it got.
 func (ep *NetworkEndpoint) released() *NetworkEndpoint {
 	return &NetworkEndpoint{NetworkName: ep.NetworkName, NetworkID: ep.NetworkID,
-		RequestedIP: ep.RequestedIP, RequestedMAC: ep.RequestedMAC, Aliases: ep.Aliases}
+		RequestedIP: ep.RequestedIP, RequestedMAC: ep.RequestedMAC, Aliases: ep.Aliases, DNSNames: ep.DNSNames}
 }
 
 // endpointConfig checks what a container asks of one network (--ip,
@@ -248,7 +260,7 @@ func (s *Service) attachNetworks(ctx context.Context, rec *Record, cfg *enginev1
 			// the default route, as dockerd's.
 			publish = ports
 		}
-		ep, err := s.attach(ctx, rec.ID, nsPath, want, publish)
+		ep, err := s.attach(ctx, rec, cfg, hc, nsPath, want, publish)
 		if err != nil {
 			return err
 		}
@@ -270,10 +282,12 @@ func (s *Service) attachNetworks(ctx context.Context, rec *Record, cfg *enginev1
 }
 
 // attach joins one network, keeping what the container asked of it,
-// and publishes ports on it.
-func (s *Service) attach(ctx context.Context, id, nsPath string, want *NetworkEndpoint, ports []PortSpec) (*NetworkEndpoint, error) {
-	ep, err := s.cfg.Networks.Attach(ctx, id, nsPath, NetworkAttach{Network: want.NetworkName, IPv4Address: want.RequestedIP,
-		MacAddress: want.RequestedMAC, Aliases: want.Aliases, Ports: ports})
+// with its names and --dns servers for the network's DNS, and publishes
+// ports on it.
+func (s *Service) attach(ctx context.Context, rec *Record, cfg *enginev1.ContainerConfig, hc *enginev1.HostConfig, nsPath string, want *NetworkEndpoint, ports []PortSpec) (*NetworkEndpoint, error) {
+	dns, _, _ := s.dnsSettings(hc)
+	ep, err := s.cfg.Networks.Attach(ctx, rec.ID, nsPath, NetworkAttach{Network: want.NetworkName, IPv4Address: want.RequestedIP,
+		MacAddress: want.RequestedMAC, Aliases: want.Aliases, Ports: ports, Name: rec.Name, Hostname: cfg.GetHostname(), DNS: dns})
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +371,11 @@ func (s *Service) NetworkConnect(ctx context.Context, req *enginev1.NetworkConne
 	want.NetworkID = id
 	running := rec.SandboxKey != "" && (rec.Status == "running" || rec.Status == "paused")
 	if running {
-		if want, err = s.attach(ctx, rec.ID, rec.SandboxKey, want, nil); err != nil {
+		cfg, err := rec.config()
+		if err != nil {
+			return nil, err
+		}
+		if want, err = s.attach(ctx, rec, cfg, hc, rec.SandboxKey, want, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -478,7 +496,7 @@ func networkSettings(r *Record, hc *enginev1.HostConfig) *enginev1.NetworkSettin
 	for name, ep := range r.joinedNetworks(hc) {
 		es := &enginev1.EndpointSettings{NetworkId: ep.NetworkID, EndpointId: ep.EndpointID, Gateway: ep.Gateway,
 			IpAddress: ep.IPAddress, IpPrefixLen: int32(ep.IPPrefixLen), MacAddress: cmp.Or(ep.MacAddress, ep.RequestedMAC),
-			Aliases: ep.Aliases, Ipv4Address: ep.RequestedIP}
+			Aliases: ep.Aliases, Ipv4Address: ep.RequestedIP, DnsNames: ep.DNSNames}
 		if name == "bridge" {
 			es.Links = dockerLinks(r.Name, hc.GetLinks())
 		}

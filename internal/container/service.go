@@ -5,6 +5,7 @@
 package container
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -28,6 +29,7 @@ import (
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/events"
 	"github.com/engined/engined/internal/image"
+	"github.com/engined/engined/internal/resolvconf"
 	"github.com/engined/engined/internal/shimclient"
 	"github.com/engined/engined/internal/store"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
@@ -50,6 +52,12 @@ type Config struct {
 	// Networks attaches containers whose network mode is bridge; nil:
 	// such containers cannot start.
 	Networks Networks
+	// HostResolvConf is the host's resolv.conf containers' files are
+	// made from; empty: /etc/resolv.conf.
+	HostResolvConf string
+	// DNS, DNSSearch and DNSOptions are engined's --dns, --dns-search
+	// and --dns-opt: a container's own replace them.
+	DNS, DNSSearch, DNSOptions []string
 }
 
 // Service manages containers.
@@ -406,12 +414,18 @@ func (s *Service) writeHostFiles(rec *Record, cfg *enginev1.ContainerConfig, hc 
 	if err != nil {
 		return err
 	}
-	resolv, err := os.ReadFile("/etc/resolv.conf")
+	resolvPath := cmp.Or(s.cfg.HostResolvConf, "/etc/resolv.conf")
+	resolv, err := os.ReadFile(resolvPath)
 	if err != nil {
 		resolv = nil
 	}
+	dns, search, options := s.dnsSettings(hc)
 	files := map[string]string{"hostname": host + "\n", "hosts": hosts,
-		"resolv.conf": resolvConf(string(resolv), !hostNet, hc.GetDns(), hc.GetDnsSearch(), hc.GetDnsOptions())}
+		"resolv.conf": resolvConf(string(resolv), !hostNet, dns, search, options)}
+	if userNetwork(hc) {
+		// The embedded DNS answers; the servers become its upstreams.
+		files["resolv.conf"] = resolvconf.Internal(resolv, resolvPath, dns, search, options)
+	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			return err

@@ -15,7 +15,8 @@ import (
 type containerNetworks struct{ m *network.Manager }
 
 func (n containerNetworks) Attach(ctx context.Context, containerID, netnsPath string, req container.NetworkAttach) (*container.NetworkEndpoint, error) {
-	ar := network.AttachRequest{Network: req.Network, IPv4Address: req.IPv4Address, MacAddress: req.MacAddress, Aliases: req.Aliases}
+	ar := network.AttachRequest{Network: req.Network, IPv4Address: req.IPv4Address, MacAddress: req.MacAddress,
+		Name: req.Name, Hostname: req.Hostname, Aliases: req.Aliases, DNS: req.DNS}
 	for _, p := range req.Ports {
 		ar.Ports = append(ar.Ports, network.PortRequest{Proto: p.Proto, ContainerPort: p.ContainerPort, HostIP: p.HostIP,
 			HostPortStart: p.HostPortStart, HostPortEnd: p.HostPortEnd})
@@ -25,7 +26,8 @@ func (n containerNetworks) Attach(ctx context.Context, containerID, netnsPath st
 		return nil, err
 	}
 	out := &container.NetworkEndpoint{NetworkName: ep.NetworkName, NetworkID: ep.NetworkID, EndpointID: ep.ID,
-		IPAddress: ep.IPAddress, IPPrefixLen: ep.IPPrefixLen, Gateway: ep.Gateway, MacAddress: ep.MacAddress}
+		IPAddress: ep.IPAddress, IPPrefixLen: ep.IPPrefixLen, Gateway: ep.Gateway, MacAddress: ep.MacAddress,
+		Aliases: ep.Aliases, DNSNames: ep.DNSNames}
 	for _, b := range ep.Ports {
 		out.Ports = append(out.Ports, container.PublishedPort{Proto: b.Proto, ContainerPort: b.ContainerPort, HostIP: b.HostIP, HostPort: b.HostPort})
 	}
@@ -42,6 +44,10 @@ func (n containerNetworks) Lookup(ctx context.Context, ref string) (string, stri
 
 func (n containerNetworks) Detach(ctx context.Context, containerID string) error {
 	return n.m.Detach(ctx, containerID)
+}
+
+func (n containerNetworks) Rename(ctx context.Context, containerID, name string) error {
+	return n.m.Rename(ctx, containerID, name)
 }
 
 func (n containerNetworks) DetachNetwork(ctx context.Context, containerID, network string) error {

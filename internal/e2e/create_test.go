@@ -135,6 +135,7 @@ func TestCreateNothingIgnored(t *testing.T) {
 		{name: "IOMaximumIOps", host: `"IOMaximumIOps":1`, refused: "HostConfig.IOMaximumIOps"},
 		// NetworkingConfig
 		{name: "EndpointsConfig", network: `{"EndpointsConfig":{"bridge":{"DriverOpts":{"a":"b"}}}}`, refused: "NetworkingConfig.EndpointsConfig"},
+		{name: "Aliases on the default bridge", host: `"NetworkMode":"bridge"`, network: `{"EndpointsConfig":{"bridge":{"Aliases":["a"]}}}`, refused: "network-scoped aliases are only supported for user-defined networks"},
 		{name: "EndpointsConfig default", network: `{"EndpointsConfig":{"default":{"Aliases":null}}}`, shown: "HostConfig.NetworkMode", want: `"bridge"`},
 	}
 	for _, c := range cases {

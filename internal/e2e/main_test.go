@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -160,10 +161,29 @@ func (e *engined) start(args []string) {
 				<-e.done
 			}
 		}
+		// The DNS resolver outlives engined by design, as shims do.
+		stopResolver(e.t, e.ExecRoot)
 		if e.t.Failed() {
 			e.t.Logf("engined output:\n%s", e.out.String())
 		}
 	})
+}
+
+// stopResolver ends the engined's DNS resolver, if it has one, with
+// SIGTERM (it must exit cleanly) and SIGKILL after a deadline.
+func stopResolver(t *testing.T, execRoot string) {
+	b, err := os.ReadFile(filepath.Join(execRoot, "dns", "resolver.pid"))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || syscall.Kill(pid, syscall.SIGTERM) != nil {
+		return
+	}
+	if !poll(10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil }) {
+		t.Errorf("the DNS resolver (pid %d) did not exit after SIGTERM", pid)
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 func (e *engined) removeAllContainers() {

@@ -218,6 +218,10 @@ func (m *Manager) NetworkRemove(ctx context.Context, req *enginev1.NetworkRemove
 	if err := m.deleteNetwork(ctx, n); err != nil {
 		return nil, err
 	}
+	// The resolver forgets the network (it had no endpoints left).
+	if err := m.syncDNS(ctx, ""); err != nil {
+		m.log.Warn("embedded DNS", "err", err)
+	}
 	m.event("destroy", n.ID, n.Name, "")
 	return &enginev1.NetworkRemoveResponse{}, nil
 }

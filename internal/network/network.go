@@ -61,6 +61,9 @@ type Config struct {
 	// Events, if set, receives network events (create, destroy,
 	// connect, disconnect), as dockerd's.
 	Events *events.Bus
+	// DNS is the embedded resolver of user-defined networks; the zero
+	// value has none (see dns.go).
+	DNS DNSConfig
 }
 
 // Defaults that do not collide with a dockerd on the same host.
@@ -134,6 +137,14 @@ type Endpoint struct {
 	Sandbox string `json:"sandbox,omitempty"`
 	// Ports are the endpoint's published ports, as bound (ports.go).
 	Ports []PortBinding `json:"ports,omitempty"`
+	// Name resolution (user-defined networks; see dns.go): the
+	// aliases asked for, dockerd's DNSNames, the container's namespace
+	// (path and inode) and its --dns servers.
+	Aliases    []string `json:"aliases,omitempty"`
+	DNSNames   []string `json:"dns_names,omitempty"`
+	NetNS      string   `json:"netns,omitempty"`
+	NetNSInode uint64   `json:"netns_inode,omitempty"`
+	DNS        []string `json:"dns,omitempty"`
 }
 
 // AttachRequest says what a container asks of a network.
@@ -141,8 +152,13 @@ type AttachRequest struct {
 	Network     string // name or ID; "", "default": the bridge network
 	IPv4Address string // "": the first free address
 	MacAddress  string // "": random, locally administered
-	Aliases     []string
 	Ports       []PortRequest
+	// For name resolution on user-defined networks: the container's
+	// name, hostname, --network-alias aliases and --dns servers.
+	Name     string
+	Hostname string
+	Aliases  []string
+	DNS      []string
 }
 
 // Manager owns networks, endpoints, links and rules.
@@ -150,6 +166,7 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 	fw  *firewall
+	dns *dnsState
 	mu  sync.Mutex // attach, detach and network changes, one at a time
 	// ports are the host ports held for published ports (under mu).
 	ports reservations
@@ -187,7 +204,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, fw: fw, ports: reservations{}}
+	m := &Manager{cfg: cfg, log: cfg.Logger, fw: fw, ports: reservations{}, dns: newDNSState(cfg.DNS, cfg.Logger)}
 	fw.published = m.portElements
 	if err := m.ensureDefault(); err != nil {
 		return nil, err
@@ -222,6 +239,11 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
 			m.log.Warn("enable IPv4 forwarding", "err", err)
 		}
+	}
+	// The resolver is found again (or started, if there are containers
+	// to serve and it died); engined's start goes on if it cannot be.
+	if err := m.syncDNS(ctx, ""); err != nil {
+		m.log.Warn("embedded DNS", "err", err)
 	}
 	return m, nil
 }
@@ -380,6 +402,9 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 	if ep.IfName, err = freeEthName(netnsPath); err != nil {
 		return nil, err
 	}
+	if err := dnsEndpoint(ep, n, containerID, netnsPath, req); err != nil {
+		return nil, err
+	}
 	key := keyEndpoint + containerID + "/" + n.ID
 	// A container attaches when it starts, so an endpoint it still has
 	// is a previous run's that was not released (engined died first):
@@ -448,6 +473,16 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 		m.release(key, ep)
 		return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
 	}
+	// The container's names resolve before it starts.
+	if userDefined(n) {
+		if err := m.syncDNS(ctx, containerID); err != nil {
+			m.release(key, ep)
+			if err2 := m.syncDNS(ctx, ""); err2 != nil {
+				m.log.Warn("embedded DNS", "err", err2)
+			}
+			return nil, fmt.Errorf("attach to network %s: %w", n.Name, err)
+		}
+	}
 	m.event("connect", n.ID, n.Name, containerID)
 	// The engine-side cost of an endpoint, which the benchmarks follow.
 	m.log.Debug("endpoint attached", "container", short(containerID), "network", n.Name, "ports", len(ep.Ports), "took", time.Since(start))
@@ -473,6 +508,10 @@ func (m *Manager) Detach(ctx context.Context, containerID string) error {
 	for _, ep := range eps {
 		errs = append(errs, m.release(keyEndpoint+ep.ContainerID+"/"+ep.NetworkID, ep))
 		m.event("disconnect", ep.NetworkID, ep.NetworkName, containerID)
+	}
+	if slices.ContainsFunc(eps, func(ep *Endpoint) bool { return ep.NetNS != "" }) {
+		// Its names go, and the resolver's sockets in its namespace.
+		errs = append(errs, m.syncDNS(ctx, ""))
 	}
 	return errors.Join(errs...)
 }
@@ -509,6 +548,11 @@ func (m *Manager) DetachNetwork(ctx context.Context, containerID, network string
 		return err
 	}
 	m.event("disconnect", n.ID, n.Name, containerID)
+	if userDefined(n) {
+		if err := m.syncDNS(ctx, ""); err != nil {
+			m.log.Warn("embedded DNS after a disconnect", "container", containerID[:12], "err", err)
+		}
+	}
 	if gone.Sandbox != "" {
 		if err := restoreDefaultRoute(gone.Sandbox, rest); err != nil {
 			m.log.Warn("default route after a disconnect", "container", containerID[:12], "err", err)

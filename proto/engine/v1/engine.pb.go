@@ -5413,9 +5413,12 @@ type EndpointSettings struct {
 	IpPrefixLen int32                  `protobuf:"varint,5,opt,name=ip_prefix_len,json=ipPrefixLen,proto3" json:"ip_prefix_len,omitempty"`
 	MacAddress  string                 `protobuf:"bytes,6,opt,name=mac_address,json=macAddress,proto3" json:"mac_address,omitempty"`
 	Aliases     []string               `protobuf:"bytes,7,rep,name=aliases,proto3" json:"aliases,omitempty"`
-	Links       []string               `protobuf:"bytes,8,rep,name=links,proto3" json:"links,omitempty"`
+	// dns_names: every name the embedded DNS has for the container on
+	// this network (dockerd's DNSNames: name, aliases, short id, hostname).
+	DnsNames []string `protobuf:"bytes,8,rep,name=dns_names,json=dnsNames,proto3" json:"dns_names,omitempty"`
+	Links    []string `protobuf:"bytes,9,rep,name=links,proto3" json:"links,omitempty"`
 	// ipv4_address is the address asked for (IPAMConfig), if any.
-	Ipv4Address   string `protobuf:"bytes,9,opt,name=ipv4_address,json=ipv4Address,proto3" json:"ipv4_address,omitempty"`
+	Ipv4Address   string `protobuf:"bytes,10,opt,name=ipv4_address,json=ipv4Address,proto3" json:"ipv4_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5495,6 +5498,13 @@ func (x *EndpointSettings) GetMacAddress() string {
 func (x *EndpointSettings) GetAliases() []string {
 	if x != nil {
 		return x.Aliases
+	}
+	return nil
+}
+
+func (x *EndpointSettings) GetDnsNames() []string {
+	if x != nil {
+		return x.DnsNames
 	}
 	return nil
 }
@@ -9235,7 +9245,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\n" +
 	"PortsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
-	"\x05value\x18\x02 \x01(\v2\x14.engine.v1.HostPortsR\x05value:\x028\x01\"\xa3\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x14.engine.v1.HostPortsR\x05value:\x028\x01\"\xc0\x02\n" +
 	"\x10EndpointSettings\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x1f\n" +
@@ -9247,9 +9257,11 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\rip_prefix_len\x18\x05 \x01(\x05R\vipPrefixLen\x12\x1f\n" +
 	"\vmac_address\x18\x06 \x01(\tR\n" +
 	"macAddress\x12\x18\n" +
-	"\aaliases\x18\a \x03(\tR\aaliases\x12\x14\n" +
-	"\x05links\x18\b \x03(\tR\x05links\x12!\n" +
-	"\fipv4_address\x18\t \x01(\tR\vipv4Address\"=\n" +
+	"\aaliases\x18\a \x03(\tR\aaliases\x12\x1b\n" +
+	"\tdns_names\x18\b \x03(\tR\bdnsNames\x12\x14\n" +
+	"\x05links\x18\t \x03(\tR\x05links\x12!\n" +
+	"\fipv4_address\x18\n" +
+	" \x01(\tR\vipv4Address\"=\n" +
 	"\x17ContainerInspectRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\bR\x04size\"l\n" +
