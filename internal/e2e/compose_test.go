@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -129,90 +128,4 @@ func TestDockerComposeV1(t *testing.T) {
 	}
 	e := runEngine(t)
 	checkComposeProject(t, e, []string{"docker-compose"}, t.TempDir())
-}
-
-// The Compose plugin (docker compose, v5.6.0, built from the Go module
-// proxy) with the same project. It lists networks before anything
-// else, so the network API's shapes matter from its first call.
-func TestDockerComposePlugin(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the Compose plugin")
-	}
-	plugin := composePlugin(t)
-	e := runEngine(t)
-	config := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(config, "cli-plugins"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(plugin, filepath.Join(config, "cli-plugins", "docker-compose")); err != nil {
-		t.Fatal(err)
-	}
-	checkComposeProject(t, e, []string{"docker", "compose"}, config)
-}
-
-const composeVersion = "v5.6.0"
-
-var composeOnce struct {
-	sync.Once
-	path string
-	err  error
-}
-
-// composePlugin builds the Compose plugin once per machine, into the
-// user's cache directory: go mod download of the module, go build of
-// its ./cmd from a writable copy.
-func composePlugin(t *testing.T) string {
-	t.Helper()
-	composeOnce.Do(func() {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			composeOnce.err = err
-			return
-		}
-		bin := filepath.Join(cache, "engined-e2e", "docker-compose-"+composeVersion)
-		if _, err := os.Stat(bin); err == nil {
-			composeOnce.path = bin
-			return
-		}
-		env := append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off", "CGO_ENABLED=0")
-		dl := exec.Command("go", "mod", "download", "-json", "github.com/docker/compose/v5@"+composeVersion)
-		dl.Env = env
-		out, err := dl.Output()
-		if err != nil {
-			composeOnce.err = fmt.Errorf("go mod download compose: %v\n%s", err, out)
-			return
-		}
-		var mod struct{ Dir string }
-		if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-			composeOnce.err = fmt.Errorf("go mod download compose: %v\n%s", err, out)
-			return
-		}
-		src, err := os.MkdirTemp("", "compose-src-")
-		if err != nil {
-			composeOnce.err = err
-			return
-		}
-		defer os.RemoveAll(src)
-		if out, err := exec.Command("cp", "-r", mod.Dir+"/.", src).CombinedOutput(); err != nil {
-			composeOnce.err = fmt.Errorf("copy compose source: %v\n%s", err, out)
-			return
-		}
-		exec.Command("chmod", "-R", "u+w", src).Run()
-		if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
-			composeOnce.err = err
-			return
-		}
-		build := exec.Command("go", "build", "-o", bin+".tmp", "./cmd")
-		build.Dir, build.Env = src, env
-		if out, err := build.CombinedOutput(); err != nil {
-			composeOnce.err = fmt.Errorf("build compose: %v\n%s", err, out)
-			return
-		}
-		composeOnce.err = os.Rename(bin+".tmp", bin)
-		composeOnce.path = bin
-	})
-	if composeOnce.err != nil {
-		t.Fatal(composeOnce.err)
-	}
-	return composeOnce.path
 }
