@@ -68,11 +68,25 @@ func (f *firewall) sync(ctx context.Context, nets []*Network) error {
 	if err := f.addPortChains(tx); err != nil {
 		return err
 	}
+	// Every network's rules for traffic into it come before any
+	// network's accept of what leaves it: that accept would take another
+	// network's traffic before its drop.
+	for _, n := range nets {
+		for _, r := range forwardRules(n) {
+			if !strings.HasPrefix(r, "iifname") {
+				tx.Add(&knftables.Rule{Chain: "forward", Rule: r, Comment: knftables.PtrTo("net " + n.ID[:12])})
+			}
+		}
+	}
+	for _, n := range nets {
+		for _, r := range forwardRules(n) {
+			if strings.HasPrefix(r, "iifname") {
+				tx.Add(&knftables.Rule{Chain: "forward", Rule: r, Comment: knftables.PtrTo("net " + n.ID[:12])})
+			}
+		}
+	}
 	for _, n := range nets {
 		addPortRules(tx, n)
-		for _, r := range forwardRules(n) {
-			tx.Add(&knftables.Rule{Chain: "forward", Rule: r, Comment: knftables.PtrTo("net " + n.ID[:12])})
-		}
 		if f.masq && !n.Internal && n.masquerade() {
 			tx.Add(&knftables.Rule{Chain: "postrouting",
 				Rule:    knftables.Concat("ip saddr", n.Subnet, "oifname !=", quote(n.Bridge), "masquerade"),

@@ -60,7 +60,8 @@ func TestFirewallRuleLayout(t *testing.T) {
 	drop := strings.Index(dump, `add rule ip engined forward oifname "br-222222222222" drop`)
 	out := strings.Index(dump, `add rule ip engined forward iifname "br-222222222222" accept`)
 	dnat := strings.Index(dump, `add rule ip engined forward oifname "br-222222222222" ct status dnat accept`)
-	if drop < 0 || out < 0 || dnat < 0 || !(dnat < drop && drop < out) {
+	defOut := strings.Index(dump, `add rule ip engined forward iifname "engined0" accept`)
+	if drop < 0 || out < 0 || dnat < 0 || !(dnat < drop && drop < out) || defOut < drop {
 		t.Errorf("isolation rules of app missing or out of order:\n%s", dump)
 	}
 	if strings.Contains(filter.Dump(), "engined ") {
