@@ -334,21 +334,42 @@ func (s *Service) detachNetworks(id string) {
 	})
 }
 
+// lockForNetwork takes the lock of the container a connect or
+// disconnect names and reads its record and host config under it.
+func (s *Service) lockForNetwork(container, network string) (*Record, *enginev1.HostConfig, func(), error) {
+	if s.cfg.Networks == nil {
+		return nil, nil, nil, errdefs.NotFound(fmt.Errorf("network %s not found", network))
+	}
+	rec, unlock, err := s.lockRecord(container)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	hc, err := rec.hostConfig()
+	if err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	return rec, hc, unlock, nil
+}
+
+// rewriteHosts writes a running container's /etc/hosts again after its
+// endpoints changed.
+func (s *Service) rewriteHosts(rec *Record, hc *enginev1.HostConfig) error {
+	cfg, err := rec.config()
+	if err != nil {
+		return err
+	}
+	return s.writeHosts(rec, cfg, hc)
+}
+
 // NetworkConnect puts a container on a network: at once if it runs
 // (a new interface in its namespace), at its next start otherwise.
 func (s *Service) NetworkConnect(ctx context.Context, req *enginev1.NetworkConnectRequest) (*enginev1.NetworkConnectResponse, error) {
-	rec, unlock, err := s.lockRecord(req.GetContainer())
+	rec, hc, unlock, err := s.lockForNetwork(req.GetContainer(), req.GetNetwork())
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	hc, err := rec.hostConfig()
-	if err != nil {
-		return nil, err
-	}
-	if s.cfg.Networks == nil {
-		return nil, errdefs.NotFound(fmt.Errorf("network %s not found", req.GetNetwork()))
-	}
 	name, id, err := s.cfg.Networks.Lookup(ctx, req.GetNetwork())
 	if err != nil {
 		return nil, err
@@ -390,11 +411,7 @@ func (s *Service) NetworkConnect(ctx context.Context, req *enginev1.NetworkConne
 		return nil, err
 	}
 	if running {
-		cfg, err := rec.config()
-		if err != nil {
-			return nil, err
-		}
-		if err := s.writeHosts(rec, cfg, hc); err != nil {
+		if err := s.rewriteHosts(rec, hc); err != nil {
 			return nil, err
 		}
 	}
@@ -404,18 +421,11 @@ func (s *Service) NetworkConnect(ctx context.Context, req *enginev1.NetworkConne
 // NetworkDisconnect takes a container off a network; force also when
 // the network is gone.
 func (s *Service) NetworkDisconnect(ctx context.Context, req *enginev1.NetworkDisconnectRequest) (*enginev1.NetworkDisconnectResponse, error) {
-	rec, unlock, err := s.lockRecord(req.GetContainer())
+	rec, hc, unlock, err := s.lockForNetwork(req.GetContainer(), req.GetNetwork())
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	hc, err := rec.hostConfig()
-	if err != nil {
-		return nil, err
-	}
-	if s.cfg.Networks == nil {
-		return nil, errdefs.NotFound(fmt.Errorf("network %s not found", req.GetNetwork()))
-	}
 	name, _, err := s.cfg.Networks.Lookup(ctx, req.GetNetwork())
 	if err != nil {
 		if !req.GetForce() || !errdefs.IsNotFound(err) {
@@ -448,11 +458,7 @@ func (s *Service) NetworkDisconnect(ctx context.Context, req *enginev1.NetworkDi
 		return nil, err
 	}
 	if running {
-		cfg, err := rec.config()
-		if err != nil {
-			return nil, err
-		}
-		if err := s.writeHosts(rec, cfg, hc); err != nil {
+		if err := s.rewriteHosts(rec, hc); err != nil {
 			return nil, err
 		}
 	}
