@@ -1,18 +1,68 @@
 package container
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/engined/engined/internal/resolvconf"
 
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
-// userNetwork: the network mode is a user-defined network, whose
-// containers use the embedded DNS (127.0.0.11) and have names on it.
-func userNetwork(hc *enginev1.HostConfig) bool {
-	m := hc.GetNetworkMode()
-	return bridged(hc) && m != "bridge" && m != "default" && m != ""
+// embeddedDNS: the container is on a user-defined network, so it uses
+// the embedded DNS (127.0.0.11), also when that network was connected
+// after the default bridge (dockerd starts the resolver then).
+func (r *Record) embeddedDNS(hc *enginev1.HostConfig) bool {
+	if !bridged(hc) {
+		return false
+	}
+	for name := range r.joinedNetworks(hc) {
+		if name != "bridge" && name != "default" && name != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// writeResolvConf writes the container's /etc/resolv.conf from the
+// host's and the DNS settings: the host's servers (without loopback
+// ones) off user networks, the embedded DNS with them as its upstreams
+// on one. It is written in place, so a running container, whose file is
+// a bind of it, sees the change; but a file changed since engined wrote
+// it is left alone (dockerd's header promises as much), which the hash
+// of what was written, beside it, tells.
+func (s *Service) writeResolvConf(rec *Record, hc *enginev1.HostConfig) error {
+	resolvPath := cmp.Or(s.cfg.HostResolvConf, "/etc/resolv.conf")
+	resolv, err := os.ReadFile(resolvPath)
+	if err != nil {
+		resolv = nil
+	}
+	dns, search, options := s.dnsSettings(hc)
+	content := resolvconf.External(resolv, hc.GetNetworkMode() != "host", dns, search, options)
+	if rec.embeddedDNS(hc) {
+		content = resolvconf.Internal(resolv, resolvPath, dns, search, options)
+	}
+	path := filepath.Join(s.containerDir(rec.ID), "resolv.conf")
+	if cur, err := os.ReadFile(path); err == nil {
+		if prev, err := os.ReadFile(path + ".hash"); err == nil && string(prev) != contentHash(cur) {
+			return nil // the user's now
+		}
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(path+".hash", []byte(contentHash([]byte(content))), 0o644)
+}
+
+func contentHash(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // renameDNS follows a rename in the record's endpoints (their first DNS

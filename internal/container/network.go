@@ -352,9 +352,16 @@ func (s *Service) lockForNetwork(container, network string) (*Record, *enginev1.
 	return rec, hc, unlock, nil
 }
 
-// rewriteHosts writes a running container's /etc/hosts again after its
-// endpoints changed.
-func (s *Service) rewriteHosts(rec *Record, hc *enginev1.HostConfig) error {
+// rewriteNetworkFiles writes a container's /etc/resolv.conf again after
+// its networks changed, and a running one's /etc/hosts (a created one's
+// is written at its start, with its addresses).
+func (s *Service) rewriteNetworkFiles(rec *Record, hc *enginev1.HostConfig, running bool) error {
+	if err := s.writeResolvConf(rec, hc); err != nil {
+		return err
+	}
+	if !running {
+		return nil
+	}
 	cfg, err := rec.config()
 	if err != nil {
 		return err
@@ -410,10 +417,8 @@ func (s *Service) NetworkConnect(ctx context.Context, req *enginev1.NetworkConne
 	if err != nil {
 		return nil, err
 	}
-	if running {
-		if err := s.rewriteHosts(rec, hc); err != nil {
-			return nil, err
-		}
+	if err := s.rewriteNetworkFiles(rec, hc, running); err != nil {
+		return nil, err
 	}
 	return &enginev1.NetworkConnectResponse{}, nil
 }
@@ -457,10 +462,8 @@ func (s *Service) NetworkDisconnect(ctx context.Context, req *enginev1.NetworkDi
 	if err != nil {
 		return nil, err
 	}
-	if running {
-		if err := s.rewriteHosts(rec, hc); err != nil {
-			return nil, err
-		}
+	if err := s.rewriteNetworkFiles(rec, hc, running); err != nil {
+		return nil, err
 	}
 	return &enginev1.NetworkDisconnectResponse{}, nil
 }

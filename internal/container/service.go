@@ -5,7 +5,6 @@
 package container
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -29,7 +28,6 @@ import (
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/events"
 	"github.com/engined/engined/internal/image"
-	"github.com/engined/engined/internal/resolvconf"
 	"github.com/engined/engined/internal/shimclient"
 	"github.com/engined/engined/internal/store"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
@@ -414,22 +412,14 @@ func (s *Service) writeHostFiles(rec *Record, cfg *enginev1.ContainerConfig, hc 
 	if err != nil {
 		return err
 	}
-	resolvPath := cmp.Or(s.cfg.HostResolvConf, "/etc/resolv.conf")
-	resolv, err := os.ReadFile(resolvPath)
-	if err != nil {
-		resolv = nil
-	}
-	dns, search, options := s.dnsSettings(hc)
-	files := map[string]string{"hostname": host + "\n", "hosts": hosts,
-		"resolv.conf": resolvConf(string(resolv), !hostNet, dns, search, options)}
-	if userNetwork(hc) {
-		// The embedded DNS answers; the servers become its upstreams.
-		files["resolv.conf"] = resolvconf.Internal(resolv, resolvPath, dns, search, options)
-	}
+	files := map[string]string{"hostname": host + "\n", "hosts": hosts}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			return err
 		}
+	}
+	if err := s.writeResolvConf(rec, hc); err != nil {
+		return err
 	}
 	// The log file exists from the start so attach and logs can follow it
 	// before the shim writes.

@@ -536,38 +536,3 @@ func hostGatewayIP() (string, error) {
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).IP.String(), nil
 }
-
-// resolvConf is the container's resolv.conf from the host's: Dns,
-// DnsSearch and DnsOptions replace the nameservers, search and options
-// lines when given; dropLoopback leaves out the host's loopback
-// resolvers, which a container in a network namespace of its own cannot
-// reach.
-func resolvConf(host string, dropLoopback bool, dns, search, options []string) string {
-	var lines []string
-	for _, l := range strings.Split(host, "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 1 {
-			switch {
-			case f[0] == "nameserver" && len(dns) > 0, f[0] == "search" && len(search) > 0,
-				f[0] == "domain" && len(search) > 0, f[0] == "options" && len(options) > 0:
-				continue
-			case f[0] == "nameserver" && len(f) >= 2 && dropLoopback && (strings.HasPrefix(f[1], "127.") || f[1] == "::1"):
-				continue
-			}
-		}
-		lines = append(lines, l)
-	}
-	for len(lines) > 0 && strings.TrimSpace(lines[len(lines)-1]) == "" {
-		lines = lines[:len(lines)-1]
-	}
-	for _, d := range dns {
-		lines = append(lines, "nameserver "+d)
-	}
-	if len(search) > 0 {
-		lines = append(lines, "search "+strings.Join(search, " "))
-	}
-	if len(options) > 0 {
-		lines = append(lines, "options "+strings.Join(options, " "))
-	}
-	return strings.Join(lines, "\n") + "\n"
-}

@@ -18,17 +18,6 @@ func TestParseCPUSet(t *testing.T) {
 	}
 }
 
-func TestResolvConf(t *testing.T) {
-	host := "nameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch lan\noptions edns0\n"
-	if got, want := resolvConf(host, true, nil, nil, nil), "nameserver 10.0.0.1\nsearch lan\noptions edns0\n"; got != want {
-		t.Errorf("own netns: %q, want %q", got, want)
-	}
-	if got, want := resolvConf(host, false, []string{"9.9.9.9"}, []string{"a.example"}, []string{"ndots:2"}),
-		"nameserver 9.9.9.9\nsearch a.example\noptions ndots:2\n"; got != want {
-		t.Errorf("with dns settings: %q, want %q", got, want)
-	}
-}
-
 func TestLogRotation(t *testing.T) {
 	for _, c := range []struct {
 		opts  map[string]string

@@ -638,3 +638,47 @@ func TestDNSMeasure(t *testing.T) {
 	}
 	t.Logf("resolver's sandbox open (sockets, DNAT, servers): %v", opened)
 }
+
+// A container started on the default bridge and then connected to a
+// user network resolves the names on it: its resolv.conf becomes the
+// embedded DNS's, as dockerd's does when it starts the resolver at the
+// connect; a created container connected before its start too. Back on
+// the default bridge only, it has the default bridge's servers again
+// (dockerd's 8.8.8.8 and 8.8.4.4: the test host's only server is on
+// loopback). A file the user changed is left alone.
+func TestDNSAfterConnect(t *testing.T) {
+	up := startUpstreamDNS(t, map[string][]string{"external.example.": {"198.51.100.7"}})
+	e, _ := dnsEngine(t, up)
+	userNet(t, e, "app")
+	mustDocker(t, e.Host, "run", "-d", "--net", "app", "--name", "db", "busybox", "sleep", "600")
+	ip := inspectField(t, e.Host, "db", "{{.NetworkSettings.Networks.app.IPAddress}}")
+	const bridgeServers = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+
+	mustDocker(t, e.Host, "run", "-d", "--name", "late", "busybox", "sleep", "600")
+	waitExec(t, e.Host, "late", "true")
+	if out := mustDocker(t, e.Host, "exec", "late", "sh", "-c", "cat /etc/resolv.conf"); !strings.Contains(out, bridgeServers) || strings.Contains(out, "127.0.0.11") {
+		t.Errorf("resolv.conf on the default bridge: want dockerd's default servers:\n%s", out)
+	}
+	mustDocker(t, e.Host, "network", "connect", "app", "late")
+	out := mustDocker(t, e.Host, "exec", "late", "sh", "-c", "cat /etc/resolv.conf; nslookup db; nslookup external.example")
+	mustContain(t, "resolv.conf and lookups after connect", out, "nameserver 127.0.0.11\n", "# ExtServers: [host("+up.Addr+")]", "Address: "+ip+"\n", "198.51.100.7")
+	if strings.Contains(out, "8.8.8.8") {
+		t.Errorf("resolv.conf after connect still names the default bridge's servers:\n%s", out)
+	}
+	mustDocker(t, e.Host, "network", "disconnect", "app", "late")
+	if out := mustDocker(t, e.Host, "exec", "late", "sh", "-c", "cat /etc/resolv.conf"); !strings.Contains(out, bridgeServers) || strings.Contains(out, "127.0.0.11") {
+		t.Errorf("resolv.conf after disconnect: want the default bridge's servers again:\n%s", out)
+	}
+
+	// Changed by the user: a connect does not overwrite it.
+	mustDocker(t, e.Host, "exec", "late", "sh", "-c", "echo 'nameserver 192.0.2.53' > /etc/resolv.conf")
+	mustDocker(t, e.Host, "network", "connect", "app", "late")
+	if out := mustDocker(t, e.Host, "exec", "late", "sh", "-c", "cat /etc/resolv.conf"); out != "nameserver 192.0.2.53\n" {
+		t.Errorf("a resolv.conf the user wrote was rewritten at connect:\n%s", out)
+	}
+
+	mustDocker(t, e.Host, "create", "--name", "fresh", "busybox", "sh", "-c", "cat /etc/resolv.conf; nslookup db")
+	mustDocker(t, e.Host, "network", "connect", "app", "fresh")
+	out = mustDocker(t, e.Host, "start", "-a", "fresh")
+	mustContain(t, "created container connected before its start", out, "nameserver 127.0.0.11\n", "Address: "+ip+"\n")
+}

@@ -44,3 +44,22 @@ func TestUpstreams(t *testing.T) {
 		t.Errorf("--dns: %v", got)
 	}
 }
+
+func TestExternal(t *testing.T) {
+	host := []byte("nameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch lan\noptions edns0\n")
+	if got, want := External(host, true, nil, nil, nil), "nameserver 10.0.0.1\nsearch lan\noptions edns0\n"; got != want {
+		t.Errorf("own netns: %q, want %q", got, want)
+	}
+	if got, want := External(host, false, []string{"9.9.9.9"}, []string{"a.example"}, []string{"ndots:2"}),
+		"nameserver 9.9.9.9\nsearch a.example\noptions ndots:2\n"; got != want {
+		t.Errorf("with dns settings: %q, want %q", got, want)
+	}
+	// Only loopback servers: dockerd's defaults, in a namespace of its own.
+	loop := []byte("nameserver 127.0.0.53\noptions edns0\n")
+	if got, want := External(loop, true, nil, nil, nil), "options edns0\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"; got != want {
+		t.Errorf("loopback only: %q, want %q", got, want)
+	}
+	if got, want := External(loop, false, nil, nil, nil), string(loop); got != want {
+		t.Errorf("host network: %q, want %q", got, want)
+	}
+}
