@@ -521,56 +521,17 @@ func TestPortSurvivesEnginedKill(t *testing.T) {
 		t.Fatalf("before the kill: %q, %v", got, err)
 	}
 
-	var ok, failed atomic.Int64
-	var lastErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-		for i := 0; i < 100000; i++ { // bounded
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			resp, err := c.Get(url)
-			if err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if string(b) != id[:12]+"\n" {
-					err = fmt.Errorf("answer %q", b)
-				}
-			}
-			if err != nil {
-				failed.Add(1)
-				lastErr.Store(err.Error())
-			} else {
-				ok.Add(1)
-			}
-		}
-	}()
-	atLeastMore := func(what string, k int64) {
-		t.Helper()
-		base := ok.Load()
-		waitFor(t, what, func() bool { return ok.Load() >= base+k })
-	}
-	atLeastMore("requests before the kill", 20)
+	loop := startHTTPLoop(url, id[:12]+"\n")
+	loop.atLeastMore(t, "requests before the kill", 20)
 	e.cmd.Process.Kill()
 	<-e.done
-	atLeastMore("requests while engined is down", 50)
+	loop.atLeastMore(t, "requests while engined is down", 50)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill doomed's process: %v", err)
 	}
 	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot)
-	atLeastMore("requests after the restart", 50)
-	close(stop)
-	wg.Wait()
-	t.Logf("requests across the kill and the restart: %d answered, %d failed", ok.Load(), failed.Load())
-	if failed.Load() != 0 {
-		t.Errorf("%d of %d requests failed across the kill and the restart (last: %v)", failed.Load(), failed.Load()+ok.Load(), lastErr.Load())
-	}
+	loop.atLeastMore(t, "requests after the restart", 50)
+	loop.end(t, "across the kill and the restart")
 
 	// The port is engined's again.
 	out, err := docker(t, e2.Host, "run", "-d", "--name", "web2", "-p", p+":80", "busybox", "sleep", "600")
@@ -670,4 +631,63 @@ func reverse(s []string) []string {
 		out[len(s)-1-i] = v
 	}
 	return out
+}
+
+// httpLoop GETs a URL from the host, one new connection per request,
+// until ended (at most 100,000 times), counting answers and failures.
+type httpLoop struct {
+	ok, failed atomic.Int64
+	lastErr    atomic.Value
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startHTTPLoop(url, want string) *httpLoop {
+	l := &httpLoop{stop: make(chan struct{})}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		for i := 0; i < 100000; i++ {
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			resp, err := c.Get(url)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(b) != want {
+					err = fmt.Errorf("answer %q", b)
+				}
+			}
+			if err != nil {
+				l.failed.Add(1)
+				l.lastErr.Store(err.Error())
+			} else {
+				l.ok.Add(1)
+			}
+		}
+	}()
+	return l
+}
+
+// atLeastMore waits for k more answered requests.
+func (l *httpLoop) atLeastMore(t *testing.T, what string, k int64) {
+	t.Helper()
+	base := l.ok.Load()
+	waitFor(t, what, func() bool { return l.ok.Load() >= base+k })
+}
+
+// end stops the loop, prints its counts and fails the test if a request
+// failed.
+func (l *httpLoop) end(t *testing.T, when string) {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	t.Logf("requests %s: %d answered, %d failed", when, l.ok.Load(), l.failed.Load())
+	if l.failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed %s (last: %v)", l.failed.Load(), l.failed.Load()+l.ok.Load(), when, l.lastErr.Load())
+	}
 }

@@ -1,0 +1,65 @@
+package e2e
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The issue's acceptance in one run: SIGKILL engined while a client on
+// the host loops requests to a published port of a container on a user
+// network and another container on it loops nslookup of that container;
+// no request and no lookup fails across the kill, the downtime and the
+// restart. Both loops are bounded and print their counts.
+func TestNetworkingSurvivesEnginedKill(t *testing.T) {
+	up := startUpstreamDNS(t, nil)
+	e, resolv := dnsEngine(t, up)
+	userNet(t, e, "app")
+	p := strconv.Itoa(freeHostPort(t, "tcp"))
+	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "--net", "app", "--name", "web", "-p", p+":80",
+		"busybox", "sh", "-c", "exec httpd -f -p 80 -h /etc"))
+	url := "http://127.0.0.1:" + p + "/hostname"
+	if got, err := hostGetWhenUp(t, url); err != nil || got != id[:12]+"\n" {
+		t.Fatalf("before the kill: %q, %v", got, err)
+	}
+	const lookups = 400
+	script := `ok=0; fail=0; i=0; while [ $i -lt ` + strconv.Itoa(lookups) + ` ]; do i=$((i+1)); if nslookup web >/dev/null 2>&1; then ok=$((ok+1)); echo ok $ok; else fail=$((fail+1)); echo FAIL $fail; fi; sleep 0.05; done; echo "done ok=$ok fail=$fail"`
+	mustDocker(t, e.Host, "run", "-d", "--net", "app", "--name", "looper", "busybox", "sh", "-c", script)
+	logPath := inspectField(t, e.Host, "looper", "{{.LogPath}}")
+	lookupLines := func() int {
+		b, _ := os.ReadFile(logPath)
+		return strings.Count(string(b), "\n")
+	}
+	atLeastMoreLookups := func(what string, k int) {
+		t.Helper()
+		base := lookupLines()
+		waitFor(t, what, func() bool { return lookupLines() >= base+k })
+	}
+
+	requests := startHTTPLoop(url, id[:12]+"\n")
+	requests.atLeastMore(t, "requests before the kill", 20)
+	atLeastMoreLookups("lookups before the kill", 5)
+	e.cmd.Process.Kill()
+	<-e.done
+	requests.atLeastMore(t, "requests while engined is down", 50)
+	atLeastMoreLookups("lookups while engined is down", 20)
+	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot, "--host-resolv-conf", resolv)
+	requests.atLeastMore(t, "requests after the restart", 50)
+	atLeastMoreLookups("lookups after the restart", 20)
+	requests.end(t, "across the kill and the restart")
+
+	if !poll(120*time.Second, func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), "done ")
+	}) {
+		t.Fatalf("the lookup loop did not end")
+	}
+	out := mustDocker(t, e2.Host, "logs", "looper")
+	last := tail(strings.TrimSpace(out), 1)
+	t.Logf("lookups across the kill and the restart: %s", strings.TrimSpace(last))
+	if !strings.Contains(last, "done ok="+strconv.Itoa(lookups)+" fail=0") {
+		t.Errorf("lookups across the kill and the restart:\n%s", tail(out, 30))
+	}
+}
