@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -62,4 +65,59 @@ func TestNetworkingSurvivesEnginedKill(t *testing.T) {
 	if !strings.Contains(last, "done ok="+strconv.Itoa(lookups)+" fail=0") {
 		t.Errorf("lookups across the kill and the restart:\n%s", tail(out, 30))
 	}
+}
+
+// Containers started together on a user network: each gets an address of
+// its own, and every name resolves afterwards (endpoints are made in
+// parallel, outside the network manager's lock). Removed together, they
+// leave no veth on the bridge.
+func TestNetworkParallelStarts(t *testing.T) {
+	up := startUpstreamDNS(t, nil)
+	e, _ := dnsEngine(t, up)
+	_, _, bridge := userNet(t, e, "app")
+	const k = 12
+	var wg sync.WaitGroup
+	errs := make(chan error, k)
+	for i := range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := docker(t, e.Host, "run", "-d", "--net", "app", "--name", fmt.Sprintf("par%d", i), "busybox", "sleep", "600"); err != nil {
+				errs <- fmt.Errorf("run par%d: %v\n%s", i, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	var script strings.Builder
+	for i := range k {
+		name := fmt.Sprintf("par%d", i)
+		ip := inspectField(t, e.Host, name, "{{.NetworkSettings.Networks.app.IPAddress}}")
+		if other, dup := seen[ip]; dup || ip == "" {
+			t.Errorf("%s has address %q, as %s", name, ip, other)
+		}
+		seen[ip] = name
+		fmt.Fprintf(&script, "nslookup %s | grep -q 'Address: %s$' || echo MISSING %s; ", name, ip, name)
+	}
+	if out := mustDocker(t, e.Host, "run", "--rm", "--net", "app", "busybox", "sh", "-c", script.String()+"echo checked"); strings.Contains(out, "MISSING") || !strings.Contains(out, "checked") {
+		t.Errorf("names after parallel starts:\n%s", out)
+	}
+	var ids []string
+	for i := range k {
+		ids = append(ids, fmt.Sprintf("par%d", i))
+	}
+	var rmg sync.WaitGroup
+	for _, id := range ids {
+		rmg.Add(1)
+		go func() { defer rmg.Done(); docker(t, e.Host, "rm", "-f", id) }()
+	}
+	rmg.Wait()
+	waitFor(t, "no veth left on the bridge", func() bool {
+		out, _ := exec.Command("ip", "-o", "link", "show", "master", bridge).CombinedOutput()
+		return strings.TrimSpace(string(out)) == ""
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -35,6 +36,10 @@ type DNSConfig struct {
 type dnsState struct {
 	cfg    DNSConfig
 	client *dns.Client
+	// mu makes each sync read the records, write the file and have the
+	// resolver apply it before the next one reads: a slower earlier
+	// sync would otherwise write over a later one's records.
+	mu sync.Mutex
 }
 
 func newDNSState(cfg DNSConfig, log *slog.Logger) *dnsState {
@@ -151,6 +156,8 @@ func (m *Manager) syncDNS(ctx context.Context, containerID string) error {
 	if m.dns.client == nil {
 		return nil
 	}
+	m.dns.mu.Lock()
+	defer m.dns.mu.Unlock()
 	start := time.Now()
 	recs, err := m.dnsRecords()
 	if err != nil {

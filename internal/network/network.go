@@ -167,7 +167,11 @@ type Manager struct {
 	log *slog.Logger
 	fw  *firewall
 	dns *dnsState
-	mu  sync.Mutex // attach, detach and network changes, one at a time
+	// mu orders the changes to the stored networks and endpoints (an
+	// address is chosen and stored under it) and network changes; the
+	// kernel work of an endpoint (its veth, its rules) is done outside
+	// it, so containers starting together do not wait for each other's.
+	mu sync.Mutex
 	// ports are the host ports held for published ports (under mu).
 	ports reservations
 }
@@ -374,88 +378,11 @@ func (m *Manager) network(ref string) (*Network, error) {
 // container end as eth0, the default route through the gateway.
 func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req AttachRequest) (*Endpoint, error) {
 	start := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n, err := m.network(req.Network)
+	n, ep, err := m.allocate(containerID, netnsPath, req)
 	if err != nil {
-		return nil, err
-	}
-	if n.Driver != "bridge" {
-		return nil, errdefs.InvalidArgument(fmt.Errorf("network %s: containers join it with --network %s, not as an endpoint", n.Name, n.Name))
-	}
-	subnet, pool, err := n.pool()
-	if err != nil {
-		return nil, err
-	}
-	gw, _ := netip.ParseAddr(n.Gateway)
-	mac := req.MacAddress
-	if mac == "" {
-		mac = randomMAC().String()
-	} else if _, err := net.ParseMAC(mac); err != nil {
-		return nil, errdefs.InvalidArgument(fmt.Errorf("invalid MAC address %q", mac))
-	}
-	epID := newID()
-	ep := &Endpoint{ID: epID, ContainerID: containerID, NetworkID: n.ID, NetworkName: n.Name, IPPrefixLen: subnet.Bits(),
-		Gateway: n.Gateway, MacAddress: mac, HostVeth: "veth" + epID[:7], Sandbox: netnsPath}
-	// The name in the container is known before the endpoint is stored,
-	// so the one commit below records all of it.
-	if ep.IfName, err = freeEthName(netnsPath); err != nil {
-		return nil, err
-	}
-	if err := dnsEndpoint(ep, n, containerID, netnsPath, req); err != nil {
 		return nil, err
 	}
 	key := keyEndpoint + containerID + "/" + n.ID
-	// A container attaches when it starts, so an endpoint it still has
-	// is a previous run's that was not released (engined died first):
-	// it goes now.
-	var stale []*Endpoint
-	if err := m.cfg.Store.View(func(tx *bolt.Tx) error {
-		var err error
-		stale, err = endpointsIn(tx.Bucket(store.BucketNetworks), containerID+"/"+n.ID)
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	for _, old := range stale {
-		m.log.Info("releasing a previous run's endpoint", "container", containerID[:12], "network", n.Name, "ip", old.IPAddress)
-		if err := m.release(key, old); err != nil {
-			return nil, err
-		}
-	}
-	// The host ports are taken before anything else is made: a port
-	// that is not free fails the attach with nothing to undo.
-	if ep.Ports, err = m.reservePorts(n, ep, req.Ports); err != nil {
-		return nil, err
-	}
-	err = m.cfg.Store.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(store.BucketNetworks)
-		used := n.reserved()
-		eps, err := endpointsIn(b, "")
-		if err != nil {
-			return err
-		}
-		for _, e := range eps {
-			if e.NetworkID == n.ID {
-				if a, err := netip.ParseAddr(e.IPAddress); err == nil {
-					used[a] = true
-				}
-			}
-		}
-		ip, err := firstFree(subnet, pool, gw, used)
-		if req.IPv4Address != "" {
-			ip, err = requestedAddress(req.IPv4Address, subnet, gw, used)
-		}
-		if err != nil {
-			return err
-		}
-		ep.IPAddress = ip.String()
-		return putJSON(b, key, ep)
-	})
-	if err != nil {
-		m.ports.release(ep.Ports)
-		return nil, err
-	}
 	// The DNAT elements need only the address: they go in while the veth
 	// is made (the nft process is most of a publishing attach's time);
 	// the container starts only once both are done.
@@ -489,12 +416,100 @@ func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req
 	return ep, nil
 }
 
+// allocate chooses and stores a new endpoint of the container on
+// req.Network: its address, MAC, names, interface name and host ports.
+// A stored endpoint holds its address and keeps its network from being
+// removed, so what Attach then does in the kernel needs no lock.
+func (m *Manager) allocate(containerID, netnsPath string, req AttachRequest) (*Network, *Endpoint, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.network(req.Network)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n.Driver != "bridge" {
+		return nil, nil, errdefs.InvalidArgument(fmt.Errorf("network %s: containers join it with --network %s, not as an endpoint", n.Name, n.Name))
+	}
+	subnet, pool, err := n.pool()
+	if err != nil {
+		return nil, nil, err
+	}
+	gw, _ := netip.ParseAddr(n.Gateway)
+	mac := req.MacAddress
+	if mac == "" {
+		mac = randomMAC().String()
+	} else if _, err := net.ParseMAC(mac); err != nil {
+		return nil, nil, errdefs.InvalidArgument(fmt.Errorf("invalid MAC address %q", mac))
+	}
+	epID := newID()
+	ep := &Endpoint{ID: epID, ContainerID: containerID, NetworkID: n.ID, NetworkName: n.Name, IPPrefixLen: subnet.Bits(),
+		Gateway: n.Gateway, MacAddress: mac, HostVeth: "veth" + epID[:7], Sandbox: netnsPath}
+	// The name in the container is known before the endpoint is stored,
+	// so the one commit below records all of it.
+	if ep.IfName, err = freeEthName(netnsPath); err != nil {
+		return nil, nil, err
+	}
+	if err := dnsEndpoint(ep, n, containerID, netnsPath, req); err != nil {
+		return nil, nil, err
+	}
+	key := keyEndpoint + containerID + "/" + n.ID
+	// A container attaches when it starts, so an endpoint it still has
+	// is a previous run's that was not released (engined died first):
+	// it goes now.
+	var stale []*Endpoint
+	if err := m.cfg.Store.View(func(tx *bolt.Tx) error {
+		var err error
+		stale, err = endpointsIn(tx.Bucket(store.BucketNetworks), containerID+"/"+n.ID)
+		return err
+	}); err != nil {
+		return nil, nil, err
+	}
+	for _, old := range stale {
+		m.log.Info("releasing a previous run's endpoint", "container", containerID[:12], "network", n.Name, "ip", old.IPAddress)
+		if err := m.releaseLocked(key, old); err != nil {
+			return nil, nil, err
+		}
+	}
+	// The host ports are taken before anything else is made: a port
+	// that is not free fails the attach with nothing to undo.
+	if ep.Ports, err = m.reservePorts(n, ep, req.Ports); err != nil {
+		return nil, nil, err
+	}
+	err = m.cfg.Store.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(store.BucketNetworks)
+		used := n.reserved()
+		eps, err := endpointsIn(b, "")
+		if err != nil {
+			return err
+		}
+		for _, e := range eps {
+			if e.NetworkID == n.ID {
+				if a, err := netip.ParseAddr(e.IPAddress); err == nil {
+					used[a] = true
+				}
+			}
+		}
+		ip, err := firstFree(subnet, pool, gw, used)
+		if req.IPv4Address != "" {
+			ip, err = requestedAddress(req.IPv4Address, subnet, gw, used)
+		}
+		if err != nil {
+			return err
+		}
+		ep.IPAddress = ip.String()
+		return putJSON(b, key, ep)
+	})
+	if err != nil {
+		m.ports.release(ep.Ports)
+		return nil, nil, err
+	}
+	return n, ep, nil
+}
+
 // Detach removes all of a container's endpoints: the host end of each
 // veth (the container's end goes with it) and the address allocation.
 // Detaching what is not attached is not an error.
 func (m *Manager) Detach(ctx context.Context, containerID string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	var eps []*Endpoint
 	err := m.cfg.Store.View(func(tx *bolt.Tx) error {
 		var err error
@@ -544,7 +559,7 @@ func (m *Manager) DetachNetwork(ctx context.Context, containerID, network string
 	if gone == nil {
 		return errdefs.NotFound(fmt.Errorf("container %s is not connected to network %s", containerID, n.Name))
 	}
-	if err := m.release(keyEndpoint+containerID+"/"+n.ID, gone); err != nil {
+	if err := m.releaseLocked(keyEndpoint+containerID+"/"+n.ID, gone); err != nil {
 		return err
 	}
 	m.event("disconnect", n.ID, n.Name, containerID)
@@ -561,18 +576,34 @@ func (m *Manager) DetachNetwork(ctx context.Context, containerID, network string
 	return nil
 }
 
-// release deletes an endpoint's published ports (rules first, then the
-// host ports), its host veth and its record.
+// release deletes an endpoint: its published ports (rules first, then
+// the host ports), its host veth (the kernel takes tens of milliseconds
+// to unregister the pair, done without m.mu), then its record, which
+// frees its address. The caller must not hold m.mu.
 func (m *Manager) release(key string, ep *Endpoint) error {
-	err := m.fw.deletePorts(context.Background(), ep)
+	err := m.unplug(ep)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return errors.Join(err, m.forget(key, ep))
+}
+
+// releaseLocked is release for a caller that holds m.mu.
+func (m *Manager) releaseLocked(key string, ep *Endpoint) error {
+	return errors.Join(m.unplug(ep), m.forget(key, ep))
+}
+
+// unplug removes an endpoint's rules and its host veth.
+func (m *Manager) unplug(ep *Endpoint) error {
+	return errors.Join(m.fw.deletePorts(context.Background(), ep), deleteLink(ep.HostVeth))
+}
+
+// forget releases an endpoint's host ports and deletes its record
+// (under m.mu).
+func (m *Manager) forget(key string, ep *Endpoint) error {
 	m.ports.release(ep.Ports)
-	err = errors.Join(err, deleteLink(ep.HostVeth))
-	if err2 := m.cfg.Store.Update(func(tx *bolt.Tx) error {
+	return m.cfg.Store.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(store.BucketNetworks).Delete([]byte(key))
-	}); err2 != nil {
-		err = errors.Join(err, err2)
-	}
-	return err
+	})
 }
 
 // Endpoints are a container's current endpoints.
