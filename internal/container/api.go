@@ -56,6 +56,9 @@ func (s *Service) toProto(r *Record) *enginev1.Container {
 	}
 	c.State = st
 	c.NetworkSettings = networkSettings(r, hc)
+	for _, mp := range s.recMounts(r) {
+		c.Mounts = append(c.Mounts, mountPointProto(mp))
+	}
 	if r.SandboxKey != "" && bridged(hc) {
 		// Ports while it runs; a stopped container has none, as dockerd's.
 		c.NetworkSettings.Ports = portMap(cfg, r.Networks)
@@ -305,7 +308,7 @@ func (s *Service) ContainerRename(ctx context.Context, req *enginev1.ContainerRe
 }
 
 func (s *Service) ContainerRemove(ctx context.Context, req *enginev1.ContainerRemoveRequest) (*enginev1.ContainerRemoveResponse, error) {
-	return &enginev1.ContainerRemoveResponse{}, s.Remove(ctx, req.GetId(), req.GetForce())
+	return &enginev1.ContainerRemoveResponse{}, s.RemoveWithVolumes(ctx, req.GetId(), req.GetForce(), req.GetV())
 }
 
 func (s *Service) ContainerPrune(ctx context.Context, req *enginev1.ContainerPruneRequest) (*enginev1.ContainerPruneResponse, error) {

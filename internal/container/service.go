@@ -58,6 +58,8 @@ type Config struct {
 	// DNS, DNSSearch and DNSOptions are engined's --dns, --dns-search
 	// and --dns-opt: a container's own replace them.
 	DNS, DNSSearch, DNSOptions []string
+	// Volumes is the volume driver; nil: volumes are refused.
+	Volumes Volumes
 }
 
 // Service manages containers.
@@ -281,6 +283,19 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 		os.RemoveAll(s.containerDir(id))
 		return nil, err
 	}
+	// The volumes are taken (made if need be) before the record is
+	// stored: a prune meanwhile sees them in use.
+	mounts, release, err := s.resolveMounts(id, cfg, hc, imgCfg)
+	if err != nil {
+		os.RemoveAll(s.containerDir(id))
+		return nil, err
+	}
+	rec.Mounts = append([]MountPoint{}, mounts...)
+	if err := s.copyUp(ctx, rec); err != nil {
+		release()
+		os.RemoveAll(s.containerDir(id))
+		return nil, err
+	}
 	err = s.cfg.Store.Update(func(tx *bolt.Tx) error {
 		recs, err := allRecords(tx)
 		if err != nil {
@@ -305,6 +320,7 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 		return putRecord(tx, rec)
 	})
 	if err != nil {
+		release()
 		os.RemoveAll(s.containerDir(id))
 		return nil, err
 	}
@@ -334,6 +350,9 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 		return nil, err
 	}
 	if err := validateHostConfig(hc); err != nil {
+		return nil, err
+	}
+	if err := validateMounts(cfg, hc); err != nil {
 		return nil, err
 	}
 	if err := validateNetContainerMode(cfg, hc); err != nil {
