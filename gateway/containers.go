@@ -261,7 +261,9 @@ func fileMode(bits uint32) os.FileMode {
 
 // modeBits is fileMode's inverse.
 func modeBits(m os.FileMode) uint32 {
-	b := uint32(m.Perm())
+	// The Docker CLI sends the raw bits (01777 for a sticky 0777); Go
+	// clients may send os.FileMode's flags.
+	b := uint32(m) & 0o7777
 	if m&os.ModeSticky != 0 {
 		b |= 0o1000
 	}

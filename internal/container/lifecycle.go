@@ -566,6 +566,8 @@ func (s *Service) cleanupRun(id string, client *shimclient.Client) {
 	s.detachNetworks(id)
 	if rec, err := s.get(id); err == nil {
 		s.releaseRunMounts(rec)
+	} else {
+		s.unstageSubpaths(id)
 	}
 }
 

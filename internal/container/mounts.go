@@ -605,7 +605,11 @@ func (s *Service) ociMounts(rec *Record) ([]oci.Mount, func(), error) {
 
 func depth(p string) int { return strings.Count(path.Clean(p), "/") }
 
-func (s *Service) subpathDir(id string) string { return filepath.Join(s.stateDir(id), "subpaths") }
+// subpathDir holds a running container's subpath stagings. It is not
+// under the container's state directory, which is removed whole: a
+// removal that went through a staging mount would delete the volume's
+// files. Stagings are only ever unmounted and rmdir'd.
+func (s *Service) subpathDir(id string) string { return filepath.Join(s.cfg.ExecRoot, "subpaths", id) }
 
 // stageSubpath resolves sub inside the volume at dir, as docker cp
 // resolves paths (symlinks stay inside), and bind-mounts what it names,
@@ -650,18 +654,7 @@ func (s *Service) stageSubpath(id string, n int, dir, sub string) (string, error
 // releaseRunMounts undoes what a run mounted: its subpath stagings and
 // its volumes' mounts. Harmless when done twice.
 func (s *Service) releaseRunMounts(rec *Record) {
-	if entries, err := os.ReadDir(s.subpathDir(rec.ID)); err == nil {
-		for _, e := range entries {
-			p := filepath.Join(s.subpathDir(rec.ID), e.Name())
-			for isMounted(p) || unix.Unmount(p, unix.MNT_DETACH) == nil {
-				if unix.Unmount(p, unix.MNT_DETACH) != nil {
-					break
-				}
-			}
-			os.Remove(p)
-		}
-		os.Remove(s.subpathDir(rec.ID))
-	}
+	s.unstageSubpaths(rec.ID)
 	if s.cfg.Volumes == nil {
 		return
 	}
@@ -716,4 +709,34 @@ func mountPointProto(mp MountPoint) *enginev1.MountPoint {
 	return &enginev1.MountPoint{Type: mp.Type, Name: mp.Name, Source: mp.Source, Destination: mp.Destination, Driver: mp.Driver,
 		Mode: mp.Mode, Rw: mp.RW, Propagation: mp.Propagation, Subpath: mp.Subpath, Nonrecursive: mp.NonRecursive,
 		FromSpec: mp.FromSpec, TmpfsSize: mp.TmpfsSize, TmpfsMode: mp.TmpfsMode}
+}
+
+// unstageSubpaths unmounts a container's subpath stagings and removes
+// them with rmdir/unlink only (a staging still mounted stays: EBUSY).
+func (s *Service) unstageSubpaths(id string) {
+	dir := s.subpathDir(id)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		for i := 0; i < 16 && unix.Unmount(p, unix.MNT_DETACH) == nil; i++ {
+		}
+		if err := os.Remove(p); err != nil {
+			s.cfg.Logger.Warn("remove subpath staging", "path", p, "err", err)
+		}
+	}
+	os.Remove(dir)
+}
+
+// unstageOrphans removes the stagings of containers that do not run
+// (an engined killed before it cleaned up after them).
+func (s *Service) unstageOrphans(running map[string]bool) {
+	entries, _ := os.ReadDir(filepath.Join(s.cfg.ExecRoot, "subpaths"))
+	for _, e := range entries {
+		if !running[e.Name()] {
+			s.unstageSubpaths(e.Name())
+		}
+	}
 }
