@@ -380,9 +380,6 @@ func (s *Service) Restore(users, running map[string][]string) {
 		return
 	}
 	for _, r := range recs {
-		if !r.OptionsSet {
-			continue
-		}
 		if ids := running[r.Name]; len(ids) > 0 {
 			s.mounted[r.Name] = map[string]bool{}
 			for _, id := range ids {
@@ -390,7 +387,9 @@ func (s *Service) Restore(users, running map[string][]string) {
 			}
 			continue
 		}
-		unmountAll(s.Mountpoint(r.Name))
+		if r.OptionsSet {
+			unmountAll(s.Mountpoint(r.Name))
+		}
 	}
 }
 
