@@ -143,7 +143,7 @@ func dataUsage(ctx context.Context, m *enginev1.SystemDataUsageResponse) legacyD
 	for _, img := range m.GetImages() {
 		out.Images = append(out.Images, image.Summary{ID: img.GetId(), RepoTags: nonNil(img.GetRepoTags()),
 			RepoDigests: nonNil(img.GetRepoDigests()), Created: img.GetCreated().GetSeconds(), Size: img.GetSize(),
-			SharedSize: -1, Containers: img.GetContainers(), Labels: img.GetLabels()})
+			SharedSize: m.GetImageSharedSizes()[img.GetId()], Containers: img.GetContainers(), Labels: img.GetLabels()})
 	}
 	for _, c := range m.GetContainers() {
 		out.Containers = append(out.Containers, containerSummary(c))

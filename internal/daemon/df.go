@@ -6,6 +6,7 @@ import (
 
 	"errors"
 	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/volume"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
@@ -30,8 +31,39 @@ func (e *engine) SystemDataUsage(ctx context.Context, req *enginev1.SystemDataUs
 			return nil, err
 		}
 		resp.Images = list.GetImages()
+		// Layers several images share count once in LayersSize and are
+		// each image's SharedSize, as dockerd computes them; only
+		// those are walked for their sizes.
+		uses := map[string]int{}
+		dirs := map[string][]string{}
 		for _, img := range resp.Images {
 			resp.LayersSize += img.GetSize()
+			full, err := e.imageService.ImageInspect(ctx, &enginev1.ImageInspectRequest{Name: img.GetId()})
+			if err != nil {
+				continue // removed meanwhile
+			}
+			dirs[img.GetId()] = full.GetLayerDirs()
+			for _, d := range full.GetLayerDirs() {
+				uses[d]++
+			}
+		}
+		sizes := map[string]int64{}
+		for d, n := range uses {
+			if n > 1 {
+				size, err := volume.DirSize(ctx, d)
+				if err != nil {
+					return nil, err
+				}
+				sizes[d] = size
+				resp.LayersSize -= int64(n-1) * size
+			}
+		}
+		for _, img := range resp.Images {
+			var shared int64
+			for _, d := range dirs[img.GetId()] {
+				shared += sizes[d]
+			}
+			resp.ImageSharedSizes[img.GetId()] = shared
 		}
 	}
 	if want("container") || want("image") {
