@@ -84,6 +84,12 @@ func containerConfig(c *enginev1.ContainerConfig) *container.Config {
 		t := int(c.GetStopTimeout())
 		out.StopTimeout = &t
 	}
+	for _, v := range c.GetVolumes() {
+		if out.Volumes == nil {
+			out.Volumes = map[string]struct{}{}
+		}
+		out.Volumes[v] = struct{}{}
+	}
 	for _, p := range c.GetExposedPorts() {
 		if port, err := network.ParsePort(p); err == nil {
 			if out.ExposedPorts == nil {
