@@ -119,7 +119,7 @@ func hostConfig(h *enginev1.HostConfig) *container.HostConfig {
 		Binds: h.GetBinds(), NetworkMode: container.NetworkMode(h.GetNetworkMode()), AutoRemove: h.GetAutoRemove(),
 		CapAdd: h.GetCapAdd(), CapDrop: h.GetCapDrop(), Privileged: h.GetPrivileged(), ReadonlyRootfs: h.GetReadonlyRootfs(),
 		ShmSize: h.GetShmSize(), Sysctls: h.GetSysctls(), SecurityOpt: secOpt, Tmpfs: h.GetTmpfs(), ExtraHosts: h.GetExtraHosts(),
-		Links:       h.GetLinks(), VolumesFrom: h.GetVolumesFrom(),
+		Links: h.GetLinks(), VolumesFrom: h.GetVolumesFrom(),
 		MaskedPaths: maskedPaths, ReadonlyPaths: readonlyPaths,
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyMode(h.GetRestartPolicy().GetName()), MaximumRetryCount: int(h.GetRestartPolicy().GetMaximumRetryCount())},
 		LogConfig:     container.LogConfig{Type: cmp.Or(h.GetLogConfig().GetType(), "json-file"), Config: h.GetLogConfig().GetConfig()},

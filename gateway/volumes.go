@@ -29,7 +29,9 @@ func init() {
 	})
 	registerResponse(func(context.Context, *enginev1.VolumeRemoveResponse) (any, error) { return noBody{}, nil })
 	successStatus[(&enginev1.VolumeRemoveResponse{}).ProtoReflect().Descriptor().FullName()] = http.StatusNoContent
-	registerResponse(func(ctx context.Context, m *enginev1.SystemDataUsageResponse) (any, error) { return dataUsage(ctx, m), nil })
+	registerResponse(func(ctx context.Context, m *enginev1.SystemDataUsageResponse) (any, error) {
+		return dataUsage(ctx, m), nil
+	})
 }
 
 // volumeJSON is dockerd's volume document.

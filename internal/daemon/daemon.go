@@ -185,7 +185,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		return fmt.Errorf("volumes: %w", err)
 	}
 	containers, err = container.New(container.Config{
-		Volumes: vols,
+		Volumes:  vols,
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, Shims: shims, Store: st, Images: images, Logger: log, Events: bus,
 		InitPath: initPath, Networks: containerNetworks{nets}, HostResolvConf: cfg.HostResolvConf,
 		DNS: cfg.DNS, DNSSearch: cfg.DNSSearch, DNSOptions: cfg.DNSOptions,

@@ -317,4 +317,3 @@ func TestVolumeSurvivesEngineKill(t *testing.T) {
 	// The restarted engined has the events since its start only.
 	mustContain(t, "volume events", ev, "unmount kept", "destroy kept")
 }
-

@@ -262,4 +262,6 @@ func TestVolumeMobyClient(t *testing.T) {
 
 type syscallStat = syscall.Stat_t
 
-func modeOwner(perm os.FileMode, uid, gid uint32) string { return fmt.Sprintf("%o %d %d", perm, uid, gid) }
+func modeOwner(perm os.FileMode, uid, gid uint32) string {
+	return fmt.Sprintf("%o %d %d", perm, uid, gid)
+}
