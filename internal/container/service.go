@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -396,6 +397,13 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 		cmd = cfg.GetCmd()
 	}
 	mergeExposedPorts(cfg, imgCfg.ExposedPorts)
+	// The image's VOLUMEs are the container's too, as dockerd merges them.
+	for v := range imgCfg.Volumes {
+		if !slices.Contains(cfg.Volumes, v) {
+			cfg.Volumes = append(cfg.Volumes, v)
+		}
+	}
+	slices.Sort(cfg.Volumes)
 	argv := append(append([]string(nil), entrypoint...), cmd...)
 	if len(argv) == 0 {
 		return nil, errdefs.InvalidArgument(errors.New("no command specified"))

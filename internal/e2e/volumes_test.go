@@ -149,6 +149,9 @@ func TestVolumeImageVolume(t *testing.T) {
 		t.Fatalf("anonymous volume mount: %q", name)
 	}
 	vol := f[1]
+	if got := mustDocker(t, h, "inspect", "-f", "{{json .Config.Volumes}}", "app"); got != "{\"/var/lib/app\":{}}\n" {
+		t.Errorf("inspect Config.Volumes: %s", got)
+	}
 	data := filepath.Join(e.DataRoot, "volumes", vol, "_data")
 	if b, err := os.ReadFile(filepath.Join(data, "seed")); err != nil || string(b) != "seeded\nadded\n" {
 		t.Errorf("volume's seed: %q %v", b, err)
