@@ -296,10 +296,38 @@ func TestVolumeSurvivesEngineKill(t *testing.T) {
 	since := time.Now().Add(-time.Second).Unix()
 	mustDocker(t, h, "run", "-d", "--name", "keeper", "-v", "kept:/d", "busybox", "sh", "-c", "echo precious > /d/f; sleep 3600")
 	waitExec(t, h, "keeper", "test -s /d/f")
+	// A container using a volume with options (mounted while used) and
+	// a subpath exits while engined is down: after the restart both are
+	// let go of.
+	ctl := t.TempDir()
+	mustDocker(t, h, "volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "tmpv")
+	mustDocker(t, h, "run", "--rm", "-v", "kept:/d", "busybox", "mkdir", "-p", "/d/sub")
+	leaver := strings.TrimSpace(mustDocker(t, h, "run", "-d", "--name", "leaver", "-v", ctl+":/ctl", "-v", "tmpv:/t",
+		"--mount", "type=volume,src=kept,dst=/s,volume-subpath=sub", "busybox", "sh", "-c", "until [ -e /ctl/go ]; do sleep 0.1; done"))
+	tmpData := filepath.Join(e.DataRoot, "volumes", "tmpv", "_data")
+	if !isMountpoint(t, tmpData) {
+		t.Fatalf("the tmpfs volume is not mounted while used")
+	}
 	e.cmd.Process.Kill()
 	<-e.done
+	os.WriteFile(filepath.Join(ctl, "go"), nil, 0o644)
+	waitFor(t, "the leaver's exit record", func() bool {
+		_, err := os.Stat(filepath.Join(e.ExecRoot, "containers", leaver, "exit.json"))
+		return err == nil
+	})
 	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot, "--registry-mirror", "http://127.0.0.1:1")
 	h = e2.Host
+	if isMountpoint(t, tmpData) {
+		t.Errorf("the tmpfs volume is still mounted after its only user exited while engined was down")
+	}
+	if _, err := os.Stat(filepath.Join(e.ExecRoot, "subpaths", leaver)); !os.IsNotExist(err) {
+		t.Errorf("the leaver's subpath staging is left: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.DataRoot, "volumes", "kept", "_data", "sub")); err != nil {
+		t.Errorf("the subpath's directory: %v", err)
+	}
+	mustDocker(t, h, "rm", "leaver")
+	mustDocker(t, h, "volume", "rm", "tmpv")
 	out, err := docker(t, h, "volume", "rm", "kept")
 	if err == nil || !strings.Contains(out, "volume is in use") {
 		t.Errorf("volume rm of a running container's volume after the restart: %v %q", err, out)
