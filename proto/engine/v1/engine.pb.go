@@ -4876,7 +4876,7 @@ type HostConfig struct {
 	DnsOptions        []string         `protobuf:"bytes,49,rep,name=dns_options,json=dnsOptions,proto3" json:"dns_options,omitempty"`
 	Devices           []*DeviceMapping `protobuf:"bytes,50,rep,name=devices,proto3" json:"devices,omitempty"`
 	GroupAdd          []string         `protobuf:"bytes,51,rep,name=group_add,json=groupAdd,proto3" json:"group_add,omitempty"`
-	Mounts            []*Mount         `protobuf:"bytes,52,rep,name=mounts,proto3" json:"mounts,omitempty"`                                 // type tmpfs only, until volumes
+	Mounts            []*Mount         `protobuf:"bytes,52,rep,name=mounts,proto3" json:"mounts,omitempty"`                                 // --mount: bind, volume, tmpfs
 	OomScoreAdj       int32            `protobuf:"varint,53,opt,name=oom_score_adj,json=oomScoreAdj,proto3" json:"oom_score_adj,omitempty"` // -1000..1000
 	// masked_paths and readonly_paths are output only: the lists applied
 	// (none for a privileged container, empty with systempaths=unconfined).
