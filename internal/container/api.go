@@ -115,7 +115,7 @@ func dirSize(dir string) int64 {
 }
 
 func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerListRequest) (*enginev1.ContainerListResponse, error) {
-	args, err := filters.Parse(req.GetFilters(), "status", "name", "id", "label", "ancestor", "exited", "before", "since", "publish", "expose")
+	args, err := filters.Parse(req.GetFilters(), "status", "name", "id", "label", "ancestor", "exited", "before", "since", "publish", "expose", "volume")
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +189,9 @@ func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerList
 			continue
 		}
 		if ancestors != nil && !ancestors[r.ImageID] {
+			continue
+		}
+		if args.Has("volume") && !s.usesVolume(r, args["volume"]) {
 			continue
 		}
 		c := s.toProto(r)

@@ -740,3 +740,14 @@ func (s *Service) unstageOrphans(running map[string]bool) {
 		}
 	}
 }
+
+// usesVolume is ps's volume filter, as dockerd's: a mount's volume name
+// or destination.
+func (s *Service) usesVolume(r *Record, vals map[string]bool) bool {
+	for _, mp := range s.recMounts(r) {
+		if (mp.Type == "volume" && vals[mp.Name]) || vals[mp.Destination] {
+			return true
+		}
+	}
+	return false
+}

@@ -52,6 +52,9 @@ func TestVolumeNamed(t *testing.T) {
 		t.Errorf("HostConfig.Binds: %s", got)
 	}
 
+	if got := mustDocker(t, h, "ps", "-a", "--filter", "volume=data", "--format", "{{.Names}}"); got != "writer\n" {
+		t.Errorf("ps --filter volume=data: %q", got)
+	}
 	out, err := docker(t, h, "volume", "rm", "data")
 	id := strings.TrimSpace(mustDocker(t, h, "inspect", "-f", "{{.Id}}", "writer"))
 	if err == nil || !strings.Contains(out, "volume is in use - ["+id+"]") {
