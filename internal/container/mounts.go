@@ -448,9 +448,12 @@ func (s *Service) copyUp(ctx context.Context, rec *Record) error {
 	}
 	defer src.Close()
 	for _, mp := range todo {
-		fi, err := src.Stat(mp.Destination)
+		// A directory of the image's own: nothing there, a file or a
+		// symlink (whose target the runtime resolves in the rootfs at
+		// mount time) have nothing copied.
+		fi, err := src.Lstat(mp.Destination)
 		if err != nil || !fi.IsDir() {
-			continue // nothing there (or not a directory): nothing to copy
+			continue
 		}
 		dir, err := s.cfg.Volumes.Mount(mp.Name, rec.ID, nil)
 		if err != nil {
@@ -493,7 +496,7 @@ func copyInto(ctx context.Context, src *archive.Root, p, dir string) error {
 		return terr
 	}
 	// The volume's root takes the image directory's owner and mode.
-	fi, err := src.Stat(p)
+	fi, err := src.Lstat(p)
 	if err != nil {
 		return err
 	}

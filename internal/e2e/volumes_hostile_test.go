@@ -11,9 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
+
+	"github.com/engined/engined/internal/testimage"
 )
 
 // Volume names never name anything outside the volumes directory: names
@@ -344,4 +347,50 @@ func TestVolumeSurvivesEngineKill(t *testing.T) {
 		"--format", "{{.Action}} {{.Actor.ID}}")
 	// The restarted engined has the events since its start only.
 	mustContain(t, "volume events", ev, "unmount kept", "destroy kept")
+}
+
+// Copy-up never reads outside the image: a VOLUME that is a symlink to
+// the host's sentinel, or holds links out, copies nothing of the host's.
+func TestVolumeHostileCopyUp(t *testing.T) {
+	e := runEngine(t)
+	h := e.Host
+	s := newSentinel(t)
+	before := s.hash(t)
+	reg := startRegistry(t)
+	bb, err := testimage.BusyboxLayer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil, err := testimage.Layer(
+		testimage.File{Name: "vlink", Typeflag: '2', Linkname: s.dir},
+		testimage.File{Name: "vdir/", Typeflag: '5'},
+		testimage.File{Name: "vdir/up", Typeflag: '2', Linkname: "../../../../../../../../" + s.dir},
+		testimage.File{Name: "vdir/abs", Typeflag: '2', Linkname: s.dir + "/secret"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := testimage.Image([]string{"sh"}, nil, bb, evil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := img.ConfigFile()
+	cfg = cfg.DeepCopy()
+	cfg.Config.Volumes = map[string]struct{}{"/vlink": {}, "/vdir": {}}
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ref := reg.Ref("evilvol:latest")
+	if err := testimage.Push(context.Background(), img, ref); err != nil {
+		t.Fatal(err)
+	}
+	mustDocker(t, h, "pull", ref)
+	out, _ := docker(t, h, "run", "--name", "ev", ref, "sh", "-c", "cat /vlink/secret /vdir/up/secret /vdir/abs 2>&1; ls -la /vdir")
+	s.unchanged(t, before, "copy-up of a hostile image's volumes")
+	if strings.Contains(out, s.secret) {
+		t.Errorf("the container read the host's secret through its volumes: %q", out)
+	}
+	if grep(t, filepath.Join(e.DataRoot, "volumes"), s.secret) {
+		t.Errorf("copy-up copied the host's secret into a volume")
+	}
 }
