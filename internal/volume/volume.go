@@ -657,7 +657,7 @@ func (s *Service) VolumeRemove(ctx context.Context, req *enginev1.VolumeRemoveRe
 	}
 	// force does not remove a volume in use, as dockerd's.
 	if users := s.usersLocked(r.Name); len(users) > 0 {
-		return nil, errdefs.Conflict(fmt.Errorf("remove %s: volume is in use - [%s]", r.Name, strings.Join(users, ", ")))
+		return nil, errdefs.Conflict(fmt.Errorf("remove %s: volume is in use - %v", r.Name, users))
 	}
 	if err := s.remove(r); err != nil {
 		return nil, err
