@@ -66,7 +66,7 @@ func runCompose(t *testing.T, dir, host, configDir string, argv ...string) (stri
 func checkComposeProject(t *testing.T, e *engined, compose []string, configDir string) {
 	n := netFor(t, filepath.Dir(e.DataRoot))
 	rulesBefore := nftTable(t, n)
-	linksBefore := hostLinks(t)
+	linksBefore := engineLinks(t, n.Bridge)
 	port := freePort(t)
 	dir := composeProject(t, port)
 	cmd := func(args ...string) string {
@@ -93,6 +93,7 @@ func checkComposeProject(t *testing.T, e *engined, compose []string, configDir s
 	if len(nets) != 1 || len(nets[0]["Containers"].(map[string]any)) != 2 {
 		t.Errorf("proj_default: %v", nets)
 	}
+	projBridge := "br-" + nets[0]["Id"].(string)[:12]
 	cmd("-p", "proj", "down")
 	// The named volume outlives down; up again finds its data.
 	if out := mustDocker(t, e.Host, "volume", "ls", "-q"); out != "proj_data\n" {
@@ -116,22 +117,28 @@ func checkComposeProject(t *testing.T, e *engined, compose []string, configDir s
 	if after := nftTable(t, n); after != rulesBefore {
 		t.Errorf("rules changed over up and down:\nbefore:\n%s\nafter:\n%s", rulesBefore, after)
 	}
-	if after := hostLinks(t); after != linksBefore {
-		t.Errorf("host links changed over up and down:\nbefore: %s\nafter:  %s", linksBefore, after)
+	// The engine's links only: other engines on the host (parallel
+	// tests) come and go meanwhile.
+	if after := engineLinks(t, n.Bridge, projBridge); after != linksBefore {
+		t.Errorf("engine's links changed over up and down:\nbefore: %s\nafter:  %s", linksBefore, after)
 	}
 }
 
-// hostLinks names the host's links, sorted, one line.
-func hostLinks(t *testing.T) string {
+// engineLinks names the bridges given that exist and the links enslaved
+// to them, one line.
+func engineLinks(t *testing.T, bridges ...string) string {
 	t.Helper()
-	out, err := exec.Command("ip", "-o", "link", "show").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var names []string
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if f := strings.Fields(l); len(f) > 1 {
-			names = append(names, strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0])
+	for _, b := range bridges {
+		if exec.Command("ip", "link", "show", b).Run() != nil {
+			continue
+		}
+		names = append(names, b+":")
+		out, _ := exec.Command("ip", "-o", "link", "show", "master", b).Output()
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if f := strings.Fields(l); len(f) > 1 {
+				names = append(names, strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0])
+			}
 		}
 	}
 	return strings.Join(names, " ")
