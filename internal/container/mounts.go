@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -595,7 +596,7 @@ func (s *Service) ociMounts(rec *Record) ([]oci.Mount, func(), error) {
 		opts = append(opts, cmpOr(mp.Propagation, defaultPropagation))
 		if !mp.RW {
 			opts = append(opts, "ro")
-			if !mp.NonRecursive {
+			if !mp.NonRecursive && recursiveReadOnly() {
 				// Read-only all the way down (dockerd's default on kernels
 				// with mount_setattr, 5.12 and later).
 				opts = append(opts, "rro")
@@ -754,3 +755,15 @@ func (s *Service) usesVolume(r *Record, vals map[string]bool) bool {
 	}
 	return false
 }
+
+// recursiveReadOnly: the kernel has mount_setattr (5.12), which
+// recursive read-only binds need.
+var recursiveReadOnly = sync.OnceValue(func() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor)
+	return major > 5 || (major == 5 && minor >= 12)
+})
