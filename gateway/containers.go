@@ -84,6 +84,12 @@ func containerConfig(c *enginev1.ContainerConfig) *container.Config {
 		t := int(c.GetStopTimeout())
 		out.StopTimeout = &t
 	}
+	for _, v := range c.GetVolumes() {
+		if out.Volumes == nil {
+			out.Volumes = map[string]struct{}{}
+		}
+		out.Volumes[v] = struct{}{}
+	}
 	for _, p := range c.GetExposedPorts() {
 		if port, err := network.ParsePort(p); err == nil {
 			if out.ExposedPorts == nil {
@@ -113,7 +119,7 @@ func hostConfig(h *enginev1.HostConfig) *container.HostConfig {
 		Binds: h.GetBinds(), NetworkMode: container.NetworkMode(h.GetNetworkMode()), AutoRemove: h.GetAutoRemove(),
 		CapAdd: h.GetCapAdd(), CapDrop: h.GetCapDrop(), Privileged: h.GetPrivileged(), ReadonlyRootfs: h.GetReadonlyRootfs(),
 		ShmSize: h.GetShmSize(), Sysctls: h.GetSysctls(), SecurityOpt: secOpt, Tmpfs: h.GetTmpfs(), ExtraHosts: h.GetExtraHosts(),
-		Links:       h.GetLinks(),
+		Links: h.GetLinks(), VolumesFrom: h.GetVolumesFrom(),
 		MaskedPaths: maskedPaths, ReadonlyPaths: readonlyPaths,
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyMode(h.GetRestartPolicy().GetName()), MaximumRetryCount: int(h.GetRestartPolicy().GetMaximumRetryCount())},
 		LogConfig:     container.LogConfig{Type: cmp.Or(h.GetLogConfig().GetType(), "json-file"), Config: h.GetLogConfig().GetConfig()},
@@ -140,6 +146,16 @@ func hostConfig(h *enginev1.HostConfig) *container.HostConfig {
 			Consistency: mount.Consistency(m.GetConsistency())}
 		if m.GetTmpfsSize() != 0 || m.GetTmpfsMode() != 0 {
 			dm.TmpfsOptions = &mount.TmpfsOptions{SizeBytes: m.GetTmpfsSize(), Mode: fileMode(m.GetTmpfsMode())}
+		}
+		if m.GetBindPropagation() != "" || m.GetBindNonRecursive() || m.GetBindCreateMountpoint() {
+			dm.BindOptions = &mount.BindOptions{Propagation: mount.Propagation(m.GetBindPropagation()), NonRecursive: m.GetBindNonRecursive(),
+				CreateMountpoint: m.GetBindCreateMountpoint()}
+		}
+		if m.GetVolumeNoCopy() || len(m.GetVolumeLabels()) > 0 || m.GetVolumeSubpath() != "" || m.GetVolumeDriver() != "" || len(m.GetVolumeDriverOpts()) > 0 {
+			dm.VolumeOptions = &mount.VolumeOptions{NoCopy: m.GetVolumeNoCopy(), Labels: m.GetVolumeLabels(), Subpath: m.GetVolumeSubpath()}
+			if m.GetVolumeDriver() != "" || len(m.GetVolumeDriverOpts()) > 0 {
+				dm.VolumeOptions.DriverConfig = &mount.Driver{Name: m.GetVolumeDriver(), Options: m.GetVolumeDriverOpts()}
+			}
 		}
 		out.Mounts = append(out.Mounts, dm)
 	}
@@ -202,7 +218,7 @@ func containerInspect(c *enginev1.Container) container.InspectResponse {
 		LogPath: c.GetLogPath(), Name: c.GetName(), RestartCount: int(c.GetRestartCount()), Driver: c.GetDriver(), Platform: "linux",
 		ExecIDs: nil, HostConfig: hostConfig(c.GetHostConfig()),
 		GraphDriver: &storage.DriverData{Name: c.GetDriver(), Data: c.GetGraphDriverData()},
-		Mounts:      []container.MountPoint{}, Config: containerConfig(c.GetConfig()),
+		Mounts:      mountPoints(c.GetMounts()), Config: containerConfig(c.GetConfig()),
 		NetworkSettings: networkSettings(c.GetNetworkSettings()),
 		// Sizes are there when asked for (?size=1): the root fs has at
 		// least the image's bytes.
@@ -222,7 +238,7 @@ func containerSummary(c *enginev1.Container) container.Summary {
 	s := container.Summary{
 		ID: c.GetId(), Names: []string{c.GetName()}, Image: c.GetImage(), ImageID: c.GetImageId(), Command: c.GetCommand(),
 		Created: c.GetCreated().GetSeconds(), Ports: []container.PortSummary{}, Labels: c.GetConfig().GetLabels(),
-		State: container.ContainerState(st.GetStatus()), Status: humanStatus(st), Mounts: []container.MountPoint{},
+		State: container.ContainerState(st.GetStatus()), Status: humanStatus(st), Mounts: mountPoints(c.GetMounts()),
 		SizeRw: c.GetSizeRw(), SizeRootFs: c.GetSizeRootFs(),
 	}
 	if s.Labels == nil {
@@ -251,7 +267,9 @@ func fileMode(bits uint32) os.FileMode {
 
 // modeBits is fileMode's inverse.
 func modeBits(m os.FileMode) uint32 {
-	b := uint32(m.Perm())
+	// The Docker CLI sends the raw bits (01777 for a sticky 0777); Go
+	// clients may send os.FileMode's flags.
+	b := uint32(m) & 0o7777
 	if m&os.ModeSticky != 0 {
 		b |= 0o1000
 	}
@@ -390,8 +408,18 @@ func CreateRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 			if t := m.TmpfsOptions; t != nil {
 				pm.TmpfsSize, pm.TmpfsMode = t.SizeBytes, modeBits(t.Mode)
 			}
+			if b := m.BindOptions; b != nil {
+				pm.BindPropagation, pm.BindNonRecursive, pm.BindCreateMountpoint = string(b.Propagation), b.NonRecursive, b.CreateMountpoint
+			}
+			if v := m.VolumeOptions; v != nil {
+				pm.VolumeNoCopy, pm.VolumeLabels, pm.VolumeSubpath = v.NoCopy, v.Labels, v.Subpath
+				if d := v.DriverConfig; d != nil {
+					pm.VolumeDriver, pm.VolumeDriverOpts = d.Name, d.Options
+				}
+			}
 			req.HostConfig.Mounts = append(req.HostConfig.Mounts, pm)
 		}
+		req.HostConfig.VolumesFrom = hc.VolumesFrom
 		if hc.Init != nil {
 			req.HostConfig.Init = *hc.Init
 		}
@@ -716,4 +744,15 @@ func init() {
 	registerResponse(func(_ context.Context, m *enginev1.ContainerUpdateResponse) (any, error) {
 		return container.UpdateResponse{Warnings: nonNil(m.GetWarnings())}, nil
 	})
+}
+
+// mountPoints are a container's Mounts as dockerd shows them.
+func mountPoints(mps []*enginev1.MountPoint) []container.MountPoint {
+	out := []container.MountPoint{}
+	for _, mp := range mps {
+		out = append(out, container.MountPoint{Type: mount.Type(mp.GetType()), Name: mp.GetName(), Source: mp.GetSource(),
+			Destination: mp.GetDestination(), Driver: mp.GetDriver(), Mode: mp.GetMode(), RW: mp.GetRw(),
+			Propagation: mount.Propagation(mp.GetPropagation())})
+	}
+	return out
 }

@@ -30,7 +30,7 @@ var supportedHostConfig = fieldSet("Binds", "ContainerIDFile", "LogConfig", "Net
 	"VolumeDriver", "ConsoleSize", "Annotations", "CapAdd", "CapDrop", "CgroupnsMode", "Dns", "DnsOptions", "DnsSearch",
 	"ExtraHosts", "GroupAdd", "IpcMode", "OomScoreAdj", "PidMode", "Privileged", "ReadonlyRootfs", "SecurityOpt", "Tmpfs",
 	"UTSMode", "ShmSize", "Sysctls", "Runtime", "Isolation", "Mounts", "MaskedPaths", "ReadonlyPaths", "Init", "Links",
-	"PortBindings", "PublishAllPorts",
+	"PortBindings", "PublishAllPorts", "VolumesFrom",
 	// Resources
 	"CpuShares", "Memory", "NanoCpus", "CpuPeriod", "CpuQuota", "CpusetCpus", "CpusetMems", "Devices", "DeviceCgroupRules",
 	"MemoryReservation", "MemorySwap", "PidsLimit", "Ulimits")
@@ -138,14 +138,8 @@ func refuseUnsupported(cr *container.CreateRequest, present map[string]json.RawM
 			return err
 		}
 		for _, m := range hc.Mounts {
-			if m.Type != mount.TypeTmpfs {
-				continue
-			}
-			switch {
-			case m.BindOptions != nil || m.VolumeOptions != nil || m.ImageOptions != nil || m.ClusterOptions != nil:
-				return fmt.Errorf("invalid mount config for type %q: only TmpfsOptions may be given", m.Type)
-			case m.TmpfsOptions != nil && len(m.TmpfsOptions.Options) > 0:
-				return errors.New("tmpfs mount flags (HostConfig.Mounts[].TmpfsOptions.Options) are not supported yet")
+			if err := mountSupported(m); err != nil {
+				return err
 			}
 		}
 	}
@@ -261,4 +255,30 @@ func stringsAsLists(body []byte) []byte {
 		return body
 	}
 	return out
+}
+
+// mountSupported refuses the options of a HostConfig.Mounts entry that
+// engined does not apply, and options given for another type.
+func mountSupported(m mount.Mount) error {
+	if m.ImageOptions != nil || m.ClusterOptions != nil {
+		return fmt.Errorf("invalid mount config for type %q: image and cluster options are not supported", m.Type)
+	}
+	if m.Type != mount.TypeBind && m.BindOptions != nil {
+		return fmt.Errorf("invalid mount config for type %q: field BindOptions must not be specified", m.Type)
+	}
+	if m.Type != mount.TypeVolume && m.VolumeOptions != nil {
+		return fmt.Errorf("invalid mount config for type %q: field VolumeOptions must not be specified", m.Type)
+	}
+	if m.Type != mount.TypeTmpfs && m.TmpfsOptions != nil {
+		return fmt.Errorf("invalid mount config for type %q: field TmpfsOptions must not be specified", m.Type)
+	}
+	if b := m.BindOptions; b != nil {
+		if b.ReadOnlyNonRecursive || b.ReadOnlyForceRecursive {
+			return errors.New("bind read-only recursion options (BindOptions.ReadOnlyNonRecursive, ReadOnlyForceRecursive) are not supported yet")
+		}
+	}
+	if t := m.TmpfsOptions; t != nil && len(t.Options) > 0 {
+		return errors.New("tmpfs mount flags (HostConfig.Mounts[].TmpfsOptions.Options) are not supported yet")
+	}
+	return nil
 }

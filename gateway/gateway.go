@@ -95,6 +95,9 @@ func (h *handlers) register(mux *runtime.ServeMux) error {
 		{http.MethodPost, "/networks/create", h.networkCreate},
 		{http.MethodPost, "/networks/{id}/connect", h.networkConnect},
 		{http.MethodPost, "/networks/{id}/disconnect", h.networkDisconnect},
+		{http.MethodPost, "/volumes/create", h.volumeCreate},
+		{http.MethodPost, "/volumes/prune", h.volumePrune},
+		{http.MethodPut, "/volumes/{name}", h.volumeUpdate},
 	}
 	for _, r := range routes {
 		if err := mux.HandlePath(r.method, r.path, r.fn); err != nil {

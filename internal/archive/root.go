@@ -233,3 +233,11 @@ func (fi *fileInfo) Mode() fs.FileMode {
 
 // sameFile says whether two stat results are one inode.
 func sameFile(a, b *syscall.Stat_t) bool { return a.Dev == b.Dev && a.Ino == b.Ino }
+
+// OpenPath resolves p inside the root, symlinks included (they stay in
+// the root), and returns an O_PATH handle of what it names: a handle to
+// bind-mount from (/proc/self/fd/N), so what is mounted is what was
+// resolved, whatever is swapped in meanwhile.
+func (r *Root) OpenPath(p string) (*os.File, error) {
+	return pathrs.OpenatInRoot(r.dir, path.Clean("/"+p))
+}

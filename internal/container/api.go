@@ -56,6 +56,9 @@ func (s *Service) toProto(r *Record) *enginev1.Container {
 	}
 	c.State = st
 	c.NetworkSettings = networkSettings(r, hc)
+	for _, mp := range s.recMounts(r) {
+		c.Mounts = append(c.Mounts, mountPointProto(mp))
+	}
 	if r.SandboxKey != "" && bridged(hc) {
 		// Ports while it runs; a stopped container has none, as dockerd's.
 		c.NetworkSettings.Ports = portMap(cfg, r.Networks)
@@ -112,7 +115,7 @@ func dirSize(dir string) int64 {
 }
 
 func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerListRequest) (*enginev1.ContainerListResponse, error) {
-	args, err := filters.Parse(req.GetFilters(), "status", "name", "id", "label", "ancestor", "exited", "before", "since", "publish", "expose")
+	args, err := filters.Parse(req.GetFilters(), "status", "name", "id", "label", "ancestor", "exited", "before", "since", "publish", "expose", "volume")
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +189,9 @@ func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerList
 			continue
 		}
 		if ancestors != nil && !ancestors[r.ImageID] {
+			continue
+		}
+		if args.Has("volume") && !s.usesVolume(r, args["volume"]) {
 			continue
 		}
 		c := s.toProto(r)
@@ -305,7 +311,7 @@ func (s *Service) ContainerRename(ctx context.Context, req *enginev1.ContainerRe
 }
 
 func (s *Service) ContainerRemove(ctx context.Context, req *enginev1.ContainerRemoveRequest) (*enginev1.ContainerRemoveResponse, error) {
-	return &enginev1.ContainerRemoveResponse{}, s.Remove(ctx, req.GetId(), req.GetForce())
+	return &enginev1.ContainerRemoveResponse{}, s.RemoveWithVolumes(ctx, req.GetId(), req.GetForce(), req.GetV())
 }
 
 func (s *Service) ContainerPrune(ctx context.Context, req *enginev1.ContainerPruneRequest) (*enginev1.ContainerPruneResponse, error) {

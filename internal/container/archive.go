@@ -20,7 +20,6 @@ import (
 	"github.com/engined/engined/internal/chunkio"
 	"github.com/engined/engined/internal/compression"
 	"github.com/engined/engined/internal/errdefs"
-	"github.com/engined/engined/internal/oci"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 	shimv1 "github.com/engined/engined/proto/shim/v1"
 )
@@ -81,12 +80,10 @@ func (s *Service) hostPath(rec *Record, rootfs, p string) (root, rel string, inR
 	}
 	// The deepest bind holding the path is the one the container sees
 	// there: the runtime mounts them shallowest first.
-	hc, _ := rec.hostConfig()
-	var best *oci.Mount
-	for _, b := range hc.GetBinds() {
-		m, err := parseBind(b)
-		if err != nil {
-			continue
+	var best *MountPoint
+	for _, m := range s.recMounts(rec) {
+		if m.Type == "tmpfs" {
+			continue // not seen from the host
 		}
 		dst := path.Clean(m.Destination)
 		if rest, ok := strings.CutPrefix(clean, dst); ok && (rest == "" || rest[0] == '/') {
@@ -95,8 +92,13 @@ func (s *Service) hostPath(rec *Record, rootfs, p string) (root, rel string, inR
 			}
 		}
 	}
+	if best != nil && best.Type == "volume" {
+		// The volume's tree; a subpath is resolved in it with the rest
+		// of the path, so nothing in the volume leads outside it.
+		return s.cfg.Volumes.Mountpoint(best.Name), path.Join("/", best.Subpath, rel), false, !best.RW, nil
+	}
 	if best != nil {
-		ro := slices.Contains(best.Options, "ro")
+		ro := !best.RW
 		// A bind of a file: its directory is the tree, the file in it
 		// the path (anything below a file is not found there). The
 		// source is the daemon's caller's host path, resolved as the
@@ -242,7 +244,7 @@ func (s *Service) ContainerArchivePut(stream enginev1.Engine_ContainerArchivePut
 			}
 			ao := archive.Options{NoOverwriteDirNonDir: opts.GetNoOverwriteDirNonDir()}
 			if inRootfs {
-				ao.Busy = mountPoints(rec, rootfs, root)
+				ao.Busy = s.mountPoints(rec, rootfs, root)
 			}
 			if !opts.GetCopyUidGid() {
 				ao.Owner = &archive.Owner{}
@@ -264,19 +266,14 @@ func (s *Service) ContainerArchivePut(stream enginev1.Engine_ContainerArchivePut
 // mountPoints are the inodes in the rootfs that the container's mounts
 // sit on, and the directories holding them: extraction must not remove
 // them, or the mounts vanish from the running container.
-func mountPoints(rec *Record, rootfs string, root *archive.Root) map[archive.FileID]bool {
+func (s *Service) mountPoints(rec *Record, rootfs string, root *archive.Root) map[archive.FileID]bool {
 	dests := []string{"/dev", "/proc", "/sys", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", initInContainer}
 	hc, _ := rec.hostConfig()
-	for _, b := range hc.GetBinds() {
-		if m, err := parseBind(b); err == nil {
-			dests = append(dests, m.Destination)
-		}
+	for _, m := range s.recMounts(rec) {
+		dests = append(dests, m.Destination)
 	}
 	for d := range hc.GetTmpfs() {
 		dests = append(dests, d)
-	}
-	for _, m := range hc.GetMounts() {
-		dests = append(dests, m.GetTarget())
 	}
 	busy := map[archive.FileID]bool{}
 	for _, d := range dests {
@@ -356,11 +353,8 @@ func (s *Service) ContainerChanges(ctx context.Context, req *enginev1.ContainerC
 	// Mount points the runtime creates are not the container's changes;
 	// neither is a directory changed only by holding one.
 	mounts := []string{"/dev", "/proc", "/sys", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
-	hc, _ := rec.hostConfig()
-	for _, b := range hc.GetBinds() {
-		if m, err := parseBind(b); err == nil {
-			mounts = append(mounts, path.Clean(m.Destination))
-		}
+	for _, m := range s.recMounts(rec) {
+		mounts = append(mounts, path.Clean(m.Destination))
 	}
 	isMount := func(name string) bool {
 		for _, m := range mounts {

@@ -200,19 +200,14 @@ func (s *Service) buildSpec(ctx context.Context, rec *Record) (*specs.Spec, erro
 	if err != nil {
 		return nil, err
 	}
-	// As dockerd does for -v, a bind's missing source is created.
-	for _, m := range opts.Mounts {
-		if m.Type != "bind" {
-			continue
-		}
-		if _, err := os.Stat(m.Source); err != nil {
-			if err := os.MkdirAll(m.Source, 0o755); err != nil {
-				return nil, err
-			}
-		}
+	mounts, undo, err := s.ociMounts(rec)
+	if err != nil {
+		return nil, err
 	}
+	opts.Mounts = append(opts.Mounts, mounts...)
 	spec, err := oci.Spec(opts)
 	if err != nil {
+		undo()
 		return nil, errdefs.InvalidArgument(err)
 	}
 	return spec, nil
@@ -310,22 +305,8 @@ func (s *Service) specOptions(rec *Record, imgCfg v1.Config, rootfs string) (oci
 	for _, u := range hc.GetUlimits() {
 		opts.Ulimits = append(opts.Ulimits, oci.Ulimit{Name: u.GetName(), Soft: u.GetSoft(), Hard: u.GetHard()})
 	}
-	for _, b := range hc.GetBinds() {
-		m, err := parseBind(b)
-		if err != nil {
-			return oci.Options{}, err
-		}
-		opts.Mounts = append(opts.Mounts, m)
-	}
 	for dst, o := range hc.GetTmpfs() {
 		m, err := tmpfsMount(dst, o)
-		if err != nil {
-			return oci.Options{}, err
-		}
-		opts.Mounts = append(opts.Mounts, m)
-	}
-	for _, hm := range hc.GetMounts() {
-		m, err := mountFrom(hm)
 		if err != nil {
 			return oci.Options{}, err
 		}
@@ -389,14 +370,6 @@ func logRotation(lc *enginev1.LogConfig) (int64, int, error) {
 		}
 	}
 	return max(size, 0), files, nil
-}
-
-func parseBind(b string) (oci.Mount, error) {
-	m, err := parseBindSpec(b)
-	if err != nil {
-		return oci.Mount{}, err
-	}
-	return m, nil
 }
 
 // joinNamespace is the /proc path of a namespace to join for a mode
@@ -548,7 +521,7 @@ func (s *Service) exited(id string, client *shimclient.Client, e *shimv1.ExitSta
 		// the exit status needs no record of its own on the way. (No
 		// container lock: its holder may be waiting for this exit.)
 		exitFrom(rec, e)
-		if err := s.removeRecord(rec); err != nil {
+		if err := s.removeRecord(rec, true); err != nil {
 			s.cfg.Logger.Warn("auto-remove container", "id", id, "err", err)
 		}
 		s.removeFiles(id)
@@ -601,6 +574,11 @@ func (s *Service) cleanupRun(id string, client *shimclient.Client) {
 	os.RemoveAll(s.stateDir(id))
 	s.unmountRootfs(id)
 	s.detachNetworks(id)
+	if rec, err := s.get(id); err == nil {
+		s.releaseRunMounts(rec)
+	} else {
+		s.unstageSubpaths(id)
+	}
 }
 
 func (s *Service) shim(id string) *shimclient.Client {
@@ -842,6 +820,13 @@ func (s *Service) Unpause(ctx context.Context, ref string) error {
 
 // Remove deletes a container; a running one only with force.
 func (s *Service) Remove(ctx context.Context, ref string, force bool) error {
+	return s.RemoveWithVolumes(ctx, ref, force, false)
+}
+
+// RemoveWithVolumes is Remove; with volumes (docker rm -v) the
+// container's anonymous volumes go too, unless another container uses
+// them.
+func (s *Service) RemoveWithVolumes(ctx context.Context, ref string, force, volumes bool) error {
 	rec, unlock, err := s.lockRecord(ref)
 	if err != nil {
 		return err
@@ -870,7 +855,7 @@ func (s *Service) Remove(ctx context.Context, ref string, force bool) error {
 			return err
 		}
 	}
-	if err := s.removeRecord(rec); err != nil {
+	if err := s.removeRecord(rec, volumes); err != nil {
 		return err
 	}
 	s.removeFiles(rec.ID)
@@ -880,13 +865,17 @@ func (s *Service) Remove(ctx context.Context, ref string, force bool) error {
 // removeRecord deletes the container's record; its files go after (what
 // a crash leaves of them, Restore removes). Waiters for the removal still
 // learn the exit code.
-func (s *Service) removeRecord(rec *Record) error {
+func (s *Service) removeRecord(rec *Record, volumes bool) error {
 	err := s.cfg.Store.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(store.BucketContainers).Delete([]byte(rec.ID))
 	})
 	if err != nil {
 		return fmt.Errorf("remove container record: %w", err)
 	}
+	// The run's mounts go before the volumes are given back, so a
+	// volume with options is unmounted before it may be removed.
+	s.releaseRunMounts(rec)
+	s.releaseVolumes(context.Background(), rec, volumes)
 	s.event("destroy", rec, nil)
 	s.mu.Lock()
 	delete(s.restartDelay, rec.ID)

@@ -49,6 +49,9 @@ type Record struct {
 	// records made before Networks kept them per network.
 	RequestedIP  string `json:"requestedIP,omitempty"`
 	RequestedMAC string `json:"requestedMAC,omitempty"`
+	// Mounts are the container's volumes, binds and tmpfs mounts,
+	// resolved at create; null in records from before engined kept them.
+	Mounts []MountPoint `json:"mounts"`
 }
 
 func (r *Record) config() (*enginev1.ContainerConfig, error) {

@@ -24,6 +24,11 @@ func (s *Service) Restore(ctx context.Context) {
 		return err
 	})
 	s.removeOrphans(recs)
+	running := map[string]bool{}
+	for _, r := range recs {
+		running[r.ID] = r.Status == "running" || r.Status == "paused"
+	}
+	s.unstageOrphans(running)
 	defer s.restartAtEngineStart(recs)
 	// Shims are dialled in parallel: each answers within a bound, and
 	// a few hung ones must not add their bounds up.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,8 @@ type Config struct {
 	// DNS, DNSSearch and DNSOptions are engined's --dns, --dns-search
 	// and --dns-opt: a container's own replace them.
 	DNS, DNSSearch, DNSOptions []string
+	// Volumes is the volume driver; nil: volumes are refused.
+	Volumes Volumes
 }
 
 // Service manages containers.
@@ -279,6 +282,19 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 		os.RemoveAll(s.containerDir(id))
 		return nil, err
 	}
+	// The volumes are taken (made if need be) before the record is
+	// stored: a prune meanwhile sees them in use.
+	mounts, release, err := s.resolveMounts(id, cfg, hc, imgCfg)
+	if err != nil {
+		os.RemoveAll(s.containerDir(id))
+		return nil, err
+	}
+	rec.Mounts = append([]MountPoint{}, mounts...)
+	if err := s.copyUp(ctx, rec); err != nil {
+		release()
+		os.RemoveAll(s.containerDir(id))
+		return nil, err
+	}
 	err = s.cfg.Store.Update(func(tx *bolt.Tx) error {
 		recs, err := allRecords(tx)
 		if err != nil {
@@ -303,6 +319,7 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 		return putRecord(tx, rec)
 	})
 	if err != nil {
+		release()
 		os.RemoveAll(s.containerDir(id))
 		return nil, err
 	}
@@ -332,6 +349,9 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 		return nil, err
 	}
 	if err := validateHostConfig(hc); err != nil {
+		return nil, err
+	}
+	if err := validateMounts(cfg, hc); err != nil {
 		return nil, err
 	}
 	if err := validateNetContainerMode(cfg, hc); err != nil {
@@ -375,6 +395,13 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 		cmd = cfg.GetCmd()
 	}
 	mergeExposedPorts(cfg, imgCfg.ExposedPorts)
+	// The image's VOLUMEs are the container's too, as dockerd merges them.
+	for v := range imgCfg.Volumes {
+		if !slices.Contains(cfg.Volumes, v) {
+			cfg.Volumes = append(cfg.Volumes, v)
+		}
+	}
+	slices.Sort(cfg.Volumes)
 	argv := append(append([]string(nil), entrypoint...), cmd...)
 	if len(argv) == 0 {
 		return nil, errdefs.InvalidArgument(errors.New("no command specified"))

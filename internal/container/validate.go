@@ -44,9 +44,6 @@ func validateConfig(cfg *enginev1.ContainerConfig) error {
 			return err
 		}
 	}
-	if len(cfg.GetVolumes()) > 0 {
-		return invalid("anonymous volumes (Config.Volumes) are not supported yet")
-	}
 	return nil
 }
 
@@ -153,18 +150,8 @@ func validateHostConfig(hc *enginev1.HostConfig) error {
 			return err
 		}
 	}
-	for _, b := range hc.GetBinds() {
-		if _, err := parseBindSpec(b); err != nil {
-			return err
-		}
-	}
 	for dst, opts := range hc.GetTmpfs() {
 		if _, err := tmpfsMount(dst, opts); err != nil {
-			return err
-		}
-	}
-	for _, m := range hc.GetMounts() {
-		if _, err := mountFrom(m); err != nil {
 			return err
 		}
 	}
@@ -343,37 +330,6 @@ func parseCPUSet(s string) (map[int]bool, error) {
 	return out, nil
 }
 
-// parseBindSpec checks a bind (host:container[:options]) without touching
-// the host.
-func parseBindSpec(b string) (oci.Mount, error) {
-	parts := strings.Split(b, ":")
-	if len(parts) < 2 || len(parts) > 3 {
-		return oci.Mount{}, invalid("invalid volume specification: '%s'", b)
-	}
-	if !filepath.IsAbs(parts[0]) {
-		return oci.Mount{}, invalid("named volumes (HostConfig.Binds %q) are not supported yet: the source must be an absolute host path", b)
-	}
-	if !filepath.IsAbs(parts[1]) {
-		return oci.Mount{}, invalid("invalid volume specification: '%s': invalid mount config for type \"bind\": invalid mount path: '%s' mount path must be absolute", b, parts[1])
-	}
-	if filepath.Clean(parts[1]) == "/" {
-		return oci.Mount{}, invalid("invalid volume specification: '%s': invalid mount config for type \"bind\": invalid specification: destination can't be '/'", b)
-	}
-	opts := []string{"rbind", "rprivate"}
-	if len(parts) == 3 {
-		for _, o := range strings.Split(parts[2], ",") {
-			switch o {
-			case "ro", "rw":
-				opts = append(opts, o)
-			case "z", "Z", "":
-			default:
-				return oci.Mount{}, invalid("invalid volume specification: '%s': invalid mode: %s", b, parts[2])
-			}
-		}
-	}
-	return oci.Mount{Source: parts[0], Destination: parts[1], Type: "bind", Options: opts}, nil
-}
-
 // tmpfsFlags are the mount flags a tmpfs option list may carry, besides
 // the tmpfs options of their own (size, mode, uid, gid, nr_inodes,
 // nr_blocks).
@@ -421,15 +377,14 @@ func tmpfsMount(dst, opts string) (oci.Mount, error) {
 	return oci.Mount{Source: "tmpfs", Destination: dst, Type: "tmpfs", Options: out}, nil
 }
 
-// mountFrom is a HostConfig.Mounts entry as a mount: tmpfs only until
-// volumes come.
+// mountFrom is a tmpfs HostConfig.Mounts entry as a mount.
 func mountFrom(m *enginev1.Mount) (oci.Mount, error) {
 	t := m.GetType()
 	if t != "tmpfs" {
 		if t == "" {
 			return oci.Mount{}, invalid("invalid mount config: mount type unknown")
 		}
-		return oci.Mount{}, invalid("mounts of type %q (HostConfig.Mounts) are not supported yet: only tmpfs", t)
+		return oci.Mount{}, invalid("mount of type %q is not a tmpfs", t)
 	}
 	dst := m.GetTarget()
 	prefix := `invalid mount config for type "tmpfs": `

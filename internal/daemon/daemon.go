@@ -44,6 +44,7 @@ import (
 	"github.com/engined/engined/internal/store"
 	"github.com/engined/engined/internal/system"
 	"github.com/engined/engined/internal/version"
+	"github.com/engined/engined/internal/volume"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
@@ -64,6 +65,7 @@ type engine struct {
 	*containerService
 	*eventsService
 	*networkService
+	*volumeService
 }
 
 // Aliases name the embedded fields: every concern calls its type Service.
@@ -73,6 +75,7 @@ type (
 	containerService = container.Service
 	eventsService    = events.Bus
 	networkService   = network.Manager
+	volumeService    = volume.Service
 )
 
 type unimplemented struct {
@@ -176,7 +179,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		return fmt.Errorf("networks: %w", err)
 	}
 	defer nets.Close()
+	vols, err := volume.New(volume.Config{Root: filepath.Join(cfg.DataRoot, "volumes"), Store: st, Events: bus, Logger: log})
+	if err != nil {
+		closeAll(listeners)
+		return fmt.Errorf("volumes: %w", err)
+	}
 	containers, err = container.New(container.Config{
+		Volumes:  vols,
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, Shims: shims, Store: st, Images: images, Logger: log, Events: bus,
 		InitPath: initPath, Networks: containerNetworks{nets}, HostResolvConf: cfg.HostResolvConf,
 		DNS: cfg.DNS, DNSSearch: cfg.DNSSearch, DNSOptions: cfg.DNSOptions,
@@ -185,6 +194,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		closeAll(listeners)
 		return err
 	}
+	// The volumes' users before the containers' reconcile, which lets
+	// go of the volumes of containers that died meanwhile.
+	users, running, err := containers.VolumeUsers()
+	if err != nil {
+		closeAll(listeners)
+		return fmt.Errorf("volume users: %w", err)
+	}
+	vols.Restore(users, running)
 	containers.Restore(ctx)
 	defer containers.Close()
 
@@ -211,7 +228,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		grpc.ChainUnaryInterceptor(unaryErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
 		grpc.ChainStreamInterceptor(streamErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
 	)
-	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus, networkService: nets})
+	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus, networkService: nets, volumeService: vols})
 
 	// The gateway reaches the Engine service in-process; streaming methods
 	// need a real client connection, so it is a buffered in-memory pipe.

@@ -102,7 +102,7 @@ func (b *Bus) Subscribe(ctx context.Context, since, until time.Time, ready func(
 
 // SystemEvents is the Engine service's events stream.
 func (b *Bus) SystemEvents(req *enginev1.SystemEventsRequest, stream enginev1.Engine_SystemEventsServer) error {
-	args, err := filters.Parse(req.GetFilters(), "type", "event", "container", "image", "label", "network")
+	args, err := filters.Parse(req.GetFilters(), "type", "event", "container", "image", "label", "network", "volume")
 	if err != nil {
 		return err
 	}
@@ -137,6 +137,9 @@ func matches(args filters.Args, ev *enginev1.Event) bool {
 		return false
 	}
 	if args.Has("network") && (ev.GetType() != "network" || !anyRef(args["network"], ev.GetActorId(), attrs["name"])) {
+		return false
+	}
+	if args.Has("volume") && (ev.GetType() != "volume" || !args["volume"][ev.GetActorId()]) {
 		return false
 	}
 	if args.Has("image") && !anyRef(args["image"], attrs["image"], ev.GetActorId(), attrs["name"]) {

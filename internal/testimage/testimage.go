@@ -44,6 +44,7 @@ type File struct {
 	Mode     int64
 	Typeflag byte
 	Linkname string
+	Uid, Gid int
 }
 
 // Layer builds a gzip layer from files.
@@ -51,7 +52,8 @@ func Layer(files ...File) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range files {
-		hdr := &tar.Header{Name: f.Name, Mode: f.Mode, Typeflag: f.Typeflag, Linkname: f.Linkname, ModTime: time.Unix(1700000000, 0)}
+		hdr := &tar.Header{Name: f.Name, Mode: f.Mode, Typeflag: f.Typeflag, Linkname: f.Linkname, ModTime: time.Unix(1700000000, 0),
+			Uid: f.Uid, Gid: f.Gid}
 		if hdr.Typeflag == 0 {
 			hdr.Typeflag = tar.TypeReg
 		}

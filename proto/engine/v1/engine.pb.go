@@ -45,6 +45,797 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Volume is a volume of the local driver.
+type Volume struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Driver string                 `protobuf:"bytes,2,opt,name=driver,proto3" json:"driver,omitempty"`
+	// mountpoint is <data-root>/volumes/<name>/_data.
+	Mountpoint string                 `protobuf:"bytes,3,opt,name=mountpoint,proto3" json:"mountpoint,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Labels     map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// options are the driver options it was created with (type, o, device).
+	Options map[string]string `protobuf:"bytes,6,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// labels_set and options_set tell {} from null, as dockerd shows them.
+	LabelsSet  bool `protobuf:"varint,7,opt,name=labels_set,json=labelsSet,proto3" json:"labels_set,omitempty"`
+	OptionsSet bool `protobuf:"varint,8,opt,name=options_set,json=optionsSet,proto3" json:"options_set,omitempty"`
+	// size and ref_count are set by system df (-1: not computed).
+	Size          int64 `protobuf:"varint,9,opt,name=size,proto3" json:"size,omitempty"`
+	RefCount      int64 `protobuf:"varint,10,opt,name=ref_count,json=refCount,proto3" json:"ref_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Volume) Reset() {
+	*x = Volume{}
+	mi := &file_engine_v1_engine_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Volume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Volume) ProtoMessage() {}
+
+func (x *Volume) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Volume.ProtoReflect.Descriptor instead.
+func (*Volume) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Volume) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Volume) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *Volume) GetMountpoint() string {
+	if x != nil {
+		return x.Mountpoint
+	}
+	return ""
+}
+
+func (x *Volume) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Volume) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Volume) GetOptions() map[string]string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *Volume) GetLabelsSet() bool {
+	if x != nil {
+		return x.LabelsSet
+	}
+	return false
+}
+
+func (x *Volume) GetOptionsSet() bool {
+	if x != nil {
+		return x.OptionsSet
+	}
+	return false
+}
+
+func (x *Volume) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Volume) GetRefCount() int64 {
+	if x != nil {
+		return x.RefCount
+	}
+	return 0
+}
+
+type VolumeListRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// filters: dangling, driver, label, label!, name.
+	Filters       string `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeListRequest) Reset() {
+	*x = VolumeListRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeListRequest) ProtoMessage() {}
+
+func (x *VolumeListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeListRequest.ProtoReflect.Descriptor instead.
+func (*VolumeListRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *VolumeListRequest) GetFilters() string {
+	if x != nil {
+		return x.Filters
+	}
+	return ""
+}
+
+type VolumeListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volumes       []*Volume              `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	Warnings      []string               `protobuf:"bytes,2,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeListResponse) Reset() {
+	*x = VolumeListResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeListResponse) ProtoMessage() {}
+
+func (x *VolumeListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeListResponse.ProtoReflect.Descriptor instead.
+func (*VolumeListResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *VolumeListResponse) GetVolumes() []*Volume {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+func (x *VolumeListResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+type VolumeInspectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeInspectRequest) Reset() {
+	*x = VolumeInspectRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeInspectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeInspectRequest) ProtoMessage() {}
+
+func (x *VolumeInspectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeInspectRequest.ProtoReflect.Descriptor instead.
+func (*VolumeInspectRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *VolumeInspectRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type VolumeCreateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name: empty for an anonymous volume (64 hex digits).
+	Name          string            `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Driver        string            `protobuf:"bytes,2,opt,name=driver,proto3" json:"driver,omitempty"`
+	DriverOpts    map[string]string `protobuf:"bytes,3,rep,name=driver_opts,json=driverOpts,proto3" json:"driver_opts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels        map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	LabelsSet     bool              `protobuf:"varint,5,opt,name=labels_set,json=labelsSet,proto3" json:"labels_set,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeCreateRequest) Reset() {
+	*x = VolumeCreateRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeCreateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeCreateRequest) ProtoMessage() {}
+
+func (x *VolumeCreateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeCreateRequest.ProtoReflect.Descriptor instead.
+func (*VolumeCreateRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *VolumeCreateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *VolumeCreateRequest) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *VolumeCreateRequest) GetDriverOpts() map[string]string {
+	if x != nil {
+		return x.DriverOpts
+	}
+	return nil
+}
+
+func (x *VolumeCreateRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *VolumeCreateRequest) GetLabelsSet() bool {
+	if x != nil {
+		return x.LabelsSet
+	}
+	return false
+}
+
+type VolumeRemoveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Force         bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeRemoveRequest) Reset() {
+	*x = VolumeRemoveRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeRemoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeRemoveRequest) ProtoMessage() {}
+
+func (x *VolumeRemoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeRemoveRequest.ProtoReflect.Descriptor instead.
+func (*VolumeRemoveRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *VolumeRemoveRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *VolumeRemoveRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type VolumeRemoveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeRemoveResponse) Reset() {
+	*x = VolumeRemoveResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeRemoveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeRemoveResponse) ProtoMessage() {}
+
+func (x *VolumeRemoveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeRemoveResponse.ProtoReflect.Descriptor instead.
+func (*VolumeRemoveResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{6}
+}
+
+type VolumePruneRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// filters: label, label!, all (true: named volumes too).
+	Filters       string `protobuf:"bytes,1,opt,name=filters,proto3" json:"filters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumePruneRequest) Reset() {
+	*x = VolumePruneRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumePruneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumePruneRequest) ProtoMessage() {}
+
+func (x *VolumePruneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumePruneRequest.ProtoReflect.Descriptor instead.
+func (*VolumePruneRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *VolumePruneRequest) GetFilters() string {
+	if x != nil {
+		return x.Filters
+	}
+	return ""
+}
+
+type VolumePruneResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	VolumesDeleted []string               `protobuf:"bytes,1,rep,name=volumes_deleted,json=volumesDeleted,proto3" json:"volumes_deleted,omitempty"`
+	SpaceReclaimed int64                  `protobuf:"varint,2,opt,name=space_reclaimed,json=spaceReclaimed,proto3" json:"space_reclaimed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *VolumePruneResponse) Reset() {
+	*x = VolumePruneResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumePruneResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumePruneResponse) ProtoMessage() {}
+
+func (x *VolumePruneResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumePruneResponse.ProtoReflect.Descriptor instead.
+func (*VolumePruneResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *VolumePruneResponse) GetVolumesDeleted() []string {
+	if x != nil {
+		return x.VolumesDeleted
+	}
+	return nil
+}
+
+func (x *VolumePruneResponse) GetSpaceReclaimed() int64 {
+	if x != nil {
+		return x.SpaceReclaimed
+	}
+	return 0
+}
+
+type SystemDataUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// type: "", or any of container, image, volume, build-cache (API 1.42).
+	Type          []string `protobuf:"bytes,1,rep,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SystemDataUsageRequest) Reset() {
+	*x = SystemDataUsageRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SystemDataUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SystemDataUsageRequest) ProtoMessage() {}
+
+func (x *SystemDataUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SystemDataUsageRequest.ProtoReflect.Descriptor instead.
+func (*SystemDataUsageRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SystemDataUsageRequest) GetType() []string {
+	if x != nil {
+		return x.Type
+	}
+	return nil
+}
+
+type SystemDataUsageResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	LayersSize int64                  `protobuf:"varint,1,opt,name=layers_size,json=layersSize,proto3" json:"layers_size,omitempty"`
+	Images     []*Image               `protobuf:"bytes,2,rep,name=images,proto3" json:"images,omitempty"`
+	Containers []*Container           `protobuf:"bytes,3,rep,name=containers,proto3" json:"containers,omitempty"`
+	Volumes    []*Volume              `protobuf:"bytes,4,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// image_shared_sizes are the images' SharedSize, by image ID.
+	ImageSharedSizes map[string]int64 `protobuf:"bytes,5,rep,name=image_shared_sizes,json=imageSharedSizes,proto3" json:"image_shared_sizes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SystemDataUsageResponse) Reset() {
+	*x = SystemDataUsageResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SystemDataUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SystemDataUsageResponse) ProtoMessage() {}
+
+func (x *SystemDataUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SystemDataUsageResponse.ProtoReflect.Descriptor instead.
+func (*SystemDataUsageResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SystemDataUsageResponse) GetLayersSize() int64 {
+	if x != nil {
+		return x.LayersSize
+	}
+	return 0
+}
+
+func (x *SystemDataUsageResponse) GetImages() []*Image {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+func (x *SystemDataUsageResponse) GetContainers() []*Container {
+	if x != nil {
+		return x.Containers
+	}
+	return nil
+}
+
+func (x *SystemDataUsageResponse) GetVolumes() []*Volume {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+func (x *SystemDataUsageResponse) GetImageSharedSizes() map[string]int64 {
+	if x != nil {
+		return x.ImageSharedSizes
+	}
+	return nil
+}
+
+// MountPoint is a mount of a container as dockerd's inspect shows it
+// (Container.Mounts), with what engined needs to mount it again.
+type MountPoint struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Type        string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`     // bind, volume, tmpfs
+	Name        string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`     // the volume's name
+	Source      string                 `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"` // host path (volume: its _data)
+	Destination string                 `protobuf:"bytes,4,opt,name=destination,proto3" json:"destination,omitempty"`
+	Driver      string                 `protobuf:"bytes,5,opt,name=driver,proto3" json:"driver,omitempty"`
+	Mode        string                 `protobuf:"bytes,6,opt,name=mode,proto3" json:"mode,omitempty"`
+	Rw          bool                   `protobuf:"varint,7,opt,name=rw,proto3" json:"rw,omitempty"`
+	Propagation string                 `protobuf:"bytes,8,opt,name=propagation,proto3" json:"propagation,omitempty"`
+	// subpath: volume-subpath, resolved inside the volume at start.
+	Subpath      string `protobuf:"bytes,9,opt,name=subpath,proto3" json:"subpath,omitempty"`
+	Nonrecursive bool   `protobuf:"varint,10,opt,name=nonrecursive,proto3" json:"nonrecursive,omitempty"`
+	// spec: the mount is from HostConfig.Mounts (else Binds, volumes-from
+	// or an image/Config volume).
+	FromSpec      bool   `protobuf:"varint,11,opt,name=from_spec,json=fromSpec,proto3" json:"from_spec,omitempty"`
+	TmpfsSize     int64  `protobuf:"varint,12,opt,name=tmpfs_size,json=tmpfsSize,proto3" json:"tmpfs_size,omitempty"`
+	TmpfsMode     uint32 `protobuf:"varint,13,opt,name=tmpfs_mode,json=tmpfsMode,proto3" json:"tmpfs_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MountPoint) Reset() {
+	*x = MountPoint{}
+	mi := &file_engine_v1_engine_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MountPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MountPoint) ProtoMessage() {}
+
+func (x *MountPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MountPoint.ProtoReflect.Descriptor instead.
+func (*MountPoint) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MountPoint) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *MountPoint) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MountPoint) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *MountPoint) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *MountPoint) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *MountPoint) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *MountPoint) GetRw() bool {
+	if x != nil {
+		return x.Rw
+	}
+	return false
+}
+
+func (x *MountPoint) GetPropagation() string {
+	if x != nil {
+		return x.Propagation
+	}
+	return ""
+}
+
+func (x *MountPoint) GetSubpath() string {
+	if x != nil {
+		return x.Subpath
+	}
+	return ""
+}
+
+func (x *MountPoint) GetNonrecursive() bool {
+	if x != nil {
+		return x.Nonrecursive
+	}
+	return false
+}
+
+func (x *MountPoint) GetFromSpec() bool {
+	if x != nil {
+		return x.FromSpec
+	}
+	return false
+}
+
+func (x *MountPoint) GetTmpfsSize() int64 {
+	if x != nil {
+		return x.TmpfsSize
+	}
+	return 0
+}
+
+func (x *MountPoint) GetTmpfsMode() uint32 {
+	if x != nil {
+		return x.TmpfsMode
+	}
+	return 0
+}
+
 type NetworkPruneRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// filters: until, label, label!.
@@ -55,7 +846,7 @@ type NetworkPruneRequest struct {
 
 func (x *NetworkPruneRequest) Reset() {
 	*x = NetworkPruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[0]
+	mi := &file_engine_v1_engine_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -67,7 +858,7 @@ func (x *NetworkPruneRequest) String() string {
 func (*NetworkPruneRequest) ProtoMessage() {}
 
 func (x *NetworkPruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[0]
+	mi := &file_engine_v1_engine_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -80,7 +871,7 @@ func (x *NetworkPruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkPruneRequest.ProtoReflect.Descriptor instead.
 func (*NetworkPruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{0}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NetworkPruneRequest) GetFilters() string {
@@ -99,7 +890,7 @@ type NetworkPruneResponse struct {
 
 func (x *NetworkPruneResponse) Reset() {
 	*x = NetworkPruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[1]
+	mi := &file_engine_v1_engine_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -111,7 +902,7 @@ func (x *NetworkPruneResponse) String() string {
 func (*NetworkPruneResponse) ProtoMessage() {}
 
 func (x *NetworkPruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[1]
+	mi := &file_engine_v1_engine_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -124,7 +915,7 @@ func (x *NetworkPruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkPruneResponse.ProtoReflect.Descriptor instead.
 func (*NetworkPruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{1}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NetworkPruneResponse) GetNetworksDeleted() []string {
@@ -145,7 +936,7 @@ type NetworkConnectRequest struct {
 
 func (x *NetworkConnectRequest) Reset() {
 	*x = NetworkConnectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[2]
+	mi := &file_engine_v1_engine_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -157,7 +948,7 @@ func (x *NetworkConnectRequest) String() string {
 func (*NetworkConnectRequest) ProtoMessage() {}
 
 func (x *NetworkConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[2]
+	mi := &file_engine_v1_engine_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -170,7 +961,7 @@ func (x *NetworkConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkConnectRequest.ProtoReflect.Descriptor instead.
 func (*NetworkConnectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{2}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NetworkConnectRequest) GetNetwork() string {
@@ -202,7 +993,7 @@ type NetworkConnectResponse struct {
 
 func (x *NetworkConnectResponse) Reset() {
 	*x = NetworkConnectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[3]
+	mi := &file_engine_v1_engine_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -214,7 +1005,7 @@ func (x *NetworkConnectResponse) String() string {
 func (*NetworkConnectResponse) ProtoMessage() {}
 
 func (x *NetworkConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[3]
+	mi := &file_engine_v1_engine_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -227,7 +1018,7 @@ func (x *NetworkConnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkConnectResponse.ProtoReflect.Descriptor instead.
 func (*NetworkConnectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{3}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{15}
 }
 
 type NetworkDisconnectRequest struct {
@@ -242,7 +1033,7 @@ type NetworkDisconnectRequest struct {
 
 func (x *NetworkDisconnectRequest) Reset() {
 	*x = NetworkDisconnectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[4]
+	mi := &file_engine_v1_engine_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +1045,7 @@ func (x *NetworkDisconnectRequest) String() string {
 func (*NetworkDisconnectRequest) ProtoMessage() {}
 
 func (x *NetworkDisconnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[4]
+	mi := &file_engine_v1_engine_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +1058,7 @@ func (x *NetworkDisconnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkDisconnectRequest.ProtoReflect.Descriptor instead.
 func (*NetworkDisconnectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{4}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NetworkDisconnectRequest) GetNetwork() string {
@@ -299,7 +1090,7 @@ type NetworkDisconnectResponse struct {
 
 func (x *NetworkDisconnectResponse) Reset() {
 	*x = NetworkDisconnectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[5]
+	mi := &file_engine_v1_engine_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +1102,7 @@ func (x *NetworkDisconnectResponse) String() string {
 func (*NetworkDisconnectResponse) ProtoMessage() {}
 
 func (x *NetworkDisconnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[5]
+	mi := &file_engine_v1_engine_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +1115,7 @@ func (x *NetworkDisconnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkDisconnectResponse.ProtoReflect.Descriptor instead.
 func (*NetworkDisconnectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{5}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{17}
 }
 
 type NetworkListRequest struct {
@@ -337,7 +1128,7 @@ type NetworkListRequest struct {
 
 func (x *NetworkListRequest) Reset() {
 	*x = NetworkListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[6]
+	mi := &file_engine_v1_engine_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +1140,7 @@ func (x *NetworkListRequest) String() string {
 func (*NetworkListRequest) ProtoMessage() {}
 
 func (x *NetworkListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[6]
+	mi := &file_engine_v1_engine_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +1153,7 @@ func (x *NetworkListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkListRequest.ProtoReflect.Descriptor instead.
 func (*NetworkListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{6}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NetworkListRequest) GetFilters() string {
@@ -381,7 +1172,7 @@ type NetworkListResponse struct {
 
 func (x *NetworkListResponse) Reset() {
 	*x = NetworkListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[7]
+	mi := &file_engine_v1_engine_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +1184,7 @@ func (x *NetworkListResponse) String() string {
 func (*NetworkListResponse) ProtoMessage() {}
 
 func (x *NetworkListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[7]
+	mi := &file_engine_v1_engine_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +1197,7 @@ func (x *NetworkListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkListResponse.ProtoReflect.Descriptor instead.
 func (*NetworkListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{7}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NetworkListResponse) GetNetworks() []*Network {
@@ -428,7 +1219,7 @@ type NetworkInspectRequest struct {
 
 func (x *NetworkInspectRequest) Reset() {
 	*x = NetworkInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[8]
+	mi := &file_engine_v1_engine_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +1231,7 @@ func (x *NetworkInspectRequest) String() string {
 func (*NetworkInspectRequest) ProtoMessage() {}
 
 func (x *NetworkInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[8]
+	mi := &file_engine_v1_engine_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +1244,7 @@ func (x *NetworkInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkInspectRequest.ProtoReflect.Descriptor instead.
 func (*NetworkInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{8}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *NetworkInspectRequest) GetId() string {
@@ -491,7 +1282,7 @@ type NetworkCreateRequest struct {
 
 func (x *NetworkCreateRequest) Reset() {
 	*x = NetworkCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[9]
+	mi := &file_engine_v1_engine_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +1294,7 @@ func (x *NetworkCreateRequest) String() string {
 func (*NetworkCreateRequest) ProtoMessage() {}
 
 func (x *NetworkCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[9]
+	mi := &file_engine_v1_engine_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +1307,7 @@ func (x *NetworkCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkCreateRequest.ProtoReflect.Descriptor instead.
 func (*NetworkCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{9}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *NetworkCreateRequest) GetName() string {
@@ -598,7 +1389,7 @@ type NetworkCreateResponse struct {
 
 func (x *NetworkCreateResponse) Reset() {
 	*x = NetworkCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[10]
+	mi := &file_engine_v1_engine_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +1401,7 @@ func (x *NetworkCreateResponse) String() string {
 func (*NetworkCreateResponse) ProtoMessage() {}
 
 func (x *NetworkCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[10]
+	mi := &file_engine_v1_engine_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +1414,7 @@ func (x *NetworkCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkCreateResponse.ProtoReflect.Descriptor instead.
 func (*NetworkCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{10}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *NetworkCreateResponse) GetId() string {
@@ -642,7 +1433,7 @@ type NetworkRemoveRequest struct {
 
 func (x *NetworkRemoveRequest) Reset() {
 	*x = NetworkRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[11]
+	mi := &file_engine_v1_engine_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +1445,7 @@ func (x *NetworkRemoveRequest) String() string {
 func (*NetworkRemoveRequest) ProtoMessage() {}
 
 func (x *NetworkRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[11]
+	mi := &file_engine_v1_engine_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +1458,7 @@ func (x *NetworkRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkRemoveRequest.ProtoReflect.Descriptor instead.
 func (*NetworkRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{11}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NetworkRemoveRequest) GetId() string {
@@ -685,7 +1476,7 @@ type NetworkRemoveResponse struct {
 
 func (x *NetworkRemoveResponse) Reset() {
 	*x = NetworkRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[12]
+	mi := &file_engine_v1_engine_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +1488,7 @@ func (x *NetworkRemoveResponse) String() string {
 func (*NetworkRemoveResponse) ProtoMessage() {}
 
 func (x *NetworkRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[12]
+	mi := &file_engine_v1_engine_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +1501,7 @@ func (x *NetworkRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkRemoveResponse.ProtoReflect.Descriptor instead.
 func (*NetworkRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{12}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{24}
 }
 
 type Network struct {
@@ -735,7 +1526,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_engine_v1_engine_proto_msgTypes[13]
+	mi := &file_engine_v1_engine_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +1538,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[13]
+	mi := &file_engine_v1_engine_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +1551,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{13}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Network) GetId() string {
@@ -867,7 +1658,7 @@ type NetworkContainer struct {
 
 func (x *NetworkContainer) Reset() {
 	*x = NetworkContainer{}
-	mi := &file_engine_v1_engine_proto_msgTypes[14]
+	mi := &file_engine_v1_engine_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1670,7 @@ func (x *NetworkContainer) String() string {
 func (*NetworkContainer) ProtoMessage() {}
 
 func (x *NetworkContainer) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[14]
+	mi := &file_engine_v1_engine_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1683,7 @@ func (x *NetworkContainer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkContainer.ProtoReflect.Descriptor instead.
 func (*NetworkContainer) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{14}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NetworkContainer) GetName() string {
@@ -931,7 +1722,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_engine_v1_engine_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1734,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_engine_v1_engine_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1747,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{15}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{27}
 }
 
 type PingResponse struct {
@@ -971,7 +1762,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_engine_v1_engine_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1774,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_engine_v1_engine_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1787,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{16}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PingResponse) GetApiVersion() string {
@@ -1035,7 +1826,7 @@ type SystemVersionRequest struct {
 
 func (x *SystemVersionRequest) Reset() {
 	*x = SystemVersionRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_engine_v1_engine_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1838,7 @@ func (x *SystemVersionRequest) String() string {
 func (*SystemVersionRequest) ProtoMessage() {}
 
 func (x *SystemVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_engine_v1_engine_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1851,7 @@ func (x *SystemVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemVersionRequest.ProtoReflect.Descriptor instead.
 func (*SystemVersionRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{17}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{29}
 }
 
 type SystemVersionResponse struct {
@@ -1083,7 +1874,7 @@ type SystemVersionResponse struct {
 
 func (x *SystemVersionResponse) Reset() {
 	*x = SystemVersionResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_engine_v1_engine_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1886,7 @@ func (x *SystemVersionResponse) String() string {
 func (*SystemVersionResponse) ProtoMessage() {}
 
 func (x *SystemVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_engine_v1_engine_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1899,7 @@ func (x *SystemVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemVersionResponse.ProtoReflect.Descriptor instead.
 func (*SystemVersionResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{18}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SystemVersionResponse) GetPlatformName() string {
@@ -1208,7 +1999,7 @@ type Component struct {
 
 func (x *Component) Reset() {
 	*x = Component{}
-	mi := &file_engine_v1_engine_proto_msgTypes[19]
+	mi := &file_engine_v1_engine_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +2011,7 @@ func (x *Component) String() string {
 func (*Component) ProtoMessage() {}
 
 func (x *Component) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[19]
+	mi := &file_engine_v1_engine_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +2024,7 @@ func (x *Component) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Component.ProtoReflect.Descriptor instead.
 func (*Component) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{19}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Component) GetName() string {
@@ -1265,7 +2056,7 @@ type SystemInfoRequest struct {
 
 func (x *SystemInfoRequest) Reset() {
 	*x = SystemInfoRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[20]
+	mi := &file_engine_v1_engine_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +2068,7 @@ func (x *SystemInfoRequest) String() string {
 func (*SystemInfoRequest) ProtoMessage() {}
 
 func (x *SystemInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[20]
+	mi := &file_engine_v1_engine_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +2081,7 @@ func (x *SystemInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemInfoRequest.ProtoReflect.Descriptor instead.
 func (*SystemInfoRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{20}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{32}
 }
 
 type SystemInfoResponse struct {
@@ -1355,7 +2146,7 @@ type SystemInfoResponse struct {
 
 func (x *SystemInfoResponse) Reset() {
 	*x = SystemInfoResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[21]
+	mi := &file_engine_v1_engine_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +2158,7 @@ func (x *SystemInfoResponse) String() string {
 func (*SystemInfoResponse) ProtoMessage() {}
 
 func (x *SystemInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[21]
+	mi := &file_engine_v1_engine_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +2171,7 @@ func (x *SystemInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemInfoResponse.ProtoReflect.Descriptor instead.
 func (*SystemInfoResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{21}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SystemInfoResponse) GetId() string {
@@ -1771,7 +2562,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_engine_v1_engine_proto_msgTypes[22]
+	mi := &file_engine_v1_engine_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +2574,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[22]
+	mi := &file_engine_v1_engine_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +2587,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{22}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -1825,7 +2616,7 @@ type PluginsInfo struct {
 
 func (x *PluginsInfo) Reset() {
 	*x = PluginsInfo{}
-	mi := &file_engine_v1_engine_proto_msgTypes[23]
+	mi := &file_engine_v1_engine_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1837,7 +2628,7 @@ func (x *PluginsInfo) String() string {
 func (*PluginsInfo) ProtoMessage() {}
 
 func (x *PluginsInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[23]
+	mi := &file_engine_v1_engine_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1850,7 +2641,7 @@ func (x *PluginsInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginsInfo.ProtoReflect.Descriptor instead.
 func (*PluginsInfo) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{23}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PluginsInfo) GetVolume() []string {
@@ -1892,7 +2683,7 @@ type RegistryConfig struct {
 
 func (x *RegistryConfig) Reset() {
 	*x = RegistryConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[24]
+	mi := &file_engine_v1_engine_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +2695,7 @@ func (x *RegistryConfig) String() string {
 func (*RegistryConfig) ProtoMessage() {}
 
 func (x *RegistryConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[24]
+	mi := &file_engine_v1_engine_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +2708,7 @@ func (x *RegistryConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryConfig.ProtoReflect.Descriptor instead.
 func (*RegistryConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{24}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RegistryConfig) GetInsecureRegistryCidrs() []string {
@@ -1953,7 +2744,7 @@ type IndexInfo struct {
 
 func (x *IndexInfo) Reset() {
 	*x = IndexInfo{}
-	mi := &file_engine_v1_engine_proto_msgTypes[25]
+	mi := &file_engine_v1_engine_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1965,7 +2756,7 @@ func (x *IndexInfo) String() string {
 func (*IndexInfo) ProtoMessage() {}
 
 func (x *IndexInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[25]
+	mi := &file_engine_v1_engine_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1978,7 +2769,7 @@ func (x *IndexInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexInfo.ProtoReflect.Descriptor instead.
 func (*IndexInfo) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{25}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *IndexInfo) GetName() string {
@@ -2019,7 +2810,7 @@ type Runtime struct {
 
 func (x *Runtime) Reset() {
 	*x = Runtime{}
-	mi := &file_engine_v1_engine_proto_msgTypes[26]
+	mi := &file_engine_v1_engine_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2822,7 @@ func (x *Runtime) String() string {
 func (*Runtime) ProtoMessage() {}
 
 func (x *Runtime) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[26]
+	mi := &file_engine_v1_engine_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2835,7 @@ func (x *Runtime) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Runtime.ProtoReflect.Descriptor instead.
 func (*Runtime) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{26}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Runtime) GetPath() string {
@@ -2075,7 +2866,7 @@ type RegistryAuth struct {
 
 func (x *RegistryAuth) Reset() {
 	*x = RegistryAuth{}
-	mi := &file_engine_v1_engine_proto_msgTypes[27]
+	mi := &file_engine_v1_engine_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2087,7 +2878,7 @@ func (x *RegistryAuth) String() string {
 func (*RegistryAuth) ProtoMessage() {}
 
 func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[27]
+	mi := &file_engine_v1_engine_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2100,7 +2891,7 @@ func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryAuth.ProtoReflect.Descriptor instead.
 func (*RegistryAuth) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{27}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RegistryAuth) GetUsername() string {
@@ -2153,7 +2944,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_engine_v1_engine_proto_msgTypes[28]
+	mi := &file_engine_v1_engine_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2165,7 +2956,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[28]
+	mi := &file_engine_v1_engine_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2178,7 +2969,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{28}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Progress) GetId() string {
@@ -2227,7 +3018,7 @@ type PushResult struct {
 
 func (x *PushResult) Reset() {
 	*x = PushResult{}
-	mi := &file_engine_v1_engine_proto_msgTypes[29]
+	mi := &file_engine_v1_engine_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2239,7 +3030,7 @@ func (x *PushResult) String() string {
 func (*PushResult) ProtoMessage() {}
 
 func (x *PushResult) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[29]
+	mi := &file_engine_v1_engine_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2252,7 +3043,7 @@ func (x *PushResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResult.ProtoReflect.Descriptor instead.
 func (*PushResult) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{29}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PushResult) GetTag() string {
@@ -2285,7 +3076,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_engine_v1_engine_proto_msgTypes[30]
+	mi := &file_engine_v1_engine_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +3088,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[30]
+	mi := &file_engine_v1_engine_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +3101,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{30}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Chunk) GetData() []byte {
@@ -2344,7 +3135,7 @@ type Image struct {
 
 func (x *Image) Reset() {
 	*x = Image{}
-	mi := &file_engine_v1_engine_proto_msgTypes[31]
+	mi := &file_engine_v1_engine_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2356,7 +3147,7 @@ func (x *Image) String() string {
 func (*Image) ProtoMessage() {}
 
 func (x *Image) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[31]
+	mi := &file_engine_v1_engine_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2369,7 +3160,7 @@ func (x *Image) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Image.ProtoReflect.Descriptor instead.
 func (*Image) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{31}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Image) GetId() string {
@@ -2479,7 +3270,7 @@ type ImageInspectRequest struct {
 
 func (x *ImageInspectRequest) Reset() {
 	*x = ImageInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[32]
+	mi := &file_engine_v1_engine_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2491,7 +3282,7 @@ func (x *ImageInspectRequest) String() string {
 func (*ImageInspectRequest) ProtoMessage() {}
 
 func (x *ImageInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[32]
+	mi := &file_engine_v1_engine_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2504,7 +3295,7 @@ func (x *ImageInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageInspectRequest.ProtoReflect.Descriptor instead.
 func (*ImageInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{32}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ImageInspectRequest) GetName() string {
@@ -2523,7 +3314,7 @@ type ImageHistoryRequest struct {
 
 func (x *ImageHistoryRequest) Reset() {
 	*x = ImageHistoryRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[33]
+	mi := &file_engine_v1_engine_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +3326,7 @@ func (x *ImageHistoryRequest) String() string {
 func (*ImageHistoryRequest) ProtoMessage() {}
 
 func (x *ImageHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[33]
+	mi := &file_engine_v1_engine_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +3339,7 @@ func (x *ImageHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ImageHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{33}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ImageHistoryRequest) GetName() string {
@@ -2567,7 +3358,7 @@ type ImageHistoryResponse struct {
 
 func (x *ImageHistoryResponse) Reset() {
 	*x = ImageHistoryResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[34]
+	mi := &file_engine_v1_engine_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +3370,7 @@ func (x *ImageHistoryResponse) String() string {
 func (*ImageHistoryResponse) ProtoMessage() {}
 
 func (x *ImageHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[34]
+	mi := &file_engine_v1_engine_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +3383,7 @@ func (x *ImageHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ImageHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{34}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ImageHistoryResponse) GetItems() []*HistoryItem {
@@ -2616,7 +3407,7 @@ type HistoryItem struct {
 
 func (x *HistoryItem) Reset() {
 	*x = HistoryItem{}
-	mi := &file_engine_v1_engine_proto_msgTypes[35]
+	mi := &file_engine_v1_engine_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2628,7 +3419,7 @@ func (x *HistoryItem) String() string {
 func (*HistoryItem) ProtoMessage() {}
 
 func (x *HistoryItem) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[35]
+	mi := &file_engine_v1_engine_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2641,7 +3432,7 @@ func (x *HistoryItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryItem.ProtoReflect.Descriptor instead.
 func (*HistoryItem) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{35}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *HistoryItem) GetId() string {
@@ -2697,7 +3488,7 @@ type ImageTagRequest struct {
 
 func (x *ImageTagRequest) Reset() {
 	*x = ImageTagRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[36]
+	mi := &file_engine_v1_engine_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2709,7 +3500,7 @@ func (x *ImageTagRequest) String() string {
 func (*ImageTagRequest) ProtoMessage() {}
 
 func (x *ImageTagRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[36]
+	mi := &file_engine_v1_engine_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2722,7 +3513,7 @@ func (x *ImageTagRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageTagRequest.ProtoReflect.Descriptor instead.
 func (*ImageTagRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{36}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ImageTagRequest) GetName() string {
@@ -2754,7 +3545,7 @@ type ImageTagResponse struct {
 
 func (x *ImageTagResponse) Reset() {
 	*x = ImageTagResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[37]
+	mi := &file_engine_v1_engine_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2766,7 +3557,7 @@ func (x *ImageTagResponse) String() string {
 func (*ImageTagResponse) ProtoMessage() {}
 
 func (x *ImageTagResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[37]
+	mi := &file_engine_v1_engine_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2779,7 +3570,7 @@ func (x *ImageTagResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageTagResponse.ProtoReflect.Descriptor instead.
 func (*ImageTagResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{37}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{49}
 }
 
 type ImageRemoveRequest struct {
@@ -2793,7 +3584,7 @@ type ImageRemoveRequest struct {
 
 func (x *ImageRemoveRequest) Reset() {
 	*x = ImageRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[38]
+	mi := &file_engine_v1_engine_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +3596,7 @@ func (x *ImageRemoveRequest) String() string {
 func (*ImageRemoveRequest) ProtoMessage() {}
 
 func (x *ImageRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[38]
+	mi := &file_engine_v1_engine_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +3609,7 @@ func (x *ImageRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageRemoveRequest.ProtoReflect.Descriptor instead.
 func (*ImageRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{38}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ImageRemoveRequest) GetName() string {
@@ -2851,7 +3642,7 @@ type ImageRemoveResponse struct {
 
 func (x *ImageRemoveResponse) Reset() {
 	*x = ImageRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[39]
+	mi := &file_engine_v1_engine_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +3654,7 @@ func (x *ImageRemoveResponse) String() string {
 func (*ImageRemoveResponse) ProtoMessage() {}
 
 func (x *ImageRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[39]
+	mi := &file_engine_v1_engine_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +3667,7 @@ func (x *ImageRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageRemoveResponse.ProtoReflect.Descriptor instead.
 func (*ImageRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{39}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ImageRemoveResponse) GetItems() []*ImageDeleteItem {
@@ -2896,7 +3687,7 @@ type ImageDeleteItem struct {
 
 func (x *ImageDeleteItem) Reset() {
 	*x = ImageDeleteItem{}
-	mi := &file_engine_v1_engine_proto_msgTypes[40]
+	mi := &file_engine_v1_engine_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2908,7 +3699,7 @@ func (x *ImageDeleteItem) String() string {
 func (*ImageDeleteItem) ProtoMessage() {}
 
 func (x *ImageDeleteItem) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[40]
+	mi := &file_engine_v1_engine_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2921,7 +3712,7 @@ func (x *ImageDeleteItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageDeleteItem.ProtoReflect.Descriptor instead.
 func (*ImageDeleteItem) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{40}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ImageDeleteItem) GetUntagged() string {
@@ -2951,7 +3742,7 @@ type ImageListRequest struct {
 
 func (x *ImageListRequest) Reset() {
 	*x = ImageListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[41]
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3754,7 @@ func (x *ImageListRequest) String() string {
 func (*ImageListRequest) ProtoMessage() {}
 
 func (x *ImageListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[41]
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3767,7 @@ func (x *ImageListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageListRequest.ProtoReflect.Descriptor instead.
 func (*ImageListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{41}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ImageListRequest) GetAll() bool {
@@ -3016,7 +3807,7 @@ type ImageListResponse struct {
 
 func (x *ImageListResponse) Reset() {
 	*x = ImageListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[42]
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3028,7 +3819,7 @@ func (x *ImageListResponse) String() string {
 func (*ImageListResponse) ProtoMessage() {}
 
 func (x *ImageListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[42]
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3041,7 +3832,7 @@ func (x *ImageListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageListResponse.ProtoReflect.Descriptor instead.
 func (*ImageListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{42}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ImageListResponse) GetImages() []*Image {
@@ -3060,7 +3851,7 @@ type ImagePruneRequest struct {
 
 func (x *ImagePruneRequest) Reset() {
 	*x = ImagePruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[43]
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3072,7 +3863,7 @@ func (x *ImagePruneRequest) String() string {
 func (*ImagePruneRequest) ProtoMessage() {}
 
 func (x *ImagePruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[43]
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3085,7 +3876,7 @@ func (x *ImagePruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePruneRequest.ProtoReflect.Descriptor instead.
 func (*ImagePruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{43}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ImagePruneRequest) GetFilters() string {
@@ -3105,7 +3896,7 @@ type ImagePruneResponse struct {
 
 func (x *ImagePruneResponse) Reset() {
 	*x = ImagePruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[44]
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3117,7 +3908,7 @@ func (x *ImagePruneResponse) String() string {
 func (*ImagePruneResponse) ProtoMessage() {}
 
 func (x *ImagePruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[44]
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3130,7 +3921,7 @@ func (x *ImagePruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePruneResponse.ProtoReflect.Descriptor instead.
 func (*ImagePruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{44}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ImagePruneResponse) GetDeleted() []*ImageDeleteItem {
@@ -3163,7 +3954,7 @@ type ImagePullRequest struct {
 
 func (x *ImagePullRequest) Reset() {
 	*x = ImagePullRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[45]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3175,7 +3966,7 @@ func (x *ImagePullRequest) String() string {
 func (*ImagePullRequest) ProtoMessage() {}
 
 func (x *ImagePullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[45]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3188,7 +3979,7 @@ func (x *ImagePullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePullRequest.ProtoReflect.Descriptor instead.
 func (*ImagePullRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{45}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ImagePullRequest) GetImage() string {
@@ -3230,7 +4021,7 @@ type ImagePushRequest struct {
 
 func (x *ImagePushRequest) Reset() {
 	*x = ImagePushRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[46]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3242,7 +4033,7 @@ func (x *ImagePushRequest) String() string {
 func (*ImagePushRequest) ProtoMessage() {}
 
 func (x *ImagePushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[46]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3255,7 +4046,7 @@ func (x *ImagePushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePushRequest.ProtoReflect.Descriptor instead.
 func (*ImagePushRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{46}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ImagePushRequest) GetName() string {
@@ -3290,7 +4081,7 @@ type ImageImportRequest struct {
 
 func (x *ImageImportRequest) Reset() {
 	*x = ImageImportRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[47]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3302,7 +4093,7 @@ func (x *ImageImportRequest) String() string {
 func (*ImageImportRequest) ProtoMessage() {}
 
 func (x *ImageImportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[47]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3315,7 +4106,7 @@ func (x *ImageImportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageImportRequest.ProtoReflect.Descriptor instead.
 func (*ImageImportRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{47}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ImageImportRequest) GetOptions() *ImageImportOptions {
@@ -3345,7 +4136,7 @@ type ImageImportOptions struct {
 
 func (x *ImageImportOptions) Reset() {
 	*x = ImageImportOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[48]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3357,7 +4148,7 @@ func (x *ImageImportOptions) String() string {
 func (*ImageImportOptions) ProtoMessage() {}
 
 func (x *ImageImportOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[48]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3370,7 +4161,7 @@ func (x *ImageImportOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageImportOptions.ProtoReflect.Descriptor instead.
 func (*ImageImportOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{48}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ImageImportOptions) GetRepo() string {
@@ -3417,7 +4208,7 @@ type ImageImportResponse struct {
 
 func (x *ImageImportResponse) Reset() {
 	*x = ImageImportResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[49]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3429,7 +4220,7 @@ func (x *ImageImportResponse) String() string {
 func (*ImageImportResponse) ProtoMessage() {}
 
 func (x *ImageImportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[49]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3442,7 +4233,7 @@ func (x *ImageImportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageImportResponse.ProtoReflect.Descriptor instead.
 func (*ImageImportResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{49}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ImageImportResponse) GetId() string {
@@ -3461,7 +4252,7 @@ type ImageSaveRequest struct {
 
 func (x *ImageSaveRequest) Reset() {
 	*x = ImageSaveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3473,7 +4264,7 @@ func (x *ImageSaveRequest) String() string {
 func (*ImageSaveRequest) ProtoMessage() {}
 
 func (x *ImageSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3486,7 +4277,7 @@ func (x *ImageSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageSaveRequest.ProtoReflect.Descriptor instead.
 func (*ImageSaveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{50}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ImageSaveRequest) GetNames() []string {
@@ -3507,7 +4298,7 @@ type ImageLoadResponse struct {
 
 func (x *ImageLoadResponse) Reset() {
 	*x = ImageLoadResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3519,7 +4310,7 @@ func (x *ImageLoadResponse) String() string {
 func (*ImageLoadResponse) ProtoMessage() {}
 
 func (x *ImageLoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3532,7 +4323,7 @@ func (x *ImageLoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageLoadResponse.ProtoReflect.Descriptor instead.
 func (*ImageLoadResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{51}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ImageLoadResponse) GetLoaded() []string {
@@ -3555,7 +4346,7 @@ type SystemAuthRequest struct {
 
 func (x *SystemAuthRequest) Reset() {
 	*x = SystemAuthRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[52]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3567,7 +4358,7 @@ func (x *SystemAuthRequest) String() string {
 func (*SystemAuthRequest) ProtoMessage() {}
 
 func (x *SystemAuthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[52]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3580,7 +4371,7 @@ func (x *SystemAuthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemAuthRequest.ProtoReflect.Descriptor instead.
 func (*SystemAuthRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{52}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *SystemAuthRequest) GetUsername() string {
@@ -3628,7 +4419,7 @@ type SystemAuthResponse struct {
 
 func (x *SystemAuthResponse) Reset() {
 	*x = SystemAuthResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3640,7 +4431,7 @@ func (x *SystemAuthResponse) String() string {
 func (*SystemAuthResponse) ProtoMessage() {}
 
 func (x *SystemAuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3653,7 +4444,7 @@ func (x *SystemAuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemAuthResponse.ProtoReflect.Descriptor instead.
 func (*SystemAuthResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{53}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *SystemAuthResponse) GetStatus() string {
@@ -3703,7 +4494,7 @@ type ContainerConfig struct {
 
 func (x *ContainerConfig) Reset() {
 	*x = ContainerConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3715,7 +4506,7 @@ func (x *ContainerConfig) String() string {
 func (*ContainerConfig) ProtoMessage() {}
 
 func (x *ContainerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3728,7 +4519,7 @@ func (x *ContainerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerConfig.ProtoReflect.Descriptor instead.
 func (*ContainerConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{54}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ContainerConfig) GetHostname() string {
@@ -3889,7 +4680,7 @@ type Ulimit struct {
 
 func (x *Ulimit) Reset() {
 	*x = Ulimit{}
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3901,7 +4692,7 @@ func (x *Ulimit) String() string {
 func (*Ulimit) ProtoMessage() {}
 
 func (x *Ulimit) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3914,7 +4705,7 @@ func (x *Ulimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ulimit.ProtoReflect.Descriptor instead.
 func (*Ulimit) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Ulimit) GetName() string {
@@ -3948,7 +4739,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3960,7 +4751,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3973,7 +4764,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RestartPolicy) GetName() string {
@@ -4000,7 +4791,7 @@ type LogConfig struct {
 
 func (x *LogConfig) Reset() {
 	*x = LogConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4012,7 +4803,7 @@ func (x *LogConfig) String() string {
 func (*LogConfig) ProtoMessage() {}
 
 func (x *LogConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4025,7 +4816,7 @@ func (x *LogConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogConfig.ProtoReflect.Descriptor instead.
 func (*LogConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *LogConfig) GetType() string {
@@ -4085,7 +4876,7 @@ type HostConfig struct {
 	DnsOptions        []string         `protobuf:"bytes,49,rep,name=dns_options,json=dnsOptions,proto3" json:"dns_options,omitempty"`
 	Devices           []*DeviceMapping `protobuf:"bytes,50,rep,name=devices,proto3" json:"devices,omitempty"`
 	GroupAdd          []string         `protobuf:"bytes,51,rep,name=group_add,json=groupAdd,proto3" json:"group_add,omitempty"`
-	Mounts            []*Mount         `protobuf:"bytes,52,rep,name=mounts,proto3" json:"mounts,omitempty"`                                 // type tmpfs only, until volumes
+	Mounts            []*Mount         `protobuf:"bytes,52,rep,name=mounts,proto3" json:"mounts,omitempty"`                                 // --mount: bind, volume, tmpfs
 	OomScoreAdj       int32            `protobuf:"varint,53,opt,name=oom_score_adj,json=oomScoreAdj,proto3" json:"oom_score_adj,omitempty"` // -1000..1000
 	// masked_paths and readonly_paths are output only: the lists applied
 	// (none for a privileged container, empty with systempaths=unconfined).
@@ -4100,14 +4891,16 @@ type HostConfig struct {
 	PublishAllPorts bool           `protobuf:"varint,59,opt,name=publish_all_ports,json=publishAllPorts,proto3" json:"publish_all_ports,omitempty"`
 	// links: --link on the default bridge, "name:alias" as given; inspect
 	// shows dockerd's "/name:/container/alias".
-	Links         []string `protobuf:"bytes,70,rep,name=links,proto3" json:"links,omitempty"`
+	Links []string `protobuf:"bytes,70,rep,name=links,proto3" json:"links,omitempty"`
+	// volumes_from: --volumes-from "container[:ro|rw]".
+	VolumesFrom   []string `protobuf:"bytes,100,rep,name=volumes_from,json=volumesFrom,proto3" json:"volumes_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HostConfig) Reset() {
 	*x = HostConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4119,7 +4912,7 @@ func (x *HostConfig) String() string {
 func (*HostConfig) ProtoMessage() {}
 
 func (x *HostConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4132,7 +4925,7 @@ func (x *HostConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostConfig.ProtoReflect.Descriptor instead.
 func (*HostConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *HostConfig) GetBinds() []string {
@@ -4471,6 +5264,13 @@ func (x *HostConfig) GetLinks() []string {
 	return nil
 }
 
+func (x *HostConfig) GetVolumesFrom() []string {
+	if x != nil {
+		return x.VolumesFrom
+	}
+	return nil
+}
+
 // PortBinding is one -p: a container port ("80/tcp") and its host side;
 // an empty host_ip is every address, an empty host_port an ephemeral
 // port, "8000-8010" any free port of the range.
@@ -4485,7 +5285,7 @@ type PortBinding struct {
 
 func (x *PortBinding) Reset() {
 	*x = PortBinding{}
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4497,7 +5297,7 @@ func (x *PortBinding) String() string {
 func (*PortBinding) ProtoMessage() {}
 
 func (x *PortBinding) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4510,7 +5310,7 @@ func (x *PortBinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortBinding.ProtoReflect.Descriptor instead.
 func (*PortBinding) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *PortBinding) GetContainerPort() string {
@@ -4545,7 +5345,7 @@ type HostPort struct {
 
 func (x *HostPort) Reset() {
 	*x = HostPort{}
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4557,7 +5357,7 @@ func (x *HostPort) String() string {
 func (*HostPort) ProtoMessage() {}
 
 func (x *HostPort) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4570,7 +5370,7 @@ func (x *HostPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPort.ProtoReflect.Descriptor instead.
 func (*HostPort) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *HostPort) GetHostIp() string {
@@ -4598,7 +5398,7 @@ type HostPorts struct {
 
 func (x *HostPorts) Reset() {
 	*x = HostPorts{}
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4610,7 +5410,7 @@ func (x *HostPorts) String() string {
 func (*HostPorts) ProtoMessage() {}
 
 func (x *HostPorts) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4623,7 +5423,7 @@ func (x *HostPorts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPorts.ProtoReflect.Descriptor instead.
 func (*HostPorts) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *HostPorts) GetBindings() []*HostPort {
@@ -4645,7 +5445,7 @@ type DeviceMapping struct {
 
 func (x *DeviceMapping) Reset() {
 	*x = DeviceMapping{}
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4657,7 +5457,7 @@ func (x *DeviceMapping) String() string {
 func (*DeviceMapping) ProtoMessage() {}
 
 func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4670,7 +5470,7 @@ func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceMapping.ProtoReflect.Descriptor instead.
 func (*DeviceMapping) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *DeviceMapping) GetPathOnHost() string {
@@ -4696,21 +5496,32 @@ func (x *DeviceMapping) GetCgroupPermissions() string {
 
 // Mount is HostConfig.Mounts (--mount).
 type Mount struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
-	Source        string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	Target        string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
-	ReadOnly      bool                   `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
-	TmpfsSize     int64                  `protobuf:"varint,5,opt,name=tmpfs_size,json=tmpfsSize,proto3" json:"tmpfs_size,omitempty"` // bytes, 0 = the kernel's default
-	TmpfsMode     uint32                 `protobuf:"varint,6,opt,name=tmpfs_mode,json=tmpfsMode,proto3" json:"tmpfs_mode,omitempty"` // permission bits, 0 = 1777
-	Consistency   string                 `protobuf:"bytes,7,opt,name=consistency,proto3" json:"consistency,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Type        string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Source      string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Target      string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	ReadOnly    bool                   `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	TmpfsSize   int64                  `protobuf:"varint,5,opt,name=tmpfs_size,json=tmpfsSize,proto3" json:"tmpfs_size,omitempty"` // bytes, 0 = the kernel's default
+	TmpfsMode   uint32                 `protobuf:"varint,6,opt,name=tmpfs_mode,json=tmpfsMode,proto3" json:"tmpfs_mode,omitempty"` // permission bits, 0 = 1777
+	Consistency string                 `protobuf:"bytes,7,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	// BindOptions: propagation (rprivate by default), non_recursive,
+	// create_mountpoint.
+	BindPropagation      string `protobuf:"bytes,100,opt,name=bind_propagation,json=bindPropagation,proto3" json:"bind_propagation,omitempty"`
+	BindNonRecursive     bool   `protobuf:"varint,101,opt,name=bind_non_recursive,json=bindNonRecursive,proto3" json:"bind_non_recursive,omitempty"`
+	BindCreateMountpoint bool   `protobuf:"varint,102,opt,name=bind_create_mountpoint,json=bindCreateMountpoint,proto3" json:"bind_create_mountpoint,omitempty"`
+	// VolumeOptions: no_copy, labels, driver (local) and its options, subpath.
+	VolumeNoCopy     bool              `protobuf:"varint,103,opt,name=volume_no_copy,json=volumeNoCopy,proto3" json:"volume_no_copy,omitempty"`
+	VolumeLabels     map[string]string `protobuf:"bytes,104,rep,name=volume_labels,json=volumeLabels,proto3" json:"volume_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	VolumeDriver     string            `protobuf:"bytes,105,opt,name=volume_driver,json=volumeDriver,proto3" json:"volume_driver,omitempty"`
+	VolumeDriverOpts map[string]string `protobuf:"bytes,106,rep,name=volume_driver_opts,json=volumeDriverOpts,proto3" json:"volume_driver_opts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	VolumeSubpath    string            `protobuf:"bytes,107,opt,name=volume_subpath,json=volumeSubpath,proto3" json:"volume_subpath,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4722,7 +5533,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4735,7 +5546,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *Mount) GetType() string {
@@ -4787,6 +5598,62 @@ func (x *Mount) GetConsistency() string {
 	return ""
 }
 
+func (x *Mount) GetBindPropagation() string {
+	if x != nil {
+		return x.BindPropagation
+	}
+	return ""
+}
+
+func (x *Mount) GetBindNonRecursive() bool {
+	if x != nil {
+		return x.BindNonRecursive
+	}
+	return false
+}
+
+func (x *Mount) GetBindCreateMountpoint() bool {
+	if x != nil {
+		return x.BindCreateMountpoint
+	}
+	return false
+}
+
+func (x *Mount) GetVolumeNoCopy() bool {
+	if x != nil {
+		return x.VolumeNoCopy
+	}
+	return false
+}
+
+func (x *Mount) GetVolumeLabels() map[string]string {
+	if x != nil {
+		return x.VolumeLabels
+	}
+	return nil
+}
+
+func (x *Mount) GetVolumeDriver() string {
+	if x != nil {
+		return x.VolumeDriver
+	}
+	return ""
+}
+
+func (x *Mount) GetVolumeDriverOpts() map[string]string {
+	if x != nil {
+		return x.VolumeDriverOpts
+	}
+	return nil
+}
+
+func (x *Mount) GetVolumeSubpath() string {
+	if x != nil {
+		return x.VolumeSubpath
+	}
+	return ""
+}
+
 type ContainerCreateRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -4805,7 +5672,7 @@ type ContainerCreateRequest struct {
 
 func (x *ContainerCreateRequest) Reset() {
 	*x = ContainerCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4817,7 +5684,7 @@ func (x *ContainerCreateRequest) String() string {
 func (*ContainerCreateRequest) ProtoMessage() {}
 
 func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4830,7 +5697,7 @@ func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ContainerCreateRequest) GetName() string {
@@ -4891,7 +5758,7 @@ type EndpointConfig struct {
 
 func (x *EndpointConfig) Reset() {
 	*x = EndpointConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4903,7 +5770,7 @@ func (x *EndpointConfig) String() string {
 func (*EndpointConfig) ProtoMessage() {}
 
 func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4916,7 +5783,7 @@ func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointConfig.ProtoReflect.Descriptor instead.
 func (*EndpointConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *EndpointConfig) GetIpv4Address() string {
@@ -4957,7 +5824,7 @@ type ContainerCreateResponse struct {
 
 func (x *ContainerCreateResponse) Reset() {
 	*x = ContainerCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4969,7 +5836,7 @@ func (x *ContainerCreateResponse) String() string {
 func (*ContainerCreateResponse) ProtoMessage() {}
 
 func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4982,7 +5849,7 @@ func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ContainerCreateResponse) GetId() string {
@@ -5020,7 +5887,7 @@ type ContainerState struct {
 
 func (x *ContainerState) Reset() {
 	*x = ContainerState{}
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5032,7 +5899,7 @@ func (x *ContainerState) String() string {
 func (*ContainerState) ProtoMessage() {}
 
 func (x *ContainerState) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5045,7 +5912,7 @@ func (x *ContainerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerState.ProtoReflect.Descriptor instead.
 func (*ContainerState) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ContainerState) GetStatus() string {
@@ -5149,13 +6016,15 @@ type Container struct {
 	// command is the full command line, for listings.
 	Command         string           `protobuf:"bytes,20,opt,name=command,proto3" json:"command,omitempty"`
 	NetworkSettings *NetworkSettings `protobuf:"bytes,21,opt,name=network_settings,json=networkSettings,proto3" json:"network_settings,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// mounts: the container's volumes, binds and tmpfs mounts (Mounts).
+	Mounts        []*MountPoint `protobuf:"bytes,100,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5167,7 +6036,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5180,7 +6049,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *Container) GetId() string {
@@ -5330,6 +6199,13 @@ func (x *Container) GetNetworkSettings() *NetworkSettings {
 	return nil
 }
 
+func (x *Container) GetMounts() []*MountPoint {
+	if x != nil {
+		return x.Mounts
+	}
+	return nil
+}
+
 // NetworkSettings is a container's network stack: its namespace and one
 // endpoint per network, keyed by network name.
 type NetworkSettings struct {
@@ -5346,7 +6222,7 @@ type NetworkSettings struct {
 
 func (x *NetworkSettings) Reset() {
 	*x = NetworkSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5358,7 +6234,7 @@ func (x *NetworkSettings) String() string {
 func (*NetworkSettings) ProtoMessage() {}
 
 func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5371,7 +6247,7 @@ func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSettings.ProtoReflect.Descriptor instead.
 func (*NetworkSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *NetworkSettings) GetSandboxId() string {
@@ -5425,7 +6301,7 @@ type EndpointSettings struct {
 
 func (x *EndpointSettings) Reset() {
 	*x = EndpointSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5437,7 +6313,7 @@ func (x *EndpointSettings) String() string {
 func (*EndpointSettings) ProtoMessage() {}
 
 func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5450,7 +6326,7 @@ func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSettings.ProtoReflect.Descriptor instead.
 func (*EndpointSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *EndpointSettings) GetNetworkId() string {
@@ -5533,7 +6409,7 @@ type ContainerInspectRequest struct {
 
 func (x *ContainerInspectRequest) Reset() {
 	*x = ContainerInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5545,7 +6421,7 @@ func (x *ContainerInspectRequest) String() string {
 func (*ContainerInspectRequest) ProtoMessage() {}
 
 func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5558,7 +6434,7 @@ func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInspectRequest.ProtoReflect.Descriptor instead.
 func (*ContainerInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ContainerInspectRequest) GetId() string {
@@ -5587,7 +6463,7 @@ type ContainerListRequest struct {
 
 func (x *ContainerListRequest) Reset() {
 	*x = ContainerListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5599,7 +6475,7 @@ func (x *ContainerListRequest) String() string {
 func (*ContainerListRequest) ProtoMessage() {}
 
 func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5612,7 +6488,7 @@ func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListRequest.ProtoReflect.Descriptor instead.
 func (*ContainerListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ContainerListRequest) GetAll() bool {
@@ -5652,7 +6528,7 @@ type ContainerListResponse struct {
 
 func (x *ContainerListResponse) Reset() {
 	*x = ContainerListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5664,7 +6540,7 @@ func (x *ContainerListResponse) String() string {
 func (*ContainerListResponse) ProtoMessage() {}
 
 func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5677,7 +6553,7 @@ func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListResponse.ProtoReflect.Descriptor instead.
 func (*ContainerListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ContainerListResponse) GetContainers() []*Container {
@@ -5696,7 +6572,7 @@ type ContainerStartRequest struct {
 
 func (x *ContainerStartRequest) Reset() {
 	*x = ContainerStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5708,7 +6584,7 @@ func (x *ContainerStartRequest) String() string {
 func (*ContainerStartRequest) ProtoMessage() {}
 
 func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5721,7 +6597,7 @@ func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ContainerStartRequest) GetId() string {
@@ -5739,7 +6615,7 @@ type ContainerStartResponse struct {
 
 func (x *ContainerStartResponse) Reset() {
 	*x = ContainerStartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5751,7 +6627,7 @@ func (x *ContainerStartResponse) String() string {
 func (*ContainerStartResponse) ProtoMessage() {}
 
 func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5764,7 +6640,7 @@ func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
 }
 
 type ContainerStopRequest struct {
@@ -5780,7 +6656,7 @@ type ContainerStopRequest struct {
 
 func (x *ContainerStopRequest) Reset() {
 	*x = ContainerStopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5792,7 +6668,7 @@ func (x *ContainerStopRequest) String() string {
 func (*ContainerStopRequest) ProtoMessage() {}
 
 func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5805,7 +6681,7 @@ func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ContainerStopRequest) GetId() string {
@@ -5837,7 +6713,7 @@ type ContainerStopResponse struct {
 
 func (x *ContainerStopResponse) Reset() {
 	*x = ContainerStopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5849,7 +6725,7 @@ func (x *ContainerStopResponse) String() string {
 func (*ContainerStopResponse) ProtoMessage() {}
 
 func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5862,7 +6738,7 @@ func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
 }
 
 type ContainerRestartRequest struct {
@@ -5876,7 +6752,7 @@ type ContainerRestartRequest struct {
 
 func (x *ContainerRestartRequest) Reset() {
 	*x = ContainerRestartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5888,7 +6764,7 @@ func (x *ContainerRestartRequest) String() string {
 func (*ContainerRestartRequest) ProtoMessage() {}
 
 func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5901,7 +6777,7 @@ func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRestartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *ContainerRestartRequest) GetId() string {
@@ -5933,7 +6809,7 @@ type ContainerRestartResponse struct {
 
 func (x *ContainerRestartResponse) Reset() {
 	*x = ContainerRestartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5945,7 +6821,7 @@ func (x *ContainerRestartResponse) String() string {
 func (*ContainerRestartResponse) ProtoMessage() {}
 
 func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5958,7 +6834,7 @@ func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRestartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
 }
 
 type ContainerKillRequest struct {
@@ -5971,7 +6847,7 @@ type ContainerKillRequest struct {
 
 func (x *ContainerKillRequest) Reset() {
 	*x = ContainerKillRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5983,7 +6859,7 @@ func (x *ContainerKillRequest) String() string {
 func (*ContainerKillRequest) ProtoMessage() {}
 
 func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5996,7 +6872,7 @@ func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillRequest.ProtoReflect.Descriptor instead.
 func (*ContainerKillRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ContainerKillRequest) GetId() string {
@@ -6021,7 +6897,7 @@ type ContainerKillResponse struct {
 
 func (x *ContainerKillResponse) Reset() {
 	*x = ContainerKillResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6033,7 +6909,7 @@ func (x *ContainerKillResponse) String() string {
 func (*ContainerKillResponse) ProtoMessage() {}
 
 func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6046,7 +6922,7 @@ func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillResponse.ProtoReflect.Descriptor instead.
 func (*ContainerKillResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
 }
 
 type ContainerPauseRequest struct {
@@ -6058,7 +6934,7 @@ type ContainerPauseRequest struct {
 
 func (x *ContainerPauseRequest) Reset() {
 	*x = ContainerPauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6070,7 +6946,7 @@ func (x *ContainerPauseRequest) String() string {
 func (*ContainerPauseRequest) ProtoMessage() {}
 
 func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6083,7 +6959,7 @@ func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ContainerPauseRequest) GetId() string {
@@ -6101,7 +6977,7 @@ type ContainerPauseResponse struct {
 
 func (x *ContainerPauseResponse) Reset() {
 	*x = ContainerPauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6113,7 +6989,7 @@ func (x *ContainerPauseResponse) String() string {
 func (*ContainerPauseResponse) ProtoMessage() {}
 
 func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6126,7 +7002,7 @@ func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
 }
 
 type ContainerUnpauseRequest struct {
@@ -6138,7 +7014,7 @@ type ContainerUnpauseRequest struct {
 
 func (x *ContainerUnpauseRequest) Reset() {
 	*x = ContainerUnpauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6150,7 +7026,7 @@ func (x *ContainerUnpauseRequest) String() string {
 func (*ContainerUnpauseRequest) ProtoMessage() {}
 
 func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6163,7 +7039,7 @@ func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *ContainerUnpauseRequest) GetId() string {
@@ -6181,7 +7057,7 @@ type ContainerUnpauseResponse struct {
 
 func (x *ContainerUnpauseResponse) Reset() {
 	*x = ContainerUnpauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6193,7 +7069,7 @@ func (x *ContainerUnpauseResponse) String() string {
 func (*ContainerUnpauseResponse) ProtoMessage() {}
 
 func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6206,7 +7082,7 @@ func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
 }
 
 type ContainerRenameRequest struct {
@@ -6219,7 +7095,7 @@ type ContainerRenameRequest struct {
 
 func (x *ContainerRenameRequest) Reset() {
 	*x = ContainerRenameRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6231,7 +7107,7 @@ func (x *ContainerRenameRequest) String() string {
 func (*ContainerRenameRequest) ProtoMessage() {}
 
 func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6244,7 +7120,7 @@ func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRenameRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ContainerRenameRequest) GetId() string {
@@ -6269,7 +7145,7 @@ type ContainerRenameResponse struct {
 
 func (x *ContainerRenameResponse) Reset() {
 	*x = ContainerRenameResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6281,7 +7157,7 @@ func (x *ContainerRenameResponse) String() string {
 func (*ContainerRenameResponse) ProtoMessage() {}
 
 func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6294,7 +7170,7 @@ func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRenameResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
 }
 
 type ContainerRemoveRequest struct {
@@ -6309,7 +7185,7 @@ type ContainerRemoveRequest struct {
 
 func (x *ContainerRemoveRequest) Reset() {
 	*x = ContainerRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6321,7 +7197,7 @@ func (x *ContainerRemoveRequest) String() string {
 func (*ContainerRemoveRequest) ProtoMessage() {}
 
 func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6334,7 +7210,7 @@ func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ContainerRemoveRequest) GetId() string {
@@ -6373,7 +7249,7 @@ type ContainerRemoveResponse struct {
 
 func (x *ContainerRemoveResponse) Reset() {
 	*x = ContainerRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6385,7 +7261,7 @@ func (x *ContainerRemoveResponse) String() string {
 func (*ContainerRemoveResponse) ProtoMessage() {}
 
 func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6398,7 +7274,7 @@ func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
 }
 
 type ContainerPruneRequest struct {
@@ -6410,7 +7286,7 @@ type ContainerPruneRequest struct {
 
 func (x *ContainerPruneRequest) Reset() {
 	*x = ContainerPruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6422,7 +7298,7 @@ func (x *ContainerPruneRequest) String() string {
 func (*ContainerPruneRequest) ProtoMessage() {}
 
 func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6435,7 +7311,7 @@ func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ContainerPruneRequest) GetFilters() string {
@@ -6455,7 +7331,7 @@ type ContainerPruneResponse struct {
 
 func (x *ContainerPruneResponse) Reset() {
 	*x = ContainerPruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6467,7 +7343,7 @@ func (x *ContainerPruneResponse) String() string {
 func (*ContainerPruneResponse) ProtoMessage() {}
 
 func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6480,7 +7356,7 @@ func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ContainerPruneResponse) GetDeleted() []string {
@@ -6507,7 +7383,7 @@ type ContainerTopRequest struct {
 
 func (x *ContainerTopRequest) Reset() {
 	*x = ContainerTopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6519,7 +7395,7 @@ func (x *ContainerTopRequest) String() string {
 func (*ContainerTopRequest) ProtoMessage() {}
 
 func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6532,7 +7408,7 @@ func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerTopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ContainerTopRequest) GetId() string {
@@ -6559,7 +7435,7 @@ type ContainerTopResponse struct {
 
 func (x *ContainerTopResponse) Reset() {
 	*x = ContainerTopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6571,7 +7447,7 @@ func (x *ContainerTopResponse) String() string {
 func (*ContainerTopResponse) ProtoMessage() {}
 
 func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6584,7 +7460,7 @@ func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerTopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ContainerTopResponse) GetTitles() []string {
@@ -6610,7 +7486,7 @@ type TopRow struct {
 
 func (x *TopRow) Reset() {
 	*x = TopRow{}
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6622,7 +7498,7 @@ func (x *TopRow) String() string {
 func (*TopRow) ProtoMessage() {}
 
 func (x *TopRow) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6635,7 +7511,7 @@ func (x *TopRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopRow.ProtoReflect.Descriptor instead.
 func (*TopRow) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *TopRow) GetFields() []string {
@@ -6656,7 +7532,7 @@ type ContainerResizeRequest struct {
 
 func (x *ContainerResizeRequest) Reset() {
 	*x = ContainerResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6668,7 +7544,7 @@ func (x *ContainerResizeRequest) String() string {
 func (*ContainerResizeRequest) ProtoMessage() {}
 
 func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6681,7 +7557,7 @@ func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeRequest.ProtoReflect.Descriptor instead.
 func (*ContainerResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *ContainerResizeRequest) GetId() string {
@@ -6713,7 +7589,7 @@ type ContainerResizeResponse struct {
 
 func (x *ContainerResizeResponse) Reset() {
 	*x = ContainerResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6725,7 +7601,7 @@ func (x *ContainerResizeResponse) String() string {
 func (*ContainerResizeResponse) ProtoMessage() {}
 
 func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6738,7 +7614,7 @@ func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeResponse.ProtoReflect.Descriptor instead.
 func (*ContainerResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
 }
 
 type ContainerWaitRequest struct {
@@ -6752,7 +7628,7 @@ type ContainerWaitRequest struct {
 
 func (x *ContainerWaitRequest) Reset() {
 	*x = ContainerWaitRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6764,7 +7640,7 @@ func (x *ContainerWaitRequest) String() string {
 func (*ContainerWaitRequest) ProtoMessage() {}
 
 func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6777,7 +7653,7 @@ func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitRequest.ProtoReflect.Descriptor instead.
 func (*ContainerWaitRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *ContainerWaitRequest) GetId() string {
@@ -6804,7 +7680,7 @@ type ContainerWaitResponse struct {
 
 func (x *ContainerWaitResponse) Reset() {
 	*x = ContainerWaitResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6816,7 +7692,7 @@ func (x *ContainerWaitResponse) String() string {
 func (*ContainerWaitResponse) ProtoMessage() {}
 
 func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6829,7 +7705,7 @@ func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitResponse.ProtoReflect.Descriptor instead.
 func (*ContainerWaitResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *ContainerWaitResponse) GetStatusCode() int64 {
@@ -6863,7 +7739,7 @@ type ContainerLogsRequest struct {
 
 func (x *ContainerLogsRequest) Reset() {
 	*x = ContainerLogsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6875,7 +7751,7 @@ func (x *ContainerLogsRequest) String() string {
 func (*ContainerLogsRequest) ProtoMessage() {}
 
 func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6888,7 +7764,7 @@ func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *ContainerLogsRequest) GetId() string {
@@ -6960,7 +7836,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6972,7 +7848,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6985,7 +7861,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *LogEntry) GetStream() int32 {
@@ -7022,7 +7898,7 @@ type ContainerAttachRequest struct {
 
 func (x *ContainerAttachRequest) Reset() {
 	*x = ContainerAttachRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7034,7 +7910,7 @@ func (x *ContainerAttachRequest) String() string {
 func (*ContainerAttachRequest) ProtoMessage() {}
 
 func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7047,7 +7923,7 @@ func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachRequest.ProtoReflect.Descriptor instead.
 func (*ContainerAttachRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *ContainerAttachRequest) GetOptions() *ContainerAttachOptions {
@@ -7086,7 +7962,7 @@ type ContainerAttachOptions struct {
 
 func (x *ContainerAttachOptions) Reset() {
 	*x = ContainerAttachOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7098,7 +7974,7 @@ func (x *ContainerAttachOptions) String() string {
 func (*ContainerAttachOptions) ProtoMessage() {}
 
 func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7111,7 +7987,7 @@ func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachOptions.ProtoReflect.Descriptor instead.
 func (*ContainerAttachOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *ContainerAttachOptions) GetId() string {
@@ -7173,7 +8049,7 @@ type ContainerStatsRequest struct {
 
 func (x *ContainerStatsRequest) Reset() {
 	*x = ContainerStatsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7185,7 +8061,7 @@ func (x *ContainerStatsRequest) String() string {
 func (*ContainerStatsRequest) ProtoMessage() {}
 
 func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7198,7 +8074,7 @@ func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStatsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *ContainerStatsRequest) GetId() string {
@@ -7241,7 +8117,7 @@ type ContainerStatsResponse struct {
 
 func (x *ContainerStatsResponse) Reset() {
 	*x = ContainerStatsResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7253,7 +8129,7 @@ func (x *ContainerStatsResponse) String() string {
 func (*ContainerStatsResponse) ProtoMessage() {}
 
 func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7266,7 +8142,7 @@ func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStatsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *ContainerStatsResponse) GetId() string {
@@ -7407,7 +8283,7 @@ type ContainerUpdateRequest struct {
 
 func (x *ContainerUpdateRequest) Reset() {
 	*x = ContainerUpdateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7419,7 +8295,7 @@ func (x *ContainerUpdateRequest) String() string {
 func (*ContainerUpdateRequest) ProtoMessage() {}
 
 func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7432,7 +8308,7 @@ func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *ContainerUpdateRequest) GetId() string {
@@ -7458,7 +8334,7 @@ type ContainerUpdateResponse struct {
 
 func (x *ContainerUpdateResponse) Reset() {
 	*x = ContainerUpdateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7470,7 +8346,7 @@ func (x *ContainerUpdateResponse) String() string {
 func (*ContainerUpdateResponse) ProtoMessage() {}
 
 func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7483,7 +8359,7 @@ func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *ContainerUpdateResponse) GetWarnings() []string {
@@ -7513,7 +8389,7 @@ type ExecConfig struct {
 
 func (x *ExecConfig) Reset() {
 	*x = ExecConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7525,7 +8401,7 @@ func (x *ExecConfig) String() string {
 func (*ExecConfig) ProtoMessage() {}
 
 func (x *ExecConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7538,7 +8414,7 @@ func (x *ExecConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecConfig.ProtoReflect.Descriptor instead.
 func (*ExecConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *ExecConfig) GetCmd() []string {
@@ -7629,7 +8505,7 @@ type ContainerExecCreateRequest struct {
 
 func (x *ContainerExecCreateRequest) Reset() {
 	*x = ContainerExecCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7641,7 +8517,7 @@ func (x *ContainerExecCreateRequest) String() string {
 func (*ContainerExecCreateRequest) ProtoMessage() {}
 
 func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7654,7 +8530,7 @@ func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *ContainerExecCreateRequest) GetId() string {
@@ -7680,7 +8556,7 @@ type ContainerExecCreateResponse struct {
 
 func (x *ContainerExecCreateResponse) Reset() {
 	*x = ContainerExecCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7692,7 +8568,7 @@ func (x *ContainerExecCreateResponse) String() string {
 func (*ContainerExecCreateResponse) ProtoMessage() {}
 
 func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7705,7 +8581,7 @@ func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *ContainerExecCreateResponse) GetId() string {
@@ -7727,7 +8603,7 @@ type ExecStartRequest struct {
 
 func (x *ExecStartRequest) Reset() {
 	*x = ExecStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7739,7 +8615,7 @@ func (x *ExecStartRequest) String() string {
 func (*ExecStartRequest) ProtoMessage() {}
 
 func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7752,7 +8628,7 @@ func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartRequest.ProtoReflect.Descriptor instead.
 func (*ExecStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *ExecStartRequest) GetOptions() *ExecStartOptions {
@@ -7788,7 +8664,7 @@ type ExecStartOptions struct {
 
 func (x *ExecStartOptions) Reset() {
 	*x = ExecStartOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7800,7 +8676,7 @@ func (x *ExecStartOptions) String() string {
 func (*ExecStartOptions) ProtoMessage() {}
 
 func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7813,7 +8689,7 @@ func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartOptions.ProtoReflect.Descriptor instead.
 func (*ExecStartOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{123}
 }
 
 func (x *ExecStartOptions) GetId() string {
@@ -7853,7 +8729,7 @@ type ExecInspectRequest struct {
 
 func (x *ExecInspectRequest) Reset() {
 	*x = ExecInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7865,7 +8741,7 @@ func (x *ExecInspectRequest) String() string {
 func (*ExecInspectRequest) ProtoMessage() {}
 
 func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7878,7 +8754,7 @@ func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectRequest.ProtoReflect.Descriptor instead.
 func (*ExecInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{124}
 }
 
 func (x *ExecInspectRequest) GetId() string {
@@ -7903,7 +8779,7 @@ type ExecInspectResponse struct {
 
 func (x *ExecInspectResponse) Reset() {
 	*x = ExecInspectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7915,7 +8791,7 @@ func (x *ExecInspectResponse) String() string {
 func (*ExecInspectResponse) ProtoMessage() {}
 
 func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7928,7 +8804,7 @@ func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectResponse.ProtoReflect.Descriptor instead.
 func (*ExecInspectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{125}
 }
 
 func (x *ExecInspectResponse) GetId() string {
@@ -7984,7 +8860,7 @@ type ExecResizeRequest struct {
 
 func (x *ExecResizeRequest) Reset() {
 	*x = ExecResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[126]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7996,7 +8872,7 @@ func (x *ExecResizeRequest) String() string {
 func (*ExecResizeRequest) ProtoMessage() {}
 
 func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[126]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8009,7 +8885,7 @@ func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeRequest.ProtoReflect.Descriptor instead.
 func (*ExecResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{126}
 }
 
 func (x *ExecResizeRequest) GetId() string {
@@ -8041,7 +8917,7 @@ type ExecResizeResponse struct {
 
 func (x *ExecResizeResponse) Reset() {
 	*x = ExecResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[127]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8053,7 +8929,7 @@ func (x *ExecResizeResponse) String() string {
 func (*ExecResizeResponse) ProtoMessage() {}
 
 func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[127]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8066,7 +8942,7 @@ func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeResponse.ProtoReflect.Descriptor instead.
 func (*ExecResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{127}
 }
 
 type ContainerArchiveRequest struct {
@@ -8079,7 +8955,7 @@ type ContainerArchiveRequest struct {
 
 func (x *ContainerArchiveRequest) Reset() {
 	*x = ContainerArchiveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[128]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8091,7 +8967,7 @@ func (x *ContainerArchiveRequest) String() string {
 func (*ContainerArchiveRequest) ProtoMessage() {}
 
 func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[128]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8104,7 +8980,7 @@ func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchiveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchiveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{128}
 }
 
 func (x *ContainerArchiveRequest) GetId() string {
@@ -8135,7 +9011,7 @@ type ContainerPathStat struct {
 
 func (x *ContainerPathStat) Reset() {
 	*x = ContainerPathStat{}
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[129]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8147,7 +9023,7 @@ func (x *ContainerPathStat) String() string {
 func (*ContainerPathStat) ProtoMessage() {}
 
 func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[129]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8160,7 +9036,7 @@ func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPathStat.ProtoReflect.Descriptor instead.
 func (*ContainerPathStat) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{129}
 }
 
 func (x *ContainerPathStat) GetName() string {
@@ -8208,7 +9084,7 @@ type ContainerArchivePutRequest struct {
 
 func (x *ContainerArchivePutRequest) Reset() {
 	*x = ContainerArchivePutRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[118]
+	mi := &file_engine_v1_engine_proto_msgTypes[130]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8220,7 +9096,7 @@ func (x *ContainerArchivePutRequest) String() string {
 func (*ContainerArchivePutRequest) ProtoMessage() {}
 
 func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[118]
+	mi := &file_engine_v1_engine_proto_msgTypes[130]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8233,7 +9109,7 @@ func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{118}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{130}
 }
 
 func (x *ContainerArchivePutRequest) GetOptions() *ContainerArchivePutOptions {
@@ -8265,7 +9141,7 @@ type ContainerArchivePutOptions struct {
 
 func (x *ContainerArchivePutOptions) Reset() {
 	*x = ContainerArchivePutOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[119]
+	mi := &file_engine_v1_engine_proto_msgTypes[131]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8277,7 +9153,7 @@ func (x *ContainerArchivePutOptions) String() string {
 func (*ContainerArchivePutOptions) ProtoMessage() {}
 
 func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[119]
+	mi := &file_engine_v1_engine_proto_msgTypes[131]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8290,7 +9166,7 @@ func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutOptions.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{119}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{131}
 }
 
 func (x *ContainerArchivePutOptions) GetId() string {
@@ -8329,7 +9205,7 @@ type ContainerArchivePutResponse struct {
 
 func (x *ContainerArchivePutResponse) Reset() {
 	*x = ContainerArchivePutResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[120]
+	mi := &file_engine_v1_engine_proto_msgTypes[132]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8341,7 +9217,7 @@ func (x *ContainerArchivePutResponse) String() string {
 func (*ContainerArchivePutResponse) ProtoMessage() {}
 
 func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[120]
+	mi := &file_engine_v1_engine_proto_msgTypes[132]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8354,7 +9230,7 @@ func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutResponse.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{120}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{132}
 }
 
 type ContainerExportRequest struct {
@@ -8366,7 +9242,7 @@ type ContainerExportRequest struct {
 
 func (x *ContainerExportRequest) Reset() {
 	*x = ContainerExportRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[121]
+	mi := &file_engine_v1_engine_proto_msgTypes[133]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8378,7 +9254,7 @@ func (x *ContainerExportRequest) String() string {
 func (*ContainerExportRequest) ProtoMessage() {}
 
 func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[121]
+	mi := &file_engine_v1_engine_proto_msgTypes[133]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8391,7 +9267,7 @@ func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExportRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExportRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{121}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{133}
 }
 
 func (x *ContainerExportRequest) GetId() string {
@@ -8410,7 +9286,7 @@ type ContainerChangesRequest struct {
 
 func (x *ContainerChangesRequest) Reset() {
 	*x = ContainerChangesRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[122]
+	mi := &file_engine_v1_engine_proto_msgTypes[134]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8422,7 +9298,7 @@ func (x *ContainerChangesRequest) String() string {
 func (*ContainerChangesRequest) ProtoMessage() {}
 
 func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[122]
+	mi := &file_engine_v1_engine_proto_msgTypes[134]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8435,7 +9311,7 @@ func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesRequest.ProtoReflect.Descriptor instead.
 func (*ContainerChangesRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{122}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{134}
 }
 
 func (x *ContainerChangesRequest) GetId() string {
@@ -8454,7 +9330,7 @@ type ContainerChangesResponse struct {
 
 func (x *ContainerChangesResponse) Reset() {
 	*x = ContainerChangesResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[123]
+	mi := &file_engine_v1_engine_proto_msgTypes[135]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8466,7 +9342,7 @@ func (x *ContainerChangesResponse) String() string {
 func (*ContainerChangesResponse) ProtoMessage() {}
 
 func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[123]
+	mi := &file_engine_v1_engine_proto_msgTypes[135]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8479,7 +9355,7 @@ func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesResponse.ProtoReflect.Descriptor instead.
 func (*ContainerChangesResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{123}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{135}
 }
 
 func (x *ContainerChangesResponse) GetChanges() []*FilesystemChange {
@@ -8500,7 +9376,7 @@ type FilesystemChange struct {
 
 func (x *FilesystemChange) Reset() {
 	*x = FilesystemChange{}
-	mi := &file_engine_v1_engine_proto_msgTypes[124]
+	mi := &file_engine_v1_engine_proto_msgTypes[136]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8512,7 +9388,7 @@ func (x *FilesystemChange) String() string {
 func (*FilesystemChange) ProtoMessage() {}
 
 func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[124]
+	mi := &file_engine_v1_engine_proto_msgTypes[136]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8525,7 +9401,7 @@ func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilesystemChange.ProtoReflect.Descriptor instead.
 func (*FilesystemChange) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{124}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{136}
 }
 
 func (x *FilesystemChange) GetPath() string {
@@ -8555,7 +9431,7 @@ type SystemEventsRequest struct {
 
 func (x *SystemEventsRequest) Reset() {
 	*x = SystemEventsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[125]
+	mi := &file_engine_v1_engine_proto_msgTypes[137]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8567,7 +9443,7 @@ func (x *SystemEventsRequest) String() string {
 func (*SystemEventsRequest) ProtoMessage() {}
 
 func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[125]
+	mi := &file_engine_v1_engine_proto_msgTypes[137]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8580,7 +9456,7 @@ func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemEventsRequest.ProtoReflect.Descriptor instead.
 func (*SystemEventsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{125}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{137}
 }
 
 func (x *SystemEventsRequest) GetSince() *timestamppb.Timestamp {
@@ -8618,7 +9494,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_engine_v1_engine_proto_msgTypes[126]
+	mi := &file_engine_v1_engine_proto_msgTypes[138]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8630,7 +9506,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[126]
+	mi := &file_engine_v1_engine_proto_msgTypes[138]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8643,7 +9519,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{126}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{138}
 }
 
 func (x *Event) GetType() string {
@@ -8685,7 +9561,92 @@ var File_engine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_engine_v1_engine_proto_rawDesc = "" +
 	"\n" +
-	"\x16engine/v1/engine.proto\x12\tengine.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n" +
+	"\x16engine/v1/engine.proto\x12\tengine.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x03\n" +
+	"\x06Volume\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x1e\n" +
+	"\n" +
+	"mountpoint\x18\x03 \x01(\tR\n" +
+	"mountpoint\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x125\n" +
+	"\x06labels\x18\x05 \x03(\v2\x1d.engine.v1.Volume.LabelsEntryR\x06labels\x128\n" +
+	"\aoptions\x18\x06 \x03(\v2\x1e.engine.v1.Volume.OptionsEntryR\aoptions\x12\x1d\n" +
+	"\n" +
+	"labels_set\x18\a \x01(\bR\tlabelsSet\x12\x1f\n" +
+	"\voptions_set\x18\b \x01(\bR\n" +
+	"optionsSet\x12\x12\n" +
+	"\x04size\x18\t \x01(\x03R\x04size\x12\x1b\n" +
+	"\tref_count\x18\n" +
+	" \x01(\x03R\brefCount\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fOptionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"-\n" +
+	"\x11VolumeListRequest\x12\x18\n" +
+	"\afilters\x18\x01 \x01(\tR\afilters\"]\n" +
+	"\x12VolumeListResponse\x12+\n" +
+	"\avolumes\x18\x01 \x03(\v2\x11.engine.v1.VolumeR\avolumes\x12\x1a\n" +
+	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"*\n" +
+	"\x14VolumeInspectRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xef\x02\n" +
+	"\x13VolumeCreateRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06driver\x18\x02 \x01(\tR\x06driver\x12O\n" +
+	"\vdriver_opts\x18\x03 \x03(\v2..engine.v1.VolumeCreateRequest.DriverOptsEntryR\n" +
+	"driverOpts\x12B\n" +
+	"\x06labels\x18\x04 \x03(\v2*.engine.v1.VolumeCreateRequest.LabelsEntryR\x06labels\x12\x1d\n" +
+	"\n" +
+	"labels_set\x18\x05 \x01(\bR\tlabelsSet\x1a=\n" +
+	"\x0fDriverOptsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"?\n" +
+	"\x13VolumeRemoveRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"\x16\n" +
+	"\x14VolumeRemoveResponse\".\n" +
+	"\x12VolumePruneRequest\x12\x18\n" +
+	"\afilters\x18\x01 \x01(\tR\afilters\"g\n" +
+	"\x13VolumePruneResponse\x12'\n" +
+	"\x0fvolumes_deleted\x18\x01 \x03(\tR\x0evolumesDeleted\x12'\n" +
+	"\x0fspace_reclaimed\x18\x02 \x01(\x03R\x0espaceReclaimed\",\n" +
+	"\x16SystemDataUsageRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x03(\tR\x04type\"\xf4\x02\n" +
+	"\x17SystemDataUsageResponse\x12\x1f\n" +
+	"\vlayers_size\x18\x01 \x01(\x03R\n" +
+	"layersSize\x12(\n" +
+	"\x06images\x18\x02 \x03(\v2\x10.engine.v1.ImageR\x06images\x124\n" +
+	"\n" +
+	"containers\x18\x03 \x03(\v2\x14.engine.v1.ContainerR\n" +
+	"containers\x12+\n" +
+	"\avolumes\x18\x04 \x03(\v2\x11.engine.v1.VolumeR\avolumes\x12f\n" +
+	"\x12image_shared_sizes\x18\x05 \x03(\v28.engine.v1.SystemDataUsageResponse.ImageSharedSizesEntryR\x10imageSharedSizes\x1aC\n" +
+	"\x15ImageSharedSizesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xe5\x02\n" +
+	"\n" +
+	"MountPoint\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12 \n" +
+	"\vdestination\x18\x04 \x01(\tR\vdestination\x12\x16\n" +
+	"\x06driver\x18\x05 \x01(\tR\x06driver\x12\x12\n" +
+	"\x04mode\x18\x06 \x01(\tR\x04mode\x12\x0e\n" +
+	"\x02rw\x18\a \x01(\bR\x02rw\x12 \n" +
+	"\vpropagation\x18\b \x01(\tR\vpropagation\x12\x18\n" +
+	"\asubpath\x18\t \x01(\tR\asubpath\x12\"\n" +
+	"\fnonrecursive\x18\n" +
+	" \x01(\bR\fnonrecursive\x12\x1b\n" +
+	"\tfrom_spec\x18\v \x01(\bR\bfromSpec\x12\x1d\n" +
+	"\n" +
+	"tmpfs_size\x18\f \x01(\x03R\ttmpfsSize\x12\x1d\n" +
+	"\n" +
+	"tmpfs_mode\x18\r \x01(\rR\ttmpfsMode\"/\n" +
 	"\x13NetworkPruneRequest\x12\x18\n" +
 	"\afilters\x18\x01 \x01(\tR\afilters\"A\n" +
 	"\x14NetworkPruneResponse\x12)\n" +
@@ -9065,7 +10026,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x06config\x18\x02 \x03(\v2 .engine.v1.LogConfig.ConfigEntryR\x06config\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x0f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc7\x0f\n" +
 	"\n" +
 	"HostConfig\x12\x14\n" +
 	"\x05binds\x18\x01 \x03(\tR\x05binds\x12!\n" +
@@ -9129,7 +10090,8 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\vannotations\x189 \x03(\v2&.engine.v1.HostConfig.AnnotationsEntryR\vannotations\x12;\n" +
 	"\rport_bindings\x18: \x03(\v2\x16.engine.v1.PortBindingR\fportBindings\x12*\n" +
 	"\x11publish_all_ports\x18; \x01(\bR\x0fpublishAllPorts\x12\x14\n" +
-	"\x05links\x18F \x03(\tR\x05links\x1a:\n" +
+	"\x05links\x18F \x03(\tR\x05links\x12!\n" +
+	"\fvolumes_from\x18d \x03(\tR\vvolumesFrom\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
@@ -9154,7 +10116,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\fpath_on_host\x18\x01 \x01(\tR\n" +
 	"pathOnHost\x12*\n" +
 	"\x11path_in_container\x18\x02 \x01(\tR\x0fpathInContainer\x12-\n" +
-	"\x12cgroup_permissions\x18\x03 \x01(\tR\x11cgroupPermissions\"\xc8\x01\n" +
+	"\x12cgroup_permissions\x18\x03 \x01(\tR\x11cgroupPermissions\"\xee\x05\n" +
 	"\x05Mount\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
@@ -9164,7 +10126,21 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"tmpfs_size\x18\x05 \x01(\x03R\ttmpfsSize\x12\x1d\n" +
 	"\n" +
 	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\x12 \n" +
-	"\vconsistency\x18\a \x01(\tR\vconsistency\"\x94\x03\n" +
+	"\vconsistency\x18\a \x01(\tR\vconsistency\x12)\n" +
+	"\x10bind_propagation\x18d \x01(\tR\x0fbindPropagation\x12,\n" +
+	"\x12bind_non_recursive\x18e \x01(\bR\x10bindNonRecursive\x124\n" +
+	"\x16bind_create_mountpoint\x18f \x01(\bR\x14bindCreateMountpoint\x12$\n" +
+	"\x0evolume_no_copy\x18g \x01(\bR\fvolumeNoCopy\x12G\n" +
+	"\rvolume_labels\x18h \x03(\v2\".engine.v1.Mount.VolumeLabelsEntryR\fvolumeLabels\x12#\n" +
+	"\rvolume_driver\x18i \x01(\tR\fvolumeDriver\x12T\n" +
+	"\x12volume_driver_opts\x18j \x03(\v2&.engine.v1.Mount.VolumeDriverOptsEntryR\x10volumeDriverOpts\x12%\n" +
+	"\x0evolume_subpath\x18k \x01(\tR\rvolumeSubpath\x1a?\n" +
+	"\x11VolumeLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aC\n" +
+	"\x15VolumeDriverOptsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x03\n" +
 	"\x16ContainerCreateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.engine.v1.ContainerConfigR\x06config\x126\n" +
@@ -9202,7 +10178,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"started_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt\"\xd8\x06\n" +
+	"finishedAt\"\x87\a\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x124\n" +
@@ -9228,7 +10204,8 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\fsize_root_fs\x18\x13 \x01(\x03R\n" +
 	"sizeRootFs\x12\x18\n" +
 	"\acommand\x18\x14 \x01(\tR\acommand\x12E\n" +
-	"\x10network_settings\x18\x15 \x01(\v2\x1a.engine.v1.NetworkSettingsR\x0fnetworkSettings\x1aB\n" +
+	"\x10network_settings\x18\x15 \x01(\v2\x1a.engine.v1.NetworkSettingsR\x0fnetworkSettings\x12-\n" +
+	"\x06mounts\x18d \x03(\v2\x15.engine.v1.MountPointR\x06mounts\x1aB\n" +
 	"\x14GraphDriverDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfe\x02\n" +
@@ -9489,7 +10466,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\ttime_nano\x18\x05 \x01(\x03R\btimeNano\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xdd&\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x81+\n" +
 	"\x06Engine\x127\n" +
 	"\x04Ping\x12\x16.engine.v1.PingRequest\x1a\x17.engine.v1.PingResponse\x12d\n" +
 	"\rSystemVersion\x12\x1f.engine.v1.SystemVersionRequest\x1a .engine.v1.SystemVersionResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
@@ -9547,7 +10524,16 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\rNetworkRemove\x12\x1f.engine.v1.NetworkRemoveRequest\x1a .engine.v1.NetworkRemoveResponse\"\x16\x82\xd3\xe4\x93\x02\x10*\x0e/networks/{id}\x12h\n" +
 	"\fNetworkPrune\x12\x1e.engine.v1.NetworkPruneRequest\x1a\x1f.engine.v1.NetworkPruneResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0f/networks/prune\x12U\n" +
 	"\x0eNetworkConnect\x12 .engine.v1.NetworkConnectRequest\x1a!.engine.v1.NetworkConnectResponse\x12^\n" +
-	"\x11NetworkDisconnect\x12#.engine.v1.NetworkDisconnectRequest\x1a$.engine.v1.NetworkDisconnectResponseB5Z3github.com/engined/engined/proto/engine/v1;enginev1b\x06proto3"
+	"\x11NetworkDisconnect\x12#.engine.v1.NetworkDisconnectRequest\x1a$.engine.v1.NetworkDisconnectResponse\x12[\n" +
+	"\n" +
+	"VolumeList\x12\x1c.engine.v1.VolumeListRequest\x1a\x1d.engine.v1.VolumeListResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
+	"\x12\b/volumes\x12\\\n" +
+	"\rVolumeInspect\x12\x1f.engine.v1.VolumeInspectRequest\x1a\x11.engine.v1.Volume\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/volumes/{name}\x12A\n" +
+	"\fVolumeCreate\x12\x1e.engine.v1.VolumeCreateRequest\x1a\x11.engine.v1.Volume\x12h\n" +
+	"\fVolumeRemove\x12\x1e.engine.v1.VolumeRemoveRequest\x1a\x1f.engine.v1.VolumeRemoveResponse\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/volumes/{name}\x12L\n" +
+	"\vVolumePrune\x12\x1d.engine.v1.VolumePruneRequest\x1a\x1e.engine.v1.VolumePruneResponse\x12l\n" +
+	"\x0fSystemDataUsage\x12!.engine.v1.SystemDataUsageRequest\x1a\".engine.v1.SystemDataUsageResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/system/dfB5Z3github.com/engined/engined/proto/engine/v1;enginev1b\x06proto3"
 
 var (
 	file_engine_v1_engine_proto_rawDescOnce sync.Once
@@ -9561,348 +10547,392 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 149)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 168)
 var file_engine_v1_engine_proto_goTypes = []any{
-	(*NetworkPruneRequest)(nil),         // 0: engine.v1.NetworkPruneRequest
-	(*NetworkPruneResponse)(nil),        // 1: engine.v1.NetworkPruneResponse
-	(*NetworkConnectRequest)(nil),       // 2: engine.v1.NetworkConnectRequest
-	(*NetworkConnectResponse)(nil),      // 3: engine.v1.NetworkConnectResponse
-	(*NetworkDisconnectRequest)(nil),    // 4: engine.v1.NetworkDisconnectRequest
-	(*NetworkDisconnectResponse)(nil),   // 5: engine.v1.NetworkDisconnectResponse
-	(*NetworkListRequest)(nil),          // 6: engine.v1.NetworkListRequest
-	(*NetworkListResponse)(nil),         // 7: engine.v1.NetworkListResponse
-	(*NetworkInspectRequest)(nil),       // 8: engine.v1.NetworkInspectRequest
-	(*NetworkCreateRequest)(nil),        // 9: engine.v1.NetworkCreateRequest
-	(*NetworkCreateResponse)(nil),       // 10: engine.v1.NetworkCreateResponse
-	(*NetworkRemoveRequest)(nil),        // 11: engine.v1.NetworkRemoveRequest
-	(*NetworkRemoveResponse)(nil),       // 12: engine.v1.NetworkRemoveResponse
-	(*Network)(nil),                     // 13: engine.v1.Network
-	(*NetworkContainer)(nil),            // 14: engine.v1.NetworkContainer
-	(*PingRequest)(nil),                 // 15: engine.v1.PingRequest
-	(*PingResponse)(nil),                // 16: engine.v1.PingResponse
-	(*SystemVersionRequest)(nil),        // 17: engine.v1.SystemVersionRequest
-	(*SystemVersionResponse)(nil),       // 18: engine.v1.SystemVersionResponse
-	(*Component)(nil),                   // 19: engine.v1.Component
-	(*SystemInfoRequest)(nil),           // 20: engine.v1.SystemInfoRequest
-	(*SystemInfoResponse)(nil),          // 21: engine.v1.SystemInfoResponse
-	(*KeyValue)(nil),                    // 22: engine.v1.KeyValue
-	(*PluginsInfo)(nil),                 // 23: engine.v1.PluginsInfo
-	(*RegistryConfig)(nil),              // 24: engine.v1.RegistryConfig
-	(*IndexInfo)(nil),                   // 25: engine.v1.IndexInfo
-	(*Runtime)(nil),                     // 26: engine.v1.Runtime
-	(*RegistryAuth)(nil),                // 27: engine.v1.RegistryAuth
-	(*Progress)(nil),                    // 28: engine.v1.Progress
-	(*PushResult)(nil),                  // 29: engine.v1.PushResult
-	(*Chunk)(nil),                       // 30: engine.v1.Chunk
-	(*Image)(nil),                       // 31: engine.v1.Image
-	(*ImageInspectRequest)(nil),         // 32: engine.v1.ImageInspectRequest
-	(*ImageHistoryRequest)(nil),         // 33: engine.v1.ImageHistoryRequest
-	(*ImageHistoryResponse)(nil),        // 34: engine.v1.ImageHistoryResponse
-	(*HistoryItem)(nil),                 // 35: engine.v1.HistoryItem
-	(*ImageTagRequest)(nil),             // 36: engine.v1.ImageTagRequest
-	(*ImageTagResponse)(nil),            // 37: engine.v1.ImageTagResponse
-	(*ImageRemoveRequest)(nil),          // 38: engine.v1.ImageRemoveRequest
-	(*ImageRemoveResponse)(nil),         // 39: engine.v1.ImageRemoveResponse
-	(*ImageDeleteItem)(nil),             // 40: engine.v1.ImageDeleteItem
-	(*ImageListRequest)(nil),            // 41: engine.v1.ImageListRequest
-	(*ImageListResponse)(nil),           // 42: engine.v1.ImageListResponse
-	(*ImagePruneRequest)(nil),           // 43: engine.v1.ImagePruneRequest
-	(*ImagePruneResponse)(nil),          // 44: engine.v1.ImagePruneResponse
-	(*ImagePullRequest)(nil),            // 45: engine.v1.ImagePullRequest
-	(*ImagePushRequest)(nil),            // 46: engine.v1.ImagePushRequest
-	(*ImageImportRequest)(nil),          // 47: engine.v1.ImageImportRequest
-	(*ImageImportOptions)(nil),          // 48: engine.v1.ImageImportOptions
-	(*ImageImportResponse)(nil),         // 49: engine.v1.ImageImportResponse
-	(*ImageSaveRequest)(nil),            // 50: engine.v1.ImageSaveRequest
-	(*ImageLoadResponse)(nil),           // 51: engine.v1.ImageLoadResponse
-	(*SystemAuthRequest)(nil),           // 52: engine.v1.SystemAuthRequest
-	(*SystemAuthResponse)(nil),          // 53: engine.v1.SystemAuthResponse
-	(*ContainerConfig)(nil),             // 54: engine.v1.ContainerConfig
-	(*Ulimit)(nil),                      // 55: engine.v1.Ulimit
-	(*RestartPolicy)(nil),               // 56: engine.v1.RestartPolicy
-	(*LogConfig)(nil),                   // 57: engine.v1.LogConfig
-	(*HostConfig)(nil),                  // 58: engine.v1.HostConfig
-	(*PortBinding)(nil),                 // 59: engine.v1.PortBinding
-	(*HostPort)(nil),                    // 60: engine.v1.HostPort
-	(*HostPorts)(nil),                   // 61: engine.v1.HostPorts
-	(*DeviceMapping)(nil),               // 62: engine.v1.DeviceMapping
-	(*Mount)(nil),                       // 63: engine.v1.Mount
-	(*ContainerCreateRequest)(nil),      // 64: engine.v1.ContainerCreateRequest
-	(*EndpointConfig)(nil),              // 65: engine.v1.EndpointConfig
-	(*ContainerCreateResponse)(nil),     // 66: engine.v1.ContainerCreateResponse
-	(*ContainerState)(nil),              // 67: engine.v1.ContainerState
-	(*Container)(nil),                   // 68: engine.v1.Container
-	(*NetworkSettings)(nil),             // 69: engine.v1.NetworkSettings
-	(*EndpointSettings)(nil),            // 70: engine.v1.EndpointSettings
-	(*ContainerInspectRequest)(nil),     // 71: engine.v1.ContainerInspectRequest
-	(*ContainerListRequest)(nil),        // 72: engine.v1.ContainerListRequest
-	(*ContainerListResponse)(nil),       // 73: engine.v1.ContainerListResponse
-	(*ContainerStartRequest)(nil),       // 74: engine.v1.ContainerStartRequest
-	(*ContainerStartResponse)(nil),      // 75: engine.v1.ContainerStartResponse
-	(*ContainerStopRequest)(nil),        // 76: engine.v1.ContainerStopRequest
-	(*ContainerStopResponse)(nil),       // 77: engine.v1.ContainerStopResponse
-	(*ContainerRestartRequest)(nil),     // 78: engine.v1.ContainerRestartRequest
-	(*ContainerRestartResponse)(nil),    // 79: engine.v1.ContainerRestartResponse
-	(*ContainerKillRequest)(nil),        // 80: engine.v1.ContainerKillRequest
-	(*ContainerKillResponse)(nil),       // 81: engine.v1.ContainerKillResponse
-	(*ContainerPauseRequest)(nil),       // 82: engine.v1.ContainerPauseRequest
-	(*ContainerPauseResponse)(nil),      // 83: engine.v1.ContainerPauseResponse
-	(*ContainerUnpauseRequest)(nil),     // 84: engine.v1.ContainerUnpauseRequest
-	(*ContainerUnpauseResponse)(nil),    // 85: engine.v1.ContainerUnpauseResponse
-	(*ContainerRenameRequest)(nil),      // 86: engine.v1.ContainerRenameRequest
-	(*ContainerRenameResponse)(nil),     // 87: engine.v1.ContainerRenameResponse
-	(*ContainerRemoveRequest)(nil),      // 88: engine.v1.ContainerRemoveRequest
-	(*ContainerRemoveResponse)(nil),     // 89: engine.v1.ContainerRemoveResponse
-	(*ContainerPruneRequest)(nil),       // 90: engine.v1.ContainerPruneRequest
-	(*ContainerPruneResponse)(nil),      // 91: engine.v1.ContainerPruneResponse
-	(*ContainerTopRequest)(nil),         // 92: engine.v1.ContainerTopRequest
-	(*ContainerTopResponse)(nil),        // 93: engine.v1.ContainerTopResponse
-	(*TopRow)(nil),                      // 94: engine.v1.TopRow
-	(*ContainerResizeRequest)(nil),      // 95: engine.v1.ContainerResizeRequest
-	(*ContainerResizeResponse)(nil),     // 96: engine.v1.ContainerResizeResponse
-	(*ContainerWaitRequest)(nil),        // 97: engine.v1.ContainerWaitRequest
-	(*ContainerWaitResponse)(nil),       // 98: engine.v1.ContainerWaitResponse
-	(*ContainerLogsRequest)(nil),        // 99: engine.v1.ContainerLogsRequest
-	(*LogEntry)(nil),                    // 100: engine.v1.LogEntry
-	(*ContainerAttachRequest)(nil),      // 101: engine.v1.ContainerAttachRequest
-	(*ContainerAttachOptions)(nil),      // 102: engine.v1.ContainerAttachOptions
-	(*ContainerStatsRequest)(nil),       // 103: engine.v1.ContainerStatsRequest
-	(*ContainerStatsResponse)(nil),      // 104: engine.v1.ContainerStatsResponse
-	(*ContainerUpdateRequest)(nil),      // 105: engine.v1.ContainerUpdateRequest
-	(*ContainerUpdateResponse)(nil),     // 106: engine.v1.ContainerUpdateResponse
-	(*ExecConfig)(nil),                  // 107: engine.v1.ExecConfig
-	(*ContainerExecCreateRequest)(nil),  // 108: engine.v1.ContainerExecCreateRequest
-	(*ContainerExecCreateResponse)(nil), // 109: engine.v1.ContainerExecCreateResponse
-	(*ExecStartRequest)(nil),            // 110: engine.v1.ExecStartRequest
-	(*ExecStartOptions)(nil),            // 111: engine.v1.ExecStartOptions
-	(*ExecInspectRequest)(nil),          // 112: engine.v1.ExecInspectRequest
-	(*ExecInspectResponse)(nil),         // 113: engine.v1.ExecInspectResponse
-	(*ExecResizeRequest)(nil),           // 114: engine.v1.ExecResizeRequest
-	(*ExecResizeResponse)(nil),          // 115: engine.v1.ExecResizeResponse
-	(*ContainerArchiveRequest)(nil),     // 116: engine.v1.ContainerArchiveRequest
-	(*ContainerPathStat)(nil),           // 117: engine.v1.ContainerPathStat
-	(*ContainerArchivePutRequest)(nil),  // 118: engine.v1.ContainerArchivePutRequest
-	(*ContainerArchivePutOptions)(nil),  // 119: engine.v1.ContainerArchivePutOptions
-	(*ContainerArchivePutResponse)(nil), // 120: engine.v1.ContainerArchivePutResponse
-	(*ContainerExportRequest)(nil),      // 121: engine.v1.ContainerExportRequest
-	(*ContainerChangesRequest)(nil),     // 122: engine.v1.ContainerChangesRequest
-	(*ContainerChangesResponse)(nil),    // 123: engine.v1.ContainerChangesResponse
-	(*FilesystemChange)(nil),            // 124: engine.v1.FilesystemChange
-	(*SystemEventsRequest)(nil),         // 125: engine.v1.SystemEventsRequest
-	(*Event)(nil),                       // 126: engine.v1.Event
-	nil,                                 // 127: engine.v1.NetworkCreateRequest.LabelsEntry
-	nil,                                 // 128: engine.v1.NetworkCreateRequest.OptionsEntry
-	nil,                                 // 129: engine.v1.NetworkCreateRequest.AuxAddressesEntry
-	nil,                                 // 130: engine.v1.Network.LabelsEntry
-	nil,                                 // 131: engine.v1.Network.OptionsEntry
-	nil,                                 // 132: engine.v1.Network.ContainersEntry
-	nil,                                 // 133: engine.v1.Network.AuxAddressesEntry
-	nil,                                 // 134: engine.v1.Component.DetailsEntry
-	nil,                                 // 135: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 136: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 137: engine.v1.Image.LabelsEntry
-	nil,                                 // 138: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 139: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 140: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 141: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 142: engine.v1.HostConfig.AnnotationsEntry
-	nil,                                 // 143: engine.v1.ContainerCreateRequest.EndpointsEntry
-	nil,                                 // 144: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 145: engine.v1.NetworkSettings.NetworksEntry
-	nil,                                 // 146: engine.v1.NetworkSettings.PortsEntry
-	nil,                                 // 147: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	nil,                                 // 148: engine.v1.Event.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 149: google.protobuf.Timestamp
+	(*Volume)(nil),                      // 0: engine.v1.Volume
+	(*VolumeListRequest)(nil),           // 1: engine.v1.VolumeListRequest
+	(*VolumeListResponse)(nil),          // 2: engine.v1.VolumeListResponse
+	(*VolumeInspectRequest)(nil),        // 3: engine.v1.VolumeInspectRequest
+	(*VolumeCreateRequest)(nil),         // 4: engine.v1.VolumeCreateRequest
+	(*VolumeRemoveRequest)(nil),         // 5: engine.v1.VolumeRemoveRequest
+	(*VolumeRemoveResponse)(nil),        // 6: engine.v1.VolumeRemoveResponse
+	(*VolumePruneRequest)(nil),          // 7: engine.v1.VolumePruneRequest
+	(*VolumePruneResponse)(nil),         // 8: engine.v1.VolumePruneResponse
+	(*SystemDataUsageRequest)(nil),      // 9: engine.v1.SystemDataUsageRequest
+	(*SystemDataUsageResponse)(nil),     // 10: engine.v1.SystemDataUsageResponse
+	(*MountPoint)(nil),                  // 11: engine.v1.MountPoint
+	(*NetworkPruneRequest)(nil),         // 12: engine.v1.NetworkPruneRequest
+	(*NetworkPruneResponse)(nil),        // 13: engine.v1.NetworkPruneResponse
+	(*NetworkConnectRequest)(nil),       // 14: engine.v1.NetworkConnectRequest
+	(*NetworkConnectResponse)(nil),      // 15: engine.v1.NetworkConnectResponse
+	(*NetworkDisconnectRequest)(nil),    // 16: engine.v1.NetworkDisconnectRequest
+	(*NetworkDisconnectResponse)(nil),   // 17: engine.v1.NetworkDisconnectResponse
+	(*NetworkListRequest)(nil),          // 18: engine.v1.NetworkListRequest
+	(*NetworkListResponse)(nil),         // 19: engine.v1.NetworkListResponse
+	(*NetworkInspectRequest)(nil),       // 20: engine.v1.NetworkInspectRequest
+	(*NetworkCreateRequest)(nil),        // 21: engine.v1.NetworkCreateRequest
+	(*NetworkCreateResponse)(nil),       // 22: engine.v1.NetworkCreateResponse
+	(*NetworkRemoveRequest)(nil),        // 23: engine.v1.NetworkRemoveRequest
+	(*NetworkRemoveResponse)(nil),       // 24: engine.v1.NetworkRemoveResponse
+	(*Network)(nil),                     // 25: engine.v1.Network
+	(*NetworkContainer)(nil),            // 26: engine.v1.NetworkContainer
+	(*PingRequest)(nil),                 // 27: engine.v1.PingRequest
+	(*PingResponse)(nil),                // 28: engine.v1.PingResponse
+	(*SystemVersionRequest)(nil),        // 29: engine.v1.SystemVersionRequest
+	(*SystemVersionResponse)(nil),       // 30: engine.v1.SystemVersionResponse
+	(*Component)(nil),                   // 31: engine.v1.Component
+	(*SystemInfoRequest)(nil),           // 32: engine.v1.SystemInfoRequest
+	(*SystemInfoResponse)(nil),          // 33: engine.v1.SystemInfoResponse
+	(*KeyValue)(nil),                    // 34: engine.v1.KeyValue
+	(*PluginsInfo)(nil),                 // 35: engine.v1.PluginsInfo
+	(*RegistryConfig)(nil),              // 36: engine.v1.RegistryConfig
+	(*IndexInfo)(nil),                   // 37: engine.v1.IndexInfo
+	(*Runtime)(nil),                     // 38: engine.v1.Runtime
+	(*RegistryAuth)(nil),                // 39: engine.v1.RegistryAuth
+	(*Progress)(nil),                    // 40: engine.v1.Progress
+	(*PushResult)(nil),                  // 41: engine.v1.PushResult
+	(*Chunk)(nil),                       // 42: engine.v1.Chunk
+	(*Image)(nil),                       // 43: engine.v1.Image
+	(*ImageInspectRequest)(nil),         // 44: engine.v1.ImageInspectRequest
+	(*ImageHistoryRequest)(nil),         // 45: engine.v1.ImageHistoryRequest
+	(*ImageHistoryResponse)(nil),        // 46: engine.v1.ImageHistoryResponse
+	(*HistoryItem)(nil),                 // 47: engine.v1.HistoryItem
+	(*ImageTagRequest)(nil),             // 48: engine.v1.ImageTagRequest
+	(*ImageTagResponse)(nil),            // 49: engine.v1.ImageTagResponse
+	(*ImageRemoveRequest)(nil),          // 50: engine.v1.ImageRemoveRequest
+	(*ImageRemoveResponse)(nil),         // 51: engine.v1.ImageRemoveResponse
+	(*ImageDeleteItem)(nil),             // 52: engine.v1.ImageDeleteItem
+	(*ImageListRequest)(nil),            // 53: engine.v1.ImageListRequest
+	(*ImageListResponse)(nil),           // 54: engine.v1.ImageListResponse
+	(*ImagePruneRequest)(nil),           // 55: engine.v1.ImagePruneRequest
+	(*ImagePruneResponse)(nil),          // 56: engine.v1.ImagePruneResponse
+	(*ImagePullRequest)(nil),            // 57: engine.v1.ImagePullRequest
+	(*ImagePushRequest)(nil),            // 58: engine.v1.ImagePushRequest
+	(*ImageImportRequest)(nil),          // 59: engine.v1.ImageImportRequest
+	(*ImageImportOptions)(nil),          // 60: engine.v1.ImageImportOptions
+	(*ImageImportResponse)(nil),         // 61: engine.v1.ImageImportResponse
+	(*ImageSaveRequest)(nil),            // 62: engine.v1.ImageSaveRequest
+	(*ImageLoadResponse)(nil),           // 63: engine.v1.ImageLoadResponse
+	(*SystemAuthRequest)(nil),           // 64: engine.v1.SystemAuthRequest
+	(*SystemAuthResponse)(nil),          // 65: engine.v1.SystemAuthResponse
+	(*ContainerConfig)(nil),             // 66: engine.v1.ContainerConfig
+	(*Ulimit)(nil),                      // 67: engine.v1.Ulimit
+	(*RestartPolicy)(nil),               // 68: engine.v1.RestartPolicy
+	(*LogConfig)(nil),                   // 69: engine.v1.LogConfig
+	(*HostConfig)(nil),                  // 70: engine.v1.HostConfig
+	(*PortBinding)(nil),                 // 71: engine.v1.PortBinding
+	(*HostPort)(nil),                    // 72: engine.v1.HostPort
+	(*HostPorts)(nil),                   // 73: engine.v1.HostPorts
+	(*DeviceMapping)(nil),               // 74: engine.v1.DeviceMapping
+	(*Mount)(nil),                       // 75: engine.v1.Mount
+	(*ContainerCreateRequest)(nil),      // 76: engine.v1.ContainerCreateRequest
+	(*EndpointConfig)(nil),              // 77: engine.v1.EndpointConfig
+	(*ContainerCreateResponse)(nil),     // 78: engine.v1.ContainerCreateResponse
+	(*ContainerState)(nil),              // 79: engine.v1.ContainerState
+	(*Container)(nil),                   // 80: engine.v1.Container
+	(*NetworkSettings)(nil),             // 81: engine.v1.NetworkSettings
+	(*EndpointSettings)(nil),            // 82: engine.v1.EndpointSettings
+	(*ContainerInspectRequest)(nil),     // 83: engine.v1.ContainerInspectRequest
+	(*ContainerListRequest)(nil),        // 84: engine.v1.ContainerListRequest
+	(*ContainerListResponse)(nil),       // 85: engine.v1.ContainerListResponse
+	(*ContainerStartRequest)(nil),       // 86: engine.v1.ContainerStartRequest
+	(*ContainerStartResponse)(nil),      // 87: engine.v1.ContainerStartResponse
+	(*ContainerStopRequest)(nil),        // 88: engine.v1.ContainerStopRequest
+	(*ContainerStopResponse)(nil),       // 89: engine.v1.ContainerStopResponse
+	(*ContainerRestartRequest)(nil),     // 90: engine.v1.ContainerRestartRequest
+	(*ContainerRestartResponse)(nil),    // 91: engine.v1.ContainerRestartResponse
+	(*ContainerKillRequest)(nil),        // 92: engine.v1.ContainerKillRequest
+	(*ContainerKillResponse)(nil),       // 93: engine.v1.ContainerKillResponse
+	(*ContainerPauseRequest)(nil),       // 94: engine.v1.ContainerPauseRequest
+	(*ContainerPauseResponse)(nil),      // 95: engine.v1.ContainerPauseResponse
+	(*ContainerUnpauseRequest)(nil),     // 96: engine.v1.ContainerUnpauseRequest
+	(*ContainerUnpauseResponse)(nil),    // 97: engine.v1.ContainerUnpauseResponse
+	(*ContainerRenameRequest)(nil),      // 98: engine.v1.ContainerRenameRequest
+	(*ContainerRenameResponse)(nil),     // 99: engine.v1.ContainerRenameResponse
+	(*ContainerRemoveRequest)(nil),      // 100: engine.v1.ContainerRemoveRequest
+	(*ContainerRemoveResponse)(nil),     // 101: engine.v1.ContainerRemoveResponse
+	(*ContainerPruneRequest)(nil),       // 102: engine.v1.ContainerPruneRequest
+	(*ContainerPruneResponse)(nil),      // 103: engine.v1.ContainerPruneResponse
+	(*ContainerTopRequest)(nil),         // 104: engine.v1.ContainerTopRequest
+	(*ContainerTopResponse)(nil),        // 105: engine.v1.ContainerTopResponse
+	(*TopRow)(nil),                      // 106: engine.v1.TopRow
+	(*ContainerResizeRequest)(nil),      // 107: engine.v1.ContainerResizeRequest
+	(*ContainerResizeResponse)(nil),     // 108: engine.v1.ContainerResizeResponse
+	(*ContainerWaitRequest)(nil),        // 109: engine.v1.ContainerWaitRequest
+	(*ContainerWaitResponse)(nil),       // 110: engine.v1.ContainerWaitResponse
+	(*ContainerLogsRequest)(nil),        // 111: engine.v1.ContainerLogsRequest
+	(*LogEntry)(nil),                    // 112: engine.v1.LogEntry
+	(*ContainerAttachRequest)(nil),      // 113: engine.v1.ContainerAttachRequest
+	(*ContainerAttachOptions)(nil),      // 114: engine.v1.ContainerAttachOptions
+	(*ContainerStatsRequest)(nil),       // 115: engine.v1.ContainerStatsRequest
+	(*ContainerStatsResponse)(nil),      // 116: engine.v1.ContainerStatsResponse
+	(*ContainerUpdateRequest)(nil),      // 117: engine.v1.ContainerUpdateRequest
+	(*ContainerUpdateResponse)(nil),     // 118: engine.v1.ContainerUpdateResponse
+	(*ExecConfig)(nil),                  // 119: engine.v1.ExecConfig
+	(*ContainerExecCreateRequest)(nil),  // 120: engine.v1.ContainerExecCreateRequest
+	(*ContainerExecCreateResponse)(nil), // 121: engine.v1.ContainerExecCreateResponse
+	(*ExecStartRequest)(nil),            // 122: engine.v1.ExecStartRequest
+	(*ExecStartOptions)(nil),            // 123: engine.v1.ExecStartOptions
+	(*ExecInspectRequest)(nil),          // 124: engine.v1.ExecInspectRequest
+	(*ExecInspectResponse)(nil),         // 125: engine.v1.ExecInspectResponse
+	(*ExecResizeRequest)(nil),           // 126: engine.v1.ExecResizeRequest
+	(*ExecResizeResponse)(nil),          // 127: engine.v1.ExecResizeResponse
+	(*ContainerArchiveRequest)(nil),     // 128: engine.v1.ContainerArchiveRequest
+	(*ContainerPathStat)(nil),           // 129: engine.v1.ContainerPathStat
+	(*ContainerArchivePutRequest)(nil),  // 130: engine.v1.ContainerArchivePutRequest
+	(*ContainerArchivePutOptions)(nil),  // 131: engine.v1.ContainerArchivePutOptions
+	(*ContainerArchivePutResponse)(nil), // 132: engine.v1.ContainerArchivePutResponse
+	(*ContainerExportRequest)(nil),      // 133: engine.v1.ContainerExportRequest
+	(*ContainerChangesRequest)(nil),     // 134: engine.v1.ContainerChangesRequest
+	(*ContainerChangesResponse)(nil),    // 135: engine.v1.ContainerChangesResponse
+	(*FilesystemChange)(nil),            // 136: engine.v1.FilesystemChange
+	(*SystemEventsRequest)(nil),         // 137: engine.v1.SystemEventsRequest
+	(*Event)(nil),                       // 138: engine.v1.Event
+	nil,                                 // 139: engine.v1.Volume.LabelsEntry
+	nil,                                 // 140: engine.v1.Volume.OptionsEntry
+	nil,                                 // 141: engine.v1.VolumeCreateRequest.DriverOptsEntry
+	nil,                                 // 142: engine.v1.VolumeCreateRequest.LabelsEntry
+	nil,                                 // 143: engine.v1.SystemDataUsageResponse.ImageSharedSizesEntry
+	nil,                                 // 144: engine.v1.NetworkCreateRequest.LabelsEntry
+	nil,                                 // 145: engine.v1.NetworkCreateRequest.OptionsEntry
+	nil,                                 // 146: engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	nil,                                 // 147: engine.v1.Network.LabelsEntry
+	nil,                                 // 148: engine.v1.Network.OptionsEntry
+	nil,                                 // 149: engine.v1.Network.ContainersEntry
+	nil,                                 // 150: engine.v1.Network.AuxAddressesEntry
+	nil,                                 // 151: engine.v1.Component.DetailsEntry
+	nil,                                 // 152: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 153: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 154: engine.v1.Image.LabelsEntry
+	nil,                                 // 155: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 156: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 157: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 158: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 159: engine.v1.HostConfig.AnnotationsEntry
+	nil,                                 // 160: engine.v1.Mount.VolumeLabelsEntry
+	nil,                                 // 161: engine.v1.Mount.VolumeDriverOptsEntry
+	nil,                                 // 162: engine.v1.ContainerCreateRequest.EndpointsEntry
+	nil,                                 // 163: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 164: engine.v1.NetworkSettings.NetworksEntry
+	nil,                                 // 165: engine.v1.NetworkSettings.PortsEntry
+	nil,                                 // 166: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	nil,                                 // 167: engine.v1.Event.AttributesEntry
+	(*timestamppb.Timestamp)(nil),       // 168: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	65,  // 0: engine.v1.NetworkConnectRequest.endpoint:type_name -> engine.v1.EndpointConfig
-	13,  // 1: engine.v1.NetworkListResponse.networks:type_name -> engine.v1.Network
-	127, // 2: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
-	128, // 3: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
-	129, // 4: engine.v1.NetworkCreateRequest.aux_addresses:type_name -> engine.v1.NetworkCreateRequest.AuxAddressesEntry
-	149, // 5: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
-	130, // 6: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
-	131, // 7: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
-	132, // 8: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
-	133, // 9: engine.v1.Network.aux_addresses:type_name -> engine.v1.Network.AuxAddressesEntry
-	149, // 10: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
-	19,  // 11: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	134, // 12: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
-	22,  // 13: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
-	23,  // 14: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	149, // 15: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
-	24,  // 16: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	135, // 17: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	136, // 18: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
-	29,  // 19: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	149, // 20: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	137, // 21: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	149, // 22: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
-	35,  // 23: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	149, // 24: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
-	40,  // 25: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
-	31,  // 26: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
-	40,  // 27: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
-	27,  // 28: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
-	27,  // 29: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
-	48,  // 30: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	138, // 31: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	139, // 32: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
-	56,  // 33: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	140, // 34: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
-	55,  // 35: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
-	57,  // 36: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	141, // 37: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
-	62,  // 38: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
-	63,  // 39: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
-	142, // 40: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
-	59,  // 41: engine.v1.HostConfig.port_bindings:type_name -> engine.v1.PortBinding
-	60,  // 42: engine.v1.HostPorts.bindings:type_name -> engine.v1.HostPort
-	54,  // 43: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
-	58,  // 44: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	65,  // 45: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
-	143, // 46: engine.v1.ContainerCreateRequest.endpoints:type_name -> engine.v1.ContainerCreateRequest.EndpointsEntry
-	149, // 47: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	149, // 48: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	149, // 49: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
-	67,  // 50: engine.v1.Container.state:type_name -> engine.v1.ContainerState
-	54,  // 51: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
-	58,  // 52: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	144, // 53: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
-	69,  // 54: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
-	145, // 55: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
-	146, // 56: engine.v1.NetworkSettings.ports:type_name -> engine.v1.NetworkSettings.PortsEntry
-	68,  // 57: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
-	94,  // 58: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	149, // 59: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	149, // 60: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	149, // 61: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	102, // 62: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	149, // 63: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	147, // 64: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	58,  // 65: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
-	107, // 66: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
-	111, // 67: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
-	107, // 68: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	149, // 69: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
-	119, // 70: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
-	124, // 71: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
-	149, // 72: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
-	149, // 73: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
-	148, // 74: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
-	14,  // 75: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
-	26,  // 76: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	25,  // 77: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	65,  // 78: engine.v1.ContainerCreateRequest.EndpointsEntry.value:type_name -> engine.v1.EndpointConfig
-	70,  // 79: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
-	61,  // 80: engine.v1.NetworkSettings.PortsEntry.value:type_name -> engine.v1.HostPorts
-	15,  // 81: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	17,  // 82: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	20,  // 83: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	52,  // 84: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	125, // 85: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
-	71,  // 86: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	72,  // 87: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	64,  // 88: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	74,  // 89: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	76,  // 90: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	78,  // 91: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	80,  // 92: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	82,  // 93: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	84,  // 94: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	86,  // 95: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	88,  // 96: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	90,  // 97: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	92,  // 98: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	105, // 99: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	95,  // 100: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	97,  // 101: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	103, // 102: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	99,  // 103: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	101, // 104: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	108, // 105: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	110, // 106: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	112, // 107: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	114, // 108: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	116, // 109: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
-	116, // 110: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
-	118, // 111: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
-	121, // 112: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
-	122, // 113: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
-	32,  // 114: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	33,  // 115: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	36,  // 116: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	38,  // 117: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	41,  // 118: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	43,  // 119: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	45,  // 120: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	46,  // 121: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	47,  // 122: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	50,  // 123: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	30,  // 124: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	6,   // 125: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
-	8,   // 126: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
-	9,   // 127: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
-	11,  // 128: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
-	0,   // 129: engine.v1.Engine.NetworkPrune:input_type -> engine.v1.NetworkPruneRequest
-	2,   // 130: engine.v1.Engine.NetworkConnect:input_type -> engine.v1.NetworkConnectRequest
-	4,   // 131: engine.v1.Engine.NetworkDisconnect:input_type -> engine.v1.NetworkDisconnectRequest
-	16,  // 132: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	18,  // 133: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	21,  // 134: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	53,  // 135: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	126, // 136: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
-	68,  // 137: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	73,  // 138: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	66,  // 139: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	75,  // 140: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	77,  // 141: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	79,  // 142: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	81,  // 143: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	83,  // 144: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	85,  // 145: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	87,  // 146: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	89,  // 147: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	91,  // 148: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	93,  // 149: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	106, // 150: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	96,  // 151: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	98,  // 152: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	104, // 153: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	100, // 154: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	100, // 155: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	109, // 156: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	100, // 157: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	113, // 158: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	115, // 159: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	117, // 160: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
-	30,  // 161: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
-	120, // 162: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
-	30,  // 163: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
-	123, // 164: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
-	31,  // 165: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	34,  // 166: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	37,  // 167: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	39,  // 168: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	42,  // 169: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	44,  // 170: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	28,  // 171: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	28,  // 172: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	49,  // 173: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	30,  // 174: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	51,  // 175: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	7,   // 176: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
-	13,  // 177: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
-	10,  // 178: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
-	12,  // 179: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
-	1,   // 180: engine.v1.Engine.NetworkPrune:output_type -> engine.v1.NetworkPruneResponse
-	3,   // 181: engine.v1.Engine.NetworkConnect:output_type -> engine.v1.NetworkConnectResponse
-	5,   // 182: engine.v1.Engine.NetworkDisconnect:output_type -> engine.v1.NetworkDisconnectResponse
-	132, // [132:183] is the sub-list for method output_type
-	81,  // [81:132] is the sub-list for method input_type
-	81,  // [81:81] is the sub-list for extension type_name
-	81,  // [81:81] is the sub-list for extension extendee
-	0,   // [0:81] is the sub-list for field type_name
+	168, // 0: engine.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	139, // 1: engine.v1.Volume.labels:type_name -> engine.v1.Volume.LabelsEntry
+	140, // 2: engine.v1.Volume.options:type_name -> engine.v1.Volume.OptionsEntry
+	0,   // 3: engine.v1.VolumeListResponse.volumes:type_name -> engine.v1.Volume
+	141, // 4: engine.v1.VolumeCreateRequest.driver_opts:type_name -> engine.v1.VolumeCreateRequest.DriverOptsEntry
+	142, // 5: engine.v1.VolumeCreateRequest.labels:type_name -> engine.v1.VolumeCreateRequest.LabelsEntry
+	43,  // 6: engine.v1.SystemDataUsageResponse.images:type_name -> engine.v1.Image
+	80,  // 7: engine.v1.SystemDataUsageResponse.containers:type_name -> engine.v1.Container
+	0,   // 8: engine.v1.SystemDataUsageResponse.volumes:type_name -> engine.v1.Volume
+	143, // 9: engine.v1.SystemDataUsageResponse.image_shared_sizes:type_name -> engine.v1.SystemDataUsageResponse.ImageSharedSizesEntry
+	77,  // 10: engine.v1.NetworkConnectRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	25,  // 11: engine.v1.NetworkListResponse.networks:type_name -> engine.v1.Network
+	144, // 12: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
+	145, // 13: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
+	146, // 14: engine.v1.NetworkCreateRequest.aux_addresses:type_name -> engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	168, // 15: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
+	147, // 16: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
+	148, // 17: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
+	149, // 18: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
+	150, // 19: engine.v1.Network.aux_addresses:type_name -> engine.v1.Network.AuxAddressesEntry
+	168, // 20: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	31,  // 21: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
+	151, // 22: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	34,  // 23: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
+	35,  // 24: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
+	168, // 25: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	36,  // 26: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
+	152, // 27: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	153, // 28: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	41,  // 29: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
+	168, // 30: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	154, // 31: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	168, // 32: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	47,  // 33: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
+	168, // 34: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	52,  // 35: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
+	43,  // 36: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
+	52,  // 37: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
+	39,  // 38: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
+	39,  // 39: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
+	60,  // 40: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
+	155, // 41: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	156, // 42: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	68,  // 43: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
+	157, // 44: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	67,  // 45: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
+	69,  // 46: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
+	158, // 47: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	74,  // 48: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
+	75,  // 49: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
+	159, // 50: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
+	71,  // 51: engine.v1.HostConfig.port_bindings:type_name -> engine.v1.PortBinding
+	72,  // 52: engine.v1.HostPorts.bindings:type_name -> engine.v1.HostPort
+	160, // 53: engine.v1.Mount.volume_labels:type_name -> engine.v1.Mount.VolumeLabelsEntry
+	161, // 54: engine.v1.Mount.volume_driver_opts:type_name -> engine.v1.Mount.VolumeDriverOptsEntry
+	66,  // 55: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
+	70,  // 56: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
+	77,  // 57: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	162, // 58: engine.v1.ContainerCreateRequest.endpoints:type_name -> engine.v1.ContainerCreateRequest.EndpointsEntry
+	168, // 59: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	168, // 60: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	168, // 61: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	79,  // 62: engine.v1.Container.state:type_name -> engine.v1.ContainerState
+	66,  // 63: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
+	70,  // 64: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
+	163, // 65: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	81,  // 66: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
+	11,  // 67: engine.v1.Container.mounts:type_name -> engine.v1.MountPoint
+	164, // 68: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
+	165, // 69: engine.v1.NetworkSettings.ports:type_name -> engine.v1.NetworkSettings.PortsEntry
+	80,  // 70: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
+	106, // 71: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
+	168, // 72: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	168, // 73: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	168, // 74: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	114, // 75: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
+	168, // 76: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	166, // 77: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	70,  // 78: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
+	119, // 79: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
+	123, // 80: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
+	119, // 81: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
+	168, // 82: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	131, // 83: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
+	136, // 84: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
+	168, // 85: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
+	168, // 86: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
+	167, // 87: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
+	26,  // 88: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
+	38,  // 89: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	37,  // 90: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	77,  // 91: engine.v1.ContainerCreateRequest.EndpointsEntry.value:type_name -> engine.v1.EndpointConfig
+	82,  // 92: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
+	73,  // 93: engine.v1.NetworkSettings.PortsEntry.value:type_name -> engine.v1.HostPorts
+	27,  // 94: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	29,  // 95: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	32,  // 96: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	64,  // 97: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	137, // 98: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
+	83,  // 99: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	84,  // 100: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	76,  // 101: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	86,  // 102: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	88,  // 103: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	90,  // 104: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	92,  // 105: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	94,  // 106: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	96,  // 107: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	98,  // 108: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	100, // 109: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	102, // 110: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	104, // 111: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	117, // 112: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	107, // 113: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	109, // 114: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	115, // 115: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	111, // 116: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	113, // 117: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	120, // 118: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	122, // 119: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	124, // 120: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	126, // 121: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	128, // 122: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	128, // 123: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	130, // 124: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	133, // 125: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	134, // 126: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
+	44,  // 127: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	45,  // 128: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	48,  // 129: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	50,  // 130: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	53,  // 131: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	55,  // 132: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	57,  // 133: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	58,  // 134: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	59,  // 135: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	62,  // 136: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	42,  // 137: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	18,  // 138: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
+	20,  // 139: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
+	21,  // 140: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
+	23,  // 141: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
+	12,  // 142: engine.v1.Engine.NetworkPrune:input_type -> engine.v1.NetworkPruneRequest
+	14,  // 143: engine.v1.Engine.NetworkConnect:input_type -> engine.v1.NetworkConnectRequest
+	16,  // 144: engine.v1.Engine.NetworkDisconnect:input_type -> engine.v1.NetworkDisconnectRequest
+	1,   // 145: engine.v1.Engine.VolumeList:input_type -> engine.v1.VolumeListRequest
+	3,   // 146: engine.v1.Engine.VolumeInspect:input_type -> engine.v1.VolumeInspectRequest
+	4,   // 147: engine.v1.Engine.VolumeCreate:input_type -> engine.v1.VolumeCreateRequest
+	5,   // 148: engine.v1.Engine.VolumeRemove:input_type -> engine.v1.VolumeRemoveRequest
+	7,   // 149: engine.v1.Engine.VolumePrune:input_type -> engine.v1.VolumePruneRequest
+	9,   // 150: engine.v1.Engine.SystemDataUsage:input_type -> engine.v1.SystemDataUsageRequest
+	28,  // 151: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	30,  // 152: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	33,  // 153: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	65,  // 154: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	138, // 155: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
+	80,  // 156: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	85,  // 157: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	78,  // 158: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	87,  // 159: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	89,  // 160: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	91,  // 161: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	93,  // 162: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	95,  // 163: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	97,  // 164: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	99,  // 165: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	101, // 166: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	103, // 167: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	105, // 168: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	118, // 169: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	108, // 170: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	110, // 171: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	116, // 172: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	112, // 173: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	112, // 174: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	121, // 175: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	112, // 176: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	125, // 177: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	127, // 178: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	129, // 179: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	42,  // 180: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	132, // 181: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	42,  // 182: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	135, // 183: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
+	43,  // 184: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	46,  // 185: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	49,  // 186: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	51,  // 187: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	54,  // 188: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	56,  // 189: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	40,  // 190: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	40,  // 191: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	61,  // 192: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	42,  // 193: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	63,  // 194: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	19,  // 195: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
+	25,  // 196: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
+	22,  // 197: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
+	24,  // 198: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
+	13,  // 199: engine.v1.Engine.NetworkPrune:output_type -> engine.v1.NetworkPruneResponse
+	15,  // 200: engine.v1.Engine.NetworkConnect:output_type -> engine.v1.NetworkConnectResponse
+	17,  // 201: engine.v1.Engine.NetworkDisconnect:output_type -> engine.v1.NetworkDisconnectResponse
+	2,   // 202: engine.v1.Engine.VolumeList:output_type -> engine.v1.VolumeListResponse
+	0,   // 203: engine.v1.Engine.VolumeInspect:output_type -> engine.v1.Volume
+	0,   // 204: engine.v1.Engine.VolumeCreate:output_type -> engine.v1.Volume
+	6,   // 205: engine.v1.Engine.VolumeRemove:output_type -> engine.v1.VolumeRemoveResponse
+	8,   // 206: engine.v1.Engine.VolumePrune:output_type -> engine.v1.VolumePruneResponse
+	10,  // 207: engine.v1.Engine.SystemDataUsage:output_type -> engine.v1.SystemDataUsageResponse
+	151, // [151:208] is the sub-list for method output_type
+	94,  // [94:151] is the sub-list for method input_type
+	94,  // [94:94] is the sub-list for extension type_name
+	94,  // [94:94] is the sub-list for extension extendee
+	0,   // [0:94] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -9910,18 +10940,18 @@ func file_engine_v1_engine_proto_init() {
 	if File_engine_v1_engine_proto != nil {
 		return
 	}
-	file_engine_v1_engine_proto_msgTypes[54].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[58].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[76].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[78].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[113].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[66].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[70].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[88].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[90].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[125].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   149,
+			NumMessages:   168,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

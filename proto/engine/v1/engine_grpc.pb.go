@@ -92,6 +92,12 @@ const (
 	Engine_NetworkPrune_FullMethodName         = "/engine.v1.Engine/NetworkPrune"
 	Engine_NetworkConnect_FullMethodName       = "/engine.v1.Engine/NetworkConnect"
 	Engine_NetworkDisconnect_FullMethodName    = "/engine.v1.Engine/NetworkDisconnect"
+	Engine_VolumeList_FullMethodName           = "/engine.v1.Engine/VolumeList"
+	Engine_VolumeInspect_FullMethodName        = "/engine.v1.Engine/VolumeInspect"
+	Engine_VolumeCreate_FullMethodName         = "/engine.v1.Engine/VolumeCreate"
+	Engine_VolumeRemove_FullMethodName         = "/engine.v1.Engine/VolumeRemove"
+	Engine_VolumePrune_FullMethodName          = "/engine.v1.Engine/VolumePrune"
+	Engine_SystemDataUsage_FullMethodName      = "/engine.v1.Engine/SystemDataUsage"
 )
 
 // EngineClient is the client API for Engine service.
@@ -206,6 +212,16 @@ type EngineClient interface {
 	// checked field by field).
 	NetworkConnect(ctx context.Context, in *NetworkConnectRequest, opts ...grpc.CallOption) (*NetworkConnectResponse, error)
 	NetworkDisconnect(ctx context.Context, in *NetworkDisconnectRequest, opts ...grpc.CallOption) (*NetworkDisconnectResponse, error)
+	// Volumes (the local driver). REST's POST /volumes/create and
+	// /volumes/prune are hand-written handlers (the body is checked field
+	// by field; prune's default depends on the API version).
+	VolumeList(ctx context.Context, in *VolumeListRequest, opts ...grpc.CallOption) (*VolumeListResponse, error)
+	VolumeInspect(ctx context.Context, in *VolumeInspectRequest, opts ...grpc.CallOption) (*Volume, error)
+	VolumeCreate(ctx context.Context, in *VolumeCreateRequest, opts ...grpc.CallOption) (*Volume, error)
+	VolumeRemove(ctx context.Context, in *VolumeRemoveRequest, opts ...grpc.CallOption) (*VolumeRemoveResponse, error)
+	VolumePrune(ctx context.Context, in *VolumePruneRequest, opts ...grpc.CallOption) (*VolumePruneResponse, error)
+	// SystemDataUsage is docker system df. REST: GET /system/df.
+	SystemDataUsage(ctx context.Context, in *SystemDataUsageRequest, opts ...grpc.CallOption) (*SystemDataUsageResponse, error)
 }
 
 type engineClient struct {
@@ -822,6 +838,66 @@ func (c *engineClient) NetworkDisconnect(ctx context.Context, in *NetworkDisconn
 	return out, nil
 }
 
+func (c *engineClient) VolumeList(ctx context.Context, in *VolumeListRequest, opts ...grpc.CallOption) (*VolumeListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VolumeListResponse)
+	err := c.cc.Invoke(ctx, Engine_VolumeList_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) VolumeInspect(ctx context.Context, in *VolumeInspectRequest, opts ...grpc.CallOption) (*Volume, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Volume)
+	err := c.cc.Invoke(ctx, Engine_VolumeInspect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) VolumeCreate(ctx context.Context, in *VolumeCreateRequest, opts ...grpc.CallOption) (*Volume, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Volume)
+	err := c.cc.Invoke(ctx, Engine_VolumeCreate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) VolumeRemove(ctx context.Context, in *VolumeRemoveRequest, opts ...grpc.CallOption) (*VolumeRemoveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VolumeRemoveResponse)
+	err := c.cc.Invoke(ctx, Engine_VolumeRemove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) VolumePrune(ctx context.Context, in *VolumePruneRequest, opts ...grpc.CallOption) (*VolumePruneResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VolumePruneResponse)
+	err := c.cc.Invoke(ctx, Engine_VolumePrune_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) SystemDataUsage(ctx context.Context, in *SystemDataUsageRequest, opts ...grpc.CallOption) (*SystemDataUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SystemDataUsageResponse)
+	err := c.cc.Invoke(ctx, Engine_SystemDataUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EngineServer is the server API for Engine service.
 // All implementations must embed UnimplementedEngineServer
 // for forward compatibility.
@@ -934,6 +1010,16 @@ type EngineServer interface {
 	// checked field by field).
 	NetworkConnect(context.Context, *NetworkConnectRequest) (*NetworkConnectResponse, error)
 	NetworkDisconnect(context.Context, *NetworkDisconnectRequest) (*NetworkDisconnectResponse, error)
+	// Volumes (the local driver). REST's POST /volumes/create and
+	// /volumes/prune are hand-written handlers (the body is checked field
+	// by field; prune's default depends on the API version).
+	VolumeList(context.Context, *VolumeListRequest) (*VolumeListResponse, error)
+	VolumeInspect(context.Context, *VolumeInspectRequest) (*Volume, error)
+	VolumeCreate(context.Context, *VolumeCreateRequest) (*Volume, error)
+	VolumeRemove(context.Context, *VolumeRemoveRequest) (*VolumeRemoveResponse, error)
+	VolumePrune(context.Context, *VolumePruneRequest) (*VolumePruneResponse, error)
+	// SystemDataUsage is docker system df. REST: GET /system/df.
+	SystemDataUsage(context.Context, *SystemDataUsageRequest) (*SystemDataUsageResponse, error)
 	mustEmbedUnimplementedEngineServer()
 }
 
@@ -1096,6 +1182,24 @@ func (UnimplementedEngineServer) NetworkConnect(context.Context, *NetworkConnect
 }
 func (UnimplementedEngineServer) NetworkDisconnect(context.Context, *NetworkDisconnectRequest) (*NetworkDisconnectResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NetworkDisconnect not implemented")
+}
+func (UnimplementedEngineServer) VolumeList(context.Context, *VolumeListRequest) (*VolumeListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VolumeList not implemented")
+}
+func (UnimplementedEngineServer) VolumeInspect(context.Context, *VolumeInspectRequest) (*Volume, error) {
+	return nil, status.Error(codes.Unimplemented, "method VolumeInspect not implemented")
+}
+func (UnimplementedEngineServer) VolumeCreate(context.Context, *VolumeCreateRequest) (*Volume, error) {
+	return nil, status.Error(codes.Unimplemented, "method VolumeCreate not implemented")
+}
+func (UnimplementedEngineServer) VolumeRemove(context.Context, *VolumeRemoveRequest) (*VolumeRemoveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VolumeRemove not implemented")
+}
+func (UnimplementedEngineServer) VolumePrune(context.Context, *VolumePruneRequest) (*VolumePruneResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VolumePrune not implemented")
+}
+func (UnimplementedEngineServer) SystemDataUsage(context.Context, *SystemDataUsageRequest) (*SystemDataUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SystemDataUsage not implemented")
 }
 func (UnimplementedEngineServer) mustEmbedUnimplementedEngineServer() {}
 func (UnimplementedEngineServer) testEmbeddedByValue()                {}
@@ -1918,6 +2022,114 @@ func _Engine_NetworkDisconnect_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Engine_VolumeList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VolumeListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).VolumeList(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_VolumeList_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).VolumeList(ctx, req.(*VolumeListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_VolumeInspect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VolumeInspectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).VolumeInspect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_VolumeInspect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).VolumeInspect(ctx, req.(*VolumeInspectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_VolumeCreate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VolumeCreateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).VolumeCreate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_VolumeCreate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).VolumeCreate(ctx, req.(*VolumeCreateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_VolumeRemove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VolumeRemoveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).VolumeRemove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_VolumeRemove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).VolumeRemove(ctx, req.(*VolumeRemoveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_VolumePrune_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VolumePruneRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).VolumePrune(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_VolumePrune_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).VolumePrune(ctx, req.(*VolumePruneRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_SystemDataUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SystemDataUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).SystemDataUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_SystemDataUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).SystemDataUsage(ctx, req.(*SystemDataUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Engine_ServiceDesc is the grpc.ServiceDesc for Engine service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -2072,6 +2284,30 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "NetworkDisconnect",
 			Handler:    _Engine_NetworkDisconnect_Handler,
+		},
+		{
+			MethodName: "VolumeList",
+			Handler:    _Engine_VolumeList_Handler,
+		},
+		{
+			MethodName: "VolumeInspect",
+			Handler:    _Engine_VolumeInspect_Handler,
+		},
+		{
+			MethodName: "VolumeCreate",
+			Handler:    _Engine_VolumeCreate_Handler,
+		},
+		{
+			MethodName: "VolumeRemove",
+			Handler:    _Engine_VolumeRemove_Handler,
+		},
+		{
+			MethodName: "VolumePrune",
+			Handler:    _Engine_VolumePrune_Handler,
+		},
+		{
+			MethodName: "SystemDataUsage",
+			Handler:    _Engine_SystemDataUsage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
