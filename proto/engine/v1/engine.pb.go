@@ -3695,8 +3695,11 @@ type ContainerConfig struct {
 	Labels        map[string]string `protobuf:"bytes,18,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	StopSignal    string            `protobuf:"bytes,19,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
 	// stop_timeout in seconds; unset means the engine default (10).
-	StopTimeout   *int32   `protobuf:"varint,20,opt,name=stop_timeout,json=stopTimeout,proto3,oneof" json:"stop_timeout,omitempty"`
-	Volumes       []string `protobuf:"bytes,21,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	StopTimeout *int32   `protobuf:"varint,20,opt,name=stop_timeout,json=stopTimeout,proto3,oneof" json:"stop_timeout,omitempty"`
+	Volumes     []string `protobuf:"bytes,21,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// healthcheck is Docker's Config.Healthcheck: as asked at create, then
+	// merged with the image's HEALTHCHECK (what runs). Unset: none.
+	Healthcheck   *HealthConfig `protobuf:"bytes,150,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3878,6 +3881,233 @@ func (x *ContainerConfig) GetVolumes() []string {
 	return nil
 }
 
+func (x *ContainerConfig) GetHealthcheck() *HealthConfig {
+	if x != nil {
+		return x.Healthcheck
+	}
+	return nil
+}
+
+// HealthConfig is Docker's HealthConfig (HEALTHCHECK, --health-*).
+// Durations are nanoseconds; 0 means the default (inherit).
+type HealthConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// test: [] inherit, ["NONE"], ["CMD", args...] or ["CMD-SHELL", command].
+	Test          []string `protobuf:"bytes,1,rep,name=test,proto3" json:"test,omitempty"`
+	Interval      int64    `protobuf:"varint,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	Timeout       int64    `protobuf:"varint,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	StartPeriod   int64    `protobuf:"varint,4,opt,name=start_period,json=startPeriod,proto3" json:"start_period,omitempty"`
+	StartInterval int64    `protobuf:"varint,5,opt,name=start_interval,json=startInterval,proto3" json:"start_interval,omitempty"`
+	Retries       int32    `protobuf:"varint,6,opt,name=retries,proto3" json:"retries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthConfig) Reset() {
+	*x = HealthConfig{}
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthConfig) ProtoMessage() {}
+
+func (x *HealthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
+func (*HealthConfig) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *HealthConfig) GetTest() []string {
+	if x != nil {
+		return x.Test
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetInterval() int64 {
+	if x != nil {
+		return x.Interval
+	}
+	return 0
+}
+
+func (x *HealthConfig) GetTimeout() int64 {
+	if x != nil {
+		return x.Timeout
+	}
+	return 0
+}
+
+func (x *HealthConfig) GetStartPeriod() int64 {
+	if x != nil {
+		return x.StartPeriod
+	}
+	return 0
+}
+
+func (x *HealthConfig) GetStartInterval() int64 {
+	if x != nil {
+		return x.StartInterval
+	}
+	return 0
+}
+
+func (x *HealthConfig) GetRetries() int32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+// Health is Docker's State.Health: the health check's state.
+type Health struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// status: starting, healthy or unhealthy.
+	Status        string `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	FailingStreak int32  `protobuf:"varint,2,opt,name=failing_streak,json=failingStreak,proto3" json:"failing_streak,omitempty"`
+	// log holds the last results, oldest first (at most 5).
+	Log           []*HealthcheckResult `protobuf:"bytes,3,rep,name=log,proto3" json:"log,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Health) Reset() {
+	*x = Health{}
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Health) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Health) ProtoMessage() {}
+
+func (x *Health) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Health.ProtoReflect.Descriptor instead.
+func (*Health) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *Health) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Health) GetFailingStreak() int32 {
+	if x != nil {
+		return x.FailingStreak
+	}
+	return 0
+}
+
+func (x *Health) GetLog() []*HealthcheckResult {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
+type HealthcheckResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Start *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	End   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	// exit_code: 0 healthy, 1 unhealthy, -1 the probe could not run or
+	// timed out.
+	ExitCode      int32  `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Output        string `protobuf:"bytes,4,opt,name=output,proto3" json:"output,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthcheckResult) Reset() {
+	*x = HealthcheckResult{}
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthcheckResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthcheckResult) ProtoMessage() {}
+
+func (x *HealthcheckResult) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthcheckResult.ProtoReflect.Descriptor instead.
+func (*HealthcheckResult) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *HealthcheckResult) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *HealthcheckResult) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *HealthcheckResult) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *HealthcheckResult) GetOutput() string {
+	if x != nil {
+		return x.Output
+	}
+	return ""
+}
+
 type Ulimit struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -3889,7 +4119,7 @@ type Ulimit struct {
 
 func (x *Ulimit) Reset() {
 	*x = Ulimit{}
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3901,7 +4131,7 @@ func (x *Ulimit) String() string {
 func (*Ulimit) ProtoMessage() {}
 
 func (x *Ulimit) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3914,7 +4144,7 @@ func (x *Ulimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ulimit.ProtoReflect.Descriptor instead.
 func (*Ulimit) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Ulimit) GetName() string {
@@ -3948,7 +4178,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3960,7 +4190,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3973,7 +4203,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RestartPolicy) GetName() string {
@@ -4000,7 +4230,7 @@ type LogConfig struct {
 
 func (x *LogConfig) Reset() {
 	*x = LogConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4012,7 +4242,7 @@ func (x *LogConfig) String() string {
 func (*LogConfig) ProtoMessage() {}
 
 func (x *LogConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4025,7 +4255,7 @@ func (x *LogConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogConfig.ProtoReflect.Descriptor instead.
 func (*LogConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *LogConfig) GetType() string {
@@ -4107,7 +4337,7 @@ type HostConfig struct {
 
 func (x *HostConfig) Reset() {
 	*x = HostConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4119,7 +4349,7 @@ func (x *HostConfig) String() string {
 func (*HostConfig) ProtoMessage() {}
 
 func (x *HostConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4132,7 +4362,7 @@ func (x *HostConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostConfig.ProtoReflect.Descriptor instead.
 func (*HostConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *HostConfig) GetBinds() []string {
@@ -4485,7 +4715,7 @@ type PortBinding struct {
 
 func (x *PortBinding) Reset() {
 	*x = PortBinding{}
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4497,7 +4727,7 @@ func (x *PortBinding) String() string {
 func (*PortBinding) ProtoMessage() {}
 
 func (x *PortBinding) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4510,7 +4740,7 @@ func (x *PortBinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortBinding.ProtoReflect.Descriptor instead.
 func (*PortBinding) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *PortBinding) GetContainerPort() string {
@@ -4545,7 +4775,7 @@ type HostPort struct {
 
 func (x *HostPort) Reset() {
 	*x = HostPort{}
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4557,7 +4787,7 @@ func (x *HostPort) String() string {
 func (*HostPort) ProtoMessage() {}
 
 func (x *HostPort) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4570,7 +4800,7 @@ func (x *HostPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPort.ProtoReflect.Descriptor instead.
 func (*HostPort) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *HostPort) GetHostIp() string {
@@ -4598,7 +4828,7 @@ type HostPorts struct {
 
 func (x *HostPorts) Reset() {
 	*x = HostPorts{}
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4610,7 +4840,7 @@ func (x *HostPorts) String() string {
 func (*HostPorts) ProtoMessage() {}
 
 func (x *HostPorts) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4623,7 +4853,7 @@ func (x *HostPorts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPorts.ProtoReflect.Descriptor instead.
 func (*HostPorts) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *HostPorts) GetBindings() []*HostPort {
@@ -4645,7 +4875,7 @@ type DeviceMapping struct {
 
 func (x *DeviceMapping) Reset() {
 	*x = DeviceMapping{}
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4657,7 +4887,7 @@ func (x *DeviceMapping) String() string {
 func (*DeviceMapping) ProtoMessage() {}
 
 func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4670,7 +4900,7 @@ func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceMapping.ProtoReflect.Descriptor instead.
 func (*DeviceMapping) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *DeviceMapping) GetPathOnHost() string {
@@ -4710,7 +4940,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4722,7 +4952,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4735,7 +4965,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Mount) GetType() string {
@@ -4805,7 +5035,7 @@ type ContainerCreateRequest struct {
 
 func (x *ContainerCreateRequest) Reset() {
 	*x = ContainerCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4817,7 +5047,7 @@ func (x *ContainerCreateRequest) String() string {
 func (*ContainerCreateRequest) ProtoMessage() {}
 
 func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4830,7 +5060,7 @@ func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ContainerCreateRequest) GetName() string {
@@ -4891,7 +5121,7 @@ type EndpointConfig struct {
 
 func (x *EndpointConfig) Reset() {
 	*x = EndpointConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4903,7 +5133,7 @@ func (x *EndpointConfig) String() string {
 func (*EndpointConfig) ProtoMessage() {}
 
 func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4916,7 +5146,7 @@ func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointConfig.ProtoReflect.Descriptor instead.
 func (*EndpointConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *EndpointConfig) GetIpv4Address() string {
@@ -4957,7 +5187,7 @@ type ContainerCreateResponse struct {
 
 func (x *ContainerCreateResponse) Reset() {
 	*x = ContainerCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4969,7 +5199,7 @@ func (x *ContainerCreateResponse) String() string {
 func (*ContainerCreateResponse) ProtoMessage() {}
 
 func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4982,7 +5212,7 @@ func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ContainerCreateResponse) GetId() string {
@@ -5003,24 +5233,26 @@ type ContainerState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// status is Docker's: created, running, paused, restarting, removing,
 	// exited, dead.
-	Status        string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
-	Running       bool                   `protobuf:"varint,2,opt,name=running,proto3" json:"running,omitempty"`
-	Paused        bool                   `protobuf:"varint,3,opt,name=paused,proto3" json:"paused,omitempty"`
-	Restarting    bool                   `protobuf:"varint,4,opt,name=restarting,proto3" json:"restarting,omitempty"`
-	OomKilled     bool                   `protobuf:"varint,5,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
-	Dead          bool                   `protobuf:"varint,6,opt,name=dead,proto3" json:"dead,omitempty"`
-	Pid           int64                  `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,8,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Error         string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	Status     string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	Running    bool                   `protobuf:"varint,2,opt,name=running,proto3" json:"running,omitempty"`
+	Paused     bool                   `protobuf:"varint,3,opt,name=paused,proto3" json:"paused,omitempty"`
+	Restarting bool                   `protobuf:"varint,4,opt,name=restarting,proto3" json:"restarting,omitempty"`
+	OomKilled  bool                   `protobuf:"varint,5,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	Dead       bool                   `protobuf:"varint,6,opt,name=dead,proto3" json:"dead,omitempty"`
+	Pid        int64                  `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
+	ExitCode   int32                  `protobuf:"varint,8,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Error      string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// health is set for a container with a health check that has run.
+	Health        *Health `protobuf:"bytes,150,opt,name=health,proto3" json:"health,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerState) Reset() {
 	*x = ContainerState{}
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5032,7 +5264,7 @@ func (x *ContainerState) String() string {
 func (*ContainerState) ProtoMessage() {}
 
 func (x *ContainerState) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5045,7 +5277,7 @@ func (x *ContainerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerState.ProtoReflect.Descriptor instead.
 func (*ContainerState) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ContainerState) GetStatus() string {
@@ -5125,6 +5357,13 @@ func (x *ContainerState) GetFinishedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ContainerState) GetHealth() *Health {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
 type Container struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -5155,7 +5394,7 @@ type Container struct {
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5167,7 +5406,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5180,7 +5419,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *Container) GetId() string {
@@ -5346,7 +5585,7 @@ type NetworkSettings struct {
 
 func (x *NetworkSettings) Reset() {
 	*x = NetworkSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5358,7 +5597,7 @@ func (x *NetworkSettings) String() string {
 func (*NetworkSettings) ProtoMessage() {}
 
 func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5371,7 +5610,7 @@ func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSettings.ProtoReflect.Descriptor instead.
 func (*NetworkSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *NetworkSettings) GetSandboxId() string {
@@ -5425,7 +5664,7 @@ type EndpointSettings struct {
 
 func (x *EndpointSettings) Reset() {
 	*x = EndpointSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5437,7 +5676,7 @@ func (x *EndpointSettings) String() string {
 func (*EndpointSettings) ProtoMessage() {}
 
 func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5450,7 +5689,7 @@ func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSettings.ProtoReflect.Descriptor instead.
 func (*EndpointSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *EndpointSettings) GetNetworkId() string {
@@ -5533,7 +5772,7 @@ type ContainerInspectRequest struct {
 
 func (x *ContainerInspectRequest) Reset() {
 	*x = ContainerInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5545,7 +5784,7 @@ func (x *ContainerInspectRequest) String() string {
 func (*ContainerInspectRequest) ProtoMessage() {}
 
 func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5558,7 +5797,7 @@ func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInspectRequest.ProtoReflect.Descriptor instead.
 func (*ContainerInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ContainerInspectRequest) GetId() string {
@@ -5587,7 +5826,7 @@ type ContainerListRequest struct {
 
 func (x *ContainerListRequest) Reset() {
 	*x = ContainerListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5599,7 +5838,7 @@ func (x *ContainerListRequest) String() string {
 func (*ContainerListRequest) ProtoMessage() {}
 
 func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5612,7 +5851,7 @@ func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListRequest.ProtoReflect.Descriptor instead.
 func (*ContainerListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ContainerListRequest) GetAll() bool {
@@ -5652,7 +5891,7 @@ type ContainerListResponse struct {
 
 func (x *ContainerListResponse) Reset() {
 	*x = ContainerListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5664,7 +5903,7 @@ func (x *ContainerListResponse) String() string {
 func (*ContainerListResponse) ProtoMessage() {}
 
 func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5677,7 +5916,7 @@ func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListResponse.ProtoReflect.Descriptor instead.
 func (*ContainerListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ContainerListResponse) GetContainers() []*Container {
@@ -5696,7 +5935,7 @@ type ContainerStartRequest struct {
 
 func (x *ContainerStartRequest) Reset() {
 	*x = ContainerStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5708,7 +5947,7 @@ func (x *ContainerStartRequest) String() string {
 func (*ContainerStartRequest) ProtoMessage() {}
 
 func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5721,7 +5960,7 @@ func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ContainerStartRequest) GetId() string {
@@ -5739,7 +5978,7 @@ type ContainerStartResponse struct {
 
 func (x *ContainerStartResponse) Reset() {
 	*x = ContainerStartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5751,7 +5990,7 @@ func (x *ContainerStartResponse) String() string {
 func (*ContainerStartResponse) ProtoMessage() {}
 
 func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5764,7 +6003,7 @@ func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
 }
 
 type ContainerStopRequest struct {
@@ -5780,7 +6019,7 @@ type ContainerStopRequest struct {
 
 func (x *ContainerStopRequest) Reset() {
 	*x = ContainerStopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5792,7 +6031,7 @@ func (x *ContainerStopRequest) String() string {
 func (*ContainerStopRequest) ProtoMessage() {}
 
 func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5805,7 +6044,7 @@ func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ContainerStopRequest) GetId() string {
@@ -5837,7 +6076,7 @@ type ContainerStopResponse struct {
 
 func (x *ContainerStopResponse) Reset() {
 	*x = ContainerStopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5849,7 +6088,7 @@ func (x *ContainerStopResponse) String() string {
 func (*ContainerStopResponse) ProtoMessage() {}
 
 func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5862,7 +6101,7 @@ func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
 }
 
 type ContainerRestartRequest struct {
@@ -5876,7 +6115,7 @@ type ContainerRestartRequest struct {
 
 func (x *ContainerRestartRequest) Reset() {
 	*x = ContainerRestartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5888,7 +6127,7 @@ func (x *ContainerRestartRequest) String() string {
 func (*ContainerRestartRequest) ProtoMessage() {}
 
 func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5901,7 +6140,7 @@ func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRestartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ContainerRestartRequest) GetId() string {
@@ -5933,7 +6172,7 @@ type ContainerRestartResponse struct {
 
 func (x *ContainerRestartResponse) Reset() {
 	*x = ContainerRestartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5945,7 +6184,7 @@ func (x *ContainerRestartResponse) String() string {
 func (*ContainerRestartResponse) ProtoMessage() {}
 
 func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5958,7 +6197,7 @@ func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRestartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
 }
 
 type ContainerKillRequest struct {
@@ -5971,7 +6210,7 @@ type ContainerKillRequest struct {
 
 func (x *ContainerKillRequest) Reset() {
 	*x = ContainerKillRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5983,7 +6222,7 @@ func (x *ContainerKillRequest) String() string {
 func (*ContainerKillRequest) ProtoMessage() {}
 
 func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5996,7 +6235,7 @@ func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillRequest.ProtoReflect.Descriptor instead.
 func (*ContainerKillRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ContainerKillRequest) GetId() string {
@@ -6021,7 +6260,7 @@ type ContainerKillResponse struct {
 
 func (x *ContainerKillResponse) Reset() {
 	*x = ContainerKillResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6033,7 +6272,7 @@ func (x *ContainerKillResponse) String() string {
 func (*ContainerKillResponse) ProtoMessage() {}
 
 func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6046,7 +6285,7 @@ func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillResponse.ProtoReflect.Descriptor instead.
 func (*ContainerKillResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
 }
 
 type ContainerPauseRequest struct {
@@ -6058,7 +6297,7 @@ type ContainerPauseRequest struct {
 
 func (x *ContainerPauseRequest) Reset() {
 	*x = ContainerPauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6070,7 +6309,7 @@ func (x *ContainerPauseRequest) String() string {
 func (*ContainerPauseRequest) ProtoMessage() {}
 
 func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6083,7 +6322,7 @@ func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ContainerPauseRequest) GetId() string {
@@ -6101,7 +6340,7 @@ type ContainerPauseResponse struct {
 
 func (x *ContainerPauseResponse) Reset() {
 	*x = ContainerPauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6113,7 +6352,7 @@ func (x *ContainerPauseResponse) String() string {
 func (*ContainerPauseResponse) ProtoMessage() {}
 
 func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6126,7 +6365,7 @@ func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
 }
 
 type ContainerUnpauseRequest struct {
@@ -6138,7 +6377,7 @@ type ContainerUnpauseRequest struct {
 
 func (x *ContainerUnpauseRequest) Reset() {
 	*x = ContainerUnpauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6150,7 +6389,7 @@ func (x *ContainerUnpauseRequest) String() string {
 func (*ContainerUnpauseRequest) ProtoMessage() {}
 
 func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6163,7 +6402,7 @@ func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ContainerUnpauseRequest) GetId() string {
@@ -6181,7 +6420,7 @@ type ContainerUnpauseResponse struct {
 
 func (x *ContainerUnpauseResponse) Reset() {
 	*x = ContainerUnpauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6193,7 +6432,7 @@ func (x *ContainerUnpauseResponse) String() string {
 func (*ContainerUnpauseResponse) ProtoMessage() {}
 
 func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6206,7 +6445,7 @@ func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
 }
 
 type ContainerRenameRequest struct {
@@ -6219,7 +6458,7 @@ type ContainerRenameRequest struct {
 
 func (x *ContainerRenameRequest) Reset() {
 	*x = ContainerRenameRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6231,7 +6470,7 @@ func (x *ContainerRenameRequest) String() string {
 func (*ContainerRenameRequest) ProtoMessage() {}
 
 func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6244,7 +6483,7 @@ func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRenameRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ContainerRenameRequest) GetId() string {
@@ -6269,7 +6508,7 @@ type ContainerRenameResponse struct {
 
 func (x *ContainerRenameResponse) Reset() {
 	*x = ContainerRenameResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6281,7 +6520,7 @@ func (x *ContainerRenameResponse) String() string {
 func (*ContainerRenameResponse) ProtoMessage() {}
 
 func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6294,7 +6533,7 @@ func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRenameResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
 }
 
 type ContainerRemoveRequest struct {
@@ -6309,7 +6548,7 @@ type ContainerRemoveRequest struct {
 
 func (x *ContainerRemoveRequest) Reset() {
 	*x = ContainerRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6321,7 +6560,7 @@ func (x *ContainerRemoveRequest) String() string {
 func (*ContainerRemoveRequest) ProtoMessage() {}
 
 func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6334,7 +6573,7 @@ func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *ContainerRemoveRequest) GetId() string {
@@ -6373,7 +6612,7 @@ type ContainerRemoveResponse struct {
 
 func (x *ContainerRemoveResponse) Reset() {
 	*x = ContainerRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6385,7 +6624,7 @@ func (x *ContainerRemoveResponse) String() string {
 func (*ContainerRemoveResponse) ProtoMessage() {}
 
 func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6398,7 +6637,7 @@ func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
 }
 
 type ContainerPruneRequest struct {
@@ -6410,7 +6649,7 @@ type ContainerPruneRequest struct {
 
 func (x *ContainerPruneRequest) Reset() {
 	*x = ContainerPruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6422,7 +6661,7 @@ func (x *ContainerPruneRequest) String() string {
 func (*ContainerPruneRequest) ProtoMessage() {}
 
 func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6435,7 +6674,7 @@ func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ContainerPruneRequest) GetFilters() string {
@@ -6455,7 +6694,7 @@ type ContainerPruneResponse struct {
 
 func (x *ContainerPruneResponse) Reset() {
 	*x = ContainerPruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6467,7 +6706,7 @@ func (x *ContainerPruneResponse) String() string {
 func (*ContainerPruneResponse) ProtoMessage() {}
 
 func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6480,7 +6719,7 @@ func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ContainerPruneResponse) GetDeleted() []string {
@@ -6507,7 +6746,7 @@ type ContainerTopRequest struct {
 
 func (x *ContainerTopRequest) Reset() {
 	*x = ContainerTopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6519,7 +6758,7 @@ func (x *ContainerTopRequest) String() string {
 func (*ContainerTopRequest) ProtoMessage() {}
 
 func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6532,7 +6771,7 @@ func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerTopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ContainerTopRequest) GetId() string {
@@ -6559,7 +6798,7 @@ type ContainerTopResponse struct {
 
 func (x *ContainerTopResponse) Reset() {
 	*x = ContainerTopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6571,7 +6810,7 @@ func (x *ContainerTopResponse) String() string {
 func (*ContainerTopResponse) ProtoMessage() {}
 
 func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6584,7 +6823,7 @@ func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerTopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *ContainerTopResponse) GetTitles() []string {
@@ -6610,7 +6849,7 @@ type TopRow struct {
 
 func (x *TopRow) Reset() {
 	*x = TopRow{}
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6622,7 +6861,7 @@ func (x *TopRow) String() string {
 func (*TopRow) ProtoMessage() {}
 
 func (x *TopRow) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6635,7 +6874,7 @@ func (x *TopRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopRow.ProtoReflect.Descriptor instead.
 func (*TopRow) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *TopRow) GetFields() []string {
@@ -6656,7 +6895,7 @@ type ContainerResizeRequest struct {
 
 func (x *ContainerResizeRequest) Reset() {
 	*x = ContainerResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6668,7 +6907,7 @@ func (x *ContainerResizeRequest) String() string {
 func (*ContainerResizeRequest) ProtoMessage() {}
 
 func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6681,7 +6920,7 @@ func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeRequest.ProtoReflect.Descriptor instead.
 func (*ContainerResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ContainerResizeRequest) GetId() string {
@@ -6713,7 +6952,7 @@ type ContainerResizeResponse struct {
 
 func (x *ContainerResizeResponse) Reset() {
 	*x = ContainerResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6725,7 +6964,7 @@ func (x *ContainerResizeResponse) String() string {
 func (*ContainerResizeResponse) ProtoMessage() {}
 
 func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6738,7 +6977,7 @@ func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeResponse.ProtoReflect.Descriptor instead.
 func (*ContainerResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
 }
 
 type ContainerWaitRequest struct {
@@ -6752,7 +6991,7 @@ type ContainerWaitRequest struct {
 
 func (x *ContainerWaitRequest) Reset() {
 	*x = ContainerWaitRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6764,7 +7003,7 @@ func (x *ContainerWaitRequest) String() string {
 func (*ContainerWaitRequest) ProtoMessage() {}
 
 func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6777,7 +7016,7 @@ func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitRequest.ProtoReflect.Descriptor instead.
 func (*ContainerWaitRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ContainerWaitRequest) GetId() string {
@@ -6804,7 +7043,7 @@ type ContainerWaitResponse struct {
 
 func (x *ContainerWaitResponse) Reset() {
 	*x = ContainerWaitResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6816,7 +7055,7 @@ func (x *ContainerWaitResponse) String() string {
 func (*ContainerWaitResponse) ProtoMessage() {}
 
 func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6829,7 +7068,7 @@ func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitResponse.ProtoReflect.Descriptor instead.
 func (*ContainerWaitResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ContainerWaitResponse) GetStatusCode() int64 {
@@ -6863,7 +7102,7 @@ type ContainerLogsRequest struct {
 
 func (x *ContainerLogsRequest) Reset() {
 	*x = ContainerLogsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6875,7 +7114,7 @@ func (x *ContainerLogsRequest) String() string {
 func (*ContainerLogsRequest) ProtoMessage() {}
 
 func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6888,7 +7127,7 @@ func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ContainerLogsRequest) GetId() string {
@@ -6960,7 +7199,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6972,7 +7211,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6985,7 +7224,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *LogEntry) GetStream() int32 {
@@ -7022,7 +7261,7 @@ type ContainerAttachRequest struct {
 
 func (x *ContainerAttachRequest) Reset() {
 	*x = ContainerAttachRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7034,7 +7273,7 @@ func (x *ContainerAttachRequest) String() string {
 func (*ContainerAttachRequest) ProtoMessage() {}
 
 func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7047,7 +7286,7 @@ func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachRequest.ProtoReflect.Descriptor instead.
 func (*ContainerAttachRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ContainerAttachRequest) GetOptions() *ContainerAttachOptions {
@@ -7086,7 +7325,7 @@ type ContainerAttachOptions struct {
 
 func (x *ContainerAttachOptions) Reset() {
 	*x = ContainerAttachOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7098,7 +7337,7 @@ func (x *ContainerAttachOptions) String() string {
 func (*ContainerAttachOptions) ProtoMessage() {}
 
 func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7111,7 +7350,7 @@ func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachOptions.ProtoReflect.Descriptor instead.
 func (*ContainerAttachOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ContainerAttachOptions) GetId() string {
@@ -7173,7 +7412,7 @@ type ContainerStatsRequest struct {
 
 func (x *ContainerStatsRequest) Reset() {
 	*x = ContainerStatsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7185,7 +7424,7 @@ func (x *ContainerStatsRequest) String() string {
 func (*ContainerStatsRequest) ProtoMessage() {}
 
 func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7198,7 +7437,7 @@ func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStatsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *ContainerStatsRequest) GetId() string {
@@ -7241,7 +7480,7 @@ type ContainerStatsResponse struct {
 
 func (x *ContainerStatsResponse) Reset() {
 	*x = ContainerStatsResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7253,7 +7492,7 @@ func (x *ContainerStatsResponse) String() string {
 func (*ContainerStatsResponse) ProtoMessage() {}
 
 func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7266,7 +7505,7 @@ func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStatsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *ContainerStatsResponse) GetId() string {
@@ -7407,7 +7646,7 @@ type ContainerUpdateRequest struct {
 
 func (x *ContainerUpdateRequest) Reset() {
 	*x = ContainerUpdateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7419,7 +7658,7 @@ func (x *ContainerUpdateRequest) String() string {
 func (*ContainerUpdateRequest) ProtoMessage() {}
 
 func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7432,7 +7671,7 @@ func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *ContainerUpdateRequest) GetId() string {
@@ -7458,7 +7697,7 @@ type ContainerUpdateResponse struct {
 
 func (x *ContainerUpdateResponse) Reset() {
 	*x = ContainerUpdateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7470,7 +7709,7 @@ func (x *ContainerUpdateResponse) String() string {
 func (*ContainerUpdateResponse) ProtoMessage() {}
 
 func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7483,7 +7722,7 @@ func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *ContainerUpdateResponse) GetWarnings() []string {
@@ -7513,7 +7752,7 @@ type ExecConfig struct {
 
 func (x *ExecConfig) Reset() {
 	*x = ExecConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7525,7 +7764,7 @@ func (x *ExecConfig) String() string {
 func (*ExecConfig) ProtoMessage() {}
 
 func (x *ExecConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7538,7 +7777,7 @@ func (x *ExecConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecConfig.ProtoReflect.Descriptor instead.
 func (*ExecConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *ExecConfig) GetCmd() []string {
@@ -7629,7 +7868,7 @@ type ContainerExecCreateRequest struct {
 
 func (x *ContainerExecCreateRequest) Reset() {
 	*x = ContainerExecCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7641,7 +7880,7 @@ func (x *ContainerExecCreateRequest) String() string {
 func (*ContainerExecCreateRequest) ProtoMessage() {}
 
 func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7654,7 +7893,7 @@ func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *ContainerExecCreateRequest) GetId() string {
@@ -7680,7 +7919,7 @@ type ContainerExecCreateResponse struct {
 
 func (x *ContainerExecCreateResponse) Reset() {
 	*x = ContainerExecCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7692,7 +7931,7 @@ func (x *ContainerExecCreateResponse) String() string {
 func (*ContainerExecCreateResponse) ProtoMessage() {}
 
 func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7705,7 +7944,7 @@ func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *ContainerExecCreateResponse) GetId() string {
@@ -7727,7 +7966,7 @@ type ExecStartRequest struct {
 
 func (x *ExecStartRequest) Reset() {
 	*x = ExecStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7739,7 +7978,7 @@ func (x *ExecStartRequest) String() string {
 func (*ExecStartRequest) ProtoMessage() {}
 
 func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7752,7 +7991,7 @@ func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartRequest.ProtoReflect.Descriptor instead.
 func (*ExecStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *ExecStartRequest) GetOptions() *ExecStartOptions {
@@ -7788,7 +8027,7 @@ type ExecStartOptions struct {
 
 func (x *ExecStartOptions) Reset() {
 	*x = ExecStartOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7800,7 +8039,7 @@ func (x *ExecStartOptions) String() string {
 func (*ExecStartOptions) ProtoMessage() {}
 
 func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7813,7 +8052,7 @@ func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartOptions.ProtoReflect.Descriptor instead.
 func (*ExecStartOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *ExecStartOptions) GetId() string {
@@ -7853,7 +8092,7 @@ type ExecInspectRequest struct {
 
 func (x *ExecInspectRequest) Reset() {
 	*x = ExecInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7865,7 +8104,7 @@ func (x *ExecInspectRequest) String() string {
 func (*ExecInspectRequest) ProtoMessage() {}
 
 func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7878,7 +8117,7 @@ func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectRequest.ProtoReflect.Descriptor instead.
 func (*ExecInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *ExecInspectRequest) GetId() string {
@@ -7903,7 +8142,7 @@ type ExecInspectResponse struct {
 
 func (x *ExecInspectResponse) Reset() {
 	*x = ExecInspectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7915,7 +8154,7 @@ func (x *ExecInspectResponse) String() string {
 func (*ExecInspectResponse) ProtoMessage() {}
 
 func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7928,7 +8167,7 @@ func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectResponse.ProtoReflect.Descriptor instead.
 func (*ExecInspectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *ExecInspectResponse) GetId() string {
@@ -7984,7 +8223,7 @@ type ExecResizeRequest struct {
 
 func (x *ExecResizeRequest) Reset() {
 	*x = ExecResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7996,7 +8235,7 @@ func (x *ExecResizeRequest) String() string {
 func (*ExecResizeRequest) ProtoMessage() {}
 
 func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8009,7 +8248,7 @@ func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeRequest.ProtoReflect.Descriptor instead.
 func (*ExecResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *ExecResizeRequest) GetId() string {
@@ -8041,7 +8280,7 @@ type ExecResizeResponse struct {
 
 func (x *ExecResizeResponse) Reset() {
 	*x = ExecResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8053,7 +8292,7 @@ func (x *ExecResizeResponse) String() string {
 func (*ExecResizeResponse) ProtoMessage() {}
 
 func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8066,7 +8305,7 @@ func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeResponse.ProtoReflect.Descriptor instead.
 func (*ExecResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{118}
 }
 
 type ContainerArchiveRequest struct {
@@ -8079,7 +8318,7 @@ type ContainerArchiveRequest struct {
 
 func (x *ContainerArchiveRequest) Reset() {
 	*x = ContainerArchiveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8091,7 +8330,7 @@ func (x *ContainerArchiveRequest) String() string {
 func (*ContainerArchiveRequest) ProtoMessage() {}
 
 func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8104,7 +8343,7 @@ func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchiveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchiveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *ContainerArchiveRequest) GetId() string {
@@ -8135,7 +8374,7 @@ type ContainerPathStat struct {
 
 func (x *ContainerPathStat) Reset() {
 	*x = ContainerPathStat{}
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8147,7 +8386,7 @@ func (x *ContainerPathStat) String() string {
 func (*ContainerPathStat) ProtoMessage() {}
 
 func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8160,7 +8399,7 @@ func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPathStat.ProtoReflect.Descriptor instead.
 func (*ContainerPathStat) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *ContainerPathStat) GetName() string {
@@ -8208,7 +8447,7 @@ type ContainerArchivePutRequest struct {
 
 func (x *ContainerArchivePutRequest) Reset() {
 	*x = ContainerArchivePutRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[118]
+	mi := &file_engine_v1_engine_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8220,7 +8459,7 @@ func (x *ContainerArchivePutRequest) String() string {
 func (*ContainerArchivePutRequest) ProtoMessage() {}
 
 func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[118]
+	mi := &file_engine_v1_engine_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8233,7 +8472,7 @@ func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{118}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *ContainerArchivePutRequest) GetOptions() *ContainerArchivePutOptions {
@@ -8265,7 +8504,7 @@ type ContainerArchivePutOptions struct {
 
 func (x *ContainerArchivePutOptions) Reset() {
 	*x = ContainerArchivePutOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[119]
+	mi := &file_engine_v1_engine_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8277,7 +8516,7 @@ func (x *ContainerArchivePutOptions) String() string {
 func (*ContainerArchivePutOptions) ProtoMessage() {}
 
 func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[119]
+	mi := &file_engine_v1_engine_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8290,7 +8529,7 @@ func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutOptions.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{119}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *ContainerArchivePutOptions) GetId() string {
@@ -8329,7 +8568,7 @@ type ContainerArchivePutResponse struct {
 
 func (x *ContainerArchivePutResponse) Reset() {
 	*x = ContainerArchivePutResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[120]
+	mi := &file_engine_v1_engine_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8341,7 +8580,7 @@ func (x *ContainerArchivePutResponse) String() string {
 func (*ContainerArchivePutResponse) ProtoMessage() {}
 
 func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[120]
+	mi := &file_engine_v1_engine_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8354,7 +8593,7 @@ func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutResponse.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{120}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{123}
 }
 
 type ContainerExportRequest struct {
@@ -8366,7 +8605,7 @@ type ContainerExportRequest struct {
 
 func (x *ContainerExportRequest) Reset() {
 	*x = ContainerExportRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[121]
+	mi := &file_engine_v1_engine_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8378,7 +8617,7 @@ func (x *ContainerExportRequest) String() string {
 func (*ContainerExportRequest) ProtoMessage() {}
 
 func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[121]
+	mi := &file_engine_v1_engine_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8391,7 +8630,7 @@ func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExportRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExportRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{121}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{124}
 }
 
 func (x *ContainerExportRequest) GetId() string {
@@ -8410,7 +8649,7 @@ type ContainerChangesRequest struct {
 
 func (x *ContainerChangesRequest) Reset() {
 	*x = ContainerChangesRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[122]
+	mi := &file_engine_v1_engine_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8422,7 +8661,7 @@ func (x *ContainerChangesRequest) String() string {
 func (*ContainerChangesRequest) ProtoMessage() {}
 
 func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[122]
+	mi := &file_engine_v1_engine_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8435,7 +8674,7 @@ func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesRequest.ProtoReflect.Descriptor instead.
 func (*ContainerChangesRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{122}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{125}
 }
 
 func (x *ContainerChangesRequest) GetId() string {
@@ -8454,7 +8693,7 @@ type ContainerChangesResponse struct {
 
 func (x *ContainerChangesResponse) Reset() {
 	*x = ContainerChangesResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[123]
+	mi := &file_engine_v1_engine_proto_msgTypes[126]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8466,7 +8705,7 @@ func (x *ContainerChangesResponse) String() string {
 func (*ContainerChangesResponse) ProtoMessage() {}
 
 func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[123]
+	mi := &file_engine_v1_engine_proto_msgTypes[126]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8479,7 +8718,7 @@ func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesResponse.ProtoReflect.Descriptor instead.
 func (*ContainerChangesResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{123}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{126}
 }
 
 func (x *ContainerChangesResponse) GetChanges() []*FilesystemChange {
@@ -8500,7 +8739,7 @@ type FilesystemChange struct {
 
 func (x *FilesystemChange) Reset() {
 	*x = FilesystemChange{}
-	mi := &file_engine_v1_engine_proto_msgTypes[124]
+	mi := &file_engine_v1_engine_proto_msgTypes[127]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8512,7 +8751,7 @@ func (x *FilesystemChange) String() string {
 func (*FilesystemChange) ProtoMessage() {}
 
 func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[124]
+	mi := &file_engine_v1_engine_proto_msgTypes[127]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8525,7 +8764,7 @@ func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilesystemChange.ProtoReflect.Descriptor instead.
 func (*FilesystemChange) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{124}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{127}
 }
 
 func (x *FilesystemChange) GetPath() string {
@@ -8555,7 +8794,7 @@ type SystemEventsRequest struct {
 
 func (x *SystemEventsRequest) Reset() {
 	*x = SystemEventsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[125]
+	mi := &file_engine_v1_engine_proto_msgTypes[128]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8567,7 +8806,7 @@ func (x *SystemEventsRequest) String() string {
 func (*SystemEventsRequest) ProtoMessage() {}
 
 func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[125]
+	mi := &file_engine_v1_engine_proto_msgTypes[128]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8580,7 +8819,7 @@ func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemEventsRequest.ProtoReflect.Descriptor instead.
 func (*SystemEventsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{125}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{128}
 }
 
 func (x *SystemEventsRequest) GetSince() *timestamppb.Timestamp {
@@ -8618,7 +8857,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_engine_v1_engine_proto_msgTypes[126]
+	mi := &file_engine_v1_engine_proto_msgTypes[129]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8630,7 +8869,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[126]
+	mi := &file_engine_v1_engine_proto_msgTypes[129]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8643,7 +8882,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{126}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{129}
 }
 
 func (x *Event) GetType() string {
@@ -9017,7 +9256,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x0eregistry_token\x18\x05 \x01(\tR\rregistryToken\"S\n" +
 	"\x12SystemAuthResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12%\n" +
-	"\x0eidentity_token\x18\x02 \x01(\tR\ridentityToken\"\xed\x05\n" +
+	"\x0eidentity_token\x18\x02 \x01(\tR\ridentityToken\"\xa9\x06\n" +
 	"\x0fContainerConfig\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1e\n" +
 	"\n" +
@@ -9048,11 +9287,28 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\vstop_signal\x18\x13 \x01(\tR\n" +
 	"stopSignal\x12&\n" +
 	"\fstop_timeout\x18\x14 \x01(\x05H\x00R\vstopTimeout\x88\x01\x01\x12\x18\n" +
-	"\avolumes\x18\x15 \x03(\tR\avolumes\x1a9\n" +
+	"\avolumes\x18\x15 \x03(\tR\avolumes\x12:\n" +
+	"\vhealthcheck\x18\x96\x01 \x01(\v2\x17.engine.v1.HealthConfigR\vhealthcheck\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0f\n" +
-	"\r_stop_timeout\"D\n" +
+	"\r_stop_timeout\"\xbc\x01\n" +
+	"\fHealthConfig\x12\x12\n" +
+	"\x04test\x18\x01 \x03(\tR\x04test\x12\x1a\n" +
+	"\binterval\x18\x02 \x01(\x03R\binterval\x12\x18\n" +
+	"\atimeout\x18\x03 \x01(\x03R\atimeout\x12!\n" +
+	"\fstart_period\x18\x04 \x01(\x03R\vstartPeriod\x12%\n" +
+	"\x0estart_interval\x18\x05 \x01(\x03R\rstartInterval\x12\x18\n" +
+	"\aretries\x18\x06 \x01(\x05R\aretries\"w\n" +
+	"\x06Health\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\x12%\n" +
+	"\x0efailing_streak\x18\x02 \x01(\x05R\rfailingStreak\x12.\n" +
+	"\x03log\x18\x03 \x03(\v2\x1c.engine.v1.HealthcheckResultR\x03log\"\xa8\x01\n" +
+	"\x11HealthcheckResult\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x1b\n" +
+	"\texit_code\x18\x03 \x01(\x05R\bexitCode\x12\x16\n" +
+	"\x06output\x18\x04 \x01(\tR\x06output\"D\n" +
 	"\x06Ulimit\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04soft\x18\x02 \x01(\x03R\x04soft\x12\x12\n" +
@@ -9184,7 +9440,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x05links\x18\x04 \x03(\tR\x05links\"E\n" +
 	"\x17ContainerCreateResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
-	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"\xea\x02\n" +
+	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"\x96\x03\n" +
 	"\x0eContainerState\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x18\n" +
 	"\arunning\x18\x02 \x01(\bR\arunning\x12\x16\n" +
@@ -9202,7 +9458,8 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"started_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt\"\xd8\x06\n" +
+	"finishedAt\x12*\n" +
+	"\x06health\x18\x96\x01 \x01(\v2\x11.engine.v1.HealthR\x06health\"\xd8\x06\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x124\n" +
@@ -9561,7 +9818,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 149)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 152)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*NetworkPruneRequest)(nil),         // 0: engine.v1.NetworkPruneRequest
 	(*NetworkPruneResponse)(nil),        // 1: engine.v1.NetworkPruneResponse
@@ -9618,291 +9875,299 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*SystemAuthRequest)(nil),           // 52: engine.v1.SystemAuthRequest
 	(*SystemAuthResponse)(nil),          // 53: engine.v1.SystemAuthResponse
 	(*ContainerConfig)(nil),             // 54: engine.v1.ContainerConfig
-	(*Ulimit)(nil),                      // 55: engine.v1.Ulimit
-	(*RestartPolicy)(nil),               // 56: engine.v1.RestartPolicy
-	(*LogConfig)(nil),                   // 57: engine.v1.LogConfig
-	(*HostConfig)(nil),                  // 58: engine.v1.HostConfig
-	(*PortBinding)(nil),                 // 59: engine.v1.PortBinding
-	(*HostPort)(nil),                    // 60: engine.v1.HostPort
-	(*HostPorts)(nil),                   // 61: engine.v1.HostPorts
-	(*DeviceMapping)(nil),               // 62: engine.v1.DeviceMapping
-	(*Mount)(nil),                       // 63: engine.v1.Mount
-	(*ContainerCreateRequest)(nil),      // 64: engine.v1.ContainerCreateRequest
-	(*EndpointConfig)(nil),              // 65: engine.v1.EndpointConfig
-	(*ContainerCreateResponse)(nil),     // 66: engine.v1.ContainerCreateResponse
-	(*ContainerState)(nil),              // 67: engine.v1.ContainerState
-	(*Container)(nil),                   // 68: engine.v1.Container
-	(*NetworkSettings)(nil),             // 69: engine.v1.NetworkSettings
-	(*EndpointSettings)(nil),            // 70: engine.v1.EndpointSettings
-	(*ContainerInspectRequest)(nil),     // 71: engine.v1.ContainerInspectRequest
-	(*ContainerListRequest)(nil),        // 72: engine.v1.ContainerListRequest
-	(*ContainerListResponse)(nil),       // 73: engine.v1.ContainerListResponse
-	(*ContainerStartRequest)(nil),       // 74: engine.v1.ContainerStartRequest
-	(*ContainerStartResponse)(nil),      // 75: engine.v1.ContainerStartResponse
-	(*ContainerStopRequest)(nil),        // 76: engine.v1.ContainerStopRequest
-	(*ContainerStopResponse)(nil),       // 77: engine.v1.ContainerStopResponse
-	(*ContainerRestartRequest)(nil),     // 78: engine.v1.ContainerRestartRequest
-	(*ContainerRestartResponse)(nil),    // 79: engine.v1.ContainerRestartResponse
-	(*ContainerKillRequest)(nil),        // 80: engine.v1.ContainerKillRequest
-	(*ContainerKillResponse)(nil),       // 81: engine.v1.ContainerKillResponse
-	(*ContainerPauseRequest)(nil),       // 82: engine.v1.ContainerPauseRequest
-	(*ContainerPauseResponse)(nil),      // 83: engine.v1.ContainerPauseResponse
-	(*ContainerUnpauseRequest)(nil),     // 84: engine.v1.ContainerUnpauseRequest
-	(*ContainerUnpauseResponse)(nil),    // 85: engine.v1.ContainerUnpauseResponse
-	(*ContainerRenameRequest)(nil),      // 86: engine.v1.ContainerRenameRequest
-	(*ContainerRenameResponse)(nil),     // 87: engine.v1.ContainerRenameResponse
-	(*ContainerRemoveRequest)(nil),      // 88: engine.v1.ContainerRemoveRequest
-	(*ContainerRemoveResponse)(nil),     // 89: engine.v1.ContainerRemoveResponse
-	(*ContainerPruneRequest)(nil),       // 90: engine.v1.ContainerPruneRequest
-	(*ContainerPruneResponse)(nil),      // 91: engine.v1.ContainerPruneResponse
-	(*ContainerTopRequest)(nil),         // 92: engine.v1.ContainerTopRequest
-	(*ContainerTopResponse)(nil),        // 93: engine.v1.ContainerTopResponse
-	(*TopRow)(nil),                      // 94: engine.v1.TopRow
-	(*ContainerResizeRequest)(nil),      // 95: engine.v1.ContainerResizeRequest
-	(*ContainerResizeResponse)(nil),     // 96: engine.v1.ContainerResizeResponse
-	(*ContainerWaitRequest)(nil),        // 97: engine.v1.ContainerWaitRequest
-	(*ContainerWaitResponse)(nil),       // 98: engine.v1.ContainerWaitResponse
-	(*ContainerLogsRequest)(nil),        // 99: engine.v1.ContainerLogsRequest
-	(*LogEntry)(nil),                    // 100: engine.v1.LogEntry
-	(*ContainerAttachRequest)(nil),      // 101: engine.v1.ContainerAttachRequest
-	(*ContainerAttachOptions)(nil),      // 102: engine.v1.ContainerAttachOptions
-	(*ContainerStatsRequest)(nil),       // 103: engine.v1.ContainerStatsRequest
-	(*ContainerStatsResponse)(nil),      // 104: engine.v1.ContainerStatsResponse
-	(*ContainerUpdateRequest)(nil),      // 105: engine.v1.ContainerUpdateRequest
-	(*ContainerUpdateResponse)(nil),     // 106: engine.v1.ContainerUpdateResponse
-	(*ExecConfig)(nil),                  // 107: engine.v1.ExecConfig
-	(*ContainerExecCreateRequest)(nil),  // 108: engine.v1.ContainerExecCreateRequest
-	(*ContainerExecCreateResponse)(nil), // 109: engine.v1.ContainerExecCreateResponse
-	(*ExecStartRequest)(nil),            // 110: engine.v1.ExecStartRequest
-	(*ExecStartOptions)(nil),            // 111: engine.v1.ExecStartOptions
-	(*ExecInspectRequest)(nil),          // 112: engine.v1.ExecInspectRequest
-	(*ExecInspectResponse)(nil),         // 113: engine.v1.ExecInspectResponse
-	(*ExecResizeRequest)(nil),           // 114: engine.v1.ExecResizeRequest
-	(*ExecResizeResponse)(nil),          // 115: engine.v1.ExecResizeResponse
-	(*ContainerArchiveRequest)(nil),     // 116: engine.v1.ContainerArchiveRequest
-	(*ContainerPathStat)(nil),           // 117: engine.v1.ContainerPathStat
-	(*ContainerArchivePutRequest)(nil),  // 118: engine.v1.ContainerArchivePutRequest
-	(*ContainerArchivePutOptions)(nil),  // 119: engine.v1.ContainerArchivePutOptions
-	(*ContainerArchivePutResponse)(nil), // 120: engine.v1.ContainerArchivePutResponse
-	(*ContainerExportRequest)(nil),      // 121: engine.v1.ContainerExportRequest
-	(*ContainerChangesRequest)(nil),     // 122: engine.v1.ContainerChangesRequest
-	(*ContainerChangesResponse)(nil),    // 123: engine.v1.ContainerChangesResponse
-	(*FilesystemChange)(nil),            // 124: engine.v1.FilesystemChange
-	(*SystemEventsRequest)(nil),         // 125: engine.v1.SystemEventsRequest
-	(*Event)(nil),                       // 126: engine.v1.Event
-	nil,                                 // 127: engine.v1.NetworkCreateRequest.LabelsEntry
-	nil,                                 // 128: engine.v1.NetworkCreateRequest.OptionsEntry
-	nil,                                 // 129: engine.v1.NetworkCreateRequest.AuxAddressesEntry
-	nil,                                 // 130: engine.v1.Network.LabelsEntry
-	nil,                                 // 131: engine.v1.Network.OptionsEntry
-	nil,                                 // 132: engine.v1.Network.ContainersEntry
-	nil,                                 // 133: engine.v1.Network.AuxAddressesEntry
-	nil,                                 // 134: engine.v1.Component.DetailsEntry
-	nil,                                 // 135: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 136: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 137: engine.v1.Image.LabelsEntry
-	nil,                                 // 138: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 139: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 140: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 141: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 142: engine.v1.HostConfig.AnnotationsEntry
-	nil,                                 // 143: engine.v1.ContainerCreateRequest.EndpointsEntry
-	nil,                                 // 144: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 145: engine.v1.NetworkSettings.NetworksEntry
-	nil,                                 // 146: engine.v1.NetworkSettings.PortsEntry
-	nil,                                 // 147: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	nil,                                 // 148: engine.v1.Event.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 149: google.protobuf.Timestamp
+	(*HealthConfig)(nil),                // 55: engine.v1.HealthConfig
+	(*Health)(nil),                      // 56: engine.v1.Health
+	(*HealthcheckResult)(nil),           // 57: engine.v1.HealthcheckResult
+	(*Ulimit)(nil),                      // 58: engine.v1.Ulimit
+	(*RestartPolicy)(nil),               // 59: engine.v1.RestartPolicy
+	(*LogConfig)(nil),                   // 60: engine.v1.LogConfig
+	(*HostConfig)(nil),                  // 61: engine.v1.HostConfig
+	(*PortBinding)(nil),                 // 62: engine.v1.PortBinding
+	(*HostPort)(nil),                    // 63: engine.v1.HostPort
+	(*HostPorts)(nil),                   // 64: engine.v1.HostPorts
+	(*DeviceMapping)(nil),               // 65: engine.v1.DeviceMapping
+	(*Mount)(nil),                       // 66: engine.v1.Mount
+	(*ContainerCreateRequest)(nil),      // 67: engine.v1.ContainerCreateRequest
+	(*EndpointConfig)(nil),              // 68: engine.v1.EndpointConfig
+	(*ContainerCreateResponse)(nil),     // 69: engine.v1.ContainerCreateResponse
+	(*ContainerState)(nil),              // 70: engine.v1.ContainerState
+	(*Container)(nil),                   // 71: engine.v1.Container
+	(*NetworkSettings)(nil),             // 72: engine.v1.NetworkSettings
+	(*EndpointSettings)(nil),            // 73: engine.v1.EndpointSettings
+	(*ContainerInspectRequest)(nil),     // 74: engine.v1.ContainerInspectRequest
+	(*ContainerListRequest)(nil),        // 75: engine.v1.ContainerListRequest
+	(*ContainerListResponse)(nil),       // 76: engine.v1.ContainerListResponse
+	(*ContainerStartRequest)(nil),       // 77: engine.v1.ContainerStartRequest
+	(*ContainerStartResponse)(nil),      // 78: engine.v1.ContainerStartResponse
+	(*ContainerStopRequest)(nil),        // 79: engine.v1.ContainerStopRequest
+	(*ContainerStopResponse)(nil),       // 80: engine.v1.ContainerStopResponse
+	(*ContainerRestartRequest)(nil),     // 81: engine.v1.ContainerRestartRequest
+	(*ContainerRestartResponse)(nil),    // 82: engine.v1.ContainerRestartResponse
+	(*ContainerKillRequest)(nil),        // 83: engine.v1.ContainerKillRequest
+	(*ContainerKillResponse)(nil),       // 84: engine.v1.ContainerKillResponse
+	(*ContainerPauseRequest)(nil),       // 85: engine.v1.ContainerPauseRequest
+	(*ContainerPauseResponse)(nil),      // 86: engine.v1.ContainerPauseResponse
+	(*ContainerUnpauseRequest)(nil),     // 87: engine.v1.ContainerUnpauseRequest
+	(*ContainerUnpauseResponse)(nil),    // 88: engine.v1.ContainerUnpauseResponse
+	(*ContainerRenameRequest)(nil),      // 89: engine.v1.ContainerRenameRequest
+	(*ContainerRenameResponse)(nil),     // 90: engine.v1.ContainerRenameResponse
+	(*ContainerRemoveRequest)(nil),      // 91: engine.v1.ContainerRemoveRequest
+	(*ContainerRemoveResponse)(nil),     // 92: engine.v1.ContainerRemoveResponse
+	(*ContainerPruneRequest)(nil),       // 93: engine.v1.ContainerPruneRequest
+	(*ContainerPruneResponse)(nil),      // 94: engine.v1.ContainerPruneResponse
+	(*ContainerTopRequest)(nil),         // 95: engine.v1.ContainerTopRequest
+	(*ContainerTopResponse)(nil),        // 96: engine.v1.ContainerTopResponse
+	(*TopRow)(nil),                      // 97: engine.v1.TopRow
+	(*ContainerResizeRequest)(nil),      // 98: engine.v1.ContainerResizeRequest
+	(*ContainerResizeResponse)(nil),     // 99: engine.v1.ContainerResizeResponse
+	(*ContainerWaitRequest)(nil),        // 100: engine.v1.ContainerWaitRequest
+	(*ContainerWaitResponse)(nil),       // 101: engine.v1.ContainerWaitResponse
+	(*ContainerLogsRequest)(nil),        // 102: engine.v1.ContainerLogsRequest
+	(*LogEntry)(nil),                    // 103: engine.v1.LogEntry
+	(*ContainerAttachRequest)(nil),      // 104: engine.v1.ContainerAttachRequest
+	(*ContainerAttachOptions)(nil),      // 105: engine.v1.ContainerAttachOptions
+	(*ContainerStatsRequest)(nil),       // 106: engine.v1.ContainerStatsRequest
+	(*ContainerStatsResponse)(nil),      // 107: engine.v1.ContainerStatsResponse
+	(*ContainerUpdateRequest)(nil),      // 108: engine.v1.ContainerUpdateRequest
+	(*ContainerUpdateResponse)(nil),     // 109: engine.v1.ContainerUpdateResponse
+	(*ExecConfig)(nil),                  // 110: engine.v1.ExecConfig
+	(*ContainerExecCreateRequest)(nil),  // 111: engine.v1.ContainerExecCreateRequest
+	(*ContainerExecCreateResponse)(nil), // 112: engine.v1.ContainerExecCreateResponse
+	(*ExecStartRequest)(nil),            // 113: engine.v1.ExecStartRequest
+	(*ExecStartOptions)(nil),            // 114: engine.v1.ExecStartOptions
+	(*ExecInspectRequest)(nil),          // 115: engine.v1.ExecInspectRequest
+	(*ExecInspectResponse)(nil),         // 116: engine.v1.ExecInspectResponse
+	(*ExecResizeRequest)(nil),           // 117: engine.v1.ExecResizeRequest
+	(*ExecResizeResponse)(nil),          // 118: engine.v1.ExecResizeResponse
+	(*ContainerArchiveRequest)(nil),     // 119: engine.v1.ContainerArchiveRequest
+	(*ContainerPathStat)(nil),           // 120: engine.v1.ContainerPathStat
+	(*ContainerArchivePutRequest)(nil),  // 121: engine.v1.ContainerArchivePutRequest
+	(*ContainerArchivePutOptions)(nil),  // 122: engine.v1.ContainerArchivePutOptions
+	(*ContainerArchivePutResponse)(nil), // 123: engine.v1.ContainerArchivePutResponse
+	(*ContainerExportRequest)(nil),      // 124: engine.v1.ContainerExportRequest
+	(*ContainerChangesRequest)(nil),     // 125: engine.v1.ContainerChangesRequest
+	(*ContainerChangesResponse)(nil),    // 126: engine.v1.ContainerChangesResponse
+	(*FilesystemChange)(nil),            // 127: engine.v1.FilesystemChange
+	(*SystemEventsRequest)(nil),         // 128: engine.v1.SystemEventsRequest
+	(*Event)(nil),                       // 129: engine.v1.Event
+	nil,                                 // 130: engine.v1.NetworkCreateRequest.LabelsEntry
+	nil,                                 // 131: engine.v1.NetworkCreateRequest.OptionsEntry
+	nil,                                 // 132: engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	nil,                                 // 133: engine.v1.Network.LabelsEntry
+	nil,                                 // 134: engine.v1.Network.OptionsEntry
+	nil,                                 // 135: engine.v1.Network.ContainersEntry
+	nil,                                 // 136: engine.v1.Network.AuxAddressesEntry
+	nil,                                 // 137: engine.v1.Component.DetailsEntry
+	nil,                                 // 138: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 139: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 140: engine.v1.Image.LabelsEntry
+	nil,                                 // 141: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 142: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 143: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 144: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 145: engine.v1.HostConfig.AnnotationsEntry
+	nil,                                 // 146: engine.v1.ContainerCreateRequest.EndpointsEntry
+	nil,                                 // 147: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 148: engine.v1.NetworkSettings.NetworksEntry
+	nil,                                 // 149: engine.v1.NetworkSettings.PortsEntry
+	nil,                                 // 150: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	nil,                                 // 151: engine.v1.Event.AttributesEntry
+	(*timestamppb.Timestamp)(nil),       // 152: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	65,  // 0: engine.v1.NetworkConnectRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	68,  // 0: engine.v1.NetworkConnectRequest.endpoint:type_name -> engine.v1.EndpointConfig
 	13,  // 1: engine.v1.NetworkListResponse.networks:type_name -> engine.v1.Network
-	127, // 2: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
-	128, // 3: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
-	129, // 4: engine.v1.NetworkCreateRequest.aux_addresses:type_name -> engine.v1.NetworkCreateRequest.AuxAddressesEntry
-	149, // 5: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
-	130, // 6: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
-	131, // 7: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
-	132, // 8: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
-	133, // 9: engine.v1.Network.aux_addresses:type_name -> engine.v1.Network.AuxAddressesEntry
-	149, // 10: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	130, // 2: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
+	131, // 3: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
+	132, // 4: engine.v1.NetworkCreateRequest.aux_addresses:type_name -> engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	152, // 5: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
+	133, // 6: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
+	134, // 7: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
+	135, // 8: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
+	136, // 9: engine.v1.Network.aux_addresses:type_name -> engine.v1.Network.AuxAddressesEntry
+	152, // 10: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	19,  // 11: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	134, // 12: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	137, // 12: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	22,  // 13: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	23,  // 14: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	149, // 15: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	152, // 15: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	24,  // 16: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	135, // 17: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	136, // 18: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	138, // 17: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	139, // 18: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	29,  // 19: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	149, // 20: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	137, // 21: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	149, // 22: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	152, // 20: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	140, // 21: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	152, // 22: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	35,  // 23: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	149, // 24: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	152, // 24: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	40,  // 25: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	31,  // 26: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	40,  // 27: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	27,  // 28: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	27,  // 29: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	48,  // 30: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	138, // 31: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	139, // 32: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
-	56,  // 33: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	140, // 34: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
-	55,  // 35: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
-	57,  // 36: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	141, // 37: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
-	62,  // 38: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
-	63,  // 39: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
-	142, // 40: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
-	59,  // 41: engine.v1.HostConfig.port_bindings:type_name -> engine.v1.PortBinding
-	60,  // 42: engine.v1.HostPorts.bindings:type_name -> engine.v1.HostPort
-	54,  // 43: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
-	58,  // 44: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	65,  // 45: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
-	143, // 46: engine.v1.ContainerCreateRequest.endpoints:type_name -> engine.v1.ContainerCreateRequest.EndpointsEntry
-	149, // 47: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	149, // 48: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	149, // 49: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
-	67,  // 50: engine.v1.Container.state:type_name -> engine.v1.ContainerState
-	54,  // 51: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
-	58,  // 52: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	144, // 53: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
-	69,  // 54: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
-	145, // 55: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
-	146, // 56: engine.v1.NetworkSettings.ports:type_name -> engine.v1.NetworkSettings.PortsEntry
-	68,  // 57: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
-	94,  // 58: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	149, // 59: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	149, // 60: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	149, // 61: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	102, // 62: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	149, // 63: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	147, // 64: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	58,  // 65: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
-	107, // 66: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
-	111, // 67: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
-	107, // 68: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	149, // 69: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
-	119, // 70: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
-	124, // 71: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
-	149, // 72: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
-	149, // 73: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
-	148, // 74: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
-	14,  // 75: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
-	26,  // 76: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	25,  // 77: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	65,  // 78: engine.v1.ContainerCreateRequest.EndpointsEntry.value:type_name -> engine.v1.EndpointConfig
-	70,  // 79: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
-	61,  // 80: engine.v1.NetworkSettings.PortsEntry.value:type_name -> engine.v1.HostPorts
-	15,  // 81: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	17,  // 82: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	20,  // 83: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	52,  // 84: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	125, // 85: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
-	71,  // 86: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	72,  // 87: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	64,  // 88: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	74,  // 89: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	76,  // 90: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	78,  // 91: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	80,  // 92: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	82,  // 93: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	84,  // 94: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	86,  // 95: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	88,  // 96: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	90,  // 97: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	92,  // 98: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	105, // 99: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	95,  // 100: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	97,  // 101: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	103, // 102: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	99,  // 103: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	101, // 104: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	108, // 105: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	110, // 106: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	112, // 107: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	114, // 108: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	116, // 109: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
-	116, // 110: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
-	118, // 111: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
-	121, // 112: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
-	122, // 113: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
-	32,  // 114: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	33,  // 115: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	36,  // 116: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	38,  // 117: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	41,  // 118: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	43,  // 119: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	45,  // 120: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	46,  // 121: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	47,  // 122: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	50,  // 123: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	30,  // 124: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	6,   // 125: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
-	8,   // 126: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
-	9,   // 127: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
-	11,  // 128: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
-	0,   // 129: engine.v1.Engine.NetworkPrune:input_type -> engine.v1.NetworkPruneRequest
-	2,   // 130: engine.v1.Engine.NetworkConnect:input_type -> engine.v1.NetworkConnectRequest
-	4,   // 131: engine.v1.Engine.NetworkDisconnect:input_type -> engine.v1.NetworkDisconnectRequest
-	16,  // 132: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	18,  // 133: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	21,  // 134: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	53,  // 135: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	126, // 136: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
-	68,  // 137: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	73,  // 138: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	66,  // 139: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	75,  // 140: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	77,  // 141: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	79,  // 142: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	81,  // 143: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	83,  // 144: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	85,  // 145: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	87,  // 146: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	89,  // 147: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	91,  // 148: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	93,  // 149: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	106, // 150: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	96,  // 151: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	98,  // 152: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	104, // 153: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	100, // 154: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	100, // 155: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	109, // 156: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	100, // 157: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	113, // 158: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	115, // 159: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	117, // 160: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
-	30,  // 161: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
-	120, // 162: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
-	30,  // 163: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
-	123, // 164: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
-	31,  // 165: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	34,  // 166: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	37,  // 167: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	39,  // 168: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	42,  // 169: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	44,  // 170: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	28,  // 171: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	28,  // 172: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	49,  // 173: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	30,  // 174: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	51,  // 175: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	7,   // 176: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
-	13,  // 177: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
-	10,  // 178: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
-	12,  // 179: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
-	1,   // 180: engine.v1.Engine.NetworkPrune:output_type -> engine.v1.NetworkPruneResponse
-	3,   // 181: engine.v1.Engine.NetworkConnect:output_type -> engine.v1.NetworkConnectResponse
-	5,   // 182: engine.v1.Engine.NetworkDisconnect:output_type -> engine.v1.NetworkDisconnectResponse
-	132, // [132:183] is the sub-list for method output_type
-	81,  // [81:132] is the sub-list for method input_type
-	81,  // [81:81] is the sub-list for extension type_name
-	81,  // [81:81] is the sub-list for extension extendee
-	0,   // [0:81] is the sub-list for field type_name
+	141, // 31: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	55,  // 32: engine.v1.ContainerConfig.healthcheck:type_name -> engine.v1.HealthConfig
+	57,  // 33: engine.v1.Health.log:type_name -> engine.v1.HealthcheckResult
+	152, // 34: engine.v1.HealthcheckResult.start:type_name -> google.protobuf.Timestamp
+	152, // 35: engine.v1.HealthcheckResult.end:type_name -> google.protobuf.Timestamp
+	142, // 36: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	59,  // 37: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
+	143, // 38: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	58,  // 39: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
+	60,  // 40: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
+	144, // 41: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	65,  // 42: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
+	66,  // 43: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
+	145, // 44: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
+	62,  // 45: engine.v1.HostConfig.port_bindings:type_name -> engine.v1.PortBinding
+	63,  // 46: engine.v1.HostPorts.bindings:type_name -> engine.v1.HostPort
+	54,  // 47: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
+	61,  // 48: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
+	68,  // 49: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	146, // 50: engine.v1.ContainerCreateRequest.endpoints:type_name -> engine.v1.ContainerCreateRequest.EndpointsEntry
+	152, // 51: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	152, // 52: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	56,  // 53: engine.v1.ContainerState.health:type_name -> engine.v1.Health
+	152, // 54: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	70,  // 55: engine.v1.Container.state:type_name -> engine.v1.ContainerState
+	54,  // 56: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
+	61,  // 57: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
+	147, // 58: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	72,  // 59: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
+	148, // 60: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
+	149, // 61: engine.v1.NetworkSettings.ports:type_name -> engine.v1.NetworkSettings.PortsEntry
+	71,  // 62: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
+	97,  // 63: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
+	152, // 64: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	152, // 65: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	152, // 66: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	105, // 67: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
+	152, // 68: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	150, // 69: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	61,  // 70: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
+	110, // 71: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
+	114, // 72: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
+	110, // 73: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
+	152, // 74: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	122, // 75: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
+	127, // 76: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
+	152, // 77: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
+	152, // 78: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
+	151, // 79: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
+	14,  // 80: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
+	26,  // 81: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	25,  // 82: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	68,  // 83: engine.v1.ContainerCreateRequest.EndpointsEntry.value:type_name -> engine.v1.EndpointConfig
+	73,  // 84: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
+	64,  // 85: engine.v1.NetworkSettings.PortsEntry.value:type_name -> engine.v1.HostPorts
+	15,  // 86: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	17,  // 87: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	20,  // 88: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	52,  // 89: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	128, // 90: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
+	74,  // 91: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	75,  // 92: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	67,  // 93: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	77,  // 94: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	79,  // 95: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	81,  // 96: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	83,  // 97: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	85,  // 98: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	87,  // 99: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	89,  // 100: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	91,  // 101: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	93,  // 102: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	95,  // 103: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	108, // 104: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	98,  // 105: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	100, // 106: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	106, // 107: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	102, // 108: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	104, // 109: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	111, // 110: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	113, // 111: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	115, // 112: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	117, // 113: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	119, // 114: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	119, // 115: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	121, // 116: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	124, // 117: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	125, // 118: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
+	32,  // 119: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	33,  // 120: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	36,  // 121: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	38,  // 122: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	41,  // 123: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	43,  // 124: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	45,  // 125: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	46,  // 126: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	47,  // 127: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	50,  // 128: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	30,  // 129: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	6,   // 130: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
+	8,   // 131: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
+	9,   // 132: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
+	11,  // 133: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
+	0,   // 134: engine.v1.Engine.NetworkPrune:input_type -> engine.v1.NetworkPruneRequest
+	2,   // 135: engine.v1.Engine.NetworkConnect:input_type -> engine.v1.NetworkConnectRequest
+	4,   // 136: engine.v1.Engine.NetworkDisconnect:input_type -> engine.v1.NetworkDisconnectRequest
+	16,  // 137: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	18,  // 138: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	21,  // 139: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	53,  // 140: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	129, // 141: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
+	71,  // 142: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	76,  // 143: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	69,  // 144: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	78,  // 145: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	80,  // 146: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	82,  // 147: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	84,  // 148: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	86,  // 149: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	88,  // 150: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	90,  // 151: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	92,  // 152: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	94,  // 153: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	96,  // 154: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	109, // 155: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	99,  // 156: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	101, // 157: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	107, // 158: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	103, // 159: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	103, // 160: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	112, // 161: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	103, // 162: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	116, // 163: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	118, // 164: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	120, // 165: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	30,  // 166: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	123, // 167: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	30,  // 168: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	126, // 169: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
+	31,  // 170: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	34,  // 171: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	37,  // 172: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	39,  // 173: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	42,  // 174: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	44,  // 175: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	28,  // 176: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	28,  // 177: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	49,  // 178: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	30,  // 179: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	51,  // 180: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	7,   // 181: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
+	13,  // 182: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
+	10,  // 183: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
+	12,  // 184: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
+	1,   // 185: engine.v1.Engine.NetworkPrune:output_type -> engine.v1.NetworkPruneResponse
+	3,   // 186: engine.v1.Engine.NetworkConnect:output_type -> engine.v1.NetworkConnectResponse
+	5,   // 187: engine.v1.Engine.NetworkDisconnect:output_type -> engine.v1.NetworkDisconnectResponse
+	137, // [137:188] is the sub-list for method output_type
+	86,  // [86:137] is the sub-list for method input_type
+	86,  // [86:86] is the sub-list for extension type_name
+	86,  // [86:86] is the sub-list for extension extendee
+	0,   // [0:86] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -9911,17 +10176,17 @@ func file_engine_v1_engine_proto_init() {
 		return
 	}
 	file_engine_v1_engine_proto_msgTypes[54].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[58].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[76].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[78].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[113].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[61].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[79].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[81].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[116].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   149,
+			NumMessages:   152,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
