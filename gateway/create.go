@@ -215,7 +215,8 @@ func stringsAsLists(body []byte) []byte {
 	changed := false
 	for _, k := range []string{"Cmd", "Entrypoint", "Shell"} {
 		var s string
-		if raw, ok := top[k]; ok && json.Unmarshal(raw, &s) == nil {
+		// null is "not set" (Unmarshal leaves s alone for it, no error).
+		if raw, ok := top[k]; ok && string(raw) != "null" && json.Unmarshal(raw, &s) == nil {
 			top[k], _ = json.Marshal([]string{s})
 			changed = true
 		}
