@@ -89,7 +89,7 @@ func validateHealthcheck(h *enginev1.HealthConfig) error {
 				return invalid("Healthcheck %s needs a command: %q", t[0], t)
 			}
 		default:
-			return invalid("unknown Healthcheck type %q (Test must start with NONE, CMD or CMD-SHELL)", t[0])
+			return invalid("unknown Healthcheck type '%s' (Test must start with NONE, CMD or CMD-SHELL)", t[0])
 		}
 	}
 	return nil

@@ -258,7 +258,7 @@ func TestCreateValidation(t *testing.T) {
 		{`"Healthcheck":{"Test":["CMD","true"],"Retries":-1}`, "Retries in Healthcheck cannot be negative"},
 		{`"Healthcheck":{"Test":["CMD","true"],"StartPeriod":999999}`, "StartPeriod in Healthcheck cannot be less than 1ms"},
 		{`"Healthcheck":{"Test":["CMD","true"],"StartInterval":-5}`, "StartInterval in Healthcheck cannot be less than 1ms"},
-		{`"Healthcheck":{"Test":["BOGUS","true"]}`, `unknown Healthcheck type "BOGUS"`},
+		{`"Healthcheck":{"Test":["BOGUS","true"]}`, "unknown Healthcheck type 'BOGUS'"},
 		{`"Healthcheck":{"Test":["CMD"]}`, "Healthcheck CMD needs a command"},
 		{`"HostConfig":{"LogConfig":{"Type":"json-file","Config":{"max-size":"ten"}}}`, "invalid value for max-size: ten"},
 		{`"HostConfig":{"LogConfig":{"Type":"json-file","Config":{"max-size":"1m","max-file":"x"}}}`, "invalid value for max-file: x"},

@@ -379,9 +379,9 @@ func TestHealthInvalid(t *testing.T) {
 	for body, want := range map[string]string{
 		`"Healthcheck":{"Test":["CMD","true"],"Interval":-1}`: "Interval in Healthcheck cannot be less than 1ms",
 		`"Healthcheck":{"Test":["CMD","true"],"Retries":-3}`:  "Retries in Healthcheck cannot be negative",
-		`"Healthcheck":{"Test":["CMD-SHELL"]}`:               "Healthcheck CMD-SHELL needs a command",
-		`"Healthcheck":{"Test":["WHATEVER"]}`:                `unknown Healthcheck type \"WHATEVER\"`,
-		`"Healthcheck":{"Interval":"soon"}`:                  "invalid JSON",
+		`"Healthcheck":{"Test":["CMD-SHELL"]}`:                "Healthcheck CMD-SHELL needs a command",
+		`"Healthcheck":{"Test":["WHATEVER"]}`:                 "unknown Healthcheck type 'WHATEVER'",
+		`"Healthcheck":{"Interval":"soon"}`:                   "invalid JSON",
 	} {
 		code, resp := e.postJSON("/containers/create", `{"Image":"busybox","Cmd":["true"],`+body+`}`)
 		if code != 400 || !strings.Contains(resp, want) {
