@@ -330,6 +330,10 @@ func (h *handlers) containerCreate(w http.ResponseWriter, r *http.Request, _ map
 		// Before API 1.25 the client removed --rm containers itself.
 		req.HostConfig.AutoRemove = false
 	}
+	if hc := req.GetConfig().GetHealthcheck(); hc != nil && versionBefore(r.Context(), "1.44") {
+		// StartInterval came with API 1.44; dockerd ignores it before.
+		hc.StartInterval = 0
+	}
 	resp, err := h.engine.ContainerCreate(r.Context(), req)
 	if err != nil {
 		writeGRPCError(w, err)

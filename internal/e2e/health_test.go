@@ -272,8 +272,38 @@ func TestHealthTimeout(t *testing.T) {
 	if l := h.Log[0]; l.ExitCode != -1 || !strings.Contains(l.Output, "/no/such/probe") {
 		t.Errorf("probe of a missing command: %+v", l)
 	}
-	// engined stops cleanly with probes in flight.
+	// engined stops cleanly with probes in flight, and the next one
+	// checks on.
 	e.stop()
+	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot, "--registry-mirror", "http://127.0.0.1:1")
+	n := len(health(t, e2, "quiet").Log)
+	waitFor(t, "probes after a clean restart", func() bool { h := health(t, e2, "quiet"); return len(h.Log) == 5 || len(h.Log) > n })
+}
+
+// Restarts, kills and removals while probes run: the state a run leaves
+// is its own, and nothing hangs.
+func TestHealthLifecycleRaces(t *testing.T) {
+	e := runEngine(t)
+	mustDocker(t, e.Host, "run", "-d", "--name", "busy", "--health-cmd", "true", "--health-interval", "50ms", "busybox", "sleep", "600")
+	for i := 0; i < 5; i++ {
+		waitHealth(t, e, "busy", container.Healthy)
+		mustDocker(t, e.Host, "restart", "-t", "0", "busy")
+		if h := health(t, e, "busy"); h.Status == container.Unhealthy || h.FailingStreak != 0 {
+			t.Errorf("after restart %d: %+v", i, h)
+		}
+	}
+	waitHealth(t, e, "busy", container.Healthy)
+	mustDocker(t, e.Host, "kill", "busy")
+	if h := health(t, e, "busy"); h.Status != container.Unhealthy {
+		t.Errorf("health of the killed container: %+v", h)
+	}
+	// A hanging probe does not hold up a forced removal.
+	mustDocker(t, e.Host, "run", "-d", "--name", "stuck", "--health-cmd", "sleep 300", "--health-interval", "50ms", "busybox", "sleep", "600")
+	waitFor(t, "the probe to start", func() bool { return strings.Contains(mustDocker(t, e.Host, "top", "stuck"), "sleep 300") })
+	mustDocker(t, e.Host, "rm", "-f", "stuck", "busy")
+	if out := mustDocker(t, e.Host, "ps", "-aq"); strings.TrimSpace(out) != "" {
+		t.Errorf("containers left: %q", out)
+	}
 }
 
 // Output is cut at 4096 bytes (with "..."), and only the last 5 results

@@ -1,0 +1,103 @@
+package container
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	enginev1 "github.com/engined/engined/proto/engine/v1"
+)
+
+func TestMergeHealthcheck(t *testing.T) {
+	img := &enginev1.HealthConfig{Test: []string{"CMD", "img"}, Interval: 1, Timeout: 2, StartPeriod: 3, StartInterval: 4, Retries: 5}
+	if got := mergeHealthcheck(nil, img); !proto.Equal(got, img) || got == img {
+		t.Errorf("no own check: %v", got)
+	}
+	own := &enginev1.HealthConfig{Interval: 10, Retries: 7}
+	want := &enginev1.HealthConfig{Test: []string{"CMD", "img"}, Interval: 10, Timeout: 2, StartPeriod: 3, StartInterval: 4, Retries: 7}
+	if got := mergeHealthcheck(own, img); !proto.Equal(got, want) {
+		t.Errorf("merged: %v, want %v", got, want)
+	}
+	none := &enginev1.HealthConfig{Test: []string{"NONE"}}
+	if got := mergeHealthcheck(none, img); probeCommand(got) != nil {
+		t.Errorf("NONE over the image's check runs %v", probeCommand(got))
+	}
+	if got := mergeHealthcheck(own, nil); got != own {
+		t.Errorf("no image check: %v", got)
+	}
+}
+
+func TestProbeCommand(t *testing.T) {
+	for _, c := range []struct {
+		test []string
+		want []string
+	}{
+		{nil, nil},
+		{[]string{"NONE"}, nil},
+		{[]string{"CMD"}, nil},
+		{[]string{"BOGUS", "x"}, nil},
+		{[]string{"CMD", "test", "-f", "/x"}, []string{"test", "-f", "/x"}},
+		{[]string{"CMD-SHELL", "test -f /x"}, []string{"/bin/sh", "-c", "test -f /x"}},
+	} {
+		if got := probeCommand(&enginev1.HealthConfig{Test: c.test}); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%q: %q, want %q", c.test, got, c.want)
+		}
+	}
+}
+
+func TestValidateHealthcheck(t *testing.T) {
+	ms := int64(time.Millisecond)
+	for _, c := range []struct {
+		h    *enginev1.HealthConfig
+		want string // "" valid
+	}{
+		{nil, ""},
+		{&enginev1.HealthConfig{}, ""},
+		{&enginev1.HealthConfig{Test: []string{"NONE"}}, ""},
+		{&enginev1.HealthConfig{Test: []string{"CMD", "true"}, Interval: ms, Timeout: ms, StartPeriod: ms, StartInterval: ms}, ""},
+		{&enginev1.HealthConfig{Interval: -1}, "Interval in Healthcheck cannot be less than 1ms"},
+		{&enginev1.HealthConfig{Interval: ms - 1}, "Interval in Healthcheck cannot be less than 1ms"},
+		{&enginev1.HealthConfig{Timeout: 5}, "Timeout in Healthcheck cannot be less than 1ms"},
+		{&enginev1.HealthConfig{Retries: -1}, "Retries in Healthcheck cannot be negative"},
+		{&enginev1.HealthConfig{StartPeriod: 1}, "StartPeriod in Healthcheck cannot be less than 1ms"},
+		{&enginev1.HealthConfig{StartInterval: -ms}, "StartInterval in Healthcheck cannot be less than 1ms"},
+		{&enginev1.HealthConfig{Test: []string{"CMD"}}, "Healthcheck CMD needs a command"},
+		{&enginev1.HealthConfig{Test: []string{"CMD", ""}}, "Healthcheck CMD needs a command"},
+		{&enginev1.HealthConfig{Test: []string{"CMD-SHELL", "  "}}, "Healthcheck CMD-SHELL needs a command"},
+		{&enginev1.HealthConfig{Test: []string{"cmd", "true"}}, "unknown Healthcheck type 'cmd'"},
+	} {
+		err := validateHealthcheck(c.h)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%v: %v", c.h, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%v: %v, want %q", c.h, err, c.want)
+		}
+	}
+}
+
+// A probe's output is kept up to 4096 bytes, then "...", however it is
+// written.
+func TestLimitedBuffer(t *testing.T) {
+	var b limitedBuffer
+	b.Write([]byte("abc"))
+	if b.String() != "abc" {
+		t.Errorf("short: %q", b.String())
+	}
+	for range 100 {
+		if n, _ := b.Write([]byte(strings.Repeat("x", 100))); n != 100 {
+			t.Fatalf("wrote %d", n)
+		}
+	}
+	if got := b.String(); len(got) != healthMaxOutput+3 || !strings.HasPrefix(got, "abcx") || !strings.HasSuffix(got, "x...") {
+		t.Errorf("long: %d bytes, %q...%q", len(got), got[:5], got[len(got)-5:])
+	}
+	var exact limitedBuffer
+	exact.Write([]byte(strings.Repeat("y", healthMaxOutput)))
+	if got := exact.String(); len(got) != healthMaxOutput || strings.HasSuffix(got, "...") {
+		t.Errorf("exactly the cap: %d bytes", len(got))
+	}
+}
