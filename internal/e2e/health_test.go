@@ -422,3 +422,46 @@ func TestHealthInvalid(t *testing.T) {
 		t.Errorf("containers left by refused creates: %q", out)
 	}
 }
+
+// docker-compose's depends_on condition service_healthy waits for the
+// health check: the app starts only once db is healthy.
+func TestHealthComposeDependsOnHealthy(t *testing.T) {
+	if _, err := exec.LookPath("docker-compose"); err != nil {
+		t.Fatal("docker-compose is not installed: make deps installs Debian's docker-compose")
+	}
+	e := runEngine(t)
+	dir := t.TempDir()
+	yml := `version: "2.4"
+services:
+  db:
+    image: busybox
+    command: sh -c "sleep 1; touch /tmp/ready; exec sleep 600"
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready"]
+      interval: 200ms
+      retries: 100
+  app:
+    image: busybox
+    command: sleep 600
+    depends_on:
+      db:
+        condition: service_healthy
+`
+	if err := os.WriteFile(dir+"/docker-compose.yml", []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := t.TempDir()
+	if out, err := runCompose(t, dir, e.Host, cfg, "docker-compose", "-p", "hc", "up", "-d"); err != nil {
+		t.Fatalf("compose up: %v\n%s", err, out)
+	}
+	// up returned with app started, so db was healthy before.
+	if h := health(t, e, "hc_db_1"); h == nil || h.Status != container.Healthy {
+		t.Errorf("db after up: %+v", h)
+	}
+	if st := mustDocker(t, e.Host, "inspect", "-f", "{{.State.Status}}", "hc_app_1"); strings.TrimSpace(st) != "running" {
+		t.Errorf("app after up: %s", st)
+	}
+	if out, err := runCompose(t, dir, e.Host, cfg, "docker-compose", "-p", "hc", "down"); err != nil {
+		t.Fatalf("compose down: %v\n%s", err, out)
+	}
+}
