@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -318,7 +320,7 @@ func (s *Service) probe(ctx context.Context, id string, hc *enginev1.HealthConfi
 		e.mu.Lock()
 		res.ExitCode = int(*e.exitCode)
 		e.mu.Unlock()
-		res.Output, res.End = out.String(), time.Now().UTC()
+		res.Output, res.End = validUTF8(out.String()), time.Now().UTC()
 		return res, true
 	case <-timer.C:
 		// A probe that hangs is killed; its exit (137) is its exec_die.
@@ -331,7 +333,7 @@ func (s *Service) probe(ctx context.Context, id string, hc *enginev1.HealthConfi
 		}
 		kill.Stop()
 		msg := fmt.Sprintf("Health check exceeded timeout (%v)", timeout)
-		if o := out.String(); o != "" {
+		if o := validUTF8(out.String()); o != "" {
 			msg += ": " + o
 		}
 		return failed(msg)
@@ -457,4 +459,24 @@ func (b *limitedBuffer) String() string {
 		return b.buf.String() + "..."
 	}
 	return b.buf.String()
+}
+
+// validUTF8 replaces each byte that is not UTF-8 with U+FFFD, as Go's
+// JSON (and so dockerd's inspect) does: a probe may print anything, and
+// the cap may cut a character; the API's strings must be UTF-8.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteString("\uFFFD")
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }

@@ -101,3 +101,17 @@ func TestLimitedBuffer(t *testing.T) {
 		t.Errorf("exactly the cap: %d bytes", len(got))
 	}
 }
+
+func TestValidUTF8(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":                "plain",
+		"caf\xc3\xa9":          "caf\u00e9",
+		"cut \xc3":             "cut \uFFFD",
+		"\xff\xfe ok":          "\uFFFD\uFFFD ok",
+		strings.Repeat("x", 3): "xxx",
+	} {
+		if got := validUTF8(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}

@@ -333,6 +333,17 @@ func TestHealthOutputAndLog(t *testing.T) {
 	if h.Status != container.Healthy {
 		t.Errorf("status %s", h.Status)
 	}
+
+	// Bytes that are not UTF-8, and the cap cutting a character in two:
+	// inspect still answers, with U+FFFD for each bad byte (as dockerd's
+	// JSON has them).
+	mustDocker(t, e.Host, "run", "-d", "--name", "binary", "--health-cmd", `printf '\377%4094s\303\251' x`, "--health-interval", "200ms",
+		"busybox", "sleep", "600")
+	h = waitHealth(t, e, "binary", container.Healthy)
+	want := "\uFFFD" + strings.Repeat(" ", 4093) + "x\uFFFD..."
+	if got := h.Log[0].Output; got != want {
+		t.Errorf("output of bad bytes: %q...%q (%d bytes)", got[:min(8, len(got))], got[max(0, len(got)-8):], len(got))
+	}
 }
 
 func runOf(out string) int {
