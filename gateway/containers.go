@@ -33,6 +33,9 @@ func init() {
 	registerResponse(func(ctx context.Context, c *enginev1.Container) (any, error) {
 		out := containerInspectJSON(c)
 		oldAliases(ctx, c, out.NetworkSettings.Networks)
+		if hc := out.Config.Healthcheck; hc != nil && versionBefore(ctx, "1.44") {
+			hc.StartInterval = 0 // dockerd shows it from API 1.44
+		}
 		return out, nil
 	})
 	registerResponse(func(_ context.Context, m *enginev1.ContainerListResponse) (any, error) {

@@ -476,3 +476,32 @@ services:
 		t.Fatalf("compose down: %v\n%s", err, out)
 	}
 }
+
+// StartInterval is API 1.44's: older clients neither set nor see it.
+func TestHealthAPIVersions(t *testing.T) {
+	e := runEngine(t)
+	body := `{"Image":"busybox","Cmd":["true"],"Healthcheck":{"Test":["CMD","true"],"StartInterval":5000000000}}`
+	healthcheck := func(version, name string) string {
+		code, _, resp := e.get(version + "/containers/" + name + "/json")
+		if code != 200 {
+			t.Fatalf("inspect %s: %d %s", name, code, resp)
+		}
+		var c struct{ Config struct{ Healthcheck json.RawMessage } }
+		json.Unmarshal([]byte(resp), &c)
+		return string(c.Config.Healthcheck)
+	}
+	for _, c := range []struct{ version, name, want string }{
+		{"/v1.43", "old", `{"Test":["CMD","true"]}`},
+		{"/v1.44", "new", `{"Test":["CMD","true"],"StartInterval":5000000000}`},
+	} {
+		if code, resp := e.postJSON(c.version+"/containers/create?name="+c.name, body); code != 201 {
+			t.Fatalf("create at %s: %d %s", c.version, code, resp)
+		}
+		if got := healthcheck("/v1.51", c.name); got != c.want {
+			t.Errorf("created at %s: %s, want %s", c.version, got, c.want)
+		}
+	}
+	if got := healthcheck("/v1.43", "new"); got != `{"Test":["CMD","true"]}` {
+		t.Errorf("inspected at 1.43: %s", got)
+	}
+}
