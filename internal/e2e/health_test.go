@@ -486,7 +486,9 @@ func TestHealthAPIVersions(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("inspect %s: %d %s", name, code, resp)
 		}
-		var c struct{ Config struct{ Healthcheck json.RawMessage } }
+		var c struct {
+			Config struct{ Healthcheck json.RawMessage }
+		}
 		json.Unmarshal([]byte(resp), &c)
 		return string(c.Config.Healthcheck)
 	}
