@@ -1,13 +1,19 @@
 package container
 
 import (
+	"context"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/engined/engined/internal/events"
+	"github.com/engined/engined/internal/store"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
@@ -113,5 +119,82 @@ func TestValidUTF8(t *testing.T) {
 		if got := validUTF8(in); got != want {
 			t.Errorf("%q: %q, want %q", in, got, want)
 		}
+	}
+}
+
+// recordProbe is dockerd's handleProbeResult: the streak, the status, the
+// start period, the last 5 results; and nothing once the monitor stopped
+// or the container stopped.
+func TestRecordProbe(t *testing.T) {
+	st, err := store.Open(t.TempDir(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	bus := events.New()
+	s := &Service{cfg: Config{Store: st, Events: bus}, changed: map[string]chan struct{}{}}
+	started := time.Now().UTC()
+	cfg, _ := protojson.Marshal(&enginev1.ContainerConfig{Healthcheck: &enginev1.HealthConfig{Test: []string{"CMD", "true"}}})
+	rec := &Record{ID: "c1", Name: "/c1", Status: "running", StartedAt: started, Config: cfg, Health: &Health{Status: healthStarting}}
+	if err := st.Update(func(tx *bolt.Tx) error { return putRecord(tx, rec) }); err != nil {
+		t.Fatal(err)
+	}
+	m := &healthMonitor{cancel: func() {}}
+	hc := &enginev1.HealthConfig{Retries: 2, StartPeriod: int64(time.Hour)}
+	result := func(code int, at time.Time) HealthResult {
+		return HealthResult{Start: at, End: at, ExitCode: code, Output: strconv.Itoa(code)}
+	}
+	state := func() *Health {
+		r, err := s.get("c1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Health
+	}
+	// Failures within the start period, while starting, do not count.
+	for range 3 {
+		s.recordProbe(m, "c1", hc, result(1, started.Add(time.Second)))
+	}
+	if h := state(); h.Status != healthStarting || h.FailingStreak != 0 || len(h.Log) != 3 {
+		t.Errorf("in the start period: %+v", h)
+	}
+	s.recordProbe(m, "c1", hc, result(0, started.Add(2*time.Second)))
+	if h := state(); h.Status != healthHealthy || h.FailingStreak != 0 {
+		t.Errorf("after a pass: %+v", h)
+	}
+	// Once healthy, failures count even within the start period.
+	s.recordProbe(m, "c1", hc, result(1, started.Add(3*time.Second)))
+	if h := state(); h.Status != healthHealthy || h.FailingStreak != 1 || len(h.Log) != 5 {
+		t.Errorf("one failure: %+v", h)
+	}
+	s.recordProbe(m, "c1", hc, result(-1, started.Add(4*time.Second)))
+	h := state()
+	if h.Status != healthUnhealthy || h.FailingStreak != 2 || len(h.Log) != 5 || h.Log[0].Output != "1" || h.Log[4].Output != "-1" {
+		t.Errorf("retries failures: %+v", h)
+	}
+	// Starting again, after the start period: the first failures count.
+	s.update("c1", func(r *Record) error { resetHealth(r); return nil })
+	hc.StartPeriod = 0
+	s.recordProbe(m, "c1", hc, result(1, started.Add(5*time.Second)))
+	if h := state(); h.Status != healthStarting || h.FailingStreak != 1 {
+		t.Errorf("first failure after the start period: %+v", h)
+	}
+	var evs []string
+	bus.Subscribe(context.Background(), started.Add(-time.Second), time.Now(), func() error { return nil }, func(ev *enginev1.Event) error {
+		evs = append(evs, ev.GetAction())
+		return nil
+	})
+	if want := []string{"health_status: healthy", "health_status: unhealthy"}; !reflect.DeepEqual(evs, want) {
+		t.Errorf("events %q, want %q", evs, want)
+	}
+	// A stopped monitor records nothing; nor does a stopped container.
+	m.stop()
+	if s.recordProbe(m, "c1", hc, result(0, time.Now())) || state().Status != healthStarting {
+		t.Errorf("a stopped monitor recorded: %+v", state())
+	}
+	m2 := &healthMonitor{cancel: func() {}}
+	s.update("c1", func(r *Record) error { r.Status = "exited"; healthStopped(r); return nil })
+	if s.recordProbe(m2, "c1", hc, result(0, time.Now())) || state().Status != healthUnhealthy {
+		t.Errorf("a stopped container's probe recorded: %+v", state())
 	}
 }
