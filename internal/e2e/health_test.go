@@ -334,6 +334,15 @@ func TestHealthOutputAndLog(t *testing.T) {
 		t.Errorf("status %s", h.Status)
 	}
 
+	// A probe that floods its output until its timeout: killed, capped.
+	mustDocker(t, e.Host, "run", "-d", "--name", "flood", "--health-cmd", "yes", "--health-timeout", "1s", "--health-interval", "100ms",
+		"--health-retries", "1", "busybox", "sleep", "600")
+	h = waitHealth(t, e, "flood", container.Unhealthy)
+	prefix := "Health check exceeded timeout (1s): "
+	if l := h.Log[0]; l.ExitCode != -1 || len(l.Output) != len(prefix)+4096+3 || !strings.HasPrefix(l.Output, prefix+"y\ny\n") || !strings.HasSuffix(l.Output, "...") {
+		t.Errorf("flooding probe: exit %d, %d bytes, %q", l.ExitCode, len(l.Output), l.Output[:min(len(l.Output), 60)])
+	}
+
 	// Bytes that are not UTF-8, and the cap cutting a character in two:
 	// inspect still answers, with U+FFFD for each bad byte (as dockerd's
 	// JSON has them).
