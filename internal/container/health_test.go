@@ -198,3 +198,30 @@ func TestRecordProbe(t *testing.T) {
 		t.Errorf("a stopped container's probe recorded: %+v", state())
 	}
 }
+
+// Without retries, 3 failures in a row make a container unhealthy.
+func TestRecordProbeDefaultRetries(t *testing.T) {
+	st, err := store.Open(t.TempDir(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := &Service{cfg: Config{Store: st}, changed: map[string]chan struct{}{}}
+	now := time.Now().UTC()
+	if err := st.Update(func(tx *bolt.Tx) error {
+		return putRecord(tx, &Record{ID: "c2", Name: "/c2", Status: "running", StartedAt: now})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m := &healthMonitor{cancel: func() {}}
+	for i, want := range []string{healthStarting, healthStarting, healthUnhealthy} {
+		s.recordProbe(m, "c2", &enginev1.HealthConfig{}, HealthResult{Start: now, End: now, ExitCode: 1})
+		if r, _ := s.get("c2"); r.Health.Status != want || r.Health.FailingStreak != i+1 {
+			t.Errorf("failure %d: %+v, want %s", i+1, r.Health, want)
+		}
+	}
+	if durationOr(0, healthDefaultInterval) != 30*time.Second || durationOr(0, healthDefaultTimeout) != 30*time.Second ||
+		durationOr(0, healthDefaultStartInterval) != 5*time.Second || durationOr(int64(time.Second), time.Minute) != time.Second {
+		t.Error("dockerd's defaults: interval 30s, timeout 30s, start interval 5s")
+	}
+}
