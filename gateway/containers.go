@@ -33,6 +33,9 @@ func init() {
 	registerResponse(func(ctx context.Context, c *enginev1.Container) (any, error) {
 		out := containerInspectJSON(c)
 		oldAliases(ctx, c, out.NetworkSettings.Networks)
+		if hc := out.Config.Healthcheck; hc != nil && versionBefore(ctx, "1.44") {
+			hc.StartInterval = 0 // dockerd shows it from API 1.44
+		}
 		return out, nil
 	})
 	registerResponse(func(_ context.Context, m *enginev1.ContainerListResponse) (any, error) {
@@ -89,6 +92,10 @@ func containerConfig(c *enginev1.ContainerConfig) *container.Config {
 			out.Volumes = map[string]struct{}{}
 		}
 		out.Volumes[v] = struct{}{}
+	}
+	if h := c.GetHealthcheck(); h != nil {
+		out.Healthcheck = &container.HealthConfig{Test: h.GetTest(), Interval: time.Duration(h.GetInterval()), Timeout: time.Duration(h.GetTimeout()),
+			StartPeriod: time.Duration(h.GetStartPeriod()), StartInterval: time.Duration(h.GetStartInterval()), Retries: int(h.GetRetries())}
 	}
 	for _, p := range c.GetExposedPorts() {
 		if port, err := network.ParsePort(p); err == nil {
@@ -213,6 +220,7 @@ func containerInspect(c *enginev1.Container) container.InspectResponse {
 			Status: container.ContainerState(st.GetStatus()), Running: st.GetRunning(), Paused: st.GetPaused(), Restarting: st.GetRestarting(),
 			OOMKilled: st.GetOomKilled(), Dead: st.GetDead(), Pid: int(st.GetPid()), ExitCode: int(st.GetExitCode()), Error: st.GetError(),
 			StartedAt: timeString(st.GetStartedAt()), FinishedAt: timeString(st.GetFinishedAt()),
+			Health: health(st.GetHealth()),
 		},
 		Image: c.GetImageId(), ResolvConfPath: c.GetResolvConfPath(), HostnamePath: c.GetHostnamePath(), HostsPath: c.GetHostsPath(),
 		LogPath: c.GetLogPath(), Name: c.GetName(), RestartCount: int(c.GetRestartCount()), Driver: c.GetDriver(), Platform: "linux",
@@ -224,6 +232,20 @@ func containerInspect(c *enginev1.Container) container.InspectResponse {
 		// least the image's bytes.
 		SizeRw: sizeIfAsked(c, c.GetSizeRw()), SizeRootFs: sizeIfAsked(c, c.GetSizeRootFs()),
 	}
+}
+
+// health is State.Health in dockerd's shape (nil: no health check).
+func health(h *enginev1.Health) *container.Health {
+	if h == nil {
+		return nil
+	}
+	out := &container.Health{Status: container.HealthStatus(h.GetStatus()), FailingStreak: int(h.GetFailingStreak()),
+		Log: []*container.HealthcheckResult{}}
+	for _, l := range h.GetLog() {
+		out.Log = append(out.Log, &container.HealthcheckResult{Start: l.GetStart().AsTime(), End: l.GetEnd().AsTime(),
+			ExitCode: int(l.GetExitCode()), Output: l.GetOutput()})
+	}
+	return out
 }
 
 func sizeIfAsked(c *enginev1.Container, n int64) *int64 {
@@ -287,7 +309,15 @@ func modeBits(m os.FileMode) uint32 {
 func humanStatus(st *enginev1.ContainerState) string {
 	switch st.GetStatus() {
 	case "running":
-		return "Up " + humanDuration(time.Since(st.GetStartedAt().AsTime()))
+		up := "Up " + humanDuration(time.Since(st.GetStartedAt().AsTime()))
+		switch h := st.GetHealth().GetStatus(); h {
+		case "":
+		case "starting":
+			up += " (health: starting)"
+		default:
+			up += " (" + h + ")"
+		}
+		return up
 	case "paused":
 		return "Up " + humanDuration(time.Since(st.GetStartedAt().AsTime())) + " (Paused)"
 	case "exited":
@@ -320,6 +350,10 @@ func (h *handlers) containerCreate(w http.ResponseWriter, r *http.Request, _ map
 	if versionBefore(r.Context(), "1.25") {
 		// Before API 1.25 the client removed --rm containers itself.
 		req.HostConfig.AutoRemove = false
+	}
+	if hc := req.GetConfig().GetHealthcheck(); hc != nil && versionBefore(r.Context(), "1.44") {
+		// StartInterval came with API 1.44; dockerd ignores it before.
+		hc.StartInterval = 0
 	}
 	resp, err := h.engine.ContainerCreate(r.Context(), req)
 	if err != nil {
@@ -358,6 +392,13 @@ func CreateRequest(body []byte) (*enginev1.ContainerCreateRequest, error) {
 		AttachStderr: c.AttachStderr, Tty: c.Tty, OpenStdin: c.OpenStdin, StdinOnce: c.StdinOnce, Env: c.Env,
 		Cmd: c.Cmd, CmdSet: set("Cmd"), Entrypoint: c.Entrypoint, EntrypointSet: set("Entrypoint"),
 		Image: c.Image, WorkingDir: c.WorkingDir, Labels: c.Labels, StopSignal: c.StopSignal,
+	}
+	if h := c.Healthcheck; h != nil {
+		if h.Retries < math.MinInt32 || h.Retries > math.MaxInt32 {
+			return nil, fmt.Errorf("invalid Healthcheck.Retries %d: out of range", h.Retries)
+		}
+		cfg.Healthcheck = &enginev1.HealthConfig{Test: h.Test, Interval: int64(h.Interval), Timeout: int64(h.Timeout),
+			StartPeriod: int64(h.StartPeriod), StartInterval: int64(h.StartInterval), Retries: int32(h.Retries)}
 	}
 	// `--entrypoint ""` arrives as [""]: no entrypoint.
 	if len(cfg.Entrypoint) == 1 && cfg.Entrypoint[0] == "" {

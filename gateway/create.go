@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
-	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -128,9 +127,6 @@ func refuseUnsupported(cr *container.CreateRequest, present map[string]json.RawM
 		if err := unsupportedFields("Config", reflect.ValueOf(cr.Config).Elem(), supportedConfig); err != nil {
 			return err
 		}
-		if err := checkHealthcheck(cr.Config.Healthcheck); err != nil {
-			return err
-		}
 	}
 	hc := cr.HostConfig
 	if hc != nil {
@@ -203,35 +199,6 @@ func allEmpty(v reflect.Value) bool {
 	return true
 }
 
-// minimumDuration is dockerd's for health check intervals and timeouts.
-const minimumDuration = time.Millisecond
-
-// checkHealthcheck validates as dockerd does; health checks do not run
-// yet, so one that asks for a check is refused (NONE, which disables the
-// image's, is what runs).
-func checkHealthcheck(h *container.HealthConfig) error {
-	if h == nil {
-		return nil
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"Interval", h.Interval}, {"Timeout", h.Timeout}, {"StartPeriod", h.StartPeriod}, {"StartInterval", h.StartInterval}} {
-		if d.v != 0 && d.v < minimumDuration {
-			return fmt.Errorf("%s in Healthcheck cannot be less than %s", d.name, minimumDuration)
-		}
-	}
-	if h.Retries < 0 {
-		return errors.New("Retries in Healthcheck cannot be negative")
-	}
-	if len(h.Test) == 0 || (len(h.Test) == 1 && h.Test[0] == "NONE") {
-		if h.Interval == 0 && h.Timeout == 0 && h.StartPeriod == 0 && h.StartInterval == 0 && h.Retries == 0 {
-			return nil
-		}
-	}
-	return errors.New("health checks (Config.Healthcheck) are not supported yet")
-}
-
 // stringsAsLists turns "Cmd": "echo hi" into ["echo hi"], as dockerd's
 // StrSlice reads it (Entrypoint and Shell too).
 func stringsAsLists(body []byte) []byte {
@@ -242,7 +209,8 @@ func stringsAsLists(body []byte) []byte {
 	changed := false
 	for _, k := range []string{"Cmd", "Entrypoint", "Shell"} {
 		var s string
-		if raw, ok := top[k]; ok && json.Unmarshal(raw, &s) == nil {
+		// null is "not set" (Unmarshal leaves s alone for it, no error).
+		if raw, ok := top[k]; ok && string(raw) != "null" && json.Unmarshal(raw, &s) == nil {
 			top[k], _ = json.Marshal([]string{s})
 			changed = true
 		}

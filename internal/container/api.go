@@ -54,6 +54,13 @@ func (s *Service) toProto(r *Record) *enginev1.Container {
 	if !r.FinishedAt.IsZero() {
 		st.FinishedAt = timestamppb.New(r.FinishedAt)
 	}
+	if h := r.Health; h != nil {
+		st.Health = &enginev1.Health{Status: h.Status, FailingStreak: int32(h.FailingStreak)}
+		for _, l := range h.Log {
+			st.Health.Log = append(st.Health.Log, &enginev1.HealthcheckResult{Start: timestamppb.New(l.Start), End: timestamppb.New(l.End),
+				ExitCode: int32(l.ExitCode), Output: l.Output})
+		}
+	}
 	c.State = st
 	c.NetworkSettings = networkSettings(r, hc)
 	for _, mp := range s.recMounts(r) {
@@ -115,9 +122,16 @@ func dirSize(dir string) int64 {
 }
 
 func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerListRequest) (*enginev1.ContainerListResponse, error) {
-	args, err := filters.Parse(req.GetFilters(), "status", "name", "id", "label", "ancestor", "exited", "before", "since", "publish", "expose", "volume")
+	args, err := filters.Parse(req.GetFilters(), "status", "name", "id", "label", "ancestor", "exited", "before", "since", "publish", "expose", "volume", "health")
 	if err != nil {
 		return nil, err
+	}
+	for _, h := range args.Get("health") {
+		switch h {
+		case "none", healthStarting, healthHealthy, healthUnhealthy:
+		default:
+			return nil, errdefs.InvalidArgument(fmt.Errorf("Unrecognised filter value for health: %s", h))
+		}
 	}
 	publish, err := portFilter("publish", args.Get("publish"))
 	if err != nil {
@@ -186,6 +200,9 @@ func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerList
 			continue
 		}
 		if args.Has("id") && !prefixAny(args.Get("id"), r.ID) {
+			continue
+		}
+		if args.Has("health") && !args["health"][healthOf(r)] {
 			continue
 		}
 		if ancestors != nil && !ancestors[r.ImageID] {
@@ -558,4 +575,13 @@ func (s *Service) eventIf(err error, action, ref string, extra map[string]string
 	if rec, err := s.get(ref); err == nil {
 		s.event(action, rec, extra)
 	}
+}
+
+// healthOf is a container's health for ps's health filter: none without
+// a health check state.
+func healthOf(r *Record) string {
+	if r.Health == nil || r.Health.Status == "" {
+		return "none"
+	}
+	return r.Health.Status
 }

@@ -83,7 +83,7 @@ func FuzzContainerCreate(f *testing.F) {
 		}
 		req.Name = name
 		want := proto.Clone(req.GetConfig()).(*enginev1.ContainerConfig)
-		rec, err := newRecord(req, imgCfg, "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+		rec, err := newRecord(req, imgCfg, nil, "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
 		if err != nil {
 			if c := errdefs.Code(err); c != codes.InvalidArgument {
 				t.Fatalf("create validation: %v (%v), want InvalidArgument", err, c)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/oci"
+	"github.com/engined/engined/internal/shimclient"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 	shimv1 "github.com/engined/engined/proto/shim/v1"
 )
@@ -44,6 +45,16 @@ func (e *execProc) inspect() *enginev1.ExecInspectResponse {
 	defer e.mu.Unlock()
 	return &enginev1.ExecInspectResponse{Id: e.id, ContainerId: e.containerID, Running: e.running,
 		ExitCode: e.exitCode, Pid: int32(e.pid), Config: e.config}
+}
+
+// fail ends an exec whose process could not run with code.
+func (e *execProc) fail(code int32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.exitCode == nil {
+		e.exitCode = &code
+		close(e.done)
+	}
 }
 
 // ContainerExecCreate registers an exec in a running container.
@@ -73,7 +84,7 @@ func (s *Service) ContainerExecCreate(ctx context.Context, req *enginev1.Contain
 	s.mu.Lock()
 	s.execs[e.id] = e
 	s.mu.Unlock()
-	s.event("exec_create: "+strings.Join(cfg.GetCmd(), " "), rec, map[string]string{"execID": e.id})
+	s.event(execAction("exec_create", cfg.GetCmd()), rec, map[string]string{"execID": e.id})
 	return &enginev1.ContainerExecCreateResponse{Id: e.id}, nil
 }
 
@@ -128,50 +139,14 @@ func (s *Service) ExecStart(stream enginev1.Engine_ExecStartServer) error {
 	}
 	e.started = true
 	e.mu.Unlock()
-	client := s.shim(e.containerID)
-	rec, err := s.get(e.containerID)
+	started, failed, err := s.startExec(ctx, s.ctx, e, !opts.GetDetach())
 	if err != nil {
 		return err
 	}
-	if client == nil || rec.Status != "running" {
-		return errdefs.Conflict(fmt.Errorf("container %s is not running", e.containerID))
+	if failed != nil {
+		return s.execFailed(e, stream, opts, failed.code, failed.msg)
 	}
-	if client.Version < 2 {
-		return s.execFailed(e, stream, opts, 126, "this container runs under a shim from an older engined, which cannot exec; restart the container to exec in it")
-	}
-	proc, err := s.execProcess(rec, e.config)
-	if err != nil {
-		return s.execFailed(e, stream, opts, 126, err.Error())
-	}
-	raw, err := json.Marshal(proc)
-	if err != nil {
-		return err
-	}
-	cfg := e.config
-	if _, err := client.Exec(ctx, &shimv1.ExecRequest{ExecId: e.id, Process: raw, Stdin: cfg.GetAttachStdin() && !opts.GetDetach(), Tty: cfg.GetTty()}); err != nil {
-		return s.execFailed(e, stream, opts, 126, grpcMessage(err))
-	}
-	// The output stream is opened before the process starts, so none of
-	// it is missed; a detached exec's output is read and dropped.
-	outCtx, cancelOut := context.WithCancel(s.ctx)
-	out, err := client.Output(outCtx, &shimv1.OutputRequest{ExecId: e.id})
-	if err != nil {
-		cancelOut()
-		return fmt.Errorf("exec output: %w", err)
-	}
-	resp, err := client.Start(ctx, &shimv1.StartRequest{ExecId: e.id})
-	if err != nil {
-		cancelOut()
-		code := int32(126)
-		if msg := grpcMessage(err); strings.Contains(msg, "not found") || strings.Contains(msg, "no such file") {
-			code = 127
-		}
-		return s.execFailed(e, stream, opts, code, "OCI runtime exec failed: "+strings.TrimPrefix(grpcMessage(err), "start process: "))
-	}
-	e.mu.Lock()
-	e.running, e.pid = true, int(resp.GetPid())
-	e.mu.Unlock()
-	s.event("exec_start: "+strings.Join(cfg.GetCmd(), " "), rec, map[string]string{"execID": e.id})
+	client, out, cancelOut, cfg := started.client, started.out, started.cancel, e.config
 	if cs := cfg.GetConsoleSize(); cfg.GetTty() && len(cs) == 2 && cs[0] > 0 && cs[1] > 0 {
 		client.ResizePty(ctx, &shimv1.ResizePtyRequest{ExecId: e.id, Height: cs[0], Width: cs[1]})
 	}
@@ -267,14 +242,86 @@ func (s *Service) ExecStart(stream enginev1.Engine_ExecStartServer) error {
 	return nil
 }
 
+// A startedExec is an exec whose process runs: its output comes on out
+// until the process closes it, or until cancel.
+type startedExec struct {
+	client *shimclient.Client
+	out    shimv1.Shim_OutputClient
+	cancel context.CancelFunc
+}
+
+// execFailure is the outcome of an exec whose process could not run.
+type execFailure struct {
+	code int32
+	msg  string
+}
+
+// startExec starts a created exec's process in its running container
+// (docker exec and health checks alike): the shim registers the
+// process, the output stream is opened (under outCtx) before the process
+// starts so none of it is missed, then it starts and exec_start is
+// logged. A process that cannot run is a failure (the exec's outcome);
+// err is the call's own.
+func (s *Service) startExec(ctx, outCtx context.Context, e *execProc, stdin bool) (*startedExec, *execFailure, error) {
+	client := s.shim(e.containerID)
+	rec, err := s.get(e.containerID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if client == nil || rec.Status != "running" {
+		return nil, nil, errdefs.Conflict(fmt.Errorf("container %s is not running", e.containerID))
+	}
+	if client.Version < 2 {
+		return nil, &execFailure{126, "this container runs under a shim from an older engined, which cannot exec; restart the container to exec in it"}, nil
+	}
+	cfg := e.config
+	proc, err := s.execProcess(rec, cfg)
+	if err != nil {
+		return nil, &execFailure{126, err.Error()}, nil
+	}
+	raw, err := json.Marshal(proc)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := client.Exec(ctx, &shimv1.ExecRequest{ExecId: e.id, Process: raw, Stdin: cfg.GetAttachStdin() && stdin, Tty: cfg.GetTty()}); err != nil {
+		return nil, &execFailure{126, grpcMessage(err)}, nil
+	}
+	outCtx, cancelOut := context.WithCancel(outCtx)
+	out, err := client.Output(outCtx, &shimv1.OutputRequest{ExecId: e.id})
+	if err != nil {
+		cancelOut()
+		return nil, nil, fmt.Errorf("exec output: %w", err)
+	}
+	resp, err := client.Start(ctx, &shimv1.StartRequest{ExecId: e.id})
+	if err != nil {
+		cancelOut()
+		code := int32(126)
+		if msg := grpcMessage(err); strings.Contains(msg, "not found") || strings.Contains(msg, "no such file") {
+			code = 127
+		}
+		return nil, &execFailure{code, "OCI runtime exec failed: " + strings.TrimPrefix(grpcMessage(err), "start process: ")}, nil
+	}
+	e.mu.Lock()
+	e.running, e.pid = true, int(resp.GetPid())
+	e.mu.Unlock()
+	s.event(execAction("exec_start", cfg.GetCmd()), rec, map[string]string{"execID": e.id})
+	return &startedExec{client: client, out: out, cancel: cancelOut}, nil, nil
+}
+
+// execAction is an exec event's action as dockerd words it: the
+// command's first word, a space, then the rest ("exec_start: true ").
+func execAction(kind string, cmd []string) string {
+	if len(cmd) == 0 {
+		return kind + ":  "
+	}
+	return kind + ": " + cmd[0] + " " + strings.Join(cmd[1:], " ")
+}
+
 // execFailed ends an exec whose process could not run. As with dockerd,
 // that is the exec's outcome (126, or 127 for a command not found), and
 // the client hears why on the exec's stderr.
 func (s *Service) execFailed(e *execProc, stream enginev1.Engine_ExecStartServer, opts *enginev1.ExecStartOptions, code int32, msg string) error {
-	e.mu.Lock()
-	e.exitCode = &code
-	close(e.done)
-	e.mu.Unlock()
+	e.fail(code)
 	if err := stream.Send(&enginev1.LogEntry{}); err != nil || opts.GetDetach() {
 		return err
 	}
@@ -327,8 +374,10 @@ func (s *Service) execExited(id, execID string, st *shimv1.ExitStatus) {
 	}
 	code := st.GetCode()
 	e.exitCode, e.running = &code, false
-	close(e.done)
+	// Logged before anyone waiting hears of the exit: a health check's
+	// health_status comes after its probe's exec_die, as with dockerd.
 	s.eventIf(nil, "exec_die", id, map[string]string{"execID": execID, "exitCode": strconv.Itoa(int(code))})
+	close(e.done)
 }
 
 // dropExecs forgets a container's execs when it stops, as dockerd does.

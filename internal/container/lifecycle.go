@@ -168,12 +168,14 @@ func (s *Service) start(ctx context.Context, rec *Record) error {
 	if _, err := s.update(rec.ID, func(r *Record) error {
 		r.Status, r.Pid, r.StartedAt, r.Error, r.ExitCode, r.OOMKilled = "running", int(resp.GetPid()), time.Now().UTC(), "", 0, false
 		r.FinishedAt, r.StopRequested = time.Time{}, false
+		resetHealth(r)
 		return nil
 	}); err != nil {
 		return err
 	}
 	s.eventIf(nil, "start", rec.ID, nil)
 	s.monitor(rec.ID, client)
+	s.startHealth(rec.ID)
 	// Where a start's time goes, which the benchmarks follow.
 	s.cfg.Logger.Debug("container started", "id", rec.ID[:12], "spec", specDone.Sub(began), "shim", shimDone.Sub(specDone),
 		"create", createDone.Sub(shimDone), "network", attachDone.Sub(createDone), "start", startDone.Sub(attachDone),
@@ -505,6 +507,7 @@ func (s *Service) lostShim(id string, client *shimclient.Client, err error) {
 // (shim, state directory, rootfs mount) can never race the next run's
 // start, nor a removal's own cleanup.
 func (s *Service) exited(id string, client *shimclient.Client, e *shimv1.ExitStatus) {
+	s.stopHealth(id)
 	s.dropExecs(id)
 	s.cleanupRun(id, client)
 	rec, err := s.get(id)
@@ -530,6 +533,7 @@ func (s *Service) exited(id string, client *shimclient.Client, e *shimv1.ExitSta
 	var restart bool
 	rec, err = s.update(id, func(r *Record) error {
 		exitFrom(r, e)
+		healthStopped(r)
 		hc, _ := r.hostConfig()
 		if restart = shouldRestart(hc, r); restart {
 			r.Status = "restarting"
@@ -797,7 +801,9 @@ func (s *Service) Pause(ctx context.Context, ref string) error {
 	if _, err := client.Pause(ctx, &shimv1.PauseRequest{}); err != nil {
 		return err
 	}
-	_, err = s.update(rec.ID, func(r *Record) error { r.Status = "paused"; return nil })
+	// A paused container's health is not checked (dockerd: unhealthy).
+	s.stopHealth(rec.ID)
+	_, err = s.update(rec.ID, func(r *Record) error { r.Status = "paused"; healthStopped(r); return nil })
 	return err
 }
 
@@ -814,8 +820,11 @@ func (s *Service) Unpause(ctx context.Context, ref string) error {
 	if _, err := client.Resume(ctx, &shimv1.ResumeRequest{}); err != nil {
 		return err
 	}
-	_, err = s.update(rec.ID, func(r *Record) error { r.Status = "running"; return nil })
-	return err
+	if _, err = s.update(rec.ID, func(r *Record) error { r.Status = "running"; return nil }); err != nil {
+		return err
+	}
+	s.startHealth(rec.ID)
+	return nil
 }
 
 // Remove deletes a container; a running one only with force.
@@ -877,6 +886,7 @@ func (s *Service) removeRecord(rec *Record, volumes bool) error {
 	s.releaseRunMounts(rec)
 	s.releaseVolumes(context.Background(), rec, volumes)
 	s.event("destroy", rec, nil)
+	s.stopHealth(rec.ID)
 	s.mu.Lock()
 	delete(s.restartDelay, rec.ID)
 	s.removedExit[rec.ID] = rec.ExitCode

@@ -52,6 +52,24 @@ type Record struct {
 	// Mounts are the container's volumes, binds and tmpfs mounts,
 	// resolved at create; null in records from before engined kept them.
 	Mounts []MountPoint `json:"mounts"`
+	// Health is the health check's state (dockerd's State.Health): set
+	// when a container with a health check starts, kept after it stops.
+	Health *Health `json:"health,omitempty"`
+}
+
+// Health is a container's health check state.
+type Health struct {
+	Status        string         `json:"status"` // starting, healthy, unhealthy
+	FailingStreak int            `json:"failingStreak"`
+	Log           []HealthResult `json:"log"` // the last results, oldest first
+}
+
+// HealthResult is one probe's result.
+type HealthResult struct {
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	ExitCode int       `json:"exitCode"`
+	Output   string    `json:"output"`
 }
 
 func (r *Record) config() (*enginev1.ContainerConfig, error) {

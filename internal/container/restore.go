@@ -79,6 +79,11 @@ func (s *Service) reconnect(ctx context.Context, r *Record) {
 				return
 			}
 			s.monitor(r.ID, client)
+			// The health check goes on where it was (the state is the
+			// record's); a paused container's resumes at unpause.
+			if r.Status == "running" {
+				s.startHealth(r.ID)
+			}
 			s.cfg.Logger.Info("reconnected to container", "id", r.ID[:12])
 			return
 		}

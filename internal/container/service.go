@@ -73,7 +73,8 @@ type Service struct {
 	removedExit  map[string]int
 	removedOrder []string
 	execs        map[string]*execProc
-	restartDelay map[string]time.Duration // the last restart delay, per container
+	restartDelay map[string]time.Duration  // the last restart delay, per container
+	health       map[string]*healthMonitor // running health checks, per container
 
 	wg     sync.WaitGroup // monitors
 	ctx    context.Context
@@ -92,7 +93,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{cfg: cfg, shims: map[string]*shimclient.Client{}, changed: map[string]chan struct{}{},
-		locks: map[string]*sync.Mutex{}, removedExit: map[string]int{}, execs: map[string]*execProc{}, restartDelay: map[string]time.Duration{}, ctx: ctx, cancel: cancel}, nil
+		locks: map[string]*sync.Mutex{}, removedExit: map[string]int{}, execs: map[string]*execProc{}, restartDelay: map[string]time.Duration{}, health: map[string]*healthMonitor{}, ctx: ctx, cancel: cancel}, nil
 }
 
 // Close stops watching shims; the containers keep running.
@@ -248,7 +249,11 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 	if err != nil {
 		return nil, err
 	}
-	rec, err := newRecord(req, imgCfg, img.ID.String())
+	imgHealth, err := s.cfg.Images.Healthcheck(img)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := newRecord(req, imgCfg, imgHealth, img.ID.String())
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +335,7 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 
 // newRecord validates a create request against the image's run config and
 // builds the container's record; it touches neither disk nor store.
-func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID string) (*Record, error) {
+func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imgHealth *enginev1.HealthConfig, imageID string) (*Record, error) {
 	cfg := req.GetConfig()
 	if cfg == nil {
 		return nil, errdefs.InvalidArgument(errors.New("config.Image must be set"))
@@ -402,6 +407,7 @@ func newRecord(req *enginev1.ContainerCreateRequest, imgCfg v1.Config, imageID s
 		}
 	}
 	slices.Sort(cfg.Volumes)
+	cfg.Healthcheck = mergeHealthcheck(cfg.GetHealthcheck(), imgHealth)
 	argv := append(append([]string(nil), entrypoint...), cmd...)
 	if len(argv) == 0 {
 		return nil, errdefs.InvalidArgument(errors.New("no command specified"))

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -42,6 +43,50 @@ func validateConfig(cfg *enginev1.ContainerConfig) error {
 	if s := cfg.GetStopSignal(); s != "" {
 		if _, err := parseSignal(s); err != nil {
 			return err
+		}
+	}
+	return validateHealthcheck(cfg.GetHealthcheck())
+}
+
+// minimumHealthDuration is dockerd's least health check interval,
+// timeout, start period and start interval (0 means the default).
+const minimumHealthDuration = time.Millisecond
+
+// validateHealthcheck checks a create request's health check with
+// dockerd's messages. Beyond dockerd, a test type that would never run
+// (dockerd ignores it with a warning in its log) is refused.
+func validateHealthcheck(h *enginev1.HealthConfig) error {
+	if h == nil {
+		return nil
+	}
+	for _, d := range []struct {
+		name string
+		v    int64
+	}{{"Interval", h.GetInterval()}, {"Timeout", h.GetTimeout()}} {
+		if d.v != 0 && time.Duration(d.v) < minimumHealthDuration {
+			return invalid("%s in Healthcheck cannot be less than %s", d.name, minimumHealthDuration)
+		}
+	}
+	if h.GetRetries() < 0 {
+		return invalid("Retries in Healthcheck cannot be negative")
+	}
+	for _, d := range []struct {
+		name string
+		v    int64
+	}{{"StartPeriod", h.GetStartPeriod()}, {"StartInterval", h.GetStartInterval()}} {
+		if d.v != 0 && time.Duration(d.v) < minimumHealthDuration {
+			return invalid("%s in Healthcheck cannot be less than %s", d.name, minimumHealthDuration)
+		}
+	}
+	if t := h.GetTest(); len(t) > 0 {
+		switch t[0] {
+		case "NONE":
+		case "CMD", "CMD-SHELL":
+			if len(t) < 2 || len(t) == 2 && strings.TrimSpace(t[1]) == "" && t[0] == "CMD-SHELL" || t[0] == "CMD" && t[1] == "" {
+				return invalid("Healthcheck %s needs a command: %q", t[0], t)
+			}
+		default:
+			return invalid("unknown Healthcheck type '%s' (Test must start with NONE, CMD or CMD-SHELL)", t[0])
 		}
 	}
 	return nil

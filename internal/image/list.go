@@ -3,7 +3,9 @@ package image
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -224,4 +226,31 @@ func (s *Service) RunConfig(r *Record) (v1.Config, error) {
 		return v1.Config{}, err
 	}
 	return cfg.Config, nil
+}
+
+// Healthcheck is the image's HEALTHCHECK (nil: none), read from the raw
+// config: go-containerregistry's type has no StartInterval.
+func (s *Service) Healthcheck(r *Record) (*enginev1.HealthConfig, error) {
+	_, raw, err := s.config(r)
+	if err != nil {
+		return nil, err
+	}
+	var cfg struct {
+		Config struct {
+			Healthcheck *struct {
+				Test                                          []string
+				Interval, Timeout, StartPeriod, StartInterval int64
+				Retries                                       int64
+			}
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("image %s config: %w", r.ID, err)
+	}
+	h := cfg.Config.Healthcheck
+	if h == nil {
+		return nil, nil
+	}
+	return &enginev1.HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod,
+		StartInterval: h.StartInterval, Retries: int32(min(max(h.Retries, 0), math.MaxInt32))}, nil
 }

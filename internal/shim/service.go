@@ -959,3 +959,19 @@ func (s *Service) Update(ctx context.Context, req *shimv1.UpdateRequest) (*shimv
 	}
 	return &shimv1.UpdateResponse{}, nil
 }
+
+// DeleteExec forgets an exec whose process has exited (or never
+// started); a running one stays.
+func (s *Service) DeleteExec(ctx context.Context, req *shimv1.DeleteExecRequest) (*shimv1.DeleteExecResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.execs[req.GetExecId()]
+	if p == nil {
+		return &shimv1.DeleteExecResponse{}, nil
+	}
+	if p.started && p.exit == nil {
+		return nil, fmt.Errorf("exec %q is running", req.GetExecId())
+	}
+	delete(s.execs, req.GetExecId())
+	return &shimv1.DeleteExecResponse{}, nil
+}

@@ -4486,8 +4486,11 @@ type ContainerConfig struct {
 	Labels        map[string]string `protobuf:"bytes,18,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	StopSignal    string            `protobuf:"bytes,19,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
 	// stop_timeout in seconds; unset means the engine default (10).
-	StopTimeout   *int32   `protobuf:"varint,20,opt,name=stop_timeout,json=stopTimeout,proto3,oneof" json:"stop_timeout,omitempty"`
-	Volumes       []string `protobuf:"bytes,21,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	StopTimeout *int32   `protobuf:"varint,20,opt,name=stop_timeout,json=stopTimeout,proto3,oneof" json:"stop_timeout,omitempty"`
+	Volumes     []string `protobuf:"bytes,21,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// healthcheck is Docker's Config.Healthcheck: as asked at create, then
+	// merged with the image's HEALTHCHECK (what runs). Unset: none.
+	Healthcheck   *HealthConfig `protobuf:"bytes,150,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4669,6 +4672,233 @@ func (x *ContainerConfig) GetVolumes() []string {
 	return nil
 }
 
+func (x *ContainerConfig) GetHealthcheck() *HealthConfig {
+	if x != nil {
+		return x.Healthcheck
+	}
+	return nil
+}
+
+// HealthConfig is Docker's HealthConfig (HEALTHCHECK, --health-*).
+// Durations are nanoseconds; 0 means the default (inherit).
+type HealthConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// test: [] inherit, ["NONE"], ["CMD", args...] or ["CMD-SHELL", command].
+	Test          []string `protobuf:"bytes,1,rep,name=test,proto3" json:"test,omitempty"`
+	Interval      int64    `protobuf:"varint,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	Timeout       int64    `protobuf:"varint,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	StartPeriod   int64    `protobuf:"varint,4,opt,name=start_period,json=startPeriod,proto3" json:"start_period,omitempty"`
+	StartInterval int64    `protobuf:"varint,5,opt,name=start_interval,json=startInterval,proto3" json:"start_interval,omitempty"`
+	Retries       int32    `protobuf:"varint,6,opt,name=retries,proto3" json:"retries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthConfig) Reset() {
+	*x = HealthConfig{}
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthConfig) ProtoMessage() {}
+
+func (x *HealthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
+func (*HealthConfig) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *HealthConfig) GetTest() []string {
+	if x != nil {
+		return x.Test
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetInterval() int64 {
+	if x != nil {
+		return x.Interval
+	}
+	return 0
+}
+
+func (x *HealthConfig) GetTimeout() int64 {
+	if x != nil {
+		return x.Timeout
+	}
+	return 0
+}
+
+func (x *HealthConfig) GetStartPeriod() int64 {
+	if x != nil {
+		return x.StartPeriod
+	}
+	return 0
+}
+
+func (x *HealthConfig) GetStartInterval() int64 {
+	if x != nil {
+		return x.StartInterval
+	}
+	return 0
+}
+
+func (x *HealthConfig) GetRetries() int32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+// Health is Docker's State.Health: the health check's state.
+type Health struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// status: starting, healthy or unhealthy.
+	Status        string `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	FailingStreak int32  `protobuf:"varint,2,opt,name=failing_streak,json=failingStreak,proto3" json:"failing_streak,omitempty"`
+	// log holds the last results, oldest first (at most 5).
+	Log           []*HealthcheckResult `protobuf:"bytes,3,rep,name=log,proto3" json:"log,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Health) Reset() {
+	*x = Health{}
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Health) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Health) ProtoMessage() {}
+
+func (x *Health) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Health.ProtoReflect.Descriptor instead.
+func (*Health) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *Health) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Health) GetFailingStreak() int32 {
+	if x != nil {
+		return x.FailingStreak
+	}
+	return 0
+}
+
+func (x *Health) GetLog() []*HealthcheckResult {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
+type HealthcheckResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Start *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	End   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	// exit_code: 0 healthy, 1 unhealthy, -1 the probe could not run or
+	// timed out.
+	ExitCode      int32  `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Output        string `protobuf:"bytes,4,opt,name=output,proto3" json:"output,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthcheckResult) Reset() {
+	*x = HealthcheckResult{}
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthcheckResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthcheckResult) ProtoMessage() {}
+
+func (x *HealthcheckResult) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthcheckResult.ProtoReflect.Descriptor instead.
+func (*HealthcheckResult) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *HealthcheckResult) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *HealthcheckResult) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *HealthcheckResult) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *HealthcheckResult) GetOutput() string {
+	if x != nil {
+		return x.Output
+	}
+	return ""
+}
+
 type Ulimit struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -4680,7 +4910,7 @@ type Ulimit struct {
 
 func (x *Ulimit) Reset() {
 	*x = Ulimit{}
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4692,7 +4922,7 @@ func (x *Ulimit) String() string {
 func (*Ulimit) ProtoMessage() {}
 
 func (x *Ulimit) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4705,7 +4935,7 @@ func (x *Ulimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ulimit.ProtoReflect.Descriptor instead.
 func (*Ulimit) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *Ulimit) GetName() string {
@@ -4739,7 +4969,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4751,7 +4981,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4764,7 +4994,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *RestartPolicy) GetName() string {
@@ -4791,7 +5021,7 @@ type LogConfig struct {
 
 func (x *LogConfig) Reset() {
 	*x = LogConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4803,7 +5033,7 @@ func (x *LogConfig) String() string {
 func (*LogConfig) ProtoMessage() {}
 
 func (x *LogConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4816,7 +5046,7 @@ func (x *LogConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogConfig.ProtoReflect.Descriptor instead.
 func (*LogConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *LogConfig) GetType() string {
@@ -4900,7 +5130,7 @@ type HostConfig struct {
 
 func (x *HostConfig) Reset() {
 	*x = HostConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4912,7 +5142,7 @@ func (x *HostConfig) String() string {
 func (*HostConfig) ProtoMessage() {}
 
 func (x *HostConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4925,7 +5155,7 @@ func (x *HostConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostConfig.ProtoReflect.Descriptor instead.
 func (*HostConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *HostConfig) GetBinds() []string {
@@ -5285,7 +5515,7 @@ type PortBinding struct {
 
 func (x *PortBinding) Reset() {
 	*x = PortBinding{}
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5297,7 +5527,7 @@ func (x *PortBinding) String() string {
 func (*PortBinding) ProtoMessage() {}
 
 func (x *PortBinding) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5310,7 +5540,7 @@ func (x *PortBinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortBinding.ProtoReflect.Descriptor instead.
 func (*PortBinding) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *PortBinding) GetContainerPort() string {
@@ -5345,7 +5575,7 @@ type HostPort struct {
 
 func (x *HostPort) Reset() {
 	*x = HostPort{}
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5357,7 +5587,7 @@ func (x *HostPort) String() string {
 func (*HostPort) ProtoMessage() {}
 
 func (x *HostPort) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5370,7 +5600,7 @@ func (x *HostPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPort.ProtoReflect.Descriptor instead.
 func (*HostPort) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *HostPort) GetHostIp() string {
@@ -5398,7 +5628,7 @@ type HostPorts struct {
 
 func (x *HostPorts) Reset() {
 	*x = HostPorts{}
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5410,7 +5640,7 @@ func (x *HostPorts) String() string {
 func (*HostPorts) ProtoMessage() {}
 
 func (x *HostPorts) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5423,7 +5653,7 @@ func (x *HostPorts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPorts.ProtoReflect.Descriptor instead.
 func (*HostPorts) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *HostPorts) GetBindings() []*HostPort {
@@ -5445,7 +5675,7 @@ type DeviceMapping struct {
 
 func (x *DeviceMapping) Reset() {
 	*x = DeviceMapping{}
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5457,7 +5687,7 @@ func (x *DeviceMapping) String() string {
 func (*DeviceMapping) ProtoMessage() {}
 
 func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5470,7 +5700,7 @@ func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceMapping.ProtoReflect.Descriptor instead.
 func (*DeviceMapping) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *DeviceMapping) GetPathOnHost() string {
@@ -5521,7 +5751,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5533,7 +5763,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5546,7 +5776,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *Mount) GetType() string {
@@ -5672,7 +5902,7 @@ type ContainerCreateRequest struct {
 
 func (x *ContainerCreateRequest) Reset() {
 	*x = ContainerCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5684,7 +5914,7 @@ func (x *ContainerCreateRequest) String() string {
 func (*ContainerCreateRequest) ProtoMessage() {}
 
 func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5697,7 +5927,7 @@ func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ContainerCreateRequest) GetName() string {
@@ -5758,7 +5988,7 @@ type EndpointConfig struct {
 
 func (x *EndpointConfig) Reset() {
 	*x = EndpointConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5770,7 +6000,7 @@ func (x *EndpointConfig) String() string {
 func (*EndpointConfig) ProtoMessage() {}
 
 func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5783,7 +6013,7 @@ func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointConfig.ProtoReflect.Descriptor instead.
 func (*EndpointConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *EndpointConfig) GetIpv4Address() string {
@@ -5824,7 +6054,7 @@ type ContainerCreateResponse struct {
 
 func (x *ContainerCreateResponse) Reset() {
 	*x = ContainerCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5836,7 +6066,7 @@ func (x *ContainerCreateResponse) String() string {
 func (*ContainerCreateResponse) ProtoMessage() {}
 
 func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5849,7 +6079,7 @@ func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ContainerCreateResponse) GetId() string {
@@ -5870,24 +6100,26 @@ type ContainerState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// status is Docker's: created, running, paused, restarting, removing,
 	// exited, dead.
-	Status        string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
-	Running       bool                   `protobuf:"varint,2,opt,name=running,proto3" json:"running,omitempty"`
-	Paused        bool                   `protobuf:"varint,3,opt,name=paused,proto3" json:"paused,omitempty"`
-	Restarting    bool                   `protobuf:"varint,4,opt,name=restarting,proto3" json:"restarting,omitempty"`
-	OomKilled     bool                   `protobuf:"varint,5,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
-	Dead          bool                   `protobuf:"varint,6,opt,name=dead,proto3" json:"dead,omitempty"`
-	Pid           int64                  `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,8,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Error         string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	Status     string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	Running    bool                   `protobuf:"varint,2,opt,name=running,proto3" json:"running,omitempty"`
+	Paused     bool                   `protobuf:"varint,3,opt,name=paused,proto3" json:"paused,omitempty"`
+	Restarting bool                   `protobuf:"varint,4,opt,name=restarting,proto3" json:"restarting,omitempty"`
+	OomKilled  bool                   `protobuf:"varint,5,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	Dead       bool                   `protobuf:"varint,6,opt,name=dead,proto3" json:"dead,omitempty"`
+	Pid        int64                  `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
+	ExitCode   int32                  `protobuf:"varint,8,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Error      string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// health is set for a container with a health check that has run.
+	Health        *Health `protobuf:"bytes,150,opt,name=health,proto3" json:"health,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerState) Reset() {
 	*x = ContainerState{}
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5899,7 +6131,7 @@ func (x *ContainerState) String() string {
 func (*ContainerState) ProtoMessage() {}
 
 func (x *ContainerState) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5912,7 +6144,7 @@ func (x *ContainerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerState.ProtoReflect.Descriptor instead.
 func (*ContainerState) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ContainerState) GetStatus() string {
@@ -5992,6 +6224,13 @@ func (x *ContainerState) GetFinishedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ContainerState) GetHealth() *Health {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
 type Container struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -6024,7 +6263,7 @@ type Container struct {
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6036,7 +6275,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6049,7 +6288,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *Container) GetId() string {
@@ -6222,7 +6461,7 @@ type NetworkSettings struct {
 
 func (x *NetworkSettings) Reset() {
 	*x = NetworkSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6234,7 +6473,7 @@ func (x *NetworkSettings) String() string {
 func (*NetworkSettings) ProtoMessage() {}
 
 func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6247,7 +6486,7 @@ func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSettings.ProtoReflect.Descriptor instead.
 func (*NetworkSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *NetworkSettings) GetSandboxId() string {
@@ -6301,7 +6540,7 @@ type EndpointSettings struct {
 
 func (x *EndpointSettings) Reset() {
 	*x = EndpointSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6313,7 +6552,7 @@ func (x *EndpointSettings) String() string {
 func (*EndpointSettings) ProtoMessage() {}
 
 func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6326,7 +6565,7 @@ func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSettings.ProtoReflect.Descriptor instead.
 func (*EndpointSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *EndpointSettings) GetNetworkId() string {
@@ -6409,7 +6648,7 @@ type ContainerInspectRequest struct {
 
 func (x *ContainerInspectRequest) Reset() {
 	*x = ContainerInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6421,7 +6660,7 @@ func (x *ContainerInspectRequest) String() string {
 func (*ContainerInspectRequest) ProtoMessage() {}
 
 func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6434,7 +6673,7 @@ func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInspectRequest.ProtoReflect.Descriptor instead.
 func (*ContainerInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ContainerInspectRequest) GetId() string {
@@ -6463,7 +6702,7 @@ type ContainerListRequest struct {
 
 func (x *ContainerListRequest) Reset() {
 	*x = ContainerListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6475,7 +6714,7 @@ func (x *ContainerListRequest) String() string {
 func (*ContainerListRequest) ProtoMessage() {}
 
 func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6488,7 +6727,7 @@ func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListRequest.ProtoReflect.Descriptor instead.
 func (*ContainerListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ContainerListRequest) GetAll() bool {
@@ -6528,7 +6767,7 @@ type ContainerListResponse struct {
 
 func (x *ContainerListResponse) Reset() {
 	*x = ContainerListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6540,7 +6779,7 @@ func (x *ContainerListResponse) String() string {
 func (*ContainerListResponse) ProtoMessage() {}
 
 func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6553,7 +6792,7 @@ func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListResponse.ProtoReflect.Descriptor instead.
 func (*ContainerListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ContainerListResponse) GetContainers() []*Container {
@@ -6572,7 +6811,7 @@ type ContainerStartRequest struct {
 
 func (x *ContainerStartRequest) Reset() {
 	*x = ContainerStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6584,7 +6823,7 @@ func (x *ContainerStartRequest) String() string {
 func (*ContainerStartRequest) ProtoMessage() {}
 
 func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6597,7 +6836,7 @@ func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ContainerStartRequest) GetId() string {
@@ -6615,7 +6854,7 @@ type ContainerStartResponse struct {
 
 func (x *ContainerStartResponse) Reset() {
 	*x = ContainerStartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6627,7 +6866,7 @@ func (x *ContainerStartResponse) String() string {
 func (*ContainerStartResponse) ProtoMessage() {}
 
 func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6640,7 +6879,7 @@ func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
 }
 
 type ContainerStopRequest struct {
@@ -6656,7 +6895,7 @@ type ContainerStopRequest struct {
 
 func (x *ContainerStopRequest) Reset() {
 	*x = ContainerStopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6668,7 +6907,7 @@ func (x *ContainerStopRequest) String() string {
 func (*ContainerStopRequest) ProtoMessage() {}
 
 func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6681,7 +6920,7 @@ func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *ContainerStopRequest) GetId() string {
@@ -6713,7 +6952,7 @@ type ContainerStopResponse struct {
 
 func (x *ContainerStopResponse) Reset() {
 	*x = ContainerStopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6725,7 +6964,7 @@ func (x *ContainerStopResponse) String() string {
 func (*ContainerStopResponse) ProtoMessage() {}
 
 func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6738,7 +6977,7 @@ func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
 }
 
 type ContainerRestartRequest struct {
@@ -6752,7 +6991,7 @@ type ContainerRestartRequest struct {
 
 func (x *ContainerRestartRequest) Reset() {
 	*x = ContainerRestartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6764,7 +7003,7 @@ func (x *ContainerRestartRequest) String() string {
 func (*ContainerRestartRequest) ProtoMessage() {}
 
 func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6777,7 +7016,7 @@ func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRestartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ContainerRestartRequest) GetId() string {
@@ -6809,7 +7048,7 @@ type ContainerRestartResponse struct {
 
 func (x *ContainerRestartResponse) Reset() {
 	*x = ContainerRestartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6821,7 +7060,7 @@ func (x *ContainerRestartResponse) String() string {
 func (*ContainerRestartResponse) ProtoMessage() {}
 
 func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6834,7 +7073,7 @@ func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRestartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
 }
 
 type ContainerKillRequest struct {
@@ -6847,7 +7086,7 @@ type ContainerKillRequest struct {
 
 func (x *ContainerKillRequest) Reset() {
 	*x = ContainerKillRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6859,7 +7098,7 @@ func (x *ContainerKillRequest) String() string {
 func (*ContainerKillRequest) ProtoMessage() {}
 
 func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6872,7 +7111,7 @@ func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillRequest.ProtoReflect.Descriptor instead.
 func (*ContainerKillRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ContainerKillRequest) GetId() string {
@@ -6897,7 +7136,7 @@ type ContainerKillResponse struct {
 
 func (x *ContainerKillResponse) Reset() {
 	*x = ContainerKillResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6909,7 +7148,7 @@ func (x *ContainerKillResponse) String() string {
 func (*ContainerKillResponse) ProtoMessage() {}
 
 func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6922,7 +7161,7 @@ func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillResponse.ProtoReflect.Descriptor instead.
 func (*ContainerKillResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
 }
 
 type ContainerPauseRequest struct {
@@ -6934,7 +7173,7 @@ type ContainerPauseRequest struct {
 
 func (x *ContainerPauseRequest) Reset() {
 	*x = ContainerPauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6946,7 +7185,7 @@ func (x *ContainerPauseRequest) String() string {
 func (*ContainerPauseRequest) ProtoMessage() {}
 
 func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6959,7 +7198,7 @@ func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ContainerPauseRequest) GetId() string {
@@ -6977,7 +7216,7 @@ type ContainerPauseResponse struct {
 
 func (x *ContainerPauseResponse) Reset() {
 	*x = ContainerPauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6989,7 +7228,7 @@ func (x *ContainerPauseResponse) String() string {
 func (*ContainerPauseResponse) ProtoMessage() {}
 
 func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7002,7 +7241,7 @@ func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
 }
 
 type ContainerUnpauseRequest struct {
@@ -7014,7 +7253,7 @@ type ContainerUnpauseRequest struct {
 
 func (x *ContainerUnpauseRequest) Reset() {
 	*x = ContainerUnpauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7026,7 +7265,7 @@ func (x *ContainerUnpauseRequest) String() string {
 func (*ContainerUnpauseRequest) ProtoMessage() {}
 
 func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7039,7 +7278,7 @@ func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ContainerUnpauseRequest) GetId() string {
@@ -7057,7 +7296,7 @@ type ContainerUnpauseResponse struct {
 
 func (x *ContainerUnpauseResponse) Reset() {
 	*x = ContainerUnpauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7069,7 +7308,7 @@ func (x *ContainerUnpauseResponse) String() string {
 func (*ContainerUnpauseResponse) ProtoMessage() {}
 
 func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7082,7 +7321,7 @@ func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
 }
 
 type ContainerRenameRequest struct {
@@ -7095,7 +7334,7 @@ type ContainerRenameRequest struct {
 
 func (x *ContainerRenameRequest) Reset() {
 	*x = ContainerRenameRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7107,7 +7346,7 @@ func (x *ContainerRenameRequest) String() string {
 func (*ContainerRenameRequest) ProtoMessage() {}
 
 func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7120,7 +7359,7 @@ func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRenameRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ContainerRenameRequest) GetId() string {
@@ -7145,7 +7384,7 @@ type ContainerRenameResponse struct {
 
 func (x *ContainerRenameResponse) Reset() {
 	*x = ContainerRenameResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7157,7 +7396,7 @@ func (x *ContainerRenameResponse) String() string {
 func (*ContainerRenameResponse) ProtoMessage() {}
 
 func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7170,7 +7409,7 @@ func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRenameResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
 }
 
 type ContainerRemoveRequest struct {
@@ -7185,7 +7424,7 @@ type ContainerRemoveRequest struct {
 
 func (x *ContainerRemoveRequest) Reset() {
 	*x = ContainerRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7197,7 +7436,7 @@ func (x *ContainerRemoveRequest) String() string {
 func (*ContainerRemoveRequest) ProtoMessage() {}
 
 func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7210,7 +7449,7 @@ func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ContainerRemoveRequest) GetId() string {
@@ -7249,7 +7488,7 @@ type ContainerRemoveResponse struct {
 
 func (x *ContainerRemoveResponse) Reset() {
 	*x = ContainerRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7261,7 +7500,7 @@ func (x *ContainerRemoveResponse) String() string {
 func (*ContainerRemoveResponse) ProtoMessage() {}
 
 func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7274,7 +7513,7 @@ func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
 }
 
 type ContainerPruneRequest struct {
@@ -7286,7 +7525,7 @@ type ContainerPruneRequest struct {
 
 func (x *ContainerPruneRequest) Reset() {
 	*x = ContainerPruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7298,7 +7537,7 @@ func (x *ContainerPruneRequest) String() string {
 func (*ContainerPruneRequest) ProtoMessage() {}
 
 func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7311,7 +7550,7 @@ func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ContainerPruneRequest) GetFilters() string {
@@ -7331,7 +7570,7 @@ type ContainerPruneResponse struct {
 
 func (x *ContainerPruneResponse) Reset() {
 	*x = ContainerPruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7343,7 +7582,7 @@ func (x *ContainerPruneResponse) String() string {
 func (*ContainerPruneResponse) ProtoMessage() {}
 
 func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7356,7 +7595,7 @@ func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *ContainerPruneResponse) GetDeleted() []string {
@@ -7383,7 +7622,7 @@ type ContainerTopRequest struct {
 
 func (x *ContainerTopRequest) Reset() {
 	*x = ContainerTopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7395,7 +7634,7 @@ func (x *ContainerTopRequest) String() string {
 func (*ContainerTopRequest) ProtoMessage() {}
 
 func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7408,7 +7647,7 @@ func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerTopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *ContainerTopRequest) GetId() string {
@@ -7435,7 +7674,7 @@ type ContainerTopResponse struct {
 
 func (x *ContainerTopResponse) Reset() {
 	*x = ContainerTopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7447,7 +7686,7 @@ func (x *ContainerTopResponse) String() string {
 func (*ContainerTopResponse) ProtoMessage() {}
 
 func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7460,7 +7699,7 @@ func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerTopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *ContainerTopResponse) GetTitles() []string {
@@ -7486,7 +7725,7 @@ type TopRow struct {
 
 func (x *TopRow) Reset() {
 	*x = TopRow{}
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7498,7 +7737,7 @@ func (x *TopRow) String() string {
 func (*TopRow) ProtoMessage() {}
 
 func (x *TopRow) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7511,7 +7750,7 @@ func (x *TopRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopRow.ProtoReflect.Descriptor instead.
 func (*TopRow) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *TopRow) GetFields() []string {
@@ -7532,7 +7771,7 @@ type ContainerResizeRequest struct {
 
 func (x *ContainerResizeRequest) Reset() {
 	*x = ContainerResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7544,7 +7783,7 @@ func (x *ContainerResizeRequest) String() string {
 func (*ContainerResizeRequest) ProtoMessage() {}
 
 func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7557,7 +7796,7 @@ func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeRequest.ProtoReflect.Descriptor instead.
 func (*ContainerResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *ContainerResizeRequest) GetId() string {
@@ -7589,7 +7828,7 @@ type ContainerResizeResponse struct {
 
 func (x *ContainerResizeResponse) Reset() {
 	*x = ContainerResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7601,7 +7840,7 @@ func (x *ContainerResizeResponse) String() string {
 func (*ContainerResizeResponse) ProtoMessage() {}
 
 func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7614,7 +7853,7 @@ func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeResponse.ProtoReflect.Descriptor instead.
 func (*ContainerResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
 }
 
 type ContainerWaitRequest struct {
@@ -7628,7 +7867,7 @@ type ContainerWaitRequest struct {
 
 func (x *ContainerWaitRequest) Reset() {
 	*x = ContainerWaitRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7640,7 +7879,7 @@ func (x *ContainerWaitRequest) String() string {
 func (*ContainerWaitRequest) ProtoMessage() {}
 
 func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7653,7 +7892,7 @@ func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitRequest.ProtoReflect.Descriptor instead.
 func (*ContainerWaitRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *ContainerWaitRequest) GetId() string {
@@ -7680,7 +7919,7 @@ type ContainerWaitResponse struct {
 
 func (x *ContainerWaitResponse) Reset() {
 	*x = ContainerWaitResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7692,7 +7931,7 @@ func (x *ContainerWaitResponse) String() string {
 func (*ContainerWaitResponse) ProtoMessage() {}
 
 func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7705,7 +7944,7 @@ func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitResponse.ProtoReflect.Descriptor instead.
 func (*ContainerWaitResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *ContainerWaitResponse) GetStatusCode() int64 {
@@ -7739,7 +7978,7 @@ type ContainerLogsRequest struct {
 
 func (x *ContainerLogsRequest) Reset() {
 	*x = ContainerLogsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7751,7 +7990,7 @@ func (x *ContainerLogsRequest) String() string {
 func (*ContainerLogsRequest) ProtoMessage() {}
 
 func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7764,7 +8003,7 @@ func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *ContainerLogsRequest) GetId() string {
@@ -7836,7 +8075,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7848,7 +8087,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7861,7 +8100,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *LogEntry) GetStream() int32 {
@@ -7898,7 +8137,7 @@ type ContainerAttachRequest struct {
 
 func (x *ContainerAttachRequest) Reset() {
 	*x = ContainerAttachRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7910,7 +8149,7 @@ func (x *ContainerAttachRequest) String() string {
 func (*ContainerAttachRequest) ProtoMessage() {}
 
 func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7923,7 +8162,7 @@ func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachRequest.ProtoReflect.Descriptor instead.
 func (*ContainerAttachRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *ContainerAttachRequest) GetOptions() *ContainerAttachOptions {
@@ -7962,7 +8201,7 @@ type ContainerAttachOptions struct {
 
 func (x *ContainerAttachOptions) Reset() {
 	*x = ContainerAttachOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7974,7 +8213,7 @@ func (x *ContainerAttachOptions) String() string {
 func (*ContainerAttachOptions) ProtoMessage() {}
 
 func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7987,7 +8226,7 @@ func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachOptions.ProtoReflect.Descriptor instead.
 func (*ContainerAttachOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *ContainerAttachOptions) GetId() string {
@@ -8049,7 +8288,7 @@ type ContainerStatsRequest struct {
 
 func (x *ContainerStatsRequest) Reset() {
 	*x = ContainerStatsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8061,7 +8300,7 @@ func (x *ContainerStatsRequest) String() string {
 func (*ContainerStatsRequest) ProtoMessage() {}
 
 func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8074,7 +8313,7 @@ func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStatsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *ContainerStatsRequest) GetId() string {
@@ -8117,7 +8356,7 @@ type ContainerStatsResponse struct {
 
 func (x *ContainerStatsResponse) Reset() {
 	*x = ContainerStatsResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8129,7 +8368,7 @@ func (x *ContainerStatsResponse) String() string {
 func (*ContainerStatsResponse) ProtoMessage() {}
 
 func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8142,7 +8381,7 @@ func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStatsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *ContainerStatsResponse) GetId() string {
@@ -8283,7 +8522,7 @@ type ContainerUpdateRequest struct {
 
 func (x *ContainerUpdateRequest) Reset() {
 	*x = ContainerUpdateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8295,7 +8534,7 @@ func (x *ContainerUpdateRequest) String() string {
 func (*ContainerUpdateRequest) ProtoMessage() {}
 
 func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8308,7 +8547,7 @@ func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *ContainerUpdateRequest) GetId() string {
@@ -8334,7 +8573,7 @@ type ContainerUpdateResponse struct {
 
 func (x *ContainerUpdateResponse) Reset() {
 	*x = ContainerUpdateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[118]
+	mi := &file_engine_v1_engine_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8346,7 +8585,7 @@ func (x *ContainerUpdateResponse) String() string {
 func (*ContainerUpdateResponse) ProtoMessage() {}
 
 func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[118]
+	mi := &file_engine_v1_engine_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8359,7 +8598,7 @@ func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{118}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *ContainerUpdateResponse) GetWarnings() []string {
@@ -8389,7 +8628,7 @@ type ExecConfig struct {
 
 func (x *ExecConfig) Reset() {
 	*x = ExecConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[119]
+	mi := &file_engine_v1_engine_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8401,7 +8640,7 @@ func (x *ExecConfig) String() string {
 func (*ExecConfig) ProtoMessage() {}
 
 func (x *ExecConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[119]
+	mi := &file_engine_v1_engine_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8414,7 +8653,7 @@ func (x *ExecConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecConfig.ProtoReflect.Descriptor instead.
 func (*ExecConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{119}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *ExecConfig) GetCmd() []string {
@@ -8505,7 +8744,7 @@ type ContainerExecCreateRequest struct {
 
 func (x *ContainerExecCreateRequest) Reset() {
 	*x = ContainerExecCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[120]
+	mi := &file_engine_v1_engine_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8517,7 +8756,7 @@ func (x *ContainerExecCreateRequest) String() string {
 func (*ContainerExecCreateRequest) ProtoMessage() {}
 
 func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[120]
+	mi := &file_engine_v1_engine_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8530,7 +8769,7 @@ func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{120}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{123}
 }
 
 func (x *ContainerExecCreateRequest) GetId() string {
@@ -8556,7 +8795,7 @@ type ContainerExecCreateResponse struct {
 
 func (x *ContainerExecCreateResponse) Reset() {
 	*x = ContainerExecCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[121]
+	mi := &file_engine_v1_engine_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8568,7 +8807,7 @@ func (x *ContainerExecCreateResponse) String() string {
 func (*ContainerExecCreateResponse) ProtoMessage() {}
 
 func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[121]
+	mi := &file_engine_v1_engine_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8581,7 +8820,7 @@ func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{121}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{124}
 }
 
 func (x *ContainerExecCreateResponse) GetId() string {
@@ -8603,7 +8842,7 @@ type ExecStartRequest struct {
 
 func (x *ExecStartRequest) Reset() {
 	*x = ExecStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[122]
+	mi := &file_engine_v1_engine_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8615,7 +8854,7 @@ func (x *ExecStartRequest) String() string {
 func (*ExecStartRequest) ProtoMessage() {}
 
 func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[122]
+	mi := &file_engine_v1_engine_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8628,7 +8867,7 @@ func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartRequest.ProtoReflect.Descriptor instead.
 func (*ExecStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{122}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{125}
 }
 
 func (x *ExecStartRequest) GetOptions() *ExecStartOptions {
@@ -8664,7 +8903,7 @@ type ExecStartOptions struct {
 
 func (x *ExecStartOptions) Reset() {
 	*x = ExecStartOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[123]
+	mi := &file_engine_v1_engine_proto_msgTypes[126]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8676,7 +8915,7 @@ func (x *ExecStartOptions) String() string {
 func (*ExecStartOptions) ProtoMessage() {}
 
 func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[123]
+	mi := &file_engine_v1_engine_proto_msgTypes[126]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8689,7 +8928,7 @@ func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartOptions.ProtoReflect.Descriptor instead.
 func (*ExecStartOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{123}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{126}
 }
 
 func (x *ExecStartOptions) GetId() string {
@@ -8729,7 +8968,7 @@ type ExecInspectRequest struct {
 
 func (x *ExecInspectRequest) Reset() {
 	*x = ExecInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[124]
+	mi := &file_engine_v1_engine_proto_msgTypes[127]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8741,7 +8980,7 @@ func (x *ExecInspectRequest) String() string {
 func (*ExecInspectRequest) ProtoMessage() {}
 
 func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[124]
+	mi := &file_engine_v1_engine_proto_msgTypes[127]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8754,7 +8993,7 @@ func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectRequest.ProtoReflect.Descriptor instead.
 func (*ExecInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{124}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{127}
 }
 
 func (x *ExecInspectRequest) GetId() string {
@@ -8779,7 +9018,7 @@ type ExecInspectResponse struct {
 
 func (x *ExecInspectResponse) Reset() {
 	*x = ExecInspectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[125]
+	mi := &file_engine_v1_engine_proto_msgTypes[128]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8791,7 +9030,7 @@ func (x *ExecInspectResponse) String() string {
 func (*ExecInspectResponse) ProtoMessage() {}
 
 func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[125]
+	mi := &file_engine_v1_engine_proto_msgTypes[128]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8804,7 +9043,7 @@ func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectResponse.ProtoReflect.Descriptor instead.
 func (*ExecInspectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{125}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{128}
 }
 
 func (x *ExecInspectResponse) GetId() string {
@@ -8860,7 +9099,7 @@ type ExecResizeRequest struct {
 
 func (x *ExecResizeRequest) Reset() {
 	*x = ExecResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[126]
+	mi := &file_engine_v1_engine_proto_msgTypes[129]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8872,7 +9111,7 @@ func (x *ExecResizeRequest) String() string {
 func (*ExecResizeRequest) ProtoMessage() {}
 
 func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[126]
+	mi := &file_engine_v1_engine_proto_msgTypes[129]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8885,7 +9124,7 @@ func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeRequest.ProtoReflect.Descriptor instead.
 func (*ExecResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{126}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{129}
 }
 
 func (x *ExecResizeRequest) GetId() string {
@@ -8917,7 +9156,7 @@ type ExecResizeResponse struct {
 
 func (x *ExecResizeResponse) Reset() {
 	*x = ExecResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[127]
+	mi := &file_engine_v1_engine_proto_msgTypes[130]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8929,7 +9168,7 @@ func (x *ExecResizeResponse) String() string {
 func (*ExecResizeResponse) ProtoMessage() {}
 
 func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[127]
+	mi := &file_engine_v1_engine_proto_msgTypes[130]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8942,7 +9181,7 @@ func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeResponse.ProtoReflect.Descriptor instead.
 func (*ExecResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{127}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{130}
 }
 
 type ContainerArchiveRequest struct {
@@ -8955,7 +9194,7 @@ type ContainerArchiveRequest struct {
 
 func (x *ContainerArchiveRequest) Reset() {
 	*x = ContainerArchiveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[128]
+	mi := &file_engine_v1_engine_proto_msgTypes[131]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8967,7 +9206,7 @@ func (x *ContainerArchiveRequest) String() string {
 func (*ContainerArchiveRequest) ProtoMessage() {}
 
 func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[128]
+	mi := &file_engine_v1_engine_proto_msgTypes[131]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8980,7 +9219,7 @@ func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchiveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchiveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{128}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{131}
 }
 
 func (x *ContainerArchiveRequest) GetId() string {
@@ -9011,7 +9250,7 @@ type ContainerPathStat struct {
 
 func (x *ContainerPathStat) Reset() {
 	*x = ContainerPathStat{}
-	mi := &file_engine_v1_engine_proto_msgTypes[129]
+	mi := &file_engine_v1_engine_proto_msgTypes[132]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9023,7 +9262,7 @@ func (x *ContainerPathStat) String() string {
 func (*ContainerPathStat) ProtoMessage() {}
 
 func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[129]
+	mi := &file_engine_v1_engine_proto_msgTypes[132]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9036,7 +9275,7 @@ func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPathStat.ProtoReflect.Descriptor instead.
 func (*ContainerPathStat) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{129}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{132}
 }
 
 func (x *ContainerPathStat) GetName() string {
@@ -9084,7 +9323,7 @@ type ContainerArchivePutRequest struct {
 
 func (x *ContainerArchivePutRequest) Reset() {
 	*x = ContainerArchivePutRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[130]
+	mi := &file_engine_v1_engine_proto_msgTypes[133]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9096,7 +9335,7 @@ func (x *ContainerArchivePutRequest) String() string {
 func (*ContainerArchivePutRequest) ProtoMessage() {}
 
 func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[130]
+	mi := &file_engine_v1_engine_proto_msgTypes[133]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9109,7 +9348,7 @@ func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{130}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{133}
 }
 
 func (x *ContainerArchivePutRequest) GetOptions() *ContainerArchivePutOptions {
@@ -9141,7 +9380,7 @@ type ContainerArchivePutOptions struct {
 
 func (x *ContainerArchivePutOptions) Reset() {
 	*x = ContainerArchivePutOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[131]
+	mi := &file_engine_v1_engine_proto_msgTypes[134]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9153,7 +9392,7 @@ func (x *ContainerArchivePutOptions) String() string {
 func (*ContainerArchivePutOptions) ProtoMessage() {}
 
 func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[131]
+	mi := &file_engine_v1_engine_proto_msgTypes[134]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9166,7 +9405,7 @@ func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutOptions.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{131}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{134}
 }
 
 func (x *ContainerArchivePutOptions) GetId() string {
@@ -9205,7 +9444,7 @@ type ContainerArchivePutResponse struct {
 
 func (x *ContainerArchivePutResponse) Reset() {
 	*x = ContainerArchivePutResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[132]
+	mi := &file_engine_v1_engine_proto_msgTypes[135]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9217,7 +9456,7 @@ func (x *ContainerArchivePutResponse) String() string {
 func (*ContainerArchivePutResponse) ProtoMessage() {}
 
 func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[132]
+	mi := &file_engine_v1_engine_proto_msgTypes[135]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9230,7 +9469,7 @@ func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutResponse.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{132}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{135}
 }
 
 type ContainerExportRequest struct {
@@ -9242,7 +9481,7 @@ type ContainerExportRequest struct {
 
 func (x *ContainerExportRequest) Reset() {
 	*x = ContainerExportRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[133]
+	mi := &file_engine_v1_engine_proto_msgTypes[136]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9254,7 +9493,7 @@ func (x *ContainerExportRequest) String() string {
 func (*ContainerExportRequest) ProtoMessage() {}
 
 func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[133]
+	mi := &file_engine_v1_engine_proto_msgTypes[136]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9267,7 +9506,7 @@ func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExportRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExportRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{133}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{136}
 }
 
 func (x *ContainerExportRequest) GetId() string {
@@ -9286,7 +9525,7 @@ type ContainerChangesRequest struct {
 
 func (x *ContainerChangesRequest) Reset() {
 	*x = ContainerChangesRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[134]
+	mi := &file_engine_v1_engine_proto_msgTypes[137]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9298,7 +9537,7 @@ func (x *ContainerChangesRequest) String() string {
 func (*ContainerChangesRequest) ProtoMessage() {}
 
 func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[134]
+	mi := &file_engine_v1_engine_proto_msgTypes[137]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9311,7 +9550,7 @@ func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesRequest.ProtoReflect.Descriptor instead.
 func (*ContainerChangesRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{134}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{137}
 }
 
 func (x *ContainerChangesRequest) GetId() string {
@@ -9330,7 +9569,7 @@ type ContainerChangesResponse struct {
 
 func (x *ContainerChangesResponse) Reset() {
 	*x = ContainerChangesResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[135]
+	mi := &file_engine_v1_engine_proto_msgTypes[138]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9342,7 +9581,7 @@ func (x *ContainerChangesResponse) String() string {
 func (*ContainerChangesResponse) ProtoMessage() {}
 
 func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[135]
+	mi := &file_engine_v1_engine_proto_msgTypes[138]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9355,7 +9594,7 @@ func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesResponse.ProtoReflect.Descriptor instead.
 func (*ContainerChangesResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{135}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{138}
 }
 
 func (x *ContainerChangesResponse) GetChanges() []*FilesystemChange {
@@ -9376,7 +9615,7 @@ type FilesystemChange struct {
 
 func (x *FilesystemChange) Reset() {
 	*x = FilesystemChange{}
-	mi := &file_engine_v1_engine_proto_msgTypes[136]
+	mi := &file_engine_v1_engine_proto_msgTypes[139]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9388,7 +9627,7 @@ func (x *FilesystemChange) String() string {
 func (*FilesystemChange) ProtoMessage() {}
 
 func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[136]
+	mi := &file_engine_v1_engine_proto_msgTypes[139]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9401,7 +9640,7 @@ func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilesystemChange.ProtoReflect.Descriptor instead.
 func (*FilesystemChange) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{136}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{139}
 }
 
 func (x *FilesystemChange) GetPath() string {
@@ -9431,7 +9670,7 @@ type SystemEventsRequest struct {
 
 func (x *SystemEventsRequest) Reset() {
 	*x = SystemEventsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[137]
+	mi := &file_engine_v1_engine_proto_msgTypes[140]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9443,7 +9682,7 @@ func (x *SystemEventsRequest) String() string {
 func (*SystemEventsRequest) ProtoMessage() {}
 
 func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[137]
+	mi := &file_engine_v1_engine_proto_msgTypes[140]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9456,7 +9695,7 @@ func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemEventsRequest.ProtoReflect.Descriptor instead.
 func (*SystemEventsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{137}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{140}
 }
 
 func (x *SystemEventsRequest) GetSince() *timestamppb.Timestamp {
@@ -9494,7 +9733,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_engine_v1_engine_proto_msgTypes[138]
+	mi := &file_engine_v1_engine_proto_msgTypes[141]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9506,7 +9745,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[138]
+	mi := &file_engine_v1_engine_proto_msgTypes[141]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9519,7 +9758,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{138}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{141}
 }
 
 func (x *Event) GetType() string {
@@ -9978,7 +10217,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x0eregistry_token\x18\x05 \x01(\tR\rregistryToken\"S\n" +
 	"\x12SystemAuthResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12%\n" +
-	"\x0eidentity_token\x18\x02 \x01(\tR\ridentityToken\"\xed\x05\n" +
+	"\x0eidentity_token\x18\x02 \x01(\tR\ridentityToken\"\xa9\x06\n" +
 	"\x0fContainerConfig\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1e\n" +
 	"\n" +
@@ -10009,11 +10248,28 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\vstop_signal\x18\x13 \x01(\tR\n" +
 	"stopSignal\x12&\n" +
 	"\fstop_timeout\x18\x14 \x01(\x05H\x00R\vstopTimeout\x88\x01\x01\x12\x18\n" +
-	"\avolumes\x18\x15 \x03(\tR\avolumes\x1a9\n" +
+	"\avolumes\x18\x15 \x03(\tR\avolumes\x12:\n" +
+	"\vhealthcheck\x18\x96\x01 \x01(\v2\x17.engine.v1.HealthConfigR\vhealthcheck\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0f\n" +
-	"\r_stop_timeout\"D\n" +
+	"\r_stop_timeout\"\xbc\x01\n" +
+	"\fHealthConfig\x12\x12\n" +
+	"\x04test\x18\x01 \x03(\tR\x04test\x12\x1a\n" +
+	"\binterval\x18\x02 \x01(\x03R\binterval\x12\x18\n" +
+	"\atimeout\x18\x03 \x01(\x03R\atimeout\x12!\n" +
+	"\fstart_period\x18\x04 \x01(\x03R\vstartPeriod\x12%\n" +
+	"\x0estart_interval\x18\x05 \x01(\x03R\rstartInterval\x12\x18\n" +
+	"\aretries\x18\x06 \x01(\x05R\aretries\"w\n" +
+	"\x06Health\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\x12%\n" +
+	"\x0efailing_streak\x18\x02 \x01(\x05R\rfailingStreak\x12.\n" +
+	"\x03log\x18\x03 \x03(\v2\x1c.engine.v1.HealthcheckResultR\x03log\"\xa8\x01\n" +
+	"\x11HealthcheckResult\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x1b\n" +
+	"\texit_code\x18\x03 \x01(\x05R\bexitCode\x12\x16\n" +
+	"\x06output\x18\x04 \x01(\tR\x06output\"D\n" +
 	"\x06Ulimit\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04soft\x18\x02 \x01(\x03R\x04soft\x12\x12\n" +
@@ -10160,7 +10416,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x05links\x18\x04 \x03(\tR\x05links\"E\n" +
 	"\x17ContainerCreateResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
-	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"\xea\x02\n" +
+	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"\x96\x03\n" +
 	"\x0eContainerState\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x18\n" +
 	"\arunning\x18\x02 \x01(\bR\arunning\x12\x16\n" +
@@ -10178,7 +10434,8 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"started_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt\"\x87\a\n" +
+	"finishedAt\x12*\n" +
+	"\x06health\x18\x96\x01 \x01(\v2\x11.engine.v1.HealthR\x06health\"\x87\a\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x124\n" +
@@ -10547,7 +10804,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 168)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 171)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*Volume)(nil),                      // 0: engine.v1.Volume
 	(*VolumeListRequest)(nil),           // 1: engine.v1.VolumeListRequest
@@ -10616,323 +10873,331 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*SystemAuthRequest)(nil),           // 64: engine.v1.SystemAuthRequest
 	(*SystemAuthResponse)(nil),          // 65: engine.v1.SystemAuthResponse
 	(*ContainerConfig)(nil),             // 66: engine.v1.ContainerConfig
-	(*Ulimit)(nil),                      // 67: engine.v1.Ulimit
-	(*RestartPolicy)(nil),               // 68: engine.v1.RestartPolicy
-	(*LogConfig)(nil),                   // 69: engine.v1.LogConfig
-	(*HostConfig)(nil),                  // 70: engine.v1.HostConfig
-	(*PortBinding)(nil),                 // 71: engine.v1.PortBinding
-	(*HostPort)(nil),                    // 72: engine.v1.HostPort
-	(*HostPorts)(nil),                   // 73: engine.v1.HostPorts
-	(*DeviceMapping)(nil),               // 74: engine.v1.DeviceMapping
-	(*Mount)(nil),                       // 75: engine.v1.Mount
-	(*ContainerCreateRequest)(nil),      // 76: engine.v1.ContainerCreateRequest
-	(*EndpointConfig)(nil),              // 77: engine.v1.EndpointConfig
-	(*ContainerCreateResponse)(nil),     // 78: engine.v1.ContainerCreateResponse
-	(*ContainerState)(nil),              // 79: engine.v1.ContainerState
-	(*Container)(nil),                   // 80: engine.v1.Container
-	(*NetworkSettings)(nil),             // 81: engine.v1.NetworkSettings
-	(*EndpointSettings)(nil),            // 82: engine.v1.EndpointSettings
-	(*ContainerInspectRequest)(nil),     // 83: engine.v1.ContainerInspectRequest
-	(*ContainerListRequest)(nil),        // 84: engine.v1.ContainerListRequest
-	(*ContainerListResponse)(nil),       // 85: engine.v1.ContainerListResponse
-	(*ContainerStartRequest)(nil),       // 86: engine.v1.ContainerStartRequest
-	(*ContainerStartResponse)(nil),      // 87: engine.v1.ContainerStartResponse
-	(*ContainerStopRequest)(nil),        // 88: engine.v1.ContainerStopRequest
-	(*ContainerStopResponse)(nil),       // 89: engine.v1.ContainerStopResponse
-	(*ContainerRestartRequest)(nil),     // 90: engine.v1.ContainerRestartRequest
-	(*ContainerRestartResponse)(nil),    // 91: engine.v1.ContainerRestartResponse
-	(*ContainerKillRequest)(nil),        // 92: engine.v1.ContainerKillRequest
-	(*ContainerKillResponse)(nil),       // 93: engine.v1.ContainerKillResponse
-	(*ContainerPauseRequest)(nil),       // 94: engine.v1.ContainerPauseRequest
-	(*ContainerPauseResponse)(nil),      // 95: engine.v1.ContainerPauseResponse
-	(*ContainerUnpauseRequest)(nil),     // 96: engine.v1.ContainerUnpauseRequest
-	(*ContainerUnpauseResponse)(nil),    // 97: engine.v1.ContainerUnpauseResponse
-	(*ContainerRenameRequest)(nil),      // 98: engine.v1.ContainerRenameRequest
-	(*ContainerRenameResponse)(nil),     // 99: engine.v1.ContainerRenameResponse
-	(*ContainerRemoveRequest)(nil),      // 100: engine.v1.ContainerRemoveRequest
-	(*ContainerRemoveResponse)(nil),     // 101: engine.v1.ContainerRemoveResponse
-	(*ContainerPruneRequest)(nil),       // 102: engine.v1.ContainerPruneRequest
-	(*ContainerPruneResponse)(nil),      // 103: engine.v1.ContainerPruneResponse
-	(*ContainerTopRequest)(nil),         // 104: engine.v1.ContainerTopRequest
-	(*ContainerTopResponse)(nil),        // 105: engine.v1.ContainerTopResponse
-	(*TopRow)(nil),                      // 106: engine.v1.TopRow
-	(*ContainerResizeRequest)(nil),      // 107: engine.v1.ContainerResizeRequest
-	(*ContainerResizeResponse)(nil),     // 108: engine.v1.ContainerResizeResponse
-	(*ContainerWaitRequest)(nil),        // 109: engine.v1.ContainerWaitRequest
-	(*ContainerWaitResponse)(nil),       // 110: engine.v1.ContainerWaitResponse
-	(*ContainerLogsRequest)(nil),        // 111: engine.v1.ContainerLogsRequest
-	(*LogEntry)(nil),                    // 112: engine.v1.LogEntry
-	(*ContainerAttachRequest)(nil),      // 113: engine.v1.ContainerAttachRequest
-	(*ContainerAttachOptions)(nil),      // 114: engine.v1.ContainerAttachOptions
-	(*ContainerStatsRequest)(nil),       // 115: engine.v1.ContainerStatsRequest
-	(*ContainerStatsResponse)(nil),      // 116: engine.v1.ContainerStatsResponse
-	(*ContainerUpdateRequest)(nil),      // 117: engine.v1.ContainerUpdateRequest
-	(*ContainerUpdateResponse)(nil),     // 118: engine.v1.ContainerUpdateResponse
-	(*ExecConfig)(nil),                  // 119: engine.v1.ExecConfig
-	(*ContainerExecCreateRequest)(nil),  // 120: engine.v1.ContainerExecCreateRequest
-	(*ContainerExecCreateResponse)(nil), // 121: engine.v1.ContainerExecCreateResponse
-	(*ExecStartRequest)(nil),            // 122: engine.v1.ExecStartRequest
-	(*ExecStartOptions)(nil),            // 123: engine.v1.ExecStartOptions
-	(*ExecInspectRequest)(nil),          // 124: engine.v1.ExecInspectRequest
-	(*ExecInspectResponse)(nil),         // 125: engine.v1.ExecInspectResponse
-	(*ExecResizeRequest)(nil),           // 126: engine.v1.ExecResizeRequest
-	(*ExecResizeResponse)(nil),          // 127: engine.v1.ExecResizeResponse
-	(*ContainerArchiveRequest)(nil),     // 128: engine.v1.ContainerArchiveRequest
-	(*ContainerPathStat)(nil),           // 129: engine.v1.ContainerPathStat
-	(*ContainerArchivePutRequest)(nil),  // 130: engine.v1.ContainerArchivePutRequest
-	(*ContainerArchivePutOptions)(nil),  // 131: engine.v1.ContainerArchivePutOptions
-	(*ContainerArchivePutResponse)(nil), // 132: engine.v1.ContainerArchivePutResponse
-	(*ContainerExportRequest)(nil),      // 133: engine.v1.ContainerExportRequest
-	(*ContainerChangesRequest)(nil),     // 134: engine.v1.ContainerChangesRequest
-	(*ContainerChangesResponse)(nil),    // 135: engine.v1.ContainerChangesResponse
-	(*FilesystemChange)(nil),            // 136: engine.v1.FilesystemChange
-	(*SystemEventsRequest)(nil),         // 137: engine.v1.SystemEventsRequest
-	(*Event)(nil),                       // 138: engine.v1.Event
-	nil,                                 // 139: engine.v1.Volume.LabelsEntry
-	nil,                                 // 140: engine.v1.Volume.OptionsEntry
-	nil,                                 // 141: engine.v1.VolumeCreateRequest.DriverOptsEntry
-	nil,                                 // 142: engine.v1.VolumeCreateRequest.LabelsEntry
-	nil,                                 // 143: engine.v1.SystemDataUsageResponse.ImageSharedSizesEntry
-	nil,                                 // 144: engine.v1.NetworkCreateRequest.LabelsEntry
-	nil,                                 // 145: engine.v1.NetworkCreateRequest.OptionsEntry
-	nil,                                 // 146: engine.v1.NetworkCreateRequest.AuxAddressesEntry
-	nil,                                 // 147: engine.v1.Network.LabelsEntry
-	nil,                                 // 148: engine.v1.Network.OptionsEntry
-	nil,                                 // 149: engine.v1.Network.ContainersEntry
-	nil,                                 // 150: engine.v1.Network.AuxAddressesEntry
-	nil,                                 // 151: engine.v1.Component.DetailsEntry
-	nil,                                 // 152: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 153: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 154: engine.v1.Image.LabelsEntry
-	nil,                                 // 155: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 156: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 157: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 158: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 159: engine.v1.HostConfig.AnnotationsEntry
-	nil,                                 // 160: engine.v1.Mount.VolumeLabelsEntry
-	nil,                                 // 161: engine.v1.Mount.VolumeDriverOptsEntry
-	nil,                                 // 162: engine.v1.ContainerCreateRequest.EndpointsEntry
-	nil,                                 // 163: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 164: engine.v1.NetworkSettings.NetworksEntry
-	nil,                                 // 165: engine.v1.NetworkSettings.PortsEntry
-	nil,                                 // 166: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	nil,                                 // 167: engine.v1.Event.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 168: google.protobuf.Timestamp
+	(*HealthConfig)(nil),                // 67: engine.v1.HealthConfig
+	(*Health)(nil),                      // 68: engine.v1.Health
+	(*HealthcheckResult)(nil),           // 69: engine.v1.HealthcheckResult
+	(*Ulimit)(nil),                      // 70: engine.v1.Ulimit
+	(*RestartPolicy)(nil),               // 71: engine.v1.RestartPolicy
+	(*LogConfig)(nil),                   // 72: engine.v1.LogConfig
+	(*HostConfig)(nil),                  // 73: engine.v1.HostConfig
+	(*PortBinding)(nil),                 // 74: engine.v1.PortBinding
+	(*HostPort)(nil),                    // 75: engine.v1.HostPort
+	(*HostPorts)(nil),                   // 76: engine.v1.HostPorts
+	(*DeviceMapping)(nil),               // 77: engine.v1.DeviceMapping
+	(*Mount)(nil),                       // 78: engine.v1.Mount
+	(*ContainerCreateRequest)(nil),      // 79: engine.v1.ContainerCreateRequest
+	(*EndpointConfig)(nil),              // 80: engine.v1.EndpointConfig
+	(*ContainerCreateResponse)(nil),     // 81: engine.v1.ContainerCreateResponse
+	(*ContainerState)(nil),              // 82: engine.v1.ContainerState
+	(*Container)(nil),                   // 83: engine.v1.Container
+	(*NetworkSettings)(nil),             // 84: engine.v1.NetworkSettings
+	(*EndpointSettings)(nil),            // 85: engine.v1.EndpointSettings
+	(*ContainerInspectRequest)(nil),     // 86: engine.v1.ContainerInspectRequest
+	(*ContainerListRequest)(nil),        // 87: engine.v1.ContainerListRequest
+	(*ContainerListResponse)(nil),       // 88: engine.v1.ContainerListResponse
+	(*ContainerStartRequest)(nil),       // 89: engine.v1.ContainerStartRequest
+	(*ContainerStartResponse)(nil),      // 90: engine.v1.ContainerStartResponse
+	(*ContainerStopRequest)(nil),        // 91: engine.v1.ContainerStopRequest
+	(*ContainerStopResponse)(nil),       // 92: engine.v1.ContainerStopResponse
+	(*ContainerRestartRequest)(nil),     // 93: engine.v1.ContainerRestartRequest
+	(*ContainerRestartResponse)(nil),    // 94: engine.v1.ContainerRestartResponse
+	(*ContainerKillRequest)(nil),        // 95: engine.v1.ContainerKillRequest
+	(*ContainerKillResponse)(nil),       // 96: engine.v1.ContainerKillResponse
+	(*ContainerPauseRequest)(nil),       // 97: engine.v1.ContainerPauseRequest
+	(*ContainerPauseResponse)(nil),      // 98: engine.v1.ContainerPauseResponse
+	(*ContainerUnpauseRequest)(nil),     // 99: engine.v1.ContainerUnpauseRequest
+	(*ContainerUnpauseResponse)(nil),    // 100: engine.v1.ContainerUnpauseResponse
+	(*ContainerRenameRequest)(nil),      // 101: engine.v1.ContainerRenameRequest
+	(*ContainerRenameResponse)(nil),     // 102: engine.v1.ContainerRenameResponse
+	(*ContainerRemoveRequest)(nil),      // 103: engine.v1.ContainerRemoveRequest
+	(*ContainerRemoveResponse)(nil),     // 104: engine.v1.ContainerRemoveResponse
+	(*ContainerPruneRequest)(nil),       // 105: engine.v1.ContainerPruneRequest
+	(*ContainerPruneResponse)(nil),      // 106: engine.v1.ContainerPruneResponse
+	(*ContainerTopRequest)(nil),         // 107: engine.v1.ContainerTopRequest
+	(*ContainerTopResponse)(nil),        // 108: engine.v1.ContainerTopResponse
+	(*TopRow)(nil),                      // 109: engine.v1.TopRow
+	(*ContainerResizeRequest)(nil),      // 110: engine.v1.ContainerResizeRequest
+	(*ContainerResizeResponse)(nil),     // 111: engine.v1.ContainerResizeResponse
+	(*ContainerWaitRequest)(nil),        // 112: engine.v1.ContainerWaitRequest
+	(*ContainerWaitResponse)(nil),       // 113: engine.v1.ContainerWaitResponse
+	(*ContainerLogsRequest)(nil),        // 114: engine.v1.ContainerLogsRequest
+	(*LogEntry)(nil),                    // 115: engine.v1.LogEntry
+	(*ContainerAttachRequest)(nil),      // 116: engine.v1.ContainerAttachRequest
+	(*ContainerAttachOptions)(nil),      // 117: engine.v1.ContainerAttachOptions
+	(*ContainerStatsRequest)(nil),       // 118: engine.v1.ContainerStatsRequest
+	(*ContainerStatsResponse)(nil),      // 119: engine.v1.ContainerStatsResponse
+	(*ContainerUpdateRequest)(nil),      // 120: engine.v1.ContainerUpdateRequest
+	(*ContainerUpdateResponse)(nil),     // 121: engine.v1.ContainerUpdateResponse
+	(*ExecConfig)(nil),                  // 122: engine.v1.ExecConfig
+	(*ContainerExecCreateRequest)(nil),  // 123: engine.v1.ContainerExecCreateRequest
+	(*ContainerExecCreateResponse)(nil), // 124: engine.v1.ContainerExecCreateResponse
+	(*ExecStartRequest)(nil),            // 125: engine.v1.ExecStartRequest
+	(*ExecStartOptions)(nil),            // 126: engine.v1.ExecStartOptions
+	(*ExecInspectRequest)(nil),          // 127: engine.v1.ExecInspectRequest
+	(*ExecInspectResponse)(nil),         // 128: engine.v1.ExecInspectResponse
+	(*ExecResizeRequest)(nil),           // 129: engine.v1.ExecResizeRequest
+	(*ExecResizeResponse)(nil),          // 130: engine.v1.ExecResizeResponse
+	(*ContainerArchiveRequest)(nil),     // 131: engine.v1.ContainerArchiveRequest
+	(*ContainerPathStat)(nil),           // 132: engine.v1.ContainerPathStat
+	(*ContainerArchivePutRequest)(nil),  // 133: engine.v1.ContainerArchivePutRequest
+	(*ContainerArchivePutOptions)(nil),  // 134: engine.v1.ContainerArchivePutOptions
+	(*ContainerArchivePutResponse)(nil), // 135: engine.v1.ContainerArchivePutResponse
+	(*ContainerExportRequest)(nil),      // 136: engine.v1.ContainerExportRequest
+	(*ContainerChangesRequest)(nil),     // 137: engine.v1.ContainerChangesRequest
+	(*ContainerChangesResponse)(nil),    // 138: engine.v1.ContainerChangesResponse
+	(*FilesystemChange)(nil),            // 139: engine.v1.FilesystemChange
+	(*SystemEventsRequest)(nil),         // 140: engine.v1.SystemEventsRequest
+	(*Event)(nil),                       // 141: engine.v1.Event
+	nil,                                 // 142: engine.v1.Volume.LabelsEntry
+	nil,                                 // 143: engine.v1.Volume.OptionsEntry
+	nil,                                 // 144: engine.v1.VolumeCreateRequest.DriverOptsEntry
+	nil,                                 // 145: engine.v1.VolumeCreateRequest.LabelsEntry
+	nil,                                 // 146: engine.v1.SystemDataUsageResponse.ImageSharedSizesEntry
+	nil,                                 // 147: engine.v1.NetworkCreateRequest.LabelsEntry
+	nil,                                 // 148: engine.v1.NetworkCreateRequest.OptionsEntry
+	nil,                                 // 149: engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	nil,                                 // 150: engine.v1.Network.LabelsEntry
+	nil,                                 // 151: engine.v1.Network.OptionsEntry
+	nil,                                 // 152: engine.v1.Network.ContainersEntry
+	nil,                                 // 153: engine.v1.Network.AuxAddressesEntry
+	nil,                                 // 154: engine.v1.Component.DetailsEntry
+	nil,                                 // 155: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 156: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 157: engine.v1.Image.LabelsEntry
+	nil,                                 // 158: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 159: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 160: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 161: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 162: engine.v1.HostConfig.AnnotationsEntry
+	nil,                                 // 163: engine.v1.Mount.VolumeLabelsEntry
+	nil,                                 // 164: engine.v1.Mount.VolumeDriverOptsEntry
+	nil,                                 // 165: engine.v1.ContainerCreateRequest.EndpointsEntry
+	nil,                                 // 166: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 167: engine.v1.NetworkSettings.NetworksEntry
+	nil,                                 // 168: engine.v1.NetworkSettings.PortsEntry
+	nil,                                 // 169: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	nil,                                 // 170: engine.v1.Event.AttributesEntry
+	(*timestamppb.Timestamp)(nil),       // 171: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	168, // 0: engine.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	139, // 1: engine.v1.Volume.labels:type_name -> engine.v1.Volume.LabelsEntry
-	140, // 2: engine.v1.Volume.options:type_name -> engine.v1.Volume.OptionsEntry
+	171, // 0: engine.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	142, // 1: engine.v1.Volume.labels:type_name -> engine.v1.Volume.LabelsEntry
+	143, // 2: engine.v1.Volume.options:type_name -> engine.v1.Volume.OptionsEntry
 	0,   // 3: engine.v1.VolumeListResponse.volumes:type_name -> engine.v1.Volume
-	141, // 4: engine.v1.VolumeCreateRequest.driver_opts:type_name -> engine.v1.VolumeCreateRequest.DriverOptsEntry
-	142, // 5: engine.v1.VolumeCreateRequest.labels:type_name -> engine.v1.VolumeCreateRequest.LabelsEntry
+	144, // 4: engine.v1.VolumeCreateRequest.driver_opts:type_name -> engine.v1.VolumeCreateRequest.DriverOptsEntry
+	145, // 5: engine.v1.VolumeCreateRequest.labels:type_name -> engine.v1.VolumeCreateRequest.LabelsEntry
 	43,  // 6: engine.v1.SystemDataUsageResponse.images:type_name -> engine.v1.Image
-	80,  // 7: engine.v1.SystemDataUsageResponse.containers:type_name -> engine.v1.Container
+	83,  // 7: engine.v1.SystemDataUsageResponse.containers:type_name -> engine.v1.Container
 	0,   // 8: engine.v1.SystemDataUsageResponse.volumes:type_name -> engine.v1.Volume
-	143, // 9: engine.v1.SystemDataUsageResponse.image_shared_sizes:type_name -> engine.v1.SystemDataUsageResponse.ImageSharedSizesEntry
-	77,  // 10: engine.v1.NetworkConnectRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	146, // 9: engine.v1.SystemDataUsageResponse.image_shared_sizes:type_name -> engine.v1.SystemDataUsageResponse.ImageSharedSizesEntry
+	80,  // 10: engine.v1.NetworkConnectRequest.endpoint:type_name -> engine.v1.EndpointConfig
 	25,  // 11: engine.v1.NetworkListResponse.networks:type_name -> engine.v1.Network
-	144, // 12: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
-	145, // 13: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
-	146, // 14: engine.v1.NetworkCreateRequest.aux_addresses:type_name -> engine.v1.NetworkCreateRequest.AuxAddressesEntry
-	168, // 15: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
-	147, // 16: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
-	148, // 17: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
-	149, // 18: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
-	150, // 19: engine.v1.Network.aux_addresses:type_name -> engine.v1.Network.AuxAddressesEntry
-	168, // 20: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	147, // 12: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
+	148, // 13: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
+	149, // 14: engine.v1.NetworkCreateRequest.aux_addresses:type_name -> engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	171, // 15: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
+	150, // 16: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
+	151, // 17: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
+	152, // 18: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
+	153, // 19: engine.v1.Network.aux_addresses:type_name -> engine.v1.Network.AuxAddressesEntry
+	171, // 20: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	31,  // 21: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	151, // 22: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	154, // 22: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	34,  // 23: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	35,  // 24: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	168, // 25: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	171, // 25: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	36,  // 26: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	152, // 27: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	153, // 28: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	155, // 27: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	156, // 28: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	41,  // 29: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	168, // 30: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	154, // 31: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	168, // 32: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	171, // 30: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	157, // 31: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	171, // 32: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	47,  // 33: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	168, // 34: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	171, // 34: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	52,  // 35: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	43,  // 36: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	52,  // 37: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	39,  // 38: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	39,  // 39: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	60,  // 40: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	155, // 41: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	156, // 42: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
-	68,  // 43: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	157, // 44: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
-	67,  // 45: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
-	69,  // 46: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	158, // 47: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
-	74,  // 48: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
-	75,  // 49: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
-	159, // 50: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
-	71,  // 51: engine.v1.HostConfig.port_bindings:type_name -> engine.v1.PortBinding
-	72,  // 52: engine.v1.HostPorts.bindings:type_name -> engine.v1.HostPort
-	160, // 53: engine.v1.Mount.volume_labels:type_name -> engine.v1.Mount.VolumeLabelsEntry
-	161, // 54: engine.v1.Mount.volume_driver_opts:type_name -> engine.v1.Mount.VolumeDriverOptsEntry
-	66,  // 55: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
-	70,  // 56: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	77,  // 57: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
-	162, // 58: engine.v1.ContainerCreateRequest.endpoints:type_name -> engine.v1.ContainerCreateRequest.EndpointsEntry
-	168, // 59: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	168, // 60: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	168, // 61: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
-	79,  // 62: engine.v1.Container.state:type_name -> engine.v1.ContainerState
-	66,  // 63: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
-	70,  // 64: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	163, // 65: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
-	81,  // 66: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
-	11,  // 67: engine.v1.Container.mounts:type_name -> engine.v1.MountPoint
-	164, // 68: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
-	165, // 69: engine.v1.NetworkSettings.ports:type_name -> engine.v1.NetworkSettings.PortsEntry
-	80,  // 70: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
-	106, // 71: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	168, // 72: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	168, // 73: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	168, // 74: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	114, // 75: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	168, // 76: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	166, // 77: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	70,  // 78: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
-	119, // 79: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
-	123, // 80: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
-	119, // 81: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	168, // 82: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
-	131, // 83: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
-	136, // 84: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
-	168, // 85: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
-	168, // 86: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
-	167, // 87: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
-	26,  // 88: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
-	38,  // 89: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	37,  // 90: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	77,  // 91: engine.v1.ContainerCreateRequest.EndpointsEntry.value:type_name -> engine.v1.EndpointConfig
-	82,  // 92: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
-	73,  // 93: engine.v1.NetworkSettings.PortsEntry.value:type_name -> engine.v1.HostPorts
-	27,  // 94: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	29,  // 95: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	32,  // 96: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	64,  // 97: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	137, // 98: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
-	83,  // 99: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	84,  // 100: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	76,  // 101: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	86,  // 102: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	88,  // 103: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	90,  // 104: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	92,  // 105: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	94,  // 106: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	96,  // 107: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	98,  // 108: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	100, // 109: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	102, // 110: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	104, // 111: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	117, // 112: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	107, // 113: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	109, // 114: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	115, // 115: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	111, // 116: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	113, // 117: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	120, // 118: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	122, // 119: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	124, // 120: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	126, // 121: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	128, // 122: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
-	128, // 123: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
-	130, // 124: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
-	133, // 125: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
-	134, // 126: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
-	44,  // 127: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	45,  // 128: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	48,  // 129: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	50,  // 130: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	53,  // 131: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	55,  // 132: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	57,  // 133: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	58,  // 134: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	59,  // 135: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	62,  // 136: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	42,  // 137: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	18,  // 138: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
-	20,  // 139: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
-	21,  // 140: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
-	23,  // 141: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
-	12,  // 142: engine.v1.Engine.NetworkPrune:input_type -> engine.v1.NetworkPruneRequest
-	14,  // 143: engine.v1.Engine.NetworkConnect:input_type -> engine.v1.NetworkConnectRequest
-	16,  // 144: engine.v1.Engine.NetworkDisconnect:input_type -> engine.v1.NetworkDisconnectRequest
-	1,   // 145: engine.v1.Engine.VolumeList:input_type -> engine.v1.VolumeListRequest
-	3,   // 146: engine.v1.Engine.VolumeInspect:input_type -> engine.v1.VolumeInspectRequest
-	4,   // 147: engine.v1.Engine.VolumeCreate:input_type -> engine.v1.VolumeCreateRequest
-	5,   // 148: engine.v1.Engine.VolumeRemove:input_type -> engine.v1.VolumeRemoveRequest
-	7,   // 149: engine.v1.Engine.VolumePrune:input_type -> engine.v1.VolumePruneRequest
-	9,   // 150: engine.v1.Engine.SystemDataUsage:input_type -> engine.v1.SystemDataUsageRequest
-	28,  // 151: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	30,  // 152: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	33,  // 153: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	65,  // 154: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	138, // 155: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
-	80,  // 156: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	85,  // 157: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	78,  // 158: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	87,  // 159: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	89,  // 160: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	91,  // 161: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	93,  // 162: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	95,  // 163: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	97,  // 164: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	99,  // 165: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	101, // 166: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	103, // 167: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	105, // 168: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	118, // 169: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	108, // 170: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	110, // 171: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	116, // 172: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	112, // 173: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	112, // 174: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	121, // 175: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	112, // 176: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	125, // 177: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	127, // 178: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	129, // 179: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
-	42,  // 180: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
-	132, // 181: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
-	42,  // 182: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
-	135, // 183: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
-	43,  // 184: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	46,  // 185: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	49,  // 186: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	51,  // 187: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	54,  // 188: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	56,  // 189: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	40,  // 190: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	40,  // 191: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	61,  // 192: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	42,  // 193: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	63,  // 194: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	19,  // 195: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
-	25,  // 196: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
-	22,  // 197: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
-	24,  // 198: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
-	13,  // 199: engine.v1.Engine.NetworkPrune:output_type -> engine.v1.NetworkPruneResponse
-	15,  // 200: engine.v1.Engine.NetworkConnect:output_type -> engine.v1.NetworkConnectResponse
-	17,  // 201: engine.v1.Engine.NetworkDisconnect:output_type -> engine.v1.NetworkDisconnectResponse
-	2,   // 202: engine.v1.Engine.VolumeList:output_type -> engine.v1.VolumeListResponse
-	0,   // 203: engine.v1.Engine.VolumeInspect:output_type -> engine.v1.Volume
-	0,   // 204: engine.v1.Engine.VolumeCreate:output_type -> engine.v1.Volume
-	6,   // 205: engine.v1.Engine.VolumeRemove:output_type -> engine.v1.VolumeRemoveResponse
-	8,   // 206: engine.v1.Engine.VolumePrune:output_type -> engine.v1.VolumePruneResponse
-	10,  // 207: engine.v1.Engine.SystemDataUsage:output_type -> engine.v1.SystemDataUsageResponse
-	151, // [151:208] is the sub-list for method output_type
-	94,  // [94:151] is the sub-list for method input_type
-	94,  // [94:94] is the sub-list for extension type_name
-	94,  // [94:94] is the sub-list for extension extendee
-	0,   // [0:94] is the sub-list for field type_name
+	158, // 41: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	67,  // 42: engine.v1.ContainerConfig.healthcheck:type_name -> engine.v1.HealthConfig
+	69,  // 43: engine.v1.Health.log:type_name -> engine.v1.HealthcheckResult
+	171, // 44: engine.v1.HealthcheckResult.start:type_name -> google.protobuf.Timestamp
+	171, // 45: engine.v1.HealthcheckResult.end:type_name -> google.protobuf.Timestamp
+	159, // 46: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	71,  // 47: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
+	160, // 48: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	70,  // 49: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
+	72,  // 50: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
+	161, // 51: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	77,  // 52: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
+	78,  // 53: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
+	162, // 54: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
+	74,  // 55: engine.v1.HostConfig.port_bindings:type_name -> engine.v1.PortBinding
+	75,  // 56: engine.v1.HostPorts.bindings:type_name -> engine.v1.HostPort
+	163, // 57: engine.v1.Mount.volume_labels:type_name -> engine.v1.Mount.VolumeLabelsEntry
+	164, // 58: engine.v1.Mount.volume_driver_opts:type_name -> engine.v1.Mount.VolumeDriverOptsEntry
+	66,  // 59: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
+	73,  // 60: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
+	80,  // 61: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	165, // 62: engine.v1.ContainerCreateRequest.endpoints:type_name -> engine.v1.ContainerCreateRequest.EndpointsEntry
+	171, // 63: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	171, // 64: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	68,  // 65: engine.v1.ContainerState.health:type_name -> engine.v1.Health
+	171, // 66: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	82,  // 67: engine.v1.Container.state:type_name -> engine.v1.ContainerState
+	66,  // 68: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
+	73,  // 69: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
+	166, // 70: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	84,  // 71: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
+	11,  // 72: engine.v1.Container.mounts:type_name -> engine.v1.MountPoint
+	167, // 73: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
+	168, // 74: engine.v1.NetworkSettings.ports:type_name -> engine.v1.NetworkSettings.PortsEntry
+	83,  // 75: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
+	109, // 76: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
+	171, // 77: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	171, // 78: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	171, // 79: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	117, // 80: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
+	171, // 81: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	169, // 82: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	73,  // 83: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
+	122, // 84: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
+	126, // 85: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
+	122, // 86: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
+	171, // 87: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	134, // 88: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
+	139, // 89: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
+	171, // 90: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
+	171, // 91: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
+	170, // 92: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
+	26,  // 93: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
+	38,  // 94: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	37,  // 95: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	80,  // 96: engine.v1.ContainerCreateRequest.EndpointsEntry.value:type_name -> engine.v1.EndpointConfig
+	85,  // 97: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
+	76,  // 98: engine.v1.NetworkSettings.PortsEntry.value:type_name -> engine.v1.HostPorts
+	27,  // 99: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	29,  // 100: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	32,  // 101: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	64,  // 102: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	140, // 103: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
+	86,  // 104: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	87,  // 105: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	79,  // 106: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	89,  // 107: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	91,  // 108: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	93,  // 109: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	95,  // 110: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	97,  // 111: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	99,  // 112: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	101, // 113: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	103, // 114: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	105, // 115: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	107, // 116: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	120, // 117: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	110, // 118: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	112, // 119: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	118, // 120: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	114, // 121: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	116, // 122: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	123, // 123: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	125, // 124: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	127, // 125: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	129, // 126: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	131, // 127: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	131, // 128: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	133, // 129: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	136, // 130: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	137, // 131: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
+	44,  // 132: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	45,  // 133: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	48,  // 134: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	50,  // 135: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	53,  // 136: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	55,  // 137: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	57,  // 138: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	58,  // 139: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	59,  // 140: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	62,  // 141: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	42,  // 142: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	18,  // 143: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
+	20,  // 144: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
+	21,  // 145: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
+	23,  // 146: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
+	12,  // 147: engine.v1.Engine.NetworkPrune:input_type -> engine.v1.NetworkPruneRequest
+	14,  // 148: engine.v1.Engine.NetworkConnect:input_type -> engine.v1.NetworkConnectRequest
+	16,  // 149: engine.v1.Engine.NetworkDisconnect:input_type -> engine.v1.NetworkDisconnectRequest
+	1,   // 150: engine.v1.Engine.VolumeList:input_type -> engine.v1.VolumeListRequest
+	3,   // 151: engine.v1.Engine.VolumeInspect:input_type -> engine.v1.VolumeInspectRequest
+	4,   // 152: engine.v1.Engine.VolumeCreate:input_type -> engine.v1.VolumeCreateRequest
+	5,   // 153: engine.v1.Engine.VolumeRemove:input_type -> engine.v1.VolumeRemoveRequest
+	7,   // 154: engine.v1.Engine.VolumePrune:input_type -> engine.v1.VolumePruneRequest
+	9,   // 155: engine.v1.Engine.SystemDataUsage:input_type -> engine.v1.SystemDataUsageRequest
+	28,  // 156: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	30,  // 157: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	33,  // 158: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	65,  // 159: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	141, // 160: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
+	83,  // 161: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	88,  // 162: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	81,  // 163: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	90,  // 164: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	92,  // 165: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	94,  // 166: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	96,  // 167: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	98,  // 168: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	100, // 169: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	102, // 170: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	104, // 171: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	106, // 172: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	108, // 173: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	121, // 174: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	111, // 175: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	113, // 176: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	119, // 177: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	115, // 178: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	115, // 179: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	124, // 180: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	115, // 181: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	128, // 182: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	130, // 183: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	132, // 184: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	42,  // 185: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	135, // 186: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	42,  // 187: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	138, // 188: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
+	43,  // 189: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	46,  // 190: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	49,  // 191: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	51,  // 192: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	54,  // 193: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	56,  // 194: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	40,  // 195: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	40,  // 196: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	61,  // 197: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	42,  // 198: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	63,  // 199: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	19,  // 200: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
+	25,  // 201: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
+	22,  // 202: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
+	24,  // 203: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
+	13,  // 204: engine.v1.Engine.NetworkPrune:output_type -> engine.v1.NetworkPruneResponse
+	15,  // 205: engine.v1.Engine.NetworkConnect:output_type -> engine.v1.NetworkConnectResponse
+	17,  // 206: engine.v1.Engine.NetworkDisconnect:output_type -> engine.v1.NetworkDisconnectResponse
+	2,   // 207: engine.v1.Engine.VolumeList:output_type -> engine.v1.VolumeListResponse
+	0,   // 208: engine.v1.Engine.VolumeInspect:output_type -> engine.v1.Volume
+	0,   // 209: engine.v1.Engine.VolumeCreate:output_type -> engine.v1.Volume
+	6,   // 210: engine.v1.Engine.VolumeRemove:output_type -> engine.v1.VolumeRemoveResponse
+	8,   // 211: engine.v1.Engine.VolumePrune:output_type -> engine.v1.VolumePruneResponse
+	10,  // 212: engine.v1.Engine.SystemDataUsage:output_type -> engine.v1.SystemDataUsageResponse
+	156, // [156:213] is the sub-list for method output_type
+	99,  // [99:156] is the sub-list for method input_type
+	99,  // [99:99] is the sub-list for extension type_name
+	99,  // [99:99] is the sub-list for extension extendee
+	0,   // [0:99] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -10941,17 +11206,17 @@ func file_engine_v1_engine_proto_init() {
 		return
 	}
 	file_engine_v1_engine_proto_msgTypes[66].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[70].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[88].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[90].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[125].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[73].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[91].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[93].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[128].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   168,
+			NumMessages:   171,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -2035,6 +2035,86 @@ func (x *Event) GetExit() *ExitStatus {
 	return nil
 }
 
+type DeleteExecRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecId        string                 `protobuf:"bytes,1,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteExecRequest) Reset() {
+	*x = DeleteExecRequest{}
+	mi := &file_shim_v1_shim_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteExecRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteExecRequest) ProtoMessage() {}
+
+func (x *DeleteExecRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_v1_shim_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteExecRequest.ProtoReflect.Descriptor instead.
+func (*DeleteExecRequest) Descriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *DeleteExecRequest) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
+type DeleteExecResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteExecResponse) Reset() {
+	*x = DeleteExecResponse{}
+	mi := &file_shim_v1_shim_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteExecResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteExecResponse) ProtoMessage() {}
+
+func (x *DeleteExecResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_v1_shim_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteExecResponse.ProtoReflect.Descriptor instead.
+func (*DeleteExecResponse) Descriptor() ([]byte, []int) {
+	return file_shim_v1_shim_proto_rawDescGZIP(), []int{39}
+}
+
 var File_shim_v1_shim_proto protoreflect.FileDescriptor
 
 const file_shim_v1_shim_proto_rawDesc = "" +
@@ -2156,13 +2236,16 @@ const file_shim_v1_shim_proto_rawDesc = "" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tKIND_EXIT\x10\x01\x12\x12\n" +
 	"\x0eKIND_EXEC_EXIT\x10\x02\x12\f\n" +
-	"\bKIND_OOM\x10\x03*o\n" +
+	"\bKIND_OOM\x10\x03\",\n" +
+	"\x11DeleteExecRequest\x12\x17\n" +
+	"\aexec_id\x18\x01 \x01(\tR\x06execId\"\x14\n" +
+	"\x12DeleteExecResponse*o\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_CREATED\x10\x01\x12\x12\n" +
 	"\x0eSTATUS_RUNNING\x10\x02\x12\x11\n" +
 	"\rSTATUS_PAUSED\x10\x03\x12\x12\n" +
-	"\x0eSTATUS_STOPPED\x10\x042\xa2\b\n" +
+	"\x0eSTATUS_STOPPED\x10\x042\xe9\b\n" +
 	"\x04Shim\x12<\n" +
 	"\aConnect\x12\x17.shim.v1.ConnectRequest\x1a\x18.shim.v1.ConnectResponse\x129\n" +
 	"\x06Create\x12\x16.shim.v1.CreateRequest\x1a\x17.shim.v1.CreateResponse\x126\n" +
@@ -2182,7 +2265,9 @@ const file_shim_v1_shim_proto_rawDesc = "" +
 	"\tResizePty\x12\x19.shim.v1.ResizePtyRequest\x1a\x1a.shim.v1.ResizePtyResponse\x129\n" +
 	"\x06Delete\x12\x16.shim.v1.DeleteRequest\x1a\x17.shim.v1.DeleteResponse\x129\n" +
 	"\x06Update\x12\x16.shim.v1.UpdateRequest\x1a\x17.shim.v1.UpdateResponse\x126\n" +
-	"\x05Stats\x12\x15.shim.v1.StatsRequest\x1a\x16.shim.v1.StatsResponseB1Z/github.com/engined/engined/proto/shim/v1;shimv1b\x06proto3"
+	"\x05Stats\x12\x15.shim.v1.StatsRequest\x1a\x16.shim.v1.StatsResponse\x12E\n" +
+	"\n" +
+	"DeleteExec\x12\x1a.shim.v1.DeleteExecRequest\x1a\x1b.shim.v1.DeleteExecResponseB1Z/github.com/engined/engined/proto/shim/v1;shimv1b\x06proto3"
 
 var (
 	file_shim_v1_shim_proto_rawDescOnce sync.Once
@@ -2197,7 +2282,7 @@ func file_shim_v1_shim_proto_rawDescGZIP() []byte {
 }
 
 var file_shim_v1_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_shim_v1_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_shim_v1_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_shim_v1_shim_proto_goTypes = []any{
 	(Status)(0),                // 0: shim.v1.Status
 	(Event_Kind)(0),            // 1: shim.v1.Event.Kind
@@ -2239,7 +2324,9 @@ var file_shim_v1_shim_proto_goTypes = []any{
 	(*EventsRequest)(nil),      // 37: shim.v1.EventsRequest
 	(*EventsResponse)(nil),     // 38: shim.v1.EventsResponse
 	(*Event)(nil),              // 39: shim.v1.Event
-	nil,                        // 40: shim.v1.StatsResponse.MemoryStatsEntry
+	(*DeleteExecRequest)(nil),  // 40: shim.v1.DeleteExecRequest
+	(*DeleteExecResponse)(nil), // 41: shim.v1.DeleteExecResponse
+	nil,                        // 42: shim.v1.StatsResponse.MemoryStatsEntry
 }
 var file_shim_v1_shim_proto_depIdxs = []int32{
 	0,  // 0: shim.v1.ConnectResponse.status:type_name -> shim.v1.Status
@@ -2247,7 +2334,7 @@ var file_shim_v1_shim_proto_depIdxs = []int32{
 	10, // 2: shim.v1.StateResponse.exit:type_name -> shim.v1.ExitStatus
 	10, // 3: shim.v1.WaitResponse.exit:type_name -> shim.v1.ExitStatus
 	10, // 4: shim.v1.DeleteResponse.exit:type_name -> shim.v1.ExitStatus
-	40, // 5: shim.v1.StatsResponse.memory_stats:type_name -> shim.v1.StatsResponse.MemoryStatsEntry
+	42, // 5: shim.v1.StatsResponse.memory_stats:type_name -> shim.v1.StatsResponse.MemoryStatsEntry
 	39, // 6: shim.v1.EventsResponse.events:type_name -> shim.v1.Event
 	1,  // 7: shim.v1.Event.kind:type_name -> shim.v1.Event.Kind
 	10, // 8: shim.v1.Event.exit:type_name -> shim.v1.ExitStatus
@@ -2269,26 +2356,28 @@ var file_shim_v1_shim_proto_depIdxs = []int32{
 	27, // 24: shim.v1.Shim.Delete:input_type -> shim.v1.DeleteRequest
 	31, // 25: shim.v1.Shim.Update:input_type -> shim.v1.UpdateRequest
 	29, // 26: shim.v1.Shim.Stats:input_type -> shim.v1.StatsRequest
-	3,  // 27: shim.v1.Shim.Connect:output_type -> shim.v1.ConnectResponse
-	5,  // 28: shim.v1.Shim.Create:output_type -> shim.v1.CreateResponse
-	7,  // 29: shim.v1.Shim.Start:output_type -> shim.v1.StartResponse
-	9,  // 30: shim.v1.Shim.State:output_type -> shim.v1.StateResponse
-	12, // 31: shim.v1.Shim.Kill:output_type -> shim.v1.KillResponse
-	14, // 32: shim.v1.Shim.Wait:output_type -> shim.v1.WaitResponse
-	34, // 33: shim.v1.Shim.Exec:output_type -> shim.v1.ExecResponse
-	36, // 34: shim.v1.Shim.Output:output_type -> shim.v1.OutputChunk
-	38, // 35: shim.v1.Shim.Events:output_type -> shim.v1.EventsResponse
-	16, // 36: shim.v1.Shim.Pids:output_type -> shim.v1.PidsResponse
-	18, // 37: shim.v1.Shim.Pause:output_type -> shim.v1.PauseResponse
-	20, // 38: shim.v1.Shim.Resume:output_type -> shim.v1.ResumeResponse
-	22, // 39: shim.v1.Shim.WriteStdin:output_type -> shim.v1.WriteStdinResponse
-	24, // 40: shim.v1.Shim.CloseIO:output_type -> shim.v1.CloseIOResponse
-	26, // 41: shim.v1.Shim.ResizePty:output_type -> shim.v1.ResizePtyResponse
-	28, // 42: shim.v1.Shim.Delete:output_type -> shim.v1.DeleteResponse
-	32, // 43: shim.v1.Shim.Update:output_type -> shim.v1.UpdateResponse
-	30, // 44: shim.v1.Shim.Stats:output_type -> shim.v1.StatsResponse
-	27, // [27:45] is the sub-list for method output_type
-	9,  // [9:27] is the sub-list for method input_type
+	40, // 27: shim.v1.Shim.DeleteExec:input_type -> shim.v1.DeleteExecRequest
+	3,  // 28: shim.v1.Shim.Connect:output_type -> shim.v1.ConnectResponse
+	5,  // 29: shim.v1.Shim.Create:output_type -> shim.v1.CreateResponse
+	7,  // 30: shim.v1.Shim.Start:output_type -> shim.v1.StartResponse
+	9,  // 31: shim.v1.Shim.State:output_type -> shim.v1.StateResponse
+	12, // 32: shim.v1.Shim.Kill:output_type -> shim.v1.KillResponse
+	14, // 33: shim.v1.Shim.Wait:output_type -> shim.v1.WaitResponse
+	34, // 34: shim.v1.Shim.Exec:output_type -> shim.v1.ExecResponse
+	36, // 35: shim.v1.Shim.Output:output_type -> shim.v1.OutputChunk
+	38, // 36: shim.v1.Shim.Events:output_type -> shim.v1.EventsResponse
+	16, // 37: shim.v1.Shim.Pids:output_type -> shim.v1.PidsResponse
+	18, // 38: shim.v1.Shim.Pause:output_type -> shim.v1.PauseResponse
+	20, // 39: shim.v1.Shim.Resume:output_type -> shim.v1.ResumeResponse
+	22, // 40: shim.v1.Shim.WriteStdin:output_type -> shim.v1.WriteStdinResponse
+	24, // 41: shim.v1.Shim.CloseIO:output_type -> shim.v1.CloseIOResponse
+	26, // 42: shim.v1.Shim.ResizePty:output_type -> shim.v1.ResizePtyResponse
+	28, // 43: shim.v1.Shim.Delete:output_type -> shim.v1.DeleteResponse
+	32, // 44: shim.v1.Shim.Update:output_type -> shim.v1.UpdateResponse
+	30, // 45: shim.v1.Shim.Stats:output_type -> shim.v1.StatsResponse
+	41, // 46: shim.v1.Shim.DeleteExec:output_type -> shim.v1.DeleteExecResponse
+	28, // [28:47] is the sub-list for method output_type
+	9,  // [9:28] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -2305,7 +2394,7 @@ func file_shim_v1_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shim_v1_shim_proto_rawDesc), len(file_shim_v1_shim_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

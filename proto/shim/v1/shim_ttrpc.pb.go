@@ -26,6 +26,7 @@ type ShimService interface {
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	Update(context.Context, *UpdateRequest) (*UpdateResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
+	DeleteExec(context.Context, *DeleteExecRequest) (*DeleteExecResponse, error)
 }
 
 type Shim_OutputServer interface {
@@ -163,6 +164,13 @@ func RegisterShimService(srv *ttrpc.Server, svc ShimService) {
 				}
 				return svc.Stats(ctx, &req)
 			},
+			"DeleteExec": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req DeleteExecRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.DeleteExec(ctx, &req)
+			},
 		},
 		Streams: map[string]ttrpc.Stream{
 			"Output": {
@@ -199,6 +207,7 @@ type ShimClient interface {
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	Update(context.Context, *UpdateRequest) (*UpdateResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
+	DeleteExec(context.Context, *DeleteExecRequest) (*DeleteExecResponse, error)
 }
 
 type shimClient struct {
@@ -371,6 +380,14 @@ func (c *shimClient) Update(ctx context.Context, req *UpdateRequest) (*UpdateRes
 func (c *shimClient) Stats(ctx context.Context, req *StatsRequest) (*StatsResponse, error) {
 	var resp StatsResponse
 	if err := c.client.Call(ctx, "shim.v1.Shim", "Stats", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimClient) DeleteExec(ctx context.Context, req *DeleteExecRequest) (*DeleteExecResponse, error) {
+	var resp DeleteExecResponse
+	if err := c.client.Call(ctx, "shim.v1.Shim", "DeleteExec", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
