@@ -65,9 +65,10 @@ func TestSurvivesEnginedSIGKILL(t *testing.T) {
 		t.Errorf("writer after stop: %q", st)
 	}
 	// The idle shim the killed engined kept ready is gone; the new one
-	// keeps one of its own, and no container's shim is left.
-	if n := shimsOf(e.ExecRoot); n != 1 {
-		t.Errorf("%d shims run for this engined, want its one idle shim", n)
+	// keeps one of its own, and no container's shim is left (the
+	// writer's exits after stop has returned, so this is waited for).
+	if !poll(30*time.Second, func() bool { return shimsOf(e.ExecRoot) == 1 }) {
+		t.Errorf("%d shims run for this engined, want its one idle shim", shimsOf(e.ExecRoot))
 	}
 }
 
