@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -14,11 +14,13 @@ import (
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
-func versionCmd(g *globals) *cobra.Command {
+func clientVersion() string { return version.Version }
+
+func (c *CLI) versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Show the client and engine version information",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			tw := tabwriter.NewWriter(out, 0, 0, 1, ' ', 0)
@@ -28,14 +30,13 @@ func versionCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(tw, " Go version:\t%s\n", runtime.Version())
 			fmt.Fprintf(tw, " OS/Arch:\t%s/%s\n", runtime.GOOS, runtime.GOARCH)
 			tw.Flush()
-			conn, err := g.dial()
+			e, err := c.engine()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			v, err := conn.Engine.SystemVersion(cmd.Context(), &enginev1.SystemVersionRequest{})
+			v, err := e.SystemVersion(cmd.Context(), &enginev1.SystemVersionRequest{})
 			if err != nil {
-				return err
+				return c.daemonErr(err)
 			}
 			printServerVersion(out, v)
 			return nil
@@ -63,20 +64,19 @@ func printServerVersion(out io.Writer, v *enginev1.SystemVersionResponse) {
 	}
 }
 
-func infoCmd(g *globals) *cobra.Command {
+func (c *CLI) infoCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "info",
 		Short: "Display system-wide information",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := g.dial()
+			e, err := c.engine()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			in, err := conn.Engine.SystemInfo(cmd.Context(), &enginev1.SystemInfoRequest{})
+			in, err := e.SystemInfo(cmd.Context(), &enginev1.SystemInfoRequest{})
 			if err != nil {
-				return err
+				return c.daemonErr(err)
 			}
 			printInfo(cmd.OutOrStdout(), in)
 			return nil
