@@ -158,6 +158,7 @@ func (r containerRow) Networks() string {
 	sort.Strings(ns)
 	return strings.Join(ns, ",")
 }
+
 // Platform is the image's platform; engined's list does not give it.
 func (r containerRow) Platform() any { return nil }
 
@@ -458,7 +459,7 @@ func (c *CLI) renameCmd() *cobra.Command {
 				return err
 			}
 			if _, err := e.ContainerRename(cmd.Context(), &enginev1.ContainerRenameRequest{Id: args[0], Name: args[1]}); err != nil {
-				return c.daemonErr(err)
+				return fmt.Errorf("%w\nError: failed to rename container named %s", c.daemonErr(err), args[0])
 			}
 			return nil
 		},

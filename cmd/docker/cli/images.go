@@ -59,6 +59,7 @@ func (r imageRow) SharedSize() string {
 	}
 	return units.HumanSize(float64(r.i.SharedSize))
 }
+func (r imageRow) VirtualSize() string { return units.HumanSize(float64(r.i.Size)) }
 func (r imageRow) UniqueSize() string {
 	if r.i.Size == -1 || r.i.SharedSize == -1 {
 		return "N/A"
@@ -93,7 +94,9 @@ func imageRows(img image.Summary, trunc, digests bool) []any {
 		}
 	}
 	var rows []any
-	add := func(repo, tag, d string) { rows = append(rows, imageRow{i: img, trunc: trunc, repo: repo, tag: tag, digest: d}) }
+	add := func(repo, tag, d string) {
+		rows = append(rows, imageRow{i: img, trunc: trunc, repo: repo, tag: tag, digest: d})
+	}
 	repos := make([]string, 0, len(tags))
 	for r := range tags {
 		repos = append(repos, r)
@@ -141,7 +144,7 @@ func (c *CLI) imagesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "images [OPTIONS] [REPOSITORY[:TAG]]", Short: "List images", Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
-				return StatusError{Code: 1, Status: fmt.Sprintf("docker: '%s' requires at most 1 argument\n\nUsage:  %s\n\nSee '%s --help' for more information", cmd.CommandPath(), cmd.UseLine(), cmd.CommandPath())}
+				return StatusError{Code: 1, Status: fmt.Sprintf("docker: '%s' requires at most 1 argument\n\nUsage:  %s\n\nSee '%s --help' for more information", cmd.CommandPath(), usageLine(cmd), cmd.CommandPath())}
 			}
 			return nil
 		},
@@ -289,7 +292,7 @@ func (c *CLI) outIsTerminal(w io.Writer) bool {
 }
 
 // pull pulls ref, showing progress on out (none when quiet).
-func (c *CLI) pull(ctx context.Context, ref, platform string, quiet bool, out io.Writer) error {
+func (c *CLI) pull(ctx context.Context, ref, platform string, quiet, implicit bool, out io.Writer) error {
 	e, err := c.engine()
 	if err != nil {
 		return err
@@ -300,7 +303,7 @@ func (c *CLI) pull(ctx context.Context, ref, platform string, quiet bool, out io
 	}
 	_, tagged := named.(reference.Tagged)
 	_, digested := named.(reference.Digested)
-	if !tagged && !digested && !quiet {
+	if !tagged && !digested && !quiet && !implicit {
 		fmt.Fprintln(out, "Using default tag: latest")
 	}
 	named = reference.TagNameOnly(named)
@@ -330,7 +333,7 @@ func (c *CLI) pullCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "pull [OPTIONS] NAME[:TAG|@DIGEST]", Short: "Download an image from a registry", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := c.pull(cmd.Context(), args[0], platform, quiet, c.Out); err != nil {
+			if err := c.pull(cmd.Context(), args[0], platform, quiet, false, c.Out); err != nil {
 				return err
 			}
 			named, _ := reference.ParseNormalizedNamed(args[0])

@@ -181,7 +181,7 @@ func (c *CLI) inspectCmd() *cobra.Command {
 				return fmt.Errorf("%q is not a valid value for --type", typ)
 			}
 			return c.printInspect(cmd.Context(), args, format, size, kinds, func(ref string) error {
-				return fmt.Errorf("error: no such object: %s", ref)
+				return fmt.Errorf("Error: No such object: %s", ref)
 			})
 		},
 	}

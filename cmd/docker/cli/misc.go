@@ -82,6 +82,9 @@ func (c *CLI) eventsCmd() *cobra.Command {
 				if err != nil {
 					return c.daemonErr(err)
 				}
+				if ev.GetType() == "" {
+					continue // the stream's first, empty message
+				}
 				row := eventRow{Type: ev.GetType(), Action: ev.GetAction(), Scope: "local", Time: ev.GetTimeNano() / 1e9, TimeNano: ev.GetTimeNano()}
 				row.Actor.ID, row.Actor.Attributes = ev.GetActorId(), ev.GetAttributes()
 				if row.Actor.Attributes == nil {

@@ -210,17 +210,24 @@ func (c *CLI) networkRmCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return c.forEach(args, func(n string) error {
+			failed := false
+			for _, n := range args {
 				if _, err := e.NetworkRemove(cmd.Context(), &enginev1.NetworkRemoveRequest{Id: n}); err != nil {
 					err = c.daemonErr(err)
 					if force && isNotFound(err) {
-						return nil
+						continue
 					}
-					return err
+					fmt.Fprintln(c.Err, err)
+					failed = true
+					continue
 				}
 				fmt.Fprintln(c.Out, n)
-				return nil
-			})
+			}
+			if failed {
+				// The Docker CLI's words for it.
+				return StatusError{Code: 1, Status: "exit status 1"}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not error if the network does not exist")

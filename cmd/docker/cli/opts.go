@@ -490,9 +490,8 @@ func (o *createOptions) request(fs *pflag.FlagSet, img string, cmd []string) (*e
 	hc.NanoCPUs = int64(o.cpus * 1e9)
 	hc.CPUShares, hc.CPUPeriod, hc.CPUQuota = o.cpuShares, o.cpuPeriod, o.cpuQuota
 	hc.CpusetCpus, hc.CpusetMems = o.cpusetCpus, o.cpusetMems
-	if fs.Changed("pids-limit") {
-		hc.PidsLimit = &o.pidsLimit
-	}
+	// As the Docker CLI sends it: 0 unless given.
+	hc.PidsLimit = &o.pidsLimit
 	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{}}
 	if o.ip != "" || o.mac != "" || len(o.aliases) > 0 {
 		ep := &network.EndpointSettings{Aliases: o.aliases}

@@ -82,12 +82,12 @@ func isFlagError(err error) bool {
 	return errors.As(err, &fe)
 }
 
+// usageLine is the command's path and Use, without cobra's " [flags]".
 func usageLine(cmd *cobra.Command) string {
-	u := cmd.UseLine()
 	if !cmd.HasParent() {
-		return u
+		return cmd.Use
 	}
-	return u
+	return cmd.Parent().CommandPath() + " " + cmd.Use
 }
 
 func (c *CLI) rootCmd() *cobra.Command {
@@ -303,7 +303,7 @@ func exactArgs(n int) cobra.PositionalArgs {
 			pl = ""
 		}
 		return StatusError{Code: 1, Status: fmt.Sprintf("docker: '%s' requires %d argument%s\n\nUsage:  %s\n\nRun '%s --help' for more information",
-			cmd.CommandPath(), n, pl, cmd.UseLine(), cmd.CommandPath())}
+			cmd.CommandPath(), n, pl, usageLine(cmd), cmd.CommandPath())}
 	}
 }
 
@@ -317,7 +317,7 @@ func minArgs(n int) cobra.PositionalArgs {
 			pl = ""
 		}
 		return StatusError{Code: 1, Status: fmt.Sprintf("docker: '%s' requires at least %d argument%s\n\nUsage:  %s\n\nSee '%s --help' for more information",
-			cmd.CommandPath(), n, pl, cmd.UseLine(), cmd.CommandPath())}
+			cmd.CommandPath(), n, pl, usageLine(cmd), cmd.CommandPath())}
 	}
 }
 
@@ -326,9 +326,8 @@ func noArgs(cmd *cobra.Command, args []string) error {
 		return nil
 	}
 	return StatusError{Code: 1, Status: fmt.Sprintf("docker: '%s' accepts no arguments\n\nUsage:  %s\n\nRun '%s --help' for more information",
-		cmd.CommandPath(), cmd.UseLine(), cmd.CommandPath())}
+		cmd.CommandPath(), usageLine(cmd), cmd.CommandPath())}
 }
 
 // interspersed stops flag parsing at the first argument (docker run IMAGE CMD -x).
 func interspersed(cmd *cobra.Command) { cmd.Flags().SetInterspersed(false) }
-

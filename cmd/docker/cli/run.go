@@ -54,7 +54,7 @@ func (c *CLI) createContainer(ctx context.Context, o *createOptions, cmd *cobra.
 	}
 	switch o.pull {
 	case "always":
-		if err := c.pull(ctx, img, o.platform, true, c.Err); err != nil {
+		if err := c.pull(ctx, img, o.platform, false, true, c.Err); err != nil {
 			return "", err
 		}
 	case "missing", "never":
@@ -66,7 +66,7 @@ func (c *CLI) createContainer(ctx context.Context, o *createOptions, cmd *cobra.
 		err = c.daemonErr(err)
 		if isNotFound(err) && refErr == nil && o.pull == "missing" && strings.Contains(err.Error(), "No such image") {
 			fmt.Fprintf(c.Err, "Unable to find image '%s' locally\n", reference.FamiliarString(named))
-			if err := c.pull(ctx, img, o.platform, false, c.Err); err != nil {
+			if err := c.pull(ctx, img, o.platform, false, true, c.Err); err != nil {
 				return "", err
 			}
 			resp, err = e.ContainerCreate(ctx, req)
@@ -92,7 +92,7 @@ func (c *CLI) createCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := c.createContainer(cmd.Context(), o, cmd, args[0], args[1:])
 			if err != nil {
-				return StatusError{Status: withHelp(err, "create"), Code: 125}
+				return err
 			}
 			fmt.Fprintln(c.Out, id)
 			return nil

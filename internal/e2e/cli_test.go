@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// Our CLI (bin/docker, gRPC) against the Docker CLI (REST) on the same
+// engined: each scene runs once per CLI, on objects of its own (names end
+// in the CLI's suffix), and every command's stdout, stderr and exit code
+// must be equal after masking what differs by nature (IDs, times, the
+// suffix).
+
+type cliRun struct {
+	stdout, stderr string
+	code           int
+}
+
+func runCLI(t *testing.T, bin, host, config, stdin string, args ...string) cliRun {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"-H", host}, args...)...)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+config)
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	err := cmd.Run()
+	code := exitCode(err)
+	if code < 0 {
+		t.Fatalf("%s %v: %v", bin, args, err)
+	}
+	return cliRun{o.String(), e.String(), code}
+}
+
+func ourCLI() string { return filepath.Join(binDir, "docker") }
+
+var (
+	longID   = regexp.MustCompile(`\b[0-9a-f]{64}\b`)
+	shortID  = regexp.MustCompile(`\b[0-9a-f]{12}\b`)
+	timeWord = regexp.MustCompile(`(Less than a second|About a minute|About an hour|\d+ (seconds?|minutes?|hours?))( ago)?`)
+	stamp    = regexp.MustCompile(`\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?( ?[+-]\d\d:?\d\d( [A-Z]+)?|Z)?`)
+	unixTime = regexp.MustCompile(`("(time|timeNano|Created)"):\d+`)
+	spaces   = regexp.MustCompile(`  +`)
+	digits   = regexp.MustCompile(`\d+`)
+)
+
+// mask hides what legitimately differs between two runs.
+func mask(s, suffix string, maskDigits bool) string {
+	s = strings.ReplaceAll(s, suffix, "SFX")
+	s = longID.ReplaceAllString(s, "<ID>")
+	s = shortID.ReplaceAllString(s, "<ID>")
+	s = stamp.ReplaceAllString(s, "<TIME>")
+	s = unixTime.ReplaceAllString(s, "$1:<N>")
+	timed := timeWord.MatchString(s)
+	s = timeWord.ReplaceAllString(s, "<AGO>")
+	if maskDigits {
+		s = digits.ReplaceAllString(s, "N")
+	}
+	if timed || maskDigits {
+		// Masked values have other widths than the ones the table was
+		// padded for: compare the cells, not the padding.
+		s = spaces.ReplaceAllString(s, "  ")
+	}
+	return s
+}
+
+type cliCase struct {
+	args       []string // {s} is the CLI's suffix
+	stdin      string
+	maskDigits bool
+}
+
+type cliScene struct {
+	name    string
+	setup   [][]string // run with the Docker CLI before the cases
+	cases   []cliCase
+	cleanup [][]string
+}
+
+func c(args ...string) cliCase { return cliCase{args: args} }
+
+func cliScenes() []cliScene {
+	return []cliScene{
+		{name: "run", cases: []cliCase{
+			c("run", "--rm", "busybox", "echo", "hi"),
+			c("run", "--name", "r{s}", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"),
+			c("run", "--rm", "busybox", "nosuchcmd"),
+			c("run", "--rm", "busybox", "/etc"),
+			c("run", "--rm", "-e", "A=1", "-w", "/tmp", "-u", "nobody", "busybox", "sh", "-c", "echo $A; pwd; id -u"),
+			c("run", "--rm", "--entrypoint", "echo", "busybox", "hi", "there"),
+			c("run", "--rm", "-l", "a=b", "--memory", "64m", "--cpus", "0.5", "--pids-limit", "50", "busybox", "cat", "/sys/fs/cgroup/pids/pids.max"),
+			c("run", "--rm", "--bogus", "busybox"),
+			c("run", "--rm", "nosuchimage:x"),
+			c("run", "-d", "--rm", "--name", "d{s}", "busybox", "true"),
+			{args: []string{"run", "-i", "--rm", "busybox", "cat"}, stdin: "piped in\n"},
+			c("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link", "show", "lo"),
+			c("ps", "-a"),
+			c("ps", "-a", "--format", "{{.Names}}\t{{.Status}}\t{{.Command}}"),
+			c("ps", "-a", "--format", "json"),
+			c("ps", "-a", "-q", "--no-trunc"),
+			c("ps", "-a", "--filter", "name=r{s}", "--format", "table {{.Names}}\t{{.Image}}\t{{.State}}"),
+			c("ps", "-l"),
+			c("ps", "-a", "-n", "1", "-s"),
+			c("ps", "-a", "--filter", "exited=3", "--format", "{{.Names}} {{.Label \"a\"}}"),
+			c("logs", "r{s}"),
+			c("logs", "--tail", "1", "r{s}"),
+			c("logs", "-t", "r{s}"),
+			c("inspect", "r{s}"),
+			c("inspect", "-f", "{{.State.ExitCode}} {{.Name}} {{json .Config.Cmd}}", "r{s}"),
+			c("container", "inspect", "--format", "{{.HostConfig.Memory}}", "r{s}"),
+			c("inspect", "nosuch"),
+			c("inspect", "--type", "image", "-f", "{{.RepoTags}} {{.Config.Cmd}}", "busybox"),
+			c("wait", "r{s}"),
+			c("rm", "r{s}"),
+			c("rm", "nosuch"),
+			c("ps", "-a"),
+		}},
+		{name: "lifecycle",
+			setup: [][]string{{"run", "-d", "--name", "w{s}", "--expose", "80", "busybox", "sleep", "1000"}},
+			cases: []cliCase{
+				c("ps"),
+				c("exec", "w{s}", "sh", "-c", "echo x; exit 4"),
+				c("exec", "w{s}", "nosuch"),
+				c("exec", "-e", "A=2", "-w", "/tmp", "-u", "nobody", "w{s}", "sh", "-c", "echo $A; pwd; id -u"),
+				{args: []string{"exec", "-i", "w{s}", "cat"}, stdin: "to exec\n"},
+				c("exec", "-d", "w{s}", "true"),
+				c("port", "w{s}"),
+				c("port", "w{s}", "80"),
+				{args: []string{"top", "w{s}"}, maskDigits: true},
+				c("pause", "w{s}"),
+				c("ps", "--format", "{{.Status}}"),
+				c("unpause", "w{s}"),
+				c("rename", "w{s}", "v{s}"),
+				c("rename", "nosuch", "x{s}"),
+				c("diff", "v{s}"),
+				c("exec", "v{s}", "touch", "/new"),
+				c("diff", "v{s}"),
+				c("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "v{s}"),
+				c("restart", "-t", "0", "v{s}"),
+				c("kill", "v{s}"),
+				c("kill", "v{s}"),
+				c("wait", "v{s}"),
+				c("start", "v{s}"),
+				c("stop", "-t", "0", "v{s}"),
+				c("stop", "nosuch"),
+				c("rm", "-f", "v{s}"),
+			}},
+		{name: "create",
+			cases: []cliCase{
+				c("create", "--name", "k{s}", "--restart", "on-failure:2", "-e", "X=y", "busybox", "echo", "created"),
+				c("inspect", "-f", "{{.State.Status}} {{.HostConfig.RestartPolicy.Name}} {{.HostConfig.RestartPolicy.MaximumRetryCount}}", "k{s}"),
+				c("start", "-a", "k{s}"),
+				c("start", "k{s}"),
+				c("wait", "k{s}"),
+				c("logs", "k{s}"),
+				c("create", "--name", "k{s}", "busybox"),
+				c("events", "--since", "10m", "--until", "0s", "--filter", "container=k{s}", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"),
+				c("rm", "k{s}"),
+			}},
+		{name: "images",
+			cases: []cliCase{
+				c("images"),
+				c("images", "-q"),
+				c("images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}"),
+				c("images", "--digests"),
+				c("images", "--filter", "reference=busybox", "--format", "json"),
+				c("tag", "busybox", "t{s}:1"),
+				c("images", "t{s}"),
+				c("image", "ls", "t{s}", "--format", "table {{.Repository}}\t{{.Tag}}"),
+				c("image", "inspect", "-f", "{{.RepoTags}}", "t{s}:1"),
+				c("rmi", "t{s}:1"),
+				c("rmi", "nosuch"),
+				c("history", "busybox"),
+				c("history", "-q", "busybox"),
+				c("pull", "busybox"),
+				c("pull", "-q", "busybox:latest"),
+			}},
+		{name: "networks",
+			setup: [][]string{{"run", "-d", "--name", "nc{s}", "busybox", "sleep", "1000"}},
+			cases: []cliCase{
+				c("network", "create", "--label", "k=v", "n{s}"),
+				c("network", "create", "n{s}"),
+				c("network", "ls", "--filter", "name=n{s}"),
+				c("network", "ls", "--filter", "name=n{s}", "--format", "{{.Name}} {{.Driver}} {{.Scope}} {{.Labels}}"),
+				c("network", "inspect", "-f", "{{.Name}} {{.Driver}} {{.Internal}} {{.Labels}}", "n{s}"),
+				c("network", "connect", "n{s}", "nc{s}"),
+				c("inspect", "-f", "{{len .NetworkSettings.Networks}}", "nc{s}"),
+				c("network", "disconnect", "n{s}", "nc{s}"),
+				c("network", "rm", "n{s}"),
+				c("network", "rm", "n{s}"),
+				c("rm", "-f", "nc{s}"),
+			}},
+	}
+}
+
+func TestCLICompare(t *testing.T) {
+	e := runEngine(t)
+	suffixes := map[string]string{ourCLI(): "aaaa", dockerCLI: "bbbb"}
+	for _, sc := range cliScenes() {
+		t.Run(sc.name, func(t *testing.T) {
+			results := map[string][]cliRun{}
+			for _, bin := range []string{ourCLI(), dockerCLI} {
+				sfx := suffixes[bin]
+				config := t.TempDir()
+				sub := func(args []string) []string {
+					out := make([]string, len(args))
+					for i, a := range args {
+						out[i] = strings.ReplaceAll(a, "{s}", sfx)
+					}
+					return out
+				}
+				for _, s := range sc.setup {
+					if r := runCLI(t, dockerCLI, e.Host, config, "", sub(s)...); r.code != 0 {
+						t.Fatalf("setup %v: %+v", s, r)
+					}
+				}
+				for _, cs := range sc.cases {
+					r := runCLI(t, bin, e.Host, config, cs.stdin, sub(cs.args)...)
+					r.stdout, r.stderr = mask(r.stdout, sfx, cs.maskDigits), mask(r.stderr, sfx, cs.maskDigits)
+					results[bin] = append(results[bin], r)
+				}
+			}
+			for i, cs := range sc.cases {
+				ours, theirs := results[ourCLI()][i], results[dockerCLI][i]
+				if ours != theirs {
+					t.Errorf("docker %s:\n ours: exit %d\n stdout %q\n stderr %q\n docker: exit %d\n stdout %q\n stderr %q",
+						strings.Join(cs.args, " "), ours.code, ours.stdout, ours.stderr, theirs.code, theirs.stdout, theirs.stderr)
+				}
+			}
+		})
+	}
+}
