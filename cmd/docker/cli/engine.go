@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -97,14 +99,24 @@ none, messages are read from stdin, one JSON object a line.`,
 			if len(msgs) > 1 && !m.IsStreamingClient() {
 				return fmt.Errorf("%s takes one request", m.Name())
 			}
-			mo := protojson.MarshalOptions{Multiline: !compact, Indent: "  ", EmitUnpopulated: false}
 			print := func(out *dynamicpb.Message) error {
-				b, err := mo.Marshal(out)
+				b, err := protojson.Marshal(out)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(c.Out, string(b))
-				return nil
+				// protojson's own spacing varies on purpose; this is stable.
+				var buf bytes.Buffer
+				if compact {
+					err = json.Compact(&buf, b)
+				} else {
+					err = json.Indent(&buf, b, "", "  ")
+				}
+				if err != nil {
+					return err
+				}
+				buf.WriteByte('\n')
+				_, err = buf.WriteTo(c.Out)
+				return err
 			}
 			full := fmt.Sprintf("/%s/%s", svc.FullName(), m.Name())
 			ctx := cmd.Context()
