@@ -262,7 +262,6 @@ func (c *CLI) psCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "ps [OPTIONS]",
 		Short:   "List containers",
-		Aliases: []string{"ls", "list"},
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			e, err := c.engine()
@@ -308,7 +307,7 @@ func (c *CLI) psCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.BoolVarP(&all, "all", "a", false, "Show all containers (default shows just running)")
 	f.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
-	f.StringVar(&format, "format", "", "Format output using a custom template:\n'table':            Print output in table format with column headers (default)\n'table TEMPLATE':   Print output in table format using the given Go template\n'json':             Print in JSON format\n'TEMPLATE':         Print output using the given Go template.\nRefer to https://docs.docker.com/go/formatting/ for more information about formatting output with templates")
+	f.StringVar(&format, "format", "", formatHelp)
 	f.IntVarP(&last, "last", "n", -1, "Show n last created containers (includes all states)")
 	f.BoolVarP(&latest, "latest", "l", false, "Show the latest created container (includes all states)")
 	f.BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")

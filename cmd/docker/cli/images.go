@@ -153,6 +153,9 @@ func (c *CLI) imagesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if tree {
+				return errors.New("--tree is not supported by engined's CLI yet")
+			}
 			if len(args) == 1 {
 				filters = append(filters, "reference="+args[0])
 			}
@@ -200,11 +203,10 @@ func (c *CLI) imagesCmd() *cobra.Command {
 	f.BoolVarP(&all, "all", "a", false, "Show all images (default hides intermediate images)")
 	f.BoolVar(&digests, "digests", false, "Show digests")
 	f.StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
-	f.StringVar(&format, "format", "", "Format output using a custom template")
+	f.StringVar(&format, "format", "", formatHelp)
 	f.BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")
 	f.BoolVarP(&quiet, "quiet", "q", false, "Only show image IDs")
 	f.BoolVar(&tree, "tree", false, "List multi-platform images as a tree (EXPERIMENTAL)")
-	f.MarkHidden("tree")
 	return cmd
 }
 
@@ -409,6 +411,9 @@ func (c *CLI) rmiCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if p, _ := cmd.Flags().GetStringSlice("platform"); len(p) > 0 {
+				return errors.New("rmi --platform is not supported by engined yet")
+			}
 			return c.forEach(args, func(name string) error {
 				resp, err := e.ImageRemove(cmd.Context(), &enginev1.ImageRemoveRequest{Name: name, Force: force, Noprune: noPrune})
 				if err != nil {
@@ -427,6 +432,7 @@ func (c *CLI) rmiCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Force removal of the image")
 	cmd.Flags().BoolVar(&noPrune, "no-prune", false, "Do not delete untagged parents")
+	cmd.Flags().StringSlice("platform", nil, `Remove only the given platform variant. Formatted as "os[/arch[/variant]]" (e.g., "linux/amd64")`)
 	return cmd
 }
 
@@ -488,7 +494,7 @@ func (c *CLI) historyCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&human, "human", "H", true, "Print sizes and dates in human readable format")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only show image IDs")
-	cmd.Flags().StringVar(&format, "format", "", "Format output using a custom template")
+	cmd.Flags().StringVar(&format, "format", "", formatHelp)
 	return cmd
 }
 

@@ -185,7 +185,7 @@ func (c *CLI) inspectCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVarP(&format, "format", "f", "", "Format output using a custom template")
+	cmd.Flags().StringVarP(&format, "format", "f", "", inspectFormatHelp)
 	cmd.Flags().BoolVarP(&size, "size", "s", false, "Display total file sizes if the type is container")
 	cmd.Flags().StringVar(&typ, "type", "", "Only inspect objects of the given type")
 	return cmd
@@ -201,7 +201,7 @@ func (c *CLI) inspectSub(use, short string, kind inspectFunc, complete func(*cob
 			return c.printInspect(cmd.Context(), args, format, size, []inspectFunc{kind}, nil)
 		},
 	}
-	cmd.Flags().StringVarP(&format, "format", "f", "", "Format output using a custom template")
+	cmd.Flags().StringVarP(&format, "format", "f", "", inspectFormatHelp)
 	if use[0] == 'i' && strings.Contains(use, "CONTAINER") {
 		cmd.Flags().BoolVarP(&size, "size", "s", false, "Display total file sizes")
 	}

@@ -111,7 +111,7 @@ func (c *CLI) eventsCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
-	cmd.Flags().StringVar(&format, "format", "", "Format output using a custom template")
+	cmd.Flags().StringVar(&format, "format", "", formatHelp)
 	cmd.Flags().StringVar(&since, "since", "", "Show all events created since timestamp")
 	cmd.Flags().StringVar(&until, "until", "", "Stream events until this timestamp")
 	return cmd
@@ -280,7 +280,9 @@ func (c *CLI) containerCmd() *cobra.Command {
 		cmd.SetOut(c.Out)
 		return cmd.Help()
 	}}
-	cmd.AddCommand(c.runCmd(), c.createCmd(), c.startCmd(), c.stopCmd(), c.restartCmd(), c.killCmd(), c.rmCmd(), c.psCmd(),
+	ls := c.psCmd()
+	ls.Use, ls.Aliases = "ls [OPTIONS]", []string{"list", "ps"}
+	cmd.AddCommand(c.runCmd(), c.createCmd(), c.startCmd(), c.stopCmd(), c.restartCmd(), c.killCmd(), c.rmCmd(), ls,
 		c.logsCmd(), c.execCmd(), c.attachCmd(), c.waitCmd(), c.topCmd(), c.pauseCmd(), c.unpauseCmd(), c.renameCmd(), c.portCmd(),
 		c.diffCmd(), c.exportCmd(), c.statsCmd(), c.cpCmd(), c.updateCmd(), c.containerPruneCmd(),
 		c.inspectSub("inspect [OPTIONS] CONTAINER [CONTAINER...]", "Display detailed information on one or more containers", inspectContainerObj, c.completeContainers))

@@ -96,7 +96,7 @@ func (c *CLI) networkLsCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, `Provide filter values (e.g. "driver=bridge")`)
-	cmd.Flags().StringVar(&format, "format", "", "Format output using a custom template")
+	cmd.Flags().StringVar(&format, "format", "", formatHelp)
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "Do not truncate the output")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only display network IDs")
 	return cmd
@@ -183,7 +183,7 @@ func (c *CLI) networkCreateCmd() *cobra.Command {
 	f.StringArrayVarP(&opts, "opt", "o", nil, "Set driver specific options")
 	f.BoolVar(&internal, "internal", false, "Restrict external access to the network")
 	f.BoolVar(&attachable, "attachable", false, "Enable manual container attachment")
-	f.BoolVar(&ipv6, "ipv6", false, "Enable or disable IPv6 networking")
+	f.BoolVar(&ipv6, "ipv6", false, "Enable or disable IPv6 address assignment")
 	f.BoolVar(&ipv4, "ipv4", true, "Enable or disable IPv4 address assignment")
 	return cmd
 }

@@ -44,10 +44,11 @@ type createOptions struct {
 func (o *createOptions) flags(fs *pflag.FlagSet) {
 	// -h is --hostname here, as with the Docker CLI: --help has no shorthand.
 	fs.Bool("help", false, "Print usage")
+	fs.MarkHidden("help")
 	fs.StringVar(&o.name, "name", "", "Assign a name to the container")
 	fs.StringVar(&o.platform, "platform", "", "Set platform if server is multi-platform capable")
 	fs.StringVar(&o.pull, "pull", "missing", `Pull image before creating ("always", "missing", "never")`)
-	fs.StringSliceVarP(&o.attach, "attach", "a", nil, "Attach to STDIN, STDOUT or STDERR")
+	fs.StringArrayVarP(&o.attach, "attach", "a", nil, "Attach to STDIN, STDOUT or STDERR")
 	fs.StringArrayVarP(&o.env, "env", "e", nil, "Set environment variables")
 	fs.StringArrayVar(&o.envFile, "env-file", nil, "Read in a file of environment variables")
 	fs.StringArrayVarP(&o.labels, "label", "l", nil, "Set meta data on a container")

@@ -134,6 +134,8 @@ func (c *CLI) rootCmd() *cobra.Command {
 		c.imagesCmd(), c.pullCmd(), c.pushCmd(), c.rmiCmd(), c.tagCmd(), c.historyCmd(), c.saveCmd(), c.loadCmd(), c.importCmd(),
 		c.networkCmd(), c.eventsCmd(), c.systemCmd(), c.containerCmd(), c.imageCmd(), c.loginCmd(), c.logoutCmd(),
 	)
+	root.InitDefaultCompletionCmd()
+	dockerHelp(root)
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if v, _ := cmd.Flags().GetBool("version"); v && cmd == root {
 			fmt.Fprintf(c.Out, "Docker version %s (engined)\n", clientVersion())

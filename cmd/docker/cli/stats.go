@@ -125,7 +125,7 @@ func (c *CLI) statsCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "Show all containers (default shows just running)")
-	cmd.Flags().StringVar(&format, "format", "", "Format output using a custom template")
+	cmd.Flags().StringVar(&format, "format", "", formatHelp)
 	cmd.Flags().BoolVar(&noStream, "no-stream", false, "Disable streaming stats and only pull the first result")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "Do not truncate output")
 	return cmd
