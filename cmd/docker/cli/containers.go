@@ -260,9 +260,9 @@ func (c *CLI) psCmd() *cobra.Command {
 	var filters []string
 	var format string
 	cmd := &cobra.Command{
-		Use:     "ps [OPTIONS]",
-		Short:   "List containers",
-		Args:    noArgs,
+		Use:   "ps [OPTIONS]",
+		Short: "List containers",
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			e, err := c.engine()
 			if err != nil {
