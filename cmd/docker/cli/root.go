@@ -49,6 +49,13 @@ type CLI struct {
 func Execute(ctx context.Context, args []string) int {
 	c := &CLI{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
 	root := c.rootCmd()
+	if len(args) > 0 && (args[0] == "completion" || args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd) {
+		// Completion scripts are for the name the CLI is installed under
+		// (engined-docker), so they leave the Docker CLI's alone.
+		if name := filepath.Base(os.Args[0]); name != "docker" && name != "." {
+			root.Use = name + " [OPTIONS] COMMAND [ARG...]"
+		}
+	}
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if c.conn != nil {
