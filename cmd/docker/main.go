@@ -5,15 +5,10 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/engined/engined/cmd/docker/cli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	code := cli.Execute(ctx, os.Args[1:])
-	stop()
-	os.Exit(code)
+	os.Exit(cli.Execute(context.Background(), os.Args[1:]))
 }

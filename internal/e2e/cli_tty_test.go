@@ -241,3 +241,21 @@ func TestCLIContextsAndTLS(t *testing.T) {
 		}
 	}
 }
+
+// An attached run forwards the CLI's signals to the container
+// (--sig-proxy, on by default): SIGINT reaches the container's trap.
+func TestCLIRunSigProxy(t *testing.T) {
+	e := runEngine(t)
+	cmd := exec.Command(ourCLI(), "-H", e.Host, "run", "--rm", "busybox", "sh", "-c", `trap "echo got; exit 9" INT; echo ready; while :; do sleep 0.1; done`)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the container's trap", func() bool { return strings.Contains(out.String(), "ready\n") })
+	cmd.Process.Signal(syscall.SIGINT)
+	if code := exitCode(cmd.Wait()); code != 9 || !strings.Contains(out.String(), "got\n") {
+		t.Errorf("run after SIGINT: exit %d, output %q", code, out.String())
+	}
+}

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/distribution/reference"
 	"github.com/spf13/cobra"
@@ -149,7 +152,7 @@ func (c *CLI) runCmd() *cobra.Command {
 				}
 				return false
 			}
-			return c.runAttached(ctx, id, attachSpec{tty: o.tty, stdin: has("stdin"), stdout: has("stdout"), stderr: has("stderr"), keys: keys, autoRemove: rm})
+			return c.runAttached(ctx, id, attachSpec{tty: o.tty, stdin: has("stdin"), stdout: has("stdout"), stderr: has("stderr"), keys: keys, autoRemove: rm, sigProxy: sigProxy})
 		},
 	}
 	interspersed(cmd)
@@ -177,6 +180,7 @@ type attachSpec struct {
 	keys                       string
 	autoRemove                 bool
 	noStart                    bool // attach only (docker attach)
+	sigProxy                   bool // forward the CLI's signals (not with a terminal)
 	startOnly                  bool // start -a: errors are not run's
 }
 
@@ -289,6 +293,9 @@ func (c *CLI) runAttached(ctx context.Context, id string, a attachSpec) error {
 			return fail(err)
 		}
 	}
+	if a.sigProxy && !a.tty {
+		c.proxySignals(attachCtx, e, id)
+	}
 	if a.tty {
 		c.monitorSize(attachCtx, func(h, w uint32) error {
 			_, err := e.ContainerResize(attachCtx, &enginev1.ContainerResizeRequest{Id: id, H: h, W: w})
@@ -341,7 +348,7 @@ func (c *CLI) startCmd() *cobra.Command {
 					return err
 				}
 				return c.runAttached(ctx, ci.ID, attachSpec{tty: ci.Config.Tty, stdin: interactive && ci.Config.OpenStdin, stdout: true, stderr: true,
-					keys: keys, autoRemove: ci.HostConfig.AutoRemove, startOnly: true})
+					keys: keys, autoRemove: ci.HostConfig.AutoRemove, startOnly: true, sigProxy: true})
 			}
 			return c.forEach(args, func(id string) error {
 				if err := c.startContainer(ctx, id); err != nil {
@@ -377,7 +384,7 @@ func (c *CLI) attachCmd() *cobra.Command {
 				return errors.New("cannot attach to a paused container, unpause it first")
 			}
 			return c.runAttached(ctx, ci.ID, attachSpec{tty: ci.Config.Tty, stdin: !noStdin && ci.Config.OpenStdin, stdout: true, stderr: true,
-				keys: keys, noStart: true, startOnly: true})
+				keys: keys, noStart: true, startOnly: true, sigProxy: sigProxy})
 		},
 	}
 	cmd.Flags().BoolVar(&noStdin, "no-stdin", false, "Do not attach STDIN")
@@ -386,4 +393,26 @@ func (c *CLI) attachCmd() *cobra.Command {
 	return cmd
 }
 
-var _ = os.Stdin
+// proxySignals forwards the signals the CLI gets to the container until
+// ctx ends, as the Docker CLI's --sig-proxy does.
+func (c *CLI) proxySignals(ctx context.Context, e enginev1.EngineClient, id string) {
+	ch := make(chan os.Signal, 16)
+	signal.Notify(ch)
+	go func() {
+		defer signal.Stop(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case s := <-ch:
+				sig, ok := s.(syscall.Signal)
+				if !ok || sig == syscall.SIGCHLD || sig == syscall.SIGPIPE || sig == syscall.SIGURG || sig == syscall.SIGWINCH {
+					continue
+				}
+				if _, err := e.ContainerKill(ctx, &enginev1.ContainerKillRequest{Id: id, Signal: strconv.Itoa(int(sig))}); err != nil {
+					fmt.Fprintf(c.Err, "Error sending signal: %s\n", c.daemonErr(err))
+				}
+			}
+		}
+	}()
+}
