@@ -47,6 +47,9 @@ func (c *CLI) cpCmd() *cobra.Command {
 		Use:   "cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tdocker cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
 		Short: "Copy files/folders between a container and the local filesystem", Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if follow {
+				return errors.New("cp --follow-link is not supported by engined's CLI yet")
+			}
 			srcCtr, src := splitCpArg(args[0])
 			dstCtr, dst := splitCpArg(args[1])
 			switch {

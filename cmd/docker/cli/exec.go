@@ -43,6 +43,9 @@ func (c *CLI) logsCmd() *cobra.Command {
 		Use: "logs [OPTIONS] CONTAINER", Short: "Fetch the logs of a container", Args: exactArgs(1),
 		ValidArgsFunction: c.completeContainers,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if details {
+				return errors.New("logs --details is not supported by engined yet")
+			}
 			e, err := c.engine()
 			if err != nil {
 				return err

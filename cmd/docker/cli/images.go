@@ -335,6 +335,9 @@ func (c *CLI) pullCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "pull [OPTIONS] NAME[:TAG|@DIGEST]", Short: "Download an image from a registry", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if all {
+				return errors.New("pull --all-tags is not supported by engined yet")
+			}
 			if err := c.pull(cmd.Context(), args[0], platform, quiet, false, c.Out); err != nil {
 				return err
 			}
@@ -364,10 +367,13 @@ func (c *CLI) pushCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("invalid reference format: %w", err)
 			}
+			if all {
+				return errors.New("push --all-tags is not supported by engined yet")
+			}
 			tag := ""
 			if t, ok := named.(reference.Tagged); ok {
 				tag = t.Tag()
-			} else if !all {
+			} else {
 				tag = "latest"
 				if !quiet {
 					fmt.Fprintln(c.Out, "Using default tag: latest")
@@ -613,8 +619,10 @@ func (c *CLI) loadCmd() *cobra.Command {
 			if err != nil {
 				return c.daemonErr(err)
 			}
-			for _, l := range resp.GetLoaded() {
-				fmt.Fprintln(c.Out, l)
+			if !quiet {
+				for _, l := range resp.GetLoaded() {
+					fmt.Fprintln(c.Out, l)
+				}
 			}
 			return nil
 		},

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
@@ -15,15 +17,21 @@ import (
 
 type statsRow struct {
 	id, name                   string
+	noTrunc                    bool
 	cpu, mem, memLimit, memPct float64
 	pids                       uint64
 }
 
 func (r statsRow) MarshalJSON() ([]byte, error) { return methodsJSON(r) }
-func (r statsRow) ID() string                   { return truncID(r.id) }
-func (r statsRow) Container() string            { return r.name }
-func (r statsRow) Name() string                 { return r.name }
-func (r statsRow) CPUPerc() string              { return fmt.Sprintf("%.2f%%", r.cpu) }
+func (r statsRow) ID() string {
+	if r.noTrunc {
+		return r.id
+	}
+	return truncID(r.id)
+}
+func (r statsRow) Container() string { return r.name }
+func (r statsRow) Name() string      { return r.name }
+func (r statsRow) CPUPerc() string   { return fmt.Sprintf("%.2f%%", r.cpu) }
 func (r statsRow) MemUsage() string {
 	return units.BytesSize(r.mem) + " / " + units.BytesSize(r.memLimit)
 }
@@ -88,40 +96,25 @@ func (c *CLI) statsCmd() *cobra.Command {
 					ids = append(ids, ct.GetId())
 				}
 			}
-			var rows []any
-			var errs []error
-			for _, id := range ids {
-				st, err := e.ContainerStats(ctx, &enginev1.ContainerStatsRequest{Id: id, Stream: true})
-				if err != nil {
-					errs = append(errs, c.daemonErr(err))
-					continue
+			def := "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
+			if noStream {
+				var rows []any
+				var errs []error
+				for _, id := range ids {
+					r, err := c.statsOnce(ctx, e, id)
+					if err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					r.noTrunc = noTrunc
+					rows = append(rows, r)
 				}
-				first, err := st.Recv()
-				if err != nil {
-					errs = append(errs, c.daemonErr(err))
-					continue
+				if err := writeRows(c.Out, format, def, statsHeader, rows); err != nil {
+					return err
 				}
-				// CPU % needs a second sample, as dockerd's precpu_stats.
-				second := first
-				if m, err := st.Recv(); err == nil {
-					second = m
-				} else if !errors.Is(err, io.EOF) {
-					errs = append(errs, c.daemonErr(err))
-					continue
-				}
-				r := sample(first, second)
-				if r.name == "" {
-					r.name = filepath.Base(id)
-				}
-				rows = append(rows, r)
+				return errors.Join(errs...)
 			}
-			if err := writeRows(c.Out, format, "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}", statsHeader, rows); err != nil {
-				return err
-			}
-			if err := errors.Join(errs...); err != nil {
-				return err
-			}
-			return nil
+			return c.statsStream(ctx, e, ids, format, def, noTrunc)
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "Show all containers (default shows just running)")
@@ -129,4 +122,105 @@ func (c *CLI) statsCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&noStream, "no-stream", false, "Disable streaming stats and only pull the first result")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "Do not truncate output")
 	return cmd
+}
+
+// statsOnce is one row from two samples of the container's stream.
+func (c *CLI) statsOnce(ctx context.Context, e enginev1.EngineClient, id string) (statsRow, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := e.ContainerStats(ctx, &enginev1.ContainerStatsRequest{Id: id, Stream: true})
+	if err != nil {
+		return statsRow{}, c.daemonErr(err)
+	}
+	first, err := st.Recv()
+	if err != nil {
+		return statsRow{}, c.daemonErr(err)
+	}
+	// CPU % needs a second sample, as dockerd's precpu_stats.
+	second := first
+	if m, err := st.Recv(); err == nil {
+		second = m
+	} else if !errors.Is(err, io.EOF) {
+		return statsRow{}, c.daemonErr(err)
+	}
+	r := sample(first, second)
+	if r.name == "" {
+		r.name = filepath.Base(id)
+	}
+	return r, nil
+}
+
+// statsStream redraws the table as samples come, one stream per
+// container, until the command's context ends (ctrl-c ends the CLI).
+func (c *CLI) statsStream(ctx context.Context, e enginev1.EngineClient, ids []string, format, def string, noTrunc bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type update struct {
+		i   int
+		row statsRow
+		err error
+	}
+	updates := make(chan update)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := e.ContainerStats(ctx, &enginev1.ContainerStatsRequest{Id: id, Stream: true})
+			var prev *enginev1.ContainerStatsResponse
+			for err == nil {
+				var m *enginev1.ContainerStatsResponse
+				if m, err = st.Recv(); err != nil {
+					break
+				}
+				if prev != nil {
+					r := sample(prev, m)
+					r.noTrunc = noTrunc
+					select {
+					case updates <- update{i: i, row: r}:
+					case <-ctx.Done():
+						return
+					}
+				}
+				prev = m
+			}
+			select {
+			case updates <- update{i: i, err: c.daemonErr(err)}:
+			case <-ctx.Done():
+			}
+		}()
+	}
+	rows := make([]*statsRow, len(ids))
+	live := len(ids)
+	for live > 0 {
+		var u update
+		select {
+		case u = <-updates:
+		case <-ctx.Done():
+			return nil
+		}
+		if u.err != nil {
+			live--
+			if !errors.Is(u.err, io.EOF) && !errors.Is(u.err, context.Canceled) {
+				fmt.Fprintln(c.Err, u.err)
+			}
+			continue
+		}
+		rows[u.i] = &u.row
+		var out []any
+		for _, r := range rows {
+			if r != nil {
+				out = append(out, *r)
+			}
+		}
+		if c.outIsTerminal(c.Out) {
+			fmt.Fprint(c.Out, "\x1b[2J\x1b[H")
+		}
+		if err := writeRows(c.Out, format, def, statsHeader, out); err != nil {
+			return err
+		}
+	}
+	return nil
 }
