@@ -84,7 +84,7 @@ type cliScene struct {
 
 func c(args ...string) cliCase { return cliCase{args: args} }
 
-func cliScenes() []cliScene {
+func cliScenes(t *testing.T) []cliScene {
 	return []cliScene{
 		{name: "run", cases: []cliCase{
 			c("run", "--rm", "busybox", "echo", "hi"),
@@ -108,7 +108,6 @@ func cliScenes() []cliScene {
 			c("ps", "-a", "-n", "1", "-s"),
 			c("ps", "-a", "--filter", "exited=3", "--format", "{{.Names}} {{.Label \"a\"}}"),
 			c("logs", "r{s}"),
-			c("logs", "--tail", "1", "r{s}"),
 			c("logs", "-t", "r{s}"),
 			c("inspect", "r{s}"),
 			c("inspect", "-f", "{{.State.ExitCode}} {{.Name}} {{json .Config.Cmd}}", "r{s}"),
@@ -158,8 +157,8 @@ func cliScenes() []cliScene {
 				c("start", "k{s}"),
 				c("wait", "k{s}"),
 				c("logs", "k{s}"),
+				c("logs", "--tail", "1", "k{s}"),
 				c("create", "--name", "k{s}", "busybox"),
-				c("events", "--since", "10m", "--until", "0s", "--filter", "container=k{s}", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"),
 				c("rm", "k{s}"),
 			}},
 		{name: "images",
@@ -195,13 +194,77 @@ func cliScenes() []cliScene {
 				c("network", "rm", "n{s}"),
 				c("rm", "-f", "nc{s}"),
 			}},
+		{name: "files",
+			setup: [][]string{{"run", "-d", "--name", "f{s}", "busybox", "sh", "-c", "echo content > /file; mkdir -p /dir/sub; echo deep > /dir/sub/x; exec sleep 1000"},
+				{"exec", "f{s}", "true"}},
+			cases: []cliCase{
+				c("cp", "f{s}:/dir", "{tmp}"),
+				c("cp", "f{s}:/file", "{tmp}/file"),
+				c("cp", "{tmp}", "f{s}:/back"),
+				c("exec", "f{s}", "find", "/back"),
+				c("cp", "{tmp}/file", "f{s}:/back/sub/renamed"),
+				c("exec", "f{s}", "cat", "/back/sub/renamed"),
+				c("cp", "f{s}:/nosuch", "/tmp"),
+				c("cp", "nosuch:/file", "/tmp"),
+				{args: []string{"cp", "-", "f{s}:/tmp"}, stdin: string(tarOf(t, "in.txt", "from stdin\n"))},
+				c("exec", "f{s}", "cat", "/tmp/in.txt"),
+				c("export", "nosuch"),
+				c("save", "nosuch"),
+				c("update", "--memory", "64m", "--memory-swap", "128m", "f{s}"),
+				c("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}", "f{s}"),
+				c("update", "--restart", "always", "f{s}"),
+				c("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", "f{s}"),
+				c("update", "nosuch"),
+				c("rm", "-f", "f{s}"),
+			}},
+		{name: "prune",
+			setup: [][]string{{"create", "--name", "p{s}", "busybox"}, {"network", "create", "pn{s}"}},
+			cases: []cliCase{
+				c("container", "prune", "-f"),
+				c("container", "prune", "-f"),
+				c("network", "prune", "-f"),
+				c("image", "prune", "-f"),
+				{args: []string{"container", "prune"}, stdin: "n\n"},
+				// The create scene's events, seconds old by now: "--until 0s"
+				// is a whole second, so the last second's events are not in it.
+				c("events", "--since", "10m", "--until", "0s", "--filter", "container=k{s}", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"),
+				c("events", "--since", "10m", "--until", "0s", "--filter", "container=k{s}", "--filter", "event=die"),
+			}},
+		{name: "login",
+			cases: []cliCase{
+				c("logout", "127.0.0.1:1"),
+				c("login", "-u", "x", "-p", "y", "127.0.0.1:1"),
+			}},
+		{name: "usage",
+			cases: []cliCase{
+				c("rm"),
+				c("rename", "a"),
+				c("ps", "x"),
+				c("nosuchcommand"),
+				c("ps", "--bogus"),
+				c("ps", "--help"),
+				c("container", "ls", "--help"),
+				c("rm", "--help"),
+				c("stop", "--help"),
+				c("exec", "--help"),
+				c("logs", "--help"),
+				c("images", "--help"),
+				c("rmi", "--help"),
+				c("pull", "--help"),
+				c("tag", "--help"),
+				c("inspect", "--help"),
+				c("network", "--help"),
+				c("network", "ls", "--help"),
+				c("wait", "--help"),
+				c("kill", "--help"),
+			}},
 	}
 }
 
 func TestCLICompare(t *testing.T) {
 	e := runEngine(t)
 	suffixes := map[string]string{ourCLI(): "aaaa", dockerCLI: "bbbb"}
-	for _, sc := range cliScenes() {
+	for _, sc := range cliScenes(t) {
 		t.Run(sc.name, func(t *testing.T) {
 			results := map[string][]cliRun{}
 			for _, bin := range []string{ourCLI(), dockerCLI} {
@@ -210,10 +273,12 @@ func TestCLICompare(t *testing.T) {
 				sub := func(args []string) []string {
 					out := make([]string, len(args))
 					for i, a := range args {
-						out[i] = strings.ReplaceAll(a, "{s}", sfx)
+						out[i] = strings.ReplaceAll(strings.ReplaceAll(a, "{tmp}", "/tmp/clitest-{s}"), "{s}", sfx)
 					}
 					return out
 				}
+				os.RemoveAll("/tmp/clitest-" + sfx)
+				t.Cleanup(func() { os.RemoveAll("/tmp/clitest-" + sfx) })
 				for _, s := range sc.setup {
 					if r := runCLI(t, dockerCLI, e.Host, config, "", sub(s)...); r.code != 0 {
 						t.Fatalf("setup %v: %+v", s, r)

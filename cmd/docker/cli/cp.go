@@ -82,7 +82,8 @@ func (c *CLI) cpFrom(cmd *cobra.Command, ctr, src, dst string, quiet bool) error
 		return c.daemonErr(writeChunks(c.Out, st.Recv))
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeChunks(pw, st.Recv)) }()
+	cw := &countingWriter{w: pw}
+	go func() { pw.CloseWithError(writeChunks(cw, st.Recv)) }()
 	defer pr.Close()
 	// Into an existing directory the copy keeps its name; otherwise it
 	// becomes dst.
@@ -90,12 +91,12 @@ func (c *CLI) cpFrom(cmd *cobra.Command, ctr, src, dst string, quiet bool) error
 	if fi, err := os.Stat(dst); err != nil || !fi.IsDir() {
 		dir, rename = filepath.Dir(dst), filepath.Base(dst)
 	}
-	n, err := extractTar(pr, dir, rename)
-	if err != nil {
+	if _, err := extractTar(pr, dir, rename); err != nil {
 		return c.daemonErr(err)
 	}
-	if !quiet {
-		fmt.Fprintf(c.Err, "Successfully copied %s to %s\n", units.HumanSizeWithPrecision(float64(n), 3), dst)
+	// As the Docker CLI: the size of the archive, on a terminal only.
+	if !quiet && c.outIsTerminal(c.Err) {
+		fmt.Fprintf(c.Err, "Successfully copied %s to %s\n", units.HumanSizeWithPrecision(float64(cw.n), 3), dst)
 	}
 	return nil
 }
@@ -200,7 +201,7 @@ func (c *CLI) cpTo(cmd *cobra.Command, src, ctr, dst string, archive, quiet bool
 	if _, err := put.CloseAndRecv(); err != nil {
 		return c.daemonErr(err)
 	}
-	if !quiet && src != "-" {
+	if !quiet && src != "-" && c.outIsTerminal(c.Err) {
 		fmt.Fprintf(c.Err, "Successfully copied %s to %s:%s\n", units.HumanSizeWithPrecision(float64(size), 3), ctr, dst)
 	}
 	return nil
@@ -258,6 +259,9 @@ func (c *CLI) updateCmd() *cobra.Command {
 		Use: "update [OPTIONS] CONTAINER [CONTAINER...]", Short: "Update configuration of one or more containers", Args: minArgs(1),
 		ValidArgsFunction: c.completeContainers,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().NFlag() == 0 {
+				return errors.New("you must provide one or more flags when using this command")
+			}
 			e, err := c.engine()
 			if err != nil {
 				return err

@@ -20,8 +20,9 @@ func parseTime(v string, now time.Time) (*timestamppb.Timestamp, error) {
 	if v == "" {
 		return nil, nil
 	}
-	if d, err := time.ParseDuration(v); err == nil {
-		return timestamppb.New(now.Add(-d)), nil
+	if d, err := time.ParseDuration(v); err == nil && v != "0" {
+		// Whole seconds, as the Docker CLI sends a duration.
+		return timestamppb.New(time.Unix(now.Add(-d).Unix(), 0)), nil
 	}
 	if f, err := strconv.ParseFloat(v, 64); err == nil && !strings.ContainsAny(v, "eE") {
 		sec := int64(f)

@@ -368,6 +368,9 @@ func (c *CLI) loginCmd() *cobra.Command {
 				server = args[0]
 			}
 			key := registryKey(server)
+			if password != "" && !passwordStdin {
+				fmt.Fprintln(c.Err, "WARNING! Using --password via the CLI is insecure. Use --password-stdin.")
+			}
 			if passwordStdin {
 				b, err := io.ReadAll(c.In)
 				if err != nil {
@@ -421,12 +424,10 @@ func (c *CLI) logoutCmd() *cobra.Command {
 				server = args[0]
 			}
 			key := registryKey(server)
-			cf := c.readConfigFile()
-			if _, ok := cf.Auths[key]; !ok {
-				fmt.Fprintf(c.Out, "Not logged in to %s\n", key)
+			fmt.Fprintf(c.Out, "Removing login credentials for %s\n", key)
+			if _, ok := c.readConfigFile().Auths[key]; !ok {
 				return nil
 			}
-			fmt.Fprintf(c.Out, "Removing login credentials for %s\n", key)
 			return c.updateAuths(func(auths map[string]any) { delete(auths, key) })
 		},
 	}

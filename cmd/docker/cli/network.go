@@ -301,6 +301,7 @@ func (c *CLI) networkPruneCmd() *cobra.Command {
 				for _, n := range resp.GetNetworksDeleted() {
 					fmt.Fprintln(c.Out, n)
 				}
+				fmt.Fprintln(c.Out)
 			}
 			return nil
 		},
