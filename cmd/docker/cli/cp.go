@@ -46,6 +46,11 @@ func (c *CLI) cpCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tdocker cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
 		Short: "Copy files/folders between a container and the local filesystem", Args: exactArgs(2),
+		Long: "Copy files/folders between a container and the local filesystem\n\n" +
+			"Use '-' as the source to read a tar archive from stdin\n" +
+			"and extract it to a directory destination in a container.\n" +
+			"Use '-' as the destination to stream a tar archive of a\n" +
+			"container source to stdout.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if follow {
 				return errors.New("cp --follow-link is not supported by engined's CLI yet")
@@ -262,6 +267,9 @@ func (c *CLI) updateCmd() *cobra.Command {
 			if cmd.Flags().NFlag() == 0 {
 				return errors.New("you must provide one or more flags when using this command")
 			}
+			if err := unsupported(cmd, "blkio-weight", "cpu-rt-period", "cpu-rt-runtime"); err != nil {
+				return err
+			}
 			e, err := c.engine()
 			if err != nil {
 				return err
@@ -301,6 +309,9 @@ func (c *CLI) updateCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.Uint16("blkio-weight", 0, "Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)")
+	f.Int64("cpu-rt-period", 0, "Limit the CPU real-time period in microseconds")
+	f.Int64("cpu-rt-runtime", 0, "Limit the CPU real-time runtime in microseconds")
 	f.StringVarP(&memory, "memory", "m", "", "Memory limit")
 	f.StringVar(&memorySwap, "memory-swap", "", `Swap limit equal to memory plus swap: -1 to enable unlimited swap`)
 	f.StringVar(&memoryReservation, "memory-reservation", "", "Memory soft limit")

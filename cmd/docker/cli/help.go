@@ -27,10 +27,16 @@ func (t typed) Type() string { return t.name }
 // repeatable-flag default, "list".
 var flagTypes = map[string]string{
 	"filter": "filter", "mount": "mount", "network": "network", "ulimit": "ulimit",
-	"annotation": "map", "sysctl": "map", "opt": "map", "aux-address": "map",
+	"annotation": "map", "sysctl": "map", "opt": "map", "aux-address": "map", "ipam-opt": "map",
 	"gateway": "strings", "ip-range": "strings", "subnet": "strings",
 	"memory": "bytes", "memory-swap": "bytes", "memory-reservation": "bytes", "shm-size": "bytes",
+	"io-maxbandwidth": "bytes", "kernel-memory": "bytes", "gpus": "gpu-request",
 }
+
+// listDefaults are the repeatable flags whose help says "(default [])"
+// in the Docker CLI.
+var listDefaults = map[string]bool{"blkio-weight-device": true, "device-read-bps": true, "device-read-iops": true,
+	"device-write-bps": true, "device-write-iops": true, "ulimit": true}
 
 func dockerFlagTypes(fs *pflag.FlagSet) {
 	fs.VisitAll(func(f *pflag.Flag) {
@@ -45,12 +51,15 @@ func dockerFlagTypes(fs *pflag.FlagSet) {
 		case "int64", "int32":
 			name = "int"
 		}
-		if n, ok := flagTypes[f.Name]; ok && (name != "" || n == "bytes" || n == "network") {
+		if n, ok := flagTypes[f.Name]; ok && (name != "" || n == "bytes" || n == "network" || n == "gpu-request") {
 			name = n
 		}
 		if name != "" {
 			f.Value = typed{f.Value, name}
-			if f.DefValue == "[]" {
+			switch {
+			case name == "map":
+				f.DefValue = "map[]"
+			case f.DefValue == "[]" && !listDefaults[f.Name]:
 				f.DefValue = "" // no "(default [])", as the Docker CLI
 			}
 		}
@@ -166,7 +175,9 @@ func dockerHelp(root *cobra.Command) {
 				cmd.Flags().Bool("help", false, "Print usage")
 			}
 		}
-		cmd.Flags().MarkHidden("help")
+		if f := cmd.Flags().Lookup("help"); f.Shorthand == "h" {
+			cmd.Flags().MarkHidden("help") // where -h is --hostname, the Docker CLI lists --help
+		}
 		dockerFlagTypes(cmd.Flags())
 		for _, s := range cmd.Commands() {
 			visit(s)

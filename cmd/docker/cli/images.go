@@ -18,6 +18,7 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/moby/moby/api/types/image"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
@@ -404,7 +405,12 @@ func (c *CLI) pushCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Push all tags of an image to the repository")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
-	return cmd
+	return withUnsupported(cmd, func(f *pflag.FlagSet) {
+		f.Bool("disable-content-trust", true, "Skip image signing")
+		f.String("platform", "", "Push a platform-specific manifest as a single-platform image to the registry.\n"+
+			"Image index won't be pushed, meaning that other manifests, including attestations won't be preserved.\n"+
+			"'os[/arch[/variant]]': Explicit platform (eg. linux/amd64)")
+	}, "platform")
 }
 
 func (c *CLI) rmiCmd() *cobra.Command {
@@ -501,7 +507,9 @@ func (c *CLI) historyCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "Don't truncate output")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only show image IDs")
 	cmd.Flags().StringVar(&format, "format", "", formatHelp)
-	return cmd
+	return withUnsupported(cmd, func(f *pflag.FlagSet) {
+		f.String("platform", "", "Show history for the given platform. Formatted as \"os[/arch[/variant]]\" (e.g., \"linux/amd64\")")
+	}, "platform")
 }
 
 type historyRow struct {
@@ -565,7 +573,9 @@ func (c *CLI) saveCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "Write to a file, instead of STDOUT")
-	return cmd
+	return withUnsupported(cmd, func(f *pflag.FlagSet) {
+		f.String("platform", "", `Save only the given platform variant. Formatted as "os[/arch[/variant]]" (e.g., "linux/amd64")`)
+	}, "platform")
 }
 
 // sendFile streams r in chunks with send.
@@ -629,7 +639,9 @@ func (c *CLI) loadCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&input, "input", "i", "", "Read from tar archive file, instead of STDIN")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress the load output")
-	return cmd
+	return withUnsupported(cmd, func(f *pflag.FlagSet) {
+		f.String("platform", "", `Load only the given platform variant. Formatted as "os[/arch[/variant]]" (e.g., "linux/amd64")`)
+	}, "platform")
 }
 
 func (c *CLI) importCmd() *cobra.Command {

@@ -15,6 +15,7 @@ import (
 
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
@@ -111,7 +112,7 @@ func (c *CLI) eventsCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "Filter output based on conditions provided")
-	cmd.Flags().StringVar(&format, "format", "", formatHelp)
+	cmd.Flags().StringVar(&format, "format", "", inspectFormatHelp)
 	cmd.Flags().StringVar(&since, "since", "", "Show all events created since timestamp")
 	cmd.Flags().StringVar(&until, "until", "", "Stream events until this timestamp")
 	return cmd
@@ -270,6 +271,7 @@ func (c *CLI) systemCmd() *cobra.Command {
 	prune.Flags().BoolVarP(&all, "all", "a", false, "Remove all unused images not just dangling ones")
 	prune.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
 	prune.Flags().StringArrayVar(&filters, "filter", nil, `Provide filter values (e.g. "label=<key>=<value>")`)
+	withUnsupported(prune, func(f *pflag.FlagSet) { f.Bool("volumes", false, "Prune anonymous volumes") }, "volumes")
 	cmd.AddCommand(prune, c.infoCmd(), c.eventsCmd())
 	return cmd
 }
@@ -298,8 +300,13 @@ func (c *CLI) imageCmd() *cobra.Command {
 	ls.Use, ls.Aliases = "ls [OPTIONS] [REPOSITORY[:TAG]]", []string{"list"}
 	rm := c.rmiCmd()
 	rm.Use, rm.Aliases = "rm [OPTIONS] IMAGE [IMAGE...]", []string{"remove"}
-	cmd.AddCommand(ls, rm, c.pullCmd(), c.pushCmd(), c.tagCmd(), c.historyCmd(), c.saveCmd(), c.loadCmd(), c.importCmd(), c.imagePruneCmd(),
-		c.inspectSub("inspect [OPTIONS] IMAGE [IMAGE...]", "Display detailed information on one or more images", inspectImageObj, c.completeImages))
+	inspect := withUnsupported(c.inspectSub("inspect [OPTIONS] IMAGE [IMAGE...]", "Display detailed information on one or more images", inspectImageObj, c.completeImages),
+		func(f *pflag.FlagSet) {
+			f.String("platform", "", "Inspect a specific platform of the multi-platform image.\n"+
+				"If the image or the server is not multi-platform capable, the command will error out if the platform does not match.\n"+
+				"'os[/arch[/variant]]': Explicit platform (eg. linux/amd64)")
+		}, "platform")
+	cmd.AddCommand(ls, rm, c.pullCmd(), c.pushCmd(), c.tagCmd(), c.historyCmd(), c.saveCmd(), c.loadCmd(), c.importCmd(), c.imagePruneCmd(), inspect)
 	return cmd
 }
 
@@ -362,6 +369,7 @@ func (c *CLI) loginCmd() *cobra.Command {
 	var passwordStdin bool
 	cmd := &cobra.Command{
 		Use: "login [OPTIONS] [SERVER]", Short: "Authenticate to a registry", Args: cobra.MaximumNArgs(1),
+		Long: "Authenticate to a registry.\nDefaults to Docker Hub if no server is specified.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			server := ""
 			if len(args) > 0 {
@@ -418,6 +426,7 @@ func (c *CLI) loginCmd() *cobra.Command {
 func (c *CLI) logoutCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "logout [SERVER]", Short: "Log out from a registry", Args: cobra.MaximumNArgs(1),
+		Long: "Log out from a registry.\nIf no server is specified, the default is defined by the daemon.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			server := ""
 			if len(args) > 0 {

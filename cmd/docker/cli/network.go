@@ -11,6 +11,7 @@ import (
 
 	"github.com/moby/moby/api/types/network"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/engined/engined/gateway"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
@@ -53,8 +54,9 @@ func (c *CLI) networkCmd() *cobra.Command {
 		cmd.SetOut(c.Out)
 		return cmd.Help()
 	}}
-	cmd.AddCommand(c.networkLsCmd(), c.networkCreateCmd(), c.networkRmCmd(), c.networkConnectCmd(), c.networkDisconnectCmd(), c.networkPruneCmd(),
-		c.inspectSub("inspect [OPTIONS] NETWORK [NETWORK...]", "Display detailed information on one or more networks", inspectNetworkObj, c.completeNetworks))
+	inspect := withUnsupported(c.inspectSub("inspect [OPTIONS] NETWORK [NETWORK...]", "Display detailed information on one or more networks", inspectNetworkObj, c.completeNetworks),
+		func(f *pflag.FlagSet) { f.BoolP("verbose", "v", false, "Verbose output for diagnostics") }, "verbose")
+	cmd.AddCommand(c.networkLsCmd(), c.networkCreateCmd(), c.networkRmCmd(), c.networkConnectCmd(), c.networkDisconnectCmd(), c.networkPruneCmd(), inspect)
 	return cmd
 }
 
@@ -105,7 +107,9 @@ func (c *CLI) networkLsCmd() *cobra.Command {
 func (c *CLI) networkCreateCmd() *cobra.Command {
 	var driver, scope, ipamDriver string
 	var subnets, gateways, ipRanges, labels, opts, aux []string
-	var internal, attachable, ipv6, ipv4 bool
+	var internal, attachable, ipv6, ipv4, configOnly, ingress bool
+	var configFrom string
+	var ipamOpts []string
 	cmd := &cobra.Command{
 		Use: "create [OPTIONS] NETWORK", Short: "Create a network", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -114,15 +118,18 @@ func (c *CLI) networkCreateCmd() *cobra.Command {
 				return err
 			}
 			cr := network.CreateRequest{Name: args[0], Driver: driver, Scope: scope, Internal: internal, Attachable: attachable,
-				Labels: kvMap(labels), Options: kvMap(opts)}
+				Labels: kvMap(labels), Options: kvMap(opts), ConfigOnly: configOnly, Ingress: ingress}
+			if configFrom != "" {
+				cr.ConfigFrom = &network.ConfigReference{Network: configFrom}
+			}
 			if cmd.Flags().Changed("ipv6") {
 				cr.EnableIPv6 = &ipv6
 			}
 			if cmd.Flags().Changed("ipv4") {
 				cr.EnableIPv4 = &ipv4
 			}
-			if len(subnets) > 0 || len(gateways) > 0 || len(ipRanges) > 0 || ipamDriver != "default" || len(aux) > 0 {
-				ipam := &network.IPAM{Driver: ipamDriver}
+			if len(subnets) > 0 || len(gateways) > 0 || len(ipRanges) > 0 || ipamDriver != "default" || len(aux) > 0 || len(ipamOpts) > 0 {
+				ipam := &network.IPAM{Driver: ipamDriver, Options: kvMap(ipamOpts)}
 				if len(gateways) > len(subnets) || len(ipRanges) > len(subnets) {
 					return fmt.Errorf("every ip-range or gateway must have a corresponding subnet")
 				}
@@ -174,6 +181,10 @@ func (c *CLI) networkCreateCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVarP(&driver, "driver", "d", "bridge", "Driver to manage the Network")
 	f.StringVar(&scope, "scope", "", "Control the network's scope")
+	f.StringVar(&configFrom, "config-from", "", "The network from which to copy the configuration")
+	f.BoolVar(&configOnly, "config-only", false, "Create a configuration only network")
+	f.BoolVar(&ingress, "ingress", false, "Create swarm routing-mesh network")
+	f.StringArrayVar(&ipamOpts, "ipam-opt", nil, "Set IPAM driver specific options")
 	f.StringVar(&ipamDriver, "ipam-driver", "default", "IP Address Management Driver")
 	f.StringArrayVar(&subnets, "subnet", nil, "Subnet in CIDR format that represents a network segment")
 	f.StringArrayVar(&gateways, "gateway", nil, "IPv4 or IPv6 Gateway for the master subnet")
@@ -235,8 +246,9 @@ func (c *CLI) networkRmCmd() *cobra.Command {
 }
 
 func (c *CLI) networkConnectCmd() *cobra.Command {
-	var ip, mac string
-	var aliases, links []string
+	var ip, ip6, mac string
+	var aliases, links, linkLocal, driverOpts []string
+	var gwPriority int
 	cmd := &cobra.Command{
 		Use: "connect [OPTIONS] NETWORK CONTAINER", Short: "Connect a container to a network", Args: exactArgs(2),
 		ValidArgsFunction: c.completeNetworks,
@@ -252,9 +264,14 @@ func (c *CLI) networkConnectCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&ip, "ip", "", "IPv4 address (e.g., \"172.30.100.104\")")
 	cmd.Flags().StringVar(&mac, "mac-address", "", "MAC address")
-	cmd.Flags().StringArrayVar(&aliases, "alias", nil, "Add network-scoped alias for the container")
+	cmd.Flags().MarkHidden("mac-address")
+	cmd.Flags().StringSliceVar(&aliases, "alias", nil, "Add network-scoped alias for the container")
 	cmd.Flags().StringArrayVar(&links, "link", nil, "Add link to another container")
-	return cmd
+	cmd.Flags().StringSliceVar(&driverOpts, "driver-opt", nil, "driver options for the network")
+	cmd.Flags().IntVar(&gwPriority, "gw-priority", 0, "Highest gw-priority provides the default gateway. Accepts positive and negative values.")
+	cmd.Flags().StringVar(&ip6, "ip6", "", "IPv6 address (e.g., \"2001:db8::33\")")
+	cmd.Flags().StringSliceVar(&linkLocal, "link-local-ip", nil, "Add a link-local address for the container")
+	return withUnsupported(cmd, func(*pflag.FlagSet) {}, "driver-opt", "gw-priority", "ip6", "link-local-ip")
 }
 
 func (c *CLI) networkDisconnectCmd() *cobra.Command {

@@ -3,13 +3,16 @@ package cli
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	units "github.com/docker/go-units"
+	"github.com/moby/moby/api/types/blkiodev"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
@@ -39,14 +42,67 @@ type createOptions struct {
 	cpusetCpus, cpusetMems                       string
 	stopTimeout, oomScoreAdj                     int
 	autoRemove                                   bool
+
+	// The rest of the Docker CLI's create flags: put into the create
+	// body, where engined applies or refuses them (never ignores).
+	blkioWeight                                   uint16
+	blkioWeightDevice, readBps, readIops          []string
+	writeBps, writeIops, deviceCgroupRules        []string
+	links, linkLocalIPs, storageOpts, volumesFrom []string
+	cgroupParent, cidfile, gpus, ip6, isolation   string
+	kernelMemory, ioMaxBandwidth, userns          string
+	volumeDriver, healthCmd                       string
+	cpuCount, cpuPercent, cpuRtPeriod, cpuRtRun   int64
+	memorySwappiness                              int64
+	ioMaxIops                                     uint64
+	healthRetries                                 int
+	healthInterval, healthTimeout                 time.Duration
+	healthStartPeriod, healthStartInterval        time.Duration
+	oomKillDisable, quiet, contentTrust, apiSock  bool
 }
 
 func (o *createOptions) flags(fs *pflag.FlagSet) {
 	// -h is --hostname here, as with the Docker CLI: --help has no shorthand.
 	fs.Bool("help", false, "Print usage")
-	fs.MarkHidden("help")
+	fs.Uint16Var(&o.blkioWeight, "blkio-weight", 0, "Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)")
+	fs.StringArrayVar(&o.blkioWeightDevice, "blkio-weight-device", nil, "Block IO weight (relative device weight)")
+	fs.StringArrayVar(&o.readBps, "device-read-bps", nil, "Limit read rate (bytes per second) from a device")
+	fs.StringArrayVar(&o.readIops, "device-read-iops", nil, "Limit read rate (IO per second) from a device")
+	fs.StringArrayVar(&o.writeBps, "device-write-bps", nil, "Limit write rate (bytes per second) to a device")
+	fs.StringArrayVar(&o.writeIops, "device-write-iops", nil, "Limit write rate (IO per second) to a device")
+	fs.StringArrayVar(&o.deviceCgroupRules, "device-cgroup-rule", nil, "Add a rule to the cgroup allowed devices list")
+	fs.StringArrayVar(&o.links, "link", nil, "Add link to another container")
+	fs.StringArrayVar(&o.linkLocalIPs, "link-local-ip", nil, "Container IPv4/IPv6 link-local addresses")
+	fs.StringArrayVar(&o.storageOpts, "storage-opt", nil, "Storage driver options for the container")
+	fs.StringArrayVar(&o.volumesFrom, "volumes-from", nil, "Mount volumes from the specified container(s)")
+	fs.StringVar(&o.cgroupParent, "cgroup-parent", "", "Optional parent cgroup for the container")
+	fs.StringVar(&o.cidfile, "cidfile", "", "Write the container ID to the file")
+	fs.StringVar(&o.gpus, "gpus", "", "GPU devices to add to the container ('all' to pass all GPUs)")
+	fs.StringVar(&o.ip6, "ip6", "", "IPv6 address (e.g., 2001:db8::33)")
+	fs.StringVar(&o.isolation, "isolation", "", "Container isolation technology")
+	fs.StringVar(&o.kernelMemory, "kernel-memory", "", "Kernel memory limit")
+	fs.StringVar(&o.ioMaxBandwidth, "io-maxbandwidth", "", "Maximum IO bandwidth limit for the system drive (Windows only)")
+	fs.Uint64Var(&o.ioMaxIops, "io-maxiops", 0, "Maximum IOps limit for the system drive (Windows only)")
+	fs.StringVar(&o.userns, "userns", "", "User namespace to use")
+	fs.StringVar(&o.volumeDriver, "volume-driver", "", "Optional volume driver for the container")
+	fs.StringVar(&o.healthCmd, "health-cmd", "", "Command to run to check health")
+	fs.IntVar(&o.healthRetries, "health-retries", 0, "Consecutive failures needed to report unhealthy")
+	fs.DurationVar(&o.healthInterval, "health-interval", 0, "Time between running the check (ms|s|m|h) (default 0s)")
+	fs.DurationVar(&o.healthTimeout, "health-timeout", 0, "Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
+	fs.DurationVar(&o.healthStartPeriod, "health-start-period", 0, "Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)")
+	fs.DurationVar(&o.healthStartInterval, "health-start-interval", 0, "Time between running the check during the start period (ms|s|m|h) (default 0s)")
+	fs.Int64Var(&o.cpuCount, "cpu-count", 0, "CPU count (Windows only)")
+	fs.Int64Var(&o.cpuPercent, "cpu-percent", 0, "CPU percent (Windows only)")
+	fs.Int64Var(&o.cpuRtPeriod, "cpu-rt-period", 0, "Limit CPU real-time period in microseconds")
+	fs.Int64Var(&o.cpuRtRun, "cpu-rt-runtime", 0, "Limit CPU real-time runtime in microseconds")
+	fs.Int64Var(&o.memorySwappiness, "memory-swappiness", -1, "Tune container memory swappiness (0 to 100)")
+	fs.BoolVar(&o.oomKillDisable, "oom-kill-disable", false, "Disable OOM Killer")
+	fs.BoolVarP(&o.quiet, "quiet", "q", false, "Suppress the pull output")
+	fs.BoolVar(&o.contentTrust, "disable-content-trust", true, "Skip image verification")
+	fs.BoolVar(&o.apiSock, "use-api-socket", false, "Bind mount Docker API socket and required auth")
 	fs.StringVar(&o.name, "name", "", "Assign a name to the container")
 	fs.StringVar(&o.platform, "platform", "", "Set platform if server is multi-platform capable")
+	fs.BoolVar(&o.autoRemove, "rm", false, "Automatically remove the container and its associated anonymous volumes when it exits")
 	fs.StringVar(&o.pull, "pull", "missing", `Pull image before creating ("always", "missing", "never")`)
 	fs.StringArrayVarP(&o.attach, "attach", "a", nil, "Attach to STDIN, STDOUT or STDERR")
 	fs.StringArrayVarP(&o.env, "env", "e", nil, "Set environment variables")
@@ -96,7 +152,11 @@ func (o *createOptions) flags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.pid, "pid", "", "PID namespace to use")
 	fs.StringVar(&o.ipc, "ipc", "", "IPC mode to use")
 	fs.StringVar(&o.uts, "uts", "", "UTS namespace to use")
-	fs.StringVar(&o.cgroupns, "cgroupns", "", "Cgroup namespace to use (host|private)")
+	fs.StringVar(&o.cgroupns, "cgroupns", "", "Cgroup namespace to use (host|private)\n"+
+		"'host':    Run the container in the Docker host's cgroup namespace\n"+
+		"'private': Run the container in its own private cgroup namespace\n"+
+		"'':        Use the cgroup namespace as configured by the\n"+
+		"           default-cgroupns-mode option on the daemon (default)")
 	fs.StringVar(&o.runtime, "runtime", "", "Runtime to use for this container")
 	fs.StringVarP(&o.memory, "memory", "m", "", "Memory limit")
 	fs.StringVar(&o.memorySwap, "memory-swap", "", `Swap limit equal to memory plus swap: '-1' to enable unlimited swap`)
@@ -493,15 +553,36 @@ func (o *createOptions) request(fs *pflag.FlagSet, img string, cmd []string) (*e
 	hc.CpusetCpus, hc.CpusetMems = o.cpusetCpus, o.cpusetMems
 	// As the Docker CLI sends it: 0 unless given.
 	hc.PidsLimit = &o.pidsLimit
+	if err := o.extra(fs, cfg, hc); err != nil {
+		return nil, err
+	}
 	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{}}
-	if o.ip != "" || o.mac != "" || len(o.aliases) > 0 {
+	if o.ip != "" || o.ip6 != "" || o.mac != "" || len(o.aliases) > 0 || len(o.linkLocalIPs) > 0 {
 		ep := &network.EndpointSettings{Aliases: o.aliases}
+		ipam := &network.EndpointIPAMConfig{}
 		if o.ip != "" {
 			a, err := netip.ParseAddr(o.ip)
 			if err != nil {
 				return nil, fmt.Errorf("invalid argument %q for \"--ip\" flag: invalid IP address", o.ip)
 			}
-			ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: a}
+			ipam.IPv4Address = a
+		}
+		if o.ip6 != "" {
+			a, err := netip.ParseAddr(o.ip6)
+			if err != nil {
+				return nil, fmt.Errorf("invalid argument %q for \"--ip6\" flag: invalid IP address", o.ip6)
+			}
+			ipam.IPv6Address = a
+		}
+		for _, l := range o.linkLocalIPs {
+			a, err := netip.ParseAddr(l)
+			if err != nil {
+				return nil, fmt.Errorf("invalid argument %q for \"--link-local-ip\" flag: invalid IP address", l)
+			}
+			ipam.LinkLocalIPs = append(ipam.LinkLocalIPs, a)
+		}
+		if o.ip != "" || o.ip6 != "" || len(ipam.LinkLocalIPs) > 0 {
+			ep.IPAMConfig = ipam
 		}
 		if o.mac != "" {
 			ep.MacAddress = network.HardwareAddr{}
@@ -521,4 +602,122 @@ func (o *createOptions) request(fs *pflag.FlagSet, img string, cmd []string) (*e
 	}
 	req.Name, req.Platform = o.name, o.platform
 	return req, nil
+}
+
+// throttle reads --device-read-bps and friends: PATH:RATE.
+func throttle(flag string, vals []string, bytes bool) ([]*blkiodev.ThrottleDevice, error) {
+	var out []*blkiodev.ThrottleDevice
+	for _, v := range vals {
+		path, rate, ok := strings.Cut(v, ":")
+		if !ok || !strings.HasPrefix(path, "/dev/") {
+			return nil, fmt.Errorf("invalid argument %q for \"--%s\" flag: bad format: %s", v, flag, v)
+		}
+		var n uint64
+		if bytes {
+			b, err := units.RAMInBytes(rate)
+			if err != nil || b < 0 {
+				return nil, fmt.Errorf("invalid argument %q for \"--%s\" flag: invalid rate for device: %s. The correct format is <device-path>:<number>[<unit>]. Number must be a positive integer. Unit is optional and can be kb, mb, or gb", v, flag, v)
+			}
+			n = uint64(b)
+		} else {
+			b, err := strconv.ParseUint(rate, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("invalid argument %q for \"--%s\" flag: invalid rate for device: %s. The correct format is <device-path>:<number>. Number must be a positive integer", v, flag, v)
+			}
+			n = b
+		}
+		out = append(out, &blkiodev.ThrottleDevice{Path: path, Rate: n})
+	}
+	return out, nil
+}
+
+// extra puts the less common create flags into the create body.
+func (o *createOptions) extra(fs *pflag.FlagSet, cfg *container.Config, hc *container.HostConfig) error {
+	if o.apiSock {
+		return errors.New("--use-api-socket is not supported by engined")
+	}
+	if fs.Changed("disable-content-trust") && !o.contentTrust {
+		return errors.New("content trust (--disable-content-trust=false) is not supported by engined's CLI")
+	}
+	if o.kernelMemory != "" {
+		return errors.New("--kernel-memory is not supported: kernel memory limits are deprecated and not set by engined")
+	}
+	hc.BlkioWeight = o.blkioWeight
+	for _, v := range o.blkioWeightDevice {
+		path, w, ok := strings.Cut(v, ":")
+		n, err := strconv.ParseUint(w, 10, 16)
+		if !ok || err != nil || !strings.HasPrefix(path, "/dev/") {
+			return fmt.Errorf("invalid argument %q for \"--blkio-weight-device\" flag: invalid weight for device: %s", v, v)
+		}
+		hc.BlkioWeightDevice = append(hc.BlkioWeightDevice, &blkiodev.WeightDevice{Path: path, Weight: uint16(n)})
+	}
+	var err error
+	if hc.BlkioDeviceReadBps, err = throttle("device-read-bps", o.readBps, true); err != nil {
+		return err
+	}
+	if hc.BlkioDeviceWriteBps, err = throttle("device-write-bps", o.writeBps, true); err != nil {
+		return err
+	}
+	if hc.BlkioDeviceReadIOps, err = throttle("device-read-iops", o.readIops, false); err != nil {
+		return err
+	}
+	if hc.BlkioDeviceWriteIOps, err = throttle("device-write-iops", o.writeIops, false); err != nil {
+		return err
+	}
+	hc.DeviceCgroupRules = o.deviceCgroupRules
+	hc.Links = o.links
+	hc.VolumesFrom = o.volumesFrom
+	hc.CgroupParent = o.cgroupParent
+	hc.Isolation = container.Isolation(o.isolation)
+	hc.UsernsMode = container.UsernsMode(o.userns)
+	hc.VolumeDriver = o.volumeDriver
+	hc.CPUCount, hc.CPUPercent = o.cpuCount, o.cpuPercent
+	hc.CPURealtimePeriod, hc.CPURealtimeRuntime = o.cpuRtPeriod, o.cpuRtRun
+	hc.IOMaximumIOps = o.ioMaxIops
+	if o.ioMaxBandwidth != "" {
+		n, err := units.RAMInBytes(o.ioMaxBandwidth)
+		if err != nil {
+			return fmt.Errorf("invalid argument %q for \"--io-maxbandwidth\" flag: %w", o.ioMaxBandwidth, err)
+		}
+		hc.IOMaximumBandwidth = uint64(n)
+	}
+	if o.memorySwappiness != -1 {
+		hc.MemorySwappiness = &o.memorySwappiness
+	}
+	if fs.Changed("oom-kill-disable") {
+		hc.OomKillDisable = &o.oomKillDisable
+	}
+	for _, so := range o.storageOpts {
+		k, v, ok := strings.Cut(so, "=")
+		if !ok {
+			return fmt.Errorf("invalid storage option %s", so)
+		}
+		if hc.StorageOpt == nil {
+			hc.StorageOpt = map[string]string{}
+		}
+		hc.StorageOpt[k] = v
+	}
+	if o.gpus != "" {
+		req := container.DeviceRequest{Capabilities: [][]string{{"gpu"}}, Count: -1}
+		if o.gpus != "all" {
+			n, err := strconv.Atoi(strings.TrimPrefix(o.gpus, "count="))
+			if err != nil {
+				return fmt.Errorf("invalid argument %q for \"--gpus\" flag: %w", o.gpus, err)
+			}
+			req.Count = n
+		}
+		hc.DeviceRequests = append(hc.DeviceRequests, req)
+	}
+	if o.healthCmd != "" || o.healthInterval != 0 || o.healthTimeout != 0 || o.healthRetries != 0 || o.healthStartPeriod != 0 || o.healthStartInterval != 0 {
+		if o.noHealthcheck {
+			return errors.New("--no-healthcheck conflicts with --health-* options")
+		}
+		h := &container.HealthConfig{Interval: o.healthInterval, Timeout: o.healthTimeout, Retries: o.healthRetries,
+			StartPeriod: o.healthStartPeriod, StartInterval: o.healthStartInterval}
+		if o.healthCmd != "" {
+			h.Test = []string{"CMD-SHELL", o.healthCmd}
+		}
+		cfg.Healthcheck = h
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -336,6 +337,31 @@ func noArgs(cmd *cobra.Command, args []string) error {
 	}
 	return StatusError{Code: 1, Status: fmt.Sprintf("docker: '%s' accepts no arguments\n\nUsage:  %s\n\nRun '%s --help' for more information",
 		cmd.CommandPath(), usageLine(cmd), cmd.CommandPath())}
+}
+
+// unsupported refuses the flags of cmd, among names, that were given:
+// the Docker CLI has them, engined cannot honour them yet.
+func unsupported(cmd *cobra.Command, names ...string) error {
+	for _, n := range names {
+		if cmd.Flags().Changed(n) {
+			return fmt.Errorf("%s --%s is not supported by engined yet", cmd.CommandPath(), n)
+		}
+	}
+	return nil
+}
+
+// withUnsupported adds flags engined cannot honour yet (shown in help as
+// the Docker CLI shows them, refused when given) to cmd.
+func withUnsupported(cmd *cobra.Command, add func(*pflag.FlagSet), names ...string) *cobra.Command {
+	add(cmd.Flags())
+	run := cmd.RunE
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := unsupported(cmd, names...); err != nil {
+			return err
+		}
+		return run(cmd, args)
+	}
+	return cmd
 }
 
 // interspersed stops flag parsing at the first argument (docker run IMAGE CMD -x).

@@ -51,13 +51,18 @@ func (c *CLI) createContainer(ctx context.Context, o *createOptions, cmd *cobra.
 	if err != nil {
 		return "", err
 	}
+	if o.cidfile != "" {
+		if _, err := os.Stat(o.cidfile); err == nil {
+			return "", fmt.Errorf("container ID file found, make sure the other container isn't running or delete %s", o.cidfile)
+		}
+	}
 	named, refErr := reference.ParseNormalizedNamed(img)
 	if refErr == nil {
 		named = reference.TagNameOnly(named)
 	}
 	switch o.pull {
 	case "always":
-		if err := c.pull(ctx, img, o.platform, false, true, c.Err); err != nil {
+		if err := c.pull(ctx, img, o.platform, o.quiet, true, c.Err); err != nil {
 			return "", err
 		}
 	case "missing", "never":
@@ -68,8 +73,10 @@ func (c *CLI) createContainer(ctx context.Context, o *createOptions, cmd *cobra.
 	if err != nil {
 		err = c.daemonErr(err)
 		if isNotFound(err) && refErr == nil && o.pull == "missing" && strings.Contains(err.Error(), "No such image") {
-			fmt.Fprintf(c.Err, "Unable to find image '%s' locally\n", reference.FamiliarString(named))
-			if err := c.pull(ctx, img, o.platform, false, true, c.Err); err != nil {
+			if !o.quiet {
+				fmt.Fprintf(c.Err, "Unable to find image '%s' locally\n", reference.FamiliarString(named))
+			}
+			if err := c.pull(ctx, img, o.platform, o.quiet, true, c.Err); err != nil {
 				return "", err
 			}
 			resp, err = e.ContainerCreate(ctx, req)
@@ -82,6 +89,11 @@ func (c *CLI) createContainer(ctx context.Context, o *createOptions, cmd *cobra.
 	}
 	for _, w := range resp.GetWarnings() {
 		fmt.Fprintln(c.Err, "WARNING:", w)
+	}
+	if o.cidfile != "" {
+		if err := os.WriteFile(o.cidfile, []byte(resp.GetId()), 0o644); err != nil {
+			return "", fmt.Errorf("failed to write the container ID to the file: %w", err)
+		}
 	}
 	return resp.GetId(), nil
 }
@@ -103,13 +115,14 @@ func (c *CLI) createCmd() *cobra.Command {
 	}
 	interspersed(cmd)
 	o.flags(cmd.Flags())
+	cmd.Flags().Lookup("pull").Usage = `Pull image before creating ("always", "|missing", "never")` // sic, the Docker CLI's text
 	cmd.ValidArgsFunction = c.completeImages
 	return cmd
 }
 
 func (c *CLI) runCmd() *cobra.Command {
 	o := &createOptions{}
-	var detach, rm, sigProxy bool
+	var detach, sigProxy bool
 	var keys string
 	cmd := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
@@ -129,10 +142,7 @@ func (c *CLI) runCmd() *cobra.Command {
 			if _, err := detachKeys(keys); err != nil {
 				return StatusError{Status: withHelp(err, "run"), Code: 125}
 			}
-			if rm {
-				cmd.Flags().Set("rm", "true")
-			}
-			o.autoRemove = rm
+			rm := o.autoRemove
 			id, err := c.createContainer(ctx, o, cmd, args[0], args[1:])
 			if err != nil {
 				return StatusError{Status: withHelp(err, "run"), Code: 125}
@@ -159,9 +169,9 @@ func (c *CLI) runCmd() *cobra.Command {
 	o.flags(cmd.Flags())
 	f := cmd.Flags()
 	f.BoolVarP(&detach, "detach", "d", false, "Run container in background and print container ID")
-	f.BoolVar(&rm, "rm", false, "Automatically remove the container and its associated anonymous volumes when it exits")
 	f.BoolVar(&sigProxy, "sig-proxy", true, "Proxy received signals to the process")
 	f.StringVar(&keys, "detach-keys", "", "Override the key sequence for detaching a container")
+	f.Lookup("pull").Usage = `Pull image before running ("always", "missing", "never")`
 	cmd.ValidArgsFunction = c.completeImages
 	return cmd
 }
@@ -339,6 +349,9 @@ func (c *CLI) startCmd() *cobra.Command {
 		ValidArgsFunction: c.completeContainers,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if err := unsupported(cmd, "checkpoint", "checkpoint-dir"); err != nil {
+				return err
+			}
 			if attach || interactive {
 				if len(args) > 1 {
 					return errors.New("you cannot start and attach multiple containers at once")
@@ -360,6 +373,8 @@ func (c *CLI) startCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "Attach STDOUT/STDERR and forward signals")
+	cmd.Flags().String("checkpoint", "", "Restore from this checkpoint")
+	cmd.Flags().String("checkpoint-dir", "", "Use a custom checkpoint storage directory")
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "Attach container's STDIN")
 	cmd.Flags().StringVar(&keys, "detach-keys", "", "Override the key sequence for detaching a container")
 	return cmd
