@@ -94,10 +94,24 @@ var helpFuncs = template.FuncMap{
 	"options": func(cmd *cobra.Command) string {
 		return strings.TrimRight(cmd.Flags().FlagUsagesWrapped(helpWidth()-1), " \n")
 	},
+	"top": func(cmd *cobra.Command) []*cobra.Command {
+		if cmd.HasParent() {
+			return nil
+		}
+		var out []*cobra.Command
+		for _, name := range topCommands {
+			for _, s := range cmd.Commands() {
+				if s.Name() == name && s.IsAvailableCommand() {
+					out = append(out, s)
+				}
+			}
+		}
+		return out
+	},
 	"management": func(cmd *cobra.Command) []*cobra.Command {
 		var out []*cobra.Command
 		for _, s := range cmd.Commands() {
-			if s.IsAvailableCommand() && s.HasSubCommands() {
+			if s.IsAvailableCommand() && s.HasSubCommands() && !isTop(s) {
 				out = append(out, s)
 			}
 		}
@@ -106,7 +120,7 @@ var helpFuncs = template.FuncMap{
 	"operations": func(cmd *cobra.Command) []*cobra.Command {
 		var out []*cobra.Command
 		for _, s := range cmd.Commands() {
-			if s.IsAvailableCommand() && !s.HasSubCommands() {
+			if s.IsAvailableCommand() && !s.HasSubCommands() && !isTop(s) {
 				out = append(out, s)
 			}
 		}
@@ -131,6 +145,13 @@ Aliases:
 Options:
 {{options .}}
 {{- end}}{{end}}
+{{- if top .}}
+
+Common Commands:
+{{- range top .}}
+  {{rpad .Name (add1 .NamePadding)}}{{.Short}}
+{{- end}}
+{{- end}}
 {{- if management .}}
 
 Management Commands:
@@ -154,7 +175,26 @@ Global Options:
 
 Run '{{.CommandPath}} COMMAND --help' for more information on a command.
 {{- end}}
+{{- if not .HasParent}}
+
+For more help on how to use Docker, head to https://docs.docker.com/go/guides/
+{{- end}}
 `
+
+// topCommands are the root help's "Common Commands", in the Docker CLI's order.
+var topCommands = []string{"run", "exec", "ps", "build", "pull", "push", "images", "login", "logout", "search", "version", "info"}
+
+func isTop(cmd *cobra.Command) bool {
+	if cmd.Parent() == nil || cmd.Parent().HasParent() {
+		return false
+	}
+	for _, n := range topCommands {
+		if n == cmd.Name() {
+			return true
+		}
+	}
+	return false
+}
 
 // dockerHelp gives every command the Docker CLI's help layout.
 func dockerHelp(root *cobra.Command) {

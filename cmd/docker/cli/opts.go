@@ -100,6 +100,10 @@ func (o *createOptions) flags(fs *pflag.FlagSet) {
 	fs.BoolVarP(&o.quiet, "quiet", "q", false, "Suppress the pull output")
 	fs.BoolVar(&o.contentTrust, "disable-content-trust", true, "Skip image verification")
 	fs.BoolVar(&o.apiSock, "use-api-socket", false, "Bind mount Docker API socket and required auth")
+	// Windows-only: the Docker CLI hides them for a Linux engine.
+	for _, n := range []string{"cpu-count", "cpu-percent", "io-maxbandwidth", "io-maxiops"} {
+		fs.MarkHidden(n)
+	}
 	fs.StringVar(&o.name, "name", "", "Assign a name to the container")
 	fs.StringVar(&o.platform, "platform", "", "Set platform if server is multi-platform capable")
 	fs.BoolVar(&o.autoRemove, "rm", false, "Automatically remove the container and its associated anonymous volumes when it exits")

@@ -122,15 +122,18 @@ func (c *CLI) rootCmd() *cobra.Command {
 	// Global options go before the command, as with the Docker CLI (they
 	// are not inherited: -c, -l and -H mean other things to commands).
 	pf := root.Flags()
-	pf.StringVar(&c.configDir, "config", "", `Location of client config files (default "~/.docker")`)
+	home, _ := os.UserHomeDir()
+	dot := filepath.Join(home, ".docker")
+	pf.StringVar(&c.configDir, "config", "", `Location of client config files (default "`+dot+`")`)
 	pf.StringVarP(&c.contextArg, "context", "c", "", `Name of the context to use to connect to the daemon (overrides DOCKER_HOST env var and default context set with "docker context use")`)
 	pf.BoolVarP(&c.debug, "debug", "D", false, "Enable debug mode")
 	pf.StringVarP(&c.host, "host", "H", "", "Daemon socket to connect to")
+	pf.Lookup("host").Value = typed{pf.Lookup("host").Value, "list"}
 	pf.StringVarP(&c.logLevel, "log-level", "l", "info", `Set the logging level ("debug", "info", "warn", "error", "fatal")`)
 	pf.BoolVar(&c.tls.Enabled, "tls", false, "Use TLS; implied by --tlsverify")
-	pf.StringVar(&c.tls.CAFile, "tlscacert", "", `Trust certs signed only by this CA (default "~/.docker/ca.pem")`)
-	pf.StringVar(&c.tls.Cert, "tlscert", "", `Path to TLS certificate file (default "~/.docker/cert.pem")`)
-	pf.StringVar(&c.tls.Key, "tlskey", "", `Path to TLS key file (default "~/.docker/key.pem")`)
+	pf.StringVar(&c.tls.CAFile, "tlscacert", "", `Trust certs signed only by this CA (default "`+filepath.Join(dot, "ca.pem")+`")`)
+	pf.StringVar(&c.tls.Cert, "tlscert", "", `Path to TLS certificate file (default "`+filepath.Join(dot, "cert.pem")+`")`)
+	pf.StringVar(&c.tls.Key, "tlskey", "", `Path to TLS key file (default "`+filepath.Join(dot, "key.pem")+`")`)
 	pf.BoolVar(&c.tls.Verify, "tlsverify", false, "Use TLS and verify the remote")
 	pf.BoolP("version", "v", false, "Print version information and quit")
 
@@ -143,6 +146,9 @@ func (c *CLI) rootCmd() *cobra.Command {
 		c.networkCmd(), c.eventsCmd(), c.systemCmd(), c.containerCmd(), c.imageCmd(), c.loginCmd(), c.logoutCmd(),
 	)
 	root.InitDefaultCompletionCmd()
+	if comp, _, err := root.Find([]string{"completion"}); err == nil && comp != root {
+		comp.Hidden = true // as in the Docker CLI's command list
+	}
 	dockerHelp(root)
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if v, _ := cmd.Flags().GetBool("version"); v && cmd == root {
@@ -185,18 +191,23 @@ func (c *CLI) endpoint() (string, engineclient.TLS, error) {
 		name = os.Getenv("DOCKER_CONTEXT")
 	}
 	if name == "" {
-		var cf struct {
-			CurrentContext string `json:"currentContext"`
-		}
-		if b, err := os.ReadFile(filepath.Join(c.config(), "config.json")); err == nil {
-			_ = json.Unmarshal(b, &cf)
-		}
-		name = cf.CurrentContext
+		name = c.currentContext()
 	}
 	if name == "" || name == "default" {
 		return engineclient.DefaultHost, engineclient.TLSFromEnv(c.tls), nil
 	}
 	return c.contextEndpoint(name)
+}
+
+// currentContext is the config file's currentContext ("" for none).
+func (c *CLI) currentContext() string {
+	var cf struct {
+		CurrentContext string `json:"currentContext"`
+	}
+	if b, err := os.ReadFile(filepath.Join(c.config(), "config.json")); err == nil {
+		_ = json.Unmarshal(b, &cf)
+	}
+	return cf.CurrentContext
 }
 
 // contextEndpoint reads a context from the Docker CLI's store:

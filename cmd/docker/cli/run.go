@@ -375,6 +375,9 @@ func (c *CLI) startCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "Attach STDOUT/STDERR and forward signals")
 	cmd.Flags().String("checkpoint", "", "Restore from this checkpoint")
 	cmd.Flags().String("checkpoint-dir", "", "Use a custom checkpoint storage directory")
+	// Experimental: the Docker CLI hides them for an engine that is not.
+	cmd.Flags().MarkHidden("checkpoint")
+	cmd.Flags().MarkHidden("checkpoint-dir")
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "Attach container's STDIN")
 	cmd.Flags().StringVar(&keys, "detach-keys", "", "Override the key sequence for detaching a container")
 	return cmd
