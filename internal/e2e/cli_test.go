@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,6 +218,29 @@ func cliScenes(t *testing.T) []cliScene {
 				c("update", "nosuch"),
 				c("rm", "-f", "f{s}"),
 			}},
+		{name: "transfer",
+			setup: [][]string{{"create", "--name", "x{s}", "busybox"}},
+			cases: []cliCase{
+				c("save", "-o", "{tmp}/img.tar", "busybox"),
+				c("load", "-i", "{tmp}/img.tar"),
+				c("load", "-q", "-i", "{tmp}/img.tar"),
+				c("export", "-o", "{tmp}/fs.tar", "x{s}"),
+				c("import", "-c", "CMD [\"sh\"]", "-m", "imported", "{tmp}/fs.tar", "imp{s}:1"),
+				c("images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}", "imp{s}"),
+				c("history", "--format", "{{.CreatedBy}}|{{.Comment}}", "imp{s}:1"),
+				c("image", "inspect", "imp{s}:1"),
+				c("rmi", "imp{s}:1"),
+				c("tag", "busybox", "{reg}/push{s}:v1"),
+				c("push", "{reg}/push{s}:v1"),
+				c("push", "-q", "{reg}/push{s}:v1"),
+				c("rmi", "{reg}/push{s}:v1"),
+				c("pull", "{reg}/push{s}:v1"),
+				c("pull", "{reg}/nosuch{s}:v1"),
+				c("images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}", "{reg}/push{s}"),
+				c("rmi", "{reg}/push{s}:v1"),
+				c("network", "inspect", "bridge"),
+				c("rm", "x{s}"),
+			}},
 		{name: "prune",
 			setup: [][]string{{"create", "--name", "p{s}", "busybox"}, {"network", "create", "pn{s}"}},
 			cases: []cliCase{
@@ -277,6 +301,12 @@ func cliScenes(t *testing.T) []cliScene {
 func TestCLICompare(t *testing.T) {
 	e := runEngine(t)
 	suffixes := map[string]string{ourCLI(): "aaaa", dockerCLI: "bbbb"}
+	// The test registry, engined's mirror: push and pull go there by name.
+	var mirrors []string
+	if err := json.Unmarshal([]byte(mustDocker(t, e.Host, "info", "-f", "{{json .RegistryConfig.Mirrors}}")), &mirrors); err != nil || len(mirrors) == 0 {
+		t.Fatalf("engined's mirror: %v %v", mirrors, err)
+	}
+	reg := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(mirrors[0], "http://"), "https://"), "/")
 	for _, sc := range cliScenes(t) {
 		t.Run(sc.name, func(t *testing.T) {
 			results := map[string][]cliRun{}
@@ -286,11 +316,13 @@ func TestCLICompare(t *testing.T) {
 				sub := func(args []string) []string {
 					out := make([]string, len(args))
 					for i, a := range args {
+						a = strings.ReplaceAll(a, "{reg}", reg)
 						out[i] = strings.ReplaceAll(strings.ReplaceAll(a, "{tmp}", "/tmp/clitest-{s}"), "{s}", sfx)
 					}
 					return out
 				}
 				os.RemoveAll("/tmp/clitest-" + sfx)
+				os.MkdirAll("/tmp/clitest-"+sfx, 0o755)
 				t.Cleanup(func() { os.RemoveAll("/tmp/clitest-" + sfx) })
 				for _, s := range sc.setup {
 					if r := runCLI(t, dockerCLI, e.Host, config, "", sub(s)...); r.code != 0 {

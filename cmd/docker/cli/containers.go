@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -622,9 +623,13 @@ func writeChunks(w io.Writer, recv func() (*enginev1.Chunk, error)) error {
 // outputFile is -o FILE, or stdout when it is not a terminal.
 func (c *CLI) outputFile(path, what string) (io.WriteCloser, error) {
 	if path != "" {
+		dir := filepath.Dir(path)
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("failed to %s: invalid output path: %w", what, err)
+		}
 		f, err := os.Create(path)
 		if err != nil {
-			return nil, fmt.Errorf("failed to export %s: %w", what, err)
+			return nil, fmt.Errorf("failed to %s: %w", what, err)
 		}
 		return f, nil
 	}
@@ -648,7 +653,7 @@ func (c *CLI) exportCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w, err := c.outputFile(output, "container")
+			w, err := c.outputFile(output, "export container")
 			if err != nil {
 				return err
 			}

@@ -380,7 +380,6 @@ func (c *CLI) pushCmd() *cobra.Command {
 					fmt.Fprintln(c.Out, "Using default tag: latest")
 				}
 			}
-			fmt.Fprintf(c.Out, "The push refers to repository [%s]\n", named.Name())
 			st, err := e.ImagePush(cmd.Context(), &enginev1.ImagePushRequest{Name: reference.FamiliarName(named), Tag: tag, Auth: c.registryAuth(args[0])})
 			if err != nil {
 				return c.daemonErr(err)
@@ -389,6 +388,9 @@ func (c *CLI) pushCmd() *cobra.Command {
 			for {
 				m, err := st.Recv()
 				if errors.Is(err, io.EOF) {
+					if quiet {
+						fmt.Fprintln(c.Out, reference.FamiliarString(named))
+					}
 					return nil
 				}
 				if err != nil {
@@ -560,7 +562,7 @@ func (c *CLI) saveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w, err := c.outputFile(output, "image")
+			w, err := c.outputFile(output, "save image")
 			if err != nil {
 				return err
 			}
@@ -629,10 +631,9 @@ func (c *CLI) loadCmd() *cobra.Command {
 			if err != nil {
 				return c.daemonErr(err)
 			}
-			if !quiet {
-				for _, l := range resp.GetLoaded() {
-					fmt.Fprintln(c.Out, l)
-				}
+			// -q quiets progress, as with the Docker CLI; engined sends none.
+			for _, l := range resp.GetLoaded() {
+				fmt.Fprintln(c.Out, l)
 			}
 			return nil
 		},
