@@ -94,6 +94,7 @@ func main() {
 		}
 	}
 	times := map[string][]time.Duration{}
+	cpu := map[string][]time.Duration{} // the client process's own CPU time
 	key := func(c string, none bool) string {
 		if none {
 			return c + ", --network none"
@@ -107,11 +108,14 @@ func main() {
 					continue
 				}
 				start := time.Now()
-				mustRun(c.cmd(i, none))
+				cmd := c.cmd(i, none)
+				mustRun(cmd)
 				times[key(c.name, none)] = append(times[key(c.name, none)], time.Since(start))
+				cpu[key(c.name, none)] = append(cpu[key(c.name, none)], cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
 			}
 		}
 	}
+	fmt.Printf("load average: %s", loadAvg())
 	fmt.Printf("docker run --rm busybox true against one engined, and runc run of the same rootfs (%d runs each, taking turns)\n", *runs)
 	for _, none := range []bool{false, true} {
 		for _, c := range clients {
@@ -119,7 +123,8 @@ func main() {
 			if !ok {
 				continue
 			}
-			fmt.Printf("  %-42s median %8v  min %8v  max %8v\n", key(c.name, none), ms(engines.Median(ts)), ms(slices.Min(ts)), ms(slices.Max(ts)))
+			fmt.Printf("  %-42s median %8v  min %8v  max %8v   client CPU median %7v\n", key(c.name, none), ms(engines.Median(ts)), ms(slices.Min(ts)), ms(slices.Max(ts)),
+				ms(engines.Median(cpu[key(c.name, none)])))
 		}
 	}
 }
@@ -170,4 +175,9 @@ func check(err error) {
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return string(b)
 }
