@@ -223,7 +223,7 @@ func (c *CLI) imagePruneCmd() *cobra.Command {
 }
 
 func (c *CLI) systemCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "system", Short: "Manage Docker", Args: noArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+	cmd := &cobra.Command{Use: "system", Short: "Manage Docker", Args: groupArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		cmd.SetOut(c.Out)
 		return cmd.Help()
 	}}
@@ -278,7 +278,7 @@ func (c *CLI) systemCmd() *cobra.Command {
 
 // containerCmd is "docker container ...": the same commands under their management names.
 func (c *CLI) containerCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "container", Short: "Manage containers", Args: noArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+	cmd := &cobra.Command{Use: "container", Short: "Manage containers", Args: groupArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		cmd.SetOut(c.Out)
 		return cmd.Help()
 	}}
@@ -292,7 +292,7 @@ func (c *CLI) containerCmd() *cobra.Command {
 }
 
 func (c *CLI) imageCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "image", Short: "Manage images", Args: noArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+	cmd := &cobra.Command{Use: "image", Short: "Manage images", Args: groupArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		cmd.SetOut(c.Out)
 		return cmd.Help()
 	}}

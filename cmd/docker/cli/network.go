@@ -50,7 +50,7 @@ var networkHeader = map[string]string{"ID": "NETWORK ID", "Name": "NAME", "Drive
 	"IPv4": "IPV4", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT", "Label": "LABEL"}
 
 func (c *CLI) networkCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "network", Short: "Manage networks", Args: noArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+	cmd := &cobra.Command{Use: "network", Short: "Manage networks", Args: groupArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		cmd.SetOut(c.Out)
 		return cmd.Help()
 	}}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/engined/engined/internal/engineclient"
+	"github.com/engined/engined/internal/version"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
@@ -152,7 +153,7 @@ func (c *CLI) rootCmd() *cobra.Command {
 	dockerHelp(root)
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if v, _ := cmd.Flags().GetBool("version"); v && cmd == root {
-			fmt.Fprintf(c.Out, "Docker version %s (engined)\n", clientVersion())
+			fmt.Fprintf(c.Out, "Docker version %s, build %s\n", clientVersion(), version.GitCommit)
 			os.Exit(0)
 		}
 		return nil
@@ -373,6 +374,16 @@ func withUnsupported(cmd *cobra.Command, add func(*pflag.FlagSet), names ...stri
 		return run(cmd, args)
 	}
 	return cmd
+}
+
+// groupArgs words an unknown subcommand of a management command
+// (docker network foo) as the Docker CLI does.
+func groupArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	return StatusError{Code: 1, Status: fmt.Sprintf("docker: unknown command: %s %s\n\nUsage:  %s\n\nRun '%s --help' for more information",
+		cmd.CommandPath(), args[0], cmd.CommandPath(), cmd.CommandPath())}
 }
 
 // interspersed stops flag parsing at the first argument (docker run IMAGE CMD -x).
