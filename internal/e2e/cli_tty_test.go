@@ -101,6 +101,16 @@ func TestCLIRunInteractivePty(t *testing.T) {
 		t.Errorf("attach after exit 5: exit code %d\n%s", code, out2.String())
 	}
 
+	// exec -it in a running container: the shell's output, its exit code.
+	mustDocker(t, e.Host, "run", "-d", "--name", "tty2", "busybox", "sleep", "1000")
+	ptm4, out4, cmd4 := ptyCLI(t, console.WinSize{Height: 25, Width: 70}, "-H", e.Host, "exec", "-it", "tty2", "sh")
+	io.WriteString(ptm4, "echo exec-$((2+3)); stty size | tr ' ' x\r")
+	waitFor(t, "exec -it output", func() bool { return strings.Contains(out4.String(), "exec-5") && strings.Contains(out4.String(), "25x70") })
+	io.WriteString(ptm4, "exit 3\r")
+	if code := exitCode(cmd4.Wait()); code != 3 {
+		t.Errorf("exec -it; exit 3: exit code %d\n%s", code, out4.String())
+	}
+
 	// And run -it straight to an exit code.
 	ptm3, out3, cmd3 := ptyCLI(t, console.WinSize{Height: 30, Width: 90}, "-H", e.Host, "run", "--rm", "-it", "busybox", "sh")
 	io.WriteString(ptm3, "exit 7\r")

@@ -21,7 +21,7 @@ func TestDisplayablePorts(t *testing.T) {
 		{IP: netip.MustParseAddr("::"), PrivatePort: 80, PublicPort: 8080, Type: "tcp"},
 	}
 	got := displayablePorts(ports)
-	want := "0.0.0.0:8080-8081->80-81/tcp, [::]:8080->80/tcp, 53/udp"
+	want := "53/udp, 0.0.0.0:8080->80/tcp, [::]:8080->80/tcp, 0.0.0.0:8081->81/tcp"
 	if got != want {
 		t.Errorf("displayablePorts = %q, want %q", got, want)
 	}

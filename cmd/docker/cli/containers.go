@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -169,68 +170,67 @@ var containerHeader = map[string]string{
 	"Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES", "Networks": "NETWORKS", "Label": "LABEL", "Platform": "PLATFORM",
 }
 
-// displayablePorts is the PORTS column: published ports as
-// ip:host->ctr/proto, consecutive ones as ranges.
+// displayablePorts is the PORTS column, as the Docker CLI builds it:
+// ports sorted by container port, address, host port and protocol;
+// unpublished ports (and those published on the same port number) in
+// runs of consecutive numbers per protocol and address, then each
+// published mapping as ip:host->container/proto.
 func displayablePorts(ports []container.PortSummary) string {
-	type group struct {
-		first, last   uint16
-		hostFirst     uint16
-		ip, proto     string
-		published     bool
-		lastHost      uint16
-		representedAs string
-	}
 	sorted := append([]container.PortSummary(nil), ports...)
 	sort.SliceStable(sorted, func(i, j int) bool {
 		a, b := sorted[i], sorted[j]
-		if a.Type != b.Type {
-			return a.Type < b.Type
-		}
-		if a.IP.String() != b.IP.String() {
+		switch {
+		case a.PrivatePort != b.PrivatePort:
+			return a.PrivatePort < b.PrivatePort
+		case a.IP != b.IP:
 			return a.IP.String() < b.IP.String()
-		}
-		if a.PublicPort != b.PublicPort {
+		case a.PublicPort != b.PublicPort:
 			return a.PublicPort < b.PublicPort
 		}
-		return a.PrivatePort < b.PrivatePort
+		return a.Type < b.Type
 	})
-	var groups []*group
+	type run struct {
+		ip, proto   string
+		first, last uint16
+	}
+	format := func(r *run) string {
+		ports := strconv.Itoa(int(r.first))
+		if r.last != r.first {
+			ports += "-" + strconv.Itoa(int(r.last))
+		}
+		if r.ip != "" {
+			ports = net.JoinHostPort(r.ip, ports) + "->" + ports
+		}
+		return ports + "/" + r.proto
+	}
+	runs := map[string]*run{}
+	var order, out, mappings []string
 	for _, p := range sorted {
 		ip := ""
 		if p.IP.IsValid() {
+			if p.PublicPort != p.PrivatePort {
+				mappings = append(mappings, fmt.Sprintf("%s->%d/%s", net.JoinHostPort(p.IP.String(), strconv.Itoa(int(p.PublicPort))), p.PrivatePort, p.Type))
+				continue
+			}
 			ip = p.IP.String()
 		}
-		var last *group
-		if len(groups) > 0 {
-			last = groups[len(groups)-1]
+		key := ip + "/" + string(p.Type)
+		r := runs[key]
+		switch {
+		case r == nil:
+			runs[key] = &run{ip: ip, proto: string(p.Type), first: p.PrivatePort, last: p.PrivatePort}
+			order = append(order, key)
+		case p.PrivatePort == r.last+1:
+			r.last = p.PrivatePort
+		default:
+			out = append(out, format(r))
+			runs[key] = &run{ip: ip, proto: string(p.Type), first: p.PrivatePort, last: p.PrivatePort}
 		}
-		published := p.PublicPort != 0
-		if last != nil && last.proto == string(p.Type) && last.ip == ip && last.published == published && p.PrivatePort == last.last+1 &&
-			(!published || p.PublicPort == last.lastHost+1) {
-			last.last, last.lastHost = p.PrivatePort, p.PublicPort
-			continue
-		}
-		groups = append(groups, &group{first: p.PrivatePort, last: p.PrivatePort, hostFirst: p.PublicPort, lastHost: p.PublicPort, ip: ip, proto: string(p.Type), published: published})
 	}
-	out := make([]string, 0, len(groups))
-	for _, g := range groups {
-		ctr := strconv.Itoa(int(g.first))
-		host := strconv.Itoa(int(g.hostFirst))
-		if g.last != g.first {
-			ctr += "-" + strconv.Itoa(int(g.last))
-			host += "-" + strconv.Itoa(int(g.lastHost))
-		}
-		if !g.published {
-			out = append(out, ctr+"/"+g.proto)
-			continue
-		}
-		ip := g.ip
-		if strings.Contains(ip, ":") {
-			ip = "[" + ip + "]"
-		}
-		out = append(out, fmt.Sprintf("%s:%s->%s/%s", ip, host, ctr, g.proto))
+	for _, k := range order {
+		out = append(out, format(runs[k]))
 	}
-	return strings.Join(out, ", ")
+	return strings.Join(append(out, mappings...), ", ")
 }
 
 // filterJSON turns repeated --filter k=v into the engine's filters JSON
