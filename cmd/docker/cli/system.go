@@ -2,10 +2,11 @@ package cli
 
 import (
 	"fmt"
+	units "github.com/docker/go-units"
 	"github.com/moby/moby/api/types/system"
-	"io"
 	"os"
 	"runtime"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -156,6 +157,9 @@ func (c *CLI) infoCmd() *cobra.Command {
 		Short: "Display system-wide information",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format == "" {
+				c.printClientInfo()
+			}
 			e, err := c.engine()
 			if err != nil {
 				return err
@@ -172,7 +176,16 @@ func (c *CLI) infoCmd() *cobra.Command {
 				}
 				return c.formatOne(format, obj)
 			}
-			printInfo(c.Out, in)
+			info, err := dockerShape[system.Info](cmd.Context(), in)
+			if err != nil {
+				return err
+			}
+			// The gateway fills in engined's commit from its own build;
+			// in this process that is the CLI's, so ask the engine.
+			if v, err := e.SystemVersion(cmd.Context(), &enginev1.SystemVersionRequest{}); err == nil {
+				info.ContainerdCommit.ID = v.GetGitCommit()
+			}
+			c.printInfo(info)
 			return nil
 		},
 	}
@@ -197,59 +210,139 @@ func (c *CLI) formatOne(format string, obj inspected) error {
 	return nil
 }
 
-func printInfo(out io.Writer, in *enginev1.SystemInfoResponse) {
-	p := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
-	p("Server:")
-	p(" Containers: %d", in.GetContainers())
-	p("  Running: %d", in.GetContainersRunning())
-	p("  Paused: %d", in.GetContainersPaused())
-	p("  Stopped: %d", in.GetContainersStopped())
-	p(" Images: %d", in.GetImages())
-	p(" Server Version: %s", in.GetServerVersion())
-	p(" Storage Driver: %s", in.GetDriver())
-	for _, kv := range in.GetDriverStatus() {
-		p("  %s: %s", kv.GetKey(), kv.GetValue())
-	}
-	p(" Logging Driver: %s", in.GetLoggingDriver())
-	p(" Cgroup Driver: %s", in.GetCgroupDriver())
-	p(" Cgroup Version: %s", in.GetCgroupVersion())
-	p(" Default Runtime: %s", in.GetDefaultRuntime())
-	p(" Security Options: %s", strings.Join(in.GetSecurityOptions(), ", "))
-	p(" Kernel Version: %s", in.GetKernelVersion())
-	p(" Operating System: %s", in.GetOperatingSystem())
-	p(" OSType: %s", in.GetOsType())
-	p(" Architecture: %s", in.GetArchitecture())
-	p(" CPUs: %d", in.GetNcpu())
-	p(" Total Memory: %s", humanBytes(in.GetMemTotal()))
-	p(" Name: %s", in.GetName())
-	p(" ID: %s", in.GetId())
-	p(" Docker Root Dir: %s", in.GetDockerRootDir())
-	p(" Debug Mode: %t", in.GetDebug())
-	if len(in.GetLabels()) > 0 {
-		p(" Labels:")
-		for _, l := range in.GetLabels() {
-			p("  %s", l)
-		}
-	}
-	if m := in.GetRegistryConfig().GetMirrors(); len(m) > 0 {
-		p(" Registry Mirrors:")
-		for _, x := range m {
-			p("  %s", x)
-		}
-	}
-	for _, w := range in.GetWarnings() {
-		fmt.Fprintln(out, w)
-	}
+// printClientInfo is the client part of `docker info`, printed before the
+// engine is asked, as the Docker CLI does.
+func (c *CLI) printClientInfo() {
+	fmt.Fprintln(c.Out, "Client:")
+	fmt.Fprintln(c.Out, " Version:   ", clientVersion())
+	fmt.Fprintln(c.Out, " Context:   ", c.contextName())
+	fmt.Fprintln(c.Out, " Debug Mode:", c.debug)
+	fmt.Fprintln(c.Out)
+	fmt.Fprintln(c.Out, "Server:")
 }
 
-// humanBytes prints binary sizes the way `docker info` does ("23.43GiB").
-func humanBytes(n int64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	f := float64(n)
-	i := 0
-	for f >= 1024 && i < len(units)-1 {
-		f /= 1024
-		i++
+// printInfo lays `docker info` out as the Docker CLI does, from the REST
+// shape of the engine's info.
+func (c *CLI) printInfo(in system.Info) {
+	out := c.Out
+	p := func(args ...any) { fmt.Fprintln(out, args...) }
+	nonEmpty := func(label, v string) {
+		if v != "" {
+			p(label, v)
+		}
 	}
-	return fmt.Sprintf("%.4g%s", f, units[i])
+	p(" Containers:", in.Containers)
+	p("  Running:", in.ContainersRunning)
+	p("  Paused:", in.ContainersPaused)
+	p("  Stopped:", in.ContainersStopped)
+	p(" Images:", in.Images)
+	nonEmpty(" Server Version:", in.ServerVersion)
+	nonEmpty(" Storage Driver:", in.Driver)
+	for _, kv := range in.DriverStatus {
+		fmt.Fprintf(out, "  %s: %s\n", kv[0], kv[1])
+	}
+	for _, kv := range in.SystemStatus {
+		fmt.Fprintf(out, " %s: %s\n", kv[0], kv[1])
+	}
+	nonEmpty(" Logging Driver:", in.LoggingDriver)
+	nonEmpty(" Cgroup Driver:", in.CgroupDriver)
+	nonEmpty(" Cgroup Version:", in.CgroupVersion)
+	p(" Plugins:")
+	p("  Volume:", strings.Join(in.Plugins.Volume, " "))
+	p("  Network:", strings.Join(in.Plugins.Network, " "))
+	if len(in.Plugins.Authorization) > 0 {
+		p("  Authorization:", strings.Join(in.Plugins.Authorization, " "))
+	}
+	p("  Log:", strings.Join(in.Plugins.Log, " "))
+	p(" Swarm:", in.Swarm.LocalNodeState)
+	if len(in.Runtimes) > 0 {
+		names := make([]string, 0, len(in.Runtimes))
+		for n := range in.Runtimes {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		p(" Runtimes:", strings.Join(names, " "))
+		p(" Default Runtime:", in.DefaultRuntime)
+	}
+	if in.OSType == "linux" {
+		p(" Init Binary:", in.InitBinary)
+		p(" containerd version:", in.ContainerdCommit.ID)
+		p(" runc version:", in.RuncCommit.ID)
+		p(" init version:", in.InitCommit.ID)
+		if len(in.SecurityOptions) > 0 {
+			p(" Security Options:")
+			for _, so := range in.SecurityOptions {
+				// name=seccomp,profile=builtin
+				var name, profile string
+				for _, kv := range strings.Split(so, ",") {
+					k, v, _ := strings.Cut(kv, "=")
+					switch k {
+					case "name":
+						name = v
+					case "profile":
+						profile = v
+					}
+				}
+				p("  " + name)
+				if profile != "" {
+					p("   Profile:", profile)
+				}
+			}
+		}
+	}
+	nonEmpty(" Kernel Version:", in.KernelVersion)
+	nonEmpty(" Operating System:", in.OperatingSystem)
+	nonEmpty(" OSType:", in.OSType)
+	nonEmpty(" Architecture:", in.Architecture)
+	p(" CPUs:", in.NCPU)
+	p(" Total Memory:", units.BytesSize(float64(in.MemTotal)))
+	nonEmpty(" Name:", in.Name)
+	nonEmpty(" ID:", in.ID)
+	p(" Docker Root Dir:", in.DockerRootDir)
+	p(" Debug Mode:", in.Debug)
+	if in.Debug || c.debug {
+		p("  File Descriptors:", in.NFd)
+		p("  Goroutines:", in.NGoroutines)
+		p("  System Time:", in.SystemTime)
+		p("  EventsListeners:", in.NEventsListener)
+	}
+	nonEmpty(" HTTP Proxy:", in.HTTPProxy)
+	nonEmpty(" HTTPS Proxy:", in.HTTPSProxy)
+	nonEmpty(" No Proxy:", in.NoProxy)
+	if len(in.Labels) > 0 {
+		p(" Labels:")
+		for _, l := range in.Labels {
+			p("  " + l)
+		}
+	}
+	p(" Experimental:", in.ExperimentalBuild)
+	if rc := in.RegistryConfig; rc != nil {
+		if len(rc.InsecureRegistryCIDRs) > 0 || len(rc.IndexConfigs) > 0 {
+			p(" Insecure Registries:")
+			names := make([]string, 0, len(rc.IndexConfigs))
+			for n := range rc.IndexConfigs {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				if !rc.IndexConfigs[n].Secure {
+					p("  " + rc.IndexConfigs[n].Name)
+				}
+			}
+			for _, cidr := range rc.InsecureRegistryCIDRs {
+				fmt.Fprintf(out, "  %s\n", cidr)
+			}
+		}
+		if len(rc.Mirrors) > 0 {
+			p(" Registry Mirrors:")
+			for _, m := range rc.Mirrors {
+				p("  " + m)
+			}
+		}
+	}
+	p(" Live Restore Enabled:", in.LiveRestoreEnabled)
+	p()
+	for _, w := range in.Warnings {
+		fmt.Fprintln(c.Err, w)
+	}
 }
