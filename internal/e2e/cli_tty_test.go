@@ -105,7 +105,9 @@ func TestCLIRunInteractivePty(t *testing.T) {
 	mustDocker(t, e.Host, "run", "-d", "--name", "tty2", "busybox", "sleep", "1000")
 	ptm4, out4, cmd4 := ptyCLI(t, console.WinSize{Height: 25, Width: 70}, "-H", e.Host, "exec", "-it", "tty2", "sh")
 	io.WriteString(ptm4, "echo exec-$((2+3)); stty size | tr ' ' x\r")
-	waitFor(t, "exec -it output", func() bool { return strings.Contains(out4.String(), "exec-5") && strings.Contains(out4.String(), "25x70") })
+	waitFor(t, "exec -it output", func() bool {
+		return strings.Contains(out4.String(), "exec-5") && strings.Contains(out4.String(), "25x70")
+	})
 	io.WriteString(ptm4, "exit 3\r")
 	if code := exitCode(cmd4.Wait()); code != 3 {
 		t.Errorf("exec -it; exit 3: exit code %d\n%s", code, out4.String())
