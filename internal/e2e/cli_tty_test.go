@@ -24,6 +24,11 @@ import (
 // and returns the master, the collected output and the process.
 func ptyCLI(t *testing.T, size console.WinSize, args ...string) (console.Console, *lockedBuffer, *exec.Cmd) {
 	t.Helper()
+	return ptyRun(t, ourCLI(), size, args...)
+}
+
+func ptyRun(t *testing.T, bin string, size console.WinSize, args ...string) (console.Console, *lockedBuffer, *exec.Cmd) {
+	t.Helper()
 	ptm, slavePath, err := console.NewPty()
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +41,7 @@ func ptyCLI(t *testing.T, size console.WinSize, args ...string) (console.Console
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(ourCLI(), args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
@@ -91,6 +96,17 @@ func TestCLIRunInteractivePty(t *testing.T) {
 	}
 	if got := strings.TrimSpace(mustDocker(t, e.Host, "inspect", "-f", "{{.State.Running}}", "tty1")); got != "true" {
 		t.Fatalf("container after detach: running=%s", got)
+	}
+
+	// attach and the detach keys: both CLIs end with their escape error.
+	for _, bin := range []string{ourCLI(), dockerCLI} {
+		ptm, out, cmd := ptyRun(t, bin, console.WinSize{Height: 30, Width: 90}, "-H", e.Host, "attach", "tty1")
+		io.WriteString(ptm, "echo attached-$((3+4))\r")
+		waitFor(t, bin+" attach output", func() bool { return strings.Contains(out.String(), "attached-7") })
+		io.WriteString(ptm, "\x10\x11")
+		if code := exitCode(cmd.Wait()); code != 1 || !strings.Contains(out.String(), "read escape sequence") {
+			t.Errorf("%s attach, then the detach keys: exit %d\n%s", bin, code, out.String())
+		}
 	}
 
 	ptm2, out2, cmd2 := ptyCLI(t, console.WinSize{Height: 30, Width: 90}, "-H", e.Host, "attach", "tty1")

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/console"
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -386,10 +387,23 @@ func (c *CLI) loginCmd() *cobra.Command {
 				}
 				password = strings.TrimRight(string(b), "\r\n")
 			}
+			in := bufio.NewReader(c.In)
 			if user == "" {
 				fmt.Fprint(c.Out, "Username: ")
-				line, _ := bufio.NewReader(c.In).ReadString('\n')
+				line, _ := in.ReadString('\n')
 				user = strings.TrimSpace(line)
+			}
+			if password == "" {
+				if f, ok := c.In.(*os.File); ok {
+					if con, err := console.ConsoleFromFile(f); err == nil {
+						fmt.Fprint(c.Out, "Password: ")
+						con.DisableEcho()
+						line, _ := in.ReadString('\n')
+						con.Reset()
+						fmt.Fprintln(c.Out)
+						password = strings.TrimRight(line, "\r\n")
+					}
+				}
 			}
 			if user == "" || password == "" {
 				return errors.New("Error: Cannot perform an interactive login from a non TTY device")

@@ -318,17 +318,25 @@ func (c *CLI) runAttached(ctx context.Context, id string, a attachSpec) error {
 		}
 		return nil
 	}
+	// docker attach reports a detach as the Docker CLI does (its escape
+	// error, exit 1); run and start -a end quietly.
+	detachedErr := func() error {
+		if a.noStart {
+			return StatusError{Status: "read escape sequence", Code: 1}
+		}
+		return nil
+	}
 	select {
 	case <-detached:
 		cancelAttach()
-		return nil
+		return detachedErr()
 	case err := <-done:
 		if err != nil && !errors.Is(err, context.Canceled) {
 			return err
 		}
 		select {
 		case <-detached:
-			return nil
+			return detachedErr()
 		default:
 		}
 		return exit(<-status)
