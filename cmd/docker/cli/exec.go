@@ -113,6 +113,9 @@ func (c *CLI) execCmd() *cobra.Command {
 		ValidArgsFunction: c.completeContainers,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if tty && interactive && !detach && !c.stdinIsTerminal() {
+				return errNotTTY
+			}
 			e, err := c.engine()
 			if err != nil {
 				return err

@@ -142,6 +142,9 @@ func (c *CLI) runCmd() *cobra.Command {
 			if _, err := detachKeys(keys); err != nil {
 				return StatusError{Status: withHelp(err, "run"), Code: 125}
 			}
+			if o.tty && o.stdin && !detach && !c.stdinIsTerminal() {
+				return errNotTTY
+			}
 			rm := o.autoRemove
 			id, err := c.createContainer(ctx, o, cmd, args[0], args[1:])
 			if err != nil {

@@ -19,6 +19,15 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
+// errNotTTY is the Docker CLI's refusal of -it without a terminal.
+var errNotTTY = StatusError{Status: "the input device is not a TTY", Code: 1}
+
+// stdinIsTerminal says whether the CLI's stdin is a terminal.
+func (c *CLI) stdinIsTerminal() bool {
+	f, ok := c.In.(*os.File)
+	return ok && isTerminal(f)
+}
+
 // rawTerminal puts the CLI's stdin terminal in raw mode (for -it) and
 // returns what restores it.
 func (c *CLI) rawTerminal() func() {
