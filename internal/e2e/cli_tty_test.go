@@ -257,6 +257,27 @@ func TestCLIContextsAndTLS(t *testing.T) {
 		t.Errorf("unknown context: %+v", r)
 	}
 
+	// context ls, show and use against the Docker CLI's on the same
+	// store (the default context's endpoint is each CLI's own default).
+	ownDefault := regexp.MustCompile(`unix:///(var/run/docker|run/engined/docker)\.sock *`)
+	for _, args := range [][]string{{"context", "ls"}, {"context", "ls", "--format", "json"}, {"context", "ls", "-q"}, {"context", "show"},
+		{"context", "use", "secure"}, {"context", "show"}, {"context", "ls"}, {"context", "use", "nosuch"}, {"context", "use", "default"}, {"context", "show"}} {
+		ours := runCLIEnv(t, env, append([]string{"--config", config}, args...)...)
+		cmd := exec.Command(dockerCLI, append([]string{"--config", config}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		var o, se strings.Builder
+		cmd.Stdout, cmd.Stderr = &o, &se
+		code := exitCode(cmd.Run())
+		theirs := cliRun{o.String(), se.String(), code}
+		for _, r := range []*cliRun{&ours, &theirs} {
+			r.stdout = spaces.ReplaceAllString(ownDefault.ReplaceAllString(r.stdout, "<DEFAULT>"), "  ")
+		}
+		if ours != theirs {
+			t.Errorf("docker %v:\n ours   %+v\n docker %+v", args, ours, theirs)
+		}
+	}
+	real("context", "use", "local")
+
 	// Completion: container names from engined, through cobra's __complete.
 	mustDocker(t, e.Host, "create", "--name", "completeme", "busybox")
 	r := runCLIEnv(t, append(env, "DOCKER_HOST="+e.Host), "__complete", "rm", "comp")

@@ -330,6 +330,19 @@ func (c *CLI) readConfigFile() configFile {
 
 // updateAuths rewrites the auths of config.json, keeping its other keys.
 func (c *CLI) updateAuths(fn func(auths map[string]any)) error {
+	return c.updateConfig(func(all map[string]any) {
+		auths, _ := all["auths"].(map[string]any)
+		if auths == nil {
+			auths = map[string]any{}
+		}
+		fn(auths)
+		all["auths"] = auths
+	})
+}
+
+// updateConfig rewrites config.json through fn, keeping what fn leaves
+// alone; the file is replaced atomically.
+func (c *CLI) updateConfig(fn func(all map[string]any)) error {
 	path := filepath.Join(c.config(), "config.json")
 	all := map[string]any{}
 	if b, err := os.ReadFile(path); err == nil {
@@ -337,12 +350,10 @@ func (c *CLI) updateAuths(fn func(auths map[string]any)) error {
 			return fmt.Errorf("loading config file: %s: %w", path, err)
 		}
 	}
-	auths, _ := all["auths"].(map[string]any)
-	if auths == nil {
-		auths = map[string]any{}
+	if _, ok := all["auths"]; !ok {
+		all["auths"] = map[string]any{}
 	}
-	fn(auths)
-	all["auths"] = auths
+	fn(all)
 	b, err := json.MarshalIndent(all, "", "\t")
 	if err != nil {
 		return err

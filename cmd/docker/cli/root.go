@@ -144,7 +144,7 @@ func (c *CLI) rootCmd() *cobra.Command {
 		c.psCmd(), c.logsCmd(), c.execCmd(), c.attachCmd(), c.inspectCmd(), c.waitCmd(), c.topCmd(),
 		c.pauseCmd(), c.unpauseCmd(), c.renameCmd(), c.portCmd(), c.diffCmd(), c.exportCmd(), c.statsCmd(), c.cpCmd(), c.updateCmd(),
 		c.imagesCmd(), c.pullCmd(), c.pushCmd(), c.rmiCmd(), c.tagCmd(), c.historyCmd(), c.saveCmd(), c.loadCmd(), c.importCmd(),
-		c.networkCmd(), c.eventsCmd(), c.systemCmd(), c.containerCmd(), c.imageCmd(), c.loginCmd(), c.logoutCmd(),
+		c.networkCmd(), c.contextCmd(), c.eventsCmd(), c.systemCmd(), c.containerCmd(), c.imageCmd(), c.loginCmd(), c.logoutCmd(),
 	)
 	root.InitDefaultCompletionCmd()
 	if comp, _, err := root.Find([]string{"completion"}); err == nil && comp != root {
