@@ -81,7 +81,8 @@ type cliCase struct {
 
 type cliScene struct {
 	name    string
-	setup   [][]string // run with the Docker CLI before the cases
+	files   map[string]string // written under {tmp} before the scene
+	setup   [][]string        // run with the Docker CLI before the cases
 	cases   []cliCase
 	cleanup [][]string
 }
@@ -159,6 +160,33 @@ func cliScenes(t *testing.T) []cliScene {
 				c("exec", "v{s}", "true"),
 				c("start", "-a", "v{s}", "nosuch"),
 				c("rm", "-f", "v{s}"),
+			}},
+		{name: "options",
+			files: map[string]string{"env": "# comment\nA=from-file\nB\n\nC=c d\n", "labels": "l1=x\nl2=y\n", "data": "bound\n"},
+			cases: []cliCase{
+				c("run", "--rm", "--env-file", "{tmp}/env", "-e", "HOME", "-e", "NOSUCHVAR", "busybox", "sh", "-c", "echo $A,$B,$C,$HOME,${NOSUCHVAR-unset}"),
+				c("run", "--rm", "-v", "{tmp}:/data:ro", "busybox", "sh", "-c", "cat /data/data; touch /data/x"),
+				c("run", "--rm", "--mount", "type=bind,source={tmp},target=/data,readonly", "busybox", "cat", "/data/data"),
+				c("run", "--rm", "--mount", "type=bind,src={tmp},dst=/data", "busybox", "sh", "-c", "grep /data /proc/mounts | cut -d' ' -f4 | cut -d, -f1"),
+				c("run", "--rm", "--mount", "target=/x,bogus=1", "busybox", "true"),
+				c("run", "--rm", "--tmpfs", "/t:size=1m", "busybox", "sh", "-c", "grep /t /proc/mounts | cut -d' ' -f1,3"),
+				c("run", "--rm", "--read-only", "busybox", "touch", "/x"),
+				c("run", "--rm", "--cap-drop", "ALL", "busybox", "chown", "nobody", "/tmp"),
+				c("run", "--rm", "--add-host", "h1:10.1.2.3", "-h", "myhost", "busybox", "sh", "-c", "grep h1 /etc/hosts; hostname"),
+				c("run", "--rm", "--dns", "10.9.9.9", "--dns-search", "example.org", "busybox", "sh", "-c", "grep -v '^#' /etc/resolv.conf"),
+				c("run", "--rm", "--ulimit", "nofile=100:200", "busybox", "sh", "-c", "ulimit -n"),
+				c("run", "--rm", "--label-file", "{tmp}/labels", "--name", "lf{s}", "busybox", "true"),
+				c("run", "--rm", "-p", "bad:port", "busybox", "true"),
+				c("run", "--rm", "--memory", "lots", "busybox", "true"),
+				c("run", "--rm", "--restart", "always", "busybox", "true"),
+				c("run", "--rm", "--cpus", "100", "busybox", "true"),
+				c("run", "--rm", "--health-cmd", "true", "busybox", "true"),
+				c("run", "--rm", "--link", "x:y", "busybox", "true"),
+				c("run", "--rm", "-v", "named:/x", "busybox", "true"),
+				c("run", "--rm", "--stop-signal", "SIGUSR1", "--stop-timeout", "3", "busybox", "true"),
+				c("create", "--name", "o{s}", "--stop-signal", "SIGUSR1", "--stop-timeout", "3", "--init", "--entrypoint", "", "-w", "/tmp", "busybox", "sh"),
+				c("inspect", "-f", "{{.Config.StopSignal}} {{.Config.StopTimeout}} {{.HostConfig.Init}} {{json .Config.Entrypoint}} {{.Config.WorkingDir}}", "o{s}"),
+				c("rm", "o{s}"),
 			}},
 		{name: "ports",
 			setup: [][]string{{"run", "-d", "--name", "pp{s}", "-p", "127.0.0.1::80", "-p", "127.0.0.1::53/udp", "--expose", "7000-7001", "busybox", "sleep", "1000"}},
@@ -347,6 +375,11 @@ func TestCLICompare(t *testing.T) {
 				}
 				os.RemoveAll("/tmp/clitest-" + sfx)
 				os.MkdirAll("/tmp/clitest-"+sfx, 0o755)
+				for name, content := range sc.files {
+					if err := os.WriteFile(filepath.Join("/tmp/clitest-"+sfx, name), []byte(content), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
 				t.Cleanup(func() { os.RemoveAll("/tmp/clitest-" + sfx) })
 				for _, s := range sc.setup {
 					if r := runCLI(t, dockerCLI, e.Host, config, "", sub(s)...); r.code != 0 {

@@ -176,6 +176,10 @@ func (o *createOptions) flags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.oomScoreAdj, "oom-score-adj", 0, "Tune host's OOM preferences (-1000 to 1000)")
 }
 
+// flagErrorf is a bad flag value, reported as the Docker CLI reports flag
+// errors (with the usage line, exit 125).
+func flagErrorf(format string, args ...any) error { return flagError{fmt.Errorf(format, args...)} }
+
 // readKVFile reads an --env-file or --label-file: KEY=VALUE lines, # comments,
 // a bare KEY taken from the environment (env files only).
 func readKVFile(path string, fromEnv bool) ([]string, error) {
@@ -228,7 +232,11 @@ func parseSize(flag, v string) (int64, error) {
 	}
 	n, err := units.RAMInBytes(v)
 	if err != nil {
-		return 0, fmt.Errorf("invalid argument %q for \"--%s\" flag: %w", v, flag, err)
+		name := "--" + flag
+		if flag == "memory" {
+			name = "-m, --memory"
+		}
+		return 0, flagErrorf("invalid argument %q for %q flag: %w", v, name, err)
 	}
 	return n, nil
 }
@@ -408,7 +416,7 @@ func (o *createOptions) request(fs *pflag.FlagSet, img string, cmd []string) (*e
 		case "stderr":
 			cfg.AttachStderr = true
 		default:
-			return nil, fmt.Errorf("invalid argument %q for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR", a)
+			return nil, flagErrorf("invalid argument %q for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR", a)
 		}
 	}
 	for _, f := range o.envFile {
@@ -448,7 +456,7 @@ func (o *createOptions) request(fs *pflag.FlagSet, img string, cmd []string) (*e
 	for _, d := range o.dns {
 		a, err := netip.ParseAddr(d)
 		if err != nil {
-			return nil, fmt.Errorf("invalid argument %q for \"--dns\" flag: %s is not an ip address", d, d)
+			return nil, flagErrorf("invalid argument %q for \"--dns\" flag: %s is not an ip address", d, d)
 		}
 		hc.DNS = append(hc.DNS, a)
 	}
@@ -479,7 +487,7 @@ func (o *createOptions) request(fs *pflag.FlagSet, img string, cmd []string) (*e
 	for _, m := range o.mounts {
 		mt, err := parseMount(m)
 		if err != nil {
-			return nil, fmt.Errorf("invalid argument %q for \"--mount\" flag: %w", m, err)
+			return nil, flagErrorf("invalid argument %q for \"--mount\" flag: %w", m, err)
 		}
 		hc.Mounts = append(hc.Mounts, mt)
 	}
@@ -492,7 +500,7 @@ func (o *createOptions) request(fs *pflag.FlagSet, img string, cmd []string) (*e
 	}
 	for _, p := range o.publish {
 		if err := parsePublish(p, cfg.ExposedPorts, hc.PortBindings); err != nil {
-			return nil, fmt.Errorf("invalid argument %q for \"-p, --publish\" flag: %w", p, err)
+			return nil, err // the Docker CLI's words: no flag name
 		}
 	}
 	for _, e := range o.expose {
@@ -536,7 +544,7 @@ func (o *createOptions) request(fs *pflag.FlagSet, img string, cmd []string) (*e
 	for _, u := range o.ulimits {
 		ul, err := units.ParseUlimit(u)
 		if err != nil {
-			return nil, fmt.Errorf("invalid argument %q for \"--ulimit\" flag: %w", u, err)
+			return nil, flagErrorf("invalid argument %q for \"--ulimit\" flag: %w", u, err)
 		}
 		hc.Ulimits = append(hc.Ulimits, &container.Ulimit{Name: ul.Name, Soft: ul.Soft, Hard: ul.Hard})
 	}
@@ -567,21 +575,21 @@ func (o *createOptions) request(fs *pflag.FlagSet, img string, cmd []string) (*e
 		if o.ip != "" {
 			a, err := netip.ParseAddr(o.ip)
 			if err != nil {
-				return nil, fmt.Errorf("invalid argument %q for \"--ip\" flag: invalid IP address", o.ip)
+				return nil, flagErrorf("invalid argument %q for \"--ip\" flag: invalid IP address", o.ip)
 			}
 			ipam.IPv4Address = a
 		}
 		if o.ip6 != "" {
 			a, err := netip.ParseAddr(o.ip6)
 			if err != nil {
-				return nil, fmt.Errorf("invalid argument %q for \"--ip6\" flag: invalid IP address", o.ip6)
+				return nil, flagErrorf("invalid argument %q for \"--ip6\" flag: invalid IP address", o.ip6)
 			}
 			ipam.IPv6Address = a
 		}
 		for _, l := range o.linkLocalIPs {
 			a, err := netip.ParseAddr(l)
 			if err != nil {
-				return nil, fmt.Errorf("invalid argument %q for \"--link-local-ip\" flag: invalid IP address", l)
+				return nil, flagErrorf("invalid argument %q for \"--link-local-ip\" flag: invalid IP address", l)
 			}
 			ipam.LinkLocalIPs = append(ipam.LinkLocalIPs, a)
 		}
@@ -591,7 +599,7 @@ func (o *createOptions) request(fs *pflag.FlagSet, img string, cmd []string) (*e
 		if o.mac != "" {
 			ep.MacAddress = network.HardwareAddr{}
 			if err := ep.MacAddress.UnmarshalText([]byte(o.mac)); err != nil {
-				return nil, fmt.Errorf("invalid argument %q for \"--mac-address\" flag: %w", o.mac, err)
+				return nil, flagErrorf("invalid argument %q for \"--mac-address\" flag: %w", o.mac, err)
 			}
 		}
 		nc.EndpointsConfig[string(hc.NetworkMode)] = ep
@@ -614,19 +622,19 @@ func throttle(flag string, vals []string, bytes bool) ([]*blkiodev.ThrottleDevic
 	for _, v := range vals {
 		path, rate, ok := strings.Cut(v, ":")
 		if !ok || !strings.HasPrefix(path, "/dev/") {
-			return nil, fmt.Errorf("invalid argument %q for \"--%s\" flag: bad format: %s", v, flag, v)
+			return nil, flagErrorf("invalid argument %q for \"--%s\" flag: bad format: %s", v, flag, v)
 		}
 		var n uint64
 		if bytes {
 			b, err := units.RAMInBytes(rate)
 			if err != nil || b < 0 {
-				return nil, fmt.Errorf("invalid argument %q for \"--%s\" flag: invalid rate for device: %s. The correct format is <device-path>:<number>[<unit>]. Number must be a positive integer. Unit is optional and can be kb, mb, or gb", v, flag, v)
+				return nil, flagErrorf("invalid argument %q for \"--%s\" flag: invalid rate for device: %s. The correct format is <device-path>:<number>[<unit>]. Number must be a positive integer. Unit is optional and can be kb, mb, or gb", v, flag, v)
 			}
 			n = uint64(b)
 		} else {
 			b, err := strconv.ParseUint(rate, 10, 64)
 			if err != nil {
-				return nil, fmt.Errorf("invalid argument %q for \"--%s\" flag: invalid rate for device: %s. The correct format is <device-path>:<number>. Number must be a positive integer", v, flag, v)
+				return nil, flagErrorf("invalid argument %q for \"--%s\" flag: invalid rate for device: %s. The correct format is <device-path>:<number>. Number must be a positive integer", v, flag, v)
 			}
 			n = b
 		}
@@ -651,7 +659,7 @@ func (o *createOptions) extra(fs *pflag.FlagSet, cfg *container.Config, hc *cont
 		path, w, ok := strings.Cut(v, ":")
 		n, err := strconv.ParseUint(w, 10, 16)
 		if !ok || err != nil || !strings.HasPrefix(path, "/dev/") {
-			return fmt.Errorf("invalid argument %q for \"--blkio-weight-device\" flag: invalid weight for device: %s", v, v)
+			return flagErrorf("invalid argument %q for \"--blkio-weight-device\" flag: invalid weight for device: %s", v, v)
 		}
 		hc.BlkioWeightDevice = append(hc.BlkioWeightDevice, &blkiodev.WeightDevice{Path: path, Weight: uint16(n)})
 	}
@@ -681,7 +689,7 @@ func (o *createOptions) extra(fs *pflag.FlagSet, cfg *container.Config, hc *cont
 	if o.ioMaxBandwidth != "" {
 		n, err := units.RAMInBytes(o.ioMaxBandwidth)
 		if err != nil {
-			return fmt.Errorf("invalid argument %q for \"--io-maxbandwidth\" flag: %w", o.ioMaxBandwidth, err)
+			return flagErrorf("invalid argument %q for \"--io-maxbandwidth\" flag: %w", o.ioMaxBandwidth, err)
 		}
 		hc.IOMaximumBandwidth = uint64(n)
 	}
@@ -706,7 +714,7 @@ func (o *createOptions) extra(fs *pflag.FlagSet, cfg *container.Config, hc *cont
 		if o.gpus != "all" {
 			n, err := strconv.Atoi(strings.TrimPrefix(o.gpus, "count="))
 			if err != nil {
-				return fmt.Errorf("invalid argument %q for \"--gpus\" flag: %w", o.gpus, err)
+				return flagErrorf("invalid argument %q for \"--gpus\" flag: %w", o.gpus, err)
 			}
 			req.Count = n
 		}

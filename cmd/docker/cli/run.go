@@ -146,7 +146,13 @@ func (c *CLI) runCmd() *cobra.Command {
 				return errNotTTY
 			}
 			rm := o.autoRemove
+			if o.autoRemove && o.restart != "" && o.restart != "no" {
+				return StatusError{Status: withHelp(errors.New("conflicting options: cannot specify both --restart and --rm"), "run"), Code: 125}
+			}
 			id, err := c.createContainer(ctx, o, cmd, args[0], args[1:])
+			if isFlagError(err) {
+				return err
+			}
 			if err != nil {
 				return StatusError{Status: withHelp(err, "run"), Code: 125}
 			}
