@@ -231,5 +231,5 @@ func (c *CLI) execStatus(err error) error {
 	case strings.Contains(msg, "permission denied"):
 		return StatusError{Status: msg, Code: 126}
 	}
-	return StatusError{Status: msg, Code: 126}
+	return err
 }

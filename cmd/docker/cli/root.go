@@ -115,6 +115,10 @@ func (c *CLI) rootCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if v, _ := cmd.Flags().GetBool("version"); v {
+				fmt.Fprintf(c.Out, "Docker version %s, build %s\n", clientVersion(), version.GitCommit)
+				return nil
+			}
 			cmd.SetOut(c.Out)
 			return cmd.Help()
 		},
@@ -151,13 +155,6 @@ func (c *CLI) rootCmd() *cobra.Command {
 		comp.Hidden = true // as in the Docker CLI's command list
 	}
 	dockerHelp(root)
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		if v, _ := cmd.Flags().GetBool("version"); v && cmd == root {
-			fmt.Fprintf(c.Out, "Docker version %s, build %s\n", clientVersion(), version.GitCommit)
-			os.Exit(0)
-		}
-		return nil
-	}
 	return root
 }
 

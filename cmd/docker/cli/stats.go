@@ -98,16 +98,25 @@ func (c *CLI) statsCmd() *cobra.Command {
 			}
 			def := "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
 			if noStream {
+				// One sample pair per container, all at once (each takes
+				// the engine's sampling interval).
+				results := make([]statsRow, len(ids))
+				errs := make([]error, len(ids))
+				var wg sync.WaitGroup
+				for i, id := range ids {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						results[i], errs[i] = c.statsOnce(ctx, e, id)
+					}()
+				}
+				wg.Wait()
 				var rows []any
-				var errs []error
-				for _, id := range ids {
-					r, err := c.statsOnce(ctx, e, id)
-					if err != nil {
-						errs = append(errs, err)
-						continue
+				for i, r := range results {
+					if errs[i] == nil {
+						r.noTrunc = noTrunc
+						rows = append(rows, r)
 					}
-					r.noTrunc = noTrunc
-					rows = append(rows, r)
 				}
 				if err := writeRows(c.Out, format, def, statsHeader, rows); err != nil {
 					return err
