@@ -302,6 +302,11 @@ func (c *CLI) runAttached(ctx context.Context, id string, a attachSpec) error {
 		}
 		status <- int(resp.GetStatusCode())
 	}()
+	// Signals are forwarded from before the start: the container may
+	// act (and be signalled) before the start's reply comes back.
+	if a.sigProxy && !a.tty {
+		c.proxySignals(attachCtx, e, id)
+	}
 	if !a.noStart {
 		if err := c.startContainer(ctx, id); err != nil {
 			cancelAttach()
@@ -311,9 +316,6 @@ func (c *CLI) runAttached(ctx context.Context, id string, a attachSpec) error {
 			}
 			return fail(err)
 		}
-	}
-	if a.sigProxy && !a.tty {
-		c.proxySignals(attachCtx, e, id)
 	}
 	if a.tty {
 		c.monitorSize(attachCtx, func(h, w uint32) error {
