@@ -148,6 +148,7 @@ func cliScenes(t *testing.T) []cliScene {
 				c("exec", "-d", "w{s}", "true"),
 				c("pause", "w{s}"),
 				c("ps", "--format", "{{.Status}}"),
+				c("ps", "--format", "table {{.Names}}\t{{.Label \"nosuch\"}}\t{{.Networks}}\t{{.Mounts}}\t{{.LocalVolumes}}"),
 				c("unpause", "w{s}"),
 				c("rename", "w{s}", "v{s}"),
 				c("rename", "nosuch", "x{s}"),

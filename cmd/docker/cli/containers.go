@@ -164,10 +164,10 @@ func (r containerRow) Networks() string {
 // Platform is the image's platform; engined's list does not give it.
 func (r containerRow) Platform() any { return nil }
 
-var containerHeader = map[string]string{
+var containerHeader = headers{
 	"ID": "CONTAINER ID", "Names": "NAMES", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
 	"RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE", "Labels": "LABELS",
-	"Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES", "Networks": "NETWORKS", "Label": "LABEL", "Platform": "PLATFORM",
+	"Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES", "Networks": "NETWORKS", "Platform": "PLATFORM",
 }
 
 // displayablePorts is the PORTS column, as the Docker CLI builds it:

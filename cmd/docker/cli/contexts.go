@@ -30,7 +30,7 @@ func (r contextRow) DockerEndpoint() string       { return r.endpoint }
 func (r contextRow) Current() bool                { return r.current }
 func (r contextRow) Error() string                { return "" }
 
-var contextHeader = map[string]string{"Name": "NAME", "Description": "DESCRIPTION", "DockerEndpoint": "DOCKER ENDPOINT", "Error": "ERROR", "Current": ""}
+var contextHeader = headers{"Name": "NAME", "Description": "DESCRIPTION", "DockerEndpoint": "DOCKER ENDPOINT", "Error": "ERROR", "Current": ""}
 
 // contexts lists the store's contexts by name.
 func (c *CLI) contexts() ([]contextRow, error) {

@@ -103,9 +103,16 @@ func templateString(format string) string {
 	return strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(out)
 }
 
+// headers are a table's column titles by field name; a field taking an
+// argument ({{.Label "k"}}) is titled by its argument, as with the Docker CLI.
+type headers map[string]string
+
+// Label is the title of a {{.Label "k"}} column.
+func (h headers) Label(name string) string { return name }
+
 // writeRows renders rows with format ("table", "table TEMPLATE", "json",
 // or a template; "" is defaultTable), the header of a table from header.
-func writeRows(out io.Writer, format, defaultTable string, header map[string]string, rows []any) error {
+func writeRows(out io.Writer, format, defaultTable string, header headers, rows []any) error {
 	if format == "" || format == "table" {
 		format = defaultTable
 	}

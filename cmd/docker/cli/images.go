@@ -68,7 +68,7 @@ func (r imageRow) UniqueSize() string {
 	return units.HumanSize(float64(r.i.Size - r.i.SharedSize))
 }
 
-var imageHeader = map[string]string{
+var imageHeader = headers{
 	"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "CreatedSince": "CREATED",
 	"CreatedAt": "CREATED AT", "Size": "SIZE", "Containers": "CONTAINERS", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE",
 }

@@ -46,8 +46,8 @@ func (r networkRow) Labels() string {
 }
 func (r networkRow) Label(name string) string { return r.n.Labels[name] }
 
-var networkHeader = map[string]string{"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
-	"IPv4": "IPV4", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT", "Label": "LABEL"}
+var networkHeader = headers{"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
+	"IPv4": "IPV4", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"}
 
 func (c *CLI) networkCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "network", Short: "Manage networks", Args: groupArgs, RunE: func(cmd *cobra.Command, _ []string) error {

@@ -44,7 +44,7 @@ func (r statsRow) BlockIO() string {
 }
 func (r statsRow) PIDs() string { return fmt.Sprintf("%d", r.pids) }
 
-var statsHeader = map[string]string{"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
+var statsHeader = headers{"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
 	"MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
 
 // sample computes a row from two samples, as the Docker CLI does from
