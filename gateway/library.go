@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 
+	"github.com/moby/moby/api/types/jsonstream"
+
 	"google.golang.org/protobuf/proto"
 
 	enginev1 "github.com/engined/engined/proto/engine/v1"
@@ -24,4 +26,11 @@ func DockerShape(ctx context.Context, m proto.Message) (any, error) {
 // into the Engine request; an error is a bad request.
 func NetworkCreateRequest(body []byte) (*enginev1.NetworkCreateRequest, error) {
 	return networkCreateRequest(body)
+}
+
+// ProgressMessage is one line of a pull or push as the REST API streams it
+// (Docker's JSON message), for clients that render progress as the Docker
+// CLI does.
+func ProgressMessage(p *enginev1.Progress) jsonstream.Message {
+	return progressLine(p).Message
 }

@@ -17,9 +17,12 @@ import (
 	"github.com/distribution/reference"
 	units "github.com/docker/go-units"
 	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/client/pkg/jsonmessage"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/engined/engined/gateway"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
@@ -233,60 +236,33 @@ func (c *CLI) registryAuth(ref string) *enginev1.RegistryAuth {
 	return out
 }
 
-// progressDisplay renders pull and push progress as the Docker CLI's
-// jsonmessage does: a line per layer, redrawn in place on a terminal.
-type progressDisplay struct {
-	out  io.Writer
-	tty  bool
-	ids  map[string]int
-	rows int
-}
-
-func (p *progressDisplay) show(m *enginev1.Progress) {
-	hasProgress := m.GetTotal() > 0 || m.GetCurrent() > 0
-	if !p.tty && hasProgress {
-		return
+// showProgress renders a pull or push stream as the Docker CLI does
+// (moby's jsonmessage: a line per layer redrawn in place on a terminal,
+// status lines only otherwise), from the gateway's Docker messages.
+func (c *CLI) showProgress(out io.Writer, recv func() (*enginev1.Progress, error), quiet bool) error {
+	var fd uintptr
+	if f, ok := out.(*os.File); ok {
+		fd = f.Fd()
 	}
-	line := m.GetStatus()
-	if m.GetId() != "" {
-		line = m.GetId() + ": " + line
-	}
-	if hasProgress && p.tty {
-		line += " " + progressBar(m.GetCurrent(), m.GetTotal())
-	}
-	if !p.tty || m.GetId() == "" {
-		fmt.Fprintln(p.out, line)
-		if p.tty {
-			p.ids, p.rows = nil, 0
+	msgs := func(yield func(jsonstream.Message, error) bool) {
+		for {
+			p, err := recv()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				yield(jsonstream.Message{}, c.daemonErr(err))
+				return
+			}
+			if quiet {
+				continue
+			}
+			if !yield(gateway.ProgressMessage(p), nil) {
+				return
+			}
 		}
-		return
 	}
-	if p.ids == nil {
-		p.ids = map[string]int{}
-	}
-	row, ok := p.ids[m.GetId()]
-	if !ok {
-		p.ids[m.GetId()] = p.rows
-		p.rows++
-		fmt.Fprintf(p.out, "%s\n", line)
-		return
-	}
-	up := p.rows - row
-	fmt.Fprintf(p.out, "\x1b[%dA\r\x1b[2K%s\x1b[%dB\r", up, line, up)
-}
-
-func progressBar(cur, total int64) string {
-	if total <= 0 {
-		return units.HumanSize(float64(cur))
-	}
-	width := 50
-	n := int(float64(width) * float64(cur) / float64(total))
-	n = min(max(n, 0), width)
-	bar := strings.Repeat("=", n)
-	if n < width {
-		bar += ">" + strings.Repeat(" ", width-n-1)
-	}
-	return fmt.Sprintf("[%s] %s/%s", bar, units.HumanSize(float64(cur)), units.HumanSize(float64(total)))
+	return jsonmessage.DisplayJSONMessages(msgs, out, fd, c.outIsTerminal(out), nil)
 }
 
 func (c *CLI) outIsTerminal(w io.Writer) bool {
@@ -314,20 +290,7 @@ func (c *CLI) pull(ctx context.Context, ref, platform string, quiet, implicit bo
 	if err != nil {
 		return c.daemonErr(err)
 	}
-	pd := &progressDisplay{out: out, tty: c.outIsTerminal(out)}
-	for {
-		m, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return c.daemonErr(err)
-		}
-		if !quiet {
-			pd.show(m)
-		}
-	}
-	return nil
+	return c.showProgress(out, st.Recv, quiet)
 }
 
 func (c *CLI) pullCmd() *cobra.Command {
@@ -384,25 +347,13 @@ func (c *CLI) pushCmd() *cobra.Command {
 			if err != nil {
 				return c.daemonErr(err)
 			}
-			pd := &progressDisplay{out: c.Out, tty: c.outIsTerminal(c.Out)}
-			for {
-				m, err := st.Recv()
-				if errors.Is(err, io.EOF) {
-					if quiet {
-						fmt.Fprintln(c.Out, reference.FamiliarString(named))
-					}
-					return nil
-				}
-				if err != nil {
-					return c.daemonErr(err)
-				}
-				if m.GetAux() != nil {
-					continue
-				}
-				if !quiet {
-					pd.show(m)
-				}
+			if err := c.showProgress(c.Out, st.Recv, quiet); err != nil {
+				return err
 			}
+			if quiet {
+				fmt.Fprintln(c.Out, reference.FamiliarString(named))
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Push all tags of an image to the repository")
