@@ -42,6 +42,7 @@ type createOptions struct {
 	cpusetCpus, cpusetMems                       string
 	stopTimeout, oomScoreAdj                     int
 	autoRemove                                   bool
+	consoleSize                                  [2]uint // height, width: the CLI's terminal for -t
 
 	// The rest of the Docker CLI's create flags: put into the create
 	// body, where engined applies or refuses them (never ignores).
@@ -448,7 +449,7 @@ func (o *createOptions) request(fs *pflag.FlagSet, img string, cmd []string) (*e
 		DNSOptions: o.dnsOpt, DNSSearch: o.dnsSearch, ExtraHosts: o.addHost, GroupAdd: o.groupAdd,
 		PidMode: container.PidMode(o.pid), IpcMode: container.IpcMode(o.ipc), UTSMode: container.UTSMode(o.uts),
 		CgroupnsMode: container.CgroupnsMode(o.cgroupns), Runtime: o.runtime, OomScoreAdj: o.oomScoreAdj,
-		LogConfig: container.LogConfig{Type: o.logDriver}, AutoRemove: o.autoRemove,
+		LogConfig: container.LogConfig{Type: o.logDriver}, AutoRemove: o.autoRemove, ConsoleSize: o.consoleSize,
 	}
 	if hc.NetworkMode == "" {
 		hc.NetworkMode = "default"

@@ -47,6 +47,13 @@ func (c *CLI) createContainer(ctx context.Context, o *createOptions, cmd *cobra.
 	if err != nil {
 		return "", err
 	}
+	if o.tty {
+		// The container starts with the terminal's size, as the Docker
+		// CLI creates it (the resizes that follow keep it so).
+		if h, w, ok := c.termSize(); ok {
+			o.consoleSize = [2]uint{uint(h), uint(w)}
+		}
+	}
 	req, err := o.request(cmd.Flags(), img, args)
 	if err != nil {
 		return "", err
