@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -310,3 +311,44 @@ func TestCLIRunSigProxy(t *testing.T) {
 		t.Errorf("run after SIGINT: exit %d, output %q", code, out.String())
 	}
 }
+
+// pull on a terminal: both CLIs render the engine's progress with a line
+// per layer and end with the same summary.
+func TestCLIPullTerminal(t *testing.T) {
+	e := runEngine(t)
+	var mirrors []string
+	if err := json.Unmarshal([]byte(mustDocker(t, e.Host, "info", "-f", "{{json .RegistryConfig.Mirrors}}")), &mirrors); err != nil || len(mirrors) == 0 {
+		t.Fatalf("engined's mirror: %v %v", mirrors, err)
+	}
+	ref := strings.TrimSuffix(strings.TrimPrefix(mirrors[0], "http://"), "/") + "/multi"
+	summary := func(out string) []string {
+		var keep []string
+		for _, l := range strings.Split(ansi.ReplaceAllString(strings.ReplaceAll(out, "\r", "\n"), ""), "\n") {
+			if l = strings.TrimSpace(l); strings.HasPrefix(l, "Digest:") || strings.HasPrefix(l, "Status:") || strings.HasPrefix(l, ref) ||
+				strings.HasSuffix(l, "Pull complete") || strings.HasPrefix(l, "latest: Pulling") || strings.HasPrefix(l, "Using default tag") {
+				keep = append(keep, l)
+			}
+		}
+		sort.Strings(keep) // layers complete in any order
+		return keep
+	}
+	var got [][]string
+	for _, bin := range []string{ourCLI(), dockerCLI} {
+		docker(t, e.Host, "rmi", ref)
+		_, out, cmd := ptyRun(t, bin, console.WinSize{Height: 30, Width: 120}, "-H", e.Host, "pull", ref)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("%s pull: %v\n%s", bin, err, out.String())
+		}
+		waitFor(t, bin+" pull's last line", func() bool { return strings.Contains(out.String(), ref+":latest\r\n") })
+		s := summary(out.String())
+		if len(s) < 4 || !strings.Contains(out.String(), "\x1b[") {
+			t.Errorf("%s pull on a terminal: %q\n%q", bin, s, out.String())
+		}
+		got = append(got, s)
+	}
+	if strings.Join(got[0], "\n") != strings.Join(got[1], "\n") {
+		t.Errorf("pull summaries differ:\n ours   %q\n docker %q", got[0], got[1])
+	}
+}
+
+var ansi = regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]`)
