@@ -287,6 +287,15 @@ func TestCLIContextsAndTLS(t *testing.T) {
 	if !strings.Contains(r.stdout, "completeme\n") {
 		t.Errorf("__complete rm comp: %+v", r)
 	}
+	if r := runCLIEnv(t, append(env, "DOCKER_HOST="+e.Host), "__complete", "rmi", "bus"); !strings.Contains(r.stdout, "busybox:latest\n") {
+		t.Errorf("__complete rmi bus: %+v", r)
+	}
+	if r := runCLIEnv(t, append(env, "DOCKER_HOST="+e.Host), "__complete", "network", "inspect", "br"); !strings.Contains(r.stdout, "bridge\n") {
+		t.Errorf("__complete network inspect br: %+v", r)
+	}
+	if r := runCLIEnv(t, append(env, "DOCKER_HOST="+e.Host), "__complete", "engine", "ContainerL"); !strings.Contains(r.stdout, "ContainerList\n") {
+		t.Errorf("__complete engine ContainerL: %+v", r)
+	}
 	for _, sh := range []string{"bash", "zsh"} {
 		if r := runCLIEnv(t, env, "completion", sh); r.code != 0 || len(r.stdout) < 1000 {
 			t.Errorf("completion %s: exit %d, %d bytes", sh, r.code, len(r.stdout))

@@ -139,7 +139,12 @@ func (c *CLI) printInspect(ctx context.Context, refs []string, format string, si
 					continue
 				}
 				b.Reset()
-				if err := tmpl.Execute(&b, m); err != nil {
+				raw, cerr := tmpl.Clone()
+				if cerr != nil {
+					return cerr
+				}
+				// As the Docker CLI: on the raw JSON a missing key is an error.
+				if err := raw.Option("missingkey=error").Execute(&b, m); err != nil {
 					errs = append(errs, fmt.Errorf("template parsing error: %w", err))
 					continue
 				}
