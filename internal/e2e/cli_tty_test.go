@@ -127,6 +127,17 @@ func TestCLIRunInteractivePty(t *testing.T) {
 	waitFor(t, "exec -it output", func() bool {
 		return strings.Contains(out4.String(), "exec-5") && strings.Contains(out4.String(), "25x70")
 	})
+	// The detach keys end an exec -it with the escape error, in both CLIs.
+	for _, bin := range []string{ourCLI(), dockerCLI} {
+		ptm, out, cmd := ptyRun(t, bin, console.WinSize{Height: 25, Width: 70}, "-H", e.Host, "exec", "-it", "tty2", "sh")
+		io.WriteString(ptm, "echo in-exec-$((4+4))\r")
+		waitFor(t, bin+" exec -it output", func() bool { return strings.Contains(out.String(), "in-exec-8") })
+		io.WriteString(ptm, "\x10\x11")
+		if code := exitCode(cmd.Wait()); code != 1 {
+			t.Errorf("%s exec -it, then the detach keys: exit %d\n%s", bin, code, out.String())
+		}
+		waitFor(t, bin+" exec's escape error", func() bool { return strings.Contains(out.String(), "read escape sequence") })
+	}
 	io.WriteString(ptm4, "exit 3\r")
 	if code := exitCode(cmd4.Wait()); code != 3 {
 		t.Errorf("exec -it; exit 3: exit code %d\n%s", code, out4.String())

@@ -190,7 +190,8 @@ func (c *CLI) execCmd() *cobra.Command {
 			go func() { done <- c.copyOutput(st.Recv, c.Out, stderr) }()
 			select {
 			case <-det:
-				return nil
+				// The Docker CLI's escape error, exit 1.
+				return StatusError{Status: "read escape sequence", Code: 1}
 			case err := <-done:
 				if err != nil {
 					return err
