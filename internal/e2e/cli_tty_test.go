@@ -335,6 +335,7 @@ func TestCLIRunSigProxy(t *testing.T) {
 // pull on a terminal: both CLIs render the engine's progress with a line
 // per layer and end with the same summary.
 func TestCLIPullTerminal(t *testing.T) {
+	requireDockerCLI28(t)
 	e := runEngine(t)
 	var mirrors []string
 	if err := json.Unmarshal([]byte(mustDocker(t, e.Host, "info", "-f", "{{json .RegistryConfig.Mirrors}}")), &mirrors); err != nil || len(mirrors) == 0 {
