@@ -451,7 +451,11 @@ func (c *CLI) historyCmd() *cobra.Command {
 			if quiet && format == "" {
 				format = "{{.ID}}"
 			}
-			return writeRows(c.Out, format, "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}", map[string]string{
+			def := "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+			if !human {
+				def = "table {{.ID}}\t{{.CreatedAt}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+			}
+			return writeRows(c.Out, format, def, headers{
 				"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT",
 			}, rows)
 		},
@@ -501,7 +505,6 @@ func (r historyRow) Size() string {
 	return strconv.FormatInt(r.h.Size, 10)
 }
 func (r historyRow) Comment() string { return r.h.Comment }
-func (r historyRow) Tags() string    { return strings.Join(r.h.Tags, ", ") }
 
 func (c *CLI) saveCmd() *cobra.Command {
 	var output string
