@@ -125,19 +125,19 @@ func TestWriteRowsTable(t *testing.T) {
 
 func TestParseTime(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
-	ts, err := parseTime("10m", now)
+	ts, err := parseTime("since", "10m", now)
 	if err != nil || !ts.AsTime().Equal(time.Unix(now.Add(-10*time.Minute).Unix(), 0)) {
 		t.Errorf("10m: %v %v", ts.AsTime(), err)
 	}
-	ts, err = parseTime("1700000000.5", now)
+	ts, err = parseTime("since", "1700000000.5", now)
 	if err != nil || ts.AsTime().UnixMilli() != 1700000000500 {
 		t.Errorf("unix: %v %v", ts.AsTime(), err)
 	}
-	ts, err = parseTime("2024-05-06T07:08:09Z", now)
+	ts, err = parseTime("since", "2024-05-06T07:08:09Z", now)
 	if err != nil || !ts.AsTime().Equal(time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)) {
 		t.Errorf("rfc3339: %v %v", ts.AsTime(), err)
 	}
-	if _, err := parseTime("yesterday", now); err == nil {
+	if _, err := parseTime("since", "yesterday", now); err == nil {
 		t.Error("yesterday accepted")
 	}
 }

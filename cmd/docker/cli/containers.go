@@ -492,7 +492,7 @@ func (c *CLI) waitCmd() *cobra.Command {
 }
 
 func (c *CLI) topCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use: "top CONTAINER [ps OPTIONS]", Short: "Display the running processes of a container", Args: minArgs(1),
 		ValidArgsFunction: c.completeContainers,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -512,6 +512,8 @@ func (c *CLI) topCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	interspersed(cmd) // ps options after the container are ps's
+	return cmd
 }
 
 func (c *CLI) inspectContainer(ctx context.Context, id string) (container.InspectResponse, error) {

@@ -16,7 +16,7 @@ import (
 
 // parseTime reads --since/--until as the Docker CLI: a duration before
 // now ("10m"), a Unix timestamp, or an RFC 3339 date or time.
-func parseTime(v string, now time.Time) (*timestamppb.Timestamp, error) {
+func parseTime(flag, v string, now time.Time) (*timestamppb.Timestamp, error) {
 	if v == "" {
 		return nil, nil
 	}
@@ -34,7 +34,7 @@ func parseTime(v string, now time.Time) (*timestamppb.Timestamp, error) {
 			return timestamppb.New(t), nil
 		}
 	}
-	return nil, fmt.Errorf("invalid value for \"since\"/\"until\": failed to parse value as time or duration: %q", v)
+	return nil, fmt.Errorf("invalid value for %q: failed to parse value as time or duration: %q", flag, v)
 }
 
 func (c *CLI) logsCmd() *cobra.Command {
@@ -53,10 +53,10 @@ func (c *CLI) logsCmd() *cobra.Command {
 			}
 			now := time.Now()
 			req := &enginev1.ContainerLogsRequest{Id: args[0], Follow: follow, Stdout: true, Stderr: true, Timestamps: timestamps, Tail: -1}
-			if req.Since, err = parseTime(since, now); err != nil {
+			if req.Since, err = parseTime("since", since, now); err != nil {
 				return err
 			}
-			if req.Until, err = parseTime(until, now); err != nil {
+			if req.Until, err = parseTime("until", until, now); err != nil {
 				return err
 			}
 			if tail != "all" {

@@ -412,7 +412,7 @@ func (c *CLI) tagCmd() *cobra.Command {
 			}
 			named, err := reference.ParseNormalizedNamed(args[1])
 			if err != nil {
-				return fmt.Errorf("invalid reference format: %w", err)
+				return fmt.Errorf("Error parsing reference: %q is not a valid repository/tag: %w", args[1], err)
 			}
 			if _, ok := named.(reference.Digested); ok {
 				return errors.New("refusing to create a tag with a digest reference")

@@ -58,10 +58,10 @@ func (c *CLI) eventsCmd() *cobra.Command {
 			}
 			now := time.Now()
 			req := &enginev1.SystemEventsRequest{Filters: fj}
-			if req.Since, err = parseTime(since, now); err != nil {
+			if req.Since, err = parseTime("since", since, now); err != nil {
 				return err
 			}
-			if req.Until, err = parseTime(until, now); err != nil {
+			if req.Until, err = parseTime("until", until, now); err != nil {
 				return err
 			}
 			var tmpl interface{ Execute(io.Writer, any) error }
