@@ -138,7 +138,7 @@ func (c *CLI) runCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if detach && len(o.attach) > 0 {
-				return StatusError{Status: withHelp(errors.New("conflicting options: cannot specify both --attach and --detach"), "run"), Code: 125}
+				return errors.New("conflicting options: cannot specify both --attach and --detach")
 			}
 			if !detach && len(o.attach) == 0 {
 				o.attach = []string{"stdout", "stderr"}
@@ -389,13 +389,19 @@ func (c *CLI) startCmd() *cobra.Command {
 				return c.runAttached(ctx, ci.ID, attachSpec{tty: ci.Config.Tty, stdin: interactive && ci.Config.OpenStdin, stdout: true, stderr: true,
 					keys: keys, autoRemove: ci.HostConfig.AutoRemove, startOnly: true, sigProxy: true})
 			}
-			return c.forEach(args, func(id string) error {
+			var failed []string
+			for _, id := range args {
 				if err := c.startContainer(ctx, id); err != nil {
-					return err
+					fmt.Fprintln(c.Err, err)
+					failed = append(failed, id)
+					continue
 				}
 				fmt.Fprintln(c.Out, id)
-				return nil
-			})
+			}
+			if len(failed) > 0 {
+				return StatusError{Code: 1, Status: "Error: failed to start containers: " + strings.Join(failed, ", ")}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "Attach STDOUT/STDERR and forward signals")
