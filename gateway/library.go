@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"time"
 
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/jsonstream"
 
 	"google.golang.org/protobuf/proto"
@@ -33,4 +35,17 @@ func NetworkCreateRequest(body []byte) (*enginev1.NetworkCreateRequest, error) {
 // CLI does.
 func ProgressMessage(p *enginev1.Progress) jsonstream.Message {
 	return progressLine(p).Message
+}
+
+// EventMessage is an event as GET /events streams it at the current API
+// version (with the legacy status, id and from fields the Docker CLI 28
+// still shows).
+func EventMessage(ctx context.Context, ev *enginev1.Event) any {
+	msg := events.Message{Type: events.Type(ev.GetType()), Action: events.Action(ev.GetAction()),
+		Actor: events.Actor{ID: ev.GetActorId(), Attributes: ev.GetAttributes()}, Scope: "local",
+		Time: ev.GetTimeNano() / int64(time.Second), TimeNano: ev.GetTimeNano()}
+	if msg.Actor.Attributes == nil {
+		msg.Actor.Attributes = map[string]string{}
+	}
+	return eventToDocker(ctx, msg)
 }

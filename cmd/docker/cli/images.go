@@ -278,7 +278,7 @@ func (c *CLI) pull(ctx context.Context, ref, platform string, quiet, implicit bo
 	}
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
-		return fmt.Errorf("invalid reference format: %w", err)
+		return err
 	}
 	_, tagged := named.(reference.Tagged)
 	_, digested := named.(reference.Digested)
@@ -329,7 +329,7 @@ func (c *CLI) pushCmd() *cobra.Command {
 			}
 			named, err := reference.ParseNormalizedNamed(args[0])
 			if err != nil {
-				return fmt.Errorf("invalid reference format: %w", err)
+				return err
 			}
 			if all {
 				return errors.New("push --all-tags is not supported by engined yet")
@@ -613,7 +613,7 @@ func (c *CLI) importCmd() *cobra.Command {
 			if len(args) > 1 {
 				named, err := reference.ParseNormalizedNamed(args[1])
 				if err != nil {
-					return fmt.Errorf("invalid reference format: %w", err)
+					return err
 				}
 				named = reference.TagNameOnly(named)
 				opts.Repo, opts.Tag = reference.FamiliarName(named), named.(reference.Tagged).Tag()

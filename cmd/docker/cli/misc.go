@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/engined/engined/gateway"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
@@ -93,7 +94,8 @@ func (c *CLI) eventsCmd() *cobra.Command {
 					row.Actor.Attributes = map[string]string{}
 				}
 				if tmpl != nil {
-					if err := tmpl.Execute(c.Out, row); err != nil {
+					// The REST shape, as the Docker CLI formats it.
+					if err := tmpl.Execute(c.Out, gateway.EventMessage(cmd.Context(), ev)); err != nil {
 						return err
 					}
 					fmt.Fprintln(c.Out)
