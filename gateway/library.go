@@ -2,9 +2,7 @@ package gateway
 
 import (
 	"context"
-	"time"
 
-	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/jsonstream"
 
 	"google.golang.org/protobuf/proto"
@@ -41,11 +39,5 @@ func ProgressMessage(p *enginev1.Progress) jsonstream.Message {
 // version (with the legacy status, id and from fields the Docker CLI 28
 // still shows).
 func EventMessage(ctx context.Context, ev *enginev1.Event) any {
-	msg := events.Message{Type: events.Type(ev.GetType()), Action: events.Action(ev.GetAction()),
-		Actor: events.Actor{ID: ev.GetActorId(), Attributes: ev.GetAttributes()}, Scope: "local",
-		Time: ev.GetTimeNano() / int64(time.Second), TimeNano: ev.GetTimeNano()}
-	if msg.Actor.Attributes == nil {
-		msg.Actor.Attributes = map[string]string{}
-	}
-	return eventToDocker(ctx, msg)
+	return eventToDocker(ctx, eventMessage(ev))
 }
