@@ -30,7 +30,7 @@ LDFLAGS := -X github.com/engined/engined/internal/version.Version=$(VERSION) \
 
 DOCKER_HOST_ADDR ?= unix:///run/engined/docker.sock
 
-.PHONY: all build generate check-generated tools deps docker-cli run image test test-unit bench vet clean fuzz
+.PHONY: all build install generate check-generated tools deps docker-cli run image test test-unit bench vet clean fuzz
 
 all: build
 
@@ -38,6 +38,27 @@ build:
 	@mkdir -p bin
 	$(GO) build -tags $(GO_TAGS) -ldflags '$(LDFLAGS)' -o bin/ ./cmd/engined ./cmd/shim ./cmd/docker
 	@$(GO) version -m bin/shim | grep -q -- '-tags=$(GO_TAGS)' || { echo "bin/shim was built without -tags $(GO_TAGS)"; exit 1; }
+
+# Installs under $(DESTDIR)$(PREFIX): engined and its shim side by side in
+# libexec/engined (engined starts the shim beside its own binary), engined
+# linked into bin, and our CLI as bin/$(CLI_NAME) with its bash and zsh
+# completion. The CLI is engined-docker unless CLI_NAME=docker is asked
+# for; even then a docker that is not ours (the Docker CLI) is not
+# replaced without FORCE=1.
+PREFIX ?= /usr/local
+CLI_NAME ?= engined-docker
+install: build
+	@target=$(DESTDIR)$(PREFIX)/bin/$(CLI_NAME); \
+	if [ -e "$$target" ] && ! "$$target" engine >/dev/null 2>&1 && [ "$(FORCE)" != 1 ]; then \
+		echo "$$target exists and is not engined's CLI: not replaced (FORCE=1 replaces it)"; exit 1; \
+	fi
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/engined \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+	install -m 0755 bin/engined bin/shim $(DESTDIR)$(PREFIX)/libexec/engined/
+	ln -sfn ../libexec/engined/engined $(DESTDIR)$(PREFIX)/bin/engined
+	install -m 0755 bin/docker $(DESTDIR)$(PREFIX)/bin/$(CLI_NAME)
+	$(DESTDIR)$(PREFIX)/bin/$(CLI_NAME) completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$(CLI_NAME)
+	$(DESTDIR)$(PREFIX)/bin/$(CLI_NAME) completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$(CLI_NAME)
 
 $(TOOLS)/buf:
 	GOBIN=$(TOOLS) GOFLAGS= $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -174,6 +195,7 @@ bench: deps build
 	fi
 	$(GO) run ./bench/pull -engined ./bin/engined
 	$(GO) run ./bench/run -engined ./bin/engined
+	$(GO) run ./bench/cli -engined ./bin/engined -cli ./bin/docker
 	$(GO) test -tags $(GO_TAGS) -run '^$$' -bench Attach -benchtime 200x -count 3 ./internal/network
 
 clean:

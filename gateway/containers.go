@@ -522,6 +522,12 @@ func (h *handlers) containerWait(w http.ResponseWriter, r *http.Request, p map[s
 		writeGRPCError(w, err)
 		return
 	}
+	// The engine's headers say the wait is in place, so a client that
+	// starts the container after this 200 cannot miss the exit.
+	if _, err := stream.Header(); err != nil {
+		writeGRPCError(w, err)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	if f, ok := w.(http.Flusher); ok {

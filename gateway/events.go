@@ -53,12 +53,7 @@ func (h *handlers) systemEvents(w http.ResponseWriter, r *http.Request, _ map[st
 		if err != nil {
 			return
 		}
-		msg := events.Message{Type: events.Type(ev.GetType()), Action: events.Action(ev.GetAction()),
-			Actor: events.Actor{ID: ev.GetActorId(), Attributes: ev.GetAttributes()}, Scope: "local",
-			Time: ev.GetTimeNano() / int64(time.Second), TimeNano: ev.GetTimeNano()}
-		if msg.Actor.Attributes == nil {
-			msg.Actor.Attributes = map[string]string{}
-		}
+		msg := eventMessage(ev)
 		if msg.Type == events.ImageEventType && msg.Action == events.ActionCreate && versionBefore(ctx, "1.46") {
 			continue // image create events came with API 1.46
 		}
@@ -109,4 +104,15 @@ func parseEventTime(v string) (time.Time, error) {
 		}
 	}
 	return time.Parse(time.RFC3339Nano, v)
+}
+
+// eventMessage is an Engine event as Docker's events.Message.
+func eventMessage(ev *enginev1.Event) events.Message {
+	msg := events.Message{Type: events.Type(ev.GetType()), Action: events.Action(ev.GetAction()),
+		Actor: events.Actor{ID: ev.GetActorId(), Attributes: ev.GetAttributes()}, Scope: "local",
+		Time: ev.GetTimeNano() / int64(time.Second), TimeNano: ev.GetTimeNano()}
+	if msg.Actor.Attributes == nil {
+		msg.Actor.Attributes = map[string]string{}
+	}
+	return msg
 }

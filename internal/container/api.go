@@ -450,6 +450,11 @@ func (s *Service) ContainerWait(req *enginev1.ContainerWaitRequest, stream engin
 	}
 	changed := s.changes(r.ID)
 	startedAt, status := r.StartedAt, r.Status
+	// The headers say the wait is in place: a client that waits for them
+	// (stream.Header()) before starting the container cannot miss its exit.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
 	for {
 		cur, err := s.get(r.ID)
 		gone := errdefs.IsNotFound(err)
