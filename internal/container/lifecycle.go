@@ -881,12 +881,8 @@ func (s *Service) removeRecord(rec *Record, volumes bool) error {
 	if err != nil {
 		return fmt.Errorf("remove container record: %w", err)
 	}
-	// The run's mounts go before the volumes are given back, so a
-	// volume with options is unmounted before it may be removed.
-	s.releaseRunMounts(rec)
-	s.releaseVolumes(context.Background(), rec, volumes)
-	s.event("destroy", rec, nil)
-	s.stopHealth(rec.ID)
+	// The exit code is kept at once: a waiter that finds the record gone
+	// from here on answers with it (not with the last state it saw).
 	s.mu.Lock()
 	delete(s.restartDelay, rec.ID)
 	s.removedExit[rec.ID] = rec.ExitCode
@@ -896,6 +892,12 @@ func (s *Service) removeRecord(rec *Record, volumes bool) error {
 		s.removedOrder = s.removedOrder[1:]
 	}
 	s.mu.Unlock()
+	// The run's mounts go before the volumes are given back, so a
+	// volume with options is unmounted before it may be removed.
+	s.releaseRunMounts(rec)
+	s.releaseVolumes(context.Background(), rec, volumes)
+	s.event("destroy", rec, nil)
+	s.stopHealth(rec.ID)
 	s.notify(rec.ID)
 	return nil
 }

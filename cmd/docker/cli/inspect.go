@@ -173,14 +173,16 @@ func (c *CLI) inspectCmd() *cobra.Command {
 			var kinds []inspectFunc
 			switch typ {
 			case "":
-				kinds = []inspectFunc{inspectContainerObj, inspectImageObj, inspectNetworkObj}
+				kinds = []inspectFunc{inspectContainerObj, inspectImageObj, inspectNetworkObj, inspectVolumeObj}
 			case "container":
 				kinds = []inspectFunc{inspectContainerObj}
 			case "image":
 				kinds = []inspectFunc{inspectImageObj}
 			case "network":
 				kinds = []inspectFunc{inspectNetworkObj}
-			case "volume", "config", "node", "plugin", "secret", "service", "task":
+			case "volume":
+				kinds = []inspectFunc{inspectVolumeObj}
+			case "config", "node", "plugin", "secret", "service", "task":
 				return fmt.Errorf("%s inspect is not supported by engined yet", typ)
 			default:
 				return fmt.Errorf("%q is not a valid value for --type", typ)

@@ -230,7 +230,7 @@ func (c *CLI) systemCmd() *cobra.Command {
 		cmd.SetOut(c.Out)
 		return cmd.Help()
 	}}
-	var force, all bool
+	var force, all, volumes bool
 	var filters []string
 	prune := &cobra.Command{
 		Use: "prune [OPTIONS]", Short: "Remove unused data", Args: noArgs,
@@ -239,7 +239,11 @@ func (c *CLI) systemCmd() *cobra.Command {
 			if all {
 				imgs = "  - all images without at least one container associated to them\n"
 			}
-			msg := "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n" + imgs + "\nAre you sure you want to continue?"
+			vols := ""
+			if volumes {
+				vols = "  - all anonymous volumes not used by at least one container\n"
+			}
+			msg := "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n" + vols + imgs + "\nAre you sure you want to continue?"
 			if !force && !c.confirm(msg) {
 				return nil
 			}
@@ -263,19 +267,25 @@ func (c *CLI) systemCmd() *cobra.Command {
 				}
 				fmt.Fprintln(c.Out)
 			}
+			var v int64
+			if volumes {
+				if v, err = c.pruneVolumes(cmd, false, filters); err != nil {
+					return err
+				}
+			}
 			m, err := c.pruneImages(cmd, all, filters)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(c.Out, "Total reclaimed space:", units.HumanSize(float64(n+m)))
+			fmt.Fprintln(c.Out, "Total reclaimed space:", units.HumanSize(float64(n+v+m)))
 			return nil
 		},
 	}
 	prune.Flags().BoolVarP(&all, "all", "a", false, "Remove all unused images not just dangling ones")
 	prune.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
 	prune.Flags().StringArrayVar(&filters, "filter", nil, `Provide filter values (e.g. "label=<key>=<value>")`)
-	withUnsupported(prune, func(f *pflag.FlagSet) { f.Bool("volumes", false, "Prune anonymous volumes") }, "volumes")
-	cmd.AddCommand(prune, c.infoCmd(), c.eventsCmd())
+	prune.Flags().BoolVar(&volumes, "volumes", false, "Prune anonymous volumes")
+	cmd.AddCommand(prune, c.dfCmd(), c.infoCmd(), c.eventsCmd())
 	return cmd
 }
 

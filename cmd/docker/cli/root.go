@@ -148,7 +148,7 @@ func (c *CLI) rootCmd() *cobra.Command {
 		c.psCmd(), c.logsCmd(), c.execCmd(), c.attachCmd(), c.inspectCmd(), c.waitCmd(), c.topCmd(),
 		c.pauseCmd(), c.unpauseCmd(), c.renameCmd(), c.portCmd(), c.diffCmd(), c.exportCmd(), c.statsCmd(), c.cpCmd(), c.updateCmd(),
 		c.imagesCmd(), c.pullCmd(), c.pushCmd(), c.rmiCmd(), c.tagCmd(), c.historyCmd(), c.saveCmd(), c.loadCmd(), c.importCmd(),
-		c.networkCmd(), c.contextCmd(), c.eventsCmd(), c.systemCmd(), c.containerCmd(), c.imageCmd(), c.loginCmd(), c.logoutCmd(),
+		c.networkCmd(), c.volumeCmd(), c.contextCmd(), c.eventsCmd(), c.systemCmd(), c.containerCmd(), c.imageCmd(), c.loginCmd(), c.logoutCmd(),
 	)
 	root.InitDefaultCompletionCmd()
 	if comp, _, err := root.Find([]string{"completion"}); err == nil && comp != root {
@@ -336,6 +336,20 @@ func minArgs(n int) cobra.PositionalArgs {
 			pl = ""
 		}
 		return StatusError{Code: 1, Status: fmt.Sprintf("docker: '%s' requires at least %d argument%s\n\nUsage:  %s\n\nSee '%s --help' for more information",
+			cmd.CommandPath(), n, pl, usageLine(cmd), cmd.CommandPath())}
+	}
+}
+
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) <= n {
+			return nil
+		}
+		pl := "s"
+		if n == 1 {
+			pl = ""
+		}
+		return StatusError{Code: 1, Status: fmt.Sprintf("docker: '%s' requires at most %d argument%s\n\nUsage:  %s\n\nSee '%s --help' for more information",
 			cmd.CommandPath(), n, pl, usageLine(cmd), cmd.CommandPath())}
 	}
 }
