@@ -32,6 +32,7 @@ import (
 
 	"github.com/engined/engined/gateway"
 	"github.com/engined/engined/internal/config"
+	"github.com/engined/engined/internal/build"
 	"github.com/engined/engined/internal/container"
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/events"
@@ -64,6 +65,7 @@ type engine struct {
 	*containerService
 	*eventsService
 	*networkService
+	*buildService
 }
 
 // Aliases name the embedded fields: every concern calls its type Service.
@@ -73,6 +75,7 @@ type (
 	containerService = container.Service
 	eventsService    = events.Bus
 	networkService   = network.Manager
+	buildService     = build.Service
 )
 
 type unimplemented struct {
@@ -187,6 +190,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 	containers.Restore(ctx)
 	defer containers.Close()
+	builds, err := build.New(build.Config{Images: images, Containers: containers, TmpDir: filepath.Join(cfg.DataRoot, "build", "tmp"), Logger: log})
+	if err != nil {
+		closeAll(listeners)
+		return err
+	}
 
 	sys := system.New(system.Config{
 		ID:                 id,
@@ -211,7 +219,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		grpc.ChainUnaryInterceptor(unaryErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
 		grpc.ChainStreamInterceptor(streamErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
 	)
-	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus, networkService: nets})
+	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus, networkService: nets, buildService: builds})
 
 	// The gateway reaches the Engine service in-process; streaming methods
 	// need a real client connection, so it is a buffered in-memory pipe.

@@ -39,6 +39,10 @@ type Record struct {
 	Created     time.Time `json:"created"`
 	Added       time.Time `json:"added"`
 	LastTagTime time.Time `json:"lastTagTime,omitzero"`
+	// Parent is the image a build step or a commit made this one from.
+	Parent digest.Digest `json:"parent,omitempty"`
+	// BuildCache marks an image a build step made (the build cache).
+	BuildCache bool `json:"buildCache,omitempty"`
 }
 
 // Size is the unpacked size of all layers.

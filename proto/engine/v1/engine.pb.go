@@ -2336,8 +2336,10 @@ type Image struct {
 	ManifestSize      int64                  `protobuf:"varint,11,opt,name=manifest_size,json=manifestSize,proto3" json:"manifest_size,omitempty"`
 	LastTagTime       *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_tag_time,json=lastTagTime,proto3" json:"last_tag_time,omitempty"`
 	// layer_dirs are the unpacked layers, top first (GraphDriver data).
-	LayerDirs     []string `protobuf:"bytes,13,rep,name=layer_dirs,json=layerDirs,proto3" json:"layer_dirs,omitempty"`
-	Containers    int64    `protobuf:"varint,14,opt,name=containers,proto3" json:"containers,omitempty"`
+	LayerDirs  []string `protobuf:"bytes,13,rep,name=layer_dirs,json=layerDirs,proto3" json:"layer_dirs,omitempty"`
+	Containers int64    `protobuf:"varint,14,opt,name=containers,proto3" json:"containers,omitempty"`
+	// parent is the image a build step or commit made this one from.
+	Parent        string `protobuf:"bytes,200,opt,name=parent,proto3" json:"parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2468,6 +2470,13 @@ func (x *Image) GetContainers() int64 {
 		return x.Containers
 	}
 	return 0
+}
+
+func (x *Image) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
 }
 
 type ImageInspectRequest struct {
@@ -8681,6 +8690,669 @@ func (x *Event) GetTimeNano() int64 {
 	return 0
 }
 
+type BuildRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Options       *BuildOptions          `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildRequest) Reset() {
+	*x = BuildRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[127]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildRequest) ProtoMessage() {}
+
+func (x *BuildRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[127]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildRequest.ProtoReflect.Descriptor instead.
+func (*BuildRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{127}
+}
+
+func (x *BuildRequest) GetOptions() *BuildOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *BuildRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// BuildArgValue is a --build-arg value; unset is a name given without a
+// value (taken from the ARG default or dropped).
+type BuildArgValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Value         *string                `protobuf:"bytes,1,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildArgValue) Reset() {
+	*x = BuildArgValue{}
+	mi := &file_engine_v1_engine_proto_msgTypes[128]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildArgValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildArgValue) ProtoMessage() {}
+
+func (x *BuildArgValue) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[128]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildArgValue.ProtoReflect.Descriptor instead.
+func (*BuildArgValue) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{128}
+}
+
+func (x *BuildArgValue) GetValue() string {
+	if x != nil && x.Value != nil {
+		return *x.Value
+	}
+	return ""
+}
+
+type BuildOptions struct {
+	state       protoimpl.MessageState    `protogen:"open.v1"`
+	Tags        []string                  `protobuf:"bytes,1,rep,name=tags,proto3" json:"tags,omitempty"`
+	Dockerfile  string                    `protobuf:"bytes,2,opt,name=dockerfile,proto3" json:"dockerfile,omitempty"`
+	Quiet       bool                      `protobuf:"varint,3,opt,name=quiet,proto3" json:"quiet,omitempty"`
+	NoCache     bool                      `protobuf:"varint,4,opt,name=no_cache,json=noCache,proto3" json:"no_cache,omitempty"`
+	Remove      bool                      `protobuf:"varint,5,opt,name=remove,proto3" json:"remove,omitempty"`
+	ForceRemove bool                      `protobuf:"varint,6,opt,name=force_remove,json=forceRemove,proto3" json:"force_remove,omitempty"`
+	Pull        bool                      `protobuf:"varint,7,opt,name=pull,proto3" json:"pull,omitempty"`
+	Target      string                    `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`
+	BuildArgs   map[string]*BuildArgValue `protobuf:"bytes,9,rep,name=build_args,json=buildArgs,proto3" json:"build_args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels      map[string]string         `protobuf:"bytes,10,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CacheFrom   []string                  `protobuf:"bytes,11,rep,name=cache_from,json=cacheFrom,proto3" json:"cache_from,omitempty"`
+	NetworkMode string                    `protobuf:"bytes,12,opt,name=network_mode,json=networkMode,proto3" json:"network_mode,omitempty"`
+	ExtraHosts  []string                  `protobuf:"bytes,13,rep,name=extra_hosts,json=extraHosts,proto3" json:"extra_hosts,omitempty"`
+	Platform    string                    `protobuf:"bytes,14,opt,name=platform,proto3" json:"platform,omitempty"`
+	ShmSize     int64                     `protobuf:"varint,15,opt,name=shm_size,json=shmSize,proto3" json:"shm_size,omitempty"`
+	Memory      int64                     `protobuf:"varint,16,opt,name=memory,proto3" json:"memory,omitempty"`
+	MemorySwap  int64                     `protobuf:"varint,17,opt,name=memory_swap,json=memorySwap,proto3" json:"memory_swap,omitempty"`
+	CpuShares   int64                     `protobuf:"varint,18,opt,name=cpu_shares,json=cpuShares,proto3" json:"cpu_shares,omitempty"`
+	CpuPeriod   int64                     `protobuf:"varint,19,opt,name=cpu_period,json=cpuPeriod,proto3" json:"cpu_period,omitempty"`
+	CpuQuota    int64                     `protobuf:"varint,20,opt,name=cpu_quota,json=cpuQuota,proto3" json:"cpu_quota,omitempty"`
+	CpusetCpus  string                    `protobuf:"bytes,21,opt,name=cpuset_cpus,json=cpusetCpus,proto3" json:"cpuset_cpus,omitempty"`
+	CpusetMems  string                    `protobuf:"bytes,22,opt,name=cpuset_mems,json=cpusetMems,proto3" json:"cpuset_mems,omitempty"`
+	Ulimits     []*Ulimit                 `protobuf:"bytes,23,rep,name=ulimits,proto3" json:"ulimits,omitempty"`
+	// auth is X-Registry-Config: credentials by registry host.
+	Auth          map[string]*RegistryAuth `protobuf:"bytes,24,rep,name=auth,proto3" json:"auth,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildOptions) Reset() {
+	*x = BuildOptions{}
+	mi := &file_engine_v1_engine_proto_msgTypes[129]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildOptions) ProtoMessage() {}
+
+func (x *BuildOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[129]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildOptions.ProtoReflect.Descriptor instead.
+func (*BuildOptions) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{129}
+}
+
+func (x *BuildOptions) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *BuildOptions) GetDockerfile() string {
+	if x != nil {
+		return x.Dockerfile
+	}
+	return ""
+}
+
+func (x *BuildOptions) GetQuiet() bool {
+	if x != nil {
+		return x.Quiet
+	}
+	return false
+}
+
+func (x *BuildOptions) GetNoCache() bool {
+	if x != nil {
+		return x.NoCache
+	}
+	return false
+}
+
+func (x *BuildOptions) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
+func (x *BuildOptions) GetForceRemove() bool {
+	if x != nil {
+		return x.ForceRemove
+	}
+	return false
+}
+
+func (x *BuildOptions) GetPull() bool {
+	if x != nil {
+		return x.Pull
+	}
+	return false
+}
+
+func (x *BuildOptions) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *BuildOptions) GetBuildArgs() map[string]*BuildArgValue {
+	if x != nil {
+		return x.BuildArgs
+	}
+	return nil
+}
+
+func (x *BuildOptions) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *BuildOptions) GetCacheFrom() []string {
+	if x != nil {
+		return x.CacheFrom
+	}
+	return nil
+}
+
+func (x *BuildOptions) GetNetworkMode() string {
+	if x != nil {
+		return x.NetworkMode
+	}
+	return ""
+}
+
+func (x *BuildOptions) GetExtraHosts() []string {
+	if x != nil {
+		return x.ExtraHosts
+	}
+	return nil
+}
+
+func (x *BuildOptions) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *BuildOptions) GetShmSize() int64 {
+	if x != nil {
+		return x.ShmSize
+	}
+	return 0
+}
+
+func (x *BuildOptions) GetMemory() int64 {
+	if x != nil {
+		return x.Memory
+	}
+	return 0
+}
+
+func (x *BuildOptions) GetMemorySwap() int64 {
+	if x != nil {
+		return x.MemorySwap
+	}
+	return 0
+}
+
+func (x *BuildOptions) GetCpuShares() int64 {
+	if x != nil {
+		return x.CpuShares
+	}
+	return 0
+}
+
+func (x *BuildOptions) GetCpuPeriod() int64 {
+	if x != nil {
+		return x.CpuPeriod
+	}
+	return 0
+}
+
+func (x *BuildOptions) GetCpuQuota() int64 {
+	if x != nil {
+		return x.CpuQuota
+	}
+	return 0
+}
+
+func (x *BuildOptions) GetCpusetCpus() string {
+	if x != nil {
+		return x.CpusetCpus
+	}
+	return ""
+}
+
+func (x *BuildOptions) GetCpusetMems() string {
+	if x != nil {
+		return x.CpusetMems
+	}
+	return ""
+}
+
+func (x *BuildOptions) GetUlimits() []*Ulimit {
+	if x != nil {
+		return x.Ulimits
+	}
+	return nil
+}
+
+func (x *BuildOptions) GetAuth() map[string]*RegistryAuth {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+// BuildMessage is one line of the build's output: text (stream), the
+// built image of a stage (aux_id) or the error that ended it.
+type BuildMessage struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Stream    string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	AuxId     string                 `protobuf:"bytes,2,opt,name=aux_id,json=auxId,proto3" json:"aux_id,omitempty"`
+	Error     string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	ErrorCode int32                  `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// progress is a base image pull's progress.
+	Progress      *Progress `protobuf:"bytes,5,opt,name=progress,proto3" json:"progress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildMessage) Reset() {
+	*x = BuildMessage{}
+	mi := &file_engine_v1_engine_proto_msgTypes[130]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildMessage) ProtoMessage() {}
+
+func (x *BuildMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[130]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildMessage.ProtoReflect.Descriptor instead.
+func (*BuildMessage) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{130}
+}
+
+func (x *BuildMessage) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *BuildMessage) GetAuxId() string {
+	if x != nil {
+		return x.AuxId
+	}
+	return ""
+}
+
+func (x *BuildMessage) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *BuildMessage) GetErrorCode() int32 {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return 0
+}
+
+func (x *BuildMessage) GetProgress() *Progress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+type BuildPruneRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	All           bool                   `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
+	Filters       string                 `protobuf:"bytes,2,opt,name=filters,proto3" json:"filters,omitempty"`
+	KeepStorage   int64                  `protobuf:"varint,3,opt,name=keep_storage,json=keepStorage,proto3" json:"keep_storage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildPruneRequest) Reset() {
+	*x = BuildPruneRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[131]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildPruneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildPruneRequest) ProtoMessage() {}
+
+func (x *BuildPruneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[131]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildPruneRequest.ProtoReflect.Descriptor instead.
+func (*BuildPruneRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{131}
+}
+
+func (x *BuildPruneRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *BuildPruneRequest) GetFilters() string {
+	if x != nil {
+		return x.Filters
+	}
+	return ""
+}
+
+func (x *BuildPruneRequest) GetKeepStorage() int64 {
+	if x != nil {
+		return x.KeepStorage
+	}
+	return 0
+}
+
+type BuildPruneResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CachesDeleted  []string               `protobuf:"bytes,1,rep,name=caches_deleted,json=cachesDeleted,proto3" json:"caches_deleted,omitempty"`
+	SpaceReclaimed int64                  `protobuf:"varint,2,opt,name=space_reclaimed,json=spaceReclaimed,proto3" json:"space_reclaimed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *BuildPruneResponse) Reset() {
+	*x = BuildPruneResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[132]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildPruneResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildPruneResponse) ProtoMessage() {}
+
+func (x *BuildPruneResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[132]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildPruneResponse.ProtoReflect.Descriptor instead.
+func (*BuildPruneResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{132}
+}
+
+func (x *BuildPruneResponse) GetCachesDeleted() []string {
+	if x != nil {
+		return x.CachesDeleted
+	}
+	return nil
+}
+
+func (x *BuildPruneResponse) GetSpaceReclaimed() int64 {
+	if x != nil {
+		return x.SpaceReclaimed
+	}
+	return 0
+}
+
+type ContainerCommitRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Container string                 `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	Repo      string                 `protobuf:"bytes,2,opt,name=repo,proto3" json:"repo,omitempty"`
+	Tag       string                 `protobuf:"bytes,3,opt,name=tag,proto3" json:"tag,omitempty"`
+	Comment   string                 `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
+	Author    string                 `protobuf:"bytes,5,opt,name=author,proto3" json:"author,omitempty"`
+	Pause     bool                   `protobuf:"varint,6,opt,name=pause,proto3" json:"pause,omitempty"`
+	Changes   []string               `protobuf:"bytes,7,rep,name=changes,proto3" json:"changes,omitempty"`
+	// config overrides the container's config (POST /commit's body).
+	Config        *ContainerConfig `protobuf:"bytes,8,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerCommitRequest) Reset() {
+	*x = ContainerCommitRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[133]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerCommitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerCommitRequest) ProtoMessage() {}
+
+func (x *ContainerCommitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[133]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerCommitRequest.ProtoReflect.Descriptor instead.
+func (*ContainerCommitRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{133}
+}
+
+func (x *ContainerCommitRequest) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *ContainerCommitRequest) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+func (x *ContainerCommitRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *ContainerCommitRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *ContainerCommitRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *ContainerCommitRequest) GetPause() bool {
+	if x != nil {
+		return x.Pause
+	}
+	return false
+}
+
+func (x *ContainerCommitRequest) GetChanges() []string {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ContainerCommitRequest) GetConfig() *ContainerConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type ContainerCommitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerCommitResponse) Reset() {
+	*x = ContainerCommitResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[134]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerCommitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerCommitResponse) ProtoMessage() {}
+
+func (x *ContainerCommitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[134]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerCommitResponse.ProtoReflect.Descriptor instead.
+func (*ContainerCommitResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{134}
+}
+
+func (x *ContainerCommitResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 var File_engine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_engine_v1_engine_proto_rawDesc = "" +
@@ -8920,7 +9592,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\"\x1b\n" +
 	"\x05Chunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\xcb\x04\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xe4\x04\n" +
 	"\x05Image\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\trepo_tags\x18\x02 \x03(\tR\brepoTags\x12!\n" +
@@ -8940,7 +9612,8 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"layer_dirs\x18\r \x03(\tR\tlayerDirs\x12\x1e\n" +
 	"\n" +
 	"containers\x18\x0e \x01(\x03R\n" +
-	"containers\x1a9\n" +
+	"containers\x12\x17\n" +
+	"\x06parent\x18\xc8\x01 \x01(\tR\x06parent\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\")\n" +
@@ -9489,7 +10162,83 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\ttime_nano\x18\x05 \x01(\x03R\btimeNano\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xdd&\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"U\n" +
+	"\fBuildRequest\x121\n" +
+	"\aoptions\x18\x01 \x01(\v2\x17.engine.v1.BuildOptionsR\aoptions\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"4\n" +
+	"\rBuildArgValue\x12\x19\n" +
+	"\x05value\x18\x01 \x01(\tH\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x06_value\"\x97\b\n" +
+	"\fBuildOptions\x12\x12\n" +
+	"\x04tags\x18\x01 \x03(\tR\x04tags\x12\x1e\n" +
+	"\n" +
+	"dockerfile\x18\x02 \x01(\tR\n" +
+	"dockerfile\x12\x14\n" +
+	"\x05quiet\x18\x03 \x01(\bR\x05quiet\x12\x19\n" +
+	"\bno_cache\x18\x04 \x01(\bR\anoCache\x12\x16\n" +
+	"\x06remove\x18\x05 \x01(\bR\x06remove\x12!\n" +
+	"\fforce_remove\x18\x06 \x01(\bR\vforceRemove\x12\x12\n" +
+	"\x04pull\x18\a \x01(\bR\x04pull\x12\x16\n" +
+	"\x06target\x18\b \x01(\tR\x06target\x12E\n" +
+	"\n" +
+	"build_args\x18\t \x03(\v2&.engine.v1.BuildOptions.BuildArgsEntryR\tbuildArgs\x12;\n" +
+	"\x06labels\x18\n" +
+	" \x03(\v2#.engine.v1.BuildOptions.LabelsEntryR\x06labels\x12\x1d\n" +
+	"\n" +
+	"cache_from\x18\v \x03(\tR\tcacheFrom\x12!\n" +
+	"\fnetwork_mode\x18\f \x01(\tR\vnetworkMode\x12\x1f\n" +
+	"\vextra_hosts\x18\r \x03(\tR\n" +
+	"extraHosts\x12\x1a\n" +
+	"\bplatform\x18\x0e \x01(\tR\bplatform\x12\x19\n" +
+	"\bshm_size\x18\x0f \x01(\x03R\ashmSize\x12\x16\n" +
+	"\x06memory\x18\x10 \x01(\x03R\x06memory\x12\x1f\n" +
+	"\vmemory_swap\x18\x11 \x01(\x03R\n" +
+	"memorySwap\x12\x1d\n" +
+	"\n" +
+	"cpu_shares\x18\x12 \x01(\x03R\tcpuShares\x12\x1d\n" +
+	"\n" +
+	"cpu_period\x18\x13 \x01(\x03R\tcpuPeriod\x12\x1b\n" +
+	"\tcpu_quota\x18\x14 \x01(\x03R\bcpuQuota\x12\x1f\n" +
+	"\vcpuset_cpus\x18\x15 \x01(\tR\n" +
+	"cpusetCpus\x12\x1f\n" +
+	"\vcpuset_mems\x18\x16 \x01(\tR\n" +
+	"cpusetMems\x12+\n" +
+	"\aulimits\x18\x17 \x03(\v2\x11.engine.v1.UlimitR\aulimits\x125\n" +
+	"\x04auth\x18\x18 \x03(\v2!.engine.v1.BuildOptions.AuthEntryR\x04auth\x1aV\n" +
+	"\x0eBuildArgsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.engine.v1.BuildArgValueR\x05value:\x028\x01\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aP\n" +
+	"\tAuthEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.engine.v1.RegistryAuthR\x05value:\x028\x01\"\xa3\x01\n" +
+	"\fBuildMessage\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x15\n" +
+	"\x06aux_id\x18\x02 \x01(\tR\x05auxId\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x04 \x01(\x05R\terrorCode\x12/\n" +
+	"\bprogress\x18\x05 \x01(\v2\x13.engine.v1.ProgressR\bprogress\"b\n" +
+	"\x11BuildPruneRequest\x12\x10\n" +
+	"\x03all\x18\x01 \x01(\bR\x03all\x12\x18\n" +
+	"\afilters\x18\x02 \x01(\tR\afilters\x12!\n" +
+	"\fkeep_storage\x18\x03 \x01(\x03R\vkeepStorage\"d\n" +
+	"\x12BuildPruneResponse\x12%\n" +
+	"\x0ecaches_deleted\x18\x01 \x03(\tR\rcachesDeleted\x12'\n" +
+	"\x0fspace_reclaimed\x18\x02 \x01(\x03R\x0espaceReclaimed\"\xf2\x01\n" +
+	"\x16ContainerCommitRequest\x12\x1c\n" +
+	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12\x12\n" +
+	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x10\n" +
+	"\x03tag\x18\x03 \x01(\tR\x03tag\x12\x18\n" +
+	"\acomment\x18\x04 \x01(\tR\acomment\x12\x16\n" +
+	"\x06author\x18\x05 \x01(\tR\x06author\x12\x14\n" +
+	"\x05pause\x18\x06 \x01(\bR\x05pause\x12\x18\n" +
+	"\achanges\x18\a \x03(\tR\achanges\x122\n" +
+	"\x06config\x18\b \x01(\v2\x1a.engine.v1.ContainerConfigR\x06config\")\n" +
+	"\x17ContainerCommitResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id2\xc1(\n" +
 	"\x06Engine\x127\n" +
 	"\x04Ping\x12\x16.engine.v1.PingRequest\x1a\x17.engine.v1.PingResponse\x12d\n" +
 	"\rSystemVersion\x12\x1f.engine.v1.SystemVersionRequest\x1a .engine.v1.SystemVersionResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
@@ -9540,7 +10289,11 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\tImagePush\x12\x1b.engine.v1.ImagePushRequest\x1a\x13.engine.v1.Progress0\x01\x12N\n" +
 	"\vImageImport\x12\x1d.engine.v1.ImageImportRequest\x1a\x1e.engine.v1.ImageImportResponse(\x01\x12<\n" +
 	"\tImageSave\x12\x1b.engine.v1.ImageSaveRequest\x1a\x10.engine.v1.Chunk0\x01\x12=\n" +
-	"\tImageLoad\x12\x10.engine.v1.Chunk\x1a\x1c.engine.v1.ImageLoadResponse(\x01\x12_\n" +
+	"\tImageLoad\x12\x10.engine.v1.Chunk\x1a\x1c.engine.v1.ImageLoadResponse(\x01\x12=\n" +
+	"\x05Build\x12\x17.engine.v1.BuildRequest\x1a\x17.engine.v1.BuildMessage(\x010\x01\x12I\n" +
+	"\n" +
+	"BuildPrune\x12\x1c.engine.v1.BuildPruneRequest\x1a\x1d.engine.v1.BuildPruneResponse\x12X\n" +
+	"\x0fContainerCommit\x12!.engine.v1.ContainerCommitRequest\x1a\".engine.v1.ContainerCommitResponse\x12_\n" +
 	"\vNetworkList\x12\x1d.engine.v1.NetworkListRequest\x1a\x1e.engine.v1.NetworkListResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/networks\x12^\n" +
 	"\x0eNetworkInspect\x12 .engine.v1.NetworkInspectRequest\x1a\x12.engine.v1.Network\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/networks/{id}\x12R\n" +
 	"\rNetworkCreate\x12\x1f.engine.v1.NetworkCreateRequest\x1a .engine.v1.NetworkCreateResponse\x12j\n" +
@@ -9561,7 +10314,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 149)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 160)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*NetworkPruneRequest)(nil),         // 0: engine.v1.NetworkPruneRequest
 	(*NetworkPruneResponse)(nil),        // 1: engine.v1.NetworkPruneResponse
@@ -9690,219 +10443,245 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*FilesystemChange)(nil),            // 124: engine.v1.FilesystemChange
 	(*SystemEventsRequest)(nil),         // 125: engine.v1.SystemEventsRequest
 	(*Event)(nil),                       // 126: engine.v1.Event
-	nil,                                 // 127: engine.v1.NetworkCreateRequest.LabelsEntry
-	nil,                                 // 128: engine.v1.NetworkCreateRequest.OptionsEntry
-	nil,                                 // 129: engine.v1.NetworkCreateRequest.AuxAddressesEntry
-	nil,                                 // 130: engine.v1.Network.LabelsEntry
-	nil,                                 // 131: engine.v1.Network.OptionsEntry
-	nil,                                 // 132: engine.v1.Network.ContainersEntry
-	nil,                                 // 133: engine.v1.Network.AuxAddressesEntry
-	nil,                                 // 134: engine.v1.Component.DetailsEntry
-	nil,                                 // 135: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 136: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 137: engine.v1.Image.LabelsEntry
-	nil,                                 // 138: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 139: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 140: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 141: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 142: engine.v1.HostConfig.AnnotationsEntry
-	nil,                                 // 143: engine.v1.ContainerCreateRequest.EndpointsEntry
-	nil,                                 // 144: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 145: engine.v1.NetworkSettings.NetworksEntry
-	nil,                                 // 146: engine.v1.NetworkSettings.PortsEntry
-	nil,                                 // 147: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	nil,                                 // 148: engine.v1.Event.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 149: google.protobuf.Timestamp
+	(*BuildRequest)(nil),                // 127: engine.v1.BuildRequest
+	(*BuildArgValue)(nil),               // 128: engine.v1.BuildArgValue
+	(*BuildOptions)(nil),                // 129: engine.v1.BuildOptions
+	(*BuildMessage)(nil),                // 130: engine.v1.BuildMessage
+	(*BuildPruneRequest)(nil),           // 131: engine.v1.BuildPruneRequest
+	(*BuildPruneResponse)(nil),          // 132: engine.v1.BuildPruneResponse
+	(*ContainerCommitRequest)(nil),      // 133: engine.v1.ContainerCommitRequest
+	(*ContainerCommitResponse)(nil),     // 134: engine.v1.ContainerCommitResponse
+	nil,                                 // 135: engine.v1.NetworkCreateRequest.LabelsEntry
+	nil,                                 // 136: engine.v1.NetworkCreateRequest.OptionsEntry
+	nil,                                 // 137: engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	nil,                                 // 138: engine.v1.Network.LabelsEntry
+	nil,                                 // 139: engine.v1.Network.OptionsEntry
+	nil,                                 // 140: engine.v1.Network.ContainersEntry
+	nil,                                 // 141: engine.v1.Network.AuxAddressesEntry
+	nil,                                 // 142: engine.v1.Component.DetailsEntry
+	nil,                                 // 143: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 144: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 145: engine.v1.Image.LabelsEntry
+	nil,                                 // 146: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 147: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 148: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 149: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 150: engine.v1.HostConfig.AnnotationsEntry
+	nil,                                 // 151: engine.v1.ContainerCreateRequest.EndpointsEntry
+	nil,                                 // 152: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 153: engine.v1.NetworkSettings.NetworksEntry
+	nil,                                 // 154: engine.v1.NetworkSettings.PortsEntry
+	nil,                                 // 155: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	nil,                                 // 156: engine.v1.Event.AttributesEntry
+	nil,                                 // 157: engine.v1.BuildOptions.BuildArgsEntry
+	nil,                                 // 158: engine.v1.BuildOptions.LabelsEntry
+	nil,                                 // 159: engine.v1.BuildOptions.AuthEntry
+	(*timestamppb.Timestamp)(nil),       // 160: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
 	65,  // 0: engine.v1.NetworkConnectRequest.endpoint:type_name -> engine.v1.EndpointConfig
 	13,  // 1: engine.v1.NetworkListResponse.networks:type_name -> engine.v1.Network
-	127, // 2: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
-	128, // 3: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
-	129, // 4: engine.v1.NetworkCreateRequest.aux_addresses:type_name -> engine.v1.NetworkCreateRequest.AuxAddressesEntry
-	149, // 5: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
-	130, // 6: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
-	131, // 7: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
-	132, // 8: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
-	133, // 9: engine.v1.Network.aux_addresses:type_name -> engine.v1.Network.AuxAddressesEntry
-	149, // 10: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	135, // 2: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
+	136, // 3: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
+	137, // 4: engine.v1.NetworkCreateRequest.aux_addresses:type_name -> engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	160, // 5: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
+	138, // 6: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
+	139, // 7: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
+	140, // 8: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
+	141, // 9: engine.v1.Network.aux_addresses:type_name -> engine.v1.Network.AuxAddressesEntry
+	160, // 10: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	19,  // 11: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	134, // 12: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	142, // 12: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
 	22,  // 13: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
 	23,  // 14: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	149, // 15: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	160, // 15: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
 	24,  // 16: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	135, // 17: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	136, // 18: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	143, // 17: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	144, // 18: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
 	29,  // 19: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	149, // 20: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	137, // 21: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	149, // 22: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	160, // 20: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	145, // 21: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	160, // 22: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
 	35,  // 23: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	149, // 24: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	160, // 24: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
 	40,  // 25: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
 	31,  // 26: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
 	40,  // 27: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
 	27,  // 28: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
 	27,  // 29: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
 	48,  // 30: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	138, // 31: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	139, // 32: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	146, // 31: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	147, // 32: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
 	56,  // 33: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	140, // 34: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	148, // 34: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
 	55,  // 35: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
 	57,  // 36: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	141, // 37: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	149, // 37: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
 	62,  // 38: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
 	63,  // 39: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
-	142, // 40: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
+	150, // 40: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
 	59,  // 41: engine.v1.HostConfig.port_bindings:type_name -> engine.v1.PortBinding
 	60,  // 42: engine.v1.HostPorts.bindings:type_name -> engine.v1.HostPort
 	54,  // 43: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
 	58,  // 44: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
 	65,  // 45: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
-	143, // 46: engine.v1.ContainerCreateRequest.endpoints:type_name -> engine.v1.ContainerCreateRequest.EndpointsEntry
-	149, // 47: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	149, // 48: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	149, // 49: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	151, // 46: engine.v1.ContainerCreateRequest.endpoints:type_name -> engine.v1.ContainerCreateRequest.EndpointsEntry
+	160, // 47: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	160, // 48: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	160, // 49: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
 	67,  // 50: engine.v1.Container.state:type_name -> engine.v1.ContainerState
 	54,  // 51: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
 	58,  // 52: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	144, // 53: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	152, // 53: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
 	69,  // 54: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
-	145, // 55: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
-	146, // 56: engine.v1.NetworkSettings.ports:type_name -> engine.v1.NetworkSettings.PortsEntry
+	153, // 55: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
+	154, // 56: engine.v1.NetworkSettings.ports:type_name -> engine.v1.NetworkSettings.PortsEntry
 	68,  // 57: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
 	94,  // 58: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	149, // 59: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	149, // 60: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	149, // 61: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	160, // 59: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	160, // 60: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	160, // 61: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
 	102, // 62: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	149, // 63: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	147, // 64: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	160, // 63: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	155, // 64: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
 	58,  // 65: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
 	107, // 66: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
 	111, // 67: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
 	107, // 68: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	149, // 69: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	160, // 69: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
 	119, // 70: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
 	124, // 71: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
-	149, // 72: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
-	149, // 73: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
-	148, // 74: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
-	14,  // 75: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
-	26,  // 76: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	25,  // 77: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	65,  // 78: engine.v1.ContainerCreateRequest.EndpointsEntry.value:type_name -> engine.v1.EndpointConfig
-	70,  // 79: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
-	61,  // 80: engine.v1.NetworkSettings.PortsEntry.value:type_name -> engine.v1.HostPorts
-	15,  // 81: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	17,  // 82: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	20,  // 83: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	52,  // 84: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	125, // 85: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
-	71,  // 86: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	72,  // 87: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	64,  // 88: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	74,  // 89: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	76,  // 90: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	78,  // 91: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	80,  // 92: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	82,  // 93: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	84,  // 94: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	86,  // 95: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	88,  // 96: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	90,  // 97: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	92,  // 98: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	105, // 99: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	95,  // 100: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	97,  // 101: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	103, // 102: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	99,  // 103: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	101, // 104: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	108, // 105: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	110, // 106: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	112, // 107: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	114, // 108: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	116, // 109: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
-	116, // 110: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
-	118, // 111: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
-	121, // 112: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
-	122, // 113: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
-	32,  // 114: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	33,  // 115: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	36,  // 116: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	38,  // 117: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	41,  // 118: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	43,  // 119: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	45,  // 120: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	46,  // 121: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	47,  // 122: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	50,  // 123: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	30,  // 124: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	6,   // 125: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
-	8,   // 126: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
-	9,   // 127: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
-	11,  // 128: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
-	0,   // 129: engine.v1.Engine.NetworkPrune:input_type -> engine.v1.NetworkPruneRequest
-	2,   // 130: engine.v1.Engine.NetworkConnect:input_type -> engine.v1.NetworkConnectRequest
-	4,   // 131: engine.v1.Engine.NetworkDisconnect:input_type -> engine.v1.NetworkDisconnectRequest
-	16,  // 132: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	18,  // 133: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	21,  // 134: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	53,  // 135: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	126, // 136: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
-	68,  // 137: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	73,  // 138: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	66,  // 139: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	75,  // 140: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	77,  // 141: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	79,  // 142: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	81,  // 143: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	83,  // 144: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	85,  // 145: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	87,  // 146: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	89,  // 147: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	91,  // 148: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	93,  // 149: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	106, // 150: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	96,  // 151: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	98,  // 152: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	104, // 153: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	100, // 154: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	100, // 155: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	109, // 156: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	100, // 157: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	113, // 158: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	115, // 159: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	117, // 160: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
-	30,  // 161: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
-	120, // 162: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
-	30,  // 163: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
-	123, // 164: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
-	31,  // 165: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	34,  // 166: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	37,  // 167: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	39,  // 168: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	42,  // 169: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	44,  // 170: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	28,  // 171: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	28,  // 172: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	49,  // 173: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	30,  // 174: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	51,  // 175: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	7,   // 176: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
-	13,  // 177: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
-	10,  // 178: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
-	12,  // 179: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
-	1,   // 180: engine.v1.Engine.NetworkPrune:output_type -> engine.v1.NetworkPruneResponse
-	3,   // 181: engine.v1.Engine.NetworkConnect:output_type -> engine.v1.NetworkConnectResponse
-	5,   // 182: engine.v1.Engine.NetworkDisconnect:output_type -> engine.v1.NetworkDisconnectResponse
-	132, // [132:183] is the sub-list for method output_type
-	81,  // [81:132] is the sub-list for method input_type
-	81,  // [81:81] is the sub-list for extension type_name
-	81,  // [81:81] is the sub-list for extension extendee
-	0,   // [0:81] is the sub-list for field type_name
+	160, // 72: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
+	160, // 73: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
+	156, // 74: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
+	129, // 75: engine.v1.BuildRequest.options:type_name -> engine.v1.BuildOptions
+	157, // 76: engine.v1.BuildOptions.build_args:type_name -> engine.v1.BuildOptions.BuildArgsEntry
+	158, // 77: engine.v1.BuildOptions.labels:type_name -> engine.v1.BuildOptions.LabelsEntry
+	55,  // 78: engine.v1.BuildOptions.ulimits:type_name -> engine.v1.Ulimit
+	159, // 79: engine.v1.BuildOptions.auth:type_name -> engine.v1.BuildOptions.AuthEntry
+	28,  // 80: engine.v1.BuildMessage.progress:type_name -> engine.v1.Progress
+	54,  // 81: engine.v1.ContainerCommitRequest.config:type_name -> engine.v1.ContainerConfig
+	14,  // 82: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
+	26,  // 83: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	25,  // 84: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	65,  // 85: engine.v1.ContainerCreateRequest.EndpointsEntry.value:type_name -> engine.v1.EndpointConfig
+	70,  // 86: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
+	61,  // 87: engine.v1.NetworkSettings.PortsEntry.value:type_name -> engine.v1.HostPorts
+	128, // 88: engine.v1.BuildOptions.BuildArgsEntry.value:type_name -> engine.v1.BuildArgValue
+	27,  // 89: engine.v1.BuildOptions.AuthEntry.value:type_name -> engine.v1.RegistryAuth
+	15,  // 90: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	17,  // 91: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	20,  // 92: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	52,  // 93: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	125, // 94: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
+	71,  // 95: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	72,  // 96: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	64,  // 97: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	74,  // 98: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	76,  // 99: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	78,  // 100: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	80,  // 101: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	82,  // 102: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	84,  // 103: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	86,  // 104: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	88,  // 105: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	90,  // 106: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	92,  // 107: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	105, // 108: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	95,  // 109: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	97,  // 110: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	103, // 111: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	99,  // 112: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	101, // 113: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	108, // 114: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	110, // 115: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	112, // 116: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	114, // 117: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	116, // 118: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	116, // 119: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	118, // 120: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	121, // 121: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	122, // 122: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
+	32,  // 123: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	33,  // 124: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	36,  // 125: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	38,  // 126: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	41,  // 127: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	43,  // 128: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	45,  // 129: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	46,  // 130: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	47,  // 131: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	50,  // 132: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	30,  // 133: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	127, // 134: engine.v1.Engine.Build:input_type -> engine.v1.BuildRequest
+	131, // 135: engine.v1.Engine.BuildPrune:input_type -> engine.v1.BuildPruneRequest
+	133, // 136: engine.v1.Engine.ContainerCommit:input_type -> engine.v1.ContainerCommitRequest
+	6,   // 137: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
+	8,   // 138: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
+	9,   // 139: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
+	11,  // 140: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
+	0,   // 141: engine.v1.Engine.NetworkPrune:input_type -> engine.v1.NetworkPruneRequest
+	2,   // 142: engine.v1.Engine.NetworkConnect:input_type -> engine.v1.NetworkConnectRequest
+	4,   // 143: engine.v1.Engine.NetworkDisconnect:input_type -> engine.v1.NetworkDisconnectRequest
+	16,  // 144: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	18,  // 145: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	21,  // 146: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	53,  // 147: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	126, // 148: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
+	68,  // 149: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	73,  // 150: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	66,  // 151: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	75,  // 152: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	77,  // 153: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	79,  // 154: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	81,  // 155: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	83,  // 156: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	85,  // 157: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	87,  // 158: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	89,  // 159: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	91,  // 160: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	93,  // 161: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	106, // 162: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	96,  // 163: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	98,  // 164: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	104, // 165: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	100, // 166: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	100, // 167: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	109, // 168: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	100, // 169: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	113, // 170: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	115, // 171: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	117, // 172: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	30,  // 173: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	120, // 174: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	30,  // 175: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	123, // 176: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
+	31,  // 177: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	34,  // 178: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	37,  // 179: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	39,  // 180: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	42,  // 181: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	44,  // 182: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	28,  // 183: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	28,  // 184: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	49,  // 185: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	30,  // 186: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	51,  // 187: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	130, // 188: engine.v1.Engine.Build:output_type -> engine.v1.BuildMessage
+	132, // 189: engine.v1.Engine.BuildPrune:output_type -> engine.v1.BuildPruneResponse
+	134, // 190: engine.v1.Engine.ContainerCommit:output_type -> engine.v1.ContainerCommitResponse
+	7,   // 191: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
+	13,  // 192: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
+	10,  // 193: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
+	12,  // 194: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
+	1,   // 195: engine.v1.Engine.NetworkPrune:output_type -> engine.v1.NetworkPruneResponse
+	3,   // 196: engine.v1.Engine.NetworkConnect:output_type -> engine.v1.NetworkConnectResponse
+	5,   // 197: engine.v1.Engine.NetworkDisconnect:output_type -> engine.v1.NetworkDisconnectResponse
+	144, // [144:198] is the sub-list for method output_type
+	90,  // [90:144] is the sub-list for method input_type
+	90,  // [90:90] is the sub-list for extension type_name
+	90,  // [90:90] is the sub-list for extension extendee
+	0,   // [0:90] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -9915,13 +10694,14 @@ func file_engine_v1_engine_proto_init() {
 	file_engine_v1_engine_proto_msgTypes[76].OneofWrappers = []any{}
 	file_engine_v1_engine_proto_msgTypes[78].OneofWrappers = []any{}
 	file_engine_v1_engine_proto_msgTypes[113].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[128].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   149,
+			NumMessages:   160,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
