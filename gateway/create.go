@@ -248,7 +248,8 @@ func stringsAsLists(body []byte) []byte {
 	changed := false
 	for _, k := range []string{"Cmd", "Entrypoint", "Shell"} {
 		var s string
-		if raw, ok := top[k]; ok && json.Unmarshal(raw, &s) == nil {
+		// null also unmarshals into a string, as "": it is no list.
+		if raw, ok := top[k]; ok && string(raw) != "null" && json.Unmarshal(raw, &s) == nil {
 			top[k], _ = json.Marshal([]string{s})
 			changed = true
 		}

@@ -197,4 +197,3 @@ type stepError struct {
 }
 
 func (e *stepError) Error() string { return e.msg }
-

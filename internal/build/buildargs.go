@@ -50,7 +50,7 @@ func (b *buildArgs) clone() *buildArgs {
 	return c
 }
 
-func (b *buildArgs) resetAllowed()                 { b.allowed = map[string]*string{} }
+func (b *buildArgs) resetAllowed()                  { b.allowed = map[string]*string{} }
 func (b *buildArgs) addMetaArg(k string, v *string) { b.meta[k] = v }
 func (b *buildArgs) addArg(k string, v *string) {
 	b.allowed[k] = v

@@ -31,8 +31,8 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/engined/engined/gateway"
-	"github.com/engined/engined/internal/config"
 	"github.com/engined/engined/internal/build"
+	"github.com/engined/engined/internal/config"
 	"github.com/engined/engined/internal/container"
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/events"
