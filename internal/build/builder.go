@@ -102,6 +102,9 @@ func (b *builder) run(ctx context.Context, ctxTar io.Reader) (digest.Digest, err
 	if err := b.applyDockerignore(dockerfileName); err != nil {
 		return "", err
 	}
+	if len(df) == 0 {
+		return "", errdefs.InvalidArgument(fmt.Errorf("the Dockerfile (%s) cannot be empty", dockerfileName))
+	}
 	result, err := parser.Parse(strings.NewReader(string(df)))
 	if err != nil {
 		return "", errdefs.InvalidArgument(err)

@@ -1,13 +1,21 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/client"
 )
 
 // buildCLI runs the real docker CLI in dir with the classic builder
@@ -238,4 +246,218 @@ func TestCommitChanges(t *testing.T) {
 	if err == nil || !strings.Contains(out, "RUN is not a valid change command") {
 		t.Errorf("commit --change RUN: %v %q", err, out)
 	}
+}
+
+// ctxTar makes a context tar from entries, in order.
+func ctxTar(t *testing.T, entries ...*tar.Header) *bytes.Buffer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range entries {
+		body := h.Linkname
+		if h.Typeflag == tar.TypeReg {
+			body, h.Linkname = h.Linkname, ""
+			h.Size = int64(len(body))
+		}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			tw.Write([]byte(body))
+		}
+	}
+	tw.Close()
+	return &buf
+}
+
+// file is a regular entry; its content rides in Linkname for ctxTar.
+func file(name, content string) *tar.Header {
+	return &tar.Header{Typeflag: tar.TypeReg, Name: name, Linkname: content}
+}
+
+// buildRaw posts a context with the moby client and returns the
+// stream's text and the error it reported (in-band or not).
+func buildRaw(t *testing.T, e *engined, ctxTar io.Reader, opts client.ImageBuildOptions) (string, error) {
+	t.Helper()
+	c := mobyClient(t, e.Host)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := c.ImageBuild(ctx, ctxTar, opts)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	var out strings.Builder
+	dec := json.NewDecoder(res.Body)
+	for {
+		var m struct {
+			Stream      string
+			Error       string
+			ErrorDetail *struct {
+				Code    int
+				Message string
+			}
+		}
+		if err := dec.Decode(&m); err == io.EOF {
+			return out.String(), nil
+		} else if err != nil {
+			return out.String(), err
+		}
+		out.WriteString(m.Stream)
+		if m.Error != "" {
+			return out.String(), errors.New(m.Error)
+		}
+	}
+}
+
+// TestBuildHostile: contexts and Dockerfiles that try to leave the
+// context or a stage's root, options only BuildKit has, and malformed
+// input get clear errors and never reach the host's files.
+func TestBuildHostile(t *testing.T) {
+	e := runEngine(t)
+	hostPasswd, _ := os.ReadFile("/etc/passwd")
+	df := func(s string) *tar.Header { return file("Dockerfile", s) }
+
+	// Entries climbing out of the context land inside it.
+	out, err := buildRaw(t, e, ctxTar(t, df("FROM busybox\nCOPY . /ctx/\n"), file("../../escape.txt", "x"), file("/abs.txt", "y")),
+		client.ImageBuildOptions{Tags: []string{"climb"}, Remove: true})
+	if err != nil {
+		t.Fatalf("build with ../ entries: %v\n%s", err, out)
+	}
+	mustContain(t, "clamped entries", mustDocker(t, e.Host, "run", "--rm", "climb", "ls", "/ctx"), "escape.txt", "abs.txt")
+
+	// A symlink out of the context names the context's own path: COPY
+	// finds nothing there.
+	for _, link := range []string{"/etc/passwd", "../../../../../../etc/passwd"} {
+		out, err = buildRaw(t, e, ctxTar(t, df("FROM busybox\nCOPY leak /leak\n"), &tar.Header{Typeflag: tar.TypeSymlink, Name: "leak", Linkname: link}),
+			client.ImageBuildOptions{Tags: []string{"leak"}, Remove: true})
+		if err == nil || !strings.Contains(err.Error(), "file not found in build context") {
+			t.Errorf("COPY of a symlink to %s: %v\n%s", link, err, out)
+		}
+	}
+	// A directory holding such a link copies the link, not its target.
+	out, err = buildRaw(t, e, ctxTar(t, df("FROM busybox\nCOPY d /d\n"), &tar.Header{Typeflag: tar.TypeDir, Name: "d/", Mode: 0o755},
+		&tar.Header{Typeflag: tar.TypeSymlink, Name: "d/l", Linkname: "/etc/passwd"}), client.ImageBuildOptions{Tags: []string{"dirlink"}, Remove: true})
+	if err != nil {
+		t.Fatalf("COPY of a directory with a symlink: %v\n%s", err, out)
+	}
+	if got := mustDocker(t, e.Host, "run", "--rm", "dirlink", "sh", "-c", "readlink /d/l"); strings.TrimSpace(got) != "/etc/passwd" {
+		t.Errorf("the copied link: %q", got)
+	}
+
+	// COPY --from a stage's symlink out of its root: resolved in the stage.
+	out, err = buildRaw(t, e, ctxTar(t, df("FROM busybox AS s\nRUN ln -s ../../../../../../../../etc/passwd /leak\nFROM busybox\nCOPY --from=s /leak /copied\n")),
+		client.ImageBuildOptions{Tags: []string{"fromleak"}, Remove: true})
+	if err != nil {
+		t.Fatalf("COPY --from of a symlink: %v\n%s", err, out)
+	}
+	got := mustDocker(t, e.Host, "run", "--rm", "fromleak", "cat", "/copied")
+	if string(hostPasswd) == got || !strings.Contains(got, "nobody:x:65534") {
+		t.Errorf("COPY --from a stage's symlink copied %q", got)
+	}
+
+	// A Dockerfile that is a symlink out of the context is not read.
+	_, err = buildRaw(t, e, ctxTar(t, &tar.Header{Typeflag: tar.TypeSymlink, Name: "Dockerfile", Linkname: "/etc/passwd"}), client.ImageBuildOptions{})
+	if err == nil || !strings.Contains(err.Error(), "Cannot locate specified Dockerfile: Dockerfile") {
+		t.Errorf("Dockerfile symlinked out of the context: %v", err)
+	}
+
+	// What only BuildKit does: dockerd's words.
+	for dockerfile, want := range map[string]string{
+		"FROM busybox\nRUN --mount=type=cache,target=/c true\n": "the --mount option requires BuildKit",
+		"FROM busybox\nCOPY --chmod=755 Dockerfile /\n":         "the --chmod option requires BuildKit",
+		"FROM busybox\nADD https://example.com/x /x\n":          "remote sources are not supported",
+		"FROM busybox\nBOGUS x\n":                               "unknown instruction: BOGUS",
+		"":                                                      "the Dockerfile (Dockerfile) cannot be empty",
+		"FROM busybox\nEXPOSE 80/xyz\n":                         "invalid proto: xyz",
+		"FROM busybox\nCOPY missing /\n":                        "file not found in build context or excluded by .dockerignore: stat missing: file does not exist",
+	} {
+		_, err := buildRaw(t, e, ctxTar(t, df(dockerfile)), client.ImageBuildOptions{Remove: true})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Dockerfile %q: %v, want %q", dockerfile, err, want)
+		}
+	}
+	// --target naming no stage.
+	if _, err := buildRaw(t, e, ctxTar(t, df("FROM busybox\n")), client.ImageBuildOptions{Target: "nope"}); err == nil ||
+		!strings.Contains(err.Error(), `target stage "nope" could not be found`) {
+		t.Errorf("unknown target: %v", err)
+	}
+	// A Dockerfile over the limit, and a context that is no tar.
+	huge := "FROM busybox\nLABEL x=\"" + strings.Repeat("a", 17<<20) + "\"\n"
+	if _, err := buildRaw(t, e, ctxTar(t, df(huge)), client.ImageBuildOptions{}); err == nil || !strings.Contains(err.Error(), "is larger than") {
+		t.Errorf("huge Dockerfile: %v", err)
+	}
+	if _, err := buildRaw(t, e, strings.NewReader(strings.Repeat("not a tar ", 100)), client.ImageBuildOptions{}); err == nil {
+		t.Error("a context that is no tar was accepted")
+	}
+	// Options the classic builder does not have are a 400 naming them.
+	if _, err := buildRaw(t, e, ctxTar(t, df("FROM busybox\n")), client.ImageBuildOptions{Squash: true}); err == nil || !strings.Contains(err.Error(), `"squash"`) {
+		t.Errorf("squash: %v", err)
+	}
+	code, _, body := e.do(http.MethodPost, "/build?version=2")
+	if code != http.StatusBadRequest || !strings.Contains(body, "BuildKit is not") {
+		t.Errorf("version=2: %d %s", code, body)
+	}
+	if ps := strings.TrimSpace(mustDocker(t, e.Host, "ps", "-aq")); ps != "" {
+		t.Errorf("containers left: %q", ps)
+	}
+}
+
+// TestBuildCancel: a client that goes away mid-build stops the running
+// step and removes its container.
+func TestBuildCancel(t *testing.T) {
+	e := runEngine(t)
+	c := mobyClient(t, e.Host)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res, err := c.ImageBuild(ctx, ctxTar(t, file("Dockerfile", "FROM busybox\nRUN sh -c \"echo started; sleep 600\"\n")), client.ImageBuildOptions{Remove: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen strings.Builder
+	buf := make([]byte, 4096)
+	for !strings.Contains(seen.String(), `"stream":"started\n"`) {
+		n, err := res.Body.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("build stream ended before the step ran: %v\n%s", err, seen.String())
+		}
+	}
+	if ps := strings.TrimSpace(mustDocker(t, e.Host, "ps", "-q")); ps == "" {
+		t.Fatalf("no running step container: %s\n%s", mustDocker(t, e.Host, "ps", "-a"), seen.String())
+	}
+	cancel()
+	res.Body.Close()
+	waitFor(t, "the cancelled step's container to go", func() bool {
+		ps, err := docker(t, e.Host, "ps", "-aq")
+		return err == nil && strings.TrimSpace(ps) == ""
+	})
+}
+
+// TestBuildCompose: docker-compose (Debian's 1.29, docker-py's build
+// API) builds a service and runs it.
+func TestBuildCompose(t *testing.T) {
+	if _, err := exec.LookPath("docker-compose"); err != nil {
+		t.Skip("docker-compose is not installed (make deps)")
+	}
+	e := runEngine(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"docker-compose.yml": "version: \"3.8\"\nservices:\n  app:\n    build:\n      context: .\n      args:\n        WHO: compose\n    image: composebuilt:latest\n",
+		"Dockerfile":         "FROM busybox\nARG WHO\nRUN sh -c \"echo built-by-$WHO > /who\"\nCMD [\"cat\", \"/who\"]\n",
+	})
+	out, err := runCompose(t, dir, e.Host, t.TempDir(), "docker-compose", "build")
+	if err != nil {
+		t.Fatalf("docker-compose build: %v\n%s", err, out)
+	}
+	mustContain(t, "compose build", out, "Successfully built", "Successfully tagged composebuilt:latest")
+	out, err = runCompose(t, dir, e.Host, t.TempDir(), "docker-compose", "up", "--abort-on-container-exit")
+	if err != nil {
+		t.Fatalf("docker-compose run: %v\n%s", err, out)
+	}
+	mustContain(t, "compose run", out, "built-by-compose")
+	runCompose(t, dir, e.Host, t.TempDir(), "docker-compose", "down")
 }
