@@ -87,6 +87,19 @@ func TestBuildMultiStage(t *testing.T) {
 	hist := mustDocker(t, e.Host, "history", "--no-trunc", "--format", "{{.CreatedBy}}", "app")
 	mustContain(t, "history", hist, "ENTRYPOINT", "HEALTHCHECK", "USER nobody", "WORKDIR /app", "ENV APP_MODE=production", "COPY dir:")
 
+	// Intermediate images are listed only with -a; history names them.
+	// (app, busybox and, as with dockerd, the build stage's untagged
+	// result)
+	if imgs := mustDocker(t, e.Host, "images", "-q"); len(strings.Fields(imgs)) != 3 {
+		t.Errorf("docker images lists intermediate images:\n%s", imgs)
+	}
+	if all := mustDocker(t, e.Host, "images", "-aq"); len(strings.Fields(all)) < 8 {
+		t.Errorf("docker images -a lists no intermediate images:\n%s", all)
+	}
+	if ids := mustDocker(t, e.Host, "history", "-q", "app"); strings.Contains(ids, "<missing>") || len(strings.Fields(ids)) != 7 {
+		t.Errorf("history: want the 7 images of the final stage's steps (busybox's included):\n%s", ids)
+	}
+
 	// No intermediate container is left (--rm is the default).
 	if ps := strings.TrimSpace(mustDocker(t, e.Host, "ps", "-aq")); ps != "" {
 		t.Errorf("containers left after the build: %q", ps)
