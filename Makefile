@@ -174,6 +174,7 @@ bench: deps build
 	fi
 	$(GO) run ./bench/pull -engined ./bin/engined
 	$(GO) run ./bench/run -engined ./bin/engined
+	$(GO) run ./bench/build -engined ./bin/engined
 	$(GO) test -tags $(GO_TAGS) -run '^$$' -bench Attach -benchtime 200x -count 3 ./internal/network
 
 clean:
