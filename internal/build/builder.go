@@ -559,9 +559,11 @@ func (b *builder) probe(ctx context.Context, st *state, key *runConfig) (bool, e
 	return false, nil
 }
 
-// probeCacheFrom matches --cache-from images: one whose history starts
-// with the current image's and whose next step was made by the same
-// command is the step's result when that step is its last.
+// probeCacheFrom matches --cache-from images as dockerd does: one whose
+// history and layers start with the current image's and whose next step
+// was made by the same command. When that step is its last, it is the
+// step's image; else the step's image is made from the current one and
+// that step's layer.
 func (b *builder) probeCacheFrom(ctx context.Context, st *state, key *runConfig) (bool, error) {
 	if len(b.cacheFrom) == 0 {
 		return false, nil
@@ -578,21 +580,50 @@ func (b *builder) probeCacheFrom(ctx context.Context, st *state, key *runConfig)
 		}
 		parentDiffs = pc.RootFS.DiffIDs
 	}
+	n := len(parentHist)
 	createdBy := strings.Join(key.Cmd, " ")
 	for _, cand := range b.cacheFrom {
 		cc, err := b.svc.cfg.Images.ReadConfig(cand)
-		if err != nil || len(cc.History) <= len(parentHist) {
+		if err != nil || len(cc.History) <= n || cc.History[n].CreatedBy != createdBy {
 			continue
 		}
-		ok := len(cc.RootFS.DiffIDs) >= len(parentDiffs) && slices.Equal(cc.RootFS.DiffIDs[:len(parentDiffs)], parentDiffs)
+		if len(cc.RootFS.DiffIDs) < len(parentDiffs) || !slices.Equal(cc.RootFS.DiffIDs[:len(parentDiffs)], parentDiffs) {
+			continue
+		}
+		ok := true
+		layer := 0
 		for i, h := range parentHist {
 			ok = ok && cc.History[i].CreatedBy == h
+			if !cc.History[i].EmptyLayer {
+				layer++
+			}
 		}
-		if !ok || cc.History[len(parentHist)].CreatedBy != createdBy || len(cc.History) != len(parentHist)+1 {
+		if !ok || layer != len(parentDiffs) {
 			continue
 		}
+		if len(cc.History) == n+1 {
+			b.out.write(" ---> Using cache\n")
+			st.img = cand
+			return true, nil
+		}
+		var reuse *image.Layer
+		if !cc.History[n].EmptyLayer {
+			if layer >= len(cand.Layers) {
+				continue
+			}
+			l := cand.Layers[layer]
+			reuse = &l
+		}
+		cfg := copyConfig(&st.cfg)
+		rec, err := b.svc.cfg.Images.Commit(ctx, image.CommitOptions{
+			Parent: st.img, OS: st.os, Architecture: st.arch, Variant: st.variant, ReuseLayer: reuse,
+			Config: *cfg, ContainerConfig: copyConfig(key), Author: st.maintainer, CreatedBy: createdBy, BuildCache: true,
+		})
+		if err != nil {
+			return false, err
+		}
 		b.out.write(" ---> Using cache\n")
-		st.img = cand
+		st.img = rec
 		return true, nil
 	}
 	return false, nil

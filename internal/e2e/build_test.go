@@ -3,6 +3,7 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -473,4 +475,93 @@ func TestBuildCompose(t *testing.T) {
 	}
 	mustContain(t, "compose run", out, "built-by-compose")
 	runCompose(t, dir, e.Host, t.TempDir(), "docker-compose", "down")
+}
+
+// TestBuildInstructions: the rest of the classic builder's instructions
+// and options, each checked in the image it made.
+func TestBuildInstructions(t *testing.T) {
+	e := runEngine(t)
+	dir := t.TempDir()
+	var tgz bytes.Buffer
+	zw := gzip.NewWriter(&tgz)
+	zw.Write(ctxTar(t, &tar.Header{Typeflag: tar.TypeDir, Name: "pkg/", Mode: 0o755}, file("pkg/inside.txt", "unpacked\n")).Bytes())
+	zw.Close()
+	writeFiles(t, dir, map[string]string{"a.txt": "a\n", "b.txt": "b\n", "c.md": "c\n", "pkg.tar.gz": tgz.String(),
+		"Dockerfile.base": "FROM busybox\nONBUILD RUN sh -c \"echo triggered > /onbuild\"\n",
+		"Dockerfile": `ARG BASE=busybox
+FROM $BASE
+SHELL ["/bin/sh", "-ec"]
+COPY *.txt /globbed/
+COPY --chown=nobody:nogroup a.txt /owned/a.txt
+ADD pkg.tar.gz /unpacked/
+EXPOSE 8080 53/udp
+VOLUME /data
+STOPSIGNAL SIGUSR1
+USER nobody
+RUN id -u > /tmp/uid
+USER root
+RUN cat /etc/hosts > /hosts; ls /sys/class/net > /nets; df -k /dev/shm | tail -1 > /shm
+`,
+	})
+	out, err := buildCLI(t, e.Host, dir, "", "build", "-f", "Dockerfile.base", "-t", "onbuildbase", ".")
+	if err != nil {
+		t.Fatalf("base build: %v\n%s", err, out)
+	}
+	out, err = buildCLI(t, e.Host, dir, "", "build", "--build-arg", "BASE=onbuildbase", "--network", "none", "--add-host", "db.example:10.9.8.7",
+		"--shm-size", "96m", "-t", "instr", ".")
+	if err != nil {
+		t.Fatalf("docker build: %v\n%s", err, out)
+	}
+	mustContain(t, "build output", out, "# Executing 1 build trigger")
+	got := mustDocker(t, e.Host, "run", "--rm", "instr", "sh", "-c",
+		"cat /onbuild; ls /globbed | tr '\\n' ' '; stat -c %u:%g /owned/a.txt; cat /unpacked/pkg/inside.txt /tmp/uid /hosts /nets /shm")
+	mustContain(t, "image content", got, "triggered", "a.txt b.txt ", "65534:65534", "unpacked", "65534\n", "10.9.8.7\tdb.example", "lo\n", " 98304 ")
+	if strings.Contains(got, "c.md") || strings.Contains(got, "eth0") {
+		t.Errorf("the glob took c.md, or --network none had eth0:\n%s", got)
+	}
+	insp := mustDocker(t, e.Host, "image", "inspect", "-f", "{{json .Config.ExposedPorts}} {{json .Config.Volumes}} {{.Config.StopSignal}} {{json .Config.Shell}} {{json .Config.OnBuild}}", "instr")
+	mustContain(t, "image config", insp, `"53/udp":{}`, `"8080/tcp":{}`, `{"/data":{}}`, "SIGUSR1", `["/bin/sh","-ec"]`, "null")
+
+	// FROM scratch with a binary copied from another image.
+	writeFiles(t, dir, map[string]string{"Dockerfile.scratch": "FROM scratch\nCOPY --from=busybox /bin/busybox /bin/busybox\nCMD [\"/bin/busybox\", \"echo\", \"from-scratch\"]\n"})
+	if out, err := buildCLI(t, e.Host, dir, "", "build", "-f", "Dockerfile.scratch", "-t", "scratchy", "."); err != nil {
+		t.Fatalf("scratch build: %v\n%s", err, out)
+	}
+	mustContain(t, "scratch image", mustDocker(t, e.Host, "run", "--rm", "scratchy"), "from-scratch")
+	if n := mustDocker(t, e.Host, "image", "inspect", "-f", "{{len .RootFS.Layers}}", "scratchy"); strings.TrimSpace(n) != "1" {
+		t.Errorf("scratch image layers: %s", n)
+	}
+
+	// A gzip context through the Go client, and the events of a build.
+	since := time.Now().Add(-time.Second).Unix()
+	var gz bytes.Buffer
+	zw = gzip.NewWriter(&gz)
+	zw.Write(ctxTar(t, file("Dockerfile", "FROM busybox\nRUN sh -c \"echo gz > /gz\"\n")).Bytes())
+	zw.Close()
+	if out, err := buildRaw(t, e, &gz, client.ImageBuildOptions{Tags: []string{"gzipped"}, Remove: true}); err != nil {
+		t.Fatalf("gzip context: %v\n%s", err, out)
+	}
+	ev := mustDocker(t, e.Host, "events", "--since", strconv.FormatInt(since, 10), "--until", "0s", "--format", "{{.Type}} {{.Action}}")
+	mustContain(t, "build events", ev, "container create", "container start", "container die", "container destroy", "image tag")
+
+	// build prune removes the step images, not the tagged ones.
+	before := len(strings.Fields(mustDocker(t, e.Host, "images", "-aq")))
+	out = mustDocker(t, e.Host, "builder", "prune", "-f")
+	mustContain(t, "builder prune", out, "Total reclaimed space")
+	after := len(strings.Fields(mustDocker(t, e.Host, "images", "-aq")))
+	if after >= before {
+		t.Errorf("builder prune removed nothing: %d images before, %d after", before, after)
+	}
+	mustContain(t, "a tagged image after the prune", mustDocker(t, e.Host, "run", "--rm", "gzipped", "cat", "/gz"), "gz")
+
+	// --cache-from: with the step images pruned, the tagged image's
+	// history is the cache.
+	out, err = buildCLI(t, e.Host, dir, "", "build", "--cache-from", "instr", "--build-arg", "BASE=onbuildbase", "--network", "none",
+		"--add-host", "db.example:10.9.8.7", "--shm-size", "96m", "-t", "instr2", ".")
+	if err != nil {
+		t.Fatalf("--cache-from build: %v\n%s", err, out)
+	}
+	if n := strings.Count(out, "Using cache"); n < 10 {
+		t.Errorf("--cache-from: %d steps from the cache:\n%s", n, out)
+	}
 }

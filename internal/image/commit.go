@@ -57,6 +57,9 @@ type CommitOptions struct {
 	// entries it wrote; none (or a nil Layer) adds no layer, and the
 	// history entry says so (empty_layer), as dockerd's.
 	Layer func(w io.Writer) (int, error)
+	// ReuseLayer, instead of Layer, adds a layer another image has (the
+	// build cache's --cache-from): its chain must continue the parent's.
+	ReuseLayer *Layer
 	// Config is the new image's run config.
 	Config dockerspec.DockerOCIImageConfig
 	// ContainerConfig is the build step's config, the cache's key.
@@ -113,7 +116,19 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (*Record, error) 
 	s.gc.RLock()
 	defer s.gc.RUnlock()
 	empty := true
-	if o.Layer != nil {
+	if l := o.ReuseLayer; l != nil {
+		diffIDs := append(append([]digest.Digest(nil), cfg.RootFS.DiffIDs...), l.DiffID)
+		reused := *l
+		reused.ChainID = identity.ChainID(diffIDs)
+		if !s.snaps.Has(reused.ChainID) {
+			if err := s.unpack(ctx, &reused, nil); err != nil {
+				return nil, fmt.Errorf("unpack cached layer: %w", err)
+			}
+		}
+		cfg.RootFS.DiffIDs = diffIDs
+		layers = append(layers, reused)
+		empty = false
+	} else if o.Layer != nil {
 		l, n, err := s.writeLayer(ctx, o.Layer)
 		if err != nil {
 			return nil, err
