@@ -17,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/moby/moby/client"
+
+	"github.com/engined/engined/internal/testimage"
 )
 
 // buildCLI runs the real docker CLI in dir with the classic builder
@@ -564,4 +567,55 @@ RUN cat /etc/hosts > /hosts; ls /sys/class/net > /nets; df -k /dev/shm | tail -1
 	if n := strings.Count(out, "Using cache"); n < 10 {
 		t.Errorf("--cache-from: %d steps from the cache:\n%s", n, out)
 	}
+}
+
+// TestBuildRegistryAuth: FROM an image in a registry that wants
+// credentials pulls with X-Registry-Config (the CLI sends its logins),
+// and --pull pulls again though the image is there.
+func TestBuildRegistryAuth(t *testing.T) {
+	dir := t.TempDir()
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := testimage.Htpasswd(htpasswd, "alice", "s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := testimage.StartRegistry(context.Background(), dir, htpasswd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Stop)
+	bb, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.Push(context.Background(), bb, reg.Ref("private/base:latest"), &authn.Basic{Username: "alice", Password: "s3cret"}); err != nil {
+		t.Fatal(err)
+	}
+	e := startEngined(t)
+	cfg := t.TempDir()
+	ctxDir := t.TempDir()
+	writeFiles(t, ctxDir, map[string]string{"Dockerfile": "FROM " + reg.Ref("private/base") + "\nRUN sh -c \"echo from-private > /p\"\n"})
+	build := func(args ...string) (string, error) {
+		cmd := exec.Command(dockerCLI, append([]string{"--config", cfg, "-H", e.Host}, args...)...)
+		cmd.Dir = ctxDir
+		cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := build("build", "-t", "priv", "."); err == nil || !strings.Contains(out, "denied") {
+		t.Errorf("build without credentials: %v\n%s", err, out)
+	}
+	if out, err := dockerCfg(t, cfg, e.Host, "login", "-u", "alice", "-p", "s3cret", reg.Addr); err != nil {
+		t.Fatalf("docker login: %v\n%s", err, out)
+	}
+	out, err := build("build", "-t", "priv", ".")
+	if err != nil {
+		t.Fatalf("build with credentials: %v\n%s", err, out)
+	}
+	mustContain(t, "build output", out, "Pulling from private/base", "Successfully tagged priv:latest")
+	mustContain(t, "built image", mustDocker(t, e.Host, "run", "--rm", "priv", "cat", "/p"), "from-private")
+	out, err = build("build", "--pull", "-t", "priv", ".")
+	if err != nil {
+		t.Fatalf("build --pull: %v\n%s", err, out)
+	}
+	mustContain(t, "build --pull", out, "Pulling from private/base", "Using cache")
 }
