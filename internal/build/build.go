@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -34,7 +35,7 @@ type Images interface {
 	NewRWLayer(rec *image.Record) (*image.RWLayer, error)
 	Pull(ctx context.Context, req *enginev1.ImagePullRequest, emit image.Emit) error
 	TagBuilt(ctx context.Context, id digest.Digest, refs []string) error
-	PruneBuildCache(ctx context.Context) ([]string, int64, error)
+	PruneBuildCache(ctx context.Context, keep func(digest.Digest) bool) ([]string, int64, error)
 }
 
 // Containers is what the builder needs of the container service.
@@ -61,6 +62,31 @@ type Config struct {
 // Service serves Build, BuildPrune and ContainerCommit.
 type Service struct {
 	cfg Config
+
+	mu sync.Mutex
+	// inUse counts the running builds' uses of each image (their
+	// stages' current images), which build prune leaves alone.
+	inUse map[digest.Digest]int
+}
+
+// use marks id as a running build's until the returned func is called.
+func (s *Service) use(id digest.Digest) func() {
+	s.mu.Lock()
+	s.inUse[id]++
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		if s.inUse[id]--; s.inUse[id] <= 0 {
+			delete(s.inUse, id)
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (s *Service) used(id digest.Digest) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inUse[id] > 0
 }
 
 // New returns the service, clearing contexts a killed engined left.
@@ -74,7 +100,7 @@ func New(cfg Config) (*Service, error) {
 	if err := os.MkdirAll(cfg.TmpDir, 0o700); err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg}, nil
+	return &Service{cfg: cfg, inUse: map[digest.Digest]int{}}, nil
 }
 
 // Build is the Engine method: options first, then the context.
@@ -118,6 +144,7 @@ func (s *Service) Build(stream enginev1.Engine_BuildServer) error {
 	}
 	out := &output{send: stream.Send, quiet: opts.GetQuiet()}
 	b := &builder{svc: s, opts: opts, out: out, workDir: dir}
+	defer b.releaseImages()
 	id, err := b.run(ctx, f)
 	if err != nil {
 		// Errors before the build started (bad options, a missing
@@ -142,7 +169,7 @@ func (s *Service) BuildPrune(ctx context.Context, req *enginev1.BuildPruneReques
 	if f := strings.TrimSpace(req.GetFilters()); f != "" && f != "{}" {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("build prune: filters are not supported: %s", f))
 	}
-	deleted, reclaimed, err := s.cfg.Images.PruneBuildCache(ctx)
+	deleted, reclaimed, err := s.cfg.Images.PruneBuildCache(ctx, s.used)
 	if err != nil {
 		return nil, err
 	}

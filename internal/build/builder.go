@@ -53,6 +53,22 @@ type builder struct {
 	containers []string // made by the current step
 	// noCommit applies instructions to the config only (commit --change).
 	noCommit bool
+	// released undo the marks of the images the build uses.
+	released []func()
+}
+
+// hold marks an image the build goes on from, so build prune keeps it.
+func (b *builder) hold(rec *image.Record) {
+	if rec != nil && b.svc != nil {
+		b.released = append(b.released, b.svc.use(rec.ID))
+	}
+}
+
+func (b *builder) releaseImages() {
+	for _, f := range b.released {
+		f()
+	}
+	b.released = nil
 }
 
 type stageResult struct {
@@ -403,6 +419,7 @@ func (b *builder) initStage(ctx context.Context, st *state, stage *instructions.
 			return err
 		}
 		st.img = img
+		b.hold(img)
 		st.cfg = cfg.Config
 		st.os, st.arch, st.variant = cfg.OS, cfg.Architecture, cfg.Variant
 	}
@@ -549,6 +566,7 @@ func (b *builder) probe(ctx context.Context, st *state, key *runConfig) (bool, e
 		if err == nil && string(got) == string(want) {
 			b.out.write(" ---> Using cache\n")
 			st.img = c
+			b.hold(c)
 			return true, nil
 		}
 	}
@@ -604,6 +622,7 @@ func (b *builder) probeCacheFrom(ctx context.Context, st *state, key *runConfig)
 		if len(cc.History) == n+1 {
 			b.out.write(" ---> Using cache\n")
 			st.img = cand
+			b.hold(cand)
 			return true, nil
 		}
 		var reuse *image.Layer
@@ -624,6 +643,7 @@ func (b *builder) probeCacheFrom(ctx context.Context, st *state, key *runConfig)
 		}
 		b.out.write(" ---> Using cache\n")
 		st.img = rec
+		b.hold(rec)
 		return true, nil
 	}
 	return false, nil
@@ -641,6 +661,7 @@ func (b *builder) commit(ctx context.Context, st *state, key *runConfig, layer f
 		return err
 	}
 	st.img = rec
+	b.hold(rec)
 	return nil
 }
 

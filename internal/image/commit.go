@@ -356,10 +356,10 @@ func (s *Service) TagBuilt(ctx context.Context, id digest.Digest, refs []string)
 	return nil
 }
 
-// PruneBuildCache removes the images build steps made that no tag names
-// and no container uses, and then the blobs and layers nothing else
+// PruneBuildCache removes the images build steps made that no tag names,
+// no container uses and keep (a running build's) does not keep, and then the blobs and layers nothing else
 // holds; it returns their IDs and the bytes freed.
-func (s *Service) PruneBuildCache(ctx context.Context) ([]string, int64, error) {
+func (s *Service) PruneBuildCache(ctx context.Context, keep func(digest.Digest) bool) ([]string, int64, error) {
 	s.gc.Lock()
 	defer s.gc.Unlock()
 	before := s.diskUsage()
@@ -370,7 +370,7 @@ func (s *Service) PruneBuildCache(ctx context.Context) ([]string, int64, error) 
 			return err
 		}
 		for _, r := range recs {
-			if !r.BuildCache || len(r.RepoTags) > 0 {
+			if !r.BuildCache || len(r.RepoTags) > 0 || keep != nil && keep(r.ID) {
 				continue
 			}
 			if _, used := s.inUse(ctx, r.ID); used {
