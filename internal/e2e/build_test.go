@@ -134,6 +134,22 @@ func TestBuildMultiStage(t *testing.T) {
 	}
 	run = mustDocker(t, e.Host, "run", "--rm", "app")
 	mustContain(t, "run output after the change", run, "changed")
+
+	// rmi of the built image deletes its untagged step images too, as
+	// dockerd's; the base image stays.
+	rmi := mustDocker(t, e.Host, "rmi", "app")
+	if n := strings.Count(rmi, "Deleted:"); n < 5 {
+		t.Errorf("docker rmi app deleted %d images, want the final stage's steps:\n%s", n, rmi)
+	}
+	mustDocker(t, e.Host, "image", "inspect", "busybox")
+	// An image others were made from cannot be deleted by ID.
+	bbID := strings.TrimSpace(mustDocker(t, e.Host, "image", "inspect", "-f", "{{.Id}}", "busybox"))
+	// (The CLI without DOCKER_BUILDKIT=0 uses the classic builder too:
+	// /_ping says Builder-Version 1.)
+	mustContain(t, "build without DOCKER_BUILDKIT", mustDocker(t, e.Host, "build", "-t", "child", dir), "Step 1/10 : FROM busybox AS build", "Successfully tagged child:latest")
+	if out, err := docker(t, e.Host, "rmi", "-f", bbID); err == nil || !strings.Contains(out, "image has dependent child images") {
+		t.Errorf("rmi of a parent by ID: %v %s", err, out)
+	}
 }
 
 // TestBuildOptions: .dockerignore (checked inside the image),
