@@ -22,6 +22,7 @@ import (
 
 	"github.com/engined/engined/internal/container"
 	"github.com/engined/engined/internal/errdefs"
+	"github.com/engined/engined/internal/events"
 	"github.com/engined/engined/internal/image"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
@@ -57,6 +58,8 @@ type Config struct {
 	// start.
 	TmpDir string
 	Logger *slog.Logger
+	// Events, if set, receives docker commit's container commit events.
+	Events *events.Bus
 }
 
 // Service serves Build, BuildPrune and ContainerCommit.

@@ -485,7 +485,19 @@ func (b *builder) baseImage(ctx context.Context, name, platform string) (*image.
 	if err != nil {
 		return nil, err
 	}
-	return b.svc.cfg.Images.Resolve(ctx, named.String())
+	rec, err := b.svc.cfg.Images.Resolve(ctx, named.String())
+	if err != nil {
+		return nil, err
+	}
+	if platform != "" && !b.platformMatches(rec, platform) {
+		// A registry that has the image for one platform only.
+		actual := ""
+		if cfg, err := b.svc.cfg.Images.ReadConfig(rec); err == nil {
+			actual = cfg.OS + "/" + cfg.Architecture
+		}
+		return nil, errdefs.NotFound(fmt.Errorf("image with reference %s was found but does not match the specified platform: wanted %s, actual: %s", name, platform, actual))
+	}
+	return rec, nil
 }
 
 func (b *builder) platformMatches(rec *image.Record, platform string) bool {

@@ -139,6 +139,16 @@ func (s *Service) ContainerCommit(ctx context.Context, req *enginev1.ContainerCo
 	if err != nil {
 		return nil, err
 	}
+	if s.cfg.Events != nil {
+		attrs := map[string]string{"comment": req.GetComment(), "imageID": rec.ID.String(), "name": strings.TrimPrefix(src.Name, "/")}
+		if len(tags) > 0 {
+			attrs["imageRef"] = tags[0]
+		}
+		for k, v := range src.Config.GetLabels() {
+			attrs[k] = v
+		}
+		s.cfg.Events.Publish("container", "commit", src.ID, attrs)
+	}
 	return &enginev1.ContainerCommitResponse{Id: rec.ID.String()}, nil
 }
 

@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 	containers.Restore(ctx)
 	defer containers.Close()
-	builds, err := build.New(build.Config{Images: images, Containers: containers, TmpDir: filepath.Join(cfg.DataRoot, "build", "tmp"), Logger: log})
+	builds, err := build.New(build.Config{Images: images, Containers: containers, TmpDir: filepath.Join(cfg.DataRoot, "build", "tmp"), Logger: log, Events: bus})
 	if err != nil {
 		closeAll(listeners)
 		return err

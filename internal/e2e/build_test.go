@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -275,10 +276,40 @@ func TestCommitChanges(t *testing.T) {
 	if strings.TrimSpace(insp) != "tester|a message|commit|2" {
 		t.Errorf("committed image: %q", insp)
 	}
+	mustContain(t, "commit event", mustDocker(t, e.Host, "events", "--since", "1m", "--until", "0s", "--filter", "event=commit",
+		"--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.comment}}"), "container commit tocommit a message")
 	// A bad --change is dockerd's 400.
 	out, err := docker(t, e.Host, "commit", "--change", "RUN echo no", "tocommit")
 	if err == nil || !strings.Contains(out, "RUN is not a valid change command") {
 		t.Errorf("commit --change RUN: %v %q", err, out)
+	}
+	// A stopped container commits too, with --pause=false.
+	mustDocker(t, e.Host, "stop", "-t", "0", "tocommit")
+	mustDocker(t, e.Host, "commit", "--pause=false", "tocommit", "committed:stopped")
+	mustContain(t, "image of a stopped container", mustDocker(t, e.Host, "run", "--rm", "committed:stopped", "cat", "/data.txt"), "changed")
+	if out, err := docker(t, e.Host, "commit", "nosuchcontainer"); err == nil || !strings.Contains(out, "No such container: nosuchcontainer") {
+		t.Errorf("commit of a missing container: %v %q", err, out)
+	}
+}
+
+// TestBuildPlatform: --platform and FROM --platform pull the platform
+// asked for, and refuse what cannot be built here.
+func TestBuildPlatform(t *testing.T) {
+	e := runEngine(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nRUN true\n", "Dockerfile.arm": "FROM --platform=linux/arm64 busybox\n"})
+	out, err := buildCLI(t, e.Host, dir, "", "build", "--platform", "windows/amd64", ".")
+	if err == nil || !strings.Contains(out, "only linux images can be built") {
+		t.Errorf("--platform windows: %v\n%s", err, out)
+	}
+	// The registry has busybox for amd64 only: arm64 is not found, and
+	// the local amd64 busybox is not taken for it.
+	out, err = buildCLI(t, e.Host, dir, "", "build", "-f", "Dockerfile.arm", ".")
+	if err == nil || !strings.Contains(out, "arm64") {
+		t.Errorf("FROM --platform=linux/arm64: %v\n%s", err, out)
+	}
+	if out, err := buildCLI(t, e.Host, dir, "", "build", "--platform", "linux/"+runtime.GOARCH, "-t", "native", "."); err != nil {
+		t.Errorf("--platform of the engine's own: %v\n%s", err, out)
 	}
 }
 
