@@ -34,7 +34,7 @@ var buildKnown = map[string]bool{
 }
 
 func isDefaultQuery(v string) bool {
-	switch strings.TrimSpace(v) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "", "0", "false", "null", "{}", "[]", "default":
 		return true
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -276,8 +277,11 @@ func TestCommitChanges(t *testing.T) {
 	if strings.TrimSpace(insp) != "tester|a message|commit|2" {
 		t.Errorf("committed image: %q", insp)
 	}
-	mustContain(t, "commit event", mustDocker(t, e.Host, "events", "--since", "1m", "--until", "0s", "--filter", "event=commit",
-		"--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.comment}}"), "container commit tocommit a message")
+	waitFor(t, "the container commit event", func() bool {
+		ev, err := docker(t, e.Host, "events", "--since", "1m", "--until", "0s", "--filter", "event=commit",
+			"--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.comment}}")
+		return err == nil && strings.Contains(ev, "container commit tocommit a message")
+	})
 	// A bad --change is dockerd's 400.
 	out, err := docker(t, e.Host, "commit", "--change", "RUN echo no", "tocommit")
 	if err == nil || !strings.Contains(out, "RUN is not a valid change command") {
@@ -665,4 +669,28 @@ func TestBuildRegistryAuth(t *testing.T) {
 		t.Fatalf("build --pull: %v\n%s", err, out)
 	}
 	mustContain(t, "build --pull", out, "Pulling from private/base", "Using cache")
+}
+
+// TestBuildManySteps: a long Dockerfile builds, and builds again from the
+// cache.
+func TestBuildManySteps(t *testing.T) {
+	e := runEngine(t)
+	var df strings.Builder
+	df.WriteString("FROM busybox\n")
+	for i := 0; i < 300; i++ {
+		fmt.Fprintf(&df, "ENV V%d=%d\n", i, i)
+	}
+	df.WriteString("RUN sh -c \"echo $V299 > /last\"\n")
+	for _, want := range []int{0, 301} {
+		start := time.Now()
+		out, err := buildRaw(t, e, ctxTar(t, file("Dockerfile", df.String())), client.ImageBuildOptions{Tags: []string{"many"}, Remove: true})
+		if err != nil {
+			t.Fatalf("build: %v\n%s", err, out)
+		}
+		if n := strings.Count(out, "Using cache"); n != want {
+			t.Errorf("%d steps from the cache, want %d", n, want)
+		}
+		t.Logf("302 steps, %d cached: %v", want, time.Since(start))
+	}
+	mustContain(t, "last step", mustDocker(t, e.Host, "run", "--rm", "many", "cat", "/last"), "299")
 }

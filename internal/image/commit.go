@@ -239,13 +239,30 @@ func Tags(refs []string) ([]string, error) {
 func (s *Service) Children(ctx context.Context, id digest.Digest) ([]*Record, error) {
 	var out []*Record
 	err := s.cfg.Store.View(func(tx *bolt.Tx) error {
-		recs, err := allRecords(tx)
-		for _, r := range recs {
-			if r.Parent == id {
+		if id == "" {
+			// Images without a parent (FROM scratch steps): all of them.
+			recs, err := allRecords(tx)
+			for _, r := range recs {
+				if r.Parent == "" {
+					out = append(out, r)
+				}
+			}
+			return err
+		}
+		ids, err := childIDs(tx, id)
+		if err != nil {
+			return err
+		}
+		for _, c := range ids {
+			r, err := getRecord(tx, c)
+			if err != nil {
+				return err
+			}
+			if r != nil && r.Parent == id {
 				out = append(out, r)
 			}
 		}
-		return err
+		return nil
 	})
 	return out, err
 }
