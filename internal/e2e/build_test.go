@@ -250,6 +250,20 @@ func TestBuildFailingRun(t *testing.T) {
 	if _, err := docker(t, e.Host, "image", "inspect", "fails"); err == nil {
 		t.Error("a failed build tagged its image")
 	}
+	// A RUN whose program does not exist: the runtime's error, exit 1.
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nRUN [\"/nosuchbinary\"]\n"})
+	out, err = buildCLI(t, e.Host, dir, "", "build", "--force-rm", ".")
+	if code := exitCode(err); code != 1 || !strings.Contains(out, "nosuchbinary") {
+		t.Errorf("RUN of a missing program: exit %d\n%s", code, out)
+	}
+	// --rm=false keeps every step's container.
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nRUN true\nRUN true\n"})
+	if out, err := buildCLI(t, e.Host, dir, "", "build", "--rm=false", "."); err != nil {
+		t.Fatalf("build --rm=false: %v\n%s", err, out)
+	}
+	if ps := strings.Fields(mustDocker(t, e.Host, "ps", "-aq")); len(ps) != 2 {
+		t.Errorf("--rm=false: %d containers left, want 2", len(ps))
+	}
 }
 
 // TestCommitChanges: docker commit of a changed container gives an image
