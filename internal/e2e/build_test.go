@@ -708,3 +708,27 @@ func TestBuildManySteps(t *testing.T) {
 	}
 	mustContain(t, "last step", mustDocker(t, e.Host, "run", "--rm", "many", "cat", "/last"), "299")
 }
+
+// TestBuildNetwork: RUN on a user-defined network resolves the names of
+// its containers (docker-py's network_mode test); with none it has no
+// network and a RUN that needs one fails with its code.
+func TestBuildNetwork(t *testing.T) {
+	e := runEngine(t)
+	mustDocker(t, e.Host, "network", "create", "bnet")
+	mustDocker(t, e.Host, "run", "-d", "--name", "dbsrv", "--network", "bnet", "--network-alias", "dbalias", "busybox", "sh", "-c", "sleep 600")
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nRUN sh -c \"nslookup dbalias > /resolved\"\n"})
+	out, err := buildCLI(t, e.Host, dir, "", "build", "--network", "bnet", "-t", "netbuilt", ".")
+	if err != nil {
+		t.Fatalf("build on a user network: %v\n%s", err, out)
+	}
+	mustContain(t, "resolved alias", mustDocker(t, e.Host, "run", "--rm", "netbuilt", "cat", "/resolved"), "Address")
+	out, err = buildCLI(t, e.Host, dir, "", "build", "--no-cache", "--network", "none", ".")
+	if code := exitCode(err); code != 1 || !strings.Contains(out, "returned a non-zero code: 1") {
+		t.Errorf("build with --network none: exit %d\n%s", code, out)
+	}
+	out, err = buildCLI(t, e.Host, dir, "", "build", "--no-cache", "--network", "nosuchnet", ".")
+	if err == nil || !strings.Contains(out, "nosuchnet") {
+		t.Errorf("build on a missing network: %v\n%s", err, out)
+	}
+}
