@@ -59,9 +59,23 @@ type builder struct {
 
 // hold marks an image the build goes on from, so build prune keeps it.
 func (b *builder) hold(rec *image.Record) {
-	if rec != nil && b.svc != nil {
-		b.released = append(b.released, b.svc.use(rec.ID))
+	if rec != nil {
+		b.holdID(rec.ID)
 	}
+}
+
+func (b *builder) holdID(id digest.Digest) {
+	if b.svc != nil {
+		b.released = append(b.released, b.svc.use(id))
+	}
+}
+
+// holdFound holds a cached image found by a lookup and says whether it
+// is still there (a prune may have taken it between the two).
+func (b *builder) holdFound(ctx context.Context, rec *image.Record) bool {
+	b.hold(rec)
+	_, err := b.svc.cfg.Images.Resolve(ctx, rec.ID.String())
+	return err == nil
 }
 
 func (b *builder) releaseImages() {
@@ -575,10 +589,9 @@ func (b *builder) probe(ctx context.Context, st *state, key *runConfig) (bool, e
 			continue
 		}
 		got, err := json.Marshal(cfg.ContainerConfig)
-		if err == nil && string(got) == string(want) {
+		if err == nil && string(got) == string(want) && b.holdFound(ctx, c) {
 			b.out.write(" ---> Using cache\n")
 			st.img = c
-			b.hold(c)
 			return true, nil
 		}
 	}
@@ -649,31 +662,30 @@ func (b *builder) probeCacheFrom(ctx context.Context, st *state, key *runConfig)
 		rec, err := b.svc.cfg.Images.Commit(ctx, image.CommitOptions{
 			Parent: st.img, OS: st.os, Architecture: st.arch, Variant: st.variant, ReuseLayer: reuse,
 			Config: *cfg, ContainerConfig: copyConfig(key), Author: st.maintainer, CreatedBy: createdBy, BuildCache: true,
+			Hold: b.holdID,
 		})
 		if err != nil {
 			return false, err
 		}
 		b.out.write(" ---> Using cache\n")
 		st.img = rec
-		b.hold(rec)
 		return true, nil
 	}
 	return false, nil
 }
 
-// commitOpts are the common parts of a step's commit.
+// commit commits a step: the stage's config, the step's key and layer.
 func (b *builder) commit(ctx context.Context, st *state, key *runConfig, layer func(io.Writer) (int, error), containerID string) error {
 	cfg := copyConfig(&st.cfg)
 	rec, err := b.svc.cfg.Images.Commit(ctx, image.CommitOptions{
 		Parent: st.img, OS: st.os, Architecture: st.arch, Variant: st.variant,
 		Layer: layer, Config: *cfg, ContainerConfig: copyConfig(key), Container: containerID,
-		Author: st.maintainer, CreatedBy: strings.Join(key.Cmd, " "), BuildCache: true,
+		Author: st.maintainer, CreatedBy: strings.Join(key.Cmd, " "), BuildCache: true, Hold: b.holdID,
 	})
 	if err != nil {
 		return err
 	}
 	st.img = rec
-	b.hold(rec)
 	return nil
 }
 

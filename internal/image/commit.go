@@ -72,6 +72,9 @@ type CommitOptions struct {
 	Tags []string
 	// BuildCache marks an image made by a build step.
 	BuildCache bool
+	// Hold, if set, is called with the new image's ID before Commit lets
+	// a prune run, so a build can keep the image it goes on from.
+	Hold func(digest.Digest)
 }
 
 // Commit stores a new image: the parent's layers plus the new one, with
@@ -190,6 +193,9 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (*Record, error) 
 	}
 	for _, t := range tagged {
 		s.event("tag", rec.ID.String(), familiar(t))
+	}
+	if o.Hold != nil {
+		o.Hold(rec.ID)
 	}
 	return s.Resolve(ctx, rec.ID.String())
 }
