@@ -732,3 +732,55 @@ func TestBuildNetwork(t *testing.T) {
 		t.Errorf("build on a missing network: %v\n%s", err, out)
 	}
 }
+
+// TestBuildPruneRace: build prune and a second build running while a
+// build goes on take nothing it needs.
+func TestBuildPruneRace(t *testing.T) {
+	e := runEngine(t)
+	var df strings.Builder
+	df.WriteString("FROM busybox\n")
+	for i := 0; i < 15; i++ {
+		fmt.Fprintf(&df, "ENV STEP=%d\nRUN sh -c \"echo $STEP >> /steps\"\n", i)
+	}
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": df.String()})
+	done := make(chan struct{})
+	pruned := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				pruned <- n
+				return
+			default:
+			}
+			if _, err := docker(t, e.Host, "builder", "prune", "-f"); err == nil {
+				n++
+			}
+		}
+	}()
+	results := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			out, err := buildCLI(t, e.Host, dir, "", "build", "-t", fmt.Sprintf("race%d", i), ".")
+			if err != nil {
+				err = fmt.Errorf("%w\n%s", err, out)
+			}
+			results <- err
+		}()
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-results; err != nil {
+			t.Errorf("build beside prunes: %v", err)
+		}
+	}
+	close(done)
+	t.Logf("%d prunes during the builds", <-pruned)
+	for i := 0; i < 2; i++ {
+		got := mustDocker(t, e.Host, "run", "--rm", fmt.Sprintf("race%d", i), "sh", "-c", "wc -l < /steps")
+		if strings.TrimSpace(got) != "15" {
+			t.Errorf("race%d has %q steps", i, got)
+		}
+	}
+}
