@@ -784,3 +784,47 @@ func TestBuildPruneRace(t *testing.T) {
 		}
 	}
 }
+
+// dockerPyBuild is docker-py's build API (APIClient.build), as compose
+// and Python tools drive it: a stream of decoded messages, the error of
+// a failed build in it.
+const dockerPyBuild = `
+import docker, io, json, os, sys
+c = docker.APIClient(base_url=os.environ["DOCKER_HOST"])
+def build(**kw):
+    msgs = list(c.build(decode=True, **kw))
+    text = "".join(m.get("stream", "") for m in msgs)
+    err = [m for m in msgs if "error" in m]
+    return text, err
+df = b"FROM busybox\nARG WHO\nRUN sh -c 'echo $WHO > /who'\nRUN sh -c 'cat /etc/hosts > /hosts'\nLABEL from=docker-py\n"
+text, err = build(fileobj=io.BytesIO(df), tag="pybuilt:1", buildargs={"WHO": "py"}, extra_hosts={"extra.example": "10.1.2.3"},
+                  labels={"x": "y"}, shmsize=64*1024*1024, rm=True)
+assert not err, err
+assert "Successfully tagged pybuilt:1" in text, text
+text, err = build(fileobj=io.BytesIO(df), tag="pybuilt:2", buildargs={"WHO": "py"}, extra_hosts={"extra.example": "10.1.2.3"},
+                  labels={"x": "y"}, cache_from=["pybuilt:1"])
+assert text.count("Using cache") == 5, text
+text, err = build(fileobj=io.BytesIO(b"FROM busybox\nRUN sh -c 'exit 7'\n"), rm=True, forcerm=True)
+assert err and err[0]["errorDetail"]["code"] == 7, err
+print("docker-py ok")
+`
+
+// TestBuildDockerPy: docker-py's APIClient.build (fileobj contexts,
+// buildargs, extra_hosts, labels, shmsize, cache_from, a failed build's
+// error code).
+func TestBuildDockerPy(t *testing.T) {
+	if err := exec.Command("python3", "-c", "import docker").Run(); err != nil {
+		t.Skip("docker-py (python3-docker) is not installed")
+	}
+	e := runEngine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "python3", "-c", dockerPyBuild)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST="+e.Host)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "docker-py ok") {
+		t.Fatalf("docker-py build: %v\n%s", err, out)
+	}
+	got := mustDocker(t, e.Host, "run", "--rm", "pybuilt:2", "sh", "-c", "cat /who /hosts")
+	mustContain(t, "docker-py image", got, "py", "10.1.2.3\textra.example")
+}
