@@ -198,11 +198,10 @@ func (o *output) write(s string) {
 	o.send(&enginev1.BuildMessage{Stream: s})
 }
 
+// aux reports a stage's image; -q does not suppress it (the CLI's
+// --iidfile reads it), as with dockerd.
 func (o *output) aux(id digest.Digest) {
 	o.started = true
-	if o.quiet {
-		return
-	}
 	o.send(&enginev1.BuildMessage{AuxId: id.String()})
 }
 

@@ -208,6 +208,13 @@ RUN sh -c "echo second > /which"
 		t.Errorf("-q printed %q", out)
 	}
 	mustContain(t, "stdin build", mustDocker(t, e.Host, "run", "--rm", "fromstdin", "cat", "/from"), "stdin")
+	iid := filepath.Join(t.TempDir(), "iid")
+	if out, err := buildCLI(t, e.Host, dir, "FROM busybox\n", "build", "-q", "--iidfile", iid, "-f", "-", "."); err != nil {
+		t.Fatalf("docker build --iidfile: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(iid); !strings.HasPrefix(string(b), "sha256:") {
+		t.Errorf("--iidfile wrote %q", b)
+	}
 
 	// -f naming a file outside the context.
 	other := filepath.Join(t.TempDir(), "Other.dockerfile")
