@@ -308,6 +308,12 @@ func TestCommitChanges(t *testing.T) {
 	if err == nil || !strings.Contains(out, "RUN is not a valid change command") {
 		t.Errorf("commit --change RUN: %v %q", err, out)
 	}
+	// The committed image saves and loads like any other.
+	saved := filepath.Join(t.TempDir(), "committed.tar")
+	mustDocker(t, e.Host, "save", "-o", saved, "committed:v1")
+	mustDocker(t, e.Host, "rmi", "committed:v1")
+	mustDocker(t, e.Host, "load", "-i", saved)
+	mustContain(t, "loaded committed image", mustDocker(t, e.Host, "run", "--rm", "committed:v1"), "changed")
 	// A stopped container commits too, with --pause=false.
 	mustDocker(t, e.Host, "stop", "-t", "0", "tocommit")
 	mustDocker(t, e.Host, "commit", "--pause=false", "tocommit", "committed:stopped")
