@@ -139,6 +139,23 @@ func (b *builder) copy(ctx context.Context, st *state, req copyRequest) error {
 			destPath += "/"
 		}
 	}
+	// The destination's symlinks are followed inside the image, as
+	// dockerd resolves it (scoped to the root): a link an earlier step
+	// made names a path of the image, never of the host. The layer is
+	// this build's own, so the path stays what it resolved to.
+	trailing := strings.HasSuffix(destPath, "/")
+	resolved, err := securejoin.SecureJoin(layer.Rootfs, destPath)
+	if err != nil {
+		return fmt.Errorf("resolve %s destination %s: %w", req.name, dest, err)
+	}
+	rel, err := filepath.Rel(layer.Rootfs, resolved)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("resolve %s destination %s: outside the image", req.name, dest)
+	}
+	destPath = "/" + filepath.ToSlash(rel)
+	if trailing && destPath != "/" {
+		destPath += "/"
+	}
 	dst, err := archive.OpenRoot(layer.Rootfs)
 	if err != nil {
 		return err

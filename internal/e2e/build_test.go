@@ -455,6 +455,19 @@ func TestBuildHostile(t *testing.T) {
 		t.Errorf("COPY --from a stage's symlink copied %q", got)
 	}
 
+	// A destination that an earlier step made a symlink out of the root
+	// is followed inside the image, never onto the host.
+	hostDir := t.TempDir()
+	out, err = buildRaw(t, e, ctxTar(t, df("FROM busybox\nRUN ln -s ../../../../../../.."+hostDir+" /dst\nCOPY payload /dst/\n"), file("payload", "p")),
+		client.ImageBuildOptions{Tags: []string{"dstlink"}, Remove: true})
+	if err != nil {
+		t.Fatalf("COPY through a symlinked destination: %v\n%s", err, out)
+	}
+	if entries, _ := os.ReadDir(hostDir); len(entries) != 0 {
+		t.Errorf("COPY wrote onto the host: %v", entries)
+	}
+	mustContain(t, "payload inside the image", mustDocker(t, e.Host, "run", "--rm", "dstlink", "cat", hostDir+"/payload"), "p")
+
 	// A Dockerfile that is a symlink out of the context is not read.
 	_, err = buildRaw(t, e, ctxTar(t, &tar.Header{Typeflag: tar.TypeSymlink, Name: "Dockerfile", Linkname: "/etc/passwd"}), client.ImageBuildOptions{})
 	if err == nil || !strings.Contains(err.Error(), "Cannot locate specified Dockerfile: Dockerfile") {
