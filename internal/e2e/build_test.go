@@ -854,3 +854,24 @@ func TestBuildDockerPy(t *testing.T) {
 	got := mustDocker(t, e.Host, "run", "--rm", "pybuilt:2", "sh", "-c", "cat /who /hosts")
 	mustContain(t, "docker-py image", got, "py", "10.1.2.3\textra.example")
 }
+
+// TestBuildResources: a RUN gets the build's resource limits, as a
+// container run with the same flags does.
+func TestBuildResources(t *testing.T) {
+	e := runEngine(t)
+	probe := "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; ulimit -n"
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nRUN sh -c '(" + probe + ") > /limits'\n"})
+	out, err := buildCLI(t, e.Host, dir, "", "build", "--memory", "64m", "--memory-swap", "128m", "--ulimit", "nofile=1024:2048", "-t", "limited", ".")
+	if err != nil {
+		t.Fatalf("build with limits: %v\n%s", err, out)
+	}
+	got := mustDocker(t, e.Host, "run", "--rm", "limited", "cat", "/limits")
+	want := mustDocker(t, e.Host, "run", "--rm", "--memory", "64m", "--memory-swap", "128m", "--ulimit", "nofile=1024:2048", "busybox", "sh", "-c", probe)
+	if got != want || !strings.Contains(got, "1024") {
+		t.Errorf("limits in RUN %q, in docker run %q", got, want)
+	}
+	if out, err := buildCLI(t, e.Host, dir, "", "build", "--no-cache", "--memory", "1k", "."); err == nil || !strings.Contains(out, "Minimum memory limit allowed is 6MB") {
+		t.Errorf("build with a memory limit below the minimum: %v\n%s", err, out)
+	}
+}
