@@ -196,6 +196,7 @@ bench: deps build
 	$(GO) run ./bench/pull -engined ./bin/engined
 	$(GO) run ./bench/run -engined ./bin/engined
 	$(GO) run ./bench/cli -engined ./bin/engined -cli ./bin/docker
+	$(GO) run ./bench/build -engined ./bin/engined
 	$(GO) test -tags $(GO_TAGS) -run '^$$' -bench Attach -benchtime 200x -count 3 ./internal/network
 
 clean:

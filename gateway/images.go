@@ -28,7 +28,7 @@ func init() {
 			s := imageSummary{Summary: image.Summary{
 				ID: img.GetId(), RepoTags: nonNil(img.GetRepoTags()), RepoDigests: nonNil(img.GetRepoDigests()),
 				Created: img.GetCreated().GetSeconds(), Size: img.GetSize(), SharedSize: -1, Containers: img.GetContainers(),
-				Labels: img.GetLabels(),
+				Labels: img.GetLabels(), ParentID: img.GetParent(),
 			}}
 			if versionBefore(ctx, "1.44") {
 				size := img.GetSize()

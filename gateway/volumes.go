@@ -153,5 +153,14 @@ func dataUsage(ctx context.Context, m *enginev1.SystemDataUsageResponse) legacyD
 	for _, v := range m.GetVolumes() {
 		out.Volumes = append(out.Volumes, volumeJSON(v))
 	}
+	for _, b := range m.GetBuildCache() {
+		r := build.CacheRecord{ID: b.GetId(), Type: b.GetType(), Description: b.GetDescription(), InUse: b.GetInUse(),
+			Shared: b.GetShared(), Size: b.GetSize(), CreatedAt: b.GetCreatedAt().AsTime(), UsageCount: int(b.GetUsageCount())}
+		if b.GetLastUsedAt() != nil {
+			t := b.GetLastUsedAt().AsTime()
+			r.LastUsedAt = &t
+		}
+		out.BuildCache = append(out.BuildCache, r)
+	}
 	return out
 }

@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/engined/engined/gateway"
+	"github.com/engined/engined/internal/build"
 	"github.com/engined/engined/internal/config"
 	"github.com/engined/engined/internal/container"
 	"github.com/engined/engined/internal/errdefs"
@@ -66,6 +67,7 @@ type engine struct {
 	*eventsService
 	*networkService
 	*volumeService
+	*buildService
 }
 
 // Aliases name the embedded fields: every concern calls its type Service.
@@ -76,6 +78,7 @@ type (
 	eventsService    = events.Bus
 	networkService   = network.Manager
 	volumeService    = volume.Service
+	buildService     = build.Service
 )
 
 type unimplemented struct {
@@ -204,6 +207,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	vols.Restore(users, running)
 	containers.Restore(ctx)
 	defer containers.Close()
+	builds, err := build.New(build.Config{Images: images, Containers: containers, TmpDir: filepath.Join(cfg.DataRoot, "build", "tmp"), Logger: log, Events: bus})
+	if err != nil {
+		closeAll(listeners)
+		return err
+	}
 
 	sys := system.New(system.Config{
 		ID:                 id,
@@ -228,7 +236,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		grpc.ChainUnaryInterceptor(unaryErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
 		grpc.ChainStreamInterceptor(streamErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
 	)
-	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus, networkService: nets, volumeService: vols})
+	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus,
+		networkService: nets, volumeService: vols, buildService: builds})
 
 	// The gateway reaches the Engine service in-process; streaming methods
 	// need a real client connection, so it is a buffered in-memory pipe.

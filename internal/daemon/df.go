@@ -2,9 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"slices"
 
-	"errors"
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/volume"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
@@ -12,7 +12,8 @@ import (
 
 // SystemDataUsage is docker system df: images, containers (with their
 // sizes), volumes (with theirs and their reference counts) and build
-// cache (none: there is no builder yet). Each concern answers for its
+// cache (the build steps' untagged images; they are not among the
+// images, as dockerd's df leaves intermediate images out). Each concern answers for its
 // own; the volumes' sizes are walked without holding the volume
 // driver's lock.
 func (e *engine) SystemDataUsage(ctx context.Context, req *enginev1.SystemDataUsageRequest) (*enginev1.SystemDataUsageResponse, error) {
@@ -26,7 +27,7 @@ func (e *engine) SystemDataUsage(ctx context.Context, req *enginev1.SystemDataUs
 	}
 	resp := &enginev1.SystemDataUsageResponse{ImageSharedSizes: map[string]int64{}}
 	if want("image") {
-		list, err := e.imageService.ImageList(ctx, &enginev1.ImageListRequest{All: true})
+		list, err := e.imageService.ImageList(ctx, &enginev1.ImageListRequest{})
 		if err != nil {
 			return nil, err
 		}
@@ -88,6 +89,13 @@ func (e *engine) SystemDataUsage(ctx context.Context, req *enginev1.SystemDataUs
 			return nil, err
 		}
 		resp.Volumes = vols
+	}
+	if want("build-cache") {
+		cache, err := e.imageService.BuildCacheRecords(ctx)
+		if err != nil {
+			return nil, err
+		}
+		resp.BuildCache = cache
 	}
 	return resp, nil
 }

@@ -97,6 +97,25 @@ func (s *Service) Remove(ctx context.Context, name string, force, noprune bool) 
 			}
 			return putRecord(tx, rec)
 		}
+		all, err := allRecords(tx)
+		if err != nil {
+			return err
+		}
+		children := func(id digest.Digest) bool {
+			for _, r := range all {
+				if r.Parent == id && r.ID != id {
+					return true
+				}
+			}
+			return false
+		}
+		if byRef == "" && children(rec.ID) {
+			return errdefs.Conflict(fmt.Errorf("conflict: unable to delete %s (cannot be forced) - image has dependent child images", shortID(rec.ID)))
+		}
+		if byRef != "" && children(rec.ID) {
+			// Untagged, kept for the images made from it, as dockerd.
+			return putRecord(tx, rec)
+		}
 		for _, r := range append(append([]string(nil), rec.RepoTags...), rec.RepoDigests...) {
 			items = append(items, untag(tx, rec, r))
 		}
@@ -105,6 +124,36 @@ func (s *Service) Remove(ctx context.Context, name string, force, noprune bool) 
 		}
 		deleted = rec
 		items = append(items, &enginev1.ImageDeleteItem{Deleted: rec.ID.String()})
+		if noprune {
+			return nil
+		}
+		// As dockerd: the untagged parents (a build's steps) go too, up
+		// to one that is named, used or has other children.
+		gone := map[digest.Digest]bool{rec.ID: true}
+		for p := rec.Parent; p != ""; {
+			parent, err := getRecord(tx, p)
+			if err != nil || parent == nil || len(parent.RepoTags) > 0 || len(parent.RepoDigests) > 0 {
+				break
+			}
+			if _, used := s.inUse(ctx, parent.ID); used {
+				break
+			}
+			other := false
+			for _, r := range all {
+				if r.Parent == parent.ID && !gone[r.ID] {
+					other = true
+				}
+			}
+			if other {
+				break
+			}
+			if err := deleteRecord(tx, parent.ID); err != nil {
+				return err
+			}
+			gone[parent.ID] = true
+			items = append(items, &enginev1.ImageDeleteItem{Deleted: parent.ID.String()})
+			p = parent.Parent
+		}
 		return nil
 	})
 	if err != nil || deleted == nil || noprune {
@@ -181,8 +230,19 @@ func (s *Service) Prune(ctx context.Context, filterJSON string) (*enginev1.Image
 	}
 	resp := &enginev1.ImagePruneResponse{}
 	before := s.diskUsage()
+	hasChild := map[digest.Digest]bool{}
+	for _, r := range recs {
+		if r.Parent != "" {
+			hasChild[r.Parent] = true
+		}
+	}
 	for _, r := range recs {
 		if danglingOnly && len(r.RepoTags) > 0 {
+			continue
+		}
+		// As dockerd: only images without children are pruned; their
+		// untagged parents go with them.
+		if hasChild[r.ID] {
 			continue
 		}
 		if _, used := s.inUse(ctx, r.ID); used {

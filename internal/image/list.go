@@ -49,6 +49,7 @@ func (s *Service) toProto(r *Record, withConfig bool) (*enginev1.Image, error) {
 		ManifestDigest:    r.Manifest.String(),
 		ManifestMediaType: r.ManifestMediaType,
 		Containers:        -1,
+		Parent:            r.Parent.String(),
 	}
 	if !r.LastTagTime.IsZero() {
 		img.LastTagTime = timestamppb.New(r.LastTagTime)
@@ -113,8 +114,20 @@ func (s *Service) List(ctx context.Context, req *enginev1.ImageListRequest) ([]*
 	if v := args.Get("until"); len(v) > 0 {
 		until = v[0]
 	}
+	hasChild := map[string]bool{}
+	for _, r := range recs {
+		if r.Parent != "" {
+			hasChild[r.Parent.String()] = true
+		}
+	}
 	var out []*enginev1.Image
 	for _, r := range recs {
+		// As dockerd: an untagged image with children (a build's
+		// intermediate step) is listed only with -a, and is not dangling.
+		intermediate := len(r.RepoTags) == 0 && hasChild[r.ID.String()]
+		if intermediate && (!req.GetAll() || args.Has("dangling") && dangling) {
+			continue
+		}
 		if args.Has("dangling") && dangling != (len(r.RepoTags) == 0) {
 			continue
 		}
@@ -210,6 +223,22 @@ func (s *Service) History(ctx context.Context, name string) ([]*enginev1.History
 	}
 	for i, j := 0, len(items)-1; i < j; i, j = i+1, j-1 {
 		items[i], items[j] = items[j], items[i]
+	}
+	// The images of earlier steps (a build's parents) name their entries:
+	// an image's last history entry is the step that made it.
+	for cur := rec; cur != nil; {
+		cc, _, err := s.config(cur)
+		if err != nil {
+			break
+		}
+		if i := len(items) - len(cc.History); len(cc.History) > 0 && i >= 0 && i < len(items) {
+			items[i].Id = cur.ID.String()
+			items[i].Tags = familiarAll(cur.RepoTags)
+		}
+		if cur.Parent == "" {
+			break
+		}
+		cur, _ = s.Resolve(ctx, cur.Parent.String())
 	}
 	if len(items) > 0 {
 		items[0].Id = rec.ID.String()

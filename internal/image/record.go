@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,10 @@ type Record struct {
 	Created     time.Time `json:"created"`
 	Added       time.Time `json:"added"`
 	LastTagTime time.Time `json:"lastTagTime,omitzero"`
+	// Parent is the image a build step or a commit made this one from.
+	Parent digest.Digest `json:"parent,omitempty"`
+	// BuildCache marks an image a build step made (the build cache).
+	BuildCache bool `json:"buildCache,omitempty"`
 }
 
 // Size is the unpacked size of all layers.
@@ -63,6 +68,8 @@ func (r *Record) ChainIDs() []digest.Digest {
 var (
 	bucketByID = []byte("by-id")
 	bucketRefs = []byte("refs") // full tag reference -> image ID
+	// bucketChildren indexes images by parent: "<parent>/<child>" keys.
+	bucketChildren = []byte("children")
 )
 
 func imagesBucket(tx *bolt.Tx, sub []byte) (*bolt.Bucket, error) {
@@ -107,6 +114,15 @@ func putRecord(tx *bolt.Tx, r *Record) error {
 	if err != nil {
 		return err
 	}
+	if r.Parent != "" {
+		c, err := imagesBucket(tx, bucketChildren)
+		if err != nil {
+			return err
+		}
+		if err := c.Put([]byte(r.Parent.String()+"/"+r.ID.String()), nil); err != nil {
+			return err
+		}
+	}
 	return b.Put([]byte(r.ID), v)
 }
 
@@ -115,7 +131,31 @@ func deleteRecord(tx *bolt.Tx, id digest.Digest) error {
 	if err != nil {
 		return err
 	}
+	if r, err := getRecord(tx, id); err == nil && r != nil && r.Parent != "" {
+		c, err := imagesBucket(tx, bucketChildren)
+		if err != nil {
+			return err
+		}
+		if err := c.Delete([]byte(r.Parent.String() + "/" + id.String())); err != nil {
+			return err
+		}
+	}
 	return b.Delete([]byte(id))
+}
+
+// childIDs lists the images made from parent, through the index.
+func childIDs(tx *bolt.Tx, parent digest.Digest) ([]digest.Digest, error) {
+	c, err := imagesBucket(tx, bucketChildren)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	prefix := []byte(parent.String() + "/")
+	var out []digest.Digest
+	cur := c.Cursor()
+	for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+		out = append(out, digest.Digest(k[len(prefix):]))
+	}
+	return out, nil
 }
 
 func allRecords(tx *bolt.Tx) ([]*Record, error) {

@@ -90,6 +90,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err := os.MkdirAll(s.tmpDir(), 0o700); err != nil {
 		return nil, err
 	}
+	s.cleanRWLayers()
 	if _, err := s.collectGarbage(ctx); err != nil {
 		return nil, fmt.Errorf("clean unreferenced image data: %w", err)
 	}

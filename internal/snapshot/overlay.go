@@ -128,7 +128,7 @@ func (o *Overlay) Walk(fn func(digest.Digest) error) error {
 // Mount mounts the layers (lowers, top layer first) at target with upper
 // and work as the writable layer. Without upper the mount is read-only.
 func (o *Overlay) Mount(target string, lowers []digest.Digest, upper, work string) error {
-	if len(lowers) == 0 {
+	if len(lowers) == 0 && upper == "" {
 		return errors.New("overlay mount needs at least one layer")
 	}
 	dirs := make([]string, len(lowers))
@@ -137,6 +137,14 @@ func (o *Overlay) Mount(target string, lowers []digest.Digest, upper, work strin
 			return fmt.Errorf("layer %s is not unpacked", l)
 		}
 		dirs[i] = o.DiffPath(l)
+	}
+	if len(dirs) == 0 {
+		// An image without layers (FROM scratch): an empty lower.
+		empty := filepath.Join(o.root, "empty")
+		if err := os.MkdirAll(empty, 0o755); err != nil {
+			return err
+		}
+		dirs = []string{empty}
 	}
 	opts := "lowerdir=" + strings.Join(dirs, ":")
 	flags := uintptr(0)

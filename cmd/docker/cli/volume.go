@@ -325,9 +325,9 @@ type buildCacheRow struct{ b build.CacheRecord }
 func (r buildCacheRow) MarshalJSON() ([]byte, error) { return methodsJSON(r) }
 func (r buildCacheRow) ID() string {
 	if r.b.InUse {
-		return r.b.ID + "*"
+		return truncID(r.b.ID) + "*"
 	}
-	return r.b.ID
+	return truncID(r.b.ID)
 }
 func (r buildCacheRow) CacheType() string { return r.b.Type }
 func (r buildCacheRow) Size() string      { return units.HumanSizeWithPrecision(float64(r.b.Size), 3) }

@@ -622,8 +622,10 @@ type SystemDataUsageResponse struct {
 	Volumes    []*Volume              `protobuf:"bytes,4,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	// image_shared_sizes are the images' SharedSize, by image ID.
 	ImageSharedSizes map[string]int64 `protobuf:"bytes,5,rep,name=image_shared_sizes,json=imageSharedSizes,proto3" json:"image_shared_sizes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// build_cache are the classic builder's cached step images.
+	BuildCache    []*BuildCacheRecord `protobuf:"bytes,6,rep,name=build_cache,json=buildCache,proto3" json:"build_cache,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SystemDataUsageResponse) Reset() {
@@ -691,6 +693,124 @@ func (x *SystemDataUsageResponse) GetImageSharedSizes() map[string]int64 {
 	return nil
 }
 
+func (x *SystemDataUsageResponse) GetBuildCache() []*BuildCacheRecord {
+	if x != nil {
+		return x.BuildCache
+	}
+	return nil
+}
+
+// BuildCacheRecord is one entry of the build cache (dockerd's
+// BuildCache in system df): engined's are the images build steps made
+// that no tag names, which build prune removes.
+type BuildCacheRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Description   string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	InUse         bool                   `protobuf:"varint,4,opt,name=in_use,json=inUse,proto3" json:"in_use,omitempty"`
+	Shared        bool                   `protobuf:"varint,5,opt,name=shared,proto3" json:"shared,omitempty"`
+	Size          int64                  `protobuf:"varint,6,opt,name=size,proto3" json:"size,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	LastUsedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
+	UsageCount    int64                  `protobuf:"varint,9,opt,name=usage_count,json=usageCount,proto3" json:"usage_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildCacheRecord) Reset() {
+	*x = BuildCacheRecord{}
+	mi := &file_engine_v1_engine_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildCacheRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildCacheRecord) ProtoMessage() {}
+
+func (x *BuildCacheRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildCacheRecord.ProtoReflect.Descriptor instead.
+func (*BuildCacheRecord) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *BuildCacheRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *BuildCacheRecord) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *BuildCacheRecord) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *BuildCacheRecord) GetInUse() bool {
+	if x != nil {
+		return x.InUse
+	}
+	return false
+}
+
+func (x *BuildCacheRecord) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
+}
+
+func (x *BuildCacheRecord) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BuildCacheRecord) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *BuildCacheRecord) GetLastUsedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedAt
+	}
+	return nil
+}
+
+func (x *BuildCacheRecord) GetUsageCount() int64 {
+	if x != nil {
+		return x.UsageCount
+	}
+	return 0
+}
+
 // MountPoint is a mount of a container as dockerd's inspect shows it
 // (Container.Mounts), with what engined needs to mount it again.
 type MountPoint struct {
@@ -717,7 +837,7 @@ type MountPoint struct {
 
 func (x *MountPoint) Reset() {
 	*x = MountPoint{}
-	mi := &file_engine_v1_engine_proto_msgTypes[11]
+	mi := &file_engine_v1_engine_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +849,7 @@ func (x *MountPoint) String() string {
 func (*MountPoint) ProtoMessage() {}
 
 func (x *MountPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[11]
+	mi := &file_engine_v1_engine_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +862,7 @@ func (x *MountPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MountPoint.ProtoReflect.Descriptor instead.
 func (*MountPoint) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{11}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MountPoint) GetType() string {
@@ -846,7 +966,7 @@ type NetworkPruneRequest struct {
 
 func (x *NetworkPruneRequest) Reset() {
 	*x = NetworkPruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[12]
+	mi := &file_engine_v1_engine_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +978,7 @@ func (x *NetworkPruneRequest) String() string {
 func (*NetworkPruneRequest) ProtoMessage() {}
 
 func (x *NetworkPruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[12]
+	mi := &file_engine_v1_engine_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +991,7 @@ func (x *NetworkPruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkPruneRequest.ProtoReflect.Descriptor instead.
 func (*NetworkPruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{12}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NetworkPruneRequest) GetFilters() string {
@@ -890,7 +1010,7 @@ type NetworkPruneResponse struct {
 
 func (x *NetworkPruneResponse) Reset() {
 	*x = NetworkPruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[13]
+	mi := &file_engine_v1_engine_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1022,7 @@ func (x *NetworkPruneResponse) String() string {
 func (*NetworkPruneResponse) ProtoMessage() {}
 
 func (x *NetworkPruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[13]
+	mi := &file_engine_v1_engine_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1035,7 @@ func (x *NetworkPruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkPruneResponse.ProtoReflect.Descriptor instead.
 func (*NetworkPruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{13}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NetworkPruneResponse) GetNetworksDeleted() []string {
@@ -936,7 +1056,7 @@ type NetworkConnectRequest struct {
 
 func (x *NetworkConnectRequest) Reset() {
 	*x = NetworkConnectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[14]
+	mi := &file_engine_v1_engine_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1068,7 @@ func (x *NetworkConnectRequest) String() string {
 func (*NetworkConnectRequest) ProtoMessage() {}
 
 func (x *NetworkConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[14]
+	mi := &file_engine_v1_engine_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1081,7 @@ func (x *NetworkConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkConnectRequest.ProtoReflect.Descriptor instead.
 func (*NetworkConnectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{14}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NetworkConnectRequest) GetNetwork() string {
@@ -993,7 +1113,7 @@ type NetworkConnectResponse struct {
 
 func (x *NetworkConnectResponse) Reset() {
 	*x = NetworkConnectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_engine_v1_engine_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +1125,7 @@ func (x *NetworkConnectResponse) String() string {
 func (*NetworkConnectResponse) ProtoMessage() {}
 
 func (x *NetworkConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_engine_v1_engine_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +1138,7 @@ func (x *NetworkConnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkConnectResponse.ProtoReflect.Descriptor instead.
 func (*NetworkConnectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{15}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{16}
 }
 
 type NetworkDisconnectRequest struct {
@@ -1033,7 +1153,7 @@ type NetworkDisconnectRequest struct {
 
 func (x *NetworkDisconnectRequest) Reset() {
 	*x = NetworkDisconnectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_engine_v1_engine_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1165,7 @@ func (x *NetworkDisconnectRequest) String() string {
 func (*NetworkDisconnectRequest) ProtoMessage() {}
 
 func (x *NetworkDisconnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_engine_v1_engine_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1178,7 @@ func (x *NetworkDisconnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkDisconnectRequest.ProtoReflect.Descriptor instead.
 func (*NetworkDisconnectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{16}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NetworkDisconnectRequest) GetNetwork() string {
@@ -1090,7 +1210,7 @@ type NetworkDisconnectResponse struct {
 
 func (x *NetworkDisconnectResponse) Reset() {
 	*x = NetworkDisconnectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_engine_v1_engine_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1222,7 @@ func (x *NetworkDisconnectResponse) String() string {
 func (*NetworkDisconnectResponse) ProtoMessage() {}
 
 func (x *NetworkDisconnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_engine_v1_engine_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1235,7 @@ func (x *NetworkDisconnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkDisconnectResponse.ProtoReflect.Descriptor instead.
 func (*NetworkDisconnectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{17}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{18}
 }
 
 type NetworkListRequest struct {
@@ -1128,7 +1248,7 @@ type NetworkListRequest struct {
 
 func (x *NetworkListRequest) Reset() {
 	*x = NetworkListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_engine_v1_engine_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1260,7 @@ func (x *NetworkListRequest) String() string {
 func (*NetworkListRequest) ProtoMessage() {}
 
 func (x *NetworkListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_engine_v1_engine_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1273,7 @@ func (x *NetworkListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkListRequest.ProtoReflect.Descriptor instead.
 func (*NetworkListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{18}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NetworkListRequest) GetFilters() string {
@@ -1172,7 +1292,7 @@ type NetworkListResponse struct {
 
 func (x *NetworkListResponse) Reset() {
 	*x = NetworkListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[19]
+	mi := &file_engine_v1_engine_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1304,7 @@ func (x *NetworkListResponse) String() string {
 func (*NetworkListResponse) ProtoMessage() {}
 
 func (x *NetworkListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[19]
+	mi := &file_engine_v1_engine_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1317,7 @@ func (x *NetworkListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkListResponse.ProtoReflect.Descriptor instead.
 func (*NetworkListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{19}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *NetworkListResponse) GetNetworks() []*Network {
@@ -1219,7 +1339,7 @@ type NetworkInspectRequest struct {
 
 func (x *NetworkInspectRequest) Reset() {
 	*x = NetworkInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[20]
+	mi := &file_engine_v1_engine_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1351,7 @@ func (x *NetworkInspectRequest) String() string {
 func (*NetworkInspectRequest) ProtoMessage() {}
 
 func (x *NetworkInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[20]
+	mi := &file_engine_v1_engine_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1364,7 @@ func (x *NetworkInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkInspectRequest.ProtoReflect.Descriptor instead.
 func (*NetworkInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{20}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *NetworkInspectRequest) GetId() string {
@@ -1282,7 +1402,7 @@ type NetworkCreateRequest struct {
 
 func (x *NetworkCreateRequest) Reset() {
 	*x = NetworkCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[21]
+	mi := &file_engine_v1_engine_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1414,7 @@ func (x *NetworkCreateRequest) String() string {
 func (*NetworkCreateRequest) ProtoMessage() {}
 
 func (x *NetworkCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[21]
+	mi := &file_engine_v1_engine_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1427,7 @@ func (x *NetworkCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkCreateRequest.ProtoReflect.Descriptor instead.
 func (*NetworkCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{21}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *NetworkCreateRequest) GetName() string {
@@ -1389,7 +1509,7 @@ type NetworkCreateResponse struct {
 
 func (x *NetworkCreateResponse) Reset() {
 	*x = NetworkCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[22]
+	mi := &file_engine_v1_engine_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1521,7 @@ func (x *NetworkCreateResponse) String() string {
 func (*NetworkCreateResponse) ProtoMessage() {}
 
 func (x *NetworkCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[22]
+	mi := &file_engine_v1_engine_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1534,7 @@ func (x *NetworkCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkCreateResponse.ProtoReflect.Descriptor instead.
 func (*NetworkCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{22}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NetworkCreateResponse) GetId() string {
@@ -1433,7 +1553,7 @@ type NetworkRemoveRequest struct {
 
 func (x *NetworkRemoveRequest) Reset() {
 	*x = NetworkRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[23]
+	mi := &file_engine_v1_engine_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1565,7 @@ func (x *NetworkRemoveRequest) String() string {
 func (*NetworkRemoveRequest) ProtoMessage() {}
 
 func (x *NetworkRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[23]
+	mi := &file_engine_v1_engine_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1578,7 @@ func (x *NetworkRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkRemoveRequest.ProtoReflect.Descriptor instead.
 func (*NetworkRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{23}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NetworkRemoveRequest) GetId() string {
@@ -1476,7 +1596,7 @@ type NetworkRemoveResponse struct {
 
 func (x *NetworkRemoveResponse) Reset() {
 	*x = NetworkRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[24]
+	mi := &file_engine_v1_engine_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1608,7 @@ func (x *NetworkRemoveResponse) String() string {
 func (*NetworkRemoveResponse) ProtoMessage() {}
 
 func (x *NetworkRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[24]
+	mi := &file_engine_v1_engine_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1621,7 @@ func (x *NetworkRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkRemoveResponse.ProtoReflect.Descriptor instead.
 func (*NetworkRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{24}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{25}
 }
 
 type Network struct {
@@ -1526,7 +1646,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_engine_v1_engine_proto_msgTypes[25]
+	mi := &file_engine_v1_engine_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1658,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[25]
+	mi := &file_engine_v1_engine_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1671,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{25}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Network) GetId() string {
@@ -1658,7 +1778,7 @@ type NetworkContainer struct {
 
 func (x *NetworkContainer) Reset() {
 	*x = NetworkContainer{}
-	mi := &file_engine_v1_engine_proto_msgTypes[26]
+	mi := &file_engine_v1_engine_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1790,7 @@ func (x *NetworkContainer) String() string {
 func (*NetworkContainer) ProtoMessage() {}
 
 func (x *NetworkContainer) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[26]
+	mi := &file_engine_v1_engine_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1803,7 @@ func (x *NetworkContainer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkContainer.ProtoReflect.Descriptor instead.
 func (*NetworkContainer) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{26}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NetworkContainer) GetName() string {
@@ -1722,7 +1842,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[27]
+	mi := &file_engine_v1_engine_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1854,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[27]
+	mi := &file_engine_v1_engine_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1867,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{27}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{28}
 }
 
 type PingResponse struct {
@@ -1762,7 +1882,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[28]
+	mi := &file_engine_v1_engine_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +1894,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[28]
+	mi := &file_engine_v1_engine_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +1907,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{28}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PingResponse) GetApiVersion() string {
@@ -1826,7 +1946,7 @@ type SystemVersionRequest struct {
 
 func (x *SystemVersionRequest) Reset() {
 	*x = SystemVersionRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[29]
+	mi := &file_engine_v1_engine_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1958,7 @@ func (x *SystemVersionRequest) String() string {
 func (*SystemVersionRequest) ProtoMessage() {}
 
 func (x *SystemVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[29]
+	mi := &file_engine_v1_engine_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +1971,7 @@ func (x *SystemVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemVersionRequest.ProtoReflect.Descriptor instead.
 func (*SystemVersionRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{29}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{30}
 }
 
 type SystemVersionResponse struct {
@@ -1874,7 +1994,7 @@ type SystemVersionResponse struct {
 
 func (x *SystemVersionResponse) Reset() {
 	*x = SystemVersionResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[30]
+	mi := &file_engine_v1_engine_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +2006,7 @@ func (x *SystemVersionResponse) String() string {
 func (*SystemVersionResponse) ProtoMessage() {}
 
 func (x *SystemVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[30]
+	mi := &file_engine_v1_engine_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +2019,7 @@ func (x *SystemVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemVersionResponse.ProtoReflect.Descriptor instead.
 func (*SystemVersionResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{30}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SystemVersionResponse) GetPlatformName() string {
@@ -1999,7 +2119,7 @@ type Component struct {
 
 func (x *Component) Reset() {
 	*x = Component{}
-	mi := &file_engine_v1_engine_proto_msgTypes[31]
+	mi := &file_engine_v1_engine_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2131,7 @@ func (x *Component) String() string {
 func (*Component) ProtoMessage() {}
 
 func (x *Component) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[31]
+	mi := &file_engine_v1_engine_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2144,7 @@ func (x *Component) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Component.ProtoReflect.Descriptor instead.
 func (*Component) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{31}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Component) GetName() string {
@@ -2056,7 +2176,7 @@ type SystemInfoRequest struct {
 
 func (x *SystemInfoRequest) Reset() {
 	*x = SystemInfoRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[32]
+	mi := &file_engine_v1_engine_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2188,7 @@ func (x *SystemInfoRequest) String() string {
 func (*SystemInfoRequest) ProtoMessage() {}
 
 func (x *SystemInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[32]
+	mi := &file_engine_v1_engine_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2201,7 @@ func (x *SystemInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemInfoRequest.ProtoReflect.Descriptor instead.
 func (*SystemInfoRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{32}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{33}
 }
 
 type SystemInfoResponse struct {
@@ -2146,7 +2266,7 @@ type SystemInfoResponse struct {
 
 func (x *SystemInfoResponse) Reset() {
 	*x = SystemInfoResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[33]
+	mi := &file_engine_v1_engine_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2278,7 @@ func (x *SystemInfoResponse) String() string {
 func (*SystemInfoResponse) ProtoMessage() {}
 
 func (x *SystemInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[33]
+	mi := &file_engine_v1_engine_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2291,7 @@ func (x *SystemInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemInfoResponse.ProtoReflect.Descriptor instead.
 func (*SystemInfoResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{33}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SystemInfoResponse) GetId() string {
@@ -2562,7 +2682,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_engine_v1_engine_proto_msgTypes[34]
+	mi := &file_engine_v1_engine_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2694,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[34]
+	mi := &file_engine_v1_engine_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2707,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{34}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -2616,7 +2736,7 @@ type PluginsInfo struct {
 
 func (x *PluginsInfo) Reset() {
 	*x = PluginsInfo{}
-	mi := &file_engine_v1_engine_proto_msgTypes[35]
+	mi := &file_engine_v1_engine_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2628,7 +2748,7 @@ func (x *PluginsInfo) String() string {
 func (*PluginsInfo) ProtoMessage() {}
 
 func (x *PluginsInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[35]
+	mi := &file_engine_v1_engine_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2641,7 +2761,7 @@ func (x *PluginsInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginsInfo.ProtoReflect.Descriptor instead.
 func (*PluginsInfo) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{35}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PluginsInfo) GetVolume() []string {
@@ -2683,7 +2803,7 @@ type RegistryConfig struct {
 
 func (x *RegistryConfig) Reset() {
 	*x = RegistryConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[36]
+	mi := &file_engine_v1_engine_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +2815,7 @@ func (x *RegistryConfig) String() string {
 func (*RegistryConfig) ProtoMessage() {}
 
 func (x *RegistryConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[36]
+	mi := &file_engine_v1_engine_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +2828,7 @@ func (x *RegistryConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryConfig.ProtoReflect.Descriptor instead.
 func (*RegistryConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{36}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RegistryConfig) GetInsecureRegistryCidrs() []string {
@@ -2744,7 +2864,7 @@ type IndexInfo struct {
 
 func (x *IndexInfo) Reset() {
 	*x = IndexInfo{}
-	mi := &file_engine_v1_engine_proto_msgTypes[37]
+	mi := &file_engine_v1_engine_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2756,7 +2876,7 @@ func (x *IndexInfo) String() string {
 func (*IndexInfo) ProtoMessage() {}
 
 func (x *IndexInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[37]
+	mi := &file_engine_v1_engine_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2769,7 +2889,7 @@ func (x *IndexInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexInfo.ProtoReflect.Descriptor instead.
 func (*IndexInfo) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{37}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *IndexInfo) GetName() string {
@@ -2810,7 +2930,7 @@ type Runtime struct {
 
 func (x *Runtime) Reset() {
 	*x = Runtime{}
-	mi := &file_engine_v1_engine_proto_msgTypes[38]
+	mi := &file_engine_v1_engine_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2822,7 +2942,7 @@ func (x *Runtime) String() string {
 func (*Runtime) ProtoMessage() {}
 
 func (x *Runtime) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[38]
+	mi := &file_engine_v1_engine_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2835,7 +2955,7 @@ func (x *Runtime) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Runtime.ProtoReflect.Descriptor instead.
 func (*Runtime) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{38}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Runtime) GetPath() string {
@@ -2866,7 +2986,7 @@ type RegistryAuth struct {
 
 func (x *RegistryAuth) Reset() {
 	*x = RegistryAuth{}
-	mi := &file_engine_v1_engine_proto_msgTypes[39]
+	mi := &file_engine_v1_engine_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2878,7 +2998,7 @@ func (x *RegistryAuth) String() string {
 func (*RegistryAuth) ProtoMessage() {}
 
 func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[39]
+	mi := &file_engine_v1_engine_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2891,7 +3011,7 @@ func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryAuth.ProtoReflect.Descriptor instead.
 func (*RegistryAuth) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{39}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RegistryAuth) GetUsername() string {
@@ -2944,7 +3064,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_engine_v1_engine_proto_msgTypes[40]
+	mi := &file_engine_v1_engine_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2956,7 +3076,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[40]
+	mi := &file_engine_v1_engine_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2969,7 +3089,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{40}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Progress) GetId() string {
@@ -3018,7 +3138,7 @@ type PushResult struct {
 
 func (x *PushResult) Reset() {
 	*x = PushResult{}
-	mi := &file_engine_v1_engine_proto_msgTypes[41]
+	mi := &file_engine_v1_engine_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3150,7 @@ func (x *PushResult) String() string {
 func (*PushResult) ProtoMessage() {}
 
 func (x *PushResult) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[41]
+	mi := &file_engine_v1_engine_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3163,7 @@ func (x *PushResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResult.ProtoReflect.Descriptor instead.
 func (*PushResult) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{41}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PushResult) GetTag() string {
@@ -3076,7 +3196,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_engine_v1_engine_proto_msgTypes[42]
+	mi := &file_engine_v1_engine_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3088,7 +3208,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[42]
+	mi := &file_engine_v1_engine_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3101,7 +3221,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{42}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Chunk) GetData() []byte {
@@ -3127,15 +3247,17 @@ type Image struct {
 	ManifestSize      int64                  `protobuf:"varint,11,opt,name=manifest_size,json=manifestSize,proto3" json:"manifest_size,omitempty"`
 	LastTagTime       *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_tag_time,json=lastTagTime,proto3" json:"last_tag_time,omitempty"`
 	// layer_dirs are the unpacked layers, top first (GraphDriver data).
-	LayerDirs     []string `protobuf:"bytes,13,rep,name=layer_dirs,json=layerDirs,proto3" json:"layer_dirs,omitempty"`
-	Containers    int64    `protobuf:"varint,14,opt,name=containers,proto3" json:"containers,omitempty"`
+	LayerDirs  []string `protobuf:"bytes,13,rep,name=layer_dirs,json=layerDirs,proto3" json:"layer_dirs,omitempty"`
+	Containers int64    `protobuf:"varint,14,opt,name=containers,proto3" json:"containers,omitempty"`
+	// parent is the image a build step or commit made this one from.
+	Parent        string `protobuf:"bytes,200,opt,name=parent,proto3" json:"parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Image) Reset() {
 	*x = Image{}
-	mi := &file_engine_v1_engine_proto_msgTypes[43]
+	mi := &file_engine_v1_engine_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3147,7 +3269,7 @@ func (x *Image) String() string {
 func (*Image) ProtoMessage() {}
 
 func (x *Image) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[43]
+	mi := &file_engine_v1_engine_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3160,7 +3282,7 @@ func (x *Image) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Image.ProtoReflect.Descriptor instead.
 func (*Image) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{43}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Image) GetId() string {
@@ -3261,6 +3383,13 @@ func (x *Image) GetContainers() int64 {
 	return 0
 }
 
+func (x *Image) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
 type ImageInspectRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -3270,7 +3399,7 @@ type ImageInspectRequest struct {
 
 func (x *ImageInspectRequest) Reset() {
 	*x = ImageInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[44]
+	mi := &file_engine_v1_engine_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3282,7 +3411,7 @@ func (x *ImageInspectRequest) String() string {
 func (*ImageInspectRequest) ProtoMessage() {}
 
 func (x *ImageInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[44]
+	mi := &file_engine_v1_engine_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3295,7 +3424,7 @@ func (x *ImageInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageInspectRequest.ProtoReflect.Descriptor instead.
 func (*ImageInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{44}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ImageInspectRequest) GetName() string {
@@ -3314,7 +3443,7 @@ type ImageHistoryRequest struct {
 
 func (x *ImageHistoryRequest) Reset() {
 	*x = ImageHistoryRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[45]
+	mi := &file_engine_v1_engine_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3326,7 +3455,7 @@ func (x *ImageHistoryRequest) String() string {
 func (*ImageHistoryRequest) ProtoMessage() {}
 
 func (x *ImageHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[45]
+	mi := &file_engine_v1_engine_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3339,7 +3468,7 @@ func (x *ImageHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ImageHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{45}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ImageHistoryRequest) GetName() string {
@@ -3358,7 +3487,7 @@ type ImageHistoryResponse struct {
 
 func (x *ImageHistoryResponse) Reset() {
 	*x = ImageHistoryResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[46]
+	mi := &file_engine_v1_engine_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3370,7 +3499,7 @@ func (x *ImageHistoryResponse) String() string {
 func (*ImageHistoryResponse) ProtoMessage() {}
 
 func (x *ImageHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[46]
+	mi := &file_engine_v1_engine_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3383,7 +3512,7 @@ func (x *ImageHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ImageHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{46}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ImageHistoryResponse) GetItems() []*HistoryItem {
@@ -3407,7 +3536,7 @@ type HistoryItem struct {
 
 func (x *HistoryItem) Reset() {
 	*x = HistoryItem{}
-	mi := &file_engine_v1_engine_proto_msgTypes[47]
+	mi := &file_engine_v1_engine_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3419,7 +3548,7 @@ func (x *HistoryItem) String() string {
 func (*HistoryItem) ProtoMessage() {}
 
 func (x *HistoryItem) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[47]
+	mi := &file_engine_v1_engine_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3432,7 +3561,7 @@ func (x *HistoryItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryItem.ProtoReflect.Descriptor instead.
 func (*HistoryItem) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{47}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *HistoryItem) GetId() string {
@@ -3488,7 +3617,7 @@ type ImageTagRequest struct {
 
 func (x *ImageTagRequest) Reset() {
 	*x = ImageTagRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[48]
+	mi := &file_engine_v1_engine_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3500,7 +3629,7 @@ func (x *ImageTagRequest) String() string {
 func (*ImageTagRequest) ProtoMessage() {}
 
 func (x *ImageTagRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[48]
+	mi := &file_engine_v1_engine_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3513,7 +3642,7 @@ func (x *ImageTagRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageTagRequest.ProtoReflect.Descriptor instead.
 func (*ImageTagRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{48}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ImageTagRequest) GetName() string {
@@ -3545,7 +3674,7 @@ type ImageTagResponse struct {
 
 func (x *ImageTagResponse) Reset() {
 	*x = ImageTagResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[49]
+	mi := &file_engine_v1_engine_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3557,7 +3686,7 @@ func (x *ImageTagResponse) String() string {
 func (*ImageTagResponse) ProtoMessage() {}
 
 func (x *ImageTagResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[49]
+	mi := &file_engine_v1_engine_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3570,7 +3699,7 @@ func (x *ImageTagResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageTagResponse.ProtoReflect.Descriptor instead.
 func (*ImageTagResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{49}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{50}
 }
 
 type ImageRemoveRequest struct {
@@ -3584,7 +3713,7 @@ type ImageRemoveRequest struct {
 
 func (x *ImageRemoveRequest) Reset() {
 	*x = ImageRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	mi := &file_engine_v1_engine_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3596,7 +3725,7 @@ func (x *ImageRemoveRequest) String() string {
 func (*ImageRemoveRequest) ProtoMessage() {}
 
 func (x *ImageRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[50]
+	mi := &file_engine_v1_engine_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3609,7 +3738,7 @@ func (x *ImageRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageRemoveRequest.ProtoReflect.Descriptor instead.
 func (*ImageRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{50}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ImageRemoveRequest) GetName() string {
@@ -3642,7 +3771,7 @@ type ImageRemoveResponse struct {
 
 func (x *ImageRemoveResponse) Reset() {
 	*x = ImageRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	mi := &file_engine_v1_engine_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3654,7 +3783,7 @@ func (x *ImageRemoveResponse) String() string {
 func (*ImageRemoveResponse) ProtoMessage() {}
 
 func (x *ImageRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[51]
+	mi := &file_engine_v1_engine_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3667,7 +3796,7 @@ func (x *ImageRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageRemoveResponse.ProtoReflect.Descriptor instead.
 func (*ImageRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{51}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ImageRemoveResponse) GetItems() []*ImageDeleteItem {
@@ -3687,7 +3816,7 @@ type ImageDeleteItem struct {
 
 func (x *ImageDeleteItem) Reset() {
 	*x = ImageDeleteItem{}
-	mi := &file_engine_v1_engine_proto_msgTypes[52]
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3699,7 +3828,7 @@ func (x *ImageDeleteItem) String() string {
 func (*ImageDeleteItem) ProtoMessage() {}
 
 func (x *ImageDeleteItem) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[52]
+	mi := &file_engine_v1_engine_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3712,7 +3841,7 @@ func (x *ImageDeleteItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageDeleteItem.ProtoReflect.Descriptor instead.
 func (*ImageDeleteItem) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{52}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ImageDeleteItem) GetUntagged() string {
@@ -3742,7 +3871,7 @@ type ImageListRequest struct {
 
 func (x *ImageListRequest) Reset() {
 	*x = ImageListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3754,7 +3883,7 @@ func (x *ImageListRequest) String() string {
 func (*ImageListRequest) ProtoMessage() {}
 
 func (x *ImageListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[53]
+	mi := &file_engine_v1_engine_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3767,7 +3896,7 @@ func (x *ImageListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageListRequest.ProtoReflect.Descriptor instead.
 func (*ImageListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{53}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ImageListRequest) GetAll() bool {
@@ -3807,7 +3936,7 @@ type ImageListResponse struct {
 
 func (x *ImageListResponse) Reset() {
 	*x = ImageListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3819,7 +3948,7 @@ func (x *ImageListResponse) String() string {
 func (*ImageListResponse) ProtoMessage() {}
 
 func (x *ImageListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[54]
+	mi := &file_engine_v1_engine_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3832,7 +3961,7 @@ func (x *ImageListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageListResponse.ProtoReflect.Descriptor instead.
 func (*ImageListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{54}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ImageListResponse) GetImages() []*Image {
@@ -3851,7 +3980,7 @@ type ImagePruneRequest struct {
 
 func (x *ImagePruneRequest) Reset() {
 	*x = ImagePruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3863,7 +3992,7 @@ func (x *ImagePruneRequest) String() string {
 func (*ImagePruneRequest) ProtoMessage() {}
 
 func (x *ImagePruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[55]
+	mi := &file_engine_v1_engine_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3876,7 +4005,7 @@ func (x *ImagePruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePruneRequest.ProtoReflect.Descriptor instead.
 func (*ImagePruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{55}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ImagePruneRequest) GetFilters() string {
@@ -3896,7 +4025,7 @@ type ImagePruneResponse struct {
 
 func (x *ImagePruneResponse) Reset() {
 	*x = ImagePruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3908,7 +4037,7 @@ func (x *ImagePruneResponse) String() string {
 func (*ImagePruneResponse) ProtoMessage() {}
 
 func (x *ImagePruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[56]
+	mi := &file_engine_v1_engine_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3921,7 +4050,7 @@ func (x *ImagePruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePruneResponse.ProtoReflect.Descriptor instead.
 func (*ImagePruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{56}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ImagePruneResponse) GetDeleted() []*ImageDeleteItem {
@@ -3954,7 +4083,7 @@ type ImagePullRequest struct {
 
 func (x *ImagePullRequest) Reset() {
 	*x = ImagePullRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3966,7 +4095,7 @@ func (x *ImagePullRequest) String() string {
 func (*ImagePullRequest) ProtoMessage() {}
 
 func (x *ImagePullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[57]
+	mi := &file_engine_v1_engine_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3979,7 +4108,7 @@ func (x *ImagePullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePullRequest.ProtoReflect.Descriptor instead.
 func (*ImagePullRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{57}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ImagePullRequest) GetImage() string {
@@ -4021,7 +4150,7 @@ type ImagePushRequest struct {
 
 func (x *ImagePushRequest) Reset() {
 	*x = ImagePushRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4033,7 +4162,7 @@ func (x *ImagePushRequest) String() string {
 func (*ImagePushRequest) ProtoMessage() {}
 
 func (x *ImagePushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[58]
+	mi := &file_engine_v1_engine_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4046,7 +4175,7 @@ func (x *ImagePushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePushRequest.ProtoReflect.Descriptor instead.
 func (*ImagePushRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{58}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ImagePushRequest) GetName() string {
@@ -4081,7 +4210,7 @@ type ImageImportRequest struct {
 
 func (x *ImageImportRequest) Reset() {
 	*x = ImageImportRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4093,7 +4222,7 @@ func (x *ImageImportRequest) String() string {
 func (*ImageImportRequest) ProtoMessage() {}
 
 func (x *ImageImportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[59]
+	mi := &file_engine_v1_engine_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4106,7 +4235,7 @@ func (x *ImageImportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageImportRequest.ProtoReflect.Descriptor instead.
 func (*ImageImportRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{59}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ImageImportRequest) GetOptions() *ImageImportOptions {
@@ -4136,7 +4265,7 @@ type ImageImportOptions struct {
 
 func (x *ImageImportOptions) Reset() {
 	*x = ImageImportOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4148,7 +4277,7 @@ func (x *ImageImportOptions) String() string {
 func (*ImageImportOptions) ProtoMessage() {}
 
 func (x *ImageImportOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[60]
+	mi := &file_engine_v1_engine_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4161,7 +4290,7 @@ func (x *ImageImportOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageImportOptions.ProtoReflect.Descriptor instead.
 func (*ImageImportOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{60}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ImageImportOptions) GetRepo() string {
@@ -4208,7 +4337,7 @@ type ImageImportResponse struct {
 
 func (x *ImageImportResponse) Reset() {
 	*x = ImageImportResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4220,7 +4349,7 @@ func (x *ImageImportResponse) String() string {
 func (*ImageImportResponse) ProtoMessage() {}
 
 func (x *ImageImportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[61]
+	mi := &file_engine_v1_engine_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4233,7 +4362,7 @@ func (x *ImageImportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageImportResponse.ProtoReflect.Descriptor instead.
 func (*ImageImportResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{61}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ImageImportResponse) GetId() string {
@@ -4252,7 +4381,7 @@ type ImageSaveRequest struct {
 
 func (x *ImageSaveRequest) Reset() {
 	*x = ImageSaveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4264,7 +4393,7 @@ func (x *ImageSaveRequest) String() string {
 func (*ImageSaveRequest) ProtoMessage() {}
 
 func (x *ImageSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[62]
+	mi := &file_engine_v1_engine_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4277,7 +4406,7 @@ func (x *ImageSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageSaveRequest.ProtoReflect.Descriptor instead.
 func (*ImageSaveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{62}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ImageSaveRequest) GetNames() []string {
@@ -4298,7 +4427,7 @@ type ImageLoadResponse struct {
 
 func (x *ImageLoadResponse) Reset() {
 	*x = ImageLoadResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4310,7 +4439,7 @@ func (x *ImageLoadResponse) String() string {
 func (*ImageLoadResponse) ProtoMessage() {}
 
 func (x *ImageLoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[63]
+	mi := &file_engine_v1_engine_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4323,7 +4452,7 @@ func (x *ImageLoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageLoadResponse.ProtoReflect.Descriptor instead.
 func (*ImageLoadResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{63}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ImageLoadResponse) GetLoaded() []string {
@@ -4346,7 +4475,7 @@ type SystemAuthRequest struct {
 
 func (x *SystemAuthRequest) Reset() {
 	*x = SystemAuthRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4358,7 +4487,7 @@ func (x *SystemAuthRequest) String() string {
 func (*SystemAuthRequest) ProtoMessage() {}
 
 func (x *SystemAuthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[64]
+	mi := &file_engine_v1_engine_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4371,7 +4500,7 @@ func (x *SystemAuthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemAuthRequest.ProtoReflect.Descriptor instead.
 func (*SystemAuthRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{64}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *SystemAuthRequest) GetUsername() string {
@@ -4419,7 +4548,7 @@ type SystemAuthResponse struct {
 
 func (x *SystemAuthResponse) Reset() {
 	*x = SystemAuthResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4431,7 +4560,7 @@ func (x *SystemAuthResponse) String() string {
 func (*SystemAuthResponse) ProtoMessage() {}
 
 func (x *SystemAuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[65]
+	mi := &file_engine_v1_engine_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4444,7 +4573,7 @@ func (x *SystemAuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemAuthResponse.ProtoReflect.Descriptor instead.
 func (*SystemAuthResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{65}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *SystemAuthResponse) GetStatus() string {
@@ -4497,7 +4626,7 @@ type ContainerConfig struct {
 
 func (x *ContainerConfig) Reset() {
 	*x = ContainerConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4509,7 +4638,7 @@ func (x *ContainerConfig) String() string {
 func (*ContainerConfig) ProtoMessage() {}
 
 func (x *ContainerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[66]
+	mi := &file_engine_v1_engine_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4522,7 +4651,7 @@ func (x *ContainerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerConfig.ProtoReflect.Descriptor instead.
 func (*ContainerConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{66}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ContainerConfig) GetHostname() string {
@@ -4696,7 +4825,7 @@ type HealthConfig struct {
 
 func (x *HealthConfig) Reset() {
 	*x = HealthConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4708,7 +4837,7 @@ func (x *HealthConfig) String() string {
 func (*HealthConfig) ProtoMessage() {}
 
 func (x *HealthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[67]
+	mi := &file_engine_v1_engine_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4721,7 +4850,7 @@ func (x *HealthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
 func (*HealthConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{67}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *HealthConfig) GetTest() []string {
@@ -4780,7 +4909,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4792,7 +4921,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[68]
+	mi := &file_engine_v1_engine_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4805,7 +4934,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{68}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Health) GetStatus() string {
@@ -4843,7 +4972,7 @@ type HealthcheckResult struct {
 
 func (x *HealthcheckResult) Reset() {
 	*x = HealthcheckResult{}
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4855,7 +4984,7 @@ func (x *HealthcheckResult) String() string {
 func (*HealthcheckResult) ProtoMessage() {}
 
 func (x *HealthcheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[69]
+	mi := &file_engine_v1_engine_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4868,7 +4997,7 @@ func (x *HealthcheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthcheckResult.ProtoReflect.Descriptor instead.
 func (*HealthcheckResult) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{69}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *HealthcheckResult) GetStart() *timestamppb.Timestamp {
@@ -4910,7 +5039,7 @@ type Ulimit struct {
 
 func (x *Ulimit) Reset() {
 	*x = Ulimit{}
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4922,7 +5051,7 @@ func (x *Ulimit) String() string {
 func (*Ulimit) ProtoMessage() {}
 
 func (x *Ulimit) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[70]
+	mi := &file_engine_v1_engine_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4935,7 +5064,7 @@ func (x *Ulimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ulimit.ProtoReflect.Descriptor instead.
 func (*Ulimit) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{70}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *Ulimit) GetName() string {
@@ -4969,7 +5098,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4981,7 +5110,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[71]
+	mi := &file_engine_v1_engine_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4994,7 +5123,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{71}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *RestartPolicy) GetName() string {
@@ -5021,7 +5150,7 @@ type LogConfig struct {
 
 func (x *LogConfig) Reset() {
 	*x = LogConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5033,7 +5162,7 @@ func (x *LogConfig) String() string {
 func (*LogConfig) ProtoMessage() {}
 
 func (x *LogConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[72]
+	mi := &file_engine_v1_engine_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5046,7 +5175,7 @@ func (x *LogConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogConfig.ProtoReflect.Descriptor instead.
 func (*LogConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{72}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *LogConfig) GetType() string {
@@ -5130,7 +5259,7 @@ type HostConfig struct {
 
 func (x *HostConfig) Reset() {
 	*x = HostConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5142,7 +5271,7 @@ func (x *HostConfig) String() string {
 func (*HostConfig) ProtoMessage() {}
 
 func (x *HostConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[73]
+	mi := &file_engine_v1_engine_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5155,7 +5284,7 @@ func (x *HostConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostConfig.ProtoReflect.Descriptor instead.
 func (*HostConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{73}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *HostConfig) GetBinds() []string {
@@ -5515,7 +5644,7 @@ type PortBinding struct {
 
 func (x *PortBinding) Reset() {
 	*x = PortBinding{}
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5527,7 +5656,7 @@ func (x *PortBinding) String() string {
 func (*PortBinding) ProtoMessage() {}
 
 func (x *PortBinding) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[74]
+	mi := &file_engine_v1_engine_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5540,7 +5669,7 @@ func (x *PortBinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortBinding.ProtoReflect.Descriptor instead.
 func (*PortBinding) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{74}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *PortBinding) GetContainerPort() string {
@@ -5575,7 +5704,7 @@ type HostPort struct {
 
 func (x *HostPort) Reset() {
 	*x = HostPort{}
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5587,7 +5716,7 @@ func (x *HostPort) String() string {
 func (*HostPort) ProtoMessage() {}
 
 func (x *HostPort) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[75]
+	mi := &file_engine_v1_engine_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5600,7 +5729,7 @@ func (x *HostPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPort.ProtoReflect.Descriptor instead.
 func (*HostPort) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{75}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *HostPort) GetHostIp() string {
@@ -5628,7 +5757,7 @@ type HostPorts struct {
 
 func (x *HostPorts) Reset() {
 	*x = HostPorts{}
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5640,7 +5769,7 @@ func (x *HostPorts) String() string {
 func (*HostPorts) ProtoMessage() {}
 
 func (x *HostPorts) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[76]
+	mi := &file_engine_v1_engine_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5653,7 +5782,7 @@ func (x *HostPorts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPorts.ProtoReflect.Descriptor instead.
 func (*HostPorts) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{76}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *HostPorts) GetBindings() []*HostPort {
@@ -5675,7 +5804,7 @@ type DeviceMapping struct {
 
 func (x *DeviceMapping) Reset() {
 	*x = DeviceMapping{}
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5687,7 +5816,7 @@ func (x *DeviceMapping) String() string {
 func (*DeviceMapping) ProtoMessage() {}
 
 func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[77]
+	mi := &file_engine_v1_engine_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5700,7 +5829,7 @@ func (x *DeviceMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceMapping.ProtoReflect.Descriptor instead.
 func (*DeviceMapping) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{77}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *DeviceMapping) GetPathOnHost() string {
@@ -5751,7 +5880,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5763,7 +5892,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[78]
+	mi := &file_engine_v1_engine_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5776,7 +5905,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{78}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *Mount) GetType() string {
@@ -5902,7 +6031,7 @@ type ContainerCreateRequest struct {
 
 func (x *ContainerCreateRequest) Reset() {
 	*x = ContainerCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5914,7 +6043,7 @@ func (x *ContainerCreateRequest) String() string {
 func (*ContainerCreateRequest) ProtoMessage() {}
 
 func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[79]
+	mi := &file_engine_v1_engine_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5927,7 +6056,7 @@ func (x *ContainerCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{79}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ContainerCreateRequest) GetName() string {
@@ -5988,7 +6117,7 @@ type EndpointConfig struct {
 
 func (x *EndpointConfig) Reset() {
 	*x = EndpointConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6000,7 +6129,7 @@ func (x *EndpointConfig) String() string {
 func (*EndpointConfig) ProtoMessage() {}
 
 func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[80]
+	mi := &file_engine_v1_engine_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6013,7 +6142,7 @@ func (x *EndpointConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointConfig.ProtoReflect.Descriptor instead.
 func (*EndpointConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{80}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *EndpointConfig) GetIpv4Address() string {
@@ -6054,7 +6183,7 @@ type ContainerCreateResponse struct {
 
 func (x *ContainerCreateResponse) Reset() {
 	*x = ContainerCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6066,7 +6195,7 @@ func (x *ContainerCreateResponse) String() string {
 func (*ContainerCreateResponse) ProtoMessage() {}
 
 func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[81]
+	mi := &file_engine_v1_engine_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6079,7 +6208,7 @@ func (x *ContainerCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{81}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ContainerCreateResponse) GetId() string {
@@ -6119,7 +6248,7 @@ type ContainerState struct {
 
 func (x *ContainerState) Reset() {
 	*x = ContainerState{}
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6131,7 +6260,7 @@ func (x *ContainerState) String() string {
 func (*ContainerState) ProtoMessage() {}
 
 func (x *ContainerState) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[82]
+	mi := &file_engine_v1_engine_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6144,7 +6273,7 @@ func (x *ContainerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerState.ProtoReflect.Descriptor instead.
 func (*ContainerState) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{82}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ContainerState) GetStatus() string {
@@ -6263,7 +6392,7 @@ type Container struct {
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6275,7 +6404,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[83]
+	mi := &file_engine_v1_engine_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6288,7 +6417,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{83}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *Container) GetId() string {
@@ -6461,7 +6590,7 @@ type NetworkSettings struct {
 
 func (x *NetworkSettings) Reset() {
 	*x = NetworkSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6473,7 +6602,7 @@ func (x *NetworkSettings) String() string {
 func (*NetworkSettings) ProtoMessage() {}
 
 func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[84]
+	mi := &file_engine_v1_engine_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6486,7 +6615,7 @@ func (x *NetworkSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSettings.ProtoReflect.Descriptor instead.
 func (*NetworkSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{84}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *NetworkSettings) GetSandboxId() string {
@@ -6540,7 +6669,7 @@ type EndpointSettings struct {
 
 func (x *EndpointSettings) Reset() {
 	*x = EndpointSettings{}
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6552,7 +6681,7 @@ func (x *EndpointSettings) String() string {
 func (*EndpointSettings) ProtoMessage() {}
 
 func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[85]
+	mi := &file_engine_v1_engine_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6565,7 +6694,7 @@ func (x *EndpointSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSettings.ProtoReflect.Descriptor instead.
 func (*EndpointSettings) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{85}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *EndpointSettings) GetNetworkId() string {
@@ -6648,7 +6777,7 @@ type ContainerInspectRequest struct {
 
 func (x *ContainerInspectRequest) Reset() {
 	*x = ContainerInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6660,7 +6789,7 @@ func (x *ContainerInspectRequest) String() string {
 func (*ContainerInspectRequest) ProtoMessage() {}
 
 func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[86]
+	mi := &file_engine_v1_engine_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6673,7 +6802,7 @@ func (x *ContainerInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInspectRequest.ProtoReflect.Descriptor instead.
 func (*ContainerInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{86}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ContainerInspectRequest) GetId() string {
@@ -6702,7 +6831,7 @@ type ContainerListRequest struct {
 
 func (x *ContainerListRequest) Reset() {
 	*x = ContainerListRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6714,7 +6843,7 @@ func (x *ContainerListRequest) String() string {
 func (*ContainerListRequest) ProtoMessage() {}
 
 func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[87]
+	mi := &file_engine_v1_engine_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6727,7 +6856,7 @@ func (x *ContainerListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListRequest.ProtoReflect.Descriptor instead.
 func (*ContainerListRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{87}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ContainerListRequest) GetAll() bool {
@@ -6767,7 +6896,7 @@ type ContainerListResponse struct {
 
 func (x *ContainerListResponse) Reset() {
 	*x = ContainerListResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6779,7 +6908,7 @@ func (x *ContainerListResponse) String() string {
 func (*ContainerListResponse) ProtoMessage() {}
 
 func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[88]
+	mi := &file_engine_v1_engine_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6792,7 +6921,7 @@ func (x *ContainerListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerListResponse.ProtoReflect.Descriptor instead.
 func (*ContainerListResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{88}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ContainerListResponse) GetContainers() []*Container {
@@ -6811,7 +6940,7 @@ type ContainerStartRequest struct {
 
 func (x *ContainerStartRequest) Reset() {
 	*x = ContainerStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6823,7 +6952,7 @@ func (x *ContainerStartRequest) String() string {
 func (*ContainerStartRequest) ProtoMessage() {}
 
 func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[89]
+	mi := &file_engine_v1_engine_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6836,7 +6965,7 @@ func (x *ContainerStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{89}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *ContainerStartRequest) GetId() string {
@@ -6854,7 +6983,7 @@ type ContainerStartResponse struct {
 
 func (x *ContainerStartResponse) Reset() {
 	*x = ContainerStartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6866,7 +6995,7 @@ func (x *ContainerStartResponse) String() string {
 func (*ContainerStartResponse) ProtoMessage() {}
 
 func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[90]
+	mi := &file_engine_v1_engine_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6879,7 +7008,7 @@ func (x *ContainerStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{90}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
 }
 
 type ContainerStopRequest struct {
@@ -6895,7 +7024,7 @@ type ContainerStopRequest struct {
 
 func (x *ContainerStopRequest) Reset() {
 	*x = ContainerStopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6907,7 +7036,7 @@ func (x *ContainerStopRequest) String() string {
 func (*ContainerStopRequest) ProtoMessage() {}
 
 func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[91]
+	mi := &file_engine_v1_engine_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6920,7 +7049,7 @@ func (x *ContainerStopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{91}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ContainerStopRequest) GetId() string {
@@ -6952,7 +7081,7 @@ type ContainerStopResponse struct {
 
 func (x *ContainerStopResponse) Reset() {
 	*x = ContainerStopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6964,7 +7093,7 @@ func (x *ContainerStopResponse) String() string {
 func (*ContainerStopResponse) ProtoMessage() {}
 
 func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[92]
+	mi := &file_engine_v1_engine_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6977,7 +7106,7 @@ func (x *ContainerStopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{92}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
 }
 
 type ContainerRestartRequest struct {
@@ -6991,7 +7120,7 @@ type ContainerRestartRequest struct {
 
 func (x *ContainerRestartRequest) Reset() {
 	*x = ContainerRestartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7003,7 +7132,7 @@ func (x *ContainerRestartRequest) String() string {
 func (*ContainerRestartRequest) ProtoMessage() {}
 
 func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[93]
+	mi := &file_engine_v1_engine_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7016,7 +7145,7 @@ func (x *ContainerRestartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRestartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{93}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ContainerRestartRequest) GetId() string {
@@ -7048,7 +7177,7 @@ type ContainerRestartResponse struct {
 
 func (x *ContainerRestartResponse) Reset() {
 	*x = ContainerRestartResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7060,7 +7189,7 @@ func (x *ContainerRestartResponse) String() string {
 func (*ContainerRestartResponse) ProtoMessage() {}
 
 func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[94]
+	mi := &file_engine_v1_engine_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7073,7 +7202,7 @@ func (x *ContainerRestartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRestartResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRestartResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{94}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
 }
 
 type ContainerKillRequest struct {
@@ -7086,7 +7215,7 @@ type ContainerKillRequest struct {
 
 func (x *ContainerKillRequest) Reset() {
 	*x = ContainerKillRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7098,7 +7227,7 @@ func (x *ContainerKillRequest) String() string {
 func (*ContainerKillRequest) ProtoMessage() {}
 
 func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[95]
+	mi := &file_engine_v1_engine_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7111,7 +7240,7 @@ func (x *ContainerKillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillRequest.ProtoReflect.Descriptor instead.
 func (*ContainerKillRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{95}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *ContainerKillRequest) GetId() string {
@@ -7136,7 +7265,7 @@ type ContainerKillResponse struct {
 
 func (x *ContainerKillResponse) Reset() {
 	*x = ContainerKillResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7148,7 +7277,7 @@ func (x *ContainerKillResponse) String() string {
 func (*ContainerKillResponse) ProtoMessage() {}
 
 func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[96]
+	mi := &file_engine_v1_engine_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7161,7 +7290,7 @@ func (x *ContainerKillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerKillResponse.ProtoReflect.Descriptor instead.
 func (*ContainerKillResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{96}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
 }
 
 type ContainerPauseRequest struct {
@@ -7173,7 +7302,7 @@ type ContainerPauseRequest struct {
 
 func (x *ContainerPauseRequest) Reset() {
 	*x = ContainerPauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7185,7 +7314,7 @@ func (x *ContainerPauseRequest) String() string {
 func (*ContainerPauseRequest) ProtoMessage() {}
 
 func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[97]
+	mi := &file_engine_v1_engine_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7198,7 +7327,7 @@ func (x *ContainerPauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{97}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ContainerPauseRequest) GetId() string {
@@ -7216,7 +7345,7 @@ type ContainerPauseResponse struct {
 
 func (x *ContainerPauseResponse) Reset() {
 	*x = ContainerPauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7228,7 +7357,7 @@ func (x *ContainerPauseResponse) String() string {
 func (*ContainerPauseResponse) ProtoMessage() {}
 
 func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[98]
+	mi := &file_engine_v1_engine_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7241,7 +7370,7 @@ func (x *ContainerPauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{98}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
 }
 
 type ContainerUnpauseRequest struct {
@@ -7253,7 +7382,7 @@ type ContainerUnpauseRequest struct {
 
 func (x *ContainerUnpauseRequest) Reset() {
 	*x = ContainerUnpauseRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7265,7 +7394,7 @@ func (x *ContainerUnpauseRequest) String() string {
 func (*ContainerUnpauseRequest) ProtoMessage() {}
 
 func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[99]
+	mi := &file_engine_v1_engine_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7278,7 +7407,7 @@ func (x *ContainerUnpauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{99}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ContainerUnpauseRequest) GetId() string {
@@ -7296,7 +7425,7 @@ type ContainerUnpauseResponse struct {
 
 func (x *ContainerUnpauseResponse) Reset() {
 	*x = ContainerUnpauseResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7308,7 +7437,7 @@ func (x *ContainerUnpauseResponse) String() string {
 func (*ContainerUnpauseResponse) ProtoMessage() {}
 
 func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[100]
+	mi := &file_engine_v1_engine_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7321,7 +7450,7 @@ func (x *ContainerUnpauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUnpauseResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUnpauseResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{100}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
 }
 
 type ContainerRenameRequest struct {
@@ -7334,7 +7463,7 @@ type ContainerRenameRequest struct {
 
 func (x *ContainerRenameRequest) Reset() {
 	*x = ContainerRenameRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7346,7 +7475,7 @@ func (x *ContainerRenameRequest) String() string {
 func (*ContainerRenameRequest) ProtoMessage() {}
 
 func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[101]
+	mi := &file_engine_v1_engine_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7359,7 +7488,7 @@ func (x *ContainerRenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRenameRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{101}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ContainerRenameRequest) GetId() string {
@@ -7384,7 +7513,7 @@ type ContainerRenameResponse struct {
 
 func (x *ContainerRenameResponse) Reset() {
 	*x = ContainerRenameResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7396,7 +7525,7 @@ func (x *ContainerRenameResponse) String() string {
 func (*ContainerRenameResponse) ProtoMessage() {}
 
 func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[102]
+	mi := &file_engine_v1_engine_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7409,7 +7538,7 @@ func (x *ContainerRenameResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRenameResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRenameResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{102}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
 }
 
 type ContainerRemoveRequest struct {
@@ -7424,7 +7553,7 @@ type ContainerRemoveRequest struct {
 
 func (x *ContainerRemoveRequest) Reset() {
 	*x = ContainerRemoveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7436,7 +7565,7 @@ func (x *ContainerRemoveRequest) String() string {
 func (*ContainerRemoveRequest) ProtoMessage() {}
 
 func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[103]
+	mi := &file_engine_v1_engine_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7449,7 +7578,7 @@ func (x *ContainerRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{103}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ContainerRemoveRequest) GetId() string {
@@ -7488,7 +7617,7 @@ type ContainerRemoveResponse struct {
 
 func (x *ContainerRemoveResponse) Reset() {
 	*x = ContainerRemoveResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7500,7 +7629,7 @@ func (x *ContainerRemoveResponse) String() string {
 func (*ContainerRemoveResponse) ProtoMessage() {}
 
 func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[104]
+	mi := &file_engine_v1_engine_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7513,7 +7642,7 @@ func (x *ContainerRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRemoveResponse.ProtoReflect.Descriptor instead.
 func (*ContainerRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{104}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
 }
 
 type ContainerPruneRequest struct {
@@ -7525,7 +7654,7 @@ type ContainerPruneRequest struct {
 
 func (x *ContainerPruneRequest) Reset() {
 	*x = ContainerPruneRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7537,7 +7666,7 @@ func (x *ContainerPruneRequest) String() string {
 func (*ContainerPruneRequest) ProtoMessage() {}
 
 func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[105]
+	mi := &file_engine_v1_engine_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7550,7 +7679,7 @@ func (x *ContainerPruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneRequest.ProtoReflect.Descriptor instead.
 func (*ContainerPruneRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{105}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *ContainerPruneRequest) GetFilters() string {
@@ -7570,7 +7699,7 @@ type ContainerPruneResponse struct {
 
 func (x *ContainerPruneResponse) Reset() {
 	*x = ContainerPruneResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7582,7 +7711,7 @@ func (x *ContainerPruneResponse) String() string {
 func (*ContainerPruneResponse) ProtoMessage() {}
 
 func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[106]
+	mi := &file_engine_v1_engine_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7595,7 +7724,7 @@ func (x *ContainerPruneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPruneResponse.ProtoReflect.Descriptor instead.
 func (*ContainerPruneResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{106}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *ContainerPruneResponse) GetDeleted() []string {
@@ -7622,7 +7751,7 @@ type ContainerTopRequest struct {
 
 func (x *ContainerTopRequest) Reset() {
 	*x = ContainerTopRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7634,7 +7763,7 @@ func (x *ContainerTopRequest) String() string {
 func (*ContainerTopRequest) ProtoMessage() {}
 
 func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[107]
+	mi := &file_engine_v1_engine_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7647,7 +7776,7 @@ func (x *ContainerTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopRequest.ProtoReflect.Descriptor instead.
 func (*ContainerTopRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{107}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *ContainerTopRequest) GetId() string {
@@ -7674,7 +7803,7 @@ type ContainerTopResponse struct {
 
 func (x *ContainerTopResponse) Reset() {
 	*x = ContainerTopResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7686,7 +7815,7 @@ func (x *ContainerTopResponse) String() string {
 func (*ContainerTopResponse) ProtoMessage() {}
 
 func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[108]
+	mi := &file_engine_v1_engine_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7699,7 +7828,7 @@ func (x *ContainerTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTopResponse.ProtoReflect.Descriptor instead.
 func (*ContainerTopResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{108}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *ContainerTopResponse) GetTitles() []string {
@@ -7725,7 +7854,7 @@ type TopRow struct {
 
 func (x *TopRow) Reset() {
 	*x = TopRow{}
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7737,7 +7866,7 @@ func (x *TopRow) String() string {
 func (*TopRow) ProtoMessage() {}
 
 func (x *TopRow) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[109]
+	mi := &file_engine_v1_engine_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7750,7 +7879,7 @@ func (x *TopRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopRow.ProtoReflect.Descriptor instead.
 func (*TopRow) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{109}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *TopRow) GetFields() []string {
@@ -7771,7 +7900,7 @@ type ContainerResizeRequest struct {
 
 func (x *ContainerResizeRequest) Reset() {
 	*x = ContainerResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7783,7 +7912,7 @@ func (x *ContainerResizeRequest) String() string {
 func (*ContainerResizeRequest) ProtoMessage() {}
 
 func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[110]
+	mi := &file_engine_v1_engine_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7796,7 +7925,7 @@ func (x *ContainerResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeRequest.ProtoReflect.Descriptor instead.
 func (*ContainerResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{110}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *ContainerResizeRequest) GetId() string {
@@ -7828,7 +7957,7 @@ type ContainerResizeResponse struct {
 
 func (x *ContainerResizeResponse) Reset() {
 	*x = ContainerResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7840,7 +7969,7 @@ func (x *ContainerResizeResponse) String() string {
 func (*ContainerResizeResponse) ProtoMessage() {}
 
 func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[111]
+	mi := &file_engine_v1_engine_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7853,7 +7982,7 @@ func (x *ContainerResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResizeResponse.ProtoReflect.Descriptor instead.
 func (*ContainerResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{111}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
 }
 
 type ContainerWaitRequest struct {
@@ -7867,7 +7996,7 @@ type ContainerWaitRequest struct {
 
 func (x *ContainerWaitRequest) Reset() {
 	*x = ContainerWaitRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7879,7 +8008,7 @@ func (x *ContainerWaitRequest) String() string {
 func (*ContainerWaitRequest) ProtoMessage() {}
 
 func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[112]
+	mi := &file_engine_v1_engine_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7892,7 +8021,7 @@ func (x *ContainerWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitRequest.ProtoReflect.Descriptor instead.
 func (*ContainerWaitRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{112}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *ContainerWaitRequest) GetId() string {
@@ -7919,7 +8048,7 @@ type ContainerWaitResponse struct {
 
 func (x *ContainerWaitResponse) Reset() {
 	*x = ContainerWaitResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7931,7 +8060,7 @@ func (x *ContainerWaitResponse) String() string {
 func (*ContainerWaitResponse) ProtoMessage() {}
 
 func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[113]
+	mi := &file_engine_v1_engine_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7944,7 +8073,7 @@ func (x *ContainerWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWaitResponse.ProtoReflect.Descriptor instead.
 func (*ContainerWaitResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{113}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *ContainerWaitResponse) GetStatusCode() int64 {
@@ -7978,7 +8107,7 @@ type ContainerLogsRequest struct {
 
 func (x *ContainerLogsRequest) Reset() {
 	*x = ContainerLogsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7990,7 +8119,7 @@ func (x *ContainerLogsRequest) String() string {
 func (*ContainerLogsRequest) ProtoMessage() {}
 
 func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[114]
+	mi := &file_engine_v1_engine_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8003,7 +8132,7 @@ func (x *ContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{114}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *ContainerLogsRequest) GetId() string {
@@ -8075,7 +8204,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8087,7 +8216,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[115]
+	mi := &file_engine_v1_engine_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8100,7 +8229,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{115}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *LogEntry) GetStream() int32 {
@@ -8137,7 +8266,7 @@ type ContainerAttachRequest struct {
 
 func (x *ContainerAttachRequest) Reset() {
 	*x = ContainerAttachRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8149,7 +8278,7 @@ func (x *ContainerAttachRequest) String() string {
 func (*ContainerAttachRequest) ProtoMessage() {}
 
 func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[116]
+	mi := &file_engine_v1_engine_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8162,7 +8291,7 @@ func (x *ContainerAttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachRequest.ProtoReflect.Descriptor instead.
 func (*ContainerAttachRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{116}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *ContainerAttachRequest) GetOptions() *ContainerAttachOptions {
@@ -8201,7 +8330,7 @@ type ContainerAttachOptions struct {
 
 func (x *ContainerAttachOptions) Reset() {
 	*x = ContainerAttachOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8213,7 +8342,7 @@ func (x *ContainerAttachOptions) String() string {
 func (*ContainerAttachOptions) ProtoMessage() {}
 
 func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[117]
+	mi := &file_engine_v1_engine_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8226,7 +8355,7 @@ func (x *ContainerAttachOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerAttachOptions.ProtoReflect.Descriptor instead.
 func (*ContainerAttachOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{117}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *ContainerAttachOptions) GetId() string {
@@ -8288,7 +8417,7 @@ type ContainerStatsRequest struct {
 
 func (x *ContainerStatsRequest) Reset() {
 	*x = ContainerStatsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[118]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8300,7 +8429,7 @@ func (x *ContainerStatsRequest) String() string {
 func (*ContainerStatsRequest) ProtoMessage() {}
 
 func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[118]
+	mi := &file_engine_v1_engine_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8313,7 +8442,7 @@ func (x *ContainerStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerStatsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{118}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *ContainerStatsRequest) GetId() string {
@@ -8356,7 +8485,7 @@ type ContainerStatsResponse struct {
 
 func (x *ContainerStatsResponse) Reset() {
 	*x = ContainerStatsResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[119]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8368,7 +8497,7 @@ func (x *ContainerStatsResponse) String() string {
 func (*ContainerStatsResponse) ProtoMessage() {}
 
 func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[119]
+	mi := &file_engine_v1_engine_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8381,7 +8510,7 @@ func (x *ContainerStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatsResponse.ProtoReflect.Descriptor instead.
 func (*ContainerStatsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{119}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *ContainerStatsResponse) GetId() string {
@@ -8522,7 +8651,7 @@ type ContainerUpdateRequest struct {
 
 func (x *ContainerUpdateRequest) Reset() {
 	*x = ContainerUpdateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[120]
+	mi := &file_engine_v1_engine_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8534,7 +8663,7 @@ func (x *ContainerUpdateRequest) String() string {
 func (*ContainerUpdateRequest) ProtoMessage() {}
 
 func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[120]
+	mi := &file_engine_v1_engine_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8547,7 +8676,7 @@ func (x *ContainerUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{120}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *ContainerUpdateRequest) GetId() string {
@@ -8573,7 +8702,7 @@ type ContainerUpdateResponse struct {
 
 func (x *ContainerUpdateResponse) Reset() {
 	*x = ContainerUpdateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[121]
+	mi := &file_engine_v1_engine_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8585,7 +8714,7 @@ func (x *ContainerUpdateResponse) String() string {
 func (*ContainerUpdateResponse) ProtoMessage() {}
 
 func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[121]
+	mi := &file_engine_v1_engine_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8598,7 +8727,7 @@ func (x *ContainerUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{121}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *ContainerUpdateResponse) GetWarnings() []string {
@@ -8628,7 +8757,7 @@ type ExecConfig struct {
 
 func (x *ExecConfig) Reset() {
 	*x = ExecConfig{}
-	mi := &file_engine_v1_engine_proto_msgTypes[122]
+	mi := &file_engine_v1_engine_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8640,7 +8769,7 @@ func (x *ExecConfig) String() string {
 func (*ExecConfig) ProtoMessage() {}
 
 func (x *ExecConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[122]
+	mi := &file_engine_v1_engine_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8653,7 +8782,7 @@ func (x *ExecConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecConfig.ProtoReflect.Descriptor instead.
 func (*ExecConfig) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{122}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{123}
 }
 
 func (x *ExecConfig) GetCmd() []string {
@@ -8744,7 +8873,7 @@ type ContainerExecCreateRequest struct {
 
 func (x *ContainerExecCreateRequest) Reset() {
 	*x = ContainerExecCreateRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[123]
+	mi := &file_engine_v1_engine_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8756,7 +8885,7 @@ func (x *ContainerExecCreateRequest) String() string {
 func (*ContainerExecCreateRequest) ProtoMessage() {}
 
 func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[123]
+	mi := &file_engine_v1_engine_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8769,7 +8898,7 @@ func (x *ContainerExecCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{123}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{124}
 }
 
 func (x *ContainerExecCreateRequest) GetId() string {
@@ -8795,7 +8924,7 @@ type ContainerExecCreateResponse struct {
 
 func (x *ContainerExecCreateResponse) Reset() {
 	*x = ContainerExecCreateResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[124]
+	mi := &file_engine_v1_engine_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8807,7 +8936,7 @@ func (x *ContainerExecCreateResponse) String() string {
 func (*ContainerExecCreateResponse) ProtoMessage() {}
 
 func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[124]
+	mi := &file_engine_v1_engine_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8820,7 +8949,7 @@ func (x *ContainerExecCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExecCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainerExecCreateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{124}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{125}
 }
 
 func (x *ContainerExecCreateResponse) GetId() string {
@@ -8842,7 +8971,7 @@ type ExecStartRequest struct {
 
 func (x *ExecStartRequest) Reset() {
 	*x = ExecStartRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[125]
+	mi := &file_engine_v1_engine_proto_msgTypes[126]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8854,7 +8983,7 @@ func (x *ExecStartRequest) String() string {
 func (*ExecStartRequest) ProtoMessage() {}
 
 func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[125]
+	mi := &file_engine_v1_engine_proto_msgTypes[126]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8867,7 +8996,7 @@ func (x *ExecStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartRequest.ProtoReflect.Descriptor instead.
 func (*ExecStartRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{125}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{126}
 }
 
 func (x *ExecStartRequest) GetOptions() *ExecStartOptions {
@@ -8903,7 +9032,7 @@ type ExecStartOptions struct {
 
 func (x *ExecStartOptions) Reset() {
 	*x = ExecStartOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[126]
+	mi := &file_engine_v1_engine_proto_msgTypes[127]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8915,7 +9044,7 @@ func (x *ExecStartOptions) String() string {
 func (*ExecStartOptions) ProtoMessage() {}
 
 func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[126]
+	mi := &file_engine_v1_engine_proto_msgTypes[127]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8928,7 +9057,7 @@ func (x *ExecStartOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStartOptions.ProtoReflect.Descriptor instead.
 func (*ExecStartOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{126}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{127}
 }
 
 func (x *ExecStartOptions) GetId() string {
@@ -8968,7 +9097,7 @@ type ExecInspectRequest struct {
 
 func (x *ExecInspectRequest) Reset() {
 	*x = ExecInspectRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[127]
+	mi := &file_engine_v1_engine_proto_msgTypes[128]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8980,7 +9109,7 @@ func (x *ExecInspectRequest) String() string {
 func (*ExecInspectRequest) ProtoMessage() {}
 
 func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[127]
+	mi := &file_engine_v1_engine_proto_msgTypes[128]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8993,7 +9122,7 @@ func (x *ExecInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectRequest.ProtoReflect.Descriptor instead.
 func (*ExecInspectRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{127}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{128}
 }
 
 func (x *ExecInspectRequest) GetId() string {
@@ -9018,7 +9147,7 @@ type ExecInspectResponse struct {
 
 func (x *ExecInspectResponse) Reset() {
 	*x = ExecInspectResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[128]
+	mi := &file_engine_v1_engine_proto_msgTypes[129]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9030,7 +9159,7 @@ func (x *ExecInspectResponse) String() string {
 func (*ExecInspectResponse) ProtoMessage() {}
 
 func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[128]
+	mi := &file_engine_v1_engine_proto_msgTypes[129]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9043,7 +9172,7 @@ func (x *ExecInspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInspectResponse.ProtoReflect.Descriptor instead.
 func (*ExecInspectResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{128}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{129}
 }
 
 func (x *ExecInspectResponse) GetId() string {
@@ -9099,7 +9228,7 @@ type ExecResizeRequest struct {
 
 func (x *ExecResizeRequest) Reset() {
 	*x = ExecResizeRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[129]
+	mi := &file_engine_v1_engine_proto_msgTypes[130]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9111,7 +9240,7 @@ func (x *ExecResizeRequest) String() string {
 func (*ExecResizeRequest) ProtoMessage() {}
 
 func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[129]
+	mi := &file_engine_v1_engine_proto_msgTypes[130]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9124,7 +9253,7 @@ func (x *ExecResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeRequest.ProtoReflect.Descriptor instead.
 func (*ExecResizeRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{129}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{130}
 }
 
 func (x *ExecResizeRequest) GetId() string {
@@ -9156,7 +9285,7 @@ type ExecResizeResponse struct {
 
 func (x *ExecResizeResponse) Reset() {
 	*x = ExecResizeResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[130]
+	mi := &file_engine_v1_engine_proto_msgTypes[131]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9168,7 +9297,7 @@ func (x *ExecResizeResponse) String() string {
 func (*ExecResizeResponse) ProtoMessage() {}
 
 func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[130]
+	mi := &file_engine_v1_engine_proto_msgTypes[131]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9181,7 +9310,7 @@ func (x *ExecResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResizeResponse.ProtoReflect.Descriptor instead.
 func (*ExecResizeResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{130}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{131}
 }
 
 type ContainerArchiveRequest struct {
@@ -9194,7 +9323,7 @@ type ContainerArchiveRequest struct {
 
 func (x *ContainerArchiveRequest) Reset() {
 	*x = ContainerArchiveRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[131]
+	mi := &file_engine_v1_engine_proto_msgTypes[132]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9206,7 +9335,7 @@ func (x *ContainerArchiveRequest) String() string {
 func (*ContainerArchiveRequest) ProtoMessage() {}
 
 func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[131]
+	mi := &file_engine_v1_engine_proto_msgTypes[132]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9219,7 +9348,7 @@ func (x *ContainerArchiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchiveRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchiveRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{131}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{132}
 }
 
 func (x *ContainerArchiveRequest) GetId() string {
@@ -9250,7 +9379,7 @@ type ContainerPathStat struct {
 
 func (x *ContainerPathStat) Reset() {
 	*x = ContainerPathStat{}
-	mi := &file_engine_v1_engine_proto_msgTypes[132]
+	mi := &file_engine_v1_engine_proto_msgTypes[133]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9262,7 +9391,7 @@ func (x *ContainerPathStat) String() string {
 func (*ContainerPathStat) ProtoMessage() {}
 
 func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[132]
+	mi := &file_engine_v1_engine_proto_msgTypes[133]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9275,7 +9404,7 @@ func (x *ContainerPathStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerPathStat.ProtoReflect.Descriptor instead.
 func (*ContainerPathStat) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{132}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{133}
 }
 
 func (x *ContainerPathStat) GetName() string {
@@ -9323,7 +9452,7 @@ type ContainerArchivePutRequest struct {
 
 func (x *ContainerArchivePutRequest) Reset() {
 	*x = ContainerArchivePutRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[133]
+	mi := &file_engine_v1_engine_proto_msgTypes[134]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9335,7 +9464,7 @@ func (x *ContainerArchivePutRequest) String() string {
 func (*ContainerArchivePutRequest) ProtoMessage() {}
 
 func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[133]
+	mi := &file_engine_v1_engine_proto_msgTypes[134]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9348,7 +9477,7 @@ func (x *ContainerArchivePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutRequest.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{133}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{134}
 }
 
 func (x *ContainerArchivePutRequest) GetOptions() *ContainerArchivePutOptions {
@@ -9380,7 +9509,7 @@ type ContainerArchivePutOptions struct {
 
 func (x *ContainerArchivePutOptions) Reset() {
 	*x = ContainerArchivePutOptions{}
-	mi := &file_engine_v1_engine_proto_msgTypes[134]
+	mi := &file_engine_v1_engine_proto_msgTypes[135]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9392,7 +9521,7 @@ func (x *ContainerArchivePutOptions) String() string {
 func (*ContainerArchivePutOptions) ProtoMessage() {}
 
 func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[134]
+	mi := &file_engine_v1_engine_proto_msgTypes[135]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9405,7 +9534,7 @@ func (x *ContainerArchivePutOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutOptions.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutOptions) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{134}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{135}
 }
 
 func (x *ContainerArchivePutOptions) GetId() string {
@@ -9444,7 +9573,7 @@ type ContainerArchivePutResponse struct {
 
 func (x *ContainerArchivePutResponse) Reset() {
 	*x = ContainerArchivePutResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[135]
+	mi := &file_engine_v1_engine_proto_msgTypes[136]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9456,7 +9585,7 @@ func (x *ContainerArchivePutResponse) String() string {
 func (*ContainerArchivePutResponse) ProtoMessage() {}
 
 func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[135]
+	mi := &file_engine_v1_engine_proto_msgTypes[136]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9469,7 +9598,7 @@ func (x *ContainerArchivePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerArchivePutResponse.ProtoReflect.Descriptor instead.
 func (*ContainerArchivePutResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{135}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{136}
 }
 
 type ContainerExportRequest struct {
@@ -9481,7 +9610,7 @@ type ContainerExportRequest struct {
 
 func (x *ContainerExportRequest) Reset() {
 	*x = ContainerExportRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[136]
+	mi := &file_engine_v1_engine_proto_msgTypes[137]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9493,7 +9622,7 @@ func (x *ContainerExportRequest) String() string {
 func (*ContainerExportRequest) ProtoMessage() {}
 
 func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[136]
+	mi := &file_engine_v1_engine_proto_msgTypes[137]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9506,7 +9635,7 @@ func (x *ContainerExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExportRequest.ProtoReflect.Descriptor instead.
 func (*ContainerExportRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{136}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{137}
 }
 
 func (x *ContainerExportRequest) GetId() string {
@@ -9525,7 +9654,7 @@ type ContainerChangesRequest struct {
 
 func (x *ContainerChangesRequest) Reset() {
 	*x = ContainerChangesRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[137]
+	mi := &file_engine_v1_engine_proto_msgTypes[138]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9537,7 +9666,7 @@ func (x *ContainerChangesRequest) String() string {
 func (*ContainerChangesRequest) ProtoMessage() {}
 
 func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[137]
+	mi := &file_engine_v1_engine_proto_msgTypes[138]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9550,7 +9679,7 @@ func (x *ContainerChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesRequest.ProtoReflect.Descriptor instead.
 func (*ContainerChangesRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{137}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{138}
 }
 
 func (x *ContainerChangesRequest) GetId() string {
@@ -9569,7 +9698,7 @@ type ContainerChangesResponse struct {
 
 func (x *ContainerChangesResponse) Reset() {
 	*x = ContainerChangesResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[138]
+	mi := &file_engine_v1_engine_proto_msgTypes[139]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9581,7 +9710,7 @@ func (x *ContainerChangesResponse) String() string {
 func (*ContainerChangesResponse) ProtoMessage() {}
 
 func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[138]
+	mi := &file_engine_v1_engine_proto_msgTypes[139]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9594,7 +9723,7 @@ func (x *ContainerChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerChangesResponse.ProtoReflect.Descriptor instead.
 func (*ContainerChangesResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{138}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{139}
 }
 
 func (x *ContainerChangesResponse) GetChanges() []*FilesystemChange {
@@ -9615,7 +9744,7 @@ type FilesystemChange struct {
 
 func (x *FilesystemChange) Reset() {
 	*x = FilesystemChange{}
-	mi := &file_engine_v1_engine_proto_msgTypes[139]
+	mi := &file_engine_v1_engine_proto_msgTypes[140]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9627,7 +9756,7 @@ func (x *FilesystemChange) String() string {
 func (*FilesystemChange) ProtoMessage() {}
 
 func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[139]
+	mi := &file_engine_v1_engine_proto_msgTypes[140]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9640,7 +9769,7 @@ func (x *FilesystemChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilesystemChange.ProtoReflect.Descriptor instead.
 func (*FilesystemChange) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{139}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{140}
 }
 
 func (x *FilesystemChange) GetPath() string {
@@ -9670,7 +9799,7 @@ type SystemEventsRequest struct {
 
 func (x *SystemEventsRequest) Reset() {
 	*x = SystemEventsRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[140]
+	mi := &file_engine_v1_engine_proto_msgTypes[141]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9682,7 +9811,7 @@ func (x *SystemEventsRequest) String() string {
 func (*SystemEventsRequest) ProtoMessage() {}
 
 func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[140]
+	mi := &file_engine_v1_engine_proto_msgTypes[141]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9695,7 +9824,7 @@ func (x *SystemEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemEventsRequest.ProtoReflect.Descriptor instead.
 func (*SystemEventsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{140}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{141}
 }
 
 func (x *SystemEventsRequest) GetSince() *timestamppb.Timestamp {
@@ -9733,7 +9862,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_engine_v1_engine_proto_msgTypes[141]
+	mi := &file_engine_v1_engine_proto_msgTypes[142]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9745,7 +9874,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[141]
+	mi := &file_engine_v1_engine_proto_msgTypes[142]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9758,7 +9887,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{141}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{142}
 }
 
 func (x *Event) GetType() string {
@@ -9794,6 +9923,669 @@ func (x *Event) GetTimeNano() int64 {
 		return x.TimeNano
 	}
 	return 0
+}
+
+type BuildRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Options       *BuildOptions          `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildRequest) Reset() {
+	*x = BuildRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[143]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildRequest) ProtoMessage() {}
+
+func (x *BuildRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[143]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildRequest.ProtoReflect.Descriptor instead.
+func (*BuildRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{143}
+}
+
+func (x *BuildRequest) GetOptions() *BuildOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *BuildRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// BuildArgValue is a --build-arg value; unset is a name given without a
+// value (taken from the ARG default or dropped).
+type BuildArgValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Value         *string                `protobuf:"bytes,1,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildArgValue) Reset() {
+	*x = BuildArgValue{}
+	mi := &file_engine_v1_engine_proto_msgTypes[144]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildArgValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildArgValue) ProtoMessage() {}
+
+func (x *BuildArgValue) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[144]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildArgValue.ProtoReflect.Descriptor instead.
+func (*BuildArgValue) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{144}
+}
+
+func (x *BuildArgValue) GetValue() string {
+	if x != nil && x.Value != nil {
+		return *x.Value
+	}
+	return ""
+}
+
+type BuildOptions struct {
+	state       protoimpl.MessageState    `protogen:"open.v1"`
+	Tags        []string                  `protobuf:"bytes,1,rep,name=tags,proto3" json:"tags,omitempty"`
+	Dockerfile  string                    `protobuf:"bytes,2,opt,name=dockerfile,proto3" json:"dockerfile,omitempty"`
+	Quiet       bool                      `protobuf:"varint,3,opt,name=quiet,proto3" json:"quiet,omitempty"`
+	NoCache     bool                      `protobuf:"varint,4,opt,name=no_cache,json=noCache,proto3" json:"no_cache,omitempty"`
+	Remove      bool                      `protobuf:"varint,5,opt,name=remove,proto3" json:"remove,omitempty"`
+	ForceRemove bool                      `protobuf:"varint,6,opt,name=force_remove,json=forceRemove,proto3" json:"force_remove,omitempty"`
+	Pull        bool                      `protobuf:"varint,7,opt,name=pull,proto3" json:"pull,omitempty"`
+	Target      string                    `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`
+	BuildArgs   map[string]*BuildArgValue `protobuf:"bytes,9,rep,name=build_args,json=buildArgs,proto3" json:"build_args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels      map[string]string         `protobuf:"bytes,10,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CacheFrom   []string                  `protobuf:"bytes,11,rep,name=cache_from,json=cacheFrom,proto3" json:"cache_from,omitempty"`
+	NetworkMode string                    `protobuf:"bytes,12,opt,name=network_mode,json=networkMode,proto3" json:"network_mode,omitempty"`
+	ExtraHosts  []string                  `protobuf:"bytes,13,rep,name=extra_hosts,json=extraHosts,proto3" json:"extra_hosts,omitempty"`
+	Platform    string                    `protobuf:"bytes,14,opt,name=platform,proto3" json:"platform,omitempty"`
+	ShmSize     int64                     `protobuf:"varint,15,opt,name=shm_size,json=shmSize,proto3" json:"shm_size,omitempty"`
+	Memory      int64                     `protobuf:"varint,16,opt,name=memory,proto3" json:"memory,omitempty"`
+	MemorySwap  int64                     `protobuf:"varint,17,opt,name=memory_swap,json=memorySwap,proto3" json:"memory_swap,omitempty"`
+	CpuShares   int64                     `protobuf:"varint,18,opt,name=cpu_shares,json=cpuShares,proto3" json:"cpu_shares,omitempty"`
+	CpuPeriod   int64                     `protobuf:"varint,19,opt,name=cpu_period,json=cpuPeriod,proto3" json:"cpu_period,omitempty"`
+	CpuQuota    int64                     `protobuf:"varint,20,opt,name=cpu_quota,json=cpuQuota,proto3" json:"cpu_quota,omitempty"`
+	CpusetCpus  string                    `protobuf:"bytes,21,opt,name=cpuset_cpus,json=cpusetCpus,proto3" json:"cpuset_cpus,omitempty"`
+	CpusetMems  string                    `protobuf:"bytes,22,opt,name=cpuset_mems,json=cpusetMems,proto3" json:"cpuset_mems,omitempty"`
+	Ulimits     []*Ulimit                 `protobuf:"bytes,23,rep,name=ulimits,proto3" json:"ulimits,omitempty"`
+	// auth is X-Registry-Config: credentials by registry host.
+	Auth          map[string]*RegistryAuth `protobuf:"bytes,24,rep,name=auth,proto3" json:"auth,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildOptions) Reset() {
+	*x = BuildOptions{}
+	mi := &file_engine_v1_engine_proto_msgTypes[145]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildOptions) ProtoMessage() {}
+
+func (x *BuildOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[145]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildOptions.ProtoReflect.Descriptor instead.
+func (*BuildOptions) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{145}
+}
+
+func (x *BuildOptions) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *BuildOptions) GetDockerfile() string {
+	if x != nil {
+		return x.Dockerfile
+	}
+	return ""
+}
+
+func (x *BuildOptions) GetQuiet() bool {
+	if x != nil {
+		return x.Quiet
+	}
+	return false
+}
+
+func (x *BuildOptions) GetNoCache() bool {
+	if x != nil {
+		return x.NoCache
+	}
+	return false
+}
+
+func (x *BuildOptions) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
+func (x *BuildOptions) GetForceRemove() bool {
+	if x != nil {
+		return x.ForceRemove
+	}
+	return false
+}
+
+func (x *BuildOptions) GetPull() bool {
+	if x != nil {
+		return x.Pull
+	}
+	return false
+}
+
+func (x *BuildOptions) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *BuildOptions) GetBuildArgs() map[string]*BuildArgValue {
+	if x != nil {
+		return x.BuildArgs
+	}
+	return nil
+}
+
+func (x *BuildOptions) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *BuildOptions) GetCacheFrom() []string {
+	if x != nil {
+		return x.CacheFrom
+	}
+	return nil
+}
+
+func (x *BuildOptions) GetNetworkMode() string {
+	if x != nil {
+		return x.NetworkMode
+	}
+	return ""
+}
+
+func (x *BuildOptions) GetExtraHosts() []string {
+	if x != nil {
+		return x.ExtraHosts
+	}
+	return nil
+}
+
+func (x *BuildOptions) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *BuildOptions) GetShmSize() int64 {
+	if x != nil {
+		return x.ShmSize
+	}
+	return 0
+}
+
+func (x *BuildOptions) GetMemory() int64 {
+	if x != nil {
+		return x.Memory
+	}
+	return 0
+}
+
+func (x *BuildOptions) GetMemorySwap() int64 {
+	if x != nil {
+		return x.MemorySwap
+	}
+	return 0
+}
+
+func (x *BuildOptions) GetCpuShares() int64 {
+	if x != nil {
+		return x.CpuShares
+	}
+	return 0
+}
+
+func (x *BuildOptions) GetCpuPeriod() int64 {
+	if x != nil {
+		return x.CpuPeriod
+	}
+	return 0
+}
+
+func (x *BuildOptions) GetCpuQuota() int64 {
+	if x != nil {
+		return x.CpuQuota
+	}
+	return 0
+}
+
+func (x *BuildOptions) GetCpusetCpus() string {
+	if x != nil {
+		return x.CpusetCpus
+	}
+	return ""
+}
+
+func (x *BuildOptions) GetCpusetMems() string {
+	if x != nil {
+		return x.CpusetMems
+	}
+	return ""
+}
+
+func (x *BuildOptions) GetUlimits() []*Ulimit {
+	if x != nil {
+		return x.Ulimits
+	}
+	return nil
+}
+
+func (x *BuildOptions) GetAuth() map[string]*RegistryAuth {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+// BuildMessage is one line of the build's output: text (stream), the
+// built image of a stage (aux_id) or the error that ended it.
+type BuildMessage struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Stream    string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	AuxId     string                 `protobuf:"bytes,2,opt,name=aux_id,json=auxId,proto3" json:"aux_id,omitempty"`
+	Error     string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	ErrorCode int32                  `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// progress is a base image pull's progress.
+	Progress      *Progress `protobuf:"bytes,5,opt,name=progress,proto3" json:"progress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildMessage) Reset() {
+	*x = BuildMessage{}
+	mi := &file_engine_v1_engine_proto_msgTypes[146]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildMessage) ProtoMessage() {}
+
+func (x *BuildMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[146]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildMessage.ProtoReflect.Descriptor instead.
+func (*BuildMessage) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{146}
+}
+
+func (x *BuildMessage) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *BuildMessage) GetAuxId() string {
+	if x != nil {
+		return x.AuxId
+	}
+	return ""
+}
+
+func (x *BuildMessage) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *BuildMessage) GetErrorCode() int32 {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return 0
+}
+
+func (x *BuildMessage) GetProgress() *Progress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+type BuildPruneRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	All           bool                   `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
+	Filters       string                 `protobuf:"bytes,2,opt,name=filters,proto3" json:"filters,omitempty"`
+	KeepStorage   int64                  `protobuf:"varint,3,opt,name=keep_storage,json=keepStorage,proto3" json:"keep_storage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildPruneRequest) Reset() {
+	*x = BuildPruneRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[147]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildPruneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildPruneRequest) ProtoMessage() {}
+
+func (x *BuildPruneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[147]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildPruneRequest.ProtoReflect.Descriptor instead.
+func (*BuildPruneRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{147}
+}
+
+func (x *BuildPruneRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *BuildPruneRequest) GetFilters() string {
+	if x != nil {
+		return x.Filters
+	}
+	return ""
+}
+
+func (x *BuildPruneRequest) GetKeepStorage() int64 {
+	if x != nil {
+		return x.KeepStorage
+	}
+	return 0
+}
+
+type BuildPruneResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CachesDeleted  []string               `protobuf:"bytes,1,rep,name=caches_deleted,json=cachesDeleted,proto3" json:"caches_deleted,omitempty"`
+	SpaceReclaimed int64                  `protobuf:"varint,2,opt,name=space_reclaimed,json=spaceReclaimed,proto3" json:"space_reclaimed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *BuildPruneResponse) Reset() {
+	*x = BuildPruneResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[148]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildPruneResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildPruneResponse) ProtoMessage() {}
+
+func (x *BuildPruneResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[148]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildPruneResponse.ProtoReflect.Descriptor instead.
+func (*BuildPruneResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{148}
+}
+
+func (x *BuildPruneResponse) GetCachesDeleted() []string {
+	if x != nil {
+		return x.CachesDeleted
+	}
+	return nil
+}
+
+func (x *BuildPruneResponse) GetSpaceReclaimed() int64 {
+	if x != nil {
+		return x.SpaceReclaimed
+	}
+	return 0
+}
+
+type ContainerCommitRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Container string                 `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	Repo      string                 `protobuf:"bytes,2,opt,name=repo,proto3" json:"repo,omitempty"`
+	Tag       string                 `protobuf:"bytes,3,opt,name=tag,proto3" json:"tag,omitempty"`
+	Comment   string                 `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
+	Author    string                 `protobuf:"bytes,5,opt,name=author,proto3" json:"author,omitempty"`
+	Pause     bool                   `protobuf:"varint,6,opt,name=pause,proto3" json:"pause,omitempty"`
+	Changes   []string               `protobuf:"bytes,7,rep,name=changes,proto3" json:"changes,omitempty"`
+	// config overrides the container's config (POST /commit's body).
+	Config        *ContainerConfig `protobuf:"bytes,8,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerCommitRequest) Reset() {
+	*x = ContainerCommitRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[149]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerCommitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerCommitRequest) ProtoMessage() {}
+
+func (x *ContainerCommitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[149]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerCommitRequest.ProtoReflect.Descriptor instead.
+func (*ContainerCommitRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{149}
+}
+
+func (x *ContainerCommitRequest) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *ContainerCommitRequest) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+func (x *ContainerCommitRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *ContainerCommitRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *ContainerCommitRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *ContainerCommitRequest) GetPause() bool {
+	if x != nil {
+		return x.Pause
+	}
+	return false
+}
+
+func (x *ContainerCommitRequest) GetChanges() []string {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ContainerCommitRequest) GetConfig() *ContainerConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type ContainerCommitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerCommitResponse) Reset() {
+	*x = ContainerCommitResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[150]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerCommitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerCommitResponse) ProtoMessage() {}
+
+func (x *ContainerCommitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[150]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerCommitResponse.ProtoReflect.Descriptor instead.
+func (*ContainerCommitResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{150}
+}
+
+func (x *ContainerCommitResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
 }
 
 var File_engine_v1_engine_proto protoreflect.FileDescriptor
@@ -9855,7 +10647,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x0fvolumes_deleted\x18\x01 \x03(\tR\x0evolumesDeleted\x12'\n" +
 	"\x0fspace_reclaimed\x18\x02 \x01(\x03R\x0espaceReclaimed\",\n" +
 	"\x16SystemDataUsageRequest\x12\x12\n" +
-	"\x04type\x18\x01 \x03(\tR\x04type\"\xf4\x02\n" +
+	"\x04type\x18\x01 \x03(\tR\x04type\"\xb2\x03\n" +
 	"\x17SystemDataUsageResponse\x12\x1f\n" +
 	"\vlayers_size\x18\x01 \x01(\x03R\n" +
 	"layersSize\x12(\n" +
@@ -9864,10 +10656,25 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"containers\x18\x03 \x03(\v2\x14.engine.v1.ContainerR\n" +
 	"containers\x12+\n" +
 	"\avolumes\x18\x04 \x03(\v2\x11.engine.v1.VolumeR\avolumes\x12f\n" +
-	"\x12image_shared_sizes\x18\x05 \x03(\v28.engine.v1.SystemDataUsageResponse.ImageSharedSizesEntryR\x10imageSharedSizes\x1aC\n" +
+	"\x12image_shared_sizes\x18\x05 \x03(\v28.engine.v1.SystemDataUsageResponse.ImageSharedSizesEntryR\x10imageSharedSizes\x12<\n" +
+	"\vbuild_cache\x18\x06 \x03(\v2\x1b.engine.v1.BuildCacheRecordR\n" +
+	"buildCache\x1aC\n" +
 	"\x15ImageSharedSizesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xe5\x02\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xb5\x02\n" +
+	"\x10BuildCacheRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x15\n" +
+	"\x06in_use\x18\x04 \x01(\bR\x05inUse\x12\x16\n" +
+	"\x06shared\x18\x05 \x01(\bR\x06shared\x12\x12\n" +
+	"\x04size\x18\x06 \x01(\x03R\x04size\x129\n" +
+	"\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12<\n" +
+	"\flast_used_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastUsedAt\x12\x1f\n" +
+	"\vusage_count\x18\t \x01(\x03R\n" +
+	"usageCount\"\xe5\x02\n" +
 	"\n" +
 	"MountPoint\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
@@ -10120,7 +10927,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\"\x1b\n" +
 	"\x05Chunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\xcb\x04\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xe4\x04\n" +
 	"\x05Image\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\trepo_tags\x18\x02 \x03(\tR\brepoTags\x12!\n" +
@@ -10140,7 +10947,8 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"layer_dirs\x18\r \x03(\tR\tlayerDirs\x12\x1e\n" +
 	"\n" +
 	"containers\x18\x0e \x01(\x03R\n" +
-	"containers\x1a9\n" +
+	"containers\x12\x17\n" +
+	"\x06parent\x18\xc8\x01 \x01(\tR\x06parent\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\")\n" +
@@ -10723,7 +11531,83 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\ttime_nano\x18\x05 \x01(\x03R\btimeNano\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x81+\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"U\n" +
+	"\fBuildRequest\x121\n" +
+	"\aoptions\x18\x01 \x01(\v2\x17.engine.v1.BuildOptionsR\aoptions\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"4\n" +
+	"\rBuildArgValue\x12\x19\n" +
+	"\x05value\x18\x01 \x01(\tH\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x06_value\"\x97\b\n" +
+	"\fBuildOptions\x12\x12\n" +
+	"\x04tags\x18\x01 \x03(\tR\x04tags\x12\x1e\n" +
+	"\n" +
+	"dockerfile\x18\x02 \x01(\tR\n" +
+	"dockerfile\x12\x14\n" +
+	"\x05quiet\x18\x03 \x01(\bR\x05quiet\x12\x19\n" +
+	"\bno_cache\x18\x04 \x01(\bR\anoCache\x12\x16\n" +
+	"\x06remove\x18\x05 \x01(\bR\x06remove\x12!\n" +
+	"\fforce_remove\x18\x06 \x01(\bR\vforceRemove\x12\x12\n" +
+	"\x04pull\x18\a \x01(\bR\x04pull\x12\x16\n" +
+	"\x06target\x18\b \x01(\tR\x06target\x12E\n" +
+	"\n" +
+	"build_args\x18\t \x03(\v2&.engine.v1.BuildOptions.BuildArgsEntryR\tbuildArgs\x12;\n" +
+	"\x06labels\x18\n" +
+	" \x03(\v2#.engine.v1.BuildOptions.LabelsEntryR\x06labels\x12\x1d\n" +
+	"\n" +
+	"cache_from\x18\v \x03(\tR\tcacheFrom\x12!\n" +
+	"\fnetwork_mode\x18\f \x01(\tR\vnetworkMode\x12\x1f\n" +
+	"\vextra_hosts\x18\r \x03(\tR\n" +
+	"extraHosts\x12\x1a\n" +
+	"\bplatform\x18\x0e \x01(\tR\bplatform\x12\x19\n" +
+	"\bshm_size\x18\x0f \x01(\x03R\ashmSize\x12\x16\n" +
+	"\x06memory\x18\x10 \x01(\x03R\x06memory\x12\x1f\n" +
+	"\vmemory_swap\x18\x11 \x01(\x03R\n" +
+	"memorySwap\x12\x1d\n" +
+	"\n" +
+	"cpu_shares\x18\x12 \x01(\x03R\tcpuShares\x12\x1d\n" +
+	"\n" +
+	"cpu_period\x18\x13 \x01(\x03R\tcpuPeriod\x12\x1b\n" +
+	"\tcpu_quota\x18\x14 \x01(\x03R\bcpuQuota\x12\x1f\n" +
+	"\vcpuset_cpus\x18\x15 \x01(\tR\n" +
+	"cpusetCpus\x12\x1f\n" +
+	"\vcpuset_mems\x18\x16 \x01(\tR\n" +
+	"cpusetMems\x12+\n" +
+	"\aulimits\x18\x17 \x03(\v2\x11.engine.v1.UlimitR\aulimits\x125\n" +
+	"\x04auth\x18\x18 \x03(\v2!.engine.v1.BuildOptions.AuthEntryR\x04auth\x1aV\n" +
+	"\x0eBuildArgsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.engine.v1.BuildArgValueR\x05value:\x028\x01\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aP\n" +
+	"\tAuthEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.engine.v1.RegistryAuthR\x05value:\x028\x01\"\xa3\x01\n" +
+	"\fBuildMessage\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x15\n" +
+	"\x06aux_id\x18\x02 \x01(\tR\x05auxId\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x04 \x01(\x05R\terrorCode\x12/\n" +
+	"\bprogress\x18\x05 \x01(\v2\x13.engine.v1.ProgressR\bprogress\"b\n" +
+	"\x11BuildPruneRequest\x12\x10\n" +
+	"\x03all\x18\x01 \x01(\bR\x03all\x12\x18\n" +
+	"\afilters\x18\x02 \x01(\tR\afilters\x12!\n" +
+	"\fkeep_storage\x18\x03 \x01(\x03R\vkeepStorage\"d\n" +
+	"\x12BuildPruneResponse\x12%\n" +
+	"\x0ecaches_deleted\x18\x01 \x03(\tR\rcachesDeleted\x12'\n" +
+	"\x0fspace_reclaimed\x18\x02 \x01(\x03R\x0espaceReclaimed\"\xf2\x01\n" +
+	"\x16ContainerCommitRequest\x12\x1c\n" +
+	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12\x12\n" +
+	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x10\n" +
+	"\x03tag\x18\x03 \x01(\tR\x03tag\x12\x18\n" +
+	"\acomment\x18\x04 \x01(\tR\acomment\x12\x16\n" +
+	"\x06author\x18\x05 \x01(\tR\x06author\x12\x14\n" +
+	"\x05pause\x18\x06 \x01(\bR\x05pause\x12\x18\n" +
+	"\achanges\x18\a \x03(\tR\achanges\x122\n" +
+	"\x06config\x18\b \x01(\v2\x1a.engine.v1.ContainerConfigR\x06config\")\n" +
+	"\x17ContainerCommitResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id2\xe5,\n" +
 	"\x06Engine\x127\n" +
 	"\x04Ping\x12\x16.engine.v1.PingRequest\x1a\x17.engine.v1.PingResponse\x12d\n" +
 	"\rSystemVersion\x12\x1f.engine.v1.SystemVersionRequest\x1a .engine.v1.SystemVersionResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
@@ -10774,7 +11658,11 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\tImagePush\x12\x1b.engine.v1.ImagePushRequest\x1a\x13.engine.v1.Progress0\x01\x12N\n" +
 	"\vImageImport\x12\x1d.engine.v1.ImageImportRequest\x1a\x1e.engine.v1.ImageImportResponse(\x01\x12<\n" +
 	"\tImageSave\x12\x1b.engine.v1.ImageSaveRequest\x1a\x10.engine.v1.Chunk0\x01\x12=\n" +
-	"\tImageLoad\x12\x10.engine.v1.Chunk\x1a\x1c.engine.v1.ImageLoadResponse(\x01\x12_\n" +
+	"\tImageLoad\x12\x10.engine.v1.Chunk\x1a\x1c.engine.v1.ImageLoadResponse(\x01\x12=\n" +
+	"\x05Build\x12\x17.engine.v1.BuildRequest\x1a\x17.engine.v1.BuildMessage(\x010\x01\x12I\n" +
+	"\n" +
+	"BuildPrune\x12\x1c.engine.v1.BuildPruneRequest\x1a\x1d.engine.v1.BuildPruneResponse\x12X\n" +
+	"\x0fContainerCommit\x12!.engine.v1.ContainerCommitRequest\x1a\".engine.v1.ContainerCommitResponse\x12_\n" +
 	"\vNetworkList\x12\x1d.engine.v1.NetworkListRequest\x1a\x1e.engine.v1.NetworkListResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/networks\x12^\n" +
 	"\x0eNetworkInspect\x12 .engine.v1.NetworkInspectRequest\x1a\x12.engine.v1.Network\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/networks/{id}\x12R\n" +
 	"\rNetworkCreate\x12\x1f.engine.v1.NetworkCreateRequest\x1a .engine.v1.NetworkCreateResponse\x12j\n" +
@@ -10804,7 +11692,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 171)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 183)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*Volume)(nil),                      // 0: engine.v1.Volume
 	(*VolumeListRequest)(nil),           // 1: engine.v1.VolumeListRequest
@@ -10817,387 +11705,417 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*VolumePruneResponse)(nil),         // 8: engine.v1.VolumePruneResponse
 	(*SystemDataUsageRequest)(nil),      // 9: engine.v1.SystemDataUsageRequest
 	(*SystemDataUsageResponse)(nil),     // 10: engine.v1.SystemDataUsageResponse
-	(*MountPoint)(nil),                  // 11: engine.v1.MountPoint
-	(*NetworkPruneRequest)(nil),         // 12: engine.v1.NetworkPruneRequest
-	(*NetworkPruneResponse)(nil),        // 13: engine.v1.NetworkPruneResponse
-	(*NetworkConnectRequest)(nil),       // 14: engine.v1.NetworkConnectRequest
-	(*NetworkConnectResponse)(nil),      // 15: engine.v1.NetworkConnectResponse
-	(*NetworkDisconnectRequest)(nil),    // 16: engine.v1.NetworkDisconnectRequest
-	(*NetworkDisconnectResponse)(nil),   // 17: engine.v1.NetworkDisconnectResponse
-	(*NetworkListRequest)(nil),          // 18: engine.v1.NetworkListRequest
-	(*NetworkListResponse)(nil),         // 19: engine.v1.NetworkListResponse
-	(*NetworkInspectRequest)(nil),       // 20: engine.v1.NetworkInspectRequest
-	(*NetworkCreateRequest)(nil),        // 21: engine.v1.NetworkCreateRequest
-	(*NetworkCreateResponse)(nil),       // 22: engine.v1.NetworkCreateResponse
-	(*NetworkRemoveRequest)(nil),        // 23: engine.v1.NetworkRemoveRequest
-	(*NetworkRemoveResponse)(nil),       // 24: engine.v1.NetworkRemoveResponse
-	(*Network)(nil),                     // 25: engine.v1.Network
-	(*NetworkContainer)(nil),            // 26: engine.v1.NetworkContainer
-	(*PingRequest)(nil),                 // 27: engine.v1.PingRequest
-	(*PingResponse)(nil),                // 28: engine.v1.PingResponse
-	(*SystemVersionRequest)(nil),        // 29: engine.v1.SystemVersionRequest
-	(*SystemVersionResponse)(nil),       // 30: engine.v1.SystemVersionResponse
-	(*Component)(nil),                   // 31: engine.v1.Component
-	(*SystemInfoRequest)(nil),           // 32: engine.v1.SystemInfoRequest
-	(*SystemInfoResponse)(nil),          // 33: engine.v1.SystemInfoResponse
-	(*KeyValue)(nil),                    // 34: engine.v1.KeyValue
-	(*PluginsInfo)(nil),                 // 35: engine.v1.PluginsInfo
-	(*RegistryConfig)(nil),              // 36: engine.v1.RegistryConfig
-	(*IndexInfo)(nil),                   // 37: engine.v1.IndexInfo
-	(*Runtime)(nil),                     // 38: engine.v1.Runtime
-	(*RegistryAuth)(nil),                // 39: engine.v1.RegistryAuth
-	(*Progress)(nil),                    // 40: engine.v1.Progress
-	(*PushResult)(nil),                  // 41: engine.v1.PushResult
-	(*Chunk)(nil),                       // 42: engine.v1.Chunk
-	(*Image)(nil),                       // 43: engine.v1.Image
-	(*ImageInspectRequest)(nil),         // 44: engine.v1.ImageInspectRequest
-	(*ImageHistoryRequest)(nil),         // 45: engine.v1.ImageHistoryRequest
-	(*ImageHistoryResponse)(nil),        // 46: engine.v1.ImageHistoryResponse
-	(*HistoryItem)(nil),                 // 47: engine.v1.HistoryItem
-	(*ImageTagRequest)(nil),             // 48: engine.v1.ImageTagRequest
-	(*ImageTagResponse)(nil),            // 49: engine.v1.ImageTagResponse
-	(*ImageRemoveRequest)(nil),          // 50: engine.v1.ImageRemoveRequest
-	(*ImageRemoveResponse)(nil),         // 51: engine.v1.ImageRemoveResponse
-	(*ImageDeleteItem)(nil),             // 52: engine.v1.ImageDeleteItem
-	(*ImageListRequest)(nil),            // 53: engine.v1.ImageListRequest
-	(*ImageListResponse)(nil),           // 54: engine.v1.ImageListResponse
-	(*ImagePruneRequest)(nil),           // 55: engine.v1.ImagePruneRequest
-	(*ImagePruneResponse)(nil),          // 56: engine.v1.ImagePruneResponse
-	(*ImagePullRequest)(nil),            // 57: engine.v1.ImagePullRequest
-	(*ImagePushRequest)(nil),            // 58: engine.v1.ImagePushRequest
-	(*ImageImportRequest)(nil),          // 59: engine.v1.ImageImportRequest
-	(*ImageImportOptions)(nil),          // 60: engine.v1.ImageImportOptions
-	(*ImageImportResponse)(nil),         // 61: engine.v1.ImageImportResponse
-	(*ImageSaveRequest)(nil),            // 62: engine.v1.ImageSaveRequest
-	(*ImageLoadResponse)(nil),           // 63: engine.v1.ImageLoadResponse
-	(*SystemAuthRequest)(nil),           // 64: engine.v1.SystemAuthRequest
-	(*SystemAuthResponse)(nil),          // 65: engine.v1.SystemAuthResponse
-	(*ContainerConfig)(nil),             // 66: engine.v1.ContainerConfig
-	(*HealthConfig)(nil),                // 67: engine.v1.HealthConfig
-	(*Health)(nil),                      // 68: engine.v1.Health
-	(*HealthcheckResult)(nil),           // 69: engine.v1.HealthcheckResult
-	(*Ulimit)(nil),                      // 70: engine.v1.Ulimit
-	(*RestartPolicy)(nil),               // 71: engine.v1.RestartPolicy
-	(*LogConfig)(nil),                   // 72: engine.v1.LogConfig
-	(*HostConfig)(nil),                  // 73: engine.v1.HostConfig
-	(*PortBinding)(nil),                 // 74: engine.v1.PortBinding
-	(*HostPort)(nil),                    // 75: engine.v1.HostPort
-	(*HostPorts)(nil),                   // 76: engine.v1.HostPorts
-	(*DeviceMapping)(nil),               // 77: engine.v1.DeviceMapping
-	(*Mount)(nil),                       // 78: engine.v1.Mount
-	(*ContainerCreateRequest)(nil),      // 79: engine.v1.ContainerCreateRequest
-	(*EndpointConfig)(nil),              // 80: engine.v1.EndpointConfig
-	(*ContainerCreateResponse)(nil),     // 81: engine.v1.ContainerCreateResponse
-	(*ContainerState)(nil),              // 82: engine.v1.ContainerState
-	(*Container)(nil),                   // 83: engine.v1.Container
-	(*NetworkSettings)(nil),             // 84: engine.v1.NetworkSettings
-	(*EndpointSettings)(nil),            // 85: engine.v1.EndpointSettings
-	(*ContainerInspectRequest)(nil),     // 86: engine.v1.ContainerInspectRequest
-	(*ContainerListRequest)(nil),        // 87: engine.v1.ContainerListRequest
-	(*ContainerListResponse)(nil),       // 88: engine.v1.ContainerListResponse
-	(*ContainerStartRequest)(nil),       // 89: engine.v1.ContainerStartRequest
-	(*ContainerStartResponse)(nil),      // 90: engine.v1.ContainerStartResponse
-	(*ContainerStopRequest)(nil),        // 91: engine.v1.ContainerStopRequest
-	(*ContainerStopResponse)(nil),       // 92: engine.v1.ContainerStopResponse
-	(*ContainerRestartRequest)(nil),     // 93: engine.v1.ContainerRestartRequest
-	(*ContainerRestartResponse)(nil),    // 94: engine.v1.ContainerRestartResponse
-	(*ContainerKillRequest)(nil),        // 95: engine.v1.ContainerKillRequest
-	(*ContainerKillResponse)(nil),       // 96: engine.v1.ContainerKillResponse
-	(*ContainerPauseRequest)(nil),       // 97: engine.v1.ContainerPauseRequest
-	(*ContainerPauseResponse)(nil),      // 98: engine.v1.ContainerPauseResponse
-	(*ContainerUnpauseRequest)(nil),     // 99: engine.v1.ContainerUnpauseRequest
-	(*ContainerUnpauseResponse)(nil),    // 100: engine.v1.ContainerUnpauseResponse
-	(*ContainerRenameRequest)(nil),      // 101: engine.v1.ContainerRenameRequest
-	(*ContainerRenameResponse)(nil),     // 102: engine.v1.ContainerRenameResponse
-	(*ContainerRemoveRequest)(nil),      // 103: engine.v1.ContainerRemoveRequest
-	(*ContainerRemoveResponse)(nil),     // 104: engine.v1.ContainerRemoveResponse
-	(*ContainerPruneRequest)(nil),       // 105: engine.v1.ContainerPruneRequest
-	(*ContainerPruneResponse)(nil),      // 106: engine.v1.ContainerPruneResponse
-	(*ContainerTopRequest)(nil),         // 107: engine.v1.ContainerTopRequest
-	(*ContainerTopResponse)(nil),        // 108: engine.v1.ContainerTopResponse
-	(*TopRow)(nil),                      // 109: engine.v1.TopRow
-	(*ContainerResizeRequest)(nil),      // 110: engine.v1.ContainerResizeRequest
-	(*ContainerResizeResponse)(nil),     // 111: engine.v1.ContainerResizeResponse
-	(*ContainerWaitRequest)(nil),        // 112: engine.v1.ContainerWaitRequest
-	(*ContainerWaitResponse)(nil),       // 113: engine.v1.ContainerWaitResponse
-	(*ContainerLogsRequest)(nil),        // 114: engine.v1.ContainerLogsRequest
-	(*LogEntry)(nil),                    // 115: engine.v1.LogEntry
-	(*ContainerAttachRequest)(nil),      // 116: engine.v1.ContainerAttachRequest
-	(*ContainerAttachOptions)(nil),      // 117: engine.v1.ContainerAttachOptions
-	(*ContainerStatsRequest)(nil),       // 118: engine.v1.ContainerStatsRequest
-	(*ContainerStatsResponse)(nil),      // 119: engine.v1.ContainerStatsResponse
-	(*ContainerUpdateRequest)(nil),      // 120: engine.v1.ContainerUpdateRequest
-	(*ContainerUpdateResponse)(nil),     // 121: engine.v1.ContainerUpdateResponse
-	(*ExecConfig)(nil),                  // 122: engine.v1.ExecConfig
-	(*ContainerExecCreateRequest)(nil),  // 123: engine.v1.ContainerExecCreateRequest
-	(*ContainerExecCreateResponse)(nil), // 124: engine.v1.ContainerExecCreateResponse
-	(*ExecStartRequest)(nil),            // 125: engine.v1.ExecStartRequest
-	(*ExecStartOptions)(nil),            // 126: engine.v1.ExecStartOptions
-	(*ExecInspectRequest)(nil),          // 127: engine.v1.ExecInspectRequest
-	(*ExecInspectResponse)(nil),         // 128: engine.v1.ExecInspectResponse
-	(*ExecResizeRequest)(nil),           // 129: engine.v1.ExecResizeRequest
-	(*ExecResizeResponse)(nil),          // 130: engine.v1.ExecResizeResponse
-	(*ContainerArchiveRequest)(nil),     // 131: engine.v1.ContainerArchiveRequest
-	(*ContainerPathStat)(nil),           // 132: engine.v1.ContainerPathStat
-	(*ContainerArchivePutRequest)(nil),  // 133: engine.v1.ContainerArchivePutRequest
-	(*ContainerArchivePutOptions)(nil),  // 134: engine.v1.ContainerArchivePutOptions
-	(*ContainerArchivePutResponse)(nil), // 135: engine.v1.ContainerArchivePutResponse
-	(*ContainerExportRequest)(nil),      // 136: engine.v1.ContainerExportRequest
-	(*ContainerChangesRequest)(nil),     // 137: engine.v1.ContainerChangesRequest
-	(*ContainerChangesResponse)(nil),    // 138: engine.v1.ContainerChangesResponse
-	(*FilesystemChange)(nil),            // 139: engine.v1.FilesystemChange
-	(*SystemEventsRequest)(nil),         // 140: engine.v1.SystemEventsRequest
-	(*Event)(nil),                       // 141: engine.v1.Event
-	nil,                                 // 142: engine.v1.Volume.LabelsEntry
-	nil,                                 // 143: engine.v1.Volume.OptionsEntry
-	nil,                                 // 144: engine.v1.VolumeCreateRequest.DriverOptsEntry
-	nil,                                 // 145: engine.v1.VolumeCreateRequest.LabelsEntry
-	nil,                                 // 146: engine.v1.SystemDataUsageResponse.ImageSharedSizesEntry
-	nil,                                 // 147: engine.v1.NetworkCreateRequest.LabelsEntry
-	nil,                                 // 148: engine.v1.NetworkCreateRequest.OptionsEntry
-	nil,                                 // 149: engine.v1.NetworkCreateRequest.AuxAddressesEntry
-	nil,                                 // 150: engine.v1.Network.LabelsEntry
-	nil,                                 // 151: engine.v1.Network.OptionsEntry
-	nil,                                 // 152: engine.v1.Network.ContainersEntry
-	nil,                                 // 153: engine.v1.Network.AuxAddressesEntry
-	nil,                                 // 154: engine.v1.Component.DetailsEntry
-	nil,                                 // 155: engine.v1.SystemInfoResponse.RuntimesEntry
-	nil,                                 // 156: engine.v1.RegistryConfig.IndexConfigsEntry
-	nil,                                 // 157: engine.v1.Image.LabelsEntry
-	nil,                                 // 158: engine.v1.ContainerConfig.LabelsEntry
-	nil,                                 // 159: engine.v1.LogConfig.ConfigEntry
-	nil,                                 // 160: engine.v1.HostConfig.SysctlsEntry
-	nil,                                 // 161: engine.v1.HostConfig.TmpfsEntry
-	nil,                                 // 162: engine.v1.HostConfig.AnnotationsEntry
-	nil,                                 // 163: engine.v1.Mount.VolumeLabelsEntry
-	nil,                                 // 164: engine.v1.Mount.VolumeDriverOptsEntry
-	nil,                                 // 165: engine.v1.ContainerCreateRequest.EndpointsEntry
-	nil,                                 // 166: engine.v1.Container.GraphDriverDataEntry
-	nil,                                 // 167: engine.v1.NetworkSettings.NetworksEntry
-	nil,                                 // 168: engine.v1.NetworkSettings.PortsEntry
-	nil,                                 // 169: engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	nil,                                 // 170: engine.v1.Event.AttributesEntry
-	(*timestamppb.Timestamp)(nil),       // 171: google.protobuf.Timestamp
+	(*BuildCacheRecord)(nil),            // 11: engine.v1.BuildCacheRecord
+	(*MountPoint)(nil),                  // 12: engine.v1.MountPoint
+	(*NetworkPruneRequest)(nil),         // 13: engine.v1.NetworkPruneRequest
+	(*NetworkPruneResponse)(nil),        // 14: engine.v1.NetworkPruneResponse
+	(*NetworkConnectRequest)(nil),       // 15: engine.v1.NetworkConnectRequest
+	(*NetworkConnectResponse)(nil),      // 16: engine.v1.NetworkConnectResponse
+	(*NetworkDisconnectRequest)(nil),    // 17: engine.v1.NetworkDisconnectRequest
+	(*NetworkDisconnectResponse)(nil),   // 18: engine.v1.NetworkDisconnectResponse
+	(*NetworkListRequest)(nil),          // 19: engine.v1.NetworkListRequest
+	(*NetworkListResponse)(nil),         // 20: engine.v1.NetworkListResponse
+	(*NetworkInspectRequest)(nil),       // 21: engine.v1.NetworkInspectRequest
+	(*NetworkCreateRequest)(nil),        // 22: engine.v1.NetworkCreateRequest
+	(*NetworkCreateResponse)(nil),       // 23: engine.v1.NetworkCreateResponse
+	(*NetworkRemoveRequest)(nil),        // 24: engine.v1.NetworkRemoveRequest
+	(*NetworkRemoveResponse)(nil),       // 25: engine.v1.NetworkRemoveResponse
+	(*Network)(nil),                     // 26: engine.v1.Network
+	(*NetworkContainer)(nil),            // 27: engine.v1.NetworkContainer
+	(*PingRequest)(nil),                 // 28: engine.v1.PingRequest
+	(*PingResponse)(nil),                // 29: engine.v1.PingResponse
+	(*SystemVersionRequest)(nil),        // 30: engine.v1.SystemVersionRequest
+	(*SystemVersionResponse)(nil),       // 31: engine.v1.SystemVersionResponse
+	(*Component)(nil),                   // 32: engine.v1.Component
+	(*SystemInfoRequest)(nil),           // 33: engine.v1.SystemInfoRequest
+	(*SystemInfoResponse)(nil),          // 34: engine.v1.SystemInfoResponse
+	(*KeyValue)(nil),                    // 35: engine.v1.KeyValue
+	(*PluginsInfo)(nil),                 // 36: engine.v1.PluginsInfo
+	(*RegistryConfig)(nil),              // 37: engine.v1.RegistryConfig
+	(*IndexInfo)(nil),                   // 38: engine.v1.IndexInfo
+	(*Runtime)(nil),                     // 39: engine.v1.Runtime
+	(*RegistryAuth)(nil),                // 40: engine.v1.RegistryAuth
+	(*Progress)(nil),                    // 41: engine.v1.Progress
+	(*PushResult)(nil),                  // 42: engine.v1.PushResult
+	(*Chunk)(nil),                       // 43: engine.v1.Chunk
+	(*Image)(nil),                       // 44: engine.v1.Image
+	(*ImageInspectRequest)(nil),         // 45: engine.v1.ImageInspectRequest
+	(*ImageHistoryRequest)(nil),         // 46: engine.v1.ImageHistoryRequest
+	(*ImageHistoryResponse)(nil),        // 47: engine.v1.ImageHistoryResponse
+	(*HistoryItem)(nil),                 // 48: engine.v1.HistoryItem
+	(*ImageTagRequest)(nil),             // 49: engine.v1.ImageTagRequest
+	(*ImageTagResponse)(nil),            // 50: engine.v1.ImageTagResponse
+	(*ImageRemoveRequest)(nil),          // 51: engine.v1.ImageRemoveRequest
+	(*ImageRemoveResponse)(nil),         // 52: engine.v1.ImageRemoveResponse
+	(*ImageDeleteItem)(nil),             // 53: engine.v1.ImageDeleteItem
+	(*ImageListRequest)(nil),            // 54: engine.v1.ImageListRequest
+	(*ImageListResponse)(nil),           // 55: engine.v1.ImageListResponse
+	(*ImagePruneRequest)(nil),           // 56: engine.v1.ImagePruneRequest
+	(*ImagePruneResponse)(nil),          // 57: engine.v1.ImagePruneResponse
+	(*ImagePullRequest)(nil),            // 58: engine.v1.ImagePullRequest
+	(*ImagePushRequest)(nil),            // 59: engine.v1.ImagePushRequest
+	(*ImageImportRequest)(nil),          // 60: engine.v1.ImageImportRequest
+	(*ImageImportOptions)(nil),          // 61: engine.v1.ImageImportOptions
+	(*ImageImportResponse)(nil),         // 62: engine.v1.ImageImportResponse
+	(*ImageSaveRequest)(nil),            // 63: engine.v1.ImageSaveRequest
+	(*ImageLoadResponse)(nil),           // 64: engine.v1.ImageLoadResponse
+	(*SystemAuthRequest)(nil),           // 65: engine.v1.SystemAuthRequest
+	(*SystemAuthResponse)(nil),          // 66: engine.v1.SystemAuthResponse
+	(*ContainerConfig)(nil),             // 67: engine.v1.ContainerConfig
+	(*HealthConfig)(nil),                // 68: engine.v1.HealthConfig
+	(*Health)(nil),                      // 69: engine.v1.Health
+	(*HealthcheckResult)(nil),           // 70: engine.v1.HealthcheckResult
+	(*Ulimit)(nil),                      // 71: engine.v1.Ulimit
+	(*RestartPolicy)(nil),               // 72: engine.v1.RestartPolicy
+	(*LogConfig)(nil),                   // 73: engine.v1.LogConfig
+	(*HostConfig)(nil),                  // 74: engine.v1.HostConfig
+	(*PortBinding)(nil),                 // 75: engine.v1.PortBinding
+	(*HostPort)(nil),                    // 76: engine.v1.HostPort
+	(*HostPorts)(nil),                   // 77: engine.v1.HostPorts
+	(*DeviceMapping)(nil),               // 78: engine.v1.DeviceMapping
+	(*Mount)(nil),                       // 79: engine.v1.Mount
+	(*ContainerCreateRequest)(nil),      // 80: engine.v1.ContainerCreateRequest
+	(*EndpointConfig)(nil),              // 81: engine.v1.EndpointConfig
+	(*ContainerCreateResponse)(nil),     // 82: engine.v1.ContainerCreateResponse
+	(*ContainerState)(nil),              // 83: engine.v1.ContainerState
+	(*Container)(nil),                   // 84: engine.v1.Container
+	(*NetworkSettings)(nil),             // 85: engine.v1.NetworkSettings
+	(*EndpointSettings)(nil),            // 86: engine.v1.EndpointSettings
+	(*ContainerInspectRequest)(nil),     // 87: engine.v1.ContainerInspectRequest
+	(*ContainerListRequest)(nil),        // 88: engine.v1.ContainerListRequest
+	(*ContainerListResponse)(nil),       // 89: engine.v1.ContainerListResponse
+	(*ContainerStartRequest)(nil),       // 90: engine.v1.ContainerStartRequest
+	(*ContainerStartResponse)(nil),      // 91: engine.v1.ContainerStartResponse
+	(*ContainerStopRequest)(nil),        // 92: engine.v1.ContainerStopRequest
+	(*ContainerStopResponse)(nil),       // 93: engine.v1.ContainerStopResponse
+	(*ContainerRestartRequest)(nil),     // 94: engine.v1.ContainerRestartRequest
+	(*ContainerRestartResponse)(nil),    // 95: engine.v1.ContainerRestartResponse
+	(*ContainerKillRequest)(nil),        // 96: engine.v1.ContainerKillRequest
+	(*ContainerKillResponse)(nil),       // 97: engine.v1.ContainerKillResponse
+	(*ContainerPauseRequest)(nil),       // 98: engine.v1.ContainerPauseRequest
+	(*ContainerPauseResponse)(nil),      // 99: engine.v1.ContainerPauseResponse
+	(*ContainerUnpauseRequest)(nil),     // 100: engine.v1.ContainerUnpauseRequest
+	(*ContainerUnpauseResponse)(nil),    // 101: engine.v1.ContainerUnpauseResponse
+	(*ContainerRenameRequest)(nil),      // 102: engine.v1.ContainerRenameRequest
+	(*ContainerRenameResponse)(nil),     // 103: engine.v1.ContainerRenameResponse
+	(*ContainerRemoveRequest)(nil),      // 104: engine.v1.ContainerRemoveRequest
+	(*ContainerRemoveResponse)(nil),     // 105: engine.v1.ContainerRemoveResponse
+	(*ContainerPruneRequest)(nil),       // 106: engine.v1.ContainerPruneRequest
+	(*ContainerPruneResponse)(nil),      // 107: engine.v1.ContainerPruneResponse
+	(*ContainerTopRequest)(nil),         // 108: engine.v1.ContainerTopRequest
+	(*ContainerTopResponse)(nil),        // 109: engine.v1.ContainerTopResponse
+	(*TopRow)(nil),                      // 110: engine.v1.TopRow
+	(*ContainerResizeRequest)(nil),      // 111: engine.v1.ContainerResizeRequest
+	(*ContainerResizeResponse)(nil),     // 112: engine.v1.ContainerResizeResponse
+	(*ContainerWaitRequest)(nil),        // 113: engine.v1.ContainerWaitRequest
+	(*ContainerWaitResponse)(nil),       // 114: engine.v1.ContainerWaitResponse
+	(*ContainerLogsRequest)(nil),        // 115: engine.v1.ContainerLogsRequest
+	(*LogEntry)(nil),                    // 116: engine.v1.LogEntry
+	(*ContainerAttachRequest)(nil),      // 117: engine.v1.ContainerAttachRequest
+	(*ContainerAttachOptions)(nil),      // 118: engine.v1.ContainerAttachOptions
+	(*ContainerStatsRequest)(nil),       // 119: engine.v1.ContainerStatsRequest
+	(*ContainerStatsResponse)(nil),      // 120: engine.v1.ContainerStatsResponse
+	(*ContainerUpdateRequest)(nil),      // 121: engine.v1.ContainerUpdateRequest
+	(*ContainerUpdateResponse)(nil),     // 122: engine.v1.ContainerUpdateResponse
+	(*ExecConfig)(nil),                  // 123: engine.v1.ExecConfig
+	(*ContainerExecCreateRequest)(nil),  // 124: engine.v1.ContainerExecCreateRequest
+	(*ContainerExecCreateResponse)(nil), // 125: engine.v1.ContainerExecCreateResponse
+	(*ExecStartRequest)(nil),            // 126: engine.v1.ExecStartRequest
+	(*ExecStartOptions)(nil),            // 127: engine.v1.ExecStartOptions
+	(*ExecInspectRequest)(nil),          // 128: engine.v1.ExecInspectRequest
+	(*ExecInspectResponse)(nil),         // 129: engine.v1.ExecInspectResponse
+	(*ExecResizeRequest)(nil),           // 130: engine.v1.ExecResizeRequest
+	(*ExecResizeResponse)(nil),          // 131: engine.v1.ExecResizeResponse
+	(*ContainerArchiveRequest)(nil),     // 132: engine.v1.ContainerArchiveRequest
+	(*ContainerPathStat)(nil),           // 133: engine.v1.ContainerPathStat
+	(*ContainerArchivePutRequest)(nil),  // 134: engine.v1.ContainerArchivePutRequest
+	(*ContainerArchivePutOptions)(nil),  // 135: engine.v1.ContainerArchivePutOptions
+	(*ContainerArchivePutResponse)(nil), // 136: engine.v1.ContainerArchivePutResponse
+	(*ContainerExportRequest)(nil),      // 137: engine.v1.ContainerExportRequest
+	(*ContainerChangesRequest)(nil),     // 138: engine.v1.ContainerChangesRequest
+	(*ContainerChangesResponse)(nil),    // 139: engine.v1.ContainerChangesResponse
+	(*FilesystemChange)(nil),            // 140: engine.v1.FilesystemChange
+	(*SystemEventsRequest)(nil),         // 141: engine.v1.SystemEventsRequest
+	(*Event)(nil),                       // 142: engine.v1.Event
+	(*BuildRequest)(nil),                // 143: engine.v1.BuildRequest
+	(*BuildArgValue)(nil),               // 144: engine.v1.BuildArgValue
+	(*BuildOptions)(nil),                // 145: engine.v1.BuildOptions
+	(*BuildMessage)(nil),                // 146: engine.v1.BuildMessage
+	(*BuildPruneRequest)(nil),           // 147: engine.v1.BuildPruneRequest
+	(*BuildPruneResponse)(nil),          // 148: engine.v1.BuildPruneResponse
+	(*ContainerCommitRequest)(nil),      // 149: engine.v1.ContainerCommitRequest
+	(*ContainerCommitResponse)(nil),     // 150: engine.v1.ContainerCommitResponse
+	nil,                                 // 151: engine.v1.Volume.LabelsEntry
+	nil,                                 // 152: engine.v1.Volume.OptionsEntry
+	nil,                                 // 153: engine.v1.VolumeCreateRequest.DriverOptsEntry
+	nil,                                 // 154: engine.v1.VolumeCreateRequest.LabelsEntry
+	nil,                                 // 155: engine.v1.SystemDataUsageResponse.ImageSharedSizesEntry
+	nil,                                 // 156: engine.v1.NetworkCreateRequest.LabelsEntry
+	nil,                                 // 157: engine.v1.NetworkCreateRequest.OptionsEntry
+	nil,                                 // 158: engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	nil,                                 // 159: engine.v1.Network.LabelsEntry
+	nil,                                 // 160: engine.v1.Network.OptionsEntry
+	nil,                                 // 161: engine.v1.Network.ContainersEntry
+	nil,                                 // 162: engine.v1.Network.AuxAddressesEntry
+	nil,                                 // 163: engine.v1.Component.DetailsEntry
+	nil,                                 // 164: engine.v1.SystemInfoResponse.RuntimesEntry
+	nil,                                 // 165: engine.v1.RegistryConfig.IndexConfigsEntry
+	nil,                                 // 166: engine.v1.Image.LabelsEntry
+	nil,                                 // 167: engine.v1.ContainerConfig.LabelsEntry
+	nil,                                 // 168: engine.v1.LogConfig.ConfigEntry
+	nil,                                 // 169: engine.v1.HostConfig.SysctlsEntry
+	nil,                                 // 170: engine.v1.HostConfig.TmpfsEntry
+	nil,                                 // 171: engine.v1.HostConfig.AnnotationsEntry
+	nil,                                 // 172: engine.v1.Mount.VolumeLabelsEntry
+	nil,                                 // 173: engine.v1.Mount.VolumeDriverOptsEntry
+	nil,                                 // 174: engine.v1.ContainerCreateRequest.EndpointsEntry
+	nil,                                 // 175: engine.v1.Container.GraphDriverDataEntry
+	nil,                                 // 176: engine.v1.NetworkSettings.NetworksEntry
+	nil,                                 // 177: engine.v1.NetworkSettings.PortsEntry
+	nil,                                 // 178: engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	nil,                                 // 179: engine.v1.Event.AttributesEntry
+	nil,                                 // 180: engine.v1.BuildOptions.BuildArgsEntry
+	nil,                                 // 181: engine.v1.BuildOptions.LabelsEntry
+	nil,                                 // 182: engine.v1.BuildOptions.AuthEntry
+	(*timestamppb.Timestamp)(nil),       // 183: google.protobuf.Timestamp
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
-	171, // 0: engine.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	142, // 1: engine.v1.Volume.labels:type_name -> engine.v1.Volume.LabelsEntry
-	143, // 2: engine.v1.Volume.options:type_name -> engine.v1.Volume.OptionsEntry
+	183, // 0: engine.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	151, // 1: engine.v1.Volume.labels:type_name -> engine.v1.Volume.LabelsEntry
+	152, // 2: engine.v1.Volume.options:type_name -> engine.v1.Volume.OptionsEntry
 	0,   // 3: engine.v1.VolumeListResponse.volumes:type_name -> engine.v1.Volume
-	144, // 4: engine.v1.VolumeCreateRequest.driver_opts:type_name -> engine.v1.VolumeCreateRequest.DriverOptsEntry
-	145, // 5: engine.v1.VolumeCreateRequest.labels:type_name -> engine.v1.VolumeCreateRequest.LabelsEntry
-	43,  // 6: engine.v1.SystemDataUsageResponse.images:type_name -> engine.v1.Image
-	83,  // 7: engine.v1.SystemDataUsageResponse.containers:type_name -> engine.v1.Container
+	153, // 4: engine.v1.VolumeCreateRequest.driver_opts:type_name -> engine.v1.VolumeCreateRequest.DriverOptsEntry
+	154, // 5: engine.v1.VolumeCreateRequest.labels:type_name -> engine.v1.VolumeCreateRequest.LabelsEntry
+	44,  // 6: engine.v1.SystemDataUsageResponse.images:type_name -> engine.v1.Image
+	84,  // 7: engine.v1.SystemDataUsageResponse.containers:type_name -> engine.v1.Container
 	0,   // 8: engine.v1.SystemDataUsageResponse.volumes:type_name -> engine.v1.Volume
-	146, // 9: engine.v1.SystemDataUsageResponse.image_shared_sizes:type_name -> engine.v1.SystemDataUsageResponse.ImageSharedSizesEntry
-	80,  // 10: engine.v1.NetworkConnectRequest.endpoint:type_name -> engine.v1.EndpointConfig
-	25,  // 11: engine.v1.NetworkListResponse.networks:type_name -> engine.v1.Network
-	147, // 12: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
-	148, // 13: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
-	149, // 14: engine.v1.NetworkCreateRequest.aux_addresses:type_name -> engine.v1.NetworkCreateRequest.AuxAddressesEntry
-	171, // 15: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
-	150, // 16: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
-	151, // 17: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
-	152, // 18: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
-	153, // 19: engine.v1.Network.aux_addresses:type_name -> engine.v1.Network.AuxAddressesEntry
-	171, // 20: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
-	31,  // 21: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
-	154, // 22: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
-	34,  // 23: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
-	35,  // 24: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
-	171, // 25: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
-	36,  // 26: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
-	155, // 27: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
-	156, // 28: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
-	41,  // 29: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
-	171, // 30: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
-	157, // 31: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
-	171, // 32: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
-	47,  // 33: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
-	171, // 34: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
-	52,  // 35: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
-	43,  // 36: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
-	52,  // 37: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
-	39,  // 38: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
-	39,  // 39: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
-	60,  // 40: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
-	158, // 41: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
-	67,  // 42: engine.v1.ContainerConfig.healthcheck:type_name -> engine.v1.HealthConfig
-	69,  // 43: engine.v1.Health.log:type_name -> engine.v1.HealthcheckResult
-	171, // 44: engine.v1.HealthcheckResult.start:type_name -> google.protobuf.Timestamp
-	171, // 45: engine.v1.HealthcheckResult.end:type_name -> google.protobuf.Timestamp
-	159, // 46: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
-	71,  // 47: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
-	160, // 48: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
-	70,  // 49: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
-	72,  // 50: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
-	161, // 51: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
-	77,  // 52: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
-	78,  // 53: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
-	162, // 54: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
-	74,  // 55: engine.v1.HostConfig.port_bindings:type_name -> engine.v1.PortBinding
-	75,  // 56: engine.v1.HostPorts.bindings:type_name -> engine.v1.HostPort
-	163, // 57: engine.v1.Mount.volume_labels:type_name -> engine.v1.Mount.VolumeLabelsEntry
-	164, // 58: engine.v1.Mount.volume_driver_opts:type_name -> engine.v1.Mount.VolumeDriverOptsEntry
-	66,  // 59: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
-	73,  // 60: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
-	80,  // 61: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
-	165, // 62: engine.v1.ContainerCreateRequest.endpoints:type_name -> engine.v1.ContainerCreateRequest.EndpointsEntry
-	171, // 63: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
-	171, // 64: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
-	68,  // 65: engine.v1.ContainerState.health:type_name -> engine.v1.Health
-	171, // 66: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
-	82,  // 67: engine.v1.Container.state:type_name -> engine.v1.ContainerState
-	66,  // 68: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
-	73,  // 69: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
-	166, // 70: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
-	84,  // 71: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
-	11,  // 72: engine.v1.Container.mounts:type_name -> engine.v1.MountPoint
-	167, // 73: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
-	168, // 74: engine.v1.NetworkSettings.ports:type_name -> engine.v1.NetworkSettings.PortsEntry
-	83,  // 75: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
-	109, // 76: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
-	171, // 77: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
-	171, // 78: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
-	171, // 79: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	117, // 80: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
-	171, // 81: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
-	169, // 82: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
-	73,  // 83: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
-	122, // 84: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
-	126, // 85: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
-	122, // 86: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
-	171, // 87: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
-	134, // 88: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
-	139, // 89: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
-	171, // 90: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
-	171, // 91: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
-	170, // 92: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
-	26,  // 93: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
-	38,  // 94: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
-	37,  // 95: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
-	80,  // 96: engine.v1.ContainerCreateRequest.EndpointsEntry.value:type_name -> engine.v1.EndpointConfig
-	85,  // 97: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
-	76,  // 98: engine.v1.NetworkSettings.PortsEntry.value:type_name -> engine.v1.HostPorts
-	27,  // 99: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
-	29,  // 100: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
-	32,  // 101: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
-	64,  // 102: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
-	140, // 103: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
-	86,  // 104: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
-	87,  // 105: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
-	79,  // 106: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
-	89,  // 107: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
-	91,  // 108: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
-	93,  // 109: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
-	95,  // 110: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
-	97,  // 111: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
-	99,  // 112: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
-	101, // 113: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
-	103, // 114: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
-	105, // 115: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
-	107, // 116: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
-	120, // 117: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
-	110, // 118: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
-	112, // 119: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
-	118, // 120: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
-	114, // 121: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
-	116, // 122: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
-	123, // 123: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
-	125, // 124: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
-	127, // 125: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
-	129, // 126: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
-	131, // 127: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
-	131, // 128: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
-	133, // 129: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
-	136, // 130: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
-	137, // 131: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
-	44,  // 132: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
-	45,  // 133: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
-	48,  // 134: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
-	50,  // 135: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
-	53,  // 136: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
-	55,  // 137: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
-	57,  // 138: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
-	58,  // 139: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
-	59,  // 140: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
-	62,  // 141: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
-	42,  // 142: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
-	18,  // 143: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
-	20,  // 144: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
-	21,  // 145: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
-	23,  // 146: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
-	12,  // 147: engine.v1.Engine.NetworkPrune:input_type -> engine.v1.NetworkPruneRequest
-	14,  // 148: engine.v1.Engine.NetworkConnect:input_type -> engine.v1.NetworkConnectRequest
-	16,  // 149: engine.v1.Engine.NetworkDisconnect:input_type -> engine.v1.NetworkDisconnectRequest
-	1,   // 150: engine.v1.Engine.VolumeList:input_type -> engine.v1.VolumeListRequest
-	3,   // 151: engine.v1.Engine.VolumeInspect:input_type -> engine.v1.VolumeInspectRequest
-	4,   // 152: engine.v1.Engine.VolumeCreate:input_type -> engine.v1.VolumeCreateRequest
-	5,   // 153: engine.v1.Engine.VolumeRemove:input_type -> engine.v1.VolumeRemoveRequest
-	7,   // 154: engine.v1.Engine.VolumePrune:input_type -> engine.v1.VolumePruneRequest
-	9,   // 155: engine.v1.Engine.SystemDataUsage:input_type -> engine.v1.SystemDataUsageRequest
-	28,  // 156: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
-	30,  // 157: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
-	33,  // 158: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
-	65,  // 159: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
-	141, // 160: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
-	83,  // 161: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
-	88,  // 162: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
-	81,  // 163: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
-	90,  // 164: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
-	92,  // 165: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
-	94,  // 166: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
-	96,  // 167: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
-	98,  // 168: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
-	100, // 169: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
-	102, // 170: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
-	104, // 171: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
-	106, // 172: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
-	108, // 173: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
-	121, // 174: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
-	111, // 175: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
-	113, // 176: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
-	119, // 177: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
-	115, // 178: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
-	115, // 179: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
-	124, // 180: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
-	115, // 181: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
-	128, // 182: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
-	130, // 183: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
-	132, // 184: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
-	42,  // 185: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
-	135, // 186: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
-	42,  // 187: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
-	138, // 188: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
-	43,  // 189: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
-	46,  // 190: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
-	49,  // 191: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
-	51,  // 192: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
-	54,  // 193: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
-	56,  // 194: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
-	40,  // 195: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
-	40,  // 196: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
-	61,  // 197: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
-	42,  // 198: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
-	63,  // 199: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
-	19,  // 200: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
-	25,  // 201: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
-	22,  // 202: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
-	24,  // 203: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
-	13,  // 204: engine.v1.Engine.NetworkPrune:output_type -> engine.v1.NetworkPruneResponse
-	15,  // 205: engine.v1.Engine.NetworkConnect:output_type -> engine.v1.NetworkConnectResponse
-	17,  // 206: engine.v1.Engine.NetworkDisconnect:output_type -> engine.v1.NetworkDisconnectResponse
-	2,   // 207: engine.v1.Engine.VolumeList:output_type -> engine.v1.VolumeListResponse
-	0,   // 208: engine.v1.Engine.VolumeInspect:output_type -> engine.v1.Volume
-	0,   // 209: engine.v1.Engine.VolumeCreate:output_type -> engine.v1.Volume
-	6,   // 210: engine.v1.Engine.VolumeRemove:output_type -> engine.v1.VolumeRemoveResponse
-	8,   // 211: engine.v1.Engine.VolumePrune:output_type -> engine.v1.VolumePruneResponse
-	10,  // 212: engine.v1.Engine.SystemDataUsage:output_type -> engine.v1.SystemDataUsageResponse
-	156, // [156:213] is the sub-list for method output_type
-	99,  // [99:156] is the sub-list for method input_type
-	99,  // [99:99] is the sub-list for extension type_name
-	99,  // [99:99] is the sub-list for extension extendee
-	0,   // [0:99] is the sub-list for field type_name
+	155, // 9: engine.v1.SystemDataUsageResponse.image_shared_sizes:type_name -> engine.v1.SystemDataUsageResponse.ImageSharedSizesEntry
+	11,  // 10: engine.v1.SystemDataUsageResponse.build_cache:type_name -> engine.v1.BuildCacheRecord
+	183, // 11: engine.v1.BuildCacheRecord.created_at:type_name -> google.protobuf.Timestamp
+	183, // 12: engine.v1.BuildCacheRecord.last_used_at:type_name -> google.protobuf.Timestamp
+	81,  // 13: engine.v1.NetworkConnectRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	26,  // 14: engine.v1.NetworkListResponse.networks:type_name -> engine.v1.Network
+	156, // 15: engine.v1.NetworkCreateRequest.labels:type_name -> engine.v1.NetworkCreateRequest.LabelsEntry
+	157, // 16: engine.v1.NetworkCreateRequest.options:type_name -> engine.v1.NetworkCreateRequest.OptionsEntry
+	158, // 17: engine.v1.NetworkCreateRequest.aux_addresses:type_name -> engine.v1.NetworkCreateRequest.AuxAddressesEntry
+	183, // 18: engine.v1.Network.created:type_name -> google.protobuf.Timestamp
+	159, // 19: engine.v1.Network.labels:type_name -> engine.v1.Network.LabelsEntry
+	160, // 20: engine.v1.Network.options:type_name -> engine.v1.Network.OptionsEntry
+	161, // 21: engine.v1.Network.containers:type_name -> engine.v1.Network.ContainersEntry
+	162, // 22: engine.v1.Network.aux_addresses:type_name -> engine.v1.Network.AuxAddressesEntry
+	183, // 23: engine.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
+	32,  // 24: engine.v1.SystemVersionResponse.components:type_name -> engine.v1.Component
+	163, // 25: engine.v1.Component.details:type_name -> engine.v1.Component.DetailsEntry
+	35,  // 26: engine.v1.SystemInfoResponse.driver_status:type_name -> engine.v1.KeyValue
+	36,  // 27: engine.v1.SystemInfoResponse.plugins:type_name -> engine.v1.PluginsInfo
+	183, // 28: engine.v1.SystemInfoResponse.system_time:type_name -> google.protobuf.Timestamp
+	37,  // 29: engine.v1.SystemInfoResponse.registry_config:type_name -> engine.v1.RegistryConfig
+	164, // 30: engine.v1.SystemInfoResponse.runtimes:type_name -> engine.v1.SystemInfoResponse.RuntimesEntry
+	165, // 31: engine.v1.RegistryConfig.index_configs:type_name -> engine.v1.RegistryConfig.IndexConfigsEntry
+	42,  // 32: engine.v1.Progress.aux:type_name -> engine.v1.PushResult
+	183, // 33: engine.v1.Image.created:type_name -> google.protobuf.Timestamp
+	166, // 34: engine.v1.Image.labels:type_name -> engine.v1.Image.LabelsEntry
+	183, // 35: engine.v1.Image.last_tag_time:type_name -> google.protobuf.Timestamp
+	48,  // 36: engine.v1.ImageHistoryResponse.items:type_name -> engine.v1.HistoryItem
+	183, // 37: engine.v1.HistoryItem.created:type_name -> google.protobuf.Timestamp
+	53,  // 38: engine.v1.ImageRemoveResponse.items:type_name -> engine.v1.ImageDeleteItem
+	44,  // 39: engine.v1.ImageListResponse.images:type_name -> engine.v1.Image
+	53,  // 40: engine.v1.ImagePruneResponse.deleted:type_name -> engine.v1.ImageDeleteItem
+	40,  // 41: engine.v1.ImagePullRequest.auth:type_name -> engine.v1.RegistryAuth
+	40,  // 42: engine.v1.ImagePushRequest.auth:type_name -> engine.v1.RegistryAuth
+	61,  // 43: engine.v1.ImageImportRequest.options:type_name -> engine.v1.ImageImportOptions
+	167, // 44: engine.v1.ContainerConfig.labels:type_name -> engine.v1.ContainerConfig.LabelsEntry
+	68,  // 45: engine.v1.ContainerConfig.healthcheck:type_name -> engine.v1.HealthConfig
+	70,  // 46: engine.v1.Health.log:type_name -> engine.v1.HealthcheckResult
+	183, // 47: engine.v1.HealthcheckResult.start:type_name -> google.protobuf.Timestamp
+	183, // 48: engine.v1.HealthcheckResult.end:type_name -> google.protobuf.Timestamp
+	168, // 49: engine.v1.LogConfig.config:type_name -> engine.v1.LogConfig.ConfigEntry
+	72,  // 50: engine.v1.HostConfig.restart_policy:type_name -> engine.v1.RestartPolicy
+	169, // 51: engine.v1.HostConfig.sysctls:type_name -> engine.v1.HostConfig.SysctlsEntry
+	71,  // 52: engine.v1.HostConfig.ulimits:type_name -> engine.v1.Ulimit
+	73,  // 53: engine.v1.HostConfig.log_config:type_name -> engine.v1.LogConfig
+	170, // 54: engine.v1.HostConfig.tmpfs:type_name -> engine.v1.HostConfig.TmpfsEntry
+	78,  // 55: engine.v1.HostConfig.devices:type_name -> engine.v1.DeviceMapping
+	79,  // 56: engine.v1.HostConfig.mounts:type_name -> engine.v1.Mount
+	171, // 57: engine.v1.HostConfig.annotations:type_name -> engine.v1.HostConfig.AnnotationsEntry
+	75,  // 58: engine.v1.HostConfig.port_bindings:type_name -> engine.v1.PortBinding
+	76,  // 59: engine.v1.HostPorts.bindings:type_name -> engine.v1.HostPort
+	172, // 60: engine.v1.Mount.volume_labels:type_name -> engine.v1.Mount.VolumeLabelsEntry
+	173, // 61: engine.v1.Mount.volume_driver_opts:type_name -> engine.v1.Mount.VolumeDriverOptsEntry
+	67,  // 62: engine.v1.ContainerCreateRequest.config:type_name -> engine.v1.ContainerConfig
+	74,  // 63: engine.v1.ContainerCreateRequest.host_config:type_name -> engine.v1.HostConfig
+	81,  // 64: engine.v1.ContainerCreateRequest.endpoint:type_name -> engine.v1.EndpointConfig
+	174, // 65: engine.v1.ContainerCreateRequest.endpoints:type_name -> engine.v1.ContainerCreateRequest.EndpointsEntry
+	183, // 66: engine.v1.ContainerState.started_at:type_name -> google.protobuf.Timestamp
+	183, // 67: engine.v1.ContainerState.finished_at:type_name -> google.protobuf.Timestamp
+	69,  // 68: engine.v1.ContainerState.health:type_name -> engine.v1.Health
+	183, // 69: engine.v1.Container.created:type_name -> google.protobuf.Timestamp
+	83,  // 70: engine.v1.Container.state:type_name -> engine.v1.ContainerState
+	67,  // 71: engine.v1.Container.config:type_name -> engine.v1.ContainerConfig
+	74,  // 72: engine.v1.Container.host_config:type_name -> engine.v1.HostConfig
+	175, // 73: engine.v1.Container.graph_driver_data:type_name -> engine.v1.Container.GraphDriverDataEntry
+	85,  // 74: engine.v1.Container.network_settings:type_name -> engine.v1.NetworkSettings
+	12,  // 75: engine.v1.Container.mounts:type_name -> engine.v1.MountPoint
+	176, // 76: engine.v1.NetworkSettings.networks:type_name -> engine.v1.NetworkSettings.NetworksEntry
+	177, // 77: engine.v1.NetworkSettings.ports:type_name -> engine.v1.NetworkSettings.PortsEntry
+	84,  // 78: engine.v1.ContainerListResponse.containers:type_name -> engine.v1.Container
+	110, // 79: engine.v1.ContainerTopResponse.processes:type_name -> engine.v1.TopRow
+	183, // 80: engine.v1.ContainerLogsRequest.since:type_name -> google.protobuf.Timestamp
+	183, // 81: engine.v1.ContainerLogsRequest.until:type_name -> google.protobuf.Timestamp
+	183, // 82: engine.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	118, // 83: engine.v1.ContainerAttachRequest.options:type_name -> engine.v1.ContainerAttachOptions
+	183, // 84: engine.v1.ContainerStatsResponse.read:type_name -> google.protobuf.Timestamp
+	178, // 85: engine.v1.ContainerStatsResponse.memory_stats:type_name -> engine.v1.ContainerStatsResponse.MemoryStatsEntry
+	74,  // 86: engine.v1.ContainerUpdateRequest.resources:type_name -> engine.v1.HostConfig
+	123, // 87: engine.v1.ContainerExecCreateRequest.config:type_name -> engine.v1.ExecConfig
+	127, // 88: engine.v1.ExecStartRequest.options:type_name -> engine.v1.ExecStartOptions
+	123, // 89: engine.v1.ExecInspectResponse.config:type_name -> engine.v1.ExecConfig
+	183, // 90: engine.v1.ContainerPathStat.mtime:type_name -> google.protobuf.Timestamp
+	135, // 91: engine.v1.ContainerArchivePutRequest.options:type_name -> engine.v1.ContainerArchivePutOptions
+	140, // 92: engine.v1.ContainerChangesResponse.changes:type_name -> engine.v1.FilesystemChange
+	183, // 93: engine.v1.SystemEventsRequest.since:type_name -> google.protobuf.Timestamp
+	183, // 94: engine.v1.SystemEventsRequest.until:type_name -> google.protobuf.Timestamp
+	179, // 95: engine.v1.Event.attributes:type_name -> engine.v1.Event.AttributesEntry
+	145, // 96: engine.v1.BuildRequest.options:type_name -> engine.v1.BuildOptions
+	180, // 97: engine.v1.BuildOptions.build_args:type_name -> engine.v1.BuildOptions.BuildArgsEntry
+	181, // 98: engine.v1.BuildOptions.labels:type_name -> engine.v1.BuildOptions.LabelsEntry
+	71,  // 99: engine.v1.BuildOptions.ulimits:type_name -> engine.v1.Ulimit
+	182, // 100: engine.v1.BuildOptions.auth:type_name -> engine.v1.BuildOptions.AuthEntry
+	41,  // 101: engine.v1.BuildMessage.progress:type_name -> engine.v1.Progress
+	67,  // 102: engine.v1.ContainerCommitRequest.config:type_name -> engine.v1.ContainerConfig
+	27,  // 103: engine.v1.Network.ContainersEntry.value:type_name -> engine.v1.NetworkContainer
+	39,  // 104: engine.v1.SystemInfoResponse.RuntimesEntry.value:type_name -> engine.v1.Runtime
+	38,  // 105: engine.v1.RegistryConfig.IndexConfigsEntry.value:type_name -> engine.v1.IndexInfo
+	81,  // 106: engine.v1.ContainerCreateRequest.EndpointsEntry.value:type_name -> engine.v1.EndpointConfig
+	86,  // 107: engine.v1.NetworkSettings.NetworksEntry.value:type_name -> engine.v1.EndpointSettings
+	77,  // 108: engine.v1.NetworkSettings.PortsEntry.value:type_name -> engine.v1.HostPorts
+	144, // 109: engine.v1.BuildOptions.BuildArgsEntry.value:type_name -> engine.v1.BuildArgValue
+	40,  // 110: engine.v1.BuildOptions.AuthEntry.value:type_name -> engine.v1.RegistryAuth
+	28,  // 111: engine.v1.Engine.Ping:input_type -> engine.v1.PingRequest
+	30,  // 112: engine.v1.Engine.SystemVersion:input_type -> engine.v1.SystemVersionRequest
+	33,  // 113: engine.v1.Engine.SystemInfo:input_type -> engine.v1.SystemInfoRequest
+	65,  // 114: engine.v1.Engine.SystemAuth:input_type -> engine.v1.SystemAuthRequest
+	141, // 115: engine.v1.Engine.SystemEvents:input_type -> engine.v1.SystemEventsRequest
+	87,  // 116: engine.v1.Engine.ContainerInspect:input_type -> engine.v1.ContainerInspectRequest
+	88,  // 117: engine.v1.Engine.ContainerList:input_type -> engine.v1.ContainerListRequest
+	80,  // 118: engine.v1.Engine.ContainerCreate:input_type -> engine.v1.ContainerCreateRequest
+	90,  // 119: engine.v1.Engine.ContainerStart:input_type -> engine.v1.ContainerStartRequest
+	92,  // 120: engine.v1.Engine.ContainerStop:input_type -> engine.v1.ContainerStopRequest
+	94,  // 121: engine.v1.Engine.ContainerRestart:input_type -> engine.v1.ContainerRestartRequest
+	96,  // 122: engine.v1.Engine.ContainerKill:input_type -> engine.v1.ContainerKillRequest
+	98,  // 123: engine.v1.Engine.ContainerPause:input_type -> engine.v1.ContainerPauseRequest
+	100, // 124: engine.v1.Engine.ContainerUnpause:input_type -> engine.v1.ContainerUnpauseRequest
+	102, // 125: engine.v1.Engine.ContainerRename:input_type -> engine.v1.ContainerRenameRequest
+	104, // 126: engine.v1.Engine.ContainerRemove:input_type -> engine.v1.ContainerRemoveRequest
+	106, // 127: engine.v1.Engine.ContainerPrune:input_type -> engine.v1.ContainerPruneRequest
+	108, // 128: engine.v1.Engine.ContainerTop:input_type -> engine.v1.ContainerTopRequest
+	121, // 129: engine.v1.Engine.ContainerUpdate:input_type -> engine.v1.ContainerUpdateRequest
+	111, // 130: engine.v1.Engine.ContainerResize:input_type -> engine.v1.ContainerResizeRequest
+	113, // 131: engine.v1.Engine.ContainerWait:input_type -> engine.v1.ContainerWaitRequest
+	119, // 132: engine.v1.Engine.ContainerStats:input_type -> engine.v1.ContainerStatsRequest
+	115, // 133: engine.v1.Engine.ContainerLogs:input_type -> engine.v1.ContainerLogsRequest
+	117, // 134: engine.v1.Engine.ContainerAttach:input_type -> engine.v1.ContainerAttachRequest
+	124, // 135: engine.v1.Engine.ContainerExecCreate:input_type -> engine.v1.ContainerExecCreateRequest
+	126, // 136: engine.v1.Engine.ExecStart:input_type -> engine.v1.ExecStartRequest
+	128, // 137: engine.v1.Engine.ExecInspect:input_type -> engine.v1.ExecInspectRequest
+	130, // 138: engine.v1.Engine.ExecResize:input_type -> engine.v1.ExecResizeRequest
+	132, // 139: engine.v1.Engine.ContainerArchiveStat:input_type -> engine.v1.ContainerArchiveRequest
+	132, // 140: engine.v1.Engine.ContainerArchiveGet:input_type -> engine.v1.ContainerArchiveRequest
+	134, // 141: engine.v1.Engine.ContainerArchivePut:input_type -> engine.v1.ContainerArchivePutRequest
+	137, // 142: engine.v1.Engine.ContainerExport:input_type -> engine.v1.ContainerExportRequest
+	138, // 143: engine.v1.Engine.ContainerChanges:input_type -> engine.v1.ContainerChangesRequest
+	45,  // 144: engine.v1.Engine.ImageInspect:input_type -> engine.v1.ImageInspectRequest
+	46,  // 145: engine.v1.Engine.ImageHistory:input_type -> engine.v1.ImageHistoryRequest
+	49,  // 146: engine.v1.Engine.ImageTag:input_type -> engine.v1.ImageTagRequest
+	51,  // 147: engine.v1.Engine.ImageRemove:input_type -> engine.v1.ImageRemoveRequest
+	54,  // 148: engine.v1.Engine.ImageList:input_type -> engine.v1.ImageListRequest
+	56,  // 149: engine.v1.Engine.ImagePrune:input_type -> engine.v1.ImagePruneRequest
+	58,  // 150: engine.v1.Engine.ImagePull:input_type -> engine.v1.ImagePullRequest
+	59,  // 151: engine.v1.Engine.ImagePush:input_type -> engine.v1.ImagePushRequest
+	60,  // 152: engine.v1.Engine.ImageImport:input_type -> engine.v1.ImageImportRequest
+	63,  // 153: engine.v1.Engine.ImageSave:input_type -> engine.v1.ImageSaveRequest
+	43,  // 154: engine.v1.Engine.ImageLoad:input_type -> engine.v1.Chunk
+	143, // 155: engine.v1.Engine.Build:input_type -> engine.v1.BuildRequest
+	147, // 156: engine.v1.Engine.BuildPrune:input_type -> engine.v1.BuildPruneRequest
+	149, // 157: engine.v1.Engine.ContainerCommit:input_type -> engine.v1.ContainerCommitRequest
+	19,  // 158: engine.v1.Engine.NetworkList:input_type -> engine.v1.NetworkListRequest
+	21,  // 159: engine.v1.Engine.NetworkInspect:input_type -> engine.v1.NetworkInspectRequest
+	22,  // 160: engine.v1.Engine.NetworkCreate:input_type -> engine.v1.NetworkCreateRequest
+	24,  // 161: engine.v1.Engine.NetworkRemove:input_type -> engine.v1.NetworkRemoveRequest
+	13,  // 162: engine.v1.Engine.NetworkPrune:input_type -> engine.v1.NetworkPruneRequest
+	15,  // 163: engine.v1.Engine.NetworkConnect:input_type -> engine.v1.NetworkConnectRequest
+	17,  // 164: engine.v1.Engine.NetworkDisconnect:input_type -> engine.v1.NetworkDisconnectRequest
+	1,   // 165: engine.v1.Engine.VolumeList:input_type -> engine.v1.VolumeListRequest
+	3,   // 166: engine.v1.Engine.VolumeInspect:input_type -> engine.v1.VolumeInspectRequest
+	4,   // 167: engine.v1.Engine.VolumeCreate:input_type -> engine.v1.VolumeCreateRequest
+	5,   // 168: engine.v1.Engine.VolumeRemove:input_type -> engine.v1.VolumeRemoveRequest
+	7,   // 169: engine.v1.Engine.VolumePrune:input_type -> engine.v1.VolumePruneRequest
+	9,   // 170: engine.v1.Engine.SystemDataUsage:input_type -> engine.v1.SystemDataUsageRequest
+	29,  // 171: engine.v1.Engine.Ping:output_type -> engine.v1.PingResponse
+	31,  // 172: engine.v1.Engine.SystemVersion:output_type -> engine.v1.SystemVersionResponse
+	34,  // 173: engine.v1.Engine.SystemInfo:output_type -> engine.v1.SystemInfoResponse
+	66,  // 174: engine.v1.Engine.SystemAuth:output_type -> engine.v1.SystemAuthResponse
+	142, // 175: engine.v1.Engine.SystemEvents:output_type -> engine.v1.Event
+	84,  // 176: engine.v1.Engine.ContainerInspect:output_type -> engine.v1.Container
+	89,  // 177: engine.v1.Engine.ContainerList:output_type -> engine.v1.ContainerListResponse
+	82,  // 178: engine.v1.Engine.ContainerCreate:output_type -> engine.v1.ContainerCreateResponse
+	91,  // 179: engine.v1.Engine.ContainerStart:output_type -> engine.v1.ContainerStartResponse
+	93,  // 180: engine.v1.Engine.ContainerStop:output_type -> engine.v1.ContainerStopResponse
+	95,  // 181: engine.v1.Engine.ContainerRestart:output_type -> engine.v1.ContainerRestartResponse
+	97,  // 182: engine.v1.Engine.ContainerKill:output_type -> engine.v1.ContainerKillResponse
+	99,  // 183: engine.v1.Engine.ContainerPause:output_type -> engine.v1.ContainerPauseResponse
+	101, // 184: engine.v1.Engine.ContainerUnpause:output_type -> engine.v1.ContainerUnpauseResponse
+	103, // 185: engine.v1.Engine.ContainerRename:output_type -> engine.v1.ContainerRenameResponse
+	105, // 186: engine.v1.Engine.ContainerRemove:output_type -> engine.v1.ContainerRemoveResponse
+	107, // 187: engine.v1.Engine.ContainerPrune:output_type -> engine.v1.ContainerPruneResponse
+	109, // 188: engine.v1.Engine.ContainerTop:output_type -> engine.v1.ContainerTopResponse
+	122, // 189: engine.v1.Engine.ContainerUpdate:output_type -> engine.v1.ContainerUpdateResponse
+	112, // 190: engine.v1.Engine.ContainerResize:output_type -> engine.v1.ContainerResizeResponse
+	114, // 191: engine.v1.Engine.ContainerWait:output_type -> engine.v1.ContainerWaitResponse
+	120, // 192: engine.v1.Engine.ContainerStats:output_type -> engine.v1.ContainerStatsResponse
+	116, // 193: engine.v1.Engine.ContainerLogs:output_type -> engine.v1.LogEntry
+	116, // 194: engine.v1.Engine.ContainerAttach:output_type -> engine.v1.LogEntry
+	125, // 195: engine.v1.Engine.ContainerExecCreate:output_type -> engine.v1.ContainerExecCreateResponse
+	116, // 196: engine.v1.Engine.ExecStart:output_type -> engine.v1.LogEntry
+	129, // 197: engine.v1.Engine.ExecInspect:output_type -> engine.v1.ExecInspectResponse
+	131, // 198: engine.v1.Engine.ExecResize:output_type -> engine.v1.ExecResizeResponse
+	133, // 199: engine.v1.Engine.ContainerArchiveStat:output_type -> engine.v1.ContainerPathStat
+	43,  // 200: engine.v1.Engine.ContainerArchiveGet:output_type -> engine.v1.Chunk
+	136, // 201: engine.v1.Engine.ContainerArchivePut:output_type -> engine.v1.ContainerArchivePutResponse
+	43,  // 202: engine.v1.Engine.ContainerExport:output_type -> engine.v1.Chunk
+	139, // 203: engine.v1.Engine.ContainerChanges:output_type -> engine.v1.ContainerChangesResponse
+	44,  // 204: engine.v1.Engine.ImageInspect:output_type -> engine.v1.Image
+	47,  // 205: engine.v1.Engine.ImageHistory:output_type -> engine.v1.ImageHistoryResponse
+	50,  // 206: engine.v1.Engine.ImageTag:output_type -> engine.v1.ImageTagResponse
+	52,  // 207: engine.v1.Engine.ImageRemove:output_type -> engine.v1.ImageRemoveResponse
+	55,  // 208: engine.v1.Engine.ImageList:output_type -> engine.v1.ImageListResponse
+	57,  // 209: engine.v1.Engine.ImagePrune:output_type -> engine.v1.ImagePruneResponse
+	41,  // 210: engine.v1.Engine.ImagePull:output_type -> engine.v1.Progress
+	41,  // 211: engine.v1.Engine.ImagePush:output_type -> engine.v1.Progress
+	62,  // 212: engine.v1.Engine.ImageImport:output_type -> engine.v1.ImageImportResponse
+	43,  // 213: engine.v1.Engine.ImageSave:output_type -> engine.v1.Chunk
+	64,  // 214: engine.v1.Engine.ImageLoad:output_type -> engine.v1.ImageLoadResponse
+	146, // 215: engine.v1.Engine.Build:output_type -> engine.v1.BuildMessage
+	148, // 216: engine.v1.Engine.BuildPrune:output_type -> engine.v1.BuildPruneResponse
+	150, // 217: engine.v1.Engine.ContainerCommit:output_type -> engine.v1.ContainerCommitResponse
+	20,  // 218: engine.v1.Engine.NetworkList:output_type -> engine.v1.NetworkListResponse
+	26,  // 219: engine.v1.Engine.NetworkInspect:output_type -> engine.v1.Network
+	23,  // 220: engine.v1.Engine.NetworkCreate:output_type -> engine.v1.NetworkCreateResponse
+	25,  // 221: engine.v1.Engine.NetworkRemove:output_type -> engine.v1.NetworkRemoveResponse
+	14,  // 222: engine.v1.Engine.NetworkPrune:output_type -> engine.v1.NetworkPruneResponse
+	16,  // 223: engine.v1.Engine.NetworkConnect:output_type -> engine.v1.NetworkConnectResponse
+	18,  // 224: engine.v1.Engine.NetworkDisconnect:output_type -> engine.v1.NetworkDisconnectResponse
+	2,   // 225: engine.v1.Engine.VolumeList:output_type -> engine.v1.VolumeListResponse
+	0,   // 226: engine.v1.Engine.VolumeInspect:output_type -> engine.v1.Volume
+	0,   // 227: engine.v1.Engine.VolumeCreate:output_type -> engine.v1.Volume
+	6,   // 228: engine.v1.Engine.VolumeRemove:output_type -> engine.v1.VolumeRemoveResponse
+	8,   // 229: engine.v1.Engine.VolumePrune:output_type -> engine.v1.VolumePruneResponse
+	10,  // 230: engine.v1.Engine.SystemDataUsage:output_type -> engine.v1.SystemDataUsageResponse
+	171, // [171:231] is the sub-list for method output_type
+	111, // [111:171] is the sub-list for method input_type
+	111, // [111:111] is the sub-list for extension type_name
+	111, // [111:111] is the sub-list for extension extendee
+	0,   // [0:111] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -11205,18 +12123,19 @@ func file_engine_v1_engine_proto_init() {
 	if File_engine_v1_engine_proto != nil {
 		return
 	}
-	file_engine_v1_engine_proto_msgTypes[66].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[73].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[91].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[93].OneofWrappers = []any{}
-	file_engine_v1_engine_proto_msgTypes[128].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[67].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[74].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[92].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[94].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[129].OneofWrappers = []any{}
+	file_engine_v1_engine_proto_msgTypes[144].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   171,
+			NumMessages:   183,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -85,6 +85,9 @@ const (
 	Engine_ImageImport_FullMethodName          = "/engine.v1.Engine/ImageImport"
 	Engine_ImageSave_FullMethodName            = "/engine.v1.Engine/ImageSave"
 	Engine_ImageLoad_FullMethodName            = "/engine.v1.Engine/ImageLoad"
+	Engine_Build_FullMethodName                = "/engine.v1.Engine/Build"
+	Engine_BuildPrune_FullMethodName           = "/engine.v1.Engine/BuildPrune"
+	Engine_ContainerCommit_FullMethodName      = "/engine.v1.Engine/ContainerCommit"
 	Engine_NetworkList_FullMethodName          = "/engine.v1.Engine/NetworkList"
 	Engine_NetworkInspect_FullMethodName       = "/engine.v1.Engine/NetworkInspect"
 	Engine_NetworkCreate_FullMethodName        = "/engine.v1.Engine/NetworkCreate"
@@ -197,6 +200,19 @@ type EngineClient interface {
 	// ImageLoad reads `docker save` tarballs and OCI layouts. REST:
 	// POST /images/load.
 	ImageLoad(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Chunk, ImageLoadResponse], error)
+	// Build and commit. REST's POST /build and POST /commit are hand-written
+	// handlers (a tar body, Docker's JSON config body).
+	//
+	// Build runs the classic builder: the first message carries the
+	// options, the rest the build context (a tar, maybe compressed); the
+	// reply is the build's output as dockerd writes it.
+	Build(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BuildRequest, BuildMessage], error)
+	// BuildPrune removes the build cache: images builds left that nothing
+	// names or uses.
+	// REST: POST /build/prune (hand-written: Docker's keep-storage).
+	BuildPrune(ctx context.Context, in *BuildPruneRequest, opts ...grpc.CallOption) (*BuildPruneResponse, error)
+	// ContainerCommit makes an image of a container's changes (docker commit).
+	ContainerCommit(ctx context.Context, in *ContainerCommitRequest, opts ...grpc.CallOption) (*ContainerCommitResponse, error)
 	// Networks. REST's POST /networks/create is a hand-written handler
 	// (Docker's body is checked field by field, nothing is ignored).
 	NetworkList(ctx context.Context, in *NetworkListRequest, opts ...grpc.CallOption) (*NetworkListResponse, error)
@@ -768,6 +784,39 @@ func (c *engineClient) ImageLoad(ctx context.Context, opts ...grpc.CallOption) (
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Engine_ImageLoadClient = grpc.ClientStreamingClient[Chunk, ImageLoadResponse]
 
+func (c *engineClient) Build(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BuildRequest, BuildMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[14], Engine_Build_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BuildRequest, BuildMessage]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_BuildClient = grpc.BidiStreamingClient[BuildRequest, BuildMessage]
+
+func (c *engineClient) BuildPrune(ctx context.Context, in *BuildPruneRequest, opts ...grpc.CallOption) (*BuildPruneResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BuildPruneResponse)
+	err := c.cc.Invoke(ctx, Engine_BuildPrune_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *engineClient) ContainerCommit(ctx context.Context, in *ContainerCommitRequest, opts ...grpc.CallOption) (*ContainerCommitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerCommitResponse)
+	err := c.cc.Invoke(ctx, Engine_ContainerCommit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *engineClient) NetworkList(ctx context.Context, in *NetworkListRequest, opts ...grpc.CallOption) (*NetworkListResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(NetworkListResponse)
@@ -995,6 +1044,19 @@ type EngineServer interface {
 	// ImageLoad reads `docker save` tarballs and OCI layouts. REST:
 	// POST /images/load.
 	ImageLoad(grpc.ClientStreamingServer[Chunk, ImageLoadResponse]) error
+	// Build and commit. REST's POST /build and POST /commit are hand-written
+	// handlers (a tar body, Docker's JSON config body).
+	//
+	// Build runs the classic builder: the first message carries the
+	// options, the rest the build context (a tar, maybe compressed); the
+	// reply is the build's output as dockerd writes it.
+	Build(grpc.BidiStreamingServer[BuildRequest, BuildMessage]) error
+	// BuildPrune removes the build cache: images builds left that nothing
+	// names or uses.
+	// REST: POST /build/prune (hand-written: Docker's keep-storage).
+	BuildPrune(context.Context, *BuildPruneRequest) (*BuildPruneResponse, error)
+	// ContainerCommit makes an image of a container's changes (docker commit).
+	ContainerCommit(context.Context, *ContainerCommitRequest) (*ContainerCommitResponse, error)
 	// Networks. REST's POST /networks/create is a hand-written handler
 	// (Docker's body is checked field by field, nothing is ignored).
 	NetworkList(context.Context, *NetworkListRequest) (*NetworkListResponse, error)
@@ -1161,6 +1223,15 @@ func (UnimplementedEngineServer) ImageSave(*ImageSaveRequest, grpc.ServerStreami
 }
 func (UnimplementedEngineServer) ImageLoad(grpc.ClientStreamingServer[Chunk, ImageLoadResponse]) error {
 	return status.Error(codes.Unimplemented, "method ImageLoad not implemented")
+}
+func (UnimplementedEngineServer) Build(grpc.BidiStreamingServer[BuildRequest, BuildMessage]) error {
+	return status.Error(codes.Unimplemented, "method Build not implemented")
+}
+func (UnimplementedEngineServer) BuildPrune(context.Context, *BuildPruneRequest) (*BuildPruneResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BuildPrune not implemented")
+}
+func (UnimplementedEngineServer) ContainerCommit(context.Context, *ContainerCommitRequest) (*ContainerCommitResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ContainerCommit not implemented")
 }
 func (UnimplementedEngineServer) NetworkList(context.Context, *NetworkListRequest) (*NetworkListResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NetworkList not implemented")
@@ -1896,6 +1967,49 @@ func _Engine_ImageLoad_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Engine_ImageLoadServer = grpc.ClientStreamingServer[Chunk, ImageLoadResponse]
 
+func _Engine_Build_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EngineServer).Build(&grpc.GenericServerStream[BuildRequest, BuildMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_BuildServer = grpc.BidiStreamingServer[BuildRequest, BuildMessage]
+
+func _Engine_BuildPrune_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BuildPruneRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).BuildPrune(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_BuildPrune_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).BuildPrune(ctx, req.(*BuildPruneRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Engine_ContainerCommit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerCommitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ContainerCommit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ContainerCommit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ContainerCommit(ctx, req.(*ContainerCommitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Engine_NetworkList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(NetworkListRequest)
 	if err := dec(in); err != nil {
@@ -2258,6 +2372,14 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Engine_ImagePrune_Handler,
 		},
 		{
+			MethodName: "BuildPrune",
+			Handler:    _Engine_BuildPrune_Handler,
+		},
+		{
+			MethodName: "ContainerCommit",
+			Handler:    _Engine_ContainerCommit_Handler,
+		},
+		{
 			MethodName: "NetworkList",
 			Handler:    _Engine_NetworkList_Handler,
 		},
@@ -2381,6 +2503,12 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ImageLoad",
 			Handler:       _Engine_ImageLoad_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Build",
+			Handler:       _Engine_Build_Handler,
+			ServerStreams: true,
 			ClientStreams: true,
 		},
 	},
