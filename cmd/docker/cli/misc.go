@@ -199,19 +199,29 @@ func (c *CLI) pruneImages(cmd *cobra.Command, all bool, filters []string) (int64
 }
 
 func (c *CLI) imagePruneCmd() *cobra.Command {
+	return c.pruneAllCmd("Remove unused images",
+		"WARNING! This will remove all dangling images.\nAre you sure you want to continue?",
+		"WARNING! This will remove all images without at least one container associated to them.\nAre you sure you want to continue?",
+		"Remove all unused images, not just dangling ones", `Provide filter values (e.g. "until=<timestamp>")`, c.pruneImages)
+}
+
+// pruneAllCmd is a prune command with --all (image prune, volume prune):
+// the Docker CLI's confirmation (one warning without --all, another
+// with it), then prune, then the space it freed.
+func (c *CLI) pruneAllCmd(short, warning, allWarning, allHelp, filterHelp string, prune func(cmd *cobra.Command, all bool, filters []string) (int64, error)) *cobra.Command {
 	var force, all bool
 	var filters []string
 	cmd := &cobra.Command{
-		Use: "prune [OPTIONS]", Short: "Remove unused images", Args: noArgs,
+		Use: "prune [OPTIONS]", Short: short, Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			msg := "WARNING! This will remove all dangling images.\nAre you sure you want to continue?"
+			msg := warning
 			if all {
-				msg = "WARNING! This will remove all images without at least one container associated to them.\nAre you sure you want to continue?"
+				msg = allWarning
 			}
 			if !force && !c.confirm(msg) {
 				return nil
 			}
-			n, err := c.pruneImages(cmd, all, filters)
+			n, err := prune(cmd, all, filters)
 			if err != nil {
 				return err
 			}
@@ -219,9 +229,9 @@ func (c *CLI) imagePruneCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVarP(&all, "all", "a", false, "Remove all unused images, not just dangling ones")
+	cmd.Flags().BoolVarP(&all, "all", "a", false, allHelp)
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	cmd.Flags().StringArrayVar(&filters, "filter", nil, `Provide filter values (e.g. "until=<timestamp>")`)
+	cmd.Flags().StringArrayVar(&filters, "filter", nil, filterHelp)
 	return cmd
 }
 

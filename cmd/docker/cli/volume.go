@@ -230,30 +230,10 @@ func (c *CLI) pruneVolumes(cmd *cobra.Command, all bool, filters []string) (int6
 }
 
 func (c *CLI) volumePruneCmd() *cobra.Command {
-	var force, all bool
-	var filters []string
-	cmd := &cobra.Command{
-		Use: "prune [OPTIONS]", Short: "Remove unused local volumes", Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			warning := "WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue?"
-			if all {
-				warning = "WARNING! This will remove all local volumes not used by at least one container.\nAre you sure you want to continue?"
-			}
-			if !force && !c.confirm(warning) {
-				return nil
-			}
-			n, err := c.pruneVolumes(cmd, all, filters)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(c.Out, "Total reclaimed space:", units.HumanSize(float64(n)))
-			return nil
-		},
-	}
-	cmd.Flags().BoolVarP(&all, "all", "a", false, "Remove all unused volumes, not just anonymous ones")
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
-	cmd.Flags().StringArrayVar(&filters, "filter", nil, `Provide filter values (e.g. "label=<label>")`)
-	return cmd
+	return c.pruneAllCmd("Remove unused local volumes",
+		"WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue?",
+		"WARNING! This will remove all local volumes not used by at least one container.\nAre you sure you want to continue?",
+		"Remove all unused volumes, not just anonymous ones", `Provide filter values (e.g. "label=<label>")`, c.pruneVolumes)
 }
 
 // naturalLess orders names as the Docker CLI's lists do: runs of digits
