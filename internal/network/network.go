@@ -576,10 +576,10 @@ func (m *Manager) DetachNetwork(ctx context.Context, containerID, network string
 	return nil
 }
 
-// release deletes an endpoint: its published ports (rules first, then
-// the host ports), its host veth (the kernel takes tens of milliseconds
-// to unregister the pair, done without m.mu), then its record, which
-// frees its address. The caller must not hold m.mu.
+// release deletes an endpoint: its host veth (the kernel takes tens of
+// milliseconds to unregister the pair, done without m.mu), then, under
+// m.mu, its published ports (rules first, then the host ports) and its
+// record, which frees its address. The caller must not hold m.mu.
 func (m *Manager) release(key string, ep *Endpoint) error {
 	err := m.unplug(ep)
 	m.mu.Lock()
@@ -592,18 +592,21 @@ func (m *Manager) releaseLocked(key string, ep *Endpoint) error {
 	return errors.Join(m.unplug(ep), m.forget(key, ep))
 }
 
-// unplug removes an endpoint's rules and its host veth.
+// unplug removes an endpoint's host veth.
 func (m *Manager) unplug(ep *Endpoint) error {
-	return errors.Join(m.fw.deletePorts(context.Background(), ep), deleteLink(ep.HostVeth))
+	return deleteLink(ep.HostVeth)
 }
 
-// forget releases an endpoint's host ports and deletes its record
-// (under m.mu).
+// forget removes an endpoint's port rules, releases its host ports and
+// deletes its record (under m.mu: a rewrite of the table, which puts
+// back the ports of every stored endpoint, must not run between the
+// rules' removal and the record's).
 func (m *Manager) forget(key string, ep *Endpoint) error {
+	err := m.fw.deletePorts(context.Background(), ep)
 	m.ports.release(ep.Ports)
-	return m.cfg.Store.Update(func(tx *bolt.Tx) error {
+	return errors.Join(err, m.cfg.Store.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(store.BucketNetworks).Delete([]byte(key))
-	})
+	}))
 }
 
 // Endpoints are a container's current endpoints.
