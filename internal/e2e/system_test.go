@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -151,7 +152,11 @@ func TestGRPCOnSameSocket(t *testing.T) {
 	if err != nil {
 		t.Fatalf("our docker version: %v\n%s", err, out)
 	}
-	mustContain(t, "our docker version", string(out), "Server: engined", "API version:  1.51 (minimum version 1.24)")
+	mustContain(t, "our docker version", string(out), "Server: engined")
+	// Laid out as the Docker CLI's: the values aligned after the labels.
+	if !regexp.MustCompile(`(?m)^  API version:\s+1\.51 \(minimum version 1\.24\)$`).MatchString(string(out)) {
+		t.Errorf("our docker version: no server API version line in:\n%s", out)
+	}
 	out, err = exec.Command(binDir+"/docker", "-H", e.Host, "info").CombinedOutput()
 	if err != nil {
 		t.Fatalf("our docker info: %v\n%s", err, out)
