@@ -156,13 +156,7 @@ func (c *CLI) pruneContainers(cmd *cobra.Command, filters []string) (int64, erro
 	if err != nil {
 		return 0, c.daemonErr(err)
 	}
-	if len(resp.GetDeleted()) > 0 {
-		fmt.Fprintln(c.Out, "Deleted Containers:")
-		for _, id := range resp.GetDeleted() {
-			fmt.Fprintln(c.Out, id)
-		}
-		fmt.Fprintln(c.Out)
-	}
+	c.printDeleted("Containers", resp.GetDeleted())
 	return resp.GetSpaceReclaimed(), nil
 }
 
@@ -270,13 +264,7 @@ func (c *CLI) systemCmd() *cobra.Command {
 			if err != nil {
 				return c.daemonErr(err)
 			}
-			if len(nets.GetNetworksDeleted()) > 0 {
-				fmt.Fprintln(c.Out, "Deleted Networks:")
-				for _, id := range nets.GetNetworksDeleted() {
-					fmt.Fprintln(c.Out, id)
-				}
-				fmt.Fprintln(c.Out)
-			}
+			c.printDeleted("Networks", nets.GetNetworksDeleted())
 			var v int64
 			if volumes {
 				if v, err = c.pruneVolumes(cmd, false, filters); err != nil {
@@ -487,4 +475,17 @@ func (c *CLI) logoutCmd() *cobra.Command {
 			return c.updateAuths(func(auths map[string]any) { delete(auths, key) })
 		},
 	}
+}
+
+// printDeleted lists what a prune removed as the Docker CLI does
+// ("Deleted Volumes:", one per line, a blank line), nothing if none.
+func (c *CLI) printDeleted(kind string, items []string) {
+	if len(items) == 0 {
+		return
+	}
+	fmt.Fprintf(c.Out, "Deleted %s:\n", kind)
+	for _, it := range items {
+		fmt.Fprintln(c.Out, it)
+	}
+	fmt.Fprintln(c.Out)
 }

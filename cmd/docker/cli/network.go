@@ -313,13 +313,7 @@ func (c *CLI) networkPruneCmd() *cobra.Command {
 			if err != nil {
 				return c.daemonErr(err)
 			}
-			if len(resp.GetNetworksDeleted()) > 0 {
-				fmt.Fprintln(c.Out, "Deleted Networks:")
-				for _, n := range resp.GetNetworksDeleted() {
-					fmt.Fprintln(c.Out, n)
-				}
-				fmt.Fprintln(c.Out)
-			}
+			c.printDeleted("Networks", resp.GetNetworksDeleted())
 			return nil
 		},
 	}

@@ -219,13 +219,7 @@ func (c *CLI) pruneVolumes(cmd *cobra.Command, all bool, filters []string) (int6
 	if err != nil {
 		return 0, c.daemonErr(err)
 	}
-	if len(resp.GetVolumesDeleted()) > 0 {
-		fmt.Fprintln(c.Out, "Deleted Volumes:")
-		for _, v := range resp.GetVolumesDeleted() {
-			fmt.Fprintln(c.Out, v)
-		}
-		fmt.Fprintln(c.Out)
-	}
+	c.printDeleted("Volumes", resp.GetVolumesDeleted())
 	return resp.GetSpaceReclaimed(), nil
 }
 
