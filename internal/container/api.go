@@ -10,14 +10,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/engined/engined/internal/errdefs"
@@ -71,6 +70,30 @@ func (s *Service) toProto(r *Record) *enginev1.Container {
 		c.NetworkSettings.Ports = portMap(cfg, r.Networks)
 	}
 	return c
+}
+
+// summary is what a list shows of a container (the fields of dockerd's
+// container summary), made once per version of its record and shared:
+// callers must not change it.
+func (s *Service) summary(e *indexed) *enginev1.Container {
+	if c := e.summary.Load(); c != nil {
+		return c
+	}
+	full := s.toProto(e.rec)
+	st := full.GetState()
+	c := &enginev1.Container{Id: full.Id, Name: full.Name, Image: full.Image, ImageId: full.ImageId, Command: full.Command,
+		Created: full.Created, Mounts: full.Mounts,
+		Config:     &enginev1.ContainerConfig{Labels: full.GetConfig().GetLabels()},
+		HostConfig: &enginev1.HostConfig{NetworkMode: full.GetHostConfig().GetNetworkMode()},
+		State: &enginev1.ContainerState{Status: st.Status, Running: st.Running, Paused: st.Paused, Restarting: st.Restarting,
+			Dead: st.Dead, ExitCode: st.ExitCode, StartedAt: st.StartedAt, FinishedAt: st.FinishedAt},
+		NetworkSettings: &enginev1.NetworkSettings{Networks: full.GetNetworkSettings().GetNetworks(), Ports: full.GetNetworkSettings().GetPorts()},
+	}
+	if h := st.GetHealth(); h != nil {
+		c.State.Health = &enginev1.Health{Status: h.Status}
+	}
+	e.summary.CompareAndSwap(nil, c)
+	return e.summary.Load()
 }
 
 func (s *Service) ContainerInspect(ctx context.Context, req *enginev1.ContainerInspectRequest) (*enginev1.Container, error) {
@@ -141,15 +164,6 @@ func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerList
 	if err != nil {
 		return nil, err
 	}
-	var recs []*Record
-	if err := s.cfg.Store.View(func(tx *bolt.Tx) error {
-		var err error
-		recs, err = allRecords(tx)
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	sort.Slice(recs, func(i, j int) bool { return recs[i].Created.After(recs[j].Created) })
 	var ancestors map[string]bool
 	if args.Has("ancestor") {
 		ancestors = map[string]bool{}
@@ -176,55 +190,59 @@ func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerList
 	}
 	all := req.GetAll() || args.Has("status") || args.Has("exited") || req.GetLimit() > 0
 	resp := &enginev1.ContainerListResponse{}
-	for _, r := range recs {
+	var sized []*Record // -s: sizes are read from disk after the index is let go
+	s.recs.each(func(e *indexed) bool {
+		r := e.rec
 		if before != "" {
 			if r.ID == before {
 				before = ""
 			}
-			continue
+			return true
 		}
 		if since != "" && r.ID == since {
-			break
+			return false
 		}
 		running := r.Status == "running" || r.Status == "paused"
 		if !all && !running {
-			continue
+			return true
 		}
-		if args.Has("status") && !args[("status")][r.Status] {
-			continue
+		if args.Has("status") && !args["status"][r.Status] {
+			return true
 		}
 		if args.Has("exited") && (r.Status != "exited" || !args["exited"][strconv.Itoa(r.ExitCode)]) {
-			continue
+			return true
 		}
 		if args.Has("name") && !matchAny(args.Get("name"), strings.TrimPrefix(r.Name, "/")) {
-			continue
+			return true
 		}
 		if args.Has("id") && !prefixAny(args.Get("id"), r.ID) {
-			continue
+			return true
 		}
 		if args.Has("health") && !args["health"][healthOf(r)] {
-			continue
+			return true
 		}
 		if ancestors != nil && !ancestors[r.ImageID] {
-			continue
+			return true
 		}
 		if args.Has("volume") && !s.usesVolume(r, args["volume"]) {
-			continue
+			return true
 		}
-		c := s.toProto(r)
+		c := s.summary(e)
 		if args.Has("label") && !args.MatchLabels("label", c.GetConfig().GetLabels()) {
-			continue
+			return true
 		}
 		if (publish != nil || expose != nil) && !matchPorts(c.GetNetworkSettings().GetPorts(), publish, expose) {
-			continue
+			return true
 		}
 		if req.GetSize() {
-			s.fillSize(ctx, r, c)
+			c = proto.CloneOf(c)
+			sized = append(sized, r)
 		}
 		resp.Containers = append(resp.Containers, c)
-		if req.GetLimit() > 0 && len(resp.Containers) >= int(req.GetLimit()) {
-			break
-		}
+		return req.GetLimit() <= 0 || len(resp.Containers) < int(req.GetLimit())
+	})
+	for i, r := range sized {
+		s.fillSize(ctx, r, resp.Containers[i])
 	}
 	return resp, nil
 }
@@ -301,25 +319,7 @@ func (s *Service) ContainerRename(ctx context.Context, req *enginev1.ContainerRe
 	if r, err := s.get(req.GetId()); err == nil && r.Name == name {
 		return nil, errdefs.InvalidArgument(errors.New("Renaming a container with the same name as its current name"))
 	}
-	var id, oldName string
-	err := s.cfg.Store.Update(func(tx *bolt.Tx) error {
-		r, err := resolve(tx, req.GetId())
-		if err != nil {
-			return err
-		}
-		id, oldName = r.ID, r.Name
-		recs, err := allRecords(tx)
-		if err != nil {
-			return err
-		}
-		for _, o := range recs {
-			if o.Name == name && o.ID != r.ID {
-				return errdefs.AlreadyExists(fmt.Errorf("Error when allocating new name: Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", name, o.ID))
-			}
-		}
-		r.Name = name
-		return putRecord(tx, r)
-	})
+	id, oldName, err := s.recs.rename(req.GetId(), name)
 	if err == nil {
 		s.renameDNS(ctx, id, oldName, name)
 	}
@@ -540,15 +540,11 @@ func (s *Service) exitedSignal(id string) <-chan struct{} {
 // InUse reports a container using the image, for image removal.
 func (s *Service) InUse(ctx context.Context, id digest.Digest) (string, bool) {
 	var found string
-	s.cfg.Store.View(func(tx *bolt.Tx) error {
-		recs, err := allRecords(tx)
-		for _, r := range recs {
-			if r.ImageID == id.String() {
-				found = r.ID[:12]
-				return nil
-			}
+	s.recs.each(func(e *indexed) bool {
+		if e.rec.ImageID == id.String() {
+			found = e.rec.ID[:12]
 		}
-		return err
+		return found == ""
 	})
 	return found, found != ""
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -132,11 +131,11 @@ func TestRecordProbe(t *testing.T) {
 	}
 	defer st.Close()
 	bus := events.New()
-	s := &Service{cfg: Config{Store: st, Events: bus}, changed: map[string]chan struct{}{}}
+	s := &Service{cfg: Config{Store: st, Events: bus}, changed: map[string]chan struct{}{}, recs: emptyRecords(t, st)}
 	started := time.Now().UTC()
 	cfg, _ := protojson.Marshal(&enginev1.ContainerConfig{Healthcheck: &enginev1.HealthConfig{Test: []string{"CMD", "true"}}})
 	rec := &Record{ID: "c1", Name: "/c1", Status: "running", StartedAt: started, Config: cfg, Health: &Health{Status: healthStarting}}
-	if err := st.Update(func(tx *bolt.Tx) error { return putRecord(tx, rec) }); err != nil {
+	if err := s.recs.insert(rec, false); err != nil {
 		t.Fatal(err)
 	}
 	m := &healthMonitor{cancel: func() {}}
@@ -206,11 +205,9 @@ func TestRecordProbeDefaultRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := &Service{cfg: Config{Store: st}, changed: map[string]chan struct{}{}}
+	s := &Service{cfg: Config{Store: st}, changed: map[string]chan struct{}{}, recs: emptyRecords(t, st)}
 	now := time.Now().UTC()
-	if err := st.Update(func(tx *bolt.Tx) error {
-		return putRecord(tx, &Record{ID: "c2", Name: "/c2", Status: "running", StartedAt: now})
-	}); err != nil {
+	if err := s.recs.insert(&Record{ID: "c2", Name: "/c2", Status: "running", StartedAt: now}, false); err != nil {
 		t.Fatal(err)
 	}
 	m := &healthMonitor{cancel: func() {}}

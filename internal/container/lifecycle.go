@@ -17,14 +17,12 @@ import (
 	"github.com/moby/sys/signal"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/exitfile"
 	"github.com/engined/engined/internal/oci"
 	"github.com/engined/engined/internal/shimclient"
-	"github.com/engined/engined/internal/store"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 	shimv1 "github.com/engined/engined/proto/shim/v1"
 )
@@ -875,11 +873,8 @@ func (s *Service) RemoveWithVolumes(ctx context.Context, ref string, force, volu
 // a crash leaves of them, Restore removes). Waiters for the removal still
 // learn the exit code.
 func (s *Service) removeRecord(rec *Record, volumes bool) error {
-	err := s.cfg.Store.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(store.BucketContainers).Delete([]byte(rec.ID))
-	})
-	if err != nil {
-		return fmt.Errorf("remove container record: %w", err)
+	if err := s.recs.remove(rec.ID); err != nil {
+		return err
 	}
 	// The exit code is kept at once: a waiter that finds the record gone
 	// from here on answers with it (not with the last state it saw).

@@ -16,7 +16,6 @@ import (
 	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
 	"github.com/engined/engined/internal/archive"
@@ -510,16 +509,6 @@ func copyInto(ctx context.Context, src *archive.Root, p, dir string) error {
 	return nil
 }
 
-func (s *Service) allRecords() ([]*Record, error) {
-	var recs []*Record
-	err := s.cfg.Store.View(func(tx *bolt.Tx) error {
-		var err error
-		recs, err = allRecords(tx)
-		return err
-	})
-	return recs, err
-}
-
 // recMounts are the record's mount points; records from before engined
 // kept them have theirs derived from Binds and Mounts.
 func (s *Service) recMounts(rec *Record) []MountPoint {
@@ -690,10 +679,7 @@ func (s *Service) releaseVolumes(ctx context.Context, rec *Record, anonymous boo
 // that run (so have it mounted): how engined's volume users are rebuilt
 // at start.
 func (s *Service) VolumeUsers() (users, running map[string][]string, err error) {
-	recs, err := s.allRecords()
-	if err != nil {
-		return nil, nil, err
-	}
+	recs := s.recs.all()
 	users, running = map[string][]string{}, map[string][]string{}
 	for _, r := range recs {
 		for _, mp := range s.recMounts(r) {

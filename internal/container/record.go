@@ -2,13 +2,10 @@ package container
 
 import (
 	"encoding/json"
-	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/engined/engined/internal/store"
 	enginev1 "github.com/engined/engined/proto/engine/v1"
 )
 
@@ -86,37 +83,4 @@ func (r *Record) hostConfig() (*enginev1.HostConfig, error) {
 		return c, nil
 	}
 	return c, protojson.Unmarshal(r.HostConfig, c)
-}
-
-func getRecord(tx *bolt.Tx, id string) (*Record, error) {
-	v := tx.Bucket(store.BucketContainers).Get([]byte(id))
-	if v == nil {
-		return nil, nil
-	}
-	var r Record
-	if err := json.Unmarshal(v, &r); err != nil {
-		return nil, fmt.Errorf("decode container %s: %w", id, err)
-	}
-	return &r, nil
-}
-
-func putRecord(tx *bolt.Tx, r *Record) error {
-	v, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(store.BucketContainers).Put([]byte(r.ID), v)
-}
-
-func allRecords(tx *bolt.Tx) ([]*Record, error) {
-	var out []*Record
-	err := tx.Bucket(store.BucketContainers).ForEach(func(k, v []byte) error {
-		var r Record
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("decode container %s: %w", k, err)
-		}
-		out = append(out, &r)
-		return nil
-	})
-	return out, err
 }

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"sync"
 
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/engined/engined/internal/exitfile"
 	"github.com/engined/engined/internal/shimclient"
@@ -17,12 +16,7 @@ import (
 // shim is gone get the exit status the shim wrote (or 255 if it wrote
 // none: the shim was killed, or the host rebooted and /run is empty).
 func (s *Service) Restore(ctx context.Context) {
-	var recs []*Record
-	s.cfg.Store.View(func(tx *bolt.Tx) error {
-		var err error
-		recs, err = allRecords(tx)
-		return err
-	})
+	recs := s.recs.all()
 	s.removeOrphans(recs)
 	running := map[string]bool{}
 	for _, r := range recs {
@@ -118,20 +112,17 @@ func (s *Service) removeOrphans(recs []*Record) {
 
 // Counts are the container counts for /info.
 func (s *Service) Counts(ctx context.Context) (total, running, paused, stopped int, err error) {
-	err = s.cfg.Store.View(func(tx *bolt.Tx) error {
-		recs, err := allRecords(tx)
-		for _, r := range recs {
-			total++
-			switch r.Status {
-			case "running":
-				running++
-			case "paused":
-				paused++
-			default:
-				stopped++
-			}
+	s.recs.each(func(e *indexed) bool {
+		total++
+		switch e.rec.Status {
+		case "running":
+			running++
+		case "paused":
+			paused++
+		default:
+			stopped++
 		}
-		return err
+		return true
 	})
 	return
 }

@@ -15,14 +15,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/distribution/reference"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -63,7 +61,8 @@ type Config struct {
 
 // Service manages containers.
 type Service struct {
-	cfg Config
+	cfg  Config
+	recs *records
 
 	mu      sync.Mutex
 	shims   map[string]*shimclient.Client
@@ -91,8 +90,12 @@ func New(cfg Config) (*Service, error) {
 			return nil, err
 		}
 	}
+	recs, err := loadRecords(cfg.Store)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, shims: map[string]*shimclient.Client{}, changed: map[string]chan struct{}{},
+	return &Service{cfg: cfg, recs: recs, shims: map[string]*shimclient.Client{}, changed: map[string]chan struct{}{},
 		locks: map[string]*sync.Mutex{}, removedExit: map[string]int{}, execs: map[string]*execProc{}, restartDelay: map[string]time.Duration{}, health: map[string]*healthMonitor{}, ctx: ctx, cancel: cancel}, nil
 }
 
@@ -165,65 +168,10 @@ func (s *Service) changes(id string) <-chan struct{} {
 	return ch
 }
 
-// resolve finds a container by full ID, name or unique ID prefix.
-func resolve(tx *bolt.Tx, ref string) (*Record, error) {
-	if ref == "" {
-		return nil, errdefs.InvalidArgument(errors.New("container name or ID must not be empty"))
-	}
-	if r, err := getRecord(tx, ref); r != nil || err != nil {
-		return r, err
-	}
-	recs, err := allRecords(tx)
-	if err != nil {
-		return nil, err
-	}
-	name := "/" + strings.TrimPrefix(ref, "/")
-	for _, r := range recs {
-		if r.Name == name {
-			return r, nil
-		}
-	}
-	var found *Record
-	for _, r := range recs {
-		if strings.HasPrefix(r.ID, ref) {
-			if found != nil {
-				return nil, errdefs.InvalidArgument(fmt.Errorf("multiple IDs found with provided prefix: %s", ref))
-			}
-			found = r
-		}
-	}
-	if found == nil {
-		return nil, errdefs.NotFound(fmt.Errorf("No such container: %s", ref))
-	}
-	return found, nil
-}
-
-func (s *Service) get(ref string) (*Record, error) {
-	var r *Record
-	err := s.cfg.Store.View(func(tx *bolt.Tx) error {
-		var err error
-		r, err = resolve(tx, ref)
-		return err
-	})
-	return r, err
-}
+func (s *Service) get(ref string) (*Record, error) { return s.recs.get(ref) }
 
 func (s *Service) update(id string, fn func(*Record) error) (*Record, error) {
-	var out *Record
-	err := s.cfg.Store.Update(func(tx *bolt.Tx) error {
-		r, err := getRecord(tx, id)
-		if err != nil {
-			return err
-		}
-		if r == nil {
-			return errdefs.NotFound(fmt.Errorf("No such container: %s", id))
-		}
-		if err := fn(r); err != nil {
-			return err
-		}
-		out = r
-		return putRecord(tx, r)
-	})
+	out, err := s.recs.update(id, fn)
 	if err == nil {
 		s.notify(id)
 	}
@@ -300,29 +248,7 @@ func (s *Service) Create(ctx context.Context, req *enginev1.ContainerCreateReque
 		os.RemoveAll(s.containerDir(id))
 		return nil, err
 	}
-	err = s.cfg.Store.Update(func(tx *bolt.Tx) error {
-		recs, err := allRecords(tx)
-		if err != nil {
-			return err
-		}
-		taken := map[string]string{}
-		for _, r := range recs {
-			taken[r.Name] = r.ID
-		}
-		// A generated name that is taken is generated again, with a
-		// digit after the first retries (as dockerd) and the retry count
-		// after many, so it never fails.
-		for i := 1; generated && taken[rec.Name] != ""; i++ {
-			rec.Name = "/" + generateName(i)
-			if i > 20 {
-				rec.Name += strconv.Itoa(i)
-			}
-		}
-		if other := taken[rec.Name]; other != "" {
-			return errdefs.AlreadyExists(fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", rec.Name, other))
-		}
-		return putRecord(tx, rec)
-	})
+	err = s.recs.insert(rec, generated)
 	if err != nil {
 		release()
 		os.RemoveAll(s.containerDir(id))

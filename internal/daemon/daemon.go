@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"os/user"
@@ -227,20 +228,23 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		},
 	})
 
+	unaryIntercept := unaryErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))
 	grpcServer := grpc.NewServer(
 		// gRPC's default 4 MiB would refuse what the REST API accepts
 		// (a create with a 4 MiB label) and answer nothing at all once
 		// the stored state outgrows it (a list of 1,000 labelled containers).
 		grpc.MaxRecvMsgSize(limits.MaxRequestMessage),
 		grpc.MaxSendMsgSize(limits.MaxReplyMessage),
-		grpc.ChainUnaryInterceptor(unaryErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
+		grpc.ChainUnaryInterceptor(unaryIntercept),
 		grpc.ChainStreamInterceptor(streamErrors(log, hideRoots(cfg.DataRoot, cfg.ExecRoot))),
 	)
-	enginev1.RegisterEngineServer(grpcServer, &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus,
-		networkService: nets, volumeService: vols, buildService: builds})
+	engineServer := &engine{systemService: sys, imageService: images, containerService: containers, eventsService: bus,
+		networkService: nets, volumeService: vols, buildService: builds}
+	enginev1.RegisterEngineServer(grpcServer, engineServer)
 
-	// The gateway reaches the Engine service in-process; streaming methods
-	// need a real client connection, so it is a buffered in-memory pipe.
+	// The gateway reaches the Engine service in-process: unary calls
+	// directly, streams (which need a real client connection) through a
+	// buffered in-memory pipe.
 	mem := bufconn.Listen(1 << 20)
 	conn, err := grpc.NewClient("passthrough:///engined",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) }),
@@ -254,12 +258,15 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	defer conn.Close()
 	gwCtx, cancelGW := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelGW()
-	rest, err := gateway.New(gwCtx, conn, gateway.Options{ServerVersion: version.Version, Logger: log})
+	rest, err := gateway.New(gwCtx, newInprocConn(&enginev1.Engine_ServiceDesc, engineServer, unaryIntercept, conn), gateway.Options{ServerVersion: version.Version, Logger: log})
 	if err != nil {
 		closeAll(listeners)
 		return err
 	}
 
+	if cfg.Debug || cfg.LogLevel == "debug" {
+		rest = withProfiles(rest)
+	}
 	srv := &http.Server{
 		Handler: splitGRPC(grpcServer, logRequests(log, stallTimeout(cfg.HTTPReadTimeout, rest))),
 		// A slow-loris sender of headers and an idle keep-alive
@@ -324,6 +331,20 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 
 // splitGRPC sends gRPC requests to the gRPC server and everything else to
 // the REST gateway, so one address serves both.
+// withProfiles serves Go's runtime profiles under /debug/pprof/, as
+// dockerd does in debug mode: on the API's own listeners, so only who
+// may use the API may read them.
+func withProfiles(next http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", next)
+	return mux
+}
+
 func splitGRPC(grpcServer *grpc.Server, rest http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
