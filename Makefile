@@ -179,12 +179,14 @@ test: deps build check-generated vet fuzz
 test-unit: build
 	$(GO) test -count=1 -short ./...
 
-# Benchmarks against dockerd (Debian's docker.io, installed here if missing).
 # Benchmarks against Debian's dockerd (docker.io), installed if missing
 # with its services neither started (policy-rc.d refuses, an existing
 # policy-rc.d is kept) nor enabled: the benchmarks start their own dockerd
-# in private roots (bench/run: in a network namespace of its own, with its
-# default bridge and iptables rules, gone with the namespace). Then the
+# in private roots (bench/api and bench/run: each daemon in a network
+# namespace of its own, with its default bridge and firewall rules, gone
+# with the namespace). pull: a registry image; api: the engine's own work
+# through the API, lists at 10,000, restarts, memory; run: docker run --rm
+# through the Docker CLI; cli: our CLI against runc run; build; then the
 # engine's side of one endpoint (BenchmarkAttach, root only).
 bench: deps build
 	@if ! dpkg -s docker.io >/dev/null 2>&1; then \
@@ -194,7 +196,8 @@ bench: deps build
 		if command -v systemctl >/dev/null; then systemctl disable --now docker.socket docker.service containerd.service >/dev/null 2>&1 || true; fi; \
 	fi
 	$(GO) run ./bench/pull -engined ./bin/engined
-	$(GO) run ./bench/run -engined ./bin/engined
+	$(GO) run ./bench/api -engined ./bin/engined
+	$(GO) run ./bench/run -engined ./bin/engined -detached 0 -runs 9
 	$(GO) run ./bench/cli -engined ./bin/engined -cli ./bin/docker
 	$(GO) run ./bench/build -engined ./bin/engined
 	$(GO) test -tags $(GO_TAGS) -run '^$$' -bench Attach -benchtime 200x -count 3 ./internal/network

@@ -100,7 +100,8 @@ func oldAliases(ctx context.Context, c *enginev1.Container, networks map[string]
 		}
 		for _, a := range []string{shortID(c.GetId()), c.GetConfig().GetHostname()} {
 			if a != "" && !slices.Contains(ep.Aliases, a) {
-				ep.Aliases = append(ep.Aliases, a)
+				// Clipped: the slice may be the engine's, shared with other replies.
+				ep.Aliases = append(slices.Clip(ep.Aliases), a)
 			}
 		}
 	}

@@ -541,3 +541,83 @@ func dockerChains() map[string]bool {
 	}
 	return m
 }
+
+// Restart stops the daemon with SIGTERM (its containers keep running:
+// engined always, dockerd with --live-restore), starts it again with the
+// same command line, and returns how long it took from the new
+// process's start until ready(e) held, polled without pause. ready gets
+// the new client.
+func (e *Engine) Restart(ready func(*Engine) bool) (time.Duration, error) {
+	e.Cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { e.Cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		return 0, fmt.Errorf("%s did not stop within 60 s of SIGTERM", e.Name)
+	}
+	cmd := exec.Command(e.Cmd.Path, e.Cmd.Args[1:]...)
+	cmd.Env, cmd.Stderr = e.Cmd.Env, e.Cmd.Stderr
+	if f, ok := e.Cmd.Stderr.(*os.File); ok && f != os.Stderr {
+		cmd.Stderr = os.Stderr // the log file given at the first start was closed
+	}
+	c, err := client.New(client.WithHost(e.Host))
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	e.Cmd, e.Client = cmd, c
+	deadline := start.Add(60 * time.Second)
+	for !ready(e) {
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s not ready 60 s after its restart", e.Name)
+		}
+	}
+	return time.Since(start), nil
+}
+
+// SettledRSS is the daemon's RSS in KiB once it stops changing (two
+// reads 250 ms apart within 1 %, at most 5 s).
+func (e *Engine) SettledRSS() int64 {
+	prev := e.RSS()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+		cur := e.RSS()
+		if cur-prev < prev/100 && prev-cur < prev/100 {
+			return cur
+		}
+		prev = cur
+	}
+	return prev
+}
+
+// UnmountUnder detaches what a daemon left mounted under dir (nothing,
+// when they stop cleanly), deepest first, so dir can be removed.
+func UnmountUnder(dir string) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var mps []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			mps = append(mps, f[4])
+		}
+	}
+	slices.Sort(mps)
+	for i := len(mps) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(mps[i], syscall.MNT_DETACH); err == nil {
+			fmt.Fprintf(os.Stderr, "unmounted %s (left by a daemon)\n", mps[i])
+		}
+	}
+}
+
+// LoadAvg is the machine's load average (1, 5, 15 minutes).
+func LoadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}

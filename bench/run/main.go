@@ -74,7 +74,7 @@ func main() {
 			e.Stop()
 		}
 		all = nil
-		unmountUnder(work)
+		engines.UnmountUnder(work)
 		os.RemoveAll(work)
 		host.Check()
 	}
@@ -83,8 +83,8 @@ func main() {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() { die("%v", <-sigs) }()
 	fatal := check
-	fmt.Printf("load average at the start: %s\n", loadAvg())
-	defer func() { fmt.Printf("\nload average at the end: %s\n", loadAvg()) }()
+	fmt.Printf("load average at the start: %s\n", engines.LoadAvg())
+	defer func() { fmt.Printf("\nload average at the end: %s\n", engines.LoadAvg()) }()
 
 	// The image goes in with docker load: a daemon in a namespace of its
 	// own does not reach a registry on the host's loopback.
@@ -107,7 +107,7 @@ func main() {
 	}
 	idle := map[string]int64{}
 	for _, e := range all {
-		idle[e.Name] = settledRSS(e)
+		idle[e.Name] = e.SettledRSS()
 		cli(e, "load", "-i", imgTar)
 		// Warm up, and show the container is on the default bridge.
 		addr := strings.TrimSpace(cli(e, "run", "--rm", "busybox", "busybox", "ip", "-4", "-o", "addr", "show", "eth0"))
@@ -153,38 +153,16 @@ func main() {
 
 	printCPU(fmt.Sprintf("CPU time per docker run --rm (all %d runs of each engine)", *runs*len(modes)), cpuRm)
 
-	fmt.Printf("\n%d docker run -d busybox sleep 600 from %d parallel clients, default bridge\n", *detached, *parallel)
-	total := map[string]time.Duration{}
-	cpu0 = cpuOf(all)
-	for _, e := range all {
-		start := time.Now()
-		var wg sync.WaitGroup
-		per := *detached / *parallel
-		for c := 0; c < *parallel; c++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; i < per; i++ {
-					cli(e, "run", "-d", "busybox", "sleep", "600")
-				}
-			}()
-		}
-		wg.Wait()
-		total[e.Name] = time.Since(start)
-		ips := map[string]bool{}
-		for _, ip := range strings.Fields(cli(e, append([]string{"inspect", "-f", "{{.NetworkSettings.IPAddress}}"}, strings.Fields(cli(e, "ps", "-q"))...)...)) {
-			ips[ip] = true
-		}
-		fmt.Printf("  %-8s %v (%d running, %d distinct addresses)\n", e.Name, total[e.Name].Round(time.Millisecond), len(strings.Fields(cli(e, "ps", "-q"))), len(ips))
+	if *detached > 0 {
+		detachedRuns(*detached, *parallel)
 	}
-	ratio(fmt.Sprintf("%d x docker run -d", *detached), total)
-	printCPU("CPU time per docker run -d", cpuSince(all, cpu0, *detached))
-
-	fmt.Println("\nmemory (RSS)")
-	for _, e := range all {
-		pid := shimPid(e)
-		fmt.Printf("  %-8s idle daemon %6.1f MB   one shim %5.1f MB (private %.1f MB, PSS %.1f MB)\n", e.Name, float64(idle[e.Name])/1024,
-			float64(engines.RSS(pid))/1024, float64(engines.Private(pid))/1024, float64(engines.PSS(pid))/1024)
+	if *detached > 0 {
+		fmt.Println("\nmemory (RSS)")
+		for _, e := range all {
+			pid := shimPid(e)
+			fmt.Printf("  %-8s idle daemon %6.1f MB   one shim %5.1f MB (private %.1f MB, PSS %.1f MB)\n", e.Name, float64(idle[e.Name])/1024,
+				float64(engines.RSS(pid))/1024, float64(engines.Private(pid))/1024, float64(engines.PSS(pid))/1024)
+		}
 	}
 	for _, e := range all {
 		removeAll(e)
@@ -225,9 +203,40 @@ func main() {
 	}
 	all = nil
 	mu.Unlock()
-	unmountUnder(filepath.Join(work, "engined"))
+	engines.UnmountUnder(filepath.Join(work, "engined"))
 	os.RemoveAll(filepath.Join(work, "engined"))
 	traceEngined(work, *enginedBin, imgTar)
+}
+
+// detachedRuns times detached docker run -d from parallel clients on
+// each engine, and the CPU the engines spent per container.
+func detachedRuns(detached, parallel int) {
+	fmt.Printf("\n%d docker run -d busybox sleep 600 from %d parallel clients, default bridge\n", detached, parallel)
+	total := map[string]time.Duration{}
+	cpu0 := cpuOf(all)
+	for _, e := range all {
+		start := time.Now()
+		var wg sync.WaitGroup
+		per := detached / parallel
+		for c := 0; c < parallel; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < per; i++ {
+					cli(e, "run", "-d", "busybox", "sleep", "600")
+				}
+			}()
+		}
+		wg.Wait()
+		total[e.Name] = time.Since(start)
+		ips := map[string]bool{}
+		for _, ip := range strings.Fields(cli(e, append([]string{"inspect", "-f", "{{.NetworkSettings.IPAddress}}"}, strings.Fields(cli(e, "ps", "-q"))...)...)) {
+			ips[ip] = true
+		}
+		fmt.Printf("  %-8s %v (%d running, %d distinct addresses)\n", e.Name, total[e.Name].Round(time.Millisecond), len(strings.Fields(cli(e, "ps", "-q"))), len(ips))
+	}
+	ratio(fmt.Sprintf("%d x docker run -d", detached), total)
+	printCPU("CPU time per docker run -d", cpuSince(all, cpu0, detached))
 }
 
 var (
@@ -336,11 +345,6 @@ func traceEngined(work, bin, imgTar string) {
 	}
 }
 
-func loadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
-
 // cpuOf is each engine's CPU time so far: its process tree's (cpuacct)
 // and the daemon's own, keyed name and name+" own".
 func cpuOf(all []*engines.Engine) map[string]time.Duration {
@@ -384,22 +388,6 @@ func printCPU(what string, m map[string]time.Duration) {
 
 func ms(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
 
-// settledRSS is the daemon's RSS once it stops growing (two reads 250 ms
-// apart within 1%, at most 5 s after it answered).
-func settledRSS(e *engines.Engine) int64 {
-	prev := e.RSS()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(250 * time.Millisecond)
-		cur := e.RSS()
-		if cur-prev < prev/100 && prev-cur < prev/100 {
-			return cur
-		}
-		prev = cur
-	}
-	return prev
-}
-
 // bridgeOf is the default bridge's interface and address in the daemon's
 // namespace.
 func bridgeOf(e *engines.Engine) string {
@@ -426,27 +414,6 @@ func removeAll(e *engines.Engine) {
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: removing the containers: %v\n%s", e.Name, err, out)
-	}
-}
-
-// unmountUnder detaches what a daemon left mounted under dir (nothing,
-// when they stop cleanly), deepest first, so dir can be removed.
-func unmountUnder(dir string) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var mps []string
-	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			mps = append(mps, f[4])
-		}
-	}
-	slices.Sort(mps)
-	for i := len(mps) - 1; i >= 0; i-- {
-		if err := syscall.Unmount(mps[i], syscall.MNT_DETACH); err == nil {
-			fmt.Fprintf(os.Stderr, "unmounted %s (left by a daemon)\n", mps[i])
-		}
 	}
 }
 

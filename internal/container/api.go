@@ -79,7 +79,7 @@ func (s *Service) summary(e *indexed) *enginev1.Container {
 	if c := e.summary.Load(); c != nil {
 		return c
 	}
-	full := s.toProto(e.rec)
+	full := s.inspectView(e)
 	st := full.GetState()
 	c := &enginev1.Container{Id: full.Id, Name: full.Name, Image: full.Image, ImageId: full.ImageId, Command: full.Command,
 		Created: full.Created, Mounts: full.Mounts,
@@ -97,15 +97,26 @@ func (s *Service) summary(e *indexed) *enginev1.Container {
 }
 
 func (s *Service) ContainerInspect(ctx context.Context, req *enginev1.ContainerInspectRequest) (*enginev1.Container, error) {
-	r, err := s.get(req.GetId())
+	e, err := s.recs.lookup(req.GetId())
 	if err != nil {
 		return nil, err
 	}
-	c := s.toProto(r)
+	c := s.inspectView(e)
 	if req.GetSize() {
-		s.fillSize(ctx, r, c)
+		c = proto.CloneOf(c)
+		s.fillSize(ctx, e.rec, c)
 	}
 	return c, nil
+}
+
+// inspectView is a container's inspect, made once per version of its
+// record and shared: callers must not change it.
+func (s *Service) inspectView(e *indexed) *enginev1.Container {
+	if c := e.inspect.Load(); c != nil {
+		return c
+	}
+	e.inspect.CompareAndSwap(nil, s.toProto(e.rec))
+	return e.inspect.Load()
 }
 
 // fillSize sets what `docker ps -s` and `inspect -s` show: the bytes the

@@ -41,8 +41,9 @@ type records struct {
 // (a write indexes a new one), so readers share it without copying.
 type indexed struct {
 	rec *Record
-	// summary is what a list shows of this version, made on first use.
-	summary atomic.Pointer[enginev1.Container]
+	// inspect and summary are what inspect and a list show of this
+	// version, made on first use.
+	inspect, summary atomic.Pointer[enginev1.Container]
 }
 
 // loadRecords decodes the store's records once, at engined's start.

@@ -96,6 +96,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 	defer pid.Release()
 
+	// Each startup phase's time, in the debug log.
+	phaseStart := time.Now()
+	phase := func(name string) {
+		log.Debug("startup", "phase", name, "took", time.Since(phaseStart))
+		phaseStart = time.Now()
+	}
 	st, err := store.Open(cfg.DataRoot, storeLockTimeout)
 	if err != nil {
 		return err
@@ -129,6 +135,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		log.Warn(w)
 	}
 
+	phase("store and listeners")
 	bus := events.New()
 	// Containers use images; images ask containers whether one is in use.
 	var containers *container.Service
@@ -147,6 +154,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		closeAll(listeners)
 		return err
 	}
+	phase("images")
 	self, _ := os.Executable()
 	shimPath := filepath.Join(filepath.Dir(self), "shim")
 	// One shim waits ready, so a container start does not wait for one.
@@ -158,6 +166,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		return err
 	}
 	defer shims.Close()
+	phase("shim pool")
 	initPath := findInit(cfg.InitPath, log)
 	pools, err := addressPools(cfg)
 	if err != nil {
@@ -183,11 +192,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		return fmt.Errorf("networks: %w", err)
 	}
 	defer nets.Close()
+	phase("networks")
 	vols, err := volume.New(volume.Config{Root: filepath.Join(cfg.DataRoot, "volumes"), Store: st, Events: bus, Logger: log})
 	if err != nil {
 		closeAll(listeners)
 		return fmt.Errorf("volumes: %w", err)
 	}
+	phase("volumes")
 	containers, err = container.New(container.Config{
 		Volumes:  vols,
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, Shims: shims, Store: st, Images: images, Logger: log, Events: bus,
@@ -200,6 +211,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 	// The volumes' users before the containers' reconcile, which lets
 	// go of the volumes of containers that died meanwhile.
+	phase("container records")
 	users, running, err := containers.VolumeUsers()
 	if err != nil {
 		closeAll(listeners)
@@ -207,6 +219,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 	vols.Restore(users, running)
 	containers.Restore(ctx)
+	phase("containers restored")
 	defer containers.Close()
 	builds, err := build.New(build.Config{Images: images, Containers: containers, TmpDir: filepath.Join(cfg.DataRoot, "build", "tmp"), Logger: log, Events: bus})
 	if err != nil {
