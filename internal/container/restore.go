@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"sync"
 
-
 	"github.com/engined/engined/internal/exitfile"
 	"github.com/engined/engined/internal/shimclient"
 )
