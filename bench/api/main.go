@@ -4,7 +4,8 @@
 // network namespace of its own with its default networking, the engines
 // taking turns run by run, medians of -runs:
 //
-//   - create, start, inspect, stop, rm of one container
+//   - create, start, inspect, stop, rm of one container (lists and
+//     inspects as curl would time them: the body read, not decoded)
 //
 //   - list (all, and filtered by name and by label) and inspect with 10,
 //     1,000 and 10,000 created containers, and each daemon's RSS then
@@ -25,7 +26,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -171,10 +176,7 @@ func single(ctx context.Context) {
 			// The median of 9 inspects, one sample.
 			var ins []time.Duration
 			for range 9 {
-				t0 = time.Now()
-				_, err = e.Client.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
-				check(err)
-				ins = append(ins, time.Since(t0))
+				ins = append(ins, get(e, "/containers/"+c.ID+"/json"))
 			}
 			inspect.addDur(e.Name, engines.Median(ins))
 			t0 = time.Now()
@@ -188,6 +190,33 @@ func single(ctx context.Context) {
 		}
 	}
 }
+
+// get times one GET of the API as curl would (the whole body read, not
+// decoded: the client's decoding is not the engine's work), on a kept
+// connection, at API 1.41 (dockerd 20.10's).
+func get(e *engines.Engine, path string) time.Duration {
+	c := rawClients[e.Name]
+	if c == nil {
+		sock := strings.TrimPrefix(e.Host, "unix://")
+		c = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+		rawClients[e.Name] = c
+	}
+	t0 := time.Now()
+	resp, err := c.Get("http://engine/v1.41" + path)
+	check(err)
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	took := time.Since(t0)
+	check(err)
+	if resp.StatusCode != http.StatusOK || n == 0 {
+		die("%s: GET %s: %s, %d bytes", e.Name, path, resp.Status, n)
+	}
+	return took
+}
+
+var rawClients = map[string]*http.Client{}
 
 // lists times list and inspect at each size, the containers created
 // (not started) by parallel clients; they are removed at the end.
@@ -216,28 +245,23 @@ func lists(ctx context.Context) {
 		inspect := record(fmt.Sprintf("inspect by name, %d containers", n), "ms", "≤ 1 ms")
 		for range *runs {
 			for _, e := range all {
-				t0 := time.Now()
-				l, err := e.Client.ContainerList(ctx, client.ContainerListOptions{All: true})
-				check(err)
-				list.addDur(e.Name, time.Since(t0))
-				if len(l.Items) != n {
-					die("%s: list shows %d containers, not %d", e.Name, len(l.Items), n)
-				}
-				t0 = time.Now()
-				l, err = e.Client.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("name", "c00007")})
-				check(err)
-				byName.addDur(e.Name, time.Since(t0))
-				t0 = time.Now()
-				l, err = e.Client.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", "n=7")})
-				check(err)
-				byLabel.addDur(e.Name, time.Since(t0))
-				if len(l.Items) != 1 {
-					die("%s: label filter n=7 shows %d containers", e.Name, len(l.Items))
-				}
-				t0 = time.Now()
-				_, err = e.Client.ContainerInspect(ctx, "c00007", client.ContainerInspectOptions{})
-				check(err)
-				inspect.addDur(e.Name, time.Since(t0))
+				list.addDur(e.Name, get(e, "/containers/json?all=1"))
+				byName.addDur(e.Name, get(e, "/containers/json?all=1&filters="+url.QueryEscape(`{"name":{"c00007":true}}`)))
+				byLabel.addDur(e.Name, get(e, "/containers/json?all=1&filters="+url.QueryEscape(`{"label":{"n=7":true}}`)))
+				inspect.addDur(e.Name, get(e, "/containers/c00007/json"))
+			}
+		}
+		// What was timed is what the client gets.
+		for _, e := range all {
+			l, err := e.Client.ContainerList(ctx, client.ContainerListOptions{All: true})
+			check(err)
+			if len(l.Items) != n {
+				die("%s: list shows %d containers, not %d", e.Name, len(l.Items), n)
+			}
+			l, err = e.Client.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", "n=7")})
+			check(err)
+			if len(l.Items) != 1 || l.Items[0].Names[0] != "/c00007" {
+				die("%s: label filter n=7 shows %d containers", e.Name, len(l.Items))
 			}
 		}
 		rss := record(fmt.Sprintf("daemon RSS with %d created containers", n), "MB", "")

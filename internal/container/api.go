@@ -199,6 +199,10 @@ func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerList
 			*f.id = other.ID
 		}
 	}
+	var matchName func(string) bool
+	if args.Has("name") {
+		matchName = nameMatcher(args.Get("name"))
+	}
 	all := req.GetAll() || args.Has("status") || args.Has("exited") || req.GetLimit() > 0
 	resp := &enginev1.ContainerListResponse{}
 	var sized []*Record // -s: sizes are read from disk after the index is let go
@@ -223,7 +227,7 @@ func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerList
 		if args.Has("exited") && (r.Status != "exited" || !args["exited"][strconv.Itoa(r.ExitCode)]) {
 			return true
 		}
-		if args.Has("name") && !matchAny(args.Get("name"), strings.TrimPrefix(r.Name, "/")) {
+		if matchName != nil && !matchName(strings.TrimPrefix(r.Name, "/")) {
 			return true
 		}
 		if args.Has("id") && !prefixAny(args.Get("id"), r.ID) {
@@ -258,20 +262,24 @@ func (s *Service) ContainerList(ctx context.Context, req *enginev1.ContainerList
 	return resp, nil
 }
 
-// matchAny is dockerd's name filter: an exact match or an unanchored
-// regular expression, against the name with and without its "/".
-func matchAny(patterns []string, name string) bool {
-	for _, p := range patterns {
-		for _, n := range []string{name, "/" + name} {
-			if p == n {
-				return true
-			}
-			if ok, err := regexp.MatchString(p, n); err == nil && ok {
-				return true
+// nameMatcher is dockerd's name filter: an exact match or an unanchored
+// regular expression, against the name with and without its "/". The
+// expressions are compiled once per list, not once per container.
+func nameMatcher(patterns []string) func(name string) bool {
+	res := make([]*regexp.Regexp, len(patterns))
+	for i, p := range patterns {
+		res[i], _ = regexp.Compile(p) // an invalid one matches exactly only
+	}
+	return func(name string) bool {
+		for i, p := range patterns {
+			for _, n := range []string{name, "/" + name} {
+				if p == n || (res[i] != nil && res[i].MatchString(n)) {
+					return true
+				}
 			}
 		}
+		return false
 	}
-	return false
 }
 
 func prefixAny(prefixes []string, s string) bool {

@@ -24,9 +24,11 @@ func (s *Service) Restore(ctx context.Context) {
 	s.unstageOrphans(running)
 	defer s.restartAtEngineStart(recs)
 	// Shims are dialled in parallel: each answers within a bound, and
-	// a few hung ones must not add their bounds up.
+	// a few hung ones must not add their bounds up. Wide: on a loaded
+	// machine each answer waits for its shim to be scheduled, and 16 at
+	// a time made 100 containers seven such waits in a row.
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
+	sem := make(chan struct{}, 128)
 	for _, r := range recs {
 		if r.Status != "running" && r.Status != "paused" {
 			// A shim may be left from a start engined did not finish, or
