@@ -42,13 +42,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/engined/engined/bench/engines"
-	"github.com/engined/engined/internal/testimage"
 )
 
 const dockerCLI = "/usr/local/bin/docker"
@@ -120,12 +117,8 @@ func main() {
 	go func() { die("%v", <-sigs) }()
 	fmt.Printf("bench/api %s, load average at the start: %s\n", time.Now().UTC().Format("2006-01-02 15:04"), engines.LoadAvg())
 
-	img, err := testimage.Busybox()
+	imgTar, err := engines.BusyboxTar(work)
 	check(err)
-	tag, err := name.NewTag("busybox:latest")
-	check(err)
-	imgTar := filepath.Join(work, "busybox.tar")
-	check(tarball.WriteToFile(imgTar, tag, img))
 
 	en, err := engines.Engined(work, *enginedBin, engines.Options{Netns: true, CPU: true})
 	check(err)

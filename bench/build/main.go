@@ -21,11 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-
 	"github.com/engined/engined/bench/engines"
-	"github.com/engined/engined/internal/testimage"
 )
 
 const dockerCLI = "/usr/local/bin/docker"
@@ -72,12 +68,8 @@ func main() {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() { die("%v", <-sigs) }()
 
-	img, err := testimage.Busybox()
+	imgTar, err := engines.BusyboxTar(work)
 	check(err)
-	tag, err := name.NewTag("busybox:latest")
-	check(err)
-	imgTar := filepath.Join(work, "busybox.tar")
-	check(tarball.WriteToFile(imgTar, tag, img))
 
 	ctxDir := filepath.Join(work, "context")
 	check(os.MkdirAll(filepath.Join(ctxDir, "data"), 0o755))

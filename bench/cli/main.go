@@ -21,11 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-
 	"github.com/engined/engined/bench/engines"
-	"github.com/engined/engined/internal/testimage"
 )
 
 const dockerCLI = "/usr/local/bin/docker"
@@ -41,12 +37,8 @@ func main() {
 	work, err := os.MkdirTemp("", "bench-cli-")
 	check(err)
 	defer os.RemoveAll(work)
-	img, err := testimage.Busybox()
+	imgTar, err := engines.BusyboxTar(work)
 	check(err)
-	tag, err := name.NewTag("busybox:latest")
-	check(err)
-	imgTar := filepath.Join(work, "busybox.tar")
-	check(tarball.WriteToFile(imgTar, tag, img))
 
 	e, err := engines.Engined(work, *enginedBin, engines.Options{Netns: true})
 	check(err)

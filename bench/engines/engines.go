@@ -20,7 +20,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/moby/moby/client"
+
+	"github.com/engined/engined/internal/testimage"
 )
 
 // Engine is one running daemon.
@@ -620,4 +624,21 @@ func UnmountUnder(dir string) {
 func LoadAvg() string {
 	b, _ := os.ReadFile("/proc/loadavg")
 	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+// BusyboxTar writes the test busybox image, tagged busybox:latest, as a
+// docker load archive in dir and returns its path: the daemons load it
+// rather than pull it (one in a namespace of its own does not reach a
+// registry on the host's loopback).
+func BusyboxTar(dir string) (string, error) {
+	img, err := testimage.Busybox()
+	if err != nil {
+		return "", err
+	}
+	tag, err := name.NewTag("busybox:latest")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "busybox.tar")
+	return path, tarball.WriteToFile(path, tag, img)
 }

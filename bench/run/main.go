@@ -39,13 +39,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/engined/engined/bench/engines"
-	"github.com/engined/engined/internal/testimage"
 )
 
 const dockerCLI = "/usr/local/bin/docker"
@@ -88,12 +85,8 @@ func main() {
 
 	// The image goes in with docker load: a daemon in a namespace of its
 	// own does not reach a registry on the host's loopback.
-	img, err := testimage.Busybox()
+	imgTar, err := engines.BusyboxTar(work)
 	fatal(err)
-	tag, err := name.NewTag("busybox:latest")
-	fatal(err)
-	imgTar := filepath.Join(work, "busybox.tar")
-	fatal(tarball.WriteToFile(imgTar, tag, img))
 
 	en, err := engines.Engined(work, *enginedBin, engines.Options{Netns: true, CPU: true})
 	fatal(err)
