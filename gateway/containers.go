@@ -39,11 +39,7 @@ func init() {
 		return out, nil
 	})
 	registerResponse(func(_ context.Context, m *enginev1.ContainerListResponse) (any, error) {
-		out := make([]container.Summary, 0, len(m.GetContainers()))
-		for _, c := range m.GetContainers() {
-			out = append(out, containerSummary(c))
-		}
-		return out, nil
+		return summaries.list(m.GetContainers())
 	})
 	registerResponse(func(_ context.Context, m *enginev1.ContainerTopResponse) (any, error) {
 		out := container.TopResponse{Titles: m.GetTitles(), Processes: [][]string{}}

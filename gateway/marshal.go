@@ -87,8 +87,11 @@ func (dockerMarshaler) Marshal(v any) ([]byte, error) {
 			v = r
 		}
 	}
-	if _, ok := v.(noBody); ok {
+	switch v := v.(type) {
+	case noBody:
 		return nil, nil
+	case encodedJSON:
+		return v, nil
 	}
 	if m, ok := v.(proto.Message); ok {
 		// Only error chunks of streams get here unconverted.

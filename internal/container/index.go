@@ -126,6 +126,18 @@ func (x *records) each(fn func(*indexed) bool) {
 	}
 }
 
+// entries are the current versions of every record, oldest first: they
+// are shared, as each's.
+func (x *records) entries() []*indexed {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make([]*indexed, 0, len(x.order))
+	for _, id := range x.order {
+		out = append(out, x.byID[id])
+	}
+	return out
+}
+
 // all is a copy of every record, oldest first.
 func (x *records) all() []*Record {
 	var out []*Record

@@ -16,6 +16,7 @@ import (
 // none: the shim was killed, or the host rebooted and /run is empty).
 func (s *Service) Restore(ctx context.Context) {
 	recs := s.recs.all()
+	s.warmViews()
 	s.removeOrphans(recs)
 	running := map[string]bool{}
 	for _, r := range recs {
@@ -53,6 +54,23 @@ func (s *Service) Restore(ctx context.Context) {
 	}
 	wg.Wait()
 	s.reconcileNetworks(ctx)
+}
+
+// warmViews makes every record's list and inspect views in the
+// background, meanwhile most of Restore waits for shims to answer: the
+// first list after a restart would otherwise make them all.
+func (s *Service) warmViews() {
+	entries := s.recs.entries()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for _, e := range entries {
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.summary(e)
+		}
+	}()
 }
 
 // reconnect watches a running container's shim again, or records the

@@ -220,6 +220,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	vols.Restore(users, running)
 	containers.Restore(ctx)
 	phase("containers restored")
+	nets.WriteRules()
 	defer containers.Close()
 	builds, err := build.New(build.Config{Images: images, Containers: containers, TmpDir: filepath.Join(cfg.DataRoot, "build", "tmp"), Logger: log, Events: bus})
 	if err != nil {

@@ -198,6 +198,9 @@ func removeBenchNetwork(b *testing.B, m *Manager, cfg Config) {
 	ctx := context.Background()
 	var errs []error
 	if m != nil {
+		if err := m.fw.ready(ctx); err != nil {
+			b.Fatal(err)
+		}
 		// No networks: engined's accepts in a foreign chain go.
 		if err := m.fw.syncForeignForward(ctx, nil); err != nil {
 			errs = append(errs, err)

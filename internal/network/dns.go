@@ -213,8 +213,10 @@ func (m *Manager) Rename(ctx context.Context, containerID, name string) error {
 	return m.syncDNS(ctx, "")
 }
 
-// Close stops watching the resolver (which goes on serving).
+// Close waits for the firewall's start and stops watching the resolver
+// (which goes on serving).
 func (m *Manager) Close() {
+	m.fw.ready(context.Background()) // start's rewrite has ended
 	if m.dns.client != nil {
 		m.dns.client.Close()
 	}

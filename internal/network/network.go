@@ -233,12 +233,10 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 			}
 		}
 	}
-	if err := m.fw.sync(ctx, nets); err != nil {
-		return nil, fmt.Errorf("nftables: %w", err)
-	}
 	if err := m.restorePorts(); err != nil {
 		return nil, err
 	}
+	m.fw.start(ctx, nets)
 	if cfg.IPForward {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
 			m.log.Warn("enable IPv4 forwarding", "err", err)
@@ -250,6 +248,15 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		m.log.Warn("embedded DNS", "err", err)
 	}
 	return m, nil
+}
+
+// WriteRules rewrites engined's table in the background, unless a change
+// that needed it has already begun that. engined calls it once it has
+// reattached its containers.
+func (m *Manager) WriteRules() {
+	if m.fw.launch != nil {
+		m.fw.launch()
+	}
 }
 
 // ensureDefault stores the predefined bridge network, following -b and
@@ -378,6 +385,11 @@ func (m *Manager) network(ref string) (*Network, error) {
 // container end as eth0, the default route through the gateway.
 func (m *Manager) Attach(ctx context.Context, containerID, netnsPath string, req AttachRequest) (*Endpoint, error) {
 	start := time.Now()
+	// The bridge's forward and masquerade rules first: after a reboot
+	// they are not in the kernel until the firewall's start wrote them.
+	if err := m.fw.ready(ctx); err != nil {
+		return nil, err
+	}
 	n, ep, err := m.allocate(containerID, netnsPath, req)
 	if err != nil {
 		return nil, err

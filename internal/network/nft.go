@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 
 	"sigs.k8s.io/knftables"
 )
@@ -39,23 +40,72 @@ type firewall struct {
 	// port, which each rewrite of the table puts back in the same
 	// transaction (ports_nft.go).
 	published func() ([]*knftables.Element, error)
+
+	// started is closed once start's rewrite ended (nil: the firewall
+	// was handed out ready); startErr is why it could not write the
+	// table. launch runs start's rewrite once.
+	started  chan struct{}
+	startErr error
+	launch   func()
 }
 
 func newFirewall(table string, masq bool) (*firewall, error) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		return nil, fmt.Errorf("the nft command (Debian package nftables) is needed: %w", err)
 	}
-	nft, err := knftables.New(knftables.IPv4Family, table)
-	if err != nil {
-		return nil, err
-	}
-	return &firewall{table: table, masq: masq, nft: nft,
+	return &firewall{table: table, masq: masq,
 		foreignPolicy: func(ctx context.Context) (string, bool) { return chainPolicy(ctx, foreignTable, foreignChain) },
 		foreign:       func() (knftables.Interface, error) { return knftables.New(knftables.IPv4Family, foreignTable) },
 	}, nil
 }
 
+// start prepares the table's first rewrite, for nets, which runs in the
+// background at the first of launch and ready: the rules engined wrote
+// before it restarted are still in the kernel meanwhile, and the nft
+// processes (knftables' probe, the rewrite, the foreign chain's policy)
+// were most of engined's start, and then slowed its reattaching to the
+// shims.
+func (f *firewall) start(ctx context.Context, nets []*Network) {
+	f.started = make(chan struct{})
+	f.launch = sync.OnceFunc(func() {
+		go func() {
+			defer close(f.started)
+			nft, err := knftables.New(knftables.IPv4Family, f.table)
+			if err == nil {
+				f.nft = nft
+				err = f.rewrite(ctx, nets)
+			}
+			if err != nil {
+				f.startErr = fmt.Errorf("nftables: engined's table could not be written at start: %w", err)
+			}
+		}()
+	})
+}
+
+// ready waits for start's rewrite, launching it if need be, and says
+// whether it wrote the table.
+func (f *firewall) ready(ctx context.Context) error {
+	if f.started == nil {
+		return nil
+	}
+	f.launch()
+	select {
+	case <-f.started:
+		return f.startErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// sync rewrites the table for nets, in one transaction.
 func (f *firewall) sync(ctx context.Context, nets []*Network) error {
+	if err := f.ready(ctx); err != nil {
+		return err
+	}
+	return f.rewrite(ctx, nets)
+}
+
+func (f *firewall) rewrite(ctx context.Context, nets []*Network) error {
 	tx := f.nft.NewTransaction()
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo("engined: container networks")})
 	// Flushing the table empties its chains, whatever an older engined

@@ -125,6 +125,9 @@ func (f *firewall) addPorts(ctx context.Context, ep *Endpoint, comment string) e
 	if len(ep.Ports) == 0 {
 		return nil
 	}
+	if err := f.ready(ctx); err != nil {
+		return err
+	}
 	tx := f.nft.NewTransaction()
 	for _, b := range ep.Ports {
 		tx.Add(portElement(ep, b, comment))
@@ -141,6 +144,9 @@ func (f *firewall) addPorts(ctx context.Context, ep *Endpoint, comment string) e
 func (f *firewall) deletePorts(ctx context.Context, ep *Endpoint) error {
 	if len(ep.Ports) == 0 {
 		return nil
+	}
+	if err := f.ready(ctx); err != nil {
+		return err
 	}
 	tx := f.nft.NewTransaction()
 	for _, b := range ep.Ports {
