@@ -295,6 +295,7 @@ func (s *Service) collectGarbageLocked(ctx context.Context) (int64, error) {
 		if n, err := s.content.Size(d); err == nil {
 			freed += n
 		}
+		s.configs.Delete(d)
 		return s.content.Delete(d)
 	})
 	if err != nil {

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -18,7 +20,13 @@ import (
 )
 
 // config reads and parses an image's config blob.
+// config is the image's parsed config and its bytes. Both are shared
+// (configCache): callers must not change them.
 func (s *Service) config(r *Record) (*v1.ConfigFile, []byte, error) {
+	if c, ok := s.configs.Load(r.ID); ok {
+		c := c.(*parsedConfig)
+		return c.cfg, c.raw, nil
+	}
 	raw, err := s.content.ReadAll(r.ID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("image %s config: %w", r.ID, err)
@@ -27,7 +35,29 @@ func (s *Service) config(r *Record) (*v1.ConfigFile, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("image %s config: %w", r.ID, err)
 	}
+	s.configs.Store(r.ID, &parsedConfig{cfg: cfg, raw: raw})
 	return cfg, raw, nil
+}
+
+// parsedConfig is a configs entry. Configs are content addressed, so an
+// entry never goes stale; it goes with its blob (prune). Each create read
+// and parsed its image's config twice, a third of its time.
+type parsedConfig struct {
+	cfg *v1.ConfigFile
+	raw []byte
+}
+
+// cloneConfig is a copy of c that shares nothing with it.
+func cloneConfig(c v1.Config) v1.Config {
+	c.Cmd, c.Entrypoint, c.Env = slices.Clone(c.Cmd), slices.Clone(c.Entrypoint), slices.Clone(c.Env)
+	c.OnBuild, c.Shell = slices.Clone(c.OnBuild), slices.Clone(c.Shell)
+	c.Labels, c.Volumes, c.ExposedPorts = maps.Clone(c.Labels), maps.Clone(c.Volumes), maps.Clone(c.ExposedPorts)
+	if c.Healthcheck != nil {
+		h := *c.Healthcheck
+		h.Test = slices.Clone(h.Test)
+		c.Healthcheck = &h
+	}
+	return c
 }
 
 func (s *Service) labels(r *Record) map[string]string {
@@ -61,7 +91,7 @@ func (s *Service) toProto(r *Record, withConfig bool) (*enginev1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img.Labels = cfg.Config.Labels
+	img.Labels = maps.Clone(cfg.Config.Labels)
 	if withConfig {
 		img.ConfigJson = raw
 		for _, l := range r.Layers {
@@ -207,7 +237,7 @@ func (s *Service) History(ctx context.Context, name string) ([]*enginev1.History
 	}
 	var items []*enginev1.HistoryItem
 	layer := 0
-	hist := cfg.History
+	hist := slices.Clip(cfg.History)
 	if len(hist) == 0 {
 		for range rec.Layers {
 			hist = append(hist, v1.History{Created: v1.Time{Time: rec.Created}})
@@ -254,7 +284,7 @@ func (s *Service) RunConfig(r *Record) (v1.Config, error) {
 	if err != nil {
 		return v1.Config{}, err
 	}
-	return cfg.Config, nil
+	return cloneConfig(cfg.Config), nil
 }
 
 // Healthcheck is the image's HEALTHCHECK (nil: none), read from the raw

@@ -60,6 +60,7 @@ type Service struct {
 	insecure []netip.Prefix
 	hosts    map[string]bool
 	now      func() time.Time
+	configs  sync.Map // digest.Digest → *parsedConfig
 }
 
 // New opens the image store and removes blobs and snapshots that no image
