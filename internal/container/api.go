@@ -33,7 +33,7 @@ func (s *Service) toProto(r *Record) *enginev1.Container {
 	cfg, _ := r.config()
 	hc, _ := r.hostConfig()
 	// The system paths applied, which dockerd records at create.
-	hc.MaskedPaths, hc.ReadonlyPaths = oci.SystemPaths(hc.GetPrivileged(), slices.Contains(hc.GetSecurityOpt(), oci.SystemPathsUnconfined))
+	hc.MaskedPaths, hc.ReadonlyPaths = oci.ShownSystemPaths(hc.GetPrivileged(), slices.Contains(hc.GetSecurityOpt(), oci.SystemPathsUnconfined))
 	c := &enginev1.Container{
 		Id: r.ID, Name: r.Name, Created: timestamppb.New(r.Created), Path: r.Path, Args: r.Args,
 		ImageId: r.ImageID, Image: r.Image, Config: cfg, HostConfig: hc, RestartCount: int32(r.RestartCount),

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -249,13 +250,17 @@ func Spec(o Options) (*specs.Spec, error) {
 // when privileged, empty lists with systempaths=unconfined, dockerd's
 // lists otherwise.
 func SystemPaths(privileged, unconfined bool) (masked, readonly []string) {
+	return systemPaths(privileged, unconfined, thermalThrottle)
+}
+
+func systemPaths(privileged, unconfined bool, throttle func() []string) (masked, readonly []string) {
 	switch {
 	case privileged:
 		return nil, nil
 	case unconfined:
 		return []string{}, []string{}
 	}
-	return maskedPaths(), []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+	return maskedPaths(throttle()), []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 }
 
 // command merges entrypoint and cmd as dockerd does at create time: a
@@ -409,36 +414,41 @@ func mounts(o Options) ([]specs.Mount, error) {
 
 // maskedPaths is dockerd's list, including the per-CPU thermal_throttle
 // files it masks since GHSA-6fw5-f8r9-fgfm.
-func maskedPaths() []string {
+func maskedPaths(throttle []string) []string {
 	p := []string{
 		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
 		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
 		"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
 	}
-	return append(p, thermalThrottle()...)
-}
-
-// throttleCache holds the thermal_throttle files found for one set of
-// online CPUs: globbing sysfs was half the cost of an inspect view, and
-// every list after engined's start makes one per container.
-var throttleCache struct {
-	sync.Mutex
-	online string
-	paths  []string
+	return append(p, throttle...)
 }
 
 func thermalThrottle() []string {
-	online, err := os.ReadFile("/sys/devices/system/cpu/online")
-	throttleCache.Lock()
-	defer throttleCache.Unlock()
-	if err != nil || string(online) != throttleCache.online || throttleCache.paths == nil {
-		throttleCache.paths, _ = filepath.Glob("/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle")
-		if throttleCache.paths == nil {
-			throttleCache.paths = []string{}
+	paths, _ := filepath.Glob("/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle")
+	return paths
+}
+
+// shownThrottle is thermalThrottle as inspect shows it, found again at
+// most once a second: globbing sysfs was most of the cost of an inspect
+// view, and the first list after engined starts makes one per container.
+// A spec always globs afresh.
+var shownThrottle struct {
+	sync.Mutex
+	at    time.Time
+	paths []string
+}
+
+// ShownSystemPaths is SystemPaths for display.
+func ShownSystemPaths(privileged, unconfined bool) (masked, readonly []string) {
+	masked, readonly = systemPaths(privileged, unconfined, func() []string {
+		shownThrottle.Lock()
+		defer shownThrottle.Unlock()
+		if time.Since(shownThrottle.at) > time.Second {
+			shownThrottle.paths, shownThrottle.at = thermalThrottle(), time.Now()
 		}
-		throttleCache.online = string(online)
-	}
-	return slices.Clip(throttleCache.paths)
+		return slices.Clip(shownThrottle.paths)
+	})
+	return masked, readonly
 }
 
 func resources(o Options) (*specs.LinuxResources, error) {
