@@ -3,8 +3,10 @@
 // gateway) on the same engined, and `runc run` of the same root
 // filesystem as a floor: what a container costs with no engine at all.
 // The three take turns, run by run, so a change in the machine's load
-// falls on all alike. runc's bundle has a network namespace with
-// loopback only, so the engines are also timed with --network none.
+// falls on all alike. runc's bundles have a network namespace with
+// loopback only, so the engines are also timed with --network none; one
+// has runc's default spec, the other the spec engined makes (Docker's
+// seccomp profile, capabilities and masked paths): the same bundle.
 //
 //	go run ./bench/cli -engined ./bin/engined -cli ./bin/docker
 package main
@@ -55,6 +57,11 @@ func main() {
 	}
 	run(dockerCLI, e.Host, "rm", id)
 	runc, err := exec.LookPath("runc")
+	// The same rootfs in a second bundle with the spec engined gives a
+	// --network none container (Docker's seccomp profile, capabilities
+	// and masked paths): the issue's "same bundle". runc's own default
+	// spec has no seccomp filter, whose compilation is most of a start.
+	sameBundle := filepath.Join(work, "engined-bundle")
 	if err == nil {
 		spec := exec.Command(runc, "spec")
 		spec.Dir = bundle
@@ -62,6 +69,7 @@ func main() {
 			log.Fatalf("runc spec: %v\n%s", err, out)
 		}
 		setProcess(filepath.Join(bundle, "config.json"))
+		enginedSpec(e, filepath.Join(bundle, "rootfs"), sameBundle)
 	} else {
 		fmt.Println("runc: not installed (apt-get install runc), engines only")
 	}
@@ -75,8 +83,10 @@ func main() {
 		{"docker CLI (REST)", func(_ int, none bool) *exec.Cmd { return dockerCmd(dockerCLI, e.Host, none) }},
 	}
 	if runc != "" {
-		clients = append(clients, client{"runc run", func(i int, _ bool) *exec.Cmd {
+		clients = append(clients, client{"runc run (runc spec)", func(i int, _ bool) *exec.Cmd {
 			return exec.Command(runc, "--root", filepath.Join(work, "runc"), "run", "--bundle", bundle, fmt.Sprintf("bench-%d", i))
+		}}, client{"runc run (engined's spec)", func(i int, _ bool) *exec.Cmd {
+			return exec.Command(runc, "--root", filepath.Join(work, "runc"), "run", "--bundle", sameBundle, fmt.Sprintf("bench-same-%d", i))
 		}})
 	}
 	// Warm up.
@@ -96,7 +106,7 @@ func main() {
 	for i := 0; i < *runs; i++ {
 		for _, none := range []bool{false, true} {
 			for _, c := range clients {
-				if c.name == "runc run" && !none {
+				if strings.HasPrefix(c.name, "runc run") && !none {
 					continue
 				}
 				start := time.Now()
@@ -119,6 +129,41 @@ func main() {
 				ms(engines.Median(cpu[key(c.name, none)])))
 		}
 	}
+}
+
+// enginedSpec writes a bundle at dir running `true` in rootfs with the
+// OCI spec engined made for a --network none container, less what names
+// that container's own files (its hosts, hostname and resolv.conf binds,
+// its cgroup).
+func enginedSpec(e *engines.Engine, rootfs, dir string) {
+	id := strings.TrimSpace(run(dockerCLI, e.Host, "run", "-d", "--network", "none", "busybox", "sleep", "3600"))
+	defer run(dockerCLI, e.Host, "rm", "-f", id)
+	b, err := os.ReadFile(filepath.Join(e.ExecRoot, "containers", id, "config.json"))
+	check(err)
+	var spec map[string]any
+	check(json.Unmarshal(b, &spec))
+	spec["root"] = map[string]any{"path": rootfs}
+	p := spec["process"].(map[string]any)
+	p["terminal"] = false
+	p["args"] = []string{"true"}
+	delete(spec, "hooks")
+	linux := spec["linux"].(map[string]any)
+	delete(linux, "cgroupsPath")
+	var mounts []any
+	for _, m := range spec["mounts"].([]any) {
+		if src, _ := m.(map[string]any)["source"].(string); strings.Contains(src, id) {
+			continue
+		}
+		mounts = append(mounts, m)
+	}
+	spec["mounts"] = mounts
+	if _, ok := linux["seccomp"]; !ok {
+		log.Fatalf("engined's spec has no seccomp profile: %s", b)
+	}
+	b, err = json.MarshalIndent(spec, "", "  ")
+	check(err)
+	check(os.MkdirAll(dir, 0o755))
+	check(os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644))
 }
 
 func dockerCmd(bin, host string, none bool) *exec.Cmd {

@@ -70,7 +70,7 @@ func (s *Service) addImage(ctx context.Context, rawConfig []byte, layers []Layer
 			layers[i].Unpacked = s.unpackedSize(chain[i])
 			continue
 		}
-		if err := s.unpack(ctx, &layers[i], nil); err != nil {
+		if err := s.unpack(ctx, &layers[i], nil, nil); err != nil {
 			return nil, badLayer(err)
 		}
 	}

@@ -126,7 +126,7 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (*Record, error) 
 		reused := *l
 		reused.ChainID = identity.ChainID(diffIDs)
 		if !s.snaps.Has(reused.ChainID) {
-			if err := s.unpack(ctx, &reused, nil); err != nil {
+			if err := s.unpack(ctx, &reused, nil, nil); err != nil {
 				return nil, fmt.Errorf("unpack cached layer: %w", err)
 			}
 		}
@@ -142,7 +142,7 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (*Record, error) 
 			empty = false
 			diffIDs := append(append([]digest.Digest(nil), cfg.RootFS.DiffIDs...), l.DiffID)
 			l.ChainID = identity.ChainID(diffIDs)
-			if err := s.unpack(ctx, &l, nil); err != nil {
+			if err := s.unpack(ctx, &l, nil, nil); err != nil {
 				return nil, fmt.Errorf("unpack committed layer: %w", err)
 			}
 			cfg.RootFS.DiffIDs = diffIDs

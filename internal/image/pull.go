@@ -334,50 +334,78 @@ func (s *Service) fetchImage(ctx context.Context, img v1.Image, e *serialEmit) (
 }
 
 // fetchLayer downloads a layer blob (unless stored) and unpacks it into
-// its snapshot, verifying both digests.
+// its snapshot, verifying both digests. A download is unpacked as it
+// arrives: the snapshot is committed only once the blob is stored and
+// verified, and a layer no longer waits for its whole download before
+// its extraction starts (with three downloads at a time, the fourth
+// layer waited for the first's extraction too).
 func (s *Service) fetchLayer(ctx context.Context, l *Layer, open func() (io.ReadCloser, error), e *serialEmit) error {
 	id := shortHex(l.Digest)
-	if !s.content.Has(l.Digest) {
-		rc, err := open()
-		if err != nil {
-			return fmt.Errorf("download layer %s: %w", l.Digest, err)
+	if s.content.Has(l.Digest) {
+		if err := s.unpack(ctx, l, nil, func(n int64) {
+			e.send(&enginev1.Progress{Id: id, Status: "Extracting", Current: n, Total: l.Size})
+		}); err != nil {
+			return err
 		}
+		return e.send(&enginev1.Progress{Id: id, Status: "Pull complete"})
+	}
+	rc, err := open()
+	if err != nil {
+		return fmt.Errorf("download layer %s: %w", l.Digest, err)
+	}
+	defer rc.Close()
+	pr, pw := io.Pipe()
+	stored := make(chan error, 1)
+	go func() {
 		last := time.Time{}
-		err = s.content.Write(ctx, l.Digest, l.Size, rc, func(n int64) {
+		// rc is go-containerregistry's: it checks the digest and size.
+		err := s.content.WriteVerified(ctx, l.Digest, l.Size, io.TeeReader(rc, pw), func(n int64) {
 			if now := time.Now(); now.Sub(last) >= progressInterval || n == l.Size {
 				last = now
 				e.send(&enginev1.Progress{Id: id, Status: "Downloading", Current: n, Total: l.Size})
 			}
 		})
-		rc.Close()
-		if err != nil {
-			return err
+		if err == nil {
+			e.send(&enginev1.Progress{Id: id, Status: "Verifying Checksum"})
+			e.send(&enginev1.Progress{Id: id, Status: "Download complete"})
 		}
-		if err := e.send(&enginev1.Progress{Id: id, Status: "Verifying Checksum"}); err != nil {
-			return err
-		}
-		if err := e.send(&enginev1.Progress{Id: id, Status: "Download complete"}); err != nil {
-			return err
-		}
+		// The unpack reads to the end only once the blob is stored: a
+		// failed download or digest is the error its reads end with.
+		pw.CloseWithError(err)
+		stored <- err
+	}()
+	err = s.unpack(ctx, l, pr, nil)
+	// The rest of the download, if the unpack stopped short (a hostile
+	// or corrupt archive; a snapshot another pull made meanwhile): the
+	// blob is stored all the same, as before an unpack, and a corrupt
+	// blob is the error to report, not what its extraction made of it.
+	io.Copy(io.Discard, pr)
+	if serr := <-stored; serr != nil {
+		return serr
 	}
-	if err := s.unpack(ctx, l, func(n int64) {
-		e.send(&enginev1.Progress{Id: id, Status: "Extracting", Current: n, Total: l.Size})
-	}); err != nil {
+	if err != nil {
+		return err
+	}
+	if err := e.send(&enginev1.Progress{Id: id, Status: "Extracting", Current: l.Size, Total: l.Size}); err != nil {
 		return err
 	}
 	return e.send(&enginev1.Progress{Id: id, Status: "Pull complete"})
 }
 
-// unpack extracts a stored layer blob into the snapshot for its chain ID
-// and checks the uncompressed stream against the layer's diff ID.
-func (s *Service) unpack(ctx context.Context, l *Layer, progress func(int64)) error {
+// unpack extracts a layer into the snapshot for its chain ID and checks
+// the uncompressed stream against the layer's diff ID. It reads blob, or
+// the stored blob if blob is nil.
+func (s *Service) unpack(ctx context.Context, l *Layer, blob io.Reader, progress func(int64)) error {
 	return s.snaps.Create(ctx, l.ChainID, func(ctx context.Context, dir string) error {
-		f, err := s.content.Open(l.Digest)
-		if err != nil {
-			return err
+		if blob == nil {
+			f, err := s.content.Open(l.Digest)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			blob = f
 		}
-		defer f.Close()
-		counted := &countingReader{r: f, every: progressInterval, report: progress}
+		counted := &countingReader{r: blob, every: progressInterval, report: progress}
 		plain, err := decompress(bufio.NewReaderSize(counted, 256<<10))
 		if err != nil {
 			return fmt.Errorf("layer %s: %w", l.Digest, err)
