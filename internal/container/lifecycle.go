@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/ttrpc"
 	units "github.com/docker/go-units"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/sys/signal"
@@ -563,7 +564,12 @@ func (s *Service) cleanupRun(id string, client *shimclient.Client) {
 	}
 	if client != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		if _, err := client.Delete(ctx, &shimv1.DeleteRequest{}); err != nil {
+		switch _, err := client.Delete(ctx, &shimv1.DeleteRequest{}); {
+		case errors.Is(err, ttrpc.ErrClosed):
+			// The run's exit and a removal clean up at once: the other's
+			// Delete ended the shim while this one was on its way.
+			s.cfg.Logger.Debug("delete shim: already ended", "id", id)
+		case err != nil:
 			s.cfg.Logger.Warn("delete shim", "id", id, "err", err)
 		}
 		cancel()

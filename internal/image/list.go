@@ -290,9 +290,9 @@ func (s *Service) RunConfig(r *Record) (v1.Config, error) {
 // Healthcheck is the image's HEALTHCHECK (nil: none), read from the raw
 // config: go-containerregistry's type has no StartInterval.
 func (s *Service) Healthcheck(r *Record) (*enginev1.HealthConfig, error) {
-	_, raw, err := s.config(r)
-	if err != nil {
-		return nil, err
+	parsed, raw, err := s.config(r)
+	if err != nil || parsed.Config.Healthcheck == nil {
+		return nil, err // the same key, parsed: no HEALTHCHECK
 	}
 	var cfg struct {
 		Config struct {
