@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,4 +121,38 @@ func TestNetworkParallelStarts(t *testing.T) {
 		out, _ := exec.Command("ip", "-o", "link", "show", "master", bridge).CombinedOutput()
 		return strings.TrimSpace(string(out)) == ""
 	})
+}
+
+// engined's table is gone while engined is down (a firewall reset, an
+// `nft flush ruleset`): the published port stops answering. engined's
+// start writes the table again in the background; a container started
+// at once, before anything else, is published and reachable, and so is
+// the one that ran across the loss.
+func TestRulesLostWhileEnginedDown(t *testing.T) {
+	e := runEngine(t)
+	table := netFor(t, filepath.Dir(e.DataRoot)).Table
+	p1 := strconv.Itoa(freeHostPort(t, "tcp"))
+	id1 := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "-p", p1+":80", "busybox", "sh", "-c", "exec httpd -f -p 80 -h /etc"))
+	if got, err := hostGetWhenUp(t, "http://127.0.0.1:"+p1+"/hostname"); err != nil || got != id1[:12]+"\n" {
+		t.Fatalf("before: %q, %v", got, err)
+	}
+	e.cmd.Process.Kill()
+	<-e.done
+	if out, err := exec.Command("nft", "delete", "table", "ip", table).CombinedOutput(); err != nil {
+		t.Fatalf("delete the table: %v\n%s", err, out)
+	}
+	if got, err := hostGet(t, "http://127.0.0.1:"+p1+"/hostname"); err == nil {
+		t.Fatalf("the port still answers without engined's table: %q", got)
+	}
+	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot)
+	p2 := strconv.Itoa(freeHostPort(t, "tcp"))
+	id2 := strings.TrimSpace(mustDocker(t, e2.Host, "run", "-d", "-p", p2+":80", "busybox", "sh", "-c", "exec httpd -f -p 80 -h /etc"))
+	for port, id := range map[string]string{p2: id2, p1: id1} {
+		if got, err := hostGetWhenUp(t, "http://127.0.0.1:"+port+"/hostname"); err != nil || got != id[:12]+"\n" {
+			t.Errorf("port %s after the restart: %q, %v", port, got, err)
+		}
+	}
+	if out, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput(); err != nil || !strings.Contains(string(out), "masquerade") {
+		t.Errorf("engined's table after the restart: %v\n%s", err, out)
+	}
 }

@@ -47,6 +47,9 @@ type firewall struct {
 	started  chan struct{}
 	startErr error
 	launch   func()
+	// connect makes the knftables handle of engined's table (knftables'
+	// probe runs nft twice).
+	connect func() (knftables.Interface, error)
 }
 
 func newFirewall(table string, masq bool) (*firewall, error) {
@@ -54,6 +57,7 @@ func newFirewall(table string, masq bool) (*firewall, error) {
 		return nil, fmt.Errorf("the nft command (Debian package nftables) is needed: %w", err)
 	}
 	return &firewall{table: table, masq: masq,
+		connect:       func() (knftables.Interface, error) { return knftables.New(knftables.IPv4Family, table) },
 		foreignPolicy: func(ctx context.Context) (string, bool) { return chainPolicy(ctx, foreignTable, foreignChain) },
 		foreign:       func() (knftables.Interface, error) { return knftables.New(knftables.IPv4Family, foreignTable) },
 	}, nil
@@ -70,7 +74,7 @@ func (f *firewall) start(ctx context.Context, nets []*Network) {
 	f.launch = sync.OnceFunc(func() {
 		go func() {
 			defer close(f.started)
-			nft, err := knftables.New(knftables.IPv4Family, f.table)
+			nft, err := f.connect()
 			if err == nil {
 				f.nft = nft
 				err = f.rewrite(ctx, nets)

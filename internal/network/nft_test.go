@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -115,5 +116,49 @@ func TestFirewallForwardDropPolicy(t *testing.T) {
 	f.sync(ctx, []*Network{defNet})
 	if rules, _ := filter.ListRules(ctx, foreignChain); len(rules) != 1 {
 		t.Errorf("policy accept: %d rules, want dockerd's only:\n%s", len(rules), filter.Dump())
+	}
+}
+
+// The start's rewrite waits for its first need (or WriteRules), runs
+// once, and comes before the change that waited for it; if nft cannot
+// be used, every change says so instead of engined refusing to start.
+func TestFirewallStart(t *testing.T) {
+	ctx := context.Background()
+	policy := ""
+	f, own, _ := fakeFirewall(&policy)
+	f.nft = nil
+	connects := 0
+	f.connect = func() (knftables.Interface, error) { connects++; return own, nil }
+	f.start(ctx, []*Network{defNet})
+	if connects != 0 {
+		t.Fatal("the start's rewrite ran before anything needed it")
+	}
+	ep := &Endpoint{ContainerID: "c1", NetworkID: defNet.ID, IPAddress: "172.17.0.2",
+		Ports: []PortBinding{{Proto: "tcp", ContainerPort: 80, HostIP: "0.0.0.0", HostPort: 8080}}}
+	if err := f.addPorts(ctx, ep, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if connects != 1 {
+		t.Fatalf("%d connects, want 1", connects)
+	}
+	dump := own.Dump()
+	if !strings.Contains(dump, `iifname "engined0" accept`) || !strings.Contains(dump, "8080") {
+		t.Fatalf("the start's rules or the port are missing:\n%s", dump)
+	}
+	if err := f.sync(ctx, []*Network{defNet, appNet}); err != nil || connects != 1 {
+		t.Fatalf("sync: %v, %d connects", err, connects)
+	}
+
+	broken, _, _ := fakeFirewall(&policy)
+	broken.connect = func() (knftables.Interface, error) { return nil, errors.New("nft: Operation not permitted") }
+	broken.start(ctx, []*Network{defNet})
+	for what, err := range map[string]error{
+		"sync":     broken.sync(ctx, []*Network{defNet}),
+		"addPorts": broken.addPorts(ctx, ep, "c1"),
+		"ready":    broken.ready(ctx),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "could not be written at start") || !strings.Contains(err.Error(), "not permitted") {
+			t.Errorf("%s after a failed start: %v", what, err)
+		}
 	}
 }
