@@ -100,6 +100,12 @@ func (s *Service) reconnect(ctx context.Context, r *Record) {
 			s.cfg.Logger.Info("reconnected to container", "id", r.ID[:12])
 			return
 		}
+		if ctx.Err() != nil {
+			// engined is stopping while it starts: the shim did not fail
+			// to answer, engined stopped asking. The next engined
+			// reattaches it.
+			return
+		}
 		s.cfg.Logger.Warn("shim does not answer; cleaning up", "id", r.ID[:12], "err", err)
 		b.Kill()
 	}

@@ -113,6 +113,15 @@ func startEnginedAt(t *testing.T, dataRoot, execRoot string, extra ...string) *e
 // startEnginedWrapped is startEnginedAt with engined started through wrap.
 func startEnginedWrapped(t *testing.T, wrap []string, dataRoot, execRoot string, extra ...string) *engined {
 	t.Helper()
+	e := startEnginedNoWait(t, wrap, dataRoot, execRoot, extra...)
+	e.waitReady()
+	return e
+}
+
+// startEnginedNoWait is startEnginedWrapped without waiting until engined
+// answers.
+func startEnginedNoWait(t *testing.T, wrap []string, dataRoot, execRoot string, extra ...string) *engined {
+	t.Helper()
 	e := &engined{t: t, DataRoot: dataRoot, ExecRoot: execRoot, Sock: filepath.Join(execRoot, "docker.sock"), wrap: wrap}
 	e.Host = "unix://" + e.Sock
 	// An empty config file of the test's own keeps /etc/engined out of it.
@@ -125,7 +134,6 @@ func startEnginedWrapped(t *testing.T, wrap []string, dataRoot, execRoot string,
 	args := append([]string{"--data-root", dataRoot, "--exec-root", execRoot, "-H", e.Host, "--log-level", "debug",
 		"--config-file", cfgFile}, extra...)
 	e.start(args)
-	e.waitReady()
 	return e
 }
 

@@ -252,3 +252,35 @@ func shimPidOf(t *testing.T, e *engined, id string) int {
 	}
 	return b.Pid
 }
+
+// A SIGTERM while engined waits for a shim at its start: that shim did
+// not fail to answer, engined stopped asking. It and its container are
+// left alone, and the next engined reattaches them.
+func TestSIGTERMWhileReattaching(t *testing.T) {
+	e := runEngine(t)
+	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "busybox", "sleep", "3600"))
+	shimPid := shimPidOf(t, e, id)
+	e.cmd.Process.Kill()
+	<-e.done
+	syscall.Kill(shimPid, syscall.SIGSTOP)
+	t.Cleanup(func() { syscall.Kill(shimPid, syscall.SIGCONT) })
+	e2 := startEnginedNoWait(t, nil, e.DataRoot, e.ExecRoot)
+	waitFor(t, "engined reattaching its containers", func() bool {
+		return strings.Contains(e2.out.String(), `phase="container records"`)
+	})
+	e2.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e2.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("engined did not stop on SIGTERM while reattaching")
+	}
+	syscall.Kill(shimPid, syscall.SIGCONT)
+	if err := syscall.Kill(shimPid, 0); err != nil {
+		t.Fatalf("the shim was ended by a stopping engined: %v\n%s", err, e2.out.String())
+	}
+	e3 := startEnginedAt(t, e.DataRoot, e.ExecRoot)
+	if st := inspectField(t, e3.Host, id, "{{.State.Status}}"); st != "running" {
+		t.Fatalf("container after the interrupted start: %q", st)
+	}
+	mustDocker(t, e3.Host, "exec", id, "true")
+}
