@@ -216,7 +216,7 @@ func (m *Manager) Rename(ctx context.Context, containerID, name string) error {
 // Close waits for the firewall's start and stops watching the resolver
 // (which goes on serving).
 func (m *Manager) Close() {
-	m.fw.ready(context.Background()) // start's rewrite has ended
+	m.fw.stop()
 	if m.dns.client != nil {
 		m.dns.client.Close()
 	}

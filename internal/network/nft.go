@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"sigs.k8s.io/knftables"
 )
@@ -47,6 +48,7 @@ type firewall struct {
 	started  chan struct{}
 	startErr error
 	launch   func()
+	launched atomic.Bool
 	// connect makes the knftables handle of engined's table (knftables'
 	// probe runs nft twice).
 	connect func() (knftables.Interface, error)
@@ -72,6 +74,7 @@ func newFirewall(table string, masq bool) (*firewall, error) {
 func (f *firewall) start(ctx context.Context, nets []*Network) {
 	f.started = make(chan struct{})
 	f.launch = sync.OnceFunc(func() {
+		f.launched.Store(true)
 		go func() {
 			defer close(f.started)
 			nft, err := f.connect()
@@ -84,6 +87,13 @@ func (f *firewall) start(ctx context.Context, nets []*Network) {
 			}
 		}()
 	})
+}
+
+// stop waits for start's rewrite if it was launched.
+func (f *firewall) stop() {
+	if f.launched.Load() {
+		<-f.started
+	}
 }
 
 // ready waits for start's rewrite, launching it if need be, and says
