@@ -12,8 +12,10 @@ import (
 )
 
 // encodedJSON is a reply already in Docker's JSON: dockerMarshaler writes
-// it as it is.
+// it as it is, and encoding/json (DockerShape's users) embeds it as JSON.
 type encodedJSON []byte
+
+func (e encodedJSON) MarshalJSON() ([]byte, error) { return e, nil }
 
 // summaryCache keeps the encoded list entry of each container message it
 // has seen, keyed by the message. The engine makes one summary message

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"runtime"
 	"testing"
@@ -65,6 +66,15 @@ func TestSummaryCacheEncoding(t *testing.T) {
 		for _, c := range cs[:2] {
 			c.State.StartedAt = timestamppb.New(c.State.StartedAt.AsTime().Add(-time.Minute))
 		}
+	}
+	// What DockerShape gives our CLI is the same JSON through encoding/json.
+	shape, err := DockerShape(context.Background(), &enginev1.ContainerListResponse{Containers: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viaLibrary []container.Summary
+	if b, err := json.Marshal(shape); err != nil || json.Unmarshal(b, &viaLibrary) != nil || len(viaLibrary) != 3 || viaLibrary[0].Labels["mark"] != statusMark {
+		t.Fatalf("DockerShape of a list through encoding/json: %s (%v)", b, err)
 	}
 	if got, _ := summaries.list(nil); string(got) != "[]" {
 		t.Errorf("empty list: %s", got)

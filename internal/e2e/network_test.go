@@ -60,10 +60,16 @@ func bridgePorts(t *testing.T, n testNet) []string {
 	return names
 }
 
+// nftTable is engined's table, once its start has written it (in the
+// background, after reattaching its containers).
 func nftTable(t *testing.T, n testNet) string {
 	t.Helper()
-	out, err := exec.Command("nft", "list", "table", "ip", n.Table).CombinedOutput()
-	if err != nil {
+	var out []byte
+	var err error
+	if !poll(30*time.Second, func() bool {
+		out, err = exec.Command("nft", "list", "table", "ip", n.Table).CombinedOutput()
+		return err == nil
+	}) {
 		t.Fatalf("nft list table ip %s: %v\n%s", n.Table, err, out)
 	}
 	return string(out)
@@ -272,9 +278,9 @@ func TestBridgeForwardDropPolicy(t *testing.T) {
 	t.Cleanup(func() { exec.Command("nft", "delete", "table", "ip", "filter").Run() })
 	e := runEngine(t)
 	n := netFor(t, filepath.Dir(e.DataRoot))
-	if hs := foreignRuleHandles(n.Table); len(hs) != 3 {
+	if !poll(30*time.Second, func() bool { return len(foreignRuleHandles(n.Table)) == 3 }) {
 		out, _ := exec.Command("nft", "list", "chain", "ip", "filter", "FORWARD").Output()
-		t.Fatalf("engined's rules in FORWARD: %d, want 3:\n%s", len(hs), out)
+		t.Fatalf("engined's rules in FORWARD: %d, want 3:\n%s", len(foreignRuleHandles(n.Table)), out)
 	}
 	out, _ := exec.Command("nft", "list", "chain", "ip", "filter", "FORWARD").Output()
 	mustContain(t, "FORWARD", string(out), `iifname "`+n.Bridge+`" accept`, `oifname "`+n.Bridge+`" ct state established,related accept`,
@@ -286,10 +292,10 @@ func TestBridgeForwardDropPolicy(t *testing.T) {
 	}
 	// Policy accept: engined's accepts go.
 	exec.Command("nft", "add chain ip filter FORWARD { policy accept; }").Run()
+	// The start rewrites the rules in the background, once it has
+	// reattached its containers.
 	startEnginedAt(t, e.DataRoot, e.ExecRoot)
-	if hs := foreignRuleHandles(n.Table); len(hs) != 0 {
-		t.Errorf("policy accept: %d of engined's rules left, want 0", len(hs))
-	}
+	waitFor(t, "policy accept: engined's rules in FORWARD removed", func() bool { return len(foreignRuleHandles(n.Table)) == 0 })
 }
 
 // userNet creates a user-defined network with a subnet and bridge of
