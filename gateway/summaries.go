@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -32,17 +35,31 @@ type summaryCache struct {
 	m  map[weak.Pointer[enginev1.Container]]encodedSummary
 }
 
-// encodedSummary is a container.Summary's JSON around its Status value.
-type encodedSummary struct{ head, tail []byte }
+// encodedSummary is a container.Summary's JSON around its Status value
+// (whole: all of it in head, Status included).
+type encodedSummary struct {
+	head, tail []byte
+	whole      bool
+}
+
+// errNotCached: the entry's text holds the Status mark more than once.
+var errNotCached = errors.New("summary not cacheable")
 
 var summaries = &summaryCache{m: map[weak.Pointer[enginev1.Container]]encodedSummary{}}
 
-// statusMark stands for Status in the cached text. The key is part of it
-// so it can only be found where the encoder wrote that field: any quote
-// inside a value is escaped.
-const statusMark = "\x00engined status\x00"
+// statusMark stands for Status in the cached text: random, so no label,
+// name or path (which a container's creator chooses) can hold it, and
+// an entry is cached only if it is found exactly once.
+var statusMark = func() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return "\x00engined status " + hex.EncodeToString(b) + "\x00"
+}()
 
-var statusField = []byte(`,"Status":"\u0000engined status\u0000"`)
+var statusField = func() []byte {
+	b, _ := json.Marshal(statusMark)
+	return append([]byte(`,"Status":`), b...)
+}()
 
 // list is the encoded JSON array of the containers' summaries.
 func (c *summaryCache) list(cs []*enginev1.Container) (encodedJSON, error) {
@@ -50,6 +67,10 @@ func (c *summaryCache) list(cs []*enginev1.Container) (encodedJSON, error) {
 	size := 2
 	for i, m := range cs {
 		e, err := c.entry(m)
+		if errors.Is(err, errNotCached) {
+			e.head, err = json.Marshal(containerSummary(m))
+			e.whole = true
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -63,6 +84,9 @@ func (c *summaryCache) list(cs []*enginev1.Container) (encodedJSON, error) {
 			out = append(out, ',')
 		}
 		out = append(out, e.head...)
+		if e.whole {
+			continue
+		}
 		status, err := json.Marshal(humanStatus(cs[i].GetState()))
 		if err != nil {
 			return nil, err
@@ -89,8 +113,9 @@ func (c *summaryCache) entry(m *enginev1.Container) (encodedSummary, error) {
 		return encodedSummary{}, fmt.Errorf("encode the summary of container %s: %w", m.GetId(), err)
 	}
 	i := bytes.Index(data, statusField)
-	if i < 0 {
-		return encodedSummary{}, fmt.Errorf("encode the summary of container %s: no Status field", m.GetId())
+	if i < 0 || bytes.Count(data, statusField) != 1 {
+		// Encoded whole at each list instead.
+		return encodedSummary{}, errNotCached
 	}
 	e = encodedSummary{head: data[:i:i], tail: data[i+len(statusField):]}
 	c.mu.Lock()

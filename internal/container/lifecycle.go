@@ -565,9 +565,10 @@ func (s *Service) cleanupRun(id string, client *shimclient.Client) {
 	if client != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		switch _, err := client.Delete(ctx, &shimv1.DeleteRequest{}); {
-		case errors.Is(err, ttrpc.ErrClosed):
-			// The run's exit and a removal clean up at once: the other's
-			// Delete ended the shim while this one was on its way.
+		case errors.Is(err, ttrpc.ErrClosed) && (s.ctx.Err() != nil || berr != nil || shimEnds(b)):
+			// engined is stopping, or the run's exit and a removal clean
+			// up at once and the other's Delete ended the shim while
+			// this one was on its way.
 			s.cfg.Logger.Debug("delete shim: already ended", "id", id)
 		case err != nil:
 			s.cfg.Logger.Warn("delete shim", "id", id, "err", err)
@@ -587,6 +588,19 @@ func (s *Service) cleanupRun(id string, client *shimclient.Client) {
 	} else {
 		s.unstageSubpaths(id)
 	}
+}
+
+// shimEnds says whether the shim exits within two seconds (one that
+// closed its connection while answering another Delete).
+func shimEnds(b shimclient.Bootstrap) bool {
+	deadline := time.Now().Add(2 * time.Second)
+	for b.Alive() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
 
 func (s *Service) shim(id string) *shimclient.Client {

@@ -236,7 +236,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := m.restorePorts(); err != nil {
 		return nil, err
 	}
-	m.fw.start(ctx, nets)
+	m.fw.start(ctx, m.bridges, m.log)
 	if cfg.IPForward {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
 			m.log.Warn("enable IPv4 forwarding", "err", err)

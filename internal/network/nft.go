@@ -3,7 +3,9 @@ package network
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"sort"
 	"strings"
@@ -44,11 +46,18 @@ type firewall struct {
 
 	// started is closed once start's rewrite ended (nil: the firewall
 	// was handed out ready); startErr is why it could not write the
-	// table. launch runs start's rewrite once.
+	// table. launch runs start's rewrite once; after stop it does not.
 	started  chan struct{}
 	startErr error
 	launch   func()
 	launched atomic.Bool
+	stopped  atomic.Bool
+	// nets are the bridge networks a rewrite is for, read when it runs.
+	nets func() ([]*Network, error)
+	// retry serialises the writes that follow a failed start; recovered
+	// is set once one of them wrote the table.
+	retry     sync.Mutex
+	recovered bool
 	// connect makes the knftables handle of engined's table (knftables'
 	// probe runs nft twice).
 	connect func() (knftables.Interface, error)
@@ -65,39 +74,56 @@ func newFirewall(table string, masq bool) (*firewall, error) {
 	}, nil
 }
 
-// start prepares the table's first rewrite, for nets, which runs in the
-// background at the first of launch and ready: the rules engined wrote
-// before it restarted are still in the kernel meanwhile, and the nft
-// processes (knftables' probe, the rewrite, the foreign chain's policy)
-// were most of engined's start, and then slowed its reattaching to the
-// shims.
-func (f *firewall) start(ctx context.Context, nets []*Network) {
-	f.started = make(chan struct{})
+// start prepares the table's first rewrite, for the networks nets gives
+// then, which runs in the background at the first of launch and ready:
+// the rules engined wrote before it restarted are still in the kernel
+// meanwhile, and the nft processes (knftables' probe, the rewrite, the
+// foreign chain's policy) were most of engined's start, and then slowed
+// its reattaching to the shims.
+func (f *firewall) start(ctx context.Context, nets func() ([]*Network, error), log *slog.Logger) {
+	f.started, f.nets = make(chan struct{}), nets
 	f.launch = sync.OnceFunc(func() {
 		f.launched.Store(true)
+		if f.stopped.Load() {
+			f.startErr = errors.New("nftables: engined is stopping")
+			close(f.started)
+			return
+		}
 		go func() {
 			defer close(f.started)
-			nft, err := f.connect()
-			if err == nil {
-				f.nft = nft
-				err = f.rewrite(ctx, nets)
-			}
-			if err != nil {
+			if err := f.connectAndRewrite(ctx); err != nil {
 				f.startErr = fmt.Errorf("nftables: engined's table could not be written at start: %w", err)
+				log.Error("firewall", "err", f.startErr)
 			}
 		}()
 	})
 }
 
-// stop waits for start's rewrite if it was launched.
+func (f *firewall) connectAndRewrite(ctx context.Context) error {
+	nft, err := f.connect()
+	if err != nil {
+		return err
+	}
+	nets, err := f.nets()
+	if err != nil {
+		return err
+	}
+	f.nft = nft
+	return f.rewrite(ctx, nets)
+}
+
+// stop waits for start's rewrite if it was launched, and keeps a later
+// launch from starting one.
 func (f *firewall) stop() {
+	f.stopped.Store(true)
 	if f.launched.Load() {
 		<-f.started
 	}
 }
 
-// ready waits for start's rewrite, launching it if need be, and says
-// whether it wrote the table.
+// ready waits for start's rewrite, launching it if need be. If it could
+// not write the table (nft failed, perhaps only for a moment), ready
+// tries again, so a change fails only while nft does.
 func (f *firewall) ready(ctx context.Context) error {
 	if f.started == nil {
 		return nil
@@ -105,10 +131,25 @@ func (f *firewall) ready(ctx context.Context) error {
 	f.launch()
 	select {
 	case <-f.started:
-		return f.startErr
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if f.startErr == nil {
+		return nil
+	}
+	f.retry.Lock()
+	defer f.retry.Unlock()
+	if f.recovered {
+		return nil
+	}
+	if f.stopped.Load() {
+		return f.startErr
+	}
+	if err := f.connectAndRewrite(ctx); err != nil {
+		return fmt.Errorf("%w (and again now: %v)", f.startErr, err)
+	}
+	f.recovered = true
+	return nil
 }
 
 // sync rewrites the table for nets, in one transaction.

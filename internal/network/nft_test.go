@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -129,7 +130,7 @@ func TestFirewallStart(t *testing.T) {
 	f.nft = nil
 	connects := 0
 	f.connect = func() (knftables.Interface, error) { connects++; return own, nil }
-	f.start(ctx, []*Network{defNet})
+	f.start(ctx, func() ([]*Network, error) { return []*Network{defNet}, nil }, slog.Default())
 	if connects != 0 {
 		t.Fatal("the start's rewrite ran before anything needed it")
 	}
@@ -149,9 +150,12 @@ func TestFirewallStart(t *testing.T) {
 		t.Fatalf("sync: %v, %d connects", err, connects)
 	}
 
-	broken, _, _ := fakeFirewall(&policy)
-	broken.connect = func() (knftables.Interface, error) { return nil, errors.New("nft: Operation not permitted") }
-	broken.start(ctx, []*Network{defNet})
+	// nft fails at the start, and goes on failing: every change says so;
+	// once it works again, the next change writes the table.
+	broken, fixed, _ := fakeFirewall(&policy)
+	nftErr := errors.New("nft: Operation not permitted")
+	broken.connect = func() (knftables.Interface, error) { return nil, nftErr }
+	broken.start(ctx, func() ([]*Network, error) { return []*Network{defNet}, nil }, slog.Default())
 	for what, err := range map[string]error{
 		"sync":     broken.sync(ctx, []*Network{defNet}),
 		"addPorts": broken.addPorts(ctx, ep, "c1"),
@@ -160,5 +164,21 @@ func TestFirewallStart(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "could not be written at start") || !strings.Contains(err.Error(), "not permitted") {
 			t.Errorf("%s after a failed start: %v", what, err)
 		}
+	}
+	broken.connect = func() (knftables.Interface, error) { return fixed, nil }
+	if err := broken.addPorts(ctx, ep, "c1"); err != nil {
+		t.Fatalf("a change once nft works again: %v", err)
+	}
+	if dump := fixed.Dump(); !strings.Contains(dump, `iifname "engined0" accept`) || !strings.Contains(dump, "8080") {
+		t.Errorf("the table after nft works again:\n%s", dump)
+	}
+
+	// After stop, nothing launches a rewrite.
+	late, _, _ := fakeFirewall(&policy)
+	late.connect = func() (knftables.Interface, error) { t.Error("a rewrite after stop"); return nil, nftErr }
+	late.start(ctx, func() ([]*Network, error) { return nil, nil }, slog.Default())
+	late.stop()
+	if err := late.ready(ctx); err == nil {
+		t.Error("ready after stop: no error")
 	}
 }
