@@ -354,21 +354,23 @@ func TestCLIPullTerminal(t *testing.T) {
 		return keep
 	}
 	var got [][]string
+	var raw []string
 	for _, bin := range []string{ourCLI(), dockerCLI} {
 		docker(t, e.Host, "rmi", ref)
 		_, out, cmd := ptyRun(t, bin, console.WinSize{Height: 30, Width: 120}, "-H", e.Host, "pull", ref)
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("%s pull: %v\n%s", bin, err, out.String())
 		}
-		waitFor(t, bin+" pull's last line", func() bool { return strings.Contains(out.String(), ref+":latest\r\n") })
+		// The line of its own, not the end of the Status line before it.
+		waitFor(t, bin+" pull's last line", func() bool { return strings.Contains(out.String(), "\n"+ref+":latest\r\n") })
 		s := summary(out.String())
 		if len(s) < 4 || !strings.Contains(out.String(), "\x1b[") {
 			t.Errorf("%s pull on a terminal: %q\n%q", bin, s, out.String())
 		}
-		got = append(got, s)
+		got, raw = append(got, s), append(raw, out.String())
 	}
 	if strings.Join(got[0], "\n") != strings.Join(got[1], "\n") {
-		t.Errorf("pull summaries differ:\n ours   %q\n docker %q", got[0], got[1])
+		t.Errorf("pull summaries differ:\n ours   %q\n docker %q\nours, as written:\n%q\ndocker, as written:\n%q", got[0], got[1], raw[0], raw[1])
 	}
 }
 
