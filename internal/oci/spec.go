@@ -440,7 +440,7 @@ var shownThrottle struct {
 
 // ShownSystemPaths is SystemPaths for display.
 func ShownSystemPaths(privileged, unconfined bool) (masked, readonly []string) {
-	masked, readonly = systemPaths(privileged, unconfined, func() []string {
+	return systemPaths(privileged, unconfined, func() []string {
 		shownThrottle.Lock()
 		defer shownThrottle.Unlock()
 		if time.Since(shownThrottle.at) > time.Second {
@@ -448,7 +448,6 @@ func ShownSystemPaths(privileged, unconfined bool) (masked, readonly []string) {
 		}
 		return slices.Clip(shownThrottle.paths)
 	})
-	return masked, readonly
 }
 
 func resources(o Options) (*specs.LinuxResources, error) {

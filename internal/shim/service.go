@@ -99,16 +99,19 @@ func (s *Service) Connect(ctx context.Context, req *shimv1.ConnectRequest) (*shi
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.init == nil {
+		return resp, nil
+	}
+	resp.TaskPid = uint32(s.init.pid)
 	switch {
-	case s.init == nil:
 	case s.init.exit != nil:
-		resp.TaskPid, resp.Status = uint32(s.init.pid), shimv1.Status_STATUS_STOPPED
+		resp.Status = shimv1.Status_STATUS_STOPPED
 	case s.paused:
-		resp.TaskPid, resp.Status = uint32(s.init.pid), shimv1.Status_STATUS_PAUSED
+		resp.Status = shimv1.Status_STATUS_PAUSED
 	case s.started:
-		resp.TaskPid, resp.Status = uint32(s.init.pid), shimv1.Status_STATUS_RUNNING
+		resp.Status = shimv1.Status_STATUS_RUNNING
 	default:
-		resp.TaskPid, resp.Status = uint32(s.init.pid), shimv1.Status_STATUS_CREATED
+		resp.Status = shimv1.Status_STATUS_CREATED
 	}
 	return resp, nil
 }
