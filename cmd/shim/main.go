@@ -21,6 +21,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -116,6 +117,30 @@ func ignoredSignals() []unix.Signal {
 	return nil
 }
 
+// unwantedAfter is how long a shim with no container waits for its first
+// client.
+const unwantedAfter = 10 * time.Second
+
+// connWatch tells the service when client connections open and end.
+type connWatch struct{ svc *shim.Service }
+
+func (w connWatch) Handshake(_ context.Context, conn net.Conn) (net.Conn, any, error) {
+	w.svc.ClientConnected()
+	return &watchedConn{Conn: conn, gone: w.svc.ClientGone}, nil, nil
+}
+
+type watchedConn struct {
+	net.Conn
+	once sync.Once
+	gone func()
+}
+
+func (c *watchedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.gone)
+	return err
+}
+
 func serve(runcRoot string) error {
 	// A shim is small and mostly idle: collect garbage early, and one
 	// processor is plenty for one container (each P has its own caches).
@@ -141,11 +166,16 @@ func serve(runcRoot string) error {
 	// processes would inherit that.
 	signal.Notify(make(chan os.Signal, 1), unix.SIGINT, unix.SIGHUP, unix.SIGPIPE)
 
-	srv, err := ttrpc.NewServer()
+	srv, err := ttrpc.NewServer(ttrpc.WithServerHandshaker(connWatch{svc}))
 	if err != nil {
 		return err
 	}
 	shimv1.RegisterShimService(srv, svc)
+	// engined dials as soon as it has started the shim, and the socket
+	// was listening before: by now its connection is waiting to be
+	// accepted, unless that engined died first.
+	unwanted := time.AfterFunc(unwantedAfter, svc.EndIfUnwanted)
+	defer unwanted.Stop()
 	shutdown := make(chan struct{})
 	go func() {
 		defer close(shutdown)

@@ -284,3 +284,23 @@ func TestSIGTERMWhileReattaching(t *testing.T) {
 	}
 	mustDocker(t, e3.Host, "exec", id, "true")
 }
+
+// The idle shim a killed engined kept ready ends by itself (the next
+// engined may never come, or may not know of it: one started just before
+// the kill was never recorded), while the shims of containers go on.
+func TestIdleShimEndsWithItsEngined(t *testing.T) {
+	e := runEngine(t)
+	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "busybox", "sleep", "3600"))
+	if !poll(30*time.Second, func() bool { return shimsOf(e.ExecRoot) == 2 }) {
+		t.Fatalf("%d shims run for this engined, want the container's and the idle one", shimsOf(e.ExecRoot))
+	}
+	e.cmd.Process.Kill()
+	<-e.done
+	if !poll(30*time.Second, func() bool { return shimsOf(e.ExecRoot) == 1 }) {
+		t.Fatalf("%d shims run after engined was killed, want only the container's", shimsOf(e.ExecRoot))
+	}
+	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot, "--registry-mirror", "http://127.0.0.1:1")
+	if st := mustDocker(t, e2.Host, "inspect", "-f", "{{.State.Status}}", id); strings.TrimSpace(st) != "running" {
+		t.Errorf("container after engined's restart: %q", st)
+	}
+}

@@ -58,6 +58,9 @@ type Service struct {
 	execs  map[string]*process
 	logw   *logs.Writer
 
+	// clients counts the open client connections (see ClientConnected).
+	clients int
+
 	events eventLog
 	// Done is closed when the shim should exit (after Delete).
 	Done chan struct{}
@@ -771,12 +774,57 @@ func (s *Service) Delete(ctx context.Context, _ *shimv1.DeleteRequest) (*shimv1.
 		}
 		s.mu.Unlock()
 	}
+	s.end()
+	return &shimv1.DeleteResponse{Exit: exit}, nil
+}
+
+func (s *Service) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endLocked()
+}
+
+func (s *Service) endLocked() {
 	select {
 	case <-s.Done:
 	default:
 		close(s.Done)
 	}
-	return &shimv1.DeleteResponse{Exit: exit}, nil
+}
+
+// ClientConnected and ClientGone follow the client connections. A shim
+// is started before it has a container, and until Create its only
+// client is the engined that started it: if that connection ends, that
+// engined is gone, and no later engined hands the shim a container (it
+// ends the idle shims its pool recorded, but one started just before a
+// kill was never recorded, and a removed root's are never looked for).
+// So a shim without a container ends when it has no client left.
+func (s *Service) ClientConnected() {
+	s.mu.Lock()
+	s.clients++
+	s.mu.Unlock()
+}
+
+func (s *Service) ClientGone() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clients--
+	s.endIfUnwantedLocked()
+}
+
+// EndIfUnwanted ends a shim that has no container and no client. serve
+// also calls it a while after it starts, for a shim whose engined died
+// before it dialled.
+func (s *Service) EndIfUnwanted() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endIfUnwantedLocked()
+}
+
+func (s *Service) endIfUnwantedLocked() {
+	if s.container == nil && s.clients == 0 {
+		s.endLocked()
+	}
 }
 
 // Reap is the child-reaper loop: it collects every exited child of the
