@@ -377,16 +377,9 @@ func (s *Service) writeHostFiles(rec *Record, cfg *enginev1.ContainerConfig, hc 
 			return err
 		}
 	}
-	if err := s.writeResolvConf(rec, hc); err != nil {
-		return err
-	}
-	// The log file exists from the start so attach and logs can follow it
-	// before the shim writes.
-	f, err := os.OpenFile(s.logPath(rec.ID), os.O_CREATE|os.O_WRONLY, 0o640)
-	if err != nil {
-		return err
-	}
-	return f.Close()
+	// The log file is the shim's to make, at the start (as dockerd's is):
+	// a reader before that finds no entries, and a follower waits for it.
+	return s.writeResolvConf(rec, hc)
 }
 
 // hostsFile is a container's /etc/hosts: the host's with the host's
