@@ -30,6 +30,12 @@ func (s *Service) Restore(ctx context.Context) {
 	// a time made 100 containers seven such waits in a row.
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 128)
+	// Each shim is watched once all have answered: a watch is a second
+	// call to the shim, and 100 shims woken twice on two CPUs made every
+	// answer wait longer. What happens meanwhile is not missed: a shim
+	// replays the events engined has not seen.
+	var watchMu sync.Mutex
+	var watches []func()
 	for _, r := range recs {
 		if r.Status != "running" && r.Status != "paused" {
 			// A shim may be left from a start engined did not finish, or
@@ -49,10 +55,17 @@ func (s *Service) Restore(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			s.reconnect(ctx, r)
+			if watch := s.reconnect(ctx, r); watch != nil {
+				watchMu.Lock()
+				watches = append(watches, watch)
+				watchMu.Unlock()
+			}
 		}()
 	}
 	wg.Wait()
+	for _, watch := range watches {
+		watch()
+	}
 	s.reconcileNetworks(ctx)
 }
 
@@ -73,9 +86,10 @@ func (s *Service) warmViews() {
 	}()
 }
 
-// reconnect watches a running container's shim again, or records the
-// container's end if the shim is gone or does not answer.
-func (s *Service) reconnect(ctx context.Context, r *Record) {
+// reconnect finds a running container's shim again, or records the
+// container's end if the shim is gone or does not answer. What it
+// returns starts watching the shim again.
+func (s *Service) reconnect(ctx context.Context, r *Record) (watch func()) {
 	if b, err := shimclient.ReadBootstrap(s.stateDir(r.ID)); err == nil && b.Alive() {
 		client, err := shimclient.Dial(ctx, b)
 		if err == nil {
@@ -89,22 +103,23 @@ func (s *Service) reconnect(ctx context.Context, r *Record) {
 			if e, _ := exitfile.Read(s.stateDir(r.ID)); e != nil {
 				s.exited(r.ID, client, e)
 				s.cfg.Logger.Info("container exited while engined was down", "id", r.ID[:12], "code", e.GetCode())
-				return
-			}
-			s.monitor(r.ID, client)
-			// The health check goes on where it was (the state is the
-			// record's); a paused container's resumes at unpause.
-			if r.Status == "running" {
-				s.startHealth(r.ID)
+				return nil
 			}
 			s.cfg.Logger.Info("reconnected to container", "id", r.ID[:12])
-			return
+			return func() {
+				s.monitor(r.ID, client)
+				// The health check goes on where it was (the state is
+				// the record's); a paused container's resumes at unpause.
+				if r.Status == "running" {
+					s.startHealth(r.ID)
+				}
+			}
 		}
 		if ctx.Err() != nil {
 			// engined is stopping while it starts: the shim did not fail
 			// to answer, engined stopped asking. The next engined
 			// reattaches it.
-			return
+			return nil
 		}
 		s.cfg.Logger.Warn("shim does not answer; cleaning up", "id", r.ID[:12], "err", err)
 		b.Kill()
@@ -114,6 +129,7 @@ func (s *Service) reconnect(ctx context.Context, r *Record) {
 		s.killOrphans(r.ID, r.Pid)
 	}
 	s.exited(r.ID, nil, e)
+	return nil
 }
 
 // removeOrphans removes the files of containers that have no record: a

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -242,21 +243,105 @@ func deleteLink(name string) error {
 
 // bridgePorts names the veths enslaved to a bridge.
 func bridgePorts(bridge string) []string {
-	br, err := netlink.LinkByName(bridge)
-	if err != nil {
-		return nil
-	}
-	links, err := netlink.LinkList()
+	ports, err := vethPorts()
 	if err != nil {
 		return nil
 	}
 	var out []string
-	for _, l := range links {
-		if l.Attrs().MasterIndex == br.Attrs().Index && l.Type() == "veth" {
-			out = append(out, l.Attrs().Name)
-		}
+	for _, p := range ports.of(bridge) {
+		out = append(out, p.name)
 	}
 	return out
+}
+
+// vethPort is a veth enslaved to a bridge.
+type vethPort struct {
+	name     string
+	isolated bool
+}
+
+// portsByBridge are the veth ports of each bridge, by its index.
+type portsByBridge map[int][]vethPort
+
+func (p portsByBridge) of(bridge string) []vethPort {
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return nil
+	}
+	return p[br.Attrs().Index]
+}
+
+// vethPorts lists every bridge's veths with their isolation in two
+// netlink dumps, however many there are: engined's start reads them all,
+// and a request per port was most of its network setup with 100
+// containers running.
+func vethPorts() (portsByBridge, error) {
+	veths, err := dumpLinks(unix.AF_UNSPEC, "veth")
+	if err != nil {
+		return nil, fmt.Errorf("list veths: %w", err)
+	}
+	// Isolation is a bridge port's attribute, reported in the bridge
+	// family's dump only.
+	brports, err := dumpLinks(unix.AF_BRIDGE, "")
+	if err != nil {
+		return nil, fmt.Errorf("list bridge ports: %w", err)
+	}
+	isolated := map[int]bool{}
+	for _, l := range brports {
+		if pi := l.Attrs().Protinfo; pi != nil {
+			isolated[l.Attrs().Index] = pi.Isolated
+		}
+	}
+	out := portsByBridge{}
+	for _, l := range veths {
+		a := l.Attrs()
+		if a.MasterIndex != 0 {
+			out[a.MasterIndex] = append(out[a.MasterIndex], vethPort{name: a.Name, isolated: isolated[a.Index]})
+		}
+	}
+	return out, nil
+}
+
+// rtextFilterSkipStats is linux/rtnetlink.h's RTEXT_FILTER_SKIP_STATS.
+const rtextFilterSkipStats = 1 << 3
+
+// dumpLinks lists the links of an address family, only those of one
+// kind if kind is set (the kernel filters them). A dump interrupted by a
+// change is taken again.
+func dumpLinks(family int, kind string) ([]netlink.Link, error) {
+	for try := 0; ; try++ {
+		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+		req.AddData(nl.NewIfInfomsg(family))
+		// Without the counters: a quarter of a veth's message.
+		req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
+		if kind != "" {
+			info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+			info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated(kind))
+			req.AddData(info)
+		}
+		msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+		if errors.Is(err, netlink.ErrDumpInterrupted) && try < 5 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		// The header's type is what makes LinkDeserialize read a bridge
+		// port's attributes.
+		hdr := &unix.NlMsghdr{Type: unix.RTM_NEWLINK}
+		links := make([]netlink.Link, 0, len(msgs))
+		for _, m := range msgs {
+			l, err := netlink.LinkDeserialize(hdr, m)
+			if err != nil {
+				return nil, err
+			}
+			// A kernel that does not filter by kind lists them all.
+			if kind == "" || l.Type() == kind {
+				links = append(links, l)
+			}
+		}
+		return links, nil
+	}
 }
 
 // routedPrefixes are the IPv4 destinations the host routes, other than

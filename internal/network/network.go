@@ -222,14 +222,20 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("network %s: bridge %s: %w", n.Name, n.Bridge, err)
 		}
 	}
-	if err := m.removeStrayVeths(nets); err != nil {
+	ports, err := vethPorts()
+	if err != nil {
+		return nil, err
+	}
+	if err := m.removeStrayVeths(nets, ports); err != nil {
 		return nil, err
 	}
 	for _, n := range nets {
 		// --icc may have changed since the running containers attached.
-		for _, port := range bridgePorts(n.Bridge) {
-			if err := isolatePort(port, !n.icc()); err != nil {
-				m.log.Warn("bridge port isolation", "link", port, "err", err)
+		for _, port := range ports.of(n.Bridge) {
+			if port.isolated == n.icc() {
+				if err := isolatePort(port.name, !n.icc()); err != nil {
+					m.log.Warn("bridge port isolation", "link", port.name, "err", err)
+				}
 			}
 		}
 	}
@@ -262,7 +268,10 @@ func (m *Manager) WriteRules() {
 // ensureDefault stores the predefined bridge network, following -b and
 // --bip when given, keeping the stored subnet otherwise.
 func (m *Manager) ensureDefault() error {
-	return m.cfg.Store.Update(func(tx *bolt.Tx) error {
+	// A write transaction that writes nothing still syncs at its commit:
+	// nothing to change is a rollback (the usual start).
+	errUnchanged := errors.New("unchanged")
+	err := m.cfg.Store.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(store.BucketNetworks)
 		nets, err := networksIn(b)
 		if err != nil {
@@ -282,8 +291,10 @@ func (m *Manager) ensureDefault() error {
 				taken = append(taken, p)
 			}
 		}
+		added := false
 		for _, p := range []struct{ name, driver string }{{"host", "host"}, {"none", "null"}} {
 			if !slices.ContainsFunc(nets, func(n *Network) bool { return n.Name == p.name }) {
+				added = true
 				if err := putJSON(b, keyNetwork+newIDFor(p.name), &Network{ID: newIDFor(p.name), Name: p.name, Driver: p.driver,
 					Created: time.Now().UTC(), Options: map[string]string{}}); err != nil {
 					return err
@@ -331,10 +342,17 @@ func (m *Manager) ensureDefault() error {
 			changed = true
 		}
 		if !changed {
+			if !added {
+				return errUnchanged
+			}
 			return nil
 		}
 		return putJSON(b, keyNetwork+def.ID, def)
 	})
+	if errors.Is(err, errUnchanged) {
+		return nil
+	}
+	return err
 }
 
 // Networks lists the stored networks.
@@ -651,7 +669,7 @@ func (m *Manager) AttachedContainers(ctx context.Context) ([]string, error) {
 // no endpoint (an endpoint is stored before its veth is made, so these
 // are left by an engined killed mid-attach, or by hand). Called at start,
 // before any container can attach.
-func (m *Manager) removeStrayVeths(nets []*Network) error {
+func (m *Manager) removeStrayVeths(nets []*Network, ports portsByBridge) error {
 	var eps []*Endpoint
 	if err := m.cfg.Store.View(func(tx *bolt.Tx) error {
 		var err error
@@ -665,8 +683,8 @@ func (m *Manager) removeStrayVeths(nets []*Network) error {
 		keep[ep.HostVeth] = true
 	}
 	for _, n := range nets {
-		for _, name := range bridgePorts(n.Bridge) {
-			if !keep[name] {
+		for _, p := range ports.of(n.Bridge) {
+			if name := p.name; !keep[name] {
 				m.log.Info("removing a veth that belongs to no endpoint", "link", name, "bridge", n.Bridge)
 				if err := deleteLink(name); err != nil {
 					m.log.Warn("remove veth", "link", name, "err", err)

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -70,6 +71,9 @@ func WriteRecords(root string, r *Records) error {
 		return fmt.Errorf("dns records: %w", err)
 	}
 	path := filepath.Join(root, RecordsFile)
+	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data) {
+		return nil // engined's start, most often: nothing changed meanwhile
+	}
 	f, err := os.CreateTemp(root, RecordsFile+".tmp*")
 	if err != nil {
 		return fmt.Errorf("dns records: %w", err)
