@@ -93,6 +93,12 @@ func (f *firewall) start(ctx context.Context, nets func() ([]*Network, error), l
 			defer close(f.started)
 			if err := f.connectAndRewrite(ctx); err != nil {
 				f.startErr = fmt.Errorf("nftables: engined's table could not be written at start: %w", err)
+				if ctx.Err() != nil || f.stopped.Load() {
+					// engined stopped it; the rules of before are still in
+					// the kernel, and the next start writes the table.
+					log.Debug("firewall: the start's rewrite ended with engined", "err", err)
+					return
+				}
 				log.Error("firewall", "err", f.startErr)
 			}
 		}()
