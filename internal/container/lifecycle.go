@@ -663,8 +663,16 @@ const killWait = 10 * time.Second
 // signal sends sig to the container's init and logs the kill event, as
 // dockerd does for every signal it sends, docker stop's included.
 func (s *Service) signal(ctx context.Context, rec *Record, client *shimclient.Client, sig syscall.Signal) error {
+	changed := s.changes(rec.ID)
 	if _, err := client.Kill(ctx, &shimv1.KillRequest{Signal: uint32(sig)}); err != nil {
-		return fmt.Errorf("signal container %s: %w", rec.ID, err)
+		// The connection closes under a signal in flight when the
+		// container exits at once and its exit's cleanup ends the shim
+		// before the reply is read (SIGKILL, mostly), or when the shim
+		// died: either way the container is stopping, which is what the
+		// caller asked for.
+		if !errors.Is(err, ttrpc.ErrClosed) || s.waitExited(ctx, rec.ID, changed, killWait) != nil {
+			return fmt.Errorf("signal container %s: %w", rec.ID, err)
+		}
 	}
 	s.event("kill", rec, map[string]string{"signal": strconv.Itoa(int(sig))})
 	return nil

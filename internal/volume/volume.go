@@ -111,8 +111,19 @@ func New(cfg Config) (*Service, error) {
 			if !e.IsDir() || !validName.MatchString(e.Name()) || b.Get([]byte(e.Name())) != nil {
 				continue
 			}
-			info, err := os.Stat(filepath.Join(cfg.Root, e.Name(), "_data"))
-			if err != nil {
+			// Without _data it is one an engined was killed making (the
+			// directory is made before its _data) or removing (the
+			// record goes first, _data before its parent): dockerd's
+			// driver adopts every directory, and so does this, so that
+			// it can be listed and removed rather than left unseen.
+			data := filepath.Join(cfg.Root, e.Name(), "_data")
+			if err := os.Mkdir(data, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				cfg.Logger.Warn("adopt a volume directory", "volume", e.Name(), "err", err)
+				continue
+			}
+			info, err := os.Lstat(data)
+			if err != nil || !info.IsDir() {
+				cfg.Logger.Warn("adopt a volume directory: its _data is not a directory", "volume", e.Name())
 				continue
 			}
 			r := &Record{Name: e.Name(), Driver: DefaultDriver, CreatedAt: info.ModTime().UTC()}

@@ -125,3 +125,51 @@ func TestPruneAndAdopt(t *testing.T) {
 		t.Errorf("volumes after a restart: %v", names)
 	}
 }
+
+// A directory an engined was killed while making or removing (no
+// _data yet, or no more) and without a record is adopted at start, so
+// that list shows it and prune removes it, not left unseen for ever.
+func TestHalfMadeDirectoryAdopted(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "volumes")
+	for _, d := range []string{"halfmade", "whole/_data"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not a volume: a _data that is not a directory is left alone.
+	if err := os.MkdirAll(filepath.Join(root, "odd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/", filepath.Join(root, "odd", "_data")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s, err := New(Config{Root: root, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	list, err := s.VolumeList(ctx, &enginev1.VolumeListRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, v := range list.GetVolumes() {
+		names = append(names, v.GetName())
+	}
+	if strings.Join(names, ",") != "halfmade,whole" {
+		t.Fatalf("volumes after start: %v", names)
+	}
+	if _, err := s.VolumePrune(ctx, &enginev1.VolumePruneRequest{Filters: `{"all":["true"]}`}); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := os.ReadDir(root)
+	if len(left) != 1 || left[0].Name() != "odd" {
+		t.Errorf("left after prune --all: %v", left)
+	}
+}
