@@ -603,7 +603,16 @@ func shimEnds(b shimclient.Bootstrap) bool {
 	return true
 }
 
+// shim is the client of the container's shim, nil when it has none; for
+// a container restored at start it waits until its shim is reattached.
 func (s *Service) shim(id string) *shimclient.Client {
+	s.mu.Lock()
+	c, wait := s.shims[id], s.reattaching[id]
+	s.mu.Unlock()
+	if c != nil || wait == nil {
+		return c
+	}
+	<-wait
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.shims[id]

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/engined/engined/internal/exitfile"
 	"github.com/engined/engined/internal/shimclient"
@@ -24,18 +25,15 @@ func (s *Service) Restore(ctx context.Context) {
 	}
 	s.unstageOrphans(running)
 	defer s.restartAtEngineStart(recs)
-	// Shims are dialled in parallel: each answers within a bound, and
-	// a few hung ones must not add their bounds up. Wide: on a loaded
-	// machine each answer waits for its shim to be scheduled, and 16 at
-	// a time made 100 containers seven such waits in a row.
+	// A running container whose shim is alive and recorded no exit is
+	// running as far as anyone can know: engined serves at once, and the
+	// shims are dialled again meanwhile (an operation on one of them
+	// waits for its own). One that ended while engined was down is
+	// settled before engined serves, so no client sees it running after
+	// it ended.
+	var alive []*Record
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 128)
-	// Each shim is watched once all have answered: a watch is a second
-	// call to the shim, and 100 shims woken twice on two CPUs made every
-	// answer wait longer. What happens meanwhile is not missed: a shim
-	// replays the events engined has not seen.
-	var watchMu sync.Mutex
-	var watches []func()
+	sem := make(chan struct{}, restoreParallel)
 	for _, r := range recs {
 		if r.Status != "running" && r.Status != "paused" {
 			// A shim may be left from a start engined did not finish, or
@@ -50,23 +48,77 @@ func (s *Service) Restore(ctx context.Context) {
 			s.unmountRootfs(r.ID)
 			continue
 		}
+		if b, err := shimclient.ReadBootstrap(s.stateDir(r.ID)); err == nil && b.Alive() {
+			if e, _ := exitfile.Read(s.stateDir(r.ID)); e == nil {
+				s.mu.Lock()
+				s.reattaching[r.ID] = make(chan struct{})
+				s.mu.Unlock()
+				alive = append(alive, r)
+				continue
+			}
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
 			if watch := s.reconnect(ctx, r); watch != nil {
-				watchMu.Lock()
-				watches = append(watches, watch)
-				watchMu.Unlock()
+				watch()
 			}
 		}()
 	}
 	wg.Wait()
-	for _, watch := range watches {
-		watch()
-	}
+	s.reattach(alive)
 	s.reconcileNetworks(ctx)
+}
+
+// restoreParallel bounds the shims dialled, and the ended containers
+// cleaned up after, at once at start.
+const restoreParallel = 128
+
+// reattach dials the shims of restored running containers again, all at
+// once (each answers within a bound, and a few hung ones must not add
+// their bounds up; on a loaded machine each answer waits for its shim to
+// be scheduled), and watches each once all have answered: a watch is a
+// second call to the shim, and 100 shims woken twice on two CPUs made
+// every answer wait longer. What happens meanwhile is not missed: a shim
+// replays the events engined has not seen.
+func (s *Service) reattach(recs []*Record) {
+	if len(recs) == 0 {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		began := time.Now()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var watches []func()
+		sem := make(chan struct{}, restoreParallel)
+		for _, r := range recs {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				watch := s.reconnect(s.ctx, r)
+				s.mu.Lock()
+				close(s.reattaching[r.ID])
+				delete(s.reattaching, r.ID)
+				s.mu.Unlock()
+				if watch != nil {
+					mu.Lock()
+					watches = append(watches, watch)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		for _, watch := range watches {
+			watch()
+		}
+		s.cfg.Logger.Debug("shims reattached", "containers", len(recs), "watched", len(watches), "took", time.Since(began))
+	}()
 }
 
 // warmViews makes every record's list and inspect views in the
@@ -94,6 +146,12 @@ func (s *Service) reconnect(ctx context.Context, r *Record) (watch func()) {
 		client, err := shimclient.Dial(ctx, b)
 		if err == nil {
 			s.mu.Lock()
+			if s.ctx.Err() != nil {
+				// Close has closed the clients it knew.
+				s.mu.Unlock()
+				client.Close()
+				return nil
+			}
 			s.shims[r.ID] = client
 			s.mu.Unlock()
 			// An exit while engined was down is on disk: it is handled

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -210,9 +212,10 @@ func (p *ptySession) resize(width, height uint16) {
 	time.Sleep(500 * time.Millisecond)
 }
 
-// A shim that hangs does not hang engined's start: engined gives up on it
-// after a bounded wait, ends it and its container, and reports the
-// container exited.
+// A shim that hangs does not hang engined's start: engined serves at
+// once (the container is running meanwhile: its processes are), gives
+// up on the shim after a bounded wait, ends it and its container, and
+// reports the container exited.
 func TestHungShimAtEnginedStart(t *testing.T) {
 	e := runEngine(t)
 	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "busybox", "sleep", "3600"))
@@ -224,9 +227,9 @@ func TestHungShimAtEnginedStart(t *testing.T) {
 	e.cmd.Process.Kill()
 	<-e.done
 	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot, "--registry-mirror", "http://127.0.0.1:1")
-	if st := strings.TrimSpace(mustDocker(t, e2.Host, "inspect", "-f", "{{.State.Status}}", id)); st != "exited" {
-		t.Errorf("container of the hung shim is %q", st)
-	}
+	waitFor(t, "the container of the hung shim reported exited", func() bool {
+		return inspectField(t, e2.Host, id, "{{.State.Status}}") == "exited"
+	})
 	if st := strings.TrimSpace(mustDocker(t, e2.Host, "inspect", "-f", "{{.State.Status}}", "fine")); st != "running" {
 		t.Errorf("the other container is %q", st)
 	}
@@ -302,5 +305,66 @@ func TestIdleShimEndsWithItsEngined(t *testing.T) {
 	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot, "--registry-mirror", "http://127.0.0.1:1")
 	if st := mustDocker(t, e2.Host, "inspect", "-f", "{{.State.Status}}", id); strings.TrimSpace(st) != "running" {
 		t.Errorf("container after engined's restart: %q", st)
+	}
+}
+
+// engined serves before it has dialled its containers' shims again: a
+// kill, exec or stop sent the moment it answers (raw requests, no CLI
+// start-up in between) waits for that container's shim and does what it
+// says, for every container at once.
+func TestOperationsRightAfterRestart(t *testing.T) {
+	e := runEngine(t)
+	const n = 24
+	for i := range n {
+		mustDocker(t, e.Host, "run", "-d", "--name", fmt.Sprintf("op%d", i), "busybox", "sleep", "3600")
+	}
+	e.cmd.Process.Kill()
+	<-e.done
+	e2 := startEnginedNoWait(t, nil, e.DataRoot, e.ExecRoot, "--registry-mirror", "http://127.0.0.1:1")
+	hc := unixClient(e2.Sock)
+	if !poll(30*time.Second, func() bool {
+		resp, err := hc.Get("http://engined/_ping")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}) {
+		t.Fatalf("engined did not answer:\n%s", e2.out.String())
+	}
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			name := fmt.Sprintf("op%d", i)
+			path, body, want := "/containers/"+name+"/kill", "", http.StatusNoContent
+			switch i % 3 {
+			case 1:
+				path, body, want = "/containers/"+name+"/exec", `{"Cmd":["true"]}`, http.StatusCreated
+			case 2:
+				path = "/containers/" + name + "/stop?t=0"
+			}
+			resp, err := hc.Post("http://engined/v1.51"+path, "application/json", strings.NewReader(body))
+			if err != nil {
+				errs <- err
+				return
+			}
+			msg, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				err = fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, msg)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for i := range n {
+		want := map[int]string{0: "exited 137", 1: "running 0", 2: "exited 137"}[i%3]
+		if st := inspectField(t, e2.Host, fmt.Sprintf("op%d", i), "{{.State.Status}} {{.State.ExitCode}}"); st != want {
+			t.Errorf("op%d: %q, want %q", i, st, want)
+		}
 	}
 }
