@@ -64,14 +64,14 @@ type Service struct {
 	cfg  Config
 	recs *records
 
-	mu      sync.Mutex
-	shims   map[string]*shimclient.Client
+	mu    sync.Mutex
+	shims map[string]*shimclient.Client
 	// reattaching holds, per running container restored at start, a
 	// channel closed once its shim is dialled again (or found gone):
 	// until then shim waits for it.
 	reattaching map[string]chan struct{}
-	changed map[string]chan struct{} // closed and replaced on every state change
-	locks   map[string]*sync.Mutex   // one lifecycle operation per container at a time
+	changed     map[string]chan struct{} // closed and replaced on every state change
+	locks       map[string]*sync.Mutex   // one lifecycle operation per container at a time
 	// The exit codes of containers removed lately, for their waiters.
 	removedExit  map[string]int
 	removedOrder []string
