@@ -57,6 +57,7 @@ var (
 	parallel = flag.Int("parallel", 10, "parallel clients")
 	restartN = flag.Int("restart-containers", 100, "running containers across the restarts")
 	shims    = flag.Int("shims", 50, "shims whose memory is read")
+	only     = flag.String("only", "", "the parts to run, of single,lists,running,restarts (restarts needs running); empty: all")
 )
 
 // result is one figure: per engine, its samples.
@@ -139,10 +140,14 @@ func main() {
 		cli(e, "run", "--rm", "busybox", "true")
 	}
 
-	single(ctx)
-	lists(ctx)
-	running(ctx)
-	restarts(ctx)
+	for _, part := range []struct {
+		name string
+		run  func(context.Context)
+	}{{"single", single}, {"lists", lists}, {"running", running}, {"restarts", restarts}} {
+		if *only == "" || slices.Contains(strings.Split(*only, ","), part.name) {
+			part.run(ctx)
+		}
+	}
 
 	report()
 	fmt.Printf("\nload average at the end: %s; bench/api took %v\n", engines.LoadAvg(), time.Since(start).Round(time.Second))

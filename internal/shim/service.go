@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -408,6 +409,10 @@ func (s *Service) process(execID string) (*process, error) {
 
 var errNotCreated = errors.New("container not created")
 
+// releaseAfterStart is how long after the container's start its shim
+// gives back the memory the start used.
+const releaseAfterStart = time.Second
+
 func (s *Service) Start(ctx context.Context, req *shimv1.StartRequest) (*shimv1.StartResponse, error) {
 	if req.GetExecId() != "" {
 		return s.startExec(req.GetExecId())
@@ -425,6 +430,13 @@ func (s *Service) Start(ctx context.Context, req *shimv1.StartRequest) (*shimv1.
 	}
 	s.started, s.init.started = true, true
 	s.watchOOM()
+	// What creating the container allocated is garbage now, and the
+	// shim idles from here on, most often for the container's whole
+	// life: the runtime would keep those pages (its scavenger returns
+	// only what exceeds the heap goal, and a shim's goal is never
+	// reached again), so they are collected and given back once, after
+	// the start has settled.
+	time.AfterFunc(releaseAfterStart, debug.FreeOSMemory)
 	return &shimv1.StartResponse{Pid: uint32(s.init.pid)}, nil
 }
 
