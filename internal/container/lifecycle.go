@@ -607,12 +607,12 @@ func shimEnds(b shimclient.Bootstrap) bool {
 // a container restored at start it waits until its shim is reattached.
 func (s *Service) shim(id string) *shimclient.Client {
 	s.mu.Lock()
-	c, wait := s.shims[id], s.reattaching[id]
+	c, pending := s.shims[id], s.reattaching[id]
 	s.mu.Unlock()
-	if c != nil || wait == nil {
+	if c != nil || pending == nil {
 		return c
 	}
-	<-wait
+	pending.reattach()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.shims[id]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -51,7 +52,7 @@ func (s *Service) Restore(ctx context.Context) {
 		if b, err := shimclient.ReadBootstrap(s.stateDir(r.ID)); err == nil && b.Alive() {
 			if e, _ := exitfile.Read(s.stateDir(r.ID)); e == nil {
 				s.mu.Lock()
-				s.reattaching[r.ID] = make(chan struct{})
+				s.reattaching[r.ID] = &pendingShim{}
 				s.mu.Unlock()
 				alive = append(alive, r)
 				continue
@@ -76,44 +77,71 @@ func (s *Service) Restore(ctx context.Context) {
 // cleaned up after, at once at start.
 const restoreParallel = 128
 
-// reattach dials the shims of restored running containers again, all at
-// once (each answers within a bound, and a few hung ones must not add
-// their bounds up; on a loaded machine each answer waits for its shim to
-// be scheduled), and watches each once all have answered: a watch is a
-// second call to the shim, and 100 shims woken twice on two CPUs made
-// every answer wait longer. What happens meanwhile is not missed: a shim
-// replays the events engined has not seen.
+// pendingShim is the reattachment of one restored container's shim: run
+// once, by the background reattach or by the first operation on the
+// container that cannot wait for its turn.
+type pendingShim struct {
+	once sync.Once
+	run  func()
+}
+
+func (p *pendingShim) reattach() { p.once.Do(p.run) }
+
+// reattach dials the shims of restored running containers again, a few
+// at a time (engined serves meanwhile, and each answer costs a shim a
+// wake-up: 128 at once on two CPUs made the first requests wait for
+// them), and watches each once all have answered: a watch is a second
+// call to the shim, and 100 shims woken twice made every answer wait
+// longer. What happens meanwhile is not missed: a shim replays the
+// events engined has not seen. An operation on a container whose turn
+// has not come dials its shim at once (see shim): a few hung shims, each
+// given up on after a bound, hold up only the background.
 func (s *Service) reattach(recs []*Record) {
 	if len(recs) == 0 {
 		return
 	}
+	var mu sync.Mutex
+	var watches []func()
+	pending := make([]*pendingShim, len(recs))
+	s.mu.Lock()
+	for i, r := range recs {
+		p := s.reattaching[r.ID]
+		p.run = func() {
+			watch := s.reconnect(s.ctx, r)
+			s.mu.Lock()
+			delete(s.reattaching, r.ID)
+			s.mu.Unlock()
+			if watch != nil {
+				mu.Lock()
+				watches = append(watches, watch)
+				mu.Unlock()
+			}
+		}
+		pending[i] = p
+	}
+	s.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		began := time.Now()
 		var wg sync.WaitGroup
-		var mu sync.Mutex
-		var watches []func()
-		sem := make(chan struct{}, restoreParallel)
-		for _, r := range recs {
+		work := make(chan *pendingShim)
+		for range min(runtime.NumCPU(), len(pending)) {
 			wg.Add(1)
-			sem <- struct{}{}
 			go func() {
 				defer wg.Done()
-				defer func() { <-sem }()
-				watch := s.reconnect(s.ctx, r)
-				s.mu.Lock()
-				close(s.reattaching[r.ID])
-				delete(s.reattaching, r.ID)
-				s.mu.Unlock()
-				if watch != nil {
-					mu.Lock()
-					watches = append(watches, watch)
-					mu.Unlock()
+				for p := range work {
+					p.reattach()
 				}
 			}()
 		}
+		for _, p := range pending {
+			work <- p
+		}
+		close(work)
 		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
 		for _, watch := range watches {
 			watch()
 		}

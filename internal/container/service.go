@@ -66,10 +66,9 @@ type Service struct {
 
 	mu    sync.Mutex
 	shims map[string]*shimclient.Client
-	// reattaching holds, per running container restored at start, a
-	// channel closed once its shim is dialled again (or found gone):
-	// until then shim waits for it.
-	reattaching map[string]chan struct{}
+	// reattaching holds the running containers restored at start whose
+	// shims are not dialled again yet (see reattach).
+	reattaching map[string]*pendingShim
 	changed     map[string]chan struct{} // closed and replaced on every state change
 	locks       map[string]*sync.Mutex   // one lifecycle operation per container at a time
 	// The exit codes of containers removed lately, for their waiters.
@@ -99,7 +98,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, recs: recs, shims: map[string]*shimclient.Client{}, reattaching: map[string]chan struct{}{}, changed: map[string]chan struct{}{},
+	return &Service{cfg: cfg, recs: recs, shims: map[string]*shimclient.Client{}, reattaching: map[string]*pendingShim{}, changed: map[string]chan struct{}{},
 		locks: map[string]*sync.Mutex{}, removedExit: map[string]int{}, execs: map[string]*execProc{}, restartDelay: map[string]time.Duration{}, health: map[string]*healthMonitor{}, ctx: ctx, cancel: cancel}, nil
 }
 

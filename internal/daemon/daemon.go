@@ -90,6 +90,7 @@ type unimplemented struct {
 // cleanly: stop accepting, let in-flight requests finish, close the store.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 	grpclog.SetLoggerV2(grpcLogger{log: log})
+	routeLibraryLog(log)
 	pid, err := pidfile.Acquire(filepath.Join(cfg.ExecRoot, "engined.pid"))
 	if err != nil {
 		return err
@@ -316,6 +317,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 			}
 		}()
 	}
+	phase("API")
 	notifyReady(log)
 	log.Info("engined started", "version", version.Version, "api", version.APIVersion, "data-root", cfg.DataRoot, "exec-root", cfg.ExecRoot, "pid", os.Getpid())
 
