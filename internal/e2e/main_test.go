@@ -37,13 +37,19 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	// The seccomp tag (with cgo, against libseccomp) is what makes the
-	// shim apply seccomp profiles, as make build does.
-	build := exec.Command("go", "build", "-tags", "seccomp", "-o", dir+"/", "../../cmd/engined", "../../cmd/shim", "../../cmd/docker")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: build binaries:", err)
-		os.Exit(1)
+	// As make build: the seccomp tag (with cgo, against libseccomp) is
+	// what makes the shim apply seccomp profiles; engined and the CLI
+	// are static.
+	for _, b := range [][]string{
+		{"-tags", "seccomp,netgo,osusergo", "../../cmd/engined", "../../cmd/docker"},
+		{"-tags", "seccomp", "../../cmd/shim"},
+	} {
+		build := exec.Command("go", append([]string{"build", "-o", dir + "/"}, b...)...)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: build binaries:", err)
+			os.Exit(1)
+		}
 	}
 	binDir = dir
 	code := m.Run()
