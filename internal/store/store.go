@@ -67,7 +67,25 @@ func Open(dataRoot string, lockTimeout time.Duration) (*Store, error) {
 	return s, nil
 }
 
+// init makes the buckets and records the schema version. A store that
+// has both is only read: a bbolt write transaction syncs at its commit
+// even when it changed nothing, and that sync is most of the store's
+// part of every start.
 func (s *Store) init() error {
+	current := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if tx.Bucket(name) == nil {
+				return nil
+			}
+		}
+		v := tx.Bucket(BucketMeta).Get(keySchema)
+		current = len(v) == 8 && binary.BigEndian.Uint64(v) == SchemaVersion
+		return nil
+	})
+	if err != nil || current {
+		return err
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -119,6 +137,13 @@ func (s *Store) Count(bucket []byte) (int, error) {
 // use with newID. Docker reports it as the daemon ID in /info.
 func (s *Store) EngineID(newID func() string) (string, error) {
 	var id string
+	s.db.View(func(tx *bolt.Tx) error {
+		id = string(tx.Bucket(BucketMeta).Get(keyEngine))
+		return nil
+	})
+	if id != "" {
+		return id, nil
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(BucketMeta)
 		if v := meta.Get(keyEngine); v != nil {

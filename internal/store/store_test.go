@@ -103,3 +103,38 @@ func TestCorruptAndNewerStore(t *testing.T) {
 		t.Errorf("newer schema: %v", err)
 	}
 }
+
+// Opening a current store and reading its ID write nothing: a bbolt
+// write transaction syncs even when it changes nothing, and that is not
+// to be paid at every engined start.
+func TestReopenWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.EngineID(func() string { return "first" })
+	if err != nil || id != "first" {
+		t.Fatalf("id %q, %v", id, err)
+	}
+	s.Close()
+	before, err := os.ReadFile(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.EngineID(func() string { return "second" }); err != nil || id != "first" {
+		t.Fatalf("id after reopen %q, %v", id, err)
+	}
+	s.Close()
+	after, err := os.ReadFile(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(before) != string(after) {
+		t.Error("reopening the store rewrote it")
+	}
+}

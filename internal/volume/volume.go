@@ -105,8 +105,12 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A write transaction that writes nothing still syncs at its commit:
+	// nothing to adopt (the usual start) is a rollback.
+	errNothingAdopted := errors.New("nothing adopted")
 	err = cfg.Store.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(store.BucketVolumes)
+		adopted := 0
 		for _, e := range entries {
 			if !e.IsDir() || !validName.MatchString(e.Name()) || b.Get([]byte(e.Name())) != nil {
 				continue
@@ -134,9 +138,16 @@ func New(cfg Config) (*Service, error) {
 			if err := putRecord(tx, r); err != nil {
 				return err
 			}
+			adopted++
+		}
+		if adopted == 0 {
+			return errNothingAdopted
 		}
 		return nil
 	})
+	if errors.Is(err, errNothingAdopted) {
+		err = nil
+	}
 	return s, err
 }
 
