@@ -638,8 +638,17 @@ RUN cat /etc/hosts > /hosts; ls /sys/class/net > /nets; df -k /dev/shm | tail -1
 	if out, err := buildRaw(t, e, &gz, client.ImageBuildOptions{Tags: []string{"gzipped"}, Remove: true}); err != nil {
 		t.Fatalf("gzip context: %v\n%s", err, out)
 	}
-	ev := mustDocker(t, e.Host, "events", "--since", strconv.FormatInt(since, 10), "--until", "0s", "--format", "{{.Type}} {{.Action}}")
-	mustContain(t, "build events", ev, "container create", "container start", "container die", "container destroy", "image tag")
+	// The CLI sends --until in whole seconds: what happened in the
+	// current second shows once it is over.
+	waitFor(t, "the build's events", func() bool {
+		ev := mustDocker(t, e.Host, "events", "--since", strconv.FormatInt(since, 10), "--until", "0s", "--format", "{{.Type}} {{.Action}}")
+		for _, want := range []string{"container create", "container start", "container die", "container destroy", "image tag"} {
+			if !strings.Contains(ev, want) {
+				return false
+			}
+		}
+		return true
+	})
 
 	// build prune removes the step images, not the tagged ones.
 	before := len(strings.Fields(mustDocker(t, e.Host, "images", "-aq")))
