@@ -11,7 +11,7 @@ import (
 
 // inNewNetns runs the rest of the test on this goroutine's thread in a
 // new, empty network namespace.
-func inNewNetns(t *testing.T) {
+func inNewNetns(t testing.TB) {
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
@@ -88,5 +88,30 @@ func TestVethPortsReadIsolation(t *testing.T) {
 	}
 	if got := fmt.Sprint(bridgePorts("br0")); got != "[v0 v1 v2]" {
 		t.Errorf("bridgePorts(br0) = %s", got)
+	}
+}
+
+// The start's read of 100 bridge ports and their isolation.
+func BenchmarkVethPorts(b *testing.B) {
+	inNewNetns(b)
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = "br0"
+	if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		b.Fatal(err)
+	}
+	br, _ := netlink.LinkByName("br0")
+	for i := range 100 {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name, attrs.MasterIndex = fmt.Sprintf("v%d", i), br.Attrs().Index
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: fmt.Sprintf("p%d", i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		ports, err := vethPorts()
+		if err != nil || len(ports.of("br0")) != 100 {
+			b.Fatal(len(ports.of("br0")), err)
+		}
 	}
 }

@@ -226,9 +226,12 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.removeStrayVeths(nets, ports); err != nil {
+	// The endpoints are read once for what the start needs of them.
+	eps, err := m.allEndpoints()
+	if err != nil {
 		return nil, err
 	}
+	m.removeStrayVeths(nets, ports, eps)
 	for _, n := range nets {
 		// --icc may have changed since the running containers attached.
 		for _, port := range ports.of(n.Bridge) {
@@ -239,9 +242,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 			}
 		}
 	}
-	if err := m.restorePorts(); err != nil {
-		return nil, err
-	}
+	m.restorePorts(eps)
 	m.fw.start(ctx, m.bridges, m.log)
 	if cfg.IPForward {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
@@ -669,15 +670,7 @@ func (m *Manager) AttachedContainers(ctx context.Context) ([]string, error) {
 // no endpoint (an endpoint is stored before its veth is made, so these
 // are left by an engined killed mid-attach, or by hand). Called at start,
 // before any container can attach.
-func (m *Manager) removeStrayVeths(nets []*Network, ports portsByBridge) error {
-	var eps []*Endpoint
-	if err := m.cfg.Store.View(func(tx *bolt.Tx) error {
-		var err error
-		eps, err = endpointsIn(tx.Bucket(store.BucketNetworks), "")
-		return err
-	}); err != nil {
-		return err
-	}
+func (m *Manager) removeStrayVeths(nets []*Network, ports portsByBridge, eps []*Endpoint) {
 	keep := map[string]bool{}
 	for _, ep := range eps {
 		keep[ep.HostVeth] = true
@@ -692,7 +685,6 @@ func (m *Manager) removeStrayVeths(nets []*Network, ports portsByBridge) error {
 			}
 		}
 	}
-	return nil
 }
 
 // event publishes a network event: dockerd's actor is the network, with

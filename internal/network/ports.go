@@ -273,15 +273,10 @@ func (m *Manager) portComment(ep *Endpoint) string {
 // restorePorts, at start, holds the host ports of every stored endpoint
 // again. The endpoints of containers that stopped while engined was
 // down are released afterwards, by the container service's reconcile.
-func (m *Manager) restorePorts() error {
-	eps, err := m.allEndpoints()
-	if err != nil {
-		return err
-	}
+func (m *Manager) restorePorts(eps []*Endpoint) {
 	for _, ep := range eps {
 		m.ports.restore(m.log, ep.ContainerID, ep.Ports)
 	}
-	return nil
 }
 
 // portElements are the DNAT map elements of every stored endpoint's
