@@ -604,15 +604,16 @@ func shimEnds(b shimclient.Bootstrap) bool {
 }
 
 // shim is the client of the container's shim, nil when it has none; for
-// a container restored at start it waits until its shim is reattached.
+// a container restored at start it waits until its shim is reattached
+// and watched.
 func (s *Service) shim(id string) *shimclient.Client {
 	s.mu.Lock()
 	c, pending := s.shims[id], s.reattaching[id]
 	s.mu.Unlock()
-	if c != nil || pending == nil {
+	if pending == nil {
 		return c
 	}
-	pending.reattach()
+	pending.reattach(true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.shims[id]

@@ -52,7 +52,7 @@ func (s *Service) Restore(ctx context.Context) {
 		if b, err := shimclient.ReadBootstrap(s.stateDir(r.ID)); err == nil && b.Alive() {
 			if e, _ := exitfile.Read(s.stateDir(r.ID)); e == nil {
 				s.mu.Lock()
-				s.reattaching[r.ID] = &pendingShim{}
+				s.reattaching[r.ID] = s.pendingShim(r)
 				s.mu.Unlock()
 				alive = append(alive, r)
 				continue
@@ -77,15 +77,46 @@ func (s *Service) Restore(ctx context.Context) {
 // cleaned up after, at once at start.
 const restoreParallel = 128
 
-// pendingShim is the reattachment of one restored container's shim: run
-// once, by the background reattach or by the first operation on the
-// container that cannot wait for its turn.
+// pendingShim is the reattachment of one restored container's shim: its
+// dial and the start of its watch, each done once, by the background
+// reattach or by the first operation on the container that cannot wait
+// for its turn. It stays in reattaching until its watch has started.
 type pendingShim struct {
-	once sync.Once
-	run  func()
+	dialed, watched sync.Once
+	dial            func() (watch func())
+	watch           func()
+	forget          func()
 }
 
-func (p *pendingShim) reattach() { p.once.Do(p.run) }
+func (s *Service) pendingShim(r *Record) *pendingShim {
+	return &pendingShim{
+		dial: func() func() { return s.reconnect(s.ctx, r) },
+		forget: func() {
+			s.mu.Lock()
+			delete(s.reattaching, r.ID)
+			s.mu.Unlock()
+		},
+	}
+}
+
+// reattach dials the shim unless that is done. now also starts its watch
+// at once: an operation is waiting on this container, and its exit (a
+// kill's, a stop's) is recorded by the watch only.
+func (p *pendingShim) reattach(now bool) {
+	p.dialed.Do(func() { p.watch = p.dial() })
+	if now {
+		p.startWatch()
+	}
+}
+
+func (p *pendingShim) startWatch() {
+	p.watched.Do(func() {
+		p.forget()
+		if p.watch != nil {
+			p.watch()
+		}
+	})
+}
 
 // reattach dials the shims of restored running containers again, a few
 // at a time (engined serves meanwhile, and each answer costs a shim a
@@ -94,30 +125,18 @@ func (p *pendingShim) reattach() { p.once.Do(p.run) }
 // call to the shim, and 100 shims woken twice made every answer wait
 // longer. What happens meanwhile is not missed: a shim replays the
 // events engined has not seen. An operation on a container whose turn
-// has not come dials its shim at once (see shim): a few hung shims, each
-// given up on after a bound, hold up only the background.
+// has not come, or whose watch has not started, dials its shim and
+// starts its watch at once (see shim):
+// a few hung shims, each given up on after a bound, hold up only the
+// background.
 func (s *Service) reattach(recs []*Record) {
 	if len(recs) == 0 {
 		return
 	}
-	var mu sync.Mutex
-	var watches []func()
 	pending := make([]*pendingShim, len(recs))
 	s.mu.Lock()
 	for i, r := range recs {
-		p := s.reattaching[r.ID]
-		p.run = func() {
-			watch := s.reconnect(s.ctx, r)
-			s.mu.Lock()
-			delete(s.reattaching, r.ID)
-			s.mu.Unlock()
-			if watch != nil {
-				mu.Lock()
-				watches = append(watches, watch)
-				mu.Unlock()
-			}
-		}
-		pending[i] = p
+		pending[i] = s.reattaching[r.ID]
 	}
 	s.mu.Unlock()
 	s.wg.Add(1)
@@ -131,7 +150,7 @@ func (s *Service) reattach(recs []*Record) {
 			go func() {
 				defer wg.Done()
 				for p := range work {
-					p.reattach()
+					p.reattach(false)
 				}
 			}()
 		}
@@ -140,12 +159,10 @@ func (s *Service) reattach(recs []*Record) {
 		}
 		close(work)
 		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, watch := range watches {
-			watch()
+		for _, p := range pending {
+			p.startWatch()
 		}
-		s.cfg.Logger.Debug("shims reattached", "containers", len(recs), "watched", len(watches), "took", time.Since(began))
+		s.cfg.Logger.Debug("shims reattached", "containers", len(recs), "took", time.Since(began))
 	}()
 }
 

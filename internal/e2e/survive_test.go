@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -366,5 +367,39 @@ func TestOperationsRightAfterRestart(t *testing.T) {
 		if st := inspectField(t, e2.Host, fmt.Sprintf("op%d", i), "{{.State.Status}} {{.State.ExitCode}}"); st != want {
 			t.Errorf("op%d: %q, want %q", i, st, want)
 		}
+	}
+}
+
+// Hung shims hold up engined's background reattach (each is given up on
+// after a bound, a few at a time), not an operation on another
+// container: a kill right after the start dials that container's shim
+// and watches it at once, so it returns once the container is dead,
+// well before the hung ones are given up on.
+func TestKillWhileHungShimsHoldReattach(t *testing.T) {
+	e := runEngine(t)
+	hung := 3 * runtime.NumCPU()
+	var pids []int
+	for i := range hung {
+		id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "--name", fmt.Sprintf("hung%d", i), "busybox", "sleep", "3600"))
+		pids = append(pids, shimPidOf(t, e, id))
+	}
+	mustDocker(t, e.Host, "run", "-d", "--name", "fine", "busybox", "sleep", "3600")
+	e.cmd.Process.Kill()
+	<-e.done
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGSTOP)
+		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	}
+	e2 := startEnginedAt(t, e.DataRoot, e.ExecRoot, "--registry-mirror", "http://127.0.0.1:1")
+	if out, err := docker(t, e2.Host, "kill", "fine"); err != nil {
+		t.Fatalf("docker kill while hung shims are reattached: %v %s", err, out)
+	}
+	if st := inspectField(t, e2.Host, "fine", "{{.State.Status}} {{.State.ExitCode}}"); st != "exited 137" {
+		t.Errorf("fine after kill: %q", st)
+	}
+	// Each round of NumCPU hung shims takes the dial's 5 s bound: the
+	// background has not got through them yet, or this tested nothing.
+	if strings.Contains(e2.out.String(), "shims reattached") {
+		t.Error("the background reattach ended before the kill returned: the hung shims did not hold it up")
 	}
 }
