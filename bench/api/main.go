@@ -343,6 +343,7 @@ func restarts(ctx context.Context) {
 			})
 			check(err)
 			r.addDur(e.Name, took)
+			e.Settle()
 		}
 	}
 	// Every container is still watched: each stops when asked.
