@@ -32,7 +32,7 @@ func (s *Service) Restore(ctx context.Context) {
 	// waits for its own). One that ended while engined was down is
 	// settled before engined serves, so no client sees it running after
 	// it ended.
-	var alive []*Record
+	var alive []*pendingShim
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, restoreParallel)
 	for _, r := range recs {
@@ -51,10 +51,11 @@ func (s *Service) Restore(ctx context.Context) {
 		}
 		if b, err := shimclient.ReadBootstrap(s.stateDir(r.ID)); err == nil && b.Alive() {
 			if e, _ := exitfile.Read(s.stateDir(r.ID)); e == nil {
+				p := s.pendingShim(r)
 				s.mu.Lock()
-				s.reattaching[r.ID] = s.pendingShim(r)
+				s.reattaching[r.ID] = p
 				s.mu.Unlock()
-				alive = append(alive, r)
+				alive = append(alive, p)
 				continue
 			}
 		}
@@ -73,8 +74,8 @@ func (s *Service) Restore(ctx context.Context) {
 	s.reconcileNetworks(ctx)
 }
 
-// restoreParallel bounds the shims dialled, and the ended containers
-// cleaned up after, at once at start.
+// restoreParallel bounds the containers that ended while engined was
+// down cleaned up after at once at start.
 const restoreParallel = 128
 
 // pendingShim is the reattachment of one restored container's shim: its
@@ -126,19 +127,12 @@ func (p *pendingShim) startWatch() {
 // longer. What happens meanwhile is not missed: a shim replays the
 // events engined has not seen. An operation on a container whose turn
 // has not come, or whose watch has not started, dials its shim and
-// starts its watch at once (see shim):
-// a few hung shims, each given up on after a bound, hold up only the
-// background.
-func (s *Service) reattach(recs []*Record) {
-	if len(recs) == 0 {
+// starts its watch at once (see shim): a few hung shims, each given up
+// on after a bound, hold up only the background.
+func (s *Service) reattach(pending []*pendingShim) {
+	if len(pending) == 0 {
 		return
 	}
-	pending := make([]*pendingShim, len(recs))
-	s.mu.Lock()
-	for i, r := range recs {
-		pending[i] = s.reattaching[r.ID]
-	}
-	s.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -162,7 +156,7 @@ func (s *Service) reattach(recs []*Record) {
 		for _, p := range pending {
 			p.startWatch()
 		}
-		s.cfg.Logger.Debug("shims reattached", "containers", len(recs), "took", time.Since(began))
+		s.cfg.Logger.Debug("shims reattached", "containers", len(pending), "took", time.Since(began))
 	}()
 }
 

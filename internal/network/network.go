@@ -269,14 +269,12 @@ func (m *Manager) WriteRules() {
 // ensureDefault stores the predefined bridge network, following -b and
 // --bip when given, keeping the stored subnet otherwise.
 func (m *Manager) ensureDefault() error {
-	// A write transaction that writes nothing still syncs at its commit:
-	// nothing to change is a rollback (the usual start).
-	errUnchanged := errors.New("unchanged")
-	err := m.cfg.Store.Update(func(tx *bolt.Tx) error {
+	// Nothing to change (the usual start) writes nothing.
+	return m.cfg.Store.UpdateIfChanged(func(tx *bolt.Tx) (bool, error) {
 		b := tx.Bucket(store.BucketNetworks)
 		nets, err := networksIn(b)
 		if err != nil {
-			return err
+			return false, err
 		}
 		var def *Network
 		var taken []netip.Prefix
@@ -298,7 +296,7 @@ func (m *Manager) ensureDefault() error {
 				added = true
 				if err := putJSON(b, keyNetwork+newIDFor(p.name), &Network{ID: newIDFor(p.name), Name: p.name, Driver: p.driver,
 					Created: time.Now().UTC(), Options: map[string]string{}}); err != nil {
-					return err
+					return false, err
 				}
 			}
 		}
@@ -319,7 +317,7 @@ func (m *Manager) ensureDefault() error {
 		case m.cfg.BIP != "":
 			gw, err := netip.ParsePrefix(m.cfg.BIP)
 			if err != nil || !gw.Addr().Is4() {
-				return errdefs.InvalidArgument(fmt.Errorf("--bip %q: not an IPv4 address with a prefix length", m.cfg.BIP))
+				return false, errdefs.InvalidArgument(fmt.Errorf("--bip %q: not an IPv4 address with a prefix length", m.cfg.BIP))
 			}
 			if def.Subnet != gw.Masked().String() || def.Gateway != gw.Addr().String() {
 				def.Subnet, def.Gateway, changed = gw.Masked().String(), gw.Addr().String(), true
@@ -329,31 +327,24 @@ func (m *Manager) ensureDefault() error {
 			// yet (an existing bridge of this name keeps its own).
 			routed, err := routedPrefixes(def.Bridge)
 			if err != nil {
-				return err
+				return false, err
 			}
 			if cur, ok := bridgeSubnet(def.Bridge); ok {
 				def.Subnet, def.Gateway = cur.Masked().String(), cur.Addr().String()
 			} else {
 				p, err := pickSubnet(m.cfg.AddressPools, append(taken, routed...))
 				if err != nil {
-					return err
+					return false, err
 				}
 				def.Subnet, def.Gateway = p.String(), gatewayOf(p).String()
 			}
 			changed = true
 		}
 		if !changed {
-			if !added {
-				return errUnchanged
-			}
-			return nil
+			return added, nil
 		}
-		return putJSON(b, keyNetwork+def.ID, def)
+		return true, putJSON(b, keyNetwork+def.ID, def)
 	})
-	if errors.Is(err, errUnchanged) {
-		return nil
-	}
-	return err
 }
 
 // Networks lists the stored networks.

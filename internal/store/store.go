@@ -119,6 +119,25 @@ func (s *Store) View(fn func(*bolt.Tx) error) error { return s.db.View(fn) }
 // Update runs fn in a read-write transaction.
 func (s *Store) Update(fn func(*bolt.Tx) error) error { return s.db.Update(fn) }
 
+// UpdateIfChanged runs fn in a read-write transaction that is committed
+// only when fn says it changed something, and rolled back otherwise: a
+// bbolt write transaction syncs at its commit even when it wrote nothing.
+func (s *Store) UpdateIfChanged(fn func(*bolt.Tx) (changed bool, err error)) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		changed, err := fn(tx)
+		if err == nil && !changed {
+			return errUnchanged
+		}
+		return err
+	})
+	if errors.Is(err, errUnchanged) {
+		return nil
+	}
+	return err
+}
+
+var errUnchanged = errors.New("unchanged")
+
 // Count returns the number of keys in a bucket.
 func (s *Store) Count(bucket []byte) (int, error) {
 	n := 0

@@ -138,3 +138,45 @@ func TestReopenWritesNothing(t *testing.T) {
 		t.Error("reopening the store rewrote it")
 	}
 }
+
+// UpdateIfChanged commits what fn changed and leaves the file as it was
+// when fn changed nothing (even if it wrote).
+func TestUpdateIfChanged(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	read := func() string {
+		b, err := os.ReadFile(filepath.Join(dir, FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	before := read()
+	if err := s.UpdateIfChanged(func(tx *bolt.Tx) (bool, error) {
+		return false, tx.Bucket(BucketMeta).Put([]byte("k"), []byte("dropped"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if read() != before {
+		t.Error("an unchanged update rewrote the store")
+	}
+	if err := s.UpdateIfChanged(func(tx *bolt.Tx) (bool, error) {
+		return true, tx.Bucket(BucketMeta).Put([]byte("k"), []byte("kept"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.View(func(tx *bolt.Tx) error {
+		if v := string(tx.Bucket(BucketMeta).Get([]byte("k"))); v != "kept" {
+			t.Errorf("k = %q after a changed update", v)
+		}
+		return nil
+	})
+	wantErr := errors.New("boom")
+	if err := s.UpdateIfChanged(func(*bolt.Tx) (bool, error) { return true, wantErr }); !errors.Is(err, wantErr) {
+		t.Errorf("fn's error: got %v", err)
+	}
+}

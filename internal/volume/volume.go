@@ -105,10 +105,8 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A write transaction that writes nothing still syncs at its commit:
-	// nothing to adopt (the usual start) is a rollback.
-	errNothingAdopted := errors.New("nothing adopted")
-	err = cfg.Store.Update(func(tx *bolt.Tx) error {
+	// Nothing to adopt (the usual start) writes nothing.
+	err = cfg.Store.UpdateIfChanged(func(tx *bolt.Tx) (bool, error) {
 		b := tx.Bucket(store.BucketVolumes)
 		adopted := 0
 		for _, e := range entries {
@@ -136,18 +134,12 @@ func New(cfg Config) (*Service, error) {
 				r.OptionsSet = len(r.Options) > 0
 			}
 			if err := putRecord(tx, r); err != nil {
-				return err
+				return false, err
 			}
 			adopted++
 		}
-		if adopted == 0 {
-			return errNothingAdopted
-		}
-		return nil
+		return adopted > 0, nil
 	})
-	if errors.Is(err, errNothingAdopted) {
-		err = nil
-	}
 	return s, err
 }
 
