@@ -16,7 +16,9 @@ import (
 // running containers whose shim answers are watched again; those whose
 // shim is gone get the exit status the shim wrote (or 255 if it wrote
 // none: the shim was killed, or the host rebooted and /run is empty).
-func (s *Service) Restore(ctx context.Context) {
+// The channel is closed once the shims of the running containers have
+// all been dialled again and watched, in the background.
+func (s *Service) Restore(ctx context.Context) <-chan struct{} {
 	recs := s.recs.all()
 	s.warmViews()
 	s.removeOrphans(recs)
@@ -70,8 +72,9 @@ func (s *Service) Restore(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
-	s.reattach(alive)
+	reattached := s.reattach(alive)
 	s.reconcileNetworks(ctx)
+	return reattached
 }
 
 // restoreParallel bounds the containers that ended while engined was
@@ -129,13 +132,16 @@ func (p *pendingShim) startWatch() {
 // has not come, or whose watch has not started, dials its shim and
 // starts its watch at once (see shim): a few hung shims, each given up
 // on after a bound, hold up only the background.
-func (s *Service) reattach(pending []*pendingShim) {
+func (s *Service) reattach(pending []*pendingShim) <-chan struct{} {
+	done := make(chan struct{})
 	if len(pending) == 0 {
-		return
+		close(done)
+		return done
 	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer close(done)
 		began := time.Now()
 		var wg sync.WaitGroup
 		work := make(chan *pendingShim)
@@ -156,8 +162,9 @@ func (s *Service) reattach(pending []*pendingShim) {
 		for _, p := range pending {
 			p.startWatch()
 		}
-		s.cfg.Logger.Debug("shims reattached", "containers", len(pending), "took", time.Since(began))
+		s.cfg.Logger.Info("shims reattached", "containers", len(pending), "took", time.Since(began))
 	}()
+	return done
 }
 
 // warmViews makes every record's list and inspect views in the
@@ -202,7 +209,9 @@ func (s *Service) reconnect(ctx context.Context, r *Record) (watch func()) {
 				s.cfg.Logger.Info("container exited while engined was down", "id", r.ID[:12], "code", e.GetCode())
 				return nil
 			}
-			s.cfg.Logger.Info("reconnected to container", "id", r.ID[:12])
+			// One line per container at every start is noise: the
+			// background's summary says how many at info.
+			s.cfg.Logger.Debug("reconnected to container", "id", r.ID[:12])
 			return func() {
 				s.monitor(r.ID, client)
 				// The health check goes on where it was (the state is

@@ -97,6 +97,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 	defer pid.Release()
 
+	restoreGC := relaxGCForStart()
 	// Each startup phase's time, in the debug log.
 	phaseStart := time.Now()
 	phase := func(name string) {
@@ -219,7 +220,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		return fmt.Errorf("volume users: %w", err)
 	}
 	vols.Restore(users, running)
-	containers.Restore(ctx)
+	reattached := containers.Restore(ctx)
 	phase("containers restored")
 	nets.WriteRules()
 	defer containers.Close()
@@ -319,6 +320,15 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	}
 	phase("API")
 	notifyReady(log)
+	runDone := make(chan struct{})
+	defer close(runDone)
+	go func() {
+		select {
+		case <-reattached:
+			restoreGC()
+		case <-runDone:
+		}
+	}()
 	log.Info("engined started", "version", version.Version, "api", version.APIVersion, "data-root", cfg.DataRoot, "exec-root", cfg.ExecRoot, "pid", os.Getpid())
 
 	select {
@@ -345,8 +355,6 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	return err
 }
 
-// splitGRPC sends gRPC requests to the gRPC server and everything else to
-// the REST gateway, so one address serves both.
 // withProfiles serves Go's runtime profiles under /debug/pprof/, as
 // dockerd does in debug mode: on the API's own listeners, so only who
 // may use the API may read them.
@@ -361,6 +369,8 @@ func withProfiles(next http.Handler) http.Handler {
 	return mux
 }
 
+// splitGRPC sends gRPC requests to the gRPC server and everything else to
+// the REST gateway, so one address serves both.
 func splitGRPC(grpcServer *grpc.Server, rest http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
