@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -401,5 +403,66 @@ func TestKillWhileHungShimsHoldReattach(t *testing.T) {
 	// background has not got through them yet, or this tested nothing.
 	if strings.Contains(e2.out.String(), "shims reattached") {
 		t.Error("the background reattach ended before the kill returned: the hung shims did not hold it up")
+	}
+}
+
+// engined tells systemd when it serves (READY=1 on NOTIFY_SOCKET, for a
+// Type=notify unit), from its own pid, and not before what it restored
+// is served: after a restart, the first request sent after READY lists
+// the container that ran before it running.
+func TestNotifiesReadyWhenServing(t *testing.T) {
+	e := runEngine(t)
+	id := strings.TrimSpace(mustDocker(t, e.Host, "run", "-d", "--name", "kept", "busybox", "sleep", "3600"))
+	e.stop()
+
+	dir, err := os.MkdirTemp("", "notify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_PASSCRED, 1) }); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	t.Setenv("NOTIFY_SOCKET", path)
+	e2 := startEnginedNoWait(t, nil, e.DataRoot, e.ExecRoot, "--registry-mirror", "http://127.0.0.1:1")
+
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	buf, oob := make([]byte, 4096), make([]byte, syscall.CmsgSpace(syscall.SizeofUcred))
+	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		t.Fatalf("no notification from engined: %v\n%s", err, e2.out.String())
+	}
+	if msg := string(buf[:n]); !slices.Contains(strings.Split(msg, "\n"), "READY=1") {
+		t.Fatalf("engined's first notification is %q, not READY=1", msg)
+	}
+	msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("credentials: %v %v", msgs, err)
+	}
+	cred, err := syscall.ParseUnixCredentials(&msgs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int(cred.Pid) != e2.cmd.Process.Pid {
+		t.Errorf("READY=1 came from pid %d, engined is %d", cred.Pid, e2.cmd.Process.Pid)
+	}
+	code, _, body := e2.get("/containers/json")
+	var list []struct{ Id, State string }
+	if err := json.Unmarshal([]byte(body), &list); err != nil || code != http.StatusOK {
+		t.Fatalf("list right after READY=1: %d %v %s", code, err, body)
+	}
+	if len(list) != 1 || list[0].Id != id || list[0].State != "running" {
+		t.Errorf("list right after READY=1: %+v, want %s running", list, id[:12])
 	}
 }
