@@ -122,10 +122,11 @@ func (p *pendingShim) startWatch() {
 	})
 }
 
-// reattach dials the shims of restored running containers again, a few
-// at a time (engined serves meanwhile, and each answer costs a shim a
-// wake-up: 128 at once on two CPUs made the first requests wait for
-// them), and watches each once all have answered: a watch is a second
+// reattach dials the shims of restored running containers again, one
+// fewer at a time than there are CPUs (engined serves meanwhile, and
+// each answer costs a shim a wake-up: 128 at once on two CPUs made the
+// first requests wait for them, and even two at once on two CPUs left
+// the first requests none), and watches each once all have answered: a watch is a second
 // call to the shim, and 100 shims woken twice made every answer wait
 // longer. What happens meanwhile is not missed: a shim replays the
 // events engined has not seen. An operation on a container whose turn
@@ -145,7 +146,7 @@ func (s *Service) reattach(pending []*pendingShim) <-chan struct{} {
 		began := time.Now()
 		var wg sync.WaitGroup
 		work := make(chan *pendingShim)
-		for range min(runtime.NumCPU(), len(pending)) {
+		for range min(max(runtime.NumCPU()-1, 1), len(pending)) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
