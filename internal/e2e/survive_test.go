@@ -399,7 +399,7 @@ func TestKillWhileHungShimsHoldReattach(t *testing.T) {
 	if st := inspectField(t, e2.Host, "fine", "{{.State.Status}} {{.State.ExitCode}}"); st != "exited 137" {
 		t.Errorf("fine after kill: %q", st)
 	}
-	// Each round of NumCPU hung shims takes the dial's 5 s bound: the
+	// Each round of hung shims (one per background dialler) takes the dial's 5 s bound: the
 	// background has not got through them yet, or this tested nothing.
 	if strings.Contains(e2.out.String(), "shims reattached") {
 		t.Error("the background reattach ended before the kill returned: the hung shims did not hold it up")
