@@ -245,8 +245,12 @@ func lists(ctx context.Context) {
 			for _, e := range all {
 				// dockerd is still busy for a while after it answered a
 				// list of thousands (its collector): neither engine is
-				// timed while the other works.
+				// timed while the other works. Then one untimed list,
+				// as the requests timed follow each other: a daemon
+				// woken from idle answers its first slower (both did,
+				// 2.5x for a create).
 				settleAll()
+				get(e, "/containers/json?all=1")
 				list.addDur(e.Name, get(e, "/containers/json?all=1"))
 				byName.addDur(e.Name, get(e, "/containers/json?all=1&filters="+url.QueryEscape(`{"name":{"c00007":true}}`)))
 				byLabel.addDur(e.Name, get(e, "/containers/json?all=1&filters="+url.QueryEscape(`{"label":{"n=7":true}}`)))
