@@ -323,8 +323,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 	runDone := make(chan struct{})
 	defer close(runDone)
 	go func() {
+		bound := time.NewTimer(startGCAtMost)
+		defer bound.Stop()
 		select {
 		case <-reattached:
+			restoreGC()
+		case <-bound.C:
 			restoreGC()
 		case <-runDone:
 		}

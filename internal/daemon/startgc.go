@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"time"
 )
 
 // startGCPercent is the collector's target while engined starts. The
@@ -12,6 +13,11 @@ import (
 // goal that was three collections in the first 35 ms of a start with
 // 100 containers, each taking one of two CPUs from it.
 const startGCPercent = 400
+
+// startGCAtMost bounds how long the start's target lasts: hung shims
+// can hold up the background reattach for minutes, while engined
+// serves at the start's target.
+const startGCAtMost = 10 * time.Second
 
 // relaxGCForStart raises the collector's target for the start and
 // returns what puts it back. A GOGC the user set is left alone.
