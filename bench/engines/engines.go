@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/moby/moby/client"
 
+	"github.com/engined/engined/internal/sdnotify"
 	"github.com/engined/engined/internal/testimage"
 )
 
@@ -574,19 +574,19 @@ func (e *Engine) Restart(ready func(*Engine) bool) (time.Duration, error) {
 	// (sd_notify READY=1): the first /_ping is sent then, not by a
 	// client spinning on a refused connection meanwhile, which took one
 	// of two CPUs from the starting daemon.
-	notify, err := listenNotify(filepath.Join(filepath.Dir(e.ExecRoot), "notify.sock"))
+	notify, err := sdnotify.Listen(filepath.Join(filepath.Dir(e.ExecRoot), "notify.sock"))
 	if err != nil {
 		return 0, err
 	}
 	defer notify.Close()
-	cmd.Env = append(slices.Clone(e.Cmd.Env), "NOTIFY_SOCKET="+notify.LocalAddr().String())
+	cmd.Env = append(slices.Clone(e.Cmd.Env), "NOTIFY_SOCKET="+notify.Path())
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, err
 	}
 	e.Cmd, e.Client = cmd, c
 	deadline := start.Add(60 * time.Second)
-	if err := waitNotifiedReady(notify, cmd.Process.Pid, deadline); err != nil {
+	if err := notify.WaitReady(cmd.Process.Pid, deadline); err != nil {
 		return 0, fmt.Errorf("%s: %w", e.Name, err)
 	}
 	for !ready(e) {
@@ -595,50 +595,6 @@ func (e *Engine) Restart(ready func(*Engine) bool) (time.Duration, error) {
 		}
 	}
 	return time.Since(start), nil
-}
-
-// listenNotify is a socket for sd_notify messages, taking the sender's
-// credentials with each.
-func listenNotify(path string) (*net.UnixConn, error) {
-	os.Remove(path)
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		return nil, fmt.Errorf("notify socket: %w", err)
-	}
-	raw, err := conn.SyscallConn()
-	if err == nil {
-		var serr error
-		err = raw.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_PASSCRED, 1) })
-		err = errors.Join(err, serr)
-	}
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("notify socket credentials: %w", err)
-	}
-	return conn, nil
-}
-
-// waitNotifiedReady waits for READY=1 from pid itself: dockerd passes
-// NOTIFY_SOCKET on to the containerd it starts, which says READY too.
-func waitNotifiedReady(conn *net.UnixConn, pid int, deadline time.Time) error {
-	conn.SetReadDeadline(deadline)
-	buf, oob := make([]byte, 4096), make([]byte, syscall.CmsgSpace(syscall.SizeofUcred))
-	for {
-		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
-		if err != nil {
-			return fmt.Errorf("no READY=1 from pid %d: %w", pid, err)
-		}
-		if !slices.Contains(strings.Split(string(buf[:n]), "\n"), "READY=1") {
-			continue
-		}
-		msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
-		if err != nil || len(msgs) == 0 {
-			continue
-		}
-		if cred, err := syscall.ParseUnixCredentials(&msgs[0]); err == nil && int(cred.Pid) == pid {
-			return nil
-		}
-	}
 }
 
 // Settle waits until the daemon and what it started are idle (under 1 %

@@ -126,9 +126,9 @@ func (p *pendingShim) startWatch() {
 // fewer at a time than there are CPUs (engined serves meanwhile, and
 // each answer costs a shim a wake-up: 128 at once on two CPUs made the
 // first requests wait for them, and even two at once on two CPUs left
-// the first requests none), and watches each once all have answered: a watch is a second
-// call to the shim, and 100 shims woken twice made every answer wait
-// longer. What happens meanwhile is not missed: a shim replays the
+// the first requests none), and watches each once all have answered: a
+// watch is a second call to the shim, and 100 shims woken twice made
+// every answer wait longer. What happens meanwhile is not missed: a shim replays the
 // events engined has not seen. An operation on a container whose turn
 // has not come, or whose watch has not started, dials its shim and
 // starts its watch at once (see shim): a few hung shims, each given up

@@ -327,11 +327,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) 
 		defer bound.Stop()
 		select {
 		case <-reattached:
-			restoreGC()
 		case <-bound.C:
-			restoreGC()
 		case <-runDone:
+			return
 		}
+		restoreGC()
 	}()
 	log.Info("engined started", "version", version.Version, "api", version.APIVersion, "data-root", cfg.DataRoot, "exec-root", cfg.ExecRoot, "pid", os.Getpid())
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"github.com/containerd/console"
+
+	"github.com/engined/engined/internal/sdnotify"
 )
 
 // SIGKILL engined while containers run and write: when it comes back they
@@ -399,8 +400,9 @@ func TestKillWhileHungShimsHoldReattach(t *testing.T) {
 	if st := inspectField(t, e2.Host, "fine", "{{.State.Status}} {{.State.ExitCode}}"); st != "exited 137" {
 		t.Errorf("fine after kill: %q", st)
 	}
-	// Each round of hung shims (one per background dialler) takes the dial's 5 s bound: the
-	// background has not got through them yet, or this tested nothing.
+	// Each round of hung shims (one per background dialler) takes the
+	// dial's 5 s bound: the background has not got through them yet, or
+	// this tested nothing.
 	if strings.Contains(e2.out.String(), "shims reattached") {
 		t.Error("the background reattach ended before the kill returned: the hung shims did not hold it up")
 	}
@@ -420,42 +422,23 @@ func TestNotifiesReadyWhenServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	notify, err := sdnotify.Listen(filepath.Join(dir, "notify.sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_PASSCRED, 1) }); err != nil || serr != nil {
-		t.Fatal(err, serr)
-	}
-	t.Setenv("NOTIFY_SOCKET", path)
+	defer notify.Close()
+	t.Setenv("NOTIFY_SOCKET", notify.Path())
 	e2 := startEnginedNoWait(t, nil, e.DataRoot, e.ExecRoot, "--registry-mirror", "http://127.0.0.1:1")
 
-	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	buf, oob := make([]byte, 4096), make([]byte, syscall.CmsgSpace(syscall.SizeofUcred))
-	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	vars, pid, err := notify.Next(time.Now().Add(30 * time.Second))
 	if err != nil {
 		t.Fatalf("no notification from engined: %v\n%s", err, e2.out.String())
 	}
-	if msg := string(buf[:n]); !slices.Contains(strings.Split(msg, "\n"), "READY=1") {
-		t.Fatalf("engined's first notification is %q, not READY=1", msg)
+	if !slices.Contains(vars, "READY=1") {
+		t.Fatalf("engined's first notification is %q, not READY=1", vars)
 	}
-	msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		t.Fatalf("credentials: %v %v", msgs, err)
-	}
-	cred, err := syscall.ParseUnixCredentials(&msgs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int(cred.Pid) != e2.cmd.Process.Pid {
-		t.Errorf("READY=1 came from pid %d, engined is %d", cred.Pid, e2.cmd.Process.Pid)
+	if pid != e2.cmd.Process.Pid {
+		t.Errorf("READY=1 came from pid %d, engined is %d", pid, e2.cmd.Process.Pid)
 	}
 	code, _, body := e2.get("/containers/json")
 	var list []struct{ Id, State string }
