@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -143,7 +142,7 @@ func TestNetworkConnectDisconnect(t *testing.T) {
 	if out := mustDocker(t, e.Host, "network", "ls", "--format", "{{.Name}}"); strings.Join(strings.Fields(out), " ") != "bridge host none" {
 		t.Errorf("networks left after prune:\n%s", out)
 	}
-	if ports := bridgePorts(t, n); len(ports) != 0 {
+	if ports := settledBridgePorts(t, n, 0); len(ports) != 0 {
 		t.Errorf("veths left on the default bridge: %v", ports)
 	}
 }
@@ -427,8 +426,8 @@ func TestNetworkCyclesLeakNothing(t *testing.T) {
 	if br == "" {
 		br = "br-" + nets[0]["Id"].(string)[:12]
 	}
-	if out, _ := exec.Command("ip", "-o", "link", "show", "master", br).Output(); strings.TrimSpace(string(out)) != "" {
-		t.Errorf("veths left on %s:\n%s", br, out)
+	if ports := settledBridgePorts(t, testNet{Bridge: br}, 0); len(ports) != 0 {
+		t.Errorf("veths left on %s: %v", br, ports)
 	}
 	if out, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(out), e.ExecRoot+"/") && strings.Contains(string(out), "nsfs") {
 		t.Errorf("namespace mounts left under %s", e.ExecRoot)

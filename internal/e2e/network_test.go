@@ -60,6 +60,18 @@ func bridgePorts(t *testing.T, n testNet) []string {
 	return names
 }
 
+// settledBridgePorts are the veths on the bridge once there are want of
+// them: an ended container's veth is deleted in the background (the
+// kernel takes tens of milliseconds to unregister one), so a count taken
+// right after an rm or a stop would race it. Past the deadline, what is
+// there then.
+func settledBridgePorts(t *testing.T, n testNet, want int) []string {
+	t.Helper()
+	var ports []string
+	poll(10*time.Second, func() bool { ports = bridgePorts(t, n); return len(ports) == want })
+	return ports
+}
+
 // nftTable is engined's table, once its start has written it (in the
 // background, after reattaching its containers).
 func nftTable(t *testing.T, n testNet) string {
@@ -137,7 +149,7 @@ func TestBridgeNetwork(t *testing.T) {
 		`iifname "`+n.Bridge+`" accept`, "hook postrouting", "hook forward")
 
 	mustDocker(t, e.Host, "rm", "-f", "web")
-	if ports := bridgePorts(t, n); len(ports) != 0 {
+	if ports := settledBridgePorts(t, n, 0); len(ports) != 0 {
 		t.Errorf("veths left on %s after rm -f: %v", n.Bridge, ports)
 	}
 	// A stopped container keeps its network, without an address.
@@ -182,7 +194,7 @@ func TestBridgeCyclesLeakNothing(t *testing.T) {
 	for _, a := range alive {
 		mustDocker(t, e.Host, "rm", "-f", a.id)
 	}
-	if ports := bridgePorts(t, n); len(ports) != 0 {
+	if ports := settledBridgePorts(t, n, 0); len(ports) != 0 {
 		t.Errorf("veths left: %v", ports)
 	}
 	if out, _ := exec.Command("ip", "-o", "link").Output(); strings.Contains(string(out), "tmp") {
@@ -250,7 +262,7 @@ func TestBridgeSurvivesEngineRestart(t *testing.T) {
 	if got := inspectField(t, e2.Host, id, "{{.NetworkSettings.IPAddress}}"); got != doomedIP {
 		t.Errorf("new container after the restart got %s, want %s (released by the exited one; %s is web's)", got, doomedIP, ip)
 	}
-	ports := bridgePorts(t, n)
+	ports := settledBridgePorts(t, n, 2)
 	if slices.Contains(ports, stray) {
 		t.Errorf("the stray veth %s is still on the bridge after the restart", stray)
 	}
@@ -349,7 +361,7 @@ func TestUserDefinedNetworks(t *testing.T) {
 	}
 	out := mustDocker(t, e.Host, "run", "--rm", "--network", "app", "busybox", "sh", "-c", "ip route; timeout 10 wget -qO- http://"+ip+"/hostname")
 	mustContain(t, "a peer on app", out, "default via "+gw, id[:12])
-	if ports := bridgePorts(t, testNet{Bridge: bridge}); len(ports) != 1 {
+	if ports := settledBridgePorts(t, testNet{Bridge: bridge}, 1); len(ports) != 1 {
 		t.Errorf("veths on %s: %v, want db's", bridge, ports)
 	}
 	mustContain(t, "nft table", nftTable(t, n), "ip saddr "+subnet+` oifname != "`+bridge+`" masquerade`)
@@ -487,7 +499,7 @@ func TestBridgeContainerRestarts(t *testing.T) {
 			t.Errorf("%s: host to container: %q, %v", when, got, err)
 		}
 		mustContain(t, when+": /etc/hosts", mustDocker(t, e.Host, "exec", "web", "cat", "/etc/hosts"), ip+"\t"+id[:12]+"\n")
-		if ports := bridgePorts(t, n); len(ports) != 1 {
+		if ports := settledBridgePorts(t, n, 1); len(ports) != 1 {
 			t.Errorf("%s: veths %v, want one", when, ports)
 		}
 	}
@@ -497,7 +509,7 @@ func TestBridgeContainerRestarts(t *testing.T) {
 		check(fmt.Sprintf("restart %d", i))
 	}
 	mustDocker(t, e.Host, "stop", "-t", "0", "web")
-	if ports := bridgePorts(t, n); len(ports) != 0 {
+	if ports := settledBridgePorts(t, n, 0); len(ports) != 0 {
 		t.Errorf("stopped: veths %v", ports)
 	}
 	mustDocker(t, e.Host, "start", "web")
@@ -507,7 +519,7 @@ func TestBridgeContainerRestarts(t *testing.T) {
 	mustDocker(t, e.Host, "run", "-d", "--name", "flappy", "--restart", "always", "busybox", "sh", "-c", "ip -o -4 addr show eth0 >> /etc/hostname.log; exit 1")
 	waitInspect(t, e.Host, "flappy", "{{.RestartCount}}", atLeast(3))
 	mustDocker(t, e.Host, "rm", "-f", "flappy")
-	if ports := bridgePorts(t, n); len(ports) != 1 {
+	if ports := settledBridgePorts(t, n, 1); len(ports) != 1 {
 		t.Errorf("after the flapping container's removal: veths %v, want web's", ports)
 	}
 }

@@ -169,7 +169,7 @@ func TestPortPublish(t *testing.T) {
 	if st := inspectField(t, e.Host, "web2", "{{.State.Status}} {{.State.Running}} {{json .NetworkSettings.Ports}}"); st != "created false {}" {
 		t.Errorf("web2 after the refused start: %q", st)
 	}
-	if ports := bridgePorts(t, n); len(ports) != 1 {
+	if ports := settledBridgePorts(t, n, 1); len(ports) != 1 {
 		t.Errorf("veths after the refused start: %v, want web's only", ports)
 	}
 	if els := portElements(t, n, port); len(els) != 1 || strings.Contains(strings.Join(els, "\n"), "web2") {
@@ -566,7 +566,7 @@ func TestPortCyclesLeakNothing(t *testing.T) {
 	if after := nftTable(t, n); after != before {
 		t.Errorf("nft table changed over the cycles:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	if ports := bridgePorts(t, n); len(ports) != 0 {
+	if ports := settledBridgePorts(t, n, 0); len(ports) != 0 {
 		t.Errorf("veths left: %v", ports)
 	}
 	if !canListen("tcp", "0.0.0.0:"+p) {

@@ -131,7 +131,7 @@ func BenchmarkAttachParts(b *testing.B) {
 
 // benchManager is a manager on a store of its own, with a bridge, a
 // subnet and a table no one else has, all removed at the benchmark's end.
-func benchManager(b *testing.B) *Manager {
+func benchManager(b testing.TB) *Manager {
 	st, err := store.Open(b.TempDir(), time.Second)
 	if err != nil {
 		b.Fatal(err)
@@ -151,7 +151,7 @@ func benchManager(b *testing.B) *Manager {
 
 // newNetns is a new, empty network namespace (the handle keeps it; its
 // close frees it), made on a locked thread that goes back to its own.
-func newNetns(b *testing.B) netns.NsHandle {
+func newNetns(b testing.TB) netns.NsHandle {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -175,7 +175,7 @@ func newNetns(b *testing.B) netns.NsHandle {
 
 // benchSubnet is a gateway address (10.x.y.1/24) in a subnet nothing on
 // the host routes, with a random id for the bridge's and table's names.
-func benchSubnet(b *testing.B) (netip.Prefix, string) {
+func benchSubnet(b testing.TB) (netip.Prefix, string) {
 	routed, err := routedPrefixes("")
 	if err != nil {
 		b.Fatal(err)
@@ -194,7 +194,7 @@ func benchSubnet(b *testing.B) (netip.Prefix, string) {
 // removeBenchNetwork deletes what the benchmark's manager made: its
 // accepts in the iptables FORWARD chain (if that drops), its table, its
 // bridge and any veth left on it.
-func removeBenchNetwork(b *testing.B, m *Manager, cfg Config) {
+func removeBenchNetwork(b testing.TB, m *Manager, cfg Config) {
 	ctx := context.Background()
 	var errs []error
 	if m != nil {

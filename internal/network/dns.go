@@ -213,10 +213,11 @@ func (m *Manager) Rename(ctx context.Context, containerID, name string) error {
 	return m.syncDNS(ctx, "")
 }
 
-// Close waits for the firewall's start and stops watching the resolver
-// (which goes on serving).
+// Close waits for the firewall's start and the veths being deleted, and
+// stops watching the resolver (which goes on serving).
 func (m *Manager) Close() {
 	m.fw.stop()
+	m.unplugs.Wait()
 	if m.dns.client != nil {
 		m.dns.client.Close()
 	}

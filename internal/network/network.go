@@ -174,6 +174,9 @@ type Manager struct {
 	mu sync.Mutex
 	// ports are the host ports held for published ports (under mu).
 	ports reservations
+	// unplugs are the veths of ended containers being deleted in the
+	// background (see Detach); Close waits for them.
+	unplugs sync.WaitGroup
 }
 
 // Store keys in store.BucketNetworks.
@@ -528,8 +531,13 @@ func (m *Manager) allocate(containerID, netnsPath string, req AttachRequest) (*N
 	return n, ep, nil
 }
 
-// Detach removes all of a container's endpoints: the host end of each
-// veth (the container's end goes with it) and the address allocation.
+// Detach removes all of a container's endpoints, once it has ended:
+// their published ports and address allocations at once (a container
+// started next may ask for the same), the host end of each veth (the
+// container's end goes with it) in the background. Unregistering a
+// veth takes the kernel tens of milliseconds (an RCU barrier), which a
+// `docker run --rm` or a `docker stop` would otherwise wait for; nothing
+// uses the pair any more, and its name is its endpoint's, never reused.
 // Detaching what is not attached is not an error.
 func (m *Manager) Detach(ctx context.Context, containerID string) error {
 	var eps []*Endpoint
@@ -543,7 +551,10 @@ func (m *Manager) Detach(ctx context.Context, containerID string) error {
 	}
 	var errs []error
 	for _, ep := range eps {
-		errs = append(errs, m.release(keyEndpoint+ep.ContainerID+"/"+ep.NetworkID, ep))
+		m.mu.Lock()
+		errs = append(errs, m.forget(keyEndpoint+ep.ContainerID+"/"+ep.NetworkID, ep))
+		m.mu.Unlock()
+		m.unplugLater(ep)
 		m.event("disconnect", ep.NetworkID, ep.NetworkName, containerID)
 	}
 	if slices.ContainsFunc(eps, func(ep *Endpoint) bool { return ep.NetNS != "" }) {
@@ -551,6 +562,17 @@ func (m *Manager) Detach(ctx context.Context, containerID string) error {
 		errs = append(errs, m.syncDNS(ctx, ""))
 	}
 	return errors.Join(errs...)
+}
+
+// unplugLater deletes an ended container's host veth in the background.
+func (m *Manager) unplugLater(ep *Endpoint) {
+	m.unplugs.Add(1)
+	go func() {
+		defer m.unplugs.Done()
+		if err := m.unplug(ep); err != nil {
+			m.log.Warn("remove the veth of an ended container", "link", ep.HostVeth, "err", err)
+		}
+	}()
 }
 
 // DetachNetwork removes the container's endpoint on one network (a
