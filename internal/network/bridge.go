@@ -236,10 +236,7 @@ func deleteLink(name string) error {
 	if err != nil {
 		return err
 	}
-	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("delete %s: %w", name, err)
-	}
-	return nil
+	return deleteVeth(link)
 }
 
 // bridgePorts names the veths enslaved to a bridge.

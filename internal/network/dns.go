@@ -217,6 +217,9 @@ func (m *Manager) Rename(ctx context.Context, containerID, name string) error {
 // stops watching the resolver (which goes on serving).
 func (m *Manager) Close() {
 	m.fw.stop()
+	m.mu.Lock()
+	m.closing = true
+	m.mu.Unlock()
 	m.unplugs.Wait()
 	if m.dns.client != nil {
 		m.dns.client.Close()

@@ -24,7 +24,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/events"
@@ -175,8 +177,12 @@ type Manager struct {
 	// ports are the host ports held for published ports (under mu).
 	ports reservations
 	// unplugs are the veths of ended containers being deleted in the
-	// background (see Detach); Close waits for them.
+	// background (see Detach); Close waits for them. closing (under mu)
+	// is set by Close: a Detach after it deletes at once.
 	unplugs sync.WaitGroup
+	closing bool
+	// deleteVeth deletes an ended container's veth (a test holds it).
+	deleteVeth func(netlink.Link) error
 }
 
 // Store keys in store.BucketNetworks.
@@ -211,7 +217,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, fw: fw, ports: reservations{}, dns: newDNSState(cfg.DNS, cfg.Logger)}
+	m := &Manager{cfg: cfg, log: cfg.Logger, fw: fw, ports: reservations{}, dns: newDNSState(cfg.DNS, cfg.Logger), deleteVeth: deleteVeth}
 	fw.published = m.portElements
 	if err := m.ensureDefault(); err != nil {
 		return nil, err
@@ -533,12 +539,14 @@ func (m *Manager) allocate(containerID, netnsPath string, req AttachRequest) (*N
 
 // Detach removes all of a container's endpoints, once it has ended:
 // their published ports and address allocations at once (a container
-// started next may ask for the same), the host end of each veth (the
-// container's end goes with it) in the background. Unregistering a
-// veth takes the kernel tens of milliseconds (an RCU barrier), which a
-// `docker run --rm` or a `docker stop` would otherwise wait for; nothing
-// uses the pair any more, and its name is its endpoint's, never reused.
-// Detaching what is not attached is not an error.
+// started next may ask for the same), and the host end of each veth
+// (the container's end goes with it), which is set down at once and
+// deleted in the background. Unregistering a veth takes the kernel tens
+// of milliseconds (an RCU barrier), which a `docker run --rm` or a
+// `docker stop` would otherwise wait for. Down, the pair carries nothing
+// even while a container sharing the ended one's namespace (--network
+// container:) keeps it: the address freed here cannot answer twice on
+// the bridge. Detaching what is not attached is not an error.
 func (m *Manager) Detach(ctx context.Context, containerID string) error {
 	var eps []*Endpoint
 	err := m.cfg.Store.View(func(tx *bolt.Tx) error {
@@ -551,10 +559,19 @@ func (m *Manager) Detach(ctx context.Context, containerID string) error {
 	}
 	var errs []error
 	for _, ep := range eps {
+		key := keyEndpoint + ep.ContainerID + "/" + ep.NetworkID
 		m.mu.Lock()
-		errs = append(errs, m.forget(keyEndpoint+ep.ContainerID+"/"+ep.NetworkID, ep))
+		// A run's exit and a removal may clean up together: the one
+		// that finds the record gone (or another endpoint's there)
+		// leaves the ports and the veth to whoever forgot it, since
+		// they may already be another container's.
+		if !m.stored(key, ep.ID) {
+			m.mu.Unlock()
+			continue
+		}
+		errs = append(errs, m.forget(key, ep))
+		errs = append(errs, m.unplugLocked(ep))
 		m.mu.Unlock()
-		m.unplugLater(ep)
 		m.event("disconnect", ep.NetworkID, ep.NetworkName, containerID)
 	}
 	if slices.ContainsFunc(eps, func(ep *Endpoint) bool { return ep.NetNS != "" }) {
@@ -564,15 +581,52 @@ func (m *Manager) Detach(ctx context.Context, containerID string) error {
 	return errors.Join(errs...)
 }
 
-// unplugLater deletes an ended container's host veth in the background.
-func (m *Manager) unplugLater(ep *Endpoint) {
+// stored says whether the endpoint record at key is the endpoint id.
+func (m *Manager) stored(key, id string) bool {
+	var ok bool
+	m.cfg.Store.View(func(tx *bolt.Tx) error {
+		var ep Endpoint
+		v := tx.Bucket(store.BucketNetworks).Get([]byte(key))
+		ok = v != nil && json.Unmarshal(v, &ep) == nil && ep.ID == id
+		return nil
+	})
+	return ok
+}
+
+// unplugLocked sets an ended container's host veth down and deletes
+// that link (found now, so a name taken again later is not touched) in
+// the background, or at once once Close has begun: nothing would wait
+// for it then. Called under m.mu, which orders it against Close.
+func (m *Manager) unplugLocked(ep *Endpoint) error {
+	link, err := netlink.LinkByName(ep.HostVeth)
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		return nil // gone with the container's namespace
+	}
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetDown(link); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("set %s down: %w", ep.HostVeth, err)
+	}
+	if m.closing {
+		return m.deleteVeth(link)
+	}
 	m.unplugs.Add(1)
 	go func() {
 		defer m.unplugs.Done()
-		if err := m.unplug(ep); err != nil {
+		if err := m.deleteVeth(link); err != nil {
 			m.log.Warn("remove the veth of an ended container", "link", ep.HostVeth, "err", err)
 		}
 	}()
+	return nil
+}
+
+// deleteVeth removes a link; one already gone is not an error.
+func deleteVeth(link netlink.Link) error {
+	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s: %w", link.Attrs().Name, err)
+	}
+	return nil
 }
 
 // DetachNetwork removes the container's endpoint on one network (a
