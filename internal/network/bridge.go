@@ -239,6 +239,30 @@ func deleteLink(name string) error {
 	return deleteVeth(link)
 }
 
+// deleteVeth removes a link; one already gone is not an error.
+func deleteVeth(link netlink.Link) error {
+	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s: %w", link.Attrs().Name, err)
+	}
+	return nil
+}
+
+// setLinkDown finds a link by name and sets it down; nil, nil if there
+// is none.
+func setLinkDown(name string) (netlink.Link, error) {
+	link, err := netlink.LinkByName(name)
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := netlink.LinkSetDown(link); err != nil && !errors.Is(err, unix.ENODEV) {
+		return nil, fmt.Errorf("set %s down: %w", name, err)
+	}
+	return link, nil
+}
+
 // bridgePorts names the veths enslaved to a bridge.
 func bridgePorts(bridge string) []string {
 	ports, err := vethPorts()

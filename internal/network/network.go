@@ -26,7 +26,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sys/unix"
 
 	"github.com/engined/engined/internal/errdefs"
 	"github.com/engined/engined/internal/events"
@@ -598,15 +597,9 @@ func (m *Manager) stored(key, id string) bool {
 // the background, or at once once Close has begun: nothing would wait
 // for it then. Called under m.mu, which orders it against Close.
 func (m *Manager) unplugLocked(ep *Endpoint) error {
-	link, err := netlink.LinkByName(ep.HostVeth)
-	if errors.As(err, &netlink.LinkNotFoundError{}) {
-		return nil // gone with the container's namespace
-	}
-	if err != nil {
-		return err
-	}
-	if err := netlink.LinkSetDown(link); err != nil && !errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("set %s down: %w", ep.HostVeth, err)
+	link, err := setLinkDown(ep.HostVeth)
+	if link == nil || err != nil {
+		return err // nil, nil: gone with the container's namespace
 	}
 	if m.closing {
 		return m.deleteVeth(link)
@@ -618,14 +611,6 @@ func (m *Manager) unplugLocked(ep *Endpoint) error {
 			m.log.Warn("remove the veth of an ended container", "link", ep.HostVeth, "err", err)
 		}
 	}()
-	return nil
-}
-
-// deleteVeth removes a link; one already gone is not an error.
-func deleteVeth(link netlink.Link) error {
-	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("delete %s: %w", link.Attrs().Name, err)
-	}
 	return nil
 }
 
