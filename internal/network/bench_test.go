@@ -102,7 +102,7 @@ func BenchmarkAttachParts(b *testing.B) {
 		ns := newNetns(b)
 		epID := newID()
 		ep := &Endpoint{ID: epID, ContainerID: newID(), NetworkID: n.ID, NetworkName: n.Name, IPAddress: gw.Next().String(),
-			IPPrefixLen: 24, Gateway: n.Gateway, MacAddress: randomMAC().String(), HostVeth: "veth" + epID[:7], IfName: "eth0"}
+			IPPrefixLen: 24, Gateway: n.Gateway, MacAddress: randomMAC().String(), HostVeth: hostVethName(epID), IfName: "eth0"}
 		b.StartTimer()
 		t0 := time.Now()
 		if err := m.cfg.Store.Update(func(tx *bolt.Tx) error {

@@ -473,7 +473,7 @@ func (m *Manager) allocate(containerID, netnsPath string, req AttachRequest) (*N
 	}
 	epID := newID()
 	ep := &Endpoint{ID: epID, ContainerID: containerID, NetworkID: n.ID, NetworkName: n.Name, IPPrefixLen: subnet.Bits(),
-		Gateway: n.Gateway, MacAddress: mac, HostVeth: "veth" + epID[:7], Sandbox: netnsPath}
+		Gateway: n.Gateway, MacAddress: mac, HostVeth: hostVethName(epID), Sandbox: netnsPath}
 	// The name in the container is known before the endpoint is stored,
 	// so the one commit below records all of it.
 	if ep.IfName, err = freeEthName(netnsPath); err != nil {
@@ -796,6 +796,12 @@ func newIDFor(name string) string {
 	sum := sha256.Sum256([]byte("engined predefined network " + name))
 	return hex.EncodeToString(sum[:])
 }
+
+// hostVethName is the host end of an endpoint's veth: as long as a link
+// name may be (15 bytes), so that two endpoints' names collide with odds
+// of one in 2^44 rather than dockerd's 2^28 (a collision fails the
+// start: the name is taken, possibly by a veth still being deleted).
+func hostVethName(epID string) string { return "veth" + epID[:11] }
 
 func newID() string {
 	b := make([]byte, 32)
