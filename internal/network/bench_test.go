@@ -200,10 +200,13 @@ func removeBenchNetwork(b testing.TB, m *Manager, cfg Config) {
 	ctx := context.Background()
 	var errs []error
 	if m != nil {
-		m.Close() // the veths being deleted first
+		// The firewall's start (in the background) has ended before Close
+		// stops what is still starting: a benchmark that never waited for
+		// it (plugVeth alone) would otherwise find it cancelled.
 		if err := m.fw.ready(ctx); err != nil {
 			b.Fatal(err)
 		}
+		m.Close() // the veths being deleted first
 		// No networks: engined's accepts in a foreign chain go.
 		if err := m.fw.syncForeignForward(ctx, nil); err != nil {
 			errs = append(errs, err)
