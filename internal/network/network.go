@@ -799,8 +799,9 @@ func newIDFor(name string) string {
 
 // hostVethName is the host end of an endpoint's veth: as long as a link
 // name may be (15 bytes), so that two endpoints' names collide with odds
-// of one in 2^44 rather than dockerd's 2^28 (a collision fails the
-// start: the name is taken, possibly by a veth still being deleted).
+// of one in 2^44, not 2^28 as with dockerd's 7 hex digits. dockerd draws
+// again when a name is taken; this name is the endpoint's own, so a
+// collision (also with a veth still being deleted) would fail the start.
 func hostVethName(epID string) string { return "veth" + epID[:11] }
 
 func newID() string {
